@@ -1,0 +1,53 @@
+/* cost.h - bytes and FLOPs (DESIGN.md, "Cost model").
+ *
+ * Bytes: a feature-map tensor holding R rows of node l is N * C * R * W * dtype bytes.
+ * FLOPs per output element, forward (backward costs twice that for conv and fc, once otherwise):
+ *   conv 2 * (Cin/groups) * kh * kw (+1 with bias); fc 2 * in (+1 with bias);
+ *   max/avg pooling kh * kw; batchnorm 4 (plus 3 per element for gathering statistics);
+ *   relu, add (per extra input), dropout, upsample, concat 1; global/adaptive pooling 1 per
+ *   input element; the loss 4 per logit.
+ *
+ * The planner checks once per plan (cost_check_limits) that every count it will form fits in
+ * 62 bits, so the per-step arithmetic below needs no overflow checks.
+ * Deliberately not here: what is resident when (plan/emit/closed).
+ */
+#ifndef LR_COST_H
+#define LR_COST_H
+
+#include <stdint.h>
+
+#include "net.h"
+#include "status.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum { DT_FP32, DT_FP16, DT_BF16, DT_COUNT } plan_dtype;
+typedef enum { OPTIM_SGD, OPTIM_MOMENTUM, OPTIM_ADAM, OPTIM_COUNT } plan_optim;
+
+const char *cost_dtype_name(plan_dtype d);
+int cost_dtype_bytes(plan_dtype d);
+const char *cost_optim_name(plan_optim o);
+/* Optimizer state per parameter: SGD 0, momentum 1, Adam 2. */
+int cost_optim_slots(plan_optim o);
+
+/* Bytes of R rows of node's output for the whole batch. */
+int64_t cost_rows_bytes(const net_t *net, int node, int batch, int elem_bytes, int rows);
+/* Bytes of node's whole output. */
+int64_t cost_node_bytes(const net_t *net, int node, int batch, int elem_bytes);
+
+/* Forward FLOPs of computing `rows` output rows of node; backward FLOPs. */
+int64_t cost_fwd_flops(const net_t *net, int node, int batch, int rows);
+int64_t cost_bwd_flops(const net_t *net, int node, int batch, int rows);
+/* FLOPs of gathering BN statistics over `rows` rows. */
+int64_t cost_stats_flops(const net_t *net, int node, int batch, int rows);
+
+/* LR_ERR_INPUT with a message naming the batch and the first layer whose byte or FLOP count
+ * (times `multiplier`, the most times a plan can repeat it) would not fit in 62 bits. */
+lr_status cost_check_limits(const net_t *net, int batch, int elem_bytes, int64_t multiplier);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

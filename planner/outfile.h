@@ -1,0 +1,37 @@
+/* outfile.h - output files written all or nothing: text goes to PATH.tmp.XXXXXX in the same
+ * directory and is renamed over PATH only when complete, so an interrupted or failed run never
+ * leaves a truncated file behind. PATH "-" means stdout (written directly).
+ * Deliberately not here: formatting.
+ */
+#ifndef LR_OUTFILE_H
+#define LR_OUTFILE_H
+
+#include <stdbool.h>
+#include <stdio.h>
+
+#include "status.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct {
+    FILE *f;
+    char path[1024];
+    char tmp[1060];
+} lr_outfile;
+
+/* Opens a temporary file beside `path`. LR_ERR_IO (naming the path) when it cannot. */
+lr_status lr_outfile_open(lr_outfile *o, const char *path);
+
+/* Flushes, closes and renames into place. On any write error the temporary file is removed
+ * and LR_ERR_IO names the path. */
+lr_status lr_outfile_commit(lr_outfile *o);
+
+/* Closes and removes the temporary file; safe on a never-opened or committed outfile. */
+void lr_outfile_abort(lr_outfile *o);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,309 @@
+/* plan.c - building a plan from a spec: stage checks and the row ranges of every
+ * (node, partition) for the three partitionings (see plan.h).
+ * Deliberately not here: schedules (emit.c), peaks (closed.c), choosing specs (strategy.c).
+ */
+#include "plan.h"
+
+#include <string.h>
+
+static const char *const strategy_names[STRAT_COUNT] = {
+    "column", "checkpoint", "row", "2ps", "overl", "2ps-h", "overl-h"};
+static const char *const bn_names[BN_COUNT] = {"exact", "stripe"};
+
+const char *plan_strategy_name(plan_strategy s)
+{
+    return s < STRAT_COUNT ? strategy_names[s] : "?";
+}
+
+plan_strategy plan_strategy_from_name(const char *name)
+{
+    for (int s = 0; s < STRAT_COUNT; s++)
+        if (strcmp(strategy_names[s], name) == 0)
+            return (plan_strategy)s;
+    return STRAT_COUNT;
+}
+
+const char *plan_bn_name(plan_bn b)
+{
+    return b < BN_COUNT ? bn_names[b] : "?";
+}
+
+int plan_default_region_end(const net_t *net)
+{
+    bool *cut = malloc((size_t)net->n_nodes);
+    LR_ASSERT(cut != NULL);
+    rowdep_cuts(net, cut);
+    int end = 0;
+    for (int i = 1; i < net->n_nodes && net_op_is_rowwise(net->nodes[i].op); i++)
+        if (cut[i])
+            end = i;
+    free(cut);
+    return end;
+}
+
+/* ------------------------------------------------------------------ ranges */
+
+/* Highest row of node l that consumers c in the stage read when they compute rows up to hi[c]. */
+static int need_hi_from_consumers(const net_t *net, const plan_stage *st, const int *hi, int l,
+                                  int j)
+{
+    int best = -1;
+    for (int e = net->cons_off[l]; e < net->cons_off[l + 1]; e++) {
+        int c = net->cons_node[e];
+        if (c > st->out_node)
+            continue;
+        rowrange r = rowdep_need(net, c, net->cons_slot[e], rr_make(0, hi[plan_idx(st, c, j)]));
+        if (!rr_empty(r) && r.hi > best)
+            best = r.hi;
+    }
+    return best;
+}
+
+/* row: equal splits of the stage output, cones propagated backwards. */
+static void tile_out(const net_t *net, const plan_stage *st, int *hi)
+{
+    int P = st->parts, hb = net->nodes[st->out_node].h;
+    for (int j = 0; j < P; j++)
+        hi[plan_idx(st, st->out_node, j)] = (int)((int64_t)(j + 1) * hb / P) - 1;
+    for (int l = st->out_node - 1; l > st->in_node; l--) {
+        for (int j = 0; j < P; j++) {
+            int prev = j ? hi[plan_idx(st, l, j - 1)] : -1;
+            int h = need_hi_from_consumers(net, st, hi, l, j);
+            if (j == P - 1)
+                h = net->nodes[l].h - 1;
+            hi[plan_idx(st, l, j)] = h > prev ? h : prev;
+        }
+    }
+}
+
+/* 2ps: equal splits of the stage input, availability propagated forwards. */
+static void tile_in(const net_t *net, const plan_stage *st, int *hi)
+{
+    int P = st->parts, ha = net->nodes[st->in_node].h;
+    int avail[NET_MAX_INPUTS];
+    for (int l = st->in_node + 1; l <= st->out_node; l++) {
+        const net_node *n = &net->nodes[l];
+        for (int j = 0; j < P; j++) {
+            for (int k = 0; k < n->n_inputs; k++) {
+                int u = n->inputs[k];
+                avail[k] = u == st->in_node ? (int)((int64_t)(j + 1) * ha / P) - 1
+                                            : hi[plan_idx(st, u, j)];
+            }
+            int prev = j ? hi[plan_idx(st, l, j - 1)] : -1;
+            int h = rowdep_avail(net, l, avail);
+            hi[plan_idx(st, l, j)] = h > prev ? h : prev;
+        }
+    }
+}
+
+static void own_from_hi(const plan_stage *st, const int *hi, rowrange *own)
+{
+    int P = st->parts;
+    for (int l = st->in_node + 1; l <= st->out_node; l++)
+        for (int j = 0; j < P; j++) {
+            int prev = j ? hi[plan_idx(st, l, j - 1)] : -1;
+            own[plan_idx(st, l, j)] = rr_make(prev + 1, hi[plan_idx(st, l, j)]);
+        }
+}
+
+/* Hull of the rows of l that its consumers in the stage read while computing `of[c]`. */
+static rowrange need_from_consumers(const net_t *net, const plan_stage *st, const rowrange *of,
+                                    int l, int j)
+{
+    rowrange r = rr_none();
+    for (int e = net->cons_off[l]; e < net->cons_off[l + 1]; e++) {
+        int c = net->cons_node[e];
+        if (c <= st->out_node)
+            r = rr_hull(r, rowdep_need(net, c, net->cons_slot[e], of[plan_idx(st, c, j)]));
+    }
+    return r;
+}
+
+/* overl: each partition's cone of its own output rows, plus its own rows at every layer. */
+static void overlap_comp(const net_t *net, plan_stage *st)
+{
+    for (int j = 0; j < st->parts; j++) {
+        int b = st->out_node;
+        st->comp[plan_idx(st, b, j)] = st->own[plan_idx(st, b, j)];
+        for (int l = b - 1; l > st->in_node; l--)
+            st->comp[plan_idx(st, l, j)] =
+                rr_hull(st->own[plan_idx(st, l, j)], need_from_consumers(net, st, st->comp, l, j));
+    }
+    memcpy(st->held, st->comp, sizeof(rowrange) * (size_t)(st->out_node - st->in_node) * st->parts);
+}
+
+/* Tiled: a buffer holds its own rows plus the earlier rows any later consumer still reads. */
+static void tiled_held(const net_t *net, plan_stage *st)
+{
+    int P = st->parts;
+    for (int l = st->in_node + 1; l <= st->out_node; l++) {
+        int lo_next = 1 << 30;
+        for (int j = P - 1; j >= 0; j--) {
+            int i = plan_idx(st, l, j);
+            st->comp[i] = st->own[i];
+            int lo = rr_empty(st->own[i]) ? 1 << 30 : st->own[i].lo;
+            if (l != st->out_node) {
+                rowrange need = need_from_consumers(net, st, st->own, l, j);
+                if (!rr_empty(need) && need.lo < lo)
+                    lo = need.lo;
+            }
+            if (lo_next < lo)
+                lo = lo_next;
+            lo_next = lo;
+            /* own.hi of an empty own range is the last row computed so far (own_from_hi): such
+             * a buffer only carries earlier rows on to the next partition. */
+            st->held[i] = rr_make(lo, st->own[i].hi);
+        }
+    }
+}
+
+static lr_status build_stage(const net_t *net, plan_stage *st)
+{
+    size_t n = (size_t)(st->out_node - st->in_node) * st->parts;
+    st->own = malloc(n * sizeof(rowrange));
+    st->comp = malloc(n * sizeof(rowrange));
+    st->held = malloc(n * sizeof(rowrange));
+    int *hi = malloc(n * sizeof(int));
+    if (!st->own || !st->comp || !st->held || !hi) {
+        free(hi);
+        return lr_fail(LR_ERR_NOMEM, "out of memory planning %d partitions", st->parts);
+    }
+    if (st->kind == PART_TILE_IN)
+        tile_in(net, st, hi);
+    else
+        tile_out(net, st, hi);
+    own_from_hi(st, hi, st->own);
+    free(hi);
+    if (st->kind == PART_OVERLAP)
+        overlap_comp(net, st);
+    else
+        tiled_held(net, st);
+    return LR_OK;
+}
+
+/* ------------------------------------------------------------------ build */
+
+static lr_status check_spec(const net_t *net, const plan_spec *spec, const bool *cut)
+{
+    if (spec->n_stages < 0 || spec->n_stages > PLAN_MAX_STAGES)
+        return lr_fail(LR_ERR_INPUT, "a plan has at most %d stages", PLAN_MAX_STAGES);
+    int prev = 0;
+    for (int s = 0; s < spec->n_stages; s++) {
+        int c = spec->cut[s];
+        if (c <= prev || c >= net->n_nodes)
+            return lr_fail(LR_ERR_INPUT, "stage %d: cut after node %d is out of order", s, c);
+        const net_node *n = &net->nodes[c];
+        if (!cut[c])
+            return lr_fail(LR_ERR_INPUT,
+                           "--region/stage cut %s: a row region must end where only one tensor "
+                           "crosses (an earlier layer's output is used after %s)",
+                           n->name, n->name);
+        for (int l = prev + 1; l <= c; l++)
+            if (!net_op_is_rowwise(net->nodes[l].op))
+                return lr_fail(LR_ERR_INPUT,
+                               "--region/stage cut %s: layer %s (%s) needs every row and cannot be "
+                               "in a row region",
+                               n->name, net->nodes[l].name, net_op_name(net->nodes[l].op));
+        if (spec->parts[s] < 1)
+            return lr_fail(LR_ERR_INPUT, "stage %d: partitions must be >= 1", s);
+        prev = c;
+    }
+    return LR_OK;
+}
+
+/* Partitions beyond the rows available would be empty everywhere: clamp. */
+static int clamp_parts(const net_t *net, const plan_spec *spec, int in_node, int out_node,
+                       int parts)
+{
+    int rows = spec->kind == PART_TILE_IN ? net->nodes[in_node].h : net->nodes[out_node].h;
+    return parts > rows ? rows : parts;
+}
+
+/* What a recompute must rebuild: values backward reads, stripe BN statistics, and whatever
+ * they are computed from. */
+static lr_status mark_rerun(const net_t *net, plan_stage *st)
+{
+    st->rerun = calloc((size_t)net->n_nodes, sizeof(bool));
+    if (!st->rerun)
+        return lr_fail(LR_ERR_NOMEM, "out of memory");
+    for (int l = st->out_node - 1; l > st->in_node; l--) {
+        const net_node *n = &net->nodes[l];
+        bool need = plan_bwd_reads_output(n->op) || (n->op == OP_BATCHNORM && !st->bn_passes);
+        for (int e = net->cons_off[l]; e < net->cons_off[l + 1] && !need; e++) {
+            int c = net->cons_node[e];
+            need = c <= st->out_node && (plan_bwd_reads_input(net->nodes[c].op) || st->rerun[c]);
+        }
+        st->rerun[l] = need;
+    }
+    return LR_OK;
+}
+
+static bool stage_has_bn(const net_t *net, int in_node, int out_node)
+{
+    for (int l = in_node + 1; l <= out_node; l++)
+        if (net->nodes[l].op == OP_BATCHNORM)
+            return true;
+    return false;
+}
+
+lr_status plan_build(const net_t *net, const plan_config *cfg, const plan_spec *spec,
+                     plan_t **out)
+{
+    *out = NULL;
+    bool *cut = malloc((size_t)net->n_nodes);
+    if (!cut)
+        return lr_fail(LR_ERR_NOMEM, "out of memory");
+    rowdep_cuts(net, cut);
+    lr_status s = check_spec(net, spec, cut);
+    free(cut);
+    LR_TRY(s);
+    plan_t *p = calloc(1, sizeof *p);
+    if (!p)
+        return lr_fail(LR_ERR_NOMEM, "out of memory");
+    p->net = net;
+    p->cfg = *cfg;
+    p->spec = *spec;
+    p->n_stages = spec->n_stages;
+    p->stages = calloc((size_t)(spec->n_stages ? spec->n_stages : 1), sizeof *p->stages);
+    if (!p->stages) {
+        free(p);
+        return lr_fail(LR_ERR_NOMEM, "out of memory");
+    }
+    int prev = 0;
+    for (int i = 0; i < spec->n_stages && s == LR_OK; i++) {
+        plan_stage *st = &p->stages[i];
+        st->in_node = prev;
+        st->out_node = spec->cut[i];
+        st->parts = clamp_parts(net, spec, prev, spec->cut[i], spec->parts[i]);
+        p->spec.parts[i] = st->parts;
+        st->kind = st->parts == 1 ? PART_TILE_OUT : spec->kind;
+        st->bn_passes = st->parts > 1 && cfg->bn == BN_EXACT &&
+                        stage_has_bn(net, st->in_node, st->out_node);
+        st->store_last = i == spec->n_stages - 1 && !st->bn_passes;
+        s = build_stage(net, st);
+        if (s == LR_OK)
+            s = mark_rerun(net, st);
+        prev = spec->cut[i];
+    }
+    p->tail_first = prev + 1;
+    if (s != LR_OK) {
+        plan_free(p);
+        return s;
+    }
+    *out = p;
+    return LR_OK;
+}
+
+void plan_free(plan_t *plan)
+{
+    if (!plan)
+        return;
+    for (int i = 0; i < plan->n_stages; i++) {
+        free(plan->stages[i].own);
+        free(plan->stages[i].comp);
+        free(plan->stages[i].held);
+        free(plan->stages[i].rerun);
+    }
+    free(plan->stages);
+    free(plan);
+}

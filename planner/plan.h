@@ -1,0 +1,153 @@
+/* plan.h - training strategies as plans, and plans as schedules.
+ *
+ * A plan cuts the network into a row region made of STAGES followed by a column TAIL:
+ *
+ *   input -> [stage 0] -> [stage 1] -> ... -> [stage K-1] -> tail (column-wise) -> loss
+ *
+ * Stage s holds the nodes (in_node, out_node] of the topological order, where in_node and
+ * out_node are cuts (only one tensor crosses). Its output is kept whole; everything inside it
+ * runs in `parts` row partitions and is recomputed for backward (DESIGN.md, "Strategies"):
+ *
+ *   column       no stages: everything in the tail
+ *   checkpoint   stages of 1 partition (segments, Chen et al. 2016), the last one not recomputed
+ *   row          1 stage, partitions tile each layer; equal splits of the stage OUTPUT rows,
+ *                each partition computes its cone minus rows earlier partitions computed
+ *   2ps          1 stage, partitions tile each layer; equal splits of the stage INPUT rows,
+ *                each partition computes every row its inputs allow (two-phase sharing)
+ *   overl        1 stage, equal splits of the output rows, each partition computes its whole
+ *                cone (overlapping partitions, halo recomputed)
+ *   2ps-h/overl-h  several stages, each with its own number of partitions
+ *
+ * Tiled partitions (row, 2ps) hand the rows the next partition reads ("boundary" rows) forward,
+ * and in backward hand the gradients of those rows back. All boundaries made in forward are
+ * kept until the recompute that reads them. Overlapping partitions share nothing.
+ *
+ * Legend: P partitions, l a node, j a partition.
+ * Deliberately not here: replay (sim/), execution (cuda_validate/).
+ */
+#ifndef LR_PLAN_H
+#define LR_PLAN_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "cost.h"
+#include "net.h"
+#include "rowdep.h"
+#include "sched.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum {
+    STRAT_COLUMN,
+    STRAT_CHECKPOINT,
+    STRAT_ROW,
+    STRAT_2PS,
+    STRAT_OVERL,
+    STRAT_2PS_H,
+    STRAT_OVERL_H,
+    STRAT_COUNT
+} plan_strategy;
+
+typedef enum { BN_EXACT, BN_STRIPE, BN_COUNT } plan_bn;
+
+typedef enum {
+    PART_TILE_OUT, /* row */
+    PART_TILE_IN,  /* 2ps */
+    PART_OVERLAP,  /* overl */
+} plan_partitioning;
+
+const char *plan_strategy_name(plan_strategy s);
+/* STRAT_COUNT for an unknown name. */
+plan_strategy plan_strategy_from_name(const char *name);
+const char *plan_bn_name(plan_bn b);
+
+typedef struct {
+    int batch;
+    plan_dtype dtype;
+    plan_optim optim;
+    plan_bn bn;
+    int64_t workspace_bytes; /* one persistent workspace tensor (0: none) */
+} plan_config;
+
+#define PLAN_MAX_STAGES 64
+
+/* What a plan is made of: stage cuts and partitions per stage. */
+typedef struct {
+    plan_strategy strategy;
+    plan_partitioning kind;
+    int n_stages;
+    int cut[PLAN_MAX_STAGES];   /* out_node of stage s; stage s covers (cut[s-1], cut[s]], cut[-1] = 0 */
+    int parts[PLAN_MAX_STAGES]; /* partitions of stage s (1 = a checkpoint segment) */
+} plan_spec;
+
+typedef struct {
+    int in_node, out_node;
+    int parts;
+    plan_partitioning kind;
+    /* Row ranges per (node, partition), index (l - in_node - 1) * parts + j:
+     *   own  - rows partition j is responsible for (a tiling of each layer's rows)
+     *   comp - rows it computes in forward (= own when tiled; own plus the cone when overlapping)
+     *   held - rows its buffer holds (comp plus boundary rows from earlier partitions)  */
+    rowrange *own, *comp, *held;
+    bool *rerun;     /* by node id: recomputed for backward (its value or BN statistics are read
+                        in backward, or it feeds a node that is); never the stage output */
+    bool store_last; /* the last partition's forward keeps what backward reads (no recompute) */
+    bool bn_passes;  /* exact BatchNorm in a partitioned stage: STATS and GSTATS passes */
+} plan_stage;
+
+typedef struct {
+    const net_t *net;
+    plan_config cfg;
+    plan_spec spec;
+    int n_stages;
+    plan_stage *stages;
+    int tail_first; /* first node of the column tail */
+} plan_t;
+
+static inline int plan_idx(const plan_stage *st, int node, int j)
+{
+    return (node - st->in_node - 1) * st->parts + j;
+}
+
+/* Builds the plan for a spec: checks the cuts (LR_ERR_INPUT naming the layer when a cut is not
+ * a valid stage boundary or a stage holds an op that needs every row) and computes the row
+ * ranges. The caller frees *out with plan_free(). */
+lr_status plan_build(const net_t *net, const plan_config *cfg, const plan_spec *spec,
+                     plan_t **out);
+void plan_free(plan_t *plan);
+
+/* Writes the plan's schedule for one training step into s (reset first). */
+void plan_emit(const plan_t *plan, sched_t *s);
+
+/* The closed form: peak bytes (exact model) and where it happens, computed from the plan's
+ * ranges by formula, independently of the emitted schedule; plus the FLOPs of one step. */
+typedef struct {
+    int64_t peak_bytes;
+    int peak_node, peak_part, peak_stage;
+    sched_pass peak_pass;
+    int64_t static_bytes; /* weights, BN running stats, weight gradients, optimizer state */
+    int64_t input_bytes;  /* input batch and labels */
+    int64_t workspace_bytes;
+    int64_t flops;
+} plan_cost;
+
+void plan_closed_form(const plan_t *plan, plan_cost *out);
+
+/* Shared by the emitter, the closed form and the executors. */
+bool plan_bwd_reads_input(net_op op);  /* conv, maxpool, batchnorm, fc, softmax_xent */
+bool plan_bwd_reads_output(net_op op); /* relu */
+int64_t plan_bn_stats_bytes(const net_t *net, int node);
+int64_t plan_bn_gred_bytes(const net_t *net, int node);
+int plan_root(const net_t *net, int node); /* flatten is a view of its input */
+
+/* Nodes that may end a row region: cuts whose op and every op before them map rows.
+ * region_end_default = the last such node before the first op that needs every row (0 if none). */
+int plan_default_region_end(const net_t *net);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

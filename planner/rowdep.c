@@ -1,0 +1,158 @@
+/* rowdep.c - the row mapping of every op (see rowdep.h). */
+#include "rowdep.h"
+
+static int clamp(int v, int lo, int hi)
+{
+    return v < lo ? lo : v > hi ? hi : v;
+}
+
+/* Floor division for possibly negative numerators. */
+static int floor_div(int64_t a, int b)
+{
+    int64_t q = a / b;
+    if ((a % b != 0) && ((a < 0) != (b < 0)))
+        q--;
+    return (int)q;
+}
+
+rowrange rowdep_need(const net_t *net, int node, int k, rowrange out)
+{
+    const net_node *n = &net->nodes[node];
+    const net_node *x = &net->nodes[n->inputs[k]];
+    if (rr_empty(out))
+        return rr_none();
+    const net_params *p = &n->prm;
+    switch (n->op) {
+    case OP_CONV:
+    case OP_MAXPOOL:
+    case OP_AVGPOOL: {
+        int64_t lo = (int64_t)out.lo * p->sh - p->ph;
+        int64_t hi = (int64_t)out.hi * p->sh - p->ph + (int64_t)p->dh * (p->kh - 1);
+        if (hi < 0 || lo > x->h - 1)
+            return rr_none(); /* only padding */
+        return rr_make(lo < 0 ? 0 : (int)lo, hi > x->h - 1 ? x->h - 1 : (int)hi);
+    }
+    case OP_UPSAMPLE:
+        return rr_make(out.lo / p->scale, out.hi / p->scale);
+    case OP_RELU:
+    case OP_BATCHNORM:
+    case OP_ADD:
+    case OP_CONCAT:
+    case OP_DROPOUT:
+        return out;
+    default:
+        return rr_make(0, x->h - 1);
+    }
+}
+
+int rowdep_avail(const net_t *net, int node, const int *avail)
+{
+    const net_node *n = &net->nodes[node];
+    const net_params *p = &n->prm;
+    int best = n->h - 1;
+    for (int k = 0; k < n->n_inputs; k++) {
+        const net_node *x = &net->nodes[n->inputs[k]];
+        int a = avail[k];
+        int r;
+        if (a >= x->h - 1)
+            r = n->h - 1;
+        else if (a < 0)
+            r = -1;
+        else {
+            switch (n->op) {
+            case OP_CONV:
+            case OP_MAXPOOL:
+            case OP_AVGPOOL:
+                /* last r with r*s - p + d*(k-1) <= a */
+                r = floor_div((int64_t)a + p->ph - (int64_t)p->dh * (p->kh - 1), p->sh);
+                break;
+            case OP_UPSAMPLE:
+                r = (a + 1) * p->scale - 1;
+                break;
+            case OP_RELU:
+            case OP_BATCHNORM:
+            case OP_ADD:
+            case OP_CONCAT:
+            case OP_DROPOUT:
+                r = a;
+                break;
+            default:
+                r = -1; /* needs every row */
+            }
+        }
+        r = clamp(r, -1, n->h - 1);
+        if (r < best)
+            best = r;
+    }
+    return best;
+}
+
+static void analyze_node(const net_t *net, int i, rowdep_info *info)
+{
+    const net_node *n = &net->nodes[i];
+    const net_params *p = &n->prm;
+    rowdep_info *o = &info[i];
+    const rowdep_info *x = &info[n->inputs[0]];
+    o->rf = x->rf;
+    o->jump = x->jump;
+    o->rowwise = x->rowwise;
+    for (int k = 1; k < n->n_inputs; k++) {
+        const rowdep_info *y = &info[n->inputs[k]];
+        if (y->rf > o->rf)
+            o->rf = y->rf;
+        if (y->jump > o->jump)
+            o->jump = y->jump;
+        o->rowwise = o->rowwise && y->rowwise;
+    }
+    o->overlap = 0;
+    switch (n->op) {
+    case OP_CONV:
+    case OP_MAXPOOL:
+    case OP_AVGPOOL: {
+        int64_t span = (int64_t)p->dh * (p->kh - 1) + 1;
+        o->rf += (int64_t)((span - 1) * o->jump + 0.5);
+        o->jump *= p->sh;
+        o->overlap = span - p->sh > 0 ? (int)(span - p->sh) : 0;
+        break;
+    }
+    case OP_UPSAMPLE:
+        o->jump /= p->scale;
+        break;
+    default:
+        break;
+    }
+    if (!net_op_is_rowwise(n->op)) {
+        o->rowwise = false;
+        o->rf = net->nodes[0].h > o->rf ? net->nodes[0].h : o->rf;
+    }
+}
+
+void rowdep_analyze(const net_t *net, rowdep_info *info)
+{
+    info[0].rf = 1;
+    info[0].jump = 1.0;
+    info[0].overlap = 0;
+    info[0].rowwise = true;
+    for (int i = 1; i < net->n_nodes; i++)
+        analyze_node(net, i, info);
+}
+
+void rowdep_cuts(const net_t *net, bool *cut)
+{
+    /* reach = furthest consumer of any node before i */
+    int reach = 0;
+    int *last_use = malloc(sizeof(int) * (size_t)net->n_nodes);
+    LR_ASSERT(last_use != NULL);
+    for (int i = 0; i < net->n_nodes; i++)
+        last_use[i] = i;
+    for (int i = 1; i < net->n_nodes; i++)
+        for (int k = 0; k < net->nodes[i].n_inputs; k++)
+            if (i > last_use[net->nodes[i].inputs[k]])
+                last_use[net->nodes[i].inputs[k]] = i;
+    for (int i = 0; i < net->n_nodes; i++) {
+        cut[i] = reach <= i;
+        if (last_use[i] > reach)
+            reach = last_use[i];
+    }
+    free(last_use);
+}

@@ -1,0 +1,158 @@
+/* sched.h - the schedule IR: a table of tensors and an ordered list of steps.
+ *
+ * One schedule, three readers: the planner writes it, the simulator replays it (memory over
+ * time), the executors run it. Every byte an executor allocates is a tensor here and every
+ * kernel is a RUN step, so predicted and measured memory can only differ by what the model
+ * leaves out.
+ *
+ * Legend: N batch, C channels, H/W height/width, R rows in a stripe.
+ * A feature-map tensor (kinds VALUE and GRAD) holds rows [row_lo, row_hi] of node `node`'s
+ * output for the whole batch, stored as (N, C, R, W), R = row_hi - row_lo + 1.
+ *
+ * Steps [0, step_begin) allocate what persists across training steps (weights, gradients,
+ * optimizer state, BN running statistics, the input batch and labels, the workspace);
+ * [step_begin, step_end) is one training step, repeated by executors;
+ * [step_end, n_steps) frees the persistent tensors.
+ *
+ * Deliberately not here: how a schedule is chosen (planner), replay (sim.h).
+ */
+#ifndef LR_SCHED_H
+#define LR_SCHED_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "status.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum {
+    TC_WEIGHT,      /* parameters and BN running statistics */
+    TC_WEIGHT_GRAD, /* parameter gradients */
+    TC_OPT_STATE,   /* momentum buffer, Adam moments */
+    TC_INPUT,       /* the input batch and labels */
+    TC_ACTIVATION,  /* layer outputs (full maps or stripes), BN batch statistics, the loss */
+    TC_ACT_GRAD,    /* gradients of layer outputs, BN gradient reductions */
+    TC_BOUNDARY,    /* rows (or their gradients) handed from one partition to the next */
+    TC_WORKSPACE,   /* scratch a backend may use inside one kernel */
+    TC_COUNT
+} sched_class;
+
+typedef enum {
+    TK_VALUE,     /* rows of a node's output */
+    TK_GRAD,      /* rows of the gradient of a node's output */
+    TK_PARAM,     /* a node's parameters: conv/fc weight then bias; BN gamma then beta */
+    TK_PARAM_GRAD,
+    TK_OPT_STATE, /* momentum: 1x params; Adam: 2x params (m then v) */
+    TK_RUNNING,   /* BN running mean then running var, (2, C) */
+    TK_BN_STATS,  /* BN batch statistics: (2, C) floats mean, invstd then (2, C) doubles sum, sum^2 */
+    TK_BN_GRED,   /* BN gradient reductions: (2, C) doubles sum dy, sum dy*xhat */
+    TK_LABELS,    /* (N) int32 */
+    TK_LOSS,      /* one float */
+    TK_WORKSPACE,
+    TK_COUNT
+} sched_kind;
+
+typedef enum { STEP_ALLOC, STEP_FREE, STEP_RUN, STEP_COPY } sched_op;
+
+typedef enum {
+    PASS_FWD,       /* first forward */
+    PASS_BWD,       /* backward, accumulating weight gradients */
+    PASS_RECOMPUTE, /* forward again, to rebuild what backward reads */
+    PASS_UPDATE,    /* optimizer step */
+    PASS_STATS,     /* exact BatchNorm in a row region: gather batch statistics */
+    PASS_GSTATS,    /* exact BatchNorm in a row region: gather gradient reductions */
+    PASS_COUNT
+} sched_pass;
+
+typedef struct {
+    int32_t node;  /* the layer it belongs to, -1 for none */
+    int32_t part;  /* partition that made it, -1 for full/whole tensors */
+    int32_t row_lo, row_hi; /* rows held (VALUE, GRAD); -1 otherwise */
+    uint8_t cls;   /* sched_class */
+    uint8_t kind;  /* sched_kind */
+    int64_t bytes;
+} sched_tensor;
+
+/* RUN flags */
+#define RUN_NO_WGRAD 0x01   /* backward without weight-gradient accumulation (GSTATS passes) */
+#define RUN_BN_STRIPE 0x02  /* BN statistics of this stripe only (approximate mode) */
+#define RUN_BN_GLOBAL 0x04  /* BN uses statistics gathered by a STATS pass */
+#define RUN_BN_PARTIAL 0x08 /* overlapping partitions: BN reduction term only over own_lo..own_hi */
+#define RUN_FINALIZE 0x10   /* STATS: turn accumulated sums into mean/invstd (part = -1) */
+#define RUN_STATS_ACC 0x20  /* STATS: add the input rows own_lo..own_hi to the BN sums */
+#define RUN_GSTATS_ACC 0x40 /* GSTATS: add (sum dy, sum dy*xhat) over the step's rows to gred */
+
+/* A RUN step's tensors. For node inputs k < n_in: in[k] holds the input's value rows
+ * (FWD/RECOMPUTE/STATS: read; BWD: read when the op's backward needs its input, else -1),
+ * din[k] receives the input's gradient (BWD; -1 when not wanted). */
+typedef struct {
+    int32_t n_in;
+    int32_t in[8];
+    int32_t din[8];
+    int32_t out;  /* the node's value tensor: written (forward), read (backward, when needed) */
+    int32_t dout; /* gradient of the node's output (BWD, GSTATS) */
+    int32_t param, param_grad, opt_state, running; /* -1 when none */
+    int32_t aux;  /* BN: TK_BN_STATS tensor */
+    int32_t gred; /* BN: TK_BN_GRED tensor (exact mode in a row region, or column BN backward) */
+    int32_t own_lo, own_hi; /* RUN_BN_PARTIAL and STATS: rows whose statistics this step owns */
+    int32_t labels, loss;
+    int32_t workspace;
+} sched_run;
+
+typedef struct {
+    uint8_t op;   /* sched_op */
+    uint8_t pass; /* sched_pass */
+    uint8_t flags;
+    uint8_t accumulate; /* COPY: dst += src instead of dst = src */
+    int32_t node, part, stage;
+    int32_t row_lo, row_hi; /* RUN: output rows computed or back-propagated; COPY: rows copied */
+    int32_t t;              /* ALLOC/FREE: the tensor; COPY: destination */
+    int32_t src;            /* COPY: source */
+    int32_t run;            /* RUN: index into sched.runs */
+    int64_t flops;
+} sched_step;
+
+typedef struct {
+    int n_tensors, cap_tensors;
+    sched_tensor *tensors;
+    int n_steps, cap_steps;
+    sched_step *steps;
+    int n_runs, cap_runs;
+    sched_run *runs;
+    int step_begin, step_end;
+    int elem_bytes; /* bytes per feature-map element (dtype) */
+} sched_t;
+
+void sched_init(sched_t *s);
+void sched_free(sched_t *s); /* frees the arrays, not s itself */
+void sched_reset(sched_t *s); /* empties it, keeping capacity */
+
+/* Builders; each aborts on allocation failure (planning memory is small and bounded). */
+int sched_add_tensor(sched_t *s, sched_class cls, sched_kind kind, int node, int part,
+                     int row_lo, int row_hi, int64_t bytes);
+void sched_alloc(sched_t *s, int t, int pass, int node, int part, int stage);
+void sched_release(sched_t *s, int t, int pass, int node, int part, int stage);
+void sched_copy(sched_t *s, int dst, int src, int row_lo, int row_hi, bool accumulate, int pass,
+                int node, int part, int stage);
+/* Appends a RUN step and returns its sched_run (all tensor fields -1) for the caller to fill. */
+sched_run *sched_run_step(sched_t *s, int pass, int node, int part, int stage, int row_lo,
+                          int row_hi, int flags, int64_t flops);
+
+const char *sched_class_name(sched_class c);
+const char *sched_kind_name(sched_kind k);
+const char *sched_pass_name(sched_pass p);
+const char *sched_op_name(sched_op op);
+
+/* Checks the schedule is well formed: every tensor allocated once before use and freed once,
+ * nothing used while not live, persistent tensors allocated before step_begin. Returns LR_OK or
+ * LR_ERR_RUNTIME with the first violation. */
+lr_status sched_validate(const sched_t *s);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -32,7 +32,7 @@ CMOCKA_LIBS = $(shell pkg-config --libs cmocka 2>/dev/null)
 
 WARN := -Wall -Wextra -Werror -Wno-unused-parameter
 CFLAGS_ALL := -std=c11 -D_GNU_SOURCE $(OPT) -g $(WARN) -fopenmp $(SAN_FLAGS) \
-    -Iplanner -Isim -Ireports -Icuda_validate $(PKG_CFLAGS) \
+    -Iplanner -Isim -Ireports -Icuda_validate -Icli -Itests $(PKG_CFLAGS) \
     -DLRCNN_SRCDIR='"$(CURDIR)"' -DLRCNN_VERSION='"$(VERSION)"' -MMD -MP $(CFLAGS)
 LDFLAGS_ALL := -fopenmp $(SAN_FLAGS) $(LDFLAGS)
 LDLIBS_ALL := $(PKG_LIBS) -lm $(LDLIBS)
@@ -46,6 +46,7 @@ endif
 
 # ---------------------------------------------------------------- sources
 LIB_SRC := $(wildcard planner/*.c sim/*.c reports/*.c) \
+           $(filter-out cli/lrcnn_sim.c,$(wildcard cli/*.c)) \
            $(filter-out cuda_validate/validate_main.c,$(wildcard cuda_validate/*.c))
 LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
 LIB := $(BUILD)/liblrcnn.a

@@ -22,11 +22,14 @@ typedef struct {
     int64_t live, peak;
     int node, part, stage;
     sched_pass pass;
+    int64_t stage_peak[PLAN_MAX_STAGES];
 } meter;
 
 static void grow(meter *m, int64_t bytes, sched_pass pass, int node, int part, int stage)
 {
     m->live += bytes;
+    if (stage >= 0 && m->live > m->stage_peak[stage])
+        m->stage_peak[stage] = m->live;
     if (m->live > m->peak) {
         m->peak = m->live;
         m->pass = pass, m->node = node, m->part = part, m->stage = stage;
@@ -534,6 +537,7 @@ void plan_closed_form(const plan_t *plan, plan_cost *out)
     out->peak_stage = v.m.stage;
     out->peak_pass = v.m.pass;
     out->flops = v.flops;
+    memcpy(out->stage_peak, v.m.stage_peak, sizeof out->stage_peak);
     free(v.last_fwd), free(v.last_bwd), free(v.first_bwd), free(v.saved), free(v.has_grad);
     free(v.mark), free(held), free(grad), free(gb_a), free(gb_b), free(t.last_fwd);
     free(t.first_bwd);

@@ -132,6 +132,9 @@ typedef struct {
     int64_t input_bytes;  /* input batch and labels */
     int64_t workspace_bytes;
     int64_t flops;
+    /* highest live bytes while each stage runs (forward or backward): what the per-stage N
+     * search minimises, since the step's peak is the largest of them and the tail's */
+    int64_t stage_peak[PLAN_MAX_STAGES];
 } plan_cost;
 
 void plan_closed_form(const plan_t *plan, plan_cost *out);

@@ -1,0 +1,485 @@
+/* sim_cli.c - lrcnn-sim's flags and driver (see sim_cli.h). */
+#include "sim_cli.h"
+
+#include <inttypes.h>
+#include <string.h>
+
+#include "outfile.h"
+#include "summary.h"
+
+/* ------------------------------------------------------------------ flag handlers */
+
+static lr_status on_help(void *ctx, const char *flag, const char *v)
+{
+    ((sim_options *)ctx)->help = true;
+    return LR_OK;
+}
+
+static lr_status on_version(void *ctx, const char *flag, const char *v)
+{
+    ((sim_options *)ctx)->version = true;
+    return LR_OK;
+}
+
+static lr_status on_net(void *ctx, const char *flag, const char *v)
+{
+    ((sim_options *)ctx)->net = v;
+    return LR_OK;
+}
+
+static lr_status on_batch(void *ctx, const char *flag, const char *v)
+{
+    int64_t b;
+    LR_TRY(args_int(flag, v, 1, 1 << 30, &b));
+    ((sim_options *)ctx)->cfg.batch = (int)b;
+    return LR_OK;
+}
+
+static lr_status on_input(void *ctx, const char *flag, const char *v)
+{
+    sim_options *o = ctx;
+    return args_hw(flag, v, 1 << 24, &o->in_h, &o->in_w);
+}
+
+static lr_status on_dtype(void *ctx, const char *flag, const char *v)
+{
+    for (int d = 0; d < DT_COUNT; d++)
+        if (strcmp(v, cost_dtype_name((plan_dtype)d)) == 0) {
+            ((sim_options *)ctx)->cfg.dtype = (plan_dtype)d;
+            return LR_OK;
+        }
+    return lr_fail(LR_ERR_USAGE, "%s: expected fp32, fp16 or bf16, got '%s'", flag, v);
+}
+
+static lr_status on_optimizer(void *ctx, const char *flag, const char *v)
+{
+    for (int k = 0; k < OPTIM_COUNT; k++)
+        if (strcmp(v, cost_optim_name((plan_optim)k)) == 0) {
+            ((sim_options *)ctx)->cfg.optim = (plan_optim)k;
+            return LR_OK;
+        }
+    return lr_fail(LR_ERR_USAGE, "%s: expected sgd, momentum or adam, got '%s'", flag, v);
+}
+
+static lr_status on_bn(void *ctx, const char *flag, const char *v)
+{
+    for (int k = 0; k < BN_COUNT; k++)
+        if (strcmp(v, plan_bn_name((plan_bn)k)) == 0) {
+            ((sim_options *)ctx)->cfg.bn = (plan_bn)k;
+            return LR_OK;
+        }
+    return lr_fail(LR_ERR_USAGE, "%s: expected exact or stripe, got '%s'", flag, v);
+}
+
+static lr_status on_strategy(void *ctx, const char *flag, const char *v)
+{
+    sim_options *o = ctx;
+    if (strcmp(v, "all") == 0) {
+        o->strategies = (1u << STRAT_COUNT) - 1;
+        return LR_OK;
+    }
+    char buf[256];
+    if (strlen(v) >= sizeof buf)
+        return lr_fail(LR_ERR_USAGE, "%s: value too long", flag);
+    strcpy(buf, v);
+    for (char *save, *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+        plan_strategy st = plan_strategy_from_name(tok);
+        if (st == STRAT_COUNT)
+            return lr_fail(LR_ERR_USAGE,
+                           "%s: unknown strategy '%s' (column, checkpoint, row, 2ps, overl, 2ps-h, overl-h, all)",
+                           flag, tok);
+        o->strategies |= 1u << st;
+    }
+    if (!o->strategies)
+        return lr_fail(LR_ERR_USAGE, "%s: no strategy given", flag);
+    return LR_OK;
+}
+
+static lr_status on_rows(void *ctx, const char *flag, const char *v)
+{
+    int64_t n;
+    LR_TRY(args_int(flag, v, 1, 4096, &n));
+    ((sim_options *)ctx)->req.rows = (int)n;
+    return LR_OK;
+}
+
+static lr_status on_segments(void *ctx, const char *flag, const char *v)
+{
+    int64_t n;
+    LR_TRY(args_int(flag, v, 1, PLAN_MAX_STAGES, &n));
+    ((sim_options *)ctx)->req.segments = (int)n;
+    return LR_OK;
+}
+
+static lr_status on_region(void *ctx, const char *flag, const char *v)
+{
+    ((sim_options *)ctx)->region_name = v;
+    return LR_OK;
+}
+
+static lr_status on_allocator(void *ctx, const char *flag, const char *v)
+{
+    sim_allocator a = sim_allocator_from_name(v);
+    if (a == ALLOC_COUNT)
+        return lr_fail(LR_ERR_USAGE, "%s: expected exact, cuda or caching, got '%s'", flag, v);
+    ((sim_options *)ctx)->allocator = a;
+    return LR_OK;
+}
+
+static lr_status on_workspace(void *ctx, const char *flag, const char *v)
+{
+    return args_size(flag, v, &((sim_options *)ctx)->cfg.workspace_bytes);
+}
+
+static lr_status on_layers(void *ctx, const char *flag, const char *v)
+{
+    ((sim_options *)ctx)->layers = true;
+    return LR_OK;
+}
+
+static lr_status on_json(void *ctx, const char *flag, const char *v)
+{
+    ((sim_options *)ctx)->json = true;
+    return LR_OK;
+}
+
+static lr_status on_output(void *ctx, const char *flag, const char *v)
+{
+    ((sim_options *)ctx)->output = v;
+    return LR_OK;
+}
+
+static lr_status on_timeline(void *ctx, const char *flag, const char *v)
+{
+    ((sim_options *)ctx)->timeline = v;
+    return LR_OK;
+}
+
+static lr_status on_trace(void *ctx, const char *flag, const char *v)
+{
+    ((sim_options *)ctx)->trace = v;
+    return LR_OK;
+}
+
+static lr_status on_format(void *ctx, const char *flag, const char *v)
+{
+    if (strcmp(v, "table") && strcmp(v, "csv") && strcmp(v, "json"))
+        return lr_fail(LR_ERR_USAGE, "%s: expected table, csv or json, got '%s'", flag, v);
+    ((sim_options *)ctx)->format = v;
+    return LR_OK;
+}
+
+/* "A..B" (every integer) or "A,B,C". */
+static lr_status parse_list(const char *flag, const char *v, int lo, int hi, int *out, int *n)
+{
+    const char *dots = strstr(v, "..");
+    char a[32], b[32];
+    int64_t x, y;
+    if (dots) {
+        size_t la = (size_t)(dots - v);
+        if (la == 0 || la >= sizeof a || strlen(dots + 2) >= sizeof b)
+            return lr_fail(LR_ERR_USAGE, "%s: expected A..B or A,B,C, got '%s'", flag, v);
+        memcpy(a, v, la);
+        a[la] = '\0';
+        strcpy(b, dots + 2);
+        LR_TRY(args_int(flag, a, lo, hi, &x));
+        LR_TRY(args_int(flag, b, x, hi, &y));
+        if (y - x + 1 > SIM_MAX_SWEEP)
+            return lr_fail(LR_ERR_USAGE, "%s: at most %d points", flag, SIM_MAX_SWEEP);
+        *n = 0;
+        for (int64_t i = x; i <= y; i++)
+            out[(*n)++] = (int)i;
+        return LR_OK;
+    }
+    char buf[4096];
+    if (strlen(v) >= sizeof buf)
+        return lr_fail(LR_ERR_USAGE, "%s: list too long", flag);
+    strcpy(buf, v);
+    *n = 0;
+    for (char *save, *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+        if (*n >= SIM_MAX_SWEEP)
+            return lr_fail(LR_ERR_USAGE, "%s: at most %d points", flag, SIM_MAX_SWEEP);
+        LR_TRY(args_int(flag, tok, lo, hi, &x));
+        out[(*n)++] = (int)x;
+    }
+    if (*n == 0)
+        return lr_fail(LR_ERR_USAGE, "%s: empty list", flag);
+    return LR_OK;
+}
+
+static lr_status on_sweep(void *ctx, const char *flag, const char *v)
+{
+    sim_options *o = ctx;
+    if (strncmp(v, "rows=", 5) == 0)
+        return parse_list("--sweep rows", v + 5, 1, 4096, o->rows_sweep, &o->n_rows_sweep);
+    if (strncmp(v, "batch=", 6) == 0)
+        return parse_list("--sweep batch", v + 6, 1, 1 << 30, o->batch_sweep, &o->n_batch_sweep);
+    return lr_fail(LR_ERR_USAGE, "%s: expected rows=A..B or batch=A,B,... got '%s'", flag, v);
+}
+
+const args_flag sim_flags[] = {
+    {"--net", "NAME|FILE", on_net, "network from the zoo or a .json file (required)"},
+    {"--batch", "N", on_batch, "images per step (default 1)"},
+    {"--input", "HxW", on_input, "input height x width (default: the network's)"},
+    {"--dtype", "T", on_dtype, "fp32 | fp16 | bf16 (default fp32)"},
+    {"--optimizer", "O", on_optimizer, "sgd | momentum | adam (default momentum)"},
+    {"--strategy", "S[,S]", on_strategy, "strategies to plan (default all)"},
+    {"--rows", "N", on_rows, "row partitions (first stage for hybrids; default: lowest peak)"},
+    {"--region", "LAYER", on_region, "last layer of the row region (default: last row-wise layer)"},
+    {"--bn", "MODE", on_bn, "BatchNorm in row regions: exact (default) or stripe (approximate)"},
+    {"--segments", "N", on_segments, "checkpoint segments (default: the lowest peak)"},
+    {"--allocator", "A", on_allocator, "exact | cuda | caching model for the replay (default exact)"},
+    {"--workspace", "SIZE", on_workspace, "persistent kernel workspace (default 0)"},
+    {"--layers", NULL, on_layers, "print the per-layer table"},
+    {"--json", NULL, on_json, "print one JSON object instead of tables"},
+    {"--output", "FILE", on_output, "write what would go to stdout to FILE (all or nothing)"},
+    {"--timeline", "FILE.csv", on_timeline, "live bytes by class after every schedule step"},
+    {"--trace", "FILE.json", on_trace, "Chrome/Perfetto trace: op slices and memory counters"},
+    {"--sweep", "rows=A..B|batch=L", on_sweep, "peaks over rows or batch sizes (both: a grid)"},
+    {"--format", "F", on_format, "sweep output: table | csv | json (default table)"},
+    {"--help", NULL, on_help, "this text"},
+    {"--version", NULL, on_version, "print the version"},
+    {NULL, NULL, NULL, NULL},
+};
+
+void sim_options_init(sim_options *o)
+{
+    memset(o, 0, sizeof *o);
+    o->cfg.batch = 1;
+    o->cfg.dtype = DT_FP32;
+    o->cfg.optim = OPTIM_MOMENTUM;
+    o->cfg.bn = BN_EXACT;
+    o->allocator = ALLOC_EXACT;
+    o->format = "table";
+}
+
+void sim_options_free(sim_options *o)
+{
+    (void)o;
+}
+
+/* ------------------------------------------------------------------ outputs */
+
+/* FILE.csv -> FILE-2ps.csv when several strategies write one. */
+static void per_strategy_path(const char *path, const char *strategy, bool several, char *out,
+                              size_t cap)
+{
+    if (!several) {
+        snprintf(out, cap, "%s", path);
+        return;
+    }
+    const char *dot = strrchr(path, '.');
+    const char *slash = strrchr(path, '/');
+    if (!dot || (slash && dot < slash))
+        snprintf(out, cap, "%s-%s", path, strategy);
+    else
+        snprintf(out, cap, "%.*s-%s%s", (int)(dot - path), path, strategy, dot);
+}
+
+static lr_status write_schedules(const sim_options *o, const analysis_t *a)
+{
+    for (int i = 0; i < a->n && (o->timeline || o->trace); i++) {
+        plan_t *plan;
+        sched_t s;
+        LR_TRY(analysis_schedule(a, &a->e[i], &plan, &s));
+        char path[1200];
+        const char *name = plan_strategy_name(a->e[i].strategy);
+        lr_status r = LR_OK;
+        if (o->timeline) {
+            per_strategy_path(o->timeline, name, a->n > 1, path, sizeof path);
+            r = sim_write_timeline_csv(&s, a->net, o->allocator, path);
+        }
+        if (r == LR_OK && o->trace) {
+            per_strategy_path(o->trace, name, a->n > 1, path, sizeof path);
+            r = sim_write_trace(&s, a->net, o->allocator, path);
+        }
+        sched_free(&s);
+        plan_free(plan);
+        LR_TRY(r);
+    }
+    return LR_OK;
+}
+
+/* The closed form matches the replay to the byte; a mismatch is a planner bug worth reporting. */
+static void check_agreement(FILE *err, const analysis_t *a)
+{
+    for (int i = 0; i < a->n; i++) {
+        const analysis_entry *e = &a->e[i];
+        if (e->exact.peak_bytes != e->choice.cost.peak_bytes)
+            fprintf(err, "lrcnn-sim: warning: %s: closed-form peak %" PRId64 " differs from the replay %" PRId64 " by %" PRId64 " bytes\n",
+                    plan_strategy_name(e->strategy), e->choice.cost.peak_bytes, e->exact.peak_bytes,
+                    e->exact.peak_bytes - e->choice.cost.peak_bytes);
+    }
+}
+
+static void print_header(FILE *f, const sim_options *o, const net_t *net, const analysis_t *a)
+{
+    char b[32];
+    fprintf(f, "%s: %.1fM params, input %dx%dx%d, batch %d, %s, %s, bn %s, allocator %s\n",
+            net->name, net->params / 1e6, net->nodes[0].c, net->nodes[0].h, net->nodes[0].w,
+            o->cfg.batch, cost_dtype_name(o->cfg.dtype), cost_optim_name(o->cfg.optim),
+            plan_bn_name(o->cfg.bn), sim_allocator_name(o->allocator));
+    fprintf(f, "column peak %s; closed-form peaks equal the exact replay\n\n",
+            summary_bytes(a->column_peak, b, sizeof b));
+}
+
+static lr_status print_json(FILE *f, const net_t *net, const sim_options *o, const analysis_t *a)
+{
+    json_object *root = summary_json(net, &o->cfg, a);
+    fprintf(f, "%s\n", json_object_to_json_string_ext(root, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE));
+    json_object_put(root);
+    return LR_OK;
+}
+
+/* ------------------------------------------------------------------ sweeps */
+
+static lr_status sweep_point(const net_t *net, const sim_options *o, int batch, int rows,
+                             plan_strategy st, plan_choice *c, int64_t *col_peak, int64_t *col_flops)
+{
+    plan_config cfg = o->cfg;
+    cfg.batch = batch;
+    LR_TRY(cost_check_limits(net, batch, cost_dtype_bytes(cfg.dtype), 4096));
+    plan_request req = o->req;
+    req.strategy = STRAT_COLUMN;
+    plan_choice col;
+    LR_TRY(strategy_choose(net, &cfg, &req, &col));
+    *col_peak = col.cost.peak_bytes;
+    *col_flops = col.cost.flops;
+    req.strategy = st;
+    req.rows = st >= STRAT_ROW ? rows : 0;
+    return strategy_choose(net, &cfg, &req, c);
+}
+
+static lr_status run_sweep(FILE *f, const net_t *net, const sim_options *o)
+{
+    int one_batch = o->cfg.batch, one_rows = o->req.rows;
+    int nb = o->n_batch_sweep ? o->n_batch_sweep : 1;
+    int nr = o->n_rows_sweep ? o->n_rows_sweep : 1;
+    unsigned which = o->strategies;
+    if (o->n_rows_sweep && !(o->strategies & ((1u << STRAT_COUNT) - (1u << STRAT_ROW))))
+        return lr_fail(LR_ERR_USAGE, "--sweep rows: select at least one row strategy");
+    if (o->n_rows_sweep)
+        which &= (1u << STRAT_COUNT) - (1u << STRAT_ROW); /* rows only mean something there */
+    bool csv = strcmp(o->format, "csv") == 0, json = o->json || strcmp(o->format, "json") == 0;
+    json_object *arr = json ? json_object_new_array() : NULL;
+    if (csv)
+        fprintf(f, "batch,rows,strategy,peak_bytes,peak_ratio,flops,flops_ratio,stage_rows\n");
+    else if (!json)
+        fprintf(f, "%8s %6s %-11s %14s %9s %9s  %s\n", "batch", "rows", "strategy", "peak MiB",
+                "vs col", "compute", "stage rows");
+    for (int bi = 0; bi < nb; bi++)
+        for (int ri = 0; ri < nr; ri++)
+            for (int st = 0; st < STRAT_COUNT; st++) {
+                if (!(which & (1u << st)))
+                    continue;
+                int batch = o->n_batch_sweep ? o->batch_sweep[bi] : one_batch;
+                int rows = o->n_rows_sweep ? o->rows_sweep[ri] : one_rows;
+                plan_choice c;
+                int64_t cp, cf;
+                LR_TRY(sweep_point(net, o, batch, rows, (plan_strategy)st, &c, &cp, &cf));
+                char sr[256];
+                summary_rows(&c.spec, sr, sizeof sr);
+                int shown = st >= STRAT_ROW && c.spec.n_stages ? c.spec.parts[0] : 1;
+                double pr = (double)c.cost.peak_bytes / (double)cp;
+                double fr = (double)c.cost.flops / (double)cf;
+                if (json) {
+                    json_object *p = json_object_new_object();
+                    json_object_object_add(p, "batch", json_object_new_int(batch));
+                    json_object_object_add(p, "rows", json_object_new_int(shown));
+                    json_object_object_add(p, "strategy", json_object_new_string(plan_strategy_name((plan_strategy)st)));
+                    json_object_object_add(p, "peak_bytes", json_object_new_int64(c.cost.peak_bytes));
+                    json_object_object_add(p, "peak_ratio", json_object_new_double(pr));
+                    json_object_object_add(p, "flops", json_object_new_int64(c.cost.flops));
+                    json_object_object_add(p, "flops_ratio", json_object_new_double(fr));
+                    json_object_object_add(p, "stage_rows", json_object_new_string(sr));
+                    json_object_array_add(arr, p);
+                } else if (csv) {
+                    fprintf(f, "%d,%d,%s,%" PRId64 ",%.6f,%" PRId64 ",%.6f,\"%s\"\n", batch, shown,
+                            plan_strategy_name((plan_strategy)st), c.cost.peak_bytes, pr,
+                            c.cost.flops, fr, sr);
+                } else {
+                    fprintf(f, "%8d %6d %-11s %14.1f %8.1f%% %8.2fx  %s\n", batch, shown,
+                            plan_strategy_name((plan_strategy)st), c.cost.peak_bytes / 1048576.0,
+                            100 * pr, fr, sr);
+                }
+            }
+    if (json) {
+        json_object *root = json_object_new_object();
+        json_object_object_add(root, "net", json_object_new_string(net->name));
+        json_object_object_add(root, "sweep", arr);
+        fprintf(f, "%s\n", json_object_to_json_string_ext(root, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE));
+        json_object_put(root);
+    }
+    return LR_OK;
+}
+
+/* ------------------------------------------------------------------ driver */
+
+static lr_status load_net(sim_options *o, net_t **net)
+{
+    if (!o->net)
+        return lr_fail(LR_ERR_USAGE, "--net is required (e.g. --net vgg16; see --help)");
+    LR_TRY(net_open(o->net, net));
+    if (o->in_h && (o->in_h != (*net)->nodes[0].h || o->in_w != (*net)->nodes[0].w)) {
+        lr_status s = net_reshape(*net, o->in_h, o->in_w);
+        if (s != LR_OK) {
+            char msg[1024];
+            snprintf(msg, sizeof msg, "%s", lr_last_error());
+            return lr_fail(s, "--input %dx%d: %s", o->in_h, o->in_w, msg);
+        }
+    }
+    if (o->region_name) {
+        int node = net_find(*net, o->region_name);
+        if (node <= 0)
+            return lr_fail(LR_ERR_USAGE, "--region: no layer named '%s' in %s", o->region_name, (*net)->name);
+        o->req.region_end = node;
+    }
+    return LR_OK;
+}
+
+static lr_status run_main(FILE *f, sim_options *o, const net_t *net)
+{
+    if (o->n_rows_sweep || o->n_batch_sweep)
+        return run_sweep(f, net, o);
+    analysis_t *a = malloc(sizeof *a);
+    if (!a)
+        return lr_fail(LR_ERR_NOMEM, "out of memory");
+    lr_status s = analysis_run(net, &o->cfg, &o->req, o->strategies, o->allocator, a);
+    if (s == LR_OK) {
+        check_agreement(stderr, a);
+        if (o->json)
+            s = print_json(f, net, o, a);
+        else {
+            print_header(f, o, net, a);
+            if (o->layers) {
+                summary_print_layers(f, net, &o->cfg);
+                fputc('\n', f);
+            }
+            summary_print_strategies(f, a);
+        }
+    }
+    if (s == LR_OK)
+        s = write_schedules(o, a);
+    free(a);
+    return s;
+}
+
+lr_status sim_cli_run(sim_options *o)
+{
+    if (!o->strategies)
+        o->strategies = (1u << STRAT_COUNT) - 1;
+    net_t *net = NULL;
+    lr_status s = load_net(o, &net);
+    lr_outfile out = {0};
+    if (s == LR_OK)
+        s = lr_outfile_open(&out, o->output ? o->output : "-");
+    if (s == LR_OK) {
+        s = run_main(out.f, o, net);
+        if (s == LR_OK)
+            s = lr_outfile_commit(&out);
+        else
+            lr_outfile_abort(&out);
+    }
+    net_free(net);
+    return s;
+}

@@ -1,0 +1,46 @@
+/* sim_cli.h - lrcnn-sim's options, flag table and driver (kept out of main so tests and the
+ * fuzzer can call them).
+ * Deliberately not here: planning and printing themselves (planner/, reports/).
+ */
+#ifndef LR_SIM_CLI_H
+#define LR_SIM_CLI_H
+
+#include "analysis.h"
+#include "args.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define SIM_MAX_SWEEP 4096
+
+typedef struct {
+    bool help, version;
+    const char *net;
+    int batch;
+    int in_h, in_w; /* 0: the network's own */
+    plan_config cfg;
+    plan_request req;
+    unsigned strategies; /* bit per plan_strategy; 0: all */
+    sim_allocator allocator;
+    bool layers, json;
+    const char *output;    /* --output FILE: stdout text written all or nothing */
+    const char *timeline, *trace;
+    const char *format;    /* sweeps: table, csv, json */
+    int n_rows_sweep, rows_sweep[SIM_MAX_SWEEP];
+    int n_batch_sweep, batch_sweep[SIM_MAX_SWEEP];
+    const char *region_name;
+} sim_options;
+
+extern const args_flag sim_flags[];
+
+void sim_options_init(sim_options *o);
+void sim_options_free(sim_options *o);
+
+/* Runs lrcnn-sim with parsed options; prints to stdout (or --output). */
+lr_status sim_cli_run(sim_options *o);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

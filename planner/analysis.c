@@ -1,0 +1,74 @@
+/* analysis.c - choose, emit and replay each requested strategy (see analysis.h). */
+#include "analysis.h"
+
+#include <string.h>
+
+bool analysis_is_approximate(const net_t *net, const plan_config *cfg, const plan_spec *spec)
+{
+    if (cfg->bn != BN_STRIPE)
+        return false;
+    int prev = 0;
+    for (int s = 0; s < spec->n_stages; s++) {
+        for (int l = prev + 1; l <= spec->cut[s] && spec->parts[s] > 1; l++)
+            if (net->nodes[l].op == OP_BATCHNORM)
+                return true;
+        prev = spec->cut[s];
+    }
+    return false;
+}
+
+lr_status analysis_schedule(const analysis_t *a, const analysis_entry *e, plan_t **plan,
+                            sched_t *s)
+{
+    LR_TRY(plan_build(a->net, &a->cfg, &e->choice.spec, plan));
+    sched_init(s);
+    plan_emit(*plan, s);
+    return LR_OK;
+}
+
+static lr_status run_one(analysis_t *a, plan_strategy st, analysis_entry *e)
+{
+    memset(e, 0, sizeof *e);
+    e->strategy = st;
+    plan_request req = a->req;
+    req.strategy = st;
+    if (st < STRAT_ROW)
+        req.rows = 0; /* --rows is for row strategies */
+    LR_TRY(strategy_choose(a->net, &a->cfg, &req, &e->choice));
+    e->approximate = analysis_is_approximate(a->net, &a->cfg, &e->choice.spec);
+    plan_t *plan;
+    sched_t s;
+    LR_TRY(analysis_schedule(a, e, &plan, &s));
+    e->n_steps = s.n_steps;
+    lr_status r = sim_replay(&s, ALLOC_EXACT, &e->exact);
+    if (r == LR_OK)
+        r = a->allocator == ALLOC_EXACT ? (e->modelled = e->exact, LR_OK)
+                                        : sim_replay(&s, a->allocator, &e->modelled);
+    sched_free(&s);
+    plan_free(plan);
+    return r;
+}
+
+lr_status analysis_run(const net_t *net, const plan_config *cfg, const plan_request *req,
+                       unsigned which, sim_allocator allocator, analysis_t *out)
+{
+    memset(out, 0, sizeof *out);
+    out->net = net;
+    out->cfg = *cfg;
+    out->req = *req;
+    out->allocator = allocator;
+    LR_TRY(cost_check_limits(net, cfg->batch, cost_dtype_bytes(cfg->dtype), 4096));
+    plan_choice column;
+    plan_request creq = *req;
+    creq.strategy = STRAT_COLUMN;
+    LR_TRY(strategy_choose(net, cfg, &creq, &column));
+    out->column_peak = column.cost.peak_bytes;
+    out->column_flops = column.cost.flops;
+    for (int st = 0; st < STRAT_COUNT; st++) {
+        if (!(which & (1u << st)))
+            continue;
+        LR_TRY(run_one(out, (plan_strategy)st, &out->e[out->n]));
+        out->n++;
+    }
+    return LR_OK;
+}

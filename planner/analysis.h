@@ -1,0 +1,52 @@
+/* analysis.h - what `lrcnn-sim` computes for one configuration: for every requested strategy,
+ * the chosen plan, its closed-form cost, and the replay of its schedule (exact model, plus the
+ * selected allocator model).
+ *
+ * Deliberately not here: printing (reports/summary.c), plots and graphs (reports/).
+ */
+#ifndef LR_ANALYSIS_H
+#define LR_ANALYSIS_H
+
+#include "sim.h"
+#include "strategy.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct {
+    plan_strategy strategy;
+    plan_choice choice;   /* spec and closed-form cost */
+    sim_result exact;     /* replay under the exact model: equals the closed form */
+    sim_result modelled;  /* replay under the selected allocator model */
+    int n_steps;
+    bool approximate;     /* stripe BatchNorm inside a partitioned stage */
+} analysis_entry;
+
+typedef struct {
+    const net_t *net;
+    plan_config cfg;
+    plan_request req;     /* rows, region, segments as the user gave them */
+    sim_allocator allocator;
+    int n;
+    analysis_entry e[STRAT_COUNT];
+    int64_t column_peak, column_flops; /* the reference for ratios (always computed) */
+} analysis_t;
+
+/* Plans, emits and replays every strategy in `which` (a bit per plan_strategy). */
+lr_status analysis_run(const net_t *net, const plan_config *cfg, const plan_request *req,
+                       unsigned which, sim_allocator allocator, analysis_t *out);
+
+/* Builds and emits the schedule of an entry (for timelines, traces, graphs). The caller frees
+ * *plan with plan_free() and s with sched_free(). */
+lr_status analysis_schedule(const analysis_t *a, const analysis_entry *e, plan_t **plan,
+                            sched_t *s);
+
+/* True when the plan puts a BatchNorm inside a stage with more than one partition under
+ * --bn stripe: statistics per stripe, an approximation of column training. */
+bool analysis_is_approximate(const net_t *net, const plan_config *cfg, const plan_spec *spec);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,245 @@
+/* summary.c - tables and JSON for lrcnn-sim (see summary.h). */
+#include "summary.h"
+
+#include <inttypes.h>
+#include <string.h>
+
+const char *summary_bytes(int64_t bytes, char *buf, size_t cap)
+{
+    double b = (double)bytes;
+    if (bytes < 1024)
+        snprintf(buf, cap, "%" PRId64 " B", bytes);
+    else if (b < 1024.0 * 1024)
+        snprintf(buf, cap, "%.1f KiB", b / 1024);
+    else if (b < 1024.0 * 1024 * 1024)
+        snprintf(buf, cap, "%.1f MiB", b / (1024.0 * 1024));
+    else
+        snprintf(buf, cap, "%.2f GiB", b / (1024.0 * 1024 * 1024));
+    return buf;
+}
+
+const char *summary_where(const net_t *net, sched_pass pass, int node, int part, char *buf,
+                          size_t cap)
+{
+    const char *name = node >= 0 && node < net->n_nodes ? net->nodes[node].name : "-";
+    if (part >= 0)
+        snprintf(buf, cap, "%s %s p%d", sched_pass_name(pass), name, part);
+    else
+        snprintf(buf, cap, "%s %s", sched_pass_name(pass), name);
+    return buf;
+}
+
+const char *summary_rows(const plan_spec *spec, char *buf, size_t cap)
+{
+    size_t at = 0;
+    buf[0] = '\0';
+    bool any = false;
+    for (int s = 0; s < spec->n_stages && at + 12 < cap; s++) {
+        if (spec->strategy == STRAT_CHECKPOINT)
+            break;
+        at += (size_t)snprintf(buf + at, cap - at, "%s%d", any ? "," : "", spec->parts[s]);
+        any = true;
+    }
+    if (!any)
+        snprintf(buf, cap, "-");
+    return buf;
+}
+
+static void shape(char *buf, size_t cap, const net_node *n)
+{
+    snprintf(buf, cap, "%dx%dx%d", n->c, n->h, n->w);
+}
+
+void summary_print_layers(FILE *f, const net_t *net, const plan_config *cfg)
+{
+    rowdep_info *info = calloc((size_t)net->n_nodes, sizeof *info);
+    LR_ASSERT(info != NULL);
+    rowdep_analyze(net, info);
+    int eb = cost_dtype_bytes(cfg->dtype);
+    fprintf(f, "%-24s %-16s %-14s    %-14s %12s %6s %6s %7s %11s\n", "layer", "op", "input", "output",
+            "params", "rf", "jump", "overlap", "act");
+    for (int i = 1; i < net->n_nodes; i++) {
+        const net_node *n = &net->nodes[i];
+        char in[40], out[40], act[32], rf[24], jump[24];
+        shape(in, sizeof in, &net->nodes[n->inputs[0]]);
+        shape(out, sizeof out, n);
+        if (info[i].rowwise) {
+            snprintf(rf, sizeof rf, "%" PRId64, info[i].rf);
+            snprintf(jump, sizeof jump, "%g", info[i].jump);
+        } else {
+            snprintf(rf, sizeof rf, "all");
+            snprintf(jump, sizeof jump, "-");
+        }
+        fprintf(f, "%-24s %-16s %-14s -> %-14s %12" PRId64 " %6s %6s %7d %11s\n", n->name,
+                net_op_name(n->op), in, out, n->params, rf, jump, info[i].overlap,
+                summary_bytes(cost_node_bytes(net, i, cfg->batch, eb), act, sizeof act));
+    }
+    fprintf(f, "%-24s %-16s %-14s    %-14s %12" PRId64 "\n", "total", "", "", "", net->params);
+    free(info);
+}
+
+static double ratio(int64_t a, int64_t b)
+{
+    return b > 0 ? (double)a / (double)b : 0.0;
+}
+
+void summary_print_strategies(FILE *f, const analysis_t *a)
+{
+    char b1[32], b2[32], b3[32], rows[256], where[160];
+    fprintf(f, "%-11s %11s %11s %11s %8s %8s %-14s %s\n", "strategy", "peak", "static",
+            "act@peak", "vs col", "compute", "rows", "peak at");
+    for (int i = 0; i < a->n; i++) {
+        const analysis_entry *e = &a->e[i];
+        const plan_cost *c = &e->choice.cost;
+        int64_t act = e->modelled.peak_bytes - c->static_bytes - c->input_bytes - c->workspace_bytes;
+        int64_t peak = e->modelled.peak_bytes;
+        summary_rows(&e->choice.spec, rows, sizeof rows);
+        if (e->choice.rows_chosen && strlen(rows) + 2 < sizeof rows)
+            strcat(rows, "*");
+        fprintf(f, "%-11s %11s %11s %11s %7.1f%% %7.2fx %-14s %s%s\n",
+                plan_strategy_name(e->strategy), summary_bytes(peak, b1, sizeof b1),
+                summary_bytes(c->static_bytes, b2, sizeof b2),
+                summary_bytes(act, b3, sizeof b3), 100.0 * ratio(peak, a->column_peak),
+                ratio(c->flops, a->column_flops), rows,
+                summary_where(a->net, c->peak_pass, c->peak_node, c->peak_part, where, sizeof where),
+                e->approximate ? "  (approximate: stripe BN)" : "");
+    }
+}
+
+/* ------------------------------------------------------------------ JSON */
+
+static json_object *shape_json(const net_node *n)
+{
+    json_object *a = json_object_new_array();
+    json_object_array_add(a, json_object_new_int(n->c));
+    json_object_array_add(a, json_object_new_int(n->h));
+    json_object_array_add(a, json_object_new_int(n->w));
+    return a;
+}
+
+static json_object *layers_json(const net_t *net, const plan_config *cfg)
+{
+    rowdep_info *info = calloc((size_t)net->n_nodes, sizeof *info);
+    LR_ASSERT(info != NULL);
+    rowdep_analyze(net, info);
+    int eb = cost_dtype_bytes(cfg->dtype);
+    json_object *arr = json_object_new_array();
+    for (int i = 1; i < net->n_nodes; i++) {
+        const net_node *n = &net->nodes[i];
+        json_object *o = json_object_new_object();
+        json_object_object_add(o, "name", json_object_new_string(n->name));
+        json_object_object_add(o, "op", json_object_new_string(net_op_name(n->op)));
+        json_object *ins = json_object_new_array();
+        for (int k = 0; k < n->n_inputs; k++)
+            json_object_array_add(ins, json_object_new_string(net->nodes[n->inputs[k]].name));
+        json_object_object_add(o, "inputs", ins);
+        json_object_object_add(o, "in", shape_json(&net->nodes[n->inputs[0]]));
+        json_object_object_add(o, "out", shape_json(n));
+        json_object_object_add(o, "params", json_object_new_int64(n->params));
+        json_object_object_add(o, "rowwise", json_object_new_boolean(info[i].rowwise));
+        json_object_object_add(o, "rf", json_object_new_int64(info[i].rf));
+        json_object_object_add(o, "jump", json_object_new_double(info[i].jump));
+        json_object_object_add(o, "overlap", json_object_new_int(info[i].overlap));
+        json_object_object_add(o, "act_bytes", json_object_new_int64(cost_node_bytes(net, i, cfg->batch, eb)));
+        json_object_array_add(arr, o);
+    }
+    free(info);
+    return arr;
+}
+
+static json_object *net_json(const net_t *net, const plan_config *cfg)
+{
+    json_object *o = json_object_new_object();
+    json_object_object_add(o, "name", json_object_new_string(net->name));
+    json_object_object_add(o, "params", json_object_new_int64(net->params));
+    json_object_object_add(o, "input", shape_json(&net->nodes[0]));
+    json_object_object_add(o, "layers", layers_json(net, cfg));
+    return o;
+}
+
+static json_object *config_json(const analysis_t *a, const plan_config *cfg)
+{
+    json_object *o = json_object_new_object();
+    json_object_object_add(o, "batch", json_object_new_int(cfg->batch));
+    json_object_object_add(o, "dtype", json_object_new_string(cost_dtype_name(cfg->dtype)));
+    json_object_object_add(o, "optimizer", json_object_new_string(cost_optim_name(cfg->optim)));
+    json_object_object_add(o, "bn", json_object_new_string(plan_bn_name(cfg->bn)));
+    json_object_object_add(o, "workspace_bytes", json_object_new_int64(cfg->workspace_bytes));
+    if (a) {
+        json_object_object_add(o, "allocator", json_object_new_string(sim_allocator_name(a->allocator)));
+        json_object_object_add(o, "column_peak_bytes", json_object_new_int64(a->column_peak));
+        json_object_object_add(o, "column_flops", json_object_new_int64(a->column_flops));
+    }
+    return o;
+}
+
+static json_object *where_json(const net_t *net, sched_pass pass, int node, int part)
+{
+    json_object *o = json_object_new_object();
+    json_object_object_add(o, "layer", json_object_new_string(node >= 0 ? net->nodes[node].name : ""));
+    json_object_object_add(o, "pass", json_object_new_string(sched_pass_name(pass)));
+    json_object_object_add(o, "partition", json_object_new_int(part));
+    return o;
+}
+
+static json_object *stages_json(const net_t *net, const plan_spec *spec)
+{
+    json_object *arr = json_object_new_array();
+    for (int s = 0; s < spec->n_stages; s++) {
+        json_object *o = json_object_new_object();
+        json_object_object_add(o, "end", json_object_new_string(net->nodes[spec->cut[s]].name));
+        json_object_object_add(o, "rows", json_object_new_int(spec->parts[s]));
+        json_object_array_add(arr, o);
+    }
+    return arr;
+}
+
+static json_object *classes_json(const sim_result *r)
+{
+    json_object *o = json_object_new_object();
+    for (int c = 0; c < TC_COUNT; c++)
+        json_object_object_add(o, sched_class_name((sched_class)c), json_object_new_int64(r->class_at_peak[c]));
+    return o;
+}
+
+json_object *summary_strategy_json(const analysis_t *a, const analysis_entry *e)
+{
+    const plan_cost *c = &e->choice.cost;
+    const plan_spec *sp = &e->choice.spec;
+    json_object *o = json_object_new_object();
+    json_object_object_add(o, "name", json_object_new_string(plan_strategy_name(e->strategy)));
+    json_object_object_add(o, "peak_bytes", json_object_new_int64(c->peak_bytes));
+    json_object_object_add(o, "sim_peak_bytes", json_object_new_int64(e->exact.peak_bytes));
+    json_object_object_add(o, "allocator_peak_bytes", json_object_new_int64(e->modelled.peak_bytes));
+    json_object_object_add(o, "allocator_reserved_bytes", json_object_new_int64(e->modelled.peak_reserved_bytes));
+    json_object_object_add(o, "static_bytes", json_object_new_int64(c->static_bytes));
+    json_object_object_add(o, "input_bytes", json_object_new_int64(c->input_bytes));
+    json_object_object_add(o, "activation_bytes_at_peak",
+                           json_object_new_int64(c->peak_bytes - c->static_bytes - c->input_bytes - c->workspace_bytes));
+    json_object_object_add(o, "peak_ratio", json_object_new_double(ratio(c->peak_bytes, a->column_peak)));
+    json_object_object_add(o, "flops", json_object_new_int64(c->flops));
+    json_object_object_add(o, "flops_ratio", json_object_new_double(ratio(c->flops, a->column_flops)));
+    int rows = sp->strategy >= STRAT_ROW && sp->n_stages > 0 ? sp->parts[0] : 1;
+    json_object_object_add(o, "rows", json_object_new_int(rows));
+    json_object_object_add(o, "rows_chosen", json_object_new_boolean(e->choice.rows_chosen));
+    json_object_object_add(o, "stages", stages_json(a->net, sp));
+    json_object_object_add(o, "approximate", json_object_new_boolean(e->approximate));
+    json_object_object_add(o, "peak_at", where_json(a->net, c->peak_pass, c->peak_node, c->peak_part));
+    json_object_object_add(o, "bytes_by_class_at_peak", classes_json(&e->exact));
+    json_object_object_add(o, "steps", json_object_new_int(e->n_steps));
+    return o;
+}
+
+json_object *summary_json(const net_t *net, const plan_config *cfg, const analysis_t *a)
+{
+    json_object *root = json_object_new_object();
+    json_object_object_add(root, "net", net_json(net, cfg));
+    json_object_object_add(root, "config", config_json(a, cfg));
+    if (a) {
+        json_object *arr = json_object_new_array();
+        for (int i = 0; i < a->n; i++)
+            json_object_array_add(arr, summary_strategy_json(a, &a->e[i]));
+        json_object_object_add(root, "strategies", arr);
+    }
+    return root;
+}

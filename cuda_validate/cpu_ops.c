@@ -22,6 +22,24 @@
 
 #include "status.h"
 
+/* ------------------------------------------------------------------ threads */
+
+/* A parallel region costs microseconds (far more on a loaded machine, where a descheduled
+ * thread stalls the barrier); kernels with fewer inner-loop operations than this run on the
+ * calling thread. Either way the bits are the same: work is split by output element. */
+enum { PARALLEL_MIN_WORK = 1 << 15 };
+
+static bool worth_threads(int64_t work)
+{
+    return work >= PARALLEL_MIN_WORK;
+}
+
+/* Elements in rows [r_lo, r_hi] of every (n, c) plane of v's map. */
+static int64_t row_work(const cpu_view *v, int r_lo, int r_hi)
+{
+    return (int64_t)v->n * v->c * (r_hi - r_lo + 1) * v->w;
+}
+
 /* ------------------------------------------------------------------ views and geometry */
 
 static void check_view(const cpu_view *v)
@@ -202,7 +220,8 @@ void cpu_conv_fwd(const cpu_window *g, const cpu_view *x, const float *w, const 
     check_range(r_lo, r_hi, y->h);
     check_rows(y, r_lo, r_hi);
     check_window_rows(g, r_lo, r_hi, x);
-#pragma omp parallel for collapse(2) schedule(static)
+    int64_t work = row_work(y, r_lo, r_hi) * (x->c / g->groups) * g->kh * g->kw;
+#pragma omp parallel for collapse(2) schedule(static) if (worth_threads(work))
     for (int n = 0; n < y->n; n++)
         for (int co = 0; co < y->c; co++)
             for (int r = r_lo; r <= r_hi; r++)
@@ -210,8 +229,8 @@ void cpu_conv_fwd(const cpu_window *g, const cpu_view *x, const float *w, const 
 }
 
 /* dw[co] += the correlation of dy row r with the input rows it read. dwc: (Cin/groups, kh, kw). */
-static void conv_bwd_weight_row(const cpu_window *g, const cpu_view *x, const cpu_view *dy,
-                                int n, int co, int r, float *dwc)
+static void conv_bwd_weight_row(const cpu_window *g, const cpu_view *x, const cpu_view *dy, int n,
+                                int co, int r, float *dwc)
 {
     int cig = x->c / g->groups;
     int ci0 = co / (dy->c / g->groups) * cig;
@@ -250,7 +269,8 @@ static void conv_bwd_input_row(const cpu_window *g, const float *w, const cpu_vi
 
 static void conv_bwd_bias(const cpu_view *dy, int r_lo, int r_hi, float *db)
 {
-#pragma omp parallel for schedule(static)
+    int64_t work = row_work(dy, r_lo, r_hi);
+#pragma omp parallel for schedule(static) if (worth_threads(work))
     for (int co = 0; co < dy->c; co++) {
         double sum = 0.0;
         for (int n = 0; n < dy->n; n++)
@@ -269,14 +289,15 @@ void cpu_conv_bwd(const cpu_window *g, const cpu_view *x, const float *w, const 
     check_conv(g, x, dy);
     check_range(r_lo, r_hi, dy->h);
     check_rows(dy, r_lo, r_hi);
+    int64_t per_co = (int64_t)(x->c / g->groups) * g->kh * g->kw; /* weights per out channel */
+    int64_t work = row_work(dy, r_lo, r_hi) * per_co;
     if (db)
         conv_bwd_bias(dy, r_lo, r_hi, db);
     if (dw) {
         check_window_rows(g, r_lo, r_hi, x);
-        int64_t per_co = (int64_t)(x->c / g->groups) * g->kh * g->kw;
         /* Parallel over output channels only, with n in a fixed order inside, so each weight
          * gradient element sums its terms in the same order whatever the thread count. */
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (worth_threads(work))
         for (int co = 0; co < dy->c; co++)
             for (int n = 0; n < dy->n; n++)
                 for (int r = r_lo; r <= r_hi; r++)
@@ -286,7 +307,7 @@ void cpu_conv_bwd(const cpu_window *g, const cpu_view *x, const float *w, const 
         check_view(dx);
         LR_ASSERT(same_map(dx, x));
         check_window_rows(g, r_lo, r_hi, dx);
-#pragma omp parallel for collapse(2) schedule(static)
+#pragma omp parallel for collapse(2) schedule(static) if (worth_threads(work))
         for (int n = 0; n < dx->n; n++)
             for (int ci = 0; ci < dx->c; ci++)
                 for (int r = r_lo; r <= r_hi; r++)
@@ -304,7 +325,8 @@ void cpu_relu_fwd(const cpu_view *x, cpu_view *y, int r_lo, int r_hi)
     check_range(r_lo, r_hi, y->h);
     check_rows(x, r_lo, r_hi);
     check_rows(y, r_lo, r_hi);
-#pragma omp parallel for collapse(2) schedule(static)
+    int64_t work = row_work(y, r_lo, r_hi);
+#pragma omp parallel for collapse(2) schedule(static) if (worth_threads(work))
     for (int n = 0; n < y->n; n++)
         for (int c = 0; c < y->c; c++)
             for (int r = r_lo; r <= r_hi; r++) {
@@ -318,6 +340,8 @@ void cpu_relu_fwd(const cpu_view *x, cpu_view *y, int r_lo, int r_hi)
 
 void cpu_relu_bwd(const cpu_view *y, const cpu_view *dy, int r_lo, int r_hi, cpu_view *dx)
 {
+    if (!dx)
+        return; /* not wanted */
     check_view(y);
     check_view(dy);
     check_view(dx);
@@ -326,10 +350,11 @@ void cpu_relu_bwd(const cpu_view *y, const cpu_view *dy, int r_lo, int r_hi, cpu
     check_rows(y, r_lo, r_hi);
     check_rows(dy, r_lo, r_hi);
     check_rows(dx, r_lo, r_hi);
-    /* In place (dx is dy), the caller's dx held no earlier contribution: the result is dy masked. */
+    /* In place (dx is dy), dx held no earlier contribution: the result is dy masked. */
     bool in_place = dx->data == dy->data;
     LR_ASSERT(!in_place || dx->row0 == dy->row0);
-#pragma omp parallel for collapse(2) schedule(static)
+    int64_t work = row_work(y, r_lo, r_hi);
+#pragma omp parallel for collapse(2) schedule(static) if (worth_threads(work))
     for (int n = 0; n < y->n; n++)
         for (int c = 0; c < y->c; c++)
             for (int r = r_lo; r <= r_hi; r++) {
@@ -389,22 +414,25 @@ void cpu_maxpool_fwd(const cpu_window *g, const cpu_view *x, cpu_view *y, int r_
     check_range(r_lo, r_hi, y->h);
     check_rows(y, r_lo, r_hi);
     check_window_rows(g, r_lo, r_hi, x);
-#pragma omp parallel for collapse(2) schedule(static)
+    int64_t work = row_work(y, r_lo, r_hi) * g->kh * g->kw;
+#pragma omp parallel for collapse(2) schedule(static) if (worth_threads(work))
     for (int n = 0; n < y->n; n++)
         for (int c = 0; c < y->c; c++)
             for (int r = r_lo; r <= r_hi; r++) {
                 float *yr = cpu_at(y, n, c, r, 0);
                 for (int o = 0; o < y->w; o++) {
                     int iy, ix;
-                    yr[o] = max_tap(g, x, n, c, r, o, &iy, &ix) ? *cpu_at(x, n, c, iy, ix)
-                                                                : -INFINITY;
+                    yr[o] =
+                        max_tap(g, x, n, c, r, o, &iy, &ix) ? *cpu_at(x, n, c, iy, ix) : -INFINITY;
                 }
             }
 }
 
-void cpu_maxpool_bwd(const cpu_window *g, const cpu_view *x, const cpu_view *dy, int r_lo,
-                     int r_hi, cpu_view *dx)
+void cpu_maxpool_bwd(const cpu_window *g, const cpu_view *x, const cpu_view *dy, int r_lo, int r_hi,
+                     cpu_view *dx)
 {
+    if (!dx)
+        return; /* not wanted */
     check_pool(g, x, dy);
     check_view(dx);
     LR_ASSERT(same_map(dx, x));
@@ -412,7 +440,8 @@ void cpu_maxpool_bwd(const cpu_window *g, const cpu_view *x, const cpu_view *dy,
     check_rows(dy, r_lo, r_hi);
     check_window_rows(g, r_lo, r_hi, x);
     check_window_rows(g, r_lo, r_hi, dx);
-#pragma omp parallel for collapse(2) schedule(static)
+    int64_t work = row_work(dy, r_lo, r_hi) * g->kh * g->kw;
+#pragma omp parallel for collapse(2) schedule(static) if (worth_threads(work))
     for (int n = 0; n < dy->n; n++)
         for (int c = 0; c < dy->c; c++)
             for (int r = r_lo; r <= r_hi; r++) {
@@ -438,7 +467,8 @@ void cpu_avgpool_fwd(const cpu_window *g, const cpu_view *x, cpu_view *y, int r_
     check_rows(y, r_lo, r_hi);
     check_window_rows(g, r_lo, r_hi, x);
     float divisor = (float)(g->kh * g->kw); /* count_include_pad=True, see check_pool */
-#pragma omp parallel for collapse(2) schedule(static)
+    int64_t work = row_work(y, r_lo, r_hi) * g->kh * g->kw;
+#pragma omp parallel for collapse(2) schedule(static) if (worth_threads(work))
     for (int n = 0; n < y->n; n++)
         for (int c = 0; c < y->c; c++)
             for (int r = r_lo; r <= r_hi; r++) {
@@ -463,12 +493,15 @@ void cpu_avgpool_fwd(const cpu_window *g, const cpu_view *x, cpu_view *y, int r_
 
 void cpu_avgpool_bwd(const cpu_window *g, const cpu_view *dy, int r_lo, int r_hi, cpu_view *dx)
 {
+    if (!dx)
+        return; /* not wanted */
     check_avgpool(g, dx, dy);
     check_range(r_lo, r_hi, dy->h);
     check_rows(dy, r_lo, r_hi);
     check_window_rows(g, r_lo, r_hi, dx);
     float divisor = (float)(g->kh * g->kw);
-#pragma omp parallel for collapse(2) schedule(static)
+    int64_t work = row_work(dy, r_lo, r_hi) * g->kh * g->kw;
+#pragma omp parallel for collapse(2) schedule(static) if (worth_threads(work))
     for (int n = 0; n < dy->n; n++)
         for (int c = 0; c < dy->c; c++)
             for (int r = r_lo; r <= r_hi; r++) {
@@ -519,7 +552,8 @@ static void check_adaptive(const cpu_view *x, const cpu_view *y)
 void cpu_adaptive_avgpool_fwd(const cpu_view *x, cpu_view *y)
 {
     check_adaptive(x, y);
-#pragma omp parallel for collapse(2) schedule(static)
+    int64_t work = row_work(x, 0, x->h - 1);
+#pragma omp parallel for collapse(2) schedule(static) if (worth_threads(work))
     for (int n = 0; n < y->n; n++)
         for (int c = 0; c < y->c; c++)
             for (int i = 0; i < y->h; i++)
@@ -536,8 +570,11 @@ void cpu_adaptive_avgpool_fwd(const cpu_view *x, cpu_view *y)
 
 void cpu_adaptive_avgpool_bwd(const cpu_view *dy, cpu_view *dx)
 {
+    if (!dx)
+        return; /* not wanted */
     check_adaptive(dx, dy);
-#pragma omp parallel for collapse(2) schedule(static)
+    int64_t work = row_work(dx, 0, dx->h - 1);
+#pragma omp parallel for collapse(2) schedule(static) if (worth_threads(work))
     for (int n = 0; n < dy->n; n++)
         for (int c = 0; c < dy->c; c++)
             for (int i = 0; i < dy->h; i++)
@@ -576,7 +613,8 @@ static void check_bn(const cpu_view *x, int r_lo, int r_hi)
 void cpu_bn_accumulate(const cpu_view *x, int r_lo, int r_hi, double *acc)
 {
     check_bn(x, r_lo, r_hi);
-#pragma omp parallel for schedule(static)
+    int64_t work = row_work(x, r_lo, r_hi);
+#pragma omp parallel for schedule(static) if (worth_threads(work))
     for (int c = 0; c < x->c; c++) {
         double sum = 0.0, sq = 0.0;
         for (int n = 0; n < x->n; n++)
@@ -612,7 +650,8 @@ void cpu_bn_fwd(const cpu_view *x, const float *stats, const float *gb, cpu_view
     LR_ASSERT(same_map(x, y));
     check_rows(y, r_lo, r_hi);
     int C = x->c;
-#pragma omp parallel for collapse(2) schedule(static)
+    int64_t work = row_work(x, r_lo, r_hi);
+#pragma omp parallel for collapse(2) schedule(static) if (worth_threads(work))
     for (int n = 0; n < x->n; n++)
         for (int c = 0; c < C; c++) {
             float mean = stats[c], scale = gb[c] * stats[C + c], beta = gb[C + c];
@@ -633,7 +672,8 @@ void cpu_bn_grad_accumulate(const cpu_view *x, const float *stats, const cpu_vie
     LR_ASSERT(same_map(x, dy));
     check_rows(dy, r_lo, r_hi);
     int C = x->c;
-#pragma omp parallel for schedule(static)
+    int64_t work = row_work(x, r_lo, r_hi);
+#pragma omp parallel for schedule(static) if (worth_threads(work))
     for (int c = 0; c < C; c++) {
         float mean = stats[c], invstd = stats[C + c];
         double sdy = 0.0, sdyx = 0.0;
@@ -670,14 +710,14 @@ static void bn_bwd_params(const cpu_view *x, const float *stats, const cpu_view 
     dgb[x->c + c] += (float)sdy;
 }
 
+/* dy is read only with_direct (a reduction-only call may pass NULL); dx or dgb NULL is not
+ * wanted. dx gets k * t per element, k = gamma * invstd, t = dy (direct) - mean(dy) -
+ * xhat * mean(dy * xhat) (reduction), where the means are gacc / count. */
 void cpu_bn_bwd(const cpu_view *x, const float *stats, const float *gb, const cpu_view *dy,
                 int r_lo, int r_hi, const double *gacc, int64_t count, bool with_reduction,
                 bool with_direct, cpu_view *dx, float *dgb)
 {
     check_bn(x, r_lo, r_hi);
-    check_view(dx);
-    LR_ASSERT(same_map(x, dx));
-    check_rows(dx, r_lo, r_hi);
     if (with_direct) {
         check_view(dy);
         LR_ASSERT(same_map(x, dy));
@@ -685,7 +725,18 @@ void cpu_bn_bwd(const cpu_view *x, const float *stats, const float *gb, const cp
     }
     LR_ASSERT(!with_reduction || count >= 1);
     int C = x->c;
-#pragma omp parallel for collapse(2) schedule(static)
+    int64_t work = row_work(x, r_lo, r_hi);
+    if (with_direct && dgb) {
+#pragma omp parallel for schedule(static) if (worth_threads(work))
+        for (int c = 0; c < C; c++)
+            bn_bwd_params(x, stats, dy, r_lo, r_hi, c, dgb);
+    }
+    if (!dx)
+        return;
+    check_view(dx);
+    LR_ASSERT(same_map(x, dx));
+    check_rows(dx, r_lo, r_hi);
+#pragma omp parallel for collapse(2) schedule(static) if (worth_threads(work))
     for (int n = 0; n < x->n; n++)
         for (int c = 0; c < C; c++) {
             float mean = stats[c], invstd = stats[C + c], k = gb[c] * invstd;
@@ -703,23 +754,17 @@ void cpu_bn_bwd(const cpu_view *x, const float *stats, const float *gb, const cp
                 }
             }
         }
-    if (with_direct && dgb) {
-#pragma omp parallel for schedule(static)
-        for (int c = 0; c < C; c++)
-            bn_bwd_params(x, stats, dy, r_lo, r_hi, c, dgb);
-    }
 }
 
-void cpu_bn_update_running(const float *stats, int c, int64_t count, double eps, double momentum,
+void cpu_bn_update_running(const double *acc, int c, int64_t count, double momentum,
                            float *running)
 {
     LR_ASSERT(c >= 1 && count >= 2);
     for (int i = 0; i < c; i++) {
-        double invstd = stats[c + i];
-        /* stats hold invstd only: the biased variance is recovered as 1/invstd^2 - eps. */
-        double var = 1.0 / (invstd * invstd) - eps;
+        double mean = acc[i] / (double)count;
+        double var = acc[c + i] / (double)count - mean * mean;
         double unbiased = (var > 0.0 ? var : 0.0) * (double)count / (double)(count - 1);
-        running[i] = (float)((1.0 - momentum) * running[i] + momentum * stats[i]);
+        running[i] = (float)((1.0 - momentum) * running[i] + momentum * mean);
         running[c + i] = (float)((1.0 - momentum) * running[c + i] + momentum * unbiased);
     }
 }
@@ -736,7 +781,8 @@ void cpu_add_fwd(const cpu_view *a, const cpu_view *b, cpu_view *y, int r_lo, in
     check_rows(a, r_lo, r_hi);
     check_rows(b, r_lo, r_hi);
     check_rows(y, r_lo, r_hi);
-#pragma omp parallel for collapse(2) schedule(static)
+    int64_t work = row_work(y, r_lo, r_hi);
+#pragma omp parallel for collapse(2) schedule(static) if (worth_threads(work))
     for (int n = 0; n < y->n; n++)
         for (int c = 0; c < y->c; c++)
             for (int r = r_lo; r <= r_hi; r++) {
@@ -749,6 +795,8 @@ void cpu_add_fwd(const cpu_view *a, const cpu_view *b, cpu_view *y, int r_lo, in
 
 void cpu_accumulate_rows(const cpu_view *dy, int r_lo, int r_hi, cpu_view *dx)
 {
+    if (!dx)
+        return; /* not wanted */
     cpu_copy_rows(dy, dx, r_lo, r_hi, true);
 }
 
@@ -763,7 +811,8 @@ static void move_channels(const cpu_view *a, int a_off, cpu_view *b, int b_off, 
     check_range(r_lo, r_hi, a->h);
     check_rows(a, r_lo, r_hi);
     check_rows(b, r_lo, r_hi);
-#pragma omp parallel for collapse(2) schedule(static)
+    int64_t work = row_work(a, r_lo, r_hi) / a->c * nc;
+#pragma omp parallel for collapse(2) schedule(static) if (worth_threads(work))
     for (int n = 0; n < a->n; n++)
         for (int c = 0; c < nc; c++)
             for (int r = r_lo; r <= r_hi; r++) {
@@ -781,6 +830,8 @@ void cpu_concat_fwd(const cpu_view *x, int c_off, cpu_view *y, int r_lo, int r_h
 
 void cpu_concat_bwd(const cpu_view *dy, int c_off, int r_lo, int r_hi, cpu_view *dx)
 {
+    if (!dx)
+        return; /* not wanted */
     move_channels(dy, c_off, dx, 0, dx->c, r_lo, r_hi, true);
 }
 
@@ -799,7 +850,8 @@ static void check_upsample(int scale, const cpu_view *x, const cpu_view *y, int 
 void cpu_upsample_fwd(int scale, const cpu_view *x, cpu_view *y, int r_lo, int r_hi)
 {
     check_upsample(scale, x, y, r_lo, r_hi);
-#pragma omp parallel for collapse(2) schedule(static)
+    int64_t work = row_work(y, r_lo, r_hi);
+#pragma omp parallel for collapse(2) schedule(static) if (worth_threads(work))
     for (int n = 0; n < y->n; n++)
         for (int c = 0; c < y->c; c++)
             for (int r = r_lo; r <= r_hi; r++) {
@@ -812,8 +864,11 @@ void cpu_upsample_fwd(int scale, const cpu_view *x, cpu_view *y, int r_lo, int r
 
 void cpu_upsample_bwd(int scale, const cpu_view *dy, int r_lo, int r_hi, cpu_view *dx)
 {
+    if (!dx)
+        return; /* not wanted */
     check_upsample(scale, dx, dy, r_lo, r_hi);
-#pragma omp parallel for collapse(2) schedule(static)
+    int64_t work = row_work(dy, r_lo, r_hi);
+#pragma omp parallel for collapse(2) schedule(static) if (worth_threads(work))
     for (int n = 0; n < dy->n; n++)
         for (int c = 0; c < dy->c; c++)
             for (int r = r_lo; r <= r_hi; r++) {
@@ -852,8 +907,9 @@ static void dropout_rows(uint64_t seed, double p, const cpu_view *src, cpu_view 
     check_range(r_lo, r_hi, src->h);
     check_rows(src, r_lo, r_hi);
     check_rows(dst, r_lo, r_hi);
-    float scale = (float)(1.0 / (1.0 - p));
-#pragma omp parallel for collapse(2) schedule(static)
+    float scale = p < 1.0 ? (float)(1.0 / (1.0 - p)) : 0.0f; /* p = 1 keeps nothing */
+    int64_t work = row_work(src, r_lo, r_hi);
+#pragma omp parallel for collapse(2) schedule(static) if (worth_threads(work))
     for (int n = 0; n < src->n; n++)
         for (int c = 0; c < src->c; c++)
             for (int r = r_lo; r <= r_hi; r++) {
@@ -874,6 +930,8 @@ void cpu_dropout_fwd(uint64_t seed, double p, const cpu_view *x, cpu_view *y, in
 
 void cpu_dropout_bwd(uint64_t seed, double p, const cpu_view *dy, int r_lo, int r_hi, cpu_view *dx)
 {
+    if (!dx)
+        return; /* not wanted */
     dropout_rows(seed, p, dy, dx, r_lo, r_hi, true);
 }
 
@@ -882,7 +940,7 @@ void cpu_dropout_bwd(uint64_t seed, double p, const cpu_view *dy, int r_lo, int 
 void cpu_fc_fwd(const float *x, const float *w, const float *b, float *y, int n, int in, int out)
 {
     LR_ASSERT(n >= 1 && in >= 1 && out >= 1);
-#pragma omp parallel for collapse(2) schedule(static)
+#pragma omp parallel for collapse(2) schedule(static) if (worth_threads((int64_t)n * in * out))
     for (int i = 0; i < n; i++)
         for (int o = 0; o < out; o++) {
             float dot = row_dot(x + (int64_t)i * in, w + (int64_t)o * in, 1, 0, in, in);
@@ -895,14 +953,14 @@ void cpu_fc_bwd(const float *x, const float *w, const float *dy, int n, int in, 
 {
     LR_ASSERT(n >= 1 && in >= 1 && out >= 1);
     if (dx) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (worth_threads((int64_t)n * in * out))
         for (int i = 0; i < n; i++)
             for (int o = 0; o < out; o++)
-                row_axpy_gather(dx + (int64_t)i * in, w + (int64_t)o * in,
-                                dy[(int64_t)i * out + o], 1, 0, in, in);
+                row_axpy_gather(dx + (int64_t)i * in, w + (int64_t)o * in, dy[(int64_t)i * out + o],
+                                1, 0, in, in);
     }
     if (dw || db) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (worth_threads((int64_t)n * in * out))
         for (int o = 0; o < out; o++) {
             double sum = 0.0;
             for (int i = 0; i < n; i++) {
@@ -919,8 +977,8 @@ void cpu_fc_bwd(const float *x, const float *w, const float *dy, int n, int in, 
 
 /* ------------------------------------------------------------------ loss */
 
-/* Log-softmax in double with the maximum subtracted first: exp never overflows, and the float
- * logits lose nothing on the way. Returns log(sum exp(l - max)); *max receives the maximum. */
+/* The numerically stable log-sum-exp, in double: the maximum is subtracted before exp, so
+ * nothing overflows. Returns log(sum exp(l - max)); *max receives the maximum. */
 static double log_sum_exp(const float *l, int k, double *max)
 {
     double m = l[0];
@@ -948,8 +1006,10 @@ float cpu_softmax_xent_fwd(const float *logits, const int32_t *labels, int n, in
 
 void cpu_softmax_xent_bwd(const float *logits, const int32_t *labels, int n, int k, float *dlogits)
 {
+    if (!dlogits)
+        return; /* not wanted */
     LR_ASSERT(n >= 1 && k >= 1);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (worth_threads((int64_t)n * k))
     for (int i = 0; i < n; i++) {
         const float *l = logits + (int64_t)i * k;
         float *d = dlogits + (int64_t)i * k;
@@ -966,7 +1026,7 @@ void cpu_softmax_xent_bwd(const float *logits, const int32_t *labels, int n, int
 
 void cpu_sgd_update(float *w, float *g, int64_t n, float lr, float weight_decay)
 {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (worth_threads(n))
     for (int64_t i = 0; i < n; i++) {
         w[i] -= lr * (g[i] + weight_decay * w[i]);
         g[i] = 0.0f;
@@ -978,7 +1038,7 @@ void cpu_sgd_update(float *w, float *g, int64_t n, float lr, float weight_decay)
 void cpu_momentum_update(float *w, float *g, float *state, int64_t n, float lr, float momentum,
                          float weight_decay)
 {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (worth_threads(n))
     for (int64_t i = 0; i < n; i++) {
         float d = g[i] + weight_decay * w[i];
         state[i] = momentum * state[i] + d;
@@ -997,7 +1057,7 @@ void cpu_adam_update(float *w, float *g, float *state, int64_t n, float lr, floa
     float *m = state, *v = state + n;
     double bc1 = 1.0 - pow(beta1, step), bc2 = 1.0 - pow(beta2, step);
     float step_size = (float)(lr / bc1), bc2_sqrt = (float)sqrt(bc2);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (worth_threads(n))
     for (int64_t i = 0; i < n; i++) {
         float d = g[i] + weight_decay * w[i];
         m[i] = beta1 * m[i] + (1.0f - beta1) * d;

@@ -94,9 +94,10 @@ void cpu_bn_grad_accumulate(const cpu_view *x, const float *stats, const cpu_vie
 void cpu_bn_bwd(const cpu_view *x, const float *stats, const float *gb, const cpu_view *dy,
                 int r_lo, int r_hi, const double *gacc, int64_t count, bool with_reduction,
                 bool with_direct, cpu_view *dx, float *dgb);
-/* running = (1 - momentum) * running + momentum * batch (unbiased variance: var * count / (count - 1)).
+/* running = (1 - momentum) * running + momentum * batch, from the sums cpu_bn_accumulate()
+ * gathered over `count` elements (unbiased variance: var * count / (count - 1)).
  * running: (2, C) = mean, var. */
-void cpu_bn_update_running(const float *stats, int c, int64_t count, double eps, double momentum,
+void cpu_bn_update_running(const double *acc, int c, int64_t count, double momentum,
                            float *running);
 
 /* ---- combining. */

@@ -431,7 +431,8 @@ static void test_conv_bwd_row_splits_sum_to_full(void **state)
         conv_data d = conv_data_new(&CONV_CASES[i], 500 + i);
         cpu_view dx_full = view_full(d.k.n, d.k.cin, d.k.h, d.k.w);
         cpu_view dx_sum = view_full(d.k.n, d.k.cin, d.k.h, d.k.w);
-        float *dw_full = calloc(d.w_count, sizeof(float)), *dw_sum = calloc(d.w_count, sizeof(float));
+        float *dw_full = calloc(d.w_count, sizeof(float)),
+              *dw_sum = calloc(d.w_count, sizeof(float));
         float *db_full = calloc(d.k.cout, sizeof(float)), *db_sum = calloc(d.k.cout, sizeof(float));
         cpu_conv_bwd(&d.k.g, &d.x, d.w, &d.dy, 0, d.oh - 1, &dx_full, dw_full, db_full);
         int cuts[4] = {0, d.oh / 3, (2 * d.oh) / 3 + 1, d.oh};
@@ -488,6 +489,37 @@ static void test_conv_bwd_skips_null_gradients(void **state)
     conv_data_free(&d);
 }
 
+/* Every other backward kernel takes a NULL input gradient as "not wanted" and returns; BN
+ * backward with dx NULL still accumulates dgamma/dbeta, equal to those of a call with dx. */
+static void test_backward_kernels_skip_null_input_gradient(void **state)
+{
+    rng_seed(650);
+    const cpu_window pool = {2, 2, 2, 2, 0, 0, 1, 1, 1};
+    cpu_view x = view_random(1, 3, 6, 4), dy = view_random(1, 3, 6, 4);
+    cpu_view dy_pool = view_random(1, 3, 3, 2), dy_up = view_random(1, 3, 12, 8);
+    float stats[6] = {0.1f, 0.2f, 0.3f, 1.0f, 2.0f, 3.0f}, gb[6] = {1, 1, 1, 0, 0, 0};
+    double gacc[6] = {0.5, -0.5, 1.0, 0.25, 0.5, -1.0};
+    float dgb_null[6] = {0}, dgb_dx[6] = {0}, logits[6] = {1, 2, 3, 4, 5, 6};
+    int32_t labels[2] = {0, 2};
+    cpu_relu_bwd(&x, &dy, 0, 5, NULL);
+    cpu_maxpool_bwd(&pool, &x, &dy_pool, 0, 2, NULL);
+    cpu_avgpool_bwd(&pool, &dy_pool, 0, 2, NULL);
+    cpu_adaptive_avgpool_bwd(&dy_pool, NULL);
+    cpu_accumulate_rows(&dy, 0, 5, NULL);
+    cpu_concat_bwd(&dy, 0, 0, 5, NULL);
+    cpu_upsample_bwd(2, &dy_up, 0, 11, NULL);
+    cpu_dropout_bwd(3, 0.5, &dy, 0, 5, NULL);
+    cpu_softmax_xent_bwd(logits, labels, 2, 3, NULL);
+    cpu_bn_bwd(&x, stats, gb, &dy, 0, 5, gacc, 24, true, true, NULL, dgb_null);
+    cpu_view dx = view_full(1, 3, 6, 4);
+    cpu_bn_bwd(&x, stats, gb, &dy, 0, 5, gacc, 24, true, true, &dx, dgb_dx);
+    assert_memory_equal(dgb_null, dgb_dx, sizeof dgb_dx);
+    assert_true(dgb_dx[3] != 0.0f);
+    cpu_view *all[] = {&x, &dy, &dy_pool, &dy_up, &dx};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+        view_free(all[i]);
+}
+
 /* Each call below gives a view that misses one row the call touches, unless rows_ok is set,
  * in which case the same call with a view that holds every row must run to completion. */
 static conv_data abort_case;
@@ -499,6 +531,8 @@ static void conv_fwd_input_stripe(void)
     cpu_view xs = stripe_copy(&abort_case.x, rows_ok ? 2 : 3, 6);
     cpu_view ys = view_new(abort_case.y.n, abort_case.y.c, abort_case.y.h, abort_case.y.w, 3, 3);
     cpu_conv_fwd(&abort_case.k.g, &xs, abort_case.w, abort_case.b, &ys, 3, 5);
+    view_free(&xs);
+    view_free(&ys);
 }
 
 static void conv_fwd_output_stripe(void)
@@ -506,6 +540,7 @@ static void conv_fwd_output_stripe(void)
     cpu_view ys = view_new(abort_case.y.n, abort_case.y.c, abort_case.y.h, abort_case.y.w, 3,
                            rows_ok ? 3 : 2);
     cpu_conv_fwd(&abort_case.k.g, &abort_case.x, abort_case.w, abort_case.b, &ys, 3, 5);
+    view_free(&ys);
 }
 
 static void conv_bwd_dx_stripe(void)
@@ -514,6 +549,7 @@ static void conv_bwd_dx_stripe(void)
                             rows_ok ? 5 : 4);
     cpu_conv_bwd(&abort_case.k.g, &abort_case.x, abort_case.w, &abort_case.dy, 3, 5, &dxs, NULL,
                  NULL);
+    view_free(&dxs);
 }
 
 static void maxpool_input_stripe(void)
@@ -522,6 +558,8 @@ static void maxpool_input_stripe(void)
     cpu_view xs = stripe_copy(&abort_case.x, 0, rows_ok ? 3 : 2);
     cpu_view y = view_full(abort_case.x.n, abort_case.x.c, 4, 5);
     cpu_maxpool_fwd(&g, &xs, &y, 0, 1); /* row 1 reads input rows 2 and 3 */
+    view_free(&xs);
+    view_free(&y);
 }
 
 static void copy_rows_destination_stripe(void)
@@ -529,6 +567,7 @@ static void copy_rows_destination_stripe(void)
     cpu_view dst = view_new(abort_case.x.n, abort_case.x.c, abort_case.x.h, abort_case.x.w,
                             rows_ok ? 3 : 4, 3);
     cpu_copy_rows(&abort_case.x, &dst, 3, 5, false);
+    view_free(&dst);
 }
 
 typedef struct {
@@ -548,14 +587,16 @@ static const rows_case ROWS_CASES[] = {
 /* The child side: `test_cpu_ops --rows-case NAME 0|1` runs one case and exits 0. */
 static int run_rows_case(const char *name, const char *ok)
 {
+    int rc = 2;
     abort_case = conv_data_new(&CONV_CASES[0], 700);
     rows_ok = strcmp(ok, "1") == 0;
     for (int i = 0; i < N_ROWS_CASES; i++)
         if (strcmp(ROWS_CASES[i].name, name) == 0) {
             ROWS_CASES[i].fn();
-            return 0;
+            rc = 0;
         }
-    return 2;
+    conv_data_free(&abort_case);
+    return rc;
 }
 
 /* Runs a case in a fresh process (fork + exec of this binary: libgomp's threads do not survive
@@ -810,7 +851,8 @@ static void test_concat_and_add_match_reference(void **state)
                     assert_float_equal(*cpu_at(&y, n, c, r, q), v, 0);
                     assert_float_equal(*cpu_at(g, n, cc, r, q), *cpu_at(g0, n, cc, r, q) + v, 0);
                 }
-    cpu_view a2 = view_random(2, 2, 5, 4), sum = view_full(2, 2, 5, 4), acc = stripe_copy(&a2, 0, 4);
+    cpu_view a2 = view_random(2, 2, 5, 4), sum = view_full(2, 2, 5, 4),
+             acc = stripe_copy(&a2, 0, 4);
     cpu_add_fwd(&a, &a2, &sum, 0, 4);
     cpu_accumulate_rows(&a, 1, 3, &acc);
     for (int64_t i = 0; i < view_numel(&a); i++) {
@@ -894,7 +936,7 @@ typedef struct {
 static void test_rowwise_forward_kernels_split_bitwise(void **state)
 {
     const split_op ops[] = {
-        {split_maxpool, 5, 5, 3, 2, 1, false}, {split_avgpool, 5, 9, 3, 2, 1, false},
+        {split_maxpool, 5, 5, 3, 2, 1, false},   {split_avgpool, 5, 9, 3, 2, 1, false},
         {split_upsample, 20, 18, 1, 1, 0, true}, {split_dropout, 10, 9, 1, 1, 0, false},
         {split_bn, 10, 9, 1, 1, 0, false},
     };
@@ -968,7 +1010,8 @@ static void test_bn_forward_matches_double_reference(void **state)
         for (int n = 0; n < 2; n++)
             for (int r = 0; r < H; r++)
                 for (int q = 0; q < W; q++) {
-                    double want = gb[c] * (*cpu_at(&x, n, c, r, q) - ref.mean) * ref.invstd + gb[C + c];
+                    double want =
+                        gb[c] * (*cpu_at(&x, n, c, r, q) - ref.mean) * ref.invstd + gb[C + c];
                     assert_float_equal(*cpu_at(&y, n, c, r, q), want, 1e-5);
                 }
     }
@@ -1053,7 +1096,8 @@ static void test_bn_backward_matches_finite_differences(void **state)
 }
 
 /* An overlapping cover: partition 1 back-propagates rows [0, 3] with its partial dy and owns
- * [0, 2]; partition 2 rows [2, 5], owns [3, 5]. Direct and reduction calls summed equal one call. */
+ * [0, 2]; partition 2 rows [2, 5], owns [3, 5]. Direct and reduction calls summed equal one call.
+ */
 static void test_bn_split_direct_and_reduction_equal_single_call(void **state)
 {
     bn_data d = bn_data_new(1700);
@@ -1092,15 +1136,15 @@ static void test_bn_split_direct_and_reduction_equal_single_call(void **state)
  * var * count / (count - 1); two updates checked against hand-computed values. */
 static void test_bn_running_update_matches_pytorch(void **state)
 {
-    const double eps = 1e-5;
-    float stats[4] = {0.5f, -1.0f, (float)(1.0 / sqrt(0.25 + eps)), (float)(1.0 / sqrt(4.0 + eps))};
+    /* sums over 10 elements: means 0.5 and -1, biased variances 0.25 and 4 */
+    double acc[4] = {5.0, -10.0, 10 * (0.25 + 0.25), 10 * (4.0 + 1.0)};
     float running[4] = {0.0f, 0.0f, 1.0f, 1.0f};
-    cpu_bn_update_running(stats, 2, 10, eps, 0.1, running);
+    cpu_bn_update_running(acc, 2, 10, 0.1, running);
     assert_float_equal(running[0], 0.05, 1e-7);
     assert_float_equal(running[1], -0.1, 1e-7);
     assert_float_equal(running[2], 0.9 + 0.1 * 0.25 * 10.0 / 9.0, 1e-6);
     assert_float_equal(running[3], 0.9 + 0.1 * 4.0 * 10.0 / 9.0, 1e-6);
-    cpu_bn_update_running(stats, 2, 10, eps, 0.1, running);
+    cpu_bn_update_running(acc, 2, 10, 0.1, running);
     assert_float_equal(running[0], 0.9 * 0.05 + 0.05, 1e-7);
     assert_float_equal(running[2], 0.9 * (0.9 + 0.25 / 9.0) + 0.25 / 9.0, 1e-6);
 }
@@ -1169,7 +1213,8 @@ static void test_dropout_fwd_bwd_use_full_map_indices(void **state)
                     float v = *cpu_at(&x, n, c, r, q), want = keep ? v * scale : 0.0f;
                     kept += keep;
                     assert_float_equal(*cpu_at(&ys, n, c, r, q), want, 0);
-                    assert_float_equal(*cpu_at(&dxs, n, c, r, q), *cpu_at(&dx, n, c, r, q) + want, 0);
+                    assert_float_equal(*cpu_at(&dxs, n, c, r, q), *cpu_at(&dx, n, c, r, q) + want,
+                                       0);
                 }
     assert_true(kept > 0 && kept < 2 * 3 * 4 * 5);
     cpu_view *all[] = {&x, &dx, &xs, &ys, &dxs};
@@ -1314,7 +1359,8 @@ static void test_adam_two_steps_match_hand_computed(void **state)
     const double want_w[2][2] = {{0.9000000019607842, -2.099999995652174},
                                  {0.9355236415321512, -2.196079469240874}};
     const double want_m[2][2] = {{0.051, 0.023}, {-0.0532, 0.0686}};
-    const double want_v[2][2] = {{0.0002601, 5.29e-05}, {0.0012419208999611372, 0.0002822881000416522}};
+    const double want_v[2][2] = {{0.0002601, 5.29e-05},
+                                 {0.0012419208999611372, 0.0002822881000416522}};
     for (int step = 0; step < 2; step++) {
         memcpy(g, OPT_G[step], sizeof g);
         cpu_adam_update(w, g, st, 2, 0.1f, 0.9f, 0.999f, 1e-8f, 0.01f, step + 1);
@@ -1346,7 +1392,8 @@ static void test_copy_rows_between_stripes(void **state)
         for (int c = 0; c < 3; c++)
             for (int r = 4; r < 8; r++)
                 for (int q = 0; q < 4; q++) {
-                    float s = r <= 6 ? *cpu_at(&src, n, c, r, q) : 0.0f, b = *cpu_at(&before, n, c, r, q);
+                    float s = r <= 6 ? *cpu_at(&src, n, c, r, q) : 0.0f,
+                          b = *cpu_at(&before, n, c, r, q);
                     float want = r == 4 ? s : r == 5 ? s + s : r == 6 ? b + s : b;
                     assert_float_equal(*cpu_at(&dst, n, c, r, q), want, 0);
                 }
@@ -1357,91 +1404,114 @@ static void test_copy_rows_between_stripes(void **state)
 
 /* ------------------------------------------------------------------ thread-count independence */
 
+/* Sizes for the thread test: every kernel below does at least PARALLEL_MIN_WORK (2^15) inner
+ * operations, so it really runs in parallel (smaller calls stay on one thread). */
+enum { TH_N = 4, TH_C = 8, TH_H = 32, TH_W = 40, TH_FC_N = 8, TH_FC_IN = 256, TH_FC_OUT = 32 };
+
 typedef struct {
     cpu_view y, dx, mp_dx, bn_dx;
-    float *dw, *db, fc_dx[FC_N * FC_IN], fc_dw[FC_OUT * FC_IN], fc_db[FC_OUT];
-    double bn_acc[2 * 4], bn_gacc[2 * 4];
-    float bn_dgb[2 * 4];
+    float *dw, *db, *fc_dx, *fc_dw, *fc_db, bn_dgb[2 * TH_C];
+    double bn_acc[2 * TH_C], bn_gacc[2 * TH_C];
 } thread_run;
 
-/* Every kernel with a parallel reduction or scatter, on fixed inputs. */
-static thread_run run_all_kernels(conv_data *d, const float *fx, const float *fw, const float *fdy)
+static void run_conv_and_pool(conv_data *d, thread_run *t)
 {
-    thread_run t;
     const cpu_window pool = {3, 3, 2, 2, 1, 1, 1, 1, 1};
-    t.y = view_full(d->y.n, d->y.c, d->y.h, d->y.w);
-    t.dx = view_full(d->x.n, d->x.c, d->x.h, d->x.w);
-    t.dw = calloc(d->w_count, sizeof(float));
-    t.db = calloc(d->k.cout, sizeof(float));
-    cpu_conv_fwd(&d->k.g, &d->x, d->w, d->b, &t.y, 0, d->oh - 1);
-    cpu_conv_bwd(&d->k.g, &d->x, d->w, &d->dy, 0, d->oh - 1, &t.dx, t.dw, t.db);
-
-    cpu_view mp_y = view_full(d->x.n, d->x.c, 5, 6);
-    t.mp_dx = view_full(d->x.n, d->x.c, d->x.h, d->x.w);
-    cpu_maxpool_fwd(&pool, &d->x, &mp_y, 0, 4);
-    cpu_maxpool_bwd(&pool, &d->x, &mp_y, 0, 4, &t.mp_dx);
+    t->y = view_full(d->y.n, d->y.c, d->y.h, d->y.w);
+    t->dx = view_full(TH_N, TH_C, TH_H, TH_W);
+    t->dw = calloc(d->w_count, sizeof(float));
+    t->db = calloc(d->k.cout, sizeof(float));
+    cpu_conv_fwd(&d->k.g, &d->x, d->w, d->b, &t->y, 0, d->oh - 1);
+    cpu_conv_bwd(&d->k.g, &d->x, d->w, &d->dy, 0, d->oh - 1, &t->dx, t->dw, t->db);
+    cpu_view mp_y = view_full(TH_N, TH_C, TH_H / 2, TH_W / 2);
+    t->mp_dx = view_full(TH_N, TH_C, TH_H, TH_W);
+    cpu_maxpool_fwd(&pool, &d->x, &mp_y, 0, TH_H / 2 - 1);
+    cpu_maxpool_bwd(&pool, &d->x, &mp_y, 0, TH_H / 2 - 1, &t->mp_dx);
     view_free(&mp_y);
+}
 
-    float stats[8], gb[8] = {1, 2, 3, 4, 0, 0, 1, 1};
-    memset(t.bn_acc, 0, sizeof t.bn_acc);
-    memset(t.bn_gacc, 0, sizeof t.bn_gacc);
-    memset(t.bn_dgb, 0, sizeof t.bn_dgb);
-    t.bn_dx = view_full(d->x.n, d->x.c, d->x.h, d->x.w);
-    cpu_bn_accumulate(&d->x, 0, d->x.h - 1, t.bn_acc);
-    cpu_bn_finalize(t.bn_acc, 4, (int64_t)d->x.n * d->x.h * d->x.w, 1e-5, stats);
-    cpu_bn_grad_accumulate(&d->x, stats, &d->x, 0, d->x.h - 1, t.bn_gacc);
-    cpu_bn_bwd(&d->x, stats, gb, &d->x, 0, d->x.h - 1, t.bn_gacc, (int64_t)d->x.n * d->x.h * d->x.w,
-               true, true, &t.bn_dx, t.bn_dgb);
+/* BN statistics, gradient reductions and backward, with x playing dy. */
+static void run_bn(conv_data *d, thread_run *t)
+{
+    float stats[2 * TH_C], gb[2 * TH_C];
+    int64_t count = (int64_t)TH_N * TH_H * TH_W;
+    for (int c = 0; c < 2 * TH_C; c++)
+        gb[c] = 0.5f + 0.25f * c;
+    memset(t->bn_acc, 0, sizeof t->bn_acc);
+    memset(t->bn_gacc, 0, sizeof t->bn_gacc);
+    memset(t->bn_dgb, 0, sizeof t->bn_dgb);
+    t->bn_dx = view_full(TH_N, TH_C, TH_H, TH_W);
+    cpu_bn_accumulate(&d->x, 0, TH_H - 1, t->bn_acc);
+    cpu_bn_finalize(t->bn_acc, TH_C, count, 1e-5, stats);
+    cpu_bn_grad_accumulate(&d->x, stats, &d->x, 0, TH_H - 1, t->bn_gacc);
+    cpu_bn_bwd(&d->x, stats, gb, &d->x, 0, TH_H - 1, t->bn_gacc, count, true, true, &t->bn_dx,
+               t->bn_dgb);
+}
 
-    memset(t.fc_dx, 0, sizeof t.fc_dx);
-    memset(t.fc_dw, 0, sizeof t.fc_dw);
-    memset(t.fc_db, 0, sizeof t.fc_db);
-    cpu_fc_bwd(fx, fw, fdy, FC_N, FC_IN, FC_OUT, t.fc_dx, t.fc_dw, t.fc_db);
-    return t;
+static void run_fc(const float *fx, const float *fw, const float *fdy, thread_run *t)
+{
+    t->fc_dx = calloc(TH_FC_N * TH_FC_IN, sizeof(float));
+    t->fc_dw = calloc(TH_FC_OUT * TH_FC_IN, sizeof(float));
+    t->fc_db = calloc(TH_FC_OUT, sizeof(float));
+    cpu_fc_bwd(fx, fw, fdy, TH_FC_N, TH_FC_IN, TH_FC_OUT, t->fc_dx, t->fc_dw, t->fc_db);
 }
 
 static void thread_run_free(thread_run *t)
 {
-    view_free(&t->y);
-    view_free(&t->dx);
-    view_free(&t->mp_dx);
-    view_free(&t->bn_dx);
+    cpu_view *views[] = {&t->y, &t->dx, &t->mp_dx, &t->bn_dx};
+    for (size_t i = 0; i < sizeof views / sizeof views[0]; i++)
+        view_free(views[i]);
     free(t->dw);
     free(t->db);
+    free(t->fc_dx);
+    free(t->fc_dw);
+    free(t->fc_db);
 }
 
-/* Conv forward/backward, maxpool backward, BN reductions and fc backward give identical bits
- * with 1, 2 and 3 OpenMP threads. */
+static void assert_same_bits(const thread_run *a, const thread_run *b, const conv_data *d)
+{
+    assert_memory_equal(a->y.data, b->y.data, sizeof(float) * view_numel(&a->y));
+    assert_memory_equal(a->dx.data, b->dx.data, sizeof(float) * view_numel(&a->dx));
+    assert_memory_equal(a->dw, b->dw, sizeof(float) * d->w_count);
+    assert_memory_equal(a->db, b->db, sizeof(float) * d->k.cout);
+    assert_memory_equal(a->mp_dx.data, b->mp_dx.data, sizeof(float) * view_numel(&a->mp_dx));
+    assert_memory_equal(a->bn_dx.data, b->bn_dx.data, sizeof(float) * view_numel(&a->bn_dx));
+    assert_memory_equal(a->bn_acc, b->bn_acc, sizeof a->bn_acc);
+    assert_memory_equal(a->bn_gacc, b->bn_gacc, sizeof a->bn_gacc);
+    assert_memory_equal(a->bn_dgb, b->bn_dgb, sizeof a->bn_dgb);
+    assert_memory_equal(a->fc_dx, b->fc_dx, sizeof(float) * TH_FC_N * TH_FC_IN);
+    assert_memory_equal(a->fc_dw, b->fc_dw, sizeof(float) * TH_FC_OUT * TH_FC_IN);
+    assert_memory_equal(a->fc_db, b->fc_db, sizeof(float) * TH_FC_OUT);
+}
+
+/* Conv forward/backward, maxpool backward, BN reductions and fc backward, each big enough to
+ * run in parallel, give identical bits with 1, 2 and 3 OpenMP threads. */
 static void test_results_do_not_depend_on_thread_count(void **state)
 {
-    conv_case big = {3, 4, 10, 12, 6, {3, 3, 1, 1, 1, 1, 1, 1, 2}, true};
+    conv_case big = {TH_N, TH_C, TH_H, TH_W, 12, {3, 3, 1, 1, 1, 1, 1, 1, 2}, true};
     conv_data d = conv_data_new(&big, 2200);
-    float fx[FC_N * FC_IN], fw[FC_OUT * FC_IN], fdy[FC_N * FC_OUT];
-    fill_uniform(fx, FC_N * FC_IN);
-    fill_uniform(fw, FC_OUT * FC_IN);
-    fill_uniform(fdy, FC_N * FC_OUT);
+    float *fx = malloc(sizeof(float) * TH_FC_N * TH_FC_IN);
+    float *fw = malloc(sizeof(float) * TH_FC_OUT * TH_FC_IN);
+    float *fdy = malloc(sizeof(float) * TH_FC_N * TH_FC_OUT);
+    fill_uniform(fx, TH_FC_N * TH_FC_IN);
+    fill_uniform(fw, TH_FC_OUT * TH_FC_IN);
+    fill_uniform(fdy, TH_FC_N * TH_FC_OUT);
     int saved = omp_get_max_threads();
-    omp_set_num_threads(1);
-    thread_run one = run_all_kernels(&d, fx, fw, fdy);
-    for (int threads = 2; threads <= 3; threads++) {
-        omp_set_num_threads(threads);
-        thread_run many = run_all_kernels(&d, fx, fw, fdy);
-        assert_memory_equal(many.y.data, one.y.data, sizeof(float) * view_numel(&one.y));
-        assert_memory_equal(many.dx.data, one.dx.data, sizeof(float) * view_numel(&one.dx));
-        assert_memory_equal(many.dw, one.dw, sizeof(float) * d.w_count);
-        assert_memory_equal(many.db, one.db, sizeof(float) * d.k.cout);
-        assert_memory_equal(many.mp_dx.data, one.mp_dx.data, sizeof(float) * view_numel(&one.mp_dx));
-        assert_memory_equal(many.bn_dx.data, one.bn_dx.data, sizeof(float) * view_numel(&one.bn_dx));
-        assert_memory_equal(many.bn_acc, one.bn_acc, sizeof one.bn_acc);
-        assert_memory_equal(many.bn_gacc, one.bn_gacc, sizeof one.bn_gacc);
-        assert_memory_equal(many.bn_dgb, one.bn_dgb, sizeof one.bn_dgb);
-        assert_memory_equal(many.fc_dx, one.fc_dx, sizeof one.fc_dx);
-        assert_memory_equal(many.fc_dw, one.fc_dw, sizeof one.fc_dw);
-        assert_memory_equal(many.fc_db, one.fc_db, sizeof one.fc_db);
-        thread_run_free(&many);
+    thread_run runs[3];
+    for (int i = 0; i < 3; i++) {
+        omp_set_num_threads(i + 1);
+        run_conv_and_pool(&d, &runs[i]);
+        run_bn(&d, &runs[i]);
+        run_fc(fx, fw, fdy, &runs[i]);
     }
     omp_set_num_threads(saved);
-    thread_run_free(&one);
+    for (int i = 1; i < 3; i++)
+        assert_same_bits(&runs[i], &runs[0], &d);
+    for (int i = 0; i < 3; i++)
+        thread_run_free(&runs[i]);
+    free(fx);
+    free(fw);
+    free(fdy);
     conv_data_free(&d);
 }
 
@@ -1456,6 +1526,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_conv_bwd_matches_finite_differences),
         cmocka_unit_test(test_conv_bwd_row_splits_sum_to_full),
         cmocka_unit_test(test_conv_bwd_skips_null_gradients),
+        cmocka_unit_test(test_backward_kernels_skip_null_input_gradient),
         cmocka_unit_test(test_kernels_abort_on_rows_outside_view),
         cmocka_unit_test(test_maxpool_matches_reference_with_ties),
         cmocka_unit_test(test_avgpool_counts_padding),

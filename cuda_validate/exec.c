@@ -1,0 +1,543 @@
+/* exec.c - the schedule interpreter shared by all backends (see exec.h): arena planning,
+ * counting, parameter initialisation, running steps, evaluation.
+ * Deliberately not here: any kernel; the meaning of a RUN step is the backend's (exec.h).
+ */
+#include "exec.h"
+
+#include <math.h>
+#include <string.h>
+
+struct exec {
+    const net_t *net;
+    const plan_t *plan;
+    const sched_t *s;
+    const exec_backend *be;
+    void *bctx;
+    exec_hparams hp;
+    void *arena;
+    int64_t *offset;
+    void **ptr;        /* live tensor addresses */
+    int *param_t, *grad_t, *running_t; /* persistent tensor ids by node, -1 none */
+    int input_t, labels_t;
+    int train_step;
+    exec_memory mem;
+};
+
+void exec_hparams_default(exec_hparams *hp)
+{
+    hp->lr = 0.01f;
+    hp->momentum = 0.9f;
+    hp->weight_decay = 0.0f;
+    hp->beta1 = 0.9f;
+    hp->beta2 = 0.999f;
+    hp->eps = 1e-8f;
+    hp->seed = 1;
+}
+
+static uint64_t mix64(uint64_t z)
+{
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+    return z ^ (z >> 31);
+}
+
+uint64_t exec_dropout_seed(uint64_t base, int step, int node)
+{
+    return mix64(base ^ ((uint64_t)step << 32) ^ (uint64_t)node);
+}
+
+/* ------------------------------------------------------------------ arena planning */
+
+typedef struct {
+    int64_t off, size;
+} block;
+
+typedef struct {
+    block *free;
+    int n, cap;
+    int64_t top;
+} heap;
+
+static void heap_insert(heap *h, int64_t off, int64_t size)
+{
+    /* keep blocks sorted by offset and merge neighbours */
+    int i = 0;
+    while (i < h->n && h->free[i].off < off)
+        i++;
+    if (i > 0 && h->free[i - 1].off + h->free[i - 1].size == off) {
+        h->free[i - 1].size += size;
+        if (i < h->n && h->free[i - 1].off + h->free[i - 1].size == h->free[i].off) {
+            h->free[i - 1].size += h->free[i].size;
+            memmove(&h->free[i], &h->free[i + 1], sizeof(block) * (size_t)(h->n - i - 1));
+            h->n--;
+        }
+        return;
+    }
+    if (i < h->n && off + size == h->free[i].off) {
+        h->free[i].off = off;
+        h->free[i].size += size;
+        return;
+    }
+    if (h->n == h->cap) {
+        h->cap = h->cap ? 2 * h->cap : 64;
+        h->free = realloc(h->free, sizeof(block) * (size_t)h->cap);
+        LR_ASSERT(h->free != NULL);
+    }
+    memmove(&h->free[i + 1], &h->free[i], sizeof(block) * (size_t)(h->n - i));
+    h->free[i].off = off;
+    h->free[i].size = size;
+    h->n++;
+}
+
+static int64_t heap_take(heap *h, int64_t size)
+{
+    int best = -1;
+    for (int i = 0; i < h->n; i++)
+        if (h->free[i].size >= size && (best < 0 || h->free[i].size < h->free[best].size))
+            best = i;
+    if (best < 0) {
+        /* grow the top, absorbing a free block that ends at the top */
+        if (h->n > 0 && h->free[h->n - 1].off + h->free[h->n - 1].size == h->top) {
+            int64_t off = h->free[h->n - 1].off;
+            h->n--;
+            h->top = off + size;
+            return off;
+        }
+        int64_t off = h->top;
+        h->top += size;
+        return off;
+    }
+    int64_t off = h->free[best].off;
+    h->free[best].off += size;
+    h->free[best].size -= size;
+    if (h->free[best].size == 0) {
+        memmove(&h->free[best], &h->free[best + 1], sizeof(block) * (size_t)(h->n - best - 1));
+        h->n--;
+    }
+    return off;
+}
+
+static int64_t aligned(int64_t bytes, int64_t align)
+{
+    return (bytes + align - 1) / align * align;
+}
+
+int64_t exec_plan_arena(const sched_t *s, int64_t align, int64_t *offsets)
+{
+    heap h = {0};
+    for (int t = 0; t < s->n_tensors; t++)
+        offsets[t] = -1;
+    for (int i = 0; i < s->n_steps; i++) {
+        const sched_step *p = &s->steps[i];
+        int64_t size = aligned(s->tensors[p->t].bytes > 0 ? s->tensors[p->t].bytes : 1, align);
+        if (p->op == STEP_ALLOC)
+            offsets[p->t] = heap_take(&h, size);
+        else if (p->op == STEP_FREE)
+            heap_insert(&h, offsets[p->t], size);
+    }
+    free(h.free);
+    return h.top;
+}
+
+/* ------------------------------------------------------------------ creation */
+
+static lr_status find_persistent(exec_t *e)
+{
+    const sched_t *s = e->s;
+    int n = e->net->n_nodes;
+    e->param_t = malloc(sizeof(int) * (size_t)n);
+    e->grad_t = malloc(sizeof(int) * (size_t)n);
+    e->running_t = malloc(sizeof(int) * (size_t)n);
+    if (!e->param_t || !e->grad_t || !e->running_t)
+        return lr_fail(LR_ERR_NOMEM, "out of memory");
+    for (int i = 0; i < n; i++)
+        e->param_t[i] = e->grad_t[i] = e->running_t[i] = -1;
+    e->input_t = e->labels_t = -1;
+    for (int i = 0; i < s->step_begin; i++) {
+        int t = s->steps[i].t;
+        const sched_tensor *x = &s->tensors[t];
+        if (x->kind == TK_PARAM)
+            e->param_t[x->node] = t;
+        else if (x->kind == TK_PARAM_GRAD)
+            e->grad_t[x->node] = t;
+        else if (x->kind == TK_RUNNING)
+            e->running_t[x->node] = t;
+        else if (x->kind == TK_VALUE && x->node == 0)
+            e->input_t = t;
+        else if (x->kind == TK_LABELS)
+            e->labels_t = t;
+    }
+    if (e->input_t < 0 || e->labels_t < 0)
+        return lr_fail(LR_ERR_RUNTIME, "schedule has no input or labels tensor");
+    return LR_OK;
+}
+
+static bool zero_on_alloc(const sched_tensor *t)
+{
+    return t->kind != TK_VALUE && t->kind != TK_PARAM && t->kind != TK_LABELS &&
+           t->kind != TK_WORKSPACE && !(t->kind == TK_GRAD && t->cls == TC_BOUNDARY);
+}
+
+static lr_status do_alloc(exec_t *e, int i, int t)
+{
+    const sched_tensor *x = &e->s->tensors[t];
+    LR_ASSERT(e->ptr[t] == NULL);
+    e->ptr[t] = (char *)e->arena + e->offset[t];
+    e->mem.counted_live_bytes += x->bytes;
+    if (e->mem.counted_live_bytes > e->mem.counted_peak_bytes) {
+        e->mem.counted_peak_bytes = e->mem.counted_live_bytes;
+        e->mem.peak_step = i;
+    }
+    if (zero_on_alloc(x) && x->bytes > 0)
+        return e->be->zero(e->bctx, e->ptr[t], x->bytes);
+    return LR_OK;
+}
+
+static void do_free(exec_t *e, int t)
+{
+    LR_ASSERT(e->ptr[t] != NULL);
+    e->ptr[t] = NULL;
+    e->mem.counted_live_bytes -= e->s->tensors[t].bytes;
+}
+
+static lr_status run_steps(exec_t *e, int from, int to, float *loss, bool skip_update);
+static lr_status exec_init_params(exec_t *e);
+
+lr_status exec_create(const net_t *net, const plan_t *plan, const sched_t *s,
+                      const exec_backend *backend, void *backend_ctx, const exec_hparams *hp,
+                      exec_t **out)
+{
+    *out = NULL;
+    exec_t *e = calloc(1, sizeof *e);
+    if (!e)
+        return lr_fail(LR_ERR_NOMEM, "out of memory");
+    e->net = net, e->plan = plan, e->s = s, e->be = backend, e->bctx = backend_ctx, e->hp = *hp;
+    e->offset = malloc(sizeof(int64_t) * (size_t)(s->n_tensors + 1));
+    e->ptr = calloc((size_t)s->n_tensors + 1, sizeof(void *));
+    lr_status st = e->offset && e->ptr ? find_persistent(e) : lr_fail(LR_ERR_NOMEM, "out of memory");
+    if (st == LR_OK) {
+        e->mem.arena_bytes = exec_plan_arena(s, 256, e->offset);
+        st = backend->arena_alloc(backend_ctx, e->mem.arena_bytes, &e->arena);
+    }
+    if (st == LR_OK)
+        st = run_steps(e, 0, s->step_begin, NULL, false);
+    if (st == LR_OK)
+        st = exec_init_params(e);
+    if (st != LR_OK) {
+        exec_free(e);
+        return st;
+    }
+    *out = e;
+    return LR_OK;
+}
+
+void exec_free(exec_t *e)
+{
+    if (!e)
+        return;
+    if (e->arena)
+        e->be->arena_release(e->bctx, e->arena);
+    free(e->offset);
+    free(e->ptr);
+    free(e->param_t);
+    free(e->grad_t);
+    free(e->running_t);
+    free(e);
+}
+
+const exec_memory *exec_memory_stats(const exec_t *e)
+{
+    return &e->mem;
+}
+
+/* ------------------------------------------------------------------ parameters */
+
+/* A small seeded generator for weight init (splitmix64 -> uniform in [-1, 1)). */
+static float uniform(uint64_t *state)
+{
+    *state += 0x9E3779B97F4A7C15ULL;
+    return (float)((double)(mix64(*state) >> 11) * 0x1.0p-52 - 1.0);
+}
+
+/* fan-in of the node's weight, as torch.nn.init computes it */
+static int64_t fan_in(const net_t *net, int node)
+{
+    const net_node *n = &net->nodes[node];
+    const net_node *x = &net->nodes[n->inputs[0]];
+    if (n->op == OP_CONV)
+        return (int64_t)(x->c / n->prm.groups) * n->prm.kh * n->prm.kw;
+    return (int64_t)x->c * x->h * x->w;
+}
+
+static lr_status init_node(exec_t *e, int node, uint64_t *rng)
+{
+    const net_node *n = &e->net->nodes[node];
+    float *host = malloc(sizeof(float) * (size_t)n->params);
+    if (!host)
+        return lr_fail(LR_ERR_NOMEM, "out of memory");
+    if (n->op == OP_BATCHNORM) {
+        for (int c = 0; c < n->c; c++)
+            host[c] = 1.0f, host[n->c + c] = 0.0f;
+    } else {
+        /* PyTorch: kaiming_uniform(a=sqrt(5)) -> bound 1/sqrt(fan_in) for weight and bias */
+        double bound = 1.0 / sqrt((double)fan_in(e->net, node));
+        for (int64_t i = 0; i < n->params; i++)
+            host[i] = (float)(bound * uniform(rng));
+    }
+    lr_status s = exec_set_param(e, node, host, n->params);
+    free(host);
+    if (s == LR_OK && e->running_t[node] >= 0) {
+        float *r = calloc(2 * (size_t)n->c, sizeof(float));
+        if (!r)
+            return lr_fail(LR_ERR_NOMEM, "out of memory");
+        for (int c = 0; c < n->c; c++)
+            r[n->c + c] = 1.0f;
+        s = e->be->upload(e->bctx, e->ptr[e->running_t[node]], r, 8 * (int64_t)n->c);
+        free(r);
+    }
+    return s;
+}
+
+static lr_status exec_init_params(exec_t *e)
+{
+    uint64_t rng = e->hp.seed;
+    for (int l = 1; l < e->net->n_nodes; l++)
+        if (e->param_t[l] >= 0)
+            LR_TRY(init_node(e, l, &rng));
+    return LR_OK;
+}
+
+static lr_status check_param(exec_t *e, int node, int64_t n, const int *table)
+{
+    if (node <= 0 || node >= e->net->n_nodes || table[node] < 0)
+        return lr_fail(LR_ERR_RUNTIME, "node %d has no parameters", node);
+    int64_t want = table == e->running_t ? 2 * (int64_t)e->net->nodes[node].c
+                                         : e->net->nodes[node].params;
+    if (n != want)
+        return lr_fail(LR_ERR_RUNTIME, "node %s: %lld values given, %lld expected",
+                       e->net->nodes[node].name, (long long)n, (long long)want);
+    return LR_OK;
+}
+
+/* Parameters are stored in the schedule's dtype; the executors support fp32 only. */
+lr_status exec_get_param(exec_t *e, int node, float *dst, int64_t n)
+{
+    LR_TRY(check_param(e, node, n, e->param_t));
+    return e->be->download(e->bctx, dst, e->ptr[e->param_t[node]], n * 4);
+}
+
+lr_status exec_set_param(exec_t *e, int node, const float *src, int64_t n)
+{
+    LR_TRY(check_param(e, node, n, e->param_t));
+    return e->be->upload(e->bctx, e->ptr[e->param_t[node]], src, n * 4);
+}
+
+lr_status exec_get_param_grad(exec_t *e, int node, float *dst, int64_t n)
+{
+    LR_TRY(check_param(e, node, n, e->grad_t));
+    return e->be->download(e->bctx, dst, e->ptr[e->grad_t[node]], n * 4);
+}
+
+lr_status exec_get_running(exec_t *e, int node, float *dst, int64_t n)
+{
+    LR_TRY(check_param(e, node, n, e->running_t));
+    return e->be->download(e->bctx, dst, e->ptr[e->running_t[node]], n * 4);
+}
+
+static lr_status copy_tensor(exec_t *dst, exec_t *src, int td, int ts, int64_t bytes)
+{
+    float *tmp = malloc((size_t)bytes);
+    if (!tmp)
+        return lr_fail(LR_ERR_NOMEM, "out of memory");
+    lr_status s = src->be->download(src->bctx, tmp, src->ptr[ts], bytes);
+    if (s == LR_OK)
+        s = dst->be->upload(dst->bctx, dst->ptr[td], tmp, bytes);
+    free(tmp);
+    return s;
+}
+
+lr_status exec_copy_params(exec_t *dst, exec_t *src)
+{
+    for (int l = 1; l < dst->net->n_nodes; l++) {
+        if (dst->param_t[l] >= 0)
+            LR_TRY(copy_tensor(dst, src, dst->param_t[l], src->param_t[l], dst->net->nodes[l].params * 4));
+        if (dst->running_t[l] >= 0)
+            LR_TRY(copy_tensor(dst, src, dst->running_t[l], src->running_t[l], 8 * (int64_t)dst->net->nodes[l].c));
+    }
+    return LR_OK;
+}
+
+lr_status exec_zero_grads(exec_t *e)
+{
+    for (int l = 1; l < e->net->n_nodes; l++)
+        if (e->grad_t[l] >= 0)
+            LR_TRY(e->be->zero(e->bctx, e->ptr[e->grad_t[l]], e->s->tensors[e->grad_t[l]].bytes));
+    return LR_OK;
+}
+
+/* ------------------------------------------------------------------ running */
+
+static void fill_op(exec_t *e, exec_op *op, int i, float *loss)
+{
+    memset(op, 0, sizeof *op);
+    op->net = e->net;
+    op->s = e->s;
+    op->step = &e->s->steps[i];
+    op->run = op->step->op == STEP_RUN ? &e->s->runs[op->step->run] : NULL;
+    op->ptr = e->ptr;
+    op->batch = e->plan->cfg.batch;
+    op->optim = e->plan->cfg.optim;
+    op->hp = &e->hp;
+    op->train_step = e->train_step;
+    op->loss_out = loss;
+}
+
+static lr_status run_steps(exec_t *e, int from, int to, float *loss, bool skip_update)
+{
+    for (int i = from; i < to; i++) {
+        const sched_step *p = &e->s->steps[i];
+        exec_op op;
+        switch (p->op) {
+        case STEP_ALLOC:
+            LR_TRY(do_alloc(e, i, p->t));
+            break;
+        case STEP_FREE:
+            do_free(e, p->t);
+            break;
+        case STEP_COPY:
+            fill_op(e, &op, i, loss);
+            LR_TRY(e->be->copy(e->bctx, &op));
+            break;
+        case STEP_RUN:
+            if (skip_update && p->pass == PASS_UPDATE)
+                break;
+            fill_op(e, &op, i, loss);
+            LR_TRY(e->be->run(e->bctx, &op));
+            break;
+        }
+    }
+    return LR_OK;
+}
+
+lr_status exec_step(exec_t *e, const float *images, const int32_t *labels, bool update,
+                    float *loss)
+{
+    const sched_t *s = e->s;
+    e->train_step++;
+    LR_TRY(e->be->upload(e->bctx, e->ptr[e->input_t], images, s->tensors[e->input_t].bytes));
+    LR_TRY(e->be->upload(e->bctx, e->ptr[e->labels_t], labels, s->tensors[e->labels_t].bytes));
+    float l = NAN;
+    LR_TRY(run_steps(e, s->step_begin, s->step_end, &l, !update));
+    LR_TRY(e->be->sync(e->bctx));
+    if (loss)
+        *loss = l;
+    return LR_OK;
+}
+
+lr_status exec_update(exec_t *e)
+{
+    for (int i = e->s->step_begin; i < e->s->step_end; i++) {
+        const sched_step *p = &e->s->steps[i];
+        if (p->op != STEP_RUN || p->pass != PASS_UPDATE)
+            continue;
+        exec_op op;
+        fill_op(e, &op, i, NULL);
+        LR_TRY(e->be->run(e->bctx, &op));
+    }
+    return e->be->sync(e->bctx);
+}
+
+/* ------------------------------------------------------------------ evaluation */
+
+/* Inference runs column-wise on a private schedule of whole tensors (eval mode), in scratch
+ * memory outside the arena: the training peak is not affected. Parameter tensors of the private
+ * schedule point into the arena. */
+typedef struct {
+    sched_t s;
+    void **ptr;
+    bool *owned; /* scratch to free */
+    int *val;
+} eval_ctx;
+
+static int eval_param_tensor(exec_t *e, eval_ctx *x, int arena_t, sched_kind kind, int node)
+{
+    if (arena_t < 0)
+        return -1;
+    int t = sched_add_tensor(&x->s, TC_WEIGHT, kind, node, -1, -1, -1, e->s->tensors[arena_t].bytes);
+    x->ptr[t] = e->ptr[arena_t];
+    return t;
+}
+
+static lr_status eval_node(exec_t *e, eval_ctx *x, int l, int n, const float *images)
+{
+    const net_t *net = e->net;
+    const net_node *nd = &net->nodes[l];
+    x->val[l] = sched_add_tensor(&x->s, TC_ACTIVATION, TK_VALUE, l, -1, 0, nd->h - 1,
+                                 cost_node_bytes(net, l, n, 4));
+    int t = x->val[l];
+    LR_TRY(e->be->scratch_alloc(e->bctx, x->s.tensors[t].bytes, &x->ptr[t]));
+    x->owned[t] = true;
+    if (l == 0)
+        return e->be->upload(e->bctx, x->ptr[t], images, x->s.tensors[t].bytes);
+    int param = eval_param_tensor(e, x, e->param_t[l], TK_PARAM, l);
+    int running = eval_param_tensor(e, x, e->running_t[l], TK_RUNNING, l);
+    sched_run *r = sched_run_step(&x->s, PASS_FWD, l, -1, -1, 0, nd->h - 1, 0, 0);
+    r->n_in = nd->n_inputs;
+    for (int k = 0; k < nd->n_inputs; k++)
+        r->in[k] = x->val[plan_root(net, nd->inputs[k])];
+    r->out = t;
+    r->param = param;
+    r->running = running;
+    exec_op op;
+    memset(&op, 0, sizeof op);
+    op.net = net, op.s = &x->s, op.step = &x->s.steps[x->s.n_steps - 1], op.run = r;
+    op.ptr = x->ptr, op.batch = n, op.hp = &e->hp, op.train_step = e->train_step, op.eval = true;
+    return e->be->run(e->bctx, &op);
+}
+
+static lr_status eval_argmax(exec_t *e, eval_ctx *x, int logits_node, int n, int32_t *classes)
+{
+    int k = e->net->nodes[logits_node].c;
+    float *logits = malloc(sizeof(float) * (size_t)n * k);
+    if (!logits)
+        return lr_fail(LR_ERR_NOMEM, "out of memory");
+    lr_status st = e->be->download(e->bctx, logits, x->ptr[x->val[logits_node]], (int64_t)n * k * 4);
+    for (int i = 0; i < n && st == LR_OK; i++) {
+        int best = 0;
+        for (int c = 1; c < k; c++)
+            if (logits[(int64_t)i * k + c] > logits[(int64_t)i * k + best])
+                best = c;
+        classes[i] = best;
+    }
+    free(logits);
+    return st;
+}
+
+lr_status exec_predict(exec_t *e, const float *images, int n, int32_t *classes)
+{
+    const net_t *net = e->net;
+    int nodes = net->n_nodes;
+    eval_ctx x;
+    sched_init(&x.s);
+    size_t cap = (size_t)nodes * 3 + 1;
+    x.ptr = calloc(cap, sizeof(void *));
+    x.owned = calloc(cap, sizeof(bool));
+    x.val = malloc(sizeof(int) * (size_t)nodes);
+    lr_status st = x.ptr && x.owned && x.val ? LR_OK : lr_fail(LR_ERR_NOMEM, "out of memory");
+    for (int l = 0; l < nodes - 1 && st == LR_OK; l++) {
+        if (plan_root(net, l) != l)
+            x.val[l] = x.val[plan_root(net, l)];
+        else
+            st = eval_node(e, &x, l, n, images);
+    }
+    if (st == LR_OK)
+        st = eval_argmax(e, &x, plan_root(net, nodes - 2), n, classes);
+    for (int t = 0; x.ptr && x.owned && t < x.s.n_tensors; t++)
+        if (x.owned[t])
+            e->be->scratch_free(e->bctx, x.ptr[t]);
+    free(x.ptr);
+    free(x.owned);
+    free(x.val);
+    sched_free(&x.s);
+    return st;
+}

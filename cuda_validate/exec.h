@@ -1,0 +1,134 @@
+/* exec.h - executing a schedule for real: one interpreter of the IR, backends behind an
+ * interface (CPU reference in plain C; CUDA with cuDNN/cuBLAS), and a counting arena.
+ *
+ * Memory (STYLE.md "measure, then allocate"): before running, every tensor of the schedule gets
+ * an offset in ONE arena by replaying ALLOC/FREE with a best-fit, coalescing allocator; the
+ * backend allocates the arena once. While running, the executor counts the bytes of live tensors
+ * as it allocates them: that counted peak is the "measured allocator peak" compared with the
+ * simulator's exact peak; the arena size minus the peak is the fragmentation residual.
+ *
+ * Semantics the backends implement per RUN step are documented at exec_backend.run.
+ * Deliberately not here: kernels (cpu_ops.c, cuda_backend.cu), datasets (data.c), the CLI.
+ */
+#ifndef LR_EXEC_H
+#define LR_EXEC_H
+
+#include <stdint.h>
+
+#include "plan.h"
+#include "sched.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct {
+    float lr, momentum, weight_decay, beta1, beta2, eps;
+    uint64_t seed; /* weight init and dropout masks */
+} exec_hparams;
+
+void exec_hparams_default(exec_hparams *hp); /* lr 0.01, momentum 0.9, Adam betas 0.9/0.999, eps 1e-8 */
+
+/* Everything a backend needs to run one step. Tensor pointers are backend addresses
+ * (host for CPU, device for CUDA), NULL for tensors not live. */
+typedef struct {
+    const net_t *net;
+    const sched_t *s;
+    const sched_step *step;
+    const sched_run *run; /* NULL for COPY */
+    void *const *ptr;     /* by tensor id */
+    int batch;
+    plan_optim optim;
+    const exec_hparams *hp;
+    int train_step;       /* 1, 2, ... (Adam bias correction, dropout masks) */
+    float *loss_out;      /* where a loss RUN stores the batch loss (host) */
+    bool eval;            /* inference: BN uses running statistics, dropout is the identity */
+} exec_op;
+
+/* A backend. Contract of run(), by pass and flags (rows = step->row_lo..row_hi, full-map rows):
+ *  forward (FWD, RECOMPUTE, STATS without RUN_STATS_ACC): compute output rows into run->out from
+ *   run->in[k] (tensors hold the rows they need). BatchNorm: RUN_BN_GLOBAL normalises with the
+ *   statistics in run->aux; RUN_BN_STRIPE gathers statistics over these rows into run->aux first;
+ *   neither: statistics over the whole map. Running statistics are updated only in pass FWD
+ *   (stripe: momentum scaled by own rows / H) and at RUN_FINALIZE.
+ *  RUN_STATS_ACC: add sums of run->in[0] over own_lo..own_hi into run->aux. RUN_FINALIZE: aux sums
+ *   -> mean/invstd over N*H*W elements, update run->running.
+ *  backward (BWD, GSTATS): accumulate into run->din[k] (when >= 0) and run->param_grad (when >= 0)
+ *   from run->dout; BatchNorm reductions come from run->gred (RUN_BN_GLOBAL, gathered over all
+ *   rows; with RUN_BN_PARTIAL the reduction term only over own_lo..own_hi) or are computed over
+ *   these rows into run->gred first (stripe or whole map). RUN_GSTATS_ACC: add the reductions over
+ *   these rows into run->gred.
+ *  UPDATE: optimizer step on run->param with run->param_grad (then zeroed) and run->opt_state.
+ * copy(): step->t rows [row_lo, row_hi] = (or += when accumulate) step->src rows. */
+typedef struct {
+    const char *name;
+    /* One allocation for the whole run; *base receives the address. */
+    lr_status (*arena_alloc)(void *ctx, int64_t bytes, void **base);
+    void (*arena_release)(void *ctx, void *base);
+    lr_status (*zero)(void *ctx, void *p, int64_t bytes);
+    lr_status (*run)(void *ctx, const exec_op *op);
+    lr_status (*copy)(void *ctx, const exec_op *op);
+    lr_status (*upload)(void *ctx, void *dst, const void *src, int64_t bytes);
+    lr_status (*download)(void *ctx, void *dst, const void *src, int64_t bytes);
+    lr_status (*sync)(void *ctx);
+    /* scratch outside the training arena (evaluation only), may be NULL for the CPU */
+    lr_status (*scratch_alloc)(void *ctx, int64_t bytes, void **p);
+    void (*scratch_free)(void *ctx, void *p);
+} exec_backend;
+
+extern const exec_backend exec_cpu_backend;
+
+typedef struct exec exec_t;
+
+typedef struct {
+    int64_t counted_peak_bytes; /* most bytes of live tensors the executor held at once */
+    int64_t counted_live_bytes; /* now */
+    int64_t arena_bytes;        /* the arena it allocated (peak + fragmentation + alignment) */
+    int peak_step;              /* step index where counted_peak_bytes was first reached */
+} exec_memory;
+
+/* Plans the arena for schedule `s` (of `plan`) and allocates it through the backend, then runs
+ * the persistent allocations and initialises parameters (Kaiming-uniform like PyTorch's
+ * defaults, seeded by hp->seed; BN gamma 1, beta 0, running mean 0, var 1).
+ * The executor keeps pointers to net, plan and s: they must outlive it. */
+lr_status exec_create(const net_t *net, const plan_t *plan, const sched_t *s,
+                      const exec_backend *backend, void *backend_ctx, const exec_hparams *hp,
+                      exec_t **out);
+void exec_free(exec_t *e);
+
+/* One training step on a batch (images: N*C*H*W floats, labels: N int32 in host memory).
+ * With update=false the optimizer steps are skipped and the gradients stay in place (for
+ * gradient checks; call exec_update() or exec_zero_grads() afterwards). */
+lr_status exec_step(exec_t *e, const float *images, const int32_t *labels, bool update,
+                    float *loss);
+lr_status exec_update(exec_t *e);
+lr_status exec_zero_grads(exec_t *e);
+
+/* Inference of a batch with running BN statistics; writes N predicted classes. Uses scratch
+ * memory outside the arena, not counted in the training peak. */
+lr_status exec_predict(exec_t *e, const float *images, int n, int32_t *classes);
+
+/* Parameters (weight then bias; BN gamma then beta) and their gradients, by node, host copies.
+ * n must equal the node's parameter count. */
+lr_status exec_get_param(exec_t *e, int node, float *dst, int64_t n);
+lr_status exec_set_param(exec_t *e, int node, const float *src, int64_t n);
+lr_status exec_get_param_grad(exec_t *e, int node, float *dst, int64_t n);
+/* BN running mean then var (2*C floats). */
+lr_status exec_get_running(exec_t *e, int node, float *dst, int64_t n);
+/* Copies all parameters (and BN running statistics) from another executor of the same net. */
+lr_status exec_copy_params(exec_t *dst, exec_t *src);
+
+const exec_memory *exec_memory_stats(const exec_t *e);
+
+/* Offsets of every tensor in one arena (best fit with coalescing, `align`-byte aligned);
+ * returns the arena size. offsets has s->n_tensors entries (-1 for tensors never allocated). */
+int64_t exec_plan_arena(const sched_t *s, int64_t align, int64_t *offsets);
+
+/* The dropout seed of a node at a training step (shared by backends and reference scripts):
+ * mix64(base ^ (step << 32) ^ node). */
+uint64_t exec_dropout_seed(uint64_t base, int step, int node);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

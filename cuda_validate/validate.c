@@ -1,0 +1,482 @@
+/* validate.c - the lrcnn-validate driver (see validate.h). */
+#include "validate.h"
+
+#include <json-c/json.h>
+#include <math.h>
+#include <string.h>
+#include <time.h>
+
+#include "analysis.h"
+#include "sim.h"
+
+#ifdef LRCNN_HAVE_CUDA
+#include "cuda_backend.h"
+#endif
+
+void validate_options_init(validate_options *o)
+{
+    memset(o, 0, sizeof *o);
+    o->backend = "cpu";
+    o->cfg.batch = 8;
+    o->cfg.dtype = DT_FP32;
+    o->cfg.optim = OPTIM_MOMENTUM;
+    o->cfg.bn = BN_EXACT;
+    o->req.strategy = STRAT_2PS;
+    o->steps = 1;
+    o->column = true;
+    exec_hparams_default(&o->hp);
+}
+
+lr_status validate_backend(const char *name, bool deterministic, const exec_backend **be,
+                           void **ctx)
+{
+    *ctx = NULL;
+    if (strcmp(name, "cpu") == 0) {
+        *be = &exec_cpu_backend;
+        return LR_OK;
+    }
+    if (strcmp(name, "cuda") == 0) {
+#ifdef LRCNN_HAVE_CUDA
+        return cuda_backend_create(deterministic, be, ctx);
+#else
+        return lr_fail(LR_ERR_NODEVICE,
+                       "--backend cuda: this lrcnn-validate was built without CUDA (nvcc was not "
+                       "found at build time); use --backend cpu");
+#endif
+    }
+    return lr_fail(LR_ERR_USAGE, "--backend: expected cpu or cuda, got '%s'", name);
+}
+
+void validate_backend_release(const char *name, void *ctx)
+{
+#ifdef LRCNN_HAVE_CUDA
+    if (strcmp(name, "cuda") == 0)
+        cuda_backend_destroy(ctx);
+#endif
+    (void)name, (void)ctx;
+}
+
+static double now_ms(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return t.tv_sec * 1e3 + t.tv_nsec * 1e-6;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static double median(double *v, int n)
+{
+    if (n <= 0)
+        return 0;
+    qsort(v, (size_t)n, sizeof *v, cmp_double);
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+/* ------------------------------------------------------------------ one runner */
+
+typedef struct {
+    plan_t *plan;
+    sched_t s;
+    exec_t *exec;
+    plan_cost cost;
+    sim_result sim;
+} runner;
+
+static lr_status runner_init(runner *r, const net_t *net, const plan_config *cfg,
+                             const plan_request *req, const exec_backend *be, void *bctx,
+                             const exec_hparams *hp)
+{
+    memset(r, 0, sizeof *r);
+    sched_init(&r->s);
+    plan_choice c;
+    LR_TRY(strategy_choose(net, cfg, req, &c));
+    r->cost = c.cost;
+    LR_TRY(plan_build(net, cfg, &c.spec, &r->plan));
+    plan_emit(r->plan, &r->s);
+    LR_TRY(sim_replay(&r->s, ALLOC_EXACT, &r->sim));
+    return exec_create(net, r->plan, &r->s, be, bctx, hp, &r->exec);
+}
+
+static void runner_free(runner *r)
+{
+    exec_free(r->exec);
+    sched_free(&r->s);
+    plan_free(r->plan);
+}
+
+/* ------------------------------------------------------------------ comparisons */
+
+/* max |a - b| / max |b| per tensor, the largest over all parameter tensors. */
+static lr_status compare_grads(const net_t *net, exec_t *a, exec_t *b, validate_result *r)
+{
+    r->grad_max_rel_err = 0;
+    r->running_max_rel_err = 0;
+    for (int l = 1; l < net->n_nodes; l++) {
+        int64_t n = net->nodes[l].params;
+        if (n == 0)
+            continue;
+        float *x = malloc(sizeof(float) * (size_t)n), *y = malloc(sizeof(float) * (size_t)n);
+        lr_status s = x && y ? exec_get_param_grad(a, l, x, n) : lr_fail(LR_ERR_NOMEM, "out of memory");
+        if (s == LR_OK)
+            s = exec_get_param_grad(b, l, y, n);
+        double diff = 0, scale = 0;
+        for (int64_t i = 0; s == LR_OK && i < n; i++) {
+            diff = fmax(diff, fabs((double)x[i] - y[i]));
+            scale = fmax(scale, fabs((double)y[i]));
+        }
+        double rel = scale > 0 ? diff / scale : diff;
+        if (s == LR_OK && rel >= r->grad_max_rel_err) {
+            r->grad_max_rel_err = rel;
+            snprintf(r->grad_worst, sizeof r->grad_worst, "%s", net->nodes[l].name);
+        }
+        free(x);
+        free(y);
+        LR_TRY(s);
+    }
+    return LR_OK;
+}
+
+static double accuracy(exec_t *e, const data_set *test, int batch, int limit)
+{
+    int n = limit > 0 && limit < test->n ? limit : test->n;
+    size_t per = (size_t)test->c * test->h * test->w;
+    int32_t *pred = malloc(sizeof(int32_t) * (size_t)batch);
+    int correct = 0, done = 0;
+    for (int i = 0; pred && i < n; i += batch) {
+        int m = n - i < batch ? n - i : batch;
+        if (exec_predict(e, test->images + per * (size_t)i, m, pred) != LR_OK)
+            break;
+        for (int k = 0; k < m; k++)
+            correct += pred[k] == test->labels[i + k];
+        done += m;
+    }
+    free(pred);
+    return done ? 100.0 * correct / done : -1;
+}
+
+/* ------------------------------------------------------------------ modes */
+
+typedef struct {
+    const validate_options *o;
+    const net_t *net;
+    runner row, col;
+    bool has_col;
+    float *images;
+    int32_t *labels;
+} session;
+
+static lr_status step_mode(session *ss, const data_set *d, validate_result *r)
+{
+    const validate_options *o = ss->o;
+    int batch = o->cfg.batch, steps = o->steps;
+    double *t_row = calloc((size_t)steps, sizeof(double)), *t_col = calloc((size_t)steps, sizeof(double));
+    r->loss_curve = calloc((size_t)steps, sizeof(double));
+    r->column_loss_curve = calloc((size_t)steps, sizeof(double));
+    if (!t_row || !t_col || !r->loss_curve || !r->column_loss_curve) {
+        free(t_row), free(t_col);
+        return lr_fail(LR_ERR_NOMEM, "out of memory");
+    }
+    lr_status s = LR_OK;
+    for (int k = 0; k < steps && s == LR_OK; k++) {
+        data_gather(d, NULL, k * batch, batch, ss->images, ss->labels);
+        bool check = o->check_grads && k == 0 && ss->has_col;
+        float lr_ = 0, lc = 0;
+        double t0 = now_ms();
+        s = exec_step(ss->row.exec, ss->images, ss->labels, !check, &lr_);
+        t_row[k] = now_ms() - t0;
+        if (s == LR_OK && ss->has_col) {
+            t0 = now_ms();
+            s = exec_step(ss->col.exec, ss->images, ss->labels, !check, &lc);
+            t_col[k] = now_ms() - t0;
+        }
+        if (s == LR_OK && check) {
+            s = compare_grads(ss->net, ss->row.exec, ss->col.exec, r);
+            if (s == LR_OK)
+                s = exec_update(ss->row.exec);
+            if (s == LR_OK)
+                s = exec_update(ss->col.exec);
+        }
+        if (k == 0)
+            r->loss = lr_, r->column_loss = lc;
+        r->loss_curve[k] = lr_;
+        r->column_loss_curve[k] = lc;
+        r->n_curve = k + 1;
+        if (!o->quiet && steps > 1)
+            fprintf(stderr, "\rstep %d/%d loss %.4f", k + 1, steps, lr_);
+    }
+    if (!o->quiet && steps > 1)
+        fputc('\n', stderr);
+    /* the first step warms caches and allocators: the median skips it when there are others */
+    int skip = steps > 2 ? 1 : 0;
+    r->step_ms = median(t_row + skip, steps - skip);
+    r->column_step_ms = ss->has_col ? median(t_col + skip, steps - skip) : 0;
+    free(t_row);
+    free(t_col);
+    return s;
+}
+
+static lr_status train_epochs(session *ss, exec_t *e, const data_set *train, double *curve,
+                              double *seconds, const char *who)
+{
+    const validate_options *o = ss->o;
+    int batch = o->cfg.batch, per_epoch = train->n / batch;
+    int *perm = malloc(sizeof(int) * (size_t)train->n);
+    if (!perm)
+        return lr_fail(LR_ERR_NOMEM, "out of memory");
+    double t0 = now_ms();
+    lr_status s = LR_OK;
+    for (int ep = 0; ep < o->epochs && s == LR_OK; ep++) {
+        data_permutation(train->n, o->hp.seed * 1000003u + (uint64_t)ep, perm);
+        double sum = 0;
+        for (int b = 0; b < per_epoch && s == LR_OK; b++) {
+            data_gather(train, perm, b * batch, batch, ss->images, ss->labels);
+            float loss;
+            s = exec_step(e, ss->images, ss->labels, true, &loss);
+            sum += loss;
+            if (!o->quiet && (b % 50 == 0 || b == per_epoch - 1))
+                fprintf(stderr, "\r%s epoch %d/%d batch %d/%d loss %.4f   ", who, ep + 1,
+                        o->epochs, b + 1, per_epoch, sum / (b + 1));
+        }
+        curve[ep] = per_epoch ? sum / per_epoch : 0;
+    }
+    if (!o->quiet)
+        fputc('\n', stderr);
+    *seconds = (now_ms() - t0) / 1e3;
+    free(perm);
+    return s;
+}
+
+static lr_status train_mode(session *ss, validate_result *r)
+{
+    const validate_options *o = ss->o;
+    data_set train, test;
+    LR_TRY(data_load_fashion(o->data_dir, "train", o->train_limit, &train));
+    lr_status s = data_load_fashion(o->data_dir, "t10k", o->test_limit, &test);
+    if (s != LR_OK) {
+        data_free(&train);
+        return s;
+    }
+    if (train.n < o->cfg.batch)
+        s = lr_fail(LR_ERR_USAGE, "--train-limit: %d images is less than one batch of %d", train.n, o->cfg.batch);
+    r->loss_curve = calloc((size_t)o->epochs, sizeof(double));
+    r->column_loss_curve = calloc((size_t)o->epochs, sizeof(double));
+    if (s == LR_OK && (!r->loss_curve || !r->column_loss_curve))
+        s = lr_fail(LR_ERR_NOMEM, "out of memory");
+    r->n_curve = o->epochs;
+    if (s == LR_OK)
+        s = train_epochs(ss, ss->row.exec, &train, r->loss_curve, &r->train_seconds,
+                         plan_strategy_name(o->req.strategy));
+    if (s == LR_OK)
+        r->test_accuracy = accuracy(ss->row.exec, &test, o->cfg.batch, 0);
+    if (s == LR_OK && ss->has_col) {
+        s = train_epochs(ss, ss->col.exec, &train, r->column_loss_curve, &r->column_train_seconds, "column");
+        if (s == LR_OK)
+            r->column_test_accuracy = accuracy(ss->col.exec, &test, o->cfg.batch, 0);
+    }
+    r->loss = (float)r->loss_curve[0];
+    r->column_loss = (float)r->column_loss_curve[0];
+    data_free(&train);
+    data_free(&test);
+    return s;
+}
+
+/* ------------------------------------------------------------------ driver */
+
+static lr_status open_net(const validate_options *o, net_t **net)
+{
+    if (!o->net)
+        return lr_fail(LR_ERR_USAGE, "--net is required (e.g. --net tiny-vgg; see --help)");
+    LR_TRY(net_open(o->net, net));
+    if (o->in_h && (o->in_h != (*net)->nodes[0].h || o->in_w != (*net)->nodes[0].w))
+        LR_TRY(net_reshape(*net, o->in_h, o->in_w));
+    if (o->cfg.dtype != DT_FP32)
+        return lr_fail(LR_ERR_USAGE, "--dtype: the executors run fp32 only");
+    return LR_OK;
+}
+
+static lr_status setup(session *ss, const exec_backend *be, void *bctx, validate_result *r)
+{
+    const validate_options *o = ss->o;
+    LR_TRY(cost_check_limits(ss->net, o->cfg.batch, 4, 4096));
+    LR_TRY(runner_init(&ss->row, ss->net, &o->cfg, &o->req, be, bctx, &o->hp));
+    r->predicted_peak_bytes = ss->row.cost.peak_bytes;
+    r->sim_peak_bytes = ss->row.sim.peak_bytes;
+    r->rows = ss->row.plan->n_stages ? ss->row.plan->spec.parts[0] : 1;
+    r->approximate = analysis_is_approximate(ss->net, &o->cfg, &ss->row.plan->spec);
+    if (ss->has_col) {
+        plan_request creq = o->req;
+        creq.strategy = STRAT_COLUMN;
+        LR_TRY(runner_init(&ss->col, ss->net, &o->cfg, &creq, be, bctx, &o->hp));
+        LR_TRY(exec_copy_params(ss->col.exec, ss->row.exec));
+        r->column_predicted_peak_bytes = ss->col.cost.peak_bytes;
+    }
+    const net_node *in = &ss->net->nodes[0];
+    ss->images = malloc(sizeof(float) * (size_t)o->cfg.batch * in->c * in->h * in->w);
+    ss->labels = malloc(sizeof(int32_t) * (size_t)o->cfg.batch);
+    if (!ss->images || !ss->labels)
+        return lr_fail(LR_ERR_NOMEM, "out of memory for a batch");
+    return LR_OK;
+}
+
+static lr_status run_session(session *ss, validate_result *r)
+{
+    const validate_options *o = ss->o;
+    if (o->data && strcmp(o->data, "fashion-mnist") == 0 && o->epochs > 0)
+        return train_mode(ss, r);
+    data_set d;
+    const net_node *in = &ss->net->nodes[0];
+    int classes = ss->net->nodes[plan_root(ss->net, ss->net->n_nodes - 2)].c;
+    lr_status s;
+    if (o->data && strcmp(o->data, "fashion-mnist") == 0)
+        s = data_load_fashion(o->data_dir, "train", o->cfg.batch * o->steps, &d);
+    else
+        s = data_synthetic(o->cfg.batch * (o->steps < 64 ? o->steps : 64), in->c, in->h, in->w,
+                           classes, o->hp.seed + 7, &d);
+    if (s == LR_OK && (d.c != in->c || d.h != in->h || d.w != in->w))
+        s = lr_fail(LR_ERR_USAGE, "--data: images are %dx%dx%d, %s expects %dx%dx%d", d.c, d.h,
+                    d.w, ss->net->name, in->c, in->h, in->w);
+    if (s == LR_OK)
+        s = step_mode(ss, &d, r);
+    data_free(&d);
+    return s;
+}
+
+lr_status validate_run(const validate_options *o, validate_result *r)
+{
+    memset(r, 0, sizeof *r);
+    r->test_accuracy = r->column_test_accuracy = -1;
+    r->device_peak_bytes = -1;
+    net_t *net = NULL;
+    LR_TRY(open_net(o, &net));
+    const exec_backend *be;
+    void *bctx;
+    lr_status s = validate_backend(o->backend, o->deterministic, &be, &bctx);
+    if (s != LR_OK) {
+        net_free(net);
+        return s;
+    }
+    session ss = {.o = o, .net = net, .has_col = o->column && o->req.strategy != STRAT_COLUMN};
+    s = setup(&ss, be, bctx, r);
+    if (s == LR_OK)
+        s = run_session(&ss, r);
+    if (s == LR_OK) {
+        r->measured_peak_bytes = exec_memory_stats(ss.row.exec)->counted_peak_bytes;
+        r->arena_bytes = exec_memory_stats(ss.row.exec)->arena_bytes;
+        if (ss.has_col)
+            r->column_measured_peak_bytes = exec_memory_stats(ss.col.exec)->counted_peak_bytes;
+    }
+    if (!ss.has_col) {
+        r->column_loss = r->loss;
+        r->column_step_ms = r->step_ms;
+    }
+    runner_free(&ss.row);
+    if (ss.has_col)
+        runner_free(&ss.col);
+    free(ss.images);
+    free(ss.labels);
+    validate_backend_release(o->backend, bctx);
+    net_free(net);
+    return s;
+}
+
+void validate_result_free(validate_result *r)
+{
+    free(r->loss_curve);
+    free(r->column_loss_curve);
+    r->loss_curve = r->column_loss_curve = NULL;
+}
+
+/* ------------------------------------------------------------------ output */
+
+static double rel(int64_t measured, int64_t predicted)
+{
+    return predicted ? (double)(measured - predicted) / (double)predicted : 0;
+}
+
+void validate_print(FILE *f, const validate_options *o, const validate_result *r)
+{
+    const char *name = plan_strategy_name(o->req.strategy);
+    fprintf(f, "%s, strategy %s (rows %d), batch %d, bn %s, %s backend\n", o->net, name, r->rows,
+            o->cfg.batch, plan_bn_name(o->cfg.bn), o->backend);
+    fprintf(f, "memory   predicted %.3f MiB (closed form), replay %.3f MiB; measured %.3f MiB "
+               "(allocator, %+.2f%%), arena %.3f MiB (%+.2f%% fragmentation and alignment)\n",
+            r->predicted_peak_bytes / 1048576.0, r->sim_peak_bytes / 1048576.0,
+            r->measured_peak_bytes / 1048576.0, 100 * rel(r->measured_peak_bytes, r->predicted_peak_bytes),
+            r->arena_bytes / 1048576.0, 100 * rel(r->arena_bytes, r->predicted_peak_bytes));
+    if (r->device_peak_bytes >= 0)
+        fprintf(f, "device   peak %.3f MiB above the %.1f MiB after context creation (%+.2f%% vs predicted)\n",
+                r->device_peak_bytes / 1048576.0, r->device_baseline_bytes / 1048576.0,
+                100 * rel(r->device_peak_bytes, r->predicted_peak_bytes));
+    if (o->column && o->req.strategy != STRAT_COLUMN) {
+        fprintf(f, "loss     %s %.7f  column %.7f  |diff| %.3g\n", name, r->loss, r->column_loss,
+                fabs((double)r->loss - r->column_loss));
+        if (o->check_grads)
+            fprintf(f, "grads    largest relative error %.3g (worst: %s)%s\n", r->grad_max_rel_err,
+                    r->grad_worst, r->approximate ? "  (approximate: stripe BatchNorm)" : "");
+        if (r->step_ms > 0)
+            fprintf(f, "time     %s %.2f ms/step  column %.2f ms/step (%.2fx)\n", name, r->step_ms,
+                    r->column_step_ms, r->column_step_ms > 0 ? r->step_ms / r->column_step_ms : 0);
+    } else {
+        fprintf(f, "loss     %.7f\ntime     %.2f ms/step\n", r->loss, r->step_ms);
+    }
+    if (r->test_accuracy >= 0) {
+        fprintf(f, "train    loss per epoch:");
+        for (int i = 0; i < r->n_curve; i++)
+            fprintf(f, " %.4f", r->loss_curve[i]);
+        fprintf(f, "  (%.1f s)\n", r->train_seconds);
+        fprintf(f, "accuracy %s %.2f%%", name, r->test_accuracy);
+        if (r->column_test_accuracy >= 0)
+            fprintf(f, "  column %.2f%% (%.1f s)", r->column_test_accuracy, r->column_train_seconds);
+        fputc('\n', f);
+    }
+}
+
+static json_object *curve_json(const double *v, int n)
+{
+    json_object *a = json_object_new_array();
+    for (int i = 0; v && i < n; i++)
+        json_object_array_add(a, json_object_new_double(v[i]));
+    return a;
+}
+
+void validate_print_json(FILE *f, const validate_options *o, const validate_result *r)
+{
+    json_object *j = json_object_new_object();
+    json_object_object_add(j, "net", json_object_new_string(o->net));
+    json_object_object_add(j, "strategy", json_object_new_string(plan_strategy_name(o->req.strategy)));
+    json_object_object_add(j, "rows", json_object_new_int(r->rows));
+    json_object_object_add(j, "backend", json_object_new_string(o->backend));
+    json_object_object_add(j, "batch", json_object_new_int(o->cfg.batch));
+    json_object_object_add(j, "bn", json_object_new_string(plan_bn_name(o->cfg.bn)));
+    json_object_object_add(j, "approximate", json_object_new_boolean(r->approximate));
+    json_object_object_add(j, "predicted_peak_bytes", json_object_new_int64(r->predicted_peak_bytes));
+    json_object_object_add(j, "sim_peak_bytes", json_object_new_int64(r->sim_peak_bytes));
+    json_object_object_add(j, "measured_peak_bytes", json_object_new_int64(r->measured_peak_bytes));
+    json_object_object_add(j, "arena_bytes", json_object_new_int64(r->arena_bytes));
+    if (r->device_peak_bytes >= 0) {
+        json_object_object_add(j, "device_peak_bytes", json_object_new_int64(r->device_peak_bytes));
+        json_object_object_add(j, "device_baseline_bytes", json_object_new_int64(r->device_baseline_bytes));
+    }
+    json_object_object_add(j, "column_predicted_peak_bytes", json_object_new_int64(r->column_predicted_peak_bytes));
+    json_object_object_add(j, "column_measured_peak_bytes", json_object_new_int64(r->column_measured_peak_bytes));
+    json_object_object_add(j, "loss", json_object_new_double(r->loss));
+    json_object_object_add(j, "column_loss", json_object_new_double(r->column_loss));
+    json_object_object_add(j, "grad_max_rel_err", o->check_grads ? json_object_new_double(r->grad_max_rel_err) : NULL);
+    json_object_object_add(j, "step_ms", json_object_new_double(r->step_ms));
+    json_object_object_add(j, "column_step_ms", json_object_new_double(r->column_step_ms));
+    json_object_object_add(j, "loss_curve", curve_json(r->loss_curve, r->n_curve));
+    json_object_object_add(j, "column_loss_curve", curve_json(r->column_loss_curve, r->n_curve));
+    if (r->test_accuracy >= 0) {
+        json_object_object_add(j, "test_accuracy", json_object_new_double(r->test_accuracy));
+        json_object_object_add(j, "column_test_accuracy", json_object_new_double(r->column_test_accuracy));
+        json_object_object_add(j, "train_seconds", json_object_new_double(r->train_seconds));
+        json_object_object_add(j, "column_train_seconds", json_object_new_double(r->column_train_seconds));
+    }
+    fprintf(f, "%s\n", json_object_to_json_string_ext(j, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE));
+    json_object_put(j);
+}

@@ -1,0 +1,72 @@
+/* validate.h - lrcnn-validate: run a strategy's schedule on a backend beside column training
+ * from the same weights and batches; report predicted vs measured memory, loss and gradient
+ * agreement, step times, and (when training) the loss curve and test accuracy.
+ * Deliberately not here: the interpreter (exec.c), kernels, the flag table (validate_main.c).
+ */
+#ifndef LR_VALIDATE_H
+#define LR_VALIDATE_H
+
+#include <stdio.h>
+
+#include "data.h"
+#include "exec.h"
+#include "strategy.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct {
+    const char *net;
+    const char *backend; /* "cpu" or "cuda" */
+    plan_config cfg;
+    plan_request req;
+    int in_h, in_w;
+    int steps;           /* step mode: training steps on synthetic or dataset batches */
+    bool check_grads;
+    const char *data;    /* NULL/"synthetic" or "fashion-mnist" */
+    const char *data_dir;
+    int epochs, train_limit, test_limit;
+    bool column;         /* also run column training for comparison (default true) */
+    bool deterministic;
+    bool json, quiet;
+    exec_hparams hp;
+} validate_options;
+
+typedef struct {
+    int64_t predicted_peak_bytes; /* closed form */
+    int64_t sim_peak_bytes;       /* replay (exact) */
+    int64_t measured_peak_bytes;  /* counted by the executor */
+    int64_t arena_bytes;
+    int64_t device_peak_bytes;    /* CUDA: cudaMemGetInfo, relative to after-context; -1 on CPU */
+    int64_t device_baseline_bytes;
+    int64_t column_predicted_peak_bytes, column_measured_peak_bytes;
+    float loss, column_loss;
+    double grad_max_rel_err;
+    char grad_worst[96];
+    double running_max_rel_err;
+    double step_ms, column_step_ms; /* medians */
+    int rows;
+    bool approximate;
+    int n_curve;
+    double *loss_curve, *column_loss_curve; /* per epoch (training) or per step */
+    double test_accuracy, column_test_accuracy; /* -1 when not training */
+    double train_seconds, column_train_seconds;
+} validate_result;
+
+void validate_options_init(validate_options *o);
+lr_status validate_run(const validate_options *o, validate_result *r);
+void validate_result_free(validate_result *r);
+void validate_print(FILE *f, const validate_options *o, const validate_result *r);
+void validate_print_json(FILE *f, const validate_options *o, const validate_result *r);
+
+/* Backend lookup: "cpu" always; "cuda" when built with CUDA and a device is present
+ * (LR_ERR_NODEVICE otherwise, with the reason). */
+lr_status validate_backend(const char *name, bool deterministic, const exec_backend **be,
+                           void **ctx);
+void validate_backend_release(const char *name, void *ctx);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

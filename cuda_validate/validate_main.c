@@ -1,0 +1,275 @@
+/* validate_main.c - main() of lrcnn-validate: flags -> validate_run() -> report.
+ * Deliberately thin: the work is in validate.c, exec.c and the backends.
+ */
+#include <string.h>
+
+#include "args.h"
+#include "validate.h"
+
+typedef struct {
+    validate_options o;
+    bool help, version;
+    const char *region;
+} cli;
+
+static lr_status on_net(void *c, const char *f, const char *v)
+{
+    ((cli *)c)->o.net = v;
+    return LR_OK;
+}
+
+static lr_status on_strategy(void *c, const char *f, const char *v)
+{
+    plan_strategy s = plan_strategy_from_name(v);
+    if (s == STRAT_COUNT)
+        return lr_fail(LR_ERR_USAGE, "%s: unknown strategy '%s' (column, checkpoint, row, 2ps, overl, 2ps-h, overl-h)", f, v);
+    ((cli *)c)->o.req.strategy = s;
+    return LR_OK;
+}
+
+static lr_status on_int(const char *f, const char *v, int64_t lo, int64_t hi, int *out)
+{
+    int64_t x;
+    LR_TRY(args_int(f, v, lo, hi, &x));
+    *out = (int)x;
+    return LR_OK;
+}
+
+static lr_status on_rows(void *c, const char *f, const char *v)
+{
+    return on_int(f, v, 1, 4096, &((cli *)c)->o.req.rows);
+}
+
+static lr_status on_segments(void *c, const char *f, const char *v)
+{
+    return on_int(f, v, 1, PLAN_MAX_STAGES, &((cli *)c)->o.req.segments);
+}
+
+static lr_status on_region(void *c, const char *f, const char *v)
+{
+    ((cli *)c)->region = v;
+    return LR_OK;
+}
+
+static lr_status on_bn(void *c, const char *f, const char *v)
+{
+    for (int k = 0; k < BN_COUNT; k++)
+        if (strcmp(v, plan_bn_name((plan_bn)k)) == 0) {
+            ((cli *)c)->o.cfg.bn = (plan_bn)k;
+            return LR_OK;
+        }
+    return lr_fail(LR_ERR_USAGE, "%s: expected exact or stripe, got '%s'", f, v);
+}
+
+static lr_status on_batch(void *c, const char *f, const char *v)
+{
+    return on_int(f, v, 1, 1 << 20, &((cli *)c)->o.cfg.batch);
+}
+
+static lr_status on_input(void *c, const char *f, const char *v)
+{
+    return args_hw(f, v, 1 << 16, &((cli *)c)->o.in_h, &((cli *)c)->o.in_w);
+}
+
+static lr_status on_backend(void *c, const char *f, const char *v)
+{
+    if (strcmp(v, "cpu") && strcmp(v, "cuda"))
+        return lr_fail(LR_ERR_USAGE, "%s: expected cpu or cuda, got '%s'", f, v);
+    ((cli *)c)->o.backend = v;
+    return LR_OK;
+}
+
+static lr_status on_steps(void *c, const char *f, const char *v)
+{
+    return on_int(f, v, 1, 1 << 20, &((cli *)c)->o.steps);
+}
+
+static lr_status on_check(void *c, const char *f, const char *v)
+{
+    ((cli *)c)->o.check_grads = true;
+    return LR_OK;
+}
+
+static lr_status on_data(void *c, const char *f, const char *v)
+{
+    if (strcmp(v, "fashion-mnist") && strcmp(v, "synthetic"))
+        return lr_fail(LR_ERR_USAGE, "%s: expected fashion-mnist or synthetic, got '%s'", f, v);
+    ((cli *)c)->o.data = v;
+    return LR_OK;
+}
+
+static lr_status on_data_dir(void *c, const char *f, const char *v)
+{
+    ((cli *)c)->o.data_dir = v;
+    return LR_OK;
+}
+
+static lr_status on_epochs(void *c, const char *f, const char *v)
+{
+    return on_int(f, v, 1, 1000, &((cli *)c)->o.epochs);
+}
+
+static lr_status on_train_limit(void *c, const char *f, const char *v)
+{
+    return on_int(f, v, 1, 1 << 30, &((cli *)c)->o.train_limit);
+}
+
+static lr_status on_test_limit(void *c, const char *f, const char *v)
+{
+    return on_int(f, v, 1, 1 << 30, &((cli *)c)->o.test_limit);
+}
+
+static lr_status on_lr(void *c, const char *f, const char *v)
+{
+    double x;
+    LR_TRY(args_double(f, v, 1e-9, 10, &x));
+    ((cli *)c)->o.hp.lr = (float)x;
+    return LR_OK;
+}
+
+static lr_status on_optimizer(void *c, const char *f, const char *v)
+{
+    for (int k = 0; k < OPTIM_COUNT; k++)
+        if (strcmp(v, cost_optim_name((plan_optim)k)) == 0) {
+            ((cli *)c)->o.cfg.optim = (plan_optim)k;
+            return LR_OK;
+        }
+    return lr_fail(LR_ERR_USAGE, "%s: expected sgd, momentum or adam, got '%s'", f, v);
+}
+
+static lr_status on_seed(void *c, const char *f, const char *v)
+{
+    int64_t x;
+    LR_TRY(args_int(f, v, 0, INT64_MAX, &x));
+    ((cli *)c)->o.hp.seed = (uint64_t)x;
+    return LR_OK;
+}
+
+static lr_status on_workspace(void *c, const char *f, const char *v)
+{
+    return args_size(f, v, &((cli *)c)->o.cfg.workspace_bytes);
+}
+
+static lr_status on_no_column(void *c, const char *f, const char *v)
+{
+    ((cli *)c)->o.column = false;
+    return LR_OK;
+}
+
+static lr_status on_deterministic(void *c, const char *f, const char *v)
+{
+    ((cli *)c)->o.deterministic = true;
+    return LR_OK;
+}
+
+static lr_status on_json(void *c, const char *f, const char *v)
+{
+    ((cli *)c)->o.json = true;
+    return LR_OK;
+}
+
+static lr_status on_quiet(void *c, const char *f, const char *v)
+{
+    ((cli *)c)->o.quiet = true;
+    return LR_OK;
+}
+
+static lr_status on_help(void *c, const char *f, const char *v)
+{
+    ((cli *)c)->help = true;
+    return LR_OK;
+}
+
+static lr_status on_version(void *c, const char *f, const char *v)
+{
+    ((cli *)c)->version = true;
+    return LR_OK;
+}
+
+static const args_flag flags[] = {
+    {"--net", "NAME|FILE", on_net, "network from the zoo or a .json file (required)"},
+    {"--strategy", "S", on_strategy, "column checkpoint row 2ps overl 2ps-h overl-h (default 2ps)"},
+    {"--rows", "N", on_rows, "row partitions (default: the planner's lowest-peak choice)"},
+    {"--region", "LAYER", on_region, "last layer of the row region"},
+    {"--bn", "MODE", on_bn, "exact (default) or stripe (approximate)"},
+    {"--segments", "N", on_segments, "checkpoint segments"},
+    {"--batch", "N", on_batch, "images per step (default 8)"},
+    {"--input", "HxW", on_input, "input size (synthetic data)"},
+    {"--backend", "B", on_backend, "cpu (default) or cuda"},
+    {"--steps", "N", on_steps, "training steps in step mode (default 1)"},
+    {"--check-grads", NULL, on_check, "compare weight gradients with column training after step 1"},
+    {"--data", "D", on_data, "synthetic (default) or fashion-mnist"},
+    {"--data-dir", "DIR", on_data_dir, "Fashion-MNIST directory (default " DATA_FASHION_DIR ")"},
+    {"--epochs", "E", on_epochs, "train E epochs on --data fashion-mnist, then test"},
+    {"--train-limit", "K", on_train_limit, "use the first K training images"},
+    {"--test-limit", "K", on_test_limit, "use the first K test images"},
+    {"--lr", "X", on_lr, "learning rate (default 0.01)"},
+    {"--optimizer", "O", on_optimizer, "sgd | momentum (default) | adam"},
+    {"--seed", "N", on_seed, "weight init, dropout and shuffling seed (default 1)"},
+    {"--workspace", "SIZE", on_workspace, "planned kernel workspace (CUDA)"},
+    {"--no-column", NULL, on_no_column, "skip the column-training comparison"},
+    {"--deterministic", NULL, on_deterministic, "CUDA: deterministic algorithms only"},
+    {"--json", NULL, on_json, "print one JSON object"},
+    {"--quiet", NULL, on_quiet, "no progress on stderr"},
+    {"--help", NULL, on_help, "this text"},
+    {"--version", NULL, on_version, "print the version"},
+    {NULL, NULL, NULL, NULL},
+};
+
+static const char *usage =
+    "usage: lrcnn-validate --net NAME|FILE [options]\n"
+    "\n"
+    "Runs a strategy's schedule for real beside column training from the same weights and\n"
+    "batches, and reports predicted vs measured memory, loss and gradient agreement, step\n"
+    "times, and with --data fashion-mnist --epochs E the loss curve and test accuracy.\n"
+    "\n"
+    "examples:\n"
+    "  lrcnn-validate --net tiny-vgg --strategy 2ps --rows 4 --backend cpu --steps 1 --check-grads\n"
+    "  lrcnn-validate --net tiny-resnet --strategy overl-h --bn exact --check-grads --json\n"
+    "  lrcnn-validate --net tiny-vgg --strategy 2ps --data fashion-mnist --epochs 1 --train-limit 4000\n"
+    "\n"
+    "options:\n";
+
+int main(int argc, char **argv)
+{
+    cli c;
+    memset(&c, 0, sizeof c);
+    validate_options_init(&c.o);
+    lr_status s = args_parse(flags, argc, argv, &c);
+    if (s == LR_OK && c.help) {
+        fputs(usage, stdout);
+        args_print_help(stdout, flags);
+        puts("\nExit status: 0 ok, 1 runtime failure (including no GPU for --backend cuda), 2 bad usage or input.");
+        return 0;
+    }
+    if (s == LR_OK && c.version) {
+        printf("lrcnn-validate %s\n", LRCNN_VERSION);
+        return 0;
+    }
+    if (s == LR_OK && c.region) {
+        net_t *net;
+        s = net_open(c.o.net ? c.o.net : "", &net);
+        if (s == LR_OK) {
+            c.o.req.region_end = net_find(net, c.region);
+            if (c.o.req.region_end <= 0)
+                s = lr_fail(LR_ERR_USAGE, "--region: no layer named '%s'", c.region);
+            net_free(net);
+        }
+    }
+    validate_result r;
+    memset(&r, 0, sizeof r);
+    if (s == LR_OK)
+        s = validate_run(&c.o, &r);
+    if (s == LR_OK) {
+        if (c.o.json)
+            validate_print_json(stdout, &c.o, &r);
+        else
+            validate_print(stdout, &c.o, &r);
+    }
+    validate_result_free(&r);
+    if (s != LR_OK) {
+        fprintf(stderr, "lrcnn-validate: %s\n", lr_last_error());
+        return lr_exit_code(s);
+    }
+    return 0;
+}

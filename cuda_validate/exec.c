@@ -25,7 +25,7 @@ struct exec {
 
 void exec_hparams_default(exec_hparams *hp)
 {
-    hp->lr = 0.01f;
+    hp->lr = 0.05f;
     hp->momentum = 0.9f;
     hp->weight_decay = 0.0f;
     hp->beta1 = 0.9f;

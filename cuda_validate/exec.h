@@ -27,7 +27,7 @@ typedef struct {
     uint64_t seed; /* weight init and dropout masks */
 } exec_hparams;
 
-void exec_hparams_default(exec_hparams *hp); /* lr 0.01, momentum 0.9, Adam betas 0.9/0.999, eps 1e-8 */
+void exec_hparams_default(exec_hparams *hp); /* lr 0.05, momentum 0.9, Adam betas 0.9/0.999, eps 1e-8 */
 
 /* Everything a backend needs to run one step. Tensor pointers are backend addresses
  * (host for CPU, device for CUDA), NULL for tensors not live. */

@@ -203,7 +203,7 @@ static const args_flag flags[] = {
     {"--epochs", "E", on_epochs, "train E epochs on --data fashion-mnist, then test"},
     {"--train-limit", "K", on_train_limit, "use the first K training images"},
     {"--test-limit", "K", on_test_limit, "use the first K test images"},
-    {"--lr", "X", on_lr, "learning rate (default 0.01)"},
+    {"--lr", "X", on_lr, "learning rate (default 0.05)"},
     {"--optimizer", "O", on_optimizer, "sgd | momentum (default) | adam"},
     {"--seed", "N", on_seed, "weight init, dropout and shuffling seed (default 1)"},
     {"--workspace", "SIZE", on_workspace, "planned kernel workspace (CUDA)"},

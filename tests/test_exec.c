@@ -1,0 +1,382 @@
+/* test_exec.c - the executor and the CPU backend: column training equals an independent float64
+ * PyTorch run (tests/data/golden), every row strategy equals column training, and the executor's
+ * counted peak equals the simulator's exact peak.
+ *
+ * Tolerances: against PyTorch float64, float32 arithmetic leaves ~1e-6 of each tensor's largest
+ * value; row vs column differ only by summation order (1e-5 relative, the issue's bound).
+ */
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "exec.h"
+#include "golden.h"
+#include "sim.h"
+#include "strategy.h"
+
+#define GOLDEN(net) LRCNN_SRCDIR "/tests/data/golden/" net ".bin"
+
+typedef struct {
+    net_t *net;
+    plan_t *plan;
+    sched_t s;
+    exec_t *exec;
+    plan_cost cost;
+} run_t;
+
+static void run_open(run_t *r, const char *netname, int batch, plan_strategy st, int rows,
+                     plan_bn bn, plan_optim optim, uint64_t seed, float lr)
+{
+    memset(r, 0, sizeof *r);
+    assert_int_equal(net_open(netname, &r->net), LR_OK);
+    plan_config cfg = {.batch = batch, .dtype = DT_FP32, .optim = optim, .bn = bn};
+    plan_request req = {.strategy = st, .rows = rows};
+    plan_choice c;
+    assert_int_equal(strategy_choose(r->net, &cfg, &req, &c), LR_OK);
+    r->cost = c.cost;
+    assert_int_equal(plan_build(r->net, &cfg, &c.spec, &r->plan), LR_OK);
+    sched_init(&r->s);
+    plan_emit(r->plan, &r->s);
+    assert_int_equal(sched_validate(&r->s), LR_OK);
+    exec_hparams hp;
+    exec_hparams_default(&hp);
+    hp.seed = seed;
+    hp.lr = lr;
+    assert_int_equal(exec_create(r->net, r->plan, &r->s, &exec_cpu_backend, NULL, &hp, &r->exec), LR_OK);
+}
+
+static void run_close(run_t *r)
+{
+    exec_free(r->exec);
+    sched_free(&r->s);
+    plan_free(r->plan);
+    net_free(r->net);
+}
+
+/* max |a - b| / max |b| */
+static double rel_err(const float *a, const float *b, int64_t n)
+{
+    double d = 0, m = 0;
+    for (int64_t i = 0; i < n; i++) {
+        d = fmax(d, fabs((double)a[i] - b[i]));
+        m = fmax(m, fabs((double)b[i]));
+    }
+    return m > 0 ? d / m : d;
+}
+
+/* Weight then bias of a node, as the executor stores them. */
+static float *golden_params(const golden_file *g, const net_node *n, const char *suffix)
+{
+    float *p = malloc(sizeof(float) * (size_t)n->params);
+    char name[160];
+    snprintf(name, sizeof name, "%s.weight%s", n->name, suffix);
+    const golden_array *w = golden_find(g, name);
+    assert_non_null(w);
+    memcpy(p, w->data, sizeof(float) * (size_t)w->count);
+    snprintf(name, sizeof name, "%s.bias%s", n->name, suffix);
+    const golden_array *b = golden_find(g, name);
+    if (w->count < n->params) {
+        assert_non_null(b);
+        assert_int_equal(w->count + b->count, n->params);
+        memcpy(p + w->count, b->data, sizeof(float) * (size_t)b->count);
+    }
+    return p;
+}
+
+static void load_golden_inputs(run_t *r, const golden_file *g, float **images, int32_t **labels)
+{
+    const golden_array *in = golden_find(g, "input"), *lab = golden_find(g, "labels");
+    assert_non_null(in);
+    assert_non_null(lab);
+    *images = in->data;
+    *labels = malloc(sizeof(int32_t) * (size_t)lab->count);
+    for (int64_t i = 0; i < lab->count; i++)
+        (*labels)[i] = (int32_t)lab->data[i];
+    for (int l = 1; l < r->net->n_nodes; l++)
+        if (r->net->nodes[l].params) {
+            float *p = golden_params(g, &r->net->nodes[l], "");
+            assert_int_equal(exec_set_param(r->exec, l, p, r->net->nodes[l].params), LR_OK);
+            free(p);
+        }
+}
+
+/* Compares every parameter tensor of the executor (`get`) with the golden arrays `suffix`. */
+static double worst_param_error(run_t *r, const golden_file *g, const char *suffix, bool grads,
+                                const char *skip)
+{
+    double worst = 0;
+    for (int l = 1; l < r->net->n_nodes; l++) {
+        const net_node *n = &r->net->nodes[l];
+        if (!n->params)
+            continue;
+        float *want = golden_params(g, n, suffix), *got = malloc(sizeof(float) * (size_t)n->params);
+        assert_int_equal((grads ? exec_get_param_grad : exec_get_param)(r->exec, l, got, n->params), LR_OK);
+        int64_t count = n->params;
+        if (skip && strcmp(skip, n->name) == 0)
+            count -= n->c; /* the bias: see the caller */
+        double e = rel_err(got, want, count);
+        if (e > worst)
+            worst = e;
+        if (e > 1e-4)
+            print_message("%s%s: relative error %.3g\n", n->name, suffix, e);
+        free(want);
+        free(got);
+    }
+    return worst;
+}
+
+static void check_golden_step(const char *netname, const char *file)
+{
+    golden_file *g;
+    assert_int_equal(golden_load(file, &g), 0);
+    run_t r;
+    run_open(&r, netname, 4, STRAT_COLUMN, 0, BN_EXACT, OPTIM_MOMENTUM, 1234, 0.01f);
+    float *images;
+    int32_t *labels;
+    load_golden_inputs(&r, g, &images, &labels);
+    float loss;
+    assert_int_equal(exec_step(r.exec, images, labels, false, &loss), LR_OK);
+    const golden_array *want = golden_find(g, "loss");
+    assert_true(fabs(loss - want->data[0]) <= 1e-5 * fabs(want->data[0]));
+    assert_true(worst_param_error(&r, g, ".grad", true, NULL) < 1e-4);
+    for (int l = 1; l < r.net->n_nodes; l++) {
+        const net_node *n = &r.net->nodes[l];
+        if (n->op != OP_BATCHNORM)
+            continue;
+        char name[160];
+        float got[2 * 64];
+        assert_true(n->c <= 64);
+        assert_int_equal(exec_get_running(r.exec, l, got, 2 * n->c), LR_OK);
+        snprintf(name, sizeof name, "%s.running_mean", n->name);
+        assert_true(rel_err(got, golden_find(g, name)->data, n->c) < 1e-4);
+        snprintf(name, sizeof name, "%s.running_var", n->name);
+        assert_true(rel_err(got + n->c, golden_find(g, name)->data, n->c) < 1e-4);
+    }
+    assert_int_equal(exec_update(r.exec), LR_OK);
+    assert_true(worst_param_error(&r, g, ".momentum", false, NULL) < 1e-5);
+    free(labels);
+    run_close(&r);
+    golden_free(g);
+}
+
+/* One column step of tiny-vgg (conv, relu, maxpool, dropout with our mask, fc, loss) equals
+ * PyTorch float64: the loss, every weight gradient, and the weights after SGD with momentum. */
+static void test_column_step_matches_pytorch_tiny_vgg(void **state)
+{
+    check_golden_step("tiny-vgg", GOLDEN("tiny-vgg"));
+}
+
+/* The same for tiny-resnet: BatchNorm (batch statistics, running statistics), residual adds,
+ * a strided block with a 1x1 downsample, global average pooling. */
+static void test_column_step_matches_pytorch_tiny_resnet(void **state)
+{
+    check_golden_step("tiny-resnet", GOLDEN("tiny-resnet"));
+}
+
+/* The same for tiny-mix: average pooling, dilated grouped conv, upsampling, concat, a
+ * rectangular kernel, padded max pooling, adaptive pooling. */
+static void test_column_step_matches_pytorch_tiny_mix(void **state)
+{
+    check_golden_step("tiny-mix", GOLDEN("tiny-mix"));
+}
+
+/* One Adam step equals torch.optim.Adam's. Entries whose gradient is mere round-off (|g| of
+ * the order of eps, e.g. tiny-mix conv3.bias which feeds a BatchNorm) are excluded: Adam turns
+ * their noise into full-size steps in both implementations. */
+static void test_adam_step_matches_pytorch(void **state)
+{
+    golden_file *g;
+    assert_int_equal(golden_load(GOLDEN("tiny-mix"), &g), 0);
+    run_t r;
+    run_open(&r, "tiny-mix", 4, STRAT_COLUMN, 0, BN_EXACT, OPTIM_ADAM, 1234, 0.01f);
+    float *images;
+    int32_t *labels;
+    load_golden_inputs(&r, g, &images, &labels);
+    float loss;
+    assert_int_equal(exec_step(r.exec, images, labels, true, &loss), LR_OK);
+    assert_true(worst_param_error(&r, g, ".adam", false, "conv3") < 1e-4);
+    free(labels);
+    run_close(&r);
+    golden_free(g);
+}
+
+/* ------------------------------------------------------------------ row vs column */
+
+static void fill_batch(const net_t *net, int batch, float *images, int32_t *labels)
+{
+    const net_node *in = &net->nodes[0];
+    uint64_t s = 42;
+    for (int64_t i = 0; i < (int64_t)batch * in->c * in->h * in->w; i++) {
+        s = s * 6364136223846793005ULL + 1442695040888963407ULL;
+        images[i] = (float)((double)(s >> 11) * 0x1.0p-53 * 2 - 1);
+    }
+    for (int i = 0; i < batch; i++)
+        labels[i] = (i * 7 + 3) % 10;
+}
+
+/* Runs `st` and column from the same weights and batch; returns the largest relative gradient
+ * error and checks the loss and the counted peak. */
+static double row_vs_column(const char *netname, plan_strategy st, int rows, plan_bn bn)
+{
+    const int batch = 3;
+    run_t row, col;
+    run_open(&row, netname, batch, st, rows, bn, OPTIM_MOMENTUM, 7, 0.05f);
+    run_open(&col, netname, batch, STRAT_COLUMN, 0, bn, OPTIM_MOMENTUM, 7, 0.05f);
+    assert_int_equal(exec_copy_params(col.exec, row.exec), LR_OK);
+    const net_node *in = &row.net->nodes[0];
+    float *images = malloc(sizeof(float) * (size_t)batch * in->c * in->h * in->w);
+    int32_t labels[batch];
+    fill_batch(row.net, batch, images, labels);
+    float lr_, lc;
+    assert_int_equal(exec_step(row.exec, images, labels, false, &lr_), LR_OK);
+    assert_int_equal(exec_step(col.exec, images, labels, false, &lc), LR_OK);
+    if (bn == BN_EXACT)
+        assert_true(fabs(lr_ - lc) <= 1e-5 * fabs(lc));
+    /* the allocator's counted peak is the prediction, byte for byte */
+    sim_result sr;
+    assert_int_equal(sim_replay(&row.s, ALLOC_EXACT, &sr), LR_OK);
+    assert_int_equal(exec_memory_stats(row.exec)->counted_peak_bytes, sr.peak_bytes);
+    assert_int_equal(exec_memory_stats(row.exec)->counted_peak_bytes, row.cost.peak_bytes);
+    assert_true(exec_memory_stats(row.exec)->arena_bytes >= sr.peak_bytes);
+    double worst = 0;
+    for (int l = 1; l < row.net->n_nodes; l++) {
+        int64_t n = row.net->nodes[l].params;
+        if (!n)
+            continue;
+        float *a = malloc(sizeof(float) * (size_t)n), *b = malloc(sizeof(float) * (size_t)n);
+        assert_int_equal(exec_get_param_grad(row.exec, l, a, n), LR_OK);
+        assert_int_equal(exec_get_param_grad(col.exec, l, b, n), LR_OK);
+        worst = fmax(worst, rel_err(a, b, n));
+        free(a);
+        free(b);
+    }
+    free(images);
+    run_close(&row);
+    run_close(&col);
+    return worst;
+}
+
+static void check_all_row_strategies(const char *netname)
+{
+    const plan_strategy strategies[] = {STRAT_CHECKPOINT, STRAT_ROW, STRAT_2PS, STRAT_OVERL,
+                                        STRAT_2PS_H, STRAT_OVERL_H};
+    const int rows[] = {2, 3, 7};
+    for (size_t s = 0; s < sizeof strategies / sizeof strategies[0]; s++)
+        for (size_t k = 0; k < sizeof rows / sizeof rows[0]; k++) {
+            double e = row_vs_column(netname, strategies[s], rows[k], BN_EXACT);
+            if (e > 1e-5)
+                print_message("%s %s rows %d: gradient error %.3g\n", netname,
+                              plan_strategy_name(strategies[s]), rows[k], e);
+            assert_true(e <= 1e-5);
+        }
+}
+
+/* Every row strategy at N = 2, 3, 7 trains tiny-vgg exactly like column training: the same loss
+ * and every weight gradient within 1e-5 relative after one step; counted peak = prediction. */
+static void test_row_strategies_match_column_tiny_vgg(void **state)
+{
+    check_all_row_strategies("tiny-vgg");
+}
+
+/* The same for tiny-resnet with --bn exact: BatchNorm statistics and gradient reductions are
+ * gathered over all partitions (STATS/GSTATS passes) before they are used. */
+static void test_row_strategies_match_column_tiny_resnet_exact_bn(void **state)
+{
+    check_all_row_strategies("tiny-resnet");
+}
+
+/* The same for tiny-mix (upsample and concat inside the row region). */
+static void test_row_strategies_match_column_tiny_mix(void **state)
+{
+    check_all_row_strategies("tiny-mix");
+}
+
+/* --bn stripe is an approximation: statistics per stripe give different gradients, and the
+ * deviation is measurable (not zero) while training still produces a finite loss. */
+static void test_stripe_bn_is_approximate_and_measured(void **state)
+{
+    double e = row_vs_column("tiny-resnet", STRAT_2PS, 4, BN_STRIPE);
+    print_message("tiny-resnet 2ps rows 4 --bn stripe: gradient deviation %.3g\n", e);
+    assert_true(e > 1e-3);
+    assert_true(isfinite(e));
+}
+
+/* With one partition the stripe is the whole map, so stripe BN is exact. */
+static void test_stripe_bn_with_one_partition_is_exact(void **state)
+{
+    assert_true(row_vs_column("tiny-resnet", STRAT_CHECKPOINT, 0, BN_STRIPE) <= 1e-5);
+}
+
+/* Arena planning never overlaps two live tensors and never uses less than the peak. */
+static void test_arena_offsets_never_overlap_live_tensors(void **state)
+{
+    run_t r;
+    run_open(&r, "tiny-resnet", 2, STRAT_2PS_H, 3, BN_EXACT, OPTIM_ADAM, 1, 0.01f);
+    int64_t *off = malloc(sizeof(int64_t) * (size_t)r.s.n_tensors);
+    int64_t arena = exec_plan_arena(&r.s, 256, off);
+    bool *live = calloc((size_t)r.s.n_tensors, 1);
+    for (int i = 0; i < r.s.n_steps; i++) {
+        const sched_step *p = &r.s.steps[i];
+        if (p->op == STEP_FREE)
+            live[p->t] = false;
+        if (p->op != STEP_ALLOC)
+            continue;
+        int64_t a0 = off[p->t], a1 = a0 + r.s.tensors[p->t].bytes;
+        assert_true(a0 >= 0 && a1 <= arena);
+        for (int t = 0; t < r.s.n_tensors; t++)
+            if (live[t] && r.s.tensors[t].bytes > 0 && a1 > a0)
+                assert_true(a1 <= off[t] || off[t] + r.s.tensors[t].bytes <= a0);
+        live[p->t] = true;
+    }
+    sim_result sr;
+    assert_int_equal(sim_replay(&r.s, ALLOC_EXACT, &sr), LR_OK);
+    assert_true(arena >= sr.peak_bytes);
+    free(off);
+    free(live);
+    run_close(&r);
+}
+
+/* Training steps change the weights and the loss on a fixed batch goes down (the update is
+ * applied and gradients are zeroed between steps). */
+static void test_training_lowers_the_loss_on_a_fixed_batch(void **state)
+{
+    run_t r;
+    run_open(&r, "tiny-vgg", 8, STRAT_2PS, 3, BN_EXACT, OPTIM_MOMENTUM, 3, 0.05f);
+    const net_node *in = &r.net->nodes[0];
+    float *images = malloc(sizeof(float) * 8 * (size_t)in->c * in->h * in->w);
+    int32_t labels[8];
+    fill_batch(r.net, 8, images, labels);
+    float first = 0, loss = 0;
+    for (int k = 0; k < 60; k++) {
+        assert_int_equal(exec_step(r.exec, images, labels, true, &loss), LR_OK);
+        if (k == 0)
+            first = loss;
+    }
+    print_message("tiny-vgg 2ps fixed batch: loss %.4f -> %.4f after 60 steps\n", first, loss);
+    assert_true(loss < 0.5f * first);
+    free(images);
+    run_close(&r);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_column_step_matches_pytorch_tiny_vgg),
+        cmocka_unit_test(test_column_step_matches_pytorch_tiny_resnet),
+        cmocka_unit_test(test_column_step_matches_pytorch_tiny_mix),
+        cmocka_unit_test(test_adam_step_matches_pytorch),
+        cmocka_unit_test(test_row_strategies_match_column_tiny_vgg),
+        cmocka_unit_test(test_row_strategies_match_column_tiny_resnet_exact_bn),
+        cmocka_unit_test(test_row_strategies_match_column_tiny_mix),
+        cmocka_unit_test(test_stripe_bn_is_approximate_and_measured),
+        cmocka_unit_test(test_stripe_bn_with_one_partition_is_exact),
+        cmocka_unit_test(test_arena_offsets_never_overlap_live_tensors),
+        cmocka_unit_test(test_training_lowers_the_loss_on_a_fixed_batch),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -54,11 +54,13 @@ typedef struct {
     /* per (node, partition) of the current stage */
     bool *has_grad; /* the gradient stripe exists in backward */
     bool *mark;
+    int64_t *row_bytes; /* per node: bytes of one row of its output for the whole batch */
+    int64_t *fwd_row_flops, *bwd_row_flops, *stats_row_flops; /* per node, per output row */
 } evaluator;
 
 static int64_t rows_bytes(const evaluator *v, int node, rowrange r)
 {
-    return cost_rows_bytes(v->net, node, v->batch, v->eb, rr_count(r));
+    return v->row_bytes[node] * rr_count(r);
 }
 
 static int64_t full_bytes(const evaluator *v, int node)
@@ -234,10 +236,10 @@ typedef struct {
     int stats_node;
 } fwd_pass;
 
-static bool holds_stripe(const plan_stage *st, const fwd_pass *f, int l, int j)
+static inline bool holds_stripe(const plan_stage *st, const fwd_pass *f, int l, int j)
 {
-    bool stats_acc = f->pass == PASS_STATS && l == f->stats_node;
-    return l != st->out_node && !stats_acc && !rr_empty(st->held[plan_idx(st, l, j)]);
+    return l != st->out_node && !(f->pass == PASS_STATS && l == f->stats_node) &&
+           !rr_empty(st->held[plan_idx(st, l, j)]);
 }
 
 /* The stripe of u made in partition j leaves: kept for backward, or handed on and freed. */
@@ -269,8 +271,7 @@ static void forward_node(evaluator *v, const fwd_pass *f, int l, int j)
                         !rr_empty(rows);
     if (stripe_stats)
         add(v, plan_bn_stats_bytes(net, l), f->pass, l, j);
-    v->flops += stats_acc ? cost_stats_flops(net, l, v->batch, rr_count(rows))
-                          : cost_fwd_flops(net, l, v->batch, rr_count(rows));
+    v->flops += (stats_acc ? v->stats_row_flops[l] : v->fwd_row_flops[l]) * rr_count(rows);
     if (stripe_stats && !f->store && l != st->out_node)
         shrink(&v->m, plan_bn_stats_bytes(net, l));
     if (l != st->out_node && v->last_fwd[l] < 0)
@@ -392,8 +393,7 @@ static void backward_partition(evaluator *v, const bwd_pass *b, int j, bool *gb_
             bool stripe_bn = n->op == OP_BATCHNORM && !st->bn_passes;
             if (stripe_bn && !acc)
                 add(v, plan_bn_gred_bytes(net, l), b->pass, l, j);
-            v->flops += acc ? cost_stats_flops(net, l, v->batch, rr_count(rows))
-                            : cost_bwd_flops(net, l, v->batch, rr_count(rows));
+            v->flops += (acc ? v->stats_row_flops[l] : v->bwd_row_flops[l]) * rr_count(rows);
             if (stripe_bn && !acc)
                 shrink(&v->m, plan_bn_gred_bytes(net, l));
         }
@@ -430,10 +430,10 @@ static void backward_partition(evaluator *v, const bwd_pass *b, int j, bool *gb_
     }
 }
 
+/* Callers set the positions for st->rerun once (stage_positions) before the partition loop. */
 static void recompute_partition(evaluator *v, const plan_stage *st, int j, bool free_bnd)
 {
     fwd_pass f = {st, PASS_RECOMPUTE, true, false, free_bnd, st->rerun, -1};
-    stage_positions(v, st, st->rerun);
     forward_partition(v, &f, j);
 }
 
@@ -449,6 +449,7 @@ static void stage_backward(evaluator *v, const plan_stage *st, bool *held, bool 
         mark_descendants(v, st, bn);
         add(v, plan_bn_gred_bytes(net, bn), PASS_GSTATS, bn, -1);
         bwd_pass bp = {st, PASS_GSTATS, v->mark, bn};
+        stage_positions(v, st, st->rerun);
         memset(gb_a, 0, (size_t)n_local + 1);
         for (int j = st->parts - 1; j >= 0; j--) {
             recompute_partition(v, st, j, false);
@@ -457,12 +458,11 @@ static void stage_backward(evaluator *v, const plan_stage *st, bool *held, bool 
         }
     }
     bwd_pass bp = {st, PASS_BWD, NULL, -1};
+    stage_positions(v, st, st->rerun);
     memset(gb_a, 0, (size_t)n_local + 1);
     for (int j = st->parts - 1; j >= 0; j--) {
         if (!(st->store_last && j == st->parts - 1))
             recompute_partition(v, st, j, true);
-        else
-            stage_positions(v, st, st->rerun);
         backward_partition(v, &bp, j, gb_a, gb_b);
         memcpy(gb_a, gb_b, (size_t)n_local + 1);
     }
@@ -513,6 +513,17 @@ void plan_closed_form(const plan_t *plan, plan_cost *out)
     bool *held = calloc((size_t)n, 1), *grad = calloc((size_t)n, 1);
     bool *gb_a = calloc((size_t)n + 1, 1), *gb_b = calloc((size_t)n + 1, 1);
     tail_readers t = {malloc(sizeof(int) * (size_t)n), malloc(sizeof(int) * (size_t)n)};
+    v.row_bytes = malloc(sizeof(int64_t) * 4 * (size_t)n);
+    LR_ASSERT(v.row_bytes != NULL);
+    v.fwd_row_flops = v.row_bytes + n;
+    v.bwd_row_flops = v.row_bytes + 2 * n;
+    v.stats_row_flops = v.row_bytes + 3 * n;
+    for (int i = 0; i < n; i++) {
+        v.row_bytes[i] = cost_rows_bytes(net, i, v.batch, v.eb, 1);
+        v.fwd_row_flops[i] = cost_fwd_flops(net, i, v.batch, 1);
+        v.bwd_row_flops[i] = cost_bwd_flops(net, i, v.batch, 1);
+        v.stats_row_flops[i] = cost_stats_flops(net, i, v.batch, 1);
+    }
     LR_ASSERT(v.last_fwd && v.last_bwd && v.first_bwd && v.saved && v.has_grad && v.mark &&
               held && grad && gb_a && gb_b && t.last_fwd && t.first_bwd);
     for (int i = 0; i < n; i++)
@@ -541,4 +552,5 @@ void plan_closed_form(const plan_t *plan, plan_cost *out)
     free(v.last_fwd), free(v.last_bwd), free(v.first_bwd), free(v.saved), free(v.has_grad);
     free(v.mark), free(held), free(grad), free(gb_a), free(gb_b), free(t.last_fwd);
     free(t.first_bwd);
+    free(v.row_bytes);
 }

@@ -116,7 +116,7 @@ static lr_status search_stage_rows(const net_t *net, const plan_config *cfg, pla
                                    plan_cost *best)
 {
     LR_TRY(strategy_evaluate(net, cfg, spec, best));
-    for (int round = 0; round < 3; round++) {
+    for (int round = 0; round < 2; round++) {
         bool changed = false;
         for (int s = 0; s < spec->n_stages; s++) {
             int keep = spec->parts[s];

@@ -14,6 +14,7 @@ SHELL := /bin/bash
 # ---------------------------------------------------------------- configuration
 DEB_PACKAGES := libjson-c-dev libgraphviz-dev libcmocka-dev gnuplot-nox pkg-config dataset-fashion-mnist
 RUN_ARGS ?= --net vgg16 --batch 256
+VERSION := 0.1.0
 
 ifeq ($(SANITIZE),1)
 BUILD ?= build-san
@@ -25,9 +26,15 @@ endif
 
 CC ?= cc
 OPT ?= -O2
-PKGS := json-c libcgraph cmocka
+PKGS := json-c libcgraph libgvc cmocka
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
-PKG_LIBS = $(shell pkg-config --libs json-c libcgraph 2>/dev/null)
+PKG_LIBS = $(shell pkg-config --libs json-c libcgraph libgvc 2>/dev/null)
+# JSONC_DIR=DIR: json-c from DIR/include and DIR/libjson-c.a, statically (bench/prepare_deps.sh
+# fills bench/deps for the GPU machine, which has no libjson-c-dev)
+ifneq ($(strip $(JSONC_DIR)),)
+PKG_CFLAGS = -I$(JSONC_DIR)/include $(shell pkg-config --cflags libcgraph libgvc cmocka 2>/dev/null)
+PKG_LIBS = $(JSONC_DIR)/libjson-c.a $(shell pkg-config --libs libcgraph libgvc 2>/dev/null)
+endif
 CMOCKA_LIBS = $(shell pkg-config --libs cmocka 2>/dev/null)
 
 WARN := -Wall -Wextra -Werror -Wno-unused-parameter
@@ -36,7 +43,6 @@ CFLAGS_ALL := -std=c11 -D_GNU_SOURCE $(OPT) -g $(WARN) -fopenmp $(SAN_FLAGS) \
     -DLRCNN_SRCDIR='"$(CURDIR)"' -DLRCNN_VERSION='"$(VERSION)"' -MMD -MP $(CFLAGS)
 LDFLAGS_ALL := -fopenmp $(SAN_FLAGS) $(LDFLAGS)
 LDLIBS_ALL := $(PKG_LIBS) -lm $(LDLIBS)
-VERSION := 0.1.0
 
 ifeq ($(V),1)
 Q :=
@@ -70,10 +76,14 @@ CUDA_HOME ?= $(patsubst %/bin/nvcc,%,$(NVCC))
 CUDA_ARCH ?= -gencode arch=compute_90,code=sm_90
 CUDNN_INC ?= $(CUDA_HOME)/include
 CUDNN_LIB ?= $(CUDA_HOME)/lib64
+# pip's nvidia-cudnn wheels ship libcudnn.so.9 without the unversioned link: CUDNN_LINK=-l:libcudnn.so.9
+CUDNN_LINK ?= -lcudnn
 NVCCFLAGS := -O2 -std=c++17 $(CUDA_ARCH) -Iplanner -Isim -Icuda_validate -I$(CUDNN_INC) \
     -Xcompiler -Wall,-Wextra,-Werror,-Wno-unused-parameter -MMD -MP
 CUDA_OBJ := $(CUDA_SRC:%.cu=$(BUILD)/obj/%.o)
-CUDA_LIBS := -L$(CUDNN_LIB) -L$(CUDA_HOME)/lib64 -lcudnn -lcublas -lcudart -lstdc++
+# rpath: the binaries find cuDNN/cuBLAS where they were linked, without LD_LIBRARY_PATH
+CUDA_LIBS := -L$(CUDNN_LIB) -L$(CUDA_HOME)/lib64 $(CUDNN_LINK) -lcublas -lcudart -lstdc++ \
+    -Wl,-rpath,$(CUDNN_LIB) -Wl,-rpath,$(CUDA_HOME)/lib64
 CFLAGS_ALL += -DLRCNN_HAVE_CUDA=1
 else
 CUDA_OBJ :=

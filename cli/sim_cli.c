@@ -4,7 +4,9 @@
 #include <inttypes.h>
 #include <string.h>
 
+#include "graph.h"
 #include "outfile.h"
+#include "report.h"
 #include "summary.h"
 
 /* ------------------------------------------------------------------ flag handlers */
@@ -217,6 +219,29 @@ static lr_status on_sweep(void *ctx, const char *flag, const char *v)
     return lr_fail(LR_ERR_USAGE, "%s: expected rows=A..B or batch=A,B,... got '%s'", flag, v);
 }
 
+static lr_status on_report(void *ctx, const char *flag, const char *v)
+{
+    ((sim_options *)ctx)->report = v;
+    return LR_OK;
+}
+
+static lr_status on_graph(void *ctx, const char *flag, const char *v)
+{
+    if (graph_format_of(v) == GRAPH_FORMAT_COUNT)
+        return lr_fail(LR_ERR_USAGE, "%s: expected a file ending in .dot, .svg or .png, got '%s'", flag, v);
+    ((sim_options *)ctx)->graph = v;
+    return LR_OK;
+}
+
+static lr_status on_gpu_mem(void *ctx, const char *flag, const char *v)
+{
+    sim_options *o = ctx;
+    LR_TRY(args_size(flag, v, &o->gpu_mem_bytes));
+    if (o->gpu_mem_bytes <= 0)
+        return lr_fail(LR_ERR_USAGE, "%s: expected a positive size, got '%s'", flag, v);
+    return LR_OK;
+}
+
 const args_flag sim_flags[] = {
     {"--net", "NAME|FILE", on_net, "network from the zoo or a .json file (required)"},
     {"--batch", "N", on_batch, "images per step (default 1)"},
@@ -237,6 +262,9 @@ const args_flag sim_flags[] = {
     {"--trace", "FILE.json", on_trace, "Chrome/Perfetto trace: op slices and memory counters"},
     {"--sweep", "rows=A..B|batch=L", on_sweep, "peaks over rows or batch sizes (both: a grid)"},
     {"--format", "F", on_format, "sweep output: table | csv | json (default table)"},
+    {"--report", "DIR", on_report, "plots (PNG, SVG, gnuplot scripts, CSV) and report.md in DIR"},
+    {"--graph", "FILE", on_graph, "row-dependency graph of the first row strategy (.dot, .svg, .png)"},
+    {"--gpu-mem", "SIZE", on_gpu_mem, "GPU memory for the report's batch plot, e.g. 16GiB"},
     {"--help", NULL, on_help, "this text"},
     {"--version", NULL, on_version, "print the version"},
     {NULL, NULL, NULL, NULL},
@@ -437,8 +465,39 @@ static lr_status load_net(sim_options *o, net_t **net)
     return LR_OK;
 }
 
+/* --graph: the first selected row strategy's plan. */
+static lr_status write_graph(const sim_options *o, const analysis_t *a)
+{
+    for (int i = 0; i < a->n; i++) {
+        if (a->e[i].strategy < STRAT_ROW)
+            continue;
+        plan_t *plan;
+        LR_TRY(plan_build(a->net, &a->cfg, &a->e[i].choice.spec, &plan));
+        lr_status s = graph_write(plan, o->graph, NULL);
+        plan_free(plan);
+        return s;
+    }
+    return LR_OK; /* sim_cli_run made sure there is one */
+}
+
+static lr_status write_extras(const sim_options *o, const analysis_t *a)
+{
+    if (o->graph)
+        LR_TRY(write_graph(o, a));
+    if (o->report) {
+        report_options ro = {.gpu_mem_bytes = o->gpu_mem_bytes};
+        LR_TRY(report_write(a, &ro, o->report));
+    }
+    return LR_OK;
+}
+
 static lr_status run_main(FILE *f, sim_options *o, const net_t *net)
 {
+    if ((o->n_rows_sweep || o->n_batch_sweep) && (o->report || o->graph))
+        return lr_fail(LR_ERR_USAGE, "--sweep cannot be combined with --report or --graph "
+                                     "(the report has its own rows and batch sweeps)");
+    if ((o->n_rows_sweep || o->n_batch_sweep) && (o->timeline || o->trace))
+        return lr_fail(LR_ERR_USAGE, "--timeline/--trace describe one schedule: drop --sweep, or run them separately");
     if (o->n_rows_sweep || o->n_batch_sweep)
         return run_sweep(f, net, o);
     analysis_t *a = malloc(sizeof *a);
@@ -460,6 +519,8 @@ static lr_status run_main(FILE *f, sim_options *o, const net_t *net)
     }
     if (s == LR_OK)
         s = write_schedules(o, a);
+    if (s == LR_OK)
+        s = write_extras(o, a);
     free(a);
     return s;
 }
@@ -468,6 +529,12 @@ lr_status sim_cli_run(sim_options *o)
 {
     if (!o->strategies)
         o->strategies = (1u << STRAT_COUNT) - 1;
+    if (o->graph && !(o->strategies & ((1u << STRAT_COUNT) - (1u << STRAT_ROW))))
+        return lr_fail(LR_ERR_USAGE, "--graph: select a row strategy (row, 2ps, overl, 2ps-h, overl-h)");
+    if (o->gpu_mem_bytes && !o->report)
+        return lr_fail(LR_ERR_USAGE, "--gpu-mem: only the report uses it (add --report DIR)");
+    if (o->report)
+        LR_TRY(report_check(o->report)); /* before any output: the one-line error is all there is */
     net_t *net = NULL;
     lr_status s = load_net(o, &net);
     lr_outfile out = {0};

@@ -30,6 +30,9 @@ typedef struct {
     int n_rows_sweep, rows_sweep[SIM_MAX_SWEEP];
     int n_batch_sweep, batch_sweep[SIM_MAX_SWEEP];
     const char *region_name;
+    const char *report;    /* --report DIR */
+    const char *graph;     /* --graph FILE.dot|.svg|.png */
+    int64_t gpu_mem_bytes; /* --gpu-mem SIZE: drawn in the report's batch plot */
 } sim_options;
 
 extern const args_flag sim_flags[];

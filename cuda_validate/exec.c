@@ -129,6 +129,8 @@ int64_t exec_plan_arena(const sched_t *s, int64_t align, int64_t *offsets)
         offsets[t] = -1;
     for (int i = 0; i < s->n_steps; i++) {
         const sched_step *p = &s->steps[i];
+        if (p->op != STEP_ALLOC && p->op != STEP_FREE)
+            continue;
         int64_t size = aligned(s->tensors[p->t].bytes > 0 ? s->tensors[p->t].bytes : 1, align);
         if (p->op == STEP_ALLOC)
             offsets[p->t] = heap_take(&h, size);

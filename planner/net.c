@@ -6,11 +6,14 @@
  */
 #include "net.h"
 
+#include "checked.h"
+
 #include <json-c/json.h>
 #include <errno.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #define NET_DIM_MAX (1 << 24)     /* largest height, width or channel count accepted */
@@ -177,6 +180,8 @@ static lr_status get_real(const parse_ctx *px, json_object *obj, const char *key
     return LR_OK;
 }
 
+/* A string without control characters or embedded NULs (names end up in one-line messages
+ * and tables). */
 static lr_status get_string(const parse_ctx *px, json_object *obj, const char *key,
                             const char **out)
 {
@@ -185,7 +190,12 @@ static lr_status get_string(const parse_ctx *px, json_object *obj, const char *k
         return bad(px, key, "missing");
     if (!json_object_is_type(v, json_type_string))
         return bad(px, key, "expected a string");
-    *out = json_object_get_string(v);
+    const char *str = json_object_get_string(v);
+    int len = json_object_get_string_len(v);
+    for (int i = 0; i < len; i++)
+        if ((unsigned char)str[i] < 0x20 || str[i] == 0x7f)
+            return bad(px, key, "control characters are not allowed");
+    *out = str;
     return LR_OK;
 }
 
@@ -294,7 +304,8 @@ static void set_defaults(net_params *p)
     p->kh = p->kw = p->sh = p->sw = p->dh = p->dw = p->groups = p->scale = 1;
 }
 
-static lr_status parse_inputs(const parse_ctx *px, json_object *obj, net_t *net, net_node *node)
+static lr_status parse_inputs(const parse_ctx *px, json_object *obj, net_t *net, net_node *node,
+                              const char *self_name)
 {
     json_object *v;
     int self = (int)(node - net->nodes);
@@ -319,13 +330,16 @@ static lr_status parse_inputs(const parse_ctx *px, json_object *obj, net_t *net,
         if (!json_object_is_type(e, json_type_string))
             return bad(px, key, "expected a layer name");
         const char *name = json_object_get_string(e);
+        if (strcmp(name, self_name) == 0) {
+            char msg[NET_NAME_MAX + 64];
+            snprintf(msg, sizeof msg, "'%.*s' reads its own output (cycle)", NET_NAME_MAX, name);
+            return bad(px, key, msg);
+        }
         int idx = net_find(net, name);
         if (idx < 0 || idx >= self) {
-            char msg[NET_NAME_MAX + 96];
-            snprintf(msg, sizeof msg, "'%.*s' is not an earlier layer (inputs must name layers above, or \"input\")",
+            char msg[NET_NAME_MAX + 160];
+            snprintf(msg, sizeof msg, "'%.*s' is not an earlier layer (inputs must name layers above, or \"input\"; a later layer would make a cycle)",
                      NET_NAME_MAX, name);
-            if (idx == self)
-                snprintf(msg, sizeof msg, "a layer cannot read its own output (cycle)");
             return bad(px, key, msg);
         }
         node->inputs[i] = idx;
@@ -354,7 +368,7 @@ static lr_status parse_layer(parse_ctx *px, json_object *obj, net_t *net, int in
     node->op = op;
     set_defaults(&node->prm);
     LR_TRY(parse_table[op](px, obj, &node->prm));
-    LR_TRY(parse_inputs(px, obj, net, node));
+    LR_TRY(parse_inputs(px, obj, net, node, name));
     /* The name is set last so that net_find() above does not see the node itself. */
     snprintf(node->name, sizeof node->name, "%s", name);
     bool multi = op == OP_ADD || op == OP_CONCAT;
@@ -516,7 +530,8 @@ lr_status net_load(const char *path, net_t **out)
 
 static bool file_exists(const char *path)
 {
-    return access(path, R_OK) == 0;
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISREG(st.st_mode) && access(path, R_OK) == 0;
 }
 
 static bool try_dir(const char *dir, const char *name, char *out, size_t cap)
@@ -631,8 +646,10 @@ static lr_status infer_conv(const net_t *net, int i, net_node *n, const net_node
                            p->groups, x->c);
     LR_TRY(infer_window(net, i, n, x));
     n->c = p->out_channels;
-    n->params = (int64_t)p->out_channels * (x->c / p->groups) * p->kh * p->kw +
-                (p->bias ? p->out_channels : 0);
+    if (!lr_mul6(p->out_channels, x->c / p->groups, p->kh, p->kw, 1, 1, &n->params) ||
+        !lr_add(n->params, p->bias ? p->out_channels : 0, &n->params) || n->params > ((int64_t)1 << 48))
+        return shape_error(net, i, "parameter count overflows (out_channels %d x %d inputs x %dx%d kernel)",
+                           p->out_channels, x->c / p->groups, p->kh, p->kw);
     return LR_OK;
 }
 
@@ -690,8 +707,11 @@ static lr_status infer_node(const net_t *net, int i)
             return shape_error(net, i, "input has more than %d features", INT_MAX);
         n->c = n->op == OP_FC ? p->out_features : (int)features;
         n->h = n->w = 1;
-        if (n->op == OP_FC)
-            n->params = features * p->out_features + (p->bias ? p->out_features : 0);
+        if (n->op == OP_FC &&
+            (!lr_mul(features, p->out_features, &n->params) ||
+             !lr_add(n->params, p->bias ? p->out_features : 0, &n->params) || n->params > ((int64_t)1 << 48)))
+            return shape_error(net, i, "parameter count overflows (%lld inputs x %d outputs)",
+                               (long long)features, p->out_features);
         return LR_OK;
     }
     case OP_SOFTMAX_XENT:
@@ -750,7 +770,8 @@ lr_status net_infer(net_t *net)
         LR_TRY(infer_node(net, i));
         for (int k = 0; k < n->n_inputs; k++)
             net->nodes[n->inputs[k]].n_consumers++;
-        net->params += n->params;
+        if (!lr_add(net->params, n->params, &net->params))
+            return lr_fail(LR_ERR_INPUT, "%s: total parameter count overflows", net->path[0] ? net->path : net->name);
     }
     LR_TRY(build_consumers(net));
     const net_node *last = &net->nodes[net->n_nodes - 1];

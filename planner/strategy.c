@@ -63,21 +63,46 @@ static int greedy_cuts(const net_t *net, const bool *cut, int region_end, double
     return n;
 }
 
-/* Checkpoint segments: the greedy with budget total/K; without --segments, K = 1..64 are tried
- * and the cuts with the lowest closed-form peak are kept (about sqrt(L) segments). */
+/* --segments K: K segments of about equal activation bytes (the first cut at or after each
+ * K-th share), so that exactly K come out when the region has enough cuts. */
+static int share_cuts(const net_t *net, const bool *cut, int region_end, double total, int k,
+                      int *cuts)
+{
+    int n = 0;
+    double acc = 0;
+    for (int l = 1; l < region_end && n < k - 1; l++) {
+        acc += (double)net->nodes[l].c * net->nodes[l].h * net->nodes[l].w;
+        if (cut[l] && acc >= total * (n + 1) / k)
+            cuts[n++] = l;
+    }
+    cuts[n++] = region_end;
+    return n;
+}
+
+/* Checkpoint segments: with --segments K, K equal shares; without, Chen et al.'s greedy with
+ * budget total/K for K = 1..64, keeping the cuts with the lowest closed-form peak. */
 static lr_status checkpoint_spec(const net_t *net, const plan_config *cfg, int region_end,
                                  int segments, plan_spec *sp, plan_cost *best)
 {
     bool *cut = cut_table(net);
     double total = 0;
-    for (int l = 1; l <= region_end; l++)
+    int available = 1;
+    for (int l = 1; l <= region_end; l++) {
         total += (double)net->nodes[l].c * net->nodes[l].h * net->nodes[l].w;
+        available += l < region_end && cut[l];
+    }
+    if (segments > available) {
+        free(cut);
+        return lr_fail(LR_ERR_USAGE, "--segments %d: %s has %d places to cut its row region, so at most %d segments",
+                       segments, net->name, available - 1, available);
+    }
     int lo = segments ? segments : 1, hi = segments ? segments : 64;
     plan_spec trial = *sp;
     bool found = false;
     lr_status s = LR_OK;
     for (int k = lo; k <= hi && s == LR_OK; k++) {
-        trial.n_stages = greedy_cuts(net, cut, region_end, total / k, trial.cut);
+        trial.n_stages = segments ? share_cuts(net, cut, region_end, total, k, trial.cut)
+                                  : greedy_cuts(net, cut, region_end, total / k, trial.cut);
         for (int i = 0; i < trial.n_stages; i++)
             trial.parts[i] = 1;
         plan_cost c;

@@ -3,7 +3,9 @@
  *
  * Defaults (each a visible choice with its reason):
  *   region      every op up to the first one that needs every row (plan_default_region_end)
- *   checkpoint  round(sqrt(L)) segments of about equal activation bytes (Chen et al. 2016)
+ *   checkpoint  Chen et al.'s greedy (a segment ends at the first cut after its activation bytes
+ *               pass a budget total/K), K = 1..64 tried, the lowest closed-form peak kept (it
+ *               lands near sqrt(L) segments); --segments K: K segments of equal activation bytes
  *   row/2ps/overl  N in 2..32 with the lowest closed-form peak (ties: the smaller N, less work)
  *   hybrids     a stage per resolution: cut where the feature map shrinks (at the downsampling
  *               op when it is a cut, e.g. VGG's pools, else at the last cut before it, e.g. the
@@ -25,7 +27,7 @@ typedef struct {
     plan_strategy strategy;
     int rows;       /* partitions (first stage for hybrids); 0: choose */
     int region_end; /* last node of the row region; 0: default */
-    int segments;   /* checkpoint segments; 0: round(sqrt(L)) */
+    int segments;   /* checkpoint segments; 0: the lowest-peak count */
 } plan_request;
 
 typedef struct {

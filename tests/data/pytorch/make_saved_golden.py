@@ -1,0 +1,231 @@
+#!/usr/bin/python3
+"""make_saved_golden.py - what PyTorch autograd keeps for backward after one forward pass and
+the loss, measured with torch.autograd.graph.saved_tensors_hooks, written as saved_golden.json.
+
+The C test tests/test_pytorch.c holds planner/pytorch.c's saved-tensor model to these numbers:
+the bytes of the distinct storages that the saved tensors of the graph point into, leaving out
+the parameters, the BatchNorm buffers, the input batch and the labels (they are resident anyway).
+Sizes are exact (numel * element size of each storage), no allocator rounding.
+
+Models:
+  vgg16, resnet18, resnet50, alexnet - torchvision's own classes (their forward code is what
+      the profile claims to follow: ReLU(inplace=True), `out += identity`, torch.flatten);
+  tiny-vgg, tiny-resnet, tiny-mix - built from networks/*.json with the same conventions as
+      planner/pytorch.c (a relu or the first input of an add is updated in place when that
+      input has no other reader and its producer does not keep it as its own output).
+
+CPU stands in for CUDA here; three differences are handled explicitly:
+  * dropout: on CUDA nn.Dropout runs native_dropout and saves a bool mask (1 byte/element); on
+    CPU it saves a float mask. Dropout modules are replaced by torch.native_dropout, the CUDA path.
+  * BatchNorm: CPU native_batch_norm saves input, weight, running stats, save_mean, save_invstd;
+    cuDNN saves the same plus a reserve tensor that is empty for NCHW spatial BN: same bytes.
+  * mean (global average pooling): torch 1.13 saves its input, 2.x only the sizes; the input is
+    also saved by the relu before it, so the distinct storages are the same.
+
+Run: /usr/bin/python3 tests/data/pytorch/make_saved_golden.py  (Debian's CPU torch 1.13 is enough)
+"""
+import json
+import os
+import sys
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+import torchvision
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.normpath(os.path.join(HERE, "..", "..", ".."))
+
+
+def pair(v):
+    return tuple(v) if isinstance(v, list) else (v, v)
+
+
+class NativeDropout(nn.Module):
+    """nn.Dropout as it runs on CUDA: native_dropout, which saves a bool mask."""
+
+    def __init__(self, p):
+        super().__init__()
+        self.p = p
+
+    def forward(self, x):
+        return torch.native_dropout(x, self.p, True)[0]
+
+
+def cuda_dropout(model):
+    for name, child in model.named_children():
+        if isinstance(child, nn.Dropout):
+            setattr(model, name, NativeDropout(child.p))
+        else:
+            cuda_dropout(child)
+    return model
+
+
+class JsonNet(nn.Module):
+    """A network of networks/*.json run node by node, torchvision style."""
+
+    def __init__(self, spec):
+        super().__init__()
+        self.nodes = []  # (name, op, inputs, module or params)
+        names = ["input"]
+        shapes = {"input": spec["input"]["channels"]}
+        consumers = {}
+        layers = spec["layers"]
+        for i, l in enumerate(layers):
+            ins = l.get("inputs", [names[-1]])
+            for u in dict.fromkeys(ins):
+                consumers[u] = consumers.get(u, 0) + 1
+            names.append(l["name"])
+        self.consumers = consumers
+        self.ops = {}
+        chan = {"input": spec["input"]["channels"]}
+        hw = {"input": (spec["input"]["height"], spec["input"]["width"])}
+        prev = "input"
+        for l in layers:
+            ins = l.get("inputs", [prev])
+            op, name = l["op"], l["name"]
+            c, (h, w) = chan[ins[0]], hw[ins[0]]
+            mod = None
+            if op == "conv":
+                k, s, p = pair(l["kernel"]), pair(l.get("stride", 1)), pair(l.get("pad", 0))
+                d = pair(l.get("dilation", 1))
+                mod = nn.Conv2d(c, l["out_channels"], k, s, p, d, l.get("groups", 1),
+                                bias=l.get("bias", True))
+                c = l["out_channels"]
+                h, w = [(x + 2 * p[i] - d[i] * (k[i] - 1) - 1) // s[i] + 1
+                        for i, x in enumerate((h, w))]
+            elif op == "batchnorm":
+                mod = nn.BatchNorm2d(c)
+            elif op in ("maxpool", "avgpool"):
+                k = pair(l["kernel"])
+                s, p = pair(l.get("stride", l["kernel"])), pair(l.get("pad", 0))
+                mod = (nn.MaxPool2d if op == "maxpool" else nn.AvgPool2d)(k, s, p)
+                h, w = [(x + 2 * p[i] - k[i]) // s[i] + 1 for i, x in enumerate((h, w))]
+            elif op == "global_avgpool":
+                mod = nn.AdaptiveAvgPool2d(1)
+                h = w = 1
+            elif op == "adaptive_avgpool":
+                h, w = pair(l["output"])
+                mod = nn.AdaptiveAvgPool2d((h, w))
+            elif op == "fc":  # flattens its input implicitly
+                mod = nn.Linear(c * h * w, l["out_features"], bias=l.get("bias", True))
+                c, h, w = l["out_features"], 1, 1
+            elif op == "dropout":
+                mod = NativeDropout(l.get("p", 0.5))
+            elif op == "upsample":
+                h, w = h * l["scale"], w * l["scale"]
+            elif op == "concat":
+                c = sum(chan[u] for u in ins)
+            elif op == "flatten":
+                c, h, w = c * h * w, 1, 1
+            if mod is not None:
+                self.add_module(name, mod)
+            self.nodes.append((name, op, ins, l))
+            chan[name], hw[name] = c, (h, w)
+            prev = name
+        self.inplace_ok = {}
+        producer_op = {n[0]: n[1] for n in self.nodes}
+        producer_op["input"] = "input"
+        for name, op, ins, _ in self.nodes:
+            u = ins[0]
+            self.inplace_ok[name] = (op in ("relu", "add") and self.consumers.get(u, 0) == 1
+                                     and producer_op[u] not in ("input", "relu", "flatten"))
+
+    def forward(self, x, y):
+        vals = {"input": x}
+        for name, op, ins, l in self.nodes:
+            a = vals[ins[0]]
+            if op == "relu":
+                out = F.relu(a, inplace=self.inplace_ok[name])
+            elif op == "add":
+                if self.inplace_ok[name]:
+                    out = a
+                    for u in ins[1:]:
+                        out += vals[u]
+                else:
+                    out = a + sum(vals[u] for u in ins[1:])
+            elif op == "concat":
+                out = torch.cat([vals[u] for u in ins], 1)
+            elif op == "upsample":
+                out = F.interpolate(a, scale_factor=l["scale"], mode="nearest")
+            elif op == "flatten":
+                out = torch.flatten(a, 1)
+            elif op == "softmax_xent":
+                out = F.cross_entropy(a, y)
+            elif op == "fc":
+                out = getattr(self, name)(torch.flatten(a, 1))
+            else:
+                out = getattr(self, name)(a)
+            vals[name] = out
+        return out
+
+
+def saved_bytes(model, x, y, forward):
+    """Bytes and count of the distinct storages saved for backward, less params/buffers/x/y."""
+    resident = {t.data_ptr() for t in list(model.parameters()) + list(model.buffers())}
+    resident |= {x.data_ptr(), y.data_ptr()}
+    storages = {}
+
+    def pack(t):
+        st = t.storage()
+        if st.data_ptr() not in resident:
+            storages[st.data_ptr()] = (st.size() * t.element_size(), str(t.dtype))
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        loss = forward(x, y)
+    assert loss.requires_grad
+    by_dtype = {}
+    for nbytes, dtype in storages.values():
+        by_dtype[dtype] = by_dtype.get(dtype, 0) + nbytes
+    return sum(b for b, _ in storages.values()), len(storages), by_dtype
+
+
+def torchvision_case(name, batch, classes=1000):
+    torch.manual_seed(0)
+    model = cuda_dropout(getattr(torchvision.models, name)(num_classes=classes)).train()
+    x = torch.randn(batch, 3, 224, 224)
+    y = torch.randint(0, classes, (batch,))
+    total, count, by_dtype = saved_bytes(model, x, y, lambda a, b: F.cross_entropy(model(a), b))
+    return {"net": name, "source": "torchvision." + name, "batch": batch, "height": 224,
+            "width": 224, "saved_bytes": total, "saved_storages": count, "by_dtype": by_dtype}
+
+
+def json_case(name, batch):
+    torch.manual_seed(0)
+    with open(os.path.join(ROOT, "networks", name + ".json")) as f:
+        spec = json.load(f)
+    model = JsonNet(spec).train()
+    inp = spec["input"]
+    x = torch.randn(batch, inp["channels"], inp["height"], inp["width"])
+    classes = [l for l in spec["layers"] if l["op"] == "fc"][-1]["out_features"]
+    y = torch.randint(0, classes, (batch,))
+    total, count, by_dtype = saved_bytes(model, x, y, model.forward)
+    return {"net": name, "source": "networks/%s.json" % name, "batch": batch,
+            "height": inp["height"], "width": inp["width"], "saved_bytes": total,
+            "saved_storages": count, "by_dtype": by_dtype}
+
+
+def main():
+    torch.set_grad_enabled(True)
+    cases = [json_case("tiny-vgg", 4), json_case("tiny-vgg", 7), json_case("tiny-resnet", 4),
+             json_case("tiny-mix", 3), torchvision_case("vgg16", 2),
+             torchvision_case("resnet18", 2), torchvision_case("resnet50", 2),
+             torchvision_case("alexnet", 2)]
+    doc = {"generator": "tests/data/pytorch/make_saved_golden.py",
+           "torch": torch.__version__, "torchvision": torchvision.__version__,
+           "what": "bytes of distinct storages saved for backward after forward + cross-entropy "
+                   "loss, less parameters, buffers, input and labels; dropout as on CUDA",
+           "cases": cases}
+    out = os.path.join(HERE, "saved_golden.json")
+    with open(out, "w") as f:
+        json.dump(doc, f, indent=1, sort_keys=True)
+        f.write("\n")
+    for c in cases:
+        print("%-12s batch %d: %d bytes in %d storages %s" % (
+            c["net"], c["batch"], c["saved_bytes"], c["saved_storages"], c["by_dtype"]))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1116 @@
+/* test_plan.c - plans and schedules: the closed-form peak equals the replay of the emitted
+ * schedule to the byte (every zoo net, every strategy, several batches, both BN modes, hybrid
+ * specs), hand-computed peaks for two small cases, and the invariants a plan's row ranges and
+ * costs must satisfy (tiling, cones, linearity in the batch, bounds against column).
+ *
+ * Legend: P partitions, l a node, j a partition, O a stage's output, H a node's height.
+ * Deliberately not here: row dependencies of single ops (test_rowdep.c), the allocator models
+ * (test_sim.c), running schedules (test_exec.c).
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "sim.h"
+#include "strategy.h"
+
+/* ------------------------------------------------------------------ helpers */
+
+static net_t *zoo(const char *name)
+{
+    net_t *net = NULL;
+    if (net_open(name, &net) != LR_OK)
+        fail_msg("net_open(%s): %s", name, lr_last_error());
+    return net;
+}
+
+static net_t *parse(const char *json)
+{
+    net_t *net = NULL;
+    if (net_parse(json, strlen(json), "test", &net) != LR_OK)
+        fail_msg("net_parse: %s", lr_last_error());
+    return net;
+}
+
+static int find(const net_t *net, const char *name)
+{
+    int i = net_find(net, name);
+    if (i < 0)
+        fail_msg("%s has no layer %s", net->name, name);
+    return i;
+}
+
+static plan_config config(int batch, plan_bn bn)
+{
+    plan_config c = {.batch = batch, .dtype = DT_FP32, .optim = OPTIM_MOMENTUM, .bn = bn};
+    return c;
+}
+
+static plan_t *build(const net_t *net, const plan_config *cfg, const plan_spec *spec)
+{
+    plan_t *plan = NULL;
+    if (plan_build(net, cfg, spec, &plan) != LR_OK)
+        fail_msg("%s: plan_build: %s", net->name, lr_last_error());
+    return plan;
+}
+
+static plan_choice choose(const net_t *net, const plan_config *cfg, plan_strategy st, int rows)
+{
+    plan_request req = {.strategy = st, .rows = rows};
+    plan_choice c;
+    if (strategy_choose(net, cfg, &req, &c) != LR_OK)
+        fail_msg("%s %s rows %d: strategy_choose: %s", net->name, plan_strategy_name(st), rows,
+                 lr_last_error());
+    return c;
+}
+
+static plan_cost closed(const plan_t *plan)
+{
+    plan_cost c;
+    plan_closed_form(plan, &c);
+    return c;
+}
+
+static int64_t column_peak(const net_t *net, const plan_config *cfg, int64_t *flops)
+{
+    plan_choice c = choose(net, cfg, STRAT_COLUMN, 0);
+    if (flops)
+        *flops = c.cost.flops;
+    return c.cost.peak_bytes;
+}
+
+static int64_t rows_bytes(const plan_t *p, int node, rowrange r)
+{
+    return cost_rows_bytes(p->net, node, p->cfg.batch, cost_dtype_bytes(p->cfg.dtype),
+                           rr_count(r));
+}
+
+/* Emits the plan's schedule, checks it is well formed and that its replay under the exact model
+ * agrees with the closed form to the byte (peak, FLOPs, persistent bytes by class) and on where
+ * the peak happens, and ends with nothing live. Returns the closed form. */
+static plan_cost check_agreement(const plan_t *plan, const char *what)
+{
+    plan_cost c = closed(plan);
+    sched_t s;
+    sched_init(&s);
+    plan_emit(plan, &s);
+    if (sched_validate(&s) != LR_OK)
+        fail_msg("%s: sched_validate: %s", what, lr_last_error());
+    sim_result r;
+    if (sim_replay(&s, ALLOC_EXACT, &r) != LR_OK)
+        fail_msg("%s: sim_replay: %s", what, lr_last_error());
+    if (r.peak_bytes != c.peak_bytes || r.flops != c.flops)
+        fail_msg("%s: replay peak %lld flops %lld, closed form peak %lld flops %lld", what,
+                 (long long)r.peak_bytes, (long long)r.flops, (long long)c.peak_bytes,
+                 (long long)c.flops);
+    int64_t statics = r.class_at_peak[TC_WEIGHT] + r.class_at_peak[TC_WEIGHT_GRAD] +
+                      r.class_at_peak[TC_OPT_STATE];
+    if (statics != c.static_bytes || r.class_at_peak[TC_INPUT] != c.input_bytes ||
+        r.class_at_peak[TC_WORKSPACE] != c.workspace_bytes || r.end_bytes != 0)
+        fail_msg("%s: static %lld/%lld input %lld/%lld workspace %lld/%lld end %lld", what,
+                 (long long)statics, (long long)c.static_bytes,
+                 (long long)r.class_at_peak[TC_INPUT], (long long)c.input_bytes,
+                 (long long)r.class_at_peak[TC_WORKSPACE], (long long)c.workspace_bytes,
+                 (long long)r.end_bytes);
+    /* "peak at" (printed from the closed form) is the step where the replay first peaks */
+    const sched_step *at = &s.steps[r.peak_step];
+    if (at->pass != c.peak_pass || at->node != c.peak_node || at->part != c.peak_part)
+        fail_msg("%s: replay peaks at step %d (%s node %d part %d), closed form says %s node %d "
+                 "part %d", what, r.peak_step, sched_pass_name((sched_pass)at->pass), at->node,
+                 at->part, sched_pass_name(c.peak_pass), c.peak_node, c.peak_part);
+    sched_free(&s);
+    return c;
+}
+
+static void check_spec_agrees(const net_t *net, const plan_config *cfg, const plan_spec *spec,
+                              const char *what)
+{
+    plan_t *plan = build(net, cfg, spec);
+    check_agreement(plan, what);
+    plan_free(plan);
+}
+
+/* ------------------------------------------------------------------ closed form = replay */
+
+typedef struct {
+    const char *net;
+    plan_bn bn_at_64; /* exact BN over 64 images in the big ResNets takes seconds: stripe there */
+    plan_bn bn_at_8;
+} zoo_case;
+
+static const zoo_case zoo_cases[] = {
+    {"vgg11", BN_EXACT, BN_EXACT},      {"vgg13", BN_EXACT, BN_EXACT},
+    {"vgg16", BN_EXACT, BN_EXACT},      {"vgg19", BN_EXACT, BN_EXACT},
+    {"alexnet", BN_EXACT, BN_EXACT},    {"resnet18", BN_EXACT, BN_EXACT},
+    {"resnet34", BN_STRIPE, BN_EXACT},  {"resnet50", BN_STRIPE, BN_EXACT},
+    {"resnet101", BN_STRIPE, BN_STRIPE}, {"tiny-vgg", BN_EXACT, BN_EXACT},
+    {"tiny-resnet", BN_EXACT, BN_EXACT}, {"tiny-mix", BN_EXACT, BN_EXACT},
+};
+
+/* The planner's promise (DESIGN.md): for every zoo net, every strategy as strategy_choose picks
+ * it with default options, and batches 1, 8 and 64, the closed-form peak equals the exact
+ * replay of the emitted schedule to the byte, FLOPs too, and the schedule is well formed. */
+static void test_closed_form_equals_replay_for_every_zoo_strategy(void **state)
+{
+    const int batches[] = {1, 8, 64};
+    for (size_t z = 0; z < sizeof zoo_cases / sizeof zoo_cases[0]; z++) {
+        net_t *net = zoo(zoo_cases[z].net);
+        for (int b = 0; b < 3; b++) {
+            plan_bn bn = batches[b] == 64 ? zoo_cases[z].bn_at_64
+                         : batches[b] == 8 ? zoo_cases[z].bn_at_8
+                                           : BN_EXACT;
+            plan_config cfg = config(batches[b], bn);
+            for (int st = 0; st < STRAT_COUNT; st++) {
+                plan_choice c = choose(net, &cfg, (plan_strategy)st, 0);
+                char what[128];
+                snprintf(what, sizeof what, "%s %s batch %d bn %s", net->name,
+                         plan_strategy_name((plan_strategy)st), batches[b], plan_bn_name(bn));
+                plan_t *plan = build(net, &cfg, &c.spec);
+                plan_cost k = check_agreement(plan, what);
+                /* strategy_choose reports the closed form of the spec it returns */
+                if (k.peak_bytes != c.cost.peak_bytes || k.flops != c.cost.flops)
+                    fail_msg("%s: chosen cost %lld differs from its plan's %lld", what,
+                             (long long)c.cost.peak_bytes, (long long)k.peak_bytes);
+                plan_free(plan);
+            }
+        }
+        net_free(net);
+    }
+}
+
+/* The same agreement with --rows fixed (1, 3, 8, and more partitions than some stages have
+ * rows, which plan_build clamps), for every row strategy on every zoo net, batch 8, stripe BN
+ * for the ResNets deeper than 18 (exact BN is covered above and in the small nets). */
+static void test_closed_form_equals_replay_with_fixed_rows(void **state)
+{
+    const int rows[] = {1, 3, 8, 40};
+    for (size_t z = 0; z < sizeof zoo_cases / sizeof zoo_cases[0]; z++) {
+        net_t *net = zoo(zoo_cases[z].net);
+        plan_config cfg = config(8, zoo_cases[z].bn_at_64);
+        for (int st = STRAT_ROW; st < STRAT_COUNT; st++)
+            for (int r = 0; r < 4; r++) {
+                plan_choice c = choose(net, &cfg, (plan_strategy)st, rows[r]);
+                char what[128];
+                snprintf(what, sizeof what, "%s %s rows %d", net->name,
+                         plan_strategy_name((plan_strategy)st), rows[r]);
+                check_spec_agrees(net, &cfg, &c.spec, what);
+            }
+        net_free(net);
+    }
+}
+
+/* Other configurations move every term of the closed form: fp16 and bf16 halve feature maps and
+ * parameters, Adam doubles optimizer state, SGD has none, a workspace adds a persistent tensor;
+ * checkpoint segments set by hand. Agreement holds for each. */
+static void test_closed_form_equals_replay_across_dtypes_optimizers_workspace(void **state)
+{
+    const char *nets[] = {"tiny-resnet", "tiny-mix", "vgg11"};
+    for (int n = 0; n < 3; n++) {
+        net_t *net = zoo(nets[n]);
+        for (int d = 0; d < DT_COUNT; d++)
+            for (int o = 0; o < OPTIM_COUNT; o++) {
+                plan_config cfg = config(4, (d + o) % 2 ? BN_STRIPE : BN_EXACT);
+                cfg.dtype = (plan_dtype)d;
+                cfg.optim = (plan_optim)o;
+                cfg.workspace_bytes = o == OPTIM_ADAM ? 3 << 20 : 0;
+                for (int st = 0; st < STRAT_COUNT; st++) {
+                    plan_request req = {.strategy = (plan_strategy)st, .rows = st >= STRAT_ROW ? 4 : 0,
+                                        .segments = st == STRAT_CHECKPOINT ? 3 : 0};
+                    plan_choice c;
+                    assert_int_equal(strategy_choose(net, &cfg, &req, &c), LR_OK);
+                    char what[128];
+                    snprintf(what, sizeof what, "%s %s %s %s", nets[n],
+                             plan_strategy_name((plan_strategy)st), cost_dtype_name(cfg.dtype),
+                             cost_optim_name(cfg.optim));
+                    check_spec_agrees(net, &cfg, &c.spec, what);
+                }
+            }
+        net_free(net);
+    }
+}
+
+/* Hybrid specs with hand-chosen cuts, several stages with different N, each partitioning, both
+ * BN modes and batches 1 and 3: tiny-resnet cut after relu1, b1_relu2 (a block output) and
+ * b2_relu2; tiny-mix after relu1, cat (the concat joins the branch) and pool3. */
+static void test_closed_form_equals_replay_for_hand_cut_hybrids(void **state)
+{
+    const struct {
+        const char *net;
+        const char *cuts[4];
+        int parts[4];
+    } cases[] = {
+        {"tiny-resnet", {"relu1", "b1_relu2", "b2_relu2", NULL}, {3, 2, 4}},
+        {"tiny-resnet", {"bn1", "b1_add", "b2_add", NULL}, {5, 1, 2}},
+        {"tiny-resnet", {"b2_relu2", NULL}, {7}},
+        {"tiny-mix", {"relu1", "cat", "pool3", NULL}, {4, 3, 2}},
+        {"tiny-mix", {"conv1", "cat", "bn3", "pool3"}, {2, 6, 1, 3}},
+        {"tiny-vgg", {"pool1", "relu2_1", "pool2", NULL}, {4, 2, 3}},
+    };
+    const plan_partitioning kinds[] = {PART_TILE_OUT, PART_TILE_IN, PART_OVERLAP};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        net_t *net = zoo(cases[i].net);
+        plan_spec spec = {.strategy = STRAT_2PS_H};
+        for (int s = 0; s < 4 && cases[i].cuts[s]; s++) {
+            spec.cut[s] = find(net, cases[i].cuts[s]);
+            spec.parts[s] = cases[i].parts[s];
+            spec.n_stages = s + 1;
+        }
+        for (int k = 0; k < 3; k++)
+            for (int bn = 0; bn < BN_COUNT; bn++)
+                for (int batch = 1; batch <= 3; batch += 2) {
+                    spec.kind = kinds[k];
+                    plan_config cfg = config(batch, (plan_bn)bn);
+                    char what[160];
+                    snprintf(what, sizeof what, "%s case %zu kind %d bn %s batch %d",
+                             cases[i].net, i, k, plan_bn_name((plan_bn)bn), batch);
+                    check_spec_agrees(net, &cfg, &spec, what);
+                }
+        net_free(net);
+    }
+}
+
+/* ------------------------------------------------------------------ hand-computed peaks */
+
+/* Column training of tiny-vgg, batch 1, fp32, momentum.
+ * Parameters: conv1_1 16*1*9+16 = 160, conv1_2 16*16*9+16 = 2320, conv2_1 32*16*9+32 = 4640,
+ * conv2_2 32*32*9+32 = 9248, fc1 1568*64+64 = 100416, fc2 64*10+10 = 650: 117434 in all.
+ * Persistent: 117434 * 4 bytes * (weights + gradients + 1 momentum slot) = 1409208 static,
+ * plus the input 28*28*4 = 3136 and one int32 label: 3140.
+ * Maps: A = 16x28x28 = 50176 B, P1 = 16x14x14 = 12544 B, G = 32x14x14 = 25088 B.
+ * Forward keeps what backward reads: relu outputs (relu reads its output), pool inputs (= relu
+ * outputs) and conv inputs; conv outputs die after their relu. Backward of relu2_2 is the peak:
+ * live are relu1_1, relu1_2 (2A), pool1 (P1), relu2_1 and relu2_2 (2G) and the gradients of
+ * relu2_2 and conv2_2 (2G); pool2, fc and loss values are gone by then:
+ *   2*50176 + 12544 + 4*25088 = 213248 activation bytes; the peak is 1412348 + 213248. */
+static void test_column_peak_of_tiny_vgg_by_hand(void **state)
+{
+    net_t *net = zoo("tiny-vgg");
+    plan_config cfg = config(1, BN_EXACT);
+    plan_spec spec = {.strategy = STRAT_COLUMN, .n_stages = 0};
+    plan_t *plan = build(net, &cfg, &spec);
+    plan_cost c = check_agreement(plan, "tiny-vgg column");
+    assert_int_equal(net->params, 117434);
+    assert_int_equal(c.static_bytes, 1409208);
+    assert_int_equal(c.input_bytes, 3140);
+    assert_int_equal(c.peak_bytes, 1409208 + 3140 + 213248);
+    assert_int_equal(c.peak_pass, PASS_BWD);
+    assert_int_equal(c.peak_node, find(net, "relu2_2"));
+    plan_free(plan);
+    net_free(net);
+}
+
+/* A 1x6x4 image through conv k3 p1 (2 ch), relu, conv k3 p1 (2 ch), relu, maxpool 2, fc, loss. */
+static const char *small_row_net =
+    "{\"name\": \"small-row\", \"input\": {\"channels\": 1, \"height\": 6, \"width\": 4},"
+    " \"layers\": ["
+    "  {\"name\": \"c1\", \"op\": \"conv\", \"out_channels\": 2, \"kernel\": 3, \"pad\": 1},"
+    "  {\"name\": \"r1\", \"op\": \"relu\"},"
+    "  {\"name\": \"c2\", \"op\": \"conv\", \"out_channels\": 2, \"kernel\": 3, \"pad\": 1},"
+    "  {\"name\": \"r2\", \"op\": \"relu\"},"
+    "  {\"name\": \"pool\", \"op\": \"maxpool\", \"kernel\": 2},"
+    "  {\"name\": \"fc\", \"op\": \"fc\", \"out_features\": 10},"
+    "  {\"name\": \"loss\", \"op\": \"softmax_xent\"}]}";
+
+static void range_is(const plan_stage *st, const rowrange *r, int node, int j, int lo, int hi)
+{
+    rowrange x = r[plan_idx(st, node, j)];
+    if (x.lo != lo || x.hi != hi)
+        fail_msg("node %d partition %d: [%d, %d], expected [%d, %d]", node, j, x.lo, x.hi, lo, hi);
+}
+
+/* `row` with 2 partitions on small_row_net, batch 1 (a row of a 2x_x4 map is 32 bytes).
+ * Region: c1..pool (fc needs every row). Output split: pool rows 3 -> p0 [0,0], p1 [1,2].
+ * Cones backwards (p1 takes all that is left): r2 and c2 p0 [0,1] (pool k2 s2), p1 [2,5];
+ * r1 and c1 p0 [0,2] (c2 k3 p1 reads rows [-1,2]), p1 [3,5].
+ * Held: c2 in p1 reads r1 rows [1,5], so r1 p1 holds [1,5]; the boundary handed from p0 is r1
+ * rows [1,2] (64 B); no other layer has one.
+ * Persistent: params 20 + 38 + 130 = 188, * 4 * 3 = 2256; input 96 + label 4.
+ * Peak: backward of p1 (stored in forward, not recomputed), at r2's backward: r1 p1 value
+ * [1,5] 160 + r2 p1 value [2,5] 128 + dO (pool, 2x3x2 = 48) + dr2 [2,5] 128 + dc2 [2,5] 128
+ * = 592; the forward never exceeds 464 and p0's backward 400. Peak 2356 + 592 = 2948.
+ * FLOPs of column (cost.h; per output element, backward twice for conv and fc): c1 48 outputs
+ * * (2*1*9+1) = 912 fwd, 1824 bwd; r1 48, 48; c2 48 * (2*2*9+1) = 1776, 3552; r2 48, 48;
+ * pool 12 * 2*2 = 48, 48; fc 10 * (2*12+1) = 250, 500; loss 4*10 = 40, 40; momentum update
+ * (2+3) * 188 = 940: 3122 + 6060 + 940 = 10122.
+ * The row plan's forward and backward rows tile each layer as in column; p0 is recomputed once:
+ * c1 3 rows * 8 outputs * 19 = 456, r1 24, c2 2 * 8 * 37 = 592, r2 16: 10122 + 1088. */
+static void test_row_peak_of_a_small_net_by_hand(void **state)
+{
+    net_t *net = parse(small_row_net);
+    int c1 = find(net, "c1"), r1 = find(net, "r1"), c2 = find(net, "c2"), r2 = find(net, "r2");
+    int pool = find(net, "pool");
+    plan_config cfg = config(1, BN_EXACT);
+    plan_spec spec = {.strategy = STRAT_ROW, .kind = PART_TILE_OUT, .n_stages = 1,
+                      .cut = {pool}, .parts = {2}};
+    assert_int_equal(plan_default_region_end(net), pool);
+    plan_t *plan = build(net, &cfg, &spec);
+    const plan_stage *st = &plan->stages[0];
+    range_is(st, st->own, pool, 0, 0, 0);
+    range_is(st, st->own, pool, 1, 1, 2);
+    range_is(st, st->own, r2, 0, 0, 1);
+    range_is(st, st->own, c2, 1, 2, 5);
+    range_is(st, st->own, r1, 0, 0, 2);
+    range_is(st, st->own, c1, 1, 3, 5);
+    range_is(st, st->held, r1, 1, 1, 5);
+    range_is(st, st->held, c1, 1, 3, 5);
+    range_is(st, st->held, c2, 1, 2, 5);
+    range_is(st, st->held, r2, 1, 2, 5);
+    assert_true(st->store_last);
+    plan_cost c = check_agreement(plan, "small-row row 2");
+    assert_int_equal(c.static_bytes, 2256);
+    assert_int_equal(c.input_bytes, 100);
+    assert_int_equal(c.peak_bytes, 2356 + 592);
+    assert_int_equal(c.peak_pass, PASS_BWD);
+    assert_int_equal(c.peak_node, r2);
+    assert_int_equal(c.peak_part, 1);
+
+    /* the boundary: exactly one tensor of class boundary in forward, r1 rows [1,2] */
+    sched_t s;
+    sched_init(&s);
+    plan_emit(plan, &s);
+    int n_bnd = 0;
+    for (int t = 0; t < s.n_tensors; t++)
+        if (s.tensors[t].cls == TC_BOUNDARY && s.tensors[t].kind == TK_VALUE) {
+            n_bnd++;
+            assert_int_equal(s.tensors[t].node, r1);
+            assert_int_equal(s.tensors[t].row_lo, 1);
+            assert_int_equal(s.tensors[t].row_hi, 2);
+            assert_int_equal(s.tensors[t].bytes, 64);
+        }
+    assert_int_equal(n_bnd, 1);
+    sched_free(&s);
+
+    /* column on the same net: every map 6 rows (192 B); the peak is r2's backward: r1, r2,
+     * dr2, dc2 = 4 * 192 = 768 activation bytes */
+    int64_t col_flops;
+    assert_int_equal(column_peak(net, &cfg, &col_flops), 2356 + 768);
+    assert_int_equal(col_flops, 10122);
+    assert_int_equal(c.flops, 10122 + 1088);
+    plan_free(plan);
+    net_free(net);
+}
+
+/* ------------------------------------------------------------------ invariants */
+
+static const char *const all_nets[] = {"vgg11", "vgg16", "alexnet", "resnet18", "resnet50",
+                                       "tiny-vgg", "tiny-resnet", "tiny-mix"};
+#define N_ALL (int)(sizeof all_nets / sizeof all_nets[0])
+
+/* With one partition (--rows 1) a single-stage row strategy runs the region column-wise, so it
+ * differs from column only in when the stage output O and its gradient live: O is allocated
+ * before the region runs (column: after), dO lives through the whole stage backward, and an O
+ * that its own backward reads (relu: the ResNet block outputs) stays until then too. Hence
+ *   column <= peak <= column + |O| * (1 + [O is a relu]),
+ * and FLOPs equal column's: the only partition is the last, whose forward stores what backward
+ * reads, so nothing is recomputed (one recompute of the region happens only for N > 1). */
+static void test_one_partition_costs_column_plus_the_kept_output(void **state)
+{
+    for (int n = 0; n < N_ALL; n++) {
+        net_t *net = zoo(all_nets[n]);
+        plan_config cfg = config(8, BN_STRIPE);
+        int64_t col_flops, col = column_peak(net, &cfg, &col_flops);
+        int end = plan_default_region_end(net);
+        int64_t o = cost_node_bytes(net, end, 8, 4);
+        int64_t bound = col + o * (plan_bwd_reads_output(net->nodes[end].op) ? 2 : 1);
+        for (int st = STRAT_ROW; st <= STRAT_OVERL; st++) {
+            plan_choice c = choose(net, &cfg, (plan_strategy)st, 1);
+            assert_int_equal(c.spec.n_stages, 1);
+            assert_int_equal(c.spec.parts[0], 1);
+            if (c.cost.peak_bytes < col || c.cost.peak_bytes > bound)
+                fail_msg("%s %s rows 1: peak %lld outside [%lld, %lld]", all_nets[n],
+                         plan_strategy_name((plan_strategy)st), (long long)c.cost.peak_bytes,
+                         (long long)col, (long long)bound);
+            assert_int_equal(c.cost.flops, col_flops);
+        }
+        net_free(net);
+    }
+}
+
+/* FLOPs a plan must report, from its ranges alone: column's, plus for every stage node the
+ * forward rows computed beyond the map (overlapping cones), the backward rows beyond it (overl
+ * back-propagates its whole cone), and the recompute of every partition but a stored last one,
+ * over the nodes marked rerun. Valid without exact-BN passes (stripe BN or no BN). */
+static int64_t flops_from_ranges(const plan_t *p, int64_t col_flops)
+{
+    const net_t *net = p->net;
+    int b = p->cfg.batch;
+    int64_t f = col_flops;
+    for (int s = 0; s < p->n_stages; s++) {
+        const plan_stage *st = &p->stages[s];
+        assert_false(st->bn_passes);
+        for (int l = st->in_node + 1; l <= st->out_node; l++) {
+            f -= cost_fwd_flops(net, l, b, net->nodes[l].h) + cost_bwd_flops(net, l, b, net->nodes[l].h);
+            for (int j = 0; j < st->parts; j++) {
+                int i = plan_idx(st, l, j);
+                rowrange bwd = st->kind == PART_OVERLAP ? st->comp[i] : st->own[i];
+                f += cost_fwd_flops(net, l, b, rr_count(st->comp[i]));
+                f += cost_bwd_flops(net, l, b, rr_count(bwd));
+                bool stored = st->store_last && j == st->parts - 1;
+                if (st->rerun[l] && !stored)
+                    f += cost_fwd_flops(net, l, b, rr_count(st->comp[i]));
+            }
+        }
+    }
+    return f;
+}
+
+/* Tiled partitions compute every row once in forward and once in backward, so a row plan costs
+ * column plus one recompute of the region for partitions 0..P-2; overlapping ones add their
+ * halos, in forward, backward and recompute. The reported FLOPs equal that sum exactly, for the
+ * chosen and fixed N of every row strategy (stripe BN: no statistics passes). Exact because in
+ * the zoo every row of every map reaches the loss; rows no consumer reads get no gradient and
+ * their backward is skipped (see check_stage_flops for the general inequality). */
+static void test_flops_are_column_plus_recompute_and_halos(void **state)
+{
+    const int rows[] = {0, 2, 5};
+    for (int n = 0; n < N_ALL; n++) {
+        net_t *net = zoo(all_nets[n]);
+        plan_config cfg = config(2, BN_STRIPE);
+        int64_t col_flops;
+        column_peak(net, &cfg, &col_flops);
+        for (int st = STRAT_CHECKPOINT; st < STRAT_COUNT; st++)
+            for (int r = 0; r < 3; r++) {
+                plan_choice c = choose(net, &cfg, (plan_strategy)st, st == STRAT_CHECKPOINT ? 0 : rows[r]);
+                plan_t *plan = build(net, &cfg, &c.spec);
+                int64_t want = flops_from_ranges(plan, col_flops);
+                if (c.cost.flops != want)
+                    fail_msg("%s %s rows %d: flops %lld, ranges give %lld", all_nets[n],
+                             plan_strategy_name((plan_strategy)st), rows[r],
+                             (long long)c.cost.flops, (long long)want);
+                assert_true(c.cost.flops >= col_flops);
+                plan_free(plan);
+            }
+        net_free(net);
+    }
+}
+
+/* Activation bytes at the peak (peak - static - input) are batch * per-image bytes for every
+ * feature map; only BN statistics, BN gradient reductions and the 4-byte loss do not scale, and
+ * the loss is freed before these peaks (all in backward). Nets without BN: doubling the batch
+ * doubles them exactly, for column and for row plans with N fixed (their ranges do not depend
+ * on the batch). With BN (stripe): 2*act(b) - act(2b) lies in [0, sum over BN layers of
+ * (24 + 16) * C times the stripes of statistics alive at once, at most P + 1]. */
+static void test_activation_bytes_scale_linearly_with_batch(void **state)
+{
+    for (int n = 0; n < N_ALL; n++) {
+        net_t *net = zoo(all_nets[n]);
+        int64_t bn_bytes = 0;
+        for (int l = 1; l < net->n_nodes; l++)
+            if (net->nodes[l].op == OP_BATCHNORM)
+                bn_bytes += plan_bn_stats_bytes(net, l) + plan_bn_gred_bytes(net, l);
+        const struct {
+            plan_strategy st;
+            int rows;
+        } plans[] = {{STRAT_COLUMN, 0}, {STRAT_ROW, 3}, {STRAT_2PS, 4}, {STRAT_OVERL, 2}, {STRAT_2PS_H, 4}};
+        for (size_t k = 0; k < sizeof plans / sizeof plans[0]; k++)
+            for (int b = 1; b <= 16; b *= 4) {
+                plan_config c1 = config(b, BN_STRIPE), c2 = config(2 * b, BN_STRIPE);
+                plan_choice x = choose(net, &c1, plans[k].st, plans[k].rows);
+                plan_choice y = choose(net, &c2, plans[k].st, plans[k].rows);
+                assert_memory_equal(x.spec.parts, y.spec.parts, sizeof x.spec.parts);
+                int64_t ax = x.cost.peak_bytes - x.cost.static_bytes - x.cost.input_bytes;
+                int64_t ay = y.cost.peak_bytes - y.cost.static_bytes - y.cost.input_bytes;
+                int64_t gap = 2 * ax - ay;
+                int64_t most = bn_bytes * ((plans[k].rows ? plans[k].rows : 1) + 1);
+                bool ok = bn_bytes == 0 ? gap == 0 : gap >= 0 && gap <= most;
+                if (!ok)
+                    fail_msg("%s %s rows %d batch %d -> %d: activations %lld -> %lld", all_nets[n],
+                             plan_strategy_name(plans[k].st), plans[k].rows, b, 2 * b,
+                             (long long)ax, (long long)ay);
+                /* static bytes do not depend on the batch, input bytes are linear in it */
+                assert_int_equal(x.cost.static_bytes, y.cost.static_bytes);
+                assert_int_equal(2 * x.cost.input_bytes, y.cost.input_bytes);
+            }
+        net_free(net);
+    }
+}
+
+/* A row plan holds more than column at the same point only through
+ *   - each stage's output O, allocated before the stage runs, and its gradient dO, kept
+ *     through the stage's backward (with O itself when a relu reads it back): |O| (1 + [relu]);
+ *   - halos: a stripe holds held (tiled) or comp (overl) rows beyond its own rows;
+ *   - boundaries kept from the first forward until the recompute that reads them.
+ * So peak <= column peak + sum of those, computed from the plan's ranges (for N = 1, where
+ * halos and boundaries are empty, the bound is reached on every zoo net). Checked for every row
+ * strategy, chosen and fixed N. */
+static void test_row_peak_is_bounded_by_column_plus_halos_and_boundaries(void **state)
+{
+    const int rows[] = {0, 1, 2, 4, 8, 16};
+    for (int n = 0; n < N_ALL; n++) {
+        net_t *net = zoo(all_nets[n]);
+        plan_config cfg = config(8, BN_STRIPE);
+        int64_t col = column_peak(net, &cfg, NULL);
+        for (int st = STRAT_ROW; st < STRAT_COUNT; st++)
+            for (int r = 0; r < 6; r++) {
+                plan_choice c = choose(net, &cfg, (plan_strategy)st, rows[r]);
+                plan_t *p = build(net, &cfg, &c.spec);
+                int64_t extra = 0;
+                for (int s = 0; s < p->n_stages; s++) {
+                    const plan_stage *g = &p->stages[s];
+                    bool relu = plan_bwd_reads_output(net->nodes[g->out_node].op);
+                    extra += cost_node_bytes(net, g->out_node, 8, 4) * (relu ? 2 : 1);
+                    for (int l = g->in_node + 1; l <= g->out_node; l++)
+                        for (int j = 0; j < g->parts; j++) {
+                            int i = plan_idx(g, l, j);
+                            extra += rows_bytes(p, l, g->held[i]) - rows_bytes(p, l, g->own[i]);
+                            if (g->kind == PART_OVERLAP || j + 1 == g->parts || l == g->out_node)
+                                continue;
+                            rowrange next = g->held[plan_idx(g, l, j + 1)];
+                            if (!rr_empty(next))
+                                extra += rows_bytes(p, l, rr_make(next.lo, g->held[i].hi));
+                        }
+                }
+                if (c.cost.peak_bytes > col + extra)
+                    fail_msg("%s %s rows %d: peak %lld, column %lld + extra %lld", all_nets[n],
+                             plan_strategy_name((plan_strategy)st), rows[r],
+                             (long long)c.cost.peak_bytes, (long long)col, (long long)extra);
+                plan_free(p);
+            }
+        net_free(net);
+    }
+}
+
+/* Checks the ranges of every stage of a plan:
+ *  - own ranges tile each layer: partition 0 starts at row 0, each starts where the previous
+ *    ended (empty ranges allowed), the last ends at H-1: disjoint, covering [0, H);
+ *  - held contains comp contains own, all inside [0, H);
+ *  - tiled: the rows a partition holds before its computed ones arrive as a boundary from the
+ *    previous partition, which must hold them;
+ *  - every row a consumer computes (own when tiled, comp when overlapping) reads only rows its
+ *    producer's buffer holds in the same partition (rowdep_need); the stage input is whole. */
+static void check_ranges(const plan_t *p, const char *what)
+{
+    const net_t *net = p->net;
+    for (int s = 0; s < p->n_stages; s++) {
+        const plan_stage *st = &p->stages[s];
+        for (int l = st->in_node + 1; l <= st->out_node; l++) {
+            int h = net->nodes[l].h, next = 0;
+            for (int j = 0; j < st->parts; j++) {
+                int i = plan_idx(st, l, j);
+                rowrange own = st->own[i], comp = st->comp[i], held = st->held[i];
+                if (own.lo != next || own.hi < own.lo - 1)
+                    fail_msg("%s: %s partition %d owns [%d, %d] after row %d", what,
+                             net->nodes[l].name, j, own.lo, own.hi, next - 1);
+                next = own.hi + 1;
+                if (!rr_contains(comp, own) || !rr_contains(held, comp))
+                    fail_msg("%s: %s partition %d: own [%d, %d] comp [%d, %d] held [%d, %d]",
+                             what, net->nodes[l].name, j, own.lo, own.hi, comp.lo, comp.hi,
+                             held.lo, held.hi);
+                if (!rr_empty(held) && (held.lo < 0 || held.hi >= h))
+                    fail_msg("%s: %s held [%d, %d] outside the map", what, net->nodes[l].name,
+                             held.lo, held.hi);
+                /* tiled: rows held before the computed ones come from the previous
+                 * partition's boundary [held(j).lo, held(j-1).hi], rows it holds */
+                if (st->kind != PART_OVERLAP && j > 0 && held.lo < comp.lo) {
+                    rowrange prev = st->held[plan_idx(st, l, j - 1)];
+                    rowrange bnd = rr_make(held.lo, prev.hi);
+                    if (!rr_contains(prev, bnd) || bnd.hi < comp.lo - 1)
+                        fail_msg("%s: %s partition %d holds [%d, %d] from a boundary, partition "
+                                 "%d held [%d, %d]",
+                                 what, net->nodes[l].name, j, held.lo, comp.lo - 1, j - 1,
+                                 prev.lo, prev.hi);
+                }
+                const net_node *n = &net->nodes[l];
+                rowrange rows = st->kind == PART_OVERLAP ? comp : own;
+                for (int k = 0; k < n->n_inputs; k++) {
+                    int u = n->inputs[k];
+                    if (u == st->in_node)
+                        continue;
+                    rowrange need = rowdep_need(net, l, k, rows);
+                    rowrange have = st->held[plan_idx(st, u, j)];
+                    if (!rr_contains(have, need))
+                        fail_msg("%s: %s partition %d needs %s rows [%d, %d], holds [%d, %d]",
+                                 what, n->name, j, net->nodes[u].name, need.lo, need.hi, have.lo,
+                                 have.hi);
+                }
+            }
+            if (next != h)
+                fail_msg("%s: own ranges of %s end at row %d of %d", what, net->nodes[l].name,
+                         next - 1, h);
+        }
+    }
+}
+
+/* The range invariants for every zoo net, every row strategy, chosen and fixed N (including
+ * N larger than some stages' heights), and the hand-cut hybrids of tiny-resnet in all three
+ * partitionings. */
+static void test_partition_ranges_tile_and_cover_every_read(void **state)
+{
+    const int rows[] = {0, 2, 3, 7, 32, 300};
+    for (int n = 0; n < N_ALL; n++) {
+        net_t *net = zoo(all_nets[n]);
+        plan_config cfg = config(1, BN_STRIPE);
+        for (int st = STRAT_CHECKPOINT; st < STRAT_COUNT; st++)
+            for (int r = 0; r < 6; r++) {
+                plan_choice c = choose(net, &cfg, (plan_strategy)st, st == STRAT_CHECKPOINT ? 0 : rows[r]);
+                plan_t *plan = build(net, &cfg, &c.spec);
+                char what[128];
+                snprintf(what, sizeof what, "%s %s rows %d", all_nets[n],
+                         plan_strategy_name((plan_strategy)st), rows[r]);
+                check_ranges(plan, what);
+                plan_free(plan);
+            }
+        net_free(net);
+    }
+    net_t *net = zoo("tiny-resnet");
+    plan_config cfg = config(1, BN_EXACT);
+    for (int k = PART_TILE_OUT; k <= PART_OVERLAP; k++) {
+        plan_spec spec = {.strategy = STRAT_2PS_H, .kind = (plan_partitioning)k, .n_stages = 3,
+                          .cut = {find(net, "relu1"), find(net, "b1_relu2"), find(net, "b2_relu2")},
+                          .parts = {5, 4, 3}};
+        plan_t *plan = build(net, &cfg, &spec);
+        check_ranges(plan, "tiny-resnet hybrid");
+        plan_free(plan);
+    }
+    net_free(net);
+}
+
+/* 2ps splits the region INPUT equally: with 4 partitions of vgg16's 224 input rows, partition j
+ * owns input-adjacent conv1_1 rows up to what rows [0, 56(j+1)-1] allow (k3 p1: one row less),
+ * and row/overl split the region OUTPUT (pool5, 7 rows -> 1, 2, 2, 2 by floor((j+1)*7/4)). */
+static void test_partitionings_split_input_or_output_equally(void **state)
+{
+    net_t *net = zoo("vgg16");
+    plan_config cfg = config(1, BN_EXACT);
+    int pool5 = find(net, "pool5"), c11 = find(net, "conv1_1");
+    plan_spec spec = {.strategy = STRAT_2PS, .kind = PART_TILE_IN, .n_stages = 1,
+                      .cut = {pool5}, .parts = {4}};
+    plan_t *p = build(net, &cfg, &spec);
+    const plan_stage *st = &p->stages[0];
+    range_is(st, st->own, c11, 0, 0, 54);
+    range_is(st, st->own, c11, 1, 55, 110);
+    range_is(st, st->own, c11, 3, 167, 223);
+    plan_free(p);
+    spec.kind = PART_TILE_OUT;
+    p = build(net, &cfg, &spec);
+    st = &p->stages[0];
+    range_is(st, st->own, pool5, 0, 0, 0);
+    range_is(st, st->own, pool5, 1, 1, 2);
+    range_is(st, st->own, pool5, 2, 3, 4);
+    range_is(st, st->own, pool5, 3, 5, 6);
+    plan_free(p);
+    net_free(net);
+}
+
+/* plan_build clamps N to the rows there are to split (the region output for row and overl,
+ * its input for 2ps), and strategy_choose reports the N planned: --rows 300 on vgg16 gives 7
+ * partitions (pool5 has 7 rows) for row and overl and 224 for 2ps. */
+static void test_partitions_are_clamped_to_the_rows_available(void **state)
+{
+    net_t *net = zoo("vgg16");
+    plan_config cfg = config(1, BN_EXACT);
+    assert_int_equal(choose(net, &cfg, STRAT_ROW, 300).spec.parts[0], 7);
+    assert_int_equal(choose(net, &cfg, STRAT_OVERL, 300).spec.parts[0], 7);
+    assert_int_equal(choose(net, &cfg, STRAT_2PS, 300).spec.parts[0], 224);
+    assert_int_equal(choose(net, &cfg, STRAT_2PS, 100).spec.parts[0], 100);
+    plan_spec spec = {.strategy = STRAT_ROW, .kind = PART_TILE_OUT, .n_stages = 1,
+                      .cut = {find(net, "pool5")}, .parts = {50}};
+    plan_t *p = build(net, &cfg, &spec);
+    assert_int_equal(p->stages[0].parts, 7);
+    assert_int_equal(p->spec.parts[0], 7);
+    plan_free(p);
+    net_free(net);
+}
+
+/* ------------------------------------------------------------------ strategy choices */
+
+/* Without --rows, row/2ps/overl take the N in 2..32 with the lowest closed-form peak, the
+ * smaller N on ties (strategy.h), and say so (rows_chosen). */
+static void test_row_search_picks_the_lowest_peak_and_the_smaller_n_on_ties(void **state)
+{
+    const char *nets[] = {"vgg16", "tiny-resnet", "tiny-mix"};
+    for (int n = 0; n < 3; n++) {
+        net_t *net = zoo(nets[n]);
+        plan_config cfg = config(8, BN_STRIPE);
+        for (int st = STRAT_ROW; st <= STRAT_OVERL; st++) {
+            plan_choice best = choose(net, &cfg, (plan_strategy)st, 0);
+            assert_true(best.rows_chosen);
+            int chosen = best.spec.parts[0];
+            for (int k = 2; k <= 32; k++) {
+                plan_choice c = choose(net, &cfg, (plan_strategy)st, k);
+                bool lower = c.cost.peak_bytes < best.cost.peak_bytes;
+                bool tie_smaller = c.cost.peak_bytes == best.cost.peak_bytes &&
+                                   c.spec.parts[0] < chosen;
+                if (lower || tie_smaller)
+                    fail_msg("%s %s: chose N %d (peak %lld), N %d has %lld", nets[n],
+                             plan_strategy_name((plan_strategy)st), chosen,
+                             (long long)best.cost.peak_bytes, k, (long long)c.cost.peak_bytes);
+            }
+            assert_false(choose(net, &cfg, (plan_strategy)st, 5).rows_chosen);
+        }
+        net_free(net);
+    }
+}
+
+static void stage_ends_are(const net_t *net, const plan_spec *sp, const char *const *names,
+                           const int *parts, int n)
+{
+    if (sp->n_stages != n)
+        fail_msg("%s: %d stages, expected %d", net->name, sp->n_stages, n);
+    for (int s = 0; s < n; s++) {
+        if (sp->cut[s] != find(net, names[s]) || (parts && sp->parts[s] != parts[s]))
+            fail_msg("%s stage %d ends at %s with N %d, expected %s with N %d", net->name, s,
+                     net->nodes[sp->cut[s]].name, sp->parts[s], names[s], parts ? parts[s] : 0);
+    }
+}
+
+/* Hybrids get a stage per resolution: VGG16 ends them at its pools (cuts that shrink the map);
+ * ResNet-50 at the stem conv and maxpool, then at the last cut before each strided block
+ * (layer1_2_relu, layer2_3_relu, layer3_5_relu) and at the region end. With --rows 8 the first
+ * stage gets 8 and the others 8 * (stage input height) / 224, rounded, at least 1:
+ * VGG16 inputs 224, 112, 56, 28, 14 -> 8, 4, 2, 1, 1 (0.5 rounds to 1). */
+static void test_hybrid_stages_cut_at_each_resolution(void **state)
+{
+    plan_config cfg = config(1, BN_STRIPE);
+    net_t *v = zoo("vgg16");
+    const char *vgg[] = {"pool1", "pool2", "pool3", "pool4", "pool5"};
+    const int vgg_rows[] = {8, 4, 2, 1, 1};
+    plan_choice c = choose(v, &cfg, STRAT_2PS_H, 8);
+    stage_ends_are(v, &c.spec, vgg, vgg_rows, 5);
+    c = choose(v, &cfg, STRAT_OVERL_H, 0);
+    stage_ends_are(v, &c.spec, vgg, NULL, 5);
+    net_free(v);
+    net_t *r = zoo("resnet50");
+    const char *res[] = {"conv1", "maxpool", "layer1_2_relu", "layer2_3_relu", "layer3_5_relu",
+                         "layer4_2_relu"};
+    /* inputs 224, 112 (conv1), 56 (maxpool), 56, 28, 14 */
+    const int res_rows[] = {8, 4, 2, 2, 1, 1};
+    c = choose(r, &cfg, STRAT_2PS_H, 8);
+    stage_ends_are(r, &c.spec, res, res_rows, 6);
+    net_free(r);
+}
+
+/* --segments K asks for K checkpoint segments (sim_cli.c: "checkpoint segments"); tiny-vgg's
+ * region (conv1_1..pool2) has 10 cuts, so every K up to 10 is possible. */
+static void test_checkpoint_segments_flag_gives_that_many_segments(void **state)
+{
+    net_t *net = zoo("tiny-vgg");
+    plan_config cfg = config(1, BN_EXACT);
+    int wrong_k = 0, got = 0;
+    for (int k = 1; k <= 10; k++) {
+        plan_request req = {.strategy = STRAT_CHECKPOINT, .segments = k};
+        plan_choice c;
+        assert_int_equal(strategy_choose(net, &cfg, &req, &c), LR_OK);
+        if (c.spec.n_stages != k && !wrong_k)
+            wrong_k = k, got = c.spec.n_stages;
+    }
+    net_free(net);
+    if (wrong_k)
+        print_message("--segments %d gave %d segments\n", wrong_k, got);
+    assert_int_equal(wrong_k, 0);
+}
+
+/* The point of the project: on the paper's nets, at batch 64, checkpointing and the row
+ * strategies that share boundaries (2ps, 2ps-h) or keep only stage outputs (overl-h) need less
+ * memory than column training. */
+static void test_row_strategies_save_memory_on_vgg16_and_resnet50(void **state)
+{
+    const char *nets[] = {"vgg16", "resnet50"};
+    const plan_strategy saving[] = {STRAT_CHECKPOINT, STRAT_2PS, STRAT_2PS_H, STRAT_OVERL_H};
+    for (int n = 0; n < 2; n++) {
+        net_t *net = zoo(nets[n]);
+        plan_config cfg = config(64, BN_STRIPE);
+        int64_t col = column_peak(net, &cfg, NULL);
+        for (int k = 0; k < 4; k++) {
+            plan_choice c = choose(net, &cfg, saving[k], 0);
+            if (c.cost.peak_bytes >= col)
+                fail_msg("%s %s: peak %lld, column %lld", nets[n], plan_strategy_name(saving[k]),
+                         (long long)c.cost.peak_bytes, (long long)col);
+        }
+        net_free(net);
+    }
+}
+
+/* ------------------------------------------------------------------ random nets */
+
+/* A deterministic generator (64-bit LCG) so a failure reproduces from its index. */
+static uint64_t lcg_state;
+
+static int rnd(int n)
+{
+    lcg_state = lcg_state * 6364136223846793005ULL + 1442695040888963407ULL;
+    return (int)((lcg_state >> 33) % (uint64_t)n);
+}
+
+#define APPEND(...) (o += snprintf(out + o, cap - o, __VA_ARGS__))
+
+/* One random block after layer `prev`, named `nm`; extra layers are named from *id. */
+static size_t random_block(char *out, size_t cap, size_t o, const char *nm, const char *prev,
+                           int *c, int *id)
+{
+    int op = rnd(11);
+    if (op <= 2) { /* conv: any kernel, stride, dilation, pad up to the window span */
+        int k = 1 + rnd(5), st = 1 + rnd(3), d = 1 + rnd(3), p = rnd(d * (k - 1) + 1);
+        APPEND("{\"name\": \"%s\", \"op\": \"conv\", \"out_channels\": %d, \"kernel\": [%d, 1], "
+               "\"stride\": [%d, 1], \"pad\": [%d, 0], \"dilation\": [%d, 1], \"inputs\": [\"%s\"]}",
+               nm, *c, k, st, p, d, prev);
+    } else if (op <= 4) {
+        const char *ops[] = {"relu", "batchnorm", "dropout"};
+        APPEND("{\"name\": \"%s\", \"op\": \"%s\", \"inputs\": [\"%s\"]}", nm, ops[rnd(3)], prev);
+    } else if (op == 5) {
+        int k = 2 + rnd(2), st = 1 + rnd(2), p = rnd(k / 2 + 1);
+        APPEND("{\"name\": \"%s\", \"op\": \"%s\", \"kernel\": [%d, 1], \"stride\": [%d, 1], "
+               "\"pad\": [%d, 0], \"inputs\": [\"%s\"]}",
+               nm, rnd(2) ? "maxpool" : "avgpool", k, st, p, prev);
+    } else if (op == 6) {
+        APPEND("{\"name\": \"%s\", \"op\": \"upsample\", \"scale\": %d, \"inputs\": [\"%s\"]}", nm,
+               2 + rnd(2), prev);
+    } else if (op == 7) { /* the same tensor twice: add [x, x] or concat [x, x, x] */
+        bool cat = rnd(2);
+        APPEND("{\"name\": \"%s\", \"op\": \"%s\", \"inputs\": [\"%s\", \"%s\"%s%s%s]}", nm,
+               cat ? "concat" : "add", prev, prev, cat ? ", \"" : "", cat ? prev : "", cat ? "\"" : "");
+        *c *= cat ? 3 : 1;
+    } else { /* a residual or concat block: conv k (+ relu or BN) joined with a skip or 1x1 */
+        char a[16], b[16], side[16];
+        snprintf(a, sizeof a, "l%d", (*id)++);
+        snprintf(b, sizeof b, "l%d", (*id)++);
+        snprintf(side, sizeof side, "l%d", (*id)++);
+        int k = 1 + 2 * rnd(3);
+        APPEND("{\"name\": \"%s\", \"op\": \"conv\", \"out_channels\": %d, \"kernel\": [%d, 1], "
+               "\"pad\": [%d, 0], \"inputs\": [\"%s\"]}, ",
+               a, *c, k, k / 2, prev);
+        APPEND("{\"name\": \"%s\", \"op\": \"%s\", \"inputs\": [\"%s\"]}, ", b,
+               rnd(2) ? "relu" : "batchnorm", a);
+        if (rnd(2))
+            APPEND("{\"name\": \"%s\", \"op\": \"conv\", \"out_channels\": %d, \"kernel\": 1, "
+                   "\"inputs\": [\"%s\"]}, ",
+                   side, *c, prev);
+        else
+            snprintf(side, sizeof side, "%s", prev);
+        bool cat = op == 10;
+        APPEND("{\"name\": \"%s\", \"op\": \"%s\", \"inputs\": [\"%s\", \"%s\"]}", nm,
+               cat ? "concat" : "add", b, side);
+        *c *= cat ? 2 : 1;
+    }
+    return o;
+}
+
+/* A random net: input C x H x W (H 5..40), 2..11 blocks, one of three heads, the loss. */
+static void random_net_json(char *out, size_t cap)
+{
+    int c = 1 + rnd(3), id = 0;
+    size_t o = 0;
+    APPEND("{\"name\": \"random\", \"input\": {\"channels\": %d, \"height\": %d, \"width\": %d}, "
+           "\"layers\": [",
+           c, 5 + rnd(36), 3 + rnd(4));
+    char prev[16] = "input";
+    for (int i = 0, n = 2 + rnd(10); i < n; i++) {
+        char nm[16];
+        snprintf(nm, sizeof nm, "l%d", id++);
+        o = random_block(out, cap, o, nm, prev, &c, &id);
+        APPEND(", ");
+        snprintf(prev, sizeof prev, "%s", nm);
+    }
+    const char *heads[] = {"{\"name\": \"gap\", \"op\": \"global_avgpool\", \"inputs\": [\"%s\"]}, "
+                           "{\"name\": \"flat\", \"op\": \"flatten\"}, ",
+                           "{\"name\": \"ap\", \"op\": \"adaptive_avgpool\", \"output\": 1, \"inputs\": [\"%s\"]}, ",
+                           "{\"name\": \"flat\", \"op\": \"flatten\", \"inputs\": [\"%s\"]}, "};
+    APPEND(heads[rnd(3)], prev);
+    APPEND("{\"name\": \"fc\", \"op\": \"fc\", \"out_features\": 3}, "
+           "{\"name\": \"loss\", \"op\": \"softmax_xent\"}]}");
+    assert_true(o < cap);
+}
+
+/* Stage FLOPs by pass, from the schedule and from the ranges: forward computes comp rows,
+ * a recompute the rerun nodes' comp rows of every partition but a stored last one (both exact);
+ * backward at most the own rows (tiled) or comp rows (overl): rows nothing reads get no
+ * gradient and are skipped. Without exact-BN passes only. */
+static void check_stage_flops(const plan_t *p, const char *what)
+{
+    int64_t want_fwd = 0, want_rec = 0, most_bwd = 0, fwd = 0, rec = 0, bwd = 0;
+    int b = p->cfg.batch;
+    for (int s = 0; s < p->n_stages; s++) {
+        const plan_stage *st = &p->stages[s];
+        if (st->bn_passes)
+            return;
+        for (int l = st->in_node + 1; l <= st->out_node; l++)
+            for (int j = 0; j < st->parts; j++) {
+                int i = plan_idx(st, l, j);
+                rowrange back = st->kind == PART_OVERLAP ? st->comp[i] : st->own[i];
+                want_fwd += cost_fwd_flops(p->net, l, b, rr_count(st->comp[i]));
+                most_bwd += cost_bwd_flops(p->net, l, b, rr_count(back));
+                if (st->rerun[l] && !(st->store_last && j == st->parts - 1))
+                    want_rec += cost_fwd_flops(p->net, l, b, rr_count(st->comp[i]));
+            }
+    }
+    sched_t s;
+    sched_init(&s);
+    plan_emit(p, &s);
+    for (int k = s.step_begin; k < s.step_end; k++) {
+        const sched_step *x = &s.steps[k];
+        if (x->op != STEP_RUN || x->stage < 0)
+            continue;
+        fwd += x->pass == PASS_FWD ? x->flops : 0;
+        rec += x->pass == PASS_RECOMPUTE ? x->flops : 0;
+        bwd += x->pass == PASS_BWD ? x->flops : 0;
+    }
+    sched_free(&s);
+    if (fwd != want_fwd || rec != want_rec || bwd > most_bwd)
+        fail_msg("%s: stage FLOPs fwd %lld (ranges %lld), recompute %lld (%lld), bwd %lld (<= %lld)",
+                 what, (long long)fwd, (long long)want_fwd, (long long)rec, (long long)want_rec,
+                 (long long)bwd, (long long)most_bwd);
+}
+
+/* Random stage cuts (any cut up to the region end, sometimes ending early), 1..40 partitions
+ * per stage, a random partitioning. */
+static plan_spec random_spec(const net_t *net, const bool *cut, int end)
+{
+    plan_spec sp = {.strategy = STRAT_2PS_H, .kind = (plan_partitioning)rnd(3)};
+    for (int l = 1; l <= end && sp.n_stages < PLAN_MAX_STAGES; l++)
+        if (cut[l] && (l == end || rnd(3) == 0)) {
+            sp.cut[sp.n_stages] = l;
+            sp.parts[sp.n_stages++] = 1 + rnd(rnd(2) ? 9 : 40);
+        }
+    if (sp.n_stages > 1 && rnd(3) == 0)
+        sp.n_stages--;
+    return sp;
+}
+
+/* 400 random nets (strided, padded, dilated convs and pools, upsampling, residual and concat
+ * blocks, an input read twice, BN anywhere, odd heights), each with column, every strategy as
+ * strategy_choose picks it (random --rows) and three random multi-stage specs, random batch,
+ * dtype and BN mode: closed form = replay, ranges valid, stage FLOPs as the ranges say.
+ * On failure, the message names the net index; the generator is seeded per index. */
+static void test_closed_form_equals_replay_on_random_nets(void **state)
+{
+    char json[16384], what[96];
+    int nets = 0;
+    for (int it = 0; it < 400; it++) {
+        lcg_state = 0x9e3779b97f4a7c15ULL * (uint64_t)(it + 1);
+        random_net_json(json, sizeof json);
+        net_t *net = NULL;
+        if (net_parse(json, strlen(json), "random", &net) != LR_OK)
+            continue; /* a shape that does not fit: the generator does not avoid them */
+        nets++;
+        plan_config cfg = config(1 + rnd(3), rnd(2) ? BN_EXACT : BN_STRIPE);
+        cfg.dtype = (plan_dtype)rnd(DT_COUNT);
+        bool *cut = calloc((size_t)net->n_nodes, 1);
+        assert_non_null(cut);
+        rowdep_cuts(net, cut);
+        int end = plan_default_region_end(net);
+        for (int t = 0; t < STRAT_COUNT + 3; t++) {
+            plan_spec spec;
+            if (t < STRAT_COUNT) {
+                plan_request req = {.strategy = (plan_strategy)t, .rows = rnd(2) ? 0 : 1 + rnd(12)};
+                plan_choice c;
+                if (strategy_choose(net, &cfg, &req, &c) != LR_OK)
+                    fail_msg("net %d %s: %s\n%s", it, plan_strategy_name(req.strategy),
+                             lr_last_error(), json);
+                spec = c.spec;
+            } else if (end > 0) {
+                spec = random_spec(net, cut, end);
+            } else {
+                continue;
+            }
+            snprintf(what, sizeof what, "random net %d, plan %d", it, t);
+            plan_t *plan = NULL;
+            if (plan_build(net, &cfg, &spec, &plan) != LR_OK)
+                fail_msg("%s: %s\n%s", what, lr_last_error(), json);
+            check_agreement(plan, what);
+            check_ranges(plan, what);
+            check_stage_flops(plan, what);
+            plan_free(plan);
+        }
+        free(cut);
+        net_free(net);
+    }
+    assert_true(nets >= 300); /* the generator mostly makes valid nets */
+}
+
+/* ------------------------------------------------------------------ plan_build errors */
+
+/* A stage may only end where one tensor crosses: layer1_0_conv2 is inside a ResNet block (the
+ * shortcut from maxpool crosses it), so plan_build and strategy_choose (--region) fail with
+ * LR_ERR_INPUT naming the layer. */
+static void test_cut_inside_a_resnet_block_is_rejected(void **state)
+{
+    net_t *net = zoo("resnet50");
+    plan_config cfg = config(1, BN_EXACT);
+    int bad = find(net, "layer1_0_conv2");
+    plan_spec spec = {.strategy = STRAT_2PS, .kind = PART_TILE_IN, .n_stages = 1,
+                      .cut = {bad}, .parts = {4}};
+    plan_t *plan = (plan_t *)1;
+    assert_int_equal(plan_build(net, &cfg, &spec, &plan), LR_ERR_INPUT);
+    assert_null(plan);
+    assert_non_null(strstr(lr_last_error(), "layer1_0_conv2"));
+    assert_null(strchr(lr_last_error(), '\n'));
+    plan_request req = {.strategy = STRAT_ROW, .rows = 2, .region_end = bad};
+    plan_choice c;
+    assert_int_equal(strategy_choose(net, &cfg, &req, &c), LR_ERR_INPUT);
+    assert_non_null(strstr(lr_last_error(), "layer1_0_conv2"));
+    /* the block output right after is fine */
+    req.region_end = find(net, "layer1_0_relu");
+    assert_int_equal(strategy_choose(net, &cfg, &req, &c), LR_OK);
+    net_free(net);
+}
+
+/* A region holding an op that needs every row (fc, global pooling) is rejected naming it. */
+static void test_region_with_a_full_op_is_rejected(void **state)
+{
+    net_t *net = zoo("tiny-resnet");
+    plan_config cfg = config(1, BN_EXACT);
+    const char *full[] = {"fc", "gap"};
+    for (int i = 0; i < 2; i++) {
+        plan_spec spec = {.strategy = STRAT_OVERL, .kind = PART_OVERLAP, .n_stages = 1,
+                          .cut = {find(net, full[i])}, .parts = {2}};
+        plan_t *plan = (plan_t *)1;
+        assert_int_equal(plan_build(net, &cfg, &spec, &plan), LR_ERR_INPUT);
+        assert_null(plan);
+        assert_non_null(strstr(lr_last_error(), full[i]));
+        plan_request req = {.strategy = STRAT_2PS, .rows = 2, .region_end = find(net, full[i])};
+        plan_choice c;
+        assert_int_equal(strategy_choose(net, &cfg, &req, &c), LR_ERR_INPUT);
+        assert_non_null(strstr(lr_last_error(), full[i]));
+    }
+    net_free(net);
+}
+
+/* Malformed specs: cuts out of order, a cut past the last node, zero partitions. */
+static void test_malformed_specs_are_rejected(void **state)
+{
+    net_t *net = zoo("tiny-vgg");
+    plan_config cfg = config(1, BN_EXACT);
+    plan_t *plan;
+    plan_spec order = {.kind = PART_TILE_IN, .n_stages = 2, .cut = {5, 2}, .parts = {2, 2}};
+    assert_int_equal(plan_build(net, &cfg, &order, &plan), LR_ERR_INPUT);
+    plan_spec past = {.kind = PART_TILE_IN, .n_stages = 1, .cut = {net->n_nodes}, .parts = {2}};
+    assert_int_equal(plan_build(net, &cfg, &past, &plan), LR_ERR_INPUT);
+    plan_spec zero = {.kind = PART_TILE_IN, .n_stages = 1, .cut = {5}, .parts = {0}};
+    assert_int_equal(plan_build(net, &cfg, &zero, &plan), LR_ERR_INPUT);
+    net_free(net);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_closed_form_equals_replay_for_every_zoo_strategy),
+        cmocka_unit_test(test_closed_form_equals_replay_with_fixed_rows),
+        cmocka_unit_test(test_closed_form_equals_replay_across_dtypes_optimizers_workspace),
+        cmocka_unit_test(test_closed_form_equals_replay_for_hand_cut_hybrids),
+        cmocka_unit_test(test_column_peak_of_tiny_vgg_by_hand),
+        cmocka_unit_test(test_row_peak_of_a_small_net_by_hand),
+        cmocka_unit_test(test_one_partition_costs_column_plus_the_kept_output),
+        cmocka_unit_test(test_flops_are_column_plus_recompute_and_halos),
+        cmocka_unit_test(test_activation_bytes_scale_linearly_with_batch),
+        cmocka_unit_test(test_row_peak_is_bounded_by_column_plus_halos_and_boundaries),
+        cmocka_unit_test(test_partition_ranges_tile_and_cover_every_read),
+        cmocka_unit_test(test_partitionings_split_input_or_output_equally),
+        cmocka_unit_test(test_partitions_are_clamped_to_the_rows_available),
+        cmocka_unit_test(test_row_search_picks_the_lowest_peak_and_the_smaller_n_on_ties),
+        cmocka_unit_test(test_hybrid_stages_cut_at_each_resolution),
+        cmocka_unit_test(test_checkpoint_segments_flag_gives_that_many_segments),
+        cmocka_unit_test(test_row_strategies_save_memory_on_vgg16_and_resnet50),
+        cmocka_unit_test(test_closed_form_equals_replay_on_random_nets),
+        cmocka_unit_test(test_cut_inside_a_resnet_block_is_rejected),
+        cmocka_unit_test(test_region_with_a_full_op_is_rejected),
+        cmocka_unit_test(test_malformed_specs_are_rejected),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -416,6 +416,8 @@ static void backward_partition(evaluator *v, const bwd_pass *b, int j, bool *gb_
         if (run && n->op == OP_BATCHNORM && b->pass == PASS_BWD && !st->bn_passes &&
             !rr_empty(st->comp[i]))
             shrink(&v->m, plan_bn_stats_bytes(net, l));
+        if (l == st->out_node && b->pass == PASS_BWD && j == 0)
+            shrink(&v->m, v->row_bytes[l] * v->net->nodes[l].h); /* dO: last read */
         if (b->pass == PASS_GSTATS && l == b->target) {
             /* what the partition still holds: stripes of nodes before the target */
             for (int u = l - 1; u > st->in_node; u--) {
@@ -469,7 +471,6 @@ static void stage_backward(evaluator *v, const plan_stage *st, bool *held, bool 
     for (int l = a + 1; st->bn_passes && l <= b; l++)
         if (net->nodes[l].op == OP_BATCHNORM)
             shrink(&v->m, plan_bn_gred_bytes(net, l) + plan_bn_stats_bytes(net, l));
-    shrink(&v->m, full_bytes(v, b)); /* dO */
     if (held[b]) {
         held[b] = false;
         shrink(&v->m, full_bytes(v, b)); /* O, read by its own backward until now */

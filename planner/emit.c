@@ -668,6 +668,9 @@ static void partition_backward(emitter *e, const bwd_ctx *b, int j)
             }
         if (run && n->op == OP_BATCHNORM && b->pass == PASS_BWD)
             free_t(e, slot(e, e->sst, st, l, j), b->pass, l, j);
+        /* the stage output's gradient is read for the last time by partition 0's backward */
+        if (l == st->out_node && b->pass == PASS_BWD && j == 0)
+            free_t(e, &e->grad[l], b->pass, l, j);
         if (b->pass == PASS_GSTATS && l == b->target)
             break;
     }
@@ -720,7 +723,6 @@ static void stage_backward(emitter *e, const plan_stage *st, bool *mark)
         free_t(e, &e->gred[l], PASS_BWD, l, -1);
         free_t(e, &e->gstats[l], PASS_BWD, l, -1);
     }
-    free_t(e, &e->grad[b], PASS_BWD, b, -1);
     if (e->held[b]) {
         e->held[b] = false;
         maybe_free_value(e, b, PASS_BWD);

@@ -125,6 +125,15 @@ static lr_status on_allocator(void *ctx, const char *flag, const char *v)
     if (a == ALLOC_COUNT)
         return lr_fail(LR_ERR_USAGE, "%s: expected exact, cuda or caching, got '%s'", flag, v);
     ((sim_options *)ctx)->allocator = a;
+    ((sim_options *)ctx)->allocator_given = true;
+    return LR_OK;
+}
+
+static lr_status on_framework(void *ctx, const char *flag, const char *v)
+{
+    if (strcmp(v, "lrcnn") && strcmp(v, "pytorch"))
+        return lr_fail(LR_ERR_USAGE, "%s: expected lrcnn or pytorch, got '%s'", flag, v);
+    ((sim_options *)ctx)->pytorch = strcmp(v, "pytorch") == 0;
     return LR_OK;
 }
 
@@ -254,7 +263,8 @@ const args_flag sim_flags[] = {
     {"--bn", "MODE", on_bn, "BatchNorm in row regions: exact (default) or stripe (approximate)"},
     {"--segments", "N", on_segments, "checkpoint segments (default: the lowest peak)"},
     {"--allocator", "A", on_allocator, "exact | cuda | caching model for the replay (default exact)"},
-    {"--workspace", "SIZE", on_workspace, "persistent kernel workspace (default 0)"},
+    {"--framework", "F", on_framework, "lrcnn (our executor, default) | pytorch (what PyTorch uses)"},
+    {"--workspace", "SIZE", on_workspace, "kernel workspace (lrcnn: persistent; pytorch: per conv; default 0)"},
     {"--layers", NULL, on_layers, "print the per-layer table"},
     {"--json", NULL, on_json, "print one JSON object instead of tables"},
     {"--output", "FILE", on_output, "write what would go to stdout to FILE (all or nothing)"},
@@ -288,9 +298,8 @@ void sim_options_free(sim_options *o)
 
 /* ------------------------------------------------------------------ outputs */
 
-/* FILE.csv -> FILE-2ps.csv when several strategies write one. */
-static void per_strategy_path(const char *path, const char *strategy, bool several, char *out,
-                              size_t cap)
+void sim_cli_strategy_path(const char *path, const char *strategy, bool several, char *out,
+                           size_t cap)
 {
     if (!several) {
         snprintf(out, cap, "%s", path);
@@ -314,11 +323,11 @@ static lr_status write_schedules(const sim_options *o, const analysis_t *a)
         const char *name = plan_strategy_name(a->e[i].strategy);
         lr_status r = LR_OK;
         if (o->timeline) {
-            per_strategy_path(o->timeline, name, a->n > 1, path, sizeof path);
+            sim_cli_strategy_path(o->timeline, name, a->n > 1, path, sizeof path);
             r = sim_write_timeline_csv(&s, a->net, o->allocator, path);
         }
         if (r == LR_OK && o->trace) {
-            per_strategy_path(o->trace, name, a->n > 1, path, sizeof path);
+            sim_cli_strategy_path(o->trace, name, a->n > 1, path, sizeof path);
             r = sim_write_trace(&s, a->net, o->allocator, path);
         }
         sched_free(&s);
@@ -493,6 +502,11 @@ static lr_status write_extras(const sim_options *o, const analysis_t *a)
 
 static lr_status run_main(FILE *f, sim_options *o, const net_t *net)
 {
+    if (o->pytorch) {
+        if (!o->allocator_given)
+            o->allocator = ALLOC_CACHING;
+        return sim_cli_pytorch(f, o, net);
+    }
     if ((o->n_rows_sweep || o->n_batch_sweep) && (o->report || o->graph))
         return lr_fail(LR_ERR_USAGE, "--sweep cannot be combined with --report or --graph "
                                      "(the report has its own rows and batch sweeps)");
@@ -528,7 +542,8 @@ static lr_status run_main(FILE *f, sim_options *o, const net_t *net)
 lr_status sim_cli_run(sim_options *o)
 {
     if (!o->strategies)
-        o->strategies = (1u << STRAT_COUNT) - 1;
+        o->strategies = o->pytorch ? (1u << STRAT_COLUMN) | (1u << STRAT_CHECKPOINT)
+                                   : (1u << STRAT_COUNT) - 1;
     if (o->graph && !(o->strategies & ((1u << STRAT_COUNT) - (1u << STRAT_ROW))))
         return lr_fail(LR_ERR_USAGE, "--graph: select a row strategy (row, 2ps, overl, 2ps-h, overl-h)");
     if (o->gpu_mem_bytes && !o->report)

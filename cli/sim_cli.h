@@ -23,6 +23,8 @@ typedef struct {
     plan_request req;
     unsigned strategies; /* bit per plan_strategy; 0: all */
     sim_allocator allocator;
+    bool allocator_given;
+    bool pytorch;          /* --framework pytorch */
     bool layers, json;
     const char *output;    /* --output FILE: stdout text written all or nothing */
     const char *timeline, *trace;
@@ -39,6 +41,13 @@ extern const args_flag sim_flags[];
 
 void sim_options_init(sim_options *o);
 void sim_options_free(sim_options *o);
+
+/* FILE.csv -> FILE-2ps.csv when several strategies write one. */
+void sim_cli_strategy_path(const char *path, const char *strategy, bool several, char *out,
+                           size_t cap);
+
+/* --framework pytorch (sim_pytorch.c). */
+lr_status sim_cli_pytorch(FILE *f, const sim_options *o, const net_t *net);
 
 /* Runs lrcnn-sim with parsed options; prints to stdout (or --output). */
 lr_status sim_cli_run(sim_options *o);

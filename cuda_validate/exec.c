@@ -122,7 +122,8 @@ static int64_t aligned(int64_t bytes, int64_t align)
     return (bytes + align - 1) / align * align;
 }
 
-int64_t exec_plan_arena(const sched_t *s, int64_t align, int64_t *offsets)
+/* Online: replay ALLOC/FREE through a best-fit heap (what a runtime allocator would do). */
+static int64_t plan_online(const sched_t *s, int64_t align, int64_t *offsets)
 {
     heap h = {0};
     for (int t = 0; t < s->n_tensors; t++)
@@ -139,6 +140,95 @@ int64_t exec_plan_arena(const sched_t *s, int64_t align, int64_t *offsets)
     }
     free(h.free);
     return h.top;
+}
+
+/* Offline: every lifetime is known, so place tensors largest first, each at the lowest offset
+ * that no placed tensor with an overlapping lifetime occupies (greedy by size, as TFLite's arena
+ * planner does). Quadratic in the number of tensors, so only used for schedules up to
+ * OFFLINE_MAX tensors. */
+#define OFFLINE_MAX 20000
+
+typedef struct {
+    int t;
+    int64_t size;
+    int birth, death; /* steps of ALLOC and FREE */
+} life;
+
+static int by_size_desc(const void *a, const void *b)
+{
+    const life *x = a, *y = b;
+    if (x->size != y->size)
+        return x->size < y->size ? 1 : -1;
+    return x->birth - y->birth;
+}
+
+static int by_offset(const void *a, const void *b, void *offs)
+{
+    int64_t x = ((const int64_t *)offs)[((const life *)a)->t];
+    int64_t y = ((const int64_t *)offs)[((const life *)b)->t];
+    return (x > y) - (x < y);
+}
+
+static int64_t plan_offline(const sched_t *s, int64_t align, int64_t *offsets)
+{
+    life *lv = malloc(sizeof(life) * (size_t)(s->n_tensors + 1));
+    life *near = malloc(sizeof(life) * (size_t)(s->n_tensors + 1));
+    LR_ASSERT(lv && near);
+    int n = 0;
+    int *slot = malloc(sizeof(int) * (size_t)(s->n_tensors + 1));
+    LR_ASSERT(slot != NULL);
+    for (int i = 0; i < s->n_steps; i++) {
+        const sched_step *p = &s->steps[i];
+        if (p->op == STEP_ALLOC) {
+            int64_t bytes = s->tensors[p->t].bytes;
+            lv[n] = (life){p->t, aligned(bytes > 0 ? bytes : 1, align), i, s->n_steps};
+            slot[p->t] = n++;
+        } else if (p->op == STEP_FREE) {
+            lv[slot[p->t]].death = i;
+        }
+    }
+    qsort(lv, (size_t)n, sizeof(life), by_size_desc);
+    int64_t top = 0;
+    for (int i = 0; i < n; i++) {
+        int m = 0;
+        for (int k = 0; k < i; k++)
+            if (lv[k].birth < lv[i].death && lv[i].birth < lv[k].death)
+                near[m++] = lv[k];
+        qsort_r(near, (size_t)m, sizeof(life), by_offset, offsets);
+        int64_t at = 0;
+        for (int k = 0; k < m; k++) {
+            int64_t o = offsets[near[k].t];
+            if (o - at >= lv[i].size)
+                break;
+            if (o + near[k].size > at)
+                at = o + near[k].size;
+        }
+        offsets[lv[i].t] = at;
+        if (at + lv[i].size > top)
+            top = at + lv[i].size;
+    }
+    free(lv);
+    free(near);
+    free(slot);
+    return top;
+}
+
+int64_t exec_plan_arena(const sched_t *s, int64_t align, int64_t *offsets)
+{
+    int64_t arena = plan_online(s, align, offsets);
+    if (s->n_tensors > OFFLINE_MAX)
+        return arena;
+    int64_t *alt = malloc(sizeof(int64_t) * (size_t)(s->n_tensors + 1));
+    LR_ASSERT(alt != NULL);
+    for (int t = 0; t < s->n_tensors; t++)
+        alt[t] = -1;
+    int64_t packed = plan_offline(s, align, alt);
+    if (packed < arena) {
+        memcpy(offsets, alt, sizeof(int64_t) * (size_t)s->n_tensors);
+        arena = packed;
+    }
+    free(alt);
+    return arena;
 }
 
 /* ------------------------------------------------------------------ creation */

@@ -3,7 +3,8 @@
 #   make run      install what is missing, build, run `lrcnn-sim --net vgg16 --batch 256`
 #   make test     install what is missing, build, run every test
 #   make          build only (CUDA backend only when nvcc is found)
-#   make test SANITIZE=1   the same suite under AddressSanitizer + UBSan
+#   make test SANITIZE=1   the same suite under AddressSanitizer + UBSan (no CUDA backend)
+#   make fuzz     libFuzzer targets in tests/fuzz/, FUZZ_SECONDS (default 60) each
 #   V=1           show full command lines
 #
 # Everything builds into build/ (build-san/ with SANITIZE=1).
@@ -65,17 +66,29 @@ TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 # The CUDA backend is built only when nvcc is present; everything else never needs it.
 NVCC ?= $(shell command -v nvcc 2>/dev/null || ls /usr/local/cuda/bin/nvcc 2>/dev/null)
 CUDA_SRC := $(wildcard cuda_validate/*.cu)
+CUDA_HOME ?= $(patsubst %/bin/nvcc,%,$(NVCC))
+CUDNN_INC ?= $(CUDA_HOME)/include
+CUDNN_LIB ?= $(CUDA_HOME)/lib64
+# the backend also needs cuDNN's headers (CUDNN_INC=... when they live elsewhere)
 ifneq ($(strip $(NVCC)),)
 ifneq ($(strip $(CUDA_SRC)),)
+ifneq ($(wildcard $(CUDNN_INC)/cudnn.h),)
 HAVE_CUDA := 1
 endif
 endif
+endif
+# SANITIZE=1: no CUDA backend. nvcc objects carry no ASan instrumentation, and the CUDA runtime
+# under ASan needs protect_shadow_gap=0 and still reports its own allocations; the CPU backend
+# runs every schedule the CUDA one would.
+ifeq ($(SANITIZE),1)
+ifeq ($(HAVE_CUDA),1)
+CUDA_SKIPPED_FOR_SAN := 1
+endif
+HAVE_CUDA :=
+endif
 
 ifeq ($(HAVE_CUDA),1)
-CUDA_HOME ?= $(patsubst %/bin/nvcc,%,$(NVCC))
 CUDA_ARCH ?= -gencode arch=compute_90,code=sm_90
-CUDNN_INC ?= $(CUDA_HOME)/include
-CUDNN_LIB ?= $(CUDA_HOME)/lib64
 # pip's nvidia-cudnn wheels ship libcudnn.so.9 without the unversioned link: CUDNN_LINK=-l:libcudnn.so.9
 CUDNN_LINK ?= -lcudnn
 NVCCFLAGS := -O2 -std=c++17 $(CUDA_ARCH) -Iplanner -Isim -Icuda_validate -I$(CUDNN_INC) \
@@ -91,7 +104,7 @@ CUDA_LIBS :=
 endif
 
 # ---------------------------------------------------------------- targets
-.PHONY: all run test deps check-deps clean bench fuzz
+.PHONY: all run test deps check-deps clean bench
 
 all: $(SIM_BIN) $(VAL_BIN) $(TEST_BIN) cuda-note
 
@@ -99,12 +112,22 @@ all: $(SIM_BIN) $(VAL_BIN) $(TEST_BIN) cuda-note
 cuda-note:
 ifeq ($(HAVE_CUDA),1)
 	@echo "  CUDA backend built with $(NVCC)"
+else ifeq ($(CUDA_SKIPPED_FOR_SAN),1)
+	@echo "  SANITIZE=1: skipped the CUDA backend (nvcc objects and ASan do not mix; CPU backend only)"
 else
-	@echo "  nvcc not found: skipped the CUDA backend (CPU backend only)"
+	@echo "  nvcc or cudnn.h not found: skipped the CUDA backend (CPU backend only)"
 endif
 
 run: deps all
 	$(SIM_BIN) $(RUN_ARGS)
+
+# make bench: planner speed (bench/plan_speed.c), a table of medians, also in bench/results/plan_speed.txt
+bench: $(BUILD)/bin/plan_speed
+	$(BUILD)/bin/plan_speed bench/results/plan_speed.txt
+$(BUILD)/bin/plan_speed: $(BUILD)/obj/bench/plan_speed.o $(LIB)
+	@mkdir -p $(dir $@)
+	@echo "  LD      $@"
+	$(Q)$(CC) $(LDFLAGS_ALL) $^ $(LDLIBS_ALL) $(CUDA_LIBS) -o $@
 
 test: deps all
 	@set -e; fail=0; for t in $(TEST_BIN); do \
@@ -113,6 +136,8 @@ test: deps all
 	done; \
 	printf '== tests/cli.sh\n'; \
 	LRCNN_BIN=$(CURDIR)/$(BUILD)/bin bash tests/cli.sh || fail=1; \
+	printf '== tests/robust.sh\n'; \
+	LRCNN_BIN=$(CURDIR)/$(BUILD)/bin bash tests/robust.sh || fail=1; \
 	if [ $$fail -ne 0 ]; then echo "SOME TESTS FAILED"; exit 1; fi; echo "ALL TESTS PASSED"
 
 # Installs the Debian packages the build and tests need, when any is missing.
@@ -161,6 +186,66 @@ $(BUILD)/tests/%: $(BUILD)/obj/tests/%.o $(BUILD)/obj/tests/golden.o $(LIB)
 	$(Q)$(CC) $(LDFLAGS_ALL) $^ $(LDLIBS_ALL) $(CMOCKA_LIBS) $(CUDA_LIBS) -o $@
 
 clean:
-	rm -rf build build-san
+	rm -rf build build-san build-fuzz
 
--include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
+# ---------------------------------------------------------------- fuzzing
+# make fuzz: builds tests/fuzz/fuzz_*.c with clang -fsanitize=fuzzer,address,undefined into
+# build-fuzz/ and runs each target for FUZZ_SECONDS (default 60). The seed corpora in
+# tests/fuzz/corpus_*/ are read, never written: new inputs go to build-fuzz/corpus/, crashes to
+# build-fuzz/artifacts/ (keep a crash as a regression file under tests/regress/).
+FUZZ_CC ?= clang
+FUZZ_SECONDS ?= 60
+FUZZ_BUILD := build-fuzz
+FUZZ_SAN := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+# -Wno-pass-failed: clang reports `omp simd` loops it leaves scalar under ASan
+FUZZ_CFLAGS := -std=c11 -D_GNU_SOURCE -O1 -g $(WARN) -Wno-pass-failed -fopenmp $(FUZZ_SAN) \
+    -Iplanner -Isim -Ireports -Icuda_validate -Icli -Itests $(PKG_CFLAGS) \
+    -DLRCNN_SRCDIR='"$(CURDIR)"' -DLRCNN_VERSION='"$(VERSION)"' -MMD -MP
+FUZZ_LIB_OBJ := $(LIB_SRC:%.c=$(FUZZ_BUILD)/obj/%.o)
+FUZZ_BIN := $(patsubst tests/fuzz/%.c,$(FUZZ_BUILD)/%,$(wildcard tests/fuzz/fuzz_*.c))
+FUZZ_DEB := clang libclang-rt-dev libomp-dev
+.SECONDARY: $(FUZZ_LIB_OBJ) $(FUZZ_BIN:$(FUZZ_BUILD)/%=$(FUZZ_BUILD)/obj/tests/fuzz/%.o)
+
+.PHONY: fuzz fuzz-build fuzz-deps
+fuzz: fuzz-build
+	@fail=0; for t in $(FUZZ_BIN); do \
+	    name=$${t##*/}; seeds=tests/fuzz/corpus_$${name#fuzz_}; dict=tests/fuzz/$${name#fuzz_}.dict; \
+	    mkdir -p $(FUZZ_BUILD)/corpus/$$name $(FUZZ_BUILD)/artifacts; \
+	    echo "== $$name for $(FUZZ_SECONDS) s (seeds: $$seeds)"; \
+	    ASAN_OPTIONS=detect_leaks=1 $$t -max_total_time=$(FUZZ_SECONDS) -timeout=30 -rss_limit_mb=4096 \
+	        -max_len=8192 -print_final_stats=1 -artifact_prefix=$(FUZZ_BUILD)/artifacts/$$name- \
+	        $$([ -f $$dict ] && echo -dict=$$dict) \
+	        $(FUZZ_BUILD)/corpus/$$name $$seeds || fail=1; \
+	done; \
+	if [ $$fail -ne 0 ]; then echo "FUZZING FOUND CRASHES: see $(FUZZ_BUILD)/artifacts/"; exit 1; fi
+
+fuzz-build: deps fuzz-deps $(FUZZ_BIN)
+
+# libFuzzer ships with clang's runtime libraries (Debian: libclang-rt-dev); installed only when
+# a trivial fuzzer does not link.
+fuzz-deps:
+	@printf 'int LLVMFuzzerTestOneInput(const char *d, unsigned long n) { return 0; }\n' \
+	    >/tmp/lrcnn-fuzz-probe.c; \
+	if $(FUZZ_CC) -fsanitize=fuzzer,address,undefined -fopenmp /tmp/lrcnn-fuzz-probe.c \
+	    -o /tmp/lrcnn-fuzz-probe >/dev/null 2>&1; then rm -f /tmp/lrcnn-fuzz-probe*; exit 0; fi; \
+	rm -f /tmp/lrcnn-fuzz-probe*; \
+	echo "  installing:$(FUZZ_DEB) (libFuzzer)"; \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then SUDO=""; \
+	elif command -v sudo >/dev/null && sudo -n true 2>/dev/null; then SUDO="sudo"; \
+	else echo "libFuzzer not found -- install it with: sudo apt-get install$(FUZZ_DEB:%= %)" >&2; exit 1; fi; \
+	export DEBIAN_FRONTEND=noninteractive; \
+	$$SUDO apt-get install -y -q $(FUZZ_DEB) >/dev/null 2>&1 || \
+	  { $$SUDO apt-get update -q >/dev/null && $$SUDO apt-get install -y -q $(FUZZ_DEB) >/dev/null; } || \
+	  { echo "apt-get could not install:$(FUZZ_DEB:%= %)" >&2; exit 1; }
+
+$(FUZZ_BUILD)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	@echo "  FUZZCC  $<"
+	$(Q)$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c $< -o $@
+
+$(FUZZ_BUILD)/%: $(FUZZ_BUILD)/obj/tests/fuzz/%.o $(FUZZ_LIB_OBJ)
+	@mkdir -p $(dir $@)
+	@echo "  FUZZLD  $@"
+	$(Q)$(FUZZ_CC) -fsanitize=fuzzer $(FUZZ_SAN) -fopenmp $^ $(PKG_LIBS) -lm -o $@
+
+-include $(shell find $(BUILD) $(if $(filter fuzz%,$(MAKECMDGOALS)),$(FUZZ_BUILD)) -name '*.d' 2>/dev/null)

@@ -1,12 +1,13 @@
-/* cuda_workspace.c - prints the workspace bytes the CUDA backend needs for the schedule
+/* cuda_workspace.c - prints the workspace bytes the CUDA backend needs for the schedules
  * lrcnn-validate would plan (cuda_backend_workspace_bytes_ctx: edge staging plus the workspace of
- * the cuDNN algorithms it will choose), so bench/gpu.sh can pass it as --workspace.
+ * the cuDNN algorithms it will choose), so bench/gpu.sh can pass them as --workspace.
  *
- *   cuda-workspace NET STRATEGY BATCH [HxW] [--deterministic]
+ *   cuda-workspace [--deterministic] NET BATCH HxW|- STRATEGY...    one "STRATEGY BYTES" line each
  *
- * Plans like lrcnn-validate's defaults: momentum, --bn exact, the planner's choice of N.
- * Deliberately not here: running anything. It is a stopgap for the device run: once
- * lrcnn-validate plans twice itself (see bench/README.md), gpu.sh no longer needs it.
+ * Plans like lrcnn-validate's defaults: momentum, --bn exact, the planner's choice of N; "-" keeps
+ * the net's input size. One process for all strategies: a CUDA context costs about a second.
+ * Deliberately not here: running anything. A stopgap for the device run: once lrcnn-validate
+ * plans twice itself (bench/README.md), gpu.sh no longer needs it.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,48 +16,27 @@
 #include "cuda_backend.h"
 #include "strategy.h"
 
-static lr_status plan_schedule(net_t *net, const plan_config *cfg, const plan_request *req,
-                               plan_t **plan, sched_t *s)
+static lr_status workspace_for(void *ctx, const net_t *net, int batch, const char *strategy,
+                               int64_t *bytes)
 {
-    plan_choice c;
-    LR_TRY(strategy_choose(net, cfg, req, &c));
-    LR_TRY(plan_build(net, cfg, &c.spec, plan));
-    plan_emit(*plan, s);
-    return LR_OK;
-}
-
-static lr_status workspace_for(const char *name, const char *strategy, int batch, int h, int w,
-                               bool deterministic, int64_t *bytes)
-{
-    net_t *net;
-    LR_TRY(net_open(name, &net));
-    lr_status st = h ? net_reshape(net, h, w) : LR_OK;
     plan_config cfg = {.batch = batch, .dtype = DT_FP32, .optim = OPTIM_MOMENTUM, .bn = BN_EXACT};
     plan_request req = {.strategy = plan_strategy_from_name(strategy)};
-    if (st == LR_OK && req.strategy == STRAT_COUNT)
-        st = lr_fail(LR_ERR_USAGE, "unknown strategy '%s'", strategy);
-    const exec_backend *be;
-    void *ctx = NULL;
-    if (st == LR_OK)
-        st = cuda_backend_create(deterministic, &be, &ctx);
-    plan_t *plan = NULL;
+    if (req.strategy == STRAT_COUNT)
+        return lr_fail(LR_ERR_USAGE, "unknown strategy '%s'", strategy);
+    plan_choice c;
+    LR_TRY(strategy_choose(net, &cfg, &req, &c));
+    plan_t *plan;
+    LR_TRY(plan_build(net, &cfg, &c.spec, &plan));
     sched_t s;
     sched_init(&s);
-    if (st == LR_OK)
-        st = plan_schedule(net, &cfg, &req, &plan, &s);
-    if (st == LR_OK) {
-        *bytes = cuda_backend_workspace_bytes_ctx(ctx, net, &s, batch);
-        if (*bytes < 0)
-            st = LR_ERR_RUNTIME;
-    }
+    plan_emit(plan, &s);
+    *bytes = cuda_backend_workspace_bytes_ctx(ctx, net, &s, batch);
     sched_free(&s);
     plan_free(plan);
-    cuda_backend_destroy(ctx);
-    net_free(net);
-    return st;
+    return *bytes < 0 ? LR_ERR_RUNTIME : LR_OK;
 }
 
-/* A positive integer ending at `end` ('\0' or the given separator); 0 when malformed. */
+/* A positive integer ending in `sep`; 0 when malformed. *rest: after the separator. */
 static int positive(const char *v, char sep, const char **rest)
 {
     char *end;
@@ -67,25 +47,43 @@ static int positive(const char *v, char sep, const char **rest)
     return (int)x;
 }
 
+static lr_status run(bool det, char **argv, int argc)
+{
+    const char *rest;
+    int batch = positive(argv[1], '\0', &rest), h = 0, w = 0;
+    if (strcmp(argv[2], "-") != 0 && (h = positive(argv[2], 'x', &rest)) > 0)
+        w = positive(rest, '\0', &rest);
+    if (!batch || (strcmp(argv[2], "-") != 0 && !w))
+        return lr_fail(LR_ERR_USAGE, "BATCH must be a positive integer and the input HxW or -");
+    net_t *net;
+    LR_TRY(net_open(argv[0], &net));
+    const exec_backend *be;
+    void *ctx = NULL;
+    lr_status st = h ? net_reshape(net, h, w) : LR_OK;
+    if (st == LR_OK)
+        st = cuda_backend_create(det, &be, &ctx);
+    for (int i = 3; i < argc && st == LR_OK; i++) {
+        int64_t bytes;
+        st = workspace_for(ctx, net, batch, argv[i], &bytes);
+        if (st == LR_OK)
+            printf("%s %lld\n", argv[i], (long long)bytes);
+    }
+    cuda_backend_destroy(ctx);
+    net_free(net);
+    return st;
+}
+
 int main(int argc, char **argv)
 {
-    bool det = argc > 1 && strcmp(argv[argc - 1], "--deterministic") == 0;
-    int n = argc - det, batch = 0, h = 0, w = 0;
-    const char *rest;
-    if (n == 4 || n == 5)
-        batch = positive(argv[3], '\0', &rest);
-    if (n == 5 && (h = positive(argv[4], 'x', &rest)) > 0)
-        w = positive(rest, '\0', &rest);
-    if (!batch || (n == 5 && !w)) {
-        fprintf(stderr, "usage: cuda-workspace NET STRATEGY BATCH [HxW] [--deterministic]\n");
+    bool det = argc > 1 && strcmp(argv[1], "--deterministic") == 0;
+    if (argc - det < 5) {
+        fprintf(stderr, "usage: cuda-workspace [--deterministic] NET BATCH HxW|- STRATEGY...\n");
         return 2;
     }
-    int64_t bytes = 0;
-    lr_status st = workspace_for(argv[1], argv[2], batch, h, w, det, &bytes);
+    lr_status st = run(det, argv + 1 + det, argc - 1 - det);
     if (st != LR_OK) {
         fprintf(stderr, "cuda-workspace: %s\n", lr_last_error());
         return lr_exit_code(st);
     }
-    printf("%lld\n", (long long)bytes);
     return 0;
 }

@@ -8,7 +8,8 @@
 #
 # Environment: OUT (results folder, default bench/results/gpu), BUDGET_S (stop starting work after
 # this many seconds, default 540: the run must end within a 10-minute device call), QUICK=1 (only
-# the b64 table rows), CUDNN_DIR (a folder with include/cudnn.h and lib/libcudnn.so.9).
+# the b64 table rows), CONFIGS ("net:input:batch ..." table rows), CHECKS=0 (no correctness
+# checks), CUDNN_DIR (a folder with include/cudnn.h and lib/libcudnn.so.9).
 # Writes: gpu.log, env.txt, checks.md, results.md, results.json, runs/*.json|*.err|*.smi.
 # Deliberately not here: plots (reports/), long training runs.
 set -uo pipefail
@@ -20,7 +21,7 @@ mkdir -p "$OUTDIR/runs"
 exec > >(tee -a "$OUTDIR/gpu.log") 2>&1
 BUDGET_S=${BUDGET_S:-540}
 DEPS=$ROOT/bench/deps
-BUILD=$ROOT/build-gpu
+BUILD=$ROOT/build/gpu   # under the git-ignored build/
 BIN=$BUILD/bin
 export LRCNN_NETWORKS=$ROOT/networks
 PY=$(command -v python3 || echo /opt/torch/.venv/bin/python)
@@ -46,7 +47,7 @@ bounded() {
 
 find_cudnn() {
     local d
-    for d in ${CUDNN_DIR:-} /opt/torch/.venv/lib/python3*/site-packages/nvidia/cudnn /usr/local/cuda /usr; do
+    for d in ${CUDNN_DIR:-} /opt/torch/.venv/lib/python3*/site-packages/nvidia/cudnn /usr/local/cuda; do
         if [ -f "$d/include/cudnn.h" ] && ls "$d"/lib*/libcudnn.so.9* >/dev/null 2>&1; then
             echo "$d"
             return 0
@@ -118,22 +119,36 @@ if ! bounded 240 bash -c build > "$OUTDIR/build.log" 2>&1; then
     exit 1
 fi
 say "built: $(ls "$BIN" | tr '\n' ' ')"
-if ! "$BIN/cuda-workspace" tiny-vgg column 1 > /dev/null; then
+if ! "$BIN/cuda-workspace" tiny-vgg 1 - column > /dev/null; then
     say "FATAL: the CUDA backend cannot open the device (see above)"
     exit 1
 fi
 
 # ------------------------------------------------------------------ correctness
 
+RUN_CHECKS=${CHECKS:-1}
 CHECKS=$OUTDIR/checks.md
 echo "| check | result | detail |" > "$CHECKS"
 echo "|---|---|---|" >> "$CHECKS"
 check() { echo "| $1 | $2 | $3 |" >> "$CHECKS"; say "check $1: $2 $3"; }
 
+# The workspace cuda-workspace computes for one strategy ("0" when it fails): plan_ws det|any NET BATCH STRATEGY
+plan_ws() {
+    local det=$1 net=$2 batch=$3 st=$4 out
+    if [ "$det" = det ]; then
+        out=$(bounded 60 "$BIN/cuda-workspace" --deterministic "$net" "$batch" - "$st")
+    else
+        out=$(bounded 60 "$BIN/cuda-workspace" "$net" "$batch" - "$st")
+    fi
+    echo "${out##* }" | grep -E '^[0-9]+$' || echo 0
+}
+
 # JSON field of a file (empty when missing).
 field() { "$PY" -c 'import json,sys; d=json.load(open(sys.argv[1])); v=d.get(sys.argv[2]); print("" if v is None else v)' "$1" "$2" 2>/dev/null; }
 
-if [ -x "$BIN/test_cuda" ]; then
+if [ "$RUN_CHECKS" = 0 ]; then
+    say "CHECKS=0: correctness checks skipped"
+elif [ -x "$BIN/test_cuda" ]; then
     say "test_cuda (device tests: CUDA vs CPU gradients 1e-4, row vs column on the device 1e-5, peak = prediction)"
     LRCNN_TEST_DEVICE_ONLY=1 bounded 150 "$BIN/test_cuda" > "$OUTDIR/test_cuda.log" 2>&1
     rc=$?
@@ -146,11 +161,12 @@ else
 fi
 
 # Row vs column on the device (deterministic, fp32) through lrcnn-validate, with the planned workspace.
-for cfg in "tiny-vgg 2ps" "tiny-resnet overl-h" "tiny-mix row" "tiny-resnet 2ps-h"; do
-    set -- $cfg
-    ws=$(bounded 60 "$BIN/cuda-workspace" "$1" "$2" 8 --deterministic) || ws=0
+[ "$RUN_CHECKS" = 0 ] && CHECK_CFGS="" || CHECK_CFGS="tiny-vgg:2ps tiny-resnet:overl-h tiny-mix:row tiny-resnet:2ps-h"
+for cfg in $CHECK_CFGS; do
+    set -- ${cfg/:/ }
     f=$OUTDIR/runs/check-$1-$2.json
-    bounded 60 "$BIN/lrcnn-validate" --net "$1" --strategy "$2" --rows 3 --backend cuda --deterministic \
+    ws=$(plan_ws det "$1" 8 "$2")
+    bounded 60 "$BIN/lrcnn-validate" --net "$1" --strategy "$2" --backend cuda --deterministic \
         --check-grads --steps 1 --workspace "$ws" --json --quiet > "$f" 2> "${f%.json}.err"
     e=$(field "$f" grad_max_rel_err)
     ok=$("$PY" -c "import sys; print('PASS' if sys.argv[1] and float(sys.argv[1]) <= 1e-5 else 'FAIL')" "$e")
@@ -158,10 +174,10 @@ for cfg in "tiny-vgg 2ps" "tiny-resnet overl-h" "tiny-mix row" "tiny-resnet 2ps-
 done
 
 # The same schedule on both backends: the same first loss (1e-4).
-for net in tiny-vgg tiny-mix; do
-    ws=$(bounded 60 "$BIN/cuda-workspace" "$net" 2ps 8 --deterministic) || ws=0
+for net in $([ "$RUN_CHECKS" = 0 ] || echo tiny-vgg tiny-mix); do
+    ws=$(plan_ws det "$net" 8 2ps)
     for be in cpu cuda; do
-        bounded 60 "$BIN/lrcnn-validate" --net $net --strategy 2ps --rows 3 --backend $be --deterministic \
+        bounded 60 "$BIN/lrcnn-validate" --net $net --strategy 2ps --backend $be --deterministic \
             --steps 2 --no-column --workspace "$ws" --json --quiet > "$OUTDIR/runs/loss-$net-$be.json" 2> "$OUTDIR/runs/loss-$net-$be.err"
     done
     lc=$(field "$OUTDIR/runs/loss-$net-cpu.json" loss)
@@ -171,17 +187,21 @@ for net in tiny-vgg tiny-mix; do
 done
 
 # Fashion-MNIST: tiny-vgg 2ps trained one short epoch on each backend from the same seed.
-if [ -d "$DEPS/fashion-mnist" ]; then
+if [ "$RUN_CHECKS" = 0 ]; then
+    :
+elif [ -d "$DEPS/fashion-mnist" ]; then
     for be in cuda cpu; do
-        bounded 120 "$BIN/lrcnn-validate" --net tiny-vgg --strategy 2ps --rows 3 --backend $be --batch 32 \
+        bounded 120 "$BIN/lrcnn-validate" --net tiny-vgg --strategy 2ps --backend $be --batch 32 \
             --lr 0.02 --data fashion-mnist --data-dir "$DEPS/fashion-mnist" --epochs 1 --train-limit 3200 \
-            --test-limit 2000 --no-column --workspace "$(bounded 30 "$BIN/cuda-workspace" tiny-vgg 2ps 32 || echo 0)" \
+            --test-limit 2000 --no-column --workspace "$(plan_ws any tiny-vgg 32 2ps)" \
             --json --quiet > "$OUTDIR/runs/fmnist-$be.json" 2> "$OUTDIR/runs/fmnist-$be.err"
     done
     ag=$(field "$OUTDIR/runs/fmnist-cuda.json" test_accuracy)
     ac=$(field "$OUTDIR/runs/fmnist-cpu.json" test_accuracy)
-    ok=$("$PY" -c "import sys; a,b=sys.argv[1:3]; print('PASS' if a and b and abs(float(a)-float(b)) <= 1.0 else 'FAIL')" "$ag" "$ac")
-    check "Fashion-MNIST tiny-vgg 2ps, 1 epoch of 3200 images: test accuracy CUDA vs CPU (1 point)" "$ok" \
+    # training is chaotic (tests/test_validate.c): rounding-level differences grow, so the two runs
+    # agree on how far they got, not step by step
+    ok=$("$PY" -c "import sys; a,b=sys.argv[1:3]; print('PASS' if a and b and abs(float(a)-float(b)) <= 3.0 else 'FAIL')" "$ag" "$ac")
+    check "Fashion-MNIST tiny-vgg 2ps, 1 epoch of 3200 images: test accuracy CUDA vs CPU (3 points)" "$ok" \
         "cuda=${ag}% ($(field "$OUTDIR/runs/fmnist-cuda.json" train_seconds) s) cpu=${ac}% ($(field "$OUTDIR/runs/fmnist-cpu.json" train_seconds) s)"
 else
     check "Fashion-MNIST training" "SKIPPED" "bench/deps/fashion-mnist absent (prepare_deps.sh copies it)"
@@ -194,11 +214,9 @@ fi
 smi_start() { nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits -lms 50 > "$1" 2>/dev/null & SMI=$!; }
 smi_stop() { kill "$SMI" 2>/dev/null; wait "$SMI" 2>/dev/null; }
 
-run_lrcnn() { # net input batch strategy
-    local net=$1 in=$2 batch=$3 st=$4 tag=$1-$2-b$3-$4
+run_lrcnn() { # net input batch strategy workspace
+    local net=$1 in=$2 batch=$3 st=$4 ws=$5 tag=$1-$2-b$3-$4
     local f=$OUTDIR/runs/$tag.json
-    local ws
-    ws=$(bounded 90 "$BIN/cuda-workspace" "$net" "$st" "$batch" "${in}x${in}" 2> "$OUTDIR/runs/$tag.ws.err") || ws=0
     smi_start "$OUTDIR/runs/$tag.smi"
     bounded 150 "$BIN/lrcnn-validate" --net "$net" --input "${in}x${in}" --batch "$batch" --strategy "$st" \
         --backend cuda --data synthetic --steps 5 --no-column --workspace "$ws" --json --quiet \
@@ -217,13 +235,18 @@ run_torch() { # net input batch
 }
 
 STRATEGIES="column checkpoint 2ps overl 2ps-h overl-h"
-CONFIGS="vgg16:224:64 resnet50:224:64 vgg16:2048:2 vgg16:224:256 resnet50:224:256"
+CONFIGS=${CONFIGS:-vgg16:224:64 resnet50:224:64 vgg16:2048:2 vgg16:224:256 resnet50:224:256}
 [ "${QUICK:-0}" = 1 ] && CONFIGS="vgg16:224:64 resnet50:224:64"
 for cfg in $CONFIGS; do
     IFS=: read -r net in batch <<< "$cfg"
+    # one context for the whole configuration's workspaces: "strategy bytes" lines
+    # shellcheck disable=SC2086
+    bounded 120 "$BIN/cuda-workspace" "$net" "$batch" "${in}x${in}" $STRATEGIES \
+        > "$OUTDIR/runs/$net-$in-b$batch.ws" 2> "$OUTDIR/runs/$net-$in-b$batch.ws.err"
     for st in $STRATEGIES; do
         [ "$(left)" -gt 30 ] || break 2
-        run_lrcnn "$net" "$in" "$batch" "$st"
+        w=$(awk -v s="$st" '$1 == s { print $2 }' "$OUTDIR/runs/$net-$in-b$batch.ws")
+        run_lrcnn "$net" "$in" "$batch" "$st" "${w:-0}"
     done
     [ "$(left)" -gt 60 ] && run_torch "$net" "$in" "$batch"
 done

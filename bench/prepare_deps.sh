@@ -4,7 +4,7 @@
 # the GPU machine image (Ubuntu 24.04, CUDA 13.0, no json-c/cmocka/dataset) lacks:
 #
 #   bench/deps/libjson-c.a, include/json-c/   json-c, linked statically into lrcnn-validate
-#   bench/deps/libcmocka.so.0, include/        cmocka, for build-gpu/tests/test_cuda (rpath)
+#   bench/deps/libcmocka.so.0, include/        cmocka, for build/gpu/bin/test_cuda (rpath)
 #   bench/deps/fashion-mnist/*.gz              the Fashion-MNIST idx files (30 MB)
 #
 # glibc here (2.36) is older than there (2.39), so these libraries link and load there.

@@ -73,26 +73,28 @@ static lr_status on_bn(void *ctx, const char *flag, const char *v)
     return lr_fail(LR_ERR_USAGE, "%s: expected exact or stripe, got '%s'", flag, v);
 }
 
+/* "all" is every fixed strategy; auto is asked for by name only (it searches, they do not). */
 static lr_status on_strategy(void *ctx, const char *flag, const char *v)
 {
     sim_options *o = ctx;
-    if (strcmp(v, "all") == 0) {
-        o->strategies = (1u << STRAT_COUNT) - 1;
-        return LR_OK;
-    }
     char buf[256];
     if (strlen(v) >= sizeof buf)
         return lr_fail(LR_ERR_USAGE, "%s: value too long", flag);
     strcpy(buf, v);
     for (char *save, *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
         plan_strategy st = plan_strategy_from_name(tok);
-        if (st == STRAT_COUNT)
+        if (strcmp(tok, "all") == 0)
+            o->strategies = (1u << STRAT_COUNT) - 1;
+        else if (strcmp(tok, "auto") == 0)
+            o->auto_plan = true;
+        else if (st == STRAT_COUNT)
             return lr_fail(LR_ERR_USAGE,
-                           "%s: unknown strategy '%s' (column, checkpoint, row, 2ps, overl, 2ps-h, overl-h, all)",
+                           "%s: unknown strategy '%s' (column, checkpoint, row, 2ps, overl, 2ps-h, overl-h, all, auto)",
                            flag, tok);
-        o->strategies |= 1u << st;
+        else
+            o->strategies |= 1u << st;
     }
-    if (!o->strategies)
+    if (!o->strategies && !o->auto_plan)
         return lr_fail(LR_ERR_USAGE, "%s: no strategy given", flag);
     return LR_OK;
 }
@@ -251,13 +253,56 @@ static lr_status on_gpu_mem(void *ctx, const char *flag, const char *v)
     return LR_OK;
 }
 
+static lr_status on_max_overhead(void *ctx, const char *flag, const char *v)
+{
+    return args_double(flag, v, 1.0, 1e6, &((sim_options *)ctx)->areq.max_overhead);
+}
+
+static lr_status on_budget(void *ctx, const char *flag, const char *v)
+{
+    sim_options *o = ctx;
+    LR_TRY(args_size(flag, v, &o->areq.budget_bytes));
+    if (o->areq.budget_bytes <= 0)
+        return lr_fail(LR_ERR_USAGE, "%s: expected a positive size, got '%s'", flag, v);
+    return LR_OK;
+}
+
+/* A card from the table, or a size. */
+static lr_status on_fit(void *ctx, const char *flag, const char *v)
+{
+    sim_options *o = ctx;
+    o->fit_gpu = fit_gpu_find(v);
+    if (o->fit_gpu) {
+        o->fit_bytes = o->fit_gpu->bytes;
+        return LR_OK;
+    }
+    if (args_size(flag, v, &o->fit_bytes) != LR_OK || o->fit_bytes <= 0) {
+        char names[512] = "";
+        for (const fit_gpu *g = fit_gpus; g->name; g++)
+            snprintf(names + strlen(names), sizeof names - strlen(names), "%s%s",
+                     g == fit_gpus ? "" : ", ", g->name);
+        return lr_fail(LR_ERR_USAGE, "%s: expected a size (e.g. 24GiB) or a card (%s), got '%s'",
+                       flag, names, v);
+    }
+    return LR_OK;
+}
+
+static lr_status on_reserve(void *ctx, const char *flag, const char *v)
+{
+    sim_options *o = ctx;
+    o->reserve_given = true;
+    return args_size(flag, v, &o->reserve_bytes);
+}
+
 const args_flag sim_flags[] = {
     {"--net", "NAME|FILE", on_net, "network from the zoo or a .json file (required)"},
     {"--batch", "N", on_batch, "images per step (default 1)"},
     {"--input", "HxW", on_input, "input height x width (default: the network's)"},
     {"--dtype", "T", on_dtype, "fp32 | fp16 | bf16 (default fp32)"},
     {"--optimizer", "O", on_optimizer, "sgd | momentum | adam (default momentum)"},
-    {"--strategy", "S[,S]", on_strategy, "strategies to plan (default all)"},
+    {"--strategy", "S[,S]", on_strategy, "strategies to plan (default all; auto only by name)"},
+    {"--max-overhead", "X", on_max_overhead, "auto: lowest peak with compute <= X x column (default 1.5)"},
+    {"--budget", "SIZE", on_budget, "auto: least compute with peak <= SIZE, e.g. 8GiB"},
     {"--rows", "N", on_rows, "row partitions (first stage for hybrids; default: lowest peak)"},
     {"--region", "LAYER", on_region, "last layer of the row region (default: last row-wise layer)"},
     {"--bn", "MODE", on_bn, "BatchNorm in row regions: exact (default) or stripe (approximate)"},
@@ -275,6 +320,8 @@ const args_flag sim_flags[] = {
     {"--report", "DIR", on_report, "plots (PNG, SVG, gnuplot scripts, CSV) and report.md in DIR"},
     {"--graph", "FILE", on_graph, "row-dependency graph of the first row strategy (.dot, .svg, .png)"},
     {"--gpu-mem", "SIZE", on_gpu_mem, "GPU memory for the report's batch plot, e.g. 16GiB"},
+    {"--fit", "SIZE|GPU", on_fit, "largest batch and square input within SIZE or a card (h100-80gb...)"},
+    {"--reserve", "SIZE", on_reserve, "--fit: kept for CUDA context and allocator (default 1GiB)"},
     {"--help", NULL, on_help, "this text"},
     {"--version", NULL, on_version, "print the version"},
     {NULL, NULL, NULL, NULL},
@@ -289,11 +336,146 @@ void sim_options_init(sim_options *o)
     o->cfg.bn = BN_EXACT;
     o->allocator = ALLOC_EXACT;
     o->format = "table";
+    o->reserve_bytes = FIT_DEFAULT_RESERVE_BYTES;
 }
 
 void sim_options_free(sim_options *o)
 {
     (void)o;
+}
+
+/* ------------------------------------------------------------------ auto and --fit */
+
+/* What auto and --fit add to a run (heap: the fit rows and auto's result are large). */
+typedef struct {
+    bool has_auto;
+    auto_result ar;
+    analysis_entry ae;   /* auto's plan emitted and replayed like the fixed strategies' */
+    int n_fit;
+    summary_fit_row fit[STRAT_COUNT + 1];
+} sim_extras;
+
+/* auto's plan under the BatchNorm mode it was chosen for (not necessarily --bn's). */
+static lr_status auto_schedule(const analysis_t *a, const auto_result *r, plan_t **plan,
+                               sched_t *s)
+{
+    plan_config cfg = a->cfg;
+    cfg.bn = r->best.bn;
+    LR_TRY(plan_build(a->net, &cfg, &r->best.spec, plan));
+    lr_status st = plan_check_emit(*plan);
+    if (st != LR_OK) {
+        plan_free(*plan);
+        return st;
+    }
+    sched_init(s);
+    plan_emit(*plan, s);
+    return LR_OK;
+}
+
+static lr_status run_auto(const sim_options *o, const analysis_t *a, sim_extras *x)
+{
+    auto_request req = o->areq;
+    req.region_end = o->req.region_end;
+    LR_TRY(auto_search(a->net, &a->cfg, &req, &x->ar));
+    analysis_entry *e = &x->ae;
+    memset(e, 0, sizeof *e);
+    e->strategy = x->ar.best.spec.strategy;
+    e->choice.spec = x->ar.best.spec;
+    e->choice.cost = x->ar.best.cost;
+    e->choice.rows_chosen = true;
+    e->approximate = x->ar.best.approximate;
+    plan_t *plan;
+    sched_t s;
+    LR_TRY(auto_schedule(a, &x->ar, &plan, &s));
+    e->n_steps = s.n_steps;
+    lr_status r = sim_replay(&s, ALLOC_EXACT, &e->exact);
+    if (r == LR_OK)
+        r = a->allocator == ALLOC_EXACT ? (e->modelled = e->exact, LR_OK)
+                                        : sim_replay(&s, a->allocator, &e->modelled);
+    sched_free(&s);
+    plan_free(plan);
+    x->has_auto = r == LR_OK;
+    return r;
+}
+
+/* Every selected strategy, starting from its plan at --batch. */
+static lr_status run_fit(const sim_options *o, const analysis_t *a, sim_extras *x)
+{
+    fit_target t[STRAT_COUNT + 1];
+    memset(t, 0, sizeof t);
+    int n = 0;
+    for (int i = 0; i < a->n; i++, n++) {
+        t[n].strategy = a->e[i].strategy;
+        t[n].req = o->req;
+        t[n].hint = a->e[i].choice.spec, t[n].hint_bn = o->cfg.bn, t[n].has_hint = true;
+        x->fit[n].strategy = plan_strategy_name(a->e[i].strategy);
+    }
+    if (x->has_auto) {
+        t[n].strategy = STRAT_COUNT;
+        t[n].areq = o->areq;
+        t[n].areq.region_end = o->req.region_end;
+        t[n].hint = x->ar.best.spec, t[n].hint_bn = x->ar.best.bn, t[n].has_hint = true;
+        x->fit[n++].strategy = "auto";
+    }
+    fit_result r[STRAT_COUNT + 1];
+    LR_TRY(fit_run_all(a->net, &o->cfg, t, n, o->fit_bytes - o->reserve_bytes, r));
+    for (int k = 0; k < n; k++)
+        x->fit[k].r = r[k];
+    x->n_fit = n;
+    return LR_OK;
+}
+
+static void print_extras(FILE *f, const sim_options *o, const analysis_t *a, const sim_extras *x)
+{
+    if (x->has_auto)
+        summary_print_auto(f, a, &x->ae, &x->ar);
+    if (o->fit_bytes)
+        summary_print_fit(f, o->fit_gpu, o->fit_bytes, o->reserve_bytes, x->fit, x->n_fit);
+}
+
+static void json_extras(json_object *root, const sim_options *o, const analysis_t *a,
+                        const sim_extras *x)
+{
+    json_object *arr;
+    if (x->has_auto && json_object_object_get_ex(root, "strategies", &arr))
+        json_object_array_add(arr, summary_auto_json(a, &x->ae, &x->ar));
+    if (o->fit_bytes) {
+        json_object_object_add(root, "fit", summary_fit_json(x->fit, x->n_fit));
+        json_object_object_add(root, "fit_device",
+                               summary_fit_device_json(o->fit_gpu, o->fit_bytes, o->reserve_bytes));
+    }
+}
+
+/* The closed form matches the replay for auto's plan too. */
+static void check_auto_agreement(FILE *err, const sim_extras *x)
+{
+    const analysis_entry *e = &x->ae;
+    if (x->has_auto && e->exact.peak_bytes != e->choice.cost.peak_bytes)
+        fprintf(err, "lrcnn-sim: warning: auto: closed-form peak %" PRId64 " differs from the replay %" PRId64 " by %" PRId64 " bytes\n",
+                e->choice.cost.peak_bytes, e->exact.peak_bytes, e->exact.peak_bytes - e->choice.cost.peak_bytes);
+}
+
+/* auto's timeline and trace, next to the fixed strategies' (FILE-auto.csv when there are). */
+static lr_status write_auto_schedule(const sim_options *o, const analysis_t *a, const sim_extras *x)
+{
+    if (!x->has_auto || (!o->timeline && !o->trace))
+        return LR_OK;
+    plan_t *plan;
+    sched_t s;
+    LR_TRY(auto_schedule(a, &x->ar, &plan, &s));
+    char path[1200];
+    lr_status r = LR_OK;
+    if (o->timeline) {
+        sim_cli_strategy_path(o->timeline, "auto", a->n > 0, path, sizeof path);
+        r = sim_write_timeline_csv(&s, a->net, o->allocator, path);
+    }
+    if (r == LR_OK && o->trace) {
+        sim_cli_strategy_path(o->trace, "auto", a->n > 0, path, sizeof path);
+        r = sim_write_trace(&s, a->net, o->allocator, path);
+    }
+    sched_free(&s);
+    plan_free(plan);
+    return r;
 }
 
 /* ------------------------------------------------------------------ outputs */
@@ -360,9 +542,11 @@ static void print_header(FILE *f, const sim_options *o, const net_t *net, const 
             summary_bytes(a->column_peak, b, sizeof b));
 }
 
-static lr_status print_json(FILE *f, const net_t *net, const sim_options *o, const analysis_t *a)
+static lr_status print_json(FILE *f, const net_t *net, const sim_options *o, const analysis_t *a,
+                            const sim_extras *x)
 {
     json_object *root = summary_json(net, &o->cfg, a);
+    json_extras(root, o, a, x);
     fprintf(f, "%s\n", json_object_to_json_string_ext(root, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE));
     json_object_put(root);
     return LR_OK;
@@ -515,33 +699,68 @@ static lr_status run_main(FILE *f, sim_options *o, const net_t *net)
     if (o->n_rows_sweep || o->n_batch_sweep)
         return run_sweep(f, net, o);
     analysis_t *a = malloc(sizeof *a);
-    if (!a)
+    sim_extras *x = calloc(1, sizeof *x);
+    if (!a || !x) {
+        free(a), free(x);
         return lr_fail(LR_ERR_NOMEM, "out of memory");
+    }
     lr_status s = analysis_run(net, &o->cfg, &o->req, o->strategies, o->allocator, a);
+    if (s == LR_OK && o->auto_plan)
+        s = run_auto(o, a, x);
+    if (s == LR_OK && o->fit_bytes)
+        s = run_fit(o, a, x);
     if (s == LR_OK) {
         check_agreement(stderr, a);
+        check_auto_agreement(stderr, x);
         if (o->json)
-            s = print_json(f, net, o, a);
+            s = print_json(f, net, o, a, x);
         else {
             print_header(f, o, net, a);
             if (o->layers) {
                 summary_print_layers(f, net, &o->cfg);
                 fputc('\n', f);
             }
-            summary_print_strategies(f, a);
+            if (a->n > 0) /* none when only auto was asked for */
+                summary_print_strategies(f, a);
+            print_extras(f, o, a, x);
         }
     }
     if (s == LR_OK)
         s = write_schedules(o, a);
     if (s == LR_OK)
+        s = write_auto_schedule(o, a, x);
+    if (s == LR_OK)
         s = write_extras(o, a);
-    free(a);
+    free(a), free(x);
     return s;
+}
+
+/* auto's and --fit's flags make sense only together with them. */
+static lr_status check_auto_and_fit(const sim_options *o)
+{
+    if ((o->areq.max_overhead > 0 || o->areq.budget_bytes > 0) && !o->auto_plan)
+        return lr_fail(LR_ERR_USAGE, "%s: only --strategy auto uses it (e.g. --strategy auto or column,auto)",
+                       o->areq.budget_bytes > 0 ? "--budget" : "--max-overhead");
+    if (o->reserve_given && !o->fit_bytes)
+        return lr_fail(LR_ERR_USAGE, "--reserve: only --fit uses it");
+    if (o->fit_bytes && o->fit_bytes - o->reserve_bytes <= 0)
+        return lr_fail(LR_ERR_USAGE, "--reserve: %" PRId64 " bytes leave nothing of --fit's %" PRId64,
+                       o->reserve_bytes, o->fit_bytes);
+    if (o->fit_bytes && o->fit_bytes - o->reserve_bytes >= FIT_MAX_BUDGET_BYTES)
+        return lr_fail(LR_ERR_USAGE, "--fit: at most 1 PiB");
+    bool extra = o->auto_plan || o->fit_bytes;
+    if (extra && o->pytorch)
+        return lr_fail(LR_ERR_USAGE, "%s: plans lrcnn's own schedules, not --framework pytorch",
+                       o->auto_plan ? "--strategy auto" : "--fit");
+    if (extra && (o->n_rows_sweep || o->n_batch_sweep))
+        return lr_fail(LR_ERR_USAGE, "--sweep cannot be combined with %s", o->auto_plan ? "--strategy auto" : "--fit");
+    return LR_OK;
 }
 
 lr_status sim_cli_run(sim_options *o)
 {
-    if (!o->strategies)
+    LR_TRY(check_auto_and_fit(o));
+    if (!o->strategies && !o->auto_plan)
         o->strategies = o->pytorch ? (1u << STRAT_COLUMN) | (1u << STRAT_CHECKPOINT)
                                    : (1u << STRAT_COUNT) - 1;
     if (o->graph && !(o->strategies & ((1u << STRAT_COUNT) - (1u << STRAT_ROW))))

@@ -45,14 +45,16 @@
  *     so they are atomic-free and bit-identical to the CPU's summation order.
  *   - BatchNorm: the split statistics of exec.h (stripe/global statistics, STATS_ACC sums in
  *     double, FINALIZE, PARTIAL reduction terms, GSTATS_ACC) have no cuDNN equivalent. Channel
- *     reductions run one block per channel with a fixed-shape tree in double: deterministic.
+ *     reductions sum fixed slices of a channel with a fixed tree in double, then the slices in
+ *     order: deterministic.
  *   - relu, add, concat, upsample, dropout (the CPU's mask function), softmax cross-entropy,
  *     optimizers, bias terms: all accumulate (+=) into gradients as the CPU does.
  * cuBLAS computes fully connected layers (row-major (N, in) x (out, in)^T as column-major
  * products, see run_fc).
  *
  * Memory: the arena is one cudaMalloc (exec.c plans it); out of memory there is an error that
- * says what was needed and what was free. Device memory in use is sampled (cudaMemGetInfo) at
+ * says what was needed and what was free. Off the books, made with the context and so part of
+ * the baseline: 2 MiB of channel-reduction partial sums, and cuBLAS's own workspace. Device memory in use is sampled (cudaMemGetInfo) at
  * every allocation, at the first call of every convolution geometry (when cuDNN builds plans and
  * loads modules), around fully connected steps, at uploads (a training step's start) and at sync
  * (its end): the device-level peak minus the baseline after context creation is what the
@@ -293,10 +295,22 @@ typedef struct {
     int n, c, r, x;
 } dpos;
 
-/* Element i of rows [lo, lo + R) of every (n, c) plane of a C-channel, W-wide map. */
+/* Element i of rows [lo, lo + R) of every (n, c) plane of a C-channel, W-wide map. 32-bit
+ * divisions when the index fits (64-bit ones cost several times more, and elementwise kernels are
+ * otherwise bound by memory). */
 __host__ __device__ static inline dpos pos_of(int64_t i, int C, int R, int W, int lo)
 {
     dpos p;
+    if (i <= (int64_t)UINT32_MAX) {
+        uint32_t u = (uint32_t)i;
+        p.x = (int)(u % (uint32_t)W);
+        u /= (uint32_t)W;
+        p.r = lo + (int)(u % (uint32_t)R);
+        u /= (uint32_t)R;
+        p.c = (int)(u % (uint32_t)C);
+        p.n = (int)(u / (uint32_t)C);
+        return p;
+    }
     p.x = (int)(i % W);
     int64_t t = i / W;
     p.r = lo + (int)(t % R);
@@ -790,7 +804,8 @@ struct red_terms {
     __host__ __device__ void add(int c, int64_t e, double *s0, double *s1) const
     {
         const dview &v = kind == RED_X_XX ? x : dy;
-        int xx = (int)(e % v.w), r = lo + (int)((e / v.w) % R), n = (int)(e / v.w / R);
+        dpos p = pos_of(e, 1, R, v.w, lo); /* channel fixed: a one-channel map */
+        int xx = p.x, r = p.r, n = p.n;
         if (kind == RED_X_XX) {
             float a = x.p[dv_idx(x, n, c, r, xx)];
             *s0 += a;
@@ -821,14 +836,20 @@ struct red_out {
     }
 };
 
-/* One block per channel, partial sums in double combined by a fixed tree: deterministic. */
-__global__ void k_channel_reduce(red_terms t, red_out o)
+/* Channel reductions in two deterministic passes: block (s, c) sums slice s of channel c0 + c
+ * (a fixed range of its elements, a fixed tree over the block) into part[(c * slices + s) * 2];
+ * then k_channel_combine adds a channel's slices in order. Splitting channels into slices keeps
+ * every SM busy when a map is large and the channels few (ResNet's first BatchNorm: 64 channels
+ * of 3.2 M elements at batch 256); the result depends only on the geometry, never on timing. */
+__global__ void k_channel_partial(red_terms t, int c0, int slices, double *part)
 {
     __shared__ double sh0[BLOCK], sh1[BLOCK];
-    int c = blockIdx.x;
+    int c = blockIdx.y, s = blockIdx.x;
+    int64_t per = t.per_channel(), chunk = CEIL_DIV(per, slices);
+    int64_t end = (s + 1) * chunk < per ? (s + 1) * chunk : per;
     double s0 = 0.0, s1 = 0.0;
-    for (int64_t e = threadIdx.x; e < t.per_channel(); e += BLOCK)
-        t.add(c, e, &s0, &s1);
+    for (int64_t e = s * chunk + threadIdx.x; e < end; e += BLOCK)
+        t.add(c0 + c, e, &s0, &s1);
     sh0[threadIdx.x] = s0;
     sh1[threadIdx.x] = s1;
     __syncthreads();
@@ -839,9 +860,26 @@ __global__ void k_channel_reduce(red_terms t, red_out o)
         }
         __syncthreads();
     }
-    if (threadIdx.x == 0)
-        o.store(c, sh0[0], sh1[0]);
+    if (threadIdx.x == 0) {
+        part[((int64_t)c * slices + s) * 2] = sh0[0];
+        part[((int64_t)c * slices + s) * 2 + 1] = sh1[0];
+    }
 }
+
+struct k_channel_combine {
+    const double *part;
+    red_out o;
+    int c0, slices;
+    __host__ __device__ void operator()(int64_t i) const
+    {
+        double s0 = 0.0, s1 = 0.0;
+        for (int s = 0; s < slices; s++) {
+            s0 += part[(i * slices + s) * 2];
+            s1 += part[(i * slices + s) * 2 + 1];
+        }
+        o.store(c0 + (int)i, s0, s1);
+    }
+};
 
 /* One block: the mean cross-entropy of the batch into *loss. */
 __global__ void k_xent_fwd(const float *logits, const int32_t *labels, int n, int k, float *loss)
@@ -877,10 +915,15 @@ typedef struct {
 
 typedef struct {
     conv_key key;
-    bool used, ran; /* ran: cuDNN has executed it once (plans built, modules loaded) */
+    bool used, ran;  /* ran: cuDNN has executed it once (plans built, modules loaded) */
+    uint32_t tried;  /* algorithms cuDNN turned down at execution (bit per algorithm enum) */
     int algo;
     int64_t ws_bytes;
 } algo_entry;
+
+/* Channel reductions' scratch: a fixed allocation made with the context (so part of the baseline,
+ * like cuBLAS's workspace), 2 MiB. */
+enum { RED_MAX_CHANNELS = 4096, RED_MAX_SLICES = 32 };
 
 /* host: the emulated backend (cuda_backend_create_emulated): host memory, functors in host loops,
  * reference loops for cuDNN and cuBLAS; no stream, no handles. */
@@ -894,8 +937,9 @@ typedef struct {
     cudnnConvolutionDescriptor_t cd;
     algo_entry *cache;
     int cache_n, cache_cap;
+    double *red_part; /* RED_MAX_CHANNELS x RED_MAX_SLICES x 2 partial sums (k_channel_partial) */
     int64_t ws_cap;
-    int64_t total_bytes, baseline_used, peak_used;
+    int64_t baseline_used, peak_used; /* device memory in use (total - free), cudaMemGetInfo */
 } cuda_ctx;
 
 static lr_status sample_memory(cuda_ctx *c)
@@ -905,7 +949,6 @@ static lr_status sample_memory(cuda_ctx *c)
     size_t free_b, total_b;
     CUDA_CHECK(cudaMemGetInfo(&free_b, &total_b));
     int64_t used = (int64_t)total_b - (int64_t)free_b;
-    c->total_bytes = (int64_t)total_b;
     if (used > c->peak_used)
         c->peak_used = used;
     return LR_OK;
@@ -1187,6 +1230,20 @@ static lr_status launch_adaptive_bwd(cuda_ctx *c, dview dy, dview dx)
     return run_each(c, op, rows_total(dx, dx.c, dx.h));
 }
 
+/* k_channel_partial's slices, each summed in order (the emulated backend). */
+static void host_channel_partial(const red_terms &t, int c0, int nc, int slices, double *part)
+{
+    int64_t per = t.per_channel(), chunk = CEIL_DIV(per, slices);
+    for (int c = 0; c < nc; c++)
+        for (int s = 0; s < slices; s++) {
+            double s0 = 0.0, s1 = 0.0;
+            for (int64_t e = s * chunk; e < (s + 1) * chunk && e < per; e++)
+                t.add(c0 + c, e, &s0, &s1);
+            part[((int64_t)c * slices + s) * 2] = s0;
+            part[((int64_t)c * slices + s) * 2 + 1] = s1;
+        }
+}
+
 static lr_status launch_channel_reduce(cuda_ctx *c, int kind, dview x, dview dy,
                                        const float *stats, int lo, int hi, red_out o)
 {
@@ -1199,17 +1256,20 @@ static lr_status launch_channel_reduce(cuda_ctx *c, int kind, dview x, dview dy,
         check_rows(x, lo, hi);
     }
     red_terms t = {kind, x, dy, stats, lo, hi - lo + 1};
-    if (c->host) {
-        for (int ch = 0; ch < v.c; ch++) {
-            double s0 = 0.0, s1 = 0.0;
-            for (int64_t e = 0; e < t.per_channel(); e++)
-                t.add(ch, e, &s0, &s1);
-            o.store(ch, s0, s1);
+    /* about 16 elements per thread and slice, at most RED_MAX_SLICES slices */
+    int64_t want = t.per_channel() / (16 * BLOCK);
+    int slices = want < 1 ? 1 : want > RED_MAX_SLICES ? RED_MAX_SLICES : (int)want;
+    for (int c0 = 0; c0 < v.c; c0 += RED_MAX_CHANNELS) {
+        int nc = v.c - c0 < RED_MAX_CHANNELS ? v.c - c0 : RED_MAX_CHANNELS;
+        if (c->host) {
+            host_channel_partial(t, c0, nc, slices, c->red_part);
+        } else {
+            k_channel_partial<<<dim3(slices, nc), BLOCK, 0, c->stream>>>(t, c0, slices, c->red_part);
+            LAUNCH_CHECK();
         }
-        return LR_OK;
+        k_channel_combine op = {c->red_part, o, c0, slices};
+        LR_TRY(run_each(c, op, nc));
     }
-    k_channel_reduce<<<v.c, BLOCK, 0, c->stream>>>(t, o);
-    LAUNCH_CHECK();
     return LR_OK;
 }
 
@@ -1596,7 +1656,7 @@ static lr_status choose_algo(cuda_ctx *c, const conv_key *k, algo_entry *e)
     LR_TRY(candidates(c, k, cand, &n));
     for (int i = 0; i < n; i++) {
         int64_t ws;
-        if (cand[i].status != CUDNN_STATUS_SUCCESS)
+        if (cand[i].status != CUDNN_STATUS_SUCCESS || (e->tried >> cand[i].algo & 1u))
             continue;
         if (k->det && cand[i].determinism != CUDNN_DETERMINISTIC)
             continue;
@@ -1630,52 +1690,83 @@ static lr_status conv_algo(cuda_ctx *c, const conv_key *k, algo_entry **out)
     return LR_OK;
 }
 
-/* cuDNN's three convolutions with alpha 1 on the descriptors conv_algo() set, or their
- * emulated stand-ins. ws: the algorithm's workspace (e->ws_bytes bytes). */
-static lr_status dnn_forward(cuda_ctx *c, const conv_key *k, const algo_entry *e, const float *x,
-                             const float *w, float *y, void *ws)
+/* One convolution call with alpha 1 on the descriptors conv_algo() set: forward (x, w -> out),
+ * backward data (w, dy -> out) or backward filter (x, dy -> out); out = result + beta * out. */
+typedef struct {
+    int dir;
+    const float *x, *w, *dy;
+    float *out;
+    float beta;
+    void *ws; /* the algorithm's workspace (e->ws_bytes bytes) */
+} dnn_args;
+
+static const char *dnn_call_name(int dir)
 {
-    if (c->host) {
-        host_conv_fwd(k, x, w, y, 0.0f);
-        return LR_OK;
-    }
-    const float one = 1.0f, zero = 0.0f;
-    CUDNN_CHECK(cudnnConvolutionForward(c->dnn, &one, c->xd, x, c->wd, w, c->cd,
-                                        (cudnnConvolutionFwdAlgo_t)e->algo,
-                                        e->ws_bytes ? ws : NULL, (size_t)e->ws_bytes, &zero, c->yd,
-                                        y));
-    return LR_OK;
+    return dir == DIR_FWD        ? "cudnnConvolutionForward"
+           : dir == DIR_BWD_DATA ? "cudnnConvolutionBackwardData"
+                                 : "cudnnConvolutionBackwardFilter";
 }
 
-/* dw += the filter gradient (beta 1: weight gradients accumulate over pieces and partitions). */
-static lr_status dnn_backward_filter(cuda_ctx *c, const conv_key *k, const algo_entry *e,
-                                     const float *x, const float *dy, float *dw, void *ws)
+static cudnnStatus_t dnn_call(cuda_ctx *c, const algo_entry *e, const dnn_args *a)
 {
-    if (c->host) {
-        host_conv_bwd_filter(k, x, dy, dw, 1.0f);
-        return LR_OK;
-    }
     const float one = 1.0f;
-    CUDNN_CHECK(cudnnConvolutionBackwardFilter(c->dnn, &one, c->xd, x, c->yd, dy, c->cd,
-                                               (cudnnConvolutionBwdFilterAlgo_t)e->algo,
-                                               e->ws_bytes ? ws : NULL, (size_t)e->ws_bytes, &one,
-                                               c->wd, dw));
-    return LR_OK;
+    void *ws = e->ws_bytes ? a->ws : NULL;
+    size_t n = (size_t)e->ws_bytes;
+    if (a->dir == DIR_FWD)
+        return cudnnConvolutionForward(c->dnn, &one, c->xd, a->x, c->wd, a->w, c->cd,
+                                       (cudnnConvolutionFwdAlgo_t)e->algo, ws, n, &a->beta, c->yd,
+                                       a->out);
+    if (a->dir == DIR_BWD_DATA)
+        return cudnnConvolutionBackwardData(c->dnn, &one, c->wd, a->w, c->yd, a->dy, c->cd,
+                                            (cudnnConvolutionBwdDataAlgo_t)e->algo, ws, n, &a->beta,
+                                            c->xd, a->out);
+    return cudnnConvolutionBackwardFilter(c->dnn, &one, c->xd, a->x, c->yd, a->dy, c->cd,
+                                          (cudnnConvolutionBwdFilterAlgo_t)e->algo, ws, n, &a->beta,
+                                          c->wd, a->out);
 }
 
-static lr_status dnn_backward_data(cuda_ctx *c, const conv_key *k, const algo_entry *e,
-                                   const float *w, const float *dy, float *dx, float beta, void *ws)
+/* Parameters cuDNN rejects before running anything (bad or unsupported for this algorithm). */
+static bool turned_down(cudnnStatus_t s)
+{
+    return CUDNN_STATUS_CATEGORY(s) == CUDNN_STATUS_BAD_PARAM ||
+           CUDNN_STATUS_CATEGORY(s) == CUDNN_STATUS_NOT_SUPPORTED;
+}
+
+/* The first execution of a geometry is where cuDNN builds plans and loads kernels: sample. */
+static lr_status after_call(cuda_ctx *c, algo_entry *e)
+{
+    if (e->ran)
+        return LR_OK;
+    e->ran = true;
+    return sample_memory(c);
+}
+
+/* Runs a call (or its emulation). An algorithm cuDNN turns down at execution although the
+ * workspace query accepted it (a view's alignment, say) is replaced in the cache by the next
+ * usable one, so the step still runs and later calls skip the refusal. */
+static lr_status dnn_run(cuda_ctx *c, const conv_key *k, algo_entry *e, const dnn_args *a)
 {
     if (c->host) {
-        host_conv_bwd_data(k, w, dy, dx, beta);
+        if (a->dir == DIR_FWD)
+            host_conv_fwd(k, a->x, a->w, a->out, a->beta);
+        else if (a->dir == DIR_BWD_DATA)
+            host_conv_bwd_data(k, a->w, a->dy, a->out, a->beta);
+        else
+            host_conv_bwd_filter(k, a->x, a->dy, a->out, a->beta);
         return LR_OK;
     }
-    const float one = 1.0f;
-    CUDNN_CHECK(cudnnConvolutionBackwardData(c->dnn, &one, c->wd, w, c->yd, dy, c->cd,
-                                             (cudnnConvolutionBwdDataAlgo_t)e->algo,
-                                             e->ws_bytes ? ws : NULL, (size_t)e->ws_bytes, &beta,
-                                             c->xd, dx));
-    return LR_OK;
+    cudnnStatus_t s;
+    while ((s = dnn_call(c, e, a)) != CUDNN_STATUS_SUCCESS) {
+        if (!turned_down(s))
+            return check_failed("cuDNN", dnn_call_name(a->dir), __FILE__, __LINE__,
+                                cudnnGetErrorString(s));
+        e->tried |= 1u << e->algo;
+        if (choose_algo(c, k, e) != LR_OK)
+            return lr_fail(LR_ERR_RUNTIME, "%s:%d: %s turned down every algorithm (last: %s): %s",
+                           __FILE__, __LINE__, dnn_call_name(a->dir), cudnnGetErrorString(s),
+                           lr_last_error());
+    }
+    return after_call(c, e);
 }
 
 /* ------------------------------------------------------------------ adapters: convolution */
@@ -1834,15 +1925,6 @@ static lr_status unstage_grad(cuda_ctx *c, const float *stage, const cuda_conv_p
     return launch_move(c, s, 0, dx, 0, dx.c, r0, r1, true);
 }
 
-/* The first execution of a geometry is where cuDNN builds plans and loads kernels: sample. */
-static lr_status after_call(cuda_ctx *c, algo_entry *e)
-{
-    if (e->ran)
-        return LR_OK;
-    e->ran = true;
-    return sample_memory(c);
-}
-
 /* Where the algorithm workspace starts: after the staging region. */
 static char *algo_space(workspace ws, int64_t staging)
 {
@@ -1867,9 +1949,9 @@ static lr_status conv_forward_piece(cuda_ctx *c, const exec_op *op, const conv_i
     k.limit = algo_limit(c, ws.bytes, staging);
     algo_entry *e;
     LR_TRY(conv_algo(c, &k, &e));
-    LR_TRY(dnn_forward(c, &k, e, xp, fptr(op, op->run->param), rows_at(y, p->out_lo),
-                       algo_space(ws, staging)));
-    return after_call(c, e);
+    dnn_args a = {DIR_FWD, xp, fptr(op, op->run->param), NULL, rows_at(y, p->out_lo), 0.0f,
+                  algo_space(ws, staging)};
+    return dnn_run(c, &k, e, &a);
 }
 
 static lr_status conv_filter_piece(cuda_ctx *c, const exec_op *op, const conv_info *ci,
@@ -1889,9 +1971,10 @@ static lr_status conv_filter_piece(cuda_ctx *c, const exec_op *op, const conv_in
     k.limit = algo_limit(c, ws.bytes, staging);
     algo_entry *e;
     LR_TRY(conv_algo(c, &k, &e));
-    LR_TRY(dnn_backward_filter(c, &k, e, xp, rows_at(dy, p->out_lo), fptr(op, op->run->param_grad),
-                               algo_space(ws, staging)));
-    return after_call(c, e);
+    /* beta 1: weight gradients accumulate over pieces and partitions */
+    dnn_args a = {DIR_BWD_FILTER, xp, NULL, rows_at(dy, p->out_lo), fptr(op, op->run->param_grad),
+                  1.0f, algo_space(ws, staging)};
+    return dnn_run(c, &k, e, &a);
 }
 
 /* Runs after conv_filter_piece in stream order, so a staged gradient may reuse the region the
@@ -1910,9 +1993,9 @@ static lr_status conv_data_piece(cuda_ctx *c, const exec_op *op, const conv_info
     algo_entry *e;
     LR_TRY(conv_algo(c, &k, &e));
     /* a view accumulates in place (beta 1); a staged buffer is written, then added to dx */
-    LR_TRY(dnn_backward_data(c, &k, e, fptr(op, op->run->param), rows_at(dy, p->out_lo), dxp,
-                             p->staged ? 0.0f : 1.0f, algo_space(ws, staging)));
-    LR_TRY(after_call(c, e));
+    dnn_args a = {DIR_BWD_DATA, NULL, fptr(op, op->run->param), rows_at(dy, p->out_lo), dxp,
+                  p->staged ? 0.0f : 1.0f, algo_space(ws, staging)};
+    LR_TRY(dnn_run(c, &k, e, &a));
     return p->staged ? unstage_grad(c, dxp, p, dx) : LR_OK;
 }
 
@@ -2388,6 +2471,8 @@ static lr_status ctx_init(cuda_ctx *c)
     CUBLAS_CHECK(cublasSetStream(c->blas, c->stream));
     /* CUBLAS_DEFAULT_MATH never uses TF32 for sgemm: fp32 like the CPU */
     CUBLAS_CHECK(cublasSetMathMode(c->blas, CUBLAS_DEFAULT_MATH));
+    CUDA_CHECK(cudaMalloc((void **)&c->red_part,
+                          sizeof(double) * 2 * RED_MAX_CHANNELS * RED_MAX_SLICES));
     LR_TRY(create_descriptors(c));
     CUDA_CHECK(cudaDeviceSynchronize());
     c->peak_used = 0;
@@ -2430,7 +2515,8 @@ lr_status cuda_backend_create_emulated(const exec_backend **be, void **ctx)
     c->deterministic = true;
     c->host = true;
     c->ws_cap = CUDA_BACKEND_ALGO_WS_CAP;
-    lr_status s = create_descriptors(c);
+    c->red_part = (double *)malloc(sizeof(double) * 2 * RED_MAX_CHANNELS * RED_MAX_SLICES);
+    lr_status s = c->red_part ? create_descriptors(c) : lr_fail(LR_ERR_NOMEM, "out of memory");
     if (s != LR_OK) {
         cuda_backend_destroy(c);
         return s;
@@ -2458,6 +2544,8 @@ void cuda_backend_destroy(void *ctx)
         (void)cublasDestroy(c->blas);
     if (c->dnn)
         (void)cudnnDestroy(c->dnn);
+    if (c->red_part)
+        device_free(c, c->red_part);
     if (c->stream)
         (void)cudaStreamDestroy(c->stream);
     free(c->cache);

@@ -2,6 +2,7 @@
 #include "data.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -71,14 +72,17 @@ static lr_status read_idx(const char *path, uint32_t magic, int dims, uint32_t *
         return lr_fail(LR_ERR_INPUT, "%s: not an idx file of the expected kind (magic 0x%08x)", path, magic);
     }
     size_t want = 1;
+    bool fits = true; /* the product stays below the file size (and so cannot wrap) */
     for (int i = 0; i < dims; i++) {
         shape[i] = be32(buf + 4 + 4 * i);
-        if (shape[i] == 0 || shape[i] > (1u << 24))
-            want = 0;
-        want *= shape[i];
+        fits = fits && shape[i] > 0 && shape[i] <= (1u << 24) && want <= len / shape[i];
+        want = fits ? want * shape[i] : 0;
     }
-    if (want == 0 || len - head != want) {
+    if (!fits || len - head != want) {
         free(buf);
+        if (!fits)
+            return lr_fail(LR_ERR_INPUT, "%s: truncated or inconsistent (%zu data bytes; the header's "
+                                         "dimensions are zero or claim more)", path, len - head);
         return lr_fail(LR_ERR_INPUT, "%s: truncated or inconsistent (%zu data bytes, header says %zu)", path, len - head, want);
     }
     memmove(buf, buf + head, want);

@@ -2,6 +2,7 @@
 #include "validate.h"
 
 #include <json-c/json.h>
+#include <limits.h>
 #include <math.h>
 #include <string.h>
 #include <time.h>
@@ -97,7 +98,24 @@ static lr_status runner_init(runner *r, const net_t *net, const plan_config *cfg
     LR_TRY(strategy_choose(net, cfg, req, &c));
     r->cost = c.cost;
     LR_TRY(plan_build(net, cfg, &c.spec, &r->plan));
+    LR_TRY(plan_check_emit(r->plan));
     plan_emit(r->plan, &r->s);
+#ifdef LRCNN_HAVE_CUDA
+    /* The CUDA backend stages edge stripes and gives cuDNN algorithm workspace from the planned
+     * workspace tensor: size it from this schedule, then plan again with it, so the prediction
+     * includes it. */
+    if (be != &exec_cpu_backend && cfg->workspace_bytes == 0) {
+        plan_config with = *cfg;
+        with.workspace_bytes = cuda_backend_workspace_bytes_ctx(bctx, net, &r->s, cfg->batch);
+        if (with.workspace_bytes > 0) {
+            plan_free(r->plan);
+            r->plan = NULL;
+            LR_TRY(strategy_evaluate(net, &with, &c.spec, &r->cost));
+            LR_TRY(plan_build(net, &with, &c.spec, &r->plan));
+            plan_emit(r->plan, &r->s);
+        }
+    }
+#endif
     LR_TRY(sim_replay(&r->s, ALLOC_EXACT, &r->sim));
     return exec_create(net, r->plan, &r->s, be, bctx, hp, &r->exec);
 }
@@ -183,7 +201,7 @@ static lr_status step_mode(session *ss, const data_set *d, validate_result *r)
     }
     lr_status s = LR_OK;
     for (int k = 0; k < steps && s == LR_OK; k++) {
-        data_gather(d, NULL, k * batch, batch, ss->images, ss->labels);
+        data_gather(d, NULL, (int)((int64_t)k * batch % d->n), batch, ss->images, ss->labels);
         bool check = o->check_grads && k == 0 && ss->has_col;
         float lr_ = 0, lc = 0;
         double t0 = now_ms();
@@ -332,8 +350,9 @@ static lr_status run_session(session *ss, validate_result *r)
     const net_node *in = &ss->net->nodes[0];
     int classes = ss->net->nodes[plan_root(ss->net, ss->net->n_nodes - 2)].c;
     lr_status s;
+    int64_t images = (int64_t)o->cfg.batch * o->steps; /* both up to 2^20 */
     if (o->data && strcmp(o->data, "fashion-mnist") == 0)
-        s = data_load_fashion(o->data_dir, "train", o->cfg.batch * o->steps, &d);
+        s = data_load_fashion(o->data_dir, "train", images < INT_MAX ? (int)images : 0, &d);
     else
         s = data_synthetic(o->cfg.batch * (o->steps < 64 ? o->steps : 64), in->c, in->h, in->w,
                            classes, o->hp.seed + 7, &d);
@@ -369,6 +388,13 @@ lr_status validate_run(const validate_options *o, validate_result *r)
         r->arena_bytes = exec_memory_stats(ss.row.exec)->arena_bytes;
         if (ss.has_col)
             r->column_measured_peak_bytes = exec_memory_stats(ss.col.exec)->counted_peak_bytes;
+#ifdef LRCNN_HAVE_CUDA
+        int64_t base, peak;
+        if (strcmp(o->backend, "cuda") == 0 && cuda_backend_memory(bctx, &base, &peak) == LR_OK) {
+            r->device_baseline_bytes = base;
+            r->device_peak_bytes = peak - base;
+        }
+#endif
     }
     if (!ss.has_col) {
         r->column_loss = r->loss;

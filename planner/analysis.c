@@ -22,6 +22,12 @@ lr_status analysis_schedule(const analysis_t *a, const analysis_entry *e, plan_t
 {
     LR_TRY(plan_build(a->net, &a->cfg, &e->choice.spec, plan));
     sched_init(s);
+    lr_status st = plan_check_emit(*plan);
+    if (st != LR_OK) {
+        plan_free(*plan);
+        *plan = NULL;
+        return st;
+    }
     plan_emit(*plan, s);
     return LR_OK;
 }

@@ -73,6 +73,15 @@ static void add(evaluator *v, int64_t bytes, sched_pass pass, int node, int part
     grow(&v->m, bytes, pass, node, part, v->stage);
 }
 
+/* Each run's FLOPs fit (cost_check_limits), but exact BatchNorm repeats a deep stage's forward
+ * once per BN layer, more often than the check allows for: the sum saturates at INT64_MAX, which
+ * strategy_evaluate reports as an overflow. */
+static void add_flops(evaluator *v, int64_t flops)
+{
+    if (__builtin_add_overflow(v->flops, flops, &v->flops))
+        v->flops = INT64_MAX;
+}
+
 /* ------------------------------------------------------------------ persistent and tail */
 
 static void persistent(evaluator *v, plan_cost *out)
@@ -143,7 +152,7 @@ static void tail_forward(evaluator *v, const tail_readers *t, const bool *held)
         add(v, n->op == OP_SOFTMAX_XENT ? 4 : full_bytes(v, l), PASS_FWD, l, -1);
         if (n->op == OP_BATCHNORM)
             add(v, plan_bn_stats_bytes(net, l), PASS_FWD, l, -1);
-        v->flops += cost_fwd_flops(net, l, v->batch, n->h);
+        add_flops(v, cost_fwd_flops(net, l, v->batch, n->h));
         for (int k = 0; k < n->n_inputs; k++) {
             int u = plan_root(net, n->inputs[k]);
             if (first_occurrence(n, k, u, net) && dies_in_forward(v, t, held, u, l))
@@ -168,7 +177,7 @@ static void tail_backward(evaluator *v, const tail_readers *t, const bool *held,
         }
         if (n->op == OP_BATCHNORM)
             add(v, plan_bn_gred_bytes(net, l), PASS_BWD, l, -1);
-        v->flops += cost_bwd_flops(net, l, v->batch, n->h);
+        add_flops(v, cost_bwd_flops(net, l, v->batch, n->h));
         if (n->op == OP_BATCHNORM)
             shrink(&v->m, plan_bn_gred_bytes(net, l) + plan_bn_stats_bytes(net, l));
         shrink(&v->m, n->op == OP_SOFTMAX_XENT ? 4 : full_bytes(v, l)); /* loss value or dY */
@@ -271,7 +280,7 @@ static void forward_node(evaluator *v, const fwd_pass *f, int l, int j)
                         !rr_empty(rows);
     if (stripe_stats)
         add(v, plan_bn_stats_bytes(net, l), f->pass, l, j);
-    v->flops += (stats_acc ? v->stats_row_flops[l] : v->fwd_row_flops[l]) * rr_count(rows);
+    add_flops(v, (stats_acc ? v->stats_row_flops[l] : v->fwd_row_flops[l]) * rr_count(rows));
     if (stripe_stats && !f->store && l != st->out_node)
         shrink(&v->m, plan_bn_stats_bytes(net, l));
     if (l != st->out_node && v->last_fwd[l] < 0)
@@ -393,7 +402,7 @@ static void backward_partition(evaluator *v, const bwd_pass *b, int j, bool *gb_
             bool stripe_bn = n->op == OP_BATCHNORM && !st->bn_passes;
             if (stripe_bn && !acc)
                 add(v, plan_bn_gred_bytes(net, l), b->pass, l, j);
-            v->flops += (acc ? v->stats_row_flops[l] : v->bwd_row_flops[l]) * rr_count(rows);
+            add_flops(v, (acc ? v->stats_row_flops[l] : v->bwd_row_flops[l]) * rr_count(rows));
             if (stripe_bn && !acc)
                 shrink(&v->m, plan_bn_gred_bytes(net, l));
         }
@@ -542,7 +551,7 @@ void plan_closed_form(const plan_t *plan, plan_cost *out)
     }
     for (int l = 1; l < n; l++)
         if (net->nodes[l].params)
-            v.flops += (int64_t)(2 + 3 * cost_optim_slots(plan->cfg.optim)) * net->nodes[l].params;
+            add_flops(&v, (int64_t)(2 + 3 * cost_optim_slots(plan->cfg.optim)) * net->nodes[l].params);
     out->peak_bytes = v.m.peak;
     out->peak_node = v.m.node;
     out->peak_part = v.m.part;

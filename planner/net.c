@@ -81,10 +81,59 @@ bool net_op_has_params(net_op op)
 
 /* ------------------------------------------------------------------ JSON helpers */
 
+/* Layer names parsed so far, by hash (open addressing, node ids, -1 empty): resolving inputs
+ * and rejecting duplicates stays linear in the number of layers (a linear net_find per layer
+ * made a 100000-layer file take a minute). */
+typedef struct {
+    int *slot;
+    size_t mask; /* capacity - 1, capacity a power of two above twice the node count */
+} name_index;
+
 typedef struct {
     const char *origin; /* file name for messages */
     char path[128];     /* JSON path of the layer being parsed, e.g. "layers[3]" */
+    name_index names;
 } parse_ctx;
+
+static size_t name_hash(const char *s)
+{
+    uint64_t h = 1469598103934665603ull; /* FNV-1a */
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 1099511628211ull;
+    return (size_t)h;
+}
+
+static bool names_init(name_index *ix, size_t nodes)
+{
+    size_t cap = 16;
+    while (cap < 2 * nodes)
+        cap *= 2;
+    ix->slot = malloc(cap * sizeof *ix->slot);
+    ix->mask = cap - 1;
+    for (size_t i = 0; ix->slot && i < cap; i++)
+        ix->slot[i] = -1;
+    return ix->slot != NULL;
+}
+
+/* The slot holding `name`, or the empty slot where it would go. */
+static size_t names_probe(const name_index *ix, const net_t *net, const char *name)
+{
+    size_t h = name_hash(name) & ix->mask;
+    while (ix->slot[h] >= 0 && strcmp(net->nodes[ix->slot[h]].name, name) != 0)
+        h = (h + 1) & ix->mask;
+    return h;
+}
+
+/* Node id of the layer called `name` parsed so far, or -1. */
+static int names_find(const name_index *ix, const net_t *net, const char *name)
+{
+    return ix->slot[names_probe(ix, net, name)];
+}
+
+static void names_add(name_index *ix, const net_t *net, int id)
+{
+    ix->slot[names_probe(ix, net, net->nodes[id].name)] = id;
+}
 
 static lr_status bad(const parse_ctx *px, const char *key, const char *what)
 {
@@ -335,7 +384,7 @@ static lr_status parse_inputs(const parse_ctx *px, json_object *obj, net_t *net,
             snprintf(msg, sizeof msg, "'%.*s' reads its own output (cycle)", NET_NAME_MAX, name);
             return bad(px, key, msg);
         }
-        int idx = net_find(net, name);
+        int idx = names_find(&px->names, net, name);
         if (idx < 0 || idx >= self) {
             char msg[NET_NAME_MAX + 160];
             snprintf(msg, sizeof msg, "'%.*s' is not an earlier layer (inputs must name layers above, or \"input\"; a later layer would make a cycle)",
@@ -357,7 +406,7 @@ static lr_status parse_layer(parse_ctx *px, json_object *obj, net_t *net, int in
     LR_TRY(get_string(px, obj, "op", &opname));
     if (name[0] == '\0' || strlen(name) >= NET_NAME_MAX)
         return bad(px, "name", "expected 1 to 63 characters");
-    if (strcmp(name, "input") == 0 || net_find(net, name) >= 0)
+    if (names_find(&px->names, net, name) >= 0) /* node 0, "input", is in the index */
         return bad(px, "name", "duplicate layer name");
     net_op op = net_op_from_name(opname);
     if (op == OP_COUNT)
@@ -369,8 +418,9 @@ static lr_status parse_layer(parse_ctx *px, json_object *obj, net_t *net, int in
     set_defaults(&node->prm);
     LR_TRY(parse_table[op](px, obj, &node->prm));
     LR_TRY(parse_inputs(px, obj, net, node, name));
-    /* The name is set last so that net_find() above does not see the node itself. */
+    /* The name is set last so that the lookups above do not see the node itself. */
     snprintf(node->name, sizeof node->name, "%s", name);
+    names_add(&px->names, net, index);
     bool multi = op == OP_ADD || op == OP_CONCAT;
     if (multi && node->n_inputs < 2)
         return bad(px, "inputs", "add and concat need at least 2 inputs");
@@ -428,11 +478,18 @@ static lr_status parse_root(json_object *root, const char *origin, net_t *net)
         return lr_fail(LR_ERR_NOMEM, "%s: out of memory", origin);
     net->n_nodes = 1;
     LR_TRY(parse_input_shape(&px, root, net));
-    for (size_t i = 0; i < n; i++) {
+    if (!names_init(&px.names, n + 1))
+        return lr_fail(LR_ERR_NOMEM, "%s: out of memory", origin);
+    names_add(&px.names, net, 0);
+    lr_status s = LR_OK;
+    for (size_t i = 0; i < n && s == LR_OK; i++) {
         snprintf(px.path, sizeof px.path, "layers[%zu]", i);
-        LR_TRY(parse_layer(&px, json_object_array_get_idx(layers, i), net, (int)i + 1));
-        net->n_nodes++;
+        s = parse_layer(&px, json_object_array_get_idx(layers, i), net, (int)i + 1);
+        if (s == LR_OK)
+            net->n_nodes++;
     }
+    free(px.names.slot);
+    LR_TRY(s);
     return net_infer(net);
 }
 

@@ -2,6 +2,7 @@
 #include "outfile.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -17,7 +18,24 @@ lr_status lr_outfile_open(lr_outfile *o, const char *path)
         o->f = stdout;
         return LR_OK;
     }
-    snprintf(o->tmp, sizeof o->tmp, "%s.tmp.XXXXXX", path);
+    struct stat st;
+    if (stat(path, &st) == 0 && S_ISDIR(st.st_mode))
+        return lr_fail(LR_ERR_IO, "%s: is a directory", path);
+    if (stat(path, &st) == 0 && !S_ISREG(st.st_mode)) {
+        /* a device, pipe or socket (/dev/stdout, /dev/null, a FIFO): written in place, since
+         * renaming over it would replace the device node itself (o->tmp stays empty) */
+        o->f = fopen(path, "w");
+        return o->f ? LR_OK : lr_fail(LR_ERR_IO, "%s: cannot write: %s", path, strerror(errno));
+    }
+    char real[PATH_MAX];
+    struct stat lst;
+    if (lstat(path, &lst) == 0 && S_ISLNK(lst.st_mode) && realpath(path, real)) {
+        /* a link to a file: replace the file it points to, not the link */
+        if (strlen(real) >= sizeof o->path)
+            return lr_fail(LR_ERR_USAGE, "%s: path too long", real);
+        memcpy(o->path, real, strlen(real) + 1);
+    }
+    snprintf(o->tmp, sizeof o->tmp, "%s.tmp.XXXXXX", o->path);
     int fd = mkstemp(o->tmp);
     if (fd < 0) {
         o->tmp[0] = '\0';
@@ -43,13 +61,18 @@ lr_status lr_outfile_commit(lr_outfile *o)
     }
     bool failed = ferror(o->f) != 0;
     failed |= fflush(o->f) != 0;
+    int err = errno;
     failed |= fclose(o->f) != 0;
     o->f = NULL;
+    if (!o->tmp[0]) /* written in place (a device or pipe) */
+        return failed ? lr_fail(LR_ERR_IO, "%s: write failed: %s", o->path,
+                                strerror(err ? err : errno))
+                      : LR_OK;
     if (!failed && chmod(o->tmp, 0644) == 0 && rename(o->tmp, o->path) == 0) {
         o->tmp[0] = '\0';
         return LR_OK;
     }
-    int err = errno;
+    err = errno;
     unlink(o->tmp);
     o->tmp[0] = '\0';
     return lr_fail(LR_ERR_IO, "%s: write failed: %s", o->path, strerror(err));

@@ -1,6 +1,8 @@
 /* outfile.h - output files written all or nothing: text goes to PATH.tmp.XXXXXX in the same
  * directory and is renamed over PATH only when complete, so an interrupted or failed run never
- * leaves a truncated file behind. PATH "-" means stdout (written directly).
+ * leaves a truncated file behind. PATH "-" means stdout (written directly); so are devices and
+ * pipes (/dev/stdout, /dev/null, a FIFO: a rename would replace the device node), where a write
+ * error still fails the commit. A symbolic link to a file has the file replaced, not the link.
  * Deliberately not here: formatting.
  */
 #ifndef LR_OUTFILE_H

@@ -294,6 +294,91 @@ lr_status plan_build(const net_t *net, const plan_config *cfg, const plan_spec *
     return LR_OK;
 }
 
+/* ------------------------------------------------------------------ schedule size */
+
+/* Partitions that compute rows of node l: the runs a pass over l makes at most. */
+static int64_t busy_parts(const plan_stage *st, int l)
+{
+    int64_t n = 0;
+    for (int j = 0; j < st->parts; j++)
+        n += !rr_empty(st->comp[plan_idx(st, l, j)]);
+    return n;
+}
+
+/* Runs of the STATS pass of BN `node`: its ancestors in the stage (itself included). */
+static int64_t ancestor_runs(const net_t *net, const plan_stage *st, int node, bool *mark,
+                             const int64_t *busy)
+{
+    int64_t n = 0;
+    for (int l = st->in_node + 1; l <= node; l++)
+        mark[l] = l == node;
+    for (int l = node; l > st->in_node; l--) {
+        if (!mark[l])
+            continue;
+        n += busy[l];
+        for (int k = 0; k < net->nodes[l].n_inputs; k++)
+            mark[net->nodes[l].inputs[k]] = true;
+    }
+    return n;
+}
+
+/* Upper bound on a stage's RUN steps: forward, recompute and backward of every (node,
+ * partition) that has rows; with exact BN, per BatchNorm layer a STATS pass over its ancestors
+ * and a GSTATS pass (recompute, then backward from the stage output down to the layer). */
+static int64_t stage_run_bound(const net_t *net, const plan_stage *st, bool *mark, int64_t *busy)
+{
+    int64_t all = 0, rerun = 0;
+    for (int l = st->in_node + 1; l <= st->out_node; l++) {
+        busy[l] = busy_parts(st, l);
+        all += busy[l];
+        rerun += st->rerun[l] ? busy[l] : 0;
+    }
+    int64_t runs = 2 * all + rerun, below = all; /* below: runs of nodes b..out_node */
+    for (int b = st->in_node + 1; st->bn_passes && b <= st->out_node; b++) {
+        if (net->nodes[b].op == OP_BATCHNORM)
+            runs += ancestor_runs(net, st, b, mark, busy) + rerun + below + 1;
+        below -= busy[b];
+    }
+    return runs;
+}
+
+int64_t plan_run_bound(const plan_t *plan)
+{
+    const net_t *net = plan->net;
+    int64_t runs = 2 * (int64_t)net->n_nodes; /* tail forward and backward, updates */
+    bool *mark = malloc((size_t)net->n_nodes);
+    int64_t *busy = malloc(sizeof(int64_t) * (size_t)net->n_nodes);
+    LR_ASSERT(mark && busy);
+    for (int i = 0; i < plan->n_stages; i++)
+        runs += stage_run_bound(net, &plan->stages[i], mark, busy);
+    free(mark);
+    free(busy);
+    return runs;
+}
+
+lr_status plan_check_emit(const plan_t *plan)
+{
+    int64_t runs = plan_run_bound(plan);
+    if (runs <= PLAN_MAX_RUNS)
+        return LR_OK;
+    int bn = 0;
+    for (int i = 0; i < plan->n_stages; i++)
+        for (int l = plan->stages[i].in_node + 1; plan->stages[i].bn_passes && l <= plan->stages[i].out_node; l++)
+            bn += plan->net->nodes[l].op == OP_BATCHNORM;
+    char why[160] = "";
+    if (bn)
+        snprintf(why, sizeof why, " (--bn exact runs a statistics pass per BatchNorm layer in a "
+                                  "partitioned stage: %d here)", bn);
+    int most = 1;
+    for (int i = 0; i < plan->n_stages; i++)
+        most = plan->stages[i].parts > most ? plan->stages[i].parts : most;
+    return lr_fail(LR_ERR_INPUT,
+                   "%s: the %s schedule would hold up to %lld kernel runs, more than the %lld "
+                   "lrcnn builds%s; use --bn stripe, a hybrid strategy%s",
+                   plan->net->name, plan_strategy_name(plan->spec.strategy), (long long)runs,
+                   (long long)PLAN_MAX_RUNS, why, most > 2 ? ", or fewer --rows" : "");
+}
+
 void plan_free(plan_t *plan)
 {
     if (!plan)

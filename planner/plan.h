@@ -122,6 +122,20 @@ void plan_free(plan_t *plan);
 /* Writes the plan's schedule for one training step into s (reset first). */
 void plan_emit(const plan_t *plan, sched_t *s);
 
+/* The most kernel runs (RUN steps) lrcnn builds into one schedule: with its allocations, frees
+ * and copies a run takes about 300 bytes, so the limit keeps a schedule under ~3 GB. Exact
+ * BatchNorm in a deep partitioned stage is what gets near it: one STATS and one GSTATS pass per
+ * BatchNorm layer, each over the stage (ResNet-1001 in one stage of 4 partitions: ~6M runs). */
+#define PLAN_MAX_RUNS ((int64_t)1 << 23)
+
+/* An upper bound on the RUN steps plan_emit() writes for the plan (linear in the plan's size
+ * times its exact-BN layers, no schedule built). */
+int64_t plan_run_bound(const plan_t *plan);
+
+/* LR_ERR_INPUT, naming the net, strategy, bound and what to change, when plan_run_bound()
+ * exceeds PLAN_MAX_RUNS. Callers run it before plan_emit(). */
+lr_status plan_check_emit(const plan_t *plan);
+
 /* The closed form: peak bytes (exact model) and where it happens, computed from the plan's
  * ranges by formula, independently of the emitted schedule; plus the FLOPs of one step. */
 typedef struct {

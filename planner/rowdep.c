@@ -110,7 +110,9 @@ static void analyze_node(const net_t *net, int i, rowdep_info *info)
     case OP_MAXPOOL:
     case OP_AVGPOOL: {
         int64_t span = (int64_t)p->dh * (p->kh - 1) + 1;
-        o->rf += (int64_t)((span - 1) * o->jump + 0.5);
+        /* saturating: strided layers stacked on a 1-row map grow jump past any integer */
+        double grow = span > 1 ? (double)(span - 1) * o->jump + 0.5 : 0.0;
+        o->rf = grow < (double)(ROWDEP_RF_MAX - o->rf) ? o->rf + (int64_t)grow : ROWDEP_RF_MAX;
         o->jump *= p->sh;
         o->overlap = span - p->sh > 0 ? (int)(span - p->sh) : 0;
         break;

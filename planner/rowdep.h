@@ -70,8 +70,11 @@ rowrange rowdep_need(const net_t *net, int node, int k, rowrange out);
  * (an input with avail[k] >= its height - 1 is complete). -1 when none is. */
 int rowdep_avail(const net_t *net, int node, const int *avail);
 
+#define ROWDEP_RF_MAX ((int64_t)1 << 62) /* rf saturates here (deep strided stacks) */
+
 typedef struct {
-    int64_t rf;    /* vertical receptive field, in input-image rows (not clipped) */
+    int64_t rf;    /* vertical receptive field, in input-image rows (not clipped, at most
+                      ROWDEP_RF_MAX) */
     double jump;   /* input-image rows between consecutive output rows */
     int overlap;   /* rows shared by consecutive stripes at this op: d*(k-1)+1-s when positive */
     bool rowwise;  /* false once any op on the path needs every row */

@@ -14,6 +14,10 @@ lr_status strategy_evaluate(const net_t *net, const plan_config *cfg, const plan
     LR_TRY(plan_build(net, cfg, spec, &plan));
     plan_closed_form(plan, out);
     plan_free(plan);
+    if (out->flops == INT64_MAX)
+        return lr_fail(LR_ERR_INPUT, "%s: the %s plan's FLOP count overflows 64 bits at batch %d: "
+                                     "use a smaller batch or input, or --bn stripe",
+                       net->name, plan_strategy_name(spec->strategy), cfg->batch);
     return LR_OK;
 }
 
@@ -117,7 +121,24 @@ static lr_status checkpoint_spec(const net_t *net, const plan_config *cfg, int r
     return s;
 }
 
-/* The N in [lo, hi] with the lowest peak for a single-stage spec. */
+/* Whether lrcnn would emit the spec's schedule (plan_check_emit), and if so its closed-form
+ * cost: the N searches skip specs that would not fit (exact BatchNorm in a deep stage with many
+ * partitions) without paying for their closed form. */
+static lr_status evaluate_fit(const net_t *net, const plan_config *cfg, const plan_spec *spec,
+                              plan_cost *out, bool *fits)
+{
+    plan_t *plan;
+    LR_TRY(plan_build(net, cfg, spec, &plan));
+    *fits = plan_run_bound(plan) <= PLAN_MAX_RUNS;
+    if (*fits)
+        plan_closed_form(plan, out);
+    plan_free(plan);
+    *fits = *fits && out->flops < INT64_MAX; /* FLOP count overflow: not a candidate */
+    return LR_OK;
+}
+
+/* The N in [2, 32] with the lowest peak for a single-stage spec, among those that fit (N = 2
+ * when none does: emitting it then reports why). */
 static lr_status search_rows(const net_t *net, const plan_config *cfg, plan_spec *spec,
                              plan_cost *best)
 {
@@ -125,14 +146,15 @@ static lr_status search_rows(const net_t *net, const plan_config *cfg, plan_spec
     for (int n = 2; n <= 32; n++) {
         spec->parts[0] = n;
         plan_cost c;
-        LR_TRY(strategy_evaluate(net, cfg, spec, &c));
-        if (best_n == 0 || c.peak_bytes < best->peak_bytes) {
+        bool fits;
+        LR_TRY(evaluate_fit(net, cfg, spec, &c, &fits));
+        if (fits && (best_n == 0 || c.peak_bytes < best->peak_bytes)) {
             *best = c;
             best_n = n;
         }
     }
-    spec->parts[0] = best_n;
-    return LR_OK;
+    spec->parts[0] = best_n ? best_n : 2;
+    return best_n ? LR_OK : strategy_evaluate(net, cfg, spec, best);
 }
 
 /* Coordinate descent over each stage's N: each stage takes the N that lowers the highest live
@@ -151,10 +173,11 @@ static lr_status search_stage_rows(const net_t *net, const plan_config *cfg, pla
                     continue;
                 spec->parts[s] = hybrid_candidates[k];
                 plan_cost c;
-                LR_TRY(strategy_evaluate(net, cfg, spec, &c));
+                bool fits;
+                LR_TRY(evaluate_fit(net, cfg, spec, &c, &fits));
                 bool lower = c.stage_peak[s] < kept.stage_peak[s] ||
                              (c.stage_peak[s] == kept.stage_peak[s] && hybrid_candidates[k] < keep);
-                if (lower && c.peak_bytes <= kept.peak_bytes) {
+                if (lower && fits && c.peak_bytes <= kept.peak_bytes) {
                     kept = c;
                     keep = hybrid_candidates[k];
                     changed = true;
@@ -173,8 +196,9 @@ static lr_status search_stage_rows(const net_t *net, const plan_config *cfg, pla
         for (int k = 0; k < N_CANDIDATES && hybrid_candidates[k] < keep; k++) {
             spec->parts[s] = hybrid_candidates[k];
             plan_cost c;
-            LR_TRY(strategy_evaluate(net, cfg, spec, &c));
-            if (c.peak_bytes <= best->peak_bytes) {
+            bool fits;
+            LR_TRY(evaluate_fit(net, cfg, spec, &c, &fits));
+            if (fits && c.peak_bytes <= best->peak_bytes) {
                 *best = c;
                 keep = hybrid_candidates[k];
                 break;

@@ -7,6 +7,7 @@
  *               pass a budget total/K), K = 1..64 tried, the lowest closed-form peak kept (it
  *               lands near sqrt(L) segments); --segments K: K segments of equal activation bytes
  *   row/2ps/overl  N in 2..32 with the lowest closed-form peak (ties: the smaller N, less work)
+ *               among the N whose schedule lrcnn builds (PLAN_MAX_RUNS; both searches skip the rest)
  *   hybrids     a stage per resolution: cut where the feature map shrinks (at the downsampling
  *               op when it is a cut, e.g. VGG's pools, else at the last cut before it, e.g. the
  *               end of a ResNet layer group); each stage's N chosen by coordinate descent on the

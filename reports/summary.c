@@ -243,3 +243,152 @@ json_object *summary_json(const net_t *net, const plan_config *cfg, const analys
     }
     return root;
 }
+
+/* ------------------------------------------------------------------ auto */
+
+static void plan_stages_text(const net_t *net, const plan_spec *sp, char *buf, size_t cap)
+{
+    size_t at = 0;
+    buf[0] = '\0';
+    for (int k = 0; k < sp->n_stages && at + 80 < cap; k++)
+        at += (size_t)snprintf(buf + at, cap - at, "%s%s/%d", k ? " " : "",
+                               net->nodes[sp->cut[k]].name, sp->parts[k]);
+    if (sp->n_stages == 0)
+        snprintf(buf, cap, "(no stage: everything column-wise)");
+}
+
+static void constraint_text(const auto_result *r, char *buf, size_t cap)
+{
+    char b[32];
+    if (r->minimise_peak)
+        snprintf(buf, cap, "lowest peak with compute <= %.2fx column", r->max_overhead);
+    else if (r->max_overhead > 0)
+        snprintf(buf, cap, "least compute with peak <= %s and compute <= %.2fx column",
+                 summary_bytes(r->budget_bytes, b, sizeof b), r->max_overhead);
+    else
+        snprintf(buf, cap, "least compute with peak <= %s", summary_bytes(r->budget_bytes, b, sizeof b));
+}
+
+static void print_candidate(FILE *f, const net_t *net, const auto_result *r, const auto_candidate *c)
+{
+    char b[32], stages[2048];
+    plan_stages_text(net, &c->spec, stages, sizeof stages);
+    bool over_budget = r->budget_bytes > 0 && c->cost.peak_bytes > r->budget_bytes;
+    bool over_cap = r->max_overhead > 0 && c->flops_ratio > r->max_overhead;
+    fprintf(f, "    %-10s %-6s %11s %7.2fx  %s%s%s%s%s\n", auto_kind_name(&c->spec), plan_bn_name(c->bn),
+            summary_bytes(c->cost.peak_bytes, b, sizeof b), c->flops_ratio, stages,
+            c->fits ? "" : "  (over the ", over_budget ? "budget" : "",
+            over_budget && over_cap ? " and the " : "", c->fits ? "" : over_cap ? "compute cap)" : ")");
+}
+
+void summary_print_auto(FILE *f, const analysis_t *a, const analysis_entry *e, const auto_result *r)
+{
+    char b1[32], b2[32], b3[32], rows[256], where[160], why[160], stages[2048];
+    const plan_cost *c = &e->choice.cost;
+    constraint_text(r, why, sizeof why);
+    fprintf(f, "\nauto (%s):\n", why);
+    summary_rows(&e->choice.spec, rows, sizeof rows);
+    fprintf(f, "%-11s %11s %11s %11s %7.1f%% %7.2fx %-14s %s%s\n", "auto",
+            summary_bytes(e->modelled.peak_bytes, b1, sizeof b1),
+            summary_bytes(c->static_bytes, b2, sizeof b2),
+            summary_bytes(e->modelled.peak_bytes - c->static_bytes - c->input_bytes - c->workspace_bytes, b3, sizeof b3),
+            100.0 * ratio(e->modelled.peak_bytes, a->column_peak), ratio(c->flops, a->column_flops), rows,
+            summary_where(a->net, c->peak_pass, c->peak_node, c->peak_part, where, sizeof where),
+            e->approximate ? "  (approximate: stripe BN)" : "");
+    plan_stages_text(a->net, &e->choice.spec, stages, sizeof stages);
+    fprintf(f, "  plan: %s, bn %s, %d stage%s (last layer/rows): %s\n", auto_kind_name(&e->choice.spec),
+            plan_bn_name(r->best.bn), e->choice.spec.n_stages, e->choice.spec.n_stages == 1 ? "" : "s", stages);
+    if (!r->best.fits && r->budget_bytes > 0)
+        fprintf(f, "  does not fit: the lowest peak%s is %s, %s over the budget of %s\n",
+                r->max_overhead > 0 ? " within the compute cap" : "",
+                summary_bytes(r->best.cost.peak_bytes, b1, sizeof b1), summary_bytes(r->over_bytes, b2, sizeof b2),
+                summary_bytes(r->budget_bytes, b3, sizeof b3));
+    if (r->n_alt > 0)
+        fprintf(f, "  runners-up, best first (kind, bn, peak, compute, last layer/rows per stage):\n");
+    for (int k = 0; k < r->n_alt; k++)
+        print_candidate(f, a->net, r, &r->alt[k]);
+}
+
+static json_object *plan_json(const net_t *net, const auto_candidate *c)
+{
+    json_object *o = json_object_new_object();
+    json_object_object_add(o, "kind", json_object_new_string(auto_kind_name(&c->spec)));
+    json_object_object_add(o, "bn", json_object_new_string(plan_bn_name(c->bn)));
+    json_object_object_add(o, "stages", stages_json(net, &c->spec));
+    return o;
+}
+
+json_object *summary_auto_json(const analysis_t *a, const analysis_entry *e, const auto_result *r)
+{
+    json_object *o = summary_strategy_json(a, e);
+    json_object_object_add(o, "name", json_object_new_string("auto"));
+    json_object_object_add(o, "plan", plan_json(a->net, &r->best));
+    json_object_object_add(o, "fits", json_object_new_boolean(r->best.fits));
+    json_object_object_add(o, "objective", json_object_new_string(r->minimise_peak ? "peak" : "compute"));
+    json_object_object_add(o, "max_overhead", r->max_overhead > 0 ? json_object_new_double(r->max_overhead) : NULL);
+    json_object_object_add(o, "budget_bytes", r->budget_bytes > 0 ? json_object_new_int64(r->budget_bytes) : NULL);
+    json_object_object_add(o, "over_bytes", json_object_new_int64(r->over_bytes));
+    json_object *alts = json_object_new_array();
+    for (int k = 0; k < r->n_alt; k++) {
+        json_object *x = json_object_new_object();
+        json_object_object_add(x, "plan", plan_json(a->net, &r->alt[k]));
+        json_object_object_add(x, "peak_bytes", json_object_new_int64(r->alt[k].cost.peak_bytes));
+        json_object_object_add(x, "flops_ratio", json_object_new_double(r->alt[k].flops_ratio));
+        json_object_object_add(x, "fits", json_object_new_boolean(r->alt[k].fits));
+        json_object_array_add(alts, x);
+    }
+    json_object_object_add(o, "alternatives", alts);
+    return o;
+}
+
+/* ------------------------------------------------------------------ --fit */
+
+void summary_print_fit(FILE *f, const fit_gpu *gpu, int64_t device_bytes, int64_t reserve_bytes,
+                       const summary_fit_row *rows, int n)
+{
+    char b1[32], b2[32], b3[32], size[64];
+    fprintf(f, "\nfit: %s%s%s%s - reserve %s = %s for the training step\n", gpu ? gpu->name : "",
+            gpu ? " (" : "", gpu ? gpu->label : summary_bytes(device_bytes, b1, sizeof b1), gpu ? ")" : "",
+            summary_bytes(reserve_bytes, b2, sizeof b2), summary_bytes(device_bytes - reserve_bytes, b3, sizeof b3));
+    fprintf(f, "%-11s %12s   %s\n", "strategy", "max batch", "max input at batch 1");
+    for (int k = 0; k < n; k++) {
+        const fit_result *r = &rows[k].r;
+        if (r->max_square_input > 0)
+            snprintf(size, sizeof size, "%dx%d%s", r->max_square_input, r->max_square_input,
+                     r->input_at_limit ? " (the planner's limit)" : "");
+        else
+            snprintf(size, sizeof size, "none (not even %dx%d)", r->min_square_input, r->min_square_input);
+        fprintf(f, "%-11s %12d%s  %s\n", rows[k].strategy, r->max_batch, r->batch_at_limit ? "+" : " ", size);
+    }
+    fprintf(f, "(largest batch at the network's input and largest square input at batch 1 whose\n"
+               " closed-form peak fits, with the plan each strategy chooses there; + = the planner's limit)\n");
+}
+
+json_object *summary_fit_json(const summary_fit_row *rows, int n)
+{
+    json_object *arr = json_object_new_array();
+    for (int k = 0; k < n; k++) {
+        const fit_result *r = &rows[k].r;
+        json_object *o = json_object_new_object();
+        json_object_object_add(o, "strategy", json_object_new_string(rows[k].strategy));
+        json_object_object_add(o, "max_batch", json_object_new_int(r->max_batch));
+        json_object_object_add(o, "max_square_input", json_object_new_int(r->max_square_input));
+        json_object_object_add(o, "budget_bytes", json_object_new_int64(r->budget_bytes));
+        json_object_object_add(o, "batch_at_limit", json_object_new_boolean(r->batch_at_limit));
+        json_object_object_add(o, "input_at_limit", json_object_new_boolean(r->input_at_limit));
+        json_object_object_add(o, "min_square_input", json_object_new_int(r->min_square_input));
+        json_object_object_add(o, "input_step", json_object_new_int(r->input_step));
+        json_object_array_add(arr, o);
+    }
+    return arr;
+}
+
+json_object *summary_fit_device_json(const fit_gpu *gpu, int64_t device_bytes, int64_t reserve_bytes)
+{
+    json_object *o = json_object_new_object();
+    json_object_object_add(o, "gpu", gpu ? json_object_new_string(gpu->name) : NULL);
+    json_object_object_add(o, "device_bytes", json_object_new_int64(device_bytes));
+    json_object_object_add(o, "reserve_bytes", json_object_new_int64(reserve_bytes));
+    json_object_object_add(o, "budget_bytes", json_object_new_int64(device_bytes - reserve_bytes));
+    return o;
+}

@@ -10,6 +10,8 @@
 #include <stdio.h>
 
 #include "analysis.h"
+#include "auto.h"
+#include "fit.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -35,6 +37,38 @@ json_object *summary_json(const net_t *net, const plan_config *cfg, const analys
 
 /* Entry JSON ("name", "peak_bytes", "sim_peak_bytes", ...), shared with sweeps and auto. */
 json_object *summary_strategy_json(const analysis_t *a, const analysis_entry *e);
+
+/* --strategy auto, after the strategy table: its line in the same columns, the plan, the
+ * constraint, the runners-up (peak and compute), and when nothing meets the budget a "does not
+ * fit" line with the shortfall. e is the auto plan emitted and replayed (analysis_entry). */
+void summary_print_auto(FILE *f, const analysis_t *a, const analysis_entry *e,
+                        const auto_result *r);
+
+/* The "strategies" entry of auto: summary_strategy_json() named "auto", plus
+ * "plan": {"kind", "bn", "stages": [{"end", "rows"}]}, "fits", "objective" ("peak" or
+ * "compute"), "max_overhead" and "budget_bytes" (null when not applied), "over_bytes" (budget
+ * shortfall, 0 when it fits) and "alternatives": [{"plan", "peak_bytes", "flops_ratio",
+ * "fits"}]. */
+json_object *summary_auto_json(const analysis_t *a, const analysis_entry *e, const auto_result *r);
+
+/* What --fit answered, one entry per strategy. */
+typedef struct {
+    const char *strategy; /* "column", ..., "auto" */
+    fit_result r;
+} summary_fit_row;
+
+/* --fit: the budget (card or size, less the reserve), then per strategy the largest batch and
+ * the largest square input at batch 1. gpu is NULL for --fit SIZE. */
+void summary_print_fit(FILE *f, const fit_gpu *gpu, int64_t device_bytes, int64_t reserve_bytes,
+                       const summary_fit_row *rows, int n);
+
+/* [{"strategy", "max_batch", "max_square_input", "budget_bytes", "batch_at_limit",
+ *   "input_at_limit", "min_square_input", "input_step"}, ...] */
+json_object *summary_fit_json(const summary_fit_row *rows, int n);
+
+/* {"gpu": name or null, "device_bytes", "reserve_bytes", "budget_bytes"} */
+json_object *summary_fit_device_json(const fit_gpu *gpu, int64_t device_bytes,
+                                     int64_t reserve_bytes);
 
 /* "6" for one stage, "6,8,8,4,1" for several, "-" for none. */
 const char *summary_rows(const plan_spec *spec, char *buf, size_t cap);

@@ -1,10 +1,14 @@
-/* test_cuda.c - the CUDA backend: edge-staging geometry and workspace sizing on the host (no
- * device needed), the no-device error, and on a GPU: CUDA gradients equal the CPU reference,
- * row strategies equal column training on the device, and the counted peak equals the prediction.
+/* test_cuda.c - the CUDA backend. Without a device: edge-staging geometry, workspace sizing, the
+ * no-device error, and the emulated backend (cuda_backend_create_emulated: this backend's glue,
+ * kernels as host loops, reference loops for cuDNN/cuBLAS) against the CPU reference on every
+ * strategy and tiny net. On a GPU: the same comparison on the device, row strategies against
+ * column training on the device, and the counted peak against the prediction.
  *
- * Without a GPU (or without nvcc at build time) every device test skips with the reason.
- * Tolerances: CUDA vs CPU 1e-4 relative (cuDNN sums in another order than the CPU's direct
- * convolution); row vs column on the device 1e-5 (deterministic algorithms, fp32, FMA math).
+ * Without a GPU (or without nvcc at build time) every device test skips with the reason;
+ * LRCNN_TEST_DEVICE_ONLY=1 skips the emulated ones (bench/gpu.sh, to save device time).
+ * Tolerances: emulated vs CPU 1e-5 and CUDA vs CPU 1e-4 relative (other summation orders than
+ * the CPU's direct convolution; cuDNN's GEMMs more so); row vs column on the device 1e-5
+ * (deterministic algorithms, fp32, FMA math).
  */
 #include <math.h>
 #include <setjmp.h>
@@ -328,18 +332,18 @@ static void backend_or_skip(backend_open open, const exec_backend **be, void **c
 
 /* Plans, asks the backend how much workspace the schedule needs, plans again with it (the
  * driver's two-pass planning), and creates the executor. ctx NULL: the CPU backend. */
-static void dev_open(dev_run *r, const char *netname, int batch, plan_strategy st, int rows,
-                     plan_optim optim, plan_bn bn, const exec_backend *be, void *ctx,
+static void dev_open(dev_run *r, const char *netname, int h, int batch, plan_strategy st,
+                     int rows, plan_optim optim, plan_bn bn, const exec_backend *be, void *ctx,
                      uint64_t seed)
 {
     int64_t ws = 0;
     if (ctx) {
-        plan_open(&r->p, netname, 0, batch, st, rows, optim, bn, 0);
+        plan_open(&r->p, netname, h, batch, st, rows, optim, bn, 0);
         ws = cuda_backend_workspace_bytes_ctx(ctx, r->p.net, &r->p.s, batch);
         assert_true(ws >= 0);
         plan_close(&r->p);
     }
-    plan_open(&r->p, netname, 0, batch, st, rows, optim, bn, ws);
+    plan_open(&r->p, netname, h, batch, st, rows, optim, bn, ws);
     exec_hparams hp;
     exec_hparams_default(&hp);
     hp.seed = seed;
@@ -403,17 +407,14 @@ static double worst_error(exec_t *a, exec_t *b, const net_t *net, int what)
 /* One step of `st` on the backend and of the same plan kind on the CPU (`ref`: column, or the
  * same strategy for stripe BatchNorm, which is approximate by design) from the same weights and
  * batch: loss, gradients, updated weights, BN running statistics and predictions agree. */
-static void backend_matches_cpu(backend_open open, const char *netname, plan_strategy st,
-                                plan_strategy ref, int rows, plan_optim optim, plan_bn bn,
-                                double tol)
+static void backend_matches_cpu(const exec_backend *be, void *ctx, const char *netname, int h,
+                                plan_strategy st, plan_strategy ref, int rows, plan_optim optim,
+                                plan_bn bn, double tol)
 {
     const int batch = 3;
-    const exec_backend *be;
-    void *ctx;
-    backend_or_skip(open, &be, &ctx);
     dev_run g, c;
-    dev_open(&g, netname, batch, st, rows, optim, bn, be, ctx, 11);
-    dev_open(&c, netname, batch, ref, rows, optim, bn, &exec_cpu_backend, NULL, 11);
+    dev_open(&g, netname, h, batch, st, rows, optim, bn, be, ctx, 11);
+    dev_open(&c, netname, h, batch, ref, rows, optim, bn, &exec_cpu_backend, NULL, 11);
     assert_int_equal(exec_copy_params(g.exec, c.exec), LR_OK);
     const net_node *in = &c.p.net->nodes[0];
     float *images = malloc(sizeof(float) * (size_t)batch * in->c * in->h * in->w);
@@ -442,11 +443,14 @@ static void backend_matches_cpu(backend_open open, const char *netname, plan_str
     free(images);
     dev_close(&g);
     dev_close(&c);
-    cuda_backend_destroy(ctx);
 }
 
+/* One context for every configuration: creating one costs the device a good part of a second. */
 static void all_strategies_match_cpu(backend_open open, double tol)
 {
+    const exec_backend *be;
+    void *ctx;
+    backend_or_skip(open, &be, &ctx);
     const char *nets[] = {"tiny-vgg", "tiny-resnet", "tiny-mix"};
     const plan_strategy strategies[] = {STRAT_COLUMN, STRAT_CHECKPOINT, STRAT_ROW, STRAT_2PS,
                                         STRAT_OVERL, STRAT_2PS_H, STRAT_OVERL_H};
@@ -455,8 +459,9 @@ static void all_strategies_match_cpu(backend_open open, double tol)
     for (size_t n = 0; n < 3; n++)
         for (size_t s = 0; s < sizeof strategies / sizeof strategies[0]; s++)
             for (size_t k = 0; k < 3; k++)
-                backend_matches_cpu(open, nets[n], strategies[s], STRAT_COLUMN, rows[k],
+                backend_matches_cpu(be, ctx, nets[n], 0, strategies[s], STRAT_COLUMN, rows[k],
                                     optims[(s + k) % 3], BN_EXACT, tol);
+    cuda_backend_destroy(ctx);
 }
 
 /* ---- the emulated backend (host loops in place of kernels, cuDNN and cuBLAS) */
@@ -473,10 +478,29 @@ static void test_emulated_strategies_match_cpu_column(void **state)
  * running statistics moved by each stripe's share of the rows). */
 static void test_emulated_stripe_bn_matches_cpu_stripe_bn(void **state)
 {
-    backend_matches_cpu(open_emulated, "tiny-resnet", STRAT_2PS, STRAT_2PS, 4, OPTIM_MOMENTUM,
+    const exec_backend *be;
+    void *ctx;
+    backend_or_skip(open_emulated, &be, &ctx);
+    backend_matches_cpu(be, ctx, "tiny-resnet", 0, STRAT_2PS, STRAT_2PS, 4, OPTIM_MOMENTUM,
                         BN_STRIPE, 1e-5);
-    backend_matches_cpu(open_emulated, "tiny-resnet", STRAT_OVERL_H, STRAT_OVERL_H, 3,
+    backend_matches_cpu(be, ctx, "tiny-resnet", 0, STRAT_OVERL_H, STRAT_OVERL_H, 3,
                         OPTIM_MOMENTUM, BN_STRIPE, 1e-5);
+    cuda_backend_destroy(ctx);
+}
+
+/* Maps large enough that channel reductions (BatchNorm statistics, bias gradients) split each
+ * channel into several slices: tiny-resnet and tiny-mix at 72x72 through the CUDA glue equal the
+ * CPU's column training. */
+static void test_emulated_sliced_reductions_match_cpu(void **state)
+{
+    const exec_backend *be;
+    void *ctx;
+    backend_or_skip(open_emulated, &be, &ctx);
+    backend_matches_cpu(be, ctx, "tiny-resnet", 72, STRAT_2PS_H, STRAT_COLUMN, 3, OPTIM_MOMENTUM,
+                        BN_EXACT, 1e-5);
+    backend_matches_cpu(be, ctx, "tiny-mix", 72, STRAT_COLUMN, STRAT_COLUMN, 0, OPTIM_SGD,
+                        BN_EXACT, 1e-5);
+    cuda_backend_destroy(ctx);
 }
 
 /* A schedule planned without the staging workspace fails at its first staged convolution with
@@ -535,9 +559,10 @@ static void test_cuda_row_strategies_match_column_on_device(void **state)
         for (size_t s = 0; s < sizeof strategies / sizeof strategies[0]; s++)
             for (size_t k = 0; k < 3; k++) {
                 dev_run r, c;
-                dev_open(&r, nets[n], batch, strategies[s], rows[k], OPTIM_MOMENTUM, BN_EXACT,
+                dev_open(&r, nets[n], 0, batch, strategies[s], rows[k], OPTIM_MOMENTUM, BN_EXACT,
                          be, ctx, 7);
-                dev_open(&c, nets[n], batch, STRAT_COLUMN, 0, OPTIM_MOMENTUM, BN_EXACT, be, ctx, 7);
+                dev_open(&c, nets[n], 0, batch, STRAT_COLUMN, 0, OPTIM_MOMENTUM, BN_EXACT, be, ctx,
+                         7);
                 assert_int_equal(exec_copy_params(c.exec, r.exec), LR_OK);
                 const net_node *in = &r.p.net->nodes[0];
                 float *images = malloc(sizeof(float) * (size_t)batch * in->c * in->h * in->w);
@@ -627,6 +652,7 @@ static void test_workspace_staging_tiny_vgg(void **state) { skip_without_cuda();
 static void test_workspace_staging_resnet50(void **state) { skip_without_cuda(); }
 static void test_emulated_strategies_match_cpu_column(void **state) { skip_without_cuda(); }
 static void test_emulated_stripe_bn_matches_cpu_stripe_bn(void **state) { skip_without_cuda(); }
+static void test_emulated_sliced_reductions_match_cpu(void **state) { skip_without_cuda(); }
 static void test_too_small_workspace_names_the_size_needed(void **state) { skip_without_cuda(); }
 static void test_cuda_strategies_match_cpu_column(void **state) { skip_without_cuda(); }
 static void test_cuda_row_strategies_match_column_on_device(void **state) { skip_without_cuda(); }
@@ -645,6 +671,7 @@ int main(void)
         cmocka_unit_test(test_workspace_staging_resnet50),
         cmocka_unit_test(test_emulated_strategies_match_cpu_column),
         cmocka_unit_test(test_emulated_stripe_bn_matches_cpu_stripe_bn),
+        cmocka_unit_test(test_emulated_sliced_reductions_match_cpu),
         cmocka_unit_test(test_too_small_workspace_names_the_size_needed),
         cmocka_unit_test(test_cuda_strategies_match_cpu_column),
         cmocka_unit_test(test_cuda_row_strategies_match_column_on_device),

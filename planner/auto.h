@@ -1,0 +1,107 @@
+/* auto.h - `--strategy auto`: the plan (partitioning kind, stage cuts, partitions per stage and,
+ * when the user allows it, the BatchNorm mode) with
+ *   - the lowest closed-form peak whose compute stays within max_overhead x column, or
+ *   - the least compute whose peak fits budget_bytes (and, if also given, the compute cap);
+ *     when no plan fits, the lowest peak within the cap, flagged as not fitting.
+ * Neither given: max_overhead = AUTO_DEFAULT_OVERHEAD (1.5: room for about one recomputed
+ * forward pass and some halo or statistics work on top of column training).
+ *
+ * The search space: plans whose stages end at candidate cuts of the row region (the rowdep cuts
+ * up to --region or plan_default_region_end, except a cut whose only reader is a relu or dropout,
+ * since cutting one op later keeps the same rows; plus the hybrids' resolution cuts; at most
+ * CUTS_MAX, auto.c), a stage spanning at most SPAN_MAX of them, each stage with N in
+ * {1, 2, 3, 4, 6, 8, 12, 16, 24, 32} (capped at the rows it splits), one partitioning kind (row,
+ * 2ps, overl) for the partitioned stages, BatchNorm exact (or exact and stripe under --bn stripe).
+ * Column (no stage) and checkpointing (every stage N = 1) are plans of the space; so are row, 2ps
+ * and overl (the whole region, every N in 2..32) and 2ps-h and overl-h (resolution stages, every
+ * N of their list), and the checkpoint strategy's own segments are evaluated as well. So auto is
+ * never worse than a fixed strategy under the same constraint (tests/test_auto.c holds it to it).
+ *
+ * How (auto.c): the closed-form peak is additive over stages. While stage s runs, live bytes are
+ *   persistent + carried(stages before s) + local(s)
+ * and the column tail sees persistent + carried(stages before the last) + tail(last stage);
+ * compute is column + extra(s) summed over stages. local, carried, tail and extra of a stage
+ * depend only on its cuts, N, kind, BN mode and whether it is the last one, so each is measured
+ * once with the closed form on a probe plan (the stage between one-partition stages; a tail the
+ * stage before would hide is measured on the net cut at the stage's input). A dynamic programme
+ * over the cuts with Pareto labels (carried, extra) then finds the least compute under a peak
+ * bound; bisection on the bound gives the lowest peak under a compute cap. The model is exact:
+ * the chosen plans are evaluated with the closed form again and auto_result counts any
+ * disagreement (model_misses, 0 on the zoo), and the answer is always the closed form's.
+ *
+ * Exact BN costs a statistics pass per BatchNorm per partitioned stage (compute quadratic in the
+ * BatchNorms of a stage): a lower bound on that compute skips stages that cannot meet the cap (or,
+ * under a budget, beat the cheapest plan found so far, raising the bound in rounds), which keeps
+ * the search fast on ResNets and is why it settles on stages of one or two blocks there.
+ * Larger N for a stage stop once two in a row do not lower its own peak (not for the whole
+ * region and resolution stages, whose N lists are complete). Probes run in parallel (OpenMP).
+ *
+ * Deliberately not here: the largest batch or input that fits (fit.h), printing (reports/).
+ */
+#ifndef LR_AUTO_H
+#define LR_AUTO_H
+
+#include "strategy.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define AUTO_DEFAULT_OVERHEAD 1.5
+#define AUTO_MAX_ALT 6
+
+typedef struct {
+    double max_overhead;  /* flops <= max_overhead x column flops (>= 1); 0: no compute cap,
+                             or AUTO_DEFAULT_OVERHEAD when budget_bytes is 0 too */
+    int64_t budget_bytes; /* closed-form peak <= budget_bytes; 0: no memory budget */
+    int region_end;       /* last node of the row region; 0: plan_default_region_end */
+} auto_request;
+
+typedef struct {
+    plan_spec spec;
+    plan_bn bn;         /* BatchNorm mode the plan runs (and is evaluated) under */
+    plan_cost cost;     /* closed form */
+    double flops_ratio; /* compute relative to column */
+    bool approximate;   /* stripe BatchNorm inside a partitioned stage */
+    bool fits;          /* meets every constraint of the request */
+} auto_candidate;
+
+typedef struct {
+    auto_candidate best;
+    /* runners-up, in the order of the objective: the best plan of each other partitioning kind
+     * and BN mode, column and checkpointing (distinct plans only) */
+    int n_alt;
+    auto_candidate alt[AUTO_MAX_ALT];
+    bool minimise_peak;   /* objective: true = peak under a compute cap, false = compute */
+    double max_overhead;  /* the compute cap applied (0: none) */
+    int64_t budget_bytes; /* the memory budget applied (0: none) */
+    int64_t column_peak, column_flops;
+    /* !best.fits (no plan meets the budget): best is the lowest peak within the compute cap,
+     * over_bytes = its peak - budget_bytes */
+    int64_t over_bytes;
+    int n_evals;          /* closed-form evaluations made by the search */
+    /* plans whose closed-form peak or compute differed from the stage model's prediction:
+     * 0 unless stages interact in a way the model misses (the answer is the closed form's
+     * either way; tests/test_auto.c holds the zoo to 0) */
+    int model_misses;
+} auto_result;
+
+/* Runs the search for cfg (batch, dtype, optimizer, workspace; cfg->bn == BN_STRIPE allows
+ * stripe BatchNorm, BN_EXACT does not). Errors: LR_ERR_USAGE naming --max-overhead, --budget or
+ * --region; LR_ERR_INPUT for byte counts that overflow. A request nothing meets is not an error:
+ * out->best.fits is false. */
+lr_status auto_search(const net_t *net, const plan_config *cfg, const auto_request *req,
+                      auto_result *out);
+
+/* A copy of net from node `from` on, node `from`'s output becoming the input (`from` must be a
+ * cut, rowdep_cuts; 0 copies the whole net, e.g. to reshape it). The caller frees *out with
+ * net_free(). */
+lr_status auto_subnet(const net_t *net, int from, net_t **out);
+
+/* "column" (no stage), "checkpoint" (every stage one partition), else "row", "2ps" or "overl". */
+const char *auto_kind_name(const plan_spec *spec);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

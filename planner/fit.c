@@ -1,0 +1,482 @@
+/* fit.c - the largest batch and the largest square input within a budget (see fit.h).
+ *
+ * Legend: b a batch, H an input height (= width), k an index into the accepted sizes
+ * H = min + k * step; "fits" as fit.h defines it.
+ * Deliberately not here: plan choice itself (strategy.c, auto.c).
+ */
+#include "fit.h"
+
+#include <math.h>
+#include <string.h>
+#include <strings.h>
+
+#define MiB ((int64_t)1 << 20)
+#define GiB ((int64_t)1 << 30)
+
+/* Device memory per card. Where the driver's figure is well known it is used (nvidia-smi
+ * memory.total, = cudaGetDeviceProperties totalGlobalMem): it is below the marketing number on
+ * HBM cards and with ECC on (T4, L4, A10G enable it by default). Otherwise the card's nominal
+ * binary size (GDDR and HBM come in power-of-two GiB parts). H200: "141 GB" is 143771 MiB
+ * = 140.4 GiB as the driver reports it, not 141e9 bytes. */
+const fit_gpu fit_gpus[] = {
+    {"t4", 15360 * MiB, "NVIDIA T4 16GB (ECC on): 15360 MiB"},
+    {"l4", 23034 * MiB, "NVIDIA L4 24GB (ECC on): 23034 MiB"},
+    {"a10g", 23028 * MiB, "NVIDIA A10G 24GB (ECC on): 23028 MiB"},
+    {"v100-16gb", 16 * GiB, "NVIDIA V100 16GB: 16 GiB nominal"},
+    {"v100-32gb", 32 * GiB, "NVIDIA V100 32GB: 32 GiB nominal"},
+    {"rtx3090", 24576 * MiB, "GeForce RTX 3090 24GB: 24576 MiB"},
+    {"rtx4090", 24564 * MiB, "GeForce RTX 4090 24GB: 24564 MiB"},
+    {"a100-40gb", 40960 * MiB, "NVIDIA A100 40GB: 40960 MiB"},
+    {"a100-80gb", 81920 * MiB, "NVIDIA A100 80GB: 81920 MiB"},
+    {"h100-80gb", 81559 * MiB, "NVIDIA H100 80GB HBM3: 81559 MiB"},
+    {"h200", 143771 * MiB, "NVIDIA H200 141GB HBM3e: 143771 MiB"},
+    {NULL, 0, NULL},
+};
+
+const fit_gpu *fit_gpu_find(const char *name)
+{
+    for (const fit_gpu *g = fit_gpus; g->name; g++)
+        if (strcasecmp(g->name, name) == 0)
+            return g;
+    return NULL;
+}
+
+/* ------------------------------------------------------------------ one question */
+
+typedef struct {
+    const net_t *net; /* at the input being asked about */
+    plan_config cfg;
+    const fit_target *t;
+    int64_t budget;
+    fit_result *out;
+    /* the strategy chooses the lowest peak over plans that do not depend on the batch (resp.
+     * the input): a plan of that set that fits proves fits() */
+    bool lowest_of_fixed_set;
+    bool strict; /* the first choice: its errors are the caller's (bad region, ...) */
+} fitter;
+
+typedef struct {
+    int64_t peak; /* INT64_MAX: the net does not accept the input, or the planner cannot count */
+    bool fits;
+} point;
+
+typedef struct {
+    plan_spec spec;
+    plan_bn bn;
+    point at;
+} choice;
+
+/* False when the planner cannot count this batch at this input (62-bit limits). */
+static bool countable(const net_t *net, const plan_config *cfg)
+{
+    return cost_check_limits(net, cfg->batch, cost_dtype_bytes(cfg->dtype), 4096) == LR_OK;
+}
+
+static double auto_cap(const fit_target *t)
+{
+    return t->areq.max_overhead > 0 ? t->areq.max_overhead : AUTO_DEFAULT_OVERHEAD;
+}
+
+/* The closed form of a plan that lrcnn would build (plan_run_bound within PLAN_MAX_RUNS) and can
+ * count; false otherwise (the strategies' searches skip such plans, so it proves nothing). */
+static lr_status closed_form(const net_t *net, const plan_config *cfg, const plan_spec *spec,
+                             plan_cost *c, bool *usable)
+{
+    plan_t *plan;
+    LR_TRY(plan_build(net, cfg, spec, &plan));
+    *usable = plan_run_bound(plan) <= PLAN_MAX_RUNS;
+    if (*usable)
+        plan_closed_form(plan, c);
+    plan_free(plan);
+    *usable = *usable && c->flops < INT64_MAX;
+    return LR_OK;
+}
+
+/* A fixed plan at `batch`: its peak, and whether it fits (for auto also within its compute
+ * cap). */
+static lr_status plan_point(fitter *f, int batch, const plan_spec *spec, plan_bn bn, point *p)
+{
+    plan_config cfg = f->cfg;
+    cfg.batch = batch;
+    cfg.bn = bn;
+    p->peak = INT64_MAX, p->fits = false;
+    if (!countable(f->net, &cfg))
+        return LR_OK;
+    plan_cost c;
+    bool usable;
+    f->out->n_evals++;
+    LR_TRY(closed_form(f->net, &cfg, spec, &c, &usable));
+    if (!usable)
+        return LR_OK;
+    p->peak = c.peak_bytes;
+    p->fits = c.peak_bytes <= f->budget;
+    if (p->fits && f->t->strategy == STRAT_COUNT) {
+        plan_spec column;
+        memset(&column, 0, sizeof column);
+        plan_cost col;
+        LR_TRY(closed_form(f->net, &cfg, &column, &col, &usable));
+        p->fits = usable && c.flops <= (int64_t)floor(auto_cap(f->t) * (double)col.flops);
+    }
+    return LR_OK;
+}
+
+/* The target's own plan at `batch`. auto fits when some plan within its compute cap
+ * (AUTO_DEFAULT_OVERHEAD unless the user set one) fits, that is when its lowest peak within the
+ * cap does: asking for that plan (rather than the least compute under the budget, which changes
+ * with every batch) keeps the plan the same from one batch to the next. */
+static lr_status choose(fitter *f, int batch, choice *out)
+{
+    plan_config cfg = f->cfg;
+    cfg.batch = batch;
+    memset(out, 0, sizeof *out);
+    out->bn = cfg.bn;
+    out->at.peak = INT64_MAX;
+    if (!countable(f->net, &cfg))
+        return LR_OK;
+    f->out->n_choices++;
+    if (f->t->strategy == STRAT_COUNT) {
+        auto_request r = f->t->areq;
+        r.max_overhead = auto_cap(f->t);
+        r.budget_bytes = 0;
+        auto_result res;
+        lr_status st = auto_search(f->net, &cfg, &r, &res);
+        if (st == LR_ERR_INPUT && !f->strict) /* counts the planner cannot form: does not fit */
+            return LR_OK;
+        LR_TRY(st);
+        out->spec = res.best.spec, out->bn = res.best.bn;
+        out->at.peak = res.best.cost.peak_bytes;
+        out->at.fits = res.best.fits && res.best.cost.peak_bytes <= f->budget;
+        return LR_OK;
+    }
+    plan_request r = f->t->req;
+    r.strategy = f->t->strategy;
+    if (r.strategy < STRAT_ROW)
+        r.rows = 0;
+    plan_choice c;
+    lr_status st = strategy_choose(f->net, &cfg, &r, &c);
+    if (st == LR_ERR_INPUT && !f->strict) /* counts the planner cannot form: does not fit */
+        return LR_OK;
+    LR_TRY(st);
+    out->spec = c.spec;
+    out->at.peak = c.cost.peak_bytes;
+    out->at.fits = c.cost.peak_bytes <= f->budget;
+    return LR_OK;
+}
+
+/* ------------------------------------------------------------------ boundary search */
+
+/* One of the two questions, over x = 1, 2, ... (0: nothing fits). */
+typedef struct question question;
+struct question {
+    fitter *f;
+    lr_status (*plan_at)(question *q, int64_t x, const choice *plan, point *p);
+    lr_status (*choose_at)(question *q, int64_t x, choice *c);
+    int power;          /* the peak grows about as x^power (batch 1, input size 2) */
+    int64_t guess;      /* where to look first */
+    net_t *copy;        /* input: the copy that is reshaped */
+    int min, step;      /* input: x = 1 is min x min, x = 2 is (min + step)^2, ... */
+    const choice *plan; /* for plan_measure */
+    choice last;        /* the latest choice of choice_measure */
+};
+
+typedef lr_status (*measure_fn)(question *q, int64_t x, point *p);
+
+static lr_status plan_measure(question *q, int64_t x, point *p)
+{
+    return q->plan_at(q, x, q->plan, p);
+}
+
+static lr_status choice_measure(question *q, int64_t x, point *p)
+{
+    LR_TRY(q->choose_at(q, x, &q->last));
+    *p = q->last.at;
+    return LR_OK;
+}
+
+/* The largest x whose model peak a + c * x^power (through two measured points) is within the
+ * budget; -1 when the two points do not define a rising model. */
+static int64_t predict(const int64_t *xs, const int64_t *vs, int power, int64_t budget)
+{
+    double u0 = pow((double)xs[0], power), u1 = pow((double)xs[1], power);
+    if (u1 == u0 || vs[1] == vs[0])
+        return -1;
+    double slope = ((double)vs[1] - (double)vs[0]) / (u1 - u0);
+    if (slope <= 0)
+        return -1;
+    double u = u0 + ((double)budget - (double)vs[0]) / slope;
+    if (u < 1)
+        return 0;
+    double x = floor(pow(u, 1.0 / power));
+    return x > 9e15 ? (int64_t)9e15 : (int64_t)x;
+}
+
+typedef struct {
+    int64_t good, bad; /* good fits (or is the sentinel 0), bad does not (or is the limit + 1) */
+    int64_t xs[2], vs[2];
+    int n; /* measured points with a finite peak, the last two kept */
+} bracket;
+
+static void record(bracket *b, int64_t x, const point *p)
+{
+    *(p->fits ? &b->good : &b->bad) = x;
+    if (p->peak == INT64_MAX)
+        return;
+    if (b->n == 2)
+        b->xs[0] = b->xs[1], b->vs[0] = b->vs[1];
+    b->xs[b->n == 2 ? 1 : b->n] = x, b->vs[b->n == 2 ? 1 : b->n] = p->peak;
+    b->n += b->n < 2;
+}
+
+/* The next x to measure: the model's boundary (or the one past it, once that fits), else
+ * exponential steps up from `from`; every third step a bisection if the bracket did not halve. */
+static int64_t next_x(const bracket *b, int power, int64_t budget, int64_t from, bool bisect)
+{
+    int64_t x = -1;
+    if (b->n == 2 && !bisect)
+        x = predict(b->xs, b->vs, power, budget);
+    if (x >= 0 && x <= b->good)
+        x = b->good + 1;
+    if (x < 0 || bisect)
+        x = bisect || b->good >= from + 64 ? b->good + (b->bad - b->good) / 2
+                                            : b->good + (b->good - from + 1);
+    if (x >= b->bad)
+        x = b->bad - 1;
+    return x;
+}
+
+/* The largest x in (lo, hi) that fits, or lo when lo + 1 does not; lo is known to fit (0: the
+ * sentinel) and hi known not to. Assumes a monotone answer; the result is measured either way. */
+static lr_status last_fitting(question *q, measure_fn fn, int64_t lo, int64_t hi, int64_t guess,
+                              int64_t *out)
+{
+    bracket b = {.good = lo, .bad = hi};
+    int64_t x = guess > lo && guess < hi ? guess : lo + 1, width = hi - lo;
+    for (int step = 1; b.bad - b.good > 1; step++) {
+        point p;
+        LR_TRY(fn(q, x, &p));
+        record(&b, x, &p);
+        bool bisect = step % 3 == 0 && b.bad - b.good > width / 2;
+        if (step % 3 == 0)
+            width = b.bad - b.good;
+        if (b.bad - b.good > 1)
+            x = next_x(&b, q->power, q->f->budget, lo, bisect);
+    }
+    *out = b.good;
+    return LR_OK;
+}
+
+/* Narrows [lo, hi) around the fixed plan's answer g: fits(g) from the plan itself when the
+ * strategy takes the lowest peak over a fixed set, else from its choice at g; then fits(lo + 1)
+ * from its choice. The plan to search with next is the choice that moved a bound. */
+static lr_status round_of(question *q, choice *plan, int64_t guess, int64_t *lo, int64_t *hi)
+{
+    q->plan = plan;
+    int64_t g;
+    LR_TRY(last_fitting(q, plan_measure, *lo, *hi, guess, &g));
+    point p;
+    if (g > *lo && q->f->lowest_of_fixed_set) {
+        *lo = g;
+    } else if (g > *lo) {
+        LR_TRY(choice_measure(q, g, &p));
+        *(p.fits ? lo : hi) = g;
+        if (!p.fits) {
+            *plan = q->last;
+            return LR_OK;
+        }
+    }
+    if (*lo + 1 < *hi) {
+        LR_TRY(choice_measure(q, *lo + 1, &p));
+        *(p.fits ? lo : hi) = *lo + 1;
+        if (p.fits)
+            *plan = q->last;
+    }
+    return LR_OK;
+}
+
+/* The largest x <= limit that fits (0: none). */
+static lr_status boundary(question *q, const choice *start, int64_t limit, int64_t *answer)
+{
+    int64_t lo = 0, hi = limit + 1;
+    choice plan = *start;
+    for (int round = 0; round < 6 && hi - lo > 1; round++)
+        LR_TRY(round_of(q, &plan, round ? lo + 1 : q->guess, &lo, &hi));
+    if (hi - lo > 1) /* the plan kept changing: search on the strategy's own choice */
+        LR_TRY(last_fitting(q, choice_measure, lo, hi, lo + 1, &lo));
+    *answer = lo;
+    return LR_OK;
+}
+
+/* ------------------------------------------------------------------ the two questions */
+
+static lr_status batch_plan_at(question *q, int64_t b, const choice *plan, point *p)
+{
+    return plan_point(q->f, (int)b, &plan->spec, plan->bn, p);
+}
+
+static lr_status batch_choose(question *q, int64_t b, choice *c)
+{
+    return choose(q->f, (int)b, c);
+}
+
+/* Reshapes the copy to the x-th accepted size; false when the net does not accept it. */
+static bool input_at(question *q, int64_t x)
+{
+    int64_t h = q->min + (x - 1) * q->step;
+    q->f->net = q->copy;
+    return h <= FIT_MAX_INPUT && net_reshape(q->copy, (int)h, (int)h) == LR_OK;
+}
+
+static lr_status input_plan_at(question *q, int64_t x, const choice *plan, point *p)
+{
+    p->peak = INT64_MAX, p->fits = false;
+    return input_at(q, x) ? plan_point(q->f, 1, &plan->spec, plan->bn, p) : LR_OK;
+}
+
+static lr_status input_choose(question *q, int64_t x, choice *c)
+{
+    memset(c, 0, sizeof *c);
+    c->at.peak = INT64_MAX;
+    return input_at(q, x) ? choose(q->f, 1, c) : LR_OK;
+}
+
+/* The smallest accepted size up to h0, and the step to the next accepted size (within 64). */
+static void accepted_sizes(net_t *copy, int h0, int *min, int *step)
+{
+    *min = 0, *step = 1;
+    for (int h = 1; h <= h0 && !*min; h++)
+        if (net_reshape(copy, h, h) == LR_OK)
+            *min = h;
+    for (int s = 1; *min && s <= 64; s++)
+        if (net_reshape(copy, *min + s, *min + s) == LR_OK) {
+            *step = s;
+            return;
+        }
+}
+
+static lr_status max_batch(fitter *f, const choice *start, fit_result *out)
+{
+    question q = {.f = f, .plan_at = batch_plan_at, .choose_at = batch_choose, .power = 1,
+                  .guess = f->cfg.batch};
+    int64_t b;
+    LR_TRY(boundary(&q, start, FIT_MAX_BATCH, &b));
+    out->max_batch = (int)b;
+    plan_config cfg = f->cfg;
+    cfg.batch = (int)(b < FIT_MAX_BATCH ? b + 1 : b);
+    out->batch_at_limit = b == FIT_MAX_BATCH || (b > 0 && !countable(f->net, &cfg));
+    return LR_OK;
+}
+
+static lr_status max_input(fitter *f, const choice *start, fit_result *out)
+{
+    net_t *copy;
+    LR_TRY(auto_subnet(f->net, 0, &copy));
+    const net_t *own = f->net;
+    int h0 = own->nodes[0].h > own->nodes[0].w ? own->nodes[0].h : own->nodes[0].w;
+    question q = {.f = f, .plan_at = input_plan_at, .choose_at = input_choose, .power = 2,
+                  .copy = copy};
+    accepted_sizes(copy, h0, &q.min, &q.step);
+    out->min_square_input = q.min;
+    out->input_step = q.step;
+    lr_status st = LR_OK;
+    int64_t x = 0, limit = q.min ? (FIT_MAX_INPUT - q.min) / q.step + 1 : 0;
+    q.guess = q.min ? (h0 - q.min) / q.step + 1 : 1;
+    if (q.min)
+        st = boundary(&q, start, limit, &x);
+    out->max_square_input = x ? (int)(q.min + (x - 1) * q.step) : 0;
+    plan_config cfg = f->cfg;
+    cfg.batch = 1;
+    out->input_at_limit = x == limit && x > 0;
+    if (st == LR_OK && x > 0 && x < limit && input_at(&q, x + 1))
+        out->input_at_limit = !countable(copy, &cfg);
+    f->net = own;
+    net_free(copy);
+    return st;
+}
+
+/* ------------------------------------------------------------------ driver */
+
+static bool lowest_of_fixed_set(const fit_target *t, bool batch)
+{
+    switch (t->strategy) {
+    case STRAT_COLUMN:
+    case STRAT_ROW:
+    case STRAT_2PS:
+    case STRAT_OVERL:
+        return true;
+    case STRAT_CHECKPOINT: /* its segments follow activation shares, which move with the input */
+        return batch;
+    case STRAT_2PS_H:
+    case STRAT_OVERL_H: /* coordinate descent; with --rows, N scaled by heights only */
+        return batch && t->req.rows > 0;
+    default: /* auto: its own choice; which N it tries for a stage depends on the peaks found */
+        return false;
+    }
+}
+
+/* One question (batch or input) for one target; fills its half of *out. */
+static lr_status fit_one(const net_t *net, const plan_config *cfg, const fit_target *t,
+                         int64_t budget_bytes, bool batch, fit_result *out)
+{
+    if (budget_bytes <= 0 || budget_bytes >= FIT_MAX_BUDGET_BYTES)
+        return lr_fail(LR_ERR_USAGE, "--fit: expected a budget above the reserve and below 1 PiB");
+    out->budget_bytes = budget_bytes;
+    fitter f = {.net = net, .cfg = *cfg, .t = t, .budget = budget_bytes, .out = out,
+                .lowest_of_fixed_set = lowest_of_fixed_set(t, batch)};
+    choice start = {.bn = cfg->bn, .at = {INT64_MAX, false}};
+    f.strict = true;
+    if (t->has_hint)
+        start.spec = t->hint, start.bn = t->hint_bn;
+    else
+        LR_TRY(choose(&f, cfg->batch, &start));
+    f.strict = false;
+    return batch ? max_batch(&f, &start, out) : max_input(&f, &start, out);
+}
+
+static void merge(fit_result *out, const fit_result *batch, const fit_result *input)
+{
+    *out = *batch;
+    out->max_square_input = input->max_square_input;
+    out->min_square_input = input->min_square_input;
+    out->input_step = input->input_step;
+    out->input_at_limit = input->input_at_limit;
+    out->n_evals += input->n_evals;
+    out->n_choices += input->n_choices;
+}
+
+lr_status fit_run(const net_t *net, const plan_config *cfg, const fit_target *t,
+                  int64_t budget_bytes, fit_result *out)
+{
+    fit_result half[2];
+    memset(half, 0, sizeof half);
+    LR_TRY(fit_one(net, cfg, t, budget_bytes, true, &half[0]));
+    LR_TRY(fit_one(net, cfg, t, budget_bytes, false, &half[1]));
+    merge(out, &half[0], &half[1]);
+    return LR_OK;
+}
+
+lr_status fit_run_all(const net_t *net, const plan_config *cfg, const fit_target *t, int n,
+                      int64_t budget_bytes, fit_result *out)
+{
+    int tasks = 2 * n;
+    fit_result *half = calloc((size_t)(tasks ? tasks : 1), sizeof *half);
+    lr_status *st = calloc((size_t)(tasks ? tasks : 1), sizeof *st);
+    char(*msg)[256] = calloc((size_t)(tasks ? tasks : 1), sizeof *msg);
+    if (!half || !st || !msg) {
+        free(half), free(st), free(msg);
+        return lr_fail(LR_ERR_NOMEM, "out of memory");
+    }
+#pragma omp parallel for schedule(dynamic)
+    for (int k = 0; k < tasks; k++) {
+        st[k] = fit_one(net, cfg, &t[k / 2], budget_bytes, k % 2 == 0, &half[k]);
+        if (st[k] != LR_OK)
+            snprintf(msg[k], sizeof msg[k], "%s", lr_last_error());
+    }
+    lr_status r = LR_OK;
+    for (int k = 0; k < tasks && r == LR_OK; k++)
+        if (st[k] != LR_OK)
+            r = lr_fail(st[k], "%s", msg[k]);
+    for (int k = 0; k < n && r == LR_OK; k++)
+        merge(&out[k], &half[2 * k], &half[2 * k + 1]);
+    free(half), free(st), free(msg);
+    return r;
+}

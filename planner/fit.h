@@ -1,0 +1,91 @@
+/* fit.h - capacity answers: for a strategy (or auto), the largest batch whose closed-form peak
+ * fits a memory budget, and the largest square input H x H that fits at batch 1.
+ *
+ * Definitions (exact with respect to the planner, tests/test_auto.c):
+ *   fits(b, H)   the plan the strategy itself chooses at batch b and input H x H (its N search,
+ *                checkpoint segments, hybrid coordinate descent; auto: a plan within its compute
+ *                cap, i.e. its lowest peak within the cap) has a closed-form peak <= budget
+ *   max_batch    fits(max_batch, H0) and not fits(max_batch + 1, H0), H0 the net's input;
+ *                0 when batch 1 does not fit; FIT_MAX_BATCH at most
+ *   max_square_input  fits(1, H) and not fits(1, H + step), where H runs over the sizes the
+ *                net accepts: min_square_input + k * step (step 1 for the zoo but tiny-mix, whose
+ *                concat needs even sizes); 0 when the smallest does not fit
+ * Counts that would overflow the planner's 62-bit arithmetic (cost_check_limits) do not fit: at
+ * that point the peak is far past any memory (so budgets are limited to 1 PiB).
+ *
+ * Search: exponential then binary search over the batch (the input), assuming fits() is monotone,
+ * which it is for strategies that take the lowest peak over a batch-independent set of plans. To
+ * stay fast, it first searches with one fixed plan (the strategy's plan at the user's batch:
+ * closed-form evaluations only), then asks the strategy for its own choice around the answer,
+ * and searches again with that plan if the answer moves. For the lowest-peak strategies (column,
+ * checkpoint, row, 2ps, overl) a plan of the set that fits proves fits(), and "not fits(b + 1)"
+ * follows from the choice at b without a second choice: every moment's bytes are a constant
+ * (weights, BN statistics) plus a part proportional to the batch, so no plan's peak at b + 1 is
+ * below peak(b) + (peak(b) - constant) / b.
+ *
+ * Deliberately not here: choosing plans (strategy.c, auto.c), printing (reports/summary.c).
+ */
+#ifndef LR_FIT_H
+#define LR_FIT_H
+
+#include "auto.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define FIT_MAX_BATCH (1 << 30)
+#define FIT_MAX_INPUT (1 << 24)
+#define FIT_MAX_BUDGET_BYTES ((int64_t)1 << 50)
+/* --reserve default: what a training process holds outside the planned tensors. The CUDA
+ * context with cuDNN and cuBLAS loaded takes 0.5-0.9 GiB on recent drivers (lazy module
+ * loading; more with eager loading), and a caching allocator keeps freed blocks it cannot
+ * reuse for the next size; 1 GiB covers the context on every card in the table below. */
+#define FIT_DEFAULT_RESERVE_BYTES ((int64_t)1 << 30)
+
+typedef struct {
+    const char *name;  /* as --fit takes it, e.g. "h100-80gb" */
+    int64_t bytes;     /* device memory (see fit.c for where each number comes from) */
+    const char *label; /* e.g. "NVIDIA H100 80GB (SXM/PCIe)" */
+} fit_gpu;
+
+/* The table of named cards, terminated by an entry with name NULL. */
+extern const fit_gpu fit_gpus[];
+
+/* The card called `name` (case-insensitive), or NULL. */
+const fit_gpu *fit_gpu_find(const char *name);
+
+typedef struct {
+    plan_strategy strategy; /* STRAT_COUNT: auto */
+    plan_request req;       /* fixed strategies: rows, region, segments as the user gave them */
+    auto_request areq;      /* auto: its compute cap and region (its budget is the fit's) */
+    plan_spec hint;         /* a plan to start from (e.g. the strategy's at the user's batch) */
+    plan_bn hint_bn;
+    bool has_hint;
+} fit_target;
+
+typedef struct {
+    int64_t budget_bytes;
+    int max_batch;        /* 0: batch 1 does not fit */
+    bool batch_at_limit;  /* FIT_MAX_BATCH, or the largest batch the planner can count, fits */
+    int max_square_input; /* 0: the smallest input does not fit at batch 1 */
+    int min_square_input; /* the smallest H x H the net accepts (0: none up to its own size) */
+    int input_step;
+    bool input_at_limit;  /* FIT_MAX_INPUT, or the largest input the planner can count, fits */
+    int n_evals;          /* closed-form evaluations of a fixed plan */
+    int n_choices;        /* times the strategy chose its plan */
+} fit_result;
+
+/* Answers both questions for one target within budget_bytes (> 0, < FIT_MAX_BUDGET_BYTES). cfg's
+ * batch is the starting point; the net is not modified. */
+lr_status fit_run(const net_t *net, const plan_config *cfg, const fit_target *t,
+                  int64_t budget_bytes, fit_result *out);
+
+/* fit_run for n targets, in parallel (OpenMP) when available; out[k] answers t[k]. */
+lr_status fit_run_all(const net_t *net, const plan_config *cfg, const fit_target *t, int n,
+                      int64_t budget_bytes, fit_result *out);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

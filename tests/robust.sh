@@ -1,0 +1,314 @@
+#!/usr/bin/env bash
+# robust.sh - both binaries against hostile input, at the command line: every bad flag or value
+# exits 2 and every runtime failure exits 1, each with exactly one line on stderr that names the
+# flag, file or device; output files on a full device, in missing or unwritable places, through
+# links, and under a kill; lrcnn-validate's datasets (missing, truncated, bad magic, lying
+# headers) and --backend cuda without a GPU; networks past the schedule-size limit; and the
+# command lines the fuzzer found (tests/regress/args-*.txt, one argument per line) replay with
+# no crash and no sanitizer report.
+#
+# Usage: LRCNN_BIN=build/bin bash tests/robust.sh   (make test sets LRCNN_BIN)
+# Prints one line per check and exits non-zero if any failed. Needs python3 and gzip.
+# Deliberately not here: lrcnn-sim's everyday flags and outputs (tests/cli.sh).
+set -u
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+BIN=${LRCNN_BIN:-$ROOT/build/bin}
+[ -d "$BIN" ] && BIN=$(cd "$BIN" && pwd)
+SIM=$BIN/lrcnn-sim
+VAL=$BIN/lrcnn-validate
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/lrcnn-robust.XXXXXX")
+trap 'rm -rf "$TMP"' EXIT
+
+passed=0 failed=0
+ok() { printf 'ok    %s\n' "$1"; passed=$((passed + 1)); }
+bad() { printf 'FAIL  %s: %s\n' "$1" "$2"; failed=$((failed + 1)); }
+
+for b in "$SIM" "$VAL"; do
+    [ -x "$b" ] || { echo "FAIL  $b not found (set LRCNN_BIN)"; exit 1; }
+done
+
+out=$TMP/stdout err=$TMP/stderr rc=0
+# run BINARY ARGS...: from the repository root; sets rc and fills $out, $err.
+run() {
+    local b=$1
+    shift
+    (cd "$ROOT" && "$b" "$@") >"$out" 2>"$err"
+    rc=$?
+}
+
+lines() { wc -l <"$1" | tr -d ' '; }
+
+sanitizer_report() { grep -qE 'runtime error|AddressSanitizer|LeakSanitizer|internal error' "$err"; }
+
+# expect NAME CODE MENTION BINARY ARGS...: exit CODE, one line on stderr that starts with the
+# program's name and mentions MENTION, no sanitizer report.
+expect() {
+    local name=$1 code=$2 mention=$3 b=$4
+    shift 4
+    run "$b" "$@"
+    local prog=${b##*/}
+    if [ "$rc" -ne "$code" ]; then
+        bad "$name" "exit $rc, expected $code ($(head -1 "$err"))"
+    elif sanitizer_report; then
+        bad "$name" "sanitizer: $(grep -m1 -E 'runtime error|Sanitizer|internal error' "$err")"
+    elif [ "$(lines "$err")" -ne 1 ]; then
+        bad "$name" "$(lines "$err") lines on stderr: $(head -3 "$err" | tr '\n' '|')"
+    elif ! grep -q "^$prog: " "$err"; then
+        bad "$name" "stderr does not start with '$prog: ': $(cat "$err")"
+    elif ! grep -qF -- "$mention" "$err"; then
+        bad "$name" "stderr does not mention '$mention': $(cat "$err")"
+    else
+        ok "$name"
+    fi
+}
+
+is_char_device() { [ -c "$1" ]; }
+
+# ------------------------------------------------------------------ lrcnn-sim: bad usage (2)
+
+check_sim_usage() {
+    expect "sim --rows 4097" 2 "--rows" "$SIM" --net tiny-vgg --rows 4097
+    expect "sim --segments 65" 2 "--segments" "$SIM" --net tiny-vgg --segments 65
+    expect "sim --segments more than the region has cuts" 2 "--segments" "$SIM" --net tiny-vgg --strategy checkpoint --segments 60
+    expect "sim --input 16777217x1" 2 "--input" "$SIM" --net tiny-vgg --input 16777217x1
+    expect "sim --input 10x10x10" 2 "--input" "$SIM" --net tiny-vgg --input 10x10x10
+    expect "sim --batch=" 2 "--batch" "$SIM" --net tiny-vgg --batch=
+    expect "sim --json=yes (a switch with a value)" 2 "--json" "$SIM" --net tiny-vgg --json=yes
+    expect "sim --workspace -1" 2 "--workspace" "$SIM" --net tiny-vgg --workspace -1
+    expect "sim --workspace 1e30" 2 "--workspace" "$SIM" --net tiny-vgg --workspace 1e30
+    expect "sim --workspace nan" 2 "--workspace" "$SIM" --net tiny-vgg --workspace nan
+    expect "sim --gpu-mem without --report" 2 "--gpu-mem" "$SIM" --net tiny-vgg --gpu-mem 8GiB
+    expect "sim --gpu-mem 0" 2 "--gpu-mem" "$SIM" --net tiny-vgg --gpu-mem 0
+    expect "sim --framework tensorflow" 2 "--framework" "$SIM" --net tiny-vgg --framework tensorflow
+    expect "sim --graph x.txt" 2 "--graph" "$SIM" --net tiny-vgg --graph "$TMP/x.txt"
+    expect "sim --graph with column only" 2 "--graph" "$SIM" --net tiny-vgg --strategy column --graph "$TMP/g.dot"
+    expect "sim --sweep rows=1..5000" 2 "--sweep" "$SIM" --net tiny-vgg --sweep rows=1..5000
+    expect "sim --sweep batch=" 2 "--sweep" "$SIM" --net tiny-vgg --sweep batch=
+    expect "sim --sweep batch=1,x" 2 "--sweep" "$SIM" --net tiny-vgg --sweep batch=1,x
+    expect "sim --sweep with --report" 2 "--sweep" "$SIM" --net tiny-vgg --sweep batch=1,2 --report "$TMP/r"
+    expect "sim --sweep rows with column only" 2 "--sweep rows" "$SIM" --net tiny-vgg --strategy column --sweep rows=2..3
+    expect "sim --strategy ," 2 "--strategy" "$SIM" --net tiny-vgg --strategy ,
+    expect "sim --region input" 2 "--region" "$SIM" --net tiny-vgg --region input
+    expect "sim --net a directory" 2 "networks" "$SIM" --net networks/
+    expect "sim --net /dev/null (not a regular file)" 2 "/dev/null" "$SIM" --net /dev/null
+    expect "sim --net a name too long" 2 "--net" "$SIM" --net "$(printf 'n%.0s' {1..80})"
+    printf '{"name": "x", "input": {"channels": 1, "height": 8, "width": 8}, "layers": [' >"$TMP/deep.json"
+    printf '[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[' >>"$TMP/deep.json"
+    expect "sim --net with JSON nested too deep" 2 "deep.json" "$SIM" --net "$TMP/deep.json"
+    head -c 70000000 /dev/zero | tr '\0' ' ' >"$TMP/huge.json"
+    expect "sim --net larger than 64 MiB" 2 "64 MiB" "$SIM" --net "$TMP/huge.json"
+    rm -f "$TMP/huge.json"
+}
+
+# ------------------------------------------------------------------ lrcnn-sim: output files (1)
+
+check_sim_outputs() {
+    if is_char_device /dev/full; then
+        expect "sim --output /dev/full: exit 1 naming it" 1 "/dev/full" "$SIM" --net tiny-vgg --output /dev/full
+        expect "sim --timeline /dev/full" 1 "/dev/full" "$SIM" --net tiny-vgg --strategy 2ps --output "$TMP/o.txt" --timeline /dev/full
+        expect "sim --trace /dev/full" 1 "/dev/full" "$SIM" --net tiny-vgg --strategy 2ps --output "$TMP/o.txt" --trace /dev/full
+        expect "sim --json --output /dev/full" 1 "/dev/full" "$SIM" --net tiny-vgg --json --output /dev/full
+        is_char_device /dev/full && ok "/dev/full is still a device" || bad "/dev/full is still a device" "replaced"
+    fi
+    run "$SIM" --net tiny-vgg --strategy column --output /dev/stdout
+    if [ "$rc" -eq 0 ] && grep -q '^column' "$out" && is_char_device /dev/null; then
+        ok "sim --output /dev/stdout prints, devices untouched"
+    else
+        bad "sim --output /dev/stdout prints, devices untouched" "exit $rc: $(head -1 "$err")"
+    fi
+    expect "sim --output a directory" 1 "is a directory" "$SIM" --net tiny-vgg --output "$TMP"
+    expect "sim --output in /proc (read-only)" 1 "/proc/lrcnn-out.txt" "$SIM" --net tiny-vgg --output /proc/lrcnn-out.txt
+    expect "sim --trace into a missing directory" 1 "no/dir/t.json" "$SIM" --net tiny-vgg --strategy 2ps --output "$TMP/o.txt" --trace "$TMP/no/dir/t.json"
+    expect "sim --graph into a missing directory" 1 "no/dir/g.dot" "$SIM" --net tiny-vgg --strategy 2ps --output "$TMP/o.txt" --graph "$TMP/no/dir/g.dot"
+    expect "sim --report with a missing parent" 1 "--report" "$SIM" --net tiny-vgg --report "$TMP/no/dir/r"
+    echo text >"$TMP/afile"
+    expect "sim --report onto a file" 1 "not a directory" "$SIM" --net tiny-vgg --report "$TMP/afile"
+    mkdir -p "$TMP/mine" && echo keep >"$TMP/mine/notes.txt"
+    expect "sim --report onto someone's directory" 1 "not an lrcnn-sim report" "$SIM" --net tiny-vgg --report "$TMP/mine"
+    [ "$(cat "$TMP/mine/notes.txt")" = keep ] && ok "that directory is left alone" || bad "that directory is left alone" "changed"
+
+    echo old >"$TMP/target.txt"
+    ln -sf "$TMP/target.txt" "$TMP/link.txt"
+    run "$SIM" --net tiny-vgg --strategy column --output "$TMP/link.txt"
+    if [ "$rc" -eq 0 ] && [ -L "$TMP/link.txt" ] && grep -q '^column' "$TMP/target.txt"; then
+        ok "sim --output through a link writes the target, keeps the link"
+    else
+        bad "sim --output through a link writes the target, keeps the link" "exit $rc"
+    fi
+    local left
+    left=$(find "$TMP" -name '*.tmp.*' | head -1)
+    [ -z "$left" ] && ok "no temporary files left by failed writes" || bad "no temporary files left by failed writes" "$left"
+}
+
+# A run killed while it writes leaves the old file or the complete new one, never a part.
+check_sim_killed() {
+    local name="sim killed mid-write: the old timeline or a complete one"
+    printf 'old\n' >"$TMP/kill.csv"
+    (cd "$ROOT" && exec "$SIM" --net resnet50 --batch 2 --strategy 2ps --rows 8 --timeline "$TMP/kill.csv") >/dev/null 2>&1 &
+    local pid=$!
+    sleep 0.4
+    kill -9 "$pid" 2>/dev/null
+    wait "$pid" 2>/dev/null
+    local first last
+    first=$(head -1 "$TMP/kill.csv")
+    last=$(tail -1 "$TMP/kill.csv" | awk -F, '{print $9}')
+    if [ "$first" = old ] || { [ "${first%%,*}" = step ] && [ "$last" = 0 ]; }; then
+        ok "$name ($( [ "$first" = old ] && echo old || echo complete))"
+    else
+        bad "$name" "first line '$first', last live bytes '$last'"
+    fi
+    rm -f "$TMP"/kill.csv.tmp.*
+}
+
+# ------------------------------------------------------------------ lrcnn-sim: limits
+
+# A network past the schedule-size limit is refused with the reason; the search stays within it.
+check_sim_limits() {
+    python3 - "$TMP" <<'EOF'
+import json, sys
+L = []
+for i in range(400):
+    L.append({"name": f"c{i}", "op": "conv", "out_channels": 16, "kernel": 3, "pad": 1, "bias": False})
+    L.append({"name": f"b{i}", "op": "batchnorm"})
+L += [{"name": "g", "op": "global_avgpool"}, {"name": "fc", "op": "fc", "out_features": 2},
+      {"name": "loss", "op": "softmax_xent"}]
+json.dump({"name": "bnchain", "input": {"channels": 16, "height": 32, "width": 32}, "layers": L},
+          open(sys.argv[1] + "/bnchain.json", "w"))
+EOF
+    expect "sim exact BN past the schedule limit" 2 "--bn exact" "$SIM" --net "$TMP/bnchain.json" --strategy overl --rows 32 --bn exact
+    expect "sim exact BN whose FLOPs overflow" 2 "FLOP count overflows" "$SIM" --net "$TMP/bnchain.json" --strategy overl --rows 32 --bn exact --batch 250000
+    run "$SIM" --net "$TMP/bnchain.json" --strategy 2ps,2ps-h --bn exact
+    [ "$rc" -eq 0 ] && [ ! -s "$err" ] && ok "sim exact BN searches N within the limit" ||
+        bad "sim exact BN searches N within the limit" "exit $rc: $(head -1 "$err")"
+    run "$SIM" --net "$TMP/bnchain.json" --strategy overl --rows 32 --bn stripe
+    [ "$rc" -eq 0 ] && ok "sim the same plan with stripe BN" || bad "sim the same plan with stripe BN" "exit $rc: $(head -1 "$err")"
+    run "$SIM" --net tiny-vgg --workspace 9e18 --allocator caching
+    [ "$rc" -eq 0 ] && ! sanitizer_report && ok "sim --workspace 9e18: planned, no overflow" ||
+        bad "sim --workspace 9e18: planned, no overflow" "exit $rc: $(head -1 "$err")"
+}
+
+# ------------------------------------------------------------------ lrcnn-validate
+
+check_validate_usage() {
+    expect "validate unknown flag" 2 "--bogus" "$VAL" --net tiny-vgg --bogus
+    expect "validate missing --net" 2 "--net" "$VAL" --steps 1
+    expect "validate --batch 0" 2 "--batch" "$VAL" --net tiny-vgg --batch 0
+    expect "validate --batch 2000000" 2 "--batch" "$VAL" --net tiny-vgg --batch 2000000
+    expect "validate --steps abc" 2 "--steps" "$VAL" --net tiny-vgg --steps abc
+    expect "validate --epochs 0" 2 "--epochs" "$VAL" --net tiny-vgg --epochs 0
+    expect "validate --backend tpu" 2 "--backend" "$VAL" --net tiny-vgg --backend tpu
+    expect "validate --data imagenet" 2 "--data" "$VAL" --net tiny-vgg --data imagenet
+    expect "validate --lr -1" 2 "--lr" "$VAL" --net tiny-vgg --lr -1
+    expect "validate --lr inf" 2 "--lr" "$VAL" --net tiny-vgg --lr inf
+    expect "validate --seed -1" 2 "--seed" "$VAL" --net tiny-vgg --seed -1
+    expect "validate --strategy bogus" 2 "bogus" "$VAL" --net tiny-vgg --strategy bogus
+    expect "validate --input 0x5" 2 "--input" "$VAL" --net tiny-vgg --input 0x5
+    expect "validate --input 65537x8" 2 "--input" "$VAL" --net tiny-vgg --input 65537x8
+    expect "validate --input too small for the net" 2 "pool" "$VAL" --net tiny-vgg --input 2x2
+    expect "validate --region nosuchlayer" 2 "nosuchlayer" "$VAL" --net tiny-vgg --region nosuchlayer
+    expect "validate --net does-not-exist" 2 "does-not-exist" "$VAL" --net does-not-exist
+    expect "validate --net a bad file" 2 "truncated.json" "$VAL" --net tests/data/bad/truncated.json
+    expect "validate --batch 1048576 overflows the bytes" 2 "overflows" "$VAL" --net tiny-resnet --batch 1048576 --input 65536x65536
+    expect "validate --input whose features overflow fc" 2 "features" "$VAL" --net tiny-vgg --input 65536x65536
+}
+
+# gzip a file made by python (idx header + bytes) into DIR/NAME.
+make_idx() {
+    python3 - "$@" <<'EOF'
+import struct, sys, gzip
+path, magic, *dims = sys.argv[1:]
+magic, dims = int(magic, 16), [int(d) for d in dims]
+count = 1
+for d in dims:
+    count *= d
+count = min(count, 1 << 20)
+with gzip.open(path, "wb") as f:
+    f.write(struct.pack(">I", magic) + b"".join(struct.pack(">I", d) for d in dims))
+    f.write(bytes(i % 10 for i in range(count)))
+EOF
+}
+
+check_validate_data() {
+    local fm=$TMP/fm
+    mkdir -p "$fm"
+    expect "validate --data-dir /nonexistent: exit 1 naming the file" 1 "/nonexistent/train-images-idx3-ubyte.gz" \
+        "$VAL" --net tiny-vgg --data fashion-mnist --data-dir /nonexistent --steps 1
+    make_idx "$fm/train-images-idx3-ubyte.gz" 803 16 28 28
+    make_idx "$fm/train-labels-idx1-ubyte.gz" 801 16
+    run "$VAL" --net tiny-vgg --data fashion-mnist --data-dir "$fm" --steps 2 --batch 8 --quiet
+    [ "$rc" -eq 0 ] && ok "validate a well-formed small dataset" || bad "validate a well-formed small dataset" "exit $rc: $(head -1 "$err")"
+    cp "$fm/train-images-idx3-ubyte.gz" "$fm/t10k-images-idx3-ubyte.gz"
+    cp "$fm/train-labels-idx1-ubyte.gz" "$fm/t10k-labels-idx1-ubyte.gz"
+    expect "validate --train-limit below one batch" 2 "--train-limit" "$VAL" --net tiny-vgg --data fashion-mnist --data-dir "$fm" --epochs 1 --train-limit 4 --batch 8
+    cp "$fm/train-images-idx3-ubyte.gz" "$TMP/good.gz"
+    head -c $(($(stat -c %s "$TMP/good.gz") / 2)) "$TMP/good.gz" >"$fm/train-images-idx3-ubyte.gz"
+    expect "validate a truncated .gz" 1 "truncated or corrupt" "$VAL" --net tiny-vgg --data fashion-mnist --data-dir "$fm" --steps 1
+    printf 'not gzip at all' >"$fm/train-images-idx3-ubyte.gz"
+    expect "validate a file that is not gzip" 1 "train-images-idx3-ubyte.gz" "$VAL" --net tiny-vgg --data fashion-mnist --data-dir "$fm" --steps 1
+    make_idx "$fm/train-images-idx3-ubyte.gz" 999 16 28 28
+    expect "validate bad magic" 2 "not an idx file" "$VAL" --net tiny-vgg --data fashion-mnist --data-dir "$fm" --steps 1
+    make_idx "$fm/train-images-idx3-ubyte.gz" 803 16777216 16777216 65537
+    expect "validate a header whose dimensions wrap 64 bits" 2 "claim more" "$VAL" --net tiny-vgg --data fashion-mnist --data-dir "$fm" --steps 1
+    make_idx "$fm/train-images-idx3-ubyte.gz" 803 16 28 28
+    make_idx "$fm/train-labels-idx1-ubyte.gz" 801 15
+    expect "validate labels not matching images" 2 "labels" "$VAL" --net tiny-vgg --data fashion-mnist --data-dir "$fm" --steps 1
+    make_idx "$fm/train-labels-idx1-ubyte.gz" 801 16
+    make_idx "$fm/train-images-idx3-ubyte.gz" 803 16 32 32
+    expect "validate images of another size than the net's" 2 "--data" "$VAL" --net tiny-vgg --data fashion-mnist --data-dir "$fm" --steps 1
+    chmod 000 "$fm/train-labels-idx1-ubyte.gz"
+    if [ "$(id -u)" != 0 ]; then
+        expect "validate an unreadable file" 1 "train-labels-idx1-ubyte.gz" "$VAL" --net tiny-vgg --data fashion-mnist --data-dir "$fm" --steps 1
+    fi
+    chmod 644 "$fm/train-labels-idx1-ubyte.gz"
+}
+
+check_validate_backend() {
+    run "$VAL" --net tiny-vgg --backend cuda --steps 1 --quiet
+    if [ "$rc" -eq 0 ]; then
+        ok "validate --backend cuda (a GPU is present: ran)"
+        return
+    fi
+    if [ "$rc" -eq 1 ] && [ "$(lines "$err")" -eq 1 ] && grep -qE 'GPU|CUDA|device' "$err" && ! sanitizer_report; then
+        ok "validate --backend cuda without a GPU: exit 1 saying so"
+    else
+        bad "validate --backend cuda without a GPU: exit 1 saying so" "exit $rc: $(head -2 "$err" | tr '\n' '|')"
+    fi
+}
+
+# ------------------------------------------------------------------ fuzzer regressions
+
+# Each tests/regress/args-*.txt holds one argument per line (paths relative to a scratch
+# directory). The run may fail, but with exit 0, 1 or 2, one line at most on stderr, and no
+# sanitizer report.
+check_regress_args() {
+    local f name
+    mkdir -p "$TMP/scratch"
+    for f in "$ROOT"/tests/regress/args-*.txt; do
+        [ -e "$f" ] || continue
+        name="regress ${f##*/}"
+        local args=()
+        mapfile -t args <"$f"
+        (cd "$TMP/scratch" && LRCNN_NETWORKS=$ROOT/networks "$SIM" "${args[@]}") >"$out" 2>"$err"
+        rc=$?
+        if [ "$rc" -gt 2 ] || sanitizer_report; then
+            bad "$name" "exit $rc: $(grep -m1 -E 'runtime error|Sanitizer|internal error' "$err")"
+        elif [ "$(lines "$err")" -gt 1 ]; then
+            bad "$name" "$(lines "$err") lines on stderr"
+        else
+            ok "$name (exit $rc)"
+        fi
+    done
+}
+
+check_sim_usage
+check_sim_outputs
+check_sim_killed
+check_sim_limits
+check_validate_usage
+check_validate_data
+check_validate_backend
+check_regress_args
+
+printf '%d passed, %d failed\n' "$passed" "$failed"
+[ "$failed" -eq 0 ]

@@ -1,0 +1,614 @@
+/* test_auto.c - `--strategy auto` and `--fit`: auto meets its budget or compute cap and is never
+ * worse than a fixed strategy under the same constraint; its stage model predicts the closed form
+ * to the byte; exact BN never gets an approximate plan; a budget nothing meets reports the
+ * shortfall; the closed form equals the replay for auto's plan; --fit's answers sit exactly on the
+ * boundary (fits at the answer, not one past it, with the plan the strategy chooses there); named
+ * cards and the flags parse; the JSON has the documented keys.
+ *
+ * Legend: B the largest batch, H the largest square input, X a compute cap (x column).
+ * Deliberately not here: timings (bench/plan_speed.c), the fixed strategies' own numbers
+ * (test_plan.c).
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <json-c/json.h>
+
+#include "fit.h"
+#include "sim.h"
+#include "sim_cli.h"
+
+#define GiB ((int64_t)1 << 30)
+#define MiB ((int64_t)1 << 20)
+
+/* ------------------------------------------------------------------ helpers */
+
+static net_t *zoo(const char *name)
+{
+    net_t *net = NULL;
+    if (net_open(name, &net) != LR_OK)
+        fail_msg("net_open(%s): %s", name, lr_last_error());
+    return net;
+}
+
+static plan_config config(int batch, plan_bn bn)
+{
+    plan_config c = {.batch = batch, .dtype = DT_FP32, .optim = OPTIM_MOMENTUM, .bn = bn};
+    return c;
+}
+
+static auto_result run_auto(const net_t *net, const plan_config *cfg, double cap, int64_t budget)
+{
+    auto_request req = {.max_overhead = cap, .budget_bytes = budget};
+    auto_result r;
+    if (auto_search(net, cfg, &req, &r) != LR_OK)
+        fail_msg("%s: auto_search: %s", net->name, lr_last_error());
+    return r;
+}
+
+static plan_choice choose(const net_t *net, const plan_config *cfg, plan_strategy st)
+{
+    plan_request req = {.strategy = st};
+    plan_choice c;
+    if (strategy_choose(net, cfg, &req, &c) != LR_OK)
+        fail_msg("%s %s: strategy_choose: %s", net->name, plan_strategy_name(st), lr_last_error());
+    return c;
+}
+
+static bool within_cap(int64_t flops, int64_t col_flops, double cap)
+{
+    return flops <= (int64_t)(cap * (double)col_flops);
+}
+
+static int bn_layers(const net_t *net, int from, int to)
+{
+    int n = 0;
+    for (int l = from + 1; l <= to; l++)
+        n += net->nodes[l].op == OP_BATCHNORM;
+    return n;
+}
+
+typedef struct {
+    const char *net;
+    int batch;
+} net_case;
+
+static const net_case zoo_cases[] = {
+    {"tiny-vgg", 32}, {"tiny-resnet", 32}, {"tiny-mix", 32}, {"alexnet", 64},
+    {"vgg16", 256},   {"resnet18", 64},    {"resnet50", 256},
+};
+#define N_ZOO (int)(sizeof zoo_cases / sizeof zoo_cases[0])
+
+/* ------------------------------------------------------------------ auto */
+
+/* Budgets from generous to impossible: every answer that fits is within the budget (and the cap
+ * when both are given), and its recorded cost is the closed form of its plan. (The largest nets
+ * skip the two tightest budgets, the slowest searches: ResNet-18 covers them.) */
+static void test_auto_never_exceeds_the_budget(void **state)
+{
+    const double shares[] = {0.9, 0.5, 0.3, 0.15, 0.02};
+    for (int k = 0; k < N_ZOO; k++) {
+        net_t *net = zoo(zoo_cases[k].net);
+        bool large = strcmp(net->name, "resnet50") == 0 || strcmp(net->name, "vgg16") == 0;
+        for (int bn = 0; bn < BN_COUNT; bn++) {
+            plan_config cfg = config(zoo_cases[k].batch, (plan_bn)bn);
+            int64_t col = choose(net, &cfg, STRAT_COLUMN).cost.peak_bytes;
+            for (size_t q = 0; q < (large ? 3 : sizeof shares / sizeof shares[0]); q++) {
+                int64_t budget = (int64_t)(shares[q] * (double)col);
+                auto_result r = run_auto(net, &cfg, q == 1 ? 2.0 : 0, budget);
+                if (r.best.fits)
+                    assert_true(r.best.cost.peak_bytes <= budget);
+                if (r.best.fits && q == 1)
+                    assert_true(within_cap(r.best.cost.flops, r.column_flops, 2.0));
+                plan_config own = cfg;
+                own.bn = r.best.bn;
+                plan_cost again;
+                assert_int_equal(strategy_evaluate(net, &own, &r.best.spec, &again), LR_OK);
+                assert_int_equal(again.peak_bytes, r.best.cost.peak_bytes);
+                assert_int_equal(again.flops, r.best.cost.flops);
+            }
+        }
+        net_free(net);
+    }
+}
+
+/* Under a compute cap the answer's compute is within it (column always is, so it fits). */
+static void test_auto_respects_the_overhead_cap(void **state)
+{
+    const double caps[] = {1.0, 1.05, 1.3, 1.5, 4.0};
+    for (int k = 0; k < N_ZOO; k++) {
+        net_t *net = zoo(zoo_cases[k].net);
+        plan_config cfg = config(zoo_cases[k].batch, BN_STRIPE);
+        for (size_t q = 0; q < sizeof caps / sizeof caps[0]; q++) {
+            auto_result r = run_auto(net, &cfg, caps[q], 0);
+            assert_true(r.best.fits);
+            assert_true(r.minimise_peak);
+            assert_true(within_cap(r.best.cost.flops, r.column_flops, caps[q]));
+            assert_true(r.best.cost.peak_bytes <= r.column_peak);
+        }
+        net_free(net);
+    }
+}
+
+/* Neither flag: the default cap of 1.5 applies. */
+static void test_auto_default_is_a_cap_of_one_and_a_half(void **state)
+{
+    net_t *net = zoo("resnet18");
+    plan_config cfg = config(64, BN_EXACT);
+    auto_result r = run_auto(net, &cfg, 0, 0);
+    assert_true(r.minimise_peak);
+    assert_true(r.max_overhead == AUTO_DEFAULT_OVERHEAD);
+    assert_true(within_cap(r.best.cost.flops, r.column_flops, 1.5));
+    net_free(net);
+}
+
+/* auto searches a space holding every fixed strategy's plan, so under the same cap its peak is
+ * at most the best fixed peak within the cap, and under a budget its compute at most that of any
+ * fixed strategy that fits. */
+static void test_auto_is_never_worse_than_a_fixed_strategy(void **state)
+{
+    const double caps[] = {1.1, 1.3, 1.5, 3.0, 12.0};
+    for (int k = 0; k < N_ZOO; k++) {
+        net_t *net = zoo(zoo_cases[k].net);
+        for (int bn = 0; bn < BN_COUNT; bn++) {
+            plan_config cfg = config(zoo_cases[k].batch, (plan_bn)bn);
+            plan_choice fixed[STRAT_COUNT];
+            for (int st = 0; st < STRAT_COUNT; st++)
+                fixed[st] = choose(net, &cfg, (plan_strategy)st);
+            int64_t col = fixed[STRAT_COLUMN].cost.flops;
+            for (size_t q = 0; q < sizeof caps / sizeof caps[0]; q++) {
+                auto_result r = run_auto(net, &cfg, caps[q], 0);
+                for (int st = 0; st < STRAT_COUNT; st++)
+                    if (within_cap(fixed[st].cost.flops, col, caps[q]) &&
+                        r.best.cost.peak_bytes > fixed[st].cost.peak_bytes)
+                        fail_msg("%s bn %s cap %.2f: auto %lld > %s %lld", net->name,
+                                 plan_bn_name((plan_bn)bn), caps[q], (long long)r.best.cost.peak_bytes,
+                                 plan_strategy_name((plan_strategy)st), (long long)fixed[st].cost.peak_bytes);
+            }
+            for (int st = 0; st < STRAT_COUNT; st++) { /* budget = that strategy's own peak */
+                auto_result r = run_auto(net, &cfg, 0, fixed[st].cost.peak_bytes);
+                assert_true(r.best.fits);
+                if (r.best.cost.flops > fixed[st].cost.flops)
+                    fail_msg("%s bn %s budget of %s: auto %lld flops > %lld", net->name,
+                             plan_bn_name((plan_bn)bn), plan_strategy_name((plan_strategy)st),
+                             (long long)r.best.cost.flops, (long long)fixed[st].cost.flops);
+            }
+        }
+        net_free(net);
+    }
+}
+
+/* The search is exact because the stage model is: every plan it evaluated had the closed-form
+ * peak and compute the model predicted. */
+static void test_stage_model_predicts_the_closed_form(void **state)
+{
+    for (int k = 0; k < N_ZOO; k++) {
+        net_t *net = zoo(zoo_cases[k].net);
+        for (int bn = 0; bn < BN_COUNT; bn++) {
+            plan_config cfg = config(zoo_cases[k].batch, (plan_bn)bn);
+            assert_int_equal(run_auto(net, &cfg, 1.3, 0).model_misses, 0);
+            assert_int_equal(run_auto(net, &cfg, 0, run_auto(net, &cfg, 2, 0).best.cost.peak_bytes).model_misses, 0);
+        }
+        net_free(net);
+    }
+}
+
+/* With --bn exact nothing approximate is chosen, alternatives included. */
+static void test_exact_bn_never_gets_an_approximate_plan(void **state)
+{
+    const char *nets[] = {"tiny-resnet", "tiny-mix", "resnet18", "resnet50"};
+    for (size_t k = 0; k < sizeof nets / sizeof nets[0]; k++) {
+        net_t *net = zoo(nets[k]);
+        plan_config cfg = config(64, BN_EXACT);
+        const double caps[] = {1.2, 2, 8};
+        for (size_t q = 0; q < 3; q++) {
+            auto_result r = run_auto(net, &cfg, caps[q], 0);
+            assert_int_equal(r.best.bn, BN_EXACT);
+            assert_false(r.best.approximate);
+            for (int a = 0; a < r.n_alt; a++)
+                assert_int_equal(r.alt[a].bn, BN_EXACT);
+        }
+        net_free(net);
+    }
+}
+
+/* With --bn stripe allowed, ResNet-50 at 1.5x takes stripe statistics, which skip the exact
+ * statistics passes, and gets a lower peak than exact allows at that cap. */
+static void test_stripe_bn_allowed_may_be_chosen(void **state)
+{
+    net_t *net = zoo("resnet50");
+    plan_config stripe = config(256, BN_STRIPE), exact = config(256, BN_EXACT);
+    auto_result s = run_auto(net, &stripe, 1.5, 0), e = run_auto(net, &exact, 1.5, 0);
+    assert_int_equal(s.best.bn, BN_STRIPE);
+    assert_true(s.best.approximate);
+    assert_true(analysis_is_approximate(net, &stripe, &s.best.spec));
+    assert_true(s.best.cost.peak_bytes < e.best.cost.peak_bytes);
+    net_free(net);
+}
+
+/* Exact BN costs a statistics pass per BatchNorm per stage: the search finds that small stages
+ * are what a compute cap affords. At 5x, ResNet-50's partitioned stages hold at most two blocks
+ * (8 BatchNorms) where 2ps-h's hold a layer group, and auto's peak is below 2ps-h's at less
+ * than half its compute. */
+static void test_exact_bn_makes_auto_partition_small_stages(void **state)
+{
+    net_t *net = zoo("resnet50");
+    plan_config cfg = config(256, BN_EXACT);
+    auto_result r = run_auto(net, &cfg, 5.0, 0);
+    plan_choice h = choose(net, &cfg, STRAT_2PS_H);
+    int partitioned = 0;
+    for (int s = 0, prev = 0; s < r.best.spec.n_stages; prev = r.best.spec.cut[s++])
+        if (r.best.spec.parts[s] > 1) {
+            partitioned++;
+            assert_true(bn_layers(net, prev, r.best.spec.cut[s]) <= 8);
+        }
+    assert_true(partitioned > 0);
+    int biggest = 0;
+    for (int s = 0, prev = 0; s < h.spec.n_stages; prev = h.spec.cut[s++])
+        if (h.spec.parts[s] > 1 && bn_layers(net, prev, h.spec.cut[s]) > biggest)
+            biggest = bn_layers(net, prev, h.spec.cut[s]);
+    assert_true(biggest > 8);
+    assert_true(r.best.cost.peak_bytes < h.cost.peak_bytes);
+    assert_true(2 * r.best.cost.flops < h.cost.flops);
+    net_free(net);
+}
+
+/* A budget below anything possible: not an error; the answer is the lowest peak within the
+ * compute cap (here none: the lowest overall), and the shortfall is its distance to the budget. */
+static void test_a_budget_nothing_meets_reports_the_shortfall(void **state)
+{
+    net_t *net = zoo("resnet18");
+    plan_config cfg = config(64, BN_STRIPE);
+    int64_t budget = 64 * MiB;
+    auto_result r = run_auto(net, &cfg, 0, budget);
+    assert_false(r.best.fits);
+    assert_true(r.over_bytes > 0);
+    assert_int_equal(r.over_bytes, r.best.cost.peak_bytes - budget);
+    auto_result lowest = run_auto(net, &cfg, 1e6, 0);
+    assert_int_equal(r.best.cost.peak_bytes, lowest.best.cost.peak_bytes);
+    auto_result capped = run_auto(net, &cfg, 1.3, budget); /* with a cap: the lowest within it */
+    assert_false(capped.best.fits);
+    assert_int_equal(capped.best.cost.peak_bytes, run_auto(net, &cfg, 1.3, 0).best.cost.peak_bytes);
+    assert_int_equal(capped.over_bytes, capped.best.cost.peak_bytes - budget);
+    net_free(net);
+}
+
+/* The schedule lrcnn emits for auto's plan replays to the closed-form peak and FLOPs. */
+static void test_auto_plan_closed_form_equals_replay(void **state)
+{
+    for (int k = 0; k < N_ZOO; k++) {
+        net_t *net = zoo(zoo_cases[k].net);
+        for (int bn = 0; bn < BN_COUNT; bn++) {
+            plan_config cfg = config(zoo_cases[k].batch, (plan_bn)bn);
+            const double caps[] = {1.3, 4};
+            for (int q = 0; q < 2; q++) {
+                auto_result r = run_auto(net, &cfg, caps[q], 0);
+                plan_config own = cfg;
+                own.bn = r.best.bn;
+                plan_t *plan;
+                assert_int_equal(plan_build(net, &own, &r.best.spec, &plan), LR_OK);
+                sched_t s;
+                sched_init(&s);
+                plan_emit(plan, &s);
+                sim_result sr;
+                assert_int_equal(sim_replay(&s, ALLOC_EXACT, &sr), LR_OK);
+                assert_int_equal(sr.peak_bytes, r.best.cost.peak_bytes);
+                assert_int_equal(sr.flops, r.best.cost.flops);
+                sched_free(&s);
+                plan_free(plan);
+            }
+        }
+        net_free(net);
+    }
+}
+
+/* ------------------------------------------------------------------ --fit */
+
+/* fits(b) as fit.h defines it, from the strategy's (or auto's) own choice at b. */
+static bool fits_at(const net_t *net, plan_config cfg, plan_strategy st, int batch, int64_t budget)
+{
+    cfg.batch = batch;
+    if (cost_check_limits(net, batch, cost_dtype_bytes(cfg.dtype), 4096) != LR_OK)
+        return false;
+    if (st == STRAT_COUNT) {
+        auto_result r = run_auto(net, &cfg, AUTO_DEFAULT_OVERHEAD, 0);
+        return r.best.cost.peak_bytes <= budget;
+    }
+    return choose(net, &cfg, st).cost.peak_bytes <= budget;
+}
+
+static fit_result fit(const net_t *net, const plan_config *cfg, plan_strategy st, int64_t budget)
+{
+    fit_target t;
+    memset(&t, 0, sizeof t);
+    t.strategy = st;
+    fit_result r;
+    if (fit_run(net, cfg, &t, budget, &r) != LR_OK)
+        fail_msg("%s: fit_run: %s", net->name, lr_last_error());
+    return r;
+}
+
+/* For several nets, every strategy and auto, and budgets from tight to loose: fits at B, not at
+ * B + 1 (B = 0: not even at 1). */
+static void test_fit_batch_is_on_the_boundary(void **state)
+{
+    const net_case cases[] = {{"tiny-vgg", 1}, {"tiny-mix", 1}, {"tiny-resnet", 1}, {"resnet18", 1}};
+    const double multiples[] = {0.9, 3, 40};
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        net_t *net = zoo(cases[k].net);
+        for (int bn = 0; bn < BN_COUNT; bn++) {
+            plan_config cfg = config(4, (plan_bn)bn);
+            plan_config one = config(1, (plan_bn)bn);
+            int64_t col1 = choose(net, &one, STRAT_COLUMN).cost.peak_bytes;
+            for (size_t q = 0; q < sizeof multiples / sizeof multiples[0]; q++) {
+                int64_t budget = (int64_t)(multiples[q] * (double)col1);
+                for (int st = 0; st <= STRAT_COUNT; st++) {
+                    fit_result r = fit(net, &cfg, (plan_strategy)st, budget);
+                    const char *name = st < STRAT_COUNT ? plan_strategy_name((plan_strategy)st) : "auto";
+                    if (r.max_batch > 0 && !fits_at(net, cfg, (plan_strategy)st, r.max_batch, budget))
+                        fail_msg("%s %s: does not fit at max_batch %d", net->name, name, r.max_batch);
+                    if (!r.batch_at_limit && fits_at(net, cfg, (plan_strategy)st, r.max_batch + 1, budget))
+                        fail_msg("%s %s: fits at max_batch + 1 = %d", net->name, name, r.max_batch + 1);
+                    if (q == 2)
+                        assert_true(r.max_batch > 1);
+                }
+            }
+        }
+        net_free(net);
+    }
+}
+
+/* The same at a larger scale, where the row strategies' N changes with the batch. */
+static void test_fit_batch_is_on_the_boundary_for_vgg16_on_a_card(void **state)
+{
+    net_t *net = zoo("vgg16");
+    plan_config cfg = config(64, BN_EXACT);
+    int64_t budget = fit_gpu_find("rtx4090")->bytes - FIT_DEFAULT_RESERVE_BYTES;
+    for (int st = 0; st <= STRAT_COUNT; st++) {
+        fit_result r = fit(net, &cfg, (plan_strategy)st, budget);
+        assert_true(r.max_batch > 0);
+        assert_true(fits_at(net, cfg, (plan_strategy)st, r.max_batch, budget));
+        assert_false(fits_at(net, cfg, (plan_strategy)st, r.max_batch + 1, budget));
+    }
+    net_free(net);
+}
+
+/* Square inputs at batch 1: fits at H, not at the next accepted size; tiny-mix accepts even
+ * sizes only (its concat), so its step is 2. */
+static void test_fit_input_is_on_the_boundary(void **state)
+{
+    const char *nets[] = {"tiny-vgg", "tiny-mix", "resnet18"};
+    for (size_t k = 0; k < sizeof nets / sizeof nets[0]; k++) {
+        net_t *net = zoo(nets[k]);
+        plan_config cfg = config(8, BN_EXACT);
+        int64_t budget = 20 * choose(net, &cfg, STRAT_COLUMN).cost.peak_bytes;
+        for (int st = 0; st <= STRAT_COUNT; st++) {
+            fit_result r = fit(net, &cfg, (plan_strategy)st, budget);
+            assert_true(r.max_square_input >= r.min_square_input);
+            if (strcmp(nets[k], "tiny-mix") == 0)
+                assert_int_equal(r.input_step, 2);
+            net_t *copy;
+            assert_int_equal(auto_subnet(net, 0, &copy), LR_OK);
+            int h = r.max_square_input;
+            assert_int_equal(net_reshape(copy, h, h), LR_OK);
+            assert_true(fits_at(copy, cfg, (plan_strategy)st, 1, budget));
+            if (!r.input_at_limit && net_reshape(copy, h + r.input_step, h + r.input_step) == LR_OK)
+                assert_false(fits_at(copy, cfg, (plan_strategy)st, 1, budget));
+            net_free(copy);
+        }
+        net_free(net);
+    }
+}
+
+/* A budget below the weights: nothing fits, batch or input. */
+static void test_fit_reports_zero_when_nothing_fits(void **state)
+{
+    net_t *net = zoo("vgg16");
+    plan_config cfg = config(8, BN_EXACT);
+    for (int st = 0; st <= STRAT_COUNT; st++) {
+        fit_result r = fit(net, &cfg, (plan_strategy)st, 100 * MiB);
+        assert_int_equal(r.max_batch, 0);
+        assert_int_equal(r.max_square_input, 0);
+    }
+    net_free(net);
+}
+
+/* The cards in the table and their documented sizes; names are case-insensitive. */
+static void test_named_gpus_parse(void **state)
+{
+    assert_int_equal(fit_gpu_find("h100-80gb")->bytes, 81559 * MiB);
+    assert_int_equal(fit_gpu_find("H200")->bytes, 143771 * MiB);
+    assert_int_equal(fit_gpu_find("rtx3090")->bytes, 24 * GiB);
+    assert_int_equal(fit_gpu_find("a100-80gb")->bytes, 80 * GiB);
+    assert_null(fit_gpu_find("h100"));
+    assert_null(fit_gpu_find(""));
+    for (const fit_gpu *g = fit_gpus; g->name; g++) {
+        assert_true(g->bytes > 8 * GiB && g->bytes < 256 * GiB);
+        assert_ptr_equal(fit_gpu_find(g->name), g);
+    }
+    sim_options o;
+    sim_options_init(&o);
+    char *argv[] = {"lrcnn-sim", "--fit", "a100-40gb", "--reserve", "2GiB"};
+    assert_int_equal(args_parse(sim_flags, 5, argv, &o), LR_OK);
+    assert_int_equal(o.fit_bytes, 40 * GiB);
+    assert_int_equal(o.reserve_bytes, 2 * GiB);
+    char *size[] = {"lrcnn-sim", "--fit", "24GiB"};
+    sim_options_init(&o);
+    assert_int_equal(args_parse(sim_flags, 3, size, &o), LR_OK);
+    assert_int_equal(o.fit_bytes, 24 * GiB);
+    assert_null(o.fit_gpu);
+    assert_int_equal(o.reserve_bytes, FIT_DEFAULT_RESERVE_BYTES);
+    char *bad[] = {"lrcnn-sim", "--fit", "h100"};
+    sim_options_init(&o);
+    assert_int_equal(args_parse(sim_flags, 3, bad, &o), LR_ERR_USAGE);
+    assert_non_null(strstr(lr_last_error(), "h100-80gb"));
+}
+
+/* ------------------------------------------------------------------ the command line */
+
+static lr_status parse(sim_options *o, int argc, char **argv)
+{
+    sim_options_init(o);
+    return args_parse(sim_flags, argc, argv, o);
+}
+
+/* "all" is the fixed strategies; auto is asked for by name and may be combined. */
+static void test_all_does_not_include_auto(void **state)
+{
+    sim_options o;
+    char *all[] = {"x", "--strategy", "all"};
+    assert_int_equal(parse(&o, 3, all), LR_OK);
+    assert_false(o.auto_plan);
+    assert_int_equal(o.strategies, (1u << STRAT_COUNT) - 1);
+    char *both[] = {"x", "--strategy", "column,auto"};
+    assert_int_equal(parse(&o, 3, both), LR_OK);
+    assert_true(o.auto_plan);
+    assert_int_equal(o.strategies, 1u << STRAT_COLUMN);
+    char *only[] = {"x", "--strategy", "auto"};
+    assert_int_equal(parse(&o, 3, only), LR_OK);
+    assert_true(o.auto_plan);
+    assert_int_equal(o.strategies, 0u);
+}
+
+/* auto's and --fit's flags alone are usage errors naming the flag. */
+static void test_auto_and_fit_flags_need_their_feature(void **state)
+{
+    struct {
+        int argc;
+        char *argv[8];
+        const char *mention;
+    } cases[] = {
+        {5, {"x", "--net", "vgg16", "--budget", "8GiB"}, "--budget"},
+        {5, {"x", "--net", "vgg16", "--max-overhead", "1.3"}, "--max-overhead"},
+        {5, {"x", "--net", "vgg16", "--reserve", "1GiB"}, "--reserve"},
+        {7, {"x", "--net", "vgg16", "--fit", "1GiB", "--reserve", "2GiB"}, "--reserve"},
+        {7, {"x", "--net", "vgg16", "--strategy", "auto", "--sweep", "rows=2..4"}, "--sweep"},
+        {7, {"x", "--net", "vgg16", "--strategy", "auto", "--framework", "pytorch"}, "pytorch"},
+    };
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        sim_options o;
+        assert_int_equal(parse(&o, cases[k].argc, cases[k].argv), LR_OK);
+        assert_int_equal(sim_cli_run(&o), LR_ERR_USAGE);
+        assert_non_null(strstr(lr_last_error(), cases[k].mention));
+    }
+    sim_options o;
+    char *low[] = {"x", "--max-overhead", "0.9"};
+    assert_int_equal(parse(&o, 3, low), LR_ERR_USAGE);
+}
+
+static json_object *run_json(char **argv, int argc)
+{
+    char dir[] = "/tmp/lrcnn-auto.XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char path[256];
+    snprintf(path, sizeof path, "%s/out.json", dir);
+    char *full[32];
+    memcpy(full, argv, sizeof(char *) * (size_t)argc);
+    full[argc] = "--json", full[argc + 1] = "--output", full[argc + 2] = path;
+    sim_options o;
+    assert_int_equal(parse(&o, argc + 3, full), LR_OK);
+    if (sim_cli_run(&o) != LR_OK)
+        fail_msg("sim_cli_run: %s", lr_last_error());
+    json_object *root = json_object_from_file(path);
+    assert_non_null(root);
+    unlink(path);
+    rmdir(dir);
+    return root;
+}
+
+static json_object *key(json_object *o, const char *k)
+{
+    json_object *v = NULL;
+    if (!json_object_object_get_ex(o, k, &v))
+        fail_msg("JSON: no key \"%s\"", k);
+    return v;
+}
+
+/* auto is an entry of "strategies" named "auto" with the plan object; closed form equals the
+ * replay; --fit adds "fit" with an entry per strategy, and "fit_device". */
+static void test_json_has_the_documented_keys(void **state)
+{
+    char *argv[] = {"x", "--net", "vgg16", "--batch", "64", "--strategy", "column,auto",
+                    "--max-overhead", "1.3", "--fit", "rtx4090"};
+    json_object *root = run_json(argv, 11);
+    json_object *st = key(root, "strategies");
+    assert_int_equal(json_object_array_length(st), 2);
+    json_object *a = json_object_array_get_idx(st, 1);
+    assert_string_equal(json_object_get_string(key(a, "name")), "auto");
+    assert_int_equal(json_object_get_int64(key(a, "peak_bytes")), json_object_get_int64(key(a, "sim_peak_bytes")));
+    assert_true(json_object_get_double(key(a, "flops_ratio")) <= 1.3 + 1e-12);
+    assert_true(json_object_get_boolean(key(a, "fits")));
+    assert_string_equal(json_object_get_string(key(a, "objective")), "peak");
+    assert_int_equal(json_object_get_int64(key(a, "over_bytes")), 0);
+    json_object *plan = key(a, "plan");
+    const char *kind = json_object_get_string(key(plan, "kind"));
+    assert_true(strstr(" 2ps row overl column checkpoint ", kind) != NULL);
+    assert_string_equal(json_object_get_string(key(plan, "bn")), "exact");
+    json_object *stages = key(plan, "stages");
+    assert_true(json_object_array_length(stages) > 0);
+    json_object *s0 = json_object_array_get_idx(stages, 0);
+    assert_true(json_object_is_type(key(s0, "end"), json_type_string));
+    assert_true(json_object_get_int(key(s0, "rows")) >= 1);
+    assert_true(json_object_is_type(key(a, "alternatives"), json_type_array));
+    json_object *fits = key(root, "fit");
+    assert_int_equal(json_object_array_length(fits), 2);
+    const char *names[] = {"column", "auto"};
+    for (int k = 0; k < 2; k++) {
+        json_object *f = json_object_array_get_idx(fits, k);
+        assert_string_equal(json_object_get_string(key(f, "strategy")), names[k]);
+        assert_true(json_object_get_int(key(f, "max_batch")) > 0);
+        assert_true(json_object_get_int(key(f, "max_square_input")) > 0);
+        assert_int_equal(json_object_get_int64(key(f, "budget_bytes")), 24564 * MiB - GiB);
+    }
+    assert_string_equal(json_object_get_string(key(key(root, "fit_device"), "gpu")), "rtx4090");
+    json_object_put(root);
+}
+
+/* A budget nothing meets is an answer, not a failure: "fits": false and the shortfall. */
+static void test_json_reports_a_budget_nothing_meets(void **state)
+{
+    char *argv[] = {"x", "--net", "resnet18", "--batch", "64", "--strategy", "auto", "--budget",
+                    "64MiB"};
+    json_object *root = run_json(argv, 9);
+    json_object *a = json_object_array_get_idx(key(root, "strategies"), 0);
+    assert_false(json_object_get_boolean(key(a, "fits")));
+    assert_string_equal(json_object_get_string(key(a, "objective")), "compute");
+    assert_int_equal(json_object_get_int64(key(a, "budget_bytes")), 64 * MiB);
+    assert_int_equal(json_object_get_int64(key(a, "over_bytes")),
+                     json_object_get_int64(key(a, "peak_bytes")) - 64 * MiB);
+    json_object_put(root);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_auto_never_exceeds_the_budget),
+        cmocka_unit_test(test_auto_respects_the_overhead_cap),
+        cmocka_unit_test(test_auto_default_is_a_cap_of_one_and_a_half),
+        cmocka_unit_test(test_auto_is_never_worse_than_a_fixed_strategy),
+        cmocka_unit_test(test_stage_model_predicts_the_closed_form),
+        cmocka_unit_test(test_exact_bn_never_gets_an_approximate_plan),
+        cmocka_unit_test(test_stripe_bn_allowed_may_be_chosen),
+        cmocka_unit_test(test_exact_bn_makes_auto_partition_small_stages),
+        cmocka_unit_test(test_a_budget_nothing_meets_reports_the_shortfall),
+        cmocka_unit_test(test_auto_plan_closed_form_equals_replay),
+        cmocka_unit_test(test_fit_batch_is_on_the_boundary),
+        cmocka_unit_test(test_fit_batch_is_on_the_boundary_for_vgg16_on_a_card),
+        cmocka_unit_test(test_fit_input_is_on_the_boundary),
+        cmocka_unit_test(test_fit_reports_zero_when_nothing_fits),
+        cmocka_unit_test(test_named_gpus_parse),
+        cmocka_unit_test(test_all_does_not_include_auto),
+        cmocka_unit_test(test_auto_and_fit_flags_need_their_feature),
+        cmocka_unit_test(test_json_has_the_documented_keys),
+        cmocka_unit_test(test_json_reports_a_budget_nothing_meets),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

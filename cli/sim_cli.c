@@ -495,7 +495,8 @@ void sim_cli_strategy_path(const char *path, const char *strategy, bool several,
         snprintf(out, cap, "%.*s-%s%s", (int)(dot - path), path, strategy, dot);
 }
 
-static lr_status write_schedules(const sim_options *o, const analysis_t *a)
+/* several: more than one schedule is written (auto's counts), so names get a suffix. */
+static lr_status write_schedules(const sim_options *o, const analysis_t *a, bool several)
 {
     for (int i = 0; i < a->n && (o->timeline || o->trace); i++) {
         plan_t *plan;
@@ -505,11 +506,11 @@ static lr_status write_schedules(const sim_options *o, const analysis_t *a)
         const char *name = plan_strategy_name(a->e[i].strategy);
         lr_status r = LR_OK;
         if (o->timeline) {
-            sim_cli_strategy_path(o->timeline, name, a->n > 1, path, sizeof path);
+            sim_cli_strategy_path(o->timeline, name, several, path, sizeof path);
             r = sim_write_timeline_csv(&s, a->net, o->allocator, path);
         }
         if (r == LR_OK && o->trace) {
-            sim_cli_strategy_path(o->trace, name, a->n > 1, path, sizeof path);
+            sim_cli_strategy_path(o->trace, name, several, path, sizeof path);
             r = sim_write_trace(&s, a->net, o->allocator, path);
         }
         sched_free(&s);
@@ -726,7 +727,7 @@ static lr_status run_main(FILE *f, sim_options *o, const net_t *net)
         }
     }
     if (s == LR_OK)
-        s = write_schedules(o, a);
+        s = write_schedules(o, a, a->n + x->has_auto > 1);
     if (s == LR_OK)
         s = write_auto_schedule(o, a, x);
     if (s == LR_OK)

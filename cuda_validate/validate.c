@@ -18,14 +18,17 @@ void validate_options_init(validate_options *o)
 {
     memset(o, 0, sizeof *o);
     o->backend = "cpu";
-    o->cfg.batch = 8;
+    /* the default recipe: Adam, lr 1e-3, batch 32 (tiny-vgg reaches 90% on Fashion-MNIST in
+     * 3-4 epochs; SGD with momentum is offered with --optimizer momentum --lr 0.02) */
+    o->cfg.batch = 32;
     o->cfg.dtype = DT_FP32;
-    o->cfg.optim = OPTIM_MOMENTUM;
+    o->cfg.optim = OPTIM_ADAM;
     o->cfg.bn = BN_EXACT;
     o->req.strategy = STRAT_2PS;
     o->steps = 1;
     o->column = true;
     exec_hparams_default(&o->hp);
+    o->hp.lr = 1e-3f;
 }
 
 lr_status validate_backend(const char *name, bool deterministic, const exec_backend **be,

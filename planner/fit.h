@@ -10,18 +10,24 @@
  *   max_square_input  fits(1, H) and not fits(1, H + step), where H runs over the sizes the
  *                net accepts: min_square_input + k * step (step 1 for the zoo but tiny-mix, whose
  *                concat needs even sizes); 0 when the smallest does not fit
- * Counts that would overflow the planner's 62-bit arithmetic (cost_check_limits) do not fit: at
- * that point the peak is far past any memory (so budgets are limited to 1 PiB).
+ * A batch or input whose byte or FLOP counts the planner cannot form (cost_check_limits' 62-bit
+ * limits, a plan's FLOP count overflowing) does not fit: the answer stops there, flagged
+ * batch_at_limit / input_at_limit (a lower bound on what fits; e.g. VGG-16's FLOPs at batch 1
+ * reach the limit past 30279 x 30279 while its row strategies still fit 79 GiB). Budgets are
+ * below 1 PiB, where the byte counts alone would reach it.
  *
- * Search: exponential then binary search over the batch (the input), assuming fits() is monotone,
- * which it is for strategies that take the lowest peak over a batch-independent set of plans. To
- * stay fast, it first searches with one fixed plan (the strategy's plan at the user's batch:
- * closed-form evaluations only), then asks the strategy for its own choice around the answer,
- * and searches again with that plan if the answer moves. For the lowest-peak strategies (column,
- * checkpoint, row, 2ps, overl) a plan of the set that fits proves fits(), and "not fits(b + 1)"
- * follows from the choice at b without a second choice: every moment's bytes are a constant
- * (weights, BN statistics) plus a part proportional to the batch, so no plan's peak at b + 1 is
- * below peak(b) + (peak(b) - constant) / b.
+ * Search: for x the batch (or the index of an input size), rounds of
+ *   1. a search with one fixed plan, closed-form evaluations only: the plan's peak is close to
+ *      a + c * x (batch) or a + c * x^2 (input), so interpolation through the last two points
+ *      finds its boundary g in a few steps (doubling and bisection as fallbacks);
+ *   2. the strategy's own choice confirms it: fits(g) (for strategies that take the lowest peak
+ *      over a set of plans that does not depend on x, the fixed plan fitting already proves it:
+ *      column, row, 2ps, overl, and checkpoint for the batch), then fits(g + 1); a choice that
+ *      moves a bound becomes the next round's plan.
+ * The first plan is the strategy's at the user's batch. The answer assumes fits() is monotone
+ * (the search's bounds are all measured, so the boundary property holds either way); after six
+ * rounds without convergence a bisection on the strategy's own choice finishes it. The choices
+ * dominate the time: 1 to 3 per question, each a full N search for row, 2ps and overl.
  *
  * Deliberately not here: choosing plans (strategy.c, auto.c), printing (reports/summary.c).
  */

@@ -59,7 +59,7 @@ static void check_schedule(const analysis_t *a, const analysis_entry *e)
         broken("analysis_schedule failed after analysis_run succeeded", a->net, name);
     if (sched_validate(&s) != LR_OK)
         broken("emitted schedule is not well formed", a->net, name);
-    if (s.n_tensors <= 2000) {
+    if (s.n_tensors <= 400) { /* the offline packer is quadratic: keep the fuzzer fast */
         int64_t *off = malloc(sizeof(int64_t) * (size_t)(s.n_tensors + 1));
         if (!off)
             abort();

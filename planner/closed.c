@@ -49,7 +49,7 @@ typedef struct {
     int64_t flops;
     int stage;
     /* per node of the current stage: last in-stage consumer, last backward reader */
-    int *last_fwd, *last_bwd, *first_bwd;
+    int *last_fwd, *first_bwd;
     bool *saved;
     /* per (node, partition) of the current stage */
     bool *has_grad; /* the gradient stripe exists in backward */
@@ -515,7 +515,6 @@ void plan_closed_form(const plan_t *plan, plan_cost *out)
                    .eb = cost_dtype_bytes(plan->cfg.dtype), .stage = -1};
     v.m.node = v.m.part = v.m.stage = -1;
     v.last_fwd = malloc(sizeof(int) * (size_t)n);
-    v.last_bwd = malloc(sizeof(int) * (size_t)n);
     v.first_bwd = malloc(sizeof(int) * (size_t)n);
     v.saved = calloc((size_t)n, 1);
     v.has_grad = calloc((size_t)n + 1, 1);
@@ -534,7 +533,7 @@ void plan_closed_form(const plan_t *plan, plan_cost *out)
         v.bwd_row_flops[i] = cost_bwd_flops(net, i, v.batch, 1);
         v.stats_row_flops[i] = cost_stats_flops(net, i, v.batch, 1);
     }
-    LR_ASSERT(v.last_fwd && v.last_bwd && v.first_bwd && v.saved && v.has_grad && v.mark &&
+    LR_ASSERT(v.last_fwd && v.first_bwd && v.saved && v.has_grad && v.mark &&
               held && grad && gb_a && gb_b && t.last_fwd && t.first_bwd);
     for (int i = 0; i < n; i++)
         t.last_fwd[i] = -1, t.first_bwd[i] = n;
@@ -559,7 +558,7 @@ void plan_closed_form(const plan_t *plan, plan_cost *out)
     out->peak_pass = v.m.pass;
     out->flops = v.flops;
     memcpy(out->stage_peak, v.m.stage_peak, sizeof out->stage_peak);
-    free(v.last_fwd), free(v.last_bwd), free(v.first_bwd), free(v.saved), free(v.has_grad);
+    free(v.last_fwd), free(v.first_bwd), free(v.saved), free(v.has_grad);
     free(v.mark), free(held), free(grad), free(gb_a), free(gb_b), free(t.last_fwd);
     free(t.first_bwd);
     free(v.row_bytes);

@@ -374,10 +374,14 @@ lr_status validate_run(const validate_options *o, validate_result *r)
     r->test_accuracy = r->column_test_accuracy = -1;
     r->device_peak_bytes = -1;
     net_t *net = NULL;
-    LR_TRY(open_net(o, &net));
+    lr_status s = open_net(o, &net);
+    if (s != LR_OK) {
+        net_free(net); /* loaded, then --input or --dtype refused */
+        return s;
+    }
     const exec_backend *be;
     void *bctx;
-    lr_status s = validate_backend(o->backend, o->deterministic, &be, &bctx);
+    s = validate_backend(o->backend, o->deterministic, &be, &bctx);
     if (s != LR_OK) {
         net_free(net);
         return s;

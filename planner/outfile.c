@@ -11,8 +11,9 @@
 lr_status lr_outfile_open(lr_outfile *o, const char *path)
 {
     memset(o, 0, sizeof *o);
-    if (strlen(path) >= sizeof o->path)
-        return lr_fail(LR_ERR_USAGE, "%s: path too long", path);
+    if (strlen(path) >= sizeof o->path) /* the start of it: the message has 1 KiB */
+        return lr_fail(LR_ERR_USAGE, "%.80s...: path too long (%zu characters, at most %zu)", path,
+                       strlen(path), sizeof o->path - 1);
     memcpy(o->path, path, strlen(path) + 1);
     if (strcmp(path, "-") == 0) {
         o->f = stdout;
@@ -32,7 +33,8 @@ lr_status lr_outfile_open(lr_outfile *o, const char *path)
     if (lstat(path, &lst) == 0 && S_ISLNK(lst.st_mode) && realpath(path, real)) {
         /* a link to a file: replace the file it points to, not the link */
         if (strlen(real) >= sizeof o->path)
-            return lr_fail(LR_ERR_USAGE, "%s: path too long", real);
+            return lr_fail(LR_ERR_USAGE, "%.80s...: path too long (%zu characters, at most %zu)",
+                           real, strlen(real), sizeof o->path - 1);
         memcpy(o->path, real, strlen(real) + 1);
     }
     snprintf(o->tmp, sizeof o->tmp, "%s.tmp.XXXXXX", o->path);

@@ -270,11 +270,20 @@ lr_status plan_build(const net_t *net, const plan_config *cfg, const plan_spec *
         return lr_fail(LR_ERR_NOMEM, "out of memory");
     }
     int prev = 0;
+    int64_t ranges = 0;
     for (int i = 0; i < spec->n_stages && s == LR_OK; i++) {
         plan_stage *st = &p->stages[i];
         st->in_node = prev;
         st->out_node = spec->cut[i];
         st->parts = clamp_parts(net, spec, prev, spec->cut[i], spec->parts[i]);
+        ranges += (int64_t)(st->out_node - st->in_node) * st->parts;
+        if (ranges > PLAN_MAX_RANGES) {
+            s = lr_fail(LR_ERR_INPUT,
+                        "%s: %d partitions of a %d-layer stage make more (node, partition) row "
+                        "ranges than the %lld lrcnn plans; use fewer --rows",
+                        net->name, st->parts, st->out_node - st->in_node, (long long)PLAN_MAX_RANGES);
+            break;
+        }
         p->spec.parts[i] = st->parts;
         st->kind = st->parts == 1 ? PART_TILE_OUT : spec->kind;
         st->bn_passes = st->parts > 1 && cfg->bn == BN_EXACT &&
@@ -372,11 +381,14 @@ lr_status plan_check_emit(const plan_t *plan)
     int most = 1;
     for (int i = 0; i < plan->n_stages; i++)
         most = plan->stages[i].parts > most ? plan->stages[i].parts : most;
+    const char *advice = bn ? (most > 2 ? "--bn stripe, a hybrid strategy, or fewer --rows"
+                                        : "--bn stripe or a hybrid strategy")
+                            : "fewer --rows";
     return lr_fail(LR_ERR_INPUT,
                    "%s: the %s schedule would hold up to %lld kernel runs, more than the %lld "
-                   "lrcnn builds%s; use --bn stripe, a hybrid strategy%s",
+                   "lrcnn builds%s; use %s",
                    plan->net->name, plan_strategy_name(plan->spec.strategy), (long long)runs,
-                   (long long)PLAN_MAX_RUNS, why, most > 2 ? ", or fewer --rows" : "");
+                   (long long)PLAN_MAX_RUNS, why, advice);
 }
 
 void plan_free(plan_t *plan)

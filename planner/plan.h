@@ -112,9 +112,15 @@ static inline int plan_idx(const plan_stage *st, int node, int j)
     return (node - st->in_node - 1) * st->parts + j;
 }
 
+/* (node, partition) row ranges a plan may hold, over all stages: 28 bytes each, and every
+ * closed-form pass walks them. The N searches stay far below (N <= 32); only a large --rows on
+ * a very deep region reaches it. */
+#define PLAN_MAX_RANGES ((int64_t)1 << 25)
+
 /* Builds the plan for a spec: checks the cuts (LR_ERR_INPUT naming the layer when a cut is not
- * a valid stage boundary or a stage holds an op that needs every row) and computes the row
- * ranges. The caller frees *out with plan_free(). */
+ * a valid stage boundary or a stage holds an op that needs every row, or when the stages hold
+ * more than PLAN_MAX_RANGES row ranges) and computes the row ranges. The caller frees *out with
+ * plan_free(). */
 lr_status plan_build(const net_t *net, const plan_config *cfg, const plan_spec *spec,
                      plan_t **out);
 void plan_free(plan_t *plan);

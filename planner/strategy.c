@@ -175,9 +175,9 @@ static lr_status search_stage_rows(const net_t *net, const plan_config *cfg, pla
                 plan_cost c;
                 bool fits;
                 LR_TRY(evaluate_fit(net, cfg, spec, &c, &fits));
-                bool lower = c.stage_peak[s] < kept.stage_peak[s] ||
-                             (c.stage_peak[s] == kept.stage_peak[s] && hybrid_candidates[k] < keep);
-                if (lower && fits && c.peak_bytes <= kept.peak_bytes) {
+                bool lower = fits && (c.stage_peak[s] < kept.stage_peak[s] ||
+                                      (c.stage_peak[s] == kept.stage_peak[s] && hybrid_candidates[k] < keep));
+                if (lower && c.peak_bytes <= kept.peak_bytes) {
                     kept = c;
                     keep = hybrid_candidates[k];
                     changed = true;

@@ -178,6 +178,15 @@ lr_status sched_validate(const sched_t *s)
     lr_status st = LR_OK;
     for (int i = 0; i < s->n_steps && st == LR_OK; i++) {
         const sched_step *p = &s->steps[i];
+        if ((p->op == STEP_ALLOC || p->op == STEP_FREE) && (p->t < 0 || p->t >= s->n_tensors)) {
+            st = lr_fail(LR_ERR_RUNTIME, "schedule step %d: %s of tensor %d, out of range", i,
+                         sched_op_name((sched_op)p->op), p->t);
+            break;
+        }
+        if (p->op == STEP_RUN && (p->run < 0 || p->run >= s->n_runs)) {
+            st = lr_fail(LR_ERR_RUNTIME, "schedule step %d: RUN %d out of range", i, p->run);
+            break;
+        }
         switch (p->op) {
         case STEP_ALLOC:
             if (state[p->t] != T_NEW)

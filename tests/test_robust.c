@@ -29,6 +29,7 @@
 #include "data.h"
 #include "exec.h"
 #include "outfile.h"
+#include "pytorch.h"
 #include "rowdep.h"
 #include "sim.h"
 
@@ -372,6 +373,37 @@ static void test_parsing_99999_layers_is_linear(void **state)
     net_free(net);
 }
 
+/* --rows 4096 on a 99990-layer region would mean 4e8 row ranges (11 GB) and minutes of closed
+ * form: plan_build refuses it at once (PLAN_MAX_RANGES), and a plan under that limit whose
+ * schedule would still be too large is refused before it is emitted (PLAN_MAX_RUNS). Before,
+ * the run took 10 GB and over two minutes. */
+static void test_huge_partition_counts_are_refused(void **state)
+{
+    text_buf b;
+    head(&b, "relu100k", 1, 4096, 1);
+    for (int i = 0; i < 99990; i++)
+        put(&b, "{\"name\": \"r%d\", \"op\": \"relu\"},\n", i);
+    tail_classifier(&b, "");
+    net_t *net = parse_text(&b);
+    plan_config cfg = config(1, BN_STRIPE);
+    plan_request req = {.strategy = STRAT_2PS, .rows = 4096};
+    plan_choice c;
+    double t0 = now_s();
+    assert_int_equal(strategy_choose(net, &cfg, &req, &c), LR_ERR_INPUT);
+    assert_non_null(strstr(lr_last_error(), "4096 partitions of a 99990-layer stage"));
+    assert_non_null(strstr(lr_last_error(), "fewer --rows"));
+    print_message("  --rows 4096 on 99990 layers refused in %.2f s\n", now_s() - t0);
+    req.rows = 300;
+    assert_int_equal(strategy_choose(net, &cfg, &req, &c), LR_OK);
+    plan_t *plan;
+    assert_int_equal(plan_build(net, &cfg, &c.spec, &plan), LR_OK);
+    assert_int_equal(plan_check_emit(plan), LR_ERR_INPUT);
+    assert_non_null(strstr(lr_last_error(), "kernel runs"));
+    assert_null(strstr(lr_last_error(), "--bn"));
+    plan_free(plan);
+    net_free(net);
+}
+
 /* ------------------------------------------------------------------ sizes and overflow */
 
 /* Absurd batch or input sizes are LR_ERR_INPUT naming the batch and the layer, never a wrapped
@@ -620,6 +652,295 @@ static void test_schedule_writers_report_a_full_device(void **state)
     net_free(net);
 }
 
+/* ------------------------------------------------------------------ loader errors */
+
+typedef struct {
+    const char *what, *layers; /* the "layers" value, or a whole document when it starts with '!' */
+    lr_status status;
+    const char *mention;
+} bad_net;
+
+#define INPUT_8 "\"input\": {\"channels\": 1, \"height\": 8, \"width\": 8}"
+#define HEAD_8 "{\"name\": \"b\", " INPUT_8 ", \"layers\": "
+#define LOSS ", {\"name\": \"f\", \"op\": \"fc\", \"out_features\": 2}, {\"name\": \"l\", \"op\": \"softmax_xent\"}]}"
+
+/* Every loader error names the file and the JSON path (or the layer) of the problem, and is a
+ * parse error (malformed) or an input error (well formed but impossible): exit 2 either way. */
+static void test_every_loader_error_names_its_place(void **state)
+{
+    const bad_net cases[] = {
+        {"root not an object", "![1, 2]", LR_ERR_PARSE, "(top level): expected a JSON object"},
+        {"name empty", "!{\"name\": \"\", " INPUT_8 ", \"layers\": []}", LR_ERR_PARSE, "name: expected 1 to 63"},
+        {"description a number", "!{\"name\": \"b\", \"description\": 3, " INPUT_8 ", \"layers\": []}", LR_ERR_PARSE, "description: expected a string"},
+        {"layers missing", "!{\"name\": \"b\", " INPUT_8 "}", LR_ERR_PARSE, "layers: missing"},
+        {"input missing", "!{\"name\": \"b\", \"layers\": [{}]}", LR_ERR_PARSE, "input: missing"},
+        {"input not an object", "!{\"name\": \"b\", \"input\": 3, \"layers\": [{}]}", LR_ERR_PARSE, "input: expected an object"},
+        {"input height missing", "!{\"name\": \"b\", \"input\": {\"channels\": 1, \"width\": 8}, \"layers\": [{}]}", LR_ERR_PARSE, "input.height: missing"},
+        {"layer not an object", "[3]}", LR_ERR_PARSE, "layers[0]: expected an object"},
+        {"layer name missing", "[{\"op\": \"relu\"}]}", LR_ERR_PARSE, "layers[0].name: missing"},
+        {"op not a string", "[{\"name\": \"a\", \"op\": 5}]}", LR_ERR_PARSE, "layers[0].op: expected a string"},
+        {"name of 64 characters", "[{\"name\": \"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\", \"op\": \"relu\"}]}", LR_ERR_PARSE, "layers[0].name: expected 1 to 63"},
+        {"kernel of three", "[{\"name\": \"c\", \"op\": \"conv\", \"out_channels\": 1, \"kernel\": [1, 2, 3]}]}", LR_ERR_PARSE, "layers[0].kernel: expected an integer or a [height, width] pair"},
+        {"bias a number", "[{\"name\": \"c\", \"op\": \"conv\", \"out_channels\": 1, \"kernel\": 1, \"bias\": 1}]}", LR_ERR_PARSE, "layers[0].bias: expected true or false"},
+        {"eps a string", "[{\"name\": \"n\", \"op\": \"batchnorm\", \"eps\": \"small\"}]}", LR_ERR_PARSE, "layers[0].eps: expected a number"},
+        {"pool pad over half the kernel", "[{\"name\": \"p\", \"op\": \"maxpool\", \"kernel\": 2, \"pad\": 2}]}", LR_ERR_PARSE, "layers[0].pad: pooling padding"},
+        {"inputs not a list", "[{\"name\": \"r\", \"op\": \"relu\", \"inputs\": \"input\"}]}", LR_ERR_PARSE, "layers[0].inputs: expected a list"},
+        {"nine inputs", "[{\"name\": \"a\", \"op\": \"add\", \"inputs\": [\"input\", \"input\", \"input\", \"input\", \"input\", \"input\", \"input\", \"input\", \"input\"]}]}", LR_ERR_PARSE, "expected 1 to 8 layer names"},
+        {"add of one input", "[{\"name\": \"a\", \"op\": \"add\", \"inputs\": [\"input\"]}]}", LR_ERR_PARSE, "add and concat need at least 2 inputs"},
+        {"kernel wider than the map", "[{\"name\": \"c\", \"op\": \"conv\", \"out_channels\": 1, \"kernel\": [1, 9]}" LOSS, LR_ERR_INPUT, "layers[0] (c): kernel width 9"},
+        {"groups not dividing", "[{\"name\": \"c\", \"op\": \"conv\", \"out_channels\": 3, \"kernel\": 1, \"groups\": 2}" LOSS, LR_ERR_INPUT, "layers[0] (c): groups 2"},
+        {"add of two sizes", "[{\"name\": \"p\", \"op\": \"maxpool\", \"kernel\": 2}, {\"name\": \"a\", \"op\": \"add\", \"inputs\": [\"p\", \"input\"]}" LOSS, LR_ERR_INPUT, "layers[1] (a): inputs differ in height"},
+        {"concat past 2^24 channels", "[{\"name\": \"c\", \"op\": \"conv\", \"out_channels\": 16777216, \"kernel\": 1}, {\"name\": \"k\", \"op\": \"concat\", \"inputs\": [\"c\", \"c\"]}" LOSS, LR_ERR_INPUT, "layers[1] (k): concat gives more than"},
+        {"upsample past 2^24 rows", "[{\"name\": \"u\", \"op\": \"upsample\", \"scale\": 1024}, {\"name\": \"v\", \"op\": \"upsample\", \"scale\": 1024}, {\"name\": \"w\", \"op\": \"upsample\", \"scale\": 4}" LOSS, LR_ERR_INPUT, "layers[2] (w): upsampled size"},
+        {"fc parameter overflow", "[{\"name\": \"c\", \"op\": \"conv\", \"out_channels\": 16777216, \"kernel\": 1}, {\"name\": \"g\", \"op\": \"flatten\"}, {\"name\": \"f\", \"op\": \"fc\", \"out_features\": 16777216}, {\"name\": \"l\", \"op\": \"softmax_xent\"}]}", LR_ERR_INPUT, "(f): parameter count overflows (1073741824 inputs x 16777216 outputs)"},
+        {"flatten past 2^31 features", "[{\"name\": \"u\", \"op\": \"upsample\", \"scale\": 2}, {\"name\": \"c\", \"op\": \"conv\", \"out_channels\": 16777216, \"kernel\": 1}, {\"name\": \"g\", \"op\": \"flatten\"}" LOSS, LR_ERR_INPUT, "layers[2] (g): input has more than 2147483647 features"},
+        {"loss on a map", "[{\"name\": \"l\", \"op\": \"softmax_xent\"}]}", LR_ERR_INPUT, "layers[0] (l): softmax_xent needs logits of shape"},
+        {"loss of one class", "[{\"name\": \"f\", \"op\": \"fc\", \"out_features\": 1}, {\"name\": \"l\", \"op\": \"softmax_xent\"}]}", LR_ERR_INPUT, "softmax_xent needs at least 2 classes"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char text[2048];
+        if (cases[i].layers[0] == '!')
+            snprintf(text, sizeof text, "%s", cases[i].layers + 1);
+        else
+            snprintf(text, sizeof text, HEAD_8 "%s", cases[i].layers);
+        net_t *net = (net_t *)1;
+        lr_status st = net_parse(text, strlen(text), "bad.json", &net);
+        if (st != cases[i].status || !strstr(lr_last_error(), cases[i].mention) ||
+            strncmp(lr_last_error(), "bad.json: ", 10) != 0)
+            fail_msg("%s: status %d, message '%s' (expected %d mentioning '%s')", cases[i].what, st,
+                     lr_last_error(), cases[i].status, cases[i].mention);
+        assert_null(net);
+    }
+}
+
+/* Loader errors that need more than a line: 100000 layers (one past the limit), a total
+ * parameter count past 2^63 (32769 fc layers of 2^48 parameters each), a directory read as a
+ * file. */
+static void test_loader_limits(void **state)
+{
+    text_buf b;
+    head(&b, "many", 1, 1, 1);
+    for (int i = 0; i < 99996; i++)
+        put(&b, "{\"name\": \"r%d\", \"op\": \"relu\"},\n", i);
+    tail_classifier(&b, "");
+    net_t *net;
+    assert_int_equal(net_parse(b.p, b.len, "many.json", &net), LR_ERR_PARSE);
+    assert_non_null(strstr(lr_last_error(), "many.json: (top level).layers: too many layers"));
+    free(b.p);
+
+    head(&b, "heavy", 16777216, 1, 1);
+    for (int i = 0; i < 32769; i++)
+        put(&b, "{\"name\": \"f%d\", \"op\": \"fc\", \"out_features\": 16777216, \"bias\": false},\n", i);
+    put(&b, "{\"name\": \"f\", \"op\": \"fc\", \"out_features\": 2}, {\"name\": \"l\", \"op\": \"softmax_xent\"}]}");
+    assert_int_equal(net_parse(b.p, b.len, "heavy.json", &net), LR_ERR_INPUT);
+    assert_non_null(strstr(lr_last_error(), "heavy.json: total parameter count overflows"));
+    free(b.p);
+
+    assert_int_equal(net_load(tmp_dir, &net), LR_ERR_IO);
+    assert_non_null(strstr(lr_last_error(), tmp_dir));
+}
+
+/* ------------------------------------------------------------------ planner and schedule errors */
+
+/* Requests the CLI cannot make but the library accepts are checked too: --rows past 2^20,
+ * --segments past 64, a region past the last layer, an unknown strategy, 65 stages. */
+static void test_planner_rejects_impossible_requests(void **state)
+{
+    net_t *net;
+    assert_int_equal(net_open("tiny-vgg", &net), LR_OK);
+    plan_config cfg = config(1, BN_EXACT);
+    plan_choice c;
+    plan_request req = {.strategy = STRAT_2PS, .rows = (1 << 20) + 1};
+    assert_int_equal(strategy_choose(net, &cfg, &req, &c), LR_ERR_USAGE);
+    assert_non_null(strstr(lr_last_error(), "--rows"));
+    req = (plan_request){.strategy = STRAT_CHECKPOINT, .segments = 65};
+    assert_int_equal(strategy_choose(net, &cfg, &req, &c), LR_ERR_USAGE);
+    assert_non_null(strstr(lr_last_error(), "--segments"));
+    req = (plan_request){.strategy = STRAT_ROW, .region_end = net->n_nodes};
+    assert_int_equal(strategy_choose(net, &cfg, &req, &c), LR_ERR_USAGE);
+    assert_non_null(strstr(lr_last_error(), "--region"));
+    req = (plan_request){.strategy = STRAT_COUNT};
+    assert_int_equal(strategy_choose(net, &cfg, &req, &c), LR_ERR_USAGE);
+    assert_non_null(strstr(lr_last_error(), "--strategy"));
+    plan_spec spec = {.strategy = STRAT_CHECKPOINT, .n_stages = PLAN_MAX_STAGES + 1};
+    plan_t *plan;
+    assert_int_equal(plan_build(net, &cfg, &spec, &plan), LR_ERR_INPUT);
+    assert_non_null(strstr(lr_last_error(), "at most 64 stages"));
+    net_free(net);
+}
+
+static sched_t two_tensor_schedule(int64_t a_bytes, int64_t b_bytes)
+{
+    sched_t s;
+    sched_init(&s);
+    int a = sched_add_tensor(&s, TC_ACTIVATION, TK_VALUE, 1, -1, -1, -1, a_bytes);
+    int b = sched_add_tensor(&s, TC_ACTIVATION, TK_VALUE, 1, -1, -1, -1, b_bytes);
+    s.step_begin = 0;
+    sched_alloc(&s, a, PASS_FWD, 1, -1, -1);
+    sched_alloc(&s, b, PASS_FWD, 1, -1, -1);
+    sched_run_step(&s, PASS_FWD, 1, -1, -1, 0, 0, 0, 10);
+    sched_release(&s, b, PASS_FWD, 1, -1, -1);
+    sched_release(&s, a, PASS_FWD, 1, -1, -1);
+    s.step_end = s.n_steps;
+    return s;
+}
+
+static void expect_replay_error(const sched_t *s, sim_allocator a, lr_status st, const char *mention)
+{
+    sim_result r;
+    if (sim_replay(s, a, &r) != st || !strstr(lr_last_error(), mention))
+        fail_msg("replay: '%s' (expected status %d mentioning '%s')", lr_last_error(), st, mention);
+    assert_int_equal(r.peak_step, -1);
+}
+
+/* A corrupted or absurd schedule is an error naming the step, never a crash or a wrapped sum:
+ * the replay (sizes past int64, unknown allocator, tensor ids, classes, passes and ops out of
+ * range, FLOP sums past int64) and sched_validate (uses of dead tensors, double allocation,
+ * persistent tensors allocated in the step, leaks). Schedules may one day come from files. */
+static void test_corrupted_schedules_are_errors(void **state)
+{
+    sched_t s = two_tensor_schedule(INT64_MAX - 10, 100);
+    expect_replay_error(&s, ALLOC_EXACT, LR_ERR_INPUT, "step 1: byte count overflows int64");
+    expect_replay_error(&s, ALLOC_CACHING, LR_ERR_INPUT, "step 0: 9223372036854775797 bytes overflow the caching model");
+    expect_replay_error(&s, (sim_allocator)7, LR_ERR_INPUT, "unknown allocator model 7");
+    sched_free(&s);
+
+    s = two_tensor_schedule(100, 100);
+    assert_int_equal(sched_validate(&s), LR_OK);
+    s.steps[0].t = 5;
+    expect_replay_error(&s, ALLOC_EXACT, LR_ERR_RUNTIME, "step 0: ALLOC of tensor 5, out of range");
+    /* found by ASan: sched_validate indexed its state table with the id */
+    assert_int_equal(sched_validate(&s), LR_ERR_RUNTIME);
+    assert_non_null(strstr(lr_last_error(), "step 0: ALLOC of tensor 5, out of range"));
+    s.steps[0].t = 0;
+    s.steps[2].run = 3;
+    assert_int_equal(sched_validate(&s), LR_ERR_RUNTIME);
+    assert_non_null(strstr(lr_last_error(), "step 2: RUN 3 out of range"));
+    s.steps[2].run = 0;
+    s.tensors[1].cls = TC_COUNT;
+    expect_replay_error(&s, ALLOC_EXACT, LR_ERR_INPUT, "step 1: tensor 1 has class 8");
+    s.tensors[1].cls = TC_ACTIVATION;
+    s.steps[2].pass = PASS_COUNT;
+    expect_replay_error(&s, ALLOC_EXACT, LR_ERR_INPUT, "step 2: RUN with pass 6");
+    s.steps[2].pass = PASS_FWD;
+    s.steps[2].flops = INT64_MAX;
+    sched_run_step(&s, PASS_FWD, 1, -1, -1, 0, 0, 0, 10);
+    s.step_end = s.n_steps;
+    expect_replay_error(&s, ALLOC_EXACT, LR_ERR_INPUT, "FLOP count overflows int64");
+    s.steps[2].flops = 10;
+    s.steps[3].op = 9;
+    expect_replay_error(&s, ALLOC_EXACT, LR_ERR_RUNTIME, "step 3: unknown op 9");
+    assert_int_equal(sched_validate(&s), LR_ERR_RUNTIME);
+    assert_non_null(strstr(lr_last_error(), "step 3: unknown op 9"));
+    sched_free(&s);
+
+    s = two_tensor_schedule(100, 100);
+    sched_run *r = &s.runs[0];
+    r->n_in = 1;
+    r->in[0] = 7;
+    assert_int_equal(sched_validate(&s), LR_ERR_RUNTIME);
+    assert_non_null(strstr(lr_last_error(), "input tensor 7 out of range"));
+    r->in[0] = 0;
+    r->out = 1;
+    s.steps[1].op = STEP_COPY; /* b is never allocated: the run reads a tensor that is not live */
+    s.steps[1].t = 1, s.steps[1].src = 0;
+    assert_int_equal(sched_validate(&s), LR_ERR_RUNTIME);
+    assert_non_null(strstr(lr_last_error(), "is not live"));
+    s.steps[1].op = STEP_ALLOC;
+    s.steps[3].t = 0; /* frees a twice, b never */
+    assert_int_equal(sched_validate(&s), LR_ERR_RUNTIME);
+    assert_non_null(strstr(lr_last_error(), "freed while not live"));
+    s.steps[3].t = 1;
+    s.steps[1].t = 0; /* allocates a twice */
+    assert_int_equal(sched_validate(&s), LR_ERR_RUNTIME);
+    assert_non_null(strstr(lr_last_error(), "allocated twice"));
+    s.steps[1].t = 1;
+    s.n_steps = 4; /* a never freed */
+    assert_int_equal(sched_validate(&s), LR_ERR_RUNTIME);
+    assert_non_null(strstr(lr_last_error(), "never freed"));
+    s.n_steps = 5;
+    s.tensors[0].cls = TC_WEIGHT; /* a persistent tensor allocated inside the step */
+    assert_int_equal(sched_validate(&s), LR_ERR_RUNTIME);
+    assert_non_null(strstr(lr_last_error(), "persistent tensor 0 allocated inside the step"));
+    sched_free(&s);
+}
+
+/* The executor's accessors check what they are asked for: a layer without parameters, a count
+ * that does not match. */
+static void test_executor_accessors_check_their_arguments(void **state)
+{
+    net_t *net;
+    assert_int_equal(net_open("tiny-vgg", &net), LR_OK);
+    plan_config cfg = config(2, BN_EXACT);
+    plan_spec spec = {.strategy = STRAT_COLUMN};
+    plan_t *plan;
+    assert_int_equal(plan_build(net, &cfg, &spec, &plan), LR_OK);
+    sched_t s;
+    sched_init(&s);
+    plan_emit(plan, &s);
+    exec_hparams hp;
+    exec_hparams_default(&hp);
+    exec_t *e;
+    assert_int_equal(exec_create(net, plan, &s, &exec_cpu_backend, NULL, &hp, &e), LR_OK);
+    float buf[16];
+    int relu = net_find(net, "relu1_1"), conv = net_find(net, "conv1_1");
+    assert_true(relu > 0 && conv > 0);
+    assert_int_equal(exec_get_param(e, relu, buf, 16), LR_ERR_RUNTIME);
+    assert_non_null(strstr(lr_last_error(), "has no parameters"));
+    assert_int_equal(exec_get_param(e, conv, buf, 16), LR_ERR_RUNTIME);
+    assert_non_null(strstr(lr_last_error(), "conv1_1"));
+    exec_free(e);
+    sched_free(&s);
+    plan_free(plan);
+    net_free(net);
+}
+
+/* ------------------------------------------------------------------ more output-file errors */
+
+/* A path too long for the temporary name, a commit of a file that was never opened, and a
+ * rename that fails because a directory took the file's place: LR_ERR_USAGE or LR_ERR_IO naming
+ * the path, and no temporary file left. */
+static void test_outfile_rare_failures(void **state)
+{
+    char longp[1100];
+    memset(longp, 'a', sizeof longp - 1);
+    longp[sizeof longp - 1] = '\0';
+    lr_outfile o;
+    assert_int_equal(lr_outfile_open(&o, longp), LR_ERR_USAGE);
+    assert_non_null(strstr(lr_last_error(), "...: path too long (1099 characters, at most 1023)"));
+    memset(&o, 0, sizeof o);
+    assert_int_equal(lr_outfile_commit(&o), LR_ERR_IO);
+    assert_non_null(strstr(lr_last_error(), "not open"));
+    char path[300];
+    snprintf(path, sizeof path, "%s", tmp_path("taken"));
+    assert_int_equal(lr_outfile_open(&o, path), LR_OK);
+    fputs("data\n", o.f);
+    assert_int_equal(mkdir(path, 0755), 0);
+    assert_int_equal(lr_outfile_commit(&o), LR_ERR_IO);
+    assert_non_null(strstr(lr_last_error(), "taken: write failed"));
+    assert_int_equal(tmp_files_left(), 0);
+    assert_int_equal(rmdir(path), 0);
+}
+
+/* The PyTorch profile refuses a batch of 0 and predicts nothing from an empty schedule. */
+static void test_pytorch_profile_rejects_empty_input(void **state)
+{
+    net_t *net;
+    assert_int_equal(net_open("tiny-vgg", &net), LR_OK);
+    plan_config cfg = config(0, BN_EXACT);
+    pytorch_profile p;
+    pytorch_profile_default(&p);
+    sched_t s;
+    sched_init(&s);
+    assert_int_equal(pytorch_emit(net, &cfg, &p, &s), LR_ERR_INPUT);
+    assert_non_null(strstr(lr_last_error(), "batch must be positive"));
+    pytorch_prediction pr;
+    assert_int_equal(pytorch_predict(&s, ALLOC_CACHING, &pr), LR_ERR_INPUT);
+    assert_non_null(strstr(lr_last_error(), "no prologue or no step"));
+    sched_free(&s);
+    net_free(net);
+}
+
 /* ------------------------------------------------------------------ fuzzer regressions */
 
 /* What fuzz_net checks, for one network file: row dependencies; every strategy planned (fixed
@@ -699,6 +1020,7 @@ int main(void)
         cmocka_unit_test(test_resnet1001_exact_bn_in_one_stage_is_bounded),
         cmocka_unit_test(test_planning_does_not_recurse_with_depth),
         cmocka_unit_test(test_parsing_99999_layers_is_linear),
+        cmocka_unit_test(test_huge_partition_counts_are_refused),
         cmocka_unit_test(test_absurd_sizes_are_clear_errors),
         cmocka_unit_test(test_closed_form_flop_overflow_is_an_error),
         cmocka_unit_test(test_receptive_field_saturates_on_deep_strided_stacks),
@@ -708,6 +1030,13 @@ int main(void)
         cmocka_unit_test(test_outfile_is_all_or_nothing),
         cmocka_unit_test(test_outfile_through_a_link_replaces_the_target),
         cmocka_unit_test(test_schedule_writers_report_a_full_device),
+        cmocka_unit_test(test_every_loader_error_names_its_place),
+        cmocka_unit_test(test_loader_limits),
+        cmocka_unit_test(test_planner_rejects_impossible_requests),
+        cmocka_unit_test(test_corrupted_schedules_are_errors),
+        cmocka_unit_test(test_executor_accessors_check_their_arguments),
+        cmocka_unit_test(test_outfile_rare_failures),
+        cmocka_unit_test(test_pytorch_profile_rejects_empty_input),
         cmocka_unit_test(test_fuzzer_regressions_replay_clean),
     };
     return cmocka_run_group_tests(tests, make_tmp_dir, remove_tmp_dir);

@@ -6,7 +6,7 @@
  *   - every output path (--output, --timeline, --trace, --graph, --report) is redirected into a
  *     scratch directory (the fuzzer runs as whoever runs make, possibly root), keeping the
  *     extension that selects the format;
- *   - --net must name a network of the small half of the zoo (others are mapped onto one), so
+ *   - --net must name one of five small networks of the zoo (others are mapped onto one), so
  *     no file outside the repository is read; with --report, one of the tiny nets;
  *   - sweeps are capped at 8 points;
  *   - gnuplot is a stub script on PATH that succeeds, so --report writes its data and scripts
@@ -29,8 +29,9 @@
 static char scratch[256];
 static char paths[5][512];
 
-static const char *const small_nets[] = {"tiny-vgg", "tiny-resnet", "tiny-mix", "alexnet",
-                                         "vgg11",    "vgg16",       "resnet18"};
+/* The first three are the tiny nets (used with --report). Larger ones plan for seconds under
+ * ASan and bring the fuzzer down to a few runs a second without reaching more of the CLI. */
+static const char *const small_nets[] = {"tiny-vgg", "tiny-resnet", "tiny-mix", "alexnet", "vgg11"};
 #define N_SMALL (sizeof small_nets / sizeof small_nets[0])
 
 static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)

@@ -6,7 +6,7 @@
  *
  * Plans like lrcnn-validate's defaults: momentum, --bn exact, the planner's choice of N; "-" keeps
  * the net's input size. One process for all strategies: a CUDA context costs about a second.
- * Deliberately not here: running anything. A stopgap for the device run: once lrcnn-validate
+ * Deliberately not here: running anything. A stopgap for the GPU run: once lrcnn-validate
  * plans twice itself (bench/README.md), gpu.sh no longer needs it.
  */
 #include <stdio.h>

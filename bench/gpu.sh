@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# bench/gpu.sh - the whole device run in one bounded script: build, correctness checks on the
+# bench/gpu.sh - the whole GPU check in one bounded script: build, correctness checks on the
 # GPU, then predicted vs measured memory and step time of every strategy next to column training
 # and PyTorch. See bench/README.md (what it needs, what it writes, how to read the table).
 #
@@ -7,7 +7,7 @@
 #   bench/gpu.sh                               (on the GPU machine, repository root or anywhere)
 #
 # Environment: OUT (results folder, default bench/results/gpu), BUDGET_S (stop starting work after
-# this many seconds, default 540: the run must end within a 10-minute device call), QUICK=1 (only
+# this many seconds, default 540: the run must end within 10 minutes), QUICK=1 (only
 # the b64 table rows), CONFIGS ("net:input:batch ..." table rows), CHECKS=0 (no correctness
 # checks), CUDNN_DIR (a folder with include/cudnn.h and lib/libcudnn.so.9).
 # Writes: gpu.log, env.txt, checks.md, results.md, results.json, runs/*.json|*.err|*.smi.
@@ -76,7 +76,7 @@ export LD_LIBRARY_PATH=$CUDNN_LIB:$CUDA_HOME/lib64:${NV_LIBS}${LD_LIBRARY_PATH:-
 
 # ------------------------------------------------------------------ build
 
-# Only what the device run needs: lrcnn-validate, cuda-workspace and (with cmocka from
+# Only what the GPU run needs: lrcnn-validate, cuda-workspace and (with cmocka from
 # bench/deps) test_cuda. Not `make`: the library also holds reports/, which needs graphviz.
 build() {
     set -e
@@ -110,7 +110,7 @@ export BUILD BIN DEPS ROOT CUDNN CUDNN_LIB CUDA_HOME NVCC
 
 say "building with $NVCC and cuDNN from $CUDNN"
 if [ ! -f "$DEPS/libjson-c.a" ]; then
-    say "FATAL: bench/deps/libjson-c.a missing: run bench/prepare_deps.sh on the build machine and carry bench/deps"
+    say "FATAL: bench/deps/libjson-c.a missing: run bench/prepare_deps.sh on the build machine and copy bench/deps here"
     exit 1
 fi
 if ! bounded 240 bash -c build > "$OUTDIR/build.log" 2>&1; then
@@ -192,7 +192,7 @@ if [ "$RUN_CHECKS" = 0 ]; then
 elif [ -d "$DEPS/fashion-mnist" ]; then
     for be in cuda cpu; do
         bounded 120 "$BIN/lrcnn-validate" --net tiny-vgg --strategy 2ps --backend $be --batch 32 \
-            --lr 0.02 --data fashion-mnist --data-dir "$DEPS/fashion-mnist" --epochs 1 --train-limit 3200 \
+            --data fashion-mnist --data-dir "$DEPS/fashion-mnist" --epochs 1 --train-limit 3200 \
             --test-limit 2000 --no-column --workspace "$(plan_ws any tiny-vgg 32 2ps)" \
             --json --quiet > "$OUTDIR/runs/fmnist-$be.json" 2> "$OUTDIR/runs/fmnist-$be.err"
     done
@@ -219,7 +219,8 @@ run_lrcnn() { # net input batch strategy workspace
     local f=$OUTDIR/runs/$tag.json
     smi_start "$OUTDIR/runs/$tag.smi"
     bounded 150 "$BIN/lrcnn-validate" --net "$net" --input "${in}x${in}" --batch "$batch" --strategy "$st" \
-        --backend cuda --data synthetic --steps 5 --no-column --workspace "$ws" --json --quiet \
+        --backend cuda --data synthetic --steps 5 --no-column --workspace "$ws" \
+        --optimizer momentum --lr 0.05 --json --quiet \
         > "$f" 2> "$OUTDIR/runs/$tag.err"
     local rc=$?
     smi_stop

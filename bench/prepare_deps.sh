@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # bench/prepare_deps.sh - run HERE (Debian 12 with libjson-c-dev, libcmocka-dev and
-# dataset-fashion-mnist) before a device run: copies into bench/deps/ what bench/gpu.sh needs and
+# dataset-fashion-mnist) before a GPU run: copies into bench/deps/ what bench/gpu.sh needs and
 # the GPU machine image (Ubuntu 24.04, CUDA 13.0, no json-c/cmocka/dataset) lacks:
 #
 #   bench/deps/libjson-c.a, include/json-c/   json-c, linked statically into lrcnn-validate
@@ -8,8 +8,8 @@
 #   bench/deps/fashion-mnist/*.gz              the Fashion-MNIST idx files (30 MB)
 #
 # glibc here (2.36) is older than there (2.39), so these libraries link and load there.
-# bench/deps/ ignores itself (its own .gitignore): pass it to the device run with
-# carry=["bench/deps"].
+# bench/deps/ ignores itself (its own .gitignore): copy it to the GPU machine with the working
+# tree.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 deps=bench/deps
@@ -36,4 +36,4 @@ else
     rmdir "$deps/fashion-mnist"
 fi
 du -sh "$deps"
-echo "bench/deps ready: carry it with the device run (carry: [\"bench/deps\"])"
+echo "bench/deps ready: copy it to the GPU machine with the working tree"

@@ -301,6 +301,12 @@ static lr_status train_mode(session *ss, validate_result *r)
     }
     r->loss = (float)r->loss_curve[0];
     r->column_loss = (float)r->column_loss_curve[0];
+    /* training: step times are means over every step of every epoch */
+    double steps = (double)o->epochs * (train.n / o->cfg.batch);
+    if (s == LR_OK && steps > 0) {
+        r->step_ms = 1e3 * r->train_seconds / steps;
+        r->column_step_ms = 1e3 * r->column_train_seconds / steps;
+    }
     data_free(&train);
     data_free(&test);
     return s;

@@ -5,7 +5,7 @@
  * column training on the device, and the counted peak against the prediction.
  *
  * Without a GPU (or without nvcc at build time) every device test skips with the reason;
- * LRCNN_TEST_DEVICE_ONLY=1 skips the emulated ones (bench/gpu.sh, to save device time).
+ * LRCNN_TEST_DEVICE_ONLY=1 skips the emulated ones (bench/gpu.sh, to save GPU time).
  * Tolerances: emulated vs CPU 1e-5 and CUDA vs CPU 1e-4 relative (other summation orders than
  * the CPU's direct convolution; cuDNN's GEMMs more so); row vs column on the device 1e-5
  * (deterministic algorithms, fp32, FMA math).
@@ -310,7 +310,7 @@ static lr_status open_device(const exec_backend **be, void **ctx)
 }
 
 /* LRCNN_TEST_DEVICE_ONLY=1 (bench/gpu.sh) skips the emulated tests: they take CPU minutes that
- * a device run cannot spare, and any machine with nvcc runs them. */
+ * a GPU run cannot spare, and any machine with nvcc runs them. */
 static lr_status open_emulated(const exec_backend **be, void **ctx)
 {
     const char *only = getenv("LRCNN_TEST_DEVICE_ONLY");

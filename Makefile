@@ -5,6 +5,8 @@
 #   make          build only (CUDA backend only when nvcc is found)
 #   make test SANITIZE=1   the same suite under AddressSanitizer + UBSan (no CUDA backend)
 #   make fuzz     libFuzzer targets in tests/fuzz/, FUZZ_SECONDS (default 60) each
+#   make install  lrcnn-sim and lrcnn-validate into $(PREFIX)/bin, the zoo into
+#                 $(PREFIX)/share/lrcnn/networks (PREFIX=/usr/local, DESTDIR for staging)
 #   V=1           show full command lines
 #
 # Everything builds into build/ (build-san/ with SANITIZE=1).
@@ -104,7 +106,7 @@ CUDA_LIBS :=
 endif
 
 # ---------------------------------------------------------------- targets
-.PHONY: all run test deps check-deps clean bench
+.PHONY: all run test deps check-deps clean bench install
 
 all: $(SIM_BIN) $(VAL_BIN) $(TEST_BIN) cuda-note
 
@@ -120,6 +122,14 @@ endif
 
 run: deps all
 	$(SIM_BIN) $(RUN_ARGS)
+
+# The binaries find the zoo in ../share/lrcnn/networks beside them (planner/net.c).
+PREFIX ?= /usr/local
+ZOO := $(filter-out networks/network.schema.json,$(wildcard networks/*.json))
+install: $(SIM_BIN) $(VAL_BIN)
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/lrcnn/networks
+	install -m 755 $(SIM_BIN) $(VAL_BIN) $(DESTDIR)$(PREFIX)/bin/
+	install -m 644 $(ZOO) networks/network.schema.json $(DESTDIR)$(PREFIX)/share/lrcnn/networks/
 
 # make bench: planner speed (bench/plan_speed.c), a table of medians, also in bench/results/plan_speed.txt
 bench: $(BUILD)/bin/plan_speed

@@ -92,6 +92,16 @@ check_other_directory() {
     (cd / && cd "${TMPDIR:-/tmp}" && env -u LRCNN_NETWORKS "$SIM" --net vgg16 --strategy column) >"$out" 2>"$err"
     rc=$?
     [ "$rc" -eq 0 ] && grep -q '^column' "$out" && ok "$name" || bad "$name" "exit $rc: $(head -1 "$err")"
+    # the layout `make install` makes: PREFIX/bin and PREFIX/share/lrcnn/networks; a network
+    # that exists only there is found by name
+    local p=$TMP/prefix
+    mkdir -p "$p/bin" "$p/share/lrcnn/networks"
+    cp "$SIM" "$p/bin/"
+    sed 's/"name": *"tiny-vgg"/"name": "only-installed"/' "$ROOT/networks/tiny-vgg.json" >"$p/share/lrcnn/networks/only-installed.json"
+    name="--net only-installed from PREFIX/share/lrcnn/networks"
+    (cd / && env -u LRCNN_NETWORKS "$p/bin/lrcnn-sim" --net only-installed --strategy column) >"$out" 2>"$err"
+    rc=$?
+    [ "$rc" -eq 0 ] && grep -q '^only-installed:' "$out" && ok "$name" || bad "$name" "exit $rc: $(head -1 "$err")"
 }
 
 # ------------------------------------------------------------------ bad usage and input

@@ -23,6 +23,7 @@ typedef struct {
     int node, part, stage;
     sched_pass pass;
     int64_t stage_peak[PLAN_MAX_STAGES];
+    plan_phase *phase; /* the phase being recorded, or NULL */
 } meter;
 
 static void grow(meter *m, int64_t bytes, sched_pass pass, int node, int part, int stage)
@@ -33,6 +34,12 @@ static void grow(meter *m, int64_t bytes, sched_pass pass, int node, int part, i
     if (m->live > m->peak) {
         m->peak = m->live;
         m->pass = pass, m->node = node, m->part = part, m->stage = stage;
+    }
+    plan_phase *ph = m->phase;
+    if (ph && (!ph->grew || m->live > ph->high)) {
+        ph->grew = true;
+        ph->high = m->live;
+        ph->pass = pass, ph->node = node, ph->part = part, ph->stage = stage;
     }
 }
 
@@ -56,6 +63,8 @@ typedef struct {
     bool *mark;
     int64_t *row_bytes; /* per node: bytes of one row of its output for the whole batch */
     int64_t *fwd_row_flops, *bwd_row_flops, *stats_row_flops; /* per node, per output row */
+    plan_phases *phases; /* NULL: not recorded */
+    int64_t phase_flops; /* v.flops when the current phase began */
 } evaluator;
 
 static int64_t rows_bytes(const evaluator *v, int node, rowrange r)
@@ -80,6 +89,26 @@ static void add_flops(evaluator *v, int64_t flops)
 {
     if (__builtin_add_overflow(v->flops, flops, &v->flops))
         v->flops = INT64_MAX;
+}
+
+static void phase_begin(evaluator *v)
+{
+    if (!v->phases)
+        return;
+    plan_phase *ph = &v->phases->ph[v->phases->n];
+    *ph = (plan_phase){.entry = v->m.live, .node = -1, .part = -1, .stage = -1};
+    v->phase_flops = v->flops;
+    v->m.phase = ph;
+}
+
+static void phase_end(evaluator *v)
+{
+    if (!v->phases)
+        return;
+    plan_phase *ph = &v->phases->ph[v->phases->n++];
+    ph->exit = v->m.live;
+    ph->flops = v->flops == INT64_MAX ? INT64_MAX : v->flops - v->phase_flops;
+    v->m.phase = NULL;
 }
 
 /* ------------------------------------------------------------------ persistent and tail */
@@ -502,17 +531,59 @@ static void stage_forward_flops_and_bytes(evaluator *v, bool *held)
         const plan_stage *st = &v->plan->stages[s];
         v->stage = s;
         held[st->out_node] = plan_bwd_reads_output(v->net->nodes[st->out_node].op);
+        phase_begin(v);
         stage_forward(v, st);
+        phase_end(v);
     }
     v->stage = -1;
 }
 
-void plan_closed_form(const plan_t *plan, plan_cost *out)
+static int64_t add_saturating(int64_t a, int64_t b)
+{
+    int64_t r;
+    return __builtin_add_overflow(a, b, &r) ? INT64_MAX : r;
+}
+
+void plan_compose(const plan_phases *const *by_stage, int n_stages, plan_cost *out)
+{
+    const plan_phases *base = by_stage[0];
+    memset(out, 0, sizeof *out);
+    out->static_bytes = base->static_bytes;
+    out->input_bytes = base->input_bytes;
+    out->workspace_bytes = base->workspace_bytes;
+    out->peak_node = out->peak_part = out->peak_stage = -1;
+    int64_t live = 0, flops = 0;
+    for (int i = 0; i < 2 * n_stages + 3; i++) {
+        const plan_phases *from = base;
+        if (i >= 1 && i <= n_stages)
+            from = by_stage[i - 1];
+        else if (i >= n_stages + 3)
+            from = by_stage[2 + 2 * n_stages - i];
+        const plan_phase *ph = &from->ph[i];
+        if (ph->grew) {
+            int64_t high = live + (ph->high - ph->entry);
+            if (ph->stage >= 0 && high > out->stage_peak[ph->stage])
+                out->stage_peak[ph->stage] = high;
+            if (high > out->peak_bytes) {
+                out->peak_bytes = high;
+                out->peak_node = ph->node, out->peak_part = ph->part, out->peak_stage = ph->stage;
+                out->peak_pass = ph->pass;
+            }
+        }
+        live += ph->exit - ph->entry;
+        flops = add_saturating(flops, ph->flops);
+    }
+    out->flops = add_saturating(flops, base->update_flops);
+}
+
+static void closed_form(const plan_t *plan, plan_cost *out, plan_phases *phases)
 {
     const net_t *net = plan->net;
     int n = net->n_nodes;
     evaluator v = {.plan = plan, .net = net, .batch = plan->cfg.batch,
-                   .eb = cost_dtype_bytes(plan->cfg.dtype), .stage = -1};
+                   .eb = cost_dtype_bytes(plan->cfg.dtype), .stage = -1, .phases = phases};
+    if (phases)
+        *phases = (plan_phases){.n_stages = plan->n_stages};
     v.m.node = v.m.part = v.m.stage = -1;
     v.last_fwd = malloc(sizeof(int) * (size_t)n);
     v.first_bwd = malloc(sizeof(int) * (size_t)n);
@@ -538,19 +609,34 @@ void plan_closed_form(const plan_t *plan, plan_cost *out)
     for (int i = 0; i < n; i++)
         t.last_fwd[i] = -1, t.first_bwd[i] = n;
     memset(out, 0, sizeof *out);
+    phase_begin(&v);
     persistent(&v, out);
+    phase_end(&v);
     tail_positions(&v, &t);
     stage_forward_flops_and_bytes(&v, held);
+    phase_begin(&v);
     tail_forward(&v, &t, held);
+    phase_end(&v);
+    phase_begin(&v);
     tail_backward(&v, &t, held, grad);
+    phase_end(&v);
     for (int s = plan->n_stages - 1; s >= 0; s--) {
         v.stage = s;
+        phase_begin(&v);
         stage_backward(&v, &plan->stages[s], held, gb_a, gb_b);
         free_stage_input(&v, &plan->stages[s], held);
+        phase_end(&v);
     }
+    int64_t before_updates = v.flops;
     for (int l = 1; l < n; l++)
         if (net->nodes[l].params)
             add_flops(&v, (int64_t)(2 + 3 * cost_optim_slots(plan->cfg.optim)) * net->nodes[l].params);
+    if (phases) {
+        phases->update_flops = v.flops == INT64_MAX ? INT64_MAX : v.flops - before_updates;
+        phases->static_bytes = out->static_bytes;
+        phases->input_bytes = out->input_bytes;
+        phases->workspace_bytes = out->workspace_bytes;
+    }
     out->peak_bytes = v.m.peak;
     out->peak_node = v.m.node;
     out->peak_part = v.m.part;
@@ -562,4 +648,14 @@ void plan_closed_form(const plan_t *plan, plan_cost *out)
     free(v.mark), free(held), free(grad), free(gb_a), free(gb_b), free(t.last_fwd);
     free(t.first_bwd);
     free(v.row_bytes);
+}
+
+void plan_closed_form(const plan_t *plan, plan_cost *out)
+{
+    closed_form(plan, out, NULL);
+}
+
+void plan_closed_phases(const plan_t *plan, plan_cost *out, plan_phases *phases)
+{
+    closed_form(plan, out, phases);
 }

@@ -365,6 +365,18 @@ int64_t plan_run_bound(const plan_t *plan)
     return runs;
 }
 
+int64_t plan_stage_run_bound(const plan_t *plan, int s)
+{
+    const net_t *net = plan->net;
+    bool *mark = malloc((size_t)net->n_nodes);
+    int64_t *busy = malloc(sizeof(int64_t) * (size_t)net->n_nodes);
+    LR_ASSERT(mark && busy);
+    int64_t runs = stage_run_bound(net, &plan->stages[s], mark, busy);
+    free(mark);
+    free(busy);
+    return runs;
+}
+
 lr_status plan_check_emit(const plan_t *plan)
 {
     int64_t runs = plan_run_bound(plan);

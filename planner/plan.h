@@ -159,6 +159,39 @@ typedef struct {
 
 void plan_closed_form(const plan_t *plan, plan_cost *out);
 
+/* The closed form phase by phase. The walk is a sequence of phases: [0] persistent bytes,
+ * [1 + s] the forward of stage s, [1 + S] and [2 + S] the tail's forward and backward,
+ * [2 + 2S - s] the backward of stage s (S stages). A stage's two phases depend on that stage
+ * alone (its cut, N, kind and the config), so the cost of a plan whose stages take their N from
+ * different plans with the same cuts is the composition of their phases: the per-stage N search
+ * evaluates each (stage, N) once instead of the whole plan per candidate. */
+typedef struct {
+    int64_t entry, exit; /* live bytes when it starts and ends */
+    int64_t high;        /* the highest live bytes after a growth inside it (valid when grew) */
+    bool grew;
+    int node, part, stage; /* where `high` is first reached */
+    sched_pass pass;
+    int64_t flops; /* INT64_MAX when the sum saturated */
+} plan_phase;
+
+typedef struct {
+    int n_stages, n;
+    plan_phase ph[2 * PLAN_MAX_STAGES + 3];
+    int64_t update_flops; /* optimizer updates, after the last phase */
+    int64_t static_bytes, input_bytes, workspace_bytes;
+} plan_phases;
+
+/* plan_closed_form, also recording the phases. */
+void plan_closed_phases(const plan_t *plan, plan_cost *out, plan_phases *ph);
+
+/* The cost of the plan whose stage s is the stage s of the plan by_stage[s] was recorded from
+ * (all with the same cuts; persistent bytes and the tail come from by_stage[0]); equal to
+ * plan_closed_form of that plan in every field. */
+void plan_compose(const plan_phases *const *by_stage, int n_stages, plan_cost *out);
+
+/* plan_run_bound's share of stage s (plan_run_bound = 2 * nodes + the sum over stages). */
+int64_t plan_stage_run_bound(const plan_t *plan, int s);
+
 /* Shared by the emitter, the closed form and the executors. */
 bool plan_bwd_reads_input(net_op op);  /* conv, maxpool, batchnorm, fc, softmax_xent */
 bool plan_bwd_reads_output(net_op op); /* relu */

@@ -157,26 +157,93 @@ static lr_status search_rows(const net_t *net, const plan_config *cfg, plan_spec
     return best_n ? LR_OK : strategy_evaluate(net, cfg, spec, best);
 }
 
+/* Every stage's phases at every candidate N (plan_compose): ph[k] is recorded from the plan
+ * whose stages all take hybrid_candidates[k], runs[k][s] its stage s's share of the run bound. */
+typedef struct {
+    plan_phases ph[N_CANDIDATES];
+    int64_t runs[N_CANDIDATES][PLAN_MAX_STAGES];
+} stage_table;
+
+/* NULL when some plan cannot be built or its FLOP count saturates: the search then evaluates
+ * whole plans, whose errors it reports as before. */
+static stage_table *stage_table_build(const net_t *net, const plan_config *cfg, const plan_spec *spec)
+{
+    stage_table *t = malloc(sizeof *t);
+    if (!t)
+        return NULL;
+    plan_spec all = *spec;
+    for (int k = 0; k < N_CANDIDATES; k++) {
+        for (int s = 0; s < spec->n_stages; s++)
+            all.parts[s] = hybrid_candidates[k];
+        plan_t *plan;
+        if (plan_build(net, cfg, &all, &plan) != LR_OK) {
+            free(t);
+            return NULL;
+        }
+        plan_cost c;
+        plan_closed_phases(plan, &c, &t->ph[k]);
+        for (int s = 0; s < spec->n_stages; s++)
+            t->runs[k][s] = plan_stage_run_bound(plan, s);
+        plan_free(plan);
+        if (c.flops == INT64_MAX) {
+            free(t);
+            return NULL;
+        }
+    }
+    return t;
+}
+
+typedef struct {
+    const net_t *net;
+    const plan_config *cfg;
+    const stage_table *table; /* NULL: whole plans */
+} stage_eval;
+
+/* evaluate_fit, by composing the stages' phases when the table is there. */
+static lr_status stage_evaluate(const stage_eval *e, const plan_spec *spec, plan_cost *c, bool *fits)
+{
+    if (!e->table)
+        return evaluate_fit(e->net, e->cfg, spec, c, fits);
+    const plan_phases *by[PLAN_MAX_STAGES];
+    int64_t runs = 2 * (int64_t)e->net->n_nodes;
+    for (int s = 0; s < spec->n_stages; s++) {
+        int k = 0;
+        while (hybrid_candidates[k] != spec->parts[s])
+            k++;
+        by[s] = &e->table->ph[k];
+        runs += e->table->runs[k][s];
+    }
+    plan_compose(by, spec->n_stages, c);
+    *fits = runs <= PLAN_MAX_RUNS && c->flops < INT64_MAX;
+    return LR_OK;
+}
+
 /* Coordinate descent over each stage's N: each stage takes the N that lowers the highest live
- * bytes while it runs (its own part of the peak), smaller N on ties. */
+ * bytes while it runs (its own part of the peak), smaller N on ties. Candidates are costed by
+ * composing per-stage phases (one plan per candidate N instead of one per move); the result is
+ * costed as a whole plan. */
 static lr_status search_stage_rows(const net_t *net, const plan_config *cfg, plan_spec *spec,
                                    plan_cost *best)
 {
     LR_TRY(strategy_evaluate(net, cfg, spec, best));
-    for (int round = 0; round < 2; round++) {
+    stage_table *table = stage_table_build(net, cfg, spec);
+    stage_eval e = {net, cfg, table};
+    lr_status st = LR_OK;
+    for (int round = 0; round < 2 && st == LR_OK; round++) {
         bool changed = false;
-        for (int s = 0; s < spec->n_stages; s++) {
+        for (int s = 0; s < spec->n_stages && st == LR_OK; s++) {
             int keep = spec->parts[s];
             plan_cost kept = *best;
-            for (int k = 0; k < N_CANDIDATES; k++) {
+            for (int k = 0; k < N_CANDIDATES && st == LR_OK; k++) {
                 if (hybrid_candidates[k] == keep)
                     continue;
                 spec->parts[s] = hybrid_candidates[k];
                 plan_cost c;
                 bool fits;
-                LR_TRY(evaluate_fit(net, cfg, spec, &c, &fits));
-                bool lower = fits && (c.stage_peak[s] < kept.stage_peak[s] ||
-                                      (c.stage_peak[s] == kept.stage_peak[s] && hybrid_candidates[k] < keep));
+                st = stage_evaluate(&e, spec, &c, &fits);
+                bool lower = st == LR_OK && fits &&
+                             (c.stage_peak[s] < kept.stage_peak[s] ||
+                              (c.stage_peak[s] == kept.stage_peak[s] && hybrid_candidates[k] < keep));
                 if (lower && c.peak_bytes <= kept.peak_bytes) {
                     kept = c;
                     keep = hybrid_candidates[k];
@@ -191,14 +258,14 @@ static lr_status search_stage_rows(const net_t *net, const plan_config *cfg, pla
     }
     /* Stages that do not set the peak get the fewest partitions that keep it: less recompute
      * of halos, fewer and larger kernels. */
-    for (int s = 0; s < spec->n_stages; s++) {
+    for (int s = 0; s < spec->n_stages && st == LR_OK; s++) {
         int keep = spec->parts[s];
-        for (int k = 0; k < N_CANDIDATES && hybrid_candidates[k] < keep; k++) {
+        for (int k = 0; k < N_CANDIDATES && hybrid_candidates[k] < keep && st == LR_OK; k++) {
             spec->parts[s] = hybrid_candidates[k];
             plan_cost c;
             bool fits;
-            LR_TRY(evaluate_fit(net, cfg, spec, &c, &fits));
-            if (fits && c.peak_bytes <= best->peak_bytes) {
+            st = stage_evaluate(&e, spec, &c, &fits);
+            if (st == LR_OK && fits && c.peak_bytes <= best->peak_bytes) {
                 *best = c;
                 keep = hybrid_candidates[k];
                 break;
@@ -206,7 +273,9 @@ static lr_status search_stage_rows(const net_t *net, const plan_config *cfg, pla
         }
         spec->parts[s] = keep;
     }
-    return LR_OK;
+    free(table);
+    LR_TRY(st);
+    return table ? strategy_evaluate(net, cfg, spec, best) : LR_OK;
 }
 
 static void scaled_rows(const net_t *net, plan_spec *spec, int rows)

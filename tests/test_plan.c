@@ -1087,6 +1087,74 @@ static void test_malformed_specs_are_rejected(void **state)
     net_free(net);
 }
 
+/* The per-stage N search costs a plan by composing stages recorded from other plans with the
+ * same cuts (plan_compose). That is only sound if a stage's phases depend on the stage alone:
+ * composing must give plan_closed_form of the mixed plan in every field. Checked on random
+ * mixtures of N per stage, for both row kinds, both BN modes, on chains and residual nets, with
+ * the resolution cuts and with a cut list that ends early (a column tail). */
+static void test_composed_stages_equal_the_closed_form(void **state)
+{
+    static const int candidates[] = {1, 2, 3, 4, 6, 8, 12, 16, 24, 32};
+    const int n_cand = (int)(sizeof candidates / sizeof candidates[0]);
+    const char *nets[] = {"tiny-vgg", "tiny-resnet", "tiny-mix", "vgg16", "resnet18"};
+    unsigned seed = 12345;
+    int checked = 0;
+    for (size_t ni = 0; ni < sizeof nets / sizeof nets[0]; ni++) {
+        net_t *net = zoo(nets[ni]);
+        int end = plan_default_region_end(net);
+        plan_spec base = {.n_stages = 0};
+        base.n_stages = strategy_resolution_cuts(net, end, base.cut, PLAN_MAX_STAGES);
+        for (int variant = 0; variant < 2; variant++) {
+            plan_spec cuts = base;
+            if (variant == 1 && cuts.n_stages > 1)
+                cuts.n_stages--; /* the last stages run column-wise in the tail */
+            for (int kind = 0; kind < 2; kind++)
+                for (int bn = 0; bn < 2; bn++) {
+                    plan_config cfg = config(2 + (int)ni, bn ? BN_EXACT : BN_STRIPE);
+                    plan_phases *rec = malloc(sizeof(plan_phases) * (size_t)n_cand);
+                    assert_non_null(rec);
+                    plan_spec spec = cuts;
+                    spec.kind = kind ? PART_OVERLAP : PART_TILE_IN;
+                    for (int k = 0; k < n_cand; k++) {
+                        for (int st = 0; st < spec.n_stages; st++)
+                            spec.parts[st] = candidates[k];
+                        plan_t *plan = build(net, &cfg, &spec);
+                        plan_cost whole;
+                        plan_closed_phases(plan, &whole, &rec[k]);
+                        plan_cost again = closed(plan);
+                        assert_memory_equal(&whole, &again, sizeof whole);
+                        plan_free(plan);
+                    }
+                    for (int trial = 0; trial < 12; trial++) {
+                        const plan_phases *by[PLAN_MAX_STAGES];
+                        for (int st = 0; st < spec.n_stages; st++) {
+                            seed = seed * 1103515245u + 12345u;
+                            int k = (int)((seed >> 16) % (unsigned)n_cand);
+                            spec.parts[st] = candidates[k];
+                            by[st] = &rec[k];
+                        }
+                        plan_t *plan = build(net, &cfg, &spec);
+                        plan_cost want = closed(plan), got;
+                        plan_compose(by, spec.n_stages, &got);
+                        if (memcmp(&want, &got, sizeof want) != 0)
+                            fail_msg("%s kind %d bn %d trial %d: composed peak %lld at node %d part %d "
+                                     "stage %d, flops %lld; closed form %lld at node %d part %d "
+                                     "stage %d, flops %lld", net->name, kind, bn, trial,
+                                     (long long)got.peak_bytes, got.peak_node, got.peak_part,
+                                     got.peak_stage, (long long)got.flops, (long long)want.peak_bytes,
+                                     want.peak_node, want.peak_part, want.peak_stage,
+                                     (long long)want.flops);
+                        plan_free(plan);
+                        checked++;
+                    }
+                    free(rec);
+                }
+        }
+        net_free(net);
+    }
+    print_message("  %d mixed plans composed = closed form\n", checked);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1094,6 +1162,7 @@ int main(void)
         cmocka_unit_test(test_closed_form_equals_replay_with_fixed_rows),
         cmocka_unit_test(test_closed_form_equals_replay_across_dtypes_optimizers_workspace),
         cmocka_unit_test(test_closed_form_equals_replay_for_hand_cut_hybrids),
+        cmocka_unit_test(test_composed_stages_equal_the_closed_form),
         cmocka_unit_test(test_column_peak_of_tiny_vgg_by_hand),
         cmocka_unit_test(test_row_peak_of_a_small_net_by_hand),
         cmocka_unit_test(test_one_partition_costs_column_plus_the_kept_output),

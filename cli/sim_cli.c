@@ -555,26 +555,72 @@ static lr_status print_json(FILE *f, const net_t *net, const sim_options *o, con
 
 /* ------------------------------------------------------------------ sweeps */
 
-static lr_status sweep_point(const net_t *net, const sim_options *o, int batch, int rows,
-                             plan_strategy st, plan_choice *c, int64_t *col_peak, int64_t *col_flops)
+/* One sweep point: the strategy's choice and column's peak and FLOPs at the same batch. */
+typedef struct {
+    int batch, rows;
+    plan_strategy st;
+    plan_choice c;
+    int64_t col_peak, col_flops;
+    lr_status status;
+    char err[256];
+} sweep_cell;
+
+static void sweep_point(const net_t *net, const sim_options *o, sweep_cell *x)
 {
     plan_config cfg = o->cfg;
-    cfg.batch = batch;
-    LR_TRY(cost_check_limits(net, batch, cost_dtype_bytes(cfg.dtype), 4096));
+    cfg.batch = x->batch;
     plan_request req = o->req;
     req.strategy = STRAT_COLUMN;
     plan_choice col;
-    LR_TRY(strategy_choose(net, &cfg, &req, &col));
-    *col_peak = col.cost.peak_bytes;
-    *col_flops = col.cost.flops;
-    req.strategy = st;
-    req.rows = st >= STRAT_ROW ? rows : 0;
-    return strategy_choose(net, &cfg, &req, c);
+    lr_status s = cost_check_limits(net, x->batch, cost_dtype_bytes(cfg.dtype), 4096);
+    if (s == LR_OK)
+        s = strategy_choose(net, &cfg, &req, &col);
+    if (s == LR_OK) {
+        x->col_peak = col.cost.peak_bytes;
+        x->col_flops = col.cost.flops;
+        req.strategy = x->st;
+        req.rows = x->st >= STRAT_ROW ? x->rows : 0;
+        s = strategy_choose(net, &cfg, &req, &x->c);
+    }
+    x->status = s;
+    if (s != LR_OK)
+        snprintf(x->err, sizeof x->err, "%s", lr_last_error());
 }
+
+static void sweep_print(FILE *f, json_object *arr, bool csv, const sweep_cell *x)
+{
+    char sr[256];
+    summary_rows(&x->c.spec, sr, sizeof sr);
+    const char *name = plan_strategy_name(x->st);
+    int shown = x->st >= STRAT_ROW && x->c.spec.n_stages ? x->c.spec.parts[0] : 1;
+    double pr = (double)x->c.cost.peak_bytes / (double)x->col_peak;
+    double fr = (double)x->c.cost.flops / (double)x->col_flops;
+    if (arr) {
+        json_object *p = json_object_new_object();
+        json_object_object_add(p, "batch", json_object_new_int(x->batch));
+        json_object_object_add(p, "rows", json_object_new_int(shown));
+        json_object_object_add(p, "strategy", json_object_new_string(name));
+        json_object_object_add(p, "peak_bytes", json_object_new_int64(x->c.cost.peak_bytes));
+        json_object_object_add(p, "peak_ratio", json_object_new_double(pr));
+        json_object_object_add(p, "flops", json_object_new_int64(x->c.cost.flops));
+        json_object_object_add(p, "flops_ratio", json_object_new_double(fr));
+        json_object_object_add(p, "stage_rows", json_object_new_string(sr));
+        json_object_array_add(arr, p);
+    } else if (csv) {
+        fprintf(f, "%d,%d,%s,%" PRId64 ",%.6f,%" PRId64 ",%.6f,\"%s\"\n", x->batch, shown, name,
+                x->c.cost.peak_bytes, pr, x->c.cost.flops, fr, sr);
+    } else {
+        fprintf(f, "%8d %6d %-11s %14.1f %8.1f%% %8.2fx  %s\n", x->batch, shown, name,
+                x->c.cost.peak_bytes / 1048576.0, 100 * pr, fr, sr);
+    }
+}
+
+/* Points are planned in parallel, SWEEP_CHUNK at a time, and printed in order; the first
+ * failing point (in that order) stops the sweep with its error. */
+#define SWEEP_CHUNK 256
 
 static lr_status run_sweep(FILE *f, const net_t *net, const sim_options *o)
 {
-    int one_batch = o->cfg.batch, one_rows = o->req.rows;
     int nb = o->n_batch_sweep ? o->n_batch_sweep : 1;
     int nr = o->n_rows_sweep ? o->n_rows_sweep : 1;
     unsigned which = o->strategies;
@@ -582,57 +628,54 @@ static lr_status run_sweep(FILE *f, const net_t *net, const sim_options *o)
         return lr_fail(LR_ERR_USAGE, "--sweep rows: select at least one row strategy");
     if (o->n_rows_sweep)
         which &= (1u << STRAT_COUNT) - (1u << STRAT_ROW); /* rows only mean something there */
+    int n_st = 0;
+    plan_strategy sts[STRAT_COUNT];
+    for (int st = 0; st < STRAT_COUNT; st++)
+        if (which & (1u << st))
+            sts[n_st++] = (plan_strategy)st;
     bool csv = strcmp(o->format, "csv") == 0, json = o->json || strcmp(o->format, "json") == 0;
+    sweep_cell *cells = malloc(sizeof *cells * SWEEP_CHUNK);
+    if (!cells)
+        return lr_fail(LR_ERR_NOMEM, "out of memory");
     json_object *arr = json ? json_object_new_array() : NULL;
     if (csv)
         fprintf(f, "batch,rows,strategy,peak_bytes,peak_ratio,flops,flops_ratio,stage_rows\n");
     else if (!json)
         fprintf(f, "%8s %6s %-11s %14s %9s %9s  %s\n", "batch", "rows", "strategy", "peak MiB",
                 "vs col", "compute", "stage rows");
-    for (int bi = 0; bi < nb; bi++)
-        for (int ri = 0; ri < nr; ri++)
-            for (int st = 0; st < STRAT_COUNT; st++) {
-                if (!(which & (1u << st)))
-                    continue;
-                int batch = o->n_batch_sweep ? o->batch_sweep[bi] : one_batch;
-                int rows = o->n_rows_sweep ? o->rows_sweep[ri] : one_rows;
-                plan_choice c;
-                int64_t cp, cf;
-                LR_TRY(sweep_point(net, o, batch, rows, (plan_strategy)st, &c, &cp, &cf));
-                char sr[256];
-                summary_rows(&c.spec, sr, sizeof sr);
-                int shown = st >= STRAT_ROW && c.spec.n_stages ? c.spec.parts[0] : 1;
-                double pr = (double)c.cost.peak_bytes / (double)cp;
-                double fr = (double)c.cost.flops / (double)cf;
-                if (json) {
-                    json_object *p = json_object_new_object();
-                    json_object_object_add(p, "batch", json_object_new_int(batch));
-                    json_object_object_add(p, "rows", json_object_new_int(shown));
-                    json_object_object_add(p, "strategy", json_object_new_string(plan_strategy_name((plan_strategy)st)));
-                    json_object_object_add(p, "peak_bytes", json_object_new_int64(c.cost.peak_bytes));
-                    json_object_object_add(p, "peak_ratio", json_object_new_double(pr));
-                    json_object_object_add(p, "flops", json_object_new_int64(c.cost.flops));
-                    json_object_object_add(p, "flops_ratio", json_object_new_double(fr));
-                    json_object_object_add(p, "stage_rows", json_object_new_string(sr));
-                    json_object_array_add(arr, p);
-                } else if (csv) {
-                    fprintf(f, "%d,%d,%s,%" PRId64 ",%.6f,%" PRId64 ",%.6f,\"%s\"\n", batch, shown,
-                            plan_strategy_name((plan_strategy)st), c.cost.peak_bytes, pr,
-                            c.cost.flops, fr, sr);
-                } else {
-                    fprintf(f, "%8d %6d %-11s %14.1f %8.1f%% %8.2fx  %s\n", batch, shown,
-                            plan_strategy_name((plan_strategy)st), c.cost.peak_bytes / 1048576.0,
-                            100 * pr, fr, sr);
-                }
-            }
-    if (json) {
+    int64_t total = (int64_t)nb * nr * n_st;
+    lr_status s = LR_OK;
+    for (int64_t first = 0; first < total && s == LR_OK; first += SWEEP_CHUNK) {
+        int n = total - first < SWEEP_CHUNK ? (int)(total - first) : SWEEP_CHUNK;
+        for (int i = 0; i < n; i++) {
+            int64_t k = first + i; /* batch-major, then rows, then strategy */
+            int bi = (int)(k / ((int64_t)nr * n_st)), ri = (int)(k / n_st % nr);
+            cells[i] = (sweep_cell){
+                .batch = o->n_batch_sweep ? o->batch_sweep[bi] : o->cfg.batch,
+                .rows = o->n_rows_sweep ? o->rows_sweep[ri] : o->req.rows,
+                .st = sts[k % n_st]};
+        }
+#pragma omp parallel for schedule(dynamic)
+        for (int i = 0; i < n; i++)
+            sweep_point(net, o, &cells[i]);
+        for (int i = 0; i < n && s == LR_OK; i++) {
+            if (cells[i].status != LR_OK)
+                s = lr_fail(cells[i].status, "%s", cells[i].err);
+            else
+                sweep_print(f, arr, csv, &cells[i]);
+        }
+    }
+    free(cells);
+    if (json && s == LR_OK) {
         json_object *root = json_object_new_object();
         json_object_object_add(root, "net", json_object_new_string(net->name));
         json_object_object_add(root, "sweep", arr);
         fprintf(f, "%s\n", json_object_to_json_string_ext(root, JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_NOSLASHESCAPE));
         json_object_put(root);
+    } else if (arr) {
+        json_object_put(arr);
     }
-    return LR_OK;
+    return s;
 }
 
 /* ------------------------------------------------------------------ driver */

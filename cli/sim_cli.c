@@ -387,11 +387,7 @@ static lr_status run_auto(const sim_options *o, const analysis_t *a, sim_extras 
     plan_t *plan;
     sched_t s;
     LR_TRY(auto_schedule(a, &x->ar, &plan, &s));
-    e->n_steps = s.n_steps;
-    lr_status r = sim_replay(&s, ALLOC_EXACT, &e->exact);
-    if (r == LR_OK)
-        r = a->allocator == ALLOC_EXACT ? (e->modelled = e->exact, LR_OK)
-                                        : sim_replay(&s, a->allocator, &e->modelled);
+    lr_status r = analysis_replay(a, &s, e);
     sched_free(&s);
     plan_free(plan);
     x->has_auto = r == LR_OK;
@@ -555,7 +551,8 @@ static lr_status print_json(FILE *f, const net_t *net, const sim_options *o, con
 
 /* ------------------------------------------------------------------ sweeps */
 
-/* One sweep point: the strategy's choice and column's peak and FLOPs at the same batch. */
+/* One sweep point: the strategy's choice; column's peak and FLOPs at its batch are the
+ * reference for the ratios (column does not depend on --rows: planned once per batch). */
 typedef struct {
     int batch, rows;
     plan_strategy st;
@@ -570,18 +567,11 @@ static void sweep_point(const net_t *net, const sim_options *o, sweep_cell *x)
     plan_config cfg = o->cfg;
     cfg.batch = x->batch;
     plan_request req = o->req;
-    req.strategy = STRAT_COLUMN;
-    plan_choice col;
+    req.strategy = x->st;
+    req.rows = x->st >= STRAT_ROW ? x->rows : 0;
     lr_status s = cost_check_limits(net, x->batch, cost_dtype_bytes(cfg.dtype), 4096);
     if (s == LR_OK)
-        s = strategy_choose(net, &cfg, &req, &col);
-    if (s == LR_OK) {
-        x->col_peak = col.cost.peak_bytes;
-        x->col_flops = col.cost.flops;
-        req.strategy = x->st;
-        req.rows = x->st >= STRAT_ROW ? x->rows : 0;
         s = strategy_choose(net, &cfg, &req, &x->c);
-    }
     x->status = s;
     if (s != LR_OK)
         snprintf(x->err, sizeof x->err, "%s", lr_last_error());
@@ -635,8 +625,17 @@ static lr_status run_sweep(FILE *f, const net_t *net, const sim_options *o)
             sts[n_st++] = (plan_strategy)st;
     bool csv = strcmp(o->format, "csv") == 0, json = o->json || strcmp(o->format, "json") == 0;
     sweep_cell *cells = malloc(sizeof *cells * SWEEP_CHUNK);
-    if (!cells)
+    sweep_cell *col = malloc(sizeof *col * (size_t)nb); /* column at each batch */
+    if (!cells || !col) {
+        free(cells), free(col);
         return lr_fail(LR_ERR_NOMEM, "out of memory");
+    }
+#pragma omp parallel for schedule(dynamic)
+    for (int bi = 0; bi < nb; bi++) {
+        col[bi] = (sweep_cell){.batch = o->n_batch_sweep ? o->batch_sweep[bi] : o->cfg.batch,
+                               .st = STRAT_COLUMN};
+        sweep_point(net, o, &col[bi]);
+    }
     json_object *arr = json ? json_object_new_array() : NULL;
     if (csv)
         fprintf(f, "batch,rows,strategy,peak_bytes,peak_ratio,flops,flops_ratio,stage_rows\n");
@@ -650,14 +649,19 @@ static lr_status run_sweep(FILE *f, const net_t *net, const sim_options *o)
         for (int i = 0; i < n; i++) {
             int64_t k = first + i; /* batch-major, then rows, then strategy */
             int bi = (int)(k / ((int64_t)nr * n_st)), ri = (int)(k / n_st % nr);
-            cells[i] = (sweep_cell){
-                .batch = o->n_batch_sweep ? o->batch_sweep[bi] : o->cfg.batch,
-                .rows = o->n_rows_sweep ? o->rows_sweep[ri] : o->req.rows,
-                .st = sts[k % n_st]};
+            cells[i] = (sweep_cell){.batch = col[bi].batch,
+                                    .rows = o->n_rows_sweep ? o->rows_sweep[ri] : o->req.rows,
+                                    .st = sts[k % n_st],
+                                    .col_peak = col[bi].c.cost.peak_bytes,
+                                    .col_flops = col[bi].c.cost.flops,
+                                    .status = col[bi].status};
+            if (col[bi].status != LR_OK) /* the batch itself fails: its first point says why */
+                memcpy(cells[i].err, col[bi].err, sizeof cells[i].err);
         }
 #pragma omp parallel for schedule(dynamic)
         for (int i = 0; i < n; i++)
-            sweep_point(net, o, &cells[i]);
+            if (cells[i].status == LR_OK)
+                sweep_point(net, o, &cells[i]);
         for (int i = 0; i < n && s == LR_OK; i++) {
             if (cells[i].status != LR_OK)
                 s = lr_fail(cells[i].status, "%s", cells[i].err);
@@ -666,6 +670,7 @@ static lr_status run_sweep(FILE *f, const net_t *net, const sim_options *o)
         }
     }
     free(cells);
+    free(col);
     if (json && s == LR_OK) {
         json_object *root = json_object_new_object();
         json_object_object_add(root, "net", json_object_new_string(net->name));

@@ -45,14 +45,21 @@ static lr_status run_one(analysis_t *a, plan_strategy st, analysis_entry *e)
     plan_t *plan;
     sched_t s;
     LR_TRY(analysis_schedule(a, e, &plan, &s));
-    e->n_steps = s.n_steps;
-    lr_status r = sim_replay(&s, ALLOC_EXACT, &e->exact);
-    if (r == LR_OK)
-        r = a->allocator == ALLOC_EXACT ? (e->modelled = e->exact, LR_OK)
-                                        : sim_replay(&s, a->allocator, &e->modelled);
+    lr_status r = analysis_replay(a, &s, e);
     sched_free(&s);
     plan_free(plan);
     return r;
+}
+
+lr_status analysis_replay(const analysis_t *a, const sched_t *s, analysis_entry *e)
+{
+    e->n_steps = s->n_steps;
+    LR_TRY(sim_replay(s, ALLOC_EXACT, &e->exact));
+    if (a->allocator == ALLOC_EXACT) {
+        e->modelled = e->exact;
+        return LR_OK;
+    }
+    return sim_replay(s, a->allocator, &e->modelled);
 }
 
 lr_status analysis_run(const net_t *net, const plan_config *cfg, const plan_request *req,

@@ -42,6 +42,10 @@ lr_status analysis_run(const net_t *net, const plan_config *cfg, const plan_requ
 lr_status analysis_schedule(const analysis_t *a, const analysis_entry *e, plan_t **plan,
                             sched_t *s);
 
+/* Replays an entry's schedule under the exact model and under a->allocator (once when that is
+ * exact) into e->exact and e->modelled, and sets e->n_steps. */
+lr_status analysis_replay(const analysis_t *a, const sched_t *s, analysis_entry *e);
+
 /* True when the plan puts a BatchNorm inside a stage with more than one partition under
  * --bn stripe: statistics per stripe, an approximation of column training. */
 bool analysis_is_approximate(const net_t *net, const plan_config *cfg, const plan_spec *spec);

@@ -88,14 +88,7 @@ static lr_status evaluate_on(search *s, const net_t *net, plan_bn bn, const plan
     cfg.bn = bn;
 #pragma omp atomic
     s->n_evals++;
-    plan_t *plan;
-    LR_TRY(plan_build(net, &cfg, sp, &plan));
-    *usable = plan_run_bound(plan) <= PLAN_MAX_RUNS;
-    if (*usable)
-        plan_closed_form(plan, c);
-    plan_free(plan);
-    *usable = *usable && c->flops < INT64_MAX;
-    return LR_OK;
+    return strategy_evaluate_usable(net, &cfg, sp, c, usable);
 }
 
 static lr_status evaluate(search *s, plan_bn bn, const plan_spec *sp, plan_cost *c, bool *usable)

@@ -583,7 +583,7 @@ static void closed_form(const plan_t *plan, plan_cost *out, plan_phases *phases)
     evaluator v = {.plan = plan, .net = net, .batch = plan->cfg.batch,
                    .eb = cost_dtype_bytes(plan->cfg.dtype), .stage = -1, .phases = phases};
     if (phases)
-        *phases = (plan_phases){.n_stages = plan->n_stages};
+        phases->n = 0;
     v.m.node = v.m.part = v.m.stage = -1;
     v.last_fwd = malloc(sizeof(int) * (size_t)n);
     v.first_bwd = malloc(sizeof(int) * (size_t)n);

@@ -77,21 +77,6 @@ static double auto_cap(const fit_target *t)
     return t->areq.max_overhead > 0 ? t->areq.max_overhead : AUTO_DEFAULT_OVERHEAD;
 }
 
-/* The closed form of a plan that lrcnn would build (plan_run_bound within PLAN_MAX_RUNS) and can
- * count; false otherwise (the strategies' searches skip such plans, so it proves nothing). */
-static lr_status closed_form(const net_t *net, const plan_config *cfg, const plan_spec *spec,
-                             plan_cost *c, bool *usable)
-{
-    plan_t *plan;
-    LR_TRY(plan_build(net, cfg, spec, &plan));
-    *usable = plan_run_bound(plan) <= PLAN_MAX_RUNS;
-    if (*usable)
-        plan_closed_form(plan, c);
-    plan_free(plan);
-    *usable = *usable && c->flops < INT64_MAX;
-    return LR_OK;
-}
-
 /* A fixed plan at `batch`: its peak, and whether it fits (for auto also within its compute
  * cap). */
 static lr_status plan_point(fitter *f, int batch, const plan_spec *spec, plan_bn bn, point *p)
@@ -105,7 +90,7 @@ static lr_status plan_point(fitter *f, int batch, const plan_spec *spec, plan_bn
     plan_cost c;
     bool usable;
     f->out->n_evals++;
-    LR_TRY(closed_form(f->net, &cfg, spec, &c, &usable));
+    LR_TRY(strategy_evaluate_usable(f->net, &cfg, spec, &c, &usable));
     if (!usable)
         return LR_OK;
     p->peak = c.peak_bytes;
@@ -114,7 +99,7 @@ static lr_status plan_point(fitter *f, int batch, const plan_spec *spec, plan_bn
         plan_spec column;
         memset(&column, 0, sizeof column);
         plan_cost col;
-        LR_TRY(closed_form(f->net, &cfg, &column, &col, &usable));
+        LR_TRY(strategy_evaluate_usable(f->net, &cfg, &column, &col, &usable));
         p->fits = usable && c.flops <= (int64_t)floor(auto_cap(f->t) * (double)col.flops);
     }
     return LR_OK;

@@ -351,20 +351,6 @@ static int64_t stage_run_bound(const net_t *net, const plan_stage *st, bool *mar
     return runs;
 }
 
-int64_t plan_run_bound(const plan_t *plan)
-{
-    const net_t *net = plan->net;
-    int64_t runs = 2 * (int64_t)net->n_nodes; /* tail forward and backward, updates */
-    bool *mark = malloc((size_t)net->n_nodes);
-    int64_t *busy = malloc(sizeof(int64_t) * (size_t)net->n_nodes);
-    LR_ASSERT(mark && busy);
-    for (int i = 0; i < plan->n_stages; i++)
-        runs += stage_run_bound(net, &plan->stages[i], mark, busy);
-    free(mark);
-    free(busy);
-    return runs;
-}
-
 int64_t plan_stage_run_bound(const plan_t *plan, int s)
 {
     const net_t *net = plan->net;
@@ -374,6 +360,14 @@ int64_t plan_stage_run_bound(const plan_t *plan, int s)
     int64_t runs = stage_run_bound(net, &plan->stages[s], mark, busy);
     free(mark);
     free(busy);
+    return runs;
+}
+
+int64_t plan_run_bound(const plan_t *plan)
+{
+    int64_t runs = 2 * (int64_t)plan->net->n_nodes; /* tail forward and backward, updates */
+    for (int i = 0; i < plan->n_stages; i++)
+        runs += plan_stage_run_bound(plan, i);
     return runs;
 }
 

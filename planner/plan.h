@@ -175,7 +175,7 @@ typedef struct {
 } plan_phase;
 
 typedef struct {
-    int n_stages, n;
+    int n; /* phases recorded: 2 * stages + 3 */
     plan_phase ph[2 * PLAN_MAX_STAGES + 3];
     int64_t update_flops; /* optimizer updates, after the last phase */
     int64_t static_bytes, input_bytes, workspace_bytes;

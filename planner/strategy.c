@@ -121,19 +121,16 @@ static lr_status checkpoint_spec(const net_t *net, const plan_config *cfg, int r
     return s;
 }
 
-/* Whether lrcnn would emit the spec's schedule (plan_check_emit), and if so its closed-form
- * cost: the N searches skip specs that would not fit (exact BatchNorm in a deep stage with many
- * partitions) without paying for their closed form. */
-static lr_status evaluate_fit(const net_t *net, const plan_config *cfg, const plan_spec *spec,
-                              plan_cost *out, bool *fits)
+lr_status strategy_evaluate_usable(const net_t *net, const plan_config *cfg, const plan_spec *spec,
+                                   plan_cost *out, bool *usable)
 {
     plan_t *plan;
     LR_TRY(plan_build(net, cfg, spec, &plan));
-    *fits = plan_run_bound(plan) <= PLAN_MAX_RUNS;
-    if (*fits)
+    *usable = plan_run_bound(plan) <= PLAN_MAX_RUNS;
+    if (*usable)
         plan_closed_form(plan, out);
     plan_free(plan);
-    *fits = *fits && out->flops < INT64_MAX; /* FLOP count overflow: not a candidate */
+    *usable = *usable && out->flops < INT64_MAX; /* FLOP count overflow: not a candidate */
     return LR_OK;
 }
 
@@ -147,7 +144,7 @@ static lr_status search_rows(const net_t *net, const plan_config *cfg, plan_spec
         spec->parts[0] = n;
         plan_cost c;
         bool fits;
-        LR_TRY(evaluate_fit(net, cfg, spec, &c, &fits));
+        LR_TRY(strategy_evaluate_usable(net, cfg, spec, &c, &fits));
         if (fits && (best_n == 0 || c.peak_bytes < best->peak_bytes)) {
             *best = c;
             best_n = n;
@@ -199,17 +196,18 @@ typedef struct {
     const stage_table *table; /* NULL: whole plans */
 } stage_eval;
 
-/* evaluate_fit, by composing the stages' phases when the table is there. */
+/* strategy_evaluate_usable, by composing the stages' phases when the table is there. */
 static lr_status stage_evaluate(const stage_eval *e, const plan_spec *spec, plan_cost *c, bool *fits)
 {
     if (!e->table)
-        return evaluate_fit(e->net, e->cfg, spec, c, fits);
+        return strategy_evaluate_usable(e->net, e->cfg, spec, c, fits);
     const plan_phases *by[PLAN_MAX_STAGES];
     int64_t runs = 2 * (int64_t)e->net->n_nodes;
     for (int s = 0; s < spec->n_stages; s++) {
-        int k = 0;
-        while (hybrid_candidates[k] != spec->parts[s])
+        int k = 0; /* the search only moves a stage between candidates */
+        while (k < N_CANDIDATES && hybrid_candidates[k] != spec->parts[s])
             k++;
+        LR_ASSERT(k < N_CANDIDATES);
         by[s] = &e->table->ph[k];
         runs += e->table->runs[k][s];
     }

@@ -46,6 +46,12 @@ lr_status strategy_choose(const net_t *net, const plan_config *cfg, const plan_r
 lr_status strategy_evaluate(const net_t *net, const plan_config *cfg, const plan_spec *spec,
                             plan_cost *out);
 
+/* The closed form of a spec when lrcnn would emit its schedule (plan_run_bound within
+ * PLAN_MAX_RUNS) and can count its FLOPs; *usable is false otherwise, and the searches (N, auto,
+ * fit) leave such plans out without paying for their closed form. Errors are plan_build's. */
+lr_status strategy_evaluate_usable(const net_t *net, const plan_config *cfg, const plan_spec *spec,
+                                   plan_cost *out, bool *usable);
+
 /* The hybrid strategies' default stage cuts up to region_end; returns the number of stages. */
 int strategy_resolution_cuts(const net_t *net, int region_end, int *cuts, int max_cuts);
 

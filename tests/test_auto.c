@@ -20,6 +20,8 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+
+#include "support.h"
 #include <json-c/json.h>
 
 #include "fit.h"
@@ -30,14 +32,6 @@
 #define MiB ((int64_t)1 << 20)
 
 /* ------------------------------------------------------------------ helpers */
-
-static net_t *zoo(const char *name)
-{
-    net_t *net = NULL;
-    if (net_open(name, &net) != LR_OK)
-        fail_msg("net_open(%s): %s", name, lr_last_error());
-    return net;
-}
 
 static plan_config config(int batch, plan_bn bn)
 {
@@ -96,7 +90,7 @@ static void test_auto_never_exceeds_the_budget(void **state)
 {
     const double shares[] = {0.9, 0.5, 0.3, 0.15, 0.02};
     for (int k = 0; k < N_ZOO; k++) {
-        net_t *net = zoo(zoo_cases[k].net);
+        net_t *net = test_zoo(zoo_cases[k].net);
         bool large = strcmp(net->name, "resnet50") == 0 || strcmp(net->name, "vgg16") == 0;
         for (int bn = 0; bn < BN_COUNT; bn++) {
             plan_config cfg = config(zoo_cases[k].batch, (plan_bn)bn);
@@ -125,7 +119,7 @@ static void test_auto_respects_the_overhead_cap(void **state)
 {
     const double caps[] = {1.0, 1.05, 1.3, 1.5, 4.0};
     for (int k = 0; k < N_ZOO; k++) {
-        net_t *net = zoo(zoo_cases[k].net);
+        net_t *net = test_zoo(zoo_cases[k].net);
         plan_config cfg = config(zoo_cases[k].batch, BN_STRIPE);
         for (size_t q = 0; q < sizeof caps / sizeof caps[0]; q++) {
             auto_result r = run_auto(net, &cfg, caps[q], 0);
@@ -141,7 +135,7 @@ static void test_auto_respects_the_overhead_cap(void **state)
 /* Neither flag: the default cap of 1.5 applies. */
 static void test_auto_default_is_a_cap_of_one_and_a_half(void **state)
 {
-    net_t *net = zoo("resnet18");
+    net_t *net = test_zoo("resnet18");
     plan_config cfg = config(64, BN_EXACT);
     auto_result r = run_auto(net, &cfg, 0, 0);
     assert_true(r.minimise_peak);
@@ -157,7 +151,7 @@ static void test_auto_is_never_worse_than_a_fixed_strategy(void **state)
 {
     const double caps[] = {1.1, 1.3, 1.5, 3.0, 12.0};
     for (int k = 0; k < N_ZOO; k++) {
-        net_t *net = zoo(zoo_cases[k].net);
+        net_t *net = test_zoo(zoo_cases[k].net);
         for (int bn = 0; bn < BN_COUNT; bn++) {
             plan_config cfg = config(zoo_cases[k].batch, (plan_bn)bn);
             plan_choice fixed[STRAT_COUNT];
@@ -191,7 +185,7 @@ static void test_auto_is_never_worse_than_a_fixed_strategy(void **state)
 static void test_stage_model_predicts_the_closed_form(void **state)
 {
     for (int k = 0; k < N_ZOO; k++) {
-        net_t *net = zoo(zoo_cases[k].net);
+        net_t *net = test_zoo(zoo_cases[k].net);
         for (int bn = 0; bn < BN_COUNT; bn++) {
             plan_config cfg = config(zoo_cases[k].batch, (plan_bn)bn);
             assert_int_equal(run_auto(net, &cfg, 1.3, 0).model_misses, 0);
@@ -206,7 +200,7 @@ static void test_exact_bn_never_gets_an_approximate_plan(void **state)
 {
     const char *nets[] = {"tiny-resnet", "tiny-mix", "resnet18", "resnet50"};
     for (size_t k = 0; k < sizeof nets / sizeof nets[0]; k++) {
-        net_t *net = zoo(nets[k]);
+        net_t *net = test_zoo(nets[k]);
         plan_config cfg = config(64, BN_EXACT);
         const double caps[] = {1.2, 2, 8};
         for (size_t q = 0; q < 3; q++) {
@@ -224,7 +218,7 @@ static void test_exact_bn_never_gets_an_approximate_plan(void **state)
  * statistics passes, and gets a lower peak than exact allows at that cap. */
 static void test_stripe_bn_allowed_may_be_chosen(void **state)
 {
-    net_t *net = zoo("resnet50");
+    net_t *net = test_zoo("resnet50");
     plan_config stripe = config(256, BN_STRIPE), exact = config(256, BN_EXACT);
     auto_result s = run_auto(net, &stripe, 1.5, 0), e = run_auto(net, &exact, 1.5, 0);
     assert_int_equal(s.best.bn, BN_STRIPE);
@@ -240,7 +234,7 @@ static void test_stripe_bn_allowed_may_be_chosen(void **state)
  * than half its compute. */
 static void test_exact_bn_makes_auto_partition_small_stages(void **state)
 {
-    net_t *net = zoo("resnet50");
+    net_t *net = test_zoo("resnet50");
     plan_config cfg = config(256, BN_EXACT);
     auto_result r = run_auto(net, &cfg, 5.0, 0);
     plan_choice h = choose(net, &cfg, STRAT_2PS_H);
@@ -265,7 +259,7 @@ static void test_exact_bn_makes_auto_partition_small_stages(void **state)
  * compute cap (here none: the lowest overall), and the shortfall is its distance to the budget. */
 static void test_a_budget_nothing_meets_reports_the_shortfall(void **state)
 {
-    net_t *net = zoo("resnet18");
+    net_t *net = test_zoo("resnet18");
     plan_config cfg = config(64, BN_STRIPE);
     int64_t budget = 64 * MiB;
     auto_result r = run_auto(net, &cfg, 0, budget);
@@ -283,7 +277,7 @@ static void test_a_budget_nothing_meets_reports_the_shortfall(void **state)
         double cap;
     } capped_cases[] = {{"resnet18", 64, 1.3}, {"resnet50", 256, 1.2}};
     for (int k = 0; k < 2; k++) {
-        net = zoo(capped_cases[k].net);
+        net = test_zoo(capped_cases[k].net);
         cfg = config(capped_cases[k].batch, BN_EXACT);
         double cap = capped_cases[k].cap;
         auto_result capped = run_auto(net, &cfg, cap, budget);
@@ -299,7 +293,7 @@ static void test_a_budget_nothing_meets_reports_the_shortfall(void **state)
 static void test_auto_plan_closed_form_equals_replay(void **state)
 {
     for (int k = 0; k < N_ZOO; k++) {
-        net_t *net = zoo(zoo_cases[k].net);
+        net_t *net = test_zoo(zoo_cases[k].net);
         for (int bn = 0; bn < BN_COUNT; bn++) {
             plan_config cfg = config(zoo_cases[k].batch, (plan_bn)bn);
             const double caps[] = {1.3, 4};
@@ -357,7 +351,7 @@ static void test_fit_batch_is_on_the_boundary(void **state)
     const net_case cases[] = {{"tiny-vgg", 1}, {"tiny-mix", 1}, {"tiny-resnet", 1}, {"resnet18", 1}};
     const double multiples[] = {0.9, 3, 40};
     for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
-        net_t *net = zoo(cases[k].net);
+        net_t *net = test_zoo(cases[k].net);
         for (int bn = 0; bn < BN_COUNT; bn++) {
             plan_config cfg = config(4, (plan_bn)bn);
             plan_config one = config(1, (plan_bn)bn);
@@ -383,7 +377,7 @@ static void test_fit_batch_is_on_the_boundary(void **state)
 /* The same at a larger scale, where the row strategies' N changes with the batch. */
 static void test_fit_batch_is_on_the_boundary_for_vgg16_on_a_card(void **state)
 {
-    net_t *net = zoo("vgg16");
+    net_t *net = test_zoo("vgg16");
     plan_config cfg = config(64, BN_EXACT);
     int64_t budget = fit_gpu_find("rtx4090")->bytes - FIT_DEFAULT_RESERVE_BYTES;
     for (int st = 0; st <= STRAT_COUNT; st++) {
@@ -401,7 +395,7 @@ static void test_fit_input_is_on_the_boundary(void **state)
 {
     const char *nets[] = {"tiny-vgg", "tiny-mix", "resnet18"};
     for (size_t k = 0; k < sizeof nets / sizeof nets[0]; k++) {
-        net_t *net = zoo(nets[k]);
+        net_t *net = test_zoo(nets[k]);
         plan_config cfg = config(8, BN_EXACT);
         int64_t budget = 20 * choose(net, &cfg, STRAT_COLUMN).cost.peak_bytes;
         for (int st = 0; st <= STRAT_COUNT; st++) {
@@ -425,7 +419,7 @@ static void test_fit_input_is_on_the_boundary(void **state)
 /* A budget below the weights: nothing fits, batch or input. */
 static void test_fit_reports_zero_when_nothing_fits(void **state)
 {
-    net_t *net = zoo("vgg16");
+    net_t *net = test_zoo("vgg16");
     plan_config cfg = config(8, BN_EXACT);
     for (int st = 0; st <= STRAT_COUNT; st++) {
         fit_result r = fit(net, &cfg, (plan_strategy)st, 100 * MiB);

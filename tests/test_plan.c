@@ -18,26 +18,12 @@
 
 #include <cmocka.h>
 
+#include "support.h"
+
 #include "sim.h"
 #include "strategy.h"
 
 /* ------------------------------------------------------------------ helpers */
-
-static net_t *zoo(const char *name)
-{
-    net_t *net = NULL;
-    if (net_open(name, &net) != LR_OK)
-        fail_msg("net_open(%s): %s", name, lr_last_error());
-    return net;
-}
-
-static net_t *parse(const char *json)
-{
-    net_t *net = NULL;
-    if (net_parse(json, strlen(json), "test", &net) != LR_OK)
-        fail_msg("net_parse: %s", lr_last_error());
-    return net;
-}
 
 static int find(const net_t *net, const char *name)
 {
@@ -161,7 +147,7 @@ static void test_closed_form_equals_replay_for_every_zoo_strategy(void **state)
 {
     const int batches[] = {1, 8, 64};
     for (size_t z = 0; z < sizeof zoo_cases / sizeof zoo_cases[0]; z++) {
-        net_t *net = zoo(zoo_cases[z].net);
+        net_t *net = test_zoo(zoo_cases[z].net);
         for (int b = 0; b < 3; b++) {
             plan_bn bn = batches[b] == 64 ? zoo_cases[z].bn_at_64
                          : batches[b] == 8 ? zoo_cases[z].bn_at_8
@@ -192,7 +178,7 @@ static void test_closed_form_equals_replay_with_fixed_rows(void **state)
 {
     const int rows[] = {1, 3, 8, 40};
     for (size_t z = 0; z < sizeof zoo_cases / sizeof zoo_cases[0]; z++) {
-        net_t *net = zoo(zoo_cases[z].net);
+        net_t *net = test_zoo(zoo_cases[z].net);
         plan_config cfg = config(8, zoo_cases[z].bn_at_64);
         for (int st = STRAT_ROW; st < STRAT_COUNT; st++)
             for (int r = 0; r < 4; r++) {
@@ -213,7 +199,7 @@ static void test_closed_form_equals_replay_across_dtypes_optimizers_workspace(vo
 {
     const char *nets[] = {"tiny-resnet", "tiny-mix", "vgg11"};
     for (int n = 0; n < 3; n++) {
-        net_t *net = zoo(nets[n]);
+        net_t *net = test_zoo(nets[n]);
         for (int d = 0; d < DT_COUNT; d++)
             for (int o = 0; o < OPTIM_COUNT; o++) {
                 plan_config cfg = config(4, (d + o) % 2 ? BN_STRIPE : BN_EXACT);
@@ -255,7 +241,7 @@ static void test_closed_form_equals_replay_for_hand_cut_hybrids(void **state)
     };
     const plan_partitioning kinds[] = {PART_TILE_OUT, PART_TILE_IN, PART_OVERLAP};
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        net_t *net = zoo(cases[i].net);
+        net_t *net = test_zoo(cases[i].net);
         plan_spec spec = {.strategy = STRAT_2PS_H};
         for (int s = 0; s < 4 && cases[i].cuts[s]; s++) {
             spec.cut[s] = find(net, cases[i].cuts[s]);
@@ -291,7 +277,7 @@ static void test_closed_form_equals_replay_for_hand_cut_hybrids(void **state)
  *   2*50176 + 12544 + 4*25088 = 213248 activation bytes; the peak is 1412348 + 213248. */
 static void test_column_peak_of_tiny_vgg_by_hand(void **state)
 {
-    net_t *net = zoo("tiny-vgg");
+    net_t *net = test_zoo("tiny-vgg");
     plan_config cfg = config(1, BN_EXACT);
     plan_spec spec = {.strategy = STRAT_COLUMN, .n_stages = 0};
     plan_t *plan = build(net, &cfg, &spec);
@@ -343,7 +329,7 @@ static void range_is(const plan_stage *st, const rowrange *r, int node, int j, i
  * c1 3 rows * 8 outputs * 19 = 456, r1 24, c2 2 * 8 * 37 = 592, r2 16: 10122 + 1088. */
 static void test_row_peak_of_a_small_net_by_hand(void **state)
 {
-    net_t *net = parse(small_row_net);
+    net_t *net = test_parse(small_row_net);
     int c1 = find(net, "c1"), r1 = find(net, "r1"), c2 = find(net, "c2"), r2 = find(net, "r2");
     int pool = find(net, "pool");
     plan_config cfg = config(1, BN_EXACT);
@@ -413,7 +399,7 @@ static const char *const all_nets[] = {"vgg11", "vgg16", "alexnet", "resnet18", 
 static void test_one_partition_costs_column_plus_the_kept_output(void **state)
 {
     for (int n = 0; n < N_ALL; n++) {
-        net_t *net = zoo(all_nets[n]);
+        net_t *net = test_zoo(all_nets[n]);
         plan_config cfg = config(8, BN_STRIPE);
         int64_t col_flops, col = column_peak(net, &cfg, &col_flops);
         int end = plan_default_region_end(net);
@@ -471,7 +457,7 @@ static void test_flops_are_column_plus_recompute_and_halos(void **state)
 {
     const int rows[] = {0, 2, 5};
     for (int n = 0; n < N_ALL; n++) {
-        net_t *net = zoo(all_nets[n]);
+        net_t *net = test_zoo(all_nets[n]);
         plan_config cfg = config(2, BN_STRIPE);
         int64_t col_flops;
         column_peak(net, &cfg, &col_flops);
@@ -500,7 +486,7 @@ static void test_flops_are_column_plus_recompute_and_halos(void **state)
 static void test_activation_bytes_scale_linearly_with_batch(void **state)
 {
     for (int n = 0; n < N_ALL; n++) {
-        net_t *net = zoo(all_nets[n]);
+        net_t *net = test_zoo(all_nets[n]);
         int64_t bn_bytes = 0;
         for (int l = 1; l < net->n_nodes; l++)
             if (net->nodes[l].op == OP_BATCHNORM)
@@ -544,7 +530,7 @@ static void test_row_peak_is_bounded_by_column_plus_halos_and_boundaries(void **
 {
     const int rows[] = {0, 1, 2, 4, 8, 16};
     for (int n = 0; n < N_ALL; n++) {
-        net_t *net = zoo(all_nets[n]);
+        net_t *net = test_zoo(all_nets[n]);
         plan_config cfg = config(8, BN_STRIPE);
         int64_t col = column_peak(net, &cfg, NULL);
         for (int st = STRAT_ROW; st < STRAT_COUNT; st++)
@@ -645,7 +631,7 @@ static void test_partition_ranges_tile_and_cover_every_read(void **state)
 {
     const int rows[] = {0, 2, 3, 7, 32, 300};
     for (int n = 0; n < N_ALL; n++) {
-        net_t *net = zoo(all_nets[n]);
+        net_t *net = test_zoo(all_nets[n]);
         plan_config cfg = config(1, BN_STRIPE);
         for (int st = STRAT_CHECKPOINT; st < STRAT_COUNT; st++)
             for (int r = 0; r < 6; r++) {
@@ -659,7 +645,7 @@ static void test_partition_ranges_tile_and_cover_every_read(void **state)
             }
         net_free(net);
     }
-    net_t *net = zoo("tiny-resnet");
+    net_t *net = test_zoo("tiny-resnet");
     plan_config cfg = config(1, BN_EXACT);
     for (int k = PART_TILE_OUT; k <= PART_OVERLAP; k++) {
         plan_spec spec = {.strategy = STRAT_2PS_H, .kind = (plan_partitioning)k, .n_stages = 3,
@@ -677,7 +663,7 @@ static void test_partition_ranges_tile_and_cover_every_read(void **state)
  * and row/overl split the region OUTPUT (pool5, 7 rows -> 1, 2, 2, 2 by floor((j+1)*7/4)). */
 static void test_partitionings_split_input_or_output_equally(void **state)
 {
-    net_t *net = zoo("vgg16");
+    net_t *net = test_zoo("vgg16");
     plan_config cfg = config(1, BN_EXACT);
     int pool5 = find(net, "pool5"), c11 = find(net, "conv1_1");
     plan_spec spec = {.strategy = STRAT_2PS, .kind = PART_TILE_IN, .n_stages = 1,
@@ -704,7 +690,7 @@ static void test_partitionings_split_input_or_output_equally(void **state)
  * partitions (pool5 has 7 rows) for row and overl and 224 for 2ps. */
 static void test_partitions_are_clamped_to_the_rows_available(void **state)
 {
-    net_t *net = zoo("vgg16");
+    net_t *net = test_zoo("vgg16");
     plan_config cfg = config(1, BN_EXACT);
     assert_int_equal(choose(net, &cfg, STRAT_ROW, 300).spec.parts[0], 7);
     assert_int_equal(choose(net, &cfg, STRAT_OVERL, 300).spec.parts[0], 7);
@@ -727,7 +713,7 @@ static void test_row_search_picks_the_lowest_peak_and_the_smaller_n_on_ties(void
 {
     const char *nets[] = {"vgg16", "tiny-resnet", "tiny-mix"};
     for (int n = 0; n < 3; n++) {
-        net_t *net = zoo(nets[n]);
+        net_t *net = test_zoo(nets[n]);
         plan_config cfg = config(8, BN_STRIPE);
         for (int st = STRAT_ROW; st <= STRAT_OVERL; st++) {
             plan_choice best = choose(net, &cfg, (plan_strategy)st, 0);
@@ -769,7 +755,7 @@ static void stage_ends_are(const net_t *net, const plan_spec *sp, const char *co
 static void test_hybrid_stages_cut_at_each_resolution(void **state)
 {
     plan_config cfg = config(1, BN_STRIPE);
-    net_t *v = zoo("vgg16");
+    net_t *v = test_zoo("vgg16");
     const char *vgg[] = {"pool1", "pool2", "pool3", "pool4", "pool5"};
     const int vgg_rows[] = {8, 4, 2, 1, 1};
     plan_choice c = choose(v, &cfg, STRAT_2PS_H, 8);
@@ -777,7 +763,7 @@ static void test_hybrid_stages_cut_at_each_resolution(void **state)
     c = choose(v, &cfg, STRAT_OVERL_H, 0);
     stage_ends_are(v, &c.spec, vgg, NULL, 5);
     net_free(v);
-    net_t *r = zoo("resnet50");
+    net_t *r = test_zoo("resnet50");
     const char *res[] = {"conv1", "maxpool", "layer1_2_relu", "layer2_3_relu", "layer3_5_relu",
                          "layer4_2_relu"};
     /* inputs 224, 112 (conv1), 56 (maxpool), 56, 28, 14 */
@@ -791,7 +777,7 @@ static void test_hybrid_stages_cut_at_each_resolution(void **state)
  * region (conv1_1..pool2) has 10 cuts, so every K up to 10 is possible. */
 static void test_checkpoint_segments_flag_gives_that_many_segments(void **state)
 {
-    net_t *net = zoo("tiny-vgg");
+    net_t *net = test_zoo("tiny-vgg");
     plan_config cfg = config(1, BN_EXACT);
     int wrong_k = 0, got = 0;
     for (int k = 1; k <= 10; k++) {
@@ -815,7 +801,7 @@ static void test_row_strategies_save_memory_on_vgg16_and_resnet50(void **state)
     const char *nets[] = {"vgg16", "resnet50"};
     const plan_strategy saving[] = {STRAT_CHECKPOINT, STRAT_2PS, STRAT_2PS_H, STRAT_OVERL_H};
     for (int n = 0; n < 2; n++) {
-        net_t *net = zoo(nets[n]);
+        net_t *net = test_zoo(nets[n]);
         plan_config cfg = config(64, BN_STRIPE);
         int64_t col = column_peak(net, &cfg, NULL);
         for (int k = 0; k < 4; k++) {
@@ -1031,7 +1017,7 @@ static void test_closed_form_equals_replay_on_random_nets(void **state)
  * LR_ERR_INPUT naming the layer. */
 static void test_cut_inside_a_resnet_block_is_rejected(void **state)
 {
-    net_t *net = zoo("resnet50");
+    net_t *net = test_zoo("resnet50");
     plan_config cfg = config(1, BN_EXACT);
     int bad = find(net, "layer1_0_conv2");
     plan_spec spec = {.strategy = STRAT_2PS, .kind = PART_TILE_IN, .n_stages = 1,
@@ -1054,7 +1040,7 @@ static void test_cut_inside_a_resnet_block_is_rejected(void **state)
 /* A region holding an op that needs every row (fc, global pooling) is rejected naming it. */
 static void test_region_with_a_full_op_is_rejected(void **state)
 {
-    net_t *net = zoo("tiny-resnet");
+    net_t *net = test_zoo("tiny-resnet");
     plan_config cfg = config(1, BN_EXACT);
     const char *full[] = {"fc", "gap"};
     for (int i = 0; i < 2; i++) {
@@ -1075,7 +1061,7 @@ static void test_region_with_a_full_op_is_rejected(void **state)
 /* Malformed specs: cuts out of order, a cut past the last node, zero partitions. */
 static void test_malformed_specs_are_rejected(void **state)
 {
-    net_t *net = zoo("tiny-vgg");
+    net_t *net = test_zoo("tiny-vgg");
     plan_config cfg = config(1, BN_EXACT);
     plan_t *plan;
     plan_spec order = {.kind = PART_TILE_IN, .n_stages = 2, .cut = {5, 2}, .parts = {2, 2}};
@@ -1100,7 +1086,7 @@ static void test_composed_stages_equal_the_closed_form(void **state)
     unsigned seed = 12345;
     int checked = 0;
     for (size_t ni = 0; ni < sizeof nets / sizeof nets[0]; ni++) {
-        net_t *net = zoo(nets[ni]);
+        net_t *net = test_zoo(nets[ni]);
         int end = plan_default_region_end(net);
         plan_spec base = {.n_stages = 0};
         base.n_stages = strategy_resolution_cuts(net, end, base.cut, PLAN_MAX_STAGES);

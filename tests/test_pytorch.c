@@ -17,6 +17,8 @@
 #include <string.h>
 
 #include <cmocka.h>
+
+#include "support.h"
 #include <json-c/json.h>
 
 #include "pytorch.h"
@@ -30,22 +32,6 @@ static const char *const zoo_nets[] = {"tiny-vgg", "tiny-resnet", "tiny-mix", "a
 #define N_ZOO (sizeof zoo_nets / sizeof zoo_nets[0])
 
 /* ------------------------------------------------------------------ helpers */
-
-static net_t *zoo(const char *name)
-{
-    net_t *net = NULL;
-    if (net_open(name, &net) != LR_OK)
-        fail_msg("net_open(%s): %s", name, lr_last_error());
-    return net;
-}
-
-static net_t *parse(const char *json)
-{
-    net_t *net = NULL;
-    if (net_parse(json, strlen(json), "test", &net) != LR_OK)
-        fail_msg("net_parse: %s", lr_last_error());
-    return net;
-}
 
 static plan_config config(int batch, plan_optim optim)
 {
@@ -121,7 +107,7 @@ static void test_schedules_validate_on_every_zoo_net(void **state)
 {
     const int batches[] = {1, 3, 16};
     for (size_t z = 0; z < N_ZOO; z++) {
-        net_t *net = zoo(zoo_nets[z]);
+        net_t *net = test_zoo(zoo_nets[z]);
         int segs[] = {0, 2, units_of(net)};
         for (size_t b = 0; b < 3; b++)
             for (size_t g = 0; g < 3; g++)
@@ -164,7 +150,7 @@ static void test_schedules_validate_on_every_zoo_net(void **state)
  * 401408 + 100352 + 50176 + 200704 + 50176 + 25088 + 1024 + 256 + 1024 + 160 + 4 = 830372. */
 static void test_tiny_vgg_saved_bytes_by_hand(void **state)
 {
-    net_t *net = zoo("tiny-vgg");
+    net_t *net = test_zoo("tiny-vgg");
     plan_config cfg = config(4, OPTIM_SGD);
     pytorch_profile p = bare_profile();
     assert_int_equal(saved(net, &cfg, &p), 830372);
@@ -185,7 +171,7 @@ static void test_saved_bytes_match_torch_saved_tensor_hooks(void **state)
     for (size_t i = 0; i < n; i++) {
         json_object *c = json_object_array_get_idx(cases, i), *v;
         assert_true(json_object_object_get_ex(c, "net", &v));
-        net_t *net = zoo(json_object_get_string(v));
+        net_t *net = test_zoo(json_object_get_string(v));
         assert_true(json_object_object_get_ex(c, "height", &v));
         int h = json_object_get_int(v);
         assert_true(json_object_object_get_ex(c, "width", &v));
@@ -209,7 +195,7 @@ static void test_saved_bytes_scale_linearly_with_batch(void **state)
 {
     pytorch_profile p = bare_profile();
     for (size_t z = 0; z < N_ZOO; z++) {
-        net_t *net = zoo(zoo_nets[z]);
+        net_t *net = test_zoo(zoo_nets[z]);
         plan_config c1 = config(1, OPTIM_SGD), c2 = config(2, OPTIM_SGD);
         int64_t s1 = saved(net, &c1, &p), per = saved(net, &c2, &p) - s1;
         assert_true(per > 0);
@@ -245,7 +231,7 @@ static const char hand_net[] =
  * pass tops out at its end, 836 (SGD): a relu that allocated would have reached 332+256+256. */
 static void test_hand_net_peaks(void **state)
 {
-    net_t *net = parse(hand_net);
+    net_t *net = test_parse(hand_net);
     pytorch_profile p = bare_profile();
     const int64_t want[OPTIM_COUNT] = {1240, 1428, 1616};
     const int64_t start[OPTIM_COUNT] = {332, 332 + 188, 332 + 376};
@@ -282,7 +268,7 @@ static const char residual_net[] =
  * at its end, 120; an add or relu that allocated would have passed it. */
 static void test_residual_gradients_accumulate_in_place(void **state)
 {
-    net_t *net = parse(residual_net);
+    net_t *net = test_parse(residual_net);
     pytorch_profile p = bare_profile();
     plan_config cfg = config(1, OPTIM_SGD);
     pytorch_prediction r = predict(net, &cfg, &p, ALLOC_EXACT);
@@ -309,7 +295,7 @@ static void test_checkpoint_units_of_torchvision_nets(void **state)
                  {"resnet101", 39, "conv1", "fc"},
                  {"alexnet", 15, "relu1", "fc8"}};
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        net_t *net = zoo(cases[i].net);
+        net_t *net = test_zoo(cases[i].net);
         int ends[64];
         int u = pytorch_checkpoint_units(net, ends, 64);
         assert_int_equal(u, cases[i].units);
@@ -317,7 +303,7 @@ static void test_checkpoint_units_of_torchvision_nets(void **state)
         assert_string_equal(net->nodes[ends[u - 1]].name, cases[i].last_end);
         net_free(net);
     }
-    net_t *net = zoo("resnet50");
+    net_t *net = test_zoo("resnet50");
     int ends[64];
     pytorch_checkpoint_units(net, ends, 64);
     assert_string_equal(net->nodes[ends[1]].name, "relu");
@@ -331,7 +317,7 @@ static void test_checkpoint_reduces_peak_at_batch_64(void **state)
 {
     const char *nets[] = {"vgg16", "resnet50"};
     for (int i = 0; i < 2; i++) {
-        net_t *net = zoo(nets[i]);
+        net_t *net = test_zoo(nets[i]);
         plan_config cfg = config(64, OPTIM_MOMENTUM);
         pytorch_profile p;
         pytorch_profile_default(&p);
@@ -354,7 +340,7 @@ static void test_checkpoint_reduces_peak_at_batch_64(void **state)
  * and saves less once forward ends, the kept segment inputs included. */
 static void test_checkpoint_recomputes_and_saves_less(void **state)
 {
-    net_t *net = zoo("resnet50");
+    net_t *net = test_zoo("resnet50");
     plan_config cfg = config(8, OPTIM_SGD);
     pytorch_profile p = bare_profile();
     int64_t column = saved(net, &cfg, &p);
@@ -391,7 +377,7 @@ static const char stem_net[] =
  * its two statistics (relu writes in place); [pool] remakes its output and indices. */
 static void test_checkpoint_recompute_stops_early(void **state)
 {
-    net_t *net = parse(stem_net);
+    net_t *net = test_parse(stem_net);
     assert_int_equal(units_of(net), 4);
     plan_config cfg = config(2, OPTIM_SGD);
     pytorch_profile p = bare_profile();
@@ -418,7 +404,7 @@ static void test_checkpoint_recompute_stops_early(void **state)
  * bad input naming --segments. */
 static void test_too_many_segments_is_bad_input(void **state)
 {
-    net_t *net = zoo("resnet50");
+    net_t *net = test_zoo("resnet50");
     plan_config cfg = config(2, OPTIM_SGD);
     pytorch_profile p;
     pytorch_profile_default(&p);
@@ -437,7 +423,7 @@ static void test_too_many_segments_is_bad_input(void **state)
 /* The profile models fp32 training only: fp16 is bad input rather than a wrong number. */
 static void test_fp16_is_bad_input(void **state)
 {
-    net_t *net = zoo("tiny-vgg");
+    net_t *net = test_zoo("tiny-vgg");
     plan_config cfg = config(2, OPTIM_SGD);
     cfg.dtype = DT_FP16;
     pytorch_profile p;
@@ -459,7 +445,7 @@ static void test_optimizer_peaks_are_ordered(void **state)
     pytorch_profile p;
     pytorch_profile_default(&p);
     for (size_t z = 0; z < N_ZOO; z++) {
-        net_t *net = zoo(zoo_nets[z]);
+        net_t *net = test_zoo(zoo_nets[z]);
         for (int a = 0; a < ALLOC_COUNT; a += 2) {
             int64_t peak[OPTIM_COUNT];
             for (int o = 0; o < OPTIM_COUNT; o++) {
@@ -482,7 +468,7 @@ static void test_optimizer_peaks_are_ordered(void **state)
  * the last backward kernel. */
 static void test_steady_state_starts_with_optimizer_state(void **state)
 {
-    net_t *net = zoo("resnet18");
+    net_t *net = test_zoo("resnet18");
     pytorch_profile p = bare_profile();
     for (int o = OPTIM_MOMENTUM; o <= OPTIM_ADAM; o++) {
         int64_t state_bytes = 4 * net->params * (o == OPTIM_ADAM ? 2 : 1);
@@ -519,7 +505,7 @@ static void test_steady_state_starts_with_optimizer_state(void **state)
  * live bytes of the update grow by exactly P floats (plain SGD, and momentum). */
 static void test_weight_decay_copies_the_gradients_in_step(void **state)
 {
-    net_t *net = zoo("tiny-resnet");
+    net_t *net = test_zoo("tiny-resnet");
     for (int o = OPTIM_SGD; o <= OPTIM_MOMENTUM; o++) {
         plan_config cfg = config(4, (plan_optim)o);
         int64_t top[2];
@@ -549,7 +535,7 @@ static void test_weight_decay_copies_the_gradients_in_step(void **state)
  * measured step starts; the first step starts without them. */
 static void test_cublas_workspaces_persist_after_the_warm_up(void **state)
 {
-    net_t *net = zoo("vgg11");
+    net_t *net = test_zoo("vgg11");
     plan_config cfg = config(2, OPTIM_SGD);
     for (int steady = 0; steady < 2; steady++) {
         pytorch_profile none = bare_profile(), with;
@@ -566,7 +552,7 @@ static void test_cublas_workspaces_persist_after_the_warm_up(void **state)
  * transient) and by more than nothing (convolutions run where the peak is). */
 static void test_cudnn_workspace_raises_the_peak_by_at_most_its_size(void **state)
 {
-    net_t *net = zoo("resnet50");
+    net_t *net = test_zoo("resnet50");
     plan_config cfg = config(8, OPTIM_MOMENTUM);
     pytorch_profile p = bare_profile();
     int64_t base = predict(net, &cfg, &p, ALLOC_EXACT).max_allocated;
@@ -581,7 +567,7 @@ static void test_cudnn_workspace_raises_the_peak_by_at_most_its_size(void **stat
  * is what the prologue left, the maximum never falls below it, reserved never below allocated. */
 static void test_prediction_reads_the_measured_step(void **state)
 {
-    net_t *net = zoo("resnet18");
+    net_t *net = test_zoo("resnet18");
     plan_config cfg = config(16, OPTIM_ADAM);
     pytorch_profile p;
     pytorch_profile_default(&p);

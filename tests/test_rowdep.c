@@ -18,6 +18,8 @@
 
 #include <cmocka.h>
 
+#include "support.h"
+
 #include "rowdep.h"
 
 /* ------------------------------------------------------------------ helpers */
@@ -36,14 +38,6 @@ static net_t *net_with(int h, const char *layers)
     net_t *net = NULL;
     if (net_parse(json, strlen(json), "test", &net) != LR_OK)
         fail_msg("net_parse: %s\n%s", lr_last_error(), json);
-    return net;
-}
-
-static net_t *zoo(const char *name)
-{
-    net_t *net = NULL;
-    if (net_open(name, &net) != LR_OK)
-        fail_msg("net_open(%s): %s", name, lr_last_error());
     return net;
 }
 
@@ -384,7 +378,7 @@ static void rf_is(const net_t *net, const rowdep_info *info, const char *name, i
  * The adaptive pool needs every row: rf becomes the image height 224 and rows stop mapping. */
 static void test_vgg16_receptive_fields(void **state)
 {
-    net_t *net = zoo("vgg16");
+    net_t *net = test_zoo("vgg16");
     rowdep_info *info = analyze(net);
     rf_is(net, info, "input", 1, 1);
     rf_is(net, info, "conv1_1", 3, 1);
@@ -413,7 +407,7 @@ static void test_vgg16_receptive_fields(void **state)
  * layer2_0: conv2 3x3 s2 -> 35 + 2*4 = 43, jump 8; downsample 1x1 s2 -> 35, jump 8; add 43. */
 static void test_resnet50_receptive_fields(void **state)
 {
-    net_t *net = zoo("resnet50");
+    net_t *net = test_zoo("resnet50");
     rowdep_info *info = analyze(net);
     rf_is(net, info, "conv1", 7, 2);
     rf_is(net, info, "relu", 7, 2);
@@ -441,7 +435,7 @@ static void test_resnet50_receptive_fields(void **state)
  * 12 + 2*1 = 14, j2; pool3 k3 s2 p1 -> 14 + 2*2 = 18, j4. */
 static void test_tiny_mix_receptive_fields_with_dilation_and_upsample(void **state)
 {
-    net_t *net = zoo("tiny-mix");
+    net_t *net = test_zoo("tiny-mix");
     rowdep_info *info = analyze(net);
     rf_is(net, info, "conv1", 3, 1);
     rf_is(net, info, "pool1", 4, 2);
@@ -460,7 +454,7 @@ static void test_tiny_mix_receptive_fields_with_dilation_and_upsample(void **sta
  * elementwise ops -> 0. */
 static void test_overlap_is_window_span_minus_stride(void **state)
 {
-    net_t *v = zoo("vgg16");
+    net_t *v = test_zoo("vgg16");
     rowdep_info *vi = analyze(v);
     assert_int_equal(vi[find(v, "conv1_1")].overlap, 2);
     assert_int_equal(vi[find(v, "pool1")].overlap, 0);
@@ -468,7 +462,7 @@ static void test_overlap_is_window_span_minus_stride(void **state)
     free(vi);
     net_free(v);
 
-    net_t *r = zoo("resnet50");
+    net_t *r = test_zoo("resnet50");
     rowdep_info *ri = analyze(r);
     assert_int_equal(ri[find(r, "conv1")].overlap, 5);
     assert_int_equal(ri[find(r, "maxpool")].overlap, 1);
@@ -484,7 +478,7 @@ static void test_overlap_is_window_span_minus_stride(void **state)
     free(di);
     net_free(d);
 
-    net_t *m = zoo("tiny-mix");
+    net_t *m = test_zoo("tiny-mix");
     rowdep_info *mi = analyze(m);
     assert_int_equal(mi[find(m, "conv2")].overlap, 4);
     free(mi);
@@ -504,7 +498,7 @@ static bool *cuts(const net_t *net)
 /* VGG16 is a chain: every node is a cut. */
 static void test_every_vgg16_node_is_a_cut(void **state)
 {
-    net_t *net = zoo("vgg16");
+    net_t *net = test_zoo("vgg16");
     bool *cut = cuts(net);
     for (int i = 0; i < net->n_nodes; i++)
         if (!cut[i])
@@ -520,7 +514,7 @@ static void test_resnet_cuts_are_block_outputs_and_nodes_outside_blocks(void **s
 {
     const char *names[] = {"resnet50", "resnet18"};
     for (int z = 0; z < 2; z++) {
-        net_t *net = zoo(names[z]);
+        net_t *net = test_zoo(names[z]);
         bool *cut = cuts(net);
         int n_cuts = 0;
         for (int i = 0; i < net->n_nodes; i++) {
@@ -544,7 +538,7 @@ static void test_resnet_cuts_are_block_outputs_and_nodes_outside_blocks(void **s
 /* tiny-mix: relu1 feeds pool1 and the concat, so pool1..up are not cuts; cat is. */
 static void test_tiny_mix_cuts_skip_the_concat_branch(void **state)
 {
-    net_t *net = zoo("tiny-mix");
+    net_t *net = test_zoo("tiny-mix");
     bool *cut = cuts(net);
     assert_true(cut[0]);
     assert_true(cut[find(net, "relu1")]);

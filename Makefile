@@ -42,7 +42,7 @@ CMOCKA_LIBS = $(shell pkg-config --libs cmocka 2>/dev/null)
 
 WARN := -Wall -Wextra -Werror -Wno-unused-parameter
 CFLAGS_ALL := -std=c11 -D_GNU_SOURCE $(OPT) -g $(WARN) -fopenmp $(SAN_FLAGS) \
-    -Iplanner -Isim -Ireports -Icuda_validate -Icli -Itests $(PKG_CFLAGS) \
+    -Ibase -Inetworks -Isim -Iplanner -Ireports -Icuda_validate -Icli -Itests $(PKG_CFLAGS) \
     -DLRCNN_SRCDIR='"$(CURDIR)"' -DLRCNN_VERSION='"$(VERSION)"' -MMD -MP $(CFLAGS)
 LDFLAGS_ALL := -fopenmp $(SAN_FLAGS) $(LDFLAGS)
 LDLIBS_ALL := $(PKG_LIBS) -lm $(LDLIBS)
@@ -54,7 +54,7 @@ Q := @
 endif
 
 # ---------------------------------------------------------------- sources
-LIB_SRC := $(wildcard planner/*.c sim/*.c reports/*.c) \
+LIB_SRC := $(wildcard base/*.c networks/*.c sim/*.c planner/*.c reports/*.c) \
            $(filter-out cli/lrcnn_sim.c,$(wildcard cli/*.c)) \
            $(filter-out cuda_validate/validate_main.c,$(wildcard cuda_validate/*.c))
 LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
@@ -93,7 +93,7 @@ ifeq ($(HAVE_CUDA),1)
 CUDA_ARCH ?= -gencode arch=compute_90,code=sm_90
 # pip's nvidia-cudnn wheels ship libcudnn.so.9 without the unversioned link: CUDNN_LINK=-l:libcudnn.so.9
 CUDNN_LINK ?= -lcudnn
-NVCCFLAGS := -O2 -std=c++17 $(CUDA_ARCH) -Iplanner -Isim -Icuda_validate -I$(CUDNN_INC) \
+NVCCFLAGS := -O2 -std=c++17 $(CUDA_ARCH) -Ibase -Inetworks -Isim -Iplanner -Icuda_validate -I$(CUDNN_INC) \
     -Xcompiler -Wall,-Wextra,-Werror,-Wno-unused-parameter -MMD -MP
 CUDA_OBJ := $(CUDA_SRC:%.cu=$(BUILD)/obj/%.o)
 # rpath: the binaries find cuDNN/cuBLAS where they were linked, without LD_LIBRARY_PATH
@@ -123,7 +123,7 @@ endif
 run: deps all
 	$(SIM_BIN) $(RUN_ARGS)
 
-# The binaries find the zoo in ../share/lrcnn/networks beside them (planner/net.c).
+# The binaries find the zoo in ../share/lrcnn/networks beside them (networks/net.c).
 PREFIX ?= /usr/local
 ZOO := $(filter-out networks/network.schema.json,$(wildcard networks/*.json))
 install: $(SIM_BIN) $(VAL_BIN)
@@ -148,6 +148,8 @@ test: deps all
 	LRCNN_BIN=$(CURDIR)/$(BUILD)/bin bash tests/cli.sh || fail=1; \
 	printf '== tests/robust.sh\n'; \
 	LRCNN_BIN=$(CURDIR)/$(BUILD)/bin bash tests/robust.sh || fail=1; \
+	printf '== tests/layering.sh\n'; \
+	bash tests/layering.sh $(BUILD)/obj || fail=1; \
 	if [ $$fail -ne 0 ]; then echo "SOME TESTS FAILED"; exit 1; fi; echo "ALL TESTS PASSED"
 
 # Installs the Debian packages the build and tests need, when any is missing.
@@ -209,7 +211,7 @@ FUZZ_BUILD := build-fuzz
 FUZZ_SAN := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
 # -Wno-pass-failed: clang reports `omp simd` loops it leaves scalar under ASan
 FUZZ_CFLAGS := -std=c11 -D_GNU_SOURCE -O1 -g $(WARN) -Wno-pass-failed -fopenmp $(FUZZ_SAN) \
-    -Iplanner -Isim -Ireports -Icuda_validate -Icli -Itests $(PKG_CFLAGS) \
+    -Ibase -Inetworks -Isim -Iplanner -Ireports -Icuda_validate -Icli -Itests $(PKG_CFLAGS) \
     -DLRCNN_SRCDIR='"$(CURDIR)"' -DLRCNN_VERSION='"$(VERSION)"' -MMD -MP
 FUZZ_LIB_OBJ := $(LIB_SRC:%.c=$(FUZZ_BUILD)/obj/%.o)
 FUZZ_BIN := $(patsubst tests/fuzz/%.c,$(FUZZ_BUILD)/%,$(wildcard tests/fuzz/fuzz_*.c))

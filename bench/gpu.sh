@@ -82,18 +82,18 @@ build() {
     set -e
     local o=$BUILD/obj f pids=()
     mkdir -p "$o" "$BIN"
-    local cflags=(-std=c11 -D_GNU_SOURCE -O2 -fopenmp -Wall -Wno-unused-parameter -Iplanner -Isim
-                  -Ireports -Icuda_validate -Icli -Itests "-I$DEPS/include" -DLRCNN_HAVE_CUDA=1
+    local cflags=(-std=c11 -D_GNU_SOURCE -O2 -fopenmp -Wall -Wno-unused-parameter -Ibase -Inetworks -Isim
+                  -Iplanner -Ireports -Icuda_validate -Icli -Itests "-I$DEPS/include" -DLRCNN_HAVE_CUDA=1
                   "-DLRCNN_SRCDIR=\"$ROOT\"" "-DLRCNN_VERSION=\"gpu\"")
-    for f in planner/*.c sim/*.c cuda_validate/*.c cli/args.c bench/cuda_workspace.c tests/test_cuda.c; do
+    for f in base/*.c networks/*.c sim/*.c planner/*.c cuda_validate/*.c bench/cuda_workspace.c tests/test_cuda.c; do
         cc "${cflags[@]}" -c "$f" -o "$o/$(echo "$f" | tr / _).o" &
         pids+=($!)
     done
-    "$NVCC" -O2 -std=c++17 -gencode arch=compute_90,code=sm_90 -Iplanner -Isim -Icuda_validate \
+    "$NVCC" -O2 -std=c++17 -gencode arch=compute_90,code=sm_90 -Ibase -Inetworks -Isim -Iplanner -Icuda_validate \
         -I"$CUDNN/include" -c cuda_validate/cuda_backend.cu -o "$o/cuda_backend.o"
     for f in "${pids[@]}"; do wait "$f"; done
     local objs=()
-    for f in "$o"/planner_*.o "$o"/sim_*.o "$o"/cuda_validate_*.o "$o"/cli_args.c.o "$o"/cuda_backend.o; do
+    for f in "$o"/base_*.o "$o"/networks_*.o "$o"/sim_*.o "$o"/planner_*.o "$o"/cuda_validate_*.o "$o"/cuda_backend.o; do
         [[ $f == *validate_main* ]] || objs+=("$f")
     done
     local libs=("$DEPS/libjson-c.a" -lm "-L$CUDNN_LIB" -l:libcudnn.so.9 "-L$CUDA_HOME/lib64" -lcublas

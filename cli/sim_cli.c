@@ -462,11 +462,11 @@ static lr_status write_auto_schedule(const sim_options *o, const analysis_t *a, 
     char path[1200];
     lr_status r = LR_OK;
     if (o->timeline) {
-        sim_cli_strategy_path(o->timeline, "auto", a->n > 0, path, sizeof path);
+        lr_outfile_suffixed(o->timeline, "auto", a->n > 0, path, sizeof path);
         r = sim_write_timeline_csv(&s, a->net, o->allocator, path);
     }
     if (r == LR_OK && o->trace) {
-        sim_cli_strategy_path(o->trace, "auto", a->n > 0, path, sizeof path);
+        lr_outfile_suffixed(o->trace, "auto", a->n > 0, path, sizeof path);
         r = sim_write_trace(&s, a->net, o->allocator, path);
     }
     sched_free(&s);
@@ -475,21 +475,6 @@ static lr_status write_auto_schedule(const sim_options *o, const analysis_t *a, 
 }
 
 /* ------------------------------------------------------------------ outputs */
-
-void sim_cli_strategy_path(const char *path, const char *strategy, bool several, char *out,
-                           size_t cap)
-{
-    if (!several) {
-        snprintf(out, cap, "%s", path);
-        return;
-    }
-    const char *dot = strrchr(path, '.');
-    const char *slash = strrchr(path, '/');
-    if (!dot || (slash && dot < slash))
-        snprintf(out, cap, "%s-%s", path, strategy);
-    else
-        snprintf(out, cap, "%.*s-%s%s", (int)(dot - path), path, strategy, dot);
-}
 
 /* several: more than one schedule is written (auto's counts), so names get a suffix. */
 static lr_status write_schedules(const sim_options *o, const analysis_t *a, bool several)
@@ -502,11 +487,11 @@ static lr_status write_schedules(const sim_options *o, const analysis_t *a, bool
         const char *name = plan_strategy_name(a->e[i].strategy);
         lr_status r = LR_OK;
         if (o->timeline) {
-            sim_cli_strategy_path(o->timeline, name, several, path, sizeof path);
+            lr_outfile_suffixed(o->timeline, name, several, path, sizeof path);
             r = sim_write_timeline_csv(&s, a->net, o->allocator, path);
         }
         if (r == LR_OK && o->trace) {
-            sim_cli_strategy_path(o->trace, name, several, path, sizeof path);
+            lr_outfile_suffixed(o->trace, name, several, path, sizeof path);
             r = sim_write_trace(&s, a->net, o->allocator, path);
         }
         sched_free(&s);

@@ -50,10 +50,6 @@ extern const args_flag sim_flags[];
 void sim_options_init(sim_options *o);
 void sim_options_free(sim_options *o);
 
-/* FILE.csv -> FILE-2ps.csv when several strategies write one. */
-void sim_cli_strategy_path(const char *path, const char *strategy, bool several, char *out,
-                           size_t cap);
-
 /* --framework pytorch (sim_pytorch.c). */
 lr_status sim_cli_pytorch(FILE *f, const sim_options *o, const net_t *net);
 

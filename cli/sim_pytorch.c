@@ -88,11 +88,11 @@ static lr_status pt_write_schedules(const net_t *net, const sim_options *o, pt_r
     char path[1200];
     for (int i = 0; i < n; i++) {
         if (o->timeline) {
-            sim_cli_strategy_path(o->timeline, rows[i].name, n > 1, path, sizeof path);
+            lr_outfile_suffixed(o->timeline, rows[i].name, n > 1, path, sizeof path);
             LR_TRY(sim_write_timeline_csv(&rows[i].s, net, o->allocator, path));
         }
         if (o->trace) {
-            sim_cli_strategy_path(o->trace, rows[i].name, n > 1, path, sizeof path);
+            lr_outfile_suffixed(o->trace, rows[i].name, n > 1, path, sizeof path);
             LR_TRY(sim_write_trace(&rows[i].s, net, o->allocator, path));
         }
     }

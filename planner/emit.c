@@ -2,10 +2,8 @@
  * training step, decided by counting consumers (ggml's n_children): a tensor is freed right
  * after the last step that reads it.
  *
- * What each op's backward reads (the only values kept from forward):
- *   conv, maxpool, batchnorm, fc, softmax_xent - their input (maxpool recomputes the argmax);
- *   relu - its output; everything else - nothing (dropout regenerates its mask from a seed).
- * flatten is a view: it shares its input's tensors and emits no step.
+ * What each op's backward reads is decided in saved.c; flatten is a view: it shares its input's
+ * tensors and emits no step.
  *
  * Order inside one step: persistent tensors; forward of each stage, then of the tail; backward
  * of the tail, then of each stage from last to first; the optimizer update.
@@ -15,37 +13,6 @@
 #include "plan.h"
 
 #include <string.h>
-
-bool plan_bwd_reads_input(net_op op)
-{
-    return op == OP_CONV || op == OP_MAXPOOL || op == OP_BATCHNORM || op == OP_FC ||
-           op == OP_SOFTMAX_XENT;
-}
-
-bool plan_bwd_reads_output(net_op op)
-{
-    return op == OP_RELU;
-}
-
-/* BN statistics: (2, C) floats mean/invstd + (2, C) doubles sum/sum^2. */
-int64_t plan_bn_stats_bytes(const net_t *net, int node)
-{
-    return 24 * (int64_t)net->nodes[node].c;
-}
-
-/* BN gradient reductions: (2, C) doubles. */
-int64_t plan_bn_gred_bytes(const net_t *net, int node)
-{
-    return 16 * (int64_t)net->nodes[node].c;
-}
-
-/* The node whose tensors a node uses (flatten is a view of its input). */
-int plan_root(const net_t *net, int node)
-{
-    while (net->nodes[node].op == OP_FLATTEN)
-        node = net->nodes[node].inputs[0];
-    return node;
-}
 
 typedef struct {
     const plan_t *plan;

@@ -30,6 +30,11 @@ lr_status lr_outfile_open(lr_outfile *o, const char *path);
  * and LR_ERR_IO names the path. */
 lr_status lr_outfile_commit(lr_outfile *o);
 
+/* FILE.csv -> FILE-2ps.csv: the path with "-suffix" before its extension when `several`
+ * outputs share one name (several strategies writing a timeline), else the path itself. */
+void lr_outfile_suffixed(const char *path, const char *suffix, bool several, char *out,
+                         size_t cap);
+
 /* Closes and removes the temporary file; safe on a never-opened or committed outfile. */
 void lr_outfile_abort(lr_outfile *o);
 

@@ -89,3 +89,18 @@ void lr_outfile_abort(lr_outfile *o)
         unlink(o->tmp);
     o->tmp[0] = '\0';
 }
+
+void lr_outfile_suffixed(const char *path, const char *suffix, bool several, char *out,
+                         size_t cap)
+{
+    if (!several) {
+        snprintf(out, cap, "%s", path);
+        return;
+    }
+    const char *dot = strrchr(path, '.');
+    const char *slash = strrchr(path, '/');
+    if (!dot || (slash && dot < slash))
+        snprintf(out, cap, "%s-%s", path, suffix);
+    else
+        snprintf(out, cap, "%.*s-%s%s", (int)(dot - path), path, suffix, dot);
+}

@@ -2,7 +2,8 @@
 #
 #   make run      install what is missing, build, run `lrcnn-sim --net vgg16 --batch 256`
 #   make test     install what is missing, build, run every test
-#   make          build only (CUDA backend only when nvcc is found)
+#   make          build only (CUDA backend only when nvcc is found); says what is missing
+#   make deps     install the missing Debian packages only (make print-deps lists them)
 #   make test SANITIZE=1   the same suite under AddressSanitizer + UBSan (no CUDA backend)
 #   make fuzz     libFuzzer targets in tests/fuzz/, FUZZ_SECONDS (default 60) each
 #   make install  lrcnn-sim and lrcnn-validate into $(PREFIX)/bin, the zoo into
@@ -105,10 +106,25 @@ CUDA_OBJ :=
 CUDA_LIBS :=
 endif
 
+# ---------------------------------------------------------------- missing packages
+# The library flags above come from pkg-config when this Makefile is read, so `run`, `test` and
+# `fuzz` install first and then build in a fresh $(MAKE), which reads them again. Goals that
+# build directly check first and stop with one line instead of a compiler error.
+BUILD_PKGS := json-c libcgraph libgvc cmocka
+INSTALLING_GOALS := run test fuzz deps print-deps clean
+ifneq ($(filter-out $(INSTALLING_GOALS),$(or $(MAKECMDGOALS),$(.DEFAULT_GOAL))),)
+ifeq ($(shell pkg-config --exists $(BUILD_PKGS) 2>/dev/null && echo ok),)
+$(error the build needs $(BUILD_PKGS) through pkg-config (Debian: $(DEB_PACKAGES)): `make deps` installs them, and `make run` or `make test` install them first)
+endif
+endif
+
 # ---------------------------------------------------------------- targets
-.PHONY: all run test deps check-deps clean bench install
+.PHONY: all run test deps print-deps clean bench install run-main run-tests
 
 all: $(SIM_BIN) $(VAL_BIN) $(TEST_BIN) cuda-note
+
+# Objects are build outputs in their own right: never removed as intermediates (no `rm` lines).
+.SECONDARY:
 
 .PHONY: cuda-note
 cuda-note:
@@ -120,8 +136,12 @@ else
 	@echo "  nvcc or cudnn.h not found: skipped the CUDA backend (CPU backend only)"
 endif
 
-run: deps all
-	$(SIM_BIN) $(RUN_ARGS)
+run: deps
+	@$(MAKE) --no-print-directory run-main
+
+run-main: all
+	@echo "$(SIM_BIN) $(RUN_ARGS)"
+	@$(SIM_BIN) $(RUN_ARGS)
 
 # The binaries find the zoo in ../share/lrcnn/networks beside them (networks/net.c).
 PREFIX ?= /usr/local
@@ -139,7 +159,10 @@ $(BUILD)/bin/plan_speed: $(BUILD)/obj/bench/plan_speed.o $(LIB)
 	@echo "  LD      $@"
 	$(Q)$(CC) $(LDFLAGS_ALL) $^ $(LDLIBS_ALL) $(CUDA_LIBS) -o $@
 
-test: deps all
+test: deps
+	@$(MAKE) --no-print-directory run-tests
+
+run-tests: all
 	@set -e; fail=0; for t in $(TEST_BIN); do \
 	    printf '== %s\n' "$$t"; \
 	    if ! LRCNN_BIN=$(CURDIR)/$(BUILD)/bin LRCNN_NETWORKS=$(CURDIR)/networks $$t; then fail=1; fi; \
@@ -151,6 +174,9 @@ test: deps all
 	printf '== tests/layering.sh\n'; \
 	bash tests/layering.sh $(BUILD)/obj || fail=1; \
 	if [ $$fail -ne 0 ]; then echo "SOME TESTS FAILED"; exit 1; fi; echo "ALL TESTS PASSED"
+
+print-deps:
+	@echo $(DEB_PACKAGES)
 
 # Installs the Debian packages the build and tests need, when any is missing.
 deps:
@@ -216,10 +242,13 @@ FUZZ_CFLAGS := -std=c11 -D_GNU_SOURCE -O1 -g $(WARN) -Wno-pass-failed -fopenmp $
 FUZZ_LIB_OBJ := $(LIB_SRC:%.c=$(FUZZ_BUILD)/obj/%.o)
 FUZZ_BIN := $(patsubst tests/fuzz/%.c,$(FUZZ_BUILD)/%,$(wildcard tests/fuzz/fuzz_*.c))
 FUZZ_DEB := clang libclang-rt-dev libomp-dev
-.SECONDARY: $(FUZZ_LIB_OBJ) $(FUZZ_BIN:$(FUZZ_BUILD)/%=$(FUZZ_BUILD)/obj/tests/fuzz/%.o)
 
 .PHONY: fuzz fuzz-build fuzz-deps
-fuzz: fuzz-build
+fuzz: deps fuzz-deps
+	@$(MAKE) --no-print-directory fuzz-run
+
+.PHONY: fuzz-run
+fuzz-run: fuzz-build
 	@fail=0; for t in $(FUZZ_BIN); do \
 	    name=$${t##*/}; seeds=tests/fuzz/corpus_$${name#fuzz_}; dict=tests/fuzz/$${name#fuzz_}.dict; \
 	    mkdir -p $(FUZZ_BUILD)/corpus/$$name $(FUZZ_BUILD)/artifacts; \
@@ -231,7 +260,7 @@ fuzz: fuzz-build
 	done; \
 	if [ $$fail -ne 0 ]; then echo "FUZZING FOUND CRASHES: see $(FUZZ_BUILD)/artifacts/"; exit 1; fi
 
-fuzz-build: deps fuzz-deps $(FUZZ_BIN)
+fuzz-build: $(FUZZ_BIN)
 
 # libFuzzer ships with clang's runtime libraries (Debian: libclang-rt-dev); installed only when
 # a trivial fuzzer does not link.

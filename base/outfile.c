@@ -8,6 +8,37 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+lr_status lr_make_parents(const char *path, const char *what)
+{
+    char dir[PATH_MAX];
+    if (strlen(path) >= sizeof dir)
+        return lr_fail(LR_ERR_USAGE, "%s %.80s...: path too long", what, path);
+    memcpy(dir, path, strlen(path) + 1);
+    char *slash = strrchr(dir, '/');
+    if (!slash || slash == dir)
+        return LR_OK; /* in the working directory or / */
+    *slash = '\0';
+    struct stat st;
+    if (stat(dir, &st) == 0)
+        return S_ISDIR(st.st_mode) ? LR_OK
+                                   : lr_fail(LR_ERR_IO, "%s %s: %s is not a directory", what, path, dir);
+    /* each prefix ending before a '/' in turn, then the whole */
+    for (char *p = dir + 1;; p++) {
+        if (*p != '/' && *p != '\0')
+            continue;
+        char keep = *p;
+        *p = '\0';
+        if (mkdir(dir, 0777) != 0 && errno != EEXIST)
+            return lr_fail(LR_ERR_IO, "%s %s: cannot create directory %s: %s", what, path, dir,
+                           strerror(errno));
+        if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode))
+            return lr_fail(LR_ERR_IO, "%s %s: %s is not a directory", what, path, dir);
+        *p = keep;
+        if (keep == '\0')
+            return LR_OK;
+    }
+}
+
 lr_status lr_outfile_open(lr_outfile *o, const char *path)
 {
     memset(o, 0, sizeof *o);
@@ -19,6 +50,7 @@ lr_status lr_outfile_open(lr_outfile *o, const char *path)
         o->f = stdout;
         return LR_OK;
     }
+    LR_TRY(lr_make_parents(path, "output"));
     struct stat st;
     if (stat(path, &st) == 0 && S_ISDIR(st.st_mode))
         return lr_fail(LR_ERR_IO, "%s: is a directory", path);

@@ -23,7 +23,13 @@ typedef struct {
     char tmp[1060];
 } lr_outfile;
 
-/* Opens a temporary file beside `path`. LR_ERR_IO (naming the path) when it cannot. */
+/* Creates the directories that lead to `path` (its parent and theirs, as `mkdir -p` would),
+ * leaving existing ones alone. LR_ERR_IO naming `what` (the flag) and the directory that could not
+ * be made, or the component that exists and is not a directory. */
+lr_status lr_make_parents(const char *path, const char *what);
+
+/* Opens a temporary file beside `path`, creating missing parent directories first
+ * (lr_make_parents). LR_ERR_IO (naming the path) when it cannot. */
 lr_status lr_outfile_open(lr_outfile *o, const char *path);
 
 /* Flushes, closes and renames into place. On any write error the temporary file is removed

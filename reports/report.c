@@ -54,17 +54,6 @@ static bool is_report_dir(const char *path)
     return ok;
 }
 
-static void parent_of(const char *dir, char *out, size_t cap)
-{
-    const char *slash = strrchr(dir, '/');
-    if (!slash)
-        snprintf(out, cap, ".");
-    else if (slash == dir)
-        snprintf(out, cap, "/");
-    else
-        snprintf(out, cap, "%.*s", (int)(slash - dir), dir);
-}
-
 /* LR_OK when dir is absent (in an existing directory), or a directory we may replace; *exists
  * says which. */
 static lr_status check_target(const char *dir, bool *exists)
@@ -73,13 +62,8 @@ static lr_status check_target(const char *dir, bool *exists)
     *exists = stat(dir, &st) == 0;
     if (!*exists && errno != ENOENT)
         return lr_fail(LR_ERR_IO, "--report %s: %s", dir, strerror(errno));
-    if (!*exists) {
-        char parent[PATH_MAX];
-        parent_of(dir, parent, sizeof parent);
-        if (stat(parent, &st) != 0 || !S_ISDIR(st.st_mode))
-            return lr_fail(LR_ERR_IO, "--report %s: no directory %s to create it in", dir, parent);
-        return LR_OK;
-    }
+    if (!*exists)
+        return lr_make_parents(dir, "--report");
     if (!S_ISDIR(st.st_mode))
         return lr_fail(LR_ERR_IO, "--report %s: exists and is not a directory", dir);
     if (!is_empty_dir(dir) && !is_report_dir(dir))

@@ -206,7 +206,8 @@ check_output_all_or_nothing() {
     fi
     name="failing run keeps an existing --output file"
     echo old >"$TMP/keep.txt"
-    run --net tiny-vgg --strategy 2ps --output "$TMP/keep.txt" --timeline "$TMP/no/such/dir/t.csv"
+    echo file >"$TMP/plain"
+    run --net tiny-vgg --strategy 2ps --output "$TMP/keep.txt" --timeline "$TMP/plain/t.csv"
     if [ "$rc" -eq 0 ] || [ "$(cat "$TMP/keep.txt")" != old ] || [ "$(lines "$err")" -ne 1 ]; then
         bad "$name" "exit $rc, file now: $(head -c 60 "$TMP/keep.txt")"
     else
@@ -215,9 +216,16 @@ check_output_all_or_nothing() {
     local left
     left=$(find "$TMP" -name '*.tmp.*' | head -1)
     [ -z "$left" ] && ok "no temporary files left behind" || bad "no temporary files left behind" "$left"
-    name="--output into a missing directory: exit 1 (I/O), one line naming it"
+    name="--output into missing directories creates them (mkdir -p)"
     run --net tiny-vgg --output "$TMP/no/such/dir/out.txt"
-    if [ "$rc" -eq 1 ] && [ "$(lines "$err")" -eq 1 ] && grep -q 'no/such/dir/out.txt' "$err"; then
+    if [ "$rc" -eq 0 ] && [ ! -s "$err" ] && grep -q '^column' "$TMP/no/such/dir/out.txt"; then
+        ok "$name"
+    else
+        bad "$name" "exit $rc: $(head -2 "$err" | tr '\n' '|')"
+    fi
+    name="--output below a plain file: exit 1 (I/O), one line naming it"
+    run --net tiny-vgg --output "$TMP/plain/sub/out.txt"
+    if [ "$rc" -eq 1 ] && [ "$(lines "$err")" -eq 1 ] && grep -q "plain is not a directory" "$err"; then
         ok "$name"
     else
         bad "$name" "exit $rc: $(head -2 "$err" | tr '\n' '|')"

@@ -135,8 +135,15 @@ check_sim_outputs() {
     fi
     expect "sim --output a directory" 1 "is a directory" "$SIM" --net tiny-vgg --output "$TMP"
     expect "sim --output in /proc (read-only)" 1 "/proc/lrcnn-out.txt" "$SIM" --net tiny-vgg --output /proc/lrcnn-out.txt
-    expect "sim --trace into a missing directory" 1 "no/dir/t.json" "$SIM" --net tiny-vgg --strategy 2ps --output "$TMP/o.txt" --trace "$TMP/no/dir/t.json"
-    expect "sim --graph into a missing directory" 1 "no/dir/g.dot" "$SIM" --net tiny-vgg --strategy 2ps --output "$TMP/o.txt" --graph "$TMP/no/dir/g.dot"
+    echo file >"$TMP/plainfile"
+    expect "sim --trace below a plain file" 1 "plainfile/dir/t.json" "$SIM" --net tiny-vgg --strategy 2ps --output "$TMP/o.txt" --trace "$TMP/plainfile/dir/t.json"
+    expect "sim --graph below a plain file" 1 "plainfile/dir/g.dot" "$SIM" --net tiny-vgg --strategy 2ps --output "$TMP/o.txt" --graph "$TMP/plainfile/dir/g.dot"
+    run "$SIM" --net tiny-vgg --strategy 2ps --output "$TMP/o.txt" --trace "$TMP/new/dir/t.json" --graph "$TMP/new/g/g.dot"
+    if [ "$rc" -eq 0 ] && [ -s "$TMP/new/dir/t.json" ] && [ -s "$TMP/new/g/g.dot" ]; then
+        ok "sim --trace and --graph into missing directories create them"
+    else
+        bad "sim --trace and --graph into missing directories create them" "exit $rc: $(head -1 "$err")"
+    fi
     expect "sim --report with a missing parent" 1 "--report" "$SIM" --net tiny-vgg --report "$TMP/no/dir/r"
     echo text >"$TMP/afile"
     expect "sim --report onto a file" 1 "not a directory" "$SIM" --net tiny-vgg --report "$TMP/afile"

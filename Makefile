@@ -114,7 +114,9 @@ BUILD_PKGS := json-c libcgraph libgvc cmocka
 INSTALLING_GOALS := run test fuzz deps print-deps clean
 ifneq ($(filter-out $(INSTALLING_GOALS),$(or $(MAKECMDGOALS),$(.DEFAULT_GOAL))),)
 ifeq ($(shell pkg-config --exists $(BUILD_PKGS) 2>/dev/null && echo ok),)
-$(error the build needs $(BUILD_PKGS) through pkg-config (Debian: $(DEB_PACKAGES)): `make deps` installs them, and `make run` or `make test` install them first)
+MISSING_DEBS := $(shell for p in $(DEB_PACKAGES); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | \
+    grep -q 'ok installed' || printf '%s ' $$p; done)
+$(error missing packages: $(or $(strip $(MISSING_DEBS)),pkg-config finds no $(BUILD_PKGS)) -- `make deps` installs them (sudo apt-get install $(or $(strip $(MISSING_DEBS)),$(DEB_PACKAGES))); `make run` and `make test` install them first)
 endif
 endif
 
@@ -129,11 +131,11 @@ all: $(SIM_BIN) $(VAL_BIN) $(TEST_BIN) cuda-note
 .PHONY: cuda-note
 cuda-note:
 ifeq ($(HAVE_CUDA),1)
-	@echo "  CUDA backend built with $(NVCC)"
+	@echo "  CUDA backend: on (nvcc: $(NVCC))"
 else ifeq ($(CUDA_SKIPPED_FOR_SAN),1)
-	@echo "  SANITIZE=1: skipped the CUDA backend (nvcc objects and ASan do not mix; CPU backend only)"
+	@echo "  CUDA backend: off under SANITIZE=1 (nvcc objects and ASan do not mix; CPU backend only)"
 else
-	@echo "  nvcc or cudnn.h not found: skipped the CUDA backend (CPU backend only)"
+	@echo "  CUDA backend: off (nvcc or cudnn.h not found; CPU backend only)"
 endif
 
 run: deps
@@ -171,6 +173,8 @@ run-tests: all
 	LRCNN_BIN=$(CURDIR)/$(BUILD)/bin bash tests/cli.sh || fail=1; \
 	printf '== tests/robust.sh\n'; \
 	LRCNN_BIN=$(CURDIR)/$(BUILD)/bin bash tests/robust.sh || fail=1; \
+	printf '== tests/readme.py\n'; \
+	LRCNN_BIN=$(CURDIR)/$(BUILD)/bin python3 tests/readme.py || fail=1; \
 	printf '== tests/layering.sh\n'; \
 	bash tests/layering.sh $(BUILD)/obj || fail=1; \
 	if [ $$fail -ne 0 ]; then echo "SOME TESTS FAILED"; exit 1; fi; echo "ALL TESTS PASSED"

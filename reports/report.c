@@ -60,7 +60,7 @@ static lr_status check_target(const char *dir, bool *exists)
 {
     struct stat st;
     *exists = stat(dir, &st) == 0;
-    if (!*exists && errno != ENOENT)
+    if (!*exists && errno != ENOENT && errno != ENOTDIR) /* ENOTDIR: lr_make_parents names it */
         return lr_fail(LR_ERR_IO, "--report %s: %s", dir, strerror(errno));
     if (!*exists)
         return lr_make_parents(dir, "--report");

@@ -567,18 +567,38 @@ static void test_outfile_on_a_full_device_fails_and_keeps_the_device(void **stat
     assert_true(is_char_device("/dev/null"));
 }
 
-/* Places that cannot hold the file fail at open with LR_ERR_IO naming the path: a missing
- * directory, a read-only file system (/proc), a directory in the file's place. */
+/* Places that cannot hold the file fail at open with LR_ERR_IO naming the path: below a file
+ * (no directory can be made there), a read-only file system (/proc), a directory in the file's
+ * place. */
 static void test_outfile_unwritable_places_fail_at_open(void **state)
 {
     lr_outfile o;
-    assert_int_equal(lr_outfile_open(&o, "/nonexistent-lrcnn/dir/out.txt"), LR_ERR_IO);
-    assert_non_null(strstr(lr_last_error(), "/nonexistent-lrcnn/dir/out.txt"));
+    assert_int_equal(lr_outfile_open(&o, "/dev/null/dir/out.txt"), LR_ERR_IO);
+    assert_non_null(strstr(lr_last_error(), "/dev/null/dir/out.txt"));
+    assert_non_null(strstr(lr_last_error(), "/dev/null is not a directory"));
     assert_int_equal(lr_outfile_open(&o, "/proc/lrcnn-robust-out.txt"), LR_ERR_IO);
     assert_non_null(strstr(lr_last_error(), "/proc/lrcnn-robust-out.txt"));
     assert_int_equal(lr_outfile_open(&o, tmp_dir), LR_ERR_IO);
     assert_non_null(strstr(lr_last_error(), "is a directory"));
     lr_outfile_abort(&o); /* safe on a never-opened outfile */
+}
+
+/* Missing directories on the way to an output file are made as `mkdir -p` would, existing
+ * ones are left alone, and nothing is made when the file is not written (abort keeps them). */
+static void test_outfile_makes_missing_directories(void **state)
+{
+    const char *path = tmp_path("a/b/c/out.txt");
+    lr_outfile o;
+    assert_int_equal(lr_outfile_open(&o, path), LR_OK);
+    fputs("made\n", o.f);
+    assert_int_equal(lr_outfile_commit(&o), LR_OK);
+    assert_string_equal(read_all(path), "made\n");
+    assert_int_equal(lr_outfile_open(&o, tmp_path("a/b/other.txt")), LR_OK);
+    assert_int_equal(lr_outfile_commit(&o), LR_OK);
+    assert_int_equal(lr_make_parents(tmp_path("a/b/c/out.txt/x"), "--output"), LR_ERR_IO);
+    assert_non_null(strstr(lr_last_error(), "out.txt is not a directory"));
+    assert_non_null(strstr(lr_last_error(), "--output"));
+    assert_int_equal(tmp_files_left(), 0);
 }
 
 /* An aborted write leaves the old file as it was and no temporary file; a committed one
@@ -645,7 +665,7 @@ static void test_schedule_writers_report_a_full_device(void **state)
     assert_non_null(strstr(lr_last_error(), "/dev/full"));
     assert_int_equal(sim_write_trace(&s, net, ALLOC_EXACT, "/dev/full"), LR_ERR_IO);
     assert_non_null(strstr(lr_last_error(), "/dev/full"));
-    assert_int_equal(sim_write_trace(&s, net, ALLOC_EXACT, "/nonexistent-lrcnn/t.json"), LR_ERR_IO);
+    assert_int_equal(sim_write_trace(&s, net, ALLOC_EXACT, "/dev/null/t.json"), LR_ERR_IO);
     assert_true(is_char_device("/dev/full"));
     sched_free(&s);
     plan_free(plan);
@@ -1027,6 +1047,7 @@ int main(void)
         cmocka_unit_test(test_idx_header_that_claims_too_much_is_rejected),
         cmocka_unit_test(test_outfile_on_a_full_device_fails_and_keeps_the_device),
         cmocka_unit_test(test_outfile_unwritable_places_fail_at_open),
+        cmocka_unit_test(test_outfile_makes_missing_directories),
         cmocka_unit_test(test_outfile_is_all_or_nothing),
         cmocka_unit_test(test_outfile_through_a_link_replaces_the_target),
         cmocka_unit_test(test_schedule_writers_report_a_full_device),

@@ -9,7 +9,7 @@
  * The search space: plans whose stages end at candidate cuts of the row region (the rowdep cuts
  * up to --region or plan_default_region_end, except a cut whose only reader is a relu or dropout,
  * since cutting one op later keeps the same rows; plus the hybrids' resolution cuts; at most
- * CUTS_MAX, auto.c), a stage spanning at most SPAN_MAX of them, each stage with N in
+ * CUTS_MAX, auto_cuts.c), a stage spanning at most SPAN_MAX of them, each stage with N in
  * {1, 2, 3, 4, 6, 8, 12, 16, 24, 32} (capped at the rows it splits), one partitioning kind (row,
  * 2ps, overl) for the partitioned stages, BatchNorm exact (or exact and stripe under --bn stripe).
  * Column (no stage) and checkpointing (every stage N = 1) are plans of the space; so are row, 2ps
@@ -17,7 +17,8 @@
  * N of their list), and the checkpoint strategy's own segments are evaluated as well. So auto is
  * never worse than a fixed strategy under the same constraint (tests/test_auto.c holds it to it).
  *
- * How (auto.c): the closed-form peak is additive over stages. While stage s runs, live bytes are
+ * How (auto.c and the files auto_search.h lists): the closed-form peak is additive over stages.
+ * While stage s runs, live bytes are
  *   persistent + carried(stages before s) + local(s)
  * and the column tail sees persistent + carried(stages before the last) + tail(last stage);
  * compute is column + extra(s) summed over stages. local, carried, tail and extra of a stage

@@ -1,0 +1,123 @@
+/* auto_cuts.c - where the auto planner may end a stage, and what exact BatchNorm must cost at least
+ * inside one (auto_search.h has the legend).
+ *
+ * Candidate cuts are the rowdep cuts of the row region, less those a relu or dropout follows
+ * alone, thinned to CUTS_MAX, with the hybrids' resolution cuts and the region end always kept.
+ * Deliberately not here: measuring stages (auto_probe.c) or choosing among them (auto_dp.c).
+ */
+#include "auto_search.h"
+
+#include <string.h>
+
+/* Candidate cuts kept at most (evenly thinned, resolution cuts and the region end always kept):
+ * with SPAN_MAX (auto_probe.c) it lets a plan cover the region in fewer than PLAN_MAX_STAGES stages and bounds
+ * the search on very deep nets (ResNet-152 has 54; the zoo is below). */
+#define CUTS_MAX 96
+
+/* ------------------------------------------------------------------ candidate cuts */
+
+/* Cutting right before a relu or dropout that is the only reader keeps the same rows as cutting
+ * right after it, and the cut after holds what relu's backward reads anyway. */
+static bool worth_cutting(const net_t *net, int l, int region_end)
+{
+    if (l == region_end || net->nodes[l].n_consumers != 1)
+        return true;
+    net_op next = net->nodes[net->cons_node[net->cons_off[l]]].op;
+    return next != OP_RELU && next != OP_DROPOUT;
+}
+
+void auto_find_cuts(search *s, int region_end)
+{
+    const net_t *net = s->net;
+    bool *cut = calloc((size_t)net->n_nodes, 1);
+    bool *keep = calloc((size_t)net->n_nodes, 1);
+    int *res = malloc(sizeof(int) * PLAN_MAX_STAGES);
+    LR_ASSERT(cut && keep && res);
+    rowdep_cuts(net, cut);
+    for (int l = 1; l <= region_end; l++)
+        keep[l] = cut[l] && worth_cutting(net, l, region_end);
+    int nres = strategy_resolution_cuts(net, region_end, res, PLAN_MAX_STAGES), count = 0;
+    for (int l = 1; l <= region_end; l++)
+        count += keep[l];
+    for (int l = 1, seen = 0; l <= region_end && count > CUTS_MAX; l++)
+        if (keep[l] && l != region_end) { /* the first cut of each CUTS_MAX-th share */
+            int64_t k = seen++;
+            keep[l] = k * CUTS_MAX / count != (k + 1) * CUTS_MAX / count;
+        }
+    for (int k = 0; k < nres; k++)
+        keep[res[k]] = true;
+    s->cut = malloc(sizeof(int) * (size_t)(region_end + 1));
+    LR_ASSERT(s->cut != NULL);
+    s->m = 0;
+    s->cut[0] = 0;
+    for (int l = 1; l <= region_end; l++)
+        if (keep[l])
+            s->cut[++s->m] = l;
+    s->special = calloc((size_t)(s->m + 1) * (s->m + 1), 1);
+    LR_ASSERT(s->special != NULL);
+    s->special[s->m] = true; /* (0, m]: the whole region */
+    for (int k = 0, prev = 0; k < nres; k++)
+        for (int i = 1; i <= s->m; i++)
+            if (s->cut[i] == res[k]) {
+                s->special[prev * (s->m + 1) + i] = true;
+                prev = i;
+            }
+    free(cut), free(keep), free(res);
+}
+
+/* ------------------------------------------------------------------ exact BN lower bound */
+
+/* An exact-BN stage with N > 1 runs, per BatchNorm in it, a statistics pass over the
+ * BatchNorm's ancestors in the stage and a gradient-statistics pass through its descendants
+ * (plan.h), each over every row at least once: their forward and backward FLOPs bound the
+ * stage's extra compute from below. */
+void auto_bn_bounds(search *s)
+{
+    const net_t *net = s->net;
+    int n = net->n_nodes, end = s->cut[s->m];
+    s->nbn = 0;
+    for (int l = 1; l <= end; l++)
+        s->nbn += net->nodes[l].op == OP_BATCHNORM;
+    s->bn_node = malloc(sizeof(int) * (size_t)(s->nbn + 1));
+    s->anc = calloc((size_t)(s->nbn + 1) * n, sizeof(int64_t));
+    s->desc = calloc((size_t)(s->nbn + 1) * n, sizeof(int64_t));
+    bool *mark = malloc((size_t)n);
+    LR_ASSERT(s->bn_node && s->anc && s->desc && mark);
+    int batch = s->cfg.batch;
+    for (int l = 1, k = 0; l <= end; l++) {
+        if (net->nodes[l].op != OP_BATCHNORM)
+            continue;
+        s->bn_node[k] = l;
+        int64_t *anc = s->anc + (size_t)k * n, *desc = s->desc + (size_t)k * n;
+        memset(mark, 0, (size_t)n);
+        mark[l] = true;
+        for (int u = l; u > 0; u--) /* anc[x]: ancestors u > x */
+            if (mark[u])
+                for (int q = 0; q < net->nodes[u].n_inputs; q++)
+                    mark[net->nodes[u].inputs[q]] = true;
+        for (int x = l - 1; x >= 0; x--)
+            anc[x] = anc[x + 1] + (mark[x + 1] && x + 1 < l
+                                       ? cost_fwd_flops(net, x + 1, batch, net->nodes[x + 1].h)
+                                       : 0);
+        memset(mark, 0, (size_t)n);
+        mark[l] = true;
+        for (int y = l + 1; y < n; y++) { /* desc[y]: descendants l < d <= y */
+            for (int q = 0; q < net->nodes[y].n_inputs; q++)
+                mark[y] |= mark[net->nodes[y].inputs[q]];
+            desc[y] = desc[y - 1] + (mark[y] ? cost_bwd_flops(net, y, batch, net->nodes[y].h) : 0);
+        }
+        k++;
+    }
+    free(mark);
+}
+
+int64_t auto_bn_extra_bound(const search *s, int a, int b)
+{
+    int n = s->net->n_nodes, lo = s->cut[a], hi = s->cut[b];
+    int64_t sum = 0;
+    for (int k = 0; k < s->nbn; k++)
+        if (s->bn_node[k] > lo && s->bn_node[k] <= hi)
+            sum += s->anc[(size_t)k * n + lo] + s->desc[(size_t)k * n + hi];
+    return sum;
+}
+

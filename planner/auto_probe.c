@@ -1,0 +1,317 @@
+/* auto_probe.c - the auto planner's measurements: column, the one-partition stages every plan
+ * builds on, and one probe per (stage, N, space), each a closed-form evaluation of a small plan
+ * (auto.h says why the stage model they feed is exact; auto_search.h has the legend).
+ *
+ * Probes run as jobs, in parallel (OpenMP); an exact-BN stage whose compute bound exceeds a
+ * round's limit waits for a later round. Deliberately not here: choosing the cuts
+ * (auto_cuts.c) or combining stages into plans (auto_dp.c).
+ */
+#include "auto_search.h"
+
+#include <string.h>
+
+/* N tried for a stage (auto.h); the whole region also gets every N in 2..WHOLE_MAX_N, as the
+ * single-stage strategies do. */
+static const int stage_parts[] = {2, 3, 4, 6, 8, 12, 16, 24, 32};
+#define N_STAGE_PARTS (int)(sizeof stage_parts / sizeof stage_parts[0])
+#define WHOLE_MAX_N 32
+/* A partitioned stage that is not a resolution stage or the whole region stops trying larger N
+ * after this many in a row do not lower its own peak: past its best N a stage only gets worse
+ * (more boundary rows, more halo compute, a higher peak). */
+#define PARTS_PATIENCE 2
+/* Other stages span at most this many candidate cuts (e.g. 8 ResNet blocks): longer ones never
+ * won on the zoo and cost the most to measure (the checkpoint strategy's own segments, however
+ * long, are a seed). */
+#define SPAN_MAX 8
+
+static lr_status evaluate_on(search *s, const net_t *net, plan_bn bn, const plan_spec *sp,
+                             plan_cost *c, bool *usable)
+{
+    plan_config cfg = s->cfg;
+    cfg.bn = bn;
+#pragma omp atomic
+    s->n_evals++;
+    return strategy_evaluate_usable(net, &cfg, sp, c, usable);
+}
+
+lr_status auto_evaluate(search *s, plan_bn bn, const plan_spec *sp, plan_cost *c, bool *usable)
+{
+    return evaluate_on(s, s->net, bn, sp, c, usable);
+}
+
+/* For the measurements every plan builds on (column, one-partition stages). */
+static lr_status evaluate_base(search *s, const plan_spec *sp, plan_cost *c)
+{
+    bool usable;
+    LR_TRY(auto_evaluate(s, BN_EXACT, sp, c, &usable));
+    if (!usable)
+        return lr_fail(LR_ERR_INPUT, "auto: %s at batch %d: a plan of one-partition stages cannot "
+                                     "be counted: use a smaller batch or input", s->net->name, s->cfg.batch);
+    return LR_OK;
+}
+
+/* ------------------------------------------------------------------ probes */
+
+/* What every stage measurement subtracts: P, column, and for each i the last one-partition
+ * stage (cut[i], cut[i+1]] and the non-last one (0, cut[i]]. */
+lr_status auto_measure_base(search *s)
+{
+    plan_spec sp;
+    memset(&sp, 0, sizeof sp);
+    plan_cost c;
+    LR_TRY(evaluate_base(s, &sp, &c));
+    s->col_peak = c.peak_bytes;
+    s->col_flops = c.flops;
+    s->persistent = c.static_bytes + c.input_bytes + c.workspace_bytes;
+    for (int i = 0; i < s->m; i++) {
+        int n = 0;
+        if (i > 0)
+            sp.cut[n] = s->cut[i], sp.parts[n++] = 1;
+        sp.cut[n] = s->cut[i + 1], sp.parts[n++] = 1;
+        sp.n_stages = n;
+        LR_TRY(evaluate_base(s, &sp, &c));
+        s->lp1[i] = c.stage_peak[n - 1] - s->persistent - s->out_bytes[i];
+        s->fck[i] = c.flops - s->col_flops; /* a last one-partition stage recomputes nothing */
+    }
+    return LR_OK;
+}
+
+lr_status auto_subnet(const net_t *net, int from, net_t **out)
+{
+    *out = NULL;
+    net_t *sub = malloc(sizeof *sub);
+    if (!sub)
+        return lr_fail(LR_ERR_NOMEM, "out of memory");
+    *sub = *net;
+    sub->n_nodes = net->n_nodes - from;
+    sub->nodes = malloc(sizeof(net_node) * (size_t)sub->n_nodes);
+    sub->cons_off = sub->cons_node = sub->cons_slot = NULL;
+    if (!sub->nodes) {
+        free(sub);
+        return lr_fail(LR_ERR_NOMEM, "out of memory");
+    }
+    memcpy(sub->nodes, net->nodes + from, sizeof(net_node) * (size_t)sub->n_nodes);
+    net_node *in = &sub->nodes[0];
+    *in = net->nodes[0];
+    in->c = net->nodes[from].c, in->h = net->nodes[from].h, in->w = net->nodes[from].w;
+    for (int l = 1; l < sub->n_nodes; l++)
+        for (int k = 0; k < sub->nodes[l].n_inputs; k++) {
+            sub->nodes[l].inputs[k] -= from;
+            LR_ASSERT(sub->nodes[l].inputs[k] >= 0); /* `from` is a cut */
+        }
+    lr_status st = net_infer(sub);
+    if (st != LR_OK) {
+        net_free(sub);
+        return st;
+    }
+    *out = sub;
+    return LR_OK;
+}
+
+/* The column tail's peak above P + carried-in, for a last stage: known when it set the probe's
+ * peak; below the stage's own when the stage did (no constraint of its own). When the stage
+ * before the probed one did, the same stage and tail are measured on the network cut at the
+ * stage's input, which has no stage before it: there the stage's moments are those of the probe
+ * less the input gradient, so a tail below them is below the probe's too. */
+static lr_status tail_above(search *s, const space *sp_of, int a, int b, int parts,
+                            const plan_cost *c, int me, int64_t base, int64_t local,
+                            int64_t *tail, bool *usable)
+{
+    if (c->peak_stage < 0 || c->peak_stage == me) {
+        *tail = c->peak_stage < 0 ? c->peak_bytes - base : local;
+        return LR_OK;
+    }
+    net_t *sub;
+    LR_TRY(auto_subnet(s->net, s->cut[a], &sub));
+    plan_spec sp = {.kind = sp_of->kind, .n_stages = 1, .cut = {s->cut[b] - s->cut[a]},
+                    .parts = {parts}};
+    plan_cost sc;
+    lr_status st = evaluate_on(s, sub, sp_of->bn, &sp, &sc, usable);
+    net_free(sub);
+    LR_TRY(st);
+    *tail = sc.peak_stage < 0 ? sc.peak_bytes - sc.static_bytes - sc.input_bytes - sc.workspace_bytes
+                              : local;
+    return LR_OK;
+}
+
+/* Stage (a, b] with N partitions, between a one-partition stage (0, a] and, unless it is the
+ * last, a one-partition stage (b, b+1]; *usable as for auto_evaluate(). */
+static lr_status probe(search *s, const space *sp_of, int a, int b, int parts, stage_edge *e,
+                       bool *usable)
+{
+    bool last = b == s->m;
+    plan_spec sp;
+    memset(&sp, 0, sizeof sp);
+    sp.kind = sp_of->kind;
+    int n = 0;
+    if (a > 0)
+        sp.cut[n] = s->cut[a], sp.parts[n++] = 1;
+    int me = n;
+    sp.cut[n] = s->cut[b], sp.parts[n++] = parts;
+    if (!last)
+        sp.cut[n] = s->cut[b + 1], sp.parts[n++] = 1;
+    sp.n_stages = n;
+    plan_cost c;
+    LR_TRY(auto_evaluate(s, sp_of->bn, &sp, &c, usable));
+    if (!*usable)
+        return LR_OK;
+    int64_t base = s->persistent + s->out_bytes[a];
+    memset(e, 0, sizeof *e);
+    e->a = a, e->b = b, e->parts = parts, e->last = last;
+    e->local = c.stage_peak[me] - base;
+    e->extra = c.flops - s->col_flops - (a > 0 ? s->fck[a] : 0);
+    if (last)
+        return tail_above(s, sp_of, a, b, parts, &c, me, base, e->local, &e->tail, usable);
+    e->carried = c.stage_peak[me + 1] - base - s->lp1[b];
+    return LR_OK;
+}
+
+
+static int rows_to_split(const search *s, const space *sp, int a, int b)
+{
+    return s->net->nodes[sp->kind == PART_TILE_IN ? s->cut[a] : s->cut[b]].h;
+}
+
+static bool stage_has_bn(const search *s, int a, int b)
+{
+    for (int l = s->cut[a] + 1; l <= s->cut[b]; l++)
+        if (s->net->nodes[l].op == OP_BATCHNORM)
+            return true;
+    return false;
+}
+
+/* Measures the stage for every N worth trying, unless its compute cannot be within
+ * extra_limit (then it stays to be done, should a later round allow more compute). */
+static void run_job(search *s, probe_job *j, int64_t extra_limit)
+{
+    const space *sp = j->sp;
+    int rows = rows_to_split(s, sp, j->a, j->b);
+    bool special = s->special[j->a * (s->m + 1) + j->b];
+    bool whole = j->a == 0 && j->b == s->m;
+    if (j->same) {
+        j->done = true;
+        return;
+    }
+    if (sp->bn == BN_EXACT && stage_has_bn(s, j->a, j->b) &&
+        auto_bn_extra_bound(s, j->a, j->b) > extra_limit)
+        return;
+    j->done = true;
+    int64_t best = INT64_MAX;
+    int worse = 0;
+    int count = whole ? WHOLE_MAX_N - 1 : N_STAGE_PARTS;
+    for (int k = 0, last = 1; k < count && last < rows && j->status == LR_OK; k++) {
+        /* plan_build clamps N to the rows there are: past them, N = rows is the one plan left */
+        int parts = whole ? k + 2 : stage_parts[k];
+        last = parts = parts < rows ? parts : rows;
+        stage_edge *e = &j->out[j->n];
+        bool usable;
+        j->status = probe(s, sp, j->a, j->b, parts, e, &usable);
+        if (j->status != LR_OK)
+            break;
+        j->n += usable;
+        worse = usable && e->local < best ? 0 : worse + 1;
+        if (usable && e->local < best)
+            best = e->local;
+        if (!special && worse >= PARTS_PATIENCE)
+            break;
+    }
+}
+
+/* ------------------------------------------------------------------ jobs */
+
+/* Stages spanning more than SPAN_MAX cuts are measured only when special. */
+static bool probed(const search *s, int a, int b)
+{
+    return b - a <= SPAN_MAX || s->special[a * (s->m + 1) + b];
+}
+
+/* Jobs for the stages worth measuring: per stage (a, b] one for the shared one-partition edges
+ * (sp == NULL) and one per space for N > 1. */
+probe_job *auto_make_jobs(search *s, space *spaces, int n_spaces, int *n_jobs)
+{
+    int pairs = 0;
+    for (int a = 0; a < s->m; a++)
+        for (int b = a + 1; b <= s->m; b++)
+            pairs += probed(s, a, b);
+    probe_job *jobs = calloc((size_t)pairs * (n_spaces + 1), sizeof *jobs);
+    stage_edge *edges = calloc((size_t)pairs * (1 + n_spaces * WHOLE_MAX_N), sizeof *edges);
+    LR_ASSERT(jobs != NULL && edges != NULL);
+    int n = 0;
+    for (int a = 0; a < s->m; a++)
+        for (int b = a + 1; b <= s->m; b++) {
+            if (!probed(s, a, b))
+                continue;
+            probe_job *first = &jobs[n];
+            for (int k = -1; k < n_spaces; k++) {
+                probe_job *j = &jobs[n++];
+                j->sp = k < 0 ? NULL : &spaces[k];
+                j->a = a, j->b = b;
+                j->out = edges;
+                edges += k < 0 ? 1 : WHOLE_MAX_N;
+                if (k >= 0 && spaces[k].bn == BN_STRIPE && !stage_has_bn(s, a, b))
+                    for (probe_job *q = first; q < j && !j->same; q++)
+                        if (q->sp && q->sp->kind == j->sp->kind && q->sp->bn == BN_EXACT)
+                            j->same = q;
+            }
+        }
+    *n_jobs = n;
+    return jobs;
+}
+
+void auto_free_jobs(probe_job *jobs)
+{
+    if (jobs)
+        free(jobs[0].out); /* every job's edges are in one block */
+    free(jobs);
+}
+
+static void run_one_part(search *s, probe_job *j)
+{
+    space plain = {.kind = PART_TILE_OUT, .bn = BN_EXACT};
+    j->done = true;
+    bool usable;
+    j->status = probe(s, &plain, j->a, j->b, 1, &j->out[0], &usable);
+    j->n = j->status == LR_OK && usable;
+}
+
+lr_status auto_run_jobs(search *s, probe_job *jobs, int n_jobs, int64_t extra_limit)
+{
+#pragma omp parallel for schedule(dynamic)
+    for (int k = 0; k < n_jobs; k++) {
+        if (jobs[k].done)
+            continue;
+        if (jobs[k].sp)
+            run_job(s, &jobs[k], extra_limit);
+        else
+            run_one_part(s, &jobs[k]);
+    }
+    for (int k = 0; k < n_jobs; k++)
+        if (jobs[k].status != LR_OK)
+            return lr_fail(jobs[k].status, "auto: %s", lr_last_error());
+    return LR_OK;
+}
+
+/* A space's edges: the shared one-partition stages and its own, grouped by first cut. */
+void auto_collect_edges(const search *s, space *sp, const probe_job *jobs, int n_jobs)
+{
+    int total = 0;
+    for (int k = 0; k < n_jobs; k++)
+        if (!jobs[k].sp || jobs[k].sp == sp)
+            total += jobs[k].same ? jobs[k].same->n : jobs[k].n;
+    free(sp->edges.v), free(sp->from);
+    sp->edges.v = malloc(sizeof(stage_edge) * (size_t)(total ? total : 1));
+    sp->from = calloc((size_t)s->m + 2, sizeof(int));
+    LR_ASSERT(sp->edges.v && sp->from);
+    sp->edges.n = 0;
+    for (int a = 0; a <= s->m; a++) { /* jobs are in order of a */
+        sp->from[a] = sp->edges.n;
+        for (int k = 0; k < n_jobs; k++)
+            if (jobs[k].a == a && (!jobs[k].sp || jobs[k].sp == sp)) {
+                const probe_job *j = jobs[k].same ? jobs[k].same : &jobs[k];
+                for (int q = 0; q < j->n; q++)
+                    sp->edges.v[sp->edges.n++] = j->out[q];
+            }
+    }
+    sp->from[s->m + 1] = sp->edges.n;
+}
+

@@ -1,7 +1,7 @@
 /* sim_pytorch.c - `lrcnn-sim --framework pytorch`: what PyTorch itself would use for column
  * training and torch.utils.checkpoint (planner/pytorch.h), as torch.cuda.max_memory_allocated /
  * max_memory_reserved would report it (caching allocator model by default).
- * Deliberately not here: the profile itself (planner/pytorch.c).
+ * Deliberately not here: the profile itself (planner/pytorch*.c).
  */
 #include <inttypes.h>
 #include <math.h>

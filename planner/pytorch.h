@@ -10,7 +10,7 @@
  * exact size (the `caching` replay model rounds and packs them), and it lives as long as PyTorch
  * holds a reference to its storage: a Python variable, a tensor saved for backward, a gradient
  * waiting in the autograd engine's input buffer, a parameter's .grad, optimizer state.
- * pytorch.c lists every rule with the PyTorch code it follows.
+ * pytorch_emitter.h lists the files that write each part; each names the PyTorch code it follows.
  *
  * The step modelled is the one bench/pytorch_measure.py measures:
  *     out = model(x); loss = cross_entropy(out, y); loss.backward(); opt.step();

@@ -1,4 +1,4 @@
-/* test_pytorch.c - the PyTorch framework profile (planner/pytorch.c): its schedules are well
+/* test_pytorch.c - the PyTorch framework profile (planner/pytorch*.c): its schedules are well
  * formed for every zoo net, what it says autograd saves equals PyTorch's own count
  * (saved_tensors_hooks, tests/data/pytorch/saved_golden.json) and two hand derivations, and its
  * peaks move the way PyTorch's do with batch, checkpointing, optimizer, warm-up and workspaces.

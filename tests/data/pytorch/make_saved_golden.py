@@ -2,16 +2,17 @@
 """make_saved_golden.py - what PyTorch autograd keeps for backward after one forward pass and
 the loss, measured with torch.autograd.graph.saved_tensors_hooks, written as saved_golden.json.
 
-The C test tests/test_pytorch.c holds planner/pytorch.c's saved-tensor model to these numbers:
-the bytes of the distinct storages that the saved tensors of the graph point into, leaving out
-the parameters, the BatchNorm buffers, the input batch and the labels (they are resident anyway).
+The C test tests/test_pytorch.c holds the saved-tensor model of planner/pytorch*.c to these
+numbers: the bytes of the distinct storages that the saved tensors of the graph point into,
+leaving out the parameters, the BatchNorm buffers, the input batch and the labels (they are
+resident anyway).
 Sizes are exact (numel * element size of each storage), no allocator rounding.
 
 Models:
   vgg16, resnet18, resnet50, alexnet - torchvision's own classes (their forward code is what
       the profile claims to follow: ReLU(inplace=True), `out += identity`, torch.flatten);
   tiny-vgg, tiny-resnet, tiny-mix - built from networks/*.json with the same conventions as
-      planner/pytorch.c (a relu or the first input of an add is updated in place when that
+      planner/pytorch_rules.c (a relu or the first input of an add is updated in place when that
       input has no other reader and its producer does not keep it as its own output).
 
 CPU stands in for CUDA here; three differences are handled explicitly:

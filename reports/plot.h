@@ -14,6 +14,9 @@
  * remakes NAME.png and NAME.svg. Sizes in the data are bytes; the scripts divide by `unit`
  * (KiB, MiB or GiB, picked from the largest value) so axes never show raw bytes.
  *
+ * Where each piece lives: the shared gnuplot frame (plot_frame.c), the timeline
+ * (plot_timeline.c), the two sweeps, rows and batch (plot_sweeps.c), resident per layer
+ * (plot_layers.c), running gnuplot (plot_gnuplot.c).
  * Deliberately not here: the report directory and report.md (report.c); the planner's
  * numbers themselves (every value comes from analysis_t, strategy_choose or a replay).
  */

@@ -7,7 +7,7 @@
  * empty or an earlier report (report.md starts with REPORT_MARK), so a typo cannot delete an
  * unrelated directory.
  *
- * Deliberately not here: the plots themselves (plot.c), the row-dependency graph (graph.c),
+ * Deliberately not here: the plots themselves (plot_*.c), the row-dependency graph (graph.c),
  * signal handling (an interrupted run can leave DIR.tmp.XXXXXX behind, never a partial DIR).
  */
 #ifndef LR_REPORT_H

@@ -1,7 +1,7 @@
 /* summary.h - the text and JSON outputs of lrcnn-sim: the per-layer table, the strategy table,
  * sweeps, and the JSON object documented in the README.
  *
- * Deliberately not here: plots and graphs (plot.c, graph.c).
+ * Deliberately not here: plots and graphs (plot_*.c, graph.c).
  */
 #ifndef LR_SUMMARY_H
 #define LR_SUMMARY_H

@@ -89,11 +89,14 @@ build() {
         cc "${cflags[@]}" -c "$f" -o "$o/$(echo "$f" | tr / _).o" &
         pids+=($!)
     done
-    "$NVCC" -O2 -std=c++17 -gencode arch=compute_90,code=sm_90 -Ibase -Inetworks -Isim -Iplanner -Icuda_validate \
-        -I"$CUDNN/include" -c cuda_validate/cuda_backend.cu -o "$o/cuda_backend.o"
+    for f in cuda_validate/*.cu; do
+        "$NVCC" -O2 -std=c++17 -gencode arch=compute_90,code=sm_90 -Ibase -Inetworks -Isim -Iplanner \
+            -Icuda_validate -I"$CUDNN/include" -c "$f" -o "$o/$(echo "$f" | tr / _).o" &
+        pids+=($!)
+    done
     for f in "${pids[@]}"; do wait "$f"; done
     local objs=()
-    for f in "$o"/base_*.o "$o"/networks_*.o "$o"/sim_*.o "$o"/planner_*.o "$o"/cuda_validate_*.o "$o"/cuda_backend.o; do
+    for f in "$o"/base_*.o "$o"/networks_*.o "$o"/sim_*.o "$o"/planner_*.o "$o"/cuda_validate_*.o; do
         [[ $f == *validate_main* ]] || objs+=("$f")
     done
     local libs=("$DEPS/libjson-c.a" -lm "-L$CUDNN_LIB" -l:libcudnn.so.9 "-L$CUDA_HOME/lib64" -lcublas

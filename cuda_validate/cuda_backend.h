@@ -9,8 +9,8 @@
  * size the planner takes from cfg.workspace_bytes. cuda_backend_workspace_bytes() says how large
  * it must be for a schedule, so a driver plans once, asks, and plans again with that size.
  *
- * Deliberately not here: the kernels and the edge-staging design (cuda_backend.cu's header),
- * the interpreter (exec.h).
+ * Deliberately not here: the kernels and the edge-staging design (cuda_private.h lists the
+ * backend's files; cuda_pieces.cu describes staging), the interpreter (exec.h).
  */
 #ifndef LR_CUDA_BACKEND_H
 #define LR_CUDA_BACKEND_H

@@ -1,0 +1,105 @@
+/* cuda_device.cu - the device layer the rest of the backend goes through: the check that turns a
+ * failed CUDA/cuDNN/cuBLAS call into a status, device memory sampling, allocation, memset and
+ * copies, each with a host path for the emulated backend (cuda_ctx.host).
+ *
+ * Memory: the arena is one cudaMalloc (exec.c plans it); out of memory there is an error that
+ * says what was needed and what was free. Device memory in use is sampled (cudaMemGetInfo) at
+ * every allocation, at the first call of every convolution geometry (when cuDNN builds plans and
+ * loads modules), around fully connected steps, at uploads (a training step's start) and at sync
+ * (its end): the device-level peak minus the baseline after context creation is what the
+ * allocator model leaves out.
+ *
+ * Deliberately not here: what is allocated when (exec.c), the context itself (cuda_backend.cu).
+ */
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "cuda_private.h"
+
+/* ------------------------------------------------------------------ checks */
+
+lr_status cuda_check_failed(const char *lib, const char *stmt, const char *file, int line,
+                            const char *why)
+{
+    return lr_fail(LR_ERR_RUNTIME, "%s:%d: %s failed (%s): %s", file, line, stmt, lib, why);
+}
+
+/* ------------------------------------------------------------------ memory */
+
+lr_status cuda_sample_memory(cuda_ctx *c)
+{
+    if (c->host)
+        return LR_OK;
+    size_t free_b, total_b;
+    CUDA_CHECK(cudaMemGetInfo(&free_b, &total_b));
+    int64_t used = (int64_t)total_b - (int64_t)free_b;
+    if (used > c->peak_used)
+        c->peak_used = used;
+    return LR_OK;
+}
+
+/* cudaMalloc with an out-of-memory error that says what did not fit. */
+lr_status cuda_device_alloc(cuda_ctx *c, int64_t bytes, void **p, const char *what)
+{
+    size_t size = (size_t)(bytes > 0 ? align256(bytes) : 256);
+    if (c->host) {
+        *p = aligned_alloc(256, size);
+        return *p ? LR_OK : lr_fail(LR_ERR_NOMEM, "cannot allocate %s (%.1f MiB)", what, bytes / 1048576.0);
+    }
+    *p = NULL;
+    cudaError_t e = cudaMalloc(p, size);
+    if (e == cudaErrorMemoryAllocation) {
+        (void)cudaGetLastError(); /* clear the error so later calls do not report it */
+        size_t free_b = 0, total_b = 0;
+        CUDA_CHECK(cudaMemGetInfo(&free_b, &total_b));
+        return lr_fail(LR_ERR_RUNTIME,
+                       "cuda backend: %s does not fit: needed %.1f MiB, free %.1f MiB of %.1f MiB",
+                       what, bytes / 1048576.0, free_b / 1048576.0, total_b / 1048576.0);
+    }
+    CUDA_CHECK(e);
+    return cuda_sample_memory(c);
+}
+
+void cuda_device_free(cuda_ctx *c, void *p)
+{
+    if (c->host)
+        free(p);
+    else
+        (void)cudaFree(p); /* teardown: exec_free() has no status to return */
+}
+
+lr_status cuda_mem_set(cuda_ctx *c, void *p, size_t bytes)
+{
+    if (c->host) {
+        memset(p, 0, bytes);
+        return LR_OK;
+    }
+    CUDA_CHECK(cudaMemsetAsync(p, 0, bytes, c->stream));
+    return LR_OK;
+}
+
+/* `height` rows of `width` bytes (cudaMemcpy2DAsync). */
+lr_status cuda_mem_copy2d(cuda_ctx *c, void *dst, size_t dpitch, const void *src, size_t spitch,
+                          size_t width, size_t height)
+{
+    if (c->host) {
+        for (size_t i = 0; i < height; i++)
+            memcpy((char *)dst + i * dpitch, (const char *)src + i * spitch, width);
+        return LR_OK;
+    }
+    CUDA_CHECK(cudaMemcpy2DAsync(dst, dpitch, src, spitch, width, height, cudaMemcpyDeviceToDevice,
+                                 c->stream));
+    return LR_OK;
+}
+
+/* A synchronous copy between host and device (either direction). */
+lr_status cuda_mem_transfer(cuda_ctx *c, void *dst, const void *src, size_t bytes)
+{
+    if (c->host) {
+        memcpy(dst, src, bytes);
+        return LR_OK;
+    }
+    CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDefault, c->stream));
+    CUDA_CHECK(cudaStreamSynchronize(c->stream));
+    return LR_OK;
+}

@@ -70,7 +70,7 @@ static lr_status on_bn(void *ctx, const char *flag, const char *v)
             ((sim_options *)ctx)->cfg.bn = (plan_bn)k;
             return LR_OK;
         }
-    return lr_fail(LR_ERR_USAGE, "%s: expected exact or stripe, got '%s'", flag, v);
+    return lr_fail(LR_ERR_USAGE, "%s: expected exact, stripe or frozen, got '%s'", flag, v);
 }
 
 /* "all" is every fixed strategy; auto is asked for by name only (it searches, they do not). */
@@ -305,7 +305,7 @@ const args_flag sim_flags[] = {
     {"--budget", "SIZE", on_budget, "auto: least compute with peak <= SIZE, e.g. 8GiB"},
     {"--rows", "N", on_rows, "row partitions (first stage for hybrids; default: lowest peak)"},
     {"--region", "LAYER", on_region, "last layer of the row region (default: last row-wise layer)"},
-    {"--bn", "MODE", on_bn, "BatchNorm in row regions: exact (default) or stripe (approximate)"},
+    {"--bn", "MODE", on_bn, "exact (default) | stripe (approximate) | frozen (running stats)"},
     {"--segments", "N", on_segments, "checkpoint segments (default: the lowest peak)"},
     {"--allocator", "A", on_allocator, "exact | cuda | caching model for the replay (default exact)"},
     {"--framework", "F", on_framework, "lrcnn (our executor, default) | pytorch (what PyTorch uses)"},

@@ -235,6 +235,12 @@ static lr_status bn_forward(const exec_op *op)
     if (op->eval)
         return bn_eval(op);
     cpu_view x = view_of(op, r->in[0]);
+    if (st->flags & RUN_BN_FROZEN) {
+        cpu_view y = view_of(op, r->out);
+        cpu_bn_frozen_fwd(&x, fptr(op, r->running), n->prm.eps, fptr(op, r->param), &y,
+                          st->row_lo, st->row_hi);
+        return LR_OK;
+    }
     float *stats = fptr(op, r->aux);
     if (st->flags & RUN_STATS_ACC) {
         cpu_bn_accumulate(&x, r->own_lo, r->own_hi, stats_sums(op, r->aux));
@@ -269,6 +275,12 @@ static lr_status bn_backward(const exec_op *op)
     int lo = st->row_lo, hi = st->row_hi;
     cpu_view x = view_of(op, r->in[0]), dy = view_of(op, r->dout);
     const float *stats = fptr(op, r->aux), *gb = fptr(op, r->param);
+    if (st->flags & RUN_BN_FROZEN) {
+        cpu_view dx = view_of(op, r->din[0]);
+        cpu_bn_frozen_bwd(&x, fptr(op, r->running), n->prm.eps, gb, &dy, lo, hi,
+                          r->din[0] >= 0 ? &dx : NULL, fptr(op, r->param_grad));
+        return LR_OK;
+    }
     double *gacc = (double *)op->ptr[r->gred];
     if (st->flags & RUN_GSTATS_ACC) {
         cpu_bn_grad_accumulate(&x, stats, &dy, lo, hi, gacc);

@@ -692,10 +692,9 @@ void cpu_bn_grad_accumulate(const cpu_view *x, const float *stats, const cpu_vie
 }
 
 /* dgb of channel c += (sum dy * xhat, sum dy) over the rows, summed in double per call. */
-static void bn_bwd_params(const cpu_view *x, const float *stats, const cpu_view *dy, int r_lo,
-                          int r_hi, int c, float *dgb)
+static void bn_bwd_params(const cpu_view *x, float mean, float invstd, const cpu_view *dy,
+                          int r_lo, int r_hi, int c, float *dgb)
 {
-    float mean = stats[c], invstd = stats[x->c + c];
     double sdy = 0.0, sdyx = 0.0;
     for (int n = 0; n < x->n; n++)
         for (int r = r_lo; r <= r_hi; r++) {
@@ -729,7 +728,7 @@ void cpu_bn_bwd(const cpu_view *x, const float *stats, const float *gb, const cp
     if (with_direct && dgb) {
 #pragma omp parallel for schedule(static) if (worth_threads(work))
         for (int c = 0; c < C; c++)
-            bn_bwd_params(x, stats, dy, r_lo, r_hi, c, dgb);
+            bn_bwd_params(x, stats[c], stats[C + c], dy, r_lo, r_hi, c, dgb);
     }
     if (!dx)
         return;
@@ -752,6 +751,66 @@ void cpu_bn_bwd(const cpu_view *x, const float *stats, const float *gb, const cp
                         t -= mean_dy + (xr[i] - mean) * invstd * mean_dyx;
                     dxr[i] += k * t;
                 }
+            }
+        }
+}
+
+static float frozen_invstd(const float *running, int C, int c, double eps)
+{
+    return (float)(1.0 / sqrt((double)running[C + c] + eps));
+}
+
+void cpu_bn_frozen_fwd(const cpu_view *x, const float *running, double eps, const float *gb,
+                       cpu_view *y, int r_lo, int r_hi)
+{
+    check_bn(x, r_lo, r_hi);
+    check_view(y);
+    LR_ASSERT(same_map(x, y) && eps >= 0.0);
+    check_rows(y, r_lo, r_hi);
+    int C = x->c;
+    int64_t work = row_work(x, r_lo, r_hi);
+#pragma omp parallel for collapse(2) schedule(static) if (worth_threads(work))
+    for (int n = 0; n < x->n; n++)
+        for (int c = 0; c < C; c++) {
+            float mean = running[c], scale = gb[c] * frozen_invstd(running, C, c, eps);
+            float beta = gb[C + c];
+            for (int r = r_lo; r <= r_hi; r++) {
+                const float *xr = cpu_at(x, n, c, r, 0);
+                float *yr = cpu_at(y, n, c, r, 0);
+                for (int i = 0; i < x->w; i++)
+                    yr[i] = (xr[i] - mean) * scale + beta;
+            }
+        }
+}
+
+void cpu_bn_frozen_bwd(const cpu_view *x, const float *running, double eps, const float *gb,
+                       const cpu_view *dy, int r_lo, int r_hi, cpu_view *dx, float *dgb)
+{
+    check_bn(x, r_lo, r_hi);
+    check_view(dy);
+    LR_ASSERT(same_map(x, dy) && eps >= 0.0);
+    check_rows(dy, r_lo, r_hi);
+    int C = x->c;
+    int64_t work = row_work(x, r_lo, r_hi);
+    if (dgb) {
+#pragma omp parallel for schedule(static) if (worth_threads(work))
+        for (int c = 0; c < C; c++)
+            bn_bwd_params(x, running[c], frozen_invstd(running, C, c, eps), dy, r_lo, r_hi, c, dgb);
+    }
+    if (!dx)
+        return;
+    check_view(dx);
+    LR_ASSERT(same_map(x, dx));
+    check_rows(dx, r_lo, r_hi);
+#pragma omp parallel for collapse(2) schedule(static) if (worth_threads(work))
+    for (int n = 0; n < x->n; n++)
+        for (int c = 0; c < C; c++) {
+            float k = gb[c] * frozen_invstd(running, C, c, eps);
+            for (int r = r_lo; r <= r_hi; r++) {
+                const float *dyr = cpu_at(dy, n, c, r, 0);
+                float *dxr = cpu_at(dx, n, c, r, 0);
+                for (int i = 0; i < x->w; i++)
+                    dxr[i] += k * dyr[i];
             }
         }
 }

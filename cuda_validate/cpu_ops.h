@@ -100,6 +100,17 @@ void cpu_bn_bwd(const cpu_view *x, const float *stats, const float *gb, const cp
 void cpu_bn_update_running(const double *acc, int c, int64_t count, double momentum,
                            float *running);
 
+/* Frozen BatchNorm (--bn frozen; eval-mode BN inside training): the running statistics
+ * running = (2, C) mean, var are a fixed per-channel map with invstd = 1 / sqrt(var + eps)
+ * (double, rounded to float); nothing is gathered, so any split of the rows gives the same bits.
+ *   y = (x - mean) * gamma * invstd + beta over rows [r_lo, r_hi]; y may alias x. */
+void cpu_bn_frozen_fwd(const cpu_view *x, const float *running, double eps, const float *gb,
+                       cpu_view *y, int r_lo, int r_hi);
+/* dx += gamma * invstd * dy, and dgb += (sum dy * xhat, sum dy) over the rows (summed in double
+ * per call); dx or dgb NULL: not wanted. */
+void cpu_bn_frozen_bwd(const cpu_view *x, const float *running, double eps, const float *gb,
+                       const cpu_view *dy, int r_lo, int r_hi, cpu_view *dx, float *dgb);
+
 /* ---- combining. */
 void cpu_add_fwd(const cpu_view *a, const cpu_view *b, cpu_view *y, int r_lo, int r_hi);
 /* dx += dy over rows; used once per input of the add. */

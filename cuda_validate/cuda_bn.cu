@@ -2,7 +2,8 @@
  * gradient terms, convolution bias gradients).
  *
  * Own kernels, not cuDNN: the split statistics of exec.h (stripe/global statistics, STATS_ACC
- * sums in double, FINALIZE, PARTIAL reduction terms, GSTATS_ACC) have no cuDNN equivalent. Channel
+ * sums in double, FINALIZE, PARTIAL reduction terms, GSTATS_ACC; frozen running statistics) have
+ * no cuDNN equivalent. Channel
  * reductions sum fixed slices of a channel with a fixed tree in double, then the slices in order:
  * deterministic. The reductions' scratch (2 MiB of partial sums) is made with the context.
  *
@@ -17,7 +18,7 @@
 struct red_terms {
     int kind;
     dview x, dy;
-    const float *stats;
+    bn_norm norm; /* RED_DY_DYXHAT */
     int lo, R;
     __host__ __device__ int64_t per_channel() const
     {
@@ -38,7 +39,7 @@ struct red_terms {
         float g = dy.p[dv_idx(dy, n, c, r, xx)];
         *s0 += g;
         if (kind == RED_DY_DYXHAT)
-            *s1 += (double)g * ((x.p[dv_idx(x, n, c, r, xx)] - stats[c]) * stats[v.c + c]);
+            *s1 += (double)g * ((x.p[dv_idx(x, n, c, r, xx)] - norm.mean(v.c, c)) * norm.invstd(v.c, c));
     }
 };
 
@@ -121,19 +122,17 @@ struct k_bn_running {
     }
 };
 
-/* y = (x - mean) * (gamma * invstd) + beta; statistics from `stats`, or (eval) from the running
- * statistics with invstd = 1 / sqrt(var + eps) in double, as cpu_backend.c bn_eval does. */
+/* y = (x - mean) * (gamma * invstd) + beta */
 struct k_bn_fwd {
     dview x, y;
-    const float *stats, *running, *gb;
-    double eps;
+    bn_norm norm;
+    const float *gb;
     int lo, R;
     __host__ __device__ void operator()(int64_t i) const
     {
         dpos p = pos_of(i, x.c, R, x.w, lo);
         int C = x.c;
-        float mean = stats ? stats[p.c] : running[p.c];
-        float invstd = stats ? stats[C + p.c] : (float)(1.0 / sqrt((double)running[C + p.c] + eps));
+        float mean = norm.mean(C, p.c), invstd = norm.invstd(C, p.c);
         float scale = gb[p.c] * invstd;
         y.p[dv_idx(y, p.n, p.c, p.r, p.x)] =
             (x.p[dv_idx(x, p.n, p.c, p.r, p.x)] - mean) * scale + gb[C + p.c];
@@ -143,7 +142,8 @@ struct k_bn_fwd {
 /* cpu_bn_bwd's dx part: dx += gamma*invstd*(dy [direct] - mean(dy) - xhat*mean(dy*xhat) [reduction]). */
 struct k_bn_bwd_dx {
     dview x, dy, dx;
-    const float *stats, *gb;
+    bn_norm norm;
+    const float *gb;
     const double *gacc;
     double count;
     bool with_reduction, with_direct;
@@ -152,7 +152,7 @@ struct k_bn_bwd_dx {
     {
         dpos p = pos_of(i, x.c, R, x.w, lo);
         int C = x.c;
-        float mean = stats[p.c], invstd = stats[C + p.c], k = gb[p.c] * invstd;
+        float mean = norm.mean(C, p.c), invstd = norm.invstd(C, p.c), k = gb[p.c] * invstd;
         float t = with_direct ? dy.p[dv_idx(dy, p.n, p.c, p.r, p.x)] : 0.0f;
         if (with_reduction) {
             float mean_dy = (float)(gacc[p.c] / count), mean_dyx = (float)(gacc[C + p.c] / count);
@@ -178,18 +178,18 @@ static void host_channel_partial(const red_terms &t, int c0, int nc, int slices,
         }
 }
 
-lr_status cuda_channel_reduce(cuda_ctx *c, int kind, dview x, dview dy,
-                              const float *stats, int lo, int hi, red_out o)
+lr_status cuda_channel_reduce(cuda_ctx *c, int kind, dview x, dview dy, bn_norm norm,
+                              int lo, int hi, red_out o)
 {
     if (lo > hi)
         return LR_OK;
     const dview &v = kind == RED_X_XX ? x : dy;
     check_rows(v, lo, hi);
     if (kind == RED_DY_DYXHAT) {
-        LR_ASSERT(same_map(x, dy) && stats != NULL);
+        LR_ASSERT(same_map(x, dy) && (norm.stats || norm.running));
         check_rows(x, lo, hi);
     }
-    red_terms t = {kind, x, dy, stats, lo, hi - lo + 1};
+    red_terms t = {kind, x, dy, norm, lo, hi - lo + 1};
     /* about 16 elements per thread and slice, at most RED_MAX_SLICES slices */
     int64_t want = t.per_channel() / (16 * BLOCK);
     int slices = want < 1 ? 1 : want > RED_MAX_SLICES ? RED_MAX_SLICES : (int)want;
@@ -223,32 +223,42 @@ static lr_status launch_bn_running(cuda_ctx *c, const double *acc, int ch, int64
     return run_each(c, op, ch);
 }
 
-static lr_status launch_bn_fwd(cuda_ctx *c, dview x, const float *stats, const float *running,
-                               double eps, const float *gb, dview y, int lo, int hi)
+static bn_norm batch_norm_of(const float *stats)
+{
+    return bn_norm{stats, NULL, 0.0};
+}
+
+static bn_norm running_norm_of(const float *running, double eps)
+{
+    return bn_norm{NULL, running, eps};
+}
+
+static lr_status launch_bn_fwd(cuda_ctx *c, dview x, bn_norm norm, const float *gb, dview y,
+                               int lo, int hi)
 {
     if (lo > hi)
         return LR_OK;
-    LR_ASSERT(same_map(x, y) && (stats || running) && gb);
+    LR_ASSERT(same_map(x, y) && (norm.stats || norm.running) && gb);
     check_rows(x, lo, hi);
     check_rows(y, lo, hi);
-    k_bn_fwd op = {x, y, stats, running, gb, eps, lo, hi - lo + 1};
+    k_bn_fwd op = {x, y, norm, gb, lo, hi - lo + 1};
     return run_each(c, op, rows_total(x, x.c, hi - lo + 1));
 }
 
-static lr_status launch_bn_bwd_dx(cuda_ctx *c, dview x, const float *stats, const float *gb,
+static lr_status launch_bn_bwd_dx(cuda_ctx *c, dview x, bn_norm norm, const float *gb,
                                   dview dy, const double *gacc, int64_t count, bool with_reduction,
                                   bool with_direct, dview dx, int lo, int hi)
 {
     if (lo > hi)
         return LR_OK;
-    LR_ASSERT(same_map(x, dx) && (!with_reduction || count >= 1));
+    LR_ASSERT(same_map(x, dx) && (!with_reduction || (count >= 1 && gacc)));
     check_rows(x, lo, hi);
     check_rows(dx, lo, hi);
     if (with_direct) {
         LR_ASSERT(same_map(x, dy));
         check_rows(dy, lo, hi);
     }
-    k_bn_bwd_dx op = {x, dy, dx, stats, gb, gacc, (double)count, with_reduction, with_direct,
+    k_bn_bwd_dx op = {x, dy, dx, norm, gb, gacc, (double)count, with_reduction, with_direct,
                     lo, hi - lo + 1};
     return run_each(c, op, rows_total(x, x.c, hi - lo + 1));
 }
@@ -269,7 +279,7 @@ static lr_status bn_accumulate(cuda_ctx *c, const exec_op *op, dview x, int lo, 
 {
     double *sums = stats_sums(op, op->run->aux);
     red_out o = {sums, sums + node_of(op)->c, NULL, NULL};
-    return cuda_channel_reduce(c, RED_X_XX, x, x, NULL, lo, hi, o);
+    return cuda_channel_reduce(c, RED_X_XX, x, x, bn_norm{}, lo, hi, o);
 }
 
 /* Running statistics: stripes move them by their share of the rows. */
@@ -295,8 +305,11 @@ static lr_status bn_forward(cuda_ctx *c, const exec_op *op)
     const sched_step *st = op->step;
     dview x = view_of(op, r->in[0]);
     if (op->eval)
-        return launch_bn_fwd(c, x, NULL, fptr(op, r->running), n->prm.eps,
+        return launch_bn_fwd(c, x, running_norm_of(fptr(op, r->running), n->prm.eps),
                              fptr(op, r->param), view_of(op, r->out), 0, n->h - 1);
+    if (st->flags & RUN_BN_FROZEN)
+        return launch_bn_fwd(c, x, running_norm_of(fptr(op, r->running), n->prm.eps),
+                             fptr(op, r->param), view_of(op, r->out), st->row_lo, st->row_hi);
     if (st->flags & RUN_STATS_ACC)
         return bn_accumulate(c, op, x, r->own_lo, r->own_hi);
     if (st->flags & RUN_FINALIZE) {
@@ -313,27 +326,35 @@ static lr_status bn_forward(cuda_ctx *c, const exec_op *op)
             LR_TRY(bn_running(c, op, count,
                               (st->flags & RUN_BN_STRIPE) ? r->own_hi - r->own_lo + 1 : n->h));
     }
-    return launch_bn_fwd(c, x, fptr(op, r->aux), NULL, 0.0, fptr(op, r->param),
+    return launch_bn_fwd(c, x, batch_norm_of(fptr(op, r->aux)), fptr(op, r->param),
                          view_of(op, r->out), lo, hi);
 }
 
-/* cpu_bn_bwd over rows [lo, hi]: dgb (with_direct) then dx. */
+/* The map a BN step normalises with: the running statistics when frozen, else its aux. */
+static bn_norm norm_of(const exec_op *op)
+{
+    if (op->step->flags & RUN_BN_FROZEN)
+        return running_norm_of(fptr(op, op->run->running), node_of(op)->prm.eps);
+    return batch_norm_of(fptr(op, op->run->aux));
+}
+
+/* cpu_bn_bwd over rows [lo, hi]: dgb (with_direct) then dx; frozen: cpu_bn_frozen_bwd (direct
+ * only, no reduction terms). */
 static lr_status bn_bwd(cuda_ctx *c, const exec_op *op, int lo, int hi, int64_t count,
                         bool with_reduction, bool with_direct, float *dgb)
 {
     const sched_run *r = op->run;
     int C = node_of(op)->c;
     dview x = view_of(op, r->in[0]), dy = view_of(op, r->dout);
-    const float *stats = fptr(op, r->aux);
     if (with_direct && dgb) {
         red_out o = {NULL, NULL, dgb + C, dgb}; /* (sum dy*xhat, sum dy) -> (dgamma, dbeta) */
-        LR_TRY(cuda_channel_reduce(c, RED_DY_DYXHAT, x, dy, stats, lo, hi, o));
+        LR_TRY(cuda_channel_reduce(c, RED_DY_DYXHAT, x, dy, norm_of(op), lo, hi, o));
     }
     if (r->din[0] < 0)
         return LR_OK;
-    return launch_bn_bwd_dx(c, x, stats, fptr(op, r->param), dy,
-                            (const double *)op->ptr[r->gred], count, with_reduction, with_direct,
-                            view_of(op, r->din[0]), lo, hi);
+    const double *gacc = r->gred >= 0 ? (const double *)op->ptr[r->gred] : NULL;
+    return launch_bn_bwd_dx(c, x, norm_of(op), fptr(op, r->param), dy, gacc, count,
+                            with_reduction, with_direct, view_of(op, r->din[0]), lo, hi);
 }
 
 static lr_status bn_backward(cuda_ctx *c, const exec_op *op)
@@ -343,14 +364,17 @@ static lr_status bn_backward(cuda_ctx *c, const exec_op *op)
     const sched_step *st = op->step;
     int lo = st->row_lo, hi = st->row_hi;
     dview x = view_of(op, r->in[0]), dy = view_of(op, r->dout);
+    if (st->flags & RUN_BN_FROZEN)
+        return bn_bwd(c, op, lo, hi, 0, false, true, fptr(op, r->param_grad));
     double *gacc = (double *)op->ptr[r->gred];
     red_out acc = {gacc, gacc + n->c, NULL, NULL};
+    bn_norm norm = norm_of(op);
     if (st->flags & RUN_GSTATS_ACC)
-        return cuda_channel_reduce(c, RED_DY_DYXHAT, x, dy, fptr(op, r->aux), lo, hi, acc);
+        return cuda_channel_reduce(c, RED_DY_DYXHAT, x, dy, norm, lo, hi, acc);
     int64_t count = stat_count(op, n->h);
     if (!(st->flags & RUN_BN_GLOBAL)) {
         count = stat_count(op, hi - lo + 1);
-        LR_TRY(cuda_channel_reduce(c, RED_DY_DYXHAT, x, dy, fptr(op, r->aux), lo, hi, acc));
+        LR_TRY(cuda_channel_reduce(c, RED_DY_DYXHAT, x, dy, norm, lo, hi, acc));
     }
     float *dgb = fptr(op, r->param_grad);
     if (r->din[0] < 0 && !dgb)

@@ -247,7 +247,7 @@ lr_status cuda_run_conv(cuda_ctx *c, const exec_op *op)
     if (ci.want_dw && n->prm.bias) {
         dview dy = view_of(op, r->dout);
         red_out o = {NULL, NULL, fptr(op, r->param_grad) + wcount, NULL};
-        return cuda_channel_reduce(c, RED_DY, dy, dy, NULL, lo, hi, o);
+        return cuda_channel_reduce(c, RED_DY, dy, dy, bn_norm{}, lo, hi, o);
     }
     return LR_OK;
 }

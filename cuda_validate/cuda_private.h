@@ -365,8 +365,22 @@ struct red_out {
     }
 };
 
-/* Per-channel sums of `kind` over rows [lo, hi] into o (deterministic, two passes). */
-lr_status cuda_channel_reduce(cuda_ctx *c, int kind, dview x, dview dy, const float *stats,
+/* The per-channel map BatchNorm applies: batch statistics `stats` (2, C) = mean, invstd; or, frozen
+ * (--bn frozen) and in eval, the running statistics (2, C) = mean, var with invstd =
+ * 1 / sqrt(var + eps) in double, as cpu_ops.c cpu_bn_frozen_fwd and cpu_backend.c bn_eval. */
+struct bn_norm {
+    const float *stats, *running;
+    double eps;
+    __host__ __device__ float mean(int C, int c) const { return stats ? stats[c] : running[c]; }
+    __host__ __device__ float invstd(int C, int c) const
+    {
+        return stats ? stats[C + c] : (float)(1.0 / sqrt((double)running[C + c] + eps));
+    }
+};
+
+/* Per-channel sums of `kind` over rows [lo, hi] into o (deterministic, two passes); norm is
+ * read by RED_DY_DYXHAT only. */
+lr_status cuda_channel_reduce(cuda_ctx *c, int kind, dview x, dview dy, bn_norm norm,
                               int lo, int hi, red_out o);
 lr_status cuda_run_bn(cuda_ctx *c, const exec_op *op);
 

@@ -436,6 +436,12 @@ lr_status exec_get_running(exec_t *e, int node, float *dst, int64_t n)
     return e->be->download(e->bctx, dst, e->ptr[e->running_t[node]], n * 4);
 }
 
+lr_status exec_set_running(exec_t *e, int node, const float *src, int64_t n)
+{
+    LR_TRY(check_param(e, node, n, e->running_t));
+    return e->be->upload(e->bctx, e->ptr[e->running_t[node]], src, n * 4);
+}
+
 static lr_status copy_tensor(exec_t *dst, exec_t *src, int td, int ts, int64_t bytes)
 {
     float *tmp = malloc((size_t)bytes);

@@ -58,6 +58,9 @@ typedef struct {
  *   rows; with RUN_BN_PARTIAL the reduction term only over own_lo..own_hi) or are computed over
  *   these rows into run->gred first (stripe or whole map). RUN_GSTATS_ACC: add the reductions over
  *   these rows into run->gred.
+ *  RUN_BN_FROZEN (--bn frozen), forward and backward: BatchNorm is the affine map of the running
+ *   statistics run->running, which stay unchanged; backward adds gamma*invstd*dy to run->din[0]
+ *   and (sum dy*xhat, sum dy) over these rows to run->param_grad; no aux or gred tensor.
  *  UPDATE: optimizer step on run->param with run->param_grad (then zeroed) and run->opt_state.
  * copy(): step->t rows [row_lo, row_hi] = (or += when accumulate) step->src rows. */
 typedef struct {
@@ -115,6 +118,7 @@ lr_status exec_set_param(exec_t *e, int node, const float *src, int64_t n);
 lr_status exec_get_param_grad(exec_t *e, int node, float *dst, int64_t n);
 /* BN running mean then var (2*C floats). */
 lr_status exec_get_running(exec_t *e, int node, float *dst, int64_t n);
+lr_status exec_set_running(exec_t *e, int node, const float *src, int64_t n);
 /* Copies all parameters (and BN running statistics) from another executor of the same net. */
 lr_status exec_copy_params(exec_t *dst, exec_t *src);
 

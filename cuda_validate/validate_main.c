@@ -58,7 +58,7 @@ static lr_status on_bn(void *c, const char *f, const char *v)
             ((cli *)c)->o.cfg.bn = (plan_bn)k;
             return LR_OK;
         }
-    return lr_fail(LR_ERR_USAGE, "%s: expected exact or stripe, got '%s'", f, v);
+    return lr_fail(LR_ERR_USAGE, "%s: expected exact, stripe or frozen, got '%s'", f, v);
 }
 
 static lr_status on_batch(void *c, const char *f, const char *v)
@@ -191,7 +191,7 @@ static const args_flag flags[] = {
     {"--strategy", "S", on_strategy, "column checkpoint row 2ps overl 2ps-h overl-h (default 2ps)"},
     {"--rows", "N", on_rows, "row partitions (default: the planner's lowest-peak choice)"},
     {"--region", "LAYER", on_region, "last layer of the row region"},
-    {"--bn", "MODE", on_bn, "exact (default) or stripe (approximate)"},
+    {"--bn", "MODE", on_bn, "exact (default) | stripe (approximate) | frozen (running stats)"},
     {"--segments", "N", on_segments, "checkpoint segments"},
     {"--batch", "N", on_batch, "images per step (default 32)"},
     {"--input", "HxW", on_input, "input size (synthetic data)"},

@@ -59,7 +59,7 @@ static bool meets(const auto_candidate *c, const goal *g)
 }
 
 /* Evaluates spec under bn (*usable as for auto_evaluate()). A plan without BatchNorm in a
- * partitioned stage is the same plan under either mode: it is labelled exact. */
+ * partitioned stage is the same plan under exact and stripe: it is labelled exact. */
 static lr_status make_candidate(search *s, plan_spec spec, plan_bn bn, const goal *g,
                                 auto_candidate *c, bool *usable)
 {
@@ -68,7 +68,7 @@ static lr_status make_candidate(search *s, plan_spec spec, plan_bn bn, const goa
     plan_config cfg = s->cfg;
     cfg.bn = bn;
     c->approximate = analysis_is_approximate(s->net, &cfg, &spec);
-    c->bn = c->approximate ? BN_STRIPE : BN_EXACT;
+    c->bn = c->approximate ? BN_STRIPE : s->base_bn;
     c->spec = spec;
     LR_TRY(auto_evaluate(s, bn, &spec, &c->cost, usable));
     c->flops_ratio = (double)c->cost.flops / (double)s->col_flops;
@@ -217,6 +217,7 @@ static lr_status search_init(search *s, const net_t *net, const plan_config *cfg
     memset(s, 0, sizeof *s);
     s->net = net;
     s->cfg = *cfg;
+    s->base_bn = cfg->bn == BN_FROZEN ? BN_FROZEN : BN_EXACT;
     auto_find_cuts(s, end);
     s->out_bytes = calloc((size_t)s->m + 1, sizeof(int64_t));
     s->lp1 = calloc((size_t)s->m + 1, sizeof(int64_t));
@@ -235,14 +236,14 @@ static lr_status seeds(search *s, const goal *g, int end, candidates *c)
     plan_spec column;
     memset(&column, 0, sizeof column);
     bool usable;
-    LR_TRY(make_candidate(s, column, BN_EXACT, g, &c->v[c->n++], &usable));
+    LR_TRY(make_candidate(s, column, s->base_bn, g, &c->v[c->n++], &usable));
     LR_ASSERT(usable); /* measure_base evaluated it */
     if (end == 0)
         return LR_OK;
     plan_request req = {.strategy = STRAT_CHECKPOINT, .region_end = end};
     plan_choice ck;
     LR_TRY(strategy_choose(s->net, &s->cfg, &req, &ck));
-    LR_TRY(make_candidate(s, ck.spec, BN_EXACT, g, &c->v[c->n], &usable));
+    LR_TRY(make_candidate(s, ck.spec, s->base_bn, g, &c->v[c->n], &usable));
     c->n += usable;
     return LR_OK;
 }
@@ -310,9 +311,11 @@ static lr_status search_spaces(search *s, const plan_config *cfg, goal *g, candi
     space spaces[3 * BN_COUNT];
     int n_spaces = 0, n_seeds = c->n;
     const plan_partitioning kinds[] = {PART_TILE_IN, PART_OVERLAP, PART_TILE_OUT};
+    /* exact BN always, stripe when --bn stripe allows it; --bn frozen trains every plan frozen */
+    plan_bn modes[2] = {s->base_bn, BN_STRIPE};
     for (int b = 0; b <= (cfg->bn == BN_STRIPE); b++)
         for (int k = 0; k < 3; k++)
-            spaces[n_spaces++] = (space){.kind = kinds[k], .bn = b ? BN_STRIPE : BN_EXACT};
+            spaces[n_spaces++] = (space){.kind = kinds[k], .bn = modes[b]};
     int n_jobs;
     probe_job *jobs = auto_make_jobs(s, spaces, n_spaces, &n_jobs);
     int64_t cap = extra_cap_of(s, g);

@@ -11,7 +11,8 @@
  * since cutting one op later keeps the same rows; plus the hybrids' resolution cuts; at most
  * CUTS_MAX, auto_cuts.c), a stage spanning at most SPAN_MAX of them, each stage with N in
  * {1, 2, 3, 4, 6, 8, 12, 16, 24, 32} (capped at the rows it splits), one partitioning kind (row,
- * 2ps, overl) for the partitioned stages, BatchNorm exact (or exact and stripe under --bn stripe).
+ * 2ps, overl) for the partitioned stages, BatchNorm exact (or exact and stripe under --bn stripe;
+ * under --bn frozen every plan trains frozen, which costs no statistics passes).
  * Column (no stage) and checkpointing (every stage N = 1) are plans of the space; so are row, 2ps
  * and overl (the whole region, every N in 2..32) and 2ps-h and overl-h (resolution stages, every
  * N of their list), and the checkpoint strategy's own segments are evaluated as well. So auto is

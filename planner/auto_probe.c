@@ -43,7 +43,7 @@ lr_status auto_evaluate(search *s, plan_bn bn, const plan_spec *sp, plan_cost *c
 static lr_status evaluate_base(search *s, const plan_spec *sp, plan_cost *c)
 {
     bool usable;
-    LR_TRY(auto_evaluate(s, BN_EXACT, sp, c, &usable));
+    LR_TRY(auto_evaluate(s, s->base_bn, sp, c, &usable));
     if (!usable)
         return lr_fail(LR_ERR_INPUT, "auto: %s at batch %d: a plan of one-partition stages cannot "
                                      "be counted: use a smaller batch or input", s->net->name, s->cfg.batch);
@@ -267,7 +267,7 @@ void auto_free_jobs(probe_job *jobs)
 
 static void run_one_part(search *s, probe_job *j)
 {
-    space plain = {.kind = PART_TILE_OUT, .bn = BN_EXACT};
+    space plain = {.kind = PART_TILE_OUT, .bn = s->base_bn};
     j->done = true;
     bool usable;
     j->status = probe(s, &plain, j->a, j->b, 1, &j->out[0], &usable);

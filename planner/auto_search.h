@@ -36,6 +36,7 @@ typedef struct {
 typedef struct {
     const net_t *net;
     plan_config cfg;
+    plan_bn base_bn;     /* column's and one-partition stages' BatchNorm: frozen or exact */
     int m;
     int *cut;            /* m + 1 node ids */
     int64_t *out_bytes;  /* output bytes of cut[i]; 0 for the input, which is persistent */

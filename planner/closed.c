@@ -174,12 +174,13 @@ static bool dies_in_forward(const evaluator *v, const tail_readers *t, const boo
 static void tail_forward(evaluator *v, const tail_readers *t, const bool *held)
 {
     const net_t *net = v->net;
+    bool frozen = v->plan->cfg.bn == BN_FROZEN; /* no batch statistics */
     for (int l = v->plan->tail_first; l < net->n_nodes; l++) {
         const net_node *n = &net->nodes[l];
         if (n->op == OP_FLATTEN)
             continue;
         add(v, n->op == OP_SOFTMAX_XENT ? 4 : full_bytes(v, l), PASS_FWD, l, -1);
-        if (n->op == OP_BATCHNORM)
+        if (n->op == OP_BATCHNORM && !frozen)
             add(v, plan_bn_stats_bytes(net, l), PASS_FWD, l, -1);
         add_flops(v, cost_fwd_flops(net, l, v->batch, n->h));
         for (int k = 0; k < n->n_inputs; k++) {
@@ -193,6 +194,7 @@ static void tail_forward(evaluator *v, const tail_readers *t, const bool *held)
 static void tail_backward(evaluator *v, const tail_readers *t, const bool *held, bool *has_grad)
 {
     const net_t *net = v->net;
+    bool frozen = v->plan->cfg.bn == BN_FROZEN; /* no statistics, no gradient reductions */
     for (int l = net->n_nodes - 1; l >= v->plan->tail_first; l--) {
         const net_node *n = &net->nodes[l];
         if (n->op == OP_FLATTEN)
@@ -204,10 +206,10 @@ static void tail_backward(evaluator *v, const tail_readers *t, const bool *held,
                 add(v, full_bytes(v, u), PASS_BWD, l, -1);
             }
         }
-        if (n->op == OP_BATCHNORM)
+        if (n->op == OP_BATCHNORM && !frozen)
             add(v, plan_bn_gred_bytes(net, l), PASS_BWD, l, -1);
         add_flops(v, cost_bwd_flops(net, l, v->batch, n->h));
-        if (n->op == OP_BATCHNORM)
+        if (n->op == OP_BATCHNORM && !frozen)
             shrink(&v->m, plan_bn_gred_bytes(net, l) + plan_bn_stats_bytes(net, l));
         shrink(&v->m, n->op == OP_SOFTMAX_XENT ? 4 : full_bytes(v, l)); /* loss value or dY */
         /* values whose last backward reader is l, and that no stage still holds */
@@ -306,7 +308,7 @@ static void forward_node(evaluator *v, const fwd_pass *f, int l, int j)
     }
     rowrange rows = stats_acc ? st->own[i] : st->comp[i];
     bool stripe_stats = net->nodes[l].op == OP_BATCHNORM && !stats_acc && !st->bn_passes &&
-                        !rr_empty(rows);
+                        !st->bn_frozen && !rr_empty(rows);
     if (stripe_stats)
         add(v, plan_bn_stats_bytes(net, l), f->pass, l, j);
     add_flops(v, (stats_acc ? v->stats_row_flops[l] : v->fwd_row_flops[l]) * rr_count(rows));
@@ -428,7 +430,7 @@ static void backward_partition(evaluator *v, const bwd_pass *b, int j, bool *gb_
                     add(v, rows_bytes(v, u, st->held[plan_idx(st, u, j)]), b->pass, l, j);
                 }
             }
-            bool stripe_bn = n->op == OP_BATCHNORM && !st->bn_passes;
+            bool stripe_bn = n->op == OP_BATCHNORM && !st->bn_passes && !st->bn_frozen;
             if (stripe_bn && !acc)
                 add(v, plan_bn_gred_bytes(net, l), b->pass, l, j);
             add_flops(v, (acc ? v->stats_row_flops[l] : v->bwd_row_flops[l]) * rr_count(rows));
@@ -452,7 +454,7 @@ static void backward_partition(evaluator *v, const bwd_pass *b, int j, bool *gb_
                     shrink(&v->m, rows_bytes(v, u, st->held[plan_idx(st, u, j)]));
             }
         if (run && n->op == OP_BATCHNORM && b->pass == PASS_BWD && !st->bn_passes &&
-            !rr_empty(st->comp[i]))
+            !st->bn_frozen && !rr_empty(st->comp[i]))
             shrink(&v->m, plan_bn_stats_bytes(net, l));
         if (l == st->out_node && b->pass == PASS_BWD && j == 0)
             shrink(&v->m, v->row_bytes[l] * v->net->nodes[l].h); /* dO: last read */

@@ -137,6 +137,12 @@ static void maybe_free_value(emitter *e, int u, int pass)
     free_t(e, &e->val[u], pass, u, -1);
 }
 
+/* --bn frozen: a BatchNorm step reads the running statistics instead of batch statistics. */
+static bool frozen_bn(const emitter *e, int node)
+{
+    return e->net->nodes[node].op == OP_BATCHNORM && e->plan->cfg.bn == BN_FROZEN;
+}
+
 static void tail_forward_node(emitter *e, int l)
 {
     const net_t *net = e->net;
@@ -145,12 +151,12 @@ static void tail_forward_node(emitter *e, int l)
     e->val[l] = kind == TK_LOSS ? sched_add_tensor(e->s, TC_ACTIVATION, TK_LOSS, l, -1, -1, -1, 4)
                                 : add_value(e, TC_ACTIVATION, TK_VALUE, l, -1, all_rows(e, l));
     alloc_t(e, e->val[l], PASS_FWD, l, -1);
-    if (n->op == OP_BATCHNORM) {
+    if (n->op == OP_BATCHNORM && !frozen_bn(e, l)) {
         e->stats[l] = sched_add_tensor(e->s, TC_ACTIVATION, TK_BN_STATS, l, -1, -1, -1,
                                        plan_bn_stats_bytes(net, l));
         alloc_t(e, e->stats[l], PASS_FWD, l, -1);
     }
-    sched_run *r = run_step(e, PASS_FWD, l, -1, all_rows(e, l), 0,
+    sched_run *r = run_step(e, PASS_FWD, l, -1, all_rows(e, l), frozen_bn(e, l) ? RUN_BN_FROZEN : 0,
                             cost_fwd_flops(net, l, e->batch, n->h));
     for (int k = 0; k < n->n_inputs; k++)
         r->in[k] = e->val[plan_root(net, n->inputs[k])];
@@ -193,11 +199,11 @@ static void tail_backward_node(emitter *e, int l)
         din[k] = u == 0 ? -1 : ensure_grad(e, u, PASS_BWD, l);
     }
     int gred = -1;
-    if (n->op == OP_BATCHNORM) {
+    if (n->op == OP_BATCHNORM && !frozen_bn(e, l)) {
         gred = sched_add_tensor(e->s, TC_ACT_GRAD, TK_BN_GRED, l, -1, -1, -1, plan_bn_gred_bytes(net, l));
         alloc_t(e, gred, PASS_BWD, l, -1);
     }
-    sched_run *r = run_step(e, PASS_BWD, l, -1, all_rows(e, l), 0,
+    sched_run *r = run_step(e, PASS_BWD, l, -1, all_rows(e, l), frozen_bn(e, l) ? RUN_BN_FROZEN : 0,
                             cost_bwd_flops(net, l, e->batch, n->h));
     bool reads_in = plan_bwd_reads_input(n->op);
     for (int k = 0; k < n->n_inputs; k++) {
@@ -209,6 +215,7 @@ static void tail_backward_node(emitter *e, int l)
     r->param_grad = e->pgrad[l];
     r->aux = e->stats[l];
     r->gred = gred;
+    r->running = frozen_bn(e, l) ? e->running[l] : -1;
     r->labels = n->op == OP_SOFTMAX_XENT ? e->labels : -1;
     free_t(e, &gred, PASS_BWD, l, -1);
     free_t(e, &e->stats[l], PASS_BWD, l, -1);
@@ -352,7 +359,9 @@ static void forward_run(emitter *e, const fwd_ctx *f, int l, int j, rowrange com
     if (rr_empty(rows))
         return;
     if (n->op == OP_BATCHNORM && !stats_acc) {
-        if (st->bn_passes)
+        if (st->bn_frozen)
+            flags |= RUN_BN_FROZEN;
+        else if (st->bn_passes)
             flags |= RUN_BN_GLOBAL;
         else {
             flags |= RUN_BN_STRIPE;
@@ -530,7 +539,9 @@ static void backward_run(emitter *e, const bwd_ctx *b, int l, int j)
     }
     int gred = -1;
     if (n->op == OP_BATCHNORM) {
-        if (st->bn_passes) {
+        if (st->bn_frozen) {
+            flags |= RUN_BN_FROZEN;
+        } else if (st->bn_passes) {
             gred = e->gred[l];
             flags |= RUN_BN_GLOBAL | (tiled ? 0 : RUN_BN_PARTIAL);
         } else {
@@ -555,6 +566,7 @@ static void backward_run(emitter *e, const bwd_ctx *b, int l, int j)
     if (n->op == OP_BATCHNORM) {
         r->aux = st->bn_passes ? e->gstats[l] : *slot(e, e->sst, st, l, j);
         r->gred = gred;
+        r->running = st->bn_frozen ? e->running[l] : -1;
         r->own_lo = st->own[i].lo;
         r->own_hi = st->own[i].hi;
         if (!st->bn_passes)

@@ -8,7 +8,7 @@
 
 static const char *const strategy_names[STRAT_COUNT] = {
     "column", "checkpoint", "row", "2ps", "overl", "2ps-h", "overl-h"};
-static const char *const bn_names[BN_COUNT] = {"exact", "stripe"};
+static const char *const bn_names[BN_COUNT] = {"exact", "stripe", "frozen"};
 
 const char *plan_strategy_name(plan_strategy s)
 {
@@ -219,8 +219,8 @@ static int clamp_parts(const net_t *net, const plan_spec *spec, int in_node, int
     return parts > rows ? rows : parts;
 }
 
-/* What a recompute must rebuild: values backward reads, stripe BN statistics, and whatever
- * they are computed from. */
+/* What a recompute must rebuild: values backward reads, per-stripe BN statistics (not frozen
+ * ones, nor those a STATS pass gathered), and whatever they are computed from. */
 static lr_status mark_rerun(const net_t *net, plan_stage *st)
 {
     st->rerun = calloc((size_t)net->n_nodes, sizeof(bool));
@@ -228,7 +228,8 @@ static lr_status mark_rerun(const net_t *net, plan_stage *st)
         return lr_fail(LR_ERR_NOMEM, "out of memory");
     for (int l = st->out_node - 1; l > st->in_node; l--) {
         const net_node *n = &net->nodes[l];
-        bool need = plan_bwd_reads_output(n->op) || (n->op == OP_BATCHNORM && !st->bn_passes);
+        bool own_stats = n->op == OP_BATCHNORM && !st->bn_passes && !st->bn_frozen;
+        bool need = plan_bwd_reads_output(n->op) || own_stats;
         for (int e = net->cons_off[l]; e < net->cons_off[l + 1] && !need; e++) {
             int c = net->cons_node[e];
             need = c <= st->out_node && (plan_bwd_reads_input(net->nodes[c].op) || st->rerun[c]);
@@ -288,6 +289,7 @@ lr_status plan_build(const net_t *net, const plan_config *cfg, const plan_spec *
         st->kind = st->parts == 1 ? PART_TILE_OUT : spec->kind;
         st->bn_passes = st->parts > 1 && cfg->bn == BN_EXACT &&
                         stage_has_bn(net, st->in_node, st->out_node);
+        st->bn_frozen = cfg->bn == BN_FROZEN;
         st->store_last = i == spec->n_stages - 1 && !st->bn_passes;
         s = build_stage(net, st);
         if (s == LR_OK)

@@ -51,7 +51,14 @@ typedef enum {
     STRAT_COUNT
 } plan_strategy;
 
-typedef enum { BN_EXACT, BN_STRIPE, BN_COUNT } plan_bn;
+/* BatchNorm in training (--bn):
+ *   exact   batch statistics; in a partitioned stage gathered over every partition by a STATS
+ *           pass (and gradient reductions by a GSTATS pass) per BatchNorm layer before use
+ *   stripe  statistics of each partition's rows alone (approximate, as the LR-CNN authors' code)
+ *   frozen  the running statistics as a fixed per-channel affine map (model.eval() on the BN
+ *           modules, as fine-tuning does): row by row exact with no statistics at all; gamma
+ *           and beta still learn, the running statistics do not change */
+typedef enum { BN_EXACT, BN_STRIPE, BN_FROZEN, BN_COUNT } plan_bn;
 
 typedef enum {
     PART_TILE_OUT, /* row */
@@ -96,6 +103,7 @@ typedef struct {
                         in backward, or it feeds a node that is); never the stage output */
     bool store_last; /* the last partition's forward keeps what backward reads (no recompute) */
     bool bn_passes;  /* exact BatchNorm in a partitioned stage: STATS and GSTATS passes */
+    bool bn_frozen;  /* --bn frozen: BatchNorm reads the running statistics, keeps none of its own */
 } plan_stage;
 
 typedef struct {

@@ -73,7 +73,8 @@ void pytorch_profile_default(pytorch_profile *p);
 
 /* Writes the schedule into s (reset first); tensors and steps follow the IR of plan_emit, so
  * sched_validate, sim_replay, the timeline and the trace work unchanged. cfg supplies batch,
- * optimizer and dtype; cfg->workspace_bytes and cfg->bn are not used (see the profile).
+ * optimizer and dtype, and cfg->bn == BN_FROZEN puts the BN modules in eval mode (other modes train
+ * them as PyTorch does); cfg->workspace_bytes is not used (see the profile).
  * Errors: LR_ERR_INPUT when cfg->dtype is not fp32 (the profile models fp32 training only), or
  * when p->segments exceeds the number of checkpoint units (the message names --segments),
  * or when a byte count would overflow. s is left empty on error. */

@@ -66,7 +66,7 @@ static void pt_forward_kernel(pt *e, int l, int pass, const pt_rule *r, int side
         return;
     if (r->extra_bytes)
         side[0] = pt_side_output(e, TK_VALUE, l, pt_elems(e, l) * r->extra_bytes, pass);
-    for (int i = 0; r->bn_stats && i < 2; i++)
+    for (int i = 0; r->bn_stats && e->cfg->bn != BN_FROZEN && i < 2; i++)
         side[i] = pt_side_output(e, TK_BN_STATS, l, (int64_t)n->c * 4, pass);
     if (r->cublas)
         pt_cublas(e, 0, l, pass);

@@ -15,7 +15,9 @@
  *            size equals the input's.
  *   batchnorm cudnn_batch_norm: output, save_mean, save_var (C floats each), an empty reserve
  *            (0 bytes for NCHW spatial BN, so no allocation); saves input, the two stats and
- *            the reserve; backward allocates grad_input, grad_weight, grad_bias.
+ *            the reserve; backward allocates grad_input, grad_weight, grad_bias. --bn frozen is
+ *            model.eval() on the BN modules: cudnn_batch_norm(training=False) returns save_mean
+ *            and save_var empty (no allocation), and native_batch_norm_backward allocates the same.
  *   add      `out += identity` (torchvision's blocks): in place into its first input, saves
  *            nothing; AddBackward0 hands the same gradient tensor to every input.
  *   concat   output; saves sizes; backward hands out slices (views) of grad_output.

@@ -85,6 +85,7 @@ typedef struct {
 #define RUN_FINALIZE 0x10   /* STATS: turn accumulated sums into mean/invstd (part = -1) */
 #define RUN_STATS_ACC 0x20  /* STATS: add the input rows own_lo..own_hi to the BN sums */
 #define RUN_GSTATS_ACC 0x40 /* GSTATS: add (sum dy, sum dy*xhat) over the step's rows to gred */
+#define RUN_BN_FROZEN 0x80  /* BN normalises with the running statistics and leaves them unchanged */
 
 /* A RUN step's tensors. For node inputs k < n_in: in[k] holds the input's value rows
  * (FWD/RECOMPUTE/STATS: read; BWD: read when the op's backward needs its input, else -1),

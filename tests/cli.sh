@@ -85,6 +85,37 @@ EOF
     grep -q "\"params\": *$params" "$out" || bad "$name (raw text)" "no \"params\": $params"
 }
 
+# --bn frozen: resnet18's JSON says so, every plan is exact (not approximate) with its closed
+# form equal to the replay, and no plan costs more compute than under --bn exact.
+check_frozen_bn() {
+    local name="--bn frozen: every plan exact, no dearer than exact BN"
+    run --net resnet18 --batch 32 --bn frozen --json
+    [ "$rc" -eq 0 ] || { bad "$name" "exit $rc: $(head -1 "$err")"; return; }
+    [ -s "$err" ] && { bad "$name" "stderr: $(head -1 "$err")"; return; }
+    cp "$out" "$TMP/frozen.json"
+    run --net resnet18 --batch 32 --bn exact --json
+    local why
+    why=$(python3 - "$TMP/frozen.json" "$out" <<'EOF'
+import json, sys
+f, e = json.load(open(sys.argv[1])), json.load(open(sys.argv[2]))
+problems = []
+if f["config"]["bn"] != "frozen":
+    problems.append("config.bn %s" % f["config"]["bn"])
+for s in f["strategies"]:
+    if s["approximate"] or s["peak_bytes"] != s["sim_peak_bytes"]:
+        problems.append("%s: approximate %s, closed form %s, replay %s" % (
+            s["name"], s["approximate"], s["peak_bytes"], s["sim_peak_bytes"]))
+fr = {s["name"]: s for s in f["strategies"]}
+for s in e["strategies"]:
+    if fr[s["name"]]["flops_ratio"] > s["flops_ratio"] + 1e-9:
+        problems.append("%s: frozen compute %.3f above exact %.3f" % (
+            s["name"], fr[s["name"]]["flops_ratio"], s["flops_ratio"]))
+print("; ".join(problems))
+EOF
+) || { bad "$name" "not valid JSON (python3: $(tail -1 <<<"$why"))"; return; }
+    [ -z "$why" ] && ok "$name" || bad "$name" "$why"
+}
+
 # The zoo is found next to the binary, whatever the working directory and without
 # LRCNN_NETWORKS.
 check_other_directory() {
@@ -341,6 +372,7 @@ check_default_table
 check_json vgg16 138357544
 check_json resnet50 25557032
 check_other_directory
+check_frozen_bn
 check_bad_usage
 check_output_file
 check_output_all_or_nothing

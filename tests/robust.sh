@@ -215,6 +215,8 @@ EOF
         bad "sim exact BN searches N within the limit" "exit $rc: $(head -1 "$err")"
     run "$SIM" --net "$TMP/bnchain.json" --strategy overl --rows 32 --bn stripe
     [ "$rc" -eq 0 ] && ok "sim the same plan with stripe BN" || bad "sim the same plan with stripe BN" "exit $rc: $(head -1 "$err")"
+    run "$SIM" --net "$TMP/bnchain.json" --strategy overl --rows 32 --bn frozen
+    [ "$rc" -eq 0 ] && ok "sim the same plan with frozen BN" || bad "sim the same plan with frozen BN" "exit $rc: $(head -1 "$err")"
     run "$SIM" --net tiny-vgg --workspace 9e18 --allocator caching
     [ "$rc" -eq 0 ] && ! sanitizer_report && ok "sim --workspace 9e18: planned, no overflow" ||
         bad "sim --workspace 9e18: planned, no overflow" "exit $rc: $(head -1 "$err")"

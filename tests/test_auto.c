@@ -214,6 +214,29 @@ static void test_exact_bn_never_gets_an_approximate_plan(void **state)
     }
 }
 
+/* Frozen BatchNorm is the user's choice, never auto's: under --bn exact and --bn stripe no plan
+ * (alternatives included) is frozen, and under --bn frozen every plan is, with a lower peak at
+ * 1.5x than exact BN allows on ResNet-50 (no statistics passes to pay for). */
+static void test_frozen_bn_only_when_asked_for(void **state)
+{
+    net_t *net = test_zoo("resnet50");
+    plan_config exact = config(256, BN_EXACT), stripe = config(256, BN_STRIPE);
+    plan_config frozen = config(256, BN_FROZEN);
+    auto_result e = run_auto(net, &exact, 1.5, 0), s = run_auto(net, &stripe, 1.5, 0);
+    auto_result f = run_auto(net, &frozen, 1.5, 0);
+    for (int a = -1; a < e.n_alt; a++)
+        assert_int_not_equal((a < 0 ? e.best : e.alt[a]).bn, BN_FROZEN);
+    for (int a = -1; a < s.n_alt; a++)
+        assert_int_not_equal((a < 0 ? s.best : s.alt[a]).bn, BN_FROZEN);
+    for (int a = -1; a < f.n_alt; a++) {
+        assert_int_equal((a < 0 ? f.best : f.alt[a]).bn, BN_FROZEN);
+        assert_false((a < 0 ? f.best : f.alt[a]).approximate);
+    }
+    assert_true(f.best.fits);
+    assert_true(f.best.cost.peak_bytes < e.best.cost.peak_bytes);
+    net_free(net);
+}
+
 /* With --bn stripe allowed, ResNet-50 at 1.5x takes stripe statistics, which skip the exact
  * statistics passes, and gets a lower peak than exact allows at that cap. */
 static void test_stripe_bn_allowed_may_be_chosen(void **state)
@@ -605,6 +628,7 @@ int main(void)
         cmocka_unit_test(test_stage_model_predicts_the_closed_form),
         cmocka_unit_test(test_exact_bn_never_gets_an_approximate_plan),
         cmocka_unit_test(test_stripe_bn_allowed_may_be_chosen),
+        cmocka_unit_test(test_frozen_bn_only_when_asked_for),
         cmocka_unit_test(test_exact_bn_makes_auto_partition_small_stages),
         cmocka_unit_test(test_a_budget_nothing_meets_reports_the_shortfall),
         cmocka_unit_test(test_auto_plan_closed_form_equals_replay),

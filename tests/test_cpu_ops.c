@@ -1132,6 +1132,50 @@ static void test_bn_split_direct_and_reduction_equal_single_call(void **state)
     bn_data_free(&d);
 }
 
+/* Frozen BatchNorm (running statistics as a fixed map): the forward equals the double reference
+ * gamma * (x - mean) / sqrt(var + eps) + beta, backward accumulates dx = gamma * dy / sqrt(var +
+ * eps) and dgb = (sum dy * xhat, sum dy); computed as two row ranges, the forward and dx are the
+ * same bits as one call (nothing is gathered across rows) and dgb agrees to float rounding. */
+static void test_bn_frozen_matches_double_reference_and_splits_by_rows(void **state)
+{
+    rng_seed(1750);
+    const int C = 3, H = 6, W = 5;
+    cpu_view x = view_random(2, C, H, W), dy = view_random(2, C, H, W);
+    cpu_view y_one = view_full(2, C, H, W), y_two = view_full(2, C, H, W);
+    cpu_view dx_one = view_random(2, C, H, W), dx_two = stripe_copy(&dx_one, 0, H - 1);
+    cpu_view dx0 = stripe_copy(&dx_one, 0, H - 1);
+    const float running[6] = {0.3f, -1.2f, 2.0f, 0.5f, 1.7f, 0.04f}, gb[6] = {1.5f, -0.5f, 0.8f,
+                                                                            0.1f, 0.2f, -0.3f};
+    float dgb_one[6] = {0}, dgb_two[6] = {0};
+    cpu_bn_frozen_fwd(&x, running, 1e-5, gb, &y_one, 0, H - 1);
+    cpu_bn_frozen_fwd(&x, running, 1e-5, gb, &y_two, 0, 2);
+    cpu_bn_frozen_fwd(&x, running, 1e-5, gb, &y_two, 3, H - 1);
+    cpu_bn_frozen_bwd(&x, running, 1e-5, gb, &dy, 0, H - 1, &dx_one, dgb_one);
+    cpu_bn_frozen_bwd(&x, running, 1e-5, gb, &dy, 0, 3, &dx_two, dgb_two);
+    cpu_bn_frozen_bwd(&x, running, 1e-5, gb, &dy, 4, H - 1, &dx_two, dgb_two);
+    assert_memory_equal(y_one.data, y_two.data, sizeof(float) * (size_t)view_numel(&x));
+    assert_memory_equal(dx_one.data, dx_two.data, sizeof(float) * (size_t)view_numel(&x));
+    for (int c = 0; c < C; c++) {
+        double invstd = 1.0 / sqrt((double)running[C + c] + 1e-5), sdy = 0, sdyx = 0;
+        for (int n = 0; n < 2; n++)
+            for (int r = 0; r < H; r++)
+                for (int q = 0; q < W; q++) {
+                    double xhat = (*cpu_at(&x, n, c, r, q) - running[c]) * invstd;
+                    double g = *cpu_at(&dy, n, c, r, q);
+                    assert_float_equal(*cpu_at(&y_one, n, c, r, q), gb[c] * xhat + gb[C + c], 1e-5);
+                    assert_float_equal(*cpu_at(&dx_one, n, c, r, q) - *cpu_at(&dx0, n, c, r, q),
+                                       gb[c] * invstd * g, 1e-5);
+                    sdy += g, sdyx += g * xhat;
+                }
+        assert_float_equal(dgb_one[c], sdyx, 1e-4);
+        assert_float_equal(dgb_one[C + c], sdy, 1e-4);
+    }
+    assert_close_ff(dgb_two, dgb_one, 6, 1e-5, 1e-5, "frozen bn split dgb");
+    cpu_view *views[] = {&x, &dy, &y_one, &y_two, &dx_one, &dx_two, &dx0};
+    for (size_t i = 0; i < sizeof views / sizeof views[0]; i++)
+        view_free(views[i]);
+}
+
 /* Running statistics follow PyTorch: (1 - m) * running + m * batch, with the unbiased variance
  * var * count / (count - 1); two updates checked against hand-computed values. */
 static void test_bn_running_update_matches_pytorch(void **state)
@@ -1539,6 +1583,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_bn_backward_matches_finite_differences),
         cmocka_unit_test(test_bn_split_direct_and_reduction_equal_single_call),
         cmocka_unit_test(test_bn_running_update_matches_pytorch),
+        cmocka_unit_test(test_bn_frozen_matches_double_reference_and_splits_by_rows),
         cmocka_unit_test(test_dropout_mask_is_the_documented_pure_function),
         cmocka_unit_test(test_dropout_keeps_about_one_minus_p),
         cmocka_unit_test(test_dropout_fwd_bwd_use_full_map_indices),

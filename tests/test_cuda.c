@@ -407,6 +407,21 @@ static double worst_error(exec_t *a, exec_t *b, const net_t *net, int what)
 /* One step of `st` on the backend and of the same plan kind on the CPU (`ref`: column, or the
  * same strategy for stripe BatchNorm, which is approximate by design) from the same weights and
  * batch: loss, gradients, updated weights, BN running statistics and predictions agree. */
+/* Frozen BatchNorm statistics of a fine-tuned model: mean 0.1*(c%5) - 0.2, var 0.5 + 0.25*(c%4). */
+static void set_frozen_running(exec_t *e, const net_t *net)
+{
+    for (int l = 1; l < net->n_nodes; l++) {
+        const net_node *n = &net->nodes[l];
+        if (n->op != OP_BATCHNORM)
+            continue;
+        float *r = malloc(sizeof(float) * 2 * (size_t)n->c);
+        for (int c = 0; c < n->c; c++)
+            r[c] = 0.1f * (float)(c % 5) - 0.2f, r[n->c + c] = 0.5f + 0.25f * (float)(c % 4);
+        assert_int_equal(exec_set_running(e, l, r, 2 * n->c), LR_OK);
+        free(r);
+    }
+}
+
 static void backend_matches_cpu(const exec_backend *be, void *ctx, const char *netname, int h,
                                 plan_strategy st, plan_strategy ref, int rows, plan_optim optim,
                                 plan_bn bn, double tol)
@@ -415,6 +430,8 @@ static void backend_matches_cpu(const exec_backend *be, void *ctx, const char *n
     dev_run g, c;
     dev_open(&g, netname, h, batch, st, rows, optim, bn, be, ctx, 11);
     dev_open(&c, netname, h, batch, ref, rows, optim, bn, &exec_cpu_backend, NULL, 11);
+    if (bn == BN_FROZEN)
+        set_frozen_running(c.exec, c.p.net);
     assert_int_equal(exec_copy_params(g.exec, c.exec), LR_OK);
     const net_node *in = &c.p.net->nodes[0];
     float *images = malloc(sizeof(float) * (size_t)batch * in->c * in->h * in->w);
@@ -464,6 +481,24 @@ static void all_strategies_match_cpu(backend_open open, double tol)
     cuda_backend_destroy(ctx);
 }
 
+/* --bn frozen on every row strategy of tiny-resnet and tiny-mix (BatchNorm in row regions and
+ * in the column tail) equals the CPU backend's column training from non-trivial running
+ * statistics, which neither backend changes. */
+static void frozen_bn_matches_cpu(backend_open open, double tol)
+{
+    const exec_backend *be;
+    void *ctx;
+    backend_or_skip(open, &be, &ctx);
+    const char *nets[] = {"tiny-resnet", "tiny-mix"};
+    const plan_strategy strategies[] = {STRAT_COLUMN, STRAT_CHECKPOINT, STRAT_ROW, STRAT_2PS,
+                                        STRAT_OVERL, STRAT_2PS_H, STRAT_OVERL_H};
+    for (size_t n = 0; n < 2; n++)
+        for (size_t s = 0; s < sizeof strategies / sizeof strategies[0]; s++)
+            backend_matches_cpu(be, ctx, nets[n], 0, strategies[s], STRAT_COLUMN, 3,
+                                OPTIM_MOMENTUM, BN_FROZEN, tol);
+    cuda_backend_destroy(ctx);
+}
+
 /* ---- the emulated backend (host loops in place of kernels, cuDNN and cuBLAS) */
 
 /* Every strategy at N = 2, 3, 7 on every tiny net (every op of the zoo) through the CUDA
@@ -486,6 +521,13 @@ static void test_emulated_stripe_bn_matches_cpu_stripe_bn(void **state)
     backend_matches_cpu(be, ctx, "tiny-resnet", 0, STRAT_OVERL_H, STRAT_OVERL_H, 3,
                         OPTIM_MOMENTUM, BN_STRIPE, 1e-5);
     cuda_backend_destroy(ctx);
+}
+
+/* --bn frozen through the CUDA glue (running-statistics map forward and backward, gamma and
+ * beta gradients by channel reductions) equals column training on the CPU. */
+static void test_emulated_frozen_bn_matches_cpu_column(void **state)
+{
+    frozen_bn_matches_cpu(open_emulated, 1e-5);
 }
 
 /* Maps large enough that channel reductions (BatchNorm statistics, bias gradients) split each
@@ -540,6 +582,12 @@ static void test_too_small_workspace_names_the_size_needed(void **state)
 static void test_cuda_strategies_match_cpu_column(void **state)
 {
     all_strategies_match_cpu(open_device, 1e-4);
+}
+
+/* --bn frozen on the device equals the CPU's column training (1e-4, as above). */
+static void test_cuda_frozen_bn_matches_cpu_column(void **state)
+{
+    frozen_bn_matches_cpu(open_device, 1e-4);
 }
 
 /* On the device, in deterministic mode, every row strategy at N = 2, 3, 7 gives column
@@ -653,6 +701,8 @@ static void test_workspace_staging_resnet50(void **state) { skip_without_cuda();
 static void test_emulated_strategies_match_cpu_column(void **state) { skip_without_cuda(); }
 static void test_emulated_stripe_bn_matches_cpu_stripe_bn(void **state) { skip_without_cuda(); }
 static void test_emulated_sliced_reductions_match_cpu(void **state) { skip_without_cuda(); }
+static void test_emulated_frozen_bn_matches_cpu_column(void **state) { skip_without_cuda(); }
+static void test_cuda_frozen_bn_matches_cpu_column(void **state) { skip_without_cuda(); }
 static void test_too_small_workspace_names_the_size_needed(void **state) { skip_without_cuda(); }
 static void test_cuda_strategies_match_cpu_column(void **state) { skip_without_cuda(); }
 static void test_cuda_row_strategies_match_column_on_device(void **state) { skip_without_cuda(); }
@@ -672,8 +722,10 @@ int main(void)
         cmocka_unit_test(test_emulated_strategies_match_cpu_column),
         cmocka_unit_test(test_emulated_stripe_bn_matches_cpu_stripe_bn),
         cmocka_unit_test(test_emulated_sliced_reductions_match_cpu),
+        cmocka_unit_test(test_emulated_frozen_bn_matches_cpu_column),
         cmocka_unit_test(test_too_small_workspace_names_the_size_needed),
         cmocka_unit_test(test_cuda_strategies_match_cpu_column),
+        cmocka_unit_test(test_cuda_frozen_bn_matches_cpu_column),
         cmocka_unit_test(test_cuda_row_strategies_match_column_on_device),
         cmocka_unit_test(test_cuda_measured_peak_equals_prediction),
     };

@@ -130,21 +130,52 @@ static double worst_param_error(run_t *r, const golden_file *g, const char *suff
     return worst;
 }
 
-static void check_golden_step(const char *netname, const char *file)
+/* The golden running statistics of BatchNorm `n` (mean then var) into got[2 * n->c]. */
+static void golden_running(const golden_file *g, const net_node *n, float *got)
+{
+    char name[160];
+    snprintf(name, sizeof name, "%s.running_mean", n->name);
+    memcpy(got, golden_find(g, name)->data, sizeof(float) * (size_t)n->c);
+    snprintf(name, sizeof name, "%s.running_var", n->name);
+    memcpy(got + n->c, golden_find(g, name)->data, sizeof(float) * (size_t)n->c);
+}
+
+/* Frozen BatchNorm starts from the golden running statistics, and the step must leave them. */
+static void check_frozen_running(run_t *r, const golden_file *g, bool load)
+{
+    for (int l = 1; l < r->net->n_nodes; l++) {
+        const net_node *n = &r->net->nodes[l];
+        if (n->op != OP_BATCHNORM)
+            continue;
+        float want[2 * 64], got[2 * 64];
+        assert_true(n->c <= 64);
+        golden_running(g, n, want);
+        if (load)
+            assert_int_equal(exec_set_running(r->exec, l, want, 2 * n->c), LR_OK);
+        assert_int_equal(exec_get_running(r->exec, l, got, 2 * n->c), LR_OK);
+        assert_memory_equal(got, want, sizeof(float) * 2 * (size_t)n->c);
+    }
+}
+
+static void check_golden_step(const char *netname, const char *file, plan_bn bn)
 {
     golden_file *g;
     assert_int_equal(golden_load(file, &g), 0);
     run_t r;
-    run_open(&r, netname, 4, STRAT_COLUMN, 0, BN_EXACT, OPTIM_MOMENTUM, 1234, 0.01f);
+    run_open(&r, netname, 4, STRAT_COLUMN, 0, bn, OPTIM_MOMENTUM, 1234, 0.01f);
     float *images;
     int32_t *labels;
     load_golden_inputs(&r, g, &images, &labels);
+    if (bn == BN_FROZEN)
+        check_frozen_running(&r, g, true);
     float loss;
     assert_int_equal(exec_step(r.exec, images, labels, false, &loss), LR_OK);
     const golden_array *want = golden_find(g, "loss");
     assert_true(fabs(loss - want->data[0]) <= 1e-5 * fabs(want->data[0]));
     assert_true(worst_param_error(&r, g, ".grad", true, NULL) < 1e-4);
-    for (int l = 1; l < r.net->n_nodes; l++) {
+    if (bn == BN_FROZEN)
+        check_frozen_running(&r, g, false);
+    for (int l = 1; l < r.net->n_nodes && bn != BN_FROZEN; l++) {
         const net_node *n = &r.net->nodes[l];
         if (n->op != OP_BATCHNORM)
             continue;
@@ -168,21 +199,29 @@ static void check_golden_step(const char *netname, const char *file)
  * PyTorch float64: the loss, every weight gradient, and the weights after SGD with momentum. */
 static void test_column_step_matches_pytorch_tiny_vgg(void **state)
 {
-    check_golden_step("tiny-vgg", GOLDEN("tiny-vgg"));
+    check_golden_step("tiny-vgg", GOLDEN("tiny-vgg"), BN_EXACT);
 }
 
 /* The same for tiny-resnet: BatchNorm (batch statistics, running statistics), residual adds,
  * a strided block with a 1x1 downsample, global average pooling. */
 static void test_column_step_matches_pytorch_tiny_resnet(void **state)
 {
-    check_golden_step("tiny-resnet", GOLDEN("tiny-resnet"));
+    check_golden_step("tiny-resnet", GOLDEN("tiny-resnet"), BN_EXACT);
 }
 
 /* The same for tiny-mix: average pooling, dilated grouped conv, upsampling, concat, a
  * rectangular kernel, padded max pooling, adaptive pooling. */
 static void test_column_step_matches_pytorch_tiny_mix(void **state)
 {
-    check_golden_step("tiny-mix", GOLDEN("tiny-mix"));
+    check_golden_step("tiny-mix", GOLDEN("tiny-mix"), BN_EXACT);
+}
+
+/* --bn frozen: tiny-resnet with eval-mode BatchNorm from non-trivial running statistics equals
+ * PyTorch's step (F.batch_norm(training=False)): loss, gamma/beta and every other gradient, the
+ * SGD step; the running statistics come out of the step unchanged, bit for bit. */
+static void test_column_step_matches_pytorch_tiny_resnet_frozen_bn(void **state)
+{
+    check_golden_step("tiny-resnet", GOLDEN("tiny-resnet-frozen"), BN_FROZEN);
 }
 
 /* One Adam step equals torch.optim.Adam's. Entries whose gradient is mere round-off (|g| of
@@ -219,6 +258,38 @@ static void fill_batch(const net_t *net, int batch, float *images, int32_t *labe
         labels[i] = (i * 7 + 3) % 10;
 }
 
+/* Frozen BatchNorm statistics of a fine-tuned model: per channel mean 0.1*(c%5) - 0.2,
+ * var 0.5 + 0.25*(c%4). */
+static void running_pattern(const net_node *n, float *r)
+{
+    for (int c = 0; c < n->c; c++)
+        r[c] = 0.1f * (float)(c % 5) - 0.2f, r[n->c + c] = 0.5f + 0.25f * (float)(c % 4);
+}
+
+static void set_running_pattern(run_t *r)
+{
+    float v[2 * 256];
+    for (int l = 1; l < r->net->n_nodes; l++)
+        if (r->net->nodes[l].op == OP_BATCHNORM) {
+            assert_true(r->net->nodes[l].c <= 256);
+            running_pattern(&r->net->nodes[l], v);
+            assert_int_equal(exec_set_running(r->exec, l, v, 2 * r->net->nodes[l].c), LR_OK);
+        }
+}
+
+static bool running_is_pattern(run_t *r)
+{
+    float want[2 * 256], got[2 * 256];
+    for (int l = 1; l < r->net->n_nodes; l++)
+        if (r->net->nodes[l].op == OP_BATCHNORM) {
+            running_pattern(&r->net->nodes[l], want);
+            assert_int_equal(exec_get_running(r->exec, l, got, 2 * r->net->nodes[l].c), LR_OK);
+            if (memcmp(want, got, sizeof(float) * 2 * (size_t)r->net->nodes[l].c) != 0)
+                return false;
+        }
+    return true;
+}
+
 /* Runs `st` and column from the same weights and batch; returns the largest relative gradient
  * error and checks the loss and the counted peak. */
 static double row_vs_column(const char *netname, plan_strategy st, int rows, plan_bn bn)
@@ -227,6 +298,8 @@ static double row_vs_column(const char *netname, plan_strategy st, int rows, pla
     run_t row, col;
     run_open(&row, netname, batch, st, rows, bn, OPTIM_MOMENTUM, 7, 0.05f);
     run_open(&col, netname, batch, STRAT_COLUMN, 0, bn, OPTIM_MOMENTUM, 7, 0.05f);
+    if (bn == BN_FROZEN)
+        set_running_pattern(&row);
     assert_int_equal(exec_copy_params(col.exec, row.exec), LR_OK);
     const net_node *in = &row.net->nodes[0];
     float *images = malloc(sizeof(float) * (size_t)batch * in->c * in->h * in->w);
@@ -237,6 +310,10 @@ static double row_vs_column(const char *netname, plan_strategy st, int rows, pla
     assert_int_equal(exec_step(col.exec, images, labels, false, &lc), LR_OK);
     if (bn == BN_EXACT)
         assert_true(fabs(lr_ - lc) <= 1e-5 * fabs(lc));
+    if (bn == BN_FROZEN) { /* an affine map per row: the forward is the same bits */
+        assert_true(lr_ == lc);
+        assert_true(running_is_pattern(&row) && running_is_pattern(&col));
+    }
     /* the allocator's counted peak is the prediction, byte for byte */
     sim_result sr;
     assert_int_equal(sim_replay(&row.s, ALLOC_EXACT, &sr), LR_OK);
@@ -261,18 +338,18 @@ static double row_vs_column(const char *netname, plan_strategy st, int rows, pla
     return worst;
 }
 
-static void check_all_row_strategies(const char *netname)
+static void check_all_row_strategies(const char *netname, plan_bn bn, double tol)
 {
     const plan_strategy strategies[] = {STRAT_CHECKPOINT, STRAT_ROW, STRAT_2PS, STRAT_OVERL,
                                         STRAT_2PS_H, STRAT_OVERL_H};
     const int rows[] = {2, 3, 7};
     for (size_t s = 0; s < sizeof strategies / sizeof strategies[0]; s++)
         for (size_t k = 0; k < sizeof rows / sizeof rows[0]; k++) {
-            double e = row_vs_column(netname, strategies[s], rows[k], BN_EXACT);
-            if (e > 1e-5)
-                print_message("%s %s rows %d: gradient error %.3g\n", netname,
-                              plan_strategy_name(strategies[s]), rows[k], e);
-            assert_true(e <= 1e-5);
+            double e = row_vs_column(netname, strategies[s], rows[k], bn);
+            if (e > tol)
+                print_message("%s %s rows %d bn %s: gradient error %.3g\n", netname,
+                              plan_strategy_name(strategies[s]), rows[k], plan_bn_name(bn), e);
+            assert_true(e <= tol);
         }
 }
 
@@ -280,20 +357,29 @@ static void check_all_row_strategies(const char *netname)
  * and every weight gradient within 1e-5 relative after one step; counted peak = prediction. */
 static void test_row_strategies_match_column_tiny_vgg(void **state)
 {
-    check_all_row_strategies("tiny-vgg");
+    check_all_row_strategies("tiny-vgg", BN_EXACT, 1e-5);
 }
 
 /* The same for tiny-resnet with --bn exact: BatchNorm statistics and gradient reductions are
  * gathered over all partitions (STATS/GSTATS passes) before they are used. */
 static void test_row_strategies_match_column_tiny_resnet_exact_bn(void **state)
 {
-    check_all_row_strategies("tiny-resnet");
+    check_all_row_strategies("tiny-resnet", BN_EXACT, 1e-5);
 }
 
 /* The same for tiny-mix (upsample and concat inside the row region). */
 static void test_row_strategies_match_column_tiny_mix(void **state)
 {
-    check_all_row_strategies("tiny-mix");
+    check_all_row_strategies("tiny-mix", BN_EXACT, 1e-5);
+}
+
+/* --bn frozen: every row strategy at N = 2, 3, 7 gives column's loss bit for bit (BatchNorm is
+ * a per-row affine map of the running statistics) and every gradient, gamma and beta included,
+ * within 1e-6 relative, on tiny-resnet and tiny-mix; the running statistics stay as they were. */
+static void test_row_strategies_match_column_frozen_bn(void **state)
+{
+    check_all_row_strategies("tiny-resnet", BN_FROZEN, 1e-6);
+    check_all_row_strategies("tiny-mix", BN_FROZEN, 1e-6);
 }
 
 /* --bn stripe is an approximation: statistics per stripe give different gradients, and the
@@ -369,10 +455,12 @@ int main(void)
         cmocka_unit_test(test_column_step_matches_pytorch_tiny_vgg),
         cmocka_unit_test(test_column_step_matches_pytorch_tiny_resnet),
         cmocka_unit_test(test_column_step_matches_pytorch_tiny_mix),
+        cmocka_unit_test(test_column_step_matches_pytorch_tiny_resnet_frozen_bn),
         cmocka_unit_test(test_adam_step_matches_pytorch),
         cmocka_unit_test(test_row_strategies_match_column_tiny_vgg),
         cmocka_unit_test(test_row_strategies_match_column_tiny_resnet_exact_bn),
         cmocka_unit_test(test_row_strategies_match_column_tiny_mix),
+        cmocka_unit_test(test_row_strategies_match_column_frozen_bn),
         cmocka_unit_test(test_stripe_bn_is_approximate_and_measured),
         cmocka_unit_test(test_stripe_bn_with_one_partition_is_exact),
         cmocka_unit_test(test_arena_offsets_never_overlap_live_tensors),

@@ -171,6 +171,45 @@ static void test_closed_form_equals_replay_for_every_zoo_strategy(void **state)
     }
 }
 
+/* --bn frozen on every zoo net and strategy (batch 8, default N and --rows 3): the closed form
+ * equals the replay, and the schedule holds no BatchNorm statistics, no gradient reductions, no
+ * STATS or GSTATS pass, while every BatchNorm step reads the running statistics (frozen flag). */
+static void test_frozen_bn_plans_agree_and_keep_no_statistics(void **state)
+{
+    for (size_t z = 0; z < sizeof zoo_cases / sizeof zoo_cases[0]; z++) {
+        net_t *net = test_zoo(zoo_cases[z].net);
+        plan_config cfg = config(8, BN_FROZEN);
+        for (int st = 0; st < STRAT_COUNT; st++)
+            for (int rows = 0; rows <= 3; rows += 3) {
+                plan_choice c = choose(net, &cfg, (plan_strategy)st, st >= STRAT_ROW ? rows : 0);
+                char what[128];
+                snprintf(what, sizeof what, "%s %s rows %d bn frozen", net->name,
+                         plan_strategy_name((plan_strategy)st), rows);
+                plan_t *plan = build(net, &cfg, &c.spec);
+                check_agreement(plan, what);
+                sched_t s;
+                sched_init(&s);
+                plan_emit(plan, &s);
+                for (int t = 0; t < s.n_tensors; t++)
+                    if (s.tensors[t].kind == TK_BN_STATS || s.tensors[t].kind == TK_BN_GRED)
+                        fail_msg("%s: tensor %d holds BatchNorm statistics", what, t);
+                for (int i = s.step_begin; i < s.step_end; i++) {
+                    const sched_step *p = &s.steps[i];
+                    if (p->pass == PASS_STATS || p->pass == PASS_GSTATS)
+                        fail_msg("%s: step %d is a statistics pass", what, i);
+                    if (p->op == STEP_RUN && p->pass != PASS_UPDATE &&
+                        net->nodes[p->node].op == OP_BATCHNORM &&
+                        (!(p->flags & RUN_BN_FROZEN) || s.runs[p->run].running < 0))
+                        fail_msg("%s: BatchNorm step %d does not read the running statistics",
+                                 what, i);
+                }
+                sched_free(&s);
+                plan_free(plan);
+            }
+        net_free(net);
+    }
+}
+
 /* The same agreement with --rows fixed (1, 3, 8, and more partitions than some stages have
  * rows, which plan_build clamps), for every row strategy on every zoo net, batch 8, stripe BN
  * for the ResNets deeper than 18 (exact BN is covered above and in the small nets). */
@@ -1146,6 +1185,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_closed_form_equals_replay_for_every_zoo_strategy),
         cmocka_unit_test(test_closed_form_equals_replay_with_fixed_rows),
+        cmocka_unit_test(test_frozen_bn_plans_agree_and_keep_no_statistics),
         cmocka_unit_test(test_closed_form_equals_replay_across_dtypes_optimizers_workspace),
         cmocka_unit_test(test_closed_form_equals_replay_for_hand_cut_hybrids),
         cmocka_unit_test(test_composed_stages_equal_the_closed_form),

@@ -158,7 +158,8 @@ static void test_tiny_vgg_saved_bytes_by_hand(void **state)
 }
 
 /* PyTorch's own count (saved_tensors_hooks on CPU torch, dropout as on CUDA) for tiny nets built
- * from our JSON and for torchvision's vgg16, resnet18, resnet50 and alexnet: equal to the byte. */
+ * from our JSON and for torchvision's vgg16, resnet18, resnet50 and alexnet, also with the BatchNorm
+ * modules in eval mode (--bn frozen: no save_mean/save_invstd): equal to the byte. */
 static void test_saved_bytes_match_torch_saved_tensor_hooks(void **state)
 {
     json_object *doc = json_object_from_file(SAVED_GOLDEN);
@@ -178,12 +179,14 @@ static void test_saved_bytes_match_torch_saved_tensor_hooks(void **state)
         assert_int_equal(net_reshape(net, h, json_object_get_int(v)), LR_OK);
         assert_true(json_object_object_get_ex(c, "batch", &v));
         plan_config cfg = config(json_object_get_int(v), OPTIM_MOMENTUM);
+        if (json_object_object_get_ex(c, "bn", &v)) /* BN modules in eval mode */
+            assert_int_equal(strcmp(json_object_get_string(v), "frozen"), 0), cfg.bn = BN_FROZEN;
         assert_true(json_object_object_get_ex(c, "saved_bytes", &v));
         pytorch_profile p = bare_profile();
         int64_t want = json_object_get_int64(v), got = saved(net, &cfg, &p);
         if (got != want)
-            fail_msg("%s N=%d: model saves %lld B, torch %lld B", net->name, cfg.batch,
-                     (long long)got, (long long)want);
+            fail_msg("%s N=%d bn %s: model saves %lld B, torch %lld B", net->name, cfg.batch,
+                     plan_bn_name(cfg.bn), (long long)got, (long long)want);
         net_free(net);
     }
     json_object_put(doc);

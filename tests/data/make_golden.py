@@ -9,6 +9,8 @@ and writes everything the C side can be checked against to tests/data/golden/<ne
     /usr/bin/python3 tests/data/make_golden.py --check    # also run the self-checks
     /usr/bin/python3 tests/data/make_golden.py --check --no-write
 
+tiny-resnet-frozen.bin is tiny-resnet's step with frozen BatchNorm (--bn frozen).
+
 File format (little-endian, every value float32):
     "LRGOLD01", uint32 count, then per array:
     uint32 name length, name bytes (no NUL), uint32 ndim, int64 dims[ndim], float32 data (C order)
@@ -29,7 +31,10 @@ import torch.nn.functional as F
 
 torch.set_default_dtype(torch.float64)
 
-NETS = ["tiny-vgg", "tiny-resnet", "tiny-mix"]
+# "<net>-frozen": the same step with the BatchNorm layers frozen (--bn frozen: eval-mode BN with
+# fixed running statistics, which gamma and beta still learn through).
+NETS = ["tiny-vgg", "tiny-resnet", "tiny-mix", "tiny-resnet-frozen"]
+FROZEN_SUFFIX = "-frozen"
 BATCH = 4
 NUM_CLASSES = 10
 DROPOUT_BASE = 1234
@@ -89,9 +94,10 @@ def pair(v):
     return (int(v), int(v))
 
 
-def load_net(path):
+def load_net(path, frozen_bn=False):
     with open(path) as f:
         net = json.load(f)
+    net["frozen_bn"] = frozen_bn
     names = ["input"]
     for i, layer in enumerate(net["layers"]):
         if "inputs" not in layer:
@@ -100,6 +106,7 @@ def load_net(path):
             if src not in names:
                 raise ValueError("%s: layer %s reads %s, not an earlier layer" % (path, layer["name"], src))
         layer["node"] = i + 1
+        layer["frozen"] = frozen_bn and layer["op"] == "batchnorm"
         names.append(layer["name"])
     if net["layers"][-1]["op"] != "softmax_xent":
         raise ValueError("%s: the last layer must be softmax_xent" % path)
@@ -185,6 +192,14 @@ def init_params(net):
             params[name + ".bias"] = 0.1 * torch.randn(c)
             running[name + ".running_mean"] = torch.zeros(c)
             running[name + ".running_var"] = torch.ones(c)
+    if net["frozen_bn"]:
+        # statistics a pretrained model would bring: drawn after the parameters, so that those
+        # are the same as in the unfrozen file; float32 values
+        torch.manual_seed(3)
+        for k in running:
+            c = running[k].shape[0]
+            v = 0.2 * torch.randn(c) if k.endswith(".running_mean") else 0.5 + torch.rand(c)
+            running[k] = v.float().double()
     # Round to float32 values (kept in float64): the golden file stores float32, so the reference
     # is then computed from exactly the values the C side reads.
     for k in params:
@@ -216,7 +231,8 @@ def apply_op(layer, ins, params, running, training=True):
         return F.relu(x)
     if op == "batchnorm":
         return F.batch_norm(x, running.get(name + ".running_mean"), running.get(name + ".running_var"),
-                            params[name + ".weight"], params[name + ".bias"], training=training,
+                            params[name + ".weight"], params[name + ".bias"],
+                            training=training and not layer.get("frozen", False),
                             momentum=float(layer.get("momentum", 0.1)), eps=float(layer.get("eps", 1e-5)))
     if op == "add":
         y = ins[0]
@@ -464,10 +480,16 @@ def hand_vgg(params):
     return m, {"m." + k: k for k in mods}
 
 
-def compare_with_modules(name, res):
+def compare_with_modules(name, res, frozen_bn=False):
     builders = {"tiny-resnet": hand_resnet, "tiny-mix": hand_mix, "tiny-vgg": hand_vgg}
     model, names = builders[name](res["init"])
     model.train()
+    mods = dict(model.named_modules())
+    for mname, lname in names.items():
+        if frozen_bn and isinstance(mods[mname], torch.nn.BatchNorm2d):
+            mods[mname].running_mean.copy_(res["running"][lname + ".running_mean"])
+            mods[mname].running_var.copy_(res["running"][lname + ".running_var"])
+            mods[mname].eval()
     logits = model(res["x"])
     loss = F.cross_entropy(logits, res["labels"])
     loss.backward()
@@ -481,7 +503,6 @@ def compare_with_modules(name, res):
 
     cmp(logits.detach(), res["logits"], "logits")
     cmp(loss.detach(), torch.tensor(res["loss"]), "loss")
-    mods = dict(model.named_modules())
     for mname, lname in names.items():
         mod = mods[mname]
         cmp(mod.weight.grad, res["grads"][lname + ".weight"], lname + ".weight.grad")
@@ -533,7 +554,7 @@ def check_directional(net, directions=3):
             xx = t
         else:
             pd[name] = t
-        return forward(net, xx, labels, pd, {})[0].item()
+        return forward(net, xx, labels, pd, {k: v.clone() for k, v in running.items()})[0].item()
 
     worst = 0.0
     with torch.no_grad():
@@ -563,9 +584,15 @@ def check_optimizers(res, sgd, adam):
 
 
 def check_running(net, res):
-    """running_mean/var against a direct numpy computation from the stored BN inputs."""
+    """running_mean/var against a direct numpy computation from the stored BN inputs; frozen:
+    unchanged by the step."""
+    before = init_params(net)[1]
     for layer in net["layers"]:
         if layer["op"] != "batchnorm":
+            continue
+        if net["frozen_bn"]:
+            for k in (".running_mean", ".running_var"):
+                assert torch.equal(res["running"][layer["name"] + k], before[layer["name"] + k])
             continue
         xin = res["vals"][layer["inputs"][0]].detach().numpy()
         c = xin.shape[1]
@@ -594,7 +621,9 @@ def main():
     if args.check:
         check_dropout()
     for name in args.nets:
-        net = load_net(os.path.join(args.srcdir, "networks", name + ".json"))
+        frozen = name.endswith(FROZEN_SUFFIX)
+        base = name[:-len(FROZEN_SUFFIX)] if frozen else name
+        net = load_net(os.path.join(args.srcdir, "networks", base + ".json"), frozen)
         res = run_net(net, with_outputs=not args.no_outputs)
         res["name"] = name
         arrays = res["arrays"]
@@ -605,9 +634,9 @@ def main():
             check_optimizers(res, {k: d[k + ".momentum"] for k in res["init"]},
                              {k: d[k + ".adam"] for k in res["init"]})
             check_running(net, res)
-            compare_with_modules(name, res)
+            compare_with_modules(base, res, frozen)
             check_directional(net)
-            if name != "tiny-vgg":
+            if base != "tiny-vgg":
                 check_gradcheck(net)
             # Twice in a row gives identical bits (no hidden RNG use).
             again = run_net(net, with_outputs=not args.no_outputs)["arrays"]

@@ -23,6 +23,9 @@ CPU stands in for CUDA here; three differences are handled explicitly:
   * mean (global average pooling): torch 1.13 saves its input, 2.x only the sizes; the input is
     also saved by the relu before it, so the distinct storages are the same.
 
+Cases with "bn": "frozen" train with the BatchNorm modules in eval mode (lrcnn's --bn frozen):
+batch_norm then returns empty save_mean/save_invstd on CPU and on cuDNN alike.
+
 Run: /usr/bin/python3 tests/data/pytorch/make_saved_golden.py  (Debian's CPU torch 1.13 is enough)
 """
 import json
@@ -182,29 +185,45 @@ def saved_bytes(model, x, y, forward):
     return sum(b for b, _ in storages.values()), len(storages), by_dtype
 
 
-def torchvision_case(name, batch, classes=1000):
+def freeze_bn(model, bn):
+    """--bn frozen: the BatchNorm modules in eval mode (running statistics, an affine map)."""
+    if bn == "frozen":
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.eval()
+    return model
+
+
+def tagged(case, bn):
+    if bn != "exact":
+        case["bn"] = bn
+    return case
+
+
+def torchvision_case(name, batch, classes=1000, bn="exact"):
     torch.manual_seed(0)
-    model = cuda_dropout(getattr(torchvision.models, name)(num_classes=classes)).train()
+    model = freeze_bn(cuda_dropout(getattr(torchvision.models, name)(num_classes=classes)).train(), bn)
     x = torch.randn(batch, 3, 224, 224)
     y = torch.randint(0, classes, (batch,))
     total, count, by_dtype = saved_bytes(model, x, y, lambda a, b: F.cross_entropy(model(a), b))
-    return {"net": name, "source": "torchvision." + name, "batch": batch, "height": 224,
-            "width": 224, "saved_bytes": total, "saved_storages": count, "by_dtype": by_dtype}
+    return tagged({"net": name, "source": "torchvision." + name, "batch": batch, "height": 224,
+                   "width": 224, "saved_bytes": total, "saved_storages": count,
+                   "by_dtype": by_dtype}, bn)
 
 
-def json_case(name, batch):
+def json_case(name, batch, bn="exact"):
     torch.manual_seed(0)
     with open(os.path.join(ROOT, "networks", name + ".json")) as f:
         spec = json.load(f)
-    model = JsonNet(spec).train()
+    model = freeze_bn(JsonNet(spec).train(), bn)
     inp = spec["input"]
     x = torch.randn(batch, inp["channels"], inp["height"], inp["width"])
     classes = [l for l in spec["layers"] if l["op"] == "fc"][-1]["out_features"]
     y = torch.randint(0, classes, (batch,))
     total, count, by_dtype = saved_bytes(model, x, y, model.forward)
-    return {"net": name, "source": "networks/%s.json" % name, "batch": batch,
-            "height": inp["height"], "width": inp["width"], "saved_bytes": total,
-            "saved_storages": count, "by_dtype": by_dtype}
+    return tagged({"net": name, "source": "networks/%s.json" % name, "batch": batch,
+                   "height": inp["height"], "width": inp["width"], "saved_bytes": total,
+                   "saved_storages": count, "by_dtype": by_dtype}, bn)
 
 
 def main():
@@ -212,7 +231,9 @@ def main():
     cases = [json_case("tiny-vgg", 4), json_case("tiny-vgg", 7), json_case("tiny-resnet", 4),
              json_case("tiny-mix", 3), torchvision_case("vgg16", 2),
              torchvision_case("resnet18", 2), torchvision_case("resnet50", 2),
-             torchvision_case("alexnet", 2)]
+             torchvision_case("alexnet", 2), json_case("tiny-resnet", 4, "frozen"),
+             json_case("tiny-mix", 3, "frozen"), torchvision_case("resnet18", 2, bn="frozen"),
+             torchvision_case("resnet50", 2, bn="frozen")]
     doc = {"generator": "tests/data/pytorch/make_saved_golden.py",
            "torch": torch.__version__, "torchvision": torchvision.__version__,
            "what": "bytes of distinct storages saved for backward after forward + cross-entropy "

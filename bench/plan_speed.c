@@ -123,7 +123,7 @@ static void fit_all(const net_t *net, const plan_config *cfg, const plan_choice 
         t[st].strategy = (plan_strategy)st;
         t[st].hint = plans[st].spec, t[st].hint_bn = cfg->bn, t[st].has_hint = true;
     }
-    int64_t budget = fit_gpu_find("h100-80gb")->bytes - FIT_DEFAULT_RESERVE_BYTES;
+    int64_t budget = device_find("h100-80gb")->bytes - FIT_DEFAULT_RESERVE_BYTES;
     if (fit_run_all(net, cfg, t, STRAT_COUNT, budget, out) != LR_OK)
         die("fit_run_all");
 }

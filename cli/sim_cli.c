@@ -271,19 +271,44 @@ static lr_status on_budget(void *ctx, const char *flag, const char *v)
 static lr_status on_fit(void *ctx, const char *flag, const char *v)
 {
     sim_options *o = ctx;
-    o->fit_gpu = fit_gpu_find(v);
-    if (o->fit_gpu) {
+    o->fit_gpu = device_find(v);
+    if (o->fit_gpu && o->fit_gpu->bytes > 0) {
         o->fit_bytes = o->fit_gpu->bytes;
         return LR_OK;
     }
+    o->fit_gpu = NULL;
     if (args_size(flag, v, &o->fit_bytes) != LR_OK || o->fit_bytes <= 0) {
         char names[512] = "";
-        for (const fit_gpu *g = fit_gpus; g->name; g++)
-            snprintf(names + strlen(names), sizeof names - strlen(names), "%s%s",
-                     g == fit_gpus ? "" : ", ", g->name);
+        for (const device_spec *g = device_table; g->name; g++)
+            if (g->bytes > 0)
+                snprintf(names + strlen(names), sizeof names - strlen(names), "%s%s",
+                         names[0] ? ", " : "", g->name);
         return lr_fail(LR_ERR_USAGE, "%s: expected a size (e.g. 24GiB) or a card (%s), got '%s'",
                        flag, names, v);
     }
+    return LR_OK;
+}
+
+static lr_status on_device(void *ctx, const char *flag, const char *v)
+{
+    sim_options *o = ctx;
+    o->cfg.device = device_find(v);
+    if (o->cfg.device)
+        return LR_OK;
+    char names[512] = "";
+    for (const device_spec *d = device_table; d->name; d++)
+        snprintf(names + strlen(names), sizeof names - strlen(names), "%s%s",
+                 d == device_table ? "" : ", ", d->name);
+    return lr_fail(LR_ERR_USAGE, "%s: expected a device (%s), got '%s'", flag, names, v);
+}
+
+static lr_status on_overhead_by(void *ctx, const char *flag, const char *v)
+{
+    sim_options *o = ctx;
+    if (strcmp(v, "time") && strcmp(v, "flops"))
+        return lr_fail(LR_ERR_USAGE, "%s: expected time or flops, got '%s'", flag, v);
+    o->areq.by_time = strcmp(v, "time") == 0;
+    o->overhead_by_given = true;
     return LR_OK;
 }
 
@@ -302,6 +327,7 @@ const args_flag sim_flags[] = {
     {"--optimizer", "O", on_optimizer, "sgd | momentum | adam (default momentum)"},
     {"--strategy", "S[,S]", on_strategy, "strategies to plan (default all; auto only by name)"},
     {"--max-overhead", "X", on_max_overhead, "auto: lowest peak with compute <= X x column (default 1.5)"},
+    {"--overhead-by", "M", on_overhead_by, "auto: compute is time | flops (default time with --device)"},
     {"--budget", "SIZE", on_budget, "auto: least compute with peak <= SIZE, e.g. 8GiB"},
     {"--rows", "N", on_rows, "row partitions (first stage for hybrids; default: lowest peak)"},
     {"--region", "LAYER", on_region, "last layer of the row region (default: last row-wise layer)"},
@@ -320,6 +346,7 @@ const args_flag sim_flags[] = {
     {"--report", "DIR", on_report, "plots (PNG, SVG, gnuplot scripts, CSV) and report.md in DIR"},
     {"--graph", "FILE", on_graph, "row-dependency graph of the first row strategy (.dot, .svg, .png)"},
     {"--gpu-mem", "SIZE", on_gpu_mem, "GPU memory for the report's batch plot, e.g. 16GiB"},
+    {"--device", "NAME", on_device, "predicted step time per strategy on a card (h100-80gb...) or cpu"},
     {"--fit", "SIZE|GPU", on_fit, "largest batch and square input within SIZE or a card (h100-80gb...)"},
     {"--reserve", "SIZE", on_reserve, "--fit: kept for CUDA context and allocator (default 1GiB)"},
     {"--help", NULL, on_help, "this text"},
@@ -772,6 +799,11 @@ static lr_status run_main(FILE *f, sim_options *o, const net_t *net)
 /* auto's and --fit's flags make sense only together with them. */
 static lr_status check_auto_and_fit(const sim_options *o)
 {
+    if (o->overhead_by_given && !o->auto_plan)
+        return lr_fail(LR_ERR_USAGE, "--overhead-by: only --strategy auto uses it");
+    if (o->overhead_by_given && o->areq.by_time && !o->cfg.device)
+        return lr_fail(LR_ERR_USAGE, "--overhead-by time: needs --device (the card whose time "
+                                     "model measures compute)");
     if ((o->areq.max_overhead > 0 || o->areq.budget_bytes > 0) && !o->auto_plan)
         return lr_fail(LR_ERR_USAGE, "%s: only --strategy auto uses it (e.g. --strategy auto or column,auto)",
                        o->areq.budget_bytes > 0 ? "--budget" : "--max-overhead");
@@ -794,6 +826,8 @@ static lr_status check_auto_and_fit(const sim_options *o)
 lr_status sim_cli_run(sim_options *o)
 {
     LR_TRY(check_auto_and_fit(o));
+    if (!o->overhead_by_given)
+        o->areq.by_time = o->cfg.device != NULL; /* users choose plans by time when they can */
     if (!o->strategies && !o->auto_plan)
         o->strategies = o->pytorch ? (1u << STRAT_COLUMN) | (1u << STRAT_CHECKPOINT)
                                    : (1u << STRAT_COUNT) - 1;

@@ -38,8 +38,9 @@ typedef struct {
     const char *graph;     /* --graph FILE.dot|.svg|.png */
     int64_t gpu_mem_bytes; /* --gpu-mem SIZE: drawn in the report's batch plot */
     bool auto_plan;        /* --strategy ...,auto (not part of "all") */
-    auto_request areq;     /* --max-overhead, --budget (auto only) */
-    const fit_gpu *fit_gpu; /* --fit GPU: the card; NULL for --fit SIZE */
+    auto_request areq;     /* --max-overhead, --budget, --overhead-by (auto only) */
+    bool overhead_by_given;
+    const device_spec *fit_gpu; /* --fit GPU: the card; NULL for --fit SIZE */
     int64_t fit_bytes;     /* --fit: device memory (0: no --fit) */
     int64_t reserve_bytes; /* --reserve (default FIT_DEFAULT_RESERVE_BYTES) */
     bool reserve_given;

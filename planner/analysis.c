@@ -77,6 +77,7 @@ lr_status analysis_run(const net_t *net, const plan_config *cfg, const plan_requ
     LR_TRY(strategy_choose(net, cfg, &creq, &column));
     out->column_peak = column.cost.peak_bytes;
     out->column_flops = column.cost.flops;
+    out->column_ns = column.cost.step_ns;
     for (int st = 0; st < STRAT_COUNT; st++) {
         if (!(which & (1u << st)))
             continue;

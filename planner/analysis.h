@@ -31,6 +31,7 @@ typedef struct {
     int n;
     analysis_entry e[STRAT_COUNT];
     int64_t column_peak, column_flops; /* the reference for ratios (always computed) */
+    int64_t column_ns;                 /* column's step time on cfg.device (0 without one) */
 } analysis_t;
 
 /* Plans, emits and replays every strategy in `which` (a bit per plan_strategy). */

@@ -15,12 +15,12 @@
 typedef struct {
     bool min_peak;       /* objective */
     int64_t budget;      /* 0: none */
-    int64_t flops_cap;   /* absolute; INT64_MAX: none */
+    int64_t work_cap;    /* absolute (auto_work); INT64_MAX: none */
 } goal;
 
 static int64_t extra_cap_of(const search *s, const goal *g)
 {
-    return g->flops_cap == INT64_MAX ? INT64_MAX : g->flops_cap - s->col_flops;
+    return g->work_cap == INT64_MAX ? INT64_MAX : g->work_cap - s->col_work;
 }
 
 /* ------------------------------------------------------------------ candidates */
@@ -53,9 +53,10 @@ static plan_strategy strategy_of(const plan_spec *spec)
     return STRAT_ROW;
 }
 
-static bool meets(const auto_candidate *c, const goal *g)
+static bool meets(const search *s, const auto_candidate *c, const goal *g)
 {
-    return c->cost.flops <= g->flops_cap && (g->budget == 0 || c->cost.peak_bytes <= g->budget);
+    return auto_work(s, &c->cost) <= g->work_cap &&
+           (g->budget == 0 || c->cost.peak_bytes <= g->budget);
 }
 
 /* Evaluates spec under bn (*usable as for auto_evaluate()). A plan without BatchNorm in a
@@ -72,7 +73,8 @@ static lr_status make_candidate(search *s, plan_spec spec, plan_bn bn, const goa
     c->spec = spec;
     LR_TRY(auto_evaluate(s, bn, &spec, &c->cost, usable));
     c->flops_ratio = (double)c->cost.flops / (double)s->col_flops;
-    c->fits = meets(c, g);
+    c->time_ratio = s->col_ns > 0 ? (double)c->cost.step_ns / (double)s->col_ns : 0.0;
+    c->fits = meets(s, c, g);
     return LR_OK;
 }
 
@@ -105,9 +107,9 @@ static lr_status solve(search *s, const space *sp, const goal *g, labels *L, aut
         LR_TRY(make_candidate(s, spec_of(&p, sp->kind, s), sp->bn, g, out, &usable));
         if (!usable) /* its stages can be built one by one, not all together: rare enough */
             return LR_OK;
-        if (out->cost.peak_bytes != p.peak || out->cost.flops - s->col_flops != p.extra)
+        if (out->cost.peak_bytes != p.peak || auto_work(s, &out->cost) - s->col_work != p.extra)
             s->model_misses++;
-        int64_t over_flops = out->cost.flops - s->col_flops - q.extra_cap;
+        int64_t over_flops = auto_work(s, &out->cost) - s->col_work - q.extra_cap;
         int64_t over_peak = g->min_peak ? 0 : out->cost.peak_bytes - q.bound;
         if (over_flops <= 0 && over_peak <= 0) {
             *found = true;
@@ -136,18 +138,20 @@ static bool same_plan(const auto_candidate *x, const auto_candidate *y)
 /* Plans that meet the request first; among those the objective, then the other measure, then
  * exact BatchNorm. Among those that do not (nothing met the budget): within the compute cap
  * first, then the lowest peak (the closest to the budget). */
-static bool ahead(const auto_candidate *x, const auto_candidate *y, const goal *g)
+static bool ahead(const search *s, const auto_candidate *x, const auto_candidate *y,
+                  const goal *g)
 {
     if (x->fits != y->fits)
         return x->fits;
-    bool x_cap = x->cost.flops <= g->flops_cap, y_cap = y->cost.flops <= g->flops_cap;
+    int64_t xw = auto_work(s, &x->cost), yw = auto_work(s, &y->cost);
+    bool x_cap = xw <= g->work_cap, y_cap = yw <= g->work_cap;
     if (!x->fits && x_cap != y_cap)
         return x_cap;
     bool by_peak = g->min_peak || !x->fits;
-    int64_t x1 = by_peak ? x->cost.peak_bytes : x->cost.flops;
-    int64_t y1 = by_peak ? y->cost.peak_bytes : y->cost.flops;
-    int64_t x2 = by_peak ? x->cost.flops : x->cost.peak_bytes;
-    int64_t y2 = by_peak ? y->cost.flops : y->cost.peak_bytes;
+    int64_t x1 = by_peak ? x->cost.peak_bytes : xw;
+    int64_t y1 = by_peak ? y->cost.peak_bytes : yw;
+    int64_t x2 = by_peak ? xw : x->cost.peak_bytes;
+    int64_t y2 = by_peak ? yw : y->cost.peak_bytes;
     if (x1 != y1)
         return x1 < y1;
     if (x2 != y2)
@@ -160,10 +164,10 @@ typedef struct {
     int n;
 } candidates;
 
-static void rank(candidates *c, const goal *g, auto_result *out)
+static void rank(const search *s, candidates *c, const goal *g, auto_result *out)
 {
     for (int k = 1; k < c->n; k++) /* insertion sort, stable */
-        for (int q = k; q > 0 && ahead(&c->v[q], &c->v[q - 1], g); q--) {
+        for (int q = k; q > 0 && ahead(s, &c->v[q], &c->v[q - 1], g); q--) {
             auto_candidate t = c->v[q];
             c->v[q] = c->v[q - 1];
             c->v[q - 1] = t;
@@ -189,11 +193,14 @@ static lr_status check_request(const net_t *net, const auto_request *req, goal *
         return lr_fail(LR_ERR_USAGE, "--max-overhead: expected a compute ratio >= 1, got %g", cap);
     if (req->budget_bytes < 0)
         return lr_fail(LR_ERR_USAGE, "--budget: expected a positive size");
+    if (req->by_time && !cfg->device)
+        return lr_fail(LR_ERR_USAGE, "--overhead-by time: needs --device (the card whose time "
+                                     "model measures compute)");
     if (cap == 0 && req->budget_bytes == 0)
         cap = AUTO_DEFAULT_OVERHEAD;
     g->min_peak = req->budget_bytes == 0;
     g->budget = req->budget_bytes;
-    g->flops_cap = INT64_MAX; /* set once column's compute is known */
+    g->work_cap = INT64_MAX; /* set once column's compute is known */
     *end = req->region_end > 0 ? req->region_end : plan_default_region_end(net);
     if (*end >= net->n_nodes)
         return lr_fail(LR_ERR_USAGE, "--region: no such layer");
@@ -212,12 +219,14 @@ static void search_free(search *s)
     free(s->bn_node), free(s->anc), free(s->desc);
 }
 
-static lr_status search_init(search *s, const net_t *net, const plan_config *cfg, int end)
+static lr_status search_init(search *s, const net_t *net, const plan_config *cfg, int end,
+                             bool by_time)
 {
     memset(s, 0, sizeof *s);
     s->net = net;
     s->cfg = *cfg;
     s->base_bn = cfg->bn == BN_FROZEN ? BN_FROZEN : BN_EXACT;
+    s->by_time = by_time;
     auto_find_cuts(s, end);
     s->out_bytes = calloc((size_t)s->m + 1, sizeof(int64_t));
     s->lp1 = calloc((size_t)s->m + 1, sizeof(int64_t));
@@ -253,8 +262,8 @@ static int64_t least_fitting_extra(const search *s, const candidates *c)
 {
     int64_t best = INT64_MAX;
     for (int k = 0; k < c->n; k++)
-        if (c->v[k].fits && c->v[k].cost.flops - s->col_flops < best)
-            best = c->v[k].cost.flops - s->col_flops;
+        if (c->v[k].fits && auto_work(s, &c->v[k].cost) - s->col_work < best)
+            best = auto_work(s, &c->v[k].cost) - s->col_work;
     return best;
 }
 
@@ -295,7 +304,7 @@ static lr_status least_compute(search *s, space *spaces, int n_spaces, probe_job
 {
     int64_t cap = extra_cap_of(s, g), limit = least_fitting_extra(s, c);
     if (limit == INT64_MAX)
-        limit = s->col_flops / 8;
+        limit = s->col_work / 8;
     for (;;) {
         limit = limit < cap ? limit : cap;
         LR_TRY(round_of(s, spaces, n_spaces, jobs, n_jobs, limit, g, c, n_seeds));
@@ -343,9 +352,9 @@ lr_status auto_search(const net_t *net, const plan_config *cfg, const auto_reque
     double cap = req->max_overhead == 0 && req->budget_bytes == 0 ? AUTO_DEFAULT_OVERHEAD
                                                                    : req->max_overhead;
     search s;
-    lr_status st = search_init(&s, net, cfg, end);
+    lr_status st = search_init(&s, net, cfg, end, req->by_time);
     if (cap > 0)
-        g.flops_cap = (int64_t)floor(cap * (double)s.col_flops);
+        g.work_cap = (int64_t)floor(cap * (double)s.col_work);
     candidates c = {.n = 0};
     if (st == LR_OK)
         st = seeds(&s, &g, end, &c);
@@ -353,12 +362,14 @@ lr_status auto_search(const net_t *net, const plan_config *cfg, const auto_reque
     if (st == LR_OK && end > 0 && !column_fits)
         st = search_spaces(&s, cfg, &g, &c);
     if (st == LR_OK) {
-        rank(&c, &g, out);
+        rank(&s, &c, &g, out);
         out->minimise_peak = g.min_peak;
         out->max_overhead = cap;
         out->budget_bytes = g.budget;
         out->column_peak = s.col_peak;
         out->column_flops = s.col_flops;
+        out->column_ns = s.col_ns;
+        out->by_time = s.by_time;
         out->over_bytes = out->best.fits || !g.budget ? 0 : out->best.cost.peak_bytes - g.budget;
         out->n_evals = s.n_evals;
         out->model_misses = s.model_misses;

@@ -57,13 +57,16 @@ typedef struct {
                              or AUTO_DEFAULT_OVERHEAD when budget_bytes is 0 too */
     int64_t budget_bytes; /* closed-form peak <= budget_bytes; 0: no memory budget */
     int region_end;       /* last node of the row region; 0: plan_default_region_end */
+    bool by_time;         /* compute = predicted step time on cfg->device (--overhead-by time),
+                             else FLOPs; the cap and the least-compute objective both use it */
 } auto_request;
 
 typedef struct {
     plan_spec spec;
     plan_bn bn;         /* BatchNorm mode the plan runs (and is evaluated) under */
     plan_cost cost;     /* closed form */
-    double flops_ratio; /* compute relative to column */
+    double flops_ratio; /* FLOPs relative to column */
+    double time_ratio;  /* step time relative to column (0 without cfg->device) */
     bool approximate;   /* stripe BatchNorm inside a partitioned stage */
     bool fits;          /* meets every constraint of the request */
 } auto_candidate;
@@ -77,7 +80,8 @@ typedef struct {
     bool minimise_peak;   /* objective: true = peak under a compute cap, false = compute */
     double max_overhead;  /* the compute cap applied (0: none) */
     int64_t budget_bytes; /* the memory budget applied (0: none) */
-    int64_t column_peak, column_flops;
+    int64_t column_peak, column_flops, column_ns;
+    bool by_time;         /* compute measured as step time (auto_request.by_time) */
     /* !best.fits (no plan meets the budget): best is the lowest peak within the compute cap,
      * over_bytes = its peak - budget_bytes */
     int64_t over_bytes;

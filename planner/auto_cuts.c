@@ -67,10 +67,25 @@ void auto_find_cuts(search *s, int region_end)
 
 /* ------------------------------------------------------------------ exact BN lower bound */
 
+/* The work of one whole-map kernel of node: a lower bound on the work of the same kernel over
+ * stripes that cover the map (every stripe pays at least its share of FLOPs, bytes and the
+ * efficiency loss, plus a launch). */
+static int64_t map_work(const search *s, int node, device_kernel_kind kind)
+{
+    const net_t *net = s->net;
+    int h = net->nodes[node].h, batch = s->cfg.batch;
+    if (!s->by_time)
+        return kind == KERNEL_FWD ? cost_fwd_flops(net, node, batch, h)
+                                  : cost_bwd_flops(net, node, batch, h);
+    device_kernel k = device_kernel_of(net, node, batch, cost_dtype_bytes(s->cfg.dtype), h, kind,
+                                       s->cfg.optim);
+    return device_kernel_ns(s->cfg.device, &k);
+}
+
 /* An exact-BN stage with N > 1 runs, per BatchNorm in it, a statistics pass over the
  * BatchNorm's ancestors in the stage and a gradient-statistics pass through its descendants
- * (plan.h), each over every row at least once: their forward and backward FLOPs bound the
- * stage's extra compute from below. */
+ * (plan.h), each over every row at least once: their forward and backward work (auto_work)
+ * bounds the stage's extra compute from below. */
 void auto_bn_bounds(search *s)
 {
     const net_t *net = s->net;
@@ -83,7 +98,6 @@ void auto_bn_bounds(search *s)
     s->desc = calloc((size_t)(s->nbn + 1) * n, sizeof(int64_t));
     bool *mark = malloc((size_t)n);
     LR_ASSERT(s->bn_node && s->anc && s->desc && mark);
-    int batch = s->cfg.batch;
     for (int l = 1, k = 0; l <= end; l++) {
         if (net->nodes[l].op != OP_BATCHNORM)
             continue;
@@ -96,15 +110,13 @@ void auto_bn_bounds(search *s)
                 for (int q = 0; q < net->nodes[u].n_inputs; q++)
                     mark[net->nodes[u].inputs[q]] = true;
         for (int x = l - 1; x >= 0; x--)
-            anc[x] = anc[x + 1] + (mark[x + 1] && x + 1 < l
-                                       ? cost_fwd_flops(net, x + 1, batch, net->nodes[x + 1].h)
-                                       : 0);
+            anc[x] = anc[x + 1] + (mark[x + 1] && x + 1 < l ? map_work(s, x + 1, KERNEL_FWD) : 0);
         memset(mark, 0, (size_t)n);
         mark[l] = true;
         for (int y = l + 1; y < n; y++) { /* desc[y]: descendants l < d <= y */
             for (int q = 0; q < net->nodes[y].n_inputs; q++)
                 mark[y] |= mark[net->nodes[y].inputs[q]];
-            desc[y] = desc[y - 1] + (mark[y] ? cost_bwd_flops(net, y, batch, net->nodes[y].h) : 0);
+            desc[y] = desc[y - 1] + (mark[y] ? map_work(s, y, KERNEL_BWD) : 0);
         }
         k++;
     }

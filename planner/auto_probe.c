@@ -61,7 +61,9 @@ lr_status auto_measure_base(search *s)
     plan_cost c;
     LR_TRY(evaluate_base(s, &sp, &c));
     s->col_peak = c.peak_bytes;
+    s->col_work = auto_work(s, &c);
     s->col_flops = c.flops;
+    s->col_ns = c.step_ns;
     s->persistent = c.static_bytes + c.input_bytes + c.workspace_bytes;
     for (int i = 0; i < s->m; i++) {
         int n = 0;
@@ -71,7 +73,7 @@ lr_status auto_measure_base(search *s)
         sp.n_stages = n;
         LR_TRY(evaluate_base(s, &sp, &c));
         s->lp1[i] = c.stage_peak[n - 1] - s->persistent - s->out_bytes[i];
-        s->fck[i] = c.flops - s->col_flops; /* a last one-partition stage recomputes nothing */
+        s->fck[i] = auto_work(s, &c) - s->col_work; /* a last one-partition stage recomputes nothing */
     }
     return LR_OK;
 }
@@ -159,7 +161,7 @@ static lr_status probe(search *s, const space *sp_of, int a, int b, int parts, s
     memset(e, 0, sizeof *e);
     e->a = a, e->b = b, e->parts = parts, e->last = last;
     e->local = c.stage_peak[me] - base;
-    e->extra = c.flops - s->col_flops - (a > 0 ? s->fck[a] : 0);
+    e->extra = auto_work(s, &c) - s->col_work - (a > 0 ? s->fck[a] : 0);
     if (last)
         return tail_above(s, sp_of, a, b, parts, &c, me, base, e->local, &e->tail, usable);
     e->carried = c.stage_peak[me + 1] - base - s->lp1[b];

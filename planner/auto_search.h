@@ -10,7 +10,8 @@
  *
  * Legend: a, b, i index candidate cuts (cut[0] = node 0, the input; cut[m] = the region end);
  * stage (a, b] holds nodes cut[a]+1 .. cut[b]; N partitions; P persistent bytes (weights,
- * gradients, optimizer state, input batch, workspace). "extra" is compute above column.
+ * gradients, optimizer state, input batch, workspace). "extra" is compute above column, in
+ * auto_work's unit (FLOPs, or nanoseconds on cfg.device with --overhead-by time).
  */
 #ifndef LR_AUTO_SEARCH_H
 #define LR_AUTO_SEARCH_H
@@ -40,12 +41,13 @@ typedef struct {
     int m;
     int *cut;            /* m + 1 node ids */
     int64_t *out_bytes;  /* output bytes of cut[i]; 0 for the input, which is persistent */
-    int64_t persistent, col_peak, col_flops;
+    int64_t persistent, col_peak, col_work, col_flops, col_ns;
+    bool by_time;        /* compute is measured as step time (cfg.device), else FLOPs */
     int64_t *lp1;        /* [i]: local of the LAST one-partition stage (cut[i], cut[i+1]] */
     int64_t *fck;        /* [i]: extra of the non-last one-partition stage (0, cut[i]] */
     bool *special;       /* (m+1) x (m+1): the whole region and resolution stages */
-    /* exact BN lower bound (bn_bounds): per BatchNorm k, anc[k*n + x] = forward FLOPs of its
-     * ancestors above node x, desc[k*n + y] = backward FLOPs of its descendants up to node y */
+    /* exact BN lower bound (bn_bounds): per BatchNorm k, anc[k*n + x] = forward work of its
+     * ancestors above node x, desc[k*n + y] = backward work of its descendants up to node y */
     int nbn;
     int *bn_node;
     int64_t *anc, *desc;
@@ -104,6 +106,13 @@ typedef struct {
     int64_t bound;     /* every moment's live bytes <= bound */
     int64_t extra_cap; /* extra compute <= extra_cap */
 } dp_query;
+
+/* The compute measure of a plan: its step time on cfg.device (--overhead-by time) or its FLOPs.
+ * Both add up over a plan's phases, which is what the stage model relies on. */
+static inline int64_t auto_work(const search *s, const plan_cost *c)
+{
+    return s->by_time ? c->step_ns : c->flops;
+}
 
 /* ------------------------------------------------------------------ auto_cuts.c */
 

@@ -53,7 +53,7 @@ typedef struct {
     const net_t *net;
     int batch, eb;
     meter m;
-    int64_t flops;
+    int64_t flops, ns;
     int stage;
     /* per node of the current stage: last in-stage consumer, last backward reader */
     int *last_fwd, *first_bwd;
@@ -64,7 +64,7 @@ typedef struct {
     int64_t *row_bytes; /* per node: bytes of one row of its output for the whole batch */
     int64_t *fwd_row_flops, *bwd_row_flops, *stats_row_flops; /* per node, per output row */
     plan_phases *phases; /* NULL: not recorded */
-    int64_t phase_flops; /* v.flops when the current phase began */
+    int64_t phase_flops, phase_ns; /* v.flops and v.ns when the current phase began */
 } evaluator;
 
 static int64_t rows_bytes(const evaluator *v, int node, rowrange r)
@@ -91,6 +91,20 @@ static void add_flops(evaluator *v, int64_t flops)
         v->flops = INT64_MAX;
 }
 
+/* One kernel of the schedule (a RUN step that does arithmetic): its FLOPs, and with a device
+ * its time. */
+static void add_kernel(evaluator *v, int node, int rows, device_kernel_kind kind, int64_t flops)
+{
+    add_flops(v, flops);
+    const device_spec *d = v->plan->cfg.device;
+    if (!d || flops == 0)
+        return;
+    device_kernel k = device_kernel_of(v->net, node, v->batch, v->eb, rows, kind,
+                                       v->plan->cfg.optim);
+    if (__builtin_add_overflow(v->ns, device_kernel_ns(d, &k), &v->ns))
+        v->ns = INT64_MAX;
+}
+
 static void phase_begin(evaluator *v)
 {
     if (!v->phases)
@@ -98,6 +112,7 @@ static void phase_begin(evaluator *v)
     plan_phase *ph = &v->phases->ph[v->phases->n];
     *ph = (plan_phase){.entry = v->m.live, .node = -1, .part = -1, .stage = -1};
     v->phase_flops = v->flops;
+    v->phase_ns = v->ns;
     v->m.phase = ph;
 }
 
@@ -108,6 +123,7 @@ static void phase_end(evaluator *v)
     plan_phase *ph = &v->phases->ph[v->phases->n++];
     ph->exit = v->m.live;
     ph->flops = v->flops == INT64_MAX ? INT64_MAX : v->flops - v->phase_flops;
+    ph->ns = v->ns == INT64_MAX ? INT64_MAX : v->ns - v->phase_ns;
     v->m.phase = NULL;
 }
 
@@ -182,7 +198,7 @@ static void tail_forward(evaluator *v, const tail_readers *t, const bool *held)
         add(v, n->op == OP_SOFTMAX_XENT ? 4 : full_bytes(v, l), PASS_FWD, l, -1);
         if (n->op == OP_BATCHNORM && !frozen)
             add(v, plan_bn_stats_bytes(net, l), PASS_FWD, l, -1);
-        add_flops(v, cost_fwd_flops(net, l, v->batch, n->h));
+        add_kernel(v, l, n->h, KERNEL_FWD, cost_fwd_flops(net, l, v->batch, n->h));
         for (int k = 0; k < n->n_inputs; k++) {
             int u = plan_root(net, n->inputs[k]);
             if (first_occurrence(n, k, u, net) && dies_in_forward(v, t, held, u, l))
@@ -208,7 +224,7 @@ static void tail_backward(evaluator *v, const tail_readers *t, const bool *held,
         }
         if (n->op == OP_BATCHNORM && !frozen)
             add(v, plan_bn_gred_bytes(net, l), PASS_BWD, l, -1);
-        add_flops(v, cost_bwd_flops(net, l, v->batch, n->h));
+        add_kernel(v, l, n->h, KERNEL_BWD, cost_bwd_flops(net, l, v->batch, n->h));
         if (n->op == OP_BATCHNORM && !frozen)
             shrink(&v->m, plan_bn_gred_bytes(net, l) + plan_bn_stats_bytes(net, l));
         shrink(&v->m, n->op == OP_SOFTMAX_XENT ? 4 : full_bytes(v, l)); /* loss value or dY */
@@ -311,7 +327,8 @@ static void forward_node(evaluator *v, const fwd_pass *f, int l, int j)
                         !st->bn_frozen && !rr_empty(rows);
     if (stripe_stats)
         add(v, plan_bn_stats_bytes(net, l), f->pass, l, j);
-    add_flops(v, (stats_acc ? v->stats_row_flops[l] : v->fwd_row_flops[l]) * rr_count(rows));
+    add_kernel(v, l, rr_count(rows), stats_acc ? KERNEL_STATS : KERNEL_FWD,
+               (stats_acc ? v->stats_row_flops[l] : v->fwd_row_flops[l]) * rr_count(rows));
     if (stripe_stats && !f->store && l != st->out_node)
         shrink(&v->m, plan_bn_stats_bytes(net, l));
     if (l != st->out_node && v->last_fwd[l] < 0)
@@ -433,7 +450,8 @@ static void backward_partition(evaluator *v, const bwd_pass *b, int j, bool *gb_
             bool stripe_bn = n->op == OP_BATCHNORM && !st->bn_passes && !st->bn_frozen;
             if (stripe_bn && !acc)
                 add(v, plan_bn_gred_bytes(net, l), b->pass, l, j);
-            add_flops(v, (acc ? v->stats_row_flops[l] : v->bwd_row_flops[l]) * rr_count(rows));
+            add_kernel(v, l, rr_count(rows), acc ? KERNEL_STATS : KERNEL_BWD,
+                       (acc ? v->stats_row_flops[l] : v->bwd_row_flops[l]) * rr_count(rows));
             if (stripe_bn && !acc)
                 shrink(&v->m, plan_bn_gred_bytes(net, l));
         }
@@ -554,7 +572,7 @@ void plan_compose(const plan_phases *const *by_stage, int n_stages, plan_cost *o
     out->input_bytes = base->input_bytes;
     out->workspace_bytes = base->workspace_bytes;
     out->peak_node = out->peak_part = out->peak_stage = -1;
-    int64_t live = 0, flops = 0;
+    int64_t live = 0, flops = 0, ns = 0;
     for (int i = 0; i < 2 * n_stages + 3; i++) {
         const plan_phases *from = base;
         if (i >= 1 && i <= n_stages)
@@ -574,8 +592,10 @@ void plan_compose(const plan_phases *const *by_stage, int n_stages, plan_cost *o
         }
         live += ph->exit - ph->entry;
         flops = add_saturating(flops, ph->flops);
+        ns = add_saturating(ns, ph->ns);
     }
     out->flops = add_saturating(flops, base->update_flops);
+    out->step_ns = add_saturating(ns, base->update_ns);
 }
 
 static void closed_form(const plan_t *plan, plan_cost *out, plan_phases *phases)
@@ -629,12 +649,14 @@ static void closed_form(const plan_t *plan, plan_cost *out, plan_phases *phases)
         free_stage_input(&v, &plan->stages[s], held);
         phase_end(&v);
     }
-    int64_t before_updates = v.flops;
+    int64_t before_updates = v.flops, ns_before_updates = v.ns;
     for (int l = 1; l < n; l++)
         if (net->nodes[l].params)
-            add_flops(&v, (int64_t)(2 + 3 * cost_optim_slots(plan->cfg.optim)) * net->nodes[l].params);
+            add_kernel(&v, l, 0, KERNEL_UPDATE,
+                       (int64_t)(2 + 3 * cost_optim_slots(plan->cfg.optim)) * net->nodes[l].params);
     if (phases) {
         phases->update_flops = v.flops == INT64_MAX ? INT64_MAX : v.flops - before_updates;
+        phases->update_ns = v.ns == INT64_MAX ? INT64_MAX : v.ns - ns_before_updates;
         phases->static_bytes = out->static_bytes;
         phases->input_bytes = out->input_bytes;
         phases->workspace_bytes = out->workspace_bytes;
@@ -645,6 +667,7 @@ static void closed_form(const plan_t *plan, plan_cost *out, plan_phases *phases)
     out->peak_stage = v.m.stage;
     out->peak_pass = v.m.pass;
     out->flops = v.flops;
+    out->step_ns = v.ns;
     memcpy(out->stage_peak, v.m.stage_peak, sizeof out->stage_peak);
     free(v.last_fwd), free(v.first_bwd), free(v.saved), free(v.has_grad);
     free(v.mark), free(held), free(grad), free(gb_a), free(gb_b), free(t.last_fwd);

@@ -10,37 +10,6 @@
 #include <string.h>
 #include <strings.h>
 
-#define MiB ((int64_t)1 << 20)
-#define GiB ((int64_t)1 << 30)
-
-/* Device memory per card. Where the driver's figure is well known it is used (nvidia-smi
- * memory.total, = cudaGetDeviceProperties totalGlobalMem): it is below the marketing number on
- * HBM cards and with ECC on (T4, L4, A10G enable it by default). Otherwise the card's nominal
- * binary size (GDDR and HBM come in power-of-two GiB parts). H200: "141 GB" is 143771 MiB
- * = 140.4 GiB as the driver reports it, not 141e9 bytes. */
-const fit_gpu fit_gpus[] = {
-    {"t4", 15360 * MiB, "NVIDIA T4 16GB (ECC on): 15360 MiB"},
-    {"l4", 23034 * MiB, "NVIDIA L4 24GB (ECC on): 23034 MiB"},
-    {"a10g", 23028 * MiB, "NVIDIA A10G 24GB (ECC on): 23028 MiB"},
-    {"v100-16gb", 16 * GiB, "NVIDIA V100 16GB: 16 GiB nominal"},
-    {"v100-32gb", 32 * GiB, "NVIDIA V100 32GB: 32 GiB nominal"},
-    {"rtx3090", 24576 * MiB, "GeForce RTX 3090 24GB: 24576 MiB"},
-    {"rtx4090", 24564 * MiB, "GeForce RTX 4090 24GB: 24564 MiB"},
-    {"a100-40gb", 40960 * MiB, "NVIDIA A100 40GB: 40960 MiB"},
-    {"a100-80gb", 81920 * MiB, "NVIDIA A100 80GB: 81920 MiB"},
-    {"h100-80gb", 81559 * MiB, "NVIDIA H100 80GB HBM3: 81559 MiB"},
-    {"h200", 143771 * MiB, "NVIDIA H200 141GB HBM3e: 143771 MiB"},
-    {NULL, 0, NULL},
-};
-
-const fit_gpu *fit_gpu_find(const char *name)
-{
-    for (const fit_gpu *g = fit_gpus; g->name; g++)
-        if (strcasecmp(g->name, name) == 0)
-            return g;
-    return NULL;
-}
-
 /* ------------------------------------------------------------------ one question */
 
 typedef struct {

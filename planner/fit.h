@@ -35,6 +35,7 @@
 #define LR_FIT_H
 
 #include "auto.h"
+#include "device.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -46,20 +47,8 @@ extern "C" {
 /* --reserve default: what a training process holds outside the planned tensors. The CUDA
  * context with cuDNN and cuBLAS loaded takes 0.5-0.9 GiB on recent drivers (lazy module
  * loading; more with eager loading), and a caching allocator keeps freed blocks it cannot
- * reuse for the next size; 1 GiB covers the context on every card in the table below. */
+ * reuse for the next size; 1 GiB covers the context on every card of device_table (device.h). */
 #define FIT_DEFAULT_RESERVE_BYTES ((int64_t)1 << 30)
-
-typedef struct {
-    const char *name;  /* as --fit takes it, e.g. "h100-80gb" */
-    int64_t bytes;     /* device memory (see fit.c for where each number comes from) */
-    const char *label; /* e.g. "NVIDIA H100 80GB (SXM/PCIe)" */
-} fit_gpu;
-
-/* The table of named cards, terminated by an entry with name NULL. */
-extern const fit_gpu fit_gpus[];
-
-/* The card called `name` (case-insensitive), or NULL. */
-const fit_gpu *fit_gpu_find(const char *name);
 
 typedef struct {
     plan_strategy strategy; /* STRAT_COUNT: auto */

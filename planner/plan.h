@@ -32,6 +32,7 @@
 #include <stdint.h>
 
 #include "cost.h"
+#include "device.h"
 #include "net.h"
 #include "rowdep.h"
 #include "sched.h"
@@ -77,6 +78,7 @@ typedef struct {
     plan_optim optim;
     plan_bn bn;
     int64_t workspace_bytes; /* one persistent workspace tensor (0: none) */
+    const device_spec *device; /* the time model's device (NULL: no step time) */
 } plan_config;
 
 #define PLAN_MAX_STAGES 64
@@ -151,7 +153,8 @@ int64_t plan_run_bound(const plan_t *plan);
 lr_status plan_check_emit(const plan_t *plan);
 
 /* The closed form: peak bytes (exact model) and where it happens, computed from the plan's
- * ranges by formula, independently of the emitted schedule; plus the FLOPs of one step. */
+ * ranges by formula, independently of the emitted schedule; plus the FLOPs of one step and, with
+ * cfg.device, its time (the sum of device_kernel_ns over the kernels the schedule runs). */
 typedef struct {
     int64_t peak_bytes;
     int peak_node, peak_part, peak_stage;
@@ -160,6 +163,7 @@ typedef struct {
     int64_t input_bytes;  /* input batch and labels */
     int64_t workspace_bytes;
     int64_t flops;
+    int64_t step_ns; /* predicted step time on cfg.device (device.h); 0 without a device */
     /* highest live bytes while each stage runs (forward or backward): what the per-stage N
      * search minimises, since the step's peak is the largest of them and the tail's */
     int64_t stage_peak[PLAN_MAX_STAGES];
@@ -180,12 +184,13 @@ typedef struct {
     int node, part, stage; /* where `high` is first reached */
     sched_pass pass;
     int64_t flops; /* INT64_MAX when the sum saturated */
+    int64_t ns;    /* time of its kernels (cfg.device; INT64_MAX when the sum saturated) */
 } plan_phase;
 
 typedef struct {
     int n; /* phases recorded: 2 * stages + 3 */
     plan_phase ph[2 * PLAN_MAX_STAGES + 3];
-    int64_t update_flops; /* optimizer updates, after the last phase */
+    int64_t update_flops, update_ns; /* optimizer updates, after the last phase */
     int64_t static_bytes, input_bytes, workspace_bytes;
 } plan_phases;
 

@@ -83,11 +83,21 @@ static double ratio(int64_t a, int64_t b)
     return b > 0 ? (double)a / (double)b : 0.0;
 }
 
+/* With a device: the predicted step time and its ratio to column, after the compute column. */
+static const char *time_columns(const analysis_t *a, int64_t step_ns, char *buf, size_t cap)
+{
+    if (!a->cfg.device)
+        return "";
+    snprintf(buf, cap, " %9.2f %6.2fx", step_ns / 1e6, ratio(step_ns, a->column_ns));
+    return buf;
+}
+
 void summary_print_strategies(FILE *f, const analysis_t *a)
 {
-    char b1[32], b2[32], b3[32], rows[256], where[160];
-    fprintf(f, "%-11s %11s %11s %11s %8s %8s %-14s %s\n", "strategy", "peak", "static",
-            "act@peak", "vs col", "compute", "rows", "peak at");
+    char b1[32], b2[32], b3[32], rows[256], where[160], tc[48];
+    fprintf(f, "%-11s %11s %11s %11s %8s %8s%s %-14s %s\n", "strategy", "peak", "static",
+            "act@peak", "vs col", "compute", a->cfg.device ? "   step ms    time" : "", "rows",
+            "peak at");
     for (int i = 0; i < a->n; i++) {
         const analysis_entry *e = &a->e[i];
         const plan_cost *c = &e->choice.cost;
@@ -96,11 +106,11 @@ void summary_print_strategies(FILE *f, const analysis_t *a)
         summary_rows(&e->choice.spec, rows, sizeof rows);
         if (e->choice.rows_chosen && strlen(rows) + 2 < sizeof rows)
             strcat(rows, "*");
-        fprintf(f, "%-11s %11s %11s %11s %7.1f%% %7.2fx %-14s %s%s\n",
+        fprintf(f, "%-11s %11s %11s %11s %7.1f%% %7.2fx%s %-14s %s%s\n",
                 plan_strategy_name(e->strategy), summary_bytes(peak, b1, sizeof b1),
                 summary_bytes(c->static_bytes, b2, sizeof b2),
                 summary_bytes(act, b3, sizeof b3), 100.0 * ratio(peak, a->column_peak),
-                ratio(c->flops, a->column_flops), rows,
+                ratio(c->flops, a->column_flops), time_columns(a, c->step_ns, tc, sizeof tc), rows,
                 summary_where(a->net, c->peak_pass, c->peak_node, c->peak_part, where, sizeof where),
                 e->approximate ? "  (approximate: stripe BN)" : "");
     }
@@ -169,6 +179,10 @@ static json_object *config_json(const analysis_t *a, const plan_config *cfg)
         json_object_object_add(o, "allocator", json_object_new_string(sim_allocator_name(a->allocator)));
         json_object_object_add(o, "column_peak_bytes", json_object_new_int64(a->column_peak));
         json_object_object_add(o, "column_flops", json_object_new_int64(a->column_flops));
+        if (cfg->device) {
+            json_object_object_add(o, "device", json_object_new_string(cfg->device->name));
+            json_object_object_add(o, "column_step_ms", json_object_new_double(a->column_ns / 1e6));
+        }
     }
     return o;
 }
@@ -219,6 +233,10 @@ json_object *summary_strategy_json(const analysis_t *a, const analysis_entry *e)
     json_object_object_add(o, "peak_ratio", json_object_new_double(ratio(c->peak_bytes, a->column_peak)));
     json_object_object_add(o, "flops", json_object_new_int64(c->flops));
     json_object_object_add(o, "flops_ratio", json_object_new_double(ratio(c->flops, a->column_flops)));
+    if (a->cfg.device) {
+        json_object_object_add(o, "step_ms", json_object_new_double(c->step_ns / 1e6));
+        json_object_object_add(o, "time_ratio", json_object_new_double(ratio(c->step_ns, a->column_ns)));
+    }
     int rows = sp->strategy >= STRAT_ROW && sp->n_stages > 0 ? sp->parts[0] : 1;
     json_object_object_add(o, "rows", json_object_new_int(rows));
     json_object_object_add(o, "rows_chosen", json_object_new_boolean(e->choice.rows_chosen));
@@ -260,13 +278,14 @@ static void plan_stages_text(const net_t *net, const plan_spec *sp, char *buf, s
 static void constraint_text(const auto_result *r, char *buf, size_t cap)
 {
     char b[32];
+    const char *what = r->by_time ? "step time" : "compute";
     if (r->minimise_peak)
-        snprintf(buf, cap, "lowest peak with compute <= %.2fx column", r->max_overhead);
+        snprintf(buf, cap, "lowest peak with %s <= %.2fx column", what, r->max_overhead);
     else if (r->max_overhead > 0)
-        snprintf(buf, cap, "least compute with peak <= %s and compute <= %.2fx column",
-                 summary_bytes(r->budget_bytes, b, sizeof b), r->max_overhead);
+        snprintf(buf, cap, "least %s with peak <= %s and %s <= %.2fx column", what,
+                 summary_bytes(r->budget_bytes, b, sizeof b), what, r->max_overhead);
     else
-        snprintf(buf, cap, "least compute with peak <= %s", summary_bytes(r->budget_bytes, b, sizeof b));
+        snprintf(buf, cap, "least %s with peak <= %s", what, summary_bytes(r->budget_bytes, b, sizeof b));
 }
 
 static void print_candidate(FILE *f, const net_t *net, const auto_result *r, const auto_candidate *c)
@@ -274,25 +293,30 @@ static void print_candidate(FILE *f, const net_t *net, const auto_result *r, con
     char b[32], stages[2048];
     plan_stages_text(net, &c->spec, stages, sizeof stages);
     bool over_budget = r->budget_bytes > 0 && c->cost.peak_bytes > r->budget_bytes;
-    bool over_cap = r->max_overhead > 0 && c->flops_ratio > r->max_overhead;
-    fprintf(f, "    %-10s %-6s %11s %7.2fx  %s%s%s%s%s\n", auto_kind_name(&c->spec), plan_bn_name(c->bn),
-            summary_bytes(c->cost.peak_bytes, b, sizeof b), c->flops_ratio, stages,
+    double measure = r->by_time ? c->time_ratio : c->flops_ratio;
+    bool over_cap = r->max_overhead > 0 && measure > r->max_overhead;
+    char tr[24] = "";
+    if (r->column_ns > 0)
+        snprintf(tr, sizeof tr, " %6.2fx", c->time_ratio);
+    fprintf(f, "    %-10s %-6s %11s %7.2fx%s  %s%s%s%s%s\n", auto_kind_name(&c->spec), plan_bn_name(c->bn),
+            summary_bytes(c->cost.peak_bytes, b, sizeof b), c->flops_ratio, tr, stages,
             c->fits ? "" : "  (over the ", over_budget ? "budget" : "",
             over_budget && over_cap ? " and the " : "", c->fits ? "" : over_cap ? "compute cap)" : ")");
 }
 
 void summary_print_auto(FILE *f, const analysis_t *a, const analysis_entry *e, const auto_result *r)
 {
-    char b1[32], b2[32], b3[32], rows[256], where[160], why[160], stages[2048];
+    char b1[32], b2[32], b3[32], rows[256], where[160], why[160], stages[2048], tc[48];
     const plan_cost *c = &e->choice.cost;
     constraint_text(r, why, sizeof why);
     fprintf(f, "\nauto (%s):\n", why);
     summary_rows(&e->choice.spec, rows, sizeof rows);
-    fprintf(f, "%-11s %11s %11s %11s %7.1f%% %7.2fx %-14s %s%s\n", "auto",
+    fprintf(f, "%-11s %11s %11s %11s %7.1f%% %7.2fx%s %-14s %s%s\n", "auto",
             summary_bytes(e->modelled.peak_bytes, b1, sizeof b1),
             summary_bytes(c->static_bytes, b2, sizeof b2),
             summary_bytes(e->modelled.peak_bytes - c->static_bytes - c->input_bytes - c->workspace_bytes, b3, sizeof b3),
-            100.0 * ratio(e->modelled.peak_bytes, a->column_peak), ratio(c->flops, a->column_flops), rows,
+            100.0 * ratio(e->modelled.peak_bytes, a->column_peak), ratio(c->flops, a->column_flops),
+            time_columns(a, c->step_ns, tc, sizeof tc), rows,
             summary_where(a->net, c->peak_pass, c->peak_node, c->peak_part, where, sizeof where),
             e->approximate ? "  (approximate: stripe BN)" : "");
     plan_stages_text(a->net, &e->choice.spec, stages, sizeof stages);
@@ -304,7 +328,8 @@ void summary_print_auto(FILE *f, const analysis_t *a, const analysis_entry *e, c
                 summary_bytes(r->best.cost.peak_bytes, b1, sizeof b1), summary_bytes(r->over_bytes, b2, sizeof b2),
                 summary_bytes(r->budget_bytes, b3, sizeof b3));
     if (r->n_alt > 0)
-        fprintf(f, "  runners-up, best first (kind, bn, peak, compute, last layer/rows per stage):\n");
+        fprintf(f, "  runners-up, best first (kind, bn, peak, compute,%s last layer/rows per stage):\n",
+                r->column_ns > 0 ? " time," : "");
     for (int k = 0; k < r->n_alt; k++)
         print_candidate(f, a->net, r, &r->alt[k]);
 }
@@ -324,7 +349,8 @@ json_object *summary_auto_json(const analysis_t *a, const analysis_entry *e, con
     json_object_object_add(o, "name", json_object_new_string("auto"));
     json_object_object_add(o, "plan", plan_json(a->net, &r->best));
     json_object_object_add(o, "fits", json_object_new_boolean(r->best.fits));
-    json_object_object_add(o, "objective", json_object_new_string(r->minimise_peak ? "peak" : "compute"));
+    json_object_object_add(o, "objective", json_object_new_string(r->minimise_peak ? "peak" : r->by_time ? "time" : "compute"));
+    json_object_object_add(o, "overhead_by", json_object_new_string(r->by_time ? "time" : "flops"));
     json_object_object_add(o, "max_overhead", r->max_overhead > 0 ? json_object_new_double(r->max_overhead) : NULL);
     json_object_object_add(o, "budget_bytes", r->budget_bytes > 0 ? json_object_new_int64(r->budget_bytes) : NULL);
     json_object_object_add(o, "over_bytes", json_object_new_int64(r->over_bytes));
@@ -334,6 +360,8 @@ json_object *summary_auto_json(const analysis_t *a, const analysis_entry *e, con
         json_object_object_add(x, "plan", plan_json(a->net, &r->alt[k]));
         json_object_object_add(x, "peak_bytes", json_object_new_int64(r->alt[k].cost.peak_bytes));
         json_object_object_add(x, "flops_ratio", json_object_new_double(r->alt[k].flops_ratio));
+        if (r->column_ns > 0)
+            json_object_object_add(x, "time_ratio", json_object_new_double(r->alt[k].time_ratio));
         json_object_object_add(x, "fits", json_object_new_boolean(r->alt[k].fits));
         json_object_array_add(alts, x);
     }
@@ -343,7 +371,7 @@ json_object *summary_auto_json(const analysis_t *a, const analysis_entry *e, con
 
 /* ------------------------------------------------------------------ --fit */
 
-void summary_print_fit(FILE *f, const fit_gpu *gpu, int64_t device_bytes, int64_t reserve_bytes,
+void summary_print_fit(FILE *f, const device_spec *gpu, int64_t device_bytes, int64_t reserve_bytes,
                        const summary_fit_row *rows, int n)
 {
     char b1[32], b2[32], b3[32], size[64];
@@ -383,7 +411,7 @@ json_object *summary_fit_json(const summary_fit_row *rows, int n)
     return arr;
 }
 
-json_object *summary_fit_device_json(const fit_gpu *gpu, int64_t device_bytes, int64_t reserve_bytes)
+json_object *summary_fit_device_json(const device_spec *gpu, int64_t device_bytes, int64_t reserve_bytes)
 {
     json_object *o = json_object_new_object();
     json_object_object_add(o, "gpu", gpu ? json_object_new_string(gpu->name) : NULL);

@@ -59,7 +59,7 @@ typedef struct {
 
 /* --fit: the budget (card or size, less the reserve), then per strategy the largest batch and
  * the largest square input at batch 1. gpu is NULL for --fit SIZE. */
-void summary_print_fit(FILE *f, const fit_gpu *gpu, int64_t device_bytes, int64_t reserve_bytes,
+void summary_print_fit(FILE *f, const device_spec *gpu, int64_t device_bytes, int64_t reserve_bytes,
                        const summary_fit_row *rows, int n);
 
 /* [{"strategy", "max_batch", "max_square_input", "budget_bytes", "batch_at_limit",
@@ -67,7 +67,7 @@ void summary_print_fit(FILE *f, const fit_gpu *gpu, int64_t device_bytes, int64_
 json_object *summary_fit_json(const summary_fit_row *rows, int n);
 
 /* {"gpu": name or null, "device_bytes", "reserve_bytes", "budget_bytes"} */
-json_object *summary_fit_device_json(const fit_gpu *gpu, int64_t device_bytes,
+json_object *summary_fit_device_json(const device_spec *gpu, int64_t device_bytes,
                                      int64_t reserve_bytes);
 
 /* "6" for one stage, "6,8,8,4,1" for several, "-" for none. */

@@ -180,6 +180,67 @@ static void test_auto_is_never_worse_than_a_fixed_strategy(void **state)
     }
 }
 
+/* --overhead-by time: compute is the predicted step time on a card. The answer's time is within
+ * the cap, no fixed strategy within the cap has a lower peak, under a budget no fixed strategy
+ * that fits is faster, and the stage model predicts the closed form's time exactly (time adds
+ * up over a plan's phases like FLOPs). */
+static void test_auto_by_time_meets_the_cap_and_beats_fixed_strategies(void **state)
+{
+    const double caps[] = {1.1, 1.5, 3.0};
+    const char *nets[] = {"tiny-vgg", "tiny-resnet", "tiny-mix", "vgg16", "resnet18"};
+    const int batches[] = {32, 32, 32, 64, 64};
+    for (int k = 0; k < 5; k++) {
+        net_t *net = test_zoo(nets[k]);
+        for (int bn = 0; bn < BN_COUNT; bn++) {
+            plan_config cfg = config(batches[k], (plan_bn)bn);
+            cfg.device = device_find("h100-80gb");
+            plan_choice fixed[STRAT_COUNT];
+            for (int st = 0; st < STRAT_COUNT; st++)
+                fixed[st] = choose(net, &cfg, (plan_strategy)st);
+            int64_t col = fixed[STRAT_COLUMN].cost.step_ns;
+            for (size_t q = 0; q < sizeof caps / sizeof caps[0]; q++) {
+                auto_request req = {.max_overhead = caps[q], .by_time = true};
+                auto_result r;
+                assert_int_equal(auto_search(net, &cfg, &req, &r), LR_OK);
+                assert_true(r.by_time && r.best.fits);
+                assert_int_equal(r.model_misses, 0);
+                assert_int_equal(r.column_ns, col);
+                assert_true(within_cap(r.best.cost.step_ns, col, caps[q]));
+                for (int st = 0; st < STRAT_COUNT; st++)
+                    if (within_cap(fixed[st].cost.step_ns, col, caps[q]) &&
+                        r.best.cost.peak_bytes > fixed[st].cost.peak_bytes)
+                        fail_msg("%s bn %s time cap %.2f: auto %lld > %s %lld", net->name,
+                                 plan_bn_name((plan_bn)bn), caps[q], (long long)r.best.cost.peak_bytes,
+                                 plan_strategy_name((plan_strategy)st), (long long)fixed[st].cost.peak_bytes);
+            }
+            for (int st = 0; st < STRAT_COUNT; st++) {
+                auto_request req = {.budget_bytes = fixed[st].cost.peak_bytes, .by_time = true};
+                auto_result r;
+                assert_int_equal(auto_search(net, &cfg, &req, &r), LR_OK);
+                assert_true(r.best.fits);
+                assert_int_equal(r.model_misses, 0);
+                if (r.best.cost.step_ns > fixed[st].cost.step_ns)
+                    fail_msg("%s bn %s budget of %s: auto %lld ns > %lld", net->name,
+                             plan_bn_name((plan_bn)bn), plan_strategy_name((plan_strategy)st),
+                             (long long)r.best.cost.step_ns, (long long)fixed[st].cost.step_ns);
+            }
+        }
+        net_free(net);
+    }
+}
+
+/* Time as the measure needs a device to time on. */
+static void test_auto_by_time_needs_a_device(void **state)
+{
+    net_t *net = test_zoo("tiny-vgg");
+    plan_config cfg = config(8, BN_EXACT);
+    auto_request req = {.max_overhead = 1.5, .by_time = true};
+    auto_result r;
+    assert_int_equal(auto_search(net, &cfg, &req, &r), LR_ERR_USAGE);
+    assert_non_null(strstr(lr_last_error(), "--device"));
+    net_free(net);
+}
+
 /* The search is exact because the stage model is: every plan it evaluated had the closed-form
  * peak and compute the model predicted. */
 static void test_stage_model_predicts_the_closed_form(void **state)
@@ -402,7 +463,7 @@ static void test_fit_batch_is_on_the_boundary_for_vgg16_on_a_card(void **state)
 {
     net_t *net = test_zoo("vgg16");
     plan_config cfg = config(64, BN_EXACT);
-    int64_t budget = fit_gpu_find("rtx4090")->bytes - FIT_DEFAULT_RESERVE_BYTES;
+    int64_t budget = device_find("rtx4090")->bytes - FIT_DEFAULT_RESERVE_BYTES;
     for (int st = 0; st <= STRAT_COUNT; st++) {
         fit_result r = fit(net, &cfg, (plan_strategy)st, budget);
         assert_true(r.max_batch > 0);
@@ -452,18 +513,19 @@ static void test_fit_reports_zero_when_nothing_fits(void **state)
     net_free(net);
 }
 
-/* The cards in the table and their documented sizes; names are case-insensitive. */
+/* The cards in the table and their documented sizes; names are case-insensitive; only cards
+ * with a memory figure are --fit targets. */
 static void test_named_gpus_parse(void **state)
 {
-    assert_int_equal(fit_gpu_find("h100-80gb")->bytes, 81559 * MiB);
-    assert_int_equal(fit_gpu_find("H200")->bytes, 143771 * MiB);
-    assert_int_equal(fit_gpu_find("rtx3090")->bytes, 24 * GiB);
-    assert_int_equal(fit_gpu_find("a100-80gb")->bytes, 80 * GiB);
-    assert_null(fit_gpu_find("h100"));
-    assert_null(fit_gpu_find(""));
-    for (const fit_gpu *g = fit_gpus; g->name; g++) {
-        assert_true(g->bytes > 8 * GiB && g->bytes < 256 * GiB);
-        assert_ptr_equal(fit_gpu_find(g->name), g);
+    assert_int_equal(device_find("h100-80gb")->bytes, 81559 * MiB);
+    assert_int_equal(device_find("H200")->bytes, 143771 * MiB);
+    assert_int_equal(device_find("rtx3090")->bytes, 24 * GiB);
+    assert_int_equal(device_find("a100-80gb")->bytes, 80 * GiB);
+    assert_null(device_find("h100"));
+    assert_null(device_find(""));
+    for (const device_spec *g = device_table; g->name; g++) {
+        assert_true(g->bytes == 0 || (g->bytes > 8 * GiB && g->bytes < 256 * GiB));
+        assert_ptr_equal(device_find(g->name), g);
     }
     sim_options o;
     sim_options_init(&o);
@@ -481,6 +543,11 @@ static void test_named_gpus_parse(void **state)
     sim_options_init(&o);
     assert_int_equal(args_parse(sim_flags, 3, bad, &o), LR_ERR_USAGE);
     assert_non_null(strstr(lr_last_error(), "h100-80gb"));
+    /* the CPU reference has time constants but no memory figure: not a --fit card */
+    char *cpu[] = {"lrcnn-sim", "--fit", "cpu"};
+    sim_options_init(&o);
+    assert_int_equal(args_parse(sim_flags, 3, cpu, &o), LR_ERR_USAGE);
+    assert_null(strstr(lr_last_error(), "cpu,"));
 }
 
 /* ------------------------------------------------------------------ the command line */
@@ -523,6 +590,8 @@ static void test_auto_and_fit_flags_need_their_feature(void **state)
         {7, {"x", "--net", "vgg16", "--fit", "1GiB", "--reserve", "2GiB"}, "--reserve"},
         {7, {"x", "--net", "vgg16", "--strategy", "auto", "--sweep", "rows=2..4"}, "--sweep"},
         {7, {"x", "--net", "vgg16", "--strategy", "auto", "--framework", "pytorch"}, "pytorch"},
+        {5, {"x", "--net", "vgg16", "--overhead-by", "flops"}, "--overhead-by"},
+        {7, {"x", "--net", "vgg16", "--strategy", "auto", "--overhead-by", "time"}, "--device"},
     };
     for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
         sim_options o;
@@ -533,6 +602,8 @@ static void test_auto_and_fit_flags_need_their_feature(void **state)
     sim_options o;
     char *low[] = {"x", "--max-overhead", "0.9"};
     assert_int_equal(parse(&o, 3, low), LR_ERR_USAGE);
+    char *by[] = {"x", "--overhead-by", "seconds"};
+    assert_int_equal(parse(&o, 3, by), LR_ERR_USAGE);
 }
 
 static json_object *run_json(char **argv, int argc)
@@ -625,6 +696,8 @@ int main(void)
         cmocka_unit_test(test_auto_respects_the_overhead_cap),
         cmocka_unit_test(test_auto_default_is_a_cap_of_one_and_a_half),
         cmocka_unit_test(test_auto_is_never_worse_than_a_fixed_strategy),
+        cmocka_unit_test(test_auto_by_time_meets_the_cap_and_beats_fixed_strategies),
+        cmocka_unit_test(test_auto_by_time_needs_a_device),
         cmocka_unit_test(test_stage_model_predicts_the_closed_form),
         cmocka_unit_test(test_exact_bn_never_gets_an_approximate_plan),
         cmocka_unit_test(test_stripe_bn_allowed_may_be_chosen),

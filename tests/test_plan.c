@@ -33,9 +33,12 @@ static int find(const net_t *net, const char *name)
     return i;
 }
 
+/* Every plan of these tests is timed on a card too, so the closed form's step time is held to
+ * the schedule's kernels (check_agreement) and to composition like the bytes. */
 static plan_config config(int batch, plan_bn bn)
 {
-    plan_config c = {.batch = batch, .dtype = DT_FP32, .optim = OPTIM_MOMENTUM, .bn = bn};
+    plan_config c = {.batch = batch, .dtype = DT_FP32, .optim = OPTIM_MOMENTUM, .bn = bn,
+                     .device = device_find("h100-80gb")};
     return c;
 }
 
@@ -78,9 +81,23 @@ static int64_t rows_bytes(const plan_t *p, int node, rowrange r)
                            rr_count(r));
 }
 
+/* The time model over the schedule's own kernels: device_kernel_ns of every RUN step. */
+static int64_t schedule_ns(const plan_t *plan, const sched_t *s)
+{
+    int64_t ns = 0;
+    for (int i = 0; i < s->n_steps; i++) {
+        device_kernel k;
+        if (device_kernel_of_step(plan->net, plan->cfg.batch, cost_dtype_bytes(plan->cfg.dtype),
+                                  plan->cfg.optim, &s->steps[i], &k))
+            ns += device_kernel_ns(plan->cfg.device, &k);
+    }
+    return ns;
+}
+
 /* Emits the plan's schedule, checks it is well formed and that its replay under the exact model
  * agrees with the closed form to the byte (peak, FLOPs, persistent bytes by class) and on where
- * the peak happens, and ends with nothing live. Returns the closed form. */
+ * the peak happens, that the closed form's step time is the time model summed over the
+ * schedule's kernels, and that it ends with nothing live. Returns the closed form. */
 static plan_cost check_agreement(const plan_t *plan, const char *what)
 {
     plan_cost c = closed(plan);
@@ -96,6 +113,11 @@ static plan_cost check_agreement(const plan_t *plan, const char *what)
         fail_msg("%s: replay peak %lld flops %lld, closed form peak %lld flops %lld", what,
                  (long long)r.peak_bytes, (long long)r.flops, (long long)c.peak_bytes,
                  (long long)c.flops);
+    if (plan->cfg.device && schedule_ns(plan, &s) != c.step_ns)
+        fail_msg("%s: the schedule's kernels take %lld ns on %s, the closed form says %lld", what,
+                 (long long)schedule_ns(plan, &s), plan->cfg.device->name, (long long)c.step_ns);
+    if (plan->cfg.device && c.step_ns <= 0)
+        fail_msg("%s: no step time on %s", what, plan->cfg.device->name);
     int64_t statics = r.class_at_peak[TC_WEIGHT] + r.class_at_peak[TC_WEIGHT_GRAD] +
                       r.class_at_peak[TC_OPT_STATE];
     if (statics != c.static_bytes || r.class_at_peak[TC_INPUT] != c.input_bytes ||

@@ -1,0 +1,155 @@
+/* test_device.c - the device table and the time model (planner/device.c): a kernel takes the
+ * slower of its compute and its memory traffic plus its launches, thin stripes take longer than
+ * the whole map they cover, the named devices carry usable constants, and lrcnn-sim shows the
+ * predicted step time per strategy when a device is named.
+ *
+ * Deliberately not here: the closed form's step time against the schedule's kernels
+ * (test_plan.c check_agreement), auto under a time cap (test_auto.c).
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <json-c/json.h>
+
+#include "sim_cli.h"
+#include "support.h"
+
+/* A device with round numbers: 1 TFLOP/s at full efficiency, 1 GB/s, 1 us per launch. */
+static const device_spec round_device = {"round", 0, "test", 1e12, 1.0, 1e9, 1e-6, 1000.0, "test"};
+
+/* With E outputs the compute runs at E / (E + half) of peak * efficiency; the slower of compute
+ * and memory counts, plus one launch time per kernel started. */
+static void test_kernel_time_is_the_slower_of_compute_and_memory_plus_launches(void **state)
+{
+    device_kernel compute_bound = {.flops = 2000000000, .bytes = 1000, .elems = 1000, .launches = 2};
+    /* u = 1000 / 2000: 2e9 FLOPs at 0.5e12 = 4 ms, memory 1 us, two launches 2 us */
+    assert_int_equal(device_kernel_ns(&round_device, &compute_bound), 4000000 + 2000);
+    device_kernel memory_bound = {.flops = 1000, .bytes = 5000000, .elems = 1000000, .launches = 1};
+    assert_int_equal(device_kernel_ns(&round_device, &memory_bound), 5000000 + 1000);
+}
+
+/* The same convolution over a whole map and over 7 stripes that tile it: same FLOPs, more time,
+ * from the launches and from the stripes' lower efficiency on a GPU. */
+static void test_stripes_take_longer_than_the_map_they_tile(void **state)
+{
+    net_t *net = test_zoo("vgg16");
+    int conv = net_find(net, "conv1_2");
+    const device_spec *h100 = device_find("h100-80gb");
+    assert_non_null(h100);
+    const int h = net->nodes[conv].h, batch = 8;
+    for (int kind = KERNEL_FWD; kind <= KERNEL_BWD; kind++) {
+        device_kernel whole = device_kernel_of(net, conv, batch, 4, h, kind, OPTIM_SGD);
+        int64_t stripes_ns = 0, stripes_flops = 0;
+        for (int j = 0, lo = 0; j < 7; j++) {
+            int hi = (j + 1) * h / 7;
+            device_kernel k = device_kernel_of(net, conv, batch, 4, hi - lo, kind, OPTIM_SGD);
+            stripes_ns += device_kernel_ns(h100, &k);
+            stripes_flops += k.flops;
+            lo = hi;
+        }
+        assert_int_equal(stripes_flops, whole.flops);
+        print_message("conv1_2 %s batch %d: whole map %.3f ms, 7 stripes %.3f ms\n",
+                      kind == KERNEL_FWD ? "forward" : "backward", batch,
+                      device_kernel_ns(h100, &whole) / 1e6, stripes_ns / 1e6);
+        assert_true(stripes_ns > device_kernel_ns(h100, &whole) + 6 * h100->launch_s * 1e9);
+    }
+    net_free(net);
+}
+
+/* Every device has positive constants and a unique name; GPUs have memory, the CPU reference
+ * does not (it is a --device, not a --fit card). */
+static void test_every_device_has_time_constants(void **state)
+{
+    int n = 0;
+    for (const device_spec *d = device_table; d->name; d++, n++) {
+        assert_true(d->peak_flops > 0 && d->efficiency > 0 && d->efficiency <= 1);
+        assert_true(d->bandwidth > 0 && d->launch_s > 0 && d->half_elems > 0);
+        assert_non_null(d->label);
+        assert_non_null(d->source);
+        assert_ptr_equal(device_find(d->name), d);
+        assert_true((strcmp(d->name, "cpu") == 0) == (d->bytes == 0));
+    }
+    assert_true(n >= 12);
+    assert_null(device_find("h100"));
+}
+
+static lr_status run_sim(const char *out, int argc, char **argv)
+{
+    sim_options o;
+    sim_options_init(&o);
+    LR_TRY(args_parse(sim_flags, argc, argv, &o));
+    o.output = out;
+    lr_status s = sim_cli_run(&o);
+    sim_options_free(&o);
+    return s;
+}
+
+static char *slurp(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    assert_non_null(f);
+    static char buf[1 << 16];
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    buf[n] = '\0';
+    fclose(f);
+    return buf;
+}
+
+/* --device adds "step ms" and "time" columns and, in JSON, step_ms and time_ratio per strategy
+ * and the device in the config; without it neither appears. A row plan's time ratio on a GPU is
+ * above its FLOP ratio (more, smaller kernels). */
+static void test_sim_shows_step_time_with_a_device(void **state)
+{
+    char path[] = "/tmp/lrcnn-test-device-XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    close(fd);
+    char *with[] = {"lrcnn-sim", "--net", "vgg16", "--batch", "64", "--device", "h200"};
+    assert_int_equal(run_sim(path, 7, with), LR_OK);
+    assert_non_null(strstr(slurp(path), "step ms"));
+    char *without[] = {"lrcnn-sim", "--net", "vgg16", "--batch", "64"};
+    assert_int_equal(run_sim(path, 5, without), LR_OK);
+    assert_null(strstr(slurp(path), "step ms"));
+    char *json[] = {"lrcnn-sim", "--net", "vgg16", "--batch", "64", "--device", "h200", "--json",
+                    "--strategy", "column,2ps"};
+    assert_int_equal(run_sim(path, 10, json), LR_OK);
+    json_object *root = json_tokener_parse(slurp(path)), *cfg, *arr, *v;
+    assert_non_null(root);
+    assert_true(json_object_object_get_ex(root, "config", &cfg));
+    assert_true(json_object_object_get_ex(cfg, "device", &v));
+    assert_string_equal(json_object_get_string(v), "h200");
+    assert_true(json_object_object_get_ex(root, "strategies", &arr));
+    json_object *row = json_object_array_get_idx(arr, 1), *flops_ratio, *time_ratio, *ms;
+    assert_true(json_object_object_get_ex(row, "step_ms", &ms));
+    assert_true(json_object_get_double(ms) > 0);
+    assert_true(json_object_object_get_ex(row, "flops_ratio", &flops_ratio));
+    assert_true(json_object_object_get_ex(row, "time_ratio", &time_ratio));
+    print_message("vgg16 batch 64 2ps on h200: %.1f ms, time %.3fx column, FLOPs %.3fx\n",
+                  json_object_get_double(ms), json_object_get_double(time_ratio),
+                  json_object_get_double(flops_ratio));
+    assert_true(json_object_get_double(time_ratio) > json_object_get_double(flops_ratio));
+    json_object_put(root);
+    char *bad[] = {"lrcnn-sim", "--net", "vgg16", "--device", "h100"};
+    assert_int_equal(run_sim(path, 5, bad), LR_ERR_USAGE);
+    assert_non_null(strstr(lr_last_error(), "--device"));
+    assert_non_null(strstr(lr_last_error(), "h100-80gb"));
+    unlink(path);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_kernel_time_is_the_slower_of_compute_and_memory_plus_launches),
+        cmocka_unit_test(test_stripes_take_longer_than_the_map_they_tile),
+        cmocka_unit_test(test_every_device_has_time_constants),
+        cmocka_unit_test(test_sim_shows_step_time_with_a_device),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -8,6 +8,13 @@
 #   make fuzz     libFuzzer targets in tests/fuzz/, FUZZ_SECONDS (default 60) each
 #   make install  lrcnn-sim and lrcnn-validate into $(PREFIX)/bin, the zoo into
 #                 $(PREFIX)/share/lrcnn/networks (PREFIX=/usr/local, DESTDIR for staging)
+#   make validate lrcnn-validate, time-fit and tests/test_cuda only: no graphviz, gnuplot or
+#                 cmocka package needed (the GPU machine; bench/README.md), e.g.
+#                 make validate JSONC_STATIC=1 CUDNN_DIR=DIR BUILD=build/gpu
+#   JSONC_STATIC=1  json-c (and, when pkg-config has none, cmocka) from $(DEPS) = bench/deps,
+#                 filled by bench/prepare_deps.sh; json-c linked statically
+#   CUDNN_DIR=DIR cuDNN from DIR/include and DIR/lib or DIR/lib64 (a pip wheel's libcudnn.so.9
+#                 has no unversioned link: then -l:libcudnn.so.9), found at run time by rpath
 #   V=1           show full command lines
 #
 # Everything builds into build/ (build-san/ with SANITIZE=1).
@@ -34,12 +41,25 @@ PKGS := json-c libcgraph libgvc cmocka
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS = $(shell pkg-config --libs json-c libcgraph libgvc 2>/dev/null)
 # JSONC_DIR=DIR: json-c from DIR/include and DIR/libjson-c.a, statically (bench/prepare_deps.sh
-# fills bench/deps for the GPU machine, which has no libjson-c-dev)
+# fills bench/deps for the GPU machine, which has no libjson-c-dev); JSONC_STATIC=1 is DIR = $(DEPS)
+DEPS ?= bench/deps
+ifeq ($(JSONC_STATIC),1)
+JSONC_DIR ?= $(DEPS)
+endif
 ifneq ($(strip $(JSONC_DIR)),)
 PKG_CFLAGS = -I$(JSONC_DIR)/include $(shell pkg-config --cflags libcgraph libgvc cmocka 2>/dev/null)
 PKG_LIBS = $(JSONC_DIR)/libjson-c.a $(shell pkg-config --libs libcgraph libgvc 2>/dev/null)
 endif
 CMOCKA_LIBS = $(shell pkg-config --libs cmocka 2>/dev/null)
+# no cmocka package but bench/deps has one (the GPU machine): its header and library, by rpath
+ifeq ($(JSONC_STATIC),1)
+ifeq ($(shell pkg-config --exists cmocka 2>/dev/null && echo ok),)
+ifneq ($(wildcard $(DEPS)/libcmocka.so.0),)
+PKG_CFLAGS += -I$(DEPS)/include
+CMOCKA_LIBS = $(abspath $(DEPS))/libcmocka.so.0 -Wl,-rpath,$(abspath $(DEPS))
+endif
+endif
+endif
 
 WARN := -Wall -Wextra -Werror -Wno-unused-parameter
 CFLAGS_ALL := -std=c11 -D_GNU_SOURCE $(OPT) -g $(WARN) -fopenmp $(SAN_FLAGS) \
@@ -60,9 +80,15 @@ LIB_SRC := $(wildcard base/*.c networks/*.c sim/*.c planner/*.c reports/*.c) \
            $(filter-out cuda_validate/validate_main.c,$(wildcard cuda_validate/*.c))
 LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
 LIB := $(BUILD)/liblrcnn.a
+# what lrcnn-validate, time-fit and test_cuda need: no reports/ or cli/ (graphviz)
+VAL_SRC := $(wildcard base/*.c networks/*.c sim/*.c planner/*.c) \
+           $(filter-out cuda_validate/validate_main.c,$(wildcard cuda_validate/*.c))
+VAL_OBJ := $(VAL_SRC:%.c=$(BUILD)/obj/%.o)
+VAL_LIB := $(BUILD)/libvalidate.a
 
 SIM_BIN := $(BUILD)/bin/lrcnn-sim
 VAL_BIN := $(BUILD)/bin/lrcnn-validate
+TIME_FIT := $(BUILD)/bin/time-fit
 TEST_SRC := $(wildcard tests/test_*.c)
 TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 
@@ -70,6 +96,11 @@ TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 NVCC ?= $(shell command -v nvcc 2>/dev/null || ls /usr/local/cuda/bin/nvcc 2>/dev/null)
 CUDA_SRC := $(wildcard cuda_validate/*.cu)
 CUDA_HOME ?= $(patsubst %/bin/nvcc,%,$(NVCC))
+ifneq ($(strip $(CUDNN_DIR)),)
+CUDNN_INC := $(CUDNN_DIR)/include
+CUDNN_LIB := $(patsubst %/,%,$(dir $(firstword $(wildcard $(CUDNN_DIR)/lib/libcudnn.so* $(CUDNN_DIR)/lib64/libcudnn.so*))))
+CUDNN_LINK := $(if $(wildcard $(CUDNN_LIB)/libcudnn.so),-lcudnn,-l:libcudnn.so.9)
+endif
 CUDNN_INC ?= $(CUDA_HOME)/include
 CUDNN_LIB ?= $(CUDA_HOME)/lib64
 # the backend also needs cuDNN's headers (CUDNN_INC=... when they live elsewhere)
@@ -101,6 +132,8 @@ CUDA_OBJ := $(CUDA_SRC:%.cu=$(BUILD)/obj/%.o)
 CUDA_LIBS := -L$(CUDNN_LIB) -L$(CUDA_HOME)/lib64 $(CUDNN_LINK) -lcublas -lcudart -lstdc++ \
     -Wl,-rpath,$(CUDNN_LIB) -Wl,-rpath,$(CUDA_HOME)/lib64
 CFLAGS_ALL += -DLRCNN_HAVE_CUDA=1
+# tests/test_cuda.c names the libraries' status codes
+$(BUILD)/obj/tests/test_cuda.o: CFLAGS_ALL += -isystem $(CUDA_HOME)/include -isystem $(CUDNN_INC)
 else
 CUDA_OBJ :=
 CUDA_LIBS :=
@@ -112,7 +145,17 @@ endif
 # build directly check first and stop with one line instead of a compiler error.
 BUILD_PKGS := json-c libcgraph libgvc cmocka
 INSTALLING_GOALS := run test fuzz deps print-deps clean
-ifneq ($(filter-out $(INSTALLING_GOALS),$(or $(MAKECMDGOALS),$(.DEFAULT_GOAL))),)
+# make validate needs json-c only (JSONC_STATIC=1: from bench/deps)
+ifneq ($(filter validate,$(MAKECMDGOALS)),)
+ifneq ($(strip $(JSONC_DIR)),)
+ifeq ($(wildcard $(JSONC_DIR)/libjson-c.a),)
+$(error make validate: $(JSONC_DIR)/libjson-c.a is missing -- run bench/prepare_deps.sh where libjson-c-dev is installed and copy bench/deps here)
+endif
+else ifeq ($(shell pkg-config --exists json-c 2>/dev/null && echo ok),)
+$(error make validate: pkg-config finds no json-c -- sudo apt-get install libjson-c-dev, or JSONC_STATIC=1 with bench/deps from bench/prepare_deps.sh)
+endif
+endif
+ifneq ($(filter-out $(INSTALLING_GOALS) validate,$(or $(MAKECMDGOALS),$(.DEFAULT_GOAL))),)
 ifeq ($(shell pkg-config --exists $(BUILD_PKGS) 2>/dev/null && echo ok),)
 MISSING_DEBS := $(shell for p in $(DEB_PACKAGES); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | \
     grep -q 'ok installed' || printf '%s ' $$p; done)
@@ -123,7 +166,7 @@ endif
 # ---------------------------------------------------------------- targets
 .PHONY: all run test deps print-deps clean bench install run-main run-tests
 
-all: $(SIM_BIN) $(VAL_BIN) $(TEST_BIN) cuda-note
+all: $(SIM_BIN) $(VAL_BIN) $(TEST_BIN) $(TIME_FIT) cuda-note
 
 # Objects are build outputs in their own right: never removed as intermediates (no `rm` lines).
 .SECONDARY:
@@ -173,6 +216,8 @@ run-tests: all
 	LRCNN_BIN=$(CURDIR)/$(BUILD)/bin bash tests/cli.sh || fail=1; \
 	printf '== tests/robust.sh\n'; \
 	LRCNN_BIN=$(CURDIR)/$(BUILD)/bin bash tests/robust.sh || fail=1; \
+	printf '== tests/gpu_dry.sh\n'; \
+	LRCNN_BIN=$(CURDIR)/$(BUILD)/bin bash tests/gpu_dry.sh || fail=1; \
 	printf '== tests/readme.py\n'; \
 	LRCNN_BIN=$(CURDIR)/$(BUILD)/bin python3 tests/readme.py || fail=1; \
 	printf '== tests/layering.sh\n'; \
@@ -202,6 +247,11 @@ $(LIB): $(LIB_OBJ) $(CUDA_OBJ)
 	@echo "  AR      $@"
 	$(Q)rm -f $@ && ar rcs $@ $^
 
+$(VAL_LIB): $(VAL_OBJ) $(CUDA_OBJ)
+	@mkdir -p $(dir $@)
+	@echo "  AR      $@"
+	$(Q)rm -f $@ && ar rcs $@ $^
+
 $(BUILD)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
 	@echo "  CC      $<"
@@ -217,7 +267,7 @@ $(SIM_BIN): $(BUILD)/obj/cli/lrcnn_sim.o $(LIB)
 	@echo "  LD      $@"
 	$(Q)$(CC) $(LDFLAGS_ALL) $^ $(LDLIBS_ALL) $(CUDA_LIBS) -o $@
 
-$(VAL_BIN): $(BUILD)/obj/cuda_validate/validate_main.o $(LIB)
+$(VAL_BIN): $(BUILD)/obj/cuda_validate/validate_main.o $(VAL_LIB)
 	@mkdir -p $(dir $@)
 	@echo "  LD      $@"
 	$(Q)$(CC) $(LDFLAGS_ALL) $^ $(LDLIBS_ALL) $(CUDA_LIBS) -o $@
@@ -226,6 +276,26 @@ $(BUILD)/tests/%: $(BUILD)/obj/tests/%.o $(BUILD)/obj/tests/golden.o $(BUILD)/ob
 	@mkdir -p $(dir $@)
 	@echo "  LD      $@"
 	$(Q)$(CC) $(LDFLAGS_ALL) $^ $(LDLIBS_ALL) $(CMOCKA_LIBS) $(CUDA_LIBS) -o $@
+
+# test_cuda needs nothing from reports/ or cli/, so make validate builds it on the GPU machine
+$(BUILD)/tests/test_cuda: $(BUILD)/obj/tests/test_cuda.o $(BUILD)/obj/tests/golden.o $(BUILD)/obj/tests/support.o $(VAL_LIB)
+	@mkdir -p $(dir $@)
+	@echo "  LD      $@"
+	$(Q)$(CC) $(LDFLAGS_ALL) $^ $(LDLIBS_ALL) $(CMOCKA_LIBS) $(CUDA_LIBS) -o $@
+
+# ---------------------------------------------------------------- the GPU machine's build
+# time-fit refits the time model's constants from measured steps (bench/time_fit.c).
+$(TIME_FIT): $(BUILD)/obj/bench/time_fit.o $(VAL_LIB)
+	@mkdir -p $(dir $@)
+	@echo "  LD      $@"
+	$(Q)$(CC) $(LDFLAGS_ALL) $^ $(LDLIBS_ALL) $(CUDA_LIBS) -o $@
+
+HAVE_CMOCKA := $(if $(strip $(CMOCKA_LIBS)),1,)
+.PHONY: validate
+validate: $(VAL_BIN) $(TIME_FIT) $(if $(HAVE_CMOCKA),$(BUILD)/tests/test_cuda) cuda-note
+ifeq ($(HAVE_CMOCKA),)
+	@echo "  tests/test_cuda: skipped (no cmocka: pkg-config has none and $(DEPS) holds none)"
+endif
 
 clean:
 	rm -rf build build-san build-fuzz

@@ -1,16 +1,23 @@
 #!/usr/bin/env bash
-# bench/gpu.sh - the whole GPU check in one bounded script: build, correctness checks on the
-# GPU, then predicted vs measured memory and step time of every strategy next to column training
-# and PyTorch. See bench/README.md (what it needs, what it writes, how to read the table).
+# bench/gpu.sh - the whole GPU check in one bounded script: environment check, build (make
+# validate), correctness checks on the GPU, then predicted vs measured memory and step time of
+# every strategy next to column training and PyTorch, and the time model refitted from those
+# steps. See bench/README.md (what it needs, what it writes, how to read the table).
 #
 #   bench/prepare_deps.sh                      (on the build machine: fills bench/deps/)
-#   bench/gpu.sh                               (on the GPU machine, repository root or anywhere)
+#   BUDGET_S=<device seconds left> bench/gpu.sh   (on the GPU machine; results under $OUT)
 #
-# Environment: OUT (results folder, default bench/results/gpu), BUDGET_S (stop starting work after
-# this many seconds, default 540: the run must end within 10 minutes), QUICK=1 (only
-# the b64 table rows), CONFIGS ("net:input:batch ..." table rows), CHECKS=0 (no correctness
-# checks), CUDNN_DIR (a folder with include/cudnn.h and lib/libcudnn.so.9).
-# Writes: gpu.log, env.txt, checks.md, results.md, results.json, runs/*.json|*.err|*.smi.
+# Environment: OUT (results folder, default bench/results/gpu), BUDGET_S (seconds this run may
+# take, build included, default 540: no new work starts when too little is left, and every
+# command has its own timeout within what is left), QUICK=1 (only the b64 table rows), CONFIGS
+# ("net:input:batch ..." table rows), CHECKS=0 (no correctness checks), CUDNN_DIR (a folder with
+# include/cudnn.h and lib/libcudnn.so.9), CUDA_HOME (default /usr/local/cuda), JOBS (make -j),
+# CHECK_BATCH (the batch of the lrcnn-validate checks, default 32).
+# DRY_RUN=1: the same script without a GPU (tests/gpu_dry.sh): binaries from LRCNN_BIN, the
+# build only printed and checked with make -n, --backend cuda-emulated for the checks (the CUDA
+# glue on the CPU), the table planned with --dry-run, no PyTorch, no nvidia-smi.
+# Writes: gpu.log, env.txt, build.log, checks.md, runs/*, time_model.{txt,json}, results.md,
+# results.json.
 # Deliberately not here: plots (reports/), long training runs.
 set -uo pipefail
 
@@ -20,9 +27,13 @@ OUTDIR=${OUT:-$ROOT/bench/results/gpu}
 mkdir -p "$OUTDIR/runs"
 exec > >(tee -a "$OUTDIR/gpu.log") 2>&1
 BUDGET_S=${BUDGET_S:-540}
+DRY=${DRY_RUN:-0}
 DEPS=$ROOT/bench/deps
-BUILD=$ROOT/build/gpu   # under the git-ignored build/
+BUILD=$ROOT/build/gpu # under the git-ignored build/
 BIN=$BUILD/bin
+[ "$DRY" = 1 ] && BIN=${LRCNN_BIN:-$ROOT/build/bin} && BIN=$(cd "$BIN" && pwd)
+BACKEND=cuda
+[ "$DRY" = 1 ] && BACKEND=cuda-emulated
 export LRCNN_NETWORKS=$ROOT/networks
 PY=$(command -v python3 || echo /opt/torch/.venv/bin/python)
 TORCH_PY=/opt/torch/.venv/bin/python
@@ -42,6 +53,8 @@ bounded() {
     fi
     timeout --kill-after=5 "$limit" "$@"
 }
+
+say "bench/gpu.sh: budget ${BUDGET_S}s$([ "$DRY" = 1 ] && echo ', DRY_RUN: no GPU, --backend cuda-emulated')"
 
 # ------------------------------------------------------------------ environment
 
@@ -64,96 +77,109 @@ CUDNN_LIB=$(dirname "$(ls "$CUDNN"/lib*/libcudnn.so.9* | head -1)")
 NV_LIBS=$(ls -d /opt/torch/.venv/lib/python3*/site-packages/nvidia/*/lib 2>/dev/null | tr '\n' ':')
 export LD_LIBRARY_PATH=$CUDNN_LIB:$CUDA_HOME/lib64:${NV_LIBS}${LD_LIBRARY_PATH:-}
 
+# The facts gpu_env.sh decides on ("unknown" when not found).
+driver_cuda=$(nvidia-smi 2>/dev/null | sed -n 's/.*CUDA Version: *\([0-9.]*\).*/\1/p' | head -1)
+nvcc_cuda=$("$NVCC" --version 2>/dev/null | sed -n 's/.*release \([0-9.]*\),.*/\1/p')
+cudnn_version=$(grep -hE '#define CUDNN_(MAJOR|MINOR|PATCHLEVEL) ' "$CUDNN"/include/cudnn_version.h 2>/dev/null |
+    awk '{printf "%s%s", sep, $3; sep="."}')
+# the wheel's name says which CUDA it was built for (nvidia_cudnn_cu13-9...dist-info); else PyTorch's
+cudnn_cuda=$(ls -d "$CUDNN"/../../nvidia_cudnn_cu*.dist-info 2>/dev/null | sed -n 's/.*nvidia_cudnn_cu\([0-9]*\)-.*/\1/p' | head -1)
+if [ -z "$cudnn_cuda" ] && [ -x "$TORCH_PY" ] && [[ $CUDNN == /opt/torch/* ]]; then
+    cudnn_cuda=$("$TORCH_PY" -c 'import torch; print((torch.version.cuda or "").split(".")[0])' 2>/dev/null)
+fi
+[[ $CUDNN == "$CUDA_HOME" ]] && cudnn_cuda=${nvcc_cuda%%.*}
+glibc=$(getconf GNU_LIBC_VERSION 2>/dev/null | awk '{print $2}')
+deps_glibc=$(cat "$DEPS/glibc.txt" 2>/dev/null)
+
 {
     echo "date: $(date -u +%FT%TZ)"
-    nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>&1
-    "$NVCC" --version | tail -2
-    echo "cuDNN: $CUDNN ($(grep -hE '#define CUDNN_(MAJOR|MINOR|PATCHLEVEL) ' "$CUDNN"/include/cudnn_version.h | awk '{printf "%s.", $3}'))"
+    nvidia-smi --query-gpu=name,memory.total,driver_version,compute_cap --format=csv,noheader 2>&1
+    echo "driver CUDA: ${driver_cuda:-unknown}"
+    echo "nvcc: $("$NVCC" --version 2>&1 | tail -1)"
+    echo "cuDNN: ${cudnn_version:-unknown} for CUDA ${cudnn_cuda:-unknown} at $CUDNN"
+    echo "glibc: ${glibc:-unknown} (bench/deps built against ${deps_glibc:-unknown})"
     echo "cc: $(cc --version | head -1)"
     echo "git: $(git rev-parse --short HEAD 2>/dev/null) $(git status --short 2>/dev/null | wc -l) changed files"
+    echo "other processes on the GPU: $(nvidia-smi --query-compute-apps=pid,used_memory --format=csv,noheader 2>&1 | tr '\n' ';')"
     [ -x "$TORCH_PY" ] && "$TORCH_PY" -c 'import torch, torchvision; print("torch", torch.__version__, "cuda", torch.version.cuda, "cudnn", torch.backends.cudnn.version(), "torchvision", torchvision.__version__)' 2>&1
-} | tee "$OUTDIR/env.txt"
+} > "$OUTDIR/env.txt"
+cat "$OUTDIR/env.txt"
+verdict=$(bash "$ROOT/bench/gpu_env.sh" check "${driver_cuda:-unknown}" "${nvcc_cuda:-unknown}" \
+    "${cudnn_version:-unknown}" "${cudnn_cuda:-unknown}" "${glibc:-unknown}" "${deps_glibc:-unknown}")
+rc=$?
+echo "$verdict" | tee -a "$OUTDIR/env.txt"
+if [ $rc -ne 0 ] && [ "$DRY" != 1 ]; then
+    say "$verdict"
+    exit 1
+fi
 
 # ------------------------------------------------------------------ build
 
-# Only what the GPU run needs: lrcnn-validate, cuda-workspace and (with cmocka from
-# bench/deps) test_cuda. Not `make`: the library also holds reports/, which needs graphviz.
-build() {
-    set -e
-    local o=$BUILD/obj f pids=()
-    mkdir -p "$o" "$BIN"
-    local cflags=(-std=c11 -D_GNU_SOURCE -O2 -fopenmp -Wall -Wno-unused-parameter -Ibase -Inetworks -Isim
-                  -Iplanner -Ireports -Icuda_validate -Icli -Itests "-I$DEPS/include" -DLRCNN_HAVE_CUDA=1
-                  "-DLRCNN_SRCDIR=\"$ROOT\"" "-DLRCNN_VERSION=\"gpu\"")
-    for f in base/*.c networks/*.c sim/*.c planner/*.c cuda_validate/*.c bench/cuda_workspace.c tests/test_cuda.c; do
-        cc "${cflags[@]}" -c "$f" -o "$o/$(echo "$f" | tr / _).o" &
-        pids+=($!)
-    done
-    for f in cuda_validate/*.cu; do
-        "$NVCC" -O2 -std=c++17 -gencode arch=compute_90,code=sm_90 -Ibase -Inetworks -Isim -Iplanner \
-            -Icuda_validate -I"$CUDNN/include" -c "$f" -o "$o/$(echo "$f" | tr / _).o" &
-        pids+=($!)
-    done
-    for f in "${pids[@]}"; do wait "$f"; done
-    local objs=()
-    for f in "$o"/base_*.o "$o"/networks_*.o "$o"/sim_*.o "$o"/planner_*.o "$o"/cuda_validate_*.o; do
-        [[ $f == *validate_main* ]] || objs+=("$f")
-    done
-    local libs=("$DEPS/libjson-c.a" -lm "-L$CUDNN_LIB" -l:libcudnn.so.9 "-L$CUDA_HOME/lib64" -lcublas
-                -lcudart -lstdc++ "-Wl,-rpath,$CUDNN_LIB" "-Wl,-rpath,$CUDA_HOME/lib64")
-    cc -fopenmp "$o/cuda_validate_validate_main.c.o" "${objs[@]}" "${libs[@]}" -o "$BIN/lrcnn-validate"
-    cc -fopenmp "$o/bench_cuda_workspace.c.o" "${objs[@]}" "${libs[@]}" -o "$BIN/cuda-workspace"
-    if [ -f "$DEPS/libcmocka.so.0" ]; then
-        cc -fopenmp "$o/tests_test_cuda.c.o" "${objs[@]}" "$DEPS/libcmocka.so.0" "-Wl,-rpath,$DEPS" \
-            "${libs[@]}" -o "$BIN/test_cuda"
+# The GPU's architecture, e.g. compute_cap 9.0 -> sm_90 (H100, H200)
+cap=$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader 2>/dev/null | head -1 | tr -d ' .')
+ARCH="-gencode arch=compute_${cap:-90},code=sm_${cap:-90}"
+MAKE_ARGS=(validate BUILD="$BUILD" JSONC_STATIC=1 CUDNN_DIR="$CUDNN" CUDA_HOME="$CUDA_HOME"
+           NVCC="$NVCC" CUDA_ARCH="$ARCH")
+say "build: make -j${JOBS:-$(nproc)} ${MAKE_ARGS[*]}"
+if [ "$DRY" = 1 ]; then
+    # the command as the GPU machine runs it, read by make without building anything
+    if [ -f "$DEPS/libjson-c.a" ]; then
+        if make -n "${MAKE_ARGS[@]}" BUILD="$OUTDIR/build-dry" > "$OUTDIR/build.log" 2>&1; then
+            say "DRY_RUN: make -n accepts the build ($(grep -c 'nvcc\|NVCC' "$OUTDIR/build.log") nvcc lines)"
+        else
+            tail -3 "$OUTDIR/build.log"
+            say "FATAL: make -n refuses the build (build.log)"
+            exit 1
+        fi
+    else
+        say "DRY_RUN: bench/deps absent: the build is not checked"
     fi
-}
-export -f build
-export BUILD BIN DEPS ROOT CUDNN CUDNN_LIB CUDA_HOME NVCC
-
-say "building with $NVCC and cuDNN from $CUDNN"
-if [ ! -f "$DEPS/libjson-c.a" ]; then
-    say "FATAL: bench/deps/libjson-c.a missing: run bench/prepare_deps.sh on the build machine and copy bench/deps here"
-    exit 1
+else
+    [ -f "$DEPS/libjson-c.a" ] || {
+        say "FATAL: bench/deps/libjson-c.a missing: run bench/prepare_deps.sh on the build machine and copy bench/deps here"
+        exit 1
+    }
+    if ! bounded 300 make -j"${JOBS:-$(nproc)}" "${MAKE_ARGS[@]}" > "$OUTDIR/build.log" 2>&1; then
+        tail -40 "$OUTDIR/build.log"
+        say "FATAL: build failed (build.log)"
+        exit 1
+    fi
 fi
-if ! bounded 240 bash -c build > "$OUTDIR/build.log" 2>&1; then
-    tail -40 "$OUTDIR/build.log"
-    say "FATAL: build failed (build.log)"
-    exit 1
-fi
-say "built: $(ls "$BIN" | tr '\n' ' ')"
-if ! "$BIN/cuda-workspace" tiny-vgg 1 - column > /dev/null; then
-    say "FATAL: the CUDA backend cannot open the device (see above)"
+say "binaries: $(ls "$BIN" | tr '\n' ' ')"
+if ! bounded 120 "$BIN/lrcnn-validate" --net tiny-vgg --batch 4 --backend "$BACKEND" --steps 1 --no-column --quiet > /dev/null; then
+    say "FATAL: the CUDA backend cannot run a tiny-vgg step (see above)"
     exit 1
 fi
 
 # ------------------------------------------------------------------ correctness
 
 RUN_CHECKS=${CHECKS:-1}
-CHECKS=$OUTDIR/checks.md
-echo "| check | result | detail |" > "$CHECKS"
-echo "|---|---|---|" >> "$CHECKS"
-check() { echo "| $1 | $2 | $3 |" >> "$CHECKS"; say "check $1: $2 $3"; }
-
-# The workspace cuda-workspace computes for one strategy ("0" when it fails): plan_ws det|any NET BATCH STRATEGY
-plan_ws() {
-    local det=$1 net=$2 batch=$3 st=$4 out
-    if [ "$det" = det ]; then
-        out=$(bounded 60 "$BIN/cuda-workspace" --deterministic "$net" "$batch" - "$st")
-    else
-        out=$(bounded 60 "$BIN/cuda-workspace" "$net" "$batch" - "$st")
-    fi
-    echo "${out##* }" | grep -E '^[0-9]+$' || echo 0
-}
+CB=${CHECK_BATCH:-32}
+CHECKS_MD=$OUTDIR/checks.md
+echo "| check | result | detail |" > "$CHECKS_MD"
+echo "|---|---|---|" >> "$CHECKS_MD"
+check() { echo "| $1 | $2 | $3 |" >> "$CHECKS_MD"; say "check $1: $2 $3"; }
 
 # JSON field of a file (empty when missing).
 field() { "$PY" -c 'import json,sys; d=json.load(open(sys.argv[1])); v=d.get(sys.argv[2]); print("" if v is None else v)' "$1" "$2" 2>/dev/null; }
 
+# lrcnn-validate with its outputs in runs/TAG.json and runs/TAG.err: validate TIMEOUT TAG ARGS...
+# It plans twice itself (the schedule, then again with the workspace this backend needs for it),
+# so what runs is what was planned: no workspace is passed.
+validate() {
+    local limit=$1 tag=$2
+    shift 2
+    bounded "$limit" "$BIN/lrcnn-validate" "$@" --json --quiet \
+        > "$OUTDIR/runs/$tag.json" 2> "$OUTDIR/runs/$tag.err"
+}
+
 if [ "$RUN_CHECKS" = 0 ]; then
     say "CHECKS=0: correctness checks skipped"
-elif [ -x "$BIN/test_cuda" ]; then
+elif [ "$DRY" = 1 ]; then
+    check "tests/test_cuda (device)" "SKIPPED" "DRY_RUN (make test runs its emulated tests)"
+elif [ -x "$BUILD/tests/test_cuda" ]; then
     say "test_cuda (device tests: CUDA vs CPU gradients 1e-4, row vs column on the device 1e-5, peak = prediction)"
-    LRCNN_TEST_DEVICE_ONLY=1 bounded 150 "$BIN/test_cuda" > "$OUTDIR/test_cuda.log" 2>&1
+    LRCNN_TEST_DEVICE_ONLY=1 bounded 150 "$BUILD/tests/test_cuda" > "$OUTDIR/test_cuda.log" 2>&1
     rc=$?
     result=$([ $rc = 0 ] && echo PASS || echo "FAIL rc=$rc")
     grep -q "skipped: --backend cuda" "$OUTDIR/test_cuda.log" && result="NO DEVICE"
@@ -163,41 +189,41 @@ else
     check "tests/test_cuda (device)" "SKIPPED" "no cmocka in bench/deps"
 fi
 
-# Row vs column on the device (deterministic, fp32) through lrcnn-validate, with the planned workspace.
+# Row vs column on the device (deterministic, fp32) through lrcnn-validate.
 [ "$RUN_CHECKS" = 0 ] && CHECK_CFGS="" || CHECK_CFGS="tiny-vgg:2ps tiny-resnet:overl-h tiny-mix:row tiny-resnet:2ps-h"
 for cfg in $CHECK_CFGS; do
     set -- ${cfg/:/ }
+    validate 90 "check-$1-$2" --net "$1" --strategy "$2" --batch "$CB" --backend "$BACKEND" \
+        --deterministic --check-grads --steps 1
     f=$OUTDIR/runs/check-$1-$2.json
-    ws=$(plan_ws det "$1" 8 "$2")
-    bounded 60 "$BIN/lrcnn-validate" --net "$1" --strategy "$2" --backend cuda --deterministic \
-        --check-grads --steps 1 --workspace "$ws" --json --quiet > "$f" 2> "${f%.json}.err"
     e=$(field "$f" grad_max_rel_err)
     ok=$("$PY" -c "import sys; print('PASS' if sys.argv[1] and float(sys.argv[1]) <= 1e-5 else 'FAIL')" "$e")
-    check "row vs column on CUDA: $1 $2 (1e-5)" "$ok" "grad_max_rel_err=$e $(head -c 200 "${f%.json}.err")"
+    check "row vs column on $BACKEND: $1 $2 (1e-5)" "$ok" "grad_max_rel_err=$e packed_calls=$(field "$f" packed_calls) $(head -c 200 "${f%.json}.err")"
 done
 
 # The same schedule on both backends: the same first loss (1e-4).
 for net in $([ "$RUN_CHECKS" = 0 ] || echo tiny-vgg tiny-mix); do
-    ws=$(plan_ws det "$net" 8 2ps)
-    for be in cpu cuda; do
-        bounded 60 "$BIN/lrcnn-validate" --net $net --strategy 2ps --backend $be --deterministic \
-            --steps 2 --no-column --workspace "$ws" --json --quiet > "$OUTDIR/runs/loss-$net-$be.json" 2> "$OUTDIR/runs/loss-$net-$be.err"
+    for be in cpu "$BACKEND"; do
+        validate 90 "loss-$net-$be" --net "$net" --strategy 2ps --batch "$CB" --backend "$be" \
+            --deterministic --steps 2 --no-column
     done
     lc=$(field "$OUTDIR/runs/loss-$net-cpu.json" loss)
-    lg=$(field "$OUTDIR/runs/loss-$net-cuda.json" loss)
+    lg=$(field "$OUTDIR/runs/loss-$net-$BACKEND.json" loss)
     ok=$("$PY" -c "import sys; a,b=sys.argv[1:3]; print('PASS' if a and b and abs(float(a)-float(b)) <= 1e-4*abs(float(a)) else 'FAIL')" "$lc" "$lg")
-    check "loss CPU vs CUDA: $net 2ps (1e-4)" "$ok" "cpu=$lc cuda=$lg"
+    check "loss CPU vs $BACKEND: $net 2ps (1e-4)" "$ok" "cpu=$lc $BACKEND=$lg"
 done
 
 # Fashion-MNIST: tiny-vgg 2ps trained one short epoch on each backend from the same seed.
+FM=(--net tiny-vgg --strategy 2ps --batch 32 --data fashion-mnist --data-dir "$DEPS/fashion-mnist"
+    --epochs 1 --train-limit 3200 --test-limit 2000 --no-column)
 if [ "$RUN_CHECKS" = 0 ]; then
     :
+elif [ "$DRY" = 1 ] && [ -d "$DEPS/fashion-mnist" ]; then
+    validate 60 fmnist-dry "${FM[@]}" --backend "$BACKEND" --dry-run
+    check "Fashion-MNIST training" "$([ -s "$OUTDIR/runs/fmnist-dry.json" ] && echo PLANNED || echo FAIL)" "DRY_RUN: planned only"
 elif [ -d "$DEPS/fashion-mnist" ]; then
     for be in cuda cpu; do
-        bounded 120 "$BIN/lrcnn-validate" --net tiny-vgg --strategy 2ps --backend $be --batch 32 \
-            --data fashion-mnist --data-dir "$DEPS/fashion-mnist" --epochs 1 --train-limit 3200 \
-            --test-limit 2000 --no-column --workspace "$(plan_ws any tiny-vgg 32 2ps)" \
-            --json --quiet > "$OUTDIR/runs/fmnist-$be.json" 2> "$OUTDIR/runs/fmnist-$be.err"
+        validate 120 "fmnist-$be" "${FM[@]}" --backend "$be"
     done
     ag=$(field "$OUTDIR/runs/fmnist-cuda.json" test_accuracy)
     ac=$(field "$OUTDIR/runs/fmnist-cpu.json" test_accuracy)
@@ -212,27 +238,22 @@ fi
 
 # ------------------------------------------------------------------ the table
 
-# Device memory in use, sampled every 50 ms while a run lasts (fallback for the device peak when
-# lrcnn-validate's JSON has no device_peak_bytes; includes the CUDA context).
-smi_start() { nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits -lms 50 > "$1" 2>/dev/null & SMI=$!; }
-smi_stop() { kill "$SMI" 2>/dev/null; wait "$SMI" 2>/dev/null; }
-
-run_lrcnn() { # net input batch strategy workspace
-    local net=$1 in=$2 batch=$3 st=$4 ws=$5 tag=$1-$2-b$3-$4
-    local f=$OUTDIR/runs/$tag.json
-    smi_start "$OUTDIR/runs/$tag.smi"
-    bounded 150 "$BIN/lrcnn-validate" --net "$net" --input "${in}x${in}" --batch "$batch" --strategy "$st" \
-        --backend cuda --data synthetic --steps 5 --no-column --workspace "$ws" \
-        --optimizer momentum --lr 0.05 --json --quiet \
-        > "$f" 2> "$OUTDIR/runs/$tag.err"
+# One table cell: 5 steps (the first warms up; device memory is measured after it), SGD with
+# momentum as pytorch_step.py, column not in the process (--no-column: the device numbers are
+# this strategy's alone). DRY_RUN plans it only.
+run_lrcnn() { # net input batch strategy
+    local tag=$1-$2-b$3-$4 dry=()
+    [ "$DRY" = 1 ] && dry=(--dry-run)
+    validate 150 "$tag" --net "$1" --input "${2}x${2}" --batch "$3" --strategy "$4" \
+        --backend "$BACKEND" --data synthetic --steps 5 --no-column --optimizer momentum --lr 0.05 \
+        "${dry[@]}"
     local rc=$?
-    smi_stop
-    say "lrcnn $tag: rc=$rc workspace=$ws $(head -c 160 "$OUTDIR/runs/$tag.err" | tr '\n' ' ')"
+    say "lrcnn $tag: rc=$rc $(head -c 160 "$OUTDIR/runs/$tag.err" | tr '\n' ' ')"
 }
 
 run_torch() { # net input batch
     local tag=$1-$2-b$3-pytorch
-    [ -x "$TORCH_PY" ] || return 0
+    [ -x "$TORCH_PY" ] && [ "$DRY" != 1 ] || return 0
     bounded 180 "$TORCH_PY" "$ROOT/bench/pytorch_step.py" --net "$1" --input "$2" --batch "$3" \
         --warmup 3 --steps 10 > "$OUTDIR/runs/$tag.json" 2> "$OUTDIR/runs/$tag.err"
     say "pytorch $tag: rc=$? $(head -c 160 "$OUTDIR/runs/$tag.err" | tr '\n' ' ')"
@@ -243,24 +264,41 @@ CONFIGS=${CONFIGS:-vgg16:224:64 resnet50:224:64 vgg16:2048:2 vgg16:224:256 resne
 [ "${QUICK:-0}" = 1 ] && CONFIGS="vgg16:224:64 resnet50:224:64"
 for cfg in $CONFIGS; do
     IFS=: read -r net in batch <<< "$cfg"
-    # one context for the whole configuration's workspaces: "strategy bytes" lines
-    # shellcheck disable=SC2086
-    bounded 120 "$BIN/cuda-workspace" "$net" "$batch" "${in}x${in}" $STRATEGIES \
-        > "$OUTDIR/runs/$net-$in-b$batch.ws" 2> "$OUTDIR/runs/$net-$in-b$batch.ws.err"
     for st in $STRATEGIES; do
         [ "$(left)" -gt 30 ] || break 2
-        w=$(awk -v s="$st" '$1 == s { print $2 }' "$OUTDIR/runs/$net-$in-b$batch.ws")
-        run_lrcnn "$net" "$in" "$batch" "$st" "${w:-0}"
+        run_lrcnn "$net" "$in" "$batch" "$st"
     done
     [ "$(left)" -gt 60 ] && run_torch "$net" "$in" "$batch"
 done
 
+# ------------------------------------------------------------------ the time model
+
+# The card's name in the device table (planner/device.c), from nvidia-smi's.
+gpu_name=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1)
+case "$gpu_name" in
+*H200*) DEVICE=h200 ;;
+*H100*) DEVICE=h100-80gb ;;
+*A100*80GB*) DEVICE=a100-80gb ;;
+*A100*) DEVICE=a100-40gb ;;
+*4090*) DEVICE=rtx4090 ;;
+*) DEVICE=${DEVICE:-h100-80gb} ;;
+esac
+# DRY_RUN: the emulated check runs stand in for measured steps (the fit's code path, no figure)
+fit_runs=$(ls "$OUTDIR"/runs/*-b*-*.json 2>/dev/null | grep -v pytorch)
+[ "$DRY" = 1 ] && fit_runs=$(ls "$OUTDIR"/runs/check-*.json 2>/dev/null)
+if [ -n "$fit_runs" ] && [ "$(left)" -gt 10 ]; then
+    # shellcheck disable=SC2086
+    bounded 60 "$BIN/time-fit" --device "$DEVICE" --out "$OUTDIR/time_model.json" $fit_runs \
+        > "$OUTDIR/time_model.txt" 2> "$OUTDIR/time_model.err"
+    say "time model on $DEVICE ($gpu_name): rc=$? $(grep RMS "$OUTDIR/time_model.txt")"
+fi
+
 # ------------------------------------------------------------------ report
 
-"$PY" - "$OUTDIR" "$CONFIGS" "$STRATEGIES" <<'EOF'
-import glob, json, os, sys
+"$PY" - "$OUTDIR" "$CONFIGS" "$STRATEGIES" "$DRY" <<'EOF'
+import json, os, sys
 
-out, configs, strategies = sys.argv[1], sys.argv[2].split(), sys.argv[3].split()
+out, configs, strategies, dry = sys.argv[1], sys.argv[2].split(), sys.argv[3].split(), sys.argv[4] == "1"
 MiB = 1048576.0
 
 def load(path):
@@ -270,22 +308,18 @@ def load(path):
     except (OSError, ValueError):
         return None
 
-def smi_peak(path):
-    try:
-        vals = [float(l) for l in open(path) if l.strip().replace('.', '', 1).isdigit()]
-    except OSError:
-        return None
-    return (max(vals) - vals[0]) * MiB if len(vals) > 1 else None
-
 def err_text(path):
     try:
         return open(path).read().strip().splitlines()[-1][:120]
     except (OSError, IndexError):
         return ""
 
+model = load(os.path.join(out, "time_model.json")) or {}
+modelled = {r["step"]: r for r in model.get("steps", [])}
+
 rows, md = [], []
-md.append("| net | input | batch | strategy | rows | predicted MiB | allocator MiB | arena MiB | device MiB | step ms | memory / column | time / column |")
-md.append("|---|---|---|---|---|---|---|---|---|---|---|---|")
+md.append("| net | input | batch | strategy | rows | predicted MiB | workspace MiB | allocator MiB | arena MiB | device MiB | device extra MiB | step ms | model ms (table / fitted) | memory / column | time / column |")
+md.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 for cfg in configs:
     net, size, batch = cfg.split(":")
     base = None
@@ -298,17 +332,19 @@ for cfg in configs:
                 continue
             if d and d.get("status") == "ok":
                 r.update(predicted=None, allocator=d["max_allocated"], arena=d["max_reserved"],
-                         device=None, step_ms=d["step_ms_median"], rows=None)
+                         step_ms=d["step_ms_median"])
             else:
                 r["error"] = (d or {}).get("error") or err_text(os.path.join(out, "runs", tag + ".err")) or "no result"
         elif d:
-            dev = d.get("device_peak_bytes")
-            src = "validate"
-            if dev is None:
-                dev, src = smi_peak(os.path.join(out, "runs", tag + ".smi")), "nvidia-smi"
-            r.update(predicted=d["predicted_peak_bytes"], allocator=d["measured_peak_bytes"],
-                     arena=d["arena_bytes"], device=dev, device_source=src,
-                     step_ms=d["step_ms"], rows=d.get("rows"), loss=d.get("loss"))
+            r.update(predicted=d["predicted_peak_bytes"], workspace=d.get("workspace_bytes"),
+                     allocator=d["measured_peak_bytes"], arena=d["arena_bytes"],
+                     device=d.get("device_peak_bytes"), device_extra=d.get("device_extra_bytes"),
+                     device_lazy=d.get("device_lazy_bytes"), step_ms=d["step_ms"],
+                     rows=d.get("rows"), stages=d.get("stages"), loss=d.get("loss"),
+                     packed_calls=d.get("packed_calls"), dry_run=d.get("dry_run"))
+            m = modelled.get("%s %sx%s b%s %s" % (net, size, size, batch, st))
+            if m:
+                r.update(model_table_ms=m["given_ms"], model_fitted_ms=m.get("fitted_ms"))
             if st == "column":
                 base = r
         else:
@@ -316,27 +352,34 @@ for cfg in configs:
         rows.append(r)
         f = lambda v: "" if v is None else "%.0f" % (v / MiB)
         if "error" in r:
-            md.append("| %s | %s | %s | %s | | | | | | | | %s |" % (net, size, batch, st, r["error"].replace("|", "/")))
+            md.append("| %s | %s | %s | %s |%s %s |" % (net, size, batch, st, " |" * 10, r["error"].replace("|", "/")))
             continue
-        mem = "%.2f" % (r["allocator"] / base["allocator"]) if base and base.get("allocator") else ""
-        tim = "%.2f" % (r["step_ms"] / base["step_ms"]) if base and base.get("step_ms") else ""
-        md.append("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %.1f | %s | %s |" % (
-            net, size, batch, st, "" if r.get("rows") is None else r["rows"], f(r.get("predicted")),
-            f(r["allocator"]), f(r["arena"]), f(r.get("device")), r["step_ms"], mem, tim))
+        ok = lambda k: base and base.get(k) and r.get(k) is not None
+        mem = "%.2f" % (r["allocator"] / base["allocator"]) if ok("allocator") else ""
+        tim = "%.2f" % (r["step_ms"] / base["step_ms"]) if ok("step_ms") else ""
+        model_ms = "" if r.get("model_table_ms") is None else "%.1f / %.1f" % (r["model_table_ms"], r.get("model_fitted_ms") or 0)
+        md.append("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
+            net, size, batch, st, r.get("rows") or "", f(r.get("predicted")), f(r.get("workspace")),
+            f(r.get("allocator")), f(r.get("arena")), f(r.get("device")), f(r.get("device_extra")),
+            "" if not r.get("step_ms") else "%.1f" % r["step_ms"], model_ms, mem, tim))
 
 env = open(os.path.join(out, "env.txt")).read() if os.path.exists(os.path.join(out, "env.txt")) else ""
 checks = open(os.path.join(out, "checks.md")).read() if os.path.exists(os.path.join(out, "checks.md")) else ""
+fit = open(os.path.join(out, "time_model.txt")).read() if os.path.exists(os.path.join(out, "time_model.txt")) else "(not fitted)\n"
 with open(os.path.join(out, "results.json"), "w") as f:
-    json.dump({"env": env, "rows": rows}, f, indent=1)
+    json.dump({"env": env, "dry_run": dry, "rows": rows, "time_model": model}, f, indent=1)
 with open(os.path.join(out, "results.md"), "w") as f:
-    f.write("# lrcnn on the GPU\n\n```\n%s```\n\n## Checks\n\n%s\n## Memory and time\n\n" % (env, checks))
-    f.write("lrcnn: predicted = closed-form peak; allocator = bytes of live tensors counted by the "
-            "executor; arena = the one cudaMalloc; device = cudaMemGetInfo peak above the context "
-            "baseline (or, marked in results.json, nvidia-smi's 50 ms samples above the idle reading). "
-            "PyTorch: allocator = max_memory_allocated, arena column = max_memory_reserved. "
-            "Ratios are to column training of the same net, input and batch; step ms is the median "
-            "of steps 2-5 (lrcnn) or of 10 steps after 3 warm-up steps (PyTorch).\n\n")
-    f.write("\n".join(md) + "\n")
+    f.write("# lrcnn on the GPU%s\n\n```\n%s```\n\n## Checks\n\n%s\n## Memory and time\n\n" % (
+        " (DRY_RUN: no GPU, nothing below was measured on a device)" if dry else "", env, checks))
+    f.write("lrcnn: predicted = closed-form peak (workspace included); allocator = bytes of live "
+            "tensors counted by the executor; arena = the one cudaMalloc; device = the arena plus "
+            "device extra, the most device memory in use beyond what was in use after the warm-up "
+            "step (cudaMemGetInfo, steps 2-5; what loaded lazily is in device_lazy_bytes in the "
+            "run's JSON). PyTorch: allocator = max_memory_allocated, arena column = "
+            "max_memory_reserved. Ratios are to column training of the same net, input and batch; "
+            "step ms is the median of steps 2-5 (lrcnn) or of 10 steps after 3 warm-up steps "
+            "(PyTorch); model ms is the time model with the table's and the fitted constants.\n\n")
+    f.write("\n".join(md) + "\n\n## Time model\n\n```\n" + fit + "```\n")
 print(open(os.path.join(out, "results.md")).read())
 EOF
 say "done: $OUTDIR/results.md"

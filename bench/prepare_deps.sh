@@ -6,6 +6,7 @@
 #   bench/deps/libjson-c.a, include/json-c/   json-c, linked statically into lrcnn-validate
 #   bench/deps/libcmocka.so.0, include/        cmocka, for build/gpu/bin/test_cuda (rpath)
 #   bench/deps/fashion-mnist/*.gz              the Fashion-MNIST idx files (30 MB)
+#   bench/deps/glibc.txt                       the glibc they were built against (gpu_env.sh)
 #
 # glibc here (2.36) is older than there (2.39), so these libraries link and load there.
 # bench/deps/ ignores itself (its own .gitignore): copy it to the GPU machine with the working
@@ -29,6 +30,7 @@ cp "$lib/libjson-c.a" "$deps/"
 cp /usr/include/json-c/*.h "$deps/include/json-c/"
 cp -L "$lib/libcmocka.so.0" "$deps/libcmocka.so.0"
 cp /usr/include/cmocka.h "$deps/include/"
+getconf GNU_LIBC_VERSION | awk '{print $2}' > "$deps/glibc.txt"
 if [ -d /usr/share/datasets/fashion-mnist ]; then
     cp /usr/share/datasets/fashion-mnist/*-ubyte.gz "$deps/fashion-mnist/"
 else

@@ -263,12 +263,36 @@ static lr_status after_call(cuda_ctx *c, algo_entry *e)
     return cuda_sample_memory(c);
 }
 
+/* True when p is not 16-byte aligned (NULL is aligned: an operand the call does not have). */
+static bool unaligned(const void *p)
+{
+    return ((uintptr_t)p & 15u) != 0;
+}
+
+/* Every algorithm turned down: remembered in the entry, said in the message, not an error yet
+ * (the caller may run the call packed). */
+static lr_status all_refused(algo_entry *e, int dir, const char *last, bool *refused)
+{
+    e->refused = true;
+    *refused = true;
+    (void)lr_fail(LR_ERR_RUNTIME, "cuDNN turned down every %s algorithm (last: %s)",
+                  dnn_call_name(dir), last);
+    return LR_OK;
+}
+
 /* Runs a call (or its emulation). An algorithm cuDNN turns down at execution although the
  * workspace query accepted it (a view's alignment, say) is replaced in the cache by the next
- * usable one, so the step still runs and later calls skip the refusal. */
-lr_status cuda_dnn_run(cuda_ctx *c, const conv_key *k, algo_entry *e, const dnn_args *a)
+ * usable one, so the step still runs and later calls skip the refusal. The emulation turns down
+ * calls on unaligned operands when asked to (cuda_backend_emulate_refusals). */
+lr_status cuda_dnn_run(cuda_ctx *c, const conv_key *k, algo_entry *e, const dnn_args *a,
+                       bool *refused)
 {
+    *refused = false;
+    if (e->refused)
+        return all_refused(e, a->dir, "remembered for this geometry", refused);
     if (c->host) {
+        if (c->refuse_unaligned && (unaligned(a->x) || unaligned(a->dy) || unaligned(a->out)))
+            return all_refused(e, a->dir, "emulated refusal of an unaligned operand", refused);
         if (a->dir == DIR_FWD)
             cuda_emulated_conv_fwd(k, a->x, a->w, a->out, a->beta);
         else if (a->dir == DIR_BWD_DATA)
@@ -280,13 +304,11 @@ lr_status cuda_dnn_run(cuda_ctx *c, const conv_key *k, algo_entry *e, const dnn_
     cudnnStatus_t s;
     while ((s = dnn_call(c, e, a)) != CUDNN_STATUS_SUCCESS) {
         if (!turned_down(s))
-            return cuda_check_failed("cuDNN", dnn_call_name(a->dir), __FILE__, __LINE__,
-                                     cudnnGetErrorString(s));
+            return cuda_call_failed(CUDA_LIB_CUDNN, (int)s, dnn_call_name(a->dir), __FILE__,
+                                    __LINE__);
         e->tried |= 1u << e->algo;
         if (choose_algo(c, k, e) != LR_OK)
-            return lr_fail(LR_ERR_RUNTIME, "%s:%d: %s turned down every algorithm (last: %s): %s",
-                           __FILE__, __LINE__, dnn_call_name(a->dir), cudnnGetErrorString(s),
-                           lr_last_error());
+            return all_refused(e, a->dir, cudnnGetErrorString(s), refused);
     }
     return after_call(c, e);
 }

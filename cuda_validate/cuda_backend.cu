@@ -246,43 +246,77 @@ void cuda_backend_destroy(void *ctx)
     free(c);
 }
 
-lr_status cuda_backend_memory(void *ctx, int64_t *baseline_used, int64_t *peak_used)
+lr_status cuda_backend_memory(void *ctx, cuda_memory *m)
 {
     cuda_ctx *c = (cuda_ctx *)ctx;
     LR_TRY(cuda_sample_memory(c));
-    *baseline_used = c->baseline_used;
-    *peak_used = c->peak_used;
+    m->context_used = c->baseline_used;
+    m->warm_used = c->warm_used;
+    m->peak_used = c->peak_used;
     return LR_OK;
 }
 
-static int64_t staging_only(const net_t *net, const sched_t *s, int batch)
+lr_status cuda_backend_memory_mark(void *ctx)
 {
-    int64_t most = 0;
-    for (int i = 0; i < s->n_steps; i++) {
-        int64_t b = cuda_conv_staging_bytes(net, s, &s->steps[i], batch);
-        most = b > most ? b : most;
-    }
-    return most;
+    cuda_ctx *c = (cuda_ctx *)ctx;
+    if (c->host)
+        return LR_OK;
+    CUDA_CHECK(cudaStreamSynchronize(c->stream));
+    size_t free_b, total_b;
+    CUDA_CHECK(cudaMemGetInfo(&free_b, &total_b));
+    c->warm_used = c->peak_used = (int64_t)total_b - (int64_t)free_b;
+    return LR_OK;
 }
 
-int64_t cuda_backend_workspace_bytes(const net_t *net, const sched_t *s, int batch)
+int64_t cuda_backend_packed_calls(void *ctx)
+{
+    return ((cuda_ctx *)ctx)->packed_calls;
+}
+
+void cuda_backend_emulate_refusals(void *ctx, bool on)
+{
+    cuda_ctx *c = (cuda_ctx *)ctx;
+    LR_ASSERT(c->host);
+    c->refuse_unaligned = on;
+}
+
+lr_status cuda_backend_bus_id(void *ctx, char *buf, int cap)
+{
+    cuda_ctx *c = (cuda_ctx *)ctx;
+    if (c->host)
+        return lr_fail(LR_ERR_NODEVICE, "the emulated backend has no device");
+    CUDA_CHECK(cudaDeviceGetPCIBusId(buf, cap, 0));
+    return LR_OK;
+}
+
+/* Sizing with a context made for it: the device's, or without a device the emulated one
+ * (deterministic, no algorithm workspace: staging and packed forms alone). */
+static lr_status size_with(bool emulated, bool deterministic, const net_t *net, const sched_t *s,
+                           int batch, int64_t *bytes)
+{
+    const exec_backend *be;
+    void *ctx;
+    LR_TRY(emulated ? cuda_backend_create_emulated(&be, &ctx)
+                    : cuda_backend_create(deterministic, &be, &ctx));
+    lr_status st = cuda_backend_workspace_bytes_ctx(ctx, net, s, batch, bytes);
+    cuda_backend_destroy(ctx);
+    return st;
+}
+
+lr_status cuda_backend_workspace_bytes(const net_t *net, const sched_t *s, int batch,
+                                       int64_t *bytes)
 {
     int count = 0;
     if (cudaGetDeviceCount(&count) != cudaSuccess || count == 0) {
         (void)cudaGetLastError();
-        return staging_only(net, s, batch);
+        return size_with(true, true, net, s, batch, bytes);
     }
-    int64_t most = -1;
+    int64_t most = 0;
     for (int det = 0; det < 2; det++) {
-        const exec_backend *be;
-        void *ctx;
-        if (cuda_backend_create(det == 1, &be, &ctx) != LR_OK)
-            return -1;
-        int64_t b = cuda_backend_workspace_bytes_ctx(ctx, net, s, batch);
-        cuda_backend_destroy(ctx);
-        if (b < 0)
-            return -1;
+        int64_t b;
+        LR_TRY(size_with(false, det == 1, net, s, batch, &b));
         most = b > most ? b : most;
     }
-    return most;
+    *bytes = most;
+    return LR_OK;
 }

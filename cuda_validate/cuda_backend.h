@@ -41,26 +41,69 @@ void cuda_backend_destroy(void *ctx); /* NULL is a no-op */
  * cuda_backend_destroy(). */
 lr_status cuda_backend_create_emulated(const exec_backend **be, void **ctx);
 
-/* Device memory in use (total - free, cudaMemGetInfo) right after cuda_backend_create(), and the
- * highest value sampled since: at every arena/scratch allocation, around every convolution and
- * fully connected step (the only kernels that call into libraries that might allocate), and at
- * every sync(). The device-level peak of a run is *peak_used - *baseline_used. */
-lr_status cuda_backend_memory(void *ctx, int64_t *baseline_used, int64_t *peak_used);
+/* Device memory in use (total - free, cudaMemGetInfo: device-wide, so other processes on the
+ * device count too):
+ *   context_used  right after cuda_backend_create() (context, handles, 2 MiB of reduction sums);
+ *   warm_used     at the last cuda_backend_memory_mark() (0: never marked): after a warm-up step
+ *                 it holds the arenas and what loads lazily (our kernel modules, cuDNN's engines,
+ *                 cuBLAS's workspace, the driver's local memory);
+ *   peak_used     the highest value sampled since the mark (since creation without one): at every
+ *                 arena/scratch allocation, at the first call of every convolution geometry,
+ *                 around fully connected steps, at uploads and at every sync(). */
+typedef struct {
+    int64_t context_used, warm_used, peak_used;
+} cuda_memory;
 
-/* Workspace bytes schedule `s` needs on this backend: the largest, over all convolution RUN steps,
- * of edge-staging buffers plus the workspace of the cuDNN algorithms chosen for them (each at most
- * CUDA_BACKEND_ALGO_WS_CAP). Choosing algorithms needs a cuDNN handle: this function creates a
- * temporary context when a device exists (and takes the larger of the deterministic and the
- * default choice), and returns the staging part alone when none does. 0 for schedules whose
- * convolutions need no staging and no algorithm workspace. */
-int64_t cuda_backend_workspace_bytes(const net_t *net, const sched_t *s, int batch);
+lr_status cuda_backend_memory(void *ctx, cuda_memory *m);
 
-/* The same with an existing context (its deterministic mode); -1 when a library call fails. */
-int64_t cuda_backend_workspace_bytes_ctx(void *ctx, const net_t *net, const sched_t *s, int batch);
+/* Waits for the device, then takes what is in use now as warm_used and restarts peak_used from
+ * it (a no-op when emulated). */
+lr_status cuda_backend_memory_mark(void *ctx);
+
+/* Convolution calls that ran packed because cuDNN turned down every algorithm for their views
+ * (cuda_conv.cu). */
+int64_t cuda_backend_packed_calls(void *ctx);
+
+/* Emulated context only: from now on, turn down every algorithm for a convolution call whose
+ * input, output or gradient pointer is not 16-byte aligned, as cuDNN may do in deterministic
+ * mode, so that the packed fallback runs on the CPU too. */
+void cuda_backend_emulate_refusals(void *ctx, bool on);
+
+/* The device's PCI bus id (e.g. "0000:3B:00.0", what nvidia-smi -i takes); LR_ERR_NODEVICE when
+ * emulated. */
+lr_status cuda_backend_bus_id(void *ctx, char *buf, int cap);
+
+/* Workspace bytes schedule `s` needs on this backend, into *bytes: the largest, over all
+ * convolution RUN steps, of edge-staging buffers plus the workspace of the cuDNN algorithms chosen
+ * for them (each at most CUDA_BACKEND_ALGO_WS_CAP), and in deterministic mode the packed form of
+ * calls on unaligned views (cuda_conv.cu). Choosing algorithms needs a cuDNN handle: this
+ * function creates a temporary context when a device exists (and takes the larger of the
+ * deterministic and the default choice), and sizes staging alone (packed forms included) when
+ * none does. 0 for schedules whose convolutions need no staging and no algorithm workspace.
+ * Errors: the backend's (a descriptor cuDNN refuses, e.g. a tensor of more than 2^31 elements;
+ * no algorithm within the cap; no usable device for the temporary context). */
+lr_status cuda_backend_workspace_bytes(const net_t *net, const sched_t *s, int batch,
+                                       int64_t *bytes);
+
+/* The same with an existing context (its deterministic mode). */
+lr_status cuda_backend_workspace_bytes_ctx(void *ctx, const net_t *net, const sched_t *s,
+                                           int batch, int64_t *bytes);
 
 /* Largest cuDNN algorithm workspace a single call may use (override: $LRCNN_CUDA_WS_CAP_MIB).
  * A cap keeps FFT-style algorithms that want gigabytes from dominating the planned peak. */
 #define CUDA_BACKEND_ALGO_WS_CAP ((int64_t)64 << 20)
+
+/* The libraries whose calls the backend checks. */
+typedef enum { CUDA_LIB_RUNTIME, CUDA_LIB_CUDNN, CUDA_LIB_CUBLAS } cuda_lib;
+
+/* Whether a failed call's status means out of memory: cudaErrorMemoryAllocation, cuDNN's host or
+ * device allocation failures, CUBLAS_STATUS_ALLOC_FAILED. */
+bool cuda_status_is_oom(cuda_lib lib, int code);
+
+/* The status of a failed call `stmt` at file:line: out of memory is LR_ERR_NOMEM ("does not fit",
+ * with the memory free on the device, or why that is unknown), anything else LR_ERR_RUNTIME with
+ * the library's text. */
+lr_status cuda_call_failed(cuda_lib lib, int code, const char *stmt, const char *file, int line);
 
 /* ---- host helpers, exposed for tests (no device needed) */
 

@@ -1,5 +1,6 @@
 /* cuda_conv.cu - convolution steps: each piece of cuda_conv_pieces() (cuda_pieces.cu) becomes one
- * cuDNN call on a view or on a staged buffer, plus the bias; and the workspace a schedule needs.
+ * cuDNN call per direction on a view or on a staged buffer, plus the bias; and the workspace a
+ * schedule needs.
  *
  * Workspace. run->workspace (cfg.workspace_bytes, one persistent TC_WORKSPACE tensor) holds
  * [staging region | algorithm workspace]; the staging region holds a piece's staged input, and
@@ -7,24 +8,53 @@
  * the staged gradient buffer (beta = 0) and then adds its real rows into dx; backward filter
  * reads the staged input.
  *
+ * Packed calls. A stripe view starts (lo - row0) * W * 4 bytes into its tensor: for W = 7 or 14
+ * that is not 16-byte aligned, and cuDNN may turn down every (deterministic) algorithm for such a
+ * view. A call cuDNN turned down entirely runs packed instead: its input staged (as a staged
+ * piece, zero-filled where the map has padding), its output rows or their gradient in a packed
+ * (N, Cout, R, OW) buffer after it, both in the staging region, copied back or in around the
+ * call. In deterministic mode the workspace is sized for the packed form of every call that
+ * touches an unaligned view, so a plan made with cuda_backend_workspace_bytes() still has room
+ * and its predicted peak still equals the measured one.
+ *
  * Deliberately not here: the algorithm choice (cuda_algo.cu), the geometry (cuda_pieces.cu).
  */
 #include "cuda_private.h"
 
-/* ------------------------------------------------------------------ workspace sizing */
+/* ------------------------------------------------------------------ layouts */
 
-/* The key of one piece in one direction; limit filled by the caller. */
-static void piece_key(const cuda_ctx *c, const conv_info *ci, const cuda_conv_piece *p, int dir,
-                      conv_key *k)
+/* Where one call's operands are: in place (views into the arena; the input possibly staged) or
+ * packed into the staging region. */
+typedef struct {
+    cuda_conv_piece p; /* as run: the staged form when packed */
+    bool packed;
+    int64_t staging;   /* bytes of the staging region it uses */
+    int64_t out_at;    /* packed: where the output buffer starts in the staging region */
+} call_layout;
+
+static call_layout layout_of(const conv_info *ci, const cuda_conv_piece *p, bool packed)
 {
-    memset(k, 0, sizeof *k); /* padding bytes take part in hashing */
+    call_layout L;
+    L.packed = packed;
+    L.p = packed ? cuda_piece_as_staged(ci, p) : *p;
+    L.out_at = cuda_piece_staging(ci, &L.p);
+    L.staging = packed ? cuda_piece_packed_staging(ci, p) : L.out_at;
+    return L;
+}
+
+/* The key of one call; limit filled by the caller (padding bytes take part in hashing). */
+static void call_key(const cuda_ctx *c, const conv_info *ci, const call_layout *L, int dir,
+                     conv_key *k)
+{
+    const cuda_conv_piece *p = &L->p;
+    memset(k, 0, sizeof *k);
     k->dir = dir;
     k->det = c->deterministic;
     k->n = ci->n, k->cin = ci->cin, k->win = ci->w, k->hin = p->in_hi - p->in_lo + 1;
     int x_rows = dir == DIR_BWD_DATA ? ci->dx_rows : ci->x_rows;
     cuda_view_strides(ci->cin, p->staged ? k->hin : x_rows, ci->w, k->xs);
     k->cout = ci->cout, k->wout = ci->wout, k->hout = p->out_hi - p->out_lo + 1;
-    cuda_view_strides(ci->cout, ci->y_rows, ci->wout, k->ys);
+    cuda_view_strides(ci->cout, L->packed ? k->hout : ci->y_rows, ci->wout, k->ys);
     k->kh = ci->kh, k->kw = ci->kw, k->sh = ci->sh, k->sw = ci->sw;
     k->ph = p->staged ? 0 : p->pad, k->pw = ci->pw, k->dh = ci->dh, k->dw = ci->dw;
     k->groups = ci->groups;
@@ -36,9 +66,11 @@ static int64_t algo_limit(const cuda_ctx *c, int64_t ws_bytes, int64_t staging)
     return left < c->ws_cap ? left : c->ws_cap;
 }
 
-/* Workspace one piece needs: staging plus the largest algorithm workspace of its calls. */
-static lr_status piece_need(cuda_ctx *c, const conv_info *ci, const cuda_conv_piece *p,
-                            int64_t *need)
+/* ------------------------------------------------------------------ workspace sizing */
+
+/* Workspace of a layout: staging plus the largest algorithm workspace of its calls. */
+static lr_status layout_need(cuda_ctx *c, const conv_info *ci, const call_layout *L,
+                             int64_t *need)
 {
     int dirs[2], nd = 0;
     if (!ci->backward)
@@ -50,17 +82,33 @@ static lr_status piece_need(cuda_ctx *c, const conv_info *ci, const cuda_conv_pi
     int64_t most = 0;
     for (int i = 0; i < nd; i++) {
         conv_key k;
-        piece_key(c, ci, p, dirs[i], &k);
+        call_key(c, ci, L, dirs[i], &k);
         k.limit = c->ws_cap;
         algo_entry *e;
         LR_TRY(cuda_conv_algo(c, &k, &e));
         most = e->ws_bytes > most ? e->ws_bytes : most;
     }
-    *need = cuda_piece_staging(ci, p) + most;
+    *need = L->staging + most;
     return LR_OK;
 }
 
-int64_t cuda_backend_workspace_bytes_ctx(void *ctx, const net_t *net, const sched_t *s, int batch)
+/* A piece in place, and in deterministic mode its packed form when it touches an unaligned view
+ * (see the file header). */
+static lr_status piece_need(cuda_ctx *c, const conv_info *ci, const cuda_conv_piece *p,
+                            int64_t *need)
+{
+    call_layout in_place = layout_of(ci, p, false), packed = layout_of(ci, p, true);
+    LR_TRY(layout_need(c, ci, &in_place, need));
+    if (!c->deterministic || !cuda_piece_unaligned(ci, p))
+        return LR_OK;
+    int64_t more;
+    LR_TRY(layout_need(c, ci, &packed, &more));
+    *need = more > *need ? more : *need;
+    return LR_OK;
+}
+
+lr_status cuda_backend_workspace_bytes_ctx(void *ctx, const net_t *net, const sched_t *s,
+                                           int batch, int64_t *bytes)
 {
     cuda_ctx *c = (cuda_ctx *)ctx;
     int64_t most = 0;
@@ -70,16 +118,18 @@ int64_t cuda_backend_workspace_bytes_ctx(void *ctx, const net_t *net, const sche
             continue;
         conv_info ci;
         cuda_conv_info(net, s, st, batch, &ci);
+        if (ci.backward && !ci.want_dx && !ci.want_dw)
+            continue;
         cuda_conv_piece pc[3];
         int np = cuda_conv_pieces(ci.h, ci.kh, ci.sh, ci.ph, ci.dh, st->row_lo, st->row_hi, pc);
         for (int j = 0; j < np; j++) {
             int64_t need;
-            if (piece_need(c, &ci, &pc[j], &need) != LR_OK)
-                return -1;
+            LR_TRY(piece_need(c, &ci, &pc[j], &need));
             most = need > most ? need : most;
         }
     }
-    return most;
+    *bytes = most;
+    return LR_OK;
 }
 
 /* ------------------------------------------------------------------ running pieces */
@@ -100,16 +150,22 @@ static workspace workspace_of(const exec_op *op)
     return w;
 }
 
-/* The staging did not fit: say how much this step needs and how much the schedule needs. */
-static lr_status workspace_too_small(cuda_ctx *c, const exec_op *op, int64_t needed, int64_t have)
+/* The staging did not fit: say how much this call needs and how much the schedule needs. */
+static lr_status workspace_too_small(cuda_ctx *c, const exec_op *op, const call_layout *L,
+                                     int64_t have)
 {
-    int64_t plan = cuda_backend_workspace_bytes_ctx(c, op->net, op->s, op->batch);
+    int64_t plan = 0;
+    if (cuda_backend_workspace_bytes_ctx(c, op->net, op->s, op->batch, &plan) != LR_OK)
+        plan = 0;
+    /* packed calls outside deterministic mode are not in the plan: room for both */
+    plan = L->packed ? plan + L->staging : plan > L->staging ? plan : L->staging;
     return lr_fail(LR_ERR_RUNTIME,
-                   "cuda backend: %s %s rows %d-%d needs %lld bytes of edge-staging workspace, the "
+                   "cuda backend: %s %s rows %d-%d needs %lld bytes of %s workspace, the "
                    "schedule has %lld; plan with --workspace %lld (cuda_backend_workspace_bytes)",
                    node_of(op)->name, sched_pass_name((sched_pass)op->step->pass),
-                   op->step->row_lo, op->step->row_hi, (long long)needed, (long long)have,
-                   (long long)plan);
+                   op->step->row_lo, op->step->row_hi, (long long)L->staging,
+                   L->packed ? "packed-call (cuDNN turned down the views)" : "edge-staging",
+                   (long long)have, (long long)plan);
 }
 
 /* Copies the real rows of a staged piece's virtual rows into a zero-filled (N, C, V, W) buffer. */
@@ -137,93 +193,110 @@ static lr_status unstage_grad(cuda_ctx *c, const float *stage, const cuda_conv_p
     return cuda_launch_move(c, s, 0, dx, 0, dx.c, r0, r1, true);
 }
 
-/* Where the algorithm workspace starts: after the staging region. */
-static char *algo_space(workspace ws, int64_t staging)
+/* The packed output buffer of a call as a view of rows [out_lo, out_hi] of y's map. */
+static dview packed_view(const call_layout *L, const dview &y, char *staging)
 {
-    return ws.base ? ws.base + staging : NULL;
+    dview v = y;
+    v.p = (float *)(staging + L->out_at);
+    v.row0 = L->p.out_lo;
+    v.rows = L->p.out_hi - L->p.out_lo + 1;
+    return v;
 }
 
-static lr_status conv_forward_piece(cuda_ctx *c, const exec_op *op, const conv_info *ci,
-                                    const cuda_conv_piece *p, workspace ws)
+/* The input side of a call: x read in place or staged (forward, filter), dx written in place or
+ * into the staging region (data). */
+static lr_status call_input(cuda_ctx *c, const exec_op *op, int dir, const call_layout *L,
+                            workspace ws, const float **x, float **dx)
 {
-    dview x = view_of(op, op->run->in[0]), y = view_of(op, op->run->out);
-    int64_t staging = cuda_piece_staging(ci, p);
-    const float *xp = rows_at(x, p->in_lo);
-    if (p->staged) {
-        LR_TRY(stage_input(c, x, p, (float *)ws.base));
-        xp = (const float *)ws.base;
-    } else {
-        check_rows(x, p->in_lo, p->in_hi);
+    const cuda_conv_piece *p = &L->p;
+    if (dir == DIR_BWD_DATA) {
+        dview v = view_of(op, op->run->din[0]);
+        if (!p->staged)
+            check_rows(v, p->in_lo, p->in_hi);
+        *dx = p->staged ? (float *)ws.base : rows_at(v, p->in_lo);
+        return LR_OK;
     }
+    dview v = view_of(op, op->run->in[0]);
+    if (!p->staged) {
+        check_rows(v, p->in_lo, p->in_hi);
+        *x = rows_at(v, p->in_lo);
+        return LR_OK;
+    }
+    *x = (const float *)ws.base;
+    return stage_input(c, v, p, (float *)ws.base);
+}
+
+/* One cuDNN call of a piece in one direction, laid out as L; *refused when cuDNN turned down
+ * every algorithm for it (then nothing was written). */
+static lr_status conv_call(cuda_ctx *c, const exec_op *op, const conv_info *ci, int dir,
+                           const call_layout *L, workspace ws, bool *refused)
+{
+    const sched_run *r = op->run;
+    const cuda_conv_piece *p = &L->p;
+    const float *x = NULL;
+    float *dx = NULL;
+    LR_TRY(call_input(c, op, dir, L, ws, &x, &dx));
+    dview y = view_of(op, dir == DIR_FWD ? r->out : r->dout);
     check_rows(y, p->out_lo, p->out_hi);
+    dview packed = L->packed ? packed_view(L, y, ws.base) : y;
+    float *yp = L->packed ? packed.p : rows_at(y, p->out_lo);
+    if (L->packed && dir != DIR_FWD)
+        LR_TRY(cuda_launch_move(c, y, 0, packed, 0, y.c, p->out_lo, p->out_hi, false));
     conv_key k;
-    piece_key(c, ci, p, DIR_FWD, &k);
-    k.limit = algo_limit(c, ws.bytes, staging);
+    call_key(c, ci, L, dir, &k);
+    k.limit = algo_limit(c, ws.bytes, L->staging);
     algo_entry *e;
     LR_TRY(cuda_conv_algo(c, &k, &e));
-    dnn_args a = {DIR_FWD, xp, fptr(op, op->run->param), NULL, rows_at(y, p->out_lo), 0.0f,
-                  algo_space(ws, staging)};
-    return cuda_dnn_run(c, &k, e, &a);
+    char *space = ws.base ? ws.base + L->staging : NULL;
+    /* forward writes (beta 0); weight gradients accumulate over pieces and partitions (beta 1);
+     * input gradients accumulate in place, or are written to the staging region and added */
+    dnn_args fwd = {DIR_FWD, x, fptr(op, r->param), NULL, yp, 0.0f, space};
+    dnn_args filter = {DIR_BWD_FILTER, x, NULL, yp, fptr(op, r->param_grad), 1.0f, space};
+    dnn_args data = {DIR_BWD_DATA, NULL, fptr(op, r->param), yp, dx, p->staged ? 0.0f : 1.0f, space};
+    const dnn_args *a = dir == DIR_FWD ? &fwd : dir == DIR_BWD_FILTER ? &filter : &data;
+    LR_TRY(cuda_dnn_run(c, &k, e, a, refused));
+    if (*refused)
+        return LR_OK;
+    if (L->packed && dir == DIR_FWD)
+        LR_TRY(cuda_launch_move(c, packed, 0, y, 0, y.c, p->out_lo, p->out_hi, false));
+    if (dir == DIR_BWD_DATA && p->staged)
+        return unstage_grad(c, dx, p, view_of(op, r->din[0]));
+    return LR_OK;
 }
 
-static lr_status conv_filter_piece(cuda_ctx *c, const exec_op *op, const conv_info *ci,
-                                   const cuda_conv_piece *p, workspace ws)
+/* A call in place; when cuDNN turns down every algorithm for it, the same call packed. */
+static lr_status conv_dir(cuda_ctx *c, const exec_op *op, const conv_info *ci,
+                          const cuda_conv_piece *p, int dir, workspace ws)
 {
-    dview x = view_of(op, op->run->in[0]), dy = view_of(op, op->run->dout);
-    int64_t staging = cuda_piece_staging(ci, p);
-    const float *xp = rows_at(x, p->in_lo);
-    if (p->staged) {
-        LR_TRY(stage_input(c, x, p, (float *)ws.base));
-        xp = (const float *)ws.base;
-    } else {
-        check_rows(x, p->in_lo, p->in_hi);
+    for (int packed = 0; packed < 2; packed++) {
+        call_layout L = layout_of(ci, p, packed);
+        if (L.staging > ws.bytes)
+            return workspace_too_small(c, op, &L, ws.bytes);
+        bool refused;
+        LR_TRY(conv_call(c, op, ci, dir, &L, ws, &refused));
+        if (!refused) {
+            c->packed_calls += packed;
+            return LR_OK;
+        }
     }
-    conv_key k;
-    piece_key(c, ci, p, DIR_BWD_FILTER, &k);
-    k.limit = algo_limit(c, ws.bytes, staging);
-    algo_entry *e;
-    LR_TRY(cuda_conv_algo(c, &k, &e));
-    /* beta 1: weight gradients accumulate over pieces and partitions */
-    dnn_args a = {DIR_BWD_FILTER, xp, NULL, rows_at(dy, p->out_lo), fptr(op, op->run->param_grad),
-                  1.0f, algo_space(ws, staging)};
-    return cuda_dnn_run(c, &k, e, &a);
+    char why[256];
+    snprintf(why, sizeof why, "%s", lr_last_error());
+    return lr_fail(LR_ERR_RUNTIME, "cuda backend: %s %s rows %d-%d, on views and packed: %s",
+                   node_of(op)->name, sched_pass_name((sched_pass)op->step->pass),
+                   op->step->row_lo, op->step->row_hi, why);
 }
 
-/* Runs after conv_filter_piece in stream order, so a staged gradient may reuse the region the
- * staged input occupied. */
-static lr_status conv_data_piece(cuda_ctx *c, const exec_op *op, const conv_info *ci,
-                                 const cuda_conv_piece *p, workspace ws)
-{
-    dview dy = view_of(op, op->run->dout), dx = view_of(op, op->run->din[0]);
-    int64_t staging = cuda_piece_staging(ci, p);
-    float *dxp = p->staged ? (float *)ws.base : rows_at(dx, p->in_lo);
-    if (!p->staged)
-        check_rows(dx, p->in_lo, p->in_hi);
-    conv_key k;
-    piece_key(c, ci, p, DIR_BWD_DATA, &k);
-    k.limit = algo_limit(c, ws.bytes, staging);
-    algo_entry *e;
-    LR_TRY(cuda_conv_algo(c, &k, &e));
-    /* a view accumulates in place (beta 1); a staged buffer is written, then added to dx */
-    dnn_args a = {DIR_BWD_DATA, NULL, fptr(op, op->run->param), rows_at(dy, p->out_lo), dxp,
-                  p->staged ? 0.0f : 1.0f, algo_space(ws, staging)};
-    LR_TRY(cuda_dnn_run(c, &k, e, &a));
-    return p->staged ? unstage_grad(c, dxp, p, dx) : LR_OK;
-}
-
+/* Backward filter runs before backward data in stream order, so a staged gradient may reuse the
+ * region the staged input occupied. */
 static lr_status conv_piece(cuda_ctx *c, const exec_op *op, const conv_info *ci,
                             const cuda_conv_piece *p, workspace ws)
 {
-    int64_t staging = cuda_piece_staging(ci, p);
-    if (staging > ws.bytes)
-        return workspace_too_small(c, op, staging, ws.bytes);
     if (!ci->backward)
-        return conv_forward_piece(c, op, ci, p, ws);
-    check_rows(view_of(op, op->run->dout), p->out_lo, p->out_hi);
+        return conv_dir(c, op, ci, p, DIR_FWD, ws);
     if (ci->want_dw)
-        LR_TRY(conv_filter_piece(c, op, ci, p, ws));
+        LR_TRY(conv_dir(c, op, ci, p, DIR_BWD_FILTER, ws));
     if (ci->want_dx)
-        LR_TRY(conv_data_piece(c, op, ci, p, ws));
+        LR_TRY(conv_dir(c, op, ci, p, DIR_BWD_DATA, ws));
     return LR_OK;
 }
 

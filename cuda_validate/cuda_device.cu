@@ -18,10 +18,58 @@
 
 /* ------------------------------------------------------------------ checks */
 
-lr_status cuda_check_failed(const char *lib, const char *stmt, const char *file, int line,
-                            const char *why)
+bool cuda_status_is_oom(cuda_lib lib, int code)
 {
-    return lr_fail(LR_ERR_RUNTIME, "%s:%d: %s failed (%s): %s", file, line, stmt, lib, why);
+    switch (lib) {
+    case CUDA_LIB_RUNTIME:
+        return code == cudaErrorMemoryAllocation;
+    case CUDA_LIB_CUDNN:
+        return code == CUDNN_STATUS_INTERNAL_ERROR_HOST_ALLOCATION_FAILED ||
+               code == CUDNN_STATUS_INTERNAL_ERROR_DEVICE_ALLOCATION_FAILED;
+    case CUDA_LIB_CUBLAS:
+        return code == CUBLAS_STATUS_ALLOC_FAILED;
+    }
+    return false;
+}
+
+static const char *lib_name(cuda_lib lib)
+{
+    return lib == CUDA_LIB_RUNTIME ? "CUDA" : lib == CUDA_LIB_CUDNN ? "cuDNN" : "cuBLAS";
+}
+
+static const char *status_text(cuda_lib lib, int code)
+{
+    if (lib == CUDA_LIB_RUNTIME)
+        return cudaGetErrorString((cudaError_t)code);
+    if (lib == CUDA_LIB_CUDNN)
+        return cudnnGetErrorString((cudnnStatus_t)code);
+    return cublasGetStatusString((cublasStatus_t)code);
+}
+
+/* "free X MiB of Y MiB", or why that is unknown. Clears a pending allocation error first, so
+ * that later calls do not report it. */
+static void free_text(char *buf, size_t cap)
+{
+    (void)cudaGetLastError();
+    size_t free_b = 0, total_b = 0;
+    cudaError_t e = cudaMemGetInfo(&free_b, &total_b);
+    if (e != cudaSuccess) {
+        (void)cudaGetLastError();
+        snprintf(buf, cap, "free memory unknown (cudaMemGetInfo: %s)", cudaGetErrorString(e));
+        return;
+    }
+    snprintf(buf, cap, "free %.1f MiB of %.1f MiB", free_b / 1048576.0, total_b / 1048576.0);
+}
+
+lr_status cuda_call_failed(cuda_lib lib, int code, const char *stmt, const char *file, int line)
+{
+    if (!cuda_status_is_oom(lib, code))
+        return lr_fail(LR_ERR_RUNTIME, "%s:%d: %s failed (%s): %s", file, line, stmt,
+                       lib_name(lib), status_text(lib, code));
+    char free_b[128];
+    free_text(free_b, sizeof free_b);
+    return lr_fail(LR_ERR_NOMEM, "cuda backend: does not fit: %s ran out of memory (%s: %s, %s:%d); %s",
+                   stmt, lib_name(lib), status_text(lib, code), file, line, free_b);
 }
 
 /* ------------------------------------------------------------------ memory */
@@ -44,17 +92,17 @@ lr_status cuda_device_alloc(cuda_ctx *c, int64_t bytes, void **p, const char *wh
     size_t size = (size_t)(bytes > 0 ? align256(bytes) : 256);
     if (c->host) {
         *p = aligned_alloc(256, size);
-        return *p ? LR_OK : lr_fail(LR_ERR_NOMEM, "cannot allocate %s (%.1f MiB)", what, bytes / 1048576.0);
+        return *p ? LR_OK : lr_fail(LR_ERR_NOMEM, "cuda backend (emulated): %s does not fit: "
+                                                  "needed %.1f MiB of host memory", what,
+                                    bytes / 1048576.0);
     }
     *p = NULL;
     cudaError_t e = cudaMalloc(p, size);
     if (e == cudaErrorMemoryAllocation) {
-        (void)cudaGetLastError(); /* clear the error so later calls do not report it */
-        size_t free_b = 0, total_b = 0;
-        CUDA_CHECK(cudaMemGetInfo(&free_b, &total_b));
-        return lr_fail(LR_ERR_RUNTIME,
-                       "cuda backend: %s does not fit: needed %.1f MiB, free %.1f MiB of %.1f MiB",
-                       what, bytes / 1048576.0, free_b / 1048576.0, total_b / 1048576.0);
+        char free_b[128];
+        free_text(free_b, sizeof free_b);
+        return lr_fail(LR_ERR_NOMEM, "cuda backend: %s does not fit: needed %.1f MiB, %s", what,
+                       bytes / 1048576.0, free_b);
     }
     CUDA_CHECK(e);
     return cuda_sample_memory(c);

@@ -140,6 +140,35 @@ int64_t cuda_piece_staging(const conv_info *ci, const cuda_conv_piece *p)
     return p->staged ? align256(stage_bytes(ci, p)) : 0;
 }
 
+cuda_conv_piece cuda_piece_as_staged(const conv_info *ci, const cuda_conv_piece *p)
+{
+    return p->staged ? *p : staged_piece(ci->kh, ci->sh, ci->ph, ci->dh, p->out_lo, p->out_hi);
+}
+
+int64_t cuda_piece_packed_staging(const conv_info *ci, const cuda_conv_piece *p)
+{
+    cuda_conv_piece s = cuda_piece_as_staged(ci, p);
+    int64_t out = 4 * (int64_t)ci->n * ci->cout * (p->out_hi - p->out_lo + 1) * ci->wout;
+    return cuda_piece_staging(ci, &s) + align256(out);
+}
+
+/* Byte offset of rows from `lo` in a tensor that starts at row `row0`, modulo 16 (tensors start
+ * 256-byte aligned in the arena). */
+static bool misaligned(int lo, int row0, int w)
+{
+    return (int64_t)(lo - row0) * w * 4 % 16 != 0;
+}
+
+bool cuda_piece_unaligned(const conv_info *ci, const cuda_conv_piece *p)
+{
+    bool reads_x = !ci->backward || ci->want_dw;
+    if (!p->staged && reads_x && misaligned(p->in_lo, ci->x_row0, ci->w))
+        return true;
+    if (!p->staged && ci->want_dx && misaligned(p->in_lo, ci->dx_row0, ci->w))
+        return true;
+    return misaligned(p->out_lo, ci->y_row0, ci->wout);
+}
+
 bool cuda_is_conv_run(const net_t *net, const sched_step *st)
 {
     return st->op == STEP_RUN && st->pass != PASS_UPDATE && st->node > 0 &&

@@ -37,32 +37,28 @@
 
 /* ------------------------------------------------------------------ checks */
 
-/* LR_ERR_RUNTIME with "file:line: stmt failed (lib): why" (cuda_device.cu). */
-lr_status cuda_check_failed(const char *lib, const char *stmt, const char *file, int line,
-                            const char *why);
-
+/* Every CUDA, cuDNN and cuBLAS call is checked: a failure returns cuda_call_failed()'s status
+ * (cuda_backend.h: out of memory is LR_ERR_NOMEM, anything else LR_ERR_RUNTIME, naming the
+ * statement, file and line). */
 #define CUDA_CHECK(stmt)                                                                   \
     do {                                                                                   \
         cudaError_t cuda_e_ = (stmt);                                                      \
         if (cuda_e_ != cudaSuccess)                                                        \
-            return cuda_check_failed("CUDA", #stmt, __FILE__, __LINE__,                    \
-                                     cudaGetErrorString(cuda_e_));                         \
+            return cuda_call_failed(CUDA_LIB_RUNTIME, (int)cuda_e_, #stmt, __FILE__, __LINE__);\
     } while (0)
 
 #define CUDNN_CHECK(stmt)                                                                  \
     do {                                                                                   \
         cudnnStatus_t dnn_e_ = (stmt);                                                     \
         if (dnn_e_ != CUDNN_STATUS_SUCCESS)                                                \
-            return cuda_check_failed("cuDNN", #stmt, __FILE__, __LINE__,                   \
-                                     cudnnGetErrorString(dnn_e_));                         \
+            return cuda_call_failed(CUDA_LIB_CUDNN, (int)dnn_e_, #stmt, __FILE__, __LINE__);\
     } while (0)
 
 #define CUBLAS_CHECK(stmt)                                                                 \
     do {                                                                                   \
         cublasStatus_t blas_e_ = (stmt);                                                   \
         if (blas_e_ != CUBLAS_STATUS_SUCCESS)                                              \
-            return cuda_check_failed("cuBLAS", #stmt, __FILE__, __LINE__,                  \
-                                     cublasGetStatusString(blas_e_));                      \
+            return cuda_call_failed(CUDA_LIB_CUBLAS, (int)blas_e_, #stmt, __FILE__, __LINE__);\
     } while (0)
 
 /* after every launch */
@@ -170,6 +166,7 @@ typedef struct {
     conv_key key;
     bool used, ran;  /* ran: cuDNN has executed it once (plans built, modules loaded) */
     uint32_t tried;  /* algorithms cuDNN turned down at execution (bit per algorithm enum) */
+    bool refused;    /* cuDNN turned down every algorithm: the call runs packed (cuda_conv.cu) */
     int algo;
     int64_t ws_bytes;
 } algo_entry;
@@ -193,6 +190,9 @@ typedef struct {
     double *red_part; /* RED_MAX_CHANNELS x RED_MAX_SLICES x 2 partial sums (k_channel_partial) */
     int64_t ws_cap;
     int64_t baseline_used, peak_used; /* device memory in use (total - free), cudaMemGetInfo */
+    int64_t warm_used;                /* in use at cuda_backend_memory_mark (0: not marked) */
+    int64_t packed_calls;             /* convolution calls run packed after a refusal */
+    bool refuse_unaligned;            /* emulated: turn down calls on unaligned operands */
 } cuda_ctx;
 
 /* ------------------------------------------------------------------ launchers */
@@ -298,6 +298,15 @@ void cuda_conv_info(const net_t *net, const sched_t *s, const sched_step *st, in
                     conv_info *ci);
 /* Staging bytes of a piece (0 for views), 256-byte aligned. */
 int64_t cuda_piece_staging(const conv_info *ci, const cuda_conv_piece *p);
+/* The piece's output rows as a staged piece (itself when it is one). */
+cuda_conv_piece cuda_piece_as_staged(const conv_info *ci, const cuda_conv_piece *p);
+/* Staging bytes of the piece run packed: its input staged, then its output rows (or their
+ * gradient) as a packed (N, Cout, R, OW) buffer, each 256-byte aligned. */
+int64_t cuda_piece_packed_staging(const conv_info *ci, const cuda_conv_piece *p);
+/* Whether a call on the piece in place reads or writes a view whose base is not 16-byte aligned
+ * (a stripe offset by (lo - row0) * W * 4 bytes, e.g. W = 7 or 14 at odd offsets): cuDNN may turn
+ * down every deterministic algorithm for it. */
+bool cuda_piece_unaligned(const conv_info *ci, const cuda_conv_piece *p);
 bool cuda_is_conv_run(const net_t *net, const sched_step *st);
 
 /* ------------------------------------------------------------------ cuda_emulated.cu */
@@ -328,8 +337,11 @@ typedef struct {
 lr_status cuda_algo_cache_grow(cuda_ctx *c);
 /* Sets the context's descriptors for k and returns its cached (or newly chosen) algorithm. */
 lr_status cuda_conv_algo(cuda_ctx *c, const conv_key *k, algo_entry **out);
-/* Runs one call (or its emulation); an algorithm cuDNN turns down is replaced by the next. */
-lr_status cuda_dnn_run(cuda_ctx *c, const conv_key *k, algo_entry *e, const dnn_args *a);
+/* Runs one call (or its emulation); an algorithm cuDNN turns down is replaced by the next. When
+ * cuDNN turns down every algorithm, *refused is set (nothing ran, the message says why) and the
+ * entry remembers it. */
+lr_status cuda_dnn_run(cuda_ctx *c, const conv_key *k, algo_entry *e, const dnn_args *a,
+                       bool *refused);
 
 /* ------------------------------------------------------------------ cuda_eltwise.cu */
 

@@ -593,28 +593,10 @@ static lr_status eval_node(exec_t *e, eval_ctx *x, int l, int n, const float *im
     return e->be->run(e->bctx, &op);
 }
 
-static lr_status eval_argmax(exec_t *e, eval_ctx *x, int logits_node, int n, int32_t *classes)
-{
-    int k = e->net->nodes[logits_node].c;
-    float *logits = malloc(sizeof(float) * (size_t)n * k);
-    if (!logits)
-        return lr_fail(LR_ERR_NOMEM, "out of memory");
-    lr_status st = e->be->download(e->bctx, logits, x->ptr[x->val[logits_node]], (int64_t)n * k * 4);
-    for (int i = 0; i < n && st == LR_OK; i++) {
-        int best = 0;
-        for (int c = 1; c < k; c++)
-            if (logits[(int64_t)i * k + c] > logits[(int64_t)i * k + best])
-                best = c;
-        classes[i] = best;
-    }
-    free(logits);
-    return st;
-}
-
-lr_status exec_predict(exec_t *e, const float *images, int n, int32_t *classes)
+lr_status exec_predict_logits(exec_t *e, const float *images, int n, float *logits)
 {
     const net_t *net = e->net;
-    int nodes = net->n_nodes;
+    int nodes = net->n_nodes, out = plan_root(net, nodes - 2);
     eval_ctx x;
     sched_init(&x.s);
     size_t cap = (size_t)nodes * 3 + 1;
@@ -629,7 +611,8 @@ lr_status exec_predict(exec_t *e, const float *images, int n, int32_t *classes)
             st = eval_node(e, &x, l, n, images);
     }
     if (st == LR_OK)
-        st = eval_argmax(e, &x, plan_root(net, nodes - 2), n, classes);
+        st = e->be->download(e->bctx, logits, x.ptr[x.val[out]],
+                             (int64_t)n * net->nodes[out].c * 4);
     for (int t = 0; x.ptr && x.owned && t < x.s.n_tensors; t++)
         if (x.owned[t])
             e->be->scratch_free(e->bctx, x.ptr[t]);
@@ -637,5 +620,23 @@ lr_status exec_predict(exec_t *e, const float *images, int n, int32_t *classes)
     free(x.owned);
     free(x.val);
     sched_free(&x.s);
+    return st;
+}
+
+lr_status exec_predict(exec_t *e, const float *images, int n, int32_t *classes)
+{
+    int k = e->net->nodes[plan_root(e->net, e->net->n_nodes - 2)].c;
+    float *logits = malloc(sizeof(float) * (size_t)n * k);
+    if (!logits)
+        return lr_fail(LR_ERR_NOMEM, "out of memory");
+    lr_status st = exec_predict_logits(e, images, n, logits);
+    for (int i = 0; i < n && st == LR_OK; i++) {
+        int best = 0;
+        for (int c = 1; c < k; c++)
+            if (logits[(int64_t)i * k + c] > logits[(int64_t)i * k + best])
+                best = c;
+        classes[i] = best;
+    }
+    free(logits);
     return st;
 }

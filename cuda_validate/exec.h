@@ -110,6 +110,8 @@ lr_status exec_zero_grads(exec_t *e);
 /* Inference of a batch with running BN statistics; writes N predicted classes. Uses scratch
  * memory outside the arena, not counted in the training peak. */
 lr_status exec_predict(exec_t *e, const float *images, int n, int32_t *classes);
+/* The same inference's logits: n x classes floats (host), before the argmax. */
+lr_status exec_predict_logits(exec_t *e, const float *images, int n, float *logits);
 
 /* Parameters (weight then bias; BN gamma then beta) and their gradients, by node, host copies.
  * n must equal the node's parameter count. */

@@ -5,7 +5,9 @@
 #include <limits.h>
 #include <math.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "analysis.h"
 #include "sim.h"
@@ -39,22 +41,24 @@ lr_status validate_backend(const char *name, bool deterministic, const exec_back
         *be = &exec_cpu_backend;
         return LR_OK;
     }
-    if (strcmp(name, "cuda") == 0) {
+    if (strcmp(name, "cuda") == 0 || strcmp(name, "cuda-emulated") == 0) {
 #ifdef LRCNN_HAVE_CUDA
+        if (strcmp(name, "cuda-emulated") == 0)
+            return cuda_backend_create_emulated(be, ctx);
         return cuda_backend_create(deterministic, be, ctx);
 #else
         return lr_fail(LR_ERR_NODEVICE,
-                       "--backend cuda: this lrcnn-validate was built without CUDA (nvcc was not "
-                       "found at build time); use --backend cpu");
+                       "--backend %s: this lrcnn-validate was built without CUDA (nvcc was not "
+                       "found at build time); use --backend cpu", name);
 #endif
     }
-    return lr_fail(LR_ERR_USAGE, "--backend: expected cpu or cuda, got '%s'", name);
+    return lr_fail(LR_ERR_USAGE, "--backend: expected cpu, cuda or cuda-emulated, got '%s'", name);
 }
 
 void validate_backend_release(const char *name, void *ctx)
 {
 #ifdef LRCNN_HAVE_CUDA
-    if (strcmp(name, "cuda") == 0)
+    if (strncmp(name, "cuda", 4) == 0)
         cuda_backend_destroy(ctx);
 #endif
     (void)name, (void)ctx;
@@ -91,9 +95,21 @@ typedef struct {
     sim_result sim;
 } runner;
 
+/* Out of memory also says what the plan predicted. */
+static lr_status with_prediction(lr_status s, const char *who, int64_t predicted)
+{
+    if (s != LR_ERR_NOMEM)
+        return s;
+    char msg[768];
+    snprintf(msg, sizeof msg, "%s", lr_last_error());
+    return lr_fail(LR_ERR_NOMEM, "%s; %s plan's predicted peak: %.1f MiB", msg, who,
+                   predicted / 1048576.0);
+}
+
+/* Plans, and unless dry_run creates the executor (arena allocated, parameters set). */
 static lr_status runner_init(runner *r, const net_t *net, const plan_config *cfg,
                              const plan_request *req, const exec_backend *be, void *bctx,
-                             const exec_hparams *hp)
+                             const exec_hparams *hp, bool dry_run)
 {
     memset(r, 0, sizeof *r);
     sched_init(&r->s);
@@ -109,7 +125,14 @@ static lr_status runner_init(runner *r, const net_t *net, const plan_config *cfg
      * includes it. */
     if (be != &exec_cpu_backend && cfg->workspace_bytes == 0) {
         plan_config with = *cfg;
-        with.workspace_bytes = cuda_backend_workspace_bytes_ctx(bctx, net, &r->s, cfg->batch);
+        lr_status st = cuda_backend_workspace_bytes_ctx(bctx, net, &r->s, cfg->batch,
+                                                        &with.workspace_bytes);
+        if (st != LR_OK) {
+            char why[768];
+            snprintf(why, sizeof why, "%s", lr_last_error());
+            return lr_fail(st, "sizing the CUDA workspace of the %s plan: %s",
+                           plan_strategy_name(req->strategy), why);
+        }
         if (with.workspace_bytes > 0) {
             plan_free(r->plan);
             r->plan = NULL;
@@ -120,7 +143,12 @@ static lr_status runner_init(runner *r, const net_t *net, const plan_config *cfg
     }
 #endif
     LR_TRY(sim_replay(&r->s, ALLOC_EXACT, &r->sim));
-    return exec_create(net, r->plan, &r->s, be, bctx, hp, &r->exec);
+    if (dry_run)
+        return LR_OK;
+    char who[64];
+    snprintf(who, sizeof who, "the %s", plan_strategy_name(req->strategy));
+    return with_prediction(exec_create(net, r->plan, &r->s, be, bctx, hp, &r->exec), who,
+                           r->cost.peak_bytes);
 }
 
 static void runner_free(runner *r)
@@ -187,9 +215,23 @@ typedef struct {
     const net_t *net;
     runner row, col;
     bool has_col;
+    void *bctx;
+    bool on_device; /* --backend cuda: device memory is measured */
     float *images;
     int32_t *labels;
 } session;
+
+/* After the first of several steps: what loaded lazily is in use now; the steps after it are
+ * measured from here (validate.h, device_extra_bytes). */
+static lr_status warm_up_done(session *ss)
+{
+#ifdef LRCNN_HAVE_CUDA
+    if (ss->on_device)
+        return cuda_backend_memory_mark(ss->bctx);
+#endif
+    (void)ss;
+    return LR_OK;
+}
 
 static lr_status step_mode(session *ss, const data_set *d, validate_result *r)
 {
@@ -227,6 +269,8 @@ static lr_status step_mode(session *ss, const data_set *d, validate_result *r)
         r->loss_curve[k] = lr_;
         r->column_loss_curve[k] = lc;
         r->n_curve = k + 1;
+        if (s == LR_OK && k == 0 && steps > 1)
+            s = warm_up_done(ss);
         if (!o->quiet && steps > 1)
             fprintf(stderr, "\rstep %d/%d loss %.4f", k + 1, steps, lr_);
     }
@@ -330,18 +374,27 @@ static lr_status setup(session *ss, const exec_backend *be, void *bctx, validate
 {
     const validate_options *o = ss->o;
     LR_TRY(cost_check_limits(ss->net, o->cfg.batch, 4, 4096));
-    LR_TRY(runner_init(&ss->row, ss->net, &o->cfg, &o->req, be, bctx, &o->hp));
+    LR_TRY(runner_init(&ss->row, ss->net, &o->cfg, &o->req, be, bctx, &o->hp, o->dry_run));
     r->predicted_peak_bytes = ss->row.cost.peak_bytes;
     r->sim_peak_bytes = ss->row.sim.peak_bytes;
+    r->workspace_bytes = ss->row.cost.workspace_bytes;
     r->rows = ss->row.plan->n_stages ? ss->row.plan->spec.parts[0] : 1;
+    const plan_spec *sp = &ss->row.plan->spec;
+    for (int k = 0, at = 0; k < sp->n_stages && at + 80 < (int)sizeof r->stages; k++)
+        at += snprintf(r->stages + at, sizeof r->stages - (size_t)at, "%s%s/%d", k ? " " : "",
+                       ss->net->nodes[sp->cut[k]].name, sp->parts[k]);
+    r->in_h = ss->net->nodes[0].h, r->in_w = ss->net->nodes[0].w;
     r->approximate = analysis_is_approximate(ss->net, &o->cfg, &ss->row.plan->spec);
     if (ss->has_col) {
         plan_request creq = o->req;
         creq.strategy = STRAT_COLUMN;
-        LR_TRY(runner_init(&ss->col, ss->net, &o->cfg, &creq, be, bctx, &o->hp));
-        LR_TRY(exec_copy_params(ss->col.exec, ss->row.exec));
+        LR_TRY(runner_init(&ss->col, ss->net, &o->cfg, &creq, be, bctx, &o->hp, o->dry_run));
+        if (!o->dry_run)
+            LR_TRY(exec_copy_params(ss->col.exec, ss->row.exec));
         r->column_predicted_peak_bytes = ss->col.cost.peak_bytes;
     }
+    if (o->dry_run)
+        return LR_OK;
     const net_node *in = &ss->net->nodes[0];
     ss->images = malloc(sizeof(float) * (size_t)o->cfg.batch * in->c * in->h * in->w);
     ss->labels = malloc(sizeof(int32_t) * (size_t)o->cfg.batch);
@@ -374,11 +427,94 @@ static lr_status run_session(session *ss, validate_result *r)
     return s;
 }
 
+/* Out of memory while running: both plans' predictions. */
+static lr_status steps_with_prediction(lr_status s, const session *ss)
+{
+    char who[64];
+    snprintf(who, sizeof who, "the %s", plan_strategy_name(ss->o->req.strategy));
+    s = with_prediction(s, who, ss->row.cost.peak_bytes);
+    return ss->has_col ? with_prediction(s, "the column", ss->col.cost.peak_bytes) : s;
+}
+
+/* ------------------------------------------------------------------ device memory */
+
+/* "pid 123 (512 MiB), pid 456 (80 MiB)" for the processes other than `self` on the device with
+ * bus id `bus`, from nvidia-smi --query-compute-apps=gpu_bus_id,pid,used_memory CSV lines;
+ * "none" when there are none. Bus ids compare without their PCI domain and case. */
+void validate_other_processes(const char *csv, const char *bus, long self, char *out, size_t cap)
+{
+    const char *want = strchr(bus, ':') ? strchr(bus, ':') + 1 : bus;
+    size_t at = 0;
+    out[0] = '\0';
+    for (const char *line = csv; line && *line; line = strchr(line, '\n') ? strchr(line, '\n') + 1 : NULL) {
+        char id[64];
+        long pid;
+        double mib;
+        if (sscanf(line, " %63[^,], %ld, %lf", id, &pid, &mib) != 3 || pid == self)
+            continue;
+        const char *got = strchr(id, ':') ? strchr(id, ':') + 1 : id;
+        if (strcasecmp(got, want) != 0 || at + 40 >= cap)
+            continue;
+        at += (size_t)snprintf(out + at, cap - at, "%spid %ld (%.0f MiB)", at ? ", " : "", pid, mib);
+    }
+    if (at == 0)
+        snprintf(out, cap, "none");
+}
+
+#ifdef LRCNN_HAVE_CUDA
+/* Who else uses the device, from nvidia-smi (cudaMemGetInfo counts them all). */
+static void other_processes(void *bctx, char *out, size_t cap)
+{
+    char bus[32], csv[4096];
+    if (cuda_backend_bus_id(bctx, bus, sizeof bus) != LR_OK) {
+        snprintf(out, cap, "unknown (%s)", lr_last_error());
+        return;
+    }
+    FILE *p = popen("nvidia-smi --query-compute-apps=gpu_bus_id,pid,used_memory "
+                    "--format=csv,noheader,nounits 2>&1", "r");
+    size_t n = p ? fread(csv, 1, sizeof csv - 1, p) : 0;
+    csv[n] = '\0';
+    int rc = p ? pclose(p) : -1;
+    if (rc != 0) {
+        csv[strcspn(csv, "\n")] = '\0';
+        snprintf(out, cap, "unknown (nvidia-smi: %s)", rc == -1 ? "cannot run" : csv);
+        return;
+    }
+    validate_other_processes(csv, bus, (long)getpid(), out, cap);
+}
+#endif
+
+/* The device-level numbers of validate.h for the strategy being validated. */
+static lr_status device_memory(session *ss, validate_result *r)
+{
+    r->packed_calls = 0;
+#ifdef LRCNN_HAVE_CUDA
+    if (strncmp(ss->o->backend, "cuda", 4) == 0)
+        r->packed_calls = cuda_backend_packed_calls(ss->bctx);
+    if (!ss->on_device)
+        return LR_OK;
+    cuda_memory m;
+    LR_TRY(cuda_backend_memory(ss->bctx, &m));
+    int64_t own = r->arena_bytes;
+    int64_t others = ss->has_col ? exec_memory_stats(ss->col.exec)->arena_bytes : 0;
+    r->device_baseline_bytes = m.context_used;
+    r->device_warm = m.warm_used > 0;
+    r->device_lazy_bytes = r->device_warm ? m.warm_used - m.context_used - own - others : -1;
+    r->device_extra_bytes = r->device_warm ? m.peak_used - m.warm_used
+                                           : m.peak_used - m.context_used - own - others;
+    r->device_peak_bytes = own + r->device_extra_bytes;
+    r->device_shared_with_column = ss->has_col;
+    other_processes(ss->bctx, r->device_processes, sizeof r->device_processes);
+#endif
+    (void)ss, (void)r;
+    return LR_OK;
+}
+
 lr_status validate_run(const validate_options *o, validate_result *r)
 {
     memset(r, 0, sizeof *r);
     r->test_accuracy = r->column_test_accuracy = -1;
-    r->device_peak_bytes = -1;
+    r->device_peak_bytes = r->device_extra_bytes = r->device_lazy_bytes = -1;
     net_t *net = NULL;
     lr_status s = open_net(o, &net);
     if (s != LR_OK) {
@@ -392,22 +528,17 @@ lr_status validate_run(const validate_options *o, validate_result *r)
         net_free(net);
         return s;
     }
-    session ss = {.o = o, .net = net, .has_col = o->column && o->req.strategy != STRAT_COLUMN};
+    session ss = {.o = o, .net = net, .has_col = o->column && o->req.strategy != STRAT_COLUMN,
+                  .bctx = bctx, .on_device = strcmp(o->backend, "cuda") == 0};
     s = setup(&ss, be, bctx, r);
-    if (s == LR_OK)
-        s = run_session(&ss, r);
-    if (s == LR_OK) {
+    if (s == LR_OK && !o->dry_run)
+        s = steps_with_prediction(run_session(&ss, r), &ss);
+    if (s == LR_OK && !o->dry_run) {
         r->measured_peak_bytes = exec_memory_stats(ss.row.exec)->counted_peak_bytes;
         r->arena_bytes = exec_memory_stats(ss.row.exec)->arena_bytes;
         if (ss.has_col)
             r->column_measured_peak_bytes = exec_memory_stats(ss.col.exec)->counted_peak_bytes;
-#ifdef LRCNN_HAVE_CUDA
-        int64_t base, peak;
-        if (strcmp(o->backend, "cuda") == 0 && cuda_backend_memory(bctx, &base, &peak) == LR_OK) {
-            r->device_baseline_bytes = base;
-            r->device_peak_bytes = peak - base;
-        }
-#endif
+        s = device_memory(&ss, r);
     }
     if (!ss.has_col) {
         r->column_loss = r->loss;
@@ -437,20 +568,54 @@ static double rel(int64_t measured, int64_t predicted)
     return predicted ? (double)(measured - predicted) / (double)predicted : 0;
 }
 
+static void print_device(FILE *f, const validate_result *r)
+{
+    fprintf(f, "device   peak %.3f MiB = arena %.3f MiB + %.3f MiB beyond it%s (%+.2f%% vs predicted); "
+               "context %.1f MiB",
+            r->device_peak_bytes / 1048576.0, r->arena_bytes / 1048576.0,
+            r->device_extra_bytes / 1048576.0, r->device_warm ? " after the warm-up step" : "",
+            100 * rel(r->device_peak_bytes, r->predicted_peak_bytes),
+            r->device_baseline_bytes / 1048576.0);
+    if (r->device_lazy_bytes >= 0)
+        fprintf(f, ", loaded by the warm-up step %.1f MiB", r->device_lazy_bytes / 1048576.0);
+    fputc('\n', f);
+    if (!r->device_warm)
+        fprintf(f, "device   (one step: what loads lazily is in the extra; --steps 2 or more "
+                   "measures after a warm-up step)\n");
+    if (r->device_shared_with_column)
+        fprintf(f, "device   (the column run shares this process: its transients are in the extra; "
+                   "--no-column for the device check)\n");
+    fprintf(f, "device   other processes on the device: %s\n", r->device_processes);
+}
+
+/* --dry-run: the plan only. */
+static void print_plan(FILE *f, const validate_result *r)
+{
+    fprintf(f, "plan     predicted %.3f MiB (closed form), replay %.3f MiB, workspace %.3f MiB; "
+               "stages %s (dry run: nothing ran)\n",
+            r->predicted_peak_bytes / 1048576.0, r->sim_peak_bytes / 1048576.0,
+            r->workspace_bytes / 1048576.0, r->stages[0] ? r->stages : "-");
+}
+
 void validate_print(FILE *f, const validate_options *o, const validate_result *r)
 {
     const char *name = plan_strategy_name(o->req.strategy);
     fprintf(f, "%s, strategy %s (rows %d), batch %d, bn %s, %s backend\n", o->net, name, r->rows,
             o->cfg.batch, plan_bn_name(o->cfg.bn), o->backend);
+    if (o->dry_run) {
+        print_plan(f, r);
+        return;
+    }
     fprintf(f, "memory   predicted %.3f MiB (closed form), replay %.3f MiB; measured %.3f MiB "
                "(allocator, %+.2f%%), arena %.3f MiB (%+.2f%% fragmentation and alignment)\n",
             r->predicted_peak_bytes / 1048576.0, r->sim_peak_bytes / 1048576.0,
             r->measured_peak_bytes / 1048576.0, 100 * rel(r->measured_peak_bytes, r->predicted_peak_bytes),
             r->arena_bytes / 1048576.0, 100 * rel(r->arena_bytes, r->predicted_peak_bytes));
     if (r->device_peak_bytes >= 0)
-        fprintf(f, "device   peak %.3f MiB above the %.1f MiB after context creation (%+.2f%% vs predicted)\n",
-                r->device_peak_bytes / 1048576.0, r->device_baseline_bytes / 1048576.0,
-                100 * rel(r->device_peak_bytes, r->predicted_peak_bytes));
+        print_device(f, r);
+    if (r->packed_calls > 0)
+        fprintf(f, "cuda     %lld convolution calls ran packed (cuDNN turned down every algorithm for "
+                   "their views)\n", (long long)r->packed_calls);
     if (o->column && o->req.strategy != STRAT_COLUMN) {
         fprintf(f, "loss     %s %.7f  column %.7f  |diff| %.3g\n", name, r->loss, r->column_loss,
                 fabs((double)r->loss - r->column_loss));
@@ -497,9 +662,27 @@ void validate_print_json(FILE *f, const validate_options *o, const validate_resu
     json_object_object_add(j, "sim_peak_bytes", json_object_new_int64(r->sim_peak_bytes));
     json_object_object_add(j, "measured_peak_bytes", json_object_new_int64(r->measured_peak_bytes));
     json_object_object_add(j, "arena_bytes", json_object_new_int64(r->arena_bytes));
+    json_object_object_add(j, "workspace_bytes", json_object_new_int64(r->workspace_bytes));
+    json_object *in = json_object_new_array();
+    json_object_array_add(in, json_object_new_int(r->in_h));
+    json_object_array_add(in, json_object_new_int(r->in_w));
+    json_object_object_add(j, "input", in);
+    json_object_object_add(j, "optimizer", json_object_new_string(cost_optim_name(o->cfg.optim)));
+    json_object_object_add(j, "stages", json_object_new_string(r->stages));
+    json_object_object_add(j, "dry_run", json_object_new_boolean(o->dry_run));
+    if (strncmp(o->backend, "cuda", 4) == 0)
+        json_object_object_add(j, "packed_calls", json_object_new_int64(r->packed_calls));
     if (r->device_peak_bytes >= 0) {
         json_object_object_add(j, "device_peak_bytes", json_object_new_int64(r->device_peak_bytes));
+        json_object_object_add(j, "device_extra_bytes", json_object_new_int64(r->device_extra_bytes));
         json_object_object_add(j, "device_baseline_bytes", json_object_new_int64(r->device_baseline_bytes));
+        json_object_object_add(j, "device_lazy_bytes", r->device_lazy_bytes >= 0
+                                                           ? json_object_new_int64(r->device_lazy_bytes)
+                                                           : NULL);
+        json_object_object_add(j, "device_warm", json_object_new_boolean(r->device_warm));
+        json_object_object_add(j, "device_shared_with_column",
+                               json_object_new_boolean(r->device_shared_with_column));
+        json_object_object_add(j, "device_processes", json_object_new_string(r->device_processes));
     }
     json_object_object_add(j, "column_predicted_peak_bytes", json_object_new_int64(r->column_predicted_peak_bytes));
     json_object_object_add(j, "column_measured_peak_bytes", json_object_new_int64(r->column_measured_peak_bytes));

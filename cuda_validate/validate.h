@@ -18,7 +18,7 @@ extern "C" {
 
 typedef struct {
     const char *net;
-    const char *backend; /* "cpu" or "cuda" */
+    const char *backend; /* "cpu", "cuda" or "cuda-emulated" (the CUDA glue on the CPU) */
     plan_config cfg;
     plan_request req;
     int in_h, in_w;
@@ -29,6 +29,7 @@ typedef struct {
     int epochs, train_limit, test_limit;
     bool column;         /* also run column training for comparison (default true) */
     bool deterministic;
+    bool dry_run;        /* plan as the run would (workspace included), run nothing */
     bool json, quiet;
     exec_hparams hp;
 } validate_options;
@@ -38,8 +39,18 @@ typedef struct {
     int64_t sim_peak_bytes;       /* replay (exact) */
     int64_t measured_peak_bytes;  /* counted by the executor */
     int64_t arena_bytes;
-    int64_t device_peak_bytes;    /* CUDA: cudaMemGetInfo, relative to after-context; -1 on CPU */
-    int64_t device_baseline_bytes;
+    int64_t workspace_bytes;      /* the planned workspace tensor (CUDA: staging + algorithms) */
+    /* CUDA device memory (cudaMemGetInfo, device-wide), for the strategy being validated:
+     * peak = its arena + extra, extra = the highest in use after the warm-up step (the first of
+     * several) minus what was in use then; without a warm-up step (one step, training) extra is
+     * measured from the context and includes what loads lazily. -1 on the CPU. */
+    int64_t device_peak_bytes, device_extra_bytes;
+    int64_t device_baseline_bytes; /* in use after context creation */
+    int64_t device_lazy_bytes;     /* loaded by the warm-up step beyond the arenas; -1: unknown */
+    bool device_warm;              /* extra measured after a warm-up step */
+    bool device_shared_with_column; /* the column run's arena and transients were on it too */
+    char device_processes[256];    /* other processes on the device (nvidia-smi), or why unknown */
+    int64_t packed_calls;          /* CUDA: convolution calls run packed (cuda_conv.cu) */
     int64_t column_predicted_peak_bytes, column_measured_peak_bytes;
     float loss, column_loss;
     double grad_max_rel_err;
@@ -47,6 +58,9 @@ typedef struct {
     double running_max_rel_err;
     double step_ms, column_step_ms; /* medians */
     int rows;
+    char stages[1024];              /* the plan's stages, "last layer/rows" each, e.g.
+                                       "pool2/8 pool3/6 pool5/1"; "" for column */
+    int in_h, in_w;                 /* the input size run */
     bool approximate;
     int n_curve;
     double *loss_curve, *column_loss_curve; /* per epoch (training) or per step */
@@ -55,13 +69,20 @@ typedef struct {
 } validate_result;
 
 void validate_options_init(validate_options *o);
+
+/* Exposed for tests: "pid 123 (512 MiB), ..." for the processes other than `self` in nvidia-smi
+ * --query-compute-apps=gpu_bus_id,pid,used_memory --format=csv,noheader,nounits output `csv`
+ * that run on the device with PCI bus id `bus` (domain and case ignored); "none" if none. */
+void validate_other_processes(const char *csv, const char *bus, long self, char *out, size_t cap);
 lr_status validate_run(const validate_options *o, validate_result *r);
 void validate_result_free(validate_result *r);
 void validate_print(FILE *f, const validate_options *o, const validate_result *r);
 void validate_print_json(FILE *f, const validate_options *o, const validate_result *r);
 
 /* Backend lookup: "cpu" always; "cuda" when built with CUDA and a device is present
- * (LR_ERR_NODEVICE otherwise, with the reason). */
+ * (LR_ERR_NODEVICE otherwise, with the reason); "cuda-emulated" when built with CUDA: the CUDA
+ * backend's glue with host memory and reference loops (cuda_backend_create_emulated), for
+ * checking invocations on a machine without a GPU. */
 lr_status validate_backend(const char *name, bool deterministic, const exec_backend **be,
                            void **ctx);
 void validate_backend_release(const char *name, void *ctx);

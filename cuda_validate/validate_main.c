@@ -73,8 +73,8 @@ static lr_status on_input(void *c, const char *f, const char *v)
 
 static lr_status on_backend(void *c, const char *f, const char *v)
 {
-    if (strcmp(v, "cpu") && strcmp(v, "cuda"))
-        return lr_fail(LR_ERR_USAGE, "%s: expected cpu or cuda, got '%s'", f, v);
+    if (strcmp(v, "cpu") && strcmp(v, "cuda") && strcmp(v, "cuda-emulated"))
+        return lr_fail(LR_ERR_USAGE, "%s: expected cpu, cuda or cuda-emulated, got '%s'", f, v);
     ((cli *)c)->o.backend = v;
     return LR_OK;
 }
@@ -162,6 +162,12 @@ static lr_status on_deterministic(void *c, const char *f, const char *v)
     return LR_OK;
 }
 
+static lr_status on_dry_run(void *c, const char *f, const char *v)
+{
+    ((cli *)c)->o.dry_run = true;
+    return LR_OK;
+}
+
 static lr_status on_json(void *c, const char *f, const char *v)
 {
     ((cli *)c)->o.json = true;
@@ -195,7 +201,7 @@ static const args_flag flags[] = {
     {"--segments", "N", on_segments, "checkpoint segments"},
     {"--batch", "N", on_batch, "images per step (default 32)"},
     {"--input", "HxW", on_input, "input size (synthetic data)"},
-    {"--backend", "B", on_backend, "cpu (default) or cuda"},
+    {"--backend", "B", on_backend, "cpu (default), cuda, or cuda-emulated (CUDA glue on the CPU)"},
     {"--steps", "N", on_steps, "training steps in step mode (default 1)"},
     {"--check-grads", NULL, on_check, "compare weight gradients with column training after step 1"},
     {"--data", "D", on_data, "synthetic (default) or fashion-mnist"},
@@ -209,6 +215,7 @@ static const args_flag flags[] = {
     {"--workspace", "SIZE", on_workspace, "planned kernel workspace (CUDA)"},
     {"--no-column", NULL, on_no_column, "skip the column-training comparison"},
     {"--deterministic", NULL, on_deterministic, "CUDA: deterministic algorithms only"},
+    {"--dry-run", NULL, on_dry_run, "plan as the run would (workspace included), run nothing"},
     {"--json", NULL, on_json, "print one JSON object"},
     {"--quiet", NULL, on_quiet, "no progress on stderr"},
     {"--help", NULL, on_help, "this text"},

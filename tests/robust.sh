@@ -312,6 +312,23 @@ check_validate_data() {
     chmod 644 "$fm/train-labels-idx1-ubyte.gz"
 }
 
+# The CUDA glue on the CPU (built with nvcc): out of memory is "does not fit" with the plan's
+# prediction (a 624 GiB arena no test machine has), and a workspace query cuDNN cannot answer (a
+# tensor of more than 2^31 elements) is an error, not an empty workspace.
+check_validate_emulated() {
+    run "$VAL" --net tiny-vgg --backend cuda-emulated --dry-run --quiet
+    if [ "$rc" -ne 0 ] && grep -q "built without CUDA" "$err"; then
+        ok "validate --backend cuda-emulated: skipped (built without CUDA)"
+        return
+    fi
+    expect "validate an arena that does not fit: exit 1 with the prediction" 1 "predicted peak" \
+        "$VAL" --net vgg16 --batch 2048 --input 512x512 --strategy column --backend cuda-emulated \
+        --workspace 1 --quiet
+    grep -q "does not fit" "$err" || bad "validate an arena that does not fit says so" "$(head -1 "$err")"
+    expect "validate a workspace query cuDNN refuses: exit 1" 1 "sizing the CUDA workspace" \
+        "$VAL" --net vgg16 --batch 700 --backend cuda-emulated --dry-run --quiet
+}
+
 check_validate_backend() {
     run "$VAL" --net tiny-vgg --backend cuda --steps 1 --quiet
     if [ "$rc" -eq 0 ]; then
@@ -358,6 +375,7 @@ check_sim_limits
 check_validate_usage
 check_validate_data
 check_validate_backend
+check_validate_emulated
 check_regress_args
 
 printf '%d passed, %d failed\n' "$passed" "$failed"

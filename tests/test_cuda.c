@@ -26,6 +26,10 @@
 #include "validate.h"
 
 #ifdef LRCNN_HAVE_CUDA
+#include <cublas_v2.h>
+#include <cuda_runtime.h>
+#include <cudnn.h>
+
 #include "cuda_backend.h"
 #endif
 
@@ -260,13 +264,16 @@ static void test_workspace_staging_tiny_vgg(void **state)
     for (size_t k = 0; k < sizeof strategies / sizeof strategies[0]; k++) {
         plan_open(&row, "tiny-vgg", 0, batch, strategies[k], 3, OPTIM_MOMENTUM, BN_EXACT, 0);
         assert_int_equal(largest_staging(&row, batch), want);
-        int64_t ws = cuda_backend_workspace_bytes(row.net, &row.s, batch);
+        int64_t ws;
+        assert_int_equal(cuda_backend_workspace_bytes(row.net, &row.s, batch, &ws), LR_OK);
         print_message("tiny-vgg %s rows 3: staging %lld bytes, workspace %lld bytes\n",
                       plan_strategy_name(strategies[k]), (long long)want, (long long)ws);
         assert_true(ws >= want);
         plan_close(&row);
     }
-    assert_true(cuda_backend_workspace_bytes(col.net, &col.s, batch) >= 0);
+    int64_t ws;
+    assert_int_equal(cuda_backend_workspace_bytes(col.net, &col.s, batch, &ws), LR_OK);
+    assert_true(ws >= 0);
     plan_close(&col);
 }
 
@@ -339,7 +346,7 @@ static void dev_open(dev_run *r, const char *netname, int h, int batch, plan_str
     int64_t ws = 0;
     if (ctx) {
         plan_open(&r->p, netname, h, batch, st, rows, optim, bn, 0);
-        ws = cuda_backend_workspace_bytes_ctx(ctx, r->p.net, &r->p.s, batch);
+        assert_int_equal(cuda_backend_workspace_bytes_ctx(ctx, r->p.net, &r->p.s, batch, &ws), LR_OK);
         assert_true(ws >= 0);
         plan_close(&r->p);
     }
@@ -404,6 +411,40 @@ static double worst_error(exec_t *a, exec_t *b, const net_t *net, int what)
     return worst;
 }
 
+static int argmax(const float *v, int k)
+{
+    int best = 0;
+    for (int c = 1; c < k; c++)
+        best = v[c] > v[best] ? c : best;
+    return best;
+}
+
+/* The predicted classes agree, except where the reference's logits for the two classes are
+ * within tol of each other (relative to the largest logit): a near-tie that another summation
+ * order may flip (cuDNN's GEMMs, nvcc's fused multiply-adds). The logits agree within 10 tol. */
+static void predictions_agree(exec_t *g, exec_t *c, const net_t *net, const float *images,
+                              int batch, double tol)
+{
+    int k = net->nodes[plan_root(net, net->n_nodes - 2)].c;
+    float *lg = malloc(sizeof(float) * (size_t)batch * k), *lc = malloc(sizeof(float) * (size_t)batch * k);
+    assert_true(lg && lc);
+    assert_int_equal(exec_predict_logits(g, images, batch, lg), LR_OK);
+    assert_int_equal(exec_predict_logits(c, images, batch, lc), LR_OK);
+    assert_true(rel_err(lg, lc, (int64_t)batch * k) <= 10 * tol);
+    double scale = 0;
+    for (int64_t i = 0; i < (int64_t)batch * k; i++)
+        scale = fmax(scale, fabs((double)lc[i]));
+    for (int i = 0; i < batch; i++) {
+        const float *x = lg + (int64_t)i * k, *y = lc + (int64_t)i * k;
+        int a = argmax(x, k), b = argmax(y, k);
+        if (a != b && fabs((double)y[a] - y[b]) > tol * scale)
+            fail_msg("image %d: class %d on %s, %d on the CPU (logits %.7g vs %.7g)", i, a,
+                     "the backend", b, y[a], y[b]);
+    }
+    free(lg);
+    free(lc);
+}
+
 /* One step of `st` on the backend and of the same plan kind on the CPU (`ref`: column, or the
  * same strategy for stripe BatchNorm, which is approximate by design) from the same weights and
  * batch: loss, gradients, updated weights, BN running statistics and predictions agree. */
@@ -435,7 +476,7 @@ static void backend_matches_cpu(const exec_backend *be, void *ctx, const char *n
     assert_int_equal(exec_copy_params(g.exec, c.exec), LR_OK);
     const net_node *in = &c.p.net->nodes[0];
     float *images = malloc(sizeof(float) * (size_t)batch * in->c * in->h * in->w);
-    int32_t labels[batch], pg[batch], pc[batch];
+    int32_t labels[batch];
     fill_batch(c.p.net, batch, images, labels);
     float lg, lc;
     assert_int_equal(exec_step(g.exec, images, labels, false, &lg), LR_OK);
@@ -454,9 +495,7 @@ static void backend_matches_cpu(const exec_backend *be, void *ctx, const char *n
     assert_true(eg <= tol);
     assert_true(ew <= wtol);
     assert_true(er <= tol);
-    assert_int_equal(exec_predict(g.exec, images, batch, pg), LR_OK);
-    assert_int_equal(exec_predict(c.exec, images, batch, pc), LR_OK);
-    assert_memory_equal(pg, pc, sizeof pg);
+    predictions_agree(g.exec, c.exec, c.p.net, images, batch, tol);
     free(images);
     dev_close(&g);
     dev_close(&c);
@@ -564,8 +603,9 @@ static void test_too_small_workspace_names_the_size_needed(void **state)
     fill_batch(p.net, 2, images, labels);
     assert_int_equal(exec_step(e, images, labels, true, NULL), LR_ERR_RUNTIME);
     char want[64];
-    snprintf(want, sizeof want, "--workspace %lld",
-             (long long)cuda_backend_workspace_bytes_ctx(ctx, p.net, &p.s, 2));
+    int64_t plan;
+    assert_int_equal(cuda_backend_workspace_bytes_ctx(ctx, p.net, &p.s, 2, &plan), LR_OK);
+    snprintf(want, sizeof want, "--workspace %lld", (long long)plan);
     print_message("%s\n", lr_last_error());
     assert_non_null(strstr(lr_last_error(), "conv1_1"));
     assert_non_null(strstr(lr_last_error(), want));
@@ -573,6 +613,95 @@ static void test_too_small_workspace_names_the_size_needed(void **state)
     exec_free(e);
     plan_close(&p);
     cuda_backend_destroy(ctx);
+}
+
+/* cuDNN may turn down every deterministic algorithm for a stripe view that is not 16-byte
+ * aligned (W = 7 or 14 at odd row offsets): with the emulation turning such calls down, every
+ * row strategy on the tiny nets (28, 14 and 7 wide maps) still equals column training on the
+ * CPU, through calls run packed in the staging region that the deterministic workspace sizing
+ * reserved (no call runs short of workspace). */
+static void test_refused_unaligned_views_run_packed(void **state)
+{
+    const exec_backend *be;
+    void *ctx;
+    backend_or_skip(open_emulated, &be, &ctx);
+    cuda_backend_emulate_refusals(ctx, true);
+    const char *nets[] = {"tiny-vgg", "tiny-resnet", "tiny-mix"};
+    const plan_strategy strategies[] = {STRAT_ROW, STRAT_2PS, STRAT_OVERL, STRAT_2PS_H};
+    const int rows[] = {3, 7};
+    for (size_t n = 0; n < 3; n++)
+        for (size_t s = 0; s < sizeof strategies / sizeof strategies[0]; s++)
+            for (size_t k = 0; k < 2; k++)
+                backend_matches_cpu(be, ctx, nets[n], 0, strategies[s], STRAT_COLUMN, rows[k],
+                                    OPTIM_MOMENTUM, BN_EXACT, 1e-5);
+    print_message("%lld convolution calls ran packed\n", (long long)cuda_backend_packed_calls(ctx));
+    assert_true(cuda_backend_packed_calls(ctx) > 0);
+    cuda_backend_destroy(ctx);
+}
+
+/* Deterministic sizing reserves the packed form of calls on unaligned views: a row plan on
+ * tiny-vgg (14 and 7 wide maps) needs more than its largest edge staging; a column plan, whose
+ * calls all start at row 0, needs none. */
+static void test_deterministic_workspace_reserves_packed_calls(void **state)
+{
+    const exec_backend *be;
+    void *ctx;
+    backend_or_skip(open_emulated, &be, &ctx);
+    const int batch = 4;
+    plan_run row, col;
+    plan_open(&row, "tiny-vgg", 0, batch, STRAT_2PS, 3, OPTIM_MOMENTUM, BN_EXACT, 0);
+    plan_open(&col, "tiny-vgg", 0, batch, STRAT_COLUMN, 0, OPTIM_MOMENTUM, BN_EXACT, 0);
+    int64_t ws_row, ws_col;
+    assert_int_equal(cuda_backend_workspace_bytes_ctx(ctx, row.net, &row.s, batch, &ws_row), LR_OK);
+    assert_int_equal(cuda_backend_workspace_bytes_ctx(ctx, col.net, &col.s, batch, &ws_col), LR_OK);
+    print_message("tiny-vgg 2ps rows 3: workspace %lld bytes (edge staging alone %lld)\n",
+                  (long long)ws_row, (long long)largest_staging(&row, batch));
+    assert_true(ws_row > largest_staging(&row, batch));
+    assert_int_equal(ws_col, 0);
+    plan_close(&row);
+    plan_close(&col);
+    cuda_backend_destroy(ctx);
+}
+
+/* A workspace query the backend cannot answer is its error, not "no workspace": cuDNN refuses a
+ * tensor descriptor of more than 2^31 elements (vgg16's conv1_2 input at batch 700). */
+static void test_failed_workspace_query_is_an_error(void **state)
+{
+    const exec_backend *be;
+    void *ctx;
+    backend_or_skip(open_emulated, &be, &ctx);
+    plan_run p;
+    plan_open(&p, "vgg16", 0, 700, STRAT_COLUMN, 0, OPTIM_SGD, BN_EXACT, 0);
+    int64_t ws = -1;
+    lr_status s = cuda_backend_workspace_bytes_ctx(ctx, p.net, &p.s, 700, &ws);
+    print_message("%s\n", lr_last_error());
+    assert_int_equal(s, LR_ERR_RUNTIME);
+    assert_non_null(strstr(lr_last_error(), "cuDNN"));
+    plan_close(&p);
+    cuda_backend_destroy(ctx);
+}
+
+/* Out of memory in any library is "does not fit" (LR_ERR_NOMEM, exit 1) with what is free, or
+ * why that is unknown; other failures stay runtime errors naming the statement. */
+static void test_out_of_memory_codes_are_does_not_fit(void **state)
+{
+    assert_true(cuda_status_is_oom(CUDA_LIB_RUNTIME, cudaErrorMemoryAllocation));
+    assert_true(cuda_status_is_oom(CUDA_LIB_CUDNN, CUDNN_STATUS_INTERNAL_ERROR_DEVICE_ALLOCATION_FAILED));
+    assert_true(cuda_status_is_oom(CUDA_LIB_CUDNN, CUDNN_STATUS_INTERNAL_ERROR_HOST_ALLOCATION_FAILED));
+    assert_true(cuda_status_is_oom(CUDA_LIB_CUBLAS, CUBLAS_STATUS_ALLOC_FAILED));
+    assert_false(cuda_status_is_oom(CUDA_LIB_CUDNN, CUDNN_STATUS_NOT_SUPPORTED));
+    assert_false(cuda_status_is_oom(CUDA_LIB_CUBLAS, CUBLAS_STATUS_EXECUTION_FAILED));
+    lr_status s = cuda_call_failed(CUDA_LIB_CUBLAS, CUBLAS_STATUS_ALLOC_FAILED, "cublasSgemm(...)",
+                                   "f.cu", 7);
+    print_message("%s\n", lr_last_error());
+    assert_int_equal(s, LR_ERR_NOMEM);
+    assert_int_equal(lr_exit_code(s), 1);
+    assert_non_null(strstr(lr_last_error(), "does not fit"));
+    assert_non_null(strstr(lr_last_error(), "cublasSgemm"));
+    assert_non_null(strstr(lr_last_error(), "free"));
+    s = cuda_call_failed(CUDA_LIB_CUDNN, CUDNN_STATUS_BAD_PARAM, "cudnnConvolutionForward", "f.cu", 9);
+    assert_int_equal(s, LR_ERR_RUNTIME);
+    assert_non_null(strstr(lr_last_error(), "f.cu:9: cudnnConvolutionForward failed (cuDNN)"));
 }
 
 /* ---- the device */
@@ -637,8 +766,9 @@ static void test_cuda_row_strategies_match_column_on_device(void **state)
 }
 
 /* A larger plan (vgg11 at 64x64, batch 8, 2ps): the counted peak equals the closed form and
- * the replay, and the device-level peak above the baseline covers the arena (cudaMalloc rounds
- * up; lazily loaded kernels add what the model leaves out, printed). */
+ * the replay, and after a warm-up step the device holds at least the arena beyond the context
+ * (cudaMalloc rounds up; lazily loaded kernels add what the model leaves out, printed, as does
+ * what the step after the warm-up adds). */
 static void test_cuda_measured_peak_equals_prediction(void **state)
 {
     const exec_backend *be;
@@ -652,7 +782,8 @@ static void test_cuda_measured_peak_equals_prediction(void **state)
     const int batch = 8;
     plan_run p;
     plan_open(&p, "vgg11", 64, batch, STRAT_2PS, 4, OPTIM_MOMENTUM, BN_EXACT, 0);
-    int64_t ws = cuda_backend_workspace_bytes_ctx(ctx, p.net, &p.s, batch);
+    int64_t ws;
+    assert_int_equal(cuda_backend_workspace_bytes_ctx(ctx, p.net, &p.s, batch, &ws), LR_OK);
     plan_close(&p);
     plan_open(&p, "vgg11", 64, batch, STRAT_2PS, 4, OPTIM_MOMENTUM, BN_EXACT, ws);
     exec_hparams hp;
@@ -664,21 +795,26 @@ static void test_cuda_measured_peak_equals_prediction(void **state)
     int32_t labels[batch];
     fill_batch(p.net, batch, images, labels);
     float loss;
-    for (int k = 0; k < 2; k++)
-        assert_int_equal(exec_step(e, images, labels, true, &loss), LR_OK);
+    assert_int_equal(exec_step(e, images, labels, true, &loss), LR_OK); /* the warm-up step */
+    assert_int_equal(cuda_backend_memory_mark(ctx), LR_OK);
+    assert_int_equal(exec_step(e, images, labels, true, &loss), LR_OK);
     assert_true(isfinite(loss));
     sim_result sr;
     assert_int_equal(sim_replay(&p.s, ALLOC_EXACT, &sr), LR_OK);
     const exec_memory *m = exec_memory_stats(e);
     assert_int_equal(m->counted_peak_bytes, sr.peak_bytes);
     assert_int_equal(m->counted_peak_bytes, p.cost.peak_bytes);
-    int64_t base, peak;
-    assert_int_equal(cuda_backend_memory(ctx, &base, &peak), LR_OK);
-    print_message("vgg11 64x64 2ps: predicted %.2f MiB (workspace %.2f MiB), arena %.2f MiB, "
-                  "device %.2f MiB above the %.1f MiB baseline\n",
+    cuda_memory mem;
+    assert_int_equal(cuda_backend_memory(ctx, &mem), LR_OK);
+    print_message("vgg11 64x64 2ps: predicted %.2f MiB (workspace %.2f MiB), arena %.2f MiB; "
+                  "device: context %.1f MiB, loaded by the warm-up step %.2f MiB beyond the "
+                  "arena, %.2f MiB more in the step after it\n",
                   p.cost.peak_bytes / 1048576.0, ws / 1048576.0, m->arena_bytes / 1048576.0,
-                  (peak - base) / 1048576.0, base / 1048576.0);
-    assert_true(peak - base >= m->arena_bytes);
+                  mem.context_used / 1048576.0,
+                  (mem.warm_used - mem.context_used - m->arena_bytes) / 1048576.0,
+                  (mem.peak_used - mem.warm_used) / 1048576.0);
+    assert_true(mem.warm_used - mem.context_used >= m->arena_bytes);
+    assert_true(mem.peak_used >= mem.warm_used);
     free(images);
     exec_free(e);
     plan_close(&p);
@@ -704,6 +840,10 @@ static void test_emulated_sliced_reductions_match_cpu(void **state) { skip_witho
 static void test_emulated_frozen_bn_matches_cpu_column(void **state) { skip_without_cuda(); }
 static void test_cuda_frozen_bn_matches_cpu_column(void **state) { skip_without_cuda(); }
 static void test_too_small_workspace_names_the_size_needed(void **state) { skip_without_cuda(); }
+static void test_refused_unaligned_views_run_packed(void **state) { skip_without_cuda(); }
+static void test_deterministic_workspace_reserves_packed_calls(void **state) { skip_without_cuda(); }
+static void test_failed_workspace_query_is_an_error(void **state) { skip_without_cuda(); }
+static void test_out_of_memory_codes_are_does_not_fit(void **state) { skip_without_cuda(); }
 static void test_cuda_strategies_match_cpu_column(void **state) { skip_without_cuda(); }
 static void test_cuda_row_strategies_match_column_on_device(void **state) { skip_without_cuda(); }
 static void test_cuda_measured_peak_equals_prediction(void **state) { skip_without_cuda(); }
@@ -724,6 +864,10 @@ int main(void)
         cmocka_unit_test(test_emulated_sliced_reductions_match_cpu),
         cmocka_unit_test(test_emulated_frozen_bn_matches_cpu_column),
         cmocka_unit_test(test_too_small_workspace_names_the_size_needed),
+        cmocka_unit_test(test_refused_unaligned_views_run_packed),
+        cmocka_unit_test(test_deterministic_workspace_reserves_packed_calls),
+        cmocka_unit_test(test_failed_workspace_query_is_an_error),
+        cmocka_unit_test(test_out_of_memory_codes_are_does_not_fit),
         cmocka_unit_test(test_cuda_strategies_match_cpu_column),
         cmocka_unit_test(test_cuda_frozen_bn_matches_cpu_column),
         cmocka_unit_test(test_cuda_row_strategies_match_column_on_device),

@@ -152,6 +152,57 @@ static void test_cuda_backend_without_gpu_says_so(void **state)
     assert_true(strstr(lr_last_error(), "GPU") || strstr(lr_last_error(), "CUDA"));
 }
 
+/* The other processes on the device come from nvidia-smi's compute-apps CSV: this process and
+ * other GPUs' processes are left out; bus ids match without their PCI domain and case. */
+static void test_other_processes_on_the_device(void **state)
+{
+    const char *csv = "00000000:3B:00.0, 4242, 1536\n"
+                      "00000000:3B:00.0, 100, 800\n"
+                      "00000000:86:00.0, 200, 40000\n"
+                      "00000000:3b:00.0, 300, 12\n";
+    char out[256];
+    validate_other_processes(csv, "0000:3B:00.0", 4242, out, sizeof out);
+    assert_string_equal(out, "pid 100 (800 MiB), pid 300 (12 MiB)");
+    validate_other_processes("00000000:3B:00.0, 4242, 1536\n", "0000:3B:00.0", 4242, out, sizeof out);
+    assert_string_equal(out, "none");
+    validate_other_processes("", "0000:3B:00.0", 1, out, sizeof out);
+    assert_string_equal(out, "none");
+}
+
+/* --dry-run plans exactly what the run would (the CUDA workspace included: on the emulated
+ * backend, edge staging and the packed forms of deterministic mode) and runs nothing; the same
+ * options run then report the same prediction and workspace, and measure the prediction. */
+static void test_dry_run_plans_what_the_run_runs(void **state)
+{
+    validate_options o;
+    validate_options_init(&o);
+    o.net = "tiny-vgg";
+    o.backend = "cuda-emulated";
+    o.req.strategy = STRAT_2PS;
+    o.req.rows = 3;
+    o.cfg.batch = 4;
+    o.quiet = true;
+    o.column = false;
+    o.dry_run = true;
+    validate_result dry, run;
+    lr_status s = validate_run(&o, &dry);
+    if (s == LR_ERR_NODEVICE) {
+        print_message("skipped: %s\n", lr_last_error());
+        skip();
+    }
+    assert_int_equal(s, LR_OK);
+    assert_true(dry.workspace_bytes > 0);
+    assert_int_equal(dry.measured_peak_bytes, 0);
+    o.dry_run = false;
+    assert_int_equal(validate_run(&o, &run), LR_OK);
+    assert_int_equal(run.predicted_peak_bytes, dry.predicted_peak_bytes);
+    assert_int_equal(run.workspace_bytes, dry.workspace_bytes);
+    assert_int_equal(run.measured_peak_bytes, run.predicted_peak_bytes);
+    assert_string_equal(run.stages, dry.stages);
+    validate_result_free(&dry);
+    validate_result_free(&run);
+}
+
 /* Ten SGD-with-momentum steps of 2ps on real batches leave the same weights as column
  * training (relative 1e-4 per tensor): forward, backward, updates and momentum follow the same
  * trajectory, including dropout masks regenerated per step. */
@@ -214,6 +265,8 @@ int main(void)
         cmocka_unit_test(test_fashion_mnist_loads),
         cmocka_unit_test(test_bad_datasets_are_clear_errors),
         cmocka_unit_test(test_cuda_backend_without_gpu_says_so),
+        cmocka_unit_test(test_other_processes_on_the_device),
+        cmocka_unit_test(test_dry_run_plans_what_the_run_runs),
         cmocka_unit_test(test_2ps_training_follows_column_for_ten_steps),
         cmocka_unit_test(test_2ps_and_column_reach_the_same_accuracy),
     };

@@ -12,7 +12,8 @@
 #    measured one (check.txt): the model's structure holds if they agree within 20% without
 #    having seen that batch. The same with the table's "cpu" entry (table.txt).
 # Writes runs/*.json, fit.*, check.txt, table.txt, summary.txt (with `uptime` and the command).
-# Rerunnable: every file is rewritten. Knobs: NETS, STRATEGIES, FIT_BATCH (8), CHECK_BATCH (16),
+# Rerunnable: every file is rewritten (REUSE=1 keeps runs/ and redoes 2-3, e.g. after the table's
+# cpu entry changed). Knobs: NETS, STRATEGIES, FIT_BATCH (8), CHECK_BATCH (16),
 # STEPS (5: the first warms up), OMP_NUM_THREADS (1: one thread per kernel, so that a machine
 # shared with other work slows every kernel alike instead of stalling OpenMP barriers; the "cpu"
 # entry of planner/device.c describes that).
@@ -28,9 +29,9 @@ CHECK_BATCH=${CHECK_BATCH:-16}
 STEPS=${STEPS:-5}
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-1}
 mkdir -p "$OUTDIR/runs"
-rm -f "$OUTDIR"/runs/*.json
+[ "${REUSE:-0}" = 1 ] || rm -f "$OUTDIR"/runs/*.json
 
-for batch in "$FIT_BATCH" "$CHECK_BATCH"; do
+for batch in $([ "${REUSE:-0}" = 1 ] || echo "$FIT_BATCH" "$CHECK_BATCH"); do
     for net in $NETS; do
         for st in $STRATEGIES; do
             f=$OUTDIR/runs/$net-b$batch-$st.json
@@ -47,6 +48,12 @@ check_runs=("$OUTDIR"/runs/*-b"$CHECK_BATCH"-*.json)
 "$BIN/time-fit" --device cpu --constants "$OUTDIR/fit.json" --no-fit "${check_runs[@]}" > "$OUTDIR/check.txt"
 "$BIN/time-fit" --device cpu --no-fit "${check_runs[@]}" > "$OUTDIR/table.txt"
 
+# who measured the runs (REUSE=1: the earlier summary's first line)
+measured_by="bench/cpu_time.sh on $(hostname), $(date -u +%FT%TZ), OMP_NUM_THREADS=$OMP_NUM_THREADS, steps $STEPS; load: $(uptime | sed 's/.*load average: //')"
+if [ "${REUSE:-0}" = 1 ]; then
+    measured_by=$(head -1 "$OUTDIR/summary.txt" 2>/dev/null || echo "runs of an earlier bench/cpu_time.sh")
+fi
+
 # ratio errors of the check: how many within 20%, the largest
 summarise() {
     awk '/^time \/ column/ { on = 1; next } on && NF && $NF ~ /%$/ {
@@ -55,7 +62,7 @@ summarise() {
          END { printf "%d of %d within 20%%, largest error %.1f%% (%s)\n", k, n, m, worst }' "$1"
 }
 {
-    echo "bench/cpu_time.sh on $(hostname), $(date -u +%FT%TZ), OMP_NUM_THREADS=$OMP_NUM_THREADS, steps $STEPS; load: $(uptime | sed 's/.*load average: //')"
+    echo "$measured_by"
     echo "fit on batch $FIT_BATCH ($(grep 'RMS' "$OUTDIR/fit.txt"))"
     echo "time / column at batch $CHECK_BATCH with the fitted constants: $(summarise "$OUTDIR/check.txt")"
     echo "time / column at batch $CHECK_BATCH with the table's cpu entry: $(summarise "$OUTDIR/table.txt")"

@@ -1,8 +1,8 @@
 /* cpu_backend.c - the CPU reference backend: the glue from schedule steps to the kernels of
- * cpu_ops.c (see exec.h for what each RUN step means).
+ * cpu_ops.h (see exec.h for what each RUN step means).
  *
  * Legend: N batch, C channels, H/W height/width.
- * Deliberately not here: kernels (cpu_ops.c), the interpreter (exec.c).
+ * Deliberately not here: kernels (cpu_ops.h and the cpu_*.c files), the interpreter (exec.c).
  */
 #include <math.h>
 #include <string.h>

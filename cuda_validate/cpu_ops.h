@@ -13,6 +13,18 @@
  * computing [a, c] in one call for every forward kernel (each output element is computed by the
  * same expression in the same order), so a row schedule reproduces column training.
  *
+ * Two properties hold by construction and are pinned by tests/test_cpu_ops.c:
+ *  - Thread-count independence: every output or gradient element is written by exactly one
+ *    thread (work is split over (n, channel) planes, or over channels for reductions over the
+ *    batch), and that thread adds its terms in a fixed order.
+ *  - Row-split exactness of forward kernels: each output element is computed by an expression
+ *    that depends only on its position (which taps fall inside the map), never on the row range
+ *    of the call, so [a, b] then [b+1, c] gives the bits of [a, c].
+ *
+ * One file per op family: cpu_conv.c, cpu_pool.c (window and whole-map pooling), cpu_bn.c,
+ * cpu_eltwise.c (relu, dropout), cpu_combine.c (add, concat, upsample, row copies), cpu_fc.c,
+ * cpu_loss.c, cpu_optim.c; cpu_kernel.h holds what they share (checks, row primitives).
+ *
  * Deliberately not here: memory allocation (every buffer is given), scheduling, BatchNorm
  * statistics policy (the caller decides over which rows statistics are gathered).
  */

@@ -1,11 +1,11 @@
 /* cuda_loss.cu - softmax cross-entropy: the batch's mean loss (one block, double sums) and the
- * logits' gradient, with the CPU's log-sum-exp (cpu_ops.c).
+ * logits' gradient, with the CPU's log-sum-exp (cpu_loss.c).
  */
 #include "cuda_private.h"
 
 /* ------------------------------------------------------------------ kernels */
 
-/* log(sum exp(l - max)) in double; *max receives the maximum (cpu_ops.c log_sum_exp). */
+/* log(sum exp(l - max)) in double; *max receives the maximum (cpu_loss.c log_sum_exp). */
 __host__ __device__ static double log_sum_exp(const float *l, int k, double *max)
 {
     double m = l[0];

@@ -14,7 +14,7 @@
 /* ------------------------------------------------------------------ kernels */
 
 /* The first in-map maximum in scan order; a later element replaces it only when strictly
- * greater or NaN (cpu_ops.c max_tap). */
+ * greater or NaN (cpu_pool.c max_tap). */
 __host__ __device__ static bool max_tap(const dwin &g, const dview &x, int n, int c, int r, int o,
                                         int *iy, int *ix)
 {
@@ -90,7 +90,7 @@ struct k_maxpool_bwd {
     }
 };
 
-/* count_include_pad: the divisor is always kh * kw (cpu_ops.c check_pool). */
+/* count_include_pad: the divisor is always kh * kw (cpu_pool.c check_pool). */
 struct k_avgpool_fwd {
     dwin g;
     dview x, y;

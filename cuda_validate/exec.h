@@ -8,7 +8,7 @@
  * simulator's exact peak; the arena size minus the peak is the fragmentation residual.
  *
  * Semantics the backends implement per RUN step are documented at exec_backend.run.
- * Deliberately not here: kernels (cpu_ops.c, cuda_validate/cuda_*.cu), datasets (data.c), the CLI.
+ * Deliberately not here: kernels (cpu_ops.h, cuda_validate/cuda_*.cu), datasets (data.c), the CLI.
  */
 #ifndef LR_EXEC_H
 #define LR_EXEC_H

@@ -1,4 +1,4 @@
-/* test_cpu_ops.c - the CPU reference kernels (cuda_validate/cpu_ops.c) against naive
+/* test_cpu_ops.c - the CPU reference kernels (cuda_validate/cpu_*.c) against naive
  * double-precision references, finite differences, hand-computed optimiser steps, and the two
  * properties row schedules rely on: forward row splits are bitwise exact, and results do not
  * depend on the OpenMP thread count.

@@ -1,0 +1,130 @@
+/* cpu_combine.c - ops that combine or move maps on row ranges: add, concat, nearest upsampling,
+ * and the row copies between views of one map that COPY steps and gradient sums use (see
+ * cpu_ops.h for the conventions).
+ *
+ * Legend: N batch, C channels, H/W full height/width of a map, R rows held by a view,
+ * OH/OW output height/width of a window op.
+ *
+ * Deliberately not here: memory allocation, scheduling.
+ */
+#include "cpu_kernel.h"
+
+/* ------------------------------------------------------------------ combining */
+
+void cpu_add_fwd(const cpu_view *a, const cpu_view *b, cpu_view *y, int r_lo, int r_hi)
+{
+    check_view(a);
+    check_view(b);
+    check_view(y);
+    LR_ASSERT(same_map(a, y) && same_map(b, y));
+    check_range(r_lo, r_hi, y->h);
+    check_rows(a, r_lo, r_hi);
+    check_rows(b, r_lo, r_hi);
+    check_rows(y, r_lo, r_hi);
+    int64_t work = row_work(y, r_lo, r_hi);
+#pragma omp parallel for collapse(2) schedule(static) if (worth_threads(work))
+    for (int n = 0; n < y->n; n++)
+        for (int c = 0; c < y->c; c++)
+            for (int r = r_lo; r <= r_hi; r++) {
+                const float *ar = cpu_at(a, n, c, r, 0), *br = cpu_at(b, n, c, r, 0);
+                float *yr = cpu_at(y, n, c, r, 0);
+                for (int i = 0; i < y->w; i++)
+                    yr[i] = ar[i] + br[i];
+            }
+}
+
+void cpu_accumulate_rows(const cpu_view *dy, int r_lo, int r_hi, cpu_view *dx)
+{
+    if (!dx)
+        return; /* not wanted */
+    cpu_copy_rows(dy, dx, r_lo, r_hi, true);
+}
+
+/* Rows [r_lo, r_hi] of a's channels [a_off, a_off + nc) into (or onto) b's [b_off, b_off + nc). */
+static void move_channels(const cpu_view *a, int a_off, cpu_view *b, int b_off, int nc, int r_lo,
+                          int r_hi, bool accumulate)
+{
+    check_view(a);
+    check_view(b);
+    LR_ASSERT(a->n == b->n && a->h == b->h && a->w == b->w);
+    LR_ASSERT(nc >= 0 && a_off >= 0 && a_off + nc <= a->c && b_off >= 0 && b_off + nc <= b->c);
+    check_range(r_lo, r_hi, a->h);
+    check_rows(a, r_lo, r_hi);
+    check_rows(b, r_lo, r_hi);
+    int64_t work = row_work(a, r_lo, r_hi) / a->c * nc;
+#pragma omp parallel for collapse(2) schedule(static) if (worth_threads(work))
+    for (int n = 0; n < a->n; n++)
+        for (int c = 0; c < nc; c++)
+            for (int r = r_lo; r <= r_hi; r++) {
+                const float *ar = cpu_at(a, n, a_off + c, r, 0);
+                float *br = cpu_at(b, n, b_off + c, r, 0);
+                for (int i = 0; i < a->w; i++)
+                    br[i] = accumulate ? br[i] + ar[i] : ar[i];
+            }
+}
+
+void cpu_concat_fwd(const cpu_view *x, int c_off, cpu_view *y, int r_lo, int r_hi)
+{
+    move_channels(x, 0, y, c_off, x->c, r_lo, r_hi, false);
+}
+
+void cpu_concat_bwd(const cpu_view *dy, int c_off, int r_lo, int r_hi, cpu_view *dx)
+{
+    if (!dx)
+        return; /* not wanted */
+    move_channels(dy, c_off, dx, 0, dx->c, r_lo, r_hi, true);
+}
+
+static void check_upsample(int scale, const cpu_view *x, const cpu_view *y, int r_lo, int r_hi)
+{
+    check_view(x);
+    check_view(y);
+    LR_ASSERT(scale >= 1);
+    LR_ASSERT(y->n == x->n && y->c == x->c);
+    LR_ASSERT(y->h == x->h * scale && y->w == x->w * scale);
+    check_range(r_lo, r_hi, y->h);
+    check_rows(y, r_lo, r_hi);
+    check_rows(x, r_lo / scale, r_hi / scale);
+}
+
+void cpu_upsample_fwd(int scale, const cpu_view *x, cpu_view *y, int r_lo, int r_hi)
+{
+    check_upsample(scale, x, y, r_lo, r_hi);
+    int64_t work = row_work(y, r_lo, r_hi);
+#pragma omp parallel for collapse(2) schedule(static) if (worth_threads(work))
+    for (int n = 0; n < y->n; n++)
+        for (int c = 0; c < y->c; c++)
+            for (int r = r_lo; r <= r_hi; r++) {
+                const float *xr = cpu_at(x, n, c, r / scale, 0);
+                float *yr = cpu_at(y, n, c, r, 0);
+                for (int i = 0; i < y->w; i++)
+                    yr[i] = xr[i / scale];
+            }
+}
+
+void cpu_upsample_bwd(int scale, const cpu_view *dy, int r_lo, int r_hi, cpu_view *dx)
+{
+    if (!dx)
+        return; /* not wanted */
+    check_upsample(scale, dx, dy, r_lo, r_hi);
+    int64_t work = row_work(dy, r_lo, r_hi);
+#pragma omp parallel for collapse(2) schedule(static) if (worth_threads(work))
+    for (int n = 0; n < dy->n; n++)
+        for (int c = 0; c < dy->c; c++)
+            for (int r = r_lo; r <= r_hi; r++) {
+                const float *dyr = cpu_at(dy, n, c, r, 0);
+                float *dxr = cpu_at(dx, n, c, r / scale, 0);
+                for (int i = 0; i < dy->w; i++)
+                    dxr[i / scale] += dyr[i];
+            }
+}
+
+/* ------------------------------------------------------------------ copies */
+
+void cpu_copy_rows(const cpu_view *src, cpu_view *dst, int r_lo, int r_hi, bool accumulate)
+{
+    check_view(src);
+    check_view(dst);
+    LR_ASSERT(same_map(src, dst));
+    move_channels(src, 0, dst, 0, src->c, r_lo, r_hi, accumulate);
+}

@@ -1,0 +1,244 @@
+/* cpu_pool.c - max and average pooling on row ranges, and the whole-map adaptive and global
+ * average pooling (see cpu_ops.h for the conventions).
+ *
+ * Legend: N batch, C channels, H/W full height/width of a map, R rows held by a view,
+ * OH/OW output height/width of a window op.
+ *
+ * Deliberately not here: memory allocation, scheduling.
+ */
+#include "cpu_kernel.h"
+
+#include <math.h>
+
+/* ------------------------------------------------------------------ pooling */
+
+/* PyTorch rejects windows with more padding than half the kernel; with floor mode this also
+ * means every window holds a map element, and avgpool's divisor is always kh * kw. */
+static void check_pool(const cpu_window *g, const cpu_view *x, const cpu_view *y)
+{
+    check_window_shapes(g, x, y);
+    LR_ASSERT(y->c == x->c);
+    LR_ASSERT(g->ph <= g->kh / 2 && g->pw <= g->kw / 2);
+}
+
+/* The argmax of the window of output (r, o) as PyTorch scans it: the first in-map element
+ * starts as the maximum and a later one replaces it only when strictly greater (or NaN), so the
+ * first maximum in scan order wins and -inf padding never does. False if no tap is in the map. */
+static bool max_tap(const cpu_window *g, const cpu_view *x, int n, int c, int r, int o, int *iy,
+                    int *ix)
+{
+    bool found = false;
+    float best = -INFINITY;
+    for (int ky = 0; ky < g->kh; ky++) {
+        int yy = r * g->sh - g->ph + ky * g->dh;
+        if (yy < 0 || yy >= x->h)
+            continue;
+        const float *xr = cpu_at(x, n, c, yy, 0);
+        for (int kx = 0; kx < g->kw; kx++) {
+            int xx = o * g->sw - g->pw + kx * g->dw;
+            if (xx < 0 || xx >= x->w)
+                continue;
+            float v = xr[xx];
+            if (!found || v > best || isnan(v)) {
+                found = true;
+                best = v;
+                *iy = yy;
+                *ix = xx;
+            }
+        }
+    }
+    return found;
+}
+
+void cpu_maxpool_fwd(const cpu_window *g, const cpu_view *x, cpu_view *y, int r_lo, int r_hi)
+{
+    check_pool(g, x, y);
+    check_range(r_lo, r_hi, y->h);
+    check_rows(y, r_lo, r_hi);
+    check_window_rows(g, r_lo, r_hi, x);
+    int64_t work = row_work(y, r_lo, r_hi) * g->kh * g->kw;
+#pragma omp parallel for collapse(2) schedule(static) if (worth_threads(work))
+    for (int n = 0; n < y->n; n++)
+        for (int c = 0; c < y->c; c++)
+            for (int r = r_lo; r <= r_hi; r++) {
+                float *yr = cpu_at(y, n, c, r, 0);
+                for (int o = 0; o < y->w; o++) {
+                    int iy, ix;
+                    yr[o] =
+                        max_tap(g, x, n, c, r, o, &iy, &ix) ? *cpu_at(x, n, c, iy, ix) : -INFINITY;
+                }
+            }
+}
+
+void cpu_maxpool_bwd(const cpu_window *g, const cpu_view *x, const cpu_view *dy, int r_lo, int r_hi,
+                     cpu_view *dx)
+{
+    if (!dx)
+        return; /* not wanted */
+    check_pool(g, x, dy);
+    check_view(dx);
+    LR_ASSERT(same_map(dx, x));
+    check_range(r_lo, r_hi, dy->h);
+    check_rows(dy, r_lo, r_hi);
+    check_window_rows(g, r_lo, r_hi, x);
+    check_window_rows(g, r_lo, r_hi, dx);
+    int64_t work = row_work(dy, r_lo, r_hi) * g->kh * g->kw;
+#pragma omp parallel for collapse(2) schedule(static) if (worth_threads(work))
+    for (int n = 0; n < dy->n; n++)
+        for (int c = 0; c < dy->c; c++)
+            for (int r = r_lo; r <= r_hi; r++) {
+                const float *dyr = cpu_at(dy, n, c, r, 0);
+                for (int o = 0; o < dy->w; o++) {
+                    int iy, ix;
+                    if (max_tap(g, x, n, c, r, o, &iy, &ix))
+                        *cpu_at(dx, n, c, iy, ix) += dyr[o];
+                }
+            }
+}
+
+static void check_avgpool(const cpu_window *g, const cpu_view *x, const cpu_view *y)
+{
+    check_pool(g, x, y);
+    LR_ASSERT(g->dh == 1 && g->dw == 1); /* torch's AvgPool2d has no dilation */
+}
+
+void cpu_avgpool_fwd(const cpu_window *g, const cpu_view *x, cpu_view *y, int r_lo, int r_hi)
+{
+    check_avgpool(g, x, y);
+    check_range(r_lo, r_hi, y->h);
+    check_rows(y, r_lo, r_hi);
+    check_window_rows(g, r_lo, r_hi, x);
+    float divisor = (float)(g->kh * g->kw); /* count_include_pad=True, see check_pool */
+    int64_t work = row_work(y, r_lo, r_hi) * g->kh * g->kw;
+#pragma omp parallel for collapse(2) schedule(static) if (worth_threads(work))
+    for (int n = 0; n < y->n; n++)
+        for (int c = 0; c < y->c; c++)
+            for (int r = r_lo; r <= r_hi; r++) {
+                float *yr = cpu_at(y, n, c, r, 0);
+                for (int o = 0; o < y->w; o++) {
+                    float sum = 0.0f;
+                    for (int ky = 0; ky < g->kh; ky++) {
+                        int yy = r * g->sh - g->ph + ky;
+                        if (yy < 0 || yy >= x->h)
+                            continue;
+                        const float *xr = cpu_at(x, n, c, yy, 0);
+                        for (int kx = 0; kx < g->kw; kx++) {
+                            int xx = o * g->sw - g->pw + kx;
+                            if (xx >= 0 && xx < x->w)
+                                sum += xr[xx];
+                        }
+                    }
+                    yr[o] = sum / divisor;
+                }
+            }
+}
+
+void cpu_avgpool_bwd(const cpu_window *g, const cpu_view *dy, int r_lo, int r_hi, cpu_view *dx)
+{
+    if (!dx)
+        return; /* not wanted */
+    check_avgpool(g, dx, dy);
+    check_range(r_lo, r_hi, dy->h);
+    check_rows(dy, r_lo, r_hi);
+    check_window_rows(g, r_lo, r_hi, dx);
+    float divisor = (float)(g->kh * g->kw);
+    int64_t work = row_work(dy, r_lo, r_hi) * g->kh * g->kw;
+#pragma omp parallel for collapse(2) schedule(static) if (worth_threads(work))
+    for (int n = 0; n < dy->n; n++)
+        for (int c = 0; c < dy->c; c++)
+            for (int r = r_lo; r <= r_hi; r++) {
+                const float *dyr = cpu_at(dy, n, c, r, 0);
+                for (int o = 0; o < dy->w; o++) {
+                    float share = dyr[o] / divisor;
+                    for (int ky = 0; ky < g->kh; ky++) {
+                        int yy = r * g->sh - g->ph + ky;
+                        if (yy < 0 || yy >= dx->h)
+                            continue;
+                        float *dxr = cpu_at(dx, n, c, yy, 0);
+                        for (int kx = 0; kx < g->kw; kx++) {
+                            int xx = o * g->sw - g->pw + kx;
+                            if (xx >= 0 && xx < dx->w)
+                                dxr[xx] += share;
+                        }
+                    }
+                }
+            }
+}
+
+/* ------------------------------------------------------------------ whole-map pooling */
+
+static void check_full_map(const cpu_view *v)
+{
+    check_view(v);
+    LR_ASSERT(v->row0 == 0 && v->rows == v->h);
+}
+
+/* PyTorch's adaptive bins: [floor(i * in / out), ceil((i + 1) * in / out)). */
+static int bin_start(int i, int in, int out)
+{
+    return (int)((int64_t)i * in / out);
+}
+
+static int bin_end(int i, int in, int out)
+{
+    return (int)(((int64_t)(i + 1) * in + out - 1) / out);
+}
+
+static void check_adaptive(const cpu_view *x, const cpu_view *y)
+{
+    check_full_map(x);
+    check_full_map(y);
+    LR_ASSERT(y->n == x->n && y->c == x->c);
+}
+
+void cpu_adaptive_avgpool_fwd(const cpu_view *x, cpu_view *y)
+{
+    check_adaptive(x, y);
+    int64_t work = row_work(x, 0, x->h - 1);
+#pragma omp parallel for collapse(2) schedule(static) if (worth_threads(work))
+    for (int n = 0; n < y->n; n++)
+        for (int c = 0; c < y->c; c++)
+            for (int i = 0; i < y->h; i++)
+                for (int j = 0; j < y->w; j++) {
+                    int y0 = bin_start(i, x->h, y->h), y1 = bin_end(i, x->h, y->h);
+                    int x0 = bin_start(j, x->w, y->w), x1 = bin_end(j, x->w, y->w);
+                    float sum = 0.0f;
+                    for (int yy = y0; yy < y1; yy++)
+                        for (int xx = x0; xx < x1; xx++)
+                            sum += *cpu_at(x, n, c, yy, xx);
+                    *cpu_at(y, n, c, i, j) = sum / (float)((y1 - y0) * (x1 - x0));
+                }
+}
+
+void cpu_adaptive_avgpool_bwd(const cpu_view *dy, cpu_view *dx)
+{
+    if (!dx)
+        return; /* not wanted */
+    check_adaptive(dx, dy);
+    int64_t work = row_work(dx, 0, dx->h - 1);
+#pragma omp parallel for collapse(2) schedule(static) if (worth_threads(work))
+    for (int n = 0; n < dy->n; n++)
+        for (int c = 0; c < dy->c; c++)
+            for (int i = 0; i < dy->h; i++)
+                for (int j = 0; j < dy->w; j++) {
+                    int y0 = bin_start(i, dx->h, dy->h), y1 = bin_end(i, dx->h, dy->h);
+                    int x0 = bin_start(j, dx->w, dy->w), x1 = bin_end(j, dx->w, dy->w);
+                    float share = *cpu_at(dy, n, c, i, j) / (float)((y1 - y0) * (x1 - x0));
+                    for (int yy = y0; yy < y1; yy++)
+                        for (int xx = x0; xx < x1; xx++)
+                            *cpu_at(dx, n, c, yy, xx) += share;
+                }
+}
+
+/* Global average pooling is the adaptive pooling with a single bin. */
+void cpu_global_avgpool_fwd(const cpu_view *x, cpu_view *y)
+{
+    LR_ASSERT(y->h == 1 && y->w == 1);
+    cpu_adaptive_avgpool_fwd(x, y);
+}
+
+void cpu_global_avgpool_bwd(const cpu_view *dy, cpu_view *dx)
+{
+    LR_ASSERT(dy->h == 1 && dy->w == 1);
+    cpu_adaptive_avgpool_bwd(dy, dx);
+}

@@ -241,11 +241,20 @@ static void test_impossible_reshape_names_the_layer(void **state)
     net_t *net = open_ok("vgg16");
     assert_int_equal(net_reshape(net, 8, 8), LR_ERR_INPUT);
     assert_message("pool4", "vgg16.json", NULL);
-    /* too small for the adaptive pool's 7x7 output: pool5 is 1x1 at 32x32 */
     net_free(net);
-    net = open_ok("vgg16");
-    assert_int_equal(net_reshape(net, 32, 32), LR_ERR_INPUT);
-    assert_message("avgpool", NULL);
+}
+
+/* At 32x32 pool5 is 1x1 and the adaptive pool repeats it to 7x7, as torchvision's does: fc6
+ * still sees 25088 features. */
+static void test_adaptive_pool_may_enlarge_the_map(void **state)
+{
+    net_t *net = open_ok("vgg16");
+    assert_int_equal(net_reshape(net, 32, 32), LR_OK);
+    const net_node *ap = &net->nodes[net_find(net, "avgpool")];
+    assert_int_equal(net->nodes[ap->inputs[0]].h, 1);
+    assert_int_equal(ap->h, 7);
+    assert_int_equal(ap->w, 7);
+    assert_int_equal(net->nodes[net_find(net, "fc6")].params, 25088LL * 4096 + 4096);
     net_free(net);
 }
 
@@ -552,6 +561,7 @@ int main(void)
         cmocka_unit_test(test_reshape_vgg16_to_448_keeps_parameters),
         cmocka_unit_test(test_reshape_resnet50_non_square),
         cmocka_unit_test(test_impossible_reshape_names_the_layer),
+        cmocka_unit_test(test_adaptive_pool_may_enlarge_the_map),
         cmocka_unit_test(test_reshape_rejects_out_of_range_sizes),
         cmocka_unit_test(test_parse_from_string_fills_defaults_and_consumers),
         cmocka_unit_test(test_find_by_name),

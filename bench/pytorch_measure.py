@@ -2,16 +2,16 @@
 """pytorch_measure.py - what PyTorch itself uses for one training step, next to what
 `lrcnn-sim --framework pytorch --allocator caching` predicts for it.
 
-For each configuration (net x batch x optimizer x cudnn.benchmark x checkpoint segments) a fresh
-Python process (so that the caching allocator, the cuBLAS workspaces and cuDNN start empty, as
-the model assumes) does:
+For each configuration (net x input x batch x optimizer x cudnn.benchmark x checkpoint units x
+segments) a fresh Python process (so that the caching allocator, the cuBLAS workspaces and cuDNN
+start empty, as the model assumes) does:
 
     model = torchvision.models.<net>().cuda().train()
-    x = torch.randn(N, 3, 224, 224, device="cuda"); y = torch.randint(1000, (N,), device="cuda")
+    x = torch.randn(N, 3, H, H, device="cuda"); y = torch.randint(1000, (N,), device="cuda")
     opt = SGD(lr=0.01, momentum=0.9) | Adam(lr=1e-3) | SGD(lr=0.01)   (foreach: the CUDA default)
     def step():
-        out = forward(x)            # model(x), or checkpoint_sequential(units, segments, x,
-        loss = F.cross_entropy(out, y)                               use_reentrant=False)
+        out = forward(x)            # model(x), or the checkpoint idiom below
+        loss = F.cross_entropy(out, y)
         loss.backward(); opt.step(); opt.zero_grad(set_to_none=True)
     step() x --warmup; synchronize
     memory_allocated()/memory_reserved()        -> start_allocated, start_reserved
@@ -20,24 +20,32 @@ the model assumes) does:
 
 and prints one JSON object. A configuration that runs out of memory reports status "oom".
 With --lrcnn-sim the parent also runs
-    lrcnn-sim --net NET --batch N --optimizer O --framework pytorch --allocator caching --json
-              [--segments S] [--workspace BYTES]
-and adds pred_* fields and relative errors (prediction / measurement - 1).
+    lrcnn-sim --net NET --batch N --input HxH --optimizer O --framework pytorch --allocator caching
+              --json [--strategy checkpoint --segments S --checkpoint-units U] [--workspace B]
+              [--alloc-conf CONF]
+and adds pred_* fields and relative errors (prediction / measurement - 1). --markdown FILE turns
+a results file into the rows of the comparison table in bench/results/README-pytorch.md.
+
+The checkpoint idiom (README, "What PyTorch would use"): every nn.ReLU gets inplace=False, then
+    x = checkpoint_sequential(body, S, x, use_reentrant=False); out = head(x)
+with body an nn.Sequential of the units and head the rest (avgpool, flatten, fc / classifier):
+    top     VGG/AlexNet: the modules of `features`; ResNet: conv1, bn1, relu, maxpool,
+            layer1..layer4
+    blocks  VGG/AlexNet: each conv with its ReLU, each pool; ResNet: conv1, bn1+relu, maxpool,
+            every residual block
+planner/pytorch_checkpoint.c finds the same units from the graph (tests/test_pytorch.c and
+tests/data/pytorch/saved_golden.json hold the two to each other on every zoo net).
 
 The prediction models cudnn.benchmark=False (cuDNN's heuristic choice); its cuDNN workspace is
 an estimate (--workspace). Runs with benchmark=True are measured to show how far that moves.
-
-Checkpoint units (planner/pytorch.h, pytorch_checkpoint_units): the modules handed to
-checkpoint_sequential are the model's layers at the points where one tensor crosses, with each
-ReLU(inplace=True) joined to the module before it (a segment must not start by writing into its
-checkpointed input):
-    VGG/AlexNet: features (conv+relu, pool, ...), avgpool, Flatten, classifier (fc+relu, dropout..)
-    ResNet:      conv1, bn1+relu, maxpool, every block of layer1..layer4, avgpool, Flatten, fc
+--alloc-conf sets PYTORCH_ALLOC_CONF (and PYTORCH_CUDA_ALLOC_CONF, for older torch) in the child.
 
 Usage (on a machine with a GPU and torchvision; see bench/results/README-pytorch.md):
     python3 bench/pytorch_measure.py --lrcnn-sim build/bin/lrcnn-sim --out results.jsonl
-    python3 bench/pytorch_measure.py --nets resnet50 --batches 64 --segments 0,2,4 --format csv
+    python3 bench/pytorch_measure.py --nets resnet50 --batches 64 --segments 4 --units top,blocks
+    python3 bench/pytorch_measure.py --nets resnet50,vgg16 --inputs 2048,5120 --batches 1
     python3 bench/pytorch_measure.py --dry-run --lrcnn-sim build/bin/lrcnn-sim   (no GPU needed)
+    python3 bench/pytorch_measure.py --markdown results.jsonl                    (table rows)
 """
 import argparse
 import csv
@@ -47,35 +55,40 @@ import subprocess
 import sys
 import time
 
-FIELDS = ["net", "batch", "optimizer", "cudnn_benchmark", "segments", "warmup", "status",
-          "start_allocated", "start_reserved", "max_allocated", "max_reserved",
-          "num_alloc_retries", "step_seconds", "pred_start_allocated", "pred_max_allocated",
-          "pred_max_reserved", "err_allocated", "err_reserved", "torch", "torchvision", "cuda",
-          "cudnn", "gpu", "error"]
+FIELDS = ["net", "input", "batch", "optimizer", "cudnn_benchmark", "units", "segments",
+          "alloc_conf", "warmup", "status", "start_allocated", "start_reserved", "max_allocated",
+          "max_reserved", "num_alloc_retries", "step_seconds", "pred_start_allocated",
+          "pred_start_reserved", "pred_max_allocated", "pred_max_reserved", "err_allocated",
+          "err_reserved", "torch", "torchvision", "cuda", "cudnn", "gpu", "error"]
 
 
 # ---------------------------------------------------------------------------- child: one run
 
-def checkpoint_units(model, name):
-    """The modules checkpoint_sequential gets; the same cut as pytorch_checkpoint_units."""
+def checkpoint_units(model, name, form):
+    """checkpoint_sequential's modules and the head run after them (planner/pytorch.h)."""
+    import torch
     import torch.nn as nn
 
-    def fold(modules):
+    def fold(modules):  # blocks: each ReLU joins the module before it
         units = []
         for m in modules:
-            if isinstance(m, nn.ReLU) and m.inplace and units:
+            if isinstance(m, nn.ReLU) and units:
                 units[-1] = nn.Sequential(units[-1], m)
             else:
                 units.append(m)
         return units
 
     if name.startswith(("vgg", "alexnet")):
-        return fold(model.features) + [model.avgpool, nn.Flatten(1)] + fold(model.classifier)
+        body = list(model.features)
+        head = lambda t: model.classifier(torch.flatten(model.avgpool(t), 1))
+        return (body if form == "top" else fold(body)), head
     if name.startswith("resnet"):
-        units = [model.conv1, nn.Sequential(model.bn1, model.relu), model.maxpool]
-        for layer in (model.layer1, model.layer2, model.layer3, model.layer4):
-            units += list(layer)
-        return units + [model.avgpool, nn.Flatten(1), model.fc]
+        layers = [model.layer1, model.layer2, model.layer3, model.layer4]
+        head = lambda t: model.fc(torch.flatten(model.avgpool(t), 1))
+        if form == "top":
+            return [model.conv1, model.bn1, model.relu, model.maxpool] + layers, head
+        blocks = [b for layer in layers for b in layer]
+        return [model.conv1, nn.Sequential(model.bn1, model.relu), model.maxpool] + blocks, head
     raise SystemExit("no checkpoint units for %s" % name)
 
 
@@ -130,16 +143,20 @@ def run_one(cfg):
     torch.backends.cudnn.benchmark = bool(cfg["cudnn_benchmark"])
     try:
         model = getattr(torchvision.models, cfg["net"])().cuda().train()
-        n = cfg["batch"]
-        x = torch.randn(n, 3, 224, 224, device="cuda")
+        n, h = cfg["batch"], cfg["input"]
+        x = torch.randn(n, 3, h, h, device="cuda")
         y = torch.randint(0, 1000, (n,), device="cuda")
         opt = make_optimizer(torch, model.parameters(), cfg["optimizer"])
         segments = cfg["segments"]
         if segments > 1:
-            seq = torch.nn.Sequential(*checkpoint_units(model, cfg["net"]))
+            for m in model.modules():
+                if isinstance(m, torch.nn.ReLU):
+                    m.inplace = False
+            units, head = checkpoint_units(model, cfg["net"], cfg["units"])
+            seq = torch.nn.Sequential(*units)
 
             def forward(inp):
-                return checkpointed(seq, segments, inp)
+                return head(checkpointed(seq, segments, inp))
         else:
             forward = model
 
@@ -178,10 +195,10 @@ def find_prediction(doc):
         d = stack.pop(0)
         if isinstance(d, dict):
             if "max_allocated_bytes" in d:
-                return (d.get("start_allocated_bytes"), d["max_allocated_bytes"],
-                        d.get("max_reserved_bytes"))
+                return (d.get("start_allocated_bytes"), d.get("start_reserved_bytes"),
+                        d["max_allocated_bytes"], d.get("max_reserved_bytes"))
             if "peak_bytes" in d and "peak_reserved_bytes" in d:
-                return (None, d["peak_bytes"], d["peak_reserved_bytes"])
+                return (None, None, d["peak_bytes"], d["peak_reserved_bytes"])
             stack.extend(d.values())
         elif isinstance(d, list):
             stack.extend(d)
@@ -189,12 +206,18 @@ def find_prediction(doc):
 
 
 def sim_command(args, cfg):
-    cmd = [args.lrcnn_sim, "--net", cfg["net"], "--batch", str(cfg["batch"]), "--optimizer",
-           cfg["optimizer"], "--framework", "pytorch", "--allocator", "caching", "--json"]
+    cmd = [args.lrcnn_sim, "--net", cfg["net"], "--batch", str(cfg["batch"]), "--input",
+           "%dx%d" % (cfg["input"], cfg["input"]), "--optimizer", cfg["optimizer"],
+           "--framework", "pytorch", "--allocator", "caching", "--json"]
     if cfg["segments"] > 1:
-        cmd += ["--segments", str(cfg["segments"])]
+        cmd += ["--strategy", "checkpoint", "--segments", str(cfg["segments"]),
+                "--checkpoint-units", cfg["units"]]
+    else:
+        cmd += ["--strategy", "column"]
     if args.workspace:
         cmd += ["--workspace", str(args.workspace)]
+    if cfg["alloc_conf"]:
+        cmd += ["--alloc-conf", cfg["alloc_conf"]]
     return cmd
 
 
@@ -210,7 +233,8 @@ def predict(args, cfg, res):
     if pred is None:
         res["error"] = "lrcnn-sim: no max_allocated_bytes/peak_bytes in its JSON"
         return
-    res["pred_start_allocated"], res["pred_max_allocated"], res["pred_max_reserved"] = pred
+    (res["pred_start_allocated"], res["pred_start_reserved"], res["pred_max_allocated"],
+     res["pred_max_reserved"]) = pred
     for key, meas in (("allocated", "max_allocated"), ("reserved", "max_reserved")):
         got, want = res.get("pred_max_" + key), res.get(meas)
         if got is not None and want:
@@ -220,8 +244,11 @@ def predict(args, cfg, res):
 def measure(args, cfg):
     """Runs one configuration in a child process (fresh allocator); returns its dict."""
     cmd = [sys.executable, os.path.abspath(__file__), "--child", json.dumps(cfg)]
+    env = dict(os.environ)
+    if cfg["alloc_conf"]:
+        env["PYTORCH_ALLOC_CONF"] = env["PYTORCH_CUDA_ALLOC_CONF"] = cfg["alloc_conf"]
     try:
-        p = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout)
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout, env=env)
     except subprocess.TimeoutExpired:
         return dict(cfg, status="timeout")
     lines = [l for l in p.stdout.splitlines() if l.startswith("{")]
@@ -233,13 +260,44 @@ def measure(args, cfg):
 
 def configurations(args):
     for net in args.nets:
-        for seg in args.segments:
-            for opt in args.optimizers:
-                for bench in args.benchmark:
-                    for batch in args.batches:
-                        yield {"net": net, "batch": batch, "optimizer": opt,
-                               "cudnn_benchmark": bench, "segments": seg,
-                               "warmup": args.warmup}
+        for h in args.inputs:
+            for seg in args.segments:
+                for units in (args.units if seg > 1 else ["-"]):
+                    for opt in args.optimizers:
+                        for bench in args.benchmark:
+                            for batch in args.batches:
+                                yield {"net": net, "input": h, "batch": batch, "optimizer": opt,
+                                       "cudnn_benchmark": bench, "units": units,
+                                       "segments": seg, "alloc_conf": args.alloc_conf,
+                                       "warmup": args.warmup}
+
+
+def mib(v):
+    return "%.0f" % (v / 2**20) if isinstance(v, (int, float)) else ""
+
+
+def pct(v):
+    return "%+.1f%%" % (100 * v) if isinstance(v, (int, float)) else ""
+
+
+def markdown(path):
+    """The comparison table's rows (MiB) from a jsonl results file (--dry-run files give the
+    predictions with the measured columns empty)."""
+    print("| net | input | N | optimizer | benchmark | units | S | measured max allocated | "
+          "predicted | error | measured max reserved | predicted | error | retries |")
+    print("|-----|------:|--:|-----------|----------:|-------|--:|---:|---:|---:|---:|---:|---:|---:|")
+    with open(path) as f:
+        for line in f:
+            r = json.loads(line)
+            if r.get("status") not in ("ok", "dry-run"):
+                continue
+            print("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
+                r["net"], r.get("input", 224), r["batch"], r["optimizer"],
+                r["cudnn_benchmark"], r.get("units", "-"), r["segments"],
+                mib(r.get("max_allocated")), mib(r.get("pred_max_allocated")),
+                pct(r.get("err_allocated")), mib(r.get("max_reserved")),
+                mib(r.get("pred_max_reserved")), pct(r.get("err_reserved")),
+                r.get("num_alloc_retries", "")))
 
 
 def write_row(args, out, writer, res):
@@ -255,6 +313,7 @@ def parse_args(argv):
     words = lambda s: s.split(",")
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--nets", type=words, default=["vgg16", "resnet50", "resnet101"])
+    ap.add_argument("--inputs", type=ints, default=[224], help="square input sizes H (H x H)")
     ap.add_argument("--batches", type=ints, default=[32, 64, 128, 256])
     ap.add_argument("--optimizers", type=words, default=["momentum", "adam"],
                     help="any of sgd, momentum, adam")
@@ -262,6 +321,10 @@ def parse_args(argv):
                     help="torch.backends.cudnn.benchmark values (0,1)")
     ap.add_argument("--segments", type=ints, default=[0],
                     help="checkpoint_sequential segments; 0 = no checkpointing")
+    ap.add_argument("--units", type=words, default=["top"],
+                    help="checkpoint units for segments > 1: top, blocks or both")
+    ap.add_argument("--alloc-conf", default="",
+                    help="PYTORCH_ALLOC_CONF for the run and --alloc-conf for lrcnn-sim")
     ap.add_argument("--warmup", type=int, default=1, help="steps before the measured one")
     ap.add_argument("--workspace", type=int, default=0,
                     help="cuDNN workspace estimate passed to lrcnn-sim (bytes)")
@@ -271,6 +334,8 @@ def parse_args(argv):
     ap.add_argument("--timeout", type=int, default=300, help="seconds per configuration")
     ap.add_argument("--dry-run", action="store_true",
                     help="list configurations (and predictions) without measuring")
+    ap.add_argument("--markdown", metavar="RESULTS",
+                    help="print the comparison table's rows from a jsonl results file")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     return ap.parse_args(argv)
 
@@ -280,6 +345,12 @@ def main(argv):
     if args.child:
         print(json.dumps(run_one(json.loads(args.child)), sort_keys=True), flush=True)
         return 0
+    if args.markdown:
+        markdown(args.markdown)
+        return 0
+    bad = [u for u in args.units if u not in ("top", "blocks")]
+    if bad:
+        raise SystemExit("--units: expected top or blocks, got %s" % ",".join(bad))
     out = sys.stdout if args.out == "-" else open(args.out, "w", newline="")
     writer = None
     if args.format == "csv":
@@ -287,7 +358,8 @@ def main(argv):
         writer.writeheader()
     oom_at = {}  # (net, optimizer, benchmark, segments) -> smallest batch that ran out
     for cfg in configurations(args):
-        key = (cfg["net"], cfg["optimizer"], cfg["cudnn_benchmark"], cfg["segments"])
+        key = (cfg["net"], cfg["input"], cfg["optimizer"], cfg["cudnn_benchmark"],
+               cfg["units"], cfg["segments"])
         if args.dry_run:
             res = dict(cfg, status="dry-run")
         elif key in oom_at and cfg["batch"] >= oom_at[key]:

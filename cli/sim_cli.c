@@ -139,6 +139,23 @@ static lr_status on_framework(void *ctx, const char *flag, const char *v)
     return LR_OK;
 }
 
+static lr_status on_checkpoint_units(void *ctx, const char *flag, const char *v)
+{
+    sim_options *o = ctx;
+    o->pt_units = pytorch_units_from_name(v);
+    if (o->pt_units == PT_UNITS_COUNT)
+        return lr_fail(LR_ERR_USAGE, "%s: expected top or blocks, got '%s'", flag, v);
+    o->pt_units_given = true;
+    return LR_OK;
+}
+
+static lr_status on_alloc_conf(void *ctx, const char *flag, const char *v)
+{
+    sim_options *o = ctx;
+    o->alloc_conf_given = true;
+    return sim_caching_parse(v, flag, &o->alloc_conf);
+}
+
 static lr_status on_workspace(void *ctx, const char *flag, const char *v)
 {
     return args_size(flag, v, &((sim_options *)ctx)->cfg.workspace_bytes);
@@ -335,6 +352,8 @@ const args_flag sim_flags[] = {
     {"--segments", "N", on_segments, "checkpoint segments (default: the lowest peak)"},
     {"--allocator", "A", on_allocator, "exact | cuda | caching model for the replay (default exact)"},
     {"--framework", "F", on_framework, "lrcnn (our executor, default) | pytorch (what PyTorch uses)"},
+    {"--checkpoint-units", "U", on_checkpoint_units, "pytorch: checkpoint_sequential's modules, top (default) | blocks"},
+    {"--alloc-conf", "CONF", on_alloc_conf, "pytorch: PYTORCH_ALLOC_CONF, e.g. max_split_size_mb:128"},
     {"--workspace", "SIZE", on_workspace, "kernel workspace (lrcnn: persistent; pytorch: per conv; default 0)"},
     {"--layers", NULL, on_layers, "print the per-layer table"},
     {"--json", NULL, on_json, "print one JSON object instead of tables"},
@@ -814,10 +833,10 @@ static lr_status check_auto_and_fit(const sim_options *o)
                        o->reserve_bytes, o->fit_bytes);
     if (o->fit_bytes && o->fit_bytes - o->reserve_bytes >= FIT_MAX_BUDGET_BYTES)
         return lr_fail(LR_ERR_USAGE, "--fit: at most 1 PiB");
+    if ((o->pt_units_given || o->alloc_conf_given) && !o->pytorch)
+        return lr_fail(LR_ERR_USAGE, "%s: only --framework pytorch uses it",
+                       o->pt_units_given ? "--checkpoint-units" : "--alloc-conf");
     bool extra = o->auto_plan || o->fit_bytes;
-    if (extra && o->pytorch)
-        return lr_fail(LR_ERR_USAGE, "%s: plans lrcnn's own schedules, not --framework pytorch",
-                       o->auto_plan ? "--strategy auto" : "--fit");
     if (extra && (o->n_rows_sweep || o->n_batch_sweep))
         return lr_fail(LR_ERR_USAGE, "--sweep cannot be combined with %s", o->auto_plan ? "--strategy auto" : "--fit");
     return LR_OK;

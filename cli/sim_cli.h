@@ -9,6 +9,7 @@
 #include "args.h"
 #include "auto.h"
 #include "fit.h"
+#include "pytorch.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -27,6 +28,10 @@ typedef struct {
     sim_allocator allocator;
     bool allocator_given;
     bool pytorch;          /* --framework pytorch */
+    pytorch_units pt_units; /* --checkpoint-units (pytorch only) */
+    bool pt_units_given;
+    sim_caching alloc_conf; /* --alloc-conf (pytorch only) */
+    bool alloc_conf_given;
     bool layers, json;
     const char *output;    /* --output FILE: stdout text written all or nothing */
     const char *timeline, *trace;

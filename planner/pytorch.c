@@ -13,13 +13,16 @@
 
 #include <string.h>
 
-/* Which nodes write in place, and which need a gradient (a parameter at or before them). */
+/* Which nodes write in place, and which need a gradient (a parameter at or before them). The
+ * checkpoint idiom switches every ReLU's inplace off (a checkpointed segment must not start by
+ * writing into the input it keeps), so with checkpointing no ReLU writes in place. */
 static void pt_structure(pt *e)
 {
     const net_t *net = e->net;
+    bool relu_inplace = e->p->segments < 2;
     for (int l = 1; l < net->n_nodes; l++) {
         const net_node *x = &net->nodes[l];
-        e->in_place[l] = pt_writes_in_place(net, l);
+        e->in_place[l] = pt_writes_in_place(net, l, relu_inplace);
         e->needs_grad[l] = x->params > 0;
         for (int k = 0; k < x->n_inputs; k++)
             e->needs_grad[l] |= e->needs_grad[x->inputs[k]];
@@ -178,14 +181,18 @@ lr_status pytorch_saved_bytes(const net_t *net, const plan_config *cfg, const py
     return st;
 }
 
-lr_status pytorch_predict(const sched_t *s, sim_allocator a, pytorch_prediction *out)
+lr_status pytorch_predict(const sched_t *s, sim_allocator a, const sim_caching *conf,
+                          pytorch_prediction *out)
 {
     memset(out, 0, sizeof *out);
-    out->peak_step = -1;
+    out->peak_step = out->oom_step = -1;
     if (s->step_begin < 1 || s->step_end <= s->step_begin)
         return lr_fail(LR_ERR_INPUT, "pytorch_predict: the schedule has no prologue or no step");
     sim_point *pts = NULL;
-    LR_TRY(sim_timeline(s, a, &pts));
+    sim_limit_outcome limit;
+    LR_TRY(sim_timeline_conf(s, a, conf, &pts, &limit));
+    out->alloc_retries = limit.alloc_retries;
+    out->oom_step = limit.oom_step;
     const sim_point *start = &pts[s->step_begin - 1];
     out->start_allocated = out->max_allocated = start->live;
     out->start_reserved = out->max_reserved = start->reserved;

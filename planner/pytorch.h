@@ -45,10 +45,24 @@
 extern "C" {
 #endif
 
+/* What checkpoint_sequential gets as its modules (pytorch_checkpoint_units). */
+typedef enum {
+    PT_UNITS_TOP,    /* the body's top-level modules: VGG's 31 `features`, ResNet's conv1, bn1,
+                        relu, maxpool, layer1..layer4 */
+    PT_UNITS_BLOCKS, /* residual blocks, and each layer with the relu after it */
+    PT_UNITS_COUNT
+} pytorch_units;
+
+/* "top", "blocks"; pytorch_units_from_name returns PT_UNITS_COUNT for any other name. */
+const char *pytorch_units_name(pytorch_units u);
+pytorch_units pytorch_units_from_name(const char *name);
+
 typedef struct {
-    /* torch.utils.checkpoint.checkpoint_sequential(units, segments, x, use_reentrant=False)
-     * over the net's checkpoint units (pytorch_checkpoint_units); 0 or 1: no checkpointing */
+    /* checkpoint_sequential(body, segments, x, use_reentrant=False) over the body's checkpoint
+     * units, the head run after it, every ReLU with inplace=False; 0 or 1: no checkpointing
+     * (ReLUs in place, as torchvision builds them) */
     int segments;
+    pytorch_units units;
     /* an estimate, not a measurement: bytes cuDNN asks the caching allocator for around every
      * convolution call (forward, backward-data, backward-filter), freed when the call returns.
      * The real size depends on the algorithm cuDNN picks for each layer, GPU and version. */
@@ -63,11 +77,14 @@ typedef struct {
     bool steady_state;
     /* weight_decay != 0: the foreach optimizers add params to a fresh copy of the grads */
     bool weight_decay;
+    /* PYTORCH_ALLOC_CONF as the caching model follows it (sim_caching_parse); zero: defaults.
+     * pytorch_emit does not read it; the replays of pytorch_fit.h do. */
+    sim_caching alloc;
 } pytorch_profile;
 
 #define PYTORCH_CUBLAS_WORKSPACE_SM90 ((int64_t)32 << 20)
 
-/* Defaults: no checkpointing, cuDNN workspace 0 (unknown: pass an estimate), cuBLAS workspace
+/* Defaults: no checkpointing (units top), cuDNN workspace 0 (unknown: pass an estimate), cuBLAS workspace
  * PYTORCH_CUBLAS_WORKSPACE_SM90 (the GPUs of this project), steady state, no weight decay. */
 void pytorch_profile_default(pytorch_profile *p);
 
@@ -86,23 +103,36 @@ lr_status pytorch_emit(const net_t *net, const plan_config *cfg, const pytorch_p
  * then, after reset_peak_memory_stats(), max_memory_allocated()/max_memory_reserved() over the
  * step (never below the start values). Under ALLOC_CACHING these are the allocator's block and
  * segment bytes; other models give their own sums (reserved = allocated). Unlike
- * sim_replay's peak_bytes, which also covers the warm-up step kept before step_begin. */
+ * sim_replay's peak_bytes, which also covers the warm-up step kept before step_begin. conf: the
+ * caching model's settings (NULL: PyTorch's defaults). */
 typedef struct {
     int64_t start_allocated, start_reserved;
     int64_t max_allocated, max_reserved;
     int peak_step; /* first step of the step range where max_allocated is reached; step_begin - 1
                       when the step never exceeds its start */
+    /* under a device memory limit (conf->limit_bytes): cache flushes over the whole run
+     * (torch.cuda.memory_stats()["num_alloc_retries"]), and the step where PyTorch would raise
+     * OutOfMemoryError (-1: none; the figures above then cover the run up to it) */
+    int64_t alloc_retries;
+    int oom_step;
 } pytorch_prediction;
 
-lr_status pytorch_predict(const sched_t *s, sim_allocator a, pytorch_prediction *out);
+lr_status pytorch_predict(const sched_t *s, sim_allocator a, const sim_caching *conf,
+                          pytorch_prediction *out);
 
-/* Checkpoint units: the modules the profile hands to checkpoint_sequential, as indices of their
- * last node in unit_end[0..U). A unit ends after node l when only l's output crosses to later
- * nodes (a cut: a single conv, pool, flatten or fc, a whole residual block), except that an
- * in-place relu that reads l joins l's unit (a segment must not start by writing into its
- * checkpointed input). The loss is not a unit. bench/pytorch_measure.py builds the same list
- * from torchvision's modules. Returns U (at most cap entries are written). */
-int pytorch_checkpoint_units(const net_t *net, int *unit_end, int cap);
+/* Checkpoint units: the modules the idiom hands to checkpoint_sequential, as indices of their
+ * last node in unit_end[0..U). They cover the body, nodes 1 up to the head (the first global or
+ * adaptive pooling, flatten or fc), which runs normally after them. A unit ends after a node
+ * when only its output crosses to later nodes (a cut).
+ *   top     every cut ends a unit, except inside a stage: consecutive residual blocks are one
+ *           unit, a block with a layer on its shortcut starting the next (VGG-16: 31 units,
+ *           ResNet-50 and -101: 8, AlexNet 13)
+ *   blocks  a relu that is the only reader of the node before it joins that node's unit
+ *           (VGG-16 13 conv+relu and 5 pools: 18; ResNet-50: conv1, bn1+relu, maxpool and 16
+ *           blocks: 19)
+ * bench/pytorch_measure.py builds the same lists from torchvision's modules. Returns U (at most
+ * cap entries are written). */
+int pytorch_checkpoint_units(const net_t *net, pytorch_units form, int *unit_end, int cap);
 
 /* What autograd holds for backward once the forward pass and the loss have run: the bytes of the
  * distinct storages that saved tensors point into (checkpoint: plus the segment inputs the

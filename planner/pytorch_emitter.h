@@ -72,8 +72,9 @@ bool pt_distinct_input(const net_node *n, int k);
 /* Distinct readers of node u among nodes <= limit. */
 int pt_count_consumers(const net_t *net, int u, int limit);
 
-/* Node l writes into inputs[0] (ReLU(inplace=True), `out += identity`). */
-bool pt_writes_in_place(const net_t *net, int l);
+/* Node l writes into inputs[0] (ReLU(inplace=True) unless relu_inplace is false,
+ * `out += identity`). */
+bool pt_writes_in_place(const net_t *net, int l, bool relu_inplace);
 
 /* ------------------------------------------------------------------ emitter state */
 

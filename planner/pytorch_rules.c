@@ -112,12 +112,15 @@ int pt_count_consumers(const net_t *net, int u, int limit)
 
 /* ReLU(inplace=True) and `out += identity` write into inputs[0] only when nothing else reads it
  * and its producer does not keep it as its own saved output or view (a relu's result, a
- * flatten): torchvision's layers always meet this; autograd would reject the write otherwise. */
-bool pt_writes_in_place(const net_t *net, int l)
+ * flatten): torchvision's layers always meet this; autograd would reject the write otherwise.
+ * relu_inplace false: every ReLU has inplace=False (the checkpoint idiom); `+=` stays. */
+bool pt_writes_in_place(const net_t *net, int l, bool relu_inplace)
 {
     const net_node *n = &net->nodes[l];
     int u = n->inputs[0];
     if (!pt_rule_of(n).in_place || u == 0 || pt_count_consumers(net, u, net->n_nodes - 1) != 1)
+        return false;
+    if (n->op == OP_RELU && !relu_inplace)
         return false;
     for (int k = 1; k < n->n_inputs; k++)
         if (n->inputs[k] == u)

@@ -44,8 +44,14 @@ static bool round_up(int64_t n, int64_t m, int64_t *out)
 
 /* ------------------------------------------------------------------ caching allocator model
  *
- * PyTorch's CUDACachingAllocator with its default configuration (no max_split_size, no
- * expandable segments, one stream). The constants carry PyTorch's names in their comments.
+ * PyTorch's CUDACachingAllocator (c10/cuda/CUDACachingAllocator.cpp, DeviceCachingAllocator),
+ * one stream, no memory limit: malloc() = round_size, get_pool, get_free_block, else
+ * get_allocation_size and a new segment (alloc_block), then should_split/alloc_found_block;
+ * free() = free_block with try_merge_blocks. Each function below names the one it follows. The
+ * settings of PYTORCH_ALLOC_CONF it reads (max_split_size_mb, max_non_split_rounding_mb,
+ * roundup_power2_divisions; c10's AllocatorConfig) come in sim_caching, zero being PyTorch's
+ * defaults; expandable segments are not modelled (alloc_conf.c refuses them). The constants
+ * carry PyTorch's names in their comments.
  * Segments are laid out end to end in one address space, so "lowest address" is well defined
  * and ties between equal-sized free blocks break towards older segments, as with real pointers
  * most of the time.
@@ -81,11 +87,16 @@ typedef struct {
     int32_t root[POOL_COUNT];  /* free tree per pool */
     int64_t top;               /* where the next segment starts */
     uint32_t rng;
+    sim_caching conf;          /* PYTORCH_CUDA_ALLOC_CONF; zero: PyTorch's defaults */
+    int64_t retries;           /* num_alloc_retries: cache flushes before a new segment */
+    bool oom;                  /* the last request could not be served within the limit */
 } ca_heap;
 
-static void ca_init(ca_heap *c)
+static void ca_init(ca_heap *c, const sim_caching *conf)
 {
     memset(c, 0, sizeof *c);
+    if (conf)
+        c->conf = *conf;
     c->unused = -1;
     c->root[POOL_SMALL] = c->root[POOL_LARGE] = -1;
     c->rng = 0x9e3779b9u;
@@ -228,8 +239,19 @@ static void ca_tree_erase(ca_heap *c, int32_t x)
     c->root[pool] = ca_erase(c, c->root[pool], x);
 }
 
-/* The smallest free block of `pool` with size >= size, lowest address among equals; -1 if none. */
-static int32_t ca_best_fit(const ca_heap *c, int pool, int64_t size)
+/* max_split_size (CUDAAllocatorConfig::max_split_size): blocks of at least this size are never
+ * split; 0 stands for PyTorch's default, SIZE_MAX. */
+static bool ca_oversize(const ca_heap *c, int64_t size)
+{
+    return c->conf.max_split_size > 0 && size >= c->conf.max_split_size;
+}
+
+/* get_free_block(): the smallest free block of `pool` with size >= size, lowest address among
+ * equals (BlockComparatorSize: size, then pointer; ca_best_fit_raw); -1 if none, or if the rules
+ * on oversize blocks refuse it: an oversize block never serves a request below max_split_size,
+ * and serves an oversize request only within max_non_split_rounding (default kLargeBuffer,
+ * 20 MiB) of it. */
+static int32_t ca_best_fit_raw(const ca_heap *c, int pool, int64_t size)
 {
     int32_t best = -1;
     for (int32_t t = c->root[pool]; t >= 0;) {
@@ -243,10 +265,57 @@ static int32_t ca_best_fit(const ca_heap *c, int pool, int64_t size)
     return best;
 }
 
-/* round_size(): at least 512 bytes, a multiple of 512. */
-static bool ca_round_size(int64_t bytes, int64_t *size)
+static int32_t ca_best_fit(const ca_heap *c, int pool, int64_t size)
 {
-    return round_up(bytes < CA_MIN_BLOCK ? CA_MIN_BLOCK : bytes, CA_MIN_BLOCK, size);
+    int32_t best = ca_best_fit_raw(c, pool, size);
+    if (best < 0)
+        return -1;
+    int64_t rounding = c->conf.max_non_split_rounding > 0 ? c->conf.max_non_split_rounding
+                                                           : CA_LARGE_BUFFER;
+    if (!ca_oversize(c, size) && ca_oversize(c, c->b[best].size))
+        return -1;
+    if (ca_oversize(c, size) && c->b[best].size - size >= rounding)
+        return -1;
+    return best;
+}
+
+/* roundup_power2_next_division(): size rounded up to the next of `divisions` equal steps
+ * between the powers of two around it (a power of two stays). */
+static int64_t ca_round_power2(int64_t size, int64_t divisions)
+{
+    if ((size & (size - 1)) == 0)
+        return size;
+    int64_t floor2 = (int64_t)1 << (63 - __builtin_clzll((unsigned long long)size));
+    int64_t step = floor2 >> (63 - __builtin_clzll((unsigned long long)divisions));
+    if (step == 0)
+        return floor2 << 1;
+    int64_t low = size & ~(step - 1);
+    return low == size ? size : low + step;
+}
+
+/* roundup_power2_divisions(size): the divisions of size's interval, [1 MiB, 2 MiB) ... the last
+ * for 32 GiB and more (sizes below 1 MiB use the first). */
+static int64_t ca_divisions(const ca_heap *c, int64_t size)
+{
+    int log2 = 63 - __builtin_clzll((unsigned long long)size), start = 20;
+    int index = log2 > start ? log2 - start : 0;
+    return c->conf.divisions[index < SIM_POW2_INTERVALS ? index : SIM_POW2_INTERVALS - 1];
+}
+
+/* round_size(): at least 512 bytes, a multiple of 512; with roundup_power2_divisions set for
+ * the size's interval (and the size above 512 times it), the next power-of-two division. */
+static bool ca_round_size(const ca_heap *c, int64_t bytes, int64_t *size)
+{
+    if (bytes < CA_MIN_BLOCK) {
+        *size = CA_MIN_BLOCK;
+        return true;
+    }
+    int64_t divisions = ca_divisions(c, bytes);
+    if (divisions > 1 && bytes > CA_MIN_BLOCK * divisions && bytes <= INT64_MAX / 2) {
+        *size = ca_round_power2(bytes, divisions);
+        return true;
+    }
+    return round_up(bytes, CA_MIN_BLOCK, size);
 }
 
 /* get_allocation_size(): the segment reserved when no cached block fits. */
@@ -263,7 +332,8 @@ static bool ca_segment_size(int64_t size, int64_t *seg)
     return round_up(size, CA_ROUND_LARGE, seg);
 }
 
-/* Reserves a new segment as one free block (not in the tree). -1 on overflow or no memory. */
+/* alloc_block(): reserves a new segment as one free block (not in the tree); addresses grow.
+ * -1 on overflow or no memory. */
 static int32_t ca_reserve(ca_heap *c, int pool, int64_t seg)
 {
     int64_t top;
@@ -279,11 +349,14 @@ static int32_t ca_reserve(ca_heap *c, int pool, int64_t seg)
 }
 
 /* Cuts block x down to `size`, caching the remainder as a free block above it when it is
- * large enough to be worth keeping apart (should_split()); else x keeps it, still allocated. */
+ * large enough to be worth keeping apart (should_split(): small pool 512 bytes or more; large
+ * pool more than 1 MiB, and never for an oversize request); else x keeps it, still allocated
+ * (alloc_found_block() puts the request at the block's start). */
 static bool ca_split_block(ca_heap *c, int32_t x, int64_t size)
 {
     int64_t rest = c->b[x].size - size;
-    bool worth = c->b[x].pool == POOL_SMALL ? rest >= CA_MIN_BLOCK : rest > CA_SMALL_SIZE;
+    bool worth = c->b[x].pool == POOL_SMALL ? rest >= CA_MIN_BLOCK
+                                            : !ca_oversize(c, size) && rest > CA_SMALL_SIZE;
     if (!worth)
         return true;
     int32_t y = ca_new_block(c);
@@ -300,12 +373,96 @@ static bool ca_split_block(ca_heap *c, int32_t x, int64_t size)
     return true;
 }
 
-/* Serves a request of `bytes` (> 0): *block is the block taken, *reserved grows by any new
- * segment. LR_ERR_NOMEM (or LR_ERR_INPUT on size overflow) names step i. */
+/* ------------------------------------------------------------------ a device memory limit
+ *
+ * With conf.limit_bytes, a new segment that would take reserved past the limit fails as
+ * cudaMalloc would, and malloc() frees cached segments before it gives up:
+ * release_available_cached_blocks() (only with max_split_size: the smallest free oversize
+ * segment of the pool at least as large as the request, else oversize segments from the largest
+ * down until as many bytes are freed), then release_cached_blocks() (every free block that is a
+ * whole segment, both pools) and one more try counted as a retry (num_alloc_retries). Failing
+ * that is PyTorch's out-of-memory error. */
+
+/* A free block that is a whole segment: cudaFree'd, its bytes no longer reserved. */
+static void ca_release_segment(ca_heap *c, int32_t x, int64_t *reserved)
+{
+    ca_tree_erase(c, x);
+    *reserved -= c->b[x].size;
+    ca_drop_block(c, x);
+}
+
+/* The free whole segments of a pool's tree (in-order: by size, then address), into list. */
+static int ca_whole_segments(const ca_heap *c, int32_t t, int32_t *list, int n)
+{
+    if (t < 0)
+        return n;
+    n = ca_whole_segments(c, c->b[t].left, list, n);
+    if (c->b[t].prev < 0 && c->b[t].next < 0)
+        list[n++] = t;
+    return ca_whole_segments(c, c->b[t].right, list, n);
+}
+
+/* Frees the whole free segments of `pool` (both pools when pool < 0) of at least min_size
+ * bytes, largest first while fewer than `want` bytes are freed (want < 0: all of them).
+ * Returns the bytes freed. */
+static int64_t ca_release_pool(ca_heap *c, int pool, int64_t min_size, int64_t want,
+                               int64_t *reserved)
+{
+    int32_t *list = malloc(sizeof *list * (size_t)(c->n > 0 ? c->n : 1));
+    LR_ASSERT(list != NULL);
+    int64_t freed = 0;
+    for (int p = 0; p < POOL_COUNT; p++) {
+        if (pool >= 0 && p != pool)
+            continue;
+        int n = ca_whole_segments(c, c->root[p], list, 0);
+        for (int k = n - 1; k >= 0 && c->b[list[k]].size >= min_size; k--) {
+            if (want >= 0 && freed >= want)
+                break;
+            freed += c->b[list[k]].size;
+            ca_release_segment(c, list[k], reserved);
+        }
+    }
+    free(list);
+    return freed;
+}
+
+/* release_available_cached_blocks(), with max_split_size: the smallest free oversize segment
+ * of at least max(size, max_split_size); when there is none, oversize segments from the
+ * largest down until that many bytes are freed. False when they fall short (they stay freed),
+ * and malloc() then goes on to release_cached_blocks(). */
+static bool ca_release_available(ca_heap *c, int pool, int64_t size, int64_t *reserved)
+{
+    int64_t key = size > c->conf.max_split_size ? size : c->conf.max_split_size;
+    int32_t x = ca_best_fit_raw(c, pool, key);
+    if (x >= 0 && c->b[x].prev < 0 && c->b[x].next < 0) {
+        ca_release_segment(c, x, reserved);
+        return true;
+    }
+    return ca_release_pool(c, pool, c->conf.max_split_size, key, reserved) >= key;
+}
+
+/* A new segment of seg bytes within the limit, flushing the cache as PyTorch does first. */
+static bool ca_within_limit(ca_heap *c, int pool, int64_t size, int64_t seg, int64_t *reserved)
+{
+    int64_t limit = c->conf.limit_bytes;
+    if (limit <= 0 || *reserved <= limit - seg)
+        return true;
+    if (c->conf.max_split_size > 0 && ca_release_available(c, pool, size, reserved) &&
+        *reserved <= limit - seg)
+        return true;
+    c->retries++;
+    ca_release_pool(c, -1, 0, -1, reserved);
+    return *reserved <= limit - seg;
+}
+
+/* DeviceCachingAllocator::malloc(): serves a request of `bytes` (> 0): *block is the block
+ * taken, *reserved grows by any new segment. A request the limit cannot serve sets c->oom and
+ * returns LR_OK with *block -1. LR_ERR_NOMEM (or LR_ERR_INPUT on size overflow) names step i. */
 static lr_status ca_malloc(ca_heap *c, int i, int64_t bytes, int32_t *block, int64_t *reserved)
 {
     int64_t size, seg;
-    if (!ca_round_size(bytes, &size) || !ca_segment_size(size, &seg))
+    *block = -1;
+    if (!ca_round_size(c, bytes, &size) || !ca_segment_size(size, &seg))
         return lr_fail(LR_ERR_INPUT, "schedule step %d: %lld bytes overflow the caching model",
                        i, (long long)bytes);
     int pool = size <= CA_SMALL_SIZE ? POOL_SMALL : POOL_LARGE;
@@ -313,6 +470,10 @@ static lr_status ca_malloc(ca_heap *c, int i, int64_t bytes, int32_t *block, int
     if (x >= 0) {
         ca_tree_erase(c, x);
     } else {
+        if (!ca_within_limit(c, pool, size, seg, reserved)) {
+            c->oom = true;
+            return LR_OK;
+        }
         x = ca_reserve(c, pool, seg);
         if (x < 0 || !lr_add(*reserved, seg, reserved))
             return lr_fail(LR_ERR_NOMEM, "schedule step %d: caching model out of memory", i);
@@ -334,7 +495,8 @@ static void ca_join(ca_heap *c, int32_t x, int32_t y)
     ca_drop_block(c, y);
 }
 
-/* Returns block x to its pool, merged with its free neighbours (free_block()). */
+/* Returns block x to its pool, merged with its free neighbours (free_block(), which tries the
+ * block before it and the one after it: try_merge_blocks()). */
 static void ca_release(ca_heap *c, int32_t x)
 {
     c->b[x].allocated = 0;
@@ -372,10 +534,11 @@ static void replay_free(replay_t *r)
     ca_free_heap(&r->heap);
 }
 
-static lr_status replay_init(replay_t *r, const sched_t *s, sim_allocator a)
+static lr_status replay_init(replay_t *r, const sched_t *s, sim_allocator a,
+                             const sim_caching *conf)
 {
     memset(r, 0, sizeof *r);
-    ca_init(&r->heap);
+    ca_init(&r->heap, conf);
     if ((unsigned)a >= ALLOC_COUNT)
         return lr_fail(LR_ERR_INPUT, "unknown allocator model %d", (int)a);
     r->s = s;
@@ -430,6 +593,8 @@ static lr_status replay_alloc(replay_t *r, int i, int t)
         r->block[t] = -1;
     } else {
         LR_TRY(ca_malloc(&r->heap, i, x->bytes, &r->block[t], &r->reserved));
+        if (r->heap.oom)
+            return LR_OK; /* the replay stops here: PyTorch raises OutOfMemoryError */
         cost = r->heap.b[r->block[t]].size;
     }
     int64_t *cls_bytes = &r->by_class[x->cls];
@@ -498,13 +663,21 @@ static lr_status replay_step(replay_t *r, int i)
 
 lr_status sim_replay(const sched_t *s, sim_allocator a, sim_result *out)
 {
+    return sim_replay_conf(s, a, NULL, out);
+}
+
+lr_status sim_replay_conf(const sched_t *s, sim_allocator a, const sim_caching *conf,
+                          sim_result *out)
+{
     memset(out, 0, sizeof *out);
     out->peak_step = -1; /* stays so for an empty schedule */
+    out->oom_step = -1;
     replay_t r;
-    LR_TRY(replay_init(&r, s, a));
+    LR_TRY(replay_init(&r, s, a, conf));
     lr_status st = LR_OK;
-    for (int i = 0; i < s->n_steps && st == LR_OK; i++) {
+    for (int i = 0; i < s->n_steps && st == LR_OK && out->oom_step < 0; i++) {
         st = replay_step(&r, i);
+        out->oom_step = r.heap.oom ? i : -1;
         if (out->peak_step < 0 || r.live > out->peak_bytes) {
             out->peak_bytes = r.live;
             out->peak_step = i;
@@ -516,32 +689,46 @@ lr_status sim_replay(const sched_t *s, sim_allocator a, sim_result *out)
     out->flops = r.flops;
     memcpy(out->flops_by_pass, r.flops_by_pass, sizeof r.flops_by_pass);
     out->end_bytes = r.live;
+    out->alloc_retries = r.heap.retries;
     replay_free(&r);
     if (st != LR_OK) {
         memset(out, 0, sizeof *out);
-        out->peak_step = -1;
+        out->peak_step = out->oom_step = -1;
     }
     return st;
 }
 
 lr_status sim_timeline(const sched_t *s, sim_allocator a, sim_point **points)
 {
+    return sim_timeline_conf(s, a, NULL, points, NULL);
+}
+
+lr_status sim_timeline_conf(const sched_t *s, sim_allocator a, const sim_caching *conf,
+                            sim_point **points, sim_limit_outcome *outcome)
+{
     *points = NULL;
+    if (outcome)
+        *outcome = (sim_limit_outcome){.alloc_retries = 0, .oom_step = -1};
     replay_t r;
-    LR_TRY(replay_init(&r, s, a));
+    LR_TRY(replay_init(&r, s, a, conf));
     sim_point *p = calloc((size_t)(s->n_steps > 0 ? s->n_steps : 1), sizeof *p);
     if (!p) {
         replay_free(&r);
         return lr_fail(LR_ERR_NOMEM, "timeline: out of memory for %d steps", s->n_steps);
     }
     lr_status st = LR_OK;
+    int oom = -1;
     for (int i = 0; i < s->n_steps && st == LR_OK; i++) {
-        st = replay_step(&r, i);
+        if (oom < 0) /* after an out-of-memory error the state stays as it was */
+            st = replay_step(&r, i);
+        oom = oom < 0 && r.heap.oom ? i : oom;
         p[i].live = r.live;
         p[i].reserved = r.reserved;
         memcpy(p[i].by_class, r.by_class, sizeof r.by_class);
         p[i].flops_cum = r.flops;
     }
+    if (outcome)
+        *outcome = (sim_limit_outcome){.alloc_retries = r.heap.retries, .oom_step = oom};
     replay_free(&r);
     if (st != LR_OK) {
         free(p);

@@ -11,6 +11,8 @@
  *             rounded up to 2 MiB); best-fit reuse of cached free blocks, block splitting
  *             (large-pool remainders only when > 1 MiB), coalescing of free neighbours in a
  *             segment. `allocated` is the sum of allocated blocks, `reserved` the sum of segments.
+ *             Settings of PYTORCH_ALLOC_CONF (PYTORCH_CUDA_ALLOC_CONF) change the rounding and
+ *             splitting rules (sim_caching); replay.c names the PyTorch function each rule follows.
  *
  * Deliberately not here: building schedules (planner/), plotting (reports/).
  */
@@ -40,10 +42,43 @@ typedef struct {
     int64_t flops;               /* FLOPs of RUN steps in [step_begin, step_end) */
     int64_t flops_by_pass[PASS_COUNT];
     int64_t end_bytes;           /* live bytes after the last step (0 for a well-formed schedule) */
+    /* caching model under a device memory limit (sim_caching.limit_bytes), else 0 and -1: */
+    int64_t alloc_retries;       /* times the allocator flushed its cache to fit a new segment */
+    int oom_step;                /* the ALLOC step that fails even then (PyTorch's
+                                    OutOfMemoryError; the replay stops there); -1: none */
 } sim_result;
 
 /* Replays every step. LR_ERR_RUNTIME if the schedule frees a tensor that is not live. */
 lr_status sim_replay(const sched_t *s, sim_allocator a, sim_result *out);
+
+/* The caching model's settings that PyTorch reads from PYTORCH_ALLOC_CONF; all zero is PyTorch's
+ * default configuration. */
+#define SIM_POW2_INTERVALS 16 /* size intervals [1 MiB, 2 MiB), ..., [32 GiB, ...) */
+typedef struct {
+    int64_t max_split_size;         /* max_split_size_mb in bytes; 0: none (never oversize) */
+    int64_t max_non_split_rounding; /* max_non_split_rounding_mb in bytes; 0: 20 MiB */
+    int64_t divisions[SIM_POW2_INTERVALS]; /* roundup_power2_divisions per interval; 0, 1: off */
+    int64_t limit_bytes; /* device memory the allocator may reserve (cudaMalloc fails past it);
+                            0: no limit. Not a PYTORCH_ALLOC_CONF setting: the card's memory
+                            less what the CUDA context and others hold. */
+} sim_caching;
+
+/* What a replay under a device memory limit ran into. */
+typedef struct {
+    int64_t alloc_retries; /* cache flushes (num_alloc_retries) */
+    int oom_step;          /* the step that fails, the state frozen from there on; -1: none */
+} sim_limit_outcome;
+
+/* Parses a PYTORCH_ALLOC_CONF string ("max_split_size_mb:128,roundup_power2_divisions:4", or
+ * "roundup_power2_divisions:[256:1,512:2,>:4]") into *out (zeroed first). Settings the model
+ * does not follow (expandable_segments:True, garbage_collection_threshold, backend:
+ * cudaMallocAsync) and unknown keys are LR_ERR_USAGE, the message naming `flag`. */
+lr_status sim_caching_parse(const char *conf, const char *flag, sim_caching *out);
+
+/* sim_replay and sim_timeline with the caching model's settings (NULL: defaults; ignored by the
+ * other models). */
+lr_status sim_replay_conf(const sched_t *s, sim_allocator a, const sim_caching *conf,
+                          sim_result *out);
 
 /* One point per step, after the step. by_class holds exact bytes; live and reserved follow the
  * allocator model. */
@@ -56,6 +91,8 @@ typedef struct {
 
 /* Allocates *points (n = s->n_steps); the caller frees it with free(). */
 lr_status sim_timeline(const sched_t *s, sim_allocator a, sim_point **points);
+lr_status sim_timeline_conf(const sched_t *s, sim_allocator a, const sim_caching *conf,
+                            sim_point **points, sim_limit_outcome *outcome);
 
 /* CSV, one line per step: step,op,pass,layer,part,stage,rows,live_bytes,reserved_bytes,
  * <one column per class>_bytes,flops_cum. Written all or nothing (outfile.h). */
@@ -66,6 +103,12 @@ lr_status sim_write_timeline_csv(const sched_t *s, const net_t *net, sim_allocat
  * per pass, memory counters (total and per class), time modelled at 1 us per MFLOP of work.
  * Written all or nothing. */
 lr_status sim_write_trace(const sched_t *s, const net_t *net, sim_allocator a, const char *path);
+
+/* The two writers with the caching model's settings (NULL: defaults). */
+lr_status sim_write_timeline_csv_conf(const sched_t *s, const net_t *net, sim_allocator a,
+                                      const sim_caching *conf, const char *path);
+lr_status sim_write_trace_conf(const sched_t *s, const net_t *net, sim_allocator a,
+                               const sim_caching *conf, const char *path);
 
 #ifdef __cplusplus
 }

@@ -73,8 +73,14 @@ static void csv_row(FILE *f, const sched_t *s, const net_t *net, int i, const si
 lr_status sim_write_timeline_csv(const sched_t *s, const net_t *net, sim_allocator a,
                                  const char *path)
 {
+    return sim_write_timeline_csv_conf(s, net, a, NULL, path);
+}
+
+lr_status sim_write_timeline_csv_conf(const sched_t *s, const net_t *net, sim_allocator a,
+                                      const sim_caching *conf, const char *path)
+{
     sim_point *pts;
-    LR_TRY(sim_timeline(s, a, &pts));
+    LR_TRY(sim_timeline_conf(s, a, conf, &pts, NULL));
     lr_outfile o;
     lr_status st = lr_outfile_open(&o, path);
     if (st == LR_OK) {
@@ -241,8 +247,14 @@ static void trace_body(trace_writer *w, const sim_point *pts)
 
 lr_status sim_write_trace(const sched_t *s, const net_t *net, sim_allocator a, const char *path)
 {
+    return sim_write_trace_conf(s, net, a, NULL, path);
+}
+
+lr_status sim_write_trace_conf(const sched_t *s, const net_t *net, sim_allocator a,
+                               const sim_caching *conf, const char *path)
+{
     sim_point *pts;
-    LR_TRY(sim_timeline(s, a, &pts));
+    LR_TRY(sim_timeline_conf(s, a, conf, &pts, NULL));
     lr_outfile o;
     lr_status st = lr_outfile_open(&o, path);
     if (st == LR_OK) {

@@ -105,6 +105,16 @@ check_sim_usage() {
     expect "sim --sweep batch= a list of 5000 characters" 2 "list too long" "$SIM" --net tiny-vgg --sweep "batch=$(printf '1,%.0s' {1..2500})1"
     expect "sim --framework pytorch --strategy 2ps" 2 "--framework pytorch" "$SIM" --net tiny-vgg --framework pytorch --strategy 2ps
     expect "sim --framework pytorch --sweep" 2 "--framework pytorch" "$SIM" --net tiny-vgg --framework pytorch --sweep batch=1,2
+    expect "sim --checkpoint-units without pytorch" 2 "--checkpoint-units" "$SIM" --net tiny-vgg --checkpoint-units top
+    expect "sim --checkpoint-units rows" 2 "--checkpoint-units" "$SIM" --net tiny-vgg --framework pytorch --checkpoint-units rows
+    expect "sim --alloc-conf without pytorch" 2 "--alloc-conf" "$SIM" --net tiny-vgg --alloc-conf max_split_size_mb:64
+    expect "sim --alloc-conf expandable_segments:True" 2 "not modelled" "$SIM" --net tiny-vgg --framework pytorch --alloc-conf expandable_segments:True
+    expect "sim --alloc-conf max_split_size_mb:1" 2 "--alloc-conf" "$SIM" --net tiny-vgg --framework pytorch --alloc-conf max_split_size_mb:1
+    expect "sim --framework pytorch --strategy auto without --budget" 2 "--budget" "$SIM" --net tiny-vgg --framework pytorch --strategy auto
+    expect "sim --framework pytorch --max-overhead" 2 "--max-overhead" "$SIM" --net tiny-vgg --framework pytorch --strategy auto --budget 1GiB --max-overhead 2
+    expect "sim --framework pytorch --segments beyond the units" 2 "checkpoint units" "$SIM" --net tiny-vgg --framework pytorch --strategy checkpoint --checkpoint-units blocks --segments 7
+    expect "sim --framework pytorch --device" 2 "--device" "$SIM" --net tiny-vgg --framework pytorch --device h100-80gb
+    expect "sim --framework pytorch --fit with a reserve above it" 2 "--reserve" "$SIM" --net tiny-vgg --framework pytorch --fit 1GiB --reserve 2GiB
     printf '{"name": "dense", "input": {"channels": 1, "height": 4, "width": 4}, "layers": [
         {"name": "f", "op": "flatten"}, {"name": "fc", "op": "fc", "out_features": 3},
         {"name": "l", "op": "softmax_xent"}]}' >"$TMP/dense.json"

@@ -22,6 +22,7 @@
 #include <json-c/json.h>
 
 #include "pytorch.h"
+#include "pytorch_fit.h"
 
 #define MIB ((int64_t)1 << 20)
 #define SAVED_GOLDEN LRCNN_SRCDIR "/tests/data/pytorch/saved_golden.json"
@@ -62,7 +63,7 @@ static pytorch_prediction predict(const net_t *net, const plan_config *cfg,
     sched_init(&s);
     emit_ok(net, cfg, p, &s);
     pytorch_prediction out;
-    if (pytorch_predict(&s, a, &out) != LR_OK)
+    if (pytorch_predict(&s, a, &p->alloc, &out) != LR_OK)
         fail_msg("%s: pytorch_predict: %s", net->name, lr_last_error());
     sched_free(&s);
     return out;
@@ -93,30 +94,31 @@ static int64_t forward_high_water(const net_t *net, const plan_config *cfg,
     return top;
 }
 
-static int units_of(const net_t *net)
+static int units_of(const net_t *net, pytorch_units form)
 {
-    int ends[512];
-    return pytorch_checkpoint_units(net, ends, 512);
+    return pytorch_checkpoint_units(net, form, NULL, 0);
 }
 
 /* ------------------------------------------------------------------ well-formed schedules */
 
-/* Every zoo net, batches 1/3/16, no checkpoint / 2 segments / one per unit, each optimizer,
- * first and steady step: sched_validate accepts the schedule, every replay frees all it made. */
+/* Every zoo net, batches 1/3/16, no checkpoint / 2 segments / one per unit of either form, each
+ * optimizer, first and steady step: sched_validate accepts the schedule, every replay frees all
+ * it made. */
 static void test_schedules_validate_on_every_zoo_net(void **state)
 {
     const int batches[] = {1, 3, 16};
     for (size_t z = 0; z < N_ZOO; z++) {
         net_t *net = test_zoo(zoo_nets[z]);
-        int segs[] = {0, 2, units_of(net)};
+        int segs[] = {0, 2, units_of(net, PT_UNITS_TOP), 2, units_of(net, PT_UNITS_BLOCKS)};
         for (size_t b = 0; b < 3; b++)
-            for (size_t g = 0; g < 3; g++)
+            for (size_t g = 0; g < 5; g++)
                 for (int o = 0; o < OPTIM_COUNT; o++)
                     for (int steady = 0; steady < 2; steady++) {
                         plan_config cfg = config(batches[b], (plan_optim)o);
                         pytorch_profile p;
                         pytorch_profile_default(&p);
                         p.segments = segs[g];
+                        p.units = g < 3 ? PT_UNITS_TOP : PT_UNITS_BLOCKS;
                         p.steady_state = steady;
                         p.weight_decay = steady; /* both settings get covered */
                         p.cudnn_workspace_bytes = steady ? 0 : MIB;
@@ -124,8 +126,9 @@ static void test_schedules_validate_on_every_zoo_net(void **state)
                         sched_init(&s);
                         emit_ok(net, &cfg, &p, &s);
                         if (sched_validate(&s) != LR_OK)
-                            fail_msg("%s N=%d segments=%d optim=%d steady=%d: %s", net->name,
-                                     batches[b], segs[g], o, steady, lr_last_error());
+                            fail_msg("%s N=%d segments=%d units=%s optim=%d steady=%d: %s",
+                                     net->name, batches[b], segs[g], pytorch_units_name(p.units),
+                                     o, steady, lr_last_error());
                         for (int a = 0; a < ALLOC_COUNT; a++) {
                             sim_result r;
                             assert_int_equal(sim_replay(&s, (sim_allocator)a, &r), LR_OK);
@@ -157,9 +160,10 @@ static void test_tiny_vgg_saved_bytes_by_hand(void **state)
     net_free(net);
 }
 
-/* PyTorch's own count (saved_tensors_hooks on CPU torch, dropout as on CUDA) for tiny nets built
- * from our JSON and for torchvision's vgg16, resnet18, resnet50 and alexnet, also with the BatchNorm
- * modules in eval mode (--bn frozen: no save_mean/save_invstd): equal to the byte. */
+/* PyTorch's own count (saved_tensors_hooks on CPU torch, dropout as on CUDA) for the tiny nets
+ * built from our JSON and for every torchvision net of the zoo, without checkpointing and with
+ * checkpoint_sequential over both unit forms at 2 and 4 segments, and with the BatchNorm modules
+ * in eval mode (--bn frozen: no save_mean/save_invstd): equal to the byte. */
 static void test_saved_bytes_match_torch_saved_tensor_hooks(void **state)
 {
     json_object *doc = json_object_from_file(SAVED_GOLDEN);
@@ -168,9 +172,9 @@ static void test_saved_bytes_match_torch_saved_tensor_hooks(void **state)
     json_object *cases;
     assert_true(json_object_object_get_ex(doc, "cases", &cases));
     size_t n = json_object_array_length(cases);
-    assert_true(n >= 6);
+    assert_true(n >= 60);
     for (size_t i = 0; i < n; i++) {
-        json_object *c = json_object_array_get_idx(cases, i), *v;
+        json_object *c = json_object_array_get_idx(cases, i), *v, *ck;
         assert_true(json_object_object_get_ex(c, "net", &v));
         net_t *net = test_zoo(json_object_get_string(v));
         assert_true(json_object_object_get_ex(c, "height", &v));
@@ -181,12 +185,20 @@ static void test_saved_bytes_match_torch_saved_tensor_hooks(void **state)
         plan_config cfg = config(json_object_get_int(v), OPTIM_MOMENTUM);
         if (json_object_object_get_ex(c, "bn", &v)) /* BN modules in eval mode */
             assert_int_equal(strcmp(json_object_get_string(v), "frozen"), 0), cfg.bn = BN_FROZEN;
-        assert_true(json_object_object_get_ex(c, "saved_bytes", &v));
         pytorch_profile p = bare_profile();
+        if (json_object_object_get_ex(c, "checkpoint", &ck)) {
+            assert_true(json_object_object_get_ex(ck, "units", &v));
+            p.units = pytorch_units_from_name(json_object_get_string(v));
+            assert_true(p.units != PT_UNITS_COUNT);
+            assert_true(json_object_object_get_ex(ck, "segments", &v));
+            p.segments = json_object_get_int(v);
+        }
+        assert_true(json_object_object_get_ex(c, "saved_bytes", &v));
         int64_t want = json_object_get_int64(v), got = saved(net, &cfg, &p);
         if (got != want)
-            fail_msg("%s N=%d bn %s: model saves %lld B, torch %lld B", net->name, cfg.batch,
-                     plan_bn_name(cfg.bn), (long long)got, (long long)want);
+            fail_msg("%s N=%d bn %s units %s segments %d: model saves %lld B, torch %lld B",
+                     net->name, cfg.batch, plan_bn_name(cfg.bn), pytorch_units_name(p.units),
+                     p.segments, (long long)got, (long long)want);
         net_free(net);
     }
     json_object_put(doc);
@@ -284,37 +296,54 @@ static void test_residual_gradients_accumulate_in_place(void **state)
 
 /* ------------------------------------------------------------------ checkpointing */
 
-/* checkpoint_sequential's modules: VGG16 13 conv+relu, 5 pools, avgpool, flatten and 5
- * classifier units (fc+relu, dropout, fc+relu, dropout, fc): 25; ResNet-50 conv1, bn1+relu,
- * maxpool, 16 blocks, avgpool, flatten, fc: 22; ResNet-101 3 + 33 + 3 = 39. */
+/* checkpoint_sequential's modules over the body (the head runs after it). top: VGG-16's 31
+ * `features`, ResNet's conv1, bn1, relu, maxpool, layer1..layer4 (8, for ResNet-18 too, whose
+ * layer1 has no downsample), AlexNet's 13 `features`; blocks: VGG-16 13 conv+relu and 5 pools,
+ * ResNet-50 conv1, bn1+relu, maxpool and 16 blocks, ResNet-101 3 + 33, AlexNet 8. */
 static void test_checkpoint_units_of_torchvision_nets(void **state)
 {
     struct {
         const char *net;
+        pytorch_units form;
         int units;
         const char *first_end, *last_end;
-    } cases[] = {{"vgg16", 25, "relu1_1", "fc8"},
-                 {"resnet50", 22, "conv1", "fc"},
-                 {"resnet101", 39, "conv1", "fc"},
-                 {"alexnet", 15, "relu1", "fc8"}};
+    } cases[] = {{"vgg16", PT_UNITS_TOP, 31, "conv1_1", "pool5"},
+                 {"vgg16", PT_UNITS_BLOCKS, 18, "relu1_1", "pool5"},
+                 {"resnet50", PT_UNITS_TOP, 8, "conv1", "layer4_2_relu"},
+                 {"resnet50", PT_UNITS_BLOCKS, 19, "conv1", "layer4_2_relu"},
+                 {"resnet18", PT_UNITS_TOP, 8, "conv1", "layer4_1_relu"},
+                 {"resnet101", PT_UNITS_TOP, 8, "conv1", "layer4_2_relu"},
+                 {"resnet101", PT_UNITS_BLOCKS, 36, "conv1", "layer4_2_relu"},
+                 {"alexnet", PT_UNITS_TOP, 13, "conv1", "pool5"},
+                 {"alexnet", PT_UNITS_BLOCKS, 8, "relu1", "pool5"}};
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         net_t *net = test_zoo(cases[i].net);
         int ends[64];
-        int u = pytorch_checkpoint_units(net, ends, 64);
+        int u = pytorch_checkpoint_units(net, cases[i].form, ends, 64);
         assert_int_equal(u, cases[i].units);
         assert_string_equal(net->nodes[ends[0]].name, cases[i].first_end);
         assert_string_equal(net->nodes[ends[u - 1]].name, cases[i].last_end);
         net_free(net);
     }
+    const char *resnet_top[] = {"conv1",          "bn1",           "relu",          "maxpool",
+                                "layer1_2_relu", "layer2_3_relu", "layer3_5_relu", "layer4_2_relu"};
     net_t *net = test_zoo("resnet50");
     int ends[64];
-    pytorch_checkpoint_units(net, ends, 64);
+    pytorch_checkpoint_units(net, PT_UNITS_TOP, ends, 64);
+    for (int i = 0; i < 8; i++)
+        assert_string_equal(net->nodes[ends[i]].name, resnet_top[i]);
+    pytorch_checkpoint_units(net, PT_UNITS_BLOCKS, ends, 64);
     assert_string_equal(net->nodes[ends[1]].name, "relu");
     assert_string_equal(net->nodes[ends[3]].name, "layer1_0_relu");
     net_free(net);
+    net = test_zoo("resnet18"); /* layer1's identity blocks stay one stage; layer2 opens one */
+    pytorch_checkpoint_units(net, PT_UNITS_TOP, ends, 64);
+    assert_string_equal(net->nodes[ends[4]].name, "layer1_1_relu");
+    net_free(net);
 }
 
-/* Checkpointing with 2 to 5 segments lowers max_memory_allocated of VGG16 and ResNet-50 at
+/* Checkpointing residual blocks / conv+relu groups with 2 to 5 segments, and the top-level
+ * modules with 4 (the usual idiom), lowers max_memory_allocated of VGG16 and ResNet-50 at
  * N = 64 below the plain step, under the exact and the caching model. */
 static void test_checkpoint_reduces_peak_at_batch_64(void **state)
 {
@@ -327,16 +356,32 @@ static void test_checkpoint_reduces_peak_at_batch_64(void **state)
         for (int a = 0; a < ALLOC_COUNT; a += 2) { /* exact, caching */
             p.segments = 0;
             int64_t column = predict(net, &cfg, &p, (sim_allocator)a).max_allocated;
-            for (int seg = 2; seg <= 5; seg++) {
-                p.segments = seg;
+            for (int seg = 2; seg <= 6; seg++) {
+                p.units = seg <= 5 ? PT_UNITS_BLOCKS : PT_UNITS_TOP;
+                p.segments = seg <= 5 ? seg : 4;
                 int64_t ck = predict(net, &cfg, &p, (sim_allocator)a).max_allocated;
                 if (ck >= column)
-                    fail_msg("%s segments=%d: %lld B, not below column %lld B", net->name, seg,
-                             (long long)ck, (long long)column);
+                    fail_msg("%s %s segments=%d: %lld B, not below column %lld B", net->name,
+                             pytorch_units_name(p.units), p.segments, (long long)ck,
+                             (long long)column);
             }
         }
         net_free(net);
     }
+}
+
+/* checkpoint_sequential cuts by module count: ResNet-50's 8 top-level modules in 5 segments
+ * checkpoint only conv1, bn1, relu and maxpool and run layer1..layer4 normally, with every ReLU
+ * out of place: the step needs more than without checkpointing. */
+static void test_checkpointing_only_the_stem_costs_memory(void **state)
+{
+    net_t *net = test_zoo("resnet50");
+    plan_config cfg = config(64, OPTIM_MOMENTUM);
+    pytorch_profile p = bare_profile();
+    int64_t column = predict(net, &cfg, &p, ALLOC_EXACT).max_allocated;
+    p.segments = 5;
+    assert_true(predict(net, &cfg, &p, ALLOC_EXACT).max_allocated > column);
+    net_free(net);
 }
 
 /* Checkpointing trades memory for a recompute: the step runs RECOMPUTE steps (none without it)
@@ -374,32 +419,37 @@ static const char stem_net[] =
     "{\"name\": \"fc\", \"op\": \"fc\", \"out_features\": 3},"
     "{\"name\": \"loss\", \"op\": \"softmax_xent\"}]}";
 
-/* Units [conv], [bn relu], [pool], [fc]; 4 segments checkpoint the first three, one unit each.
- * The recompute stops at the pack of the segment's last saved tensor: [conv] saves only its
- * input, packed before the kernel, so nothing is allocated; [bn relu] remakes bn's output and
- * its two statistics (relu writes in place); [pool] remakes its output and indices. */
+/* The recompute stops at the pack of the segment's last saved tensor. top units [conv], [bn],
+ * [relu], [pool] with 4 segments checkpoint the first three: [conv] saves only its input (the
+ * batch, packed before the kernel), so nothing is allocated; [bn] remakes its output and its
+ * two statistics; [relu] (not in place under checkpointing) remakes its output. blocks units
+ * [conv], [bn relu], [pool] with 3 segments: [bn relu] remakes all four. */
 static void test_checkpoint_recompute_stops_early(void **state)
 {
     net_t *net = test_parse(stem_net);
-    assert_int_equal(units_of(net), 4);
+    assert_int_equal(units_of(net, PT_UNITS_TOP), 4);
+    assert_int_equal(units_of(net, PT_UNITS_BLOCKS), 3);
     plan_config cfg = config(2, OPTIM_SGD);
-    pytorch_profile p = bare_profile();
-    p.segments = 4;
-    sched_t s;
-    sched_init(&s);
-    emit_ok(net, &cfg, &p, &s);
-    int allocs[3] = {0, 0, 0};
-    for (int i = s.step_begin; i < s.step_end; i++) {
-        const sched_step *st = &s.steps[i];
-        if (st->op == STEP_ALLOC && st->pass == PASS_RECOMPUTE) {
-            assert_true(st->stage >= 0 && st->stage < 3);
-            allocs[st->stage]++;
+    const int want[2][3] = {{0, 3, 1}, {0, 4, -1}};
+    for (int form = 0; form < PT_UNITS_COUNT; form++) {
+        pytorch_profile p = bare_profile();
+        p.units = (pytorch_units)form;
+        p.segments = units_of(net, p.units);
+        sched_t s;
+        sched_init(&s);
+        emit_ok(net, &cfg, &p, &s);
+        int allocs[3] = {0, 0, 0};
+        for (int i = s.step_begin; i < s.step_end; i++) {
+            const sched_step *st = &s.steps[i];
+            if (st->op == STEP_ALLOC && st->pass == PASS_RECOMPUTE) {
+                assert_true(st->stage >= 0 && st->stage < p.segments - 1);
+                allocs[st->stage]++;
+            }
         }
+        for (int k = 0; k < p.segments - 1; k++)
+            assert_int_equal(allocs[k], want[form][k]);
+        sched_free(&s);
     }
-    assert_int_equal(allocs[0], 0);
-    assert_int_equal(allocs[1], 3);
-    assert_int_equal(allocs[2], 2);
-    sched_free(&s);
     net_free(net);
 }
 
@@ -411,13 +461,14 @@ static void test_too_many_segments_is_bad_input(void **state)
     plan_config cfg = config(2, OPTIM_SGD);
     pytorch_profile p;
     pytorch_profile_default(&p);
-    p.segments = 23;
+    p.units = PT_UNITS_BLOCKS;
+    p.segments = 20;
     sched_t s;
     sched_init(&s);
     assert_int_equal(pytorch_emit(net, &cfg, &p, &s), LR_ERR_INPUT);
-    assert_non_null(strstr(lr_last_error(), "--segments 23"));
+    assert_non_null(strstr(lr_last_error(), "--segments 20"));
     assert_int_equal(s.n_steps, 0);
-    p.segments = 22;
+    p.segments = 19;
     emit_ok(net, &cfg, &p, &s);
     sched_free(&s);
     net_free(net);
@@ -578,7 +629,7 @@ static void test_prediction_reads_the_measured_step(void **state)
     sched_init(&s);
     emit_ok(net, &cfg, &p, &s);
     pytorch_prediction r;
-    assert_int_equal(pytorch_predict(&s, ALLOC_CACHING, &r), LR_OK);
+    assert_int_equal(pytorch_predict(&s, ALLOC_CACHING, NULL, &r), LR_OK);
     assert_true(r.peak_step >= s.step_begin && r.peak_step < s.step_end);
     assert_true(r.max_allocated > r.start_allocated);
     assert_true(r.max_reserved >= r.max_allocated);
@@ -588,6 +639,137 @@ static void test_prediction_reads_the_measured_step(void **state)
     assert_true(whole.peak_bytes >= r.max_allocated);
     assert_int_equal(whole.peak_reserved_bytes, r.max_reserved); /* nothing is ever released */
     sched_free(&s);
+    net_free(net);
+}
+
+/* ------------------------------------------------------------------ will it fit */
+
+static pytorch_eval evaluate(const net_t *net, int batch, const pytorch_profile *p)
+{
+    plan_config cfg = config(batch, OPTIM_MOMENTUM);
+    pytorch_eval ev;
+    if (pytorch_evaluate(net, &cfg, p, &ev) != LR_OK)
+        fail_msg("%s: pytorch_evaluate: %s", net->name, lr_last_error());
+    return ev;
+}
+
+/* checkpoint's own choice is the segment count with the lowest reserved peak: no count in
+ * 2..U of either form reserves less (brute force, ResNet-50 and VGG-16 at N = 16). */
+static void test_checkpoint_chooses_the_lowest_reserved_peak(void **state)
+{
+    const char *nets[] = {"resnet50", "vgg16"};
+    for (int i = 0; i < 2; i++) {
+        net_t *net = test_zoo(nets[i]);
+        plan_config cfg = config(16, OPTIM_MOMENTUM);
+        for (int form = 0; form < PT_UNITS_COUNT; form++) {
+            pytorch_profile p;
+            pytorch_profile_default(&p);
+            p.units = (pytorch_units)form;
+            int chosen;
+            pytorch_eval best;
+            assert_int_equal(pytorch_choose_segments(net, &cfg, &p, &chosen, &best), LR_OK);
+            for (int s = 2; s <= units_of(net, p.units); s++) {
+                p.segments = s;
+                pytorch_eval ev = evaluate(net, 16, &p);
+                assert_true(ev.pred.max_reserved >= best.pred.max_reserved);
+                if (s == chosen)
+                    assert_int_equal(ev.pred.max_reserved, best.pred.max_reserved);
+            }
+        }
+        net_free(net);
+    }
+}
+
+/* The target's reserved peak at `batch`: checkpoint's lowest over S = 2..U. */
+static int64_t target_reserved(const net_t *net, int batch, const pytorch_fit_target *t)
+{
+    int64_t low = INT64_MAX;
+    pytorch_profile p = t->profile;
+    for (int s = t->checkpoint ? 2 : 0; s <= (t->checkpoint ? units_of(net, p.units) : 0); s++) {
+        p.segments = s;
+        int64_t v = evaluate(net, batch, &p).pred.max_reserved;
+        low = v < low ? v : low;
+    }
+    return low;
+}
+
+/* --fit's answers are boundaries of the reserved peak: at max_batch (resp. max_square_input at
+ * batch 1) the target's reserved peak fits the budget and one more does not, for column and for
+ * checkpoint (some segment count fits there, none at the next size); checkpointing fits more. */
+static void test_fit_answers_are_reserved_boundaries(void **state)
+{
+    net_t *net = test_zoo("resnet50"), *copy;
+    assert_int_equal(auto_subnet(net, 0, &copy), LR_OK);
+    plan_config cfg = config(8, OPTIM_MOMENTUM);
+    const int64_t budget = (int64_t)6 << 30;
+    fit_result r[2];
+    for (int ck = 0; ck < 2; ck++) {
+        pytorch_fit_target t = {.checkpoint = ck};
+        pytorch_profile_default(&t.profile);
+        assert_int_equal(pytorch_fit_run(net, &cfg, &t, budget, &r[ck]), LR_OK);
+        assert_true(r[ck].max_batch > 1 && !r[ck].batch_at_limit);
+        assert_true(target_reserved(net, r[ck].max_batch, &t) <= budget);
+        assert_true(target_reserved(net, r[ck].max_batch + 1, &t) > budget);
+        int h = r[ck].max_square_input;
+        assert_int_equal(net_reshape(copy, h, h), LR_OK);
+        assert_true(target_reserved(copy, 1, &t) <= budget);
+        h += r[ck].input_step;
+        assert_int_equal(net_reshape(copy, h, h), LR_OK);
+        assert_true(target_reserved(copy, 1, &t) > budget);
+    }
+    assert_true(r[1].max_batch > r[0].max_batch);
+    assert_true(r[1].max_square_input > r[0].max_square_input);
+    net_free(copy);
+    net_free(net);
+}
+
+/* auto takes the least recompute whose reserved peak fits: no checkpointing under a generous
+ * budget; under a tight one a candidate whose recompute no other within the budget undercuts;
+ * when no reserved peak fits, one that gets by with cache flushes (a candidate fits then when
+ * its run completes with the budget as the device's memory); when nothing fits, the lowest
+ * reserved peak, marked as not fitting. */
+static void test_auto_takes_the_least_recompute_that_fits(void **state)
+{
+    net_t *net = test_zoo("resnet50");
+    plan_config cfg = config(64, OPTIM_MOMENTUM);
+    pytorch_profile base;
+    pytorch_profile_default(&base);
+    const int64_t budgets[] = {(int64_t)64 << 30, (int64_t)4 << 30, (int64_t)1 << 30,
+                               (int64_t)2560 << 20};
+    for (int b = 0; b < 4; b++) {
+        pytorch_auto_result r;
+        assert_int_equal(pytorch_auto(net, &cfg, &base, budgets[b], &r), LR_OK);
+        assert_int_equal(r.n, 1 + (units_of(net, PT_UNITS_TOP) - 1) +
+                                  (units_of(net, PT_UNITS_BLOCKS) - 1));
+        const pytorch_auto_candidate *c = &r.c[r.best];
+        bool any_within = false;
+        for (int i = 0; i < r.n; i++)
+            any_within |= r.c[i].ev.pred.max_reserved <= budgets[b];
+        assert_int_equal(c->ev.pred.max_reserved <= budgets[b], any_within);
+        for (int i = 0; i < r.n; i++) {
+            const pytorch_auto_candidate *x = &r.c[i];
+            pytorch_profile q = base;
+            q.segments = x->segments, q.units = x->units, q.alloc.limit_bytes = budgets[b];
+            bool gets_by = evaluate(net, 64, &q).pred.oom_step < 0;
+            assert_int_equal(x->fits, x->ev.pred.max_reserved <= budgets[b] || gets_by);
+            assert_true(x->alloc_retries == 0 || x->ev.pred.max_reserved > budgets[b]);
+            if (any_within && x->ev.pred.max_reserved <= budgets[b])
+                assert_true(x->ev.recompute_flops >= c->ev.recompute_flops);
+            if (!any_within && c->fits && x->fits)
+                assert_true(x->ev.recompute_flops >= c->ev.recompute_flops);
+            if (!c->fits)
+                assert_true(r.c[i].ev.pred.max_reserved >= c->ev.pred.max_reserved);
+        }
+        if (b == 0)
+            assert_int_equal(c->segments, 0);
+        if (b == 1)
+            assert_true(c->fits && c->segments >= 2 && c->ev.recompute_flops > 0);
+        if (b == 2)
+            assert_false(c->fits);
+        if (b == 3) /* 2.5 GiB: no reserved peak fits, some run gets by with flushes */
+            assert_true(c->fits && c->alloc_retries > 0);
+        pytorch_auto_free(&r);
+    }
     net_free(net);
 }
 
@@ -602,6 +784,7 @@ int main(void)
         cmocka_unit_test(test_residual_gradients_accumulate_in_place),
         cmocka_unit_test(test_checkpoint_units_of_torchvision_nets),
         cmocka_unit_test(test_checkpoint_reduces_peak_at_batch_64),
+        cmocka_unit_test(test_checkpointing_only_the_stem_costs_memory),
         cmocka_unit_test(test_checkpoint_recomputes_and_saves_less),
         cmocka_unit_test(test_checkpoint_recompute_stops_early),
         cmocka_unit_test(test_too_many_segments_is_bad_input),
@@ -612,6 +795,9 @@ int main(void)
         cmocka_unit_test(test_cublas_workspaces_persist_after_the_warm_up),
         cmocka_unit_test(test_cudnn_workspace_raises_the_peak_by_at_most_its_size),
         cmocka_unit_test(test_prediction_reads_the_measured_step),
+        cmocka_unit_test(test_checkpoint_chooses_the_lowest_reserved_peak),
+        cmocka_unit_test(test_fit_answers_are_reserved_boundaries),
+        cmocka_unit_test(test_auto_takes_the_least_recompute_that_fits),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -955,7 +955,7 @@ static void test_pytorch_profile_rejects_empty_input(void **state)
     assert_int_equal(pytorch_emit(net, &cfg, &p, &s), LR_ERR_INPUT);
     assert_non_null(strstr(lr_last_error(), "batch must be positive"));
     pytorch_prediction pr;
-    assert_int_equal(pytorch_predict(&s, ALLOC_CACHING, &pr), LR_ERR_INPUT);
+    assert_int_equal(pytorch_predict(&s, ALLOC_CACHING, NULL, &pr), LR_ERR_INPUT);
     assert_non_null(strstr(lr_last_error(), "no prologue or no step"));
     sched_free(&s);
     net_free(net);

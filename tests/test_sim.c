@@ -465,6 +465,186 @@ static void test_caching_pools_are_separate(void **state)
     sched_free(&s);
 }
 
+/* ------------------------------------------------------------------ PYTORCH_ALLOC_CONF */
+
+/* Allocated and reserved after the last step under `conf` (a PYTORCH_ALLOC_CONF string). */
+static void caching_conf_now(const sched_t *s, const char *conf, int64_t *allocated,
+                             int64_t *reserved)
+{
+    sim_caching c;
+    assert_int_equal(sim_caching_parse(conf, "--alloc-conf", &c), LR_OK);
+    sim_point *p;
+    assert_int_equal(sim_timeline_conf(s, ALLOC_CACHING, &c, &p, NULL), LR_OK);
+    *allocated = p[s->n_steps - 1].live;
+    *reserved = p[s->n_steps - 1].reserved;
+    free(p);
+}
+
+/* max_split_size_mb:40: a 50 MiB request is oversize, so its 52 MiB segment is not split (all
+ * 52 MiB count as allocated), and once freed it serves an oversize request within 20 MiB of
+ * it (45 MiB) but not a smaller one (30 MiB reserves its own 30 MiB segment). By default the
+ * 30 MiB request splits the cached block and nothing new is reserved. */
+static void test_caching_max_split_size_keeps_oversize_blocks_whole(void **state)
+{
+    sched_t s;
+    sched_init(&s);
+    alloc_new(&s, 50 * MIB + 1);
+    int64_t allocated, reserved;
+    caching_conf_now(&s, "max_split_size_mb:40", &allocated, &reserved);
+    assert_int_equal(allocated, 52 * MIB);
+    sched_reset(&s);
+    release(&s, alloc_new(&s, 50 * MIB));
+    int big = alloc_new(&s, 45 * MIB);
+    caching_conf_now(&s, "max_split_size_mb:40", &allocated, &reserved);
+    assert_int_equal(reserved, 50 * MIB);
+    assert_int_equal(allocated, 50 * MIB); /* the oversize block is not split */
+    release(&s, big);
+    alloc_new(&s, 30 * MIB);
+    caching_conf_now(&s, "max_split_size_mb:40", &allocated, &reserved);
+    assert_int_equal(reserved, 80 * MIB);
+    caching_conf_now(&s, "", &allocated, &reserved);
+    assert_int_equal(reserved, 50 * MIB);
+    sched_free(&s);
+}
+
+/* An oversize request takes a cached oversize block only within max_non_split_rounding_mb
+ * (default 20 MiB) of its size: 40 MiB after a freed 64 MiB block reserves a new segment by
+ * default, and reuses the block with max_non_split_rounding_mb:32. */
+static void test_caching_oversize_reuse_is_bounded(void **state)
+{
+    sched_t s;
+    sched_init(&s);
+    release(&s, alloc_new(&s, 64 * MIB));
+    alloc_new(&s, 40 * MIB);
+    int64_t allocated, reserved;
+    caching_conf_now(&s, "max_split_size_mb:32", &allocated, &reserved);
+    assert_int_equal(reserved, 104 * MIB);
+    caching_conf_now(&s, "max_split_size_mb:32,max_non_split_rounding_mb:32", &allocated,
+                     &reserved);
+    assert_int_equal(reserved, 64 * MIB);
+    assert_int_equal(allocated, 64 * MIB);
+    sched_free(&s);
+}
+
+/* roundup_power2_divisions:4 rounds 1200 KiB up to the next quarter between 1 MiB and 2 MiB
+ * (1280 KiB), and 5 MiB + 1 B to 6 MiB; a power of two stays. The list form sets intervals:
+ * [1:1,4:4,>:2] leaves the [1 MiB, 4 MiB) intervals at 512 B rounding, rounds [4 MiB, 8 MiB)
+ * to quarters and larger sizes to halves (36 MiB + 1 B -> 48 MiB). */
+static void test_caching_roundup_power2_divisions(void **state)
+{
+    const struct {
+        const char *conf;
+        int64_t bytes, allocated;
+    } cases[] = {
+        {"roundup_power2_divisions:4", 1200 * KIB, 1280 * KIB},
+        {"roundup_power2_divisions:4", 5 * MIB + 1, 6 * MIB},
+        {"roundup_power2_divisions:4", 8 * MIB, 8 * MIB},
+        {"roundup_power2_divisions:[1:1,4:4,>:2]", 1200 * KIB, 1200 * KIB},
+        {"roundup_power2_divisions:[1:1,4:4,>:2]", 5 * MIB + 1, 6 * MIB},
+        {"roundup_power2_divisions:[1:1,4:4,>:2]", 36 * MIB + 1, 48 * MIB},
+        {"", 1200 * KIB, 1200 * KIB},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        sched_t s;
+        sched_init(&s);
+        alloc_new(&s, cases[i].bytes);
+        int64_t allocated, reserved;
+        caching_conf_now(&s, cases[i].conf, &allocated, &reserved);
+        if (allocated != cases[i].allocated)
+            fail_msg("%s: %lld B -> %lld B, expected %lld", cases[i].conf,
+                     (long long)cases[i].bytes, (long long)allocated,
+                     (long long)cases[i].allocated);
+        sched_free(&s);
+    }
+}
+
+/* Under a device limit the allocator flushes its cache before it gives up, as PyTorch's malloc
+ * does: a freed 30 MiB segment is released so that 40 MiB fit a 60 MiB limit (one retry,
+ * reserved 40 MiB, not 70); with the 30 MiB still live nothing can be released and the request
+ * is the out-of-memory step, where the replay stops. */
+static void test_caching_limit_flushes_the_cache_then_fails(void **state)
+{
+    sim_caching c;
+    memset(&c, 0, sizeof c);
+    c.limit_bytes = 60 * MIB;
+    for (int live = 0; live < 2; live++) {
+        sched_t s;
+        sched_init(&s);
+        int a = alloc_new(&s, 30 * MIB);
+        if (!live)
+            release(&s, a);
+        int b = alloc_new(&s, 40 * MIB);
+        release(&s, b);
+        sim_result r;
+        assert_int_equal(sim_replay_conf(&s, ALLOC_CACHING, &c, &r), LR_OK);
+        assert_int_equal(r.alloc_retries, 1);
+        assert_int_equal(r.oom_step, live ? 1 : -1);
+        assert_int_equal(r.peak_reserved_bytes, live ? 30 * MIB : 40 * MIB);
+        sim_point *p;
+        sim_limit_outcome o;
+        assert_int_equal(sim_timeline_conf(&s, ALLOC_CACHING, &c, &p, &o), LR_OK);
+        assert_int_equal(o.oom_step, r.oom_step);
+        assert_int_equal(p[s.n_steps - 1].reserved, live ? 30 * MIB : 40 * MIB);
+        free(p);
+        assert_int_equal(sim_replay_conf(&s, ALLOC_CACHING, NULL, &r), LR_OK);
+        assert_int_equal(r.peak_reserved_bytes, 70 * MIB);
+        assert_int_equal(r.alloc_retries, 0);
+        assert_int_equal(r.oom_step, -1);
+        sched_free(&s);
+    }
+}
+
+/* With max_split_size, release_available_cached_blocks comes first: a free oversize segment at
+ * least as large as the request (70 MiB for 44 MiB: too large to serve it within 20 MiB) is
+ * released without a retry. When only smaller oversize segments are free (40 MiB), they are
+ * released and fall short, so the cache flush follows and counts a retry; the split 20 MiB
+ * segment stays either way. */
+static void test_caching_limit_releases_oversize_blocks_first(void **state)
+{
+    const int64_t freed[2] = {70 * MIB, 40 * MIB}, limit[2] = {100 * MIB, 70 * MIB};
+    for (int k = 0; k < 2; k++) {
+        sim_caching c;
+        assert_int_equal(sim_caching_parse("max_split_size_mb:20", "--alloc-conf", &c), LR_OK);
+        c.limit_bytes = limit[k];
+        sched_t s;
+        sched_init(&s);
+        release(&s, alloc_new(&s, freed[k])); /* oversize: a whole free segment */
+        alloc_new(&s, 2 * MIB);               /* a 20 MiB segment, split */
+        alloc_new(&s, 44 * MIB);              /* a new segment would pass the limit */
+        sim_result r;
+        assert_int_equal(sim_replay_conf(&s, ALLOC_CACHING, &c, &r), LR_OK);
+        assert_int_equal(r.alloc_retries, k);
+        assert_int_equal(r.oom_step, -1);
+        sim_point *p;
+        assert_int_equal(sim_timeline_conf(&s, ALLOC_CACHING, &c, &p, NULL), LR_OK);
+        assert_int_equal(p[s.n_steps - 1].reserved, 64 * MIB);
+        free(p);
+        sched_free(&s);
+    }
+}
+
+/* Settings the model does not follow, malformed values and unknown keys are usage errors that
+ * name the flag; the defaults spelled out parse to zero. */
+static void test_alloc_conf_refuses_what_it_does_not_model(void **state)
+{
+    const char *bad[] = {"expandable_segments:True", "garbage_collection_threshold:0.6",
+                         "backend:cudaMallocAsync", "max_split_size_mb:10",
+                         "roundup_power2_divisions:3", "roundup_power2_divisions:[3:2]",
+                         "roundup_power2_divisions:[1:2", "foo:1", "max_split_size_mb",
+                         "max_split_size_mb:64,,"};
+    sim_caching c;
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        if (sim_caching_parse(bad[i], "--alloc-conf", &c) != LR_ERR_USAGE)
+            fail_msg("'%s' accepted", bad[i]);
+        assert_non_null(strstr(lr_last_error(), "--alloc-conf"));
+    }
+    assert_int_equal(sim_caching_parse("expandable_segments:False,backend:native", "--alloc-conf",
+                                       &c), LR_OK);
+    sim_caching zero;
+    memset(&zero, 0, sizeof zero);
+    assert_memory_equal(&c, &zero, sizeof c);
+}
+
 /* peak_bytes follows allocated blocks and peak_reserved_bytes the segments, which are never
  * released: freeing 5 MiB and then asking for 1 KiB keeps both segments reserved. */
 static void test_caching_reports_allocated_and_reserved_peaks(void **state)
@@ -883,6 +1063,12 @@ int main(void)
         cmocka_unit_test(test_caching_whole_segment_merges_back),
         cmocka_unit_test(test_caching_pools_are_separate),
         cmocka_unit_test(test_caching_reports_allocated_and_reserved_peaks),
+        cmocka_unit_test(test_caching_max_split_size_keeps_oversize_blocks_whole),
+        cmocka_unit_test(test_caching_oversize_reuse_is_bounded),
+        cmocka_unit_test(test_caching_roundup_power2_divisions),
+        cmocka_unit_test(test_alloc_conf_refuses_what_it_does_not_model),
+        cmocka_unit_test(test_caching_limit_flushes_the_cache_then_fails),
+        cmocka_unit_test(test_caching_limit_releases_oversize_blocks_first),
         cmocka_unit_test(test_caching_zero_byte_tensor_takes_no_block),
         cmocka_unit_test(test_caching_matches_a_reference_allocator),
         cmocka_unit_test(test_double_free_fails_naming_the_step),

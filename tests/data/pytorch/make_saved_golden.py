@@ -28,6 +28,7 @@ batch_norm then returns empty save_mean/save_invstd on CPU and on cuDNN alike.
 
 Run: /usr/bin/python3 tests/data/pytorch/make_saved_golden.py  (Debian's CPU torch 1.13 is enough)
 """
+import gc
 import json
 import os
 import sys
@@ -134,13 +135,19 @@ class JsonNet(nn.Module):
             u = ins[0]
             self.inplace_ok[name] = (op in ("relu", "add") and self.consumers.get(u, 0) == 1
                                      and producer_op[u] not in ("input", "relu", "flatten"))
+        self.relu_inplace = True
 
     def forward(self, x, y):
-        vals = {"input": x}
-        for name, op, ins, l in self.nodes:
+        return self.run_nodes(0, len(self.nodes) - 1, x, y)
+
+    def run_nodes(self, first, last, x, y=None):
+        """Layers first..last (0-based) on x, the output of the layer before first."""
+        vals = {self.nodes[first - 1][0] if first > 0 else "input": x}
+        out = x
+        for name, op, ins, l in self.nodes[first:last + 1]:
             a = vals[ins[0]]
             if op == "relu":
-                out = F.relu(a, inplace=self.inplace_ok[name])
+                out = F.relu(a, inplace=self.inplace_ok[name] and self.relu_inplace)
             elif op == "add":
                 if self.inplace_ok[name]:
                     out = a
@@ -163,6 +170,104 @@ class JsonNet(nn.Module):
             vals[name] = out
         return out
 
+    def units(self, form):
+        """The checkpoint units as (first, last) layer ranges, by the rules of
+        planner/pytorch_checkpoint.c: cuts of the body (only one tensor crosses), then `top`
+        (blocks grouped into stages, a block with a layer on its shortcut opening one) or
+        `blocks` (a relu that is the only reader of the layer before it joins its unit)."""
+        names = [n[0] for n in self.nodes]
+        index = {n: i for i, n in enumerate(names)}
+        index["input"] = -1
+        readers = {}
+        for i, (name, op, ins, _) in enumerate(self.nodes):
+            for u in ins:
+                readers.setdefault(u, set()).add(i)
+        head = next(i for i, n in enumerate(self.nodes)
+                    if n[1] in ("adaptive_avgpool", "global_avgpool", "flatten", "fc",
+                                "softmax_xent"))
+        reach, cuts = max(readers["input"]), []
+        for i in range(head):
+            if reach <= i:
+                cuts.append(i)
+            reach = max(reach, max(readers.get(names[i], {i})))
+
+        def joins(k):
+            i = cuts[k]
+            return (k + 1 < len(cuts) and cuts[k + 1] == i + 1 and self.nodes[i + 1][1] == "relu"
+                    and self.nodes[i + 1][2][0] == names[i] and len(readers[names[i]]) == 1)
+
+        if form == "blocks":
+            ends = [c for k, c in enumerate(cuts) if not joins(k)]
+        else:
+            ends, a, k, in_stage = [], -1, 0, False
+            while k < len(cuts):
+                b = cuts[k]
+                block = b - a > 1
+                if block and joins(k):
+                    k += 1
+                    b = cuts[k]
+                inp = names[a] if a >= 0 else "input"
+                identity = any(len(self.nodes[j][2]) > 1 and inp in self.nodes[j][2]
+                               for j in range(a + 1, b + 1))
+                if block and in_stage and identity:
+                    ends[-1] = b
+                else:
+                    ends.append(b)
+                in_stage, a, k = block, b, k + 1
+        return [(e0 + 1, e1) for e0, e1 in zip([-1] + ends[:-1], ends)], head
+
+
+def checkpoint_sequential(funcs, segments, inp, kept):
+    """torch.utils.checkpoint.checkpoint_sequential(funcs, segments, inp, use_reentrant=False)
+    as torch 2.x runs it: segments - 1 checkpointed chunks of len(funcs) // segments functions,
+    the rest run normally. torch 2.x keeps each chunk's input for the recompute by saving it
+    (_NoopSaveInputs); torch 1.13 keeps it in a closure, so it is recorded in `kept`."""
+    size = len(funcs) // segments
+
+    def run(start, end):
+        def forward(x):
+            for j in range(start, end + 1):
+                x = funcs[j](x)
+            return x
+        return forward
+
+    end = -1
+    for start in range(0, size * (segments - 1), size):
+        end = start + size - 1
+        kept.append(inp)
+        inp = torch.utils.checkpoint.checkpoint(run(start, end), inp, use_reentrant=False)
+    return run(end + 1, len(funcs) - 1)(inp)
+
+
+def relu_not_in_place(model):
+    """The checkpoint idiom: every nn.ReLU with inplace=False."""
+    for m in model.modules():
+        if isinstance(m, nn.ReLU):
+            m.inplace = False
+
+
+def torchvision_units(model, name, form):
+    """checkpoint_sequential's modules for a torchvision model, and its head."""
+    def fold(modules):
+        units = []
+        for m in modules:
+            if isinstance(m, nn.ReLU) and units:
+                units[-1] = nn.Sequential(units[-1], m)
+            else:
+                units.append(m)
+        return units
+
+    if name.startswith(("vgg", "alexnet")):
+        body = list(model.features)
+        head = lambda t: model.classifier(torch.flatten(model.avgpool(t), 1))
+        return (body if form == "top" else fold(body)), head
+    layers = [model.layer1, model.layer2, model.layer3, model.layer4]
+    head = lambda t: model.fc(torch.flatten(model.avgpool(t), 1))
+    if form == "top":
+        return [model.conv1, model.bn1, model.relu, model.maxpool] + layers, head
+    blocks = [b for layer in layers for b in layer]
+    return [model.conv1, nn.Sequential(model.bn1, model.relu), model.maxpool] + blocks, head
+
 
 def saved_bytes(model, x, y, forward):
     """Bytes and count of the distinct storages saved for backward, less params/buffers/x/y."""
@@ -174,11 +279,16 @@ def saved_bytes(model, x, y, forward):
         st = t.storage()
         if st.data_ptr() not in resident:
             storages[st.data_ptr()] = (st.size() * t.element_size(), str(t.dtype))
-        return t
+        return t.detach()  # a saved output packed with its grad_fn would keep the graph alive
 
+    kept = []
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        loss = forward(x, y)
+        loss = forward(x, y, kept)
+    for t in kept:
+        pack(t)
     assert loss.requires_grad
+    del loss, kept
+    gc.collect()  # checkpoint frames hold Python cycles: free each graph before the next case
     by_dtype = {}
     for nbytes, dtype in storages.values():
         by_dtype[dtype] = by_dtype.get(dtype, 0) + nbytes
@@ -194,24 +304,33 @@ def freeze_bn(model, bn):
     return model
 
 
-def tagged(case, bn):
+def tagged(case, bn, ckpt):
     if bn != "exact":
         case["bn"] = bn
+    if ckpt:
+        case["checkpoint"] = {"units": ckpt[0], "segments": ckpt[1]}
     return case
 
 
-def torchvision_case(name, batch, classes=1000, bn="exact"):
+def torchvision_case(name, batch, ckpt=None, classes=1000, bn="exact"):
     torch.manual_seed(0)
     model = freeze_bn(cuda_dropout(getattr(torchvision.models, name)(num_classes=classes)).train(), bn)
     x = torch.randn(batch, 3, 224, 224)
     y = torch.randint(0, classes, (batch,))
-    total, count, by_dtype = saved_bytes(model, x, y, lambda a, b: F.cross_entropy(model(a), b))
+    if ckpt:
+        relu_not_in_place(model)
+        units, head = torchvision_units(model, name, ckpt[0])
+        forward = lambda a, b, kept: F.cross_entropy(
+            head(checkpoint_sequential(units, ckpt[1], a, kept)), b)
+    else:
+        forward = lambda a, b, kept: F.cross_entropy(model(a), b)
+    total, count, by_dtype = saved_bytes(model, x, y, forward)
     return tagged({"net": name, "source": "torchvision." + name, "batch": batch, "height": 224,
                    "width": 224, "saved_bytes": total, "saved_storages": count,
-                   "by_dtype": by_dtype}, bn)
+                   "by_dtype": by_dtype}, bn, ckpt)
 
 
-def json_case(name, batch, bn="exact"):
+def json_case(name, batch, ckpt=None, bn="exact"):
     torch.manual_seed(0)
     with open(os.path.join(ROOT, "networks", name + ".json")) as f:
         spec = json.load(f)
@@ -220,32 +339,51 @@ def json_case(name, batch, bn="exact"):
     x = torch.randn(batch, inp["channels"], inp["height"], inp["width"])
     classes = [l for l in spec["layers"] if l["op"] == "fc"][-1]["out_features"]
     y = torch.randint(0, classes, (batch,))
-    total, count, by_dtype = saved_bytes(model, x, y, model.forward)
+    if ckpt:
+        model.relu_inplace = False
+        ranges, head = model.units(ckpt[0])
+        funcs = [lambda t, r=r: model.run_nodes(r[0], r[1], t) for r in ranges]
+        last = len(model.nodes) - 1
+        forward = lambda a, b, kept: model.run_nodes(
+            head, last, checkpoint_sequential(funcs, ckpt[1], a, kept), b)
+    else:
+        forward = lambda a, b, kept: model.forward(a, b)
+    total, count, by_dtype = saved_bytes(model, x, y, forward)
     return tagged({"net": name, "source": "networks/%s.json" % name, "batch": batch,
                    "height": inp["height"], "width": inp["width"], "saved_bytes": total,
-                   "saved_storages": count, "by_dtype": by_dtype}, bn)
+                   "saved_storages": count, "by_dtype": by_dtype}, bn, ckpt)
 
 
 def main():
     torch.set_grad_enabled(True)
-    cases = [json_case("tiny-vgg", 4), json_case("tiny-vgg", 7), json_case("tiny-resnet", 4),
-             json_case("tiny-mix", 3), torchvision_case("vgg16", 2),
-             torchvision_case("resnet18", 2), torchvision_case("resnet50", 2),
-             torchvision_case("alexnet", 2), json_case("tiny-resnet", 4, "frozen"),
-             json_case("tiny-mix", 3, "frozen"), torchvision_case("resnet18", 2, bn="frozen"),
-             torchvision_case("resnet50", 2, bn="frozen")]
+    forms = [None] + [(units, segments) for units in ("top", "blocks") for segments in (2, 4)]
+    cases = [json_case("tiny-vgg", 7)]
+    for name, batch in (("tiny-vgg", 4), ("tiny-resnet", 4), ("tiny-mix", 3)):
+        cases += [json_case(name, batch, ckpt) for ckpt in forms]
+    for name in ("vgg11", "vgg13", "vgg16", "vgg19", "resnet18", "resnet34", "resnet50",
+                 "resnet101", "alexnet"):
+        cases += [torchvision_case(name, 2, ckpt) for ckpt in forms]
+    cases += [json_case("tiny-resnet", 4, bn="frozen"), json_case("tiny-mix", 3, bn="frozen"),
+              torchvision_case("resnet18", 2, bn="frozen"),
+              torchvision_case("resnet50", 2, bn="frozen")]
     doc = {"generator": "tests/data/pytorch/make_saved_golden.py",
            "torch": torch.__version__, "torchvision": torchvision.__version__,
            "what": "bytes of distinct storages saved for backward after forward + cross-entropy "
-                   "loss, less parameters, buffers, input and labels; dropout as on CUDA",
+                   "loss, less parameters, buffers, input and labels; dropout as on CUDA; "
+                   "checkpoint: checkpoint_sequential(units, segments, x, use_reentrant=False) "
+                   "over the body, the head after it, ReLUs not in place, each checkpointed "
+                   "chunk's input counted as saved (torch 2.x's _NoopSaveInputs); bn frozen: "
+                   "the BatchNorm modules in eval mode",
            "cases": cases}
     out = os.path.join(HERE, "saved_golden.json")
     with open(out, "w") as f:
         json.dump(doc, f, indent=1, sort_keys=True)
         f.write("\n")
     for c in cases:
-        print("%-12s batch %d: %d bytes in %d storages %s" % (
-            c["net"], c["batch"], c["saved_bytes"], c["saved_storages"], c["by_dtype"]))
+        ck = c.get("checkpoint")
+        form = "%s/%d" % (ck["units"], ck["segments"]) if ck else "bn " + c.get("bn", "exact")
+        print("%-12s batch %d %-10s: %d bytes in %d storages %s" % (
+            c["net"], c["batch"], form, c["saved_bytes"], c["saved_storages"], c["by_dtype"]))
     return 0
 
 

@@ -6,8 +6,9 @@
 #   make deps     install the missing Debian packages only (make print-deps lists them)
 #   make test SANITIZE=1   the same suite under AddressSanitizer + UBSan (no CUDA backend)
 #   make fuzz     libFuzzer targets in tests/fuzz/, FUZZ_SECONDS (default 60) each
-#   make install  lrcnn-sim and lrcnn-validate into $(PREFIX)/bin, the zoo into
-#                 $(PREFIX)/share/lrcnn/networks (PREFIX=/usr/local, DESTDIR for staging)
+#   make install  lrcnn-sim, lrcnn-validate and lrcnn-torch into $(PREFIX)/bin, the zoo into
+#                 $(PREFIX)/share/lrcnn/networks, the PyTorch runner into
+#                 $(PREFIX)/share/lrcnn/python (PREFIX=/usr/local, DESTDIR for staging)
 #   make validate lrcnn-validate, time-fit and tests/test_cuda only: no graphviz, gnuplot or
 #                 cmocka package needed (the GPU machine; bench/README.md), e.g.
 #                 make validate JSONC_STATIC=1 CUDNN_DIR=DIR BUILD=build/gpu
@@ -23,7 +24,8 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := all
 
 # ---------------------------------------------------------------- configuration
-DEB_PACKAGES := libjson-c-dev libgraphviz-dev libcmocka-dev gnuplot-nox pkg-config dataset-fashion-mnist
+DEB_PACKAGES := libjson-c-dev libgraphviz-dev libcmocka-dev gnuplot-nox pkg-config dataset-fashion-mnist \
+    python3-torch
 RUN_ARGS ?= --net vgg16 --batch 256
 VERSION := 0.1.0
 
@@ -89,6 +91,7 @@ VAL_LIB := $(BUILD)/libvalidate.a
 SIM_BIN := $(BUILD)/bin/lrcnn-sim
 VAL_BIN := $(BUILD)/bin/lrcnn-validate
 TIME_FIT := $(BUILD)/bin/time-fit
+TORCH_BIN := $(BUILD)/bin/lrcnn-torch
 TEST_SRC := $(wildcard tests/test_*.c)
 TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 
@@ -166,7 +169,7 @@ endif
 # ---------------------------------------------------------------- targets
 .PHONY: all run test deps print-deps clean bench install run-main run-tests
 
-all: $(SIM_BIN) $(VAL_BIN) $(TEST_BIN) $(TIME_FIT) cuda-note
+all: $(SIM_BIN) $(VAL_BIN) $(TORCH_BIN) $(TEST_BIN) $(TIME_FIT) cuda-note
 
 # Objects are build outputs in their own right: never removed as intermediates (no `rm` lines).
 .SECONDARY:
@@ -191,10 +194,14 @@ run-main: all
 # The binaries find the zoo in ../share/lrcnn/networks beside them (networks/net.c).
 PREFIX ?= /usr/local
 ZOO := $(filter-out networks/network.schema.json,$(wildcard networks/*.json))
-install: $(SIM_BIN) $(VAL_BIN)
-	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/lrcnn/networks
-	install -m 755 $(SIM_BIN) $(VAL_BIN) $(DESTDIR)$(PREFIX)/bin/
+TORCH_PKG := $(wildcard python/lrcnn_torch/*.py)
+install: $(SIM_BIN) $(VAL_BIN) $(TORCH_BIN)
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/lrcnn/networks \
+	    $(DESTDIR)$(PREFIX)/share/lrcnn/python/lrcnn_torch
+	install -m 755 $(SIM_BIN) $(VAL_BIN) $(TORCH_BIN) $(DESTDIR)$(PREFIX)/bin/
 	install -m 644 $(ZOO) networks/network.schema.json $(DESTDIR)$(PREFIX)/share/lrcnn/networks/
+	install -m 755 python/torch-python $(DESTDIR)$(PREFIX)/share/lrcnn/python/
+	install -m 644 $(TORCH_PKG) $(DESTDIR)$(PREFIX)/share/lrcnn/python/lrcnn_torch/
 
 # make bench: planner speed (bench/plan_speed.c), a table of medians, also in bench/results/plan_speed.txt
 bench: $(BUILD)/bin/plan_speed
@@ -220,6 +227,10 @@ run-tests: all
 	LRCNN_BIN=$(CURDIR)/$(BUILD)/bin bash tests/gpu_dry.sh || fail=1; \
 	printf '== tests/readme.py\n'; \
 	LRCNN_BIN=$(CURDIR)/$(BUILD)/bin python3 tests/readme.py || fail=1; \
+	printf '== tests/test_torch.py\n'; \
+	if py=$$(python/torch-python); then \
+	    LRCNN_BIN=$(CURDIR)/$(BUILD)/bin $$py tests/test_torch.py $(if $(filter 1,$(SANITIZE)),--quick) || fail=1; \
+	else fail=1; fi; \
 	printf '== tests/layering.sh\n'; \
 	bash tests/layering.sh $(BUILD)/obj || fail=1; \
 	if [ $$fail -ne 0 ]; then echo "SOME TESTS FAILED"; exit 1; fi; echo "ALL TESTS PASSED"
@@ -266,6 +277,12 @@ $(SIM_BIN): $(BUILD)/obj/cli/lrcnn_sim.o $(LIB)
 	@mkdir -p $(dir $@)
 	@echo "  LD      $@"
 	$(Q)$(CC) $(LDFLAGS_ALL) $^ $(LDLIBS_ALL) $(CUDA_LIBS) -o $@
+
+# lrcnn-torch: the PyTorch runner's commands (python/lrcnn-torch finds the package and torch)
+$(TORCH_BIN): python/lrcnn-torch
+	@mkdir -p $(dir $@)
+	@echo "  CP      $@"
+	$(Q)cp $< $@
 
 $(VAL_BIN): $(BUILD)/obj/cuda_validate/validate_main.o $(VAL_LIB)
 	@mkdir -p $(dir $@)

@@ -382,4 +382,14 @@ with open(os.path.join(out, "results.md"), "w") as f:
     f.write("\n".join(md) + "\n\n## Time model\n\n```\n" + fit + "```\n")
 print(open(os.path.join(out, "results.md")).read())
 EOF
+# ------------------------------------------------------------------ the PyTorch runner
+
+# bench/gpu_torch.sh, when torch with CUDA is importable: lrcnn's schedules run by
+# python/lrcnn_torch next to plain PyTorch (its own results under $OUTDIR/torch/).
+if [ -x "$TORCH_PY" ] && "$TORCH_PY" -c 'import torch, sys; sys.exit(not torch.cuda.is_available())' 2>/dev/null; then
+    say "PyTorch runner (bench/gpu_torch.sh)"
+    OUT=$OUTDIR/torch TORCH_PY=$TORCH_PY LRCNN_SIM=$BIN/lrcnn-sim bounded 300 bash "$ROOT/bench/gpu_torch.sh" ||
+        say "bench/gpu_torch.sh did not finish (see $OUTDIR/torch/bench.log)"
+fi
+
 say "done: $OUTDIR/results.md"

@@ -7,6 +7,7 @@
 #include "graph.h"
 #include "outfile.h"
 #include "report.h"
+#include "schedule.h"
 #include "summary.h"
 
 /* ------------------------------------------------------------------ flag handlers */
@@ -191,6 +192,12 @@ static lr_status on_trace(void *ctx, const char *flag, const char *v)
     return LR_OK;
 }
 
+static lr_status on_emit_schedule(void *ctx, const char *flag, const char *v)
+{
+    ((sim_options *)ctx)->emit_schedule = v;
+    return LR_OK;
+}
+
 static lr_status on_format(void *ctx, const char *flag, const char *v)
 {
     if (strcmp(v, "table") && strcmp(v, "csv") && strcmp(v, "json"))
@@ -360,6 +367,7 @@ const args_flag sim_flags[] = {
     {"--output", "FILE", on_output, "write what would go to stdout to FILE (all or nothing)"},
     {"--timeline", "FILE.csv", on_timeline, "live bytes by class after every schedule step"},
     {"--trace", "FILE.json", on_trace, "Chrome/Perfetto trace: op slices and memory counters"},
+    {"--emit-schedule", "FILE.json", on_emit_schedule, "the schedule as versioned JSON for other executors (docs/schedule-format.md)"},
     {"--sweep", "rows=A..B|batch=L", on_sweep, "peaks over rows or batch sizes (both: a grid)"},
     {"--format", "F", on_format, "sweep output: table | csv | json (default table)"},
     {"--report", "DIR", on_report, "plots (PNG, SVG, gnuplot scripts, CSV) and report.md in DIR"},
@@ -500,7 +508,7 @@ static void check_auto_agreement(FILE *err, const sim_extras *x)
 /* auto's timeline and trace, next to the fixed strategies' (FILE-auto.csv when there are). */
 static lr_status write_auto_schedule(const sim_options *o, const analysis_t *a, const sim_extras *x)
 {
-    if (!x->has_auto || (!o->timeline && !o->trace))
+    if (!x->has_auto || (!o->timeline && !o->trace && !o->emit_schedule))
         return LR_OK;
     plan_t *plan;
     sched_t s;
@@ -515,6 +523,10 @@ static lr_status write_auto_schedule(const sim_options *o, const analysis_t *a, 
         lr_outfile_suffixed(o->trace, "auto", a->n > 0, path, sizeof path);
         r = sim_write_trace(&s, a->net, o->allocator, path);
     }
+    if (r == LR_OK && o->emit_schedule) {
+        lr_outfile_suffixed(o->emit_schedule, "auto", a->n > 0, path, sizeof path);
+        r = schedule_write_json(plan, &s, &x->ae, path);
+    }
     sched_free(&s);
     plan_free(plan);
     return r;
@@ -525,7 +537,7 @@ static lr_status write_auto_schedule(const sim_options *o, const analysis_t *a, 
 /* several: more than one schedule is written (auto's counts), so names get a suffix. */
 static lr_status write_schedules(const sim_options *o, const analysis_t *a, bool several)
 {
-    for (int i = 0; i < a->n && (o->timeline || o->trace); i++) {
+    for (int i = 0; i < a->n && (o->timeline || o->trace || o->emit_schedule); i++) {
         plan_t *plan;
         sched_t s;
         LR_TRY(analysis_schedule(a, &a->e[i], &plan, &s));
@@ -539,6 +551,10 @@ static lr_status write_schedules(const sim_options *o, const analysis_t *a, bool
         if (r == LR_OK && o->trace) {
             lr_outfile_suffixed(o->trace, name, several, path, sizeof path);
             r = sim_write_trace(&s, a->net, o->allocator, path);
+        }
+        if (r == LR_OK && o->emit_schedule) {
+            lr_outfile_suffixed(o->emit_schedule, name, several, path, sizeof path);
+            r = schedule_write_json(plan, &s, &a->e[i], path);
         }
         sched_free(&s);
         plan_free(plan);
@@ -767,6 +783,8 @@ static lr_status write_extras(const sim_options *o, const analysis_t *a)
 static lr_status run_main(FILE *f, sim_options *o, const net_t *net)
 {
     if (o->pytorch) {
+        if (o->emit_schedule)
+            return lr_fail(LR_ERR_USAGE, "--emit-schedule: writes lrcnn's schedules, not --framework pytorch's profile");
         if (!o->allocator_given)
             o->allocator = ALLOC_CACHING;
         return sim_cli_pytorch(f, o, net);
@@ -774,8 +792,8 @@ static lr_status run_main(FILE *f, sim_options *o, const net_t *net)
     if ((o->n_rows_sweep || o->n_batch_sweep) && (o->report || o->graph))
         return lr_fail(LR_ERR_USAGE, "--sweep cannot be combined with --report or --graph "
                                      "(the report has its own rows and batch sweeps)");
-    if ((o->n_rows_sweep || o->n_batch_sweep) && (o->timeline || o->trace))
-        return lr_fail(LR_ERR_USAGE, "--timeline/--trace describe one schedule: drop --sweep, or run them separately");
+    if ((o->n_rows_sweep || o->n_batch_sweep) && (o->timeline || o->trace || o->emit_schedule))
+        return lr_fail(LR_ERR_USAGE, "--timeline/--trace/--emit-schedule describe one schedule: drop --sweep, or run them separately");
     if (o->n_rows_sweep || o->n_batch_sweep)
         return run_sweep(f, net, o);
     analysis_t *a = malloc(sizeof *a);

@@ -35,6 +35,7 @@ typedef struct {
     bool layers, json;
     const char *output;    /* --output FILE: stdout text written all or nothing */
     const char *timeline, *trace;
+    const char *emit_schedule; /* --emit-schedule FILE.json */
     const char *format;    /* sweeps: table, csv, json */
     int n_rows_sweep, rows_sweep[SIM_MAX_SWEEP];
     int n_batch_sweep, batch_sweep[SIM_MAX_SWEEP];

@@ -14,6 +14,11 @@
  * [step_begin, step_end) is one training step, repeated by executors;
  * [step_end, n_steps) frees the persistent tensors.
  *
+ * `lrcnn-sim --emit-schedule` writes every field of sched_tensor, sched_step and sched_run and
+ * every enum value and RUN flag by name (reports/schedule.c holds the field tables,
+ * docs/schedule-format.md the schema): a field or value added here goes there too, with a new
+ * SCHEDULE_FORMAT_VERSION, and into the PyTorch runner (python/lrcnn_torch).
+ *
  * Deliberately not here: how a schedule is chosen (planner), replay (sim.h).
  */
 #ifndef LR_SCHED_H

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # cli.sh - lrcnn-sim as a user meets it: the default tables, --json, the zoo found from any
 # working directory, bad usage and bad input (exit 2, exactly one line on stderr naming the flag
-# or file), --output written all or nothing, timelines, traces, sweeps, --help and --version.
+# or file), --output written all or nothing, timelines, traces, --emit-schedule, sweeps, --help
+# and --version.
 #
 # Usage: LRCNN_BIN=build/bin bash tests/cli.sh   (make test sets LRCNN_BIN)
 # Prints one line per check and exits non-zero if any failed. Needs python3 (JSON checks).
@@ -301,6 +302,46 @@ EOF
     [ "$rc" -eq 0 ] && [ -z "$missing" ] && ok "$name" || bad "$name" "exit $rc, missing:$missing"
 }
 
+# ------------------------------------------------------------------ --emit-schedule
+
+# One strategy: the file is a versioned schedule whose step count and peak are the table's;
+# several strategies and auto: FILE-<strategy>.json each; with --sweep or --framework pytorch:
+# exit 2, one line naming the flag, no file.
+check_emit_schedule() {
+    local name="--emit-schedule for one strategy: versioned, the table's steps and peak"
+    run --net tiny-resnet --strategy 2ps --rows 3 --json --emit-schedule "$TMP/s.json"
+    [ "$rc" -eq 0 ] || { bad "$name" "exit $rc: $(head -1 "$err")"; return; }
+    local why
+    why=$(python3 - "$TMP/s.json" "$out" <<'EOF'
+import json, sys
+s, table = json.load(open(sys.argv[1])), json.load(open(sys.argv[2]))
+want = table["strategies"][0]
+problems = []
+if s.get("format") != "lrcnn-schedule" or s.get("version") != 1:
+    problems.append("format %r version %r" % (s.get("format"), s.get("version")))
+if len(s["steps"]) != want["steps"]:
+    problems.append("%d steps, the table says %d" % (len(s["steps"]), want["steps"]))
+if s["prediction"]["peak_bytes"] != want["peak_bytes"]:
+    problems.append("peak %d, the table says %d" % (s["prediction"]["peak_bytes"], want["peak_bytes"]))
+print("; ".join(problems))
+EOF
+) || { bad "$name" "python3: $why"; return; }
+    [ -z "$why" ] && ok "$name" || bad "$name" "$why"
+
+    name="--emit-schedule for several strategies and auto writes FILE-<strategy>.json"
+    run --net tiny-vgg --strategy column,2ps,auto --emit-schedule "$TMP/e.json"
+    local s missing=""
+    for s in column 2ps auto; do
+        grep -q '"format": "lrcnn-schedule"' "$TMP/e-$s.json" 2>/dev/null || missing="$missing $s"
+    done
+    [ "$rc" -eq 0 ] && [ -z "$missing" ] && ok "$name" || bad "$name" "exit $rc, missing:$missing"
+
+    usage_error "--emit-schedule with --sweep" "--emit-schedule" --net tiny-vgg --sweep rows=2..3 --emit-schedule "$TMP/x.json"
+    usage_error "--emit-schedule with --framework pytorch" "--emit-schedule" --net tiny-vgg --framework pytorch --emit-schedule "$TMP/x.json"
+    name="--emit-schedule refused: no file written"
+    [ ! -e "$TMP/x.json" ] && ok "$name" || bad "$name" "$TMP/x.json exists"
+}
+
 # ------------------------------------------------------------------ sweeps
 
 # rows=2..8 as CSV: a header and one line per (N, row strategy): 7 x 5 = 35; the rows column
@@ -377,6 +418,7 @@ check_bad_usage
 check_output_file
 check_output_all_or_nothing
 check_timeline_and_trace
+check_emit_schedule
 check_sweeps
 check_help_and_version
 

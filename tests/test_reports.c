@@ -21,11 +21,13 @@
 
 #include <cmocka.h>
 #include <graphviz/cgraph.h>
+#include <json-c/json.h>
 
 #include "analysis.h"
 #include "graph.h"
 #include "plot.h"
 #include "report.h"
+#include "schedule.h"
 
 #define ALL_STRATEGIES ((1u << STRAT_COUNT) - 1)
 
@@ -375,6 +377,192 @@ static void test_resident_at_column_peak_adds_up_to_the_peak(void **state)
     free(a);
 }
 
+/* ------------------------------------------------------------------ --emit-schedule */
+
+/* A plan of `net` and its schedule, with the analysis entry the JSON takes its prediction from. */
+typedef struct {
+    net_t *net;
+    analysis_t a;
+    plan_t *plan;
+    sched_t s;
+} emitted;
+
+static void emit_plan(const char *net, plan_strategy st, int rows, emitted *e)
+{
+    char path[512];
+    snprintf(path, sizeof path, LRCNN_SRCDIR "/networks/%s.json", net);
+    assert_int_equal(net_load(path, &e->net), LR_OK);
+    plan_config cfg = {.batch = 3, .dtype = DT_FP32, .optim = OPTIM_ADAM, .bn = BN_EXACT};
+    plan_request req = {.strategy = st, .rows = rows};
+    assert_int_equal(analysis_run(e->net, &cfg, &req, 1u << st, ALLOC_EXACT, &e->a), LR_OK);
+    assert_int_equal(analysis_schedule(&e->a, &e->a.e[0], &e->plan, &e->s), LR_OK);
+}
+
+static void emitted_free(emitted *e)
+{
+    sched_free(&e->s);
+    plan_free(e->plan);
+    net_free(e->net);
+}
+
+static json_object *key(json_object *o, const char *k)
+{
+    json_object *v;
+    if (!json_object_object_get_ex(o, k, &v))
+        fail_msg("no key '%s'", k);
+    return v;
+}
+
+/* The value of field `name` in a row, found through the file's own field list. */
+static json_object *field(json_object *fields, json_object *row, const char *name)
+{
+    for (size_t i = 0; i < json_object_array_length(fields); i++)
+        if (strcmp(json_object_get_string(json_object_array_get_idx(fields, i)), name) == 0)
+            return json_object_array_get_idx(row, i);
+    fail_msg("no field '%s'", name);
+    return NULL;
+}
+
+static int64_t ifield(json_object *fields, json_object *row, const char *name)
+{
+    return json_object_get_int64(field(fields, row, name));
+}
+
+static const char *sfield(json_object *fields, json_object *row, const char *name)
+{
+    return json_object_get_string(field(fields, row, name));
+}
+
+static void assert_run_row(json_object *fields, json_object *row, const sched_run *r)
+{
+    json_object *in = field(fields, row, "in"), *din = field(fields, row, "din");
+    assert_int_equal(json_object_array_length(in), r->n_in);
+    assert_int_equal(json_object_array_length(din), r->n_in);
+    for (int k = 0; k < r->n_in; k++) {
+        assert_int_equal(json_object_get_int(json_object_array_get_idx(in, k)), r->in[k]);
+        assert_int_equal(json_object_get_int(json_object_array_get_idx(din, k)), r->din[k]);
+    }
+    const struct {
+        const char *name;
+        int32_t v;
+    } f[] = {{"out", r->out},       {"dout", r->dout},     {"param", r->param},
+             {"param_grad", r->param_grad}, {"opt_state", r->opt_state}, {"running", r->running},
+             {"aux", r->aux},       {"gred", r->gred},     {"own_lo", r->own_lo},
+             {"own_hi", r->own_hi}, {"labels", r->labels}, {"loss", r->loss},
+             {"workspace", r->workspace}};
+    for (size_t i = 0; i < sizeof f / sizeof f[0]; i++)
+        assert_int_equal(ifield(fields, row, f[i].name), f[i].v);
+}
+
+/* tiny-resnet 2ps with exact BatchNorm (STATS and GSTATS passes, every RUN flag in use): the
+ * file names the format and version and holds every tensor, step and run field for field. */
+static void test_schedule_json_holds_every_field_of_every_row(void **state)
+{
+    emitted e;
+    emit_plan("tiny-resnet", STRAT_2PS, 3, &e);
+    const char *path = tmp_path("sched.json");
+    assert_int_equal(schedule_write_json(e.plan, &e.s, &e.a.e[0], path), LR_OK);
+    json_object *doc = json_object_from_file(path);
+    assert_non_null(doc);
+    assert_string_equal(json_object_get_string(key(doc, "format")), "lrcnn-schedule");
+    assert_int_equal(json_object_get_int(key(doc, "version")), SCHEDULE_FORMAT_VERSION);
+    assert_int_equal(json_object_get_int(key(doc, "step_begin")), e.s.step_begin);
+    assert_int_equal(json_object_get_int(key(doc, "step_end")), e.s.step_end);
+    assert_int_equal(json_object_get_int64(key(key(doc, "prediction"), "peak_bytes")),
+                     e.a.e[0].choice.cost.peak_bytes);
+    json_object *tf = key(doc, "tensor_fields"), *tensors = key(doc, "tensors");
+    assert_int_equal(json_object_array_length(tensors), e.s.n_tensors);
+    for (int i = 0; i < e.s.n_tensors; i++) {
+        json_object *row = json_object_array_get_idx(tensors, i);
+        const sched_tensor *t = &e.s.tensors[i];
+        assert_int_equal(ifield(tf, row, "node"), t->node);
+        assert_int_equal(ifield(tf, row, "part"), t->part);
+        assert_int_equal(ifield(tf, row, "row_lo"), t->row_lo);
+        assert_int_equal(ifield(tf, row, "row_hi"), t->row_hi);
+        assert_int_equal(ifield(tf, row, "bytes"), t->bytes);
+        assert_string_equal(sfield(tf, row, "class"), sched_class_name((sched_class)t->cls));
+        assert_string_equal(sfield(tf, row, "kind"), sched_kind_name((sched_kind)t->kind));
+    }
+    json_object *sf = key(doc, "step_fields"), *steps = key(doc, "steps");
+    json_object *rf = key(doc, "run_fields"), *runs = key(doc, "runs");
+    assert_int_equal(json_object_array_length(steps), e.s.n_steps);
+    assert_int_equal(json_object_array_length(runs), e.s.n_runs);
+    unsigned flags = 0;
+    for (int i = 0; i < e.s.n_steps; i++) {
+        json_object *row = json_object_array_get_idx(steps, i);
+        const sched_step *p = &e.s.steps[i];
+        assert_string_equal(sfield(sf, row, "op"), sched_op_name((sched_op)p->op));
+        assert_string_equal(sfield(sf, row, "pass"), sched_pass_name((sched_pass)p->pass));
+        assert_int_equal(ifield(sf, row, "flags"), p->flags);
+        assert_int_equal(json_object_get_boolean(field(sf, row, "accumulate")), p->accumulate);
+        assert_int_equal(ifield(sf, row, "node"), p->node);
+        assert_int_equal(ifield(sf, row, "part"), p->part);
+        assert_int_equal(ifield(sf, row, "stage"), p->stage);
+        assert_int_equal(ifield(sf, row, "row_lo"), p->row_lo);
+        assert_int_equal(ifield(sf, row, "row_hi"), p->row_hi);
+        assert_int_equal(ifield(sf, row, "t"), p->t);
+        assert_int_equal(ifield(sf, row, "src"), p->src);
+        assert_int_equal(ifield(sf, row, "run"), p->run);
+        assert_int_equal(ifield(sf, row, "flops"), p->flops);
+        if (p->op == STEP_RUN)
+            assert_run_row(rf, json_object_array_get_idx(runs, p->run), &e.s.runs[p->run]);
+        flags |= p->flags;
+    }
+    assert_int_equal(flags, RUN_NO_WGRAD | RUN_BN_GLOBAL | RUN_FINALIZE | RUN_STATS_ACC | RUN_GSTATS_ACC);
+    json_object_put(doc);
+    emitted_free(&e);
+}
+
+/* The nodes carry every op parameter an executor needs: tiny-mix's dilated grouped conv, its
+ * 3x5 kernel with [1, 2] padding, the upsampling factor, BatchNorm's eps and momentum. */
+static void test_schedule_json_nodes_have_op_parameters(void **state)
+{
+    emitted e;
+    emit_plan("tiny-mix", STRAT_OVERL, 2, &e);
+    const char *path = tmp_path("mix.json");
+    assert_int_equal(schedule_write_json(e.plan, &e.s, &e.a.e[0], path), LR_OK);
+    json_object *doc = json_object_from_file(path);
+    assert_non_null(doc);
+    json_object *nodes = key(key(doc, "net"), "nodes");
+    assert_int_equal(json_object_array_length(nodes), e.net->n_nodes);
+    const char *want[][2] = {
+        {"conv2", "\"dilation\":[2,2],\"groups\":2"},
+        {"conv3", "\"kernel\":[3,5],\"stride\":[2,2],\"pad\":[1,2]"},
+        {"up", "\"scale\":2"},
+        {"apool", "\"output\":[3,3]"},
+    };
+    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
+        json_object *n = json_object_array_get_idx(nodes, net_find(e.net, want[i][0]));
+        const char *text = json_object_to_json_string_ext(n, JSON_C_TO_STRING_PLAIN);
+        if (!strstr(text, want[i][1]))
+            fail_msg("%s: %s lacks %s", want[i][0], text, want[i][1]);
+    }
+    json_object *bn = json_object_array_get_idx(nodes, net_find(e.net, "bn3"));
+    assert_true(json_object_get_double(key(bn, "eps")) == 1e-5);
+    assert_true(json_object_get_double(key(bn, "momentum")) == 0.1);
+    json_object_put(doc);
+    emitted_free(&e);
+}
+
+/* A RUN flag bit the format has no name for is refused with the step and the bits, and no
+ * file is left behind (written all or nothing). */
+static void test_schedule_json_refuses_a_flag_without_a_name(void **state)
+{
+    emitted e;
+    emit_plan("tiny-vgg", STRAT_ROW, 2, &e);
+    int i = e.s.step_begin;
+    while (e.s.steps[i].op != STEP_RUN)
+        i++;
+    e.s.steps[i].flags |= 0x80;
+    const char *path = tmp_path("unnamed.json");
+    assert_int_equal(schedule_write_json(e.plan, &e.s, &e.a.e[0], path), LR_ERR_RUNTIME);
+    char want[64];
+    snprintf(want, sizeof want, "step %d: RUN flag bits 0x80", i);
+    assert_non_null(strstr(lr_last_error(), want));
+    assert_false(exists(path));
+    emitted_free(&e);
+}
+
 /* ------------------------------------------------------------------ the graph */
 
 static plan_t *tiny_plan(plan_strategy st, int rows)
@@ -495,6 +683,9 @@ int main(void)
         cmocka_unit_test(test_graph_overl_marks_halo_stripes),
         cmocka_unit_test(test_graph_renders_svg_and_png),
         cmocka_unit_test(test_graph_compacts_large_plans),
+        cmocka_unit_test(test_schedule_json_holds_every_field_of_every_row),
+        cmocka_unit_test(test_schedule_json_nodes_have_op_parameters),
+        cmocka_unit_test(test_schedule_json_refuses_a_flag_without_a_name),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

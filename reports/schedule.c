@@ -91,7 +91,7 @@ static const struct {
 } flag_names[] = {
     {"NO_WGRAD", RUN_NO_WGRAD},   {"BN_STRIPE", RUN_BN_STRIPE}, {"BN_GLOBAL", RUN_BN_GLOBAL},
     {"BN_PARTIAL", RUN_BN_PARTIAL}, {"FINALIZE", RUN_FINALIZE}, {"STATS_ACC", RUN_STATS_ACC},
-    {"GSTATS_ACC", RUN_GSTATS_ACC},
+    {"GSTATS_ACC", RUN_GSTATS_ACC}, {"BN_FROZEN", RUN_BN_FROZEN},
 };
 
 static const char *const partitioning_names[] = {"tile_out", "tile_in", "overlap"};
@@ -287,6 +287,7 @@ static json_object *plan_json(const plan_t *plan, const analysis_entry *e)
         json_object_object_add(o, "partitioning", json_object_new_string(partitioning_names[st->kind]));
         json_object_object_add(o, "store_last", json_object_new_boolean(st->store_last));
         json_object_object_add(o, "bn_passes", json_object_new_boolean(st->bn_passes));
+        json_object_object_add(o, "bn_frozen", json_object_new_boolean(st->bn_frozen));
         json_object_array_add(stages, o);
     }
     json_object *o = json_object_new_object();

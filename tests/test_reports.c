@@ -544,20 +544,20 @@ static void test_schedule_json_nodes_have_op_parameters(void **state)
     emitted_free(&e);
 }
 
-/* A RUN flag bit the format has no name for is refused with the step and the bits, and no
- * file is left behind (written all or nothing). */
-static void test_schedule_json_refuses_a_flag_without_a_name(void **state)
+/* A value the format has no name for (here a pass past PASS_COUNT) is refused naming the step
+ * and the field, and no file is left behind (written all or nothing). */
+static void test_schedule_json_refuses_a_value_without_a_name(void **state)
 {
     emitted e;
     emit_plan("tiny-vgg", STRAT_ROW, 2, &e);
     int i = e.s.step_begin;
     while (e.s.steps[i].op != STEP_RUN)
         i++;
-    e.s.steps[i].flags |= 0x80;
+    e.s.steps[i].pass = PASS_COUNT;
     const char *path = tmp_path("unnamed.json");
     assert_int_equal(schedule_write_json(e.plan, &e.s, &e.a.e[0], path), LR_ERR_RUNTIME);
     char want[64];
-    snprintf(want, sizeof want, "step %d: RUN flag bits 0x80", i);
+    snprintf(want, sizeof want, "step %d: pass value %d has no name", i, PASS_COUNT);
     assert_non_null(strstr(lr_last_error(), want));
     assert_false(exists(path));
     emitted_free(&e);
@@ -685,7 +685,7 @@ int main(void)
         cmocka_unit_test(test_graph_compacts_large_plans),
         cmocka_unit_test(test_schedule_json_holds_every_field_of_every_row),
         cmocka_unit_test(test_schedule_json_nodes_have_op_parameters),
-        cmocka_unit_test(test_schedule_json_refuses_a_flag_without_a_name),
+        cmocka_unit_test(test_schedule_json_refuses_a_value_without_a_name),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

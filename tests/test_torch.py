@@ -4,7 +4,7 @@ schedules written by `lrcnn-sim --emit-schedule`.
 
 Specification held here:
   - every strategy of tiny-vgg, tiny-resnet and tiny-mix (BatchNorm exact, each net with another
-    optimizer), of resnet18 at 64x64 and of vgg11 at 224x224 (the smallest input its 7x7
+    optimizer; tiny-resnet also with --bn frozen), of resnet18 at 64x64 and of vgg11 at 224x224 (the smallest input its 7x7
     adaptive pooling allows) equals one column step in plain autograd from the same weights and
     batch: loss within 1e-6 relative, every layer's gradient and updated parameters within 1e-5;
   - the bytes the runner holds at its peak equal the plan's prediction to the byte;
@@ -97,6 +97,9 @@ class Exactness(unittest.TestCase):
 
     def test_tiny_resnet_every_strategy_equals_autograd_adam(self):
         check_strategies(self, "tiny-resnet", ["--batch", "3", "--optimizer", "adam"], rows=(3,))
+
+    def test_tiny_resnet_frozen_batchnorm_every_strategy_equals_autograd(self):
+        check_strategies(self, "tiny-resnet", ["--batch", "3", "--bn", "frozen"], rows=(3,))
 
     def test_tiny_mix_every_strategy_equals_autograd_sgd(self):
         check_strategies(self, "tiny-mix", ["--batch", "3", "--optimizer", "sgd"], rows=(2, 4))

@@ -253,6 +253,30 @@ def _whole_map(rt, st, n):
     return (not st.flags & rt.sched.flag["BN_GLOBAL"]) and st.row_lo == 0 and st.row_hi == n.h - 1
 
 
+def _bn_frozen(rt, st, r, n, bwd):
+    """--bn frozen: the affine map of the running statistics, which stay as they are:
+    PyTorch's eval-mode kernels, elementwise, so a stripe gets the whole map's bits."""
+    lo, hi = st.row_lo, st.row_hi
+    running = rt.floats(r.running).view(2, n.c)
+    gamma, beta = rt.param_views(n, r.param)
+    xr = rt.fmap(r.in_[0]).get(lo, hi)
+    if not bwd:
+        out, _, _ = aten.native_batch_norm(xr, gamma, beta, running[0], running[1], False,
+                                           n.momentum, n.eps)
+        rt.fmap(r.out).get(lo, hi).copy_(out)
+        return
+    dx = rt.fmap(r.din[0])
+    dgamma, dbeta = rt.param_views(n, r.param_grad)
+    gi, gw, gb = aten.native_batch_norm_backward(
+        rt.fmap(r.dout).get(lo, hi), xr, gamma, running[0], running[1], None, None, False,
+        n.eps, [dx is not None, dgamma is not None, dgamma is not None])
+    if dx is not None:
+        dx.get(lo, hi).add_(gi)
+    if dgamma is not None:
+        dgamma.add_(gw)
+        dbeta.add_(gb)
+
+
 def _bn_forward(rt, st, r, n):
     flag = rt.sched.flag
     stats, sums = rt.bn_stats(r.aux, n.c)
@@ -356,7 +380,10 @@ def _bn_backward(rt, st, r, n):
 
 
 def batchnorm(rt, st, r, n, bwd):
-    (_bn_backward if bwd else _bn_forward)(rt, st, r, n)
+    if st.flags & rt.sched.flag.get("BN_FROZEN", 0):
+        _bn_frozen(rt, st, r, n, bwd)
+    else:
+        (_bn_backward if bwd else _bn_forward)(rt, st, r, n)
 
 
 # ------------------------------------------------------------------ whole-map ops

@@ -55,6 +55,16 @@ class ColumnNet(nn.Module):
                 self.layers[key] = m
                 self._key[n.index] = key
 
+    def train(self, mode=True):
+        """--bn frozen schedules: BatchNorm stays in eval mode while training (the fixed affine
+        map of its running statistics, as fine-tuning recipes do)."""
+        super().train(mode)
+        if self.sched.config["bn"] == "frozen":
+            for m in self.layers.values():
+                if isinstance(m, nn.BatchNorm2d):
+                    m.eval()
+        return self
+
     def _layer(self, n):
         return self.layers[self._key[n.index]]
 

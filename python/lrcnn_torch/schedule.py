@@ -22,7 +22,7 @@ RUN_FIELDS = ("in", "din", "out", "dout", "param", "param_grad", "opt_state", "r
 OPS = ("ALLOC", "FREE", "RUN", "COPY")
 PASSES = ("FWD", "BWD", "RECOMPUTE", "UPDATE", "STATS", "GSTATS")
 FLAGS = ("NO_WGRAD", "BN_STRIPE", "BN_GLOBAL", "BN_PARTIAL", "FINALIZE", "STATS_ACC",
-         "GSTATS_ACC")
+         "GSTATS_ACC", "BN_FROZEN")
 NODE_OPS = ("input", "conv", "relu", "maxpool", "avgpool", "adaptive_avgpool", "global_avgpool",
             "batchnorm", "add", "concat", "upsample", "flatten", "fc", "dropout", "softmax_xent")
 

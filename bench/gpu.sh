@@ -271,6 +271,17 @@ for cfg in $CONFIGS; do
     [ "$(left)" -gt 60 ] && run_torch "$net" "$in" "$batch"
 done
 
+# ------------------------------------------------------------------ the PyTorch runner
+
+# lrcnn's schedules run by python/lrcnn_torch (bench/gpu_torch.sh): vgg16 b64 row-wise steps,
+# torch.cuda.max_memory_allocated() against the prediction and step time against plain PyTorch.
+if [ "$DRY" != 1 ] && [ -x "$TORCH_PY" ] && [ "$(left)" -gt 90 ] &&
+    "$TORCH_PY" -c 'import torch, sys; sys.exit(not torch.cuda.is_available())' 2>/dev/null; then
+    OUT="$OUTDIR/torch" TORCH_PY="$TORCH_PY" LRCNN_SIM="$BIN/lrcnn-sim" \
+        bounded 240 "$ROOT/bench/gpu_torch.sh" > "$OUTDIR/runs/torch-runner.log" 2>&1
+    say "PyTorch runner: rc=$? $(tail -n 1 "$OUTDIR/runs/torch-runner.log")"
+fi
+
 # ------------------------------------------------------------------ the time model
 
 # The card's name in the device table (planner/device.c), from nvidia-smi's.

@@ -7,6 +7,7 @@
 #   bench/deps/libcmocka.so.0, include/        cmocka, for build/gpu/bin/test_cuda (rpath)
 #   bench/deps/fashion-mnist/*.gz              the Fashion-MNIST idx files (30 MB)
 #   bench/deps/glibc.txt                       the glibc they were built against (gpu_env.sh)
+#   bench/deps/schedules/*.json                vgg16 b64 schedules for the PyTorch runner
 #
 # glibc here (2.36) is older than there (2.39), so these libraries link and load there.
 # bench/deps/ ignores itself (its own .gitignore): copy it to the GPU machine with the working
@@ -36,6 +37,12 @@ if [ -d /usr/share/datasets/fashion-mnist ]; then
 else
     echo "prepare_deps: no /usr/share/datasets/fashion-mnist (dataset-fashion-mnist): the training check will be skipped" >&2
     rmdir "$deps/fashion-mnist"
+fi
+# the PyTorch runner's schedules (bench/gpu_torch.sh): lrcnn-sim needs graphviz, absent there
+if [ -x build/bin/lrcnn-sim ]; then
+    bench/gpu_torch.sh --prepare
+else
+    echo "prepare_deps: no build/bin/lrcnn-sim (make first): the PyTorch runner bench will be skipped" >&2
 fi
 du -sh "$deps"
 echo "bench/deps ready: copy it to the GPU machine with the working tree"

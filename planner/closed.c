@@ -13,97 +13,11 @@
  * for backward, after its last backward reader. The evaluation walks the phases in schedule order
  * and takes the maximum; it agrees with the replay of plan_emit() under the exact allocator to
  * the byte (tests/test_plan.c holds both to it), and it is what the N search evaluates.
+ * The events of one node or partition are in closed_walk.c.
  */
-#include "plan.h"
+#include "closed_walk.h"
 
 #include <string.h>
-
-typedef struct {
-    int64_t live, peak;
-    int node, part, stage;
-    sched_pass pass;
-    int64_t stage_peak[PLAN_MAX_STAGES];
-    plan_phase *phase; /* the phase being recorded, or NULL */
-} meter;
-
-static void grow(meter *m, int64_t bytes, sched_pass pass, int node, int part, int stage)
-{
-    m->live += bytes;
-    if (stage >= 0 && m->live > m->stage_peak[stage])
-        m->stage_peak[stage] = m->live;
-    if (m->live > m->peak) {
-        m->peak = m->live;
-        m->pass = pass, m->node = node, m->part = part, m->stage = stage;
-    }
-    plan_phase *ph = m->phase;
-    if (ph && (!ph->grew || m->live > ph->high)) {
-        ph->grew = true;
-        ph->high = m->live;
-        ph->pass = pass, ph->node = node, ph->part = part, ph->stage = stage;
-    }
-}
-
-static void shrink(meter *m, int64_t bytes)
-{
-    m->live -= bytes;
-}
-
-typedef struct {
-    const plan_t *plan;
-    const net_t *net;
-    int batch, eb;
-    meter m;
-    int64_t flops, ns;
-    int stage;
-    /* per node of the current stage: last in-stage consumer, last backward reader */
-    int *last_fwd, *first_bwd;
-    bool *saved;
-    /* per (node, partition) of the current stage */
-    bool *has_grad; /* the gradient stripe exists in backward */
-    bool *mark;
-    int64_t *row_bytes; /* per node: bytes of one row of its output for the whole batch */
-    int64_t *fwd_row_flops, *bwd_row_flops, *stats_row_flops; /* per node, per output row */
-    plan_phases *phases; /* NULL: not recorded */
-    int64_t phase_flops, phase_ns; /* v.flops and v.ns when the current phase began */
-} evaluator;
-
-static int64_t rows_bytes(const evaluator *v, int node, rowrange r)
-{
-    return v->row_bytes[node] * rr_count(r);
-}
-
-static int64_t full_bytes(const evaluator *v, int node)
-{
-    return cost_node_bytes(v->net, node, v->batch, v->eb);
-}
-
-static void add(evaluator *v, int64_t bytes, sched_pass pass, int node, int part)
-{
-    grow(&v->m, bytes, pass, node, part, v->stage);
-}
-
-/* Each run's FLOPs fit (cost_check_limits), but exact BatchNorm repeats a deep stage's forward
- * once per BN layer, more often than the check allows for: the sum saturates at INT64_MAX, which
- * strategy_evaluate reports as an overflow. */
-static void add_flops(evaluator *v, int64_t flops)
-{
-    if (__builtin_add_overflow(v->flops, flops, &v->flops))
-        v->flops = INT64_MAX;
-}
-
-/* One kernel of the schedule (a RUN step that does arithmetic): its FLOPs, and with a device
- * its time. */
-static void add_kernel(evaluator *v, int node, int rows, device_kernel_kind kind, int64_t flops)
-{
-    add_flops(v, flops);
-    const device_spec *d = v->plan->cfg.device;
-    if (!d || flops == 0)
-        return;
-    device_kernel k = device_kernel_of(v->net, node, v->batch, v->eb, rows, kind,
-                                       v->plan->cfg.optim);
-    if (__builtin_add_overflow(v->ns, device_kernel_ns(d, &k), &v->ns))
-        v->ns = INT64_MAX;
-}
 
 static void phase_begin(evaluator *v)
 {
@@ -133,8 +47,8 @@ static void persistent(evaluator *v, plan_cost *out)
 {
     const net_t *net = v->net;
     int slots = cost_optim_slots(v->plan->cfg.optim);
-    out->input_bytes = full_bytes(v, 0) + 4 * (int64_t)v->batch;
-    add(v, out->input_bytes, PASS_FWD, 0, -1);
+    out->input_bytes = closed_full_bytes(v, 0) + 4 * (int64_t)v->batch;
+    closed_add(v, out->input_bytes, PASS_FWD, 0, -1);
     out->static_bytes = 0;
     for (int l = 1; l < net->n_nodes; l++) {
         const net_node *n = &net->nodes[l];
@@ -142,9 +56,9 @@ static void persistent(evaluator *v, plan_cost *out)
         int64_t running = n->op == OP_BATCHNORM ? 8 * (int64_t)n->c : 0;
         out->static_bytes += p * (2 + slots) + running;
     }
-    add(v, out->static_bytes, PASS_FWD, net->n_nodes - 1, -1);
+    closed_add(v, out->static_bytes, PASS_FWD, net->n_nodes - 1, -1);
     out->workspace_bytes = v->plan->cfg.workspace_bytes;
-    add(v, out->workspace_bytes, PASS_FWD, -1, -1);
+    closed_add(v, out->workspace_bytes, PASS_FWD, -1, -1);
 }
 
 /* For whole tensors read in the tail: the position (node) of the last forward consumer and the
@@ -153,14 +67,6 @@ typedef struct {
     int *last_fwd;  /* -1: no tail consumer */
     int *first_bwd; /* smallest node whose backward reads it; INT_MAX-like when none */
 } tail_readers;
-
-static bool first_occurrence(const net_node *n, int k, int u, const net_t *net)
-{
-    for (int q = 0; q < k; q++)
-        if (plan_root(net, n->inputs[q]) == u)
-            return false;
-    return true;
-}
 
 static void tail_positions(const evaluator *v, tail_readers *t)
 {
@@ -195,14 +101,14 @@ static void tail_forward(evaluator *v, const tail_readers *t, const bool *held)
         const net_node *n = &net->nodes[l];
         if (n->op == OP_FLATTEN)
             continue;
-        add(v, n->op == OP_SOFTMAX_XENT ? 4 : full_bytes(v, l), PASS_FWD, l, -1);
+        closed_add(v, n->op == OP_SOFTMAX_XENT ? 4 : closed_full_bytes(v, l), PASS_FWD, l, -1);
         if (n->op == OP_BATCHNORM && !frozen)
-            add(v, plan_bn_stats_bytes(net, l), PASS_FWD, l, -1);
-        add_kernel(v, l, n->h, KERNEL_FWD, cost_fwd_flops(net, l, v->batch, n->h));
+            closed_add(v, plan_bn_stats_bytes(net, l), PASS_FWD, l, -1);
+        closed_kernel(v, l, n->h, KERNEL_FWD, cost_fwd_flops(net, l, v->batch, n->h));
         for (int k = 0; k < n->n_inputs; k++) {
             int u = plan_root(net, n->inputs[k]);
-            if (first_occurrence(n, k, u, net) && dies_in_forward(v, t, held, u, l))
-                shrink(&v->m, full_bytes(v, u));
+            if (closed_first_occurrence(n, k, u, net) && dies_in_forward(v, t, held, u, l))
+                closed_shrink(v, closed_full_bytes(v, u));
         }
     }
 }
@@ -219,282 +125,40 @@ static void tail_backward(evaluator *v, const tail_readers *t, const bool *held,
             int u = plan_root(net, n->inputs[k]);
             if (u != 0 && !has_grad[u]) {
                 has_grad[u] = true;
-                add(v, full_bytes(v, u), PASS_BWD, l, -1);
+                closed_add(v, closed_full_bytes(v, u), PASS_BWD, l, -1);
             }
         }
         if (n->op == OP_BATCHNORM && !frozen)
-            add(v, plan_bn_gred_bytes(net, l), PASS_BWD, l, -1);
-        add_kernel(v, l, n->h, KERNEL_BWD, cost_bwd_flops(net, l, v->batch, n->h));
+            closed_add(v, plan_bn_gred_bytes(net, l), PASS_BWD, l, -1);
+        closed_kernel(v, l, n->h, KERNEL_BWD, cost_bwd_flops(net, l, v->batch, n->h));
         if (n->op == OP_BATCHNORM && !frozen)
-            shrink(&v->m, plan_bn_gred_bytes(net, l) + plan_bn_stats_bytes(net, l));
-        shrink(&v->m, n->op == OP_SOFTMAX_XENT ? 4 : full_bytes(v, l)); /* loss value or dY */
+            closed_shrink(v, plan_bn_gred_bytes(net, l) + plan_bn_stats_bytes(net, l));
+        closed_shrink(v, n->op == OP_SOFTMAX_XENT ? 4 : closed_full_bytes(v, l)); /* loss value or dY */
         /* values whose last backward reader is l, and that no stage still holds */
         for (int k = 0; k < n->n_inputs; k++) {
             int u = plan_root(net, n->inputs[k]);
-            if (plan_bwd_reads_input(n->op) && first_occurrence(n, k, u, net) && u != 0 &&
+            if (plan_bwd_reads_input(n->op) && closed_first_occurrence(n, k, u, net) && u != 0 &&
                 !held[u] && t->first_bwd[u] == l)
-                shrink(&v->m, full_bytes(v, u));
+                closed_shrink(v, closed_full_bytes(v, u));
         }
         if (plan_bwd_reads_output(n->op) && !held[l] && t->first_bwd[l] == l)
-            shrink(&v->m, full_bytes(v, l));
+            closed_shrink(v, closed_full_bytes(v, l));
     }
-}
-
-/* ------------------------------------------------------------------ stage helpers */
-
-static rowrange boundary(const plan_stage *st, int l, int j)
-{
-    if (st->kind == PART_OVERLAP || j + 1 >= st->parts || l == st->out_node)
-        return rr_none();
-    rowrange next = st->held[plan_idx(st, l, j + 1)];
-    return rr_empty(next) ? rr_none() : rr_make(next.lo, st->held[plan_idx(st, l, j)].hi);
-}
-
-static rowrange head(const plan_stage *st, int l, int j)
-{
-    int i = plan_idx(st, l, j);
-    return rr_make(st->held[i].lo, st->comp[i].lo - 1);
-}
-
-/* Per node: which ops in the stage read it in backward, and its last consumer in a pass that
- * runs `subset` (NULL: all nodes). */
-static void stage_positions(evaluator *v, const plan_stage *st, const bool *subset)
-{
-    const net_t *net = v->net;
-    for (int l = st->in_node + 1; l <= st->out_node; l++) {
-        v->last_fwd[l] = -1;
-        v->first_bwd[l] = st->out_node + 1;
-    }
-    for (int c = st->in_node + 1; c <= st->out_node; c++) {
-        const net_node *n = &net->nodes[c];
-        bool runs = !subset || subset[c];
-        for (int k = 0; k < n->n_inputs; k++) {
-            int u = n->inputs[k];
-            if (u == st->in_node)
-                continue;
-            if (runs)
-                v->last_fwd[u] = c;
-            if (plan_bwd_reads_input(n->op) && c < v->first_bwd[u])
-                v->first_bwd[u] = c;
-        }
-        if (plan_bwd_reads_output(n->op) && c < v->first_bwd[c])
-            v->first_bwd[c] = c;
-    }
-    for (int l = st->in_node + 1; l <= st->out_node; l++)
-        v->saved[l] = v->first_bwd[l] <= st->out_node;
-}
-
-typedef struct {
-    const plan_stage *st;
-    sched_pass pass;
-    bool store, make_bnd, free_bnd;
-    const bool *subset;
-    int stats_node;
-} fwd_pass;
-
-static inline bool holds_stripe(const plan_stage *st, const fwd_pass *f, int l, int j)
-{
-    return l != st->out_node && !(f->pass == PASS_STATS && l == f->stats_node) &&
-           !rr_empty(st->held[plan_idx(st, l, j)]);
-}
-
-/* The stripe of u made in partition j leaves: kept for backward, or handed on and freed. */
-static void forward_release(evaluator *v, const fwd_pass *f, int u, int j)
-{
-    const plan_stage *st = f->st;
-    if ((f->store && v->saved[u]) || !holds_stripe(st, f, u, j))
-        return;
-    rowrange b = boundary(st, u, j);
-    if (f->make_bnd && !rr_empty(b))
-        add(v, rows_bytes(v, u, b), f->pass, u, j);
-    shrink(&v->m, rows_bytes(v, u, st->held[plan_idx(st, u, j)]));
-}
-
-static void forward_node(evaluator *v, const fwd_pass *f, int l, int j)
-{
-    const net_t *net = v->net;
-    const plan_stage *st = f->st;
-    int i = plan_idx(st, l, j);
-    bool stats_acc = f->pass == PASS_STATS && l == f->stats_node;
-    if (holds_stripe(st, f, l, j)) {
-        add(v, rows_bytes(v, l, st->held[i]), f->pass, l, j);
-        bool last_read = f->free_bnd || (f->pass == PASS_FWD && !st->rerun[l]);
-        if (st->kind != PART_OVERLAP && j > 0 && !rr_empty(head(st, l, j)) && last_read)
-            shrink(&v->m, rows_bytes(v, l, head(st, l, j)));
-    }
-    rowrange rows = stats_acc ? st->own[i] : st->comp[i];
-    bool stripe_stats = net->nodes[l].op == OP_BATCHNORM && !stats_acc && !st->bn_passes &&
-                        !st->bn_frozen && !rr_empty(rows);
-    if (stripe_stats)
-        add(v, plan_bn_stats_bytes(net, l), f->pass, l, j);
-    add_kernel(v, l, rr_count(rows), stats_acc ? KERNEL_STATS : KERNEL_FWD,
-               (stats_acc ? v->stats_row_flops[l] : v->fwd_row_flops[l]) * rr_count(rows));
-    if (stripe_stats && !f->store && l != st->out_node)
-        shrink(&v->m, plan_bn_stats_bytes(net, l));
-    if (l != st->out_node && v->last_fwd[l] < 0)
-        forward_release(v, f, l, j); /* no reader in this pass */
-    const net_node *n = &net->nodes[l];
-    for (int k = 0; k < n->n_inputs; k++) {
-        int u = n->inputs[k];
-        if (u != st->in_node && first_occurrence(n, k, u, net) && v->last_fwd[u] == l)
-            forward_release(v, f, u, j);
-    }
-}
-
-static void forward_partition(evaluator *v, const fwd_pass *f, int j)
-{
-    const plan_stage *st = f->st;
-    for (int l = st->in_node + 1; l <= st->out_node; l++) {
-        if (f->subset && !f->subset[l])
-            continue;
-        forward_node(v, f, l, j);
-    }
-}
-
-static void mark_ancestors(evaluator *v, const plan_stage *st, int node)
-{
-    memset(v->mark, 0, (size_t)v->net->n_nodes);
-    v->mark[node] = true;
-    for (int l = node; l > st->in_node; l--)
-        if (v->mark[l])
-            for (int k = 0; k < v->net->nodes[l].n_inputs; k++)
-                v->mark[v->net->nodes[l].inputs[k]] = true;
-    v->mark[st->in_node] = false;
-}
-
-static void mark_descendants(evaluator *v, const plan_stage *st, int node)
-{
-    memset(v->mark, 0, (size_t)v->net->n_nodes);
-    v->mark[node] = true;
-    for (int l = node + 1; l <= st->out_node; l++)
-        for (int k = 0; k < v->net->nodes[l].n_inputs; k++)
-            v->mark[l] |= v->mark[v->net->nodes[l].inputs[k]];
 }
 
 /* ------------------------------------------------------------------ stage forward */
 
 static void stage_forward(evaluator *v, const plan_stage *st)
 {
-    const net_t *net = v->net;
-    add(v, full_bytes(v, st->out_node), PASS_FWD, st->out_node, -1);
-    for (int bn = st->in_node + 1; st->bn_passes && bn <= st->out_node; bn++) {
-        if (net->nodes[bn].op != OP_BATCHNORM)
-            continue;
-        mark_ancestors(v, st, bn);
-        stage_positions(v, st, v->mark);
-        add(v, plan_bn_stats_bytes(net, bn), PASS_STATS, bn, -1);
-        fwd_pass f = {st, PASS_STATS, false, true, true, v->mark, bn};
-        for (int j = 0; j < st->parts; j++)
-            forward_partition(v, &f, j);
-    }
-    stage_positions(v, st, NULL);
+    closed_add(v, closed_full_bytes(v, st->out_node), PASS_FWD, st->out_node, -1);
+    if (st->bn_passes)
+        closed_stats_passes(v, st);
+    closed_positions(v, st, NULL);
     for (int j = 0; j < st->parts; j++) {
         bool store = st->store_last && j == st->parts - 1;
         fwd_pass f = {st, PASS_FWD, store, true, store, NULL, -1};
-        forward_partition(v, &f, j);
+        closed_forward_partition(v, &f, j);
     }
-}
-
-/* ------------------------------------------------------------------ stage backward */
-
-typedef struct {
-    const plan_stage *st;
-    sched_pass pass;
-    const bool *subset;
-    int target;
-} bwd_pass;
-
-static rowrange bwd_rows(const plan_stage *st, int l, int j)
-{
-    int i = plan_idx(st, l, j);
-    return st->kind == PART_OVERLAP ? st->comp[i] : st->own[i];
-}
-
-/* Bytes a partition's backward allocates on the way (gradient stripes), released at the end
- * of each node; boundary gradients travel from partition j+1 to j. `gb_in` marks, per node, a
- * boundary gradient received from j+1; `gb_out` what this partition hands to j-1. */
-static void backward_partition(evaluator *v, const bwd_pass *b, int j, bool *gb_in, bool *gb_out)
-{
-    const net_t *net = v->net;
-    const plan_stage *st = b->st;
-    bool tiled = st->kind != PART_OVERLAP;
-    int n_local = st->out_node - st->in_node;
-    bool *g = v->has_grad; /* gradient stripe allocated for node l in this partition */
-    memset(g, 0, (size_t)n_local + 1);
-    memset(gb_out, 0, (size_t)n_local + 1);
-    for (int l = st->out_node; l > st->in_node; l--) {
-        const net_node *n = &net->nodes[l];
-        int li = l - st->in_node;
-        bool run = !b->subset || b->subset[l];
-        int i = plan_idx(st, l, j);
-        if (l == st->out_node)
-            g[li] = true;
-        if (run && tiled && l != st->out_node && gb_in[li]) {
-            if (!g[li]) {
-                g[li] = true;
-                add(v, rows_bytes(v, l, st->held[i]), b->pass, l, j);
-            }
-            shrink(&v->m, rows_bytes(v, l, boundary(st, l, j)));
-        }
-        rowrange rows = bwd_rows(st, l, j);
-        bool acc = b->pass == PASS_GSTATS && l == b->target;
-        if (run && !rr_empty(rows) && g[li]) {
-            for (int k = 0; k < n->n_inputs && !acc; k++) {
-                int u = n->inputs[k];
-                int ui = u - st->in_node;
-                if (u != st->in_node && !g[ui]) {
-                    g[ui] = true;
-                    add(v, rows_bytes(v, u, st->held[plan_idx(st, u, j)]), b->pass, l, j);
-                }
-            }
-            bool stripe_bn = n->op == OP_BATCHNORM && !st->bn_passes && !st->bn_frozen;
-            if (stripe_bn && !acc)
-                add(v, plan_bn_gred_bytes(net, l), b->pass, l, j);
-            add_kernel(v, l, rr_count(rows), acc ? KERNEL_STATS : KERNEL_BWD,
-                       (acc ? v->stats_row_flops[l] : v->bwd_row_flops[l]) * rr_count(rows));
-            if (stripe_bn && !acc)
-                shrink(&v->m, plan_bn_gred_bytes(net, l));
-        }
-        rowrange hd = rr_make(st->held[i].lo, st->own[i].lo - 1);
-        if (run && tiled && l != st->out_node && j > 0 && !rr_empty(hd) && g[li]) {
-            gb_out[li] = true;
-            add(v, rows_bytes(v, l, hd), b->pass, l, j);
-        }
-        if (l != st->out_node && g[li])
-            shrink(&v->m, rows_bytes(v, l, st->held[i]));
-        /* saved stripes whose last backward reader is l */
-        if (plan_bwd_reads_output(n->op) && v->first_bwd[l] == l && l != st->out_node)
-            shrink(&v->m, rows_bytes(v, l, st->held[i]));
-        if (plan_bwd_reads_input(n->op))
-            for (int k = 0; k < n->n_inputs; k++) {
-                int u = n->inputs[k];
-                if (u != st->in_node && first_occurrence(n, k, u, net) && v->first_bwd[u] == l)
-                    shrink(&v->m, rows_bytes(v, u, st->held[plan_idx(st, u, j)]));
-            }
-        if (run && n->op == OP_BATCHNORM && b->pass == PASS_BWD && !st->bn_passes &&
-            !st->bn_frozen && !rr_empty(st->comp[i]))
-            shrink(&v->m, plan_bn_stats_bytes(net, l));
-        if (l == st->out_node && b->pass == PASS_BWD && j == 0)
-            shrink(&v->m, v->row_bytes[l] * v->net->nodes[l].h); /* dO: last read */
-        if (b->pass == PASS_GSTATS && l == b->target) {
-            /* what the partition still holds: stripes of nodes before the target */
-            for (int u = l - 1; u > st->in_node; u--) {
-                int ui = plan_idx(st, u, j);
-                if (v->saved[u] && v->first_bwd[u] < l && !rr_empty(st->held[ui]))
-                    shrink(&v->m, rows_bytes(v, u, st->held[ui]));
-                if (g[u - st->in_node])
-                    shrink(&v->m, rows_bytes(v, u, st->held[ui]));
-            }
-            break;
-        }
-    }
-}
-
-/* Callers set the positions for st->rerun once (stage_positions) before the partition loop. */
-static void recompute_partition(evaluator *v, const plan_stage *st, int j, bool free_bnd)
-{
-    fwd_pass f = {st, PASS_RECOMPUTE, true, false, free_bnd, st->rerun, -1};
-    forward_partition(v, &f, j);
 }
 
 static void stage_backward(evaluator *v, const plan_stage *st, bool *held, bool *gb_a, bool *gb_b)
@@ -502,36 +166,24 @@ static void stage_backward(evaluator *v, const plan_stage *st, bool *held, bool 
     const net_t *net = v->net;
     int a = st->in_node, b = st->out_node, n_local = b - a;
     if (a != 0)
-        add(v, full_bytes(v, a), PASS_BWD, b, -1);
-    for (int bn = b; st->bn_passes && bn > a; bn--) {
-        if (net->nodes[bn].op != OP_BATCHNORM)
-            continue;
-        mark_descendants(v, st, bn);
-        add(v, plan_bn_gred_bytes(net, bn), PASS_GSTATS, bn, -1);
-        bwd_pass bp = {st, PASS_GSTATS, v->mark, bn};
-        stage_positions(v, st, st->rerun);
-        memset(gb_a, 0, (size_t)n_local + 1);
-        for (int j = st->parts - 1; j >= 0; j--) {
-            recompute_partition(v, st, j, false);
-            backward_partition(v, &bp, j, gb_a, gb_b);
-            memcpy(gb_a, gb_b, (size_t)n_local + 1);
-        }
-    }
+        closed_add(v, closed_full_bytes(v, a), PASS_BWD, b, -1);
+    if (st->bn_passes)
+        closed_gstats_passes(v, st);
     bwd_pass bp = {st, PASS_BWD, NULL, -1};
-    stage_positions(v, st, st->rerun);
+    closed_positions(v, st, st->rerun);
     memset(gb_a, 0, (size_t)n_local + 1);
     for (int j = st->parts - 1; j >= 0; j--) {
         if (!(st->store_last && j == st->parts - 1))
-            recompute_partition(v, st, j, true);
-        backward_partition(v, &bp, j, gb_a, gb_b);
+            closed_recompute_partition(v, st, j, true);
+        closed_backward_partition(v, &bp, j, gb_a, gb_b);
         memcpy(gb_a, gb_b, (size_t)n_local + 1);
     }
     for (int l = a + 1; st->bn_passes && l <= b; l++)
         if (net->nodes[l].op == OP_BATCHNORM)
-            shrink(&v->m, plan_bn_gred_bytes(net, l) + plan_bn_stats_bytes(net, l));
+            closed_shrink(v, plan_bn_gred_bytes(net, l) + plan_bn_stats_bytes(net, l));
     if (held[b]) {
         held[b] = false;
-        shrink(&v->m, full_bytes(v, b)); /* O, read by its own backward until now */
+        closed_shrink(v, closed_full_bytes(v, b)); /* O, read by its own backward until now */
     }
 }
 
@@ -540,7 +192,7 @@ static void stage_backward(evaluator *v, const plan_stage *st, bool *held, bool 
 static void free_stage_input(evaluator *v, const plan_stage *st, const bool *held)
 {
     if (st->in_node != 0 && !held[st->in_node])
-        shrink(&v->m, full_bytes(v, st->in_node));
+        closed_shrink(v, closed_full_bytes(v, st->in_node));
 }
 
 /* ------------------------------------------------------------------ driver */
@@ -603,7 +255,8 @@ static void closed_form(const plan_t *plan, plan_cost *out, plan_phases *phases)
     const net_t *net = plan->net;
     int n = net->n_nodes;
     evaluator v = {.plan = plan, .net = net, .batch = plan->cfg.batch,
-                   .eb = cost_dtype_bytes(plan->cfg.dtype), .stage = -1, .phases = phases};
+                   .eb = cost_dtype_bytes(plan->cfg.dtype), .stage = -1, .phases = phases,
+                   .device = plan->cfg.device, .optim = plan->cfg.optim};
     if (phases)
         phases->n = 0;
     v.m.node = v.m.part = v.m.stage = -1;
@@ -652,8 +305,8 @@ static void closed_form(const plan_t *plan, plan_cost *out, plan_phases *phases)
     int64_t before_updates = v.flops, ns_before_updates = v.ns;
     for (int l = 1; l < n; l++)
         if (net->nodes[l].params)
-            add_kernel(&v, l, 0, KERNEL_UPDATE,
-                       (int64_t)(2 + 3 * cost_optim_slots(plan->cfg.optim)) * net->nodes[l].params);
+            closed_kernel(&v, l, 0, KERNEL_UPDATE,
+                          (int64_t)(2 + 3 * cost_optim_slots(plan->cfg.optim)) * net->nodes[l].params);
     if (phases) {
         phases->update_flops = v.flops == INT64_MAX ? INT64_MAX : v.flops - before_updates;
         phases->update_ns = v.ns == INT64_MAX ? INT64_MAX : v.ns - ns_before_updates;
@@ -684,3 +337,4 @@ void plan_closed_phases(const plan_t *plan, plan_cost *out, plan_phases *phases)
 {
     closed_form(plan, out, phases);
 }
+

@@ -1036,7 +1036,7 @@ static void test_closed_form_equals_replay_on_random_nets(void **state)
         if (net_parse(json, strlen(json), "random", &net) != LR_OK)
             continue; /* a shape that does not fit: the generator does not avoid them */
         nets++;
-        plan_config cfg = config(1 + rnd(3), rnd(2) ? BN_EXACT : BN_STRIPE);
+        plan_config cfg = config(1 + rnd(3), (plan_bn)rnd(BN_COUNT));
         cfg.dtype = (plan_dtype)rnd(DT_COUNT);
         bool *cut = calloc((size_t)net->n_nodes, 1);
         assert_non_null(cut);

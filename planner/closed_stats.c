@@ -1,0 +1,402 @@
+/* closed_stats.c - exact BatchNorm's statistics passes in closed form, all of a stage's in shared
+ * walks.
+ *
+ * A stage with exact BatchNorm and N > 1 partitions runs, for each BatchNorm b in it, a STATS pass
+ * (every partition's forward through b's ancestors) before its first forward, and a GSTATS pass
+ * (every partition recomputed, then back-propagated from the stage output down to b) before its
+ * backward (plan.h). Walked pass by pass that costs N x (stage) per BatchNorm: quadratic in the
+ * BatchNorms of a stage, most of the planner's time on a ResNet.
+ *
+ * But partition j of b's STATS pass makes the same events as partition j of a forward through
+ * every node of the stage (the shared walk), node by node, up to the node where b's pass departs
+ * from it: the first node that is not b's ancestor, or that frees a stripe the shared walk does
+ * not free there (its last reader among b's ancestors comes earlier), or b itself. Up to there
+ * b's live bytes are the shared walk's plus what b's pass carried into the partition; from there
+ * to b it is walked on its own (a script made once per pass). Likewise partition j of b's GSTATS
+ * pass is the recompute of the partition (the same for every b) and then the backward of every
+ * node (the shared backward walk) from the stage output down to the first node that is not b's
+ * descendant (or b), from where it is walked on its own. A pass leaves the partition holding only
+ * the boundary gradients it hands on, so its end follows from what it received and made.
+ * For a ResNet a pass departs from the shared walk inside b's block only: a stage costs
+ * N x (stage + BatchNorms x block) instead of N x stage x BatchNorms.
+ *
+ * Each pass then goes onto the meter in schedule order as its first highest point and its end,
+ * which is what walking its events one by one gives (tests/test_plan.c holds the closed form to
+ * the replay of the emitted schedule, byte for byte, on the zoo, random nets and hand-cut stages).
+ *
+ * Legend: b a BatchNorm, l, u nodes, j a partition, li = l - in_node; levels are live bytes
+ * relative to the start of the pass (after its statistics tensor).
+ * Deliberately not here: the first forward and the backward pass of the stage (closed.c).
+ */
+#include "closed_walk.h"
+
+#include <string.h>
+
+/* A position of the shared walk of one partition: what came before node l's events. */
+typedef struct {
+    int64_t level, flops, ns; /* live bytes, FLOPs and time before l's events (from the partition's
+                                 start) */
+    stretch top;          /* the first highest point before l's events */
+    int64_t taken, made;  /* backward: boundary gradients received and handed on before l */
+    bool ran;             /* backward: l back-propagated (rows and a gradient) */
+} position;
+
+/* One BatchNorm's pass: where it departs from the shared walk and how far it has come. */
+typedef struct {
+    int node;            /* the BatchNorm b */
+    int from;            /* STATS: first node of its own walk; GSTATS: the highest one */
+    int first, count;    /* STATS: its script steps */
+    bool *in_pass;       /* GSTATS, by node: b's descendants and b (its nodes that run) */
+    bool *gb_in, *gb_out; /* GSTATS, by li: boundary gradients between its partitions */
+    int64_t level, flops, ns;
+    stretch top;
+} bn_pass;
+
+/* A node of a STATS pass's own walk and the stripes it frees. */
+typedef struct {
+    int node;
+    bool self;                /* no reader of it runs in the pass */
+    int n_release, release;   /* inputs it reads last in the pass: releases[release ..] */
+} script_step;
+
+typedef struct {
+    evaluator *v;
+    const plan_stage *st;
+    int n_local;
+    int n;                /* BatchNorms in the stage */
+    bn_pass *pass;        /* in schedule order */
+    position *at;         /* by li, 1 .. n_local + 1 */
+    script_step *steps;
+    int n_steps, cap_steps;
+    int *releases;
+    int n_releases, cap_releases;
+} shared;
+
+static void *grown(void *p, int *cap, int need, size_t size)
+{
+    if (need <= *cap)
+        return p;
+    *cap = need > 2 * *cap ? need : 2 * *cap;
+    p = realloc(p, size * (size_t)*cap);
+    LR_ASSERT(p != NULL);
+    return p;
+}
+
+static void shared_init(shared *sh, evaluator *v, const plan_stage *st, bool descending)
+{
+    memset(sh, 0, sizeof *sh);
+    sh->v = v, sh->st = st;
+    sh->n_local = st->out_node - st->in_node;
+    for (int l = st->in_node + 1; l <= st->out_node; l++)
+        sh->n += v->net->nodes[l].op == OP_BATCHNORM;
+    sh->pass = calloc((size_t)sh->n + 1, sizeof *sh->pass);
+    sh->at = calloc((size_t)sh->n_local + 2, sizeof *sh->at);
+    LR_ASSERT(sh->pass && sh->at);
+    int k = 0;
+    for (int q = 0; q < sh->n_local; q++) {
+        int l = descending ? st->out_node - q : st->in_node + 1 + q;
+        if (v->net->nodes[l].op == OP_BATCHNORM)
+            sh->pass[k++].node = l;
+    }
+}
+
+static void shared_free(shared *sh)
+{
+    for (int k = 0; k < sh->n; k++)
+        free(sh->pass[k].in_pass), free(sh->pass[k].gb_in), free(sh->pass[k].gb_out);
+    free(sh->pass), free(sh->at), free(sh->steps), free(sh->releases);
+}
+
+/* Pass by pass onto the meter, in schedule order: the pass's tensor (statistics or gradient
+ * reductions), its first highest point, its end. */
+static void place_passes(evaluator *v, const shared *sh, sched_pass pass, bool stats_tensor)
+{
+    for (int k = 0; k < sh->n; k++) {
+        const bn_pass *p = &sh->pass[k];
+        int b = p->node;
+        closed_add(v, stats_tensor ? plan_bn_stats_bytes(v->net, b) : plan_bn_gred_bytes(v->net, b),
+                   pass, b, -1);
+        int64_t start = v->m.live;
+        if (p->top.grew)
+            closed_reach(&v->m, start + p->top.high, p->top.pass, p->top.node, p->top.part, v->stage);
+        v->m.live = start + p->level;
+        closed_flops(v, p->flops);
+        closed_ns(v, p->ns);
+    }
+}
+
+static int64_t saturated(int64_t a, int64_t b)
+{
+    int64_t r;
+    return __builtin_add_overflow(a, b, &r) ? INT64_MAX : r;
+}
+
+/* ------------------------------------------------------------------ STATS passes */
+
+/* Whether node l makes the same events in b's pass (last readers lf_b) as in the shared walk
+ * (lf): the same stripes freed after it. */
+static bool same_releases(const net_t *net, const plan_stage *st, int l, const int *lf_b,
+                          const int *lf)
+{
+    if (l != st->out_node && (lf_b[l] < 0) != (lf[l] < 0))
+        return false;
+    const net_node *n = &net->nodes[l];
+    for (int k = 0; k < n->n_inputs; k++) {
+        int u = n->inputs[k];
+        if (u != st->in_node && (lf_b[u] == l) != (lf[u] == l))
+            return false;
+    }
+    return true;
+}
+
+/* Where b's STATS pass departs from the shared walk, and its script from there to b. */
+static void stats_script(shared *sh, bn_pass *p, const int *lf)
+{
+    evaluator *v = sh->v;
+    const net_t *net = v->net;
+    const plan_stage *st = sh->st;
+    int b = p->node;
+    closed_mark_ancestors(v, st, b);
+    closed_positions(v, st, v->mark);
+    const int *lf_b = v->last_fwd;
+    p->from = b;
+    for (int l = st->in_node + 1; l < b; l++)
+        if (!v->mark[l] || !same_releases(net, st, l, lf_b, lf)) {
+            p->from = l;
+            break;
+        }
+    p->first = sh->n_steps;
+    for (int l = p->from; l <= b; l++) {
+        if (!v->mark[l])
+            continue;
+        sh->steps = grown(sh->steps, &sh->cap_steps, sh->n_steps + 1, sizeof *sh->steps);
+        script_step *s = &sh->steps[sh->n_steps++];
+        s->node = l;
+        s->self = l != st->out_node && lf_b[l] < 0;
+        s->release = sh->n_releases, s->n_release = 0;
+        const net_node *n = &net->nodes[l];
+        for (int k = 0; k < n->n_inputs; k++) {
+            int u = n->inputs[k];
+            if (u == st->in_node || !closed_first_occurrence(n, k, u, net) || lf_b[u] != l)
+                continue;
+            sh->releases = grown(sh->releases, &sh->cap_releases, sh->n_releases + 1, sizeof(int));
+            sh->releases[sh->n_releases++] = u;
+            s->n_release++;
+        }
+    }
+    p->count = sh->n_steps - p->first;
+}
+
+/* The shared walk of partition j: a STATS-style forward (nothing stored, boundaries handed on and
+ * freed when read) through every node, recorded position by position. */
+static void record_forward(shared *sh, int j)
+{
+    evaluator *v = sh->v;
+    const plan_stage *st = sh->st;
+    fwd_pass f = {st, PASS_STATS, false, true, true, NULL, -1};
+    recorder r = {0};
+    v->rec = &r;
+    stretch top = {0};
+    for (int li = 1; li <= sh->n_local; li++) {
+        sh->at[li] = (position){.level = r.live, .flops = r.flops, .ns = r.ns, .top = top};
+        r.top = (stretch){0};
+        closed_forward_node(v, &f, st->in_node + li, j);
+        top = closed_later(top, r.top);
+    }
+    v->rec = NULL;
+}
+
+/* Partition j of b's STATS pass: the shared walk up to where b departs, then b's script. */
+static void stats_partition(shared *sh, bn_pass *p, int j)
+{
+    evaluator *v = sh->v;
+    const position *at = &sh->at[p->from - sh->st->in_node];
+    p->top = closed_later(p->top, closed_shifted(at->top, p->level));
+    recorder r = {.live = p->level + at->level};
+    v->rec = &r;
+    fwd_pass f = {sh->st, PASS_STATS, false, true, true, NULL, p->node};
+    for (int k = p->first; k < p->first + p->count; k++) {
+        const script_step *s = &sh->steps[k];
+        closed_forward_compute(v, &f, s->node, j);
+        if (s->self)
+            closed_forward_release(v, &f, s->node, j);
+        for (int q = 0; q < s->n_release; q++)
+            closed_forward_release(v, &f, sh->releases[s->release + q], j);
+    }
+    v->rec = NULL;
+    p->top = closed_later(p->top, r.top);
+    p->level = r.live;
+    p->flops = saturated(p->flops, saturated(at->flops, r.flops));
+    p->ns = saturated(p->ns, saturated(at->ns, r.ns));
+}
+
+void closed_stats_passes(evaluator *v, const plan_stage *st)
+{
+    shared sh;
+    shared_init(&sh, v, st, false);
+    int *lf = malloc(sizeof(int) * (size_t)v->net->n_nodes);
+    LR_ASSERT(lf != NULL);
+    closed_positions(v, st, NULL);
+    memcpy(lf, v->last_fwd, sizeof(int) * (size_t)v->net->n_nodes);
+    for (int k = 0; k < sh.n; k++)
+        stats_script(&sh, &sh.pass[k], lf);
+    memcpy(v->last_fwd, lf, sizeof(int) * (size_t)v->net->n_nodes);
+    for (int j = 0; j < st->parts; j++) {
+        record_forward(&sh, j);
+        for (int k = 0; k < sh.n; k++)
+            stats_partition(&sh, &sh.pass[k], j);
+    }
+    place_passes(v, &sh, PASS_STATS, true);
+    free(lf);
+    shared_free(&sh);
+}
+
+/* ------------------------------------------------------------------ GSTATS passes */
+
+static int64_t taken_bytes(const evaluator *v, const plan_stage *st, int l, int j)
+{
+    return closed_rows_bytes(v, l, closed_boundary(st, l, j));
+}
+
+static int64_t made_bytes(const evaluator *v, const plan_stage *st, int l, int j)
+{
+    int i = plan_idx(st, l, j);
+    return closed_rows_bytes(v, l, rr_make(st->held[i].lo, st->own[i].lo - 1));
+}
+
+/* b's nodes that run (descendants and b) and the highest node above b that does not run. */
+static void gstats_pass_of(shared *sh, bn_pass *p)
+{
+    evaluator *v = sh->v;
+    const plan_stage *st = sh->st;
+    closed_mark_descendants(v, st, p->node);
+    p->in_pass = malloc((size_t)v->net->n_nodes);
+    p->gb_in = calloc((size_t)sh->n_local + 1, 1);
+    p->gb_out = calloc((size_t)sh->n_local + 1, 1);
+    LR_ASSERT(p->in_pass && p->gb_in && p->gb_out);
+    memcpy(p->in_pass, v->mark, (size_t)v->net->n_nodes);
+    p->from = p->node;
+    for (int l = st->out_node; l > p->node; l--)
+        if (!p->in_pass[l]) {
+            p->from = l;
+            break;
+        }
+}
+
+/* The shared backward walk of partition j (every node runs, no target), recorded position by
+ * position from the stage output down; gb_in/gb_out chain it from partition to partition. */
+static void record_backward(shared *sh, int j, const recorder *re, bool *gb_in, bool *gb_out)
+{
+    evaluator *v = sh->v;
+    const plan_stage *st = sh->st;
+    bwd_pass b = {st, PASS_GSTATS, NULL, -1};
+    bool *g = v->has_grad;
+    memset(g, 0, (size_t)sh->n_local + 1);
+    memset(gb_out, 0, (size_t)sh->n_local + 1);
+    recorder r = {0};
+    v->rec = &r;
+    stretch top = {0};
+    int64_t taken = 0, made = 0;
+    for (int li = sh->n_local; li >= 1; li--) {
+        int l = st->in_node + li;
+        sh->at[li] = (position){.level = r.live, .flops = r.flops, .ns = r.ns, .top = top, .taken = taken,
+                                .made = made};
+        r.top = (stretch){0};
+        closed_backward_node(v, &b, l, j, g, gb_in, gb_out);
+        sh->at[li].ran = !rr_empty(closed_bwd_rows(st, l, j)) && g[li];
+        if (l != st->out_node && gb_in[li])
+            taken += taken_bytes(v, st, l, j);
+        if (gb_out[li])
+            made += made_bytes(v, st, l, j);
+        top = closed_later(top, r.top);
+    }
+    v->rec = NULL;
+    memset(g, 0, (size_t)sh->n_local + 1);
+    /* everything the partition made is freed but what it hands on */
+    LR_ASSERT(re->live + r.live == made - taken);
+}
+
+/* Whether node u has its gradient stripe when b's own walk starts below `from`: some reader of u
+ * above `from` back-propagated in the shared walk. */
+static bool grad_above(const shared *sh, int u, int from)
+{
+    const net_t *net = sh->v->net;
+    for (int e = net->cons_off[u]; e < net->cons_off[u + 1]; e++) {
+        int c = net->cons_node[e];
+        if (c > from && c <= sh->st->out_node && sh->at[c - sh->st->in_node].ran)
+            return true;
+    }
+    return false;
+}
+
+/* The gradient stripes b's own walk may touch, as the shared walk left them above `from`. */
+static void set_grads(shared *sh, const bn_pass *p, bool value)
+{
+    const plan_stage *st = sh->st;
+    bool *g = sh->v->has_grad;
+    for (int l = p->node; l <= p->from; l++) {
+        g[l - st->in_node] = value && grad_above(sh, l, p->from);
+        const net_node *n = &sh->v->net->nodes[l];
+        for (int k = 0; k < n->n_inputs; k++)
+            if (n->inputs[k] != st->in_node)
+                g[n->inputs[k] - st->in_node] = value && grad_above(sh, n->inputs[k], p->from);
+    }
+}
+
+/* Partition j of b's GSTATS pass: the recompute (recorded once per partition as `re`), the
+ * shared backward walk down to b's highest own node, then b's own walk down to b. */
+static void gstats_partition(shared *sh, bn_pass *p, int j, const recorder *re)
+{
+    evaluator *v = sh->v;
+    const plan_stage *st = sh->st;
+    int in = st->in_node;
+    const position *at = &sh->at[p->from - in];
+    int64_t start = p->level;
+    p->top = closed_later(p->top, closed_shifted(re->top, start));
+    p->top = closed_later(p->top, closed_shifted(at->top, start + re->live));
+    set_grads(sh, p, true);
+    size_t span = (size_t)(p->from - p->node + 1), lo = (size_t)(p->node - in);
+    memset(p->gb_out + lo, 0, span);
+    recorder r = {.live = start + re->live + at->level};
+    v->rec = &r;
+    bwd_pass b = {st, PASS_GSTATS, p->in_pass, p->node};
+    int64_t taken = at->taken, made = at->made;
+    for (int l = p->from; l >= p->node; l--) {
+        closed_backward_node(v, &b, l, j, v->has_grad, p->gb_in, p->gb_out);
+        if (p->in_pass[l] && l != st->out_node && p->gb_in[l - in])
+            taken += taken_bytes(v, st, l, j);
+        if (p->gb_out[l - in])
+            made += made_bytes(v, st, l, j);
+    }
+    v->rec = NULL;
+    set_grads(sh, p, false);
+    memcpy(p->gb_in + lo, p->gb_out + lo, span);
+    p->top = closed_later(p->top, r.top);
+    p->level = start - taken + made;
+    p->flops = saturated(p->flops, saturated(re->flops, saturated(at->flops, r.flops)));
+    p->ns = saturated(p->ns, saturated(re->ns, saturated(at->ns, r.ns)));
+}
+
+void closed_gstats_passes(evaluator *v, const plan_stage *st)
+{
+    shared sh;
+    shared_init(&sh, v, st, true);
+    for (int k = 0; k < sh.n; k++)
+        gstats_pass_of(&sh, &sh.pass[k]);
+    closed_positions(v, st, st->rerun);
+    bool *gb_in = calloc((size_t)sh.n_local + 1, 1), *gb_out = calloc((size_t)sh.n_local + 1, 1);
+    LR_ASSERT(gb_in && gb_out);
+    for (int j = st->parts - 1; j >= 0; j--) {
+        recorder re = {0};
+        v->rec = &re;
+        closed_recompute_partition(v, st, j, false);
+        v->rec = NULL;
+        record_backward(&sh, j, &re, gb_in, gb_out);
+        memcpy(gb_in, gb_out, (size_t)sh.n_local + 1);
+        for (int k = 0; k < sh.n; k++)
+            gstats_partition(&sh, &sh.pass[k], j, &re);
+    }
+    place_passes(v, &sh, PASS_GSTATS, false);
+    free(gb_in), free(gb_out);
+    shared_free(&sh);
+}

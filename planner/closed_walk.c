@@ -1,0 +1,339 @@
+/* closed_walk.c - the events the closed form walks (closed_walk.h): the meter, and one node's or
+ * one partition's allocations and releases in a stage's forward, recompute and backward passes,
+ * each derived from the plan's row ranges by formula.
+ * Deliberately not here: the order of the passes (closed.c), the statistics passes of exact
+ * BatchNorm (closed.c).
+ */
+#include "closed_walk.h"
+
+#include <string.h>
+
+/* ------------------------------------------------------------------ meter */
+
+void closed_reach(meter *m, int64_t level, sched_pass pass, int node, int part, int stage)
+{
+    if (stage >= 0 && level > m->stage_peak[stage])
+        m->stage_peak[stage] = level;
+    if (level > m->peak) {
+        m->peak = level;
+        m->pass = pass, m->node = node, m->part = part, m->stage = stage;
+    }
+    plan_phase *ph = m->phase;
+    if (ph && (!ph->grew || level > ph->high)) {
+        ph->grew = true;
+        ph->high = level;
+        ph->pass = pass, ph->node = node, ph->part = part, ph->stage = stage;
+    }
+}
+
+void closed_grow(meter *m, int64_t bytes, sched_pass pass, int node, int part, int stage)
+{
+    m->live += bytes;
+    closed_reach(m, m->live, pass, node, part, stage);
+}
+
+stretch closed_later(stretch a, stretch b)
+{
+    return b.grew && (!a.grew || b.high > a.high) ? b : a;
+}
+
+stretch closed_shifted(stretch s, int64_t by)
+{
+    s.high += by;
+    return s;
+}
+
+int64_t closed_rows_bytes(const evaluator *v, int node, rowrange r)
+{
+    return v->row_bytes[node] * rr_count(r);
+}
+
+int64_t closed_full_bytes(const evaluator *v, int node)
+{
+    return cost_node_bytes(v->net, node, v->batch, v->eb);
+}
+
+void closed_add(evaluator *v, int64_t bytes, sched_pass pass, int node, int part)
+{
+    recorder *r = v->rec;
+    if (!r) {
+        closed_grow(&v->m, bytes, pass, node, part, v->stage);
+        return;
+    }
+    r->live += bytes;
+    r->top = closed_later(r->top, (stretch){true, r->live, pass, node, part});
+}
+
+void closed_shrink(evaluator *v, int64_t bytes)
+{
+    if (v->rec)
+        v->rec->live -= bytes;
+    else
+        v->m.live -= bytes;
+}
+
+/* Each run's FLOPs fit (cost_check_limits), but exact BatchNorm repeats a deep stage's forward
+ * once per BN layer, more often than the check allows for: the sum saturates at INT64_MAX, which
+ * strategy_evaluate reports as an overflow. */
+void closed_flops(evaluator *v, int64_t flops)
+{
+    int64_t *sum = v->rec ? &v->rec->flops : &v->flops;
+    if (__builtin_add_overflow(*sum, flops, sum))
+        *sum = INT64_MAX;
+}
+
+void closed_ns(evaluator *v, int64_t ns)
+{
+    int64_t *sum = v->rec ? &v->rec->ns : &v->ns;
+    if (__builtin_add_overflow(*sum, ns, sum))
+        *sum = INT64_MAX;
+}
+
+void closed_kernel(evaluator *v, int node, int rows, device_kernel_kind kind, int64_t flops)
+{
+    closed_flops(v, flops);
+    if (!v->device || flops == 0)
+        return;
+    device_kernel k = device_kernel_of(v->net, node, v->batch, v->eb, rows, kind, v->optim);
+    closed_ns(v, device_kernel_ns(v->device, &k));
+}
+
+bool closed_first_occurrence(const net_node *n, int k, int u, const net_t *net)
+{
+    for (int q = 0; q < k; q++)
+        if (plan_root(net, n->inputs[q]) == u)
+            return false;
+    return true;
+}
+
+/* ------------------------------------------------------------------ stage helpers */
+
+rowrange closed_boundary(const plan_stage *st, int l, int j)
+{
+    if (st->kind == PART_OVERLAP || j + 1 >= st->parts || l == st->out_node)
+        return rr_none();
+    rowrange next = st->held[plan_idx(st, l, j + 1)];
+    return rr_empty(next) ? rr_none() : rr_make(next.lo, st->held[plan_idx(st, l, j)].hi);
+}
+
+rowrange closed_head(const plan_stage *st, int l, int j)
+{
+    int i = plan_idx(st, l, j);
+    return rr_make(st->held[i].lo, st->comp[i].lo - 1);
+}
+
+/* Per node: which ops in the stage read it in backward, and its last consumer in a pass that
+ * runs `subset` (NULL: all nodes). */
+void closed_positions(evaluator *v, const plan_stage *st, const bool *subset)
+{
+    const net_t *net = v->net;
+    for (int l = st->in_node + 1; l <= st->out_node; l++) {
+        v->last_fwd[l] = -1;
+        v->first_bwd[l] = st->out_node + 1;
+    }
+    for (int c = st->in_node + 1; c <= st->out_node; c++) {
+        const net_node *n = &net->nodes[c];
+        bool runs = !subset || subset[c];
+        for (int k = 0; k < n->n_inputs; k++) {
+            int u = n->inputs[k];
+            if (u == st->in_node)
+                continue;
+            if (runs)
+                v->last_fwd[u] = c;
+            if (plan_bwd_reads_input(n->op) && c < v->first_bwd[u])
+                v->first_bwd[u] = c;
+        }
+        if (plan_bwd_reads_output(n->op) && c < v->first_bwd[c])
+            v->first_bwd[c] = c;
+    }
+    for (int l = st->in_node + 1; l <= st->out_node; l++)
+        v->saved[l] = v->first_bwd[l] <= st->out_node;
+}
+
+bool closed_holds_stripe(const plan_stage *st, const fwd_pass *f, int l, int j)
+{
+    return l != st->out_node && !(f->pass == PASS_STATS && l == f->stats_node) &&
+           !rr_empty(st->held[plan_idx(st, l, j)]);
+}
+
+/* The stripe of u made in partition j leaves: kept for backward, or handed on and freed. */
+void closed_forward_release(evaluator *v, const fwd_pass *f, int u, int j)
+{
+    const plan_stage *st = f->st;
+    if ((f->store && v->saved[u]) || !closed_holds_stripe(st, f, u, j))
+        return;
+    rowrange b = closed_boundary(st, u, j);
+    if (f->make_bnd && !rr_empty(b))
+        closed_add(v, closed_rows_bytes(v, u, b), f->pass, u, j);
+    closed_shrink(v, closed_rows_bytes(v, u, st->held[plan_idx(st, u, j)]));
+}
+
+void closed_forward_compute(evaluator *v, const fwd_pass *f, int l, int j)
+{
+    const net_t *net = v->net;
+    const plan_stage *st = f->st;
+    int i = plan_idx(st, l, j);
+    bool stats_acc = f->pass == PASS_STATS && l == f->stats_node;
+    if (closed_holds_stripe(st, f, l, j)) {
+        closed_add(v, closed_rows_bytes(v, l, st->held[i]), f->pass, l, j);
+        bool last_read = f->free_bnd || (f->pass == PASS_FWD && !st->rerun[l]);
+        if (st->kind != PART_OVERLAP && j > 0 && !rr_empty(closed_head(st, l, j)) && last_read)
+            closed_shrink(v, closed_rows_bytes(v, l, closed_head(st, l, j)));
+    }
+    rowrange rows = stats_acc ? st->own[i] : st->comp[i];
+    bool stripe_stats = net->nodes[l].op == OP_BATCHNORM && !stats_acc && !st->bn_passes &&
+                        !st->bn_frozen && !rr_empty(rows);
+    if (stripe_stats)
+        closed_add(v, plan_bn_stats_bytes(net, l), f->pass, l, j);
+    closed_kernel(v, l, rr_count(rows), stats_acc ? KERNEL_STATS : KERNEL_FWD,
+                  (stats_acc ? v->stats_row_flops[l] : v->fwd_row_flops[l]) * rr_count(rows));
+    if (stripe_stats && !f->store && l != st->out_node)
+        closed_shrink(v, plan_bn_stats_bytes(net, l));
+}
+
+void closed_forward_node(evaluator *v, const fwd_pass *f, int l, int j)
+{
+    const net_t *net = v->net;
+    const plan_stage *st = f->st;
+    closed_forward_compute(v, f, l, j);
+    if (l != st->out_node && v->last_fwd[l] < 0)
+        closed_forward_release(v, f, l, j); /* no reader in this pass */
+    const net_node *n = &net->nodes[l];
+    for (int k = 0; k < n->n_inputs; k++) {
+        int u = n->inputs[k];
+        if (u != st->in_node && closed_first_occurrence(n, k, u, net) && v->last_fwd[u] == l)
+            closed_forward_release(v, f, u, j);
+    }
+}
+
+void closed_forward_partition(evaluator *v, const fwd_pass *f, int j)
+{
+    const plan_stage *st = f->st;
+    for (int l = st->in_node + 1; l <= st->out_node; l++) {
+        if (f->subset && !f->subset[l])
+            continue;
+        closed_forward_node(v, f, l, j);
+    }
+}
+
+void closed_mark_ancestors(evaluator *v, const plan_stage *st, int node)
+{
+    memset(v->mark, 0, (size_t)v->net->n_nodes);
+    v->mark[node] = true;
+    for (int l = node; l > st->in_node; l--)
+        if (v->mark[l])
+            for (int k = 0; k < v->net->nodes[l].n_inputs; k++)
+                v->mark[v->net->nodes[l].inputs[k]] = true;
+    v->mark[st->in_node] = false;
+}
+
+void closed_mark_descendants(evaluator *v, const plan_stage *st, int node)
+{
+    memset(v->mark, 0, (size_t)v->net->n_nodes);
+    v->mark[node] = true;
+    for (int l = node + 1; l <= st->out_node; l++)
+        for (int k = 0; k < v->net->nodes[l].n_inputs; k++)
+            v->mark[l] |= v->mark[v->net->nodes[l].inputs[k]];
+}
+
+/* ------------------------------------------------------------------ stage backward */
+
+rowrange closed_bwd_rows(const plan_stage *st, int l, int j)
+{
+    int i = plan_idx(st, l, j);
+    return st->kind == PART_OVERLAP ? st->comp[i] : st->own[i];
+}
+
+void closed_backward_node(evaluator *v, const bwd_pass *b, int l, int j, bool *g, const bool *gb_in,
+                          bool *gb_out)
+{
+    const net_t *net = v->net;
+    const plan_stage *st = b->st;
+    bool tiled = st->kind != PART_OVERLAP;
+    const net_node *n = &net->nodes[l];
+    int li = l - st->in_node;
+    bool run = !b->subset || b->subset[l];
+    int i = plan_idx(st, l, j);
+    if (l == st->out_node)
+        g[li] = true;
+    if (run && tiled && l != st->out_node && gb_in[li]) {
+        if (!g[li]) {
+            g[li] = true;
+            closed_add(v, closed_rows_bytes(v, l, st->held[i]), b->pass, l, j);
+        }
+        closed_shrink(v, closed_rows_bytes(v, l, closed_boundary(st, l, j)));
+    }
+    rowrange rows = closed_bwd_rows(st, l, j);
+    bool acc = b->pass == PASS_GSTATS && l == b->target;
+    if (run && !rr_empty(rows) && g[li]) {
+        for (int k = 0; k < n->n_inputs && !acc; k++) {
+            int u = n->inputs[k];
+            int ui = u - st->in_node;
+            if (u != st->in_node && !g[ui]) {
+                g[ui] = true;
+                closed_add(v, closed_rows_bytes(v, u, st->held[plan_idx(st, u, j)]), b->pass, l, j);
+            }
+        }
+        bool stripe_bn = n->op == OP_BATCHNORM && !st->bn_passes && !st->bn_frozen;
+        if (stripe_bn && !acc)
+            closed_add(v, plan_bn_gred_bytes(net, l), b->pass, l, j);
+        closed_kernel(v, l, rr_count(rows), acc ? KERNEL_STATS : KERNEL_BWD,
+                      (acc ? v->stats_row_flops[l] : v->bwd_row_flops[l]) * rr_count(rows));
+        if (stripe_bn && !acc)
+            closed_shrink(v, plan_bn_gred_bytes(net, l));
+    }
+    rowrange hd = rr_make(st->held[i].lo, st->own[i].lo - 1);
+    if (run && tiled && l != st->out_node && j > 0 && !rr_empty(hd) && g[li]) {
+        gb_out[li] = true;
+        closed_add(v, closed_rows_bytes(v, l, hd), b->pass, l, j);
+    }
+    if (l != st->out_node && g[li])
+        closed_shrink(v, closed_rows_bytes(v, l, st->held[i]));
+    /* saved stripes whose last backward reader is l */
+    if (plan_bwd_reads_output(n->op) && v->first_bwd[l] == l && l != st->out_node)
+        closed_shrink(v, closed_rows_bytes(v, l, st->held[i]));
+    if (plan_bwd_reads_input(n->op))
+        for (int k = 0; k < n->n_inputs; k++) {
+            int u = n->inputs[k];
+            if (u != st->in_node && closed_first_occurrence(n, k, u, net) && v->first_bwd[u] == l)
+                closed_shrink(v, closed_rows_bytes(v, u, st->held[plan_idx(st, u, j)]));
+        }
+    if (run && n->op == OP_BATCHNORM && b->pass == PASS_BWD && !st->bn_passes &&
+        !st->bn_frozen && !rr_empty(st->comp[i]))
+        closed_shrink(v, plan_bn_stats_bytes(net, l));
+    if (l == st->out_node && b->pass == PASS_BWD && j == 0)
+        closed_shrink(v, v->row_bytes[l] * v->net->nodes[l].h); /* dO: last read */
+}
+
+/* Bytes a partition's backward allocates on the way (gradient stripes), released at the end
+ * of each node; boundary gradients travel from partition j+1 to j. `gb_in` marks, per node, a
+ * boundary gradient received from j+1; `gb_out` what this partition hands to j-1. */
+void closed_backward_partition(evaluator *v, const bwd_pass *b, int j, bool *gb_in, bool *gb_out)
+{
+    const plan_stage *st = b->st;
+    int n_local = st->out_node - st->in_node;
+    bool *g = v->has_grad; /* gradient stripe allocated for node l in this partition */
+    memset(g, 0, (size_t)n_local + 1);
+    memset(gb_out, 0, (size_t)n_local + 1);
+    for (int l = st->out_node; l > st->in_node; l--) {
+        closed_backward_node(v, b, l, j, g, gb_in, gb_out);
+        if (b->pass == PASS_GSTATS && l == b->target) {
+            /* what the partition still holds: stripes of nodes before the target */
+            for (int u = l - 1; u > st->in_node; u--) {
+                int ui = plan_idx(st, u, j);
+                if (v->saved[u] && v->first_bwd[u] < l && !rr_empty(st->held[ui]))
+                    closed_shrink(v, closed_rows_bytes(v, u, st->held[ui]));
+                if (g[u - st->in_node])
+                    closed_shrink(v, closed_rows_bytes(v, u, st->held[ui]));
+            }
+            break;
+        }
+    }
+}
+
+void closed_recompute_partition(evaluator *v, const plan_stage *st, int j, bool free_bnd)
+{
+    fwd_pass f = {st, PASS_RECOMPUTE, true, false, free_bnd, st->rerun, -1};
+    closed_forward_partition(v, &f, j);
+}
+

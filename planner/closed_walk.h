@@ -1,0 +1,134 @@
+/* closed_walk.h - the walk the closed form (closed.c) is made of: the meter that follows live
+ * bytes and keeps the first highest point, the evaluator's state, and the events of one node or
+ * one partition of a stage in forward, recompute and backward (closed_walk.c).
+ *
+ * An event is an allocation (closed_add: live bytes grow, and the meter notes a new high) or a
+ * release (closed_shrink). Legend: l, u nodes, j a partition, i = plan_idx(st, l, j).
+ * Deliberately not here: the order of the phases and passes (closed.c), how the statistics passes
+ * share walks (closed_stats.c).
+ */
+#ifndef LR_CLOSED_WALK_H
+#define LR_CLOSED_WALK_H
+
+#include "plan.h"
+
+typedef struct {
+    int64_t live, peak;
+    int node, part, stage;
+    sched_pass pass;
+    int64_t stage_peak[PLAN_MAX_STAGES];
+    plan_phase *phase; /* the phase being recorded, or NULL */
+} meter;
+
+/* The highest live bytes right after a growth among some events, and where it is first reached. */
+typedef struct {
+    bool grew;
+    int64_t high;
+    sched_pass pass;
+    int node, part;
+} stretch;
+
+/* Events recorded instead of metered (closed_stats.c measures a walk once and places it at many
+ * start levels): live bytes relative to where the recording began, FLOPs, the first highest
+ * point. */
+typedef struct {
+    int64_t live, flops, ns;
+    stretch top;
+} recorder;
+
+typedef struct {
+    const plan_t *plan;
+    const net_t *net;
+    int batch, eb;
+    meter m;
+    recorder *rec; /* NULL: events go to the meter */
+    const device_spec *device; /* the time model's (NULL: no step time) */
+    plan_optim optim;
+    int64_t flops, ns;
+    int stage;
+    /* per node of the current stage: last in-stage consumer, last backward reader */
+    int *last_fwd, *first_bwd;
+    bool *saved;
+    /* per (node, partition) of the current stage */
+    bool *has_grad; /* the gradient stripe exists in backward */
+    bool *mark;
+    int64_t *row_bytes; /* per node: bytes of one row of its output for the whole batch */
+    int64_t *fwd_row_flops, *bwd_row_flops, *stats_row_flops; /* per node, per output row */
+    plan_phases *phases; /* NULL: not recorded */
+    int64_t phase_flops, phase_ns; /* v.flops and v.ns when the current phase began */
+} evaluator;
+
+typedef struct {
+    const plan_stage *st;
+    sched_pass pass;
+    bool store, make_bnd, free_bnd;
+    const bool *subset;
+    int stats_node;
+} fwd_pass;
+
+typedef struct {
+    const plan_stage *st;
+    sched_pass pass;
+    const bool *subset;
+    int target;
+} bwd_pass;
+
+/* ------------------------------------------------------------------ meter and evaluator */
+
+/* live += bytes; a new high of the step, of the stage or of the phase is noted with its place. */
+void closed_grow(meter *m, int64_t bytes, sched_pass pass, int node, int part, int stage);
+/* What closed_grow notes when live bytes reach `level` right after a growth at that place. */
+void closed_reach(meter *m, int64_t level, sched_pass pass, int node, int part, int stage);
+/* The later of two stretches in time: b when it reaches higher than a, else a. */
+stretch closed_later(stretch a, stretch b);
+/* The stretch with its levels raised by `by`. */
+stretch closed_shifted(stretch s, int64_t by);
+void closed_add(evaluator *v, int64_t bytes, sched_pass pass, int node, int part);
+void closed_shrink(evaluator *v, int64_t bytes);
+/* Saturating at INT64_MAX. */
+void closed_flops(evaluator *v, int64_t flops);
+void closed_ns(evaluator *v, int64_t ns);
+/* One kernel of the schedule (a RUN step that does arithmetic) on `rows` rows of node: its FLOPs,
+ * and with a device its time. */
+void closed_kernel(evaluator *v, int node, int rows, device_kernel_kind kind, int64_t flops);
+int64_t closed_rows_bytes(const evaluator *v, int node, rowrange r);
+int64_t closed_full_bytes(const evaluator *v, int node);
+/* Whether inputs[k] of n is the first input with root u (an input read twice is freed once). */
+bool closed_first_occurrence(const net_node *n, int k, int u, const net_t *net);
+
+/* ------------------------------------------------------------------ stage walks */
+
+/* Rows of l that partition j hands to j+1 in forward (none for overlapping partitions). */
+rowrange closed_boundary(const plan_stage *st, int l, int j);
+/* Rows of l's buffer in partition j that came from earlier partitions. */
+rowrange closed_head(const plan_stage *st, int l, int j);
+/* Per node: which ops in the stage read it in backward, and its last consumer in a pass that
+ * runs `subset` (NULL: all nodes): v->first_bwd, v->saved, v->last_fwd. */
+void closed_positions(evaluator *v, const plan_stage *st, const bool *subset);
+bool closed_holds_stripe(const plan_stage *st, const fwd_pass *f, int l, int j);
+void closed_forward_release(evaluator *v, const fwd_pass *f, int u, int j);
+/* Node l's own events in partition j (its stripe, the rows handed to it, stripe statistics),
+ * then, in closed_forward_node, the releases its pass decides by v->last_fwd. */
+void closed_forward_compute(evaluator *v, const fwd_pass *f, int l, int j);
+void closed_forward_node(evaluator *v, const fwd_pass *f, int l, int j);
+void closed_forward_partition(evaluator *v, const fwd_pass *f, int j);
+/* v->mark: `node` and its ancestors inside the stage / its descendants inside the stage. */
+void closed_mark_ancestors(evaluator *v, const plan_stage *st, int node);
+void closed_mark_descendants(evaluator *v, const plan_stage *st, int node);
+rowrange closed_bwd_rows(const plan_stage *st, int l, int j);
+/* Node l's events in partition j's backward. g (by l - in_node): its gradient stripe exists;
+ * gb_in: a boundary gradient from j+1 waits for l; gb_out: l hands one to j-1. */
+void closed_backward_node(evaluator *v, const bwd_pass *b, int l, int j, bool *g, const bool *gb_in,
+                          bool *gb_out);
+void closed_backward_partition(evaluator *v, const bwd_pass *b, int j, bool *gb_in, bool *gb_out);
+/* Callers set the positions for st->rerun once (closed_positions) before the partition loop. */
+void closed_recompute_partition(evaluator *v, const plan_stage *st, int j, bool free_bnd);
+
+/* ------------------------------------------------------------------ closed_stats.c */
+
+/* Exact BatchNorm in a partitioned stage: every STATS pass (before the first forward), every
+ * GSTATS pass (before the backward), onto the meter in schedule order. */
+void closed_stats_passes(evaluator *v, const plan_stage *st);
+void closed_gstats_passes(evaluator *v, const plan_stage *st);
+
+#endif

@@ -410,20 +410,11 @@ typedef struct {
 } sim_extras;
 
 /* auto's plan under the BatchNorm mode it was chosen for (not necessarily --bn's). */
-static lr_status auto_schedule(const analysis_t *a, const auto_result *r, plan_t **plan,
-                               sched_t *s)
+static lr_status auto_plan(const analysis_t *a, const auto_result *r, plan_t **plan)
 {
     plan_config cfg = a->cfg;
     cfg.bn = r->best.bn;
-    LR_TRY(plan_build(a->net, &cfg, &r->best.spec, plan));
-    lr_status st = plan_check_emit(*plan);
-    if (st != LR_OK) {
-        plan_free(*plan);
-        return st;
-    }
-    sched_init(s);
-    plan_emit(*plan, s);
-    return LR_OK;
+    return plan_build(a->net, &cfg, &r->best.spec, plan);
 }
 
 static lr_status run_auto(const sim_options *o, const analysis_t *a, sim_extras *x)
@@ -439,10 +430,8 @@ static lr_status run_auto(const sim_options *o, const analysis_t *a, sim_extras 
     e->choice.rows_chosen = true;
     e->approximate = x->ar.best.approximate;
     plan_t *plan;
-    sched_t s;
-    LR_TRY(auto_schedule(a, &x->ar, &plan, &s));
-    lr_status r = analysis_replay(a, &s, e);
-    sched_free(&s);
+    LR_TRY(auto_plan(a, &x->ar, &plan));
+    lr_status r = analysis_replay(a, plan, e);
     plan_free(plan);
     x->has_auto = r == LR_OK;
     return r;
@@ -511,8 +500,15 @@ static lr_status write_auto_schedule(const sim_options *o, const analysis_t *a, 
     if (!x->has_auto || (!o->timeline && !o->trace && !o->emit_schedule))
         return LR_OK;
     plan_t *plan;
+    LR_TRY(auto_plan(a, &x->ar, &plan));
+    lr_status built = plan_check_emit(plan);
+    if (built != LR_OK) {
+        plan_free(plan);
+        return built;
+    }
     sched_t s;
-    LR_TRY(auto_schedule(a, &x->ar, &plan, &s));
+    sched_init(&s);
+    plan_emit(plan, &s);
     char path[1200];
     lr_status r = LR_OK;
     if (o->timeline) {

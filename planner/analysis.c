@@ -43,23 +43,54 @@ static lr_status run_one(analysis_t *a, plan_strategy st, analysis_entry *e)
     LR_TRY(strategy_choose(a->net, &a->cfg, &req, &e->choice));
     e->approximate = analysis_is_approximate(a->net, &a->cfg, &e->choice.spec);
     plan_t *plan;
-    sched_t s;
-    LR_TRY(analysis_schedule(a, e, &plan, &s));
-    lr_status r = analysis_replay(a, &s, e);
-    sched_free(&s);
+    LR_TRY(plan_build(a->net, &a->cfg, &e->choice.spec, &plan));
+    lr_status r = analysis_replay(a, plan, e);
     plan_free(plan);
     return r;
 }
 
-lr_status analysis_replay(const analysis_t *a, const sched_t *s, analysis_entry *e)
+/* The replays (exact, and the allocator model when it is another) as one consumer. */
+typedef struct {
+    int n;
+    sim_stream *k[2];
+} replays;
+
+static lr_status take_steps(void *ctx, const sched_t *s)
 {
-    e->n_steps = s->n_steps;
-    LR_TRY(sim_replay(s, ALLOC_EXACT, &e->exact));
-    if (a->allocator == ALLOC_EXACT) {
-        e->modelled = e->exact;
-        return LR_OK;
+    replays *r = ctx;
+    for (int i = 0; i < r->n; i++)
+        LR_TRY(sim_stream_take(r->k[i], s));
+    return LR_OK;
+}
+
+/* Steps handed to the replays at a time: a few hundred KB, kept in cache. */
+#define REPLAY_CHUNK 4096
+
+lr_status analysis_replay(const analysis_t *a, const plan_t *plan, analysis_entry *e)
+{
+    LR_TRY(plan_check_emit(plan));
+    sched_t s;
+    sched_init(&s);
+    replays r = {.n = a->allocator == ALLOC_EXACT ? 1 : 2};
+    lr_status st = sim_stream_new(&s, ALLOC_EXACT, &r.k[0]);
+    if (st == LR_OK && r.n == 2)
+        st = sim_stream_new(&s, a->allocator, &r.k[1]);
+    if (st == LR_OK) {
+        sched_stream(&s, take_steps, &r, REPLAY_CHUNK);
+        plan_emit(plan, &s);
+        st = sched_finish(&s);
+        e->n_steps = sched_position(&s);
     }
-    return sim_replay(s, a->allocator, &e->modelled);
+    for (int i = 0; i < r.n && r.k[i]; i++) {
+        lr_status done = sim_stream_result(r.k[i], i ? &e->modelled : &e->exact);
+        st = st == LR_OK ? done : st;
+    }
+    if (r.n == 1)
+        e->modelled = e->exact;
+    sim_stream_free(r.k[0]);
+    sim_stream_free(r.k[1]);
+    sched_free(&s);
+    return st;
 }
 
 lr_status analysis_run(const net_t *net, const plan_config *cfg, const plan_request *req,

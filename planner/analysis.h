@@ -43,9 +43,10 @@ lr_status analysis_run(const net_t *net, const plan_config *cfg, const plan_requ
 lr_status analysis_schedule(const analysis_t *a, const analysis_entry *e, plan_t **plan,
                             sched_t *s);
 
-/* Replays an entry's schedule under the exact model and under a->allocator (once when that is
- * exact) into e->exact and e->modelled, and sets e->n_steps. */
-lr_status analysis_replay(const analysis_t *a, const sched_t *s, analysis_entry *e);
+/* Emits the plan's schedule (plan_check_emit's errors) straight into its replays under the exact
+ * model and under a->allocator (once when that is exact), without keeping its steps, into
+ * e->exact and e->modelled, and sets e->n_steps. */
+lr_status analysis_replay(const analysis_t *a, const plan_t *plan, analysis_entry *e);
 
 /* True when the plan puts a BatchNorm inside a stage with more than one partition under
  * --bn stripe: statistics per stripe, an approximation of column training. */

@@ -786,7 +786,8 @@ void plan_emit(const plan_t *plan, sched_t *s)
     LR_ASSERT(mark != NULL);
     e.stage = -1;
     emit_persistent(&e);
-    s->step_begin = s->n_steps;
+    s->step_begin = sched_position(s);
+    s->step_end = INT32_MAX; /* open while the step is built (sched.h: streaming) */
     count_tail_readers(&e);
     for (int i = 0; i < plan->n_stages; i++) {
         const plan_stage *st = &plan->stages[i];
@@ -807,7 +808,7 @@ void plan_emit(const plan_t *plan, sched_t *s)
     }
     e.stage = -1;
     emit_update(&e);
-    s->step_end = s->n_steps;
+    s->step_end = sched_position(s);
     free_persistent(&e);
     free(mark);
     emitter_free(&e);

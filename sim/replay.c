@@ -518,6 +518,7 @@ static void ca_release(ca_heap *c, int32_t x)
 typedef struct {
     const sched_t *s;
     sim_allocator a;
+    int cap;           /* tensors the per-tensor arrays hold */
     uint8_t *is_live;  /* per tensor */
     int32_t *block;    /* caching: per tensor, its block (-1 for 0 bytes) */
     ca_heap heap;
@@ -534,6 +535,28 @@ static void replay_free(replay_t *r)
     ca_free_heap(&r->heap);
 }
 
+/* Per-tensor arrays for every tensor of r->s so far (a streamed schedule keeps adding them). */
+static lr_status replay_fit(replay_t *r)
+{
+    int n = r->s->n_tensors;
+    if (n <= r->cap)
+        return LR_OK;
+    int cap = n > 2 * r->cap ? n : 2 * r->cap;
+    uint8_t *live = realloc(r->is_live, (size_t)cap);
+    if (!live)
+        return lr_fail(LR_ERR_NOMEM, "replay: out of memory for %d tensors", n);
+    r->is_live = live;
+    memset(r->is_live + r->cap, 0, (size_t)(cap - r->cap));
+    if (r->a == ALLOC_CACHING) {
+        int32_t *block = realloc(r->block, (size_t)cap * sizeof *block);
+        if (!block)
+            return lr_fail(LR_ERR_NOMEM, "replay: out of memory for %d tensors", n);
+        r->block = block;
+    }
+    r->cap = cap;
+    return LR_OK;
+}
+
 static lr_status replay_init(replay_t *r, const sched_t *s, sim_allocator a,
                              const sim_caching *conf)
 {
@@ -543,14 +566,10 @@ static lr_status replay_init(replay_t *r, const sched_t *s, sim_allocator a,
         return lr_fail(LR_ERR_INPUT, "unknown allocator model %d", (int)a);
     r->s = s;
     r->a = a;
-    size_t n = (size_t)(s->n_tensors > 0 ? s->n_tensors : 1);
-    r->is_live = calloc(n, 1);
-    r->block = a == ALLOC_CACHING ? malloc(n * sizeof *r->block) : NULL;
-    if (!r->is_live || (a == ALLOC_CACHING && !r->block)) {
+    lr_status st = replay_fit(r);
+    if (st != LR_OK)
         replay_free(r);
-        return lr_fail(LR_ERR_NOMEM, "replay: out of memory for %d tensors", s->n_tensors);
-    }
-    return LR_OK;
+    return st;
 }
 
 static lr_status overflow(int i)
@@ -642,9 +661,9 @@ static lr_status replay_run(replay_t *r, int i, const sched_step *p)
     return LR_OK;
 }
 
-static lr_status replay_step(replay_t *r, int i)
+/* Step i of the whole schedule, p its record. */
+static lr_status replay_step(replay_t *r, int i, const sched_step *p)
 {
-    const sched_step *p = &r->s->steps[i];
     switch (p->op) {
     case STEP_ALLOC:
         return replay_alloc(r, i, p->t);
@@ -666,36 +685,102 @@ lr_status sim_replay(const sched_t *s, sim_allocator a, sim_result *out)
     return sim_replay_conf(s, a, NULL, out);
 }
 
-lr_status sim_replay_conf(const sched_t *s, sim_allocator a, const sim_caching *conf,
-                          sim_result *out)
-{
-    memset(out, 0, sizeof *out);
-    out->peak_step = -1; /* stays so for an empty schedule */
-    out->oom_step = -1;
+/* A replay that keeps the peaks (sim_replay_conf, sim_stream). */
+struct sim_stream {
     replay_t r;
-    LR_TRY(replay_init(&r, s, a, conf));
-    lr_status st = LR_OK;
-    for (int i = 0; i < s->n_steps && st == LR_OK && out->oom_step < 0; i++) {
-        st = replay_step(&r, i);
-        out->oom_step = r.heap.oom ? i : -1;
-        if (out->peak_step < 0 || r.live > out->peak_bytes) {
-            out->peak_bytes = r.live;
+    sim_result out;
+    lr_status status;
+};
+
+static lr_status stream_begin(sim_stream *k, const sched_t *s, sim_allocator a,
+                              const sim_caching *conf)
+{
+    memset(&k->out, 0, sizeof k->out);
+    k->out.peak_step = -1; /* stays so for an empty schedule */
+    k->out.oom_step = -1;
+    k->status = replay_init(&k->r, s, a, conf);
+    return k->status;
+}
+
+/* The steps s holds now (all of it, or the chunk a stream hands over). After an out-of-memory
+ * error the state stays as it was. */
+static lr_status stream_steps(sim_stream *k, const sched_t *s)
+{
+    replay_t *r = &k->r;
+    sim_result *out = &k->out;
+    r->s = s;
+    if (k->status == LR_OK)
+        k->status = replay_fit(r);
+    for (int q = 0; q < s->n_steps && k->status == LR_OK && out->oom_step < 0; q++) {
+        int i = s->step_base + q;
+        k->status = replay_step(r, i, &s->steps[q]);
+        out->oom_step = r->heap.oom ? i : -1;
+        if (out->peak_step < 0 || r->live > out->peak_bytes) {
+            out->peak_bytes = r->live;
             out->peak_step = i;
-            memcpy(out->class_at_peak, r.by_class, sizeof r.by_class);
+            memcpy(out->class_at_peak, r->by_class, sizeof r->by_class);
         }
-        if (r.reserved > out->peak_reserved_bytes)
-            out->peak_reserved_bytes = r.reserved;
+        if (r->reserved > out->peak_reserved_bytes)
+            out->peak_reserved_bytes = r->reserved;
     }
-    out->flops = r.flops;
-    memcpy(out->flops_by_pass, r.flops_by_pass, sizeof r.flops_by_pass);
-    out->end_bytes = r.live;
-    out->alloc_retries = r.heap.retries;
-    replay_free(&r);
-    if (st != LR_OK) {
+    return k->status;
+}
+
+static lr_status stream_end(sim_stream *k, sim_result *out)
+{
+    k->out.flops = k->r.flops;
+    memcpy(k->out.flops_by_pass, k->r.flops_by_pass, sizeof k->r.flops_by_pass);
+    k->out.end_bytes = k->r.live;
+    k->out.alloc_retries = k->r.heap.retries;
+    *out = k->out;
+    if (k->status != LR_OK) {
         memset(out, 0, sizeof *out);
         out->peak_step = out->oom_step = -1;
     }
+    return k->status;
+}
+
+lr_status sim_replay_conf(const sched_t *s, sim_allocator a, const sim_caching *conf,
+                          sim_result *out)
+{
+    sim_stream k;
+    lr_status st = stream_begin(&k, s, a, conf);
+    if (st == LR_OK)
+        stream_steps(&k, s);
+    st = stream_end(&k, out);
+    replay_free(&k.r);
     return st;
+}
+
+lr_status sim_stream_new(const sched_t *s, sim_allocator a, sim_stream **out)
+{
+    *out = malloc(sizeof **out);
+    if (!*out)
+        return lr_fail(LR_ERR_NOMEM, "out of memory");
+    lr_status st = stream_begin(*out, s, a, NULL);
+    if (st != LR_OK) {
+        free(*out);
+        *out = NULL;
+    }
+    return st;
+}
+
+lr_status sim_stream_take(void *stream, const sched_t *s)
+{
+    return stream_steps(stream, s);
+}
+
+lr_status sim_stream_result(sim_stream *k, sim_result *out)
+{
+    return stream_end(k, out);
+}
+
+void sim_stream_free(sim_stream *k)
+{
+    if (!k)
+        return;
+    replay_free(&k->r);
+    free(k);
 }
 
 lr_status sim_timeline(const sched_t *s, sim_allocator a, sim_point **points)
@@ -720,7 +805,7 @@ lr_status sim_timeline_conf(const sched_t *s, sim_allocator a, const sim_caching
     int oom = -1;
     for (int i = 0; i < s->n_steps && st == LR_OK; i++) {
         if (oom < 0) /* after an out-of-memory error the state stays as it was */
-            st = replay_step(&r, i);
+            st = replay_step(&r, i, &s->steps[i]);
         oom = oom < 0 && r.heap.oom ? i : oom;
         p[i].live = r.live;
         p[i].reserved = r.reserved;

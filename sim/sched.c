@@ -40,6 +40,34 @@ void sched_reset(sched_t *s)
 {
     s->n_tensors = s->n_steps = s->n_runs = 0;
     s->step_begin = s->step_end = 0;
+    s->step_base = s->run_base = 0;
+    s->stream_status = LR_OK;
+}
+
+void sched_stream(sched_t *s, sched_consumer consume, void *consumer, int chunk)
+{
+    LR_ASSERT(consume && chunk > 0);
+    sched_reset(s);
+    s->consume = consume;
+    s->consumer = consumer;
+    s->chunk = chunk;
+}
+
+/* Hands the steps built so far to the consumer and drops them. */
+static void hand_over(sched_t *s)
+{
+    if (s->stream_status == LR_OK && s->n_steps > 0)
+        s->stream_status = s->consume(s->consumer, s);
+    s->step_base += s->n_steps;
+    s->run_base += s->n_runs;
+    s->n_steps = s->n_runs = 0;
+}
+
+lr_status sched_finish(sched_t *s)
+{
+    if (s->consume)
+        hand_over(s);
+    return s->stream_status;
 }
 
 int sched_add_tensor(sched_t *s, sched_class cls, sched_kind kind, int node, int part,
@@ -60,6 +88,8 @@ int sched_add_tensor(sched_t *s, sched_class cls, sched_kind kind, int node, int
 
 static sched_step *push(sched_t *s, sched_op op, int pass, int node, int part, int stage)
 {
+    if (s->consume && s->n_steps == s->chunk)
+        hand_over(s);
     s->steps = grow(s->steps, &s->cap_steps, s->n_steps + 1, sizeof *s->steps);
     sched_step *st = &s->steps[s->n_steps++];
     memset(st, 0, sizeof *st);
@@ -99,16 +129,16 @@ void sched_copy(sched_t *s, int dst, int src, int row_lo, int row_hi, bool accum
 sched_run *sched_run_step(sched_t *s, int pass, int node, int part, int stage, int row_lo,
                           int row_hi, int flags, int64_t flops)
 {
-    s->runs = grow(s->runs, &s->cap_runs, s->n_runs + 1, sizeof *s->runs);
-    sched_run *r = &s->runs[s->n_runs];
-    memset(r, 0xff, sizeof *r); /* every tensor field -1 */
-    r->n_in = 0;
-    sched_step *st = push(s, STEP_RUN, pass, node, part, stage);
+    sched_step *st = push(s, STEP_RUN, pass, node, part, stage); /* may hand over earlier runs */
     st->row_lo = row_lo;
     st->row_hi = row_hi;
     st->flags = (uint8_t)flags;
     st->flops = flops;
-    st->run = s->n_runs++;
+    s->runs = grow(s->runs, &s->cap_runs, s->n_runs + 1, sizeof *s->runs);
+    sched_run *r = &s->runs[s->n_runs];
+    memset(r, 0xff, sizeof *r); /* every tensor field -1 */
+    r->n_in = 0;
+    st->run = s->run_base + s->n_runs++;
     return r;
 }
 
@@ -173,6 +203,7 @@ static lr_status check_run(const sched_t *s, const uint8_t *state, int i, const 
 
 lr_status sched_validate(const sched_t *s)
 {
+    LR_ASSERT(s->step_base == 0 && s->run_base == 0); /* every step kept */
     uint8_t *state = calloc((size_t)s->n_tensors + 1, 1);
     LR_ASSERT(state != NULL);
     lr_status st = LR_OK;

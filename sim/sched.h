@@ -19,6 +19,12 @@
  * docs/schedule-format.md the schema): a field or value added here goes there too, with a new
  * SCHEDULE_FORMAT_VERSION, and into the PyTorch runner (python/lrcnn_torch).
  *
+ * A schedule can also be streamed (sched_stream): its steps and runs then go to a consumer in
+ * chunks as they are built and are not kept (a replay needs each step once; a million-step
+ * schedule would take hundreds of MB). Step indices are always those of the whole schedule:
+ * steps[k] is step step_base + k, runs[k] run run_base + k (both 0 unless streamed); tensors are
+ * always all kept. Walk steps with sched_step_at/sched_run_of, which work either way.
+ *
  * Deliberately not here: how a schedule is chosen (planner), replay (sim.h).
  */
 #ifndef LR_SCHED_H
@@ -122,20 +128,58 @@ typedef struct {
     int64_t flops;
 } sched_step;
 
-typedef struct {
+typedef struct sched sched_t;
+
+/* Takes the steps built since the last call: s->steps[0 .. s->n_steps), the first of which is
+ * step s->step_base, with the runs they name. An error stops the stream (sched_finish returns
+ * it). */
+typedef lr_status (*sched_consumer)(void *ctx, const sched_t *s);
+
+struct sched {
     int n_tensors, cap_tensors;
     sched_tensor *tensors;
     int n_steps, cap_steps;
     sched_step *steps;
     int n_runs, cap_runs;
     sched_run *runs;
+    /* the training step's range, indices of the whole schedule; while a schedule is streamed,
+     * step_end is INT32_MAX from step_begin until the step is complete */
     int step_begin, step_end;
     int elem_bytes; /* bytes per feature-map element (dtype) */
-} sched_t;
+    /* streaming (sched_stream) */
+    int step_base, run_base;
+    sched_consumer consume;
+    void *consumer;
+    int chunk;
+    lr_status stream_status;
+};
 
 void sched_init(sched_t *s);
 void sched_free(sched_t *s); /* frees the arrays, not s itself */
-void sched_reset(sched_t *s); /* empties it, keeping capacity */
+void sched_reset(sched_t *s); /* empties it, keeping capacity (and its consumer) */
+
+/* Streams s (reset first): every `chunk` steps built, the consumer takes them and they are
+ * dropped. sched_finish hands over the rest and returns the consumer's first error. */
+void sched_stream(sched_t *s, sched_consumer consume, void *consumer, int chunk);
+lr_status sched_finish(sched_t *s);
+
+/* The index the next step built gets (of the whole schedule, streamed or not). */
+static inline int sched_position(const sched_t *s)
+{
+    return s->step_base + s->n_steps;
+}
+
+/* Step i of the whole schedule, among those kept (i - step_base in [0, n_steps)). */
+static inline const sched_step *sched_step_at(const sched_t *s, int i)
+{
+    return &s->steps[i - s->step_base];
+}
+
+/* The operands of a RUN step. */
+static inline const sched_run *sched_run_of(const sched_t *s, const sched_step *p)
+{
+    return &s->runs[p->run - s->run_base];
+}
 
 /* Builders; each aborts on allocation failure (planning memory is small and bounded). */
 int sched_add_tensor(sched_t *s, sched_class cls, sched_kind kind, int node, int part,
@@ -155,7 +199,7 @@ const char *sched_op_name(sched_op op);
 
 /* Checks the schedule is well formed: every tensor allocated once before use and freed once,
  * nothing used while not live, persistent tensors allocated before step_begin. Returns LR_OK or
- * LR_ERR_RUNTIME with the first violation. */
+ * LR_ERR_RUNTIME with the first violation. Needs every step kept (not streamed). */
 lr_status sched_validate(const sched_t *s);
 
 #ifdef __cplusplus

@@ -80,6 +80,15 @@ lr_status sim_caching_parse(const char *conf, const char *flag, sim_caching *out
 lr_status sim_replay_conf(const sched_t *s, sim_allocator a, const sim_caching *conf,
                           sim_result *out);
 
+/* The same replay of a schedule while it is built and streamed (sched_stream): sim_stream_new
+ * for the schedule, sim_stream_take as its consumer, sim_stream_result once sched_finish
+ * returned; the result equals sim_replay of the whole schedule. */
+typedef struct sim_stream sim_stream;
+lr_status sim_stream_new(const sched_t *s, sim_allocator a, sim_stream **out);
+lr_status sim_stream_take(void *stream, const sched_t *s);
+lr_status sim_stream_result(sim_stream *k, sim_result *out);
+void sim_stream_free(sim_stream *k); /* NULL: no-op */
+
 /* One point per step, after the step. by_class holds exact bytes; live and reserved follow the
  * allocator model. */
 typedef struct {

@@ -782,6 +782,105 @@ static void test_caching_matches_a_reference_allocator(void **state)
     sched_free(&s);
 }
 
+/* ------------------------------------------------------------------ streaming */
+
+/* A random training schedule of 5000 steps (ALLOC, FREE, RUN with FLOPs, COPY) over both
+ * caching pools and several classes, from seed; `double_free_at` >= 0 frees a dead tensor there.
+ * Written for a streamed schedule: step indices come from sched_position. */
+static void random_schedule(sched_t *s, uint32_t rng, int double_free_at)
+{
+    enum { SLOTS = 48 };
+    int live[SLOTS], dead = -1;
+    for (int k = 0; k < SLOTS; k++)
+        live[k] = -1;
+    s->step_begin = sched_position(s);
+    s->step_end = INT32_MAX;
+    for (int i = 0; i < 5000; i++) {
+        rng = rng * 1664525u + 1013904223u;
+        int k = (int)(rng >> 8) % SLOTS;
+        if (i == double_free_at && dead >= 0) {
+            release(s, dead);
+        } else if (rng % 7 == 0) {
+            sched_run_step(s, PASS_FWD + (rng >> 4) % 3, 1, -1, 0, 0, 1, 0, (int64_t)(rng >> 10))->out =
+                live[k];
+        } else if (rng % 11 == 0 && live[k] >= 0) {
+            sched_copy(s, live[k], live[k], 0, 0, false, PASS_FWD, 1, -1, 0);
+        } else if (live[k] >= 0) {
+            release(s, live[k]);
+            dead = live[k];
+            live[k] = -1;
+        } else {
+            const int64_t sizes[] = {0, 700, 300 * KIB, MIB + 1, 3 * MIB, 12 * MIB + 5};
+            live[k] = tensor(s, (sched_class)((rng >> 12) % TC_COUNT), sizes[(rng >> 20) % 6]);
+            alloc(s, live[k]);
+        }
+    }
+    s->step_end = sched_position(s);
+    for (int k = 0; k < SLOTS; k++)
+        if (live[k] >= 0)
+            release(s, live[k]);
+}
+
+static void assert_same_result(const sim_result *a, const sim_result *b)
+{
+    assert_int_equal(a->peak_bytes, b->peak_bytes);
+    assert_int_equal(a->peak_reserved_bytes, b->peak_reserved_bytes);
+    assert_int_equal(a->peak_step, b->peak_step);
+    assert_memory_equal(a->class_at_peak, b->class_at_peak, sizeof a->class_at_peak);
+    assert_int_equal(a->flops, b->flops);
+    assert_memory_equal(a->flops_by_pass, b->flops_by_pass, sizeof a->flops_by_pass);
+    assert_int_equal(a->end_bytes, b->end_bytes);
+}
+
+/* A schedule replayed while it is built, in chunks of 1, 7 and 4096 steps (chunks split RUN
+ * steps from their runs' neighbours, and tensors keep arriving), gives sim_replay's result of
+ * the whole schedule under every allocator model: peaks, peak step, bytes by class, FLOPs. */
+static void test_streamed_replay_equals_replay(void **state)
+{
+    sched_t whole;
+    sched_init(&whole);
+    random_schedule(&whole, 99, -1);
+    const int chunks[] = {1, 7, 4096};
+    for (int a = 0; a < ALLOC_COUNT; a++) {
+        sim_result want = replay_ok(&whole, (sim_allocator)a);
+        for (int c = 0; c < 3; c++) {
+            sched_t s;
+            sched_init(&s);
+            sim_stream *k;
+            assert_int_equal(sim_stream_new(&s, (sim_allocator)a, &k), LR_OK);
+            sched_stream(&s, sim_stream_take, k, chunks[c]);
+            random_schedule(&s, 99, -1);
+            assert_int_equal(sched_finish(&s), LR_OK);
+            assert_int_equal(sched_position(&s), whole.n_steps);
+            assert_true(s.n_steps <= chunks[c]); /* steps were not kept */
+            sim_result got;
+            assert_int_equal(sim_stream_result(k, &got), LR_OK);
+            assert_same_result(&got, &want);
+            sim_stream_free(k);
+            sched_free(&s);
+        }
+    }
+    sched_free(&whole);
+}
+
+/* A replay error in a streamed schedule (a FREE of a dead tensor at step 3000) stops the stream:
+ * sched_finish returns it, naming the step of the whole schedule. */
+static void test_streamed_replay_reports_the_first_error(void **state)
+{
+    sched_t s;
+    sched_init(&s);
+    sim_stream *k;
+    assert_int_equal(sim_stream_new(&s, ALLOC_EXACT, &k), LR_OK);
+    sched_stream(&s, sim_stream_take, k, 64);
+    random_schedule(&s, 5, 3000);
+    assert_int_equal(sched_finish(&s), LR_ERR_RUNTIME);
+    assert_non_null(strstr(lr_last_error(), "schedule step 3000"));
+    sim_result r;
+    assert_int_equal(sim_stream_result(k, &r), LR_ERR_RUNTIME);
+    sim_stream_free(k);
+    sched_free(&s);
+}
+
 /* ------------------------------------------------------------------ errors */
 
 /* Freeing a tensor that is not live fails with LR_ERR_RUNTIME naming the step, under every
@@ -1071,6 +1170,8 @@ int main(void)
         cmocka_unit_test(test_caching_limit_releases_oversize_blocks_first),
         cmocka_unit_test(test_caching_zero_byte_tensor_takes_no_block),
         cmocka_unit_test(test_caching_matches_a_reference_allocator),
+        cmocka_unit_test(test_streamed_replay_equals_replay),
+        cmocka_unit_test(test_streamed_replay_reports_the_first_error),
         cmocka_unit_test(test_double_free_fails_naming_the_step),
         cmocka_unit_test(test_alloc_of_live_tensor_fails),
         cmocka_unit_test(test_allocator_names_round_trip),

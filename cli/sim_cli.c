@@ -428,6 +428,7 @@ static lr_status run_auto(const sim_options *o, const analysis_t *a, sim_extras 
     e->choice.spec = x->ar.best.spec;
     e->choice.cost = x->ar.best.cost;
     e->choice.rows_chosen = true;
+    e->choice.region_chosen = x->ar.best.spec.n_stages > 0; /* where the last stage ends, too */
     e->approximate = x->ar.best.approximate;
     plan_t *plan;
     LR_TRY(auto_plan(a, &x->ar, &plan));

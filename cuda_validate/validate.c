@@ -384,7 +384,7 @@ static lr_status setup(session *ss, const exec_backend *be, void *bctx, validate
         at += snprintf(r->stages + at, sizeof r->stages - (size_t)at, "%s%s/%d", k ? " " : "",
                        ss->net->nodes[sp->cut[k]].name, sp->parts[k]);
     r->in_h = ss->net->nodes[0].h, r->in_w = ss->net->nodes[0].w;
-    r->approximate = analysis_is_approximate(ss->net, &o->cfg, &ss->row.plan->spec);
+    r->approximate = strategy_is_approximate(ss->net, &o->cfg, &ss->row.plan->spec);
     if (ss->has_col) {
         plan_request creq = o->req;
         creq.strategy = STRAT_COLUMN;

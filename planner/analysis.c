@@ -3,20 +3,6 @@
 
 #include <string.h>
 
-bool analysis_is_approximate(const net_t *net, const plan_config *cfg, const plan_spec *spec)
-{
-    if (cfg->bn != BN_STRIPE)
-        return false;
-    int prev = 0;
-    for (int s = 0; s < spec->n_stages; s++) {
-        for (int l = prev + 1; l <= spec->cut[s] && spec->parts[s] > 1; l++)
-            if (net->nodes[l].op == OP_BATCHNORM)
-                return true;
-        prev = spec->cut[s];
-    }
-    return false;
-}
-
 lr_status analysis_schedule(const analysis_t *a, const analysis_entry *e, plan_t **plan,
                             sched_t *s)
 {
@@ -32,7 +18,9 @@ lr_status analysis_schedule(const analysis_t *a, const analysis_entry *e, plan_t
     return LR_OK;
 }
 
-static lr_status run_one(analysis_t *a, plan_strategy st, analysis_entry *e)
+/* `chosen`: the strategy's plan when it came from strategy_choose_pair already. */
+static lr_status run_one(analysis_t *a, plan_strategy st, const plan_choice *chosen,
+                         analysis_entry *e)
 {
     memset(e, 0, sizeof *e);
     e->strategy = st;
@@ -40,8 +28,11 @@ static lr_status run_one(analysis_t *a, plan_strategy st, analysis_entry *e)
     req.strategy = st;
     if (st < STRAT_ROW)
         req.rows = 0; /* --rows is for row strategies */
-    LR_TRY(strategy_choose(a->net, &a->cfg, &req, &e->choice));
-    e->approximate = analysis_is_approximate(a->net, &a->cfg, &e->choice.spec);
+    if (chosen)
+        e->choice = *chosen;
+    else
+        LR_TRY(strategy_choose(a->net, &a->cfg, &req, &e->choice));
+    e->approximate = strategy_is_approximate(a->net, &a->cfg, &e->choice.spec);
     plan_t *plan;
     LR_TRY(plan_build(a->net, &a->cfg, &e->choice.spec, &plan));
     lr_status r = analysis_replay(a, plan, e);
@@ -109,10 +100,21 @@ lr_status analysis_run(const net_t *net, const plan_config *cfg, const plan_requ
     out->column_peak = column.cost.peak_bytes;
     out->column_flops = column.cost.flops;
     out->column_ns = column.cost.step_ns;
+    /* 2ps with 2ps-h and overl with overl-h come from one search each when both are asked for
+     * and nothing is fixed (strategy_choose_pair) */
+    plan_choice pair[STRAT_COUNT];
+    bool paired[STRAT_COUNT] = {false};
+    for (int st = STRAT_2PS; st <= STRAT_OVERL && !req->rows && !req->region_end; st++) {
+        plan_strategy h = st == STRAT_2PS ? STRAT_2PS_H : STRAT_OVERL_H;
+        if ((which & (1u << st)) && (which & (1u << h))) {
+            LR_TRY(strategy_choose_pair(net, cfg, (plan_strategy)st, &pair[st], &pair[h]));
+            paired[st] = paired[h] = true;
+        }
+    }
     for (int st = 0; st < STRAT_COUNT; st++) {
         if (!(which & (1u << st)))
             continue;
-        LR_TRY(run_one(out, (plan_strategy)st, &out->e[out->n]));
+        LR_TRY(run_one(out, (plan_strategy)st, paired[st] ? &pair[st] : NULL, &out->e[out->n]));
         out->n++;
     }
     return LR_OK;

@@ -8,7 +8,7 @@
 #define LR_ANALYSIS_H
 
 #include "sim.h"
-#include "strategy.h"
+#include "choose.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -48,9 +48,6 @@ lr_status analysis_schedule(const analysis_t *a, const analysis_entry *e, plan_t
  * e->exact and e->modelled, and sets e->n_steps. */
 lr_status analysis_replay(const analysis_t *a, const plan_t *plan, analysis_entry *e);
 
-/* True when the plan puts a BatchNorm inside a stage with more than one partition under
- * --bn stripe: statistics per stripe, an approximation of column training. */
-bool analysis_is_approximate(const net_t *net, const plan_config *cfg, const plan_spec *spec);
 
 #ifdef __cplusplus
 }

@@ -10,10 +10,10 @@
 #include <math.h>
 #include <string.h>
 
-#include "analysis.h"
 
 typedef struct {
     bool min_peak;       /* objective */
+    bool near_tie;       /* min_peak, then the least compute within the near-tie of that peak */
     int64_t budget;      /* 0: none */
     int64_t work_cap;    /* absolute (auto_work); INT64_MAX: none */
 } goal;
@@ -68,7 +68,7 @@ static lr_status make_candidate(search *s, plan_spec spec, plan_bn bn, const goa
     spec.strategy = strategy_of(&spec);
     plan_config cfg = s->cfg;
     cfg.bn = bn;
-    c->approximate = analysis_is_approximate(s->net, &cfg, &spec);
+    c->approximate = strategy_is_approximate(s->net, &cfg, &spec);
     c->bn = c->approximate ? BN_STRIPE : s->base_bn;
     c->spec = spec;
     LR_TRY(auto_evaluate(s, bn, &spec, &c->cost, usable));
@@ -98,9 +98,17 @@ static lr_status solve(search *s, const space *sp, const goal *g, labels *L, aut
                        bool *found)
 {
     dp_query q = {s, sp, g->budget ? g->budget : INT64_MAX, extra_cap_of(s, g)};
+    bool by_peak = g->min_peak;
+    if (g->near_tie) { /* the lowest peak first, then the least compute within its near-tie */
+        dp_plan low = auto_dp_lowest_peak(q, L);
+        if (!low.found)
+            return LR_OK;
+        q.bound = low.peak + low.peak / STRATEGY_NEAR_TIE_DIV;
+        by_peak = false;
+    }
     *found = false;
     for (int attempt = 0; attempt < 4; attempt++) {
-        dp_plan p = g->min_peak ? auto_dp_lowest_peak(q, L) : auto_dp_least_extra(&q, L);
+        dp_plan p = by_peak ? auto_dp_lowest_peak(q, L) : auto_dp_least_extra(&q, L);
         if (!p.found)
             return LR_OK;
         bool usable;
@@ -110,7 +118,8 @@ static lr_status solve(search *s, const space *sp, const goal *g, labels *L, aut
         if (out->cost.peak_bytes != p.peak || auto_work(s, &out->cost) - s->col_work != p.extra)
             s->model_misses++;
         int64_t over_flops = auto_work(s, &out->cost) - s->col_work - q.extra_cap;
-        int64_t over_peak = g->min_peak ? 0 : out->cost.peak_bytes - q.bound;
+        /* the near-tie's bound is no constraint of the request: the plan stands as evaluated */
+        int64_t over_peak = by_peak || g->near_tie ? 0 : out->cost.peak_bytes - q.bound;
         if (over_flops <= 0 && over_peak <= 0) {
             *found = true;
             return LR_OK;
@@ -196,9 +205,10 @@ static lr_status check_request(const net_t *net, const auto_request *req, goal *
     if (req->by_time && !cfg->device)
         return lr_fail(LR_ERR_USAGE, "--overhead-by time: needs --device (the card whose time "
                                      "model measures compute)");
-    if (cap == 0 && req->budget_bytes == 0)
+    if (cap == 0 && req->budget_bytes == 0 && !req->one_kind)
         cap = AUTO_DEFAULT_OVERHEAD;
     g->min_peak = req->budget_bytes == 0;
+    g->near_tie = req->one_kind;
     g->budget = req->budget_bytes;
     g->work_cap = INT64_MAX; /* set once column's compute is known */
     *end = req->region_end > 0 ? req->region_end : plan_default_region_end(net);
@@ -215,8 +225,9 @@ static lr_status check_request(const net_t *net, const auto_request *req, goal *
 
 static void search_free(search *s)
 {
-    free(s->cut), free(s->out_bytes), free(s->lp1), free(s->fck), free(s->special);
+    free(s->cut), free(s->out_bytes), free(s->lp1), free(s->fck), free(s->special), free(s->ends);
     free(s->bn_node), free(s->anc), free(s->desc);
+    auto_free_pieces(s);
 }
 
 static lr_status search_init(search *s, const net_t *net, const plan_config *cfg, int end,
@@ -249,10 +260,10 @@ static lr_status seeds(search *s, const goal *g, int end, candidates *c)
     LR_ASSERT(usable); /* measure_base evaluated it */
     if (end == 0)
         return LR_OK;
-    plan_request req = {.strategy = STRAT_CHECKPOINT, .region_end = end};
-    plan_choice ck;
-    LR_TRY(strategy_choose(s->net, &s->cfg, &req, &ck));
-    LR_TRY(make_candidate(s, ck.spec, s->base_bn, g, &c->v[c->n], &usable));
+    plan_spec ck = {.strategy = STRAT_CHECKPOINT};
+    plan_cost cost;
+    LR_TRY(strategy_checkpoint(s->net, &s->cfg, end, 0, &ck, &cost));
+    LR_TRY(make_candidate(s, ck, s->base_bn, g, &c->v[c->n], &usable));
     c->n += usable;
     return LR_OK;
 }
@@ -315,14 +326,45 @@ static lr_status least_compute(search *s, space *spaces, int n_spaces, probe_job
     }
 }
 
-static lr_status search_spaces(search *s, const plan_config *cfg, goal *g, candidates *c)
+/* One kind: the best single-stage plan, (0, cut[b]]:N then column, among the probes of the last
+ * stages that start at the input (every N, b a region end: the single-stage strategies' own
+ * space, offered in their order), by the table's objective; evaluated exactly. */
+static lr_status best_single_stage(search *s, const space *sp, const goal *g, auto_result *out)
+{
+    strategy_pick pick;
+    strategy_pick_init(&pick);
+    plan_spec spec = {.kind = sp->kind, .n_stages = 1};
+    for (int k = sp->from[0]; k < sp->from[1]; k++) {
+        const stage_edge *e = &sp->edges.v[k];
+        if (!e->last || e->parts < 2)
+            continue;
+        plan_cost c = {.peak_bytes = s->persistent + (e->local > e->tail ? e->local : e->tail),
+                       .flops = s->col_flops + e->extra};
+        spec.cut[0] = s->cut[e->b], spec.parts[0] = e->parts;
+        strategy_pick_offer(&pick, &spec, &c);
+    }
+    lr_status st = LR_OK;
+    if (pick.n > 0) {
+        bool usable;
+        st = make_candidate(s, pick.v[strategy_pick_best(&pick)].spec, sp->bn, g, &out->single,
+                            &usable);
+        out->has_single = st == LR_OK && usable;
+    }
+    strategy_pick_free(&pick);
+    return st;
+}
+
+static lr_status search_spaces(search *s, const auto_request *req, goal *g, candidates *c,
+                               auto_result *out)
 {
     space spaces[3 * BN_COUNT];
     int n_spaces = 0, n_seeds = c->n;
     const plan_partitioning kinds[] = {PART_TILE_IN, PART_OVERLAP, PART_TILE_OUT};
     /* exact BN always, stripe when --bn stripe allows it; --bn frozen trains every plan frozen */
     plan_bn modes[2] = {s->base_bn, BN_STRIPE};
-    for (int b = 0; b <= (cfg->bn == BN_STRIPE); b++)
+    if (req->one_kind)
+        spaces[n_spaces++] = (space){.kind = req->kind, .bn = s->cfg.bn};
+    for (int b = 0; b <= (s->cfg.bn == BN_STRIPE) && !req->one_kind; b++)
         for (int k = 0; k < 3; k++)
             spaces[n_spaces++] = (space){.kind = kinds[k], .bn = modes[b]};
     int n_jobs;
@@ -335,6 +377,8 @@ static lr_status search_spaces(search *s, const plan_config *cfg, goal *g, candi
         closest.min_peak = true;
         st = round_of(s, spaces, n_spaces, jobs, n_jobs, cap, &closest, c, n_seeds);
     }
+    if (st == LR_OK && req->one_kind)
+        st = best_single_stage(s, &spaces[0], g, out);
     auto_free_jobs(jobs);
     for (int k = 0; k < n_spaces; k++)
         free(spaces[k].edges.v), free(spaces[k].from), free(spaces[k].need),
@@ -349,20 +393,27 @@ lr_status auto_search(const net_t *net, const plan_config *cfg, const auto_reque
     goal g;
     int end = 0;
     LR_TRY(check_request(net, req, &g, &end, cfg));
-    double cap = req->max_overhead == 0 && req->budget_bytes == 0 ? AUTO_DEFAULT_OVERHEAD
-                                                                   : req->max_overhead;
+    double cap = req->one_kind ? 0
+                 : req->max_overhead == 0 && req->budget_bytes == 0 ? AUTO_DEFAULT_OVERHEAD
+                                                                    : req->max_overhead;
     search s;
     lr_status st = search_init(&s, net, cfg, end, req->by_time);
     if (cap > 0)
         g.work_cap = (int64_t)floor(cap * (double)s.col_work);
     candidates c = {.n = 0};
-    if (st == LR_OK)
+    if (st == LR_OK && !req->one_kind)
         st = seeds(&s, &g, end, &c);
     bool column_fits = c.n > 0 && c.v[0].fits && !g.min_peak; /* least compute possible */
     if (st == LR_OK && end > 0 && !column_fits)
-        st = search_spaces(&s, cfg, &g, &c);
+        st = search_spaces(&s, req, &g, &c, out);
+    if (st == LR_OK && c.n == 0)
+        st = lr_fail(LR_ERR_INPUT, "%s at batch %d: no plan of this kind lrcnn would build; use "
+                     "a smaller batch or input", net->name, cfg->batch);
     if (st == LR_OK) {
+        auto_candidate single = out->single;
+        bool has_single = out->has_single;
         rank(&s, &c, &g, out);
+        out->single = single, out->has_single = has_single;
         out->minimise_peak = g.min_peak;
         out->max_overhead = cap;
         out->budget_bytes = g.budget;

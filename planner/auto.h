@@ -59,6 +59,11 @@ typedef struct {
     int region_end;       /* last node of the row region; 0: plan_default_region_end */
     bool by_time;         /* compute = predicted step time on cfg->device (--overhead-by time),
                              else FLOPs; the cap and the least-compute objective both use it */
+    /* a hybrid strategy's own plan (choose.c): partitioned stages of `kind` only, BatchNorm as
+     * cfg->bn says, no column or checkpoint seed, no compute cap or budget, and the table's
+     * objective (strategy.h: the lowest peak, near-ties to the least compute) */
+    bool one_kind;
+    plan_partitioning kind;
 } auto_request;
 
 typedef struct {
@@ -85,6 +90,11 @@ typedef struct {
     /* !best.fits (no plan meets the budget): best is the lowest peak within the compute cap,
      * over_bytes = its peak - budget_bytes */
     int64_t over_bytes;
+    /* one_kind: the best single-stage plan of that kind, (0, region end]:N then column, by the
+     * table's objective: what its single-stage strategy (row, 2ps, overl) chooses, from the same
+     * probes */
+    bool has_single;
+    auto_candidate single;
     int n_evals;          /* closed-form evaluations made by the search */
     /* plans whose closed-form peak or compute differed from the stage model's prediction:
      * 0 unless stages interact in a way the model misses (the answer is the closed form's

@@ -56,10 +56,14 @@ void auto_find_cuts(search *s, int region_end)
     s->special = calloc((size_t)(s->m + 1) * (s->m + 1), 1);
     LR_ASSERT(s->special != NULL);
     s->special[s->m] = true; /* (0, m]: the whole region */
+    s->ends = calloc((size_t)s->m + 1, 1);
+    LR_ASSERT(s->ends != NULL);
+    s->ends[s->m] = true;
     for (int k = 0, prev = 0; k < nres; k++)
         for (int i = 1; i <= s->m; i++)
             if (s->cut[i] == res[k]) {
                 s->special[prev * (s->m + 1) + i] = true;
+                s->ends[i] = true;
                 prev = i;
             }
     free(cut), free(keep), free(res);

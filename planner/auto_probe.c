@@ -52,8 +52,106 @@ static lr_status evaluate_base(search *s, const plan_spec *sp, plan_cost *c)
 
 /* ------------------------------------------------------------------ probes */
 
+/* Stage (cut[a], cut[b]] alone under bn, with its phases as stage `index` and its run bound. */
+static lr_status stage_alone(const search *s, plan_bn bn, plan_partitioning kind, int a, int b,
+                             int parts, bool last, int index, plan_phase *fwd, plan_phase *bwd,
+                             int64_t *runs)
+{
+    plan_config cfg = s->cfg;
+    cfg.bn = bn;
+    plan_stage st;
+    LR_TRY(plan_stage_build(s->net, &cfg, kind, s->cut[a], s->cut[b], parts, last, &st));
+    *runs = plan_stage_runs(s->net, &st);
+    if (*runs <= PLAN_MAX_RUNS)
+        plan_stage_phases(s->net, &cfg, &st, index, fwd, bwd);
+    plan_stage_free(&st);
+    return LR_OK;
+}
+
+/* The pieces every probe plan is put together from (search.head_fwd ...). */
+static lr_status measure_pieces(search *s)
+{
+    int m = s->m;
+    s->head_fwd = calloc((size_t)m + 1, sizeof *s->head_fwd);
+    s->head_bwd = calloc((size_t)m + 1, sizeof *s->head_bwd);
+    s->next_fwd = calloc((size_t)m + 1, sizeof *s->next_fwd);
+    s->next_bwd = calloc((size_t)m + 1, sizeof *s->next_bwd);
+    s->ends_at = calloc((size_t)m + 1, sizeof *s->ends_at);
+    s->head_runs = calloc((size_t)m + 1, sizeof(int64_t));
+    s->next_runs = calloc((size_t)m + 1, sizeof(int64_t));
+    LR_ASSERT(s->head_fwd && s->head_bwd && s->next_fwd && s->next_bwd && s->ends_at &&
+              s->head_runs && s->next_runs);
+    plan_config cfg = s->cfg;
+    cfg.bn = s->base_bn;
+    for (int i = 1; i <= m; i++) {
+        LR_TRY(stage_alone(s, s->base_bn, PART_TILE_OUT, 0, i, 1, false, 0, &s->head_fwd[i],
+                           &s->head_bwd[i], &s->head_runs[i]));
+        if (i < m)
+            LR_TRY(stage_alone(s, s->base_bn, PART_TILE_OUT, i, i + 1, 1, true, 0,
+                               &s->next_fwd[i], &s->next_bwd[i], &s->next_runs[i]));
+        plan_spec one = {.n_stages = 1, .cut = {s->cut[i]}, .parts = {1}};
+        plan_t *plan;
+        LR_TRY(plan_build(s->net, &cfg, &one, &plan));
+        plan_cost c;
+        plan_closed_phases(plan, &c, &s->ends_at[i]);
+        plan_free(plan);
+    }
+    return LR_OK;
+}
+
+void auto_free_pieces(search *s)
+{
+    free(s->head_fwd), free(s->head_bwd), free(s->next_fwd), free(s->next_bwd);
+    free(s->ends_at), free(s->head_runs), free(s->next_runs);
+}
+
+/* A phase recorded as another stage index than the one it plays in a plan. */
+static plan_phase as_stage(plan_phase ph, int index)
+{
+    if (ph.grew)
+        ph.stage = index;
+    return ph;
+}
+
+/* The probe plan [(0, a]:1] (a, b]:parts [(b, b+1]:1], costed from its probed stage alone and
+ * the pieces: what strategy_evaluate_usable says of it. */
+static lr_status probe_cost(search *s, const space *sp_of, int a, int b, int parts, bool last,
+                            plan_cost *c, bool *usable)
+{
+#pragma omp atomic
+    s->n_evals++;
+    plan_phase fwd[3], bwd[3];
+    int n = 0;
+    int64_t runs = 2 * (int64_t)s->net->n_nodes;
+    if (a > 0) {
+        fwd[n] = s->head_fwd[a], bwd[n] = s->head_bwd[a];
+        runs += s->head_runs[a];
+        n++;
+    }
+    int64_t own;
+    LR_TRY(stage_alone(s, sp_of->bn, sp_of->kind, a, b, parts, last, n, &fwd[n], &bwd[n], &own));
+    runs += own;
+    n++;
+    if (!last) {
+        fwd[n] = as_stage(s->next_fwd[b], n), bwd[n] = as_stage(s->next_bwd[b], n);
+        runs += s->next_runs[b];
+        n++;
+    }
+    *usable = runs <= PLAN_MAX_RUNS;
+    if (!*usable)
+        return LR_OK;
+    plan_phases rec;
+    plan_phases_assemble(&s->ends_at[last ? b : b + 1], 1, n, fwd, bwd, &rec);
+    const plan_phases *by[3] = {&rec, &rec, &rec};
+    plan_compose(by, n, c);
+    *usable = c->flops < INT64_MAX; /* FLOP count overflow: not a candidate */
+    return LR_OK;
+}
+
 /* What every stage measurement subtracts: P, column, and for each i the last one-partition
  * stage (cut[i], cut[i+1]] and the non-last one (0, cut[i]]. */
+static lr_status measure_pieces(search *s);
+
 lr_status auto_measure_base(search *s)
 {
     plan_spec sp;
@@ -75,7 +173,7 @@ lr_status auto_measure_base(search *s)
         s->lp1[i] = c.stage_peak[n - 1] - s->persistent - s->out_bytes[i];
         s->fck[i] = auto_work(s, &c) - s->col_work; /* a last one-partition stage recomputes nothing */
     }
-    return LR_OK;
+    return measure_pieces(s);
 }
 
 lr_status auto_subnet(const net_t *net, int from, net_t **out)
@@ -137,24 +235,13 @@ static lr_status tail_above(search *s, const space *sp_of, int a, int b, int par
 }
 
 /* Stage (a, b] with N partitions, between a one-partition stage (0, a] and, unless it is the
- * last, a one-partition stage (b, b+1]; *usable as for auto_evaluate(). */
-static lr_status probe(search *s, const space *sp_of, int a, int b, int parts, stage_edge *e,
-                       bool *usable)
+ * last (the region ends at b), a one-partition stage (b, b+1]; *usable as for auto_evaluate(). */
+static lr_status probe(search *s, const space *sp_of, int a, int b, int parts, bool last,
+                       stage_edge *e, bool *usable)
 {
-    bool last = b == s->m;
-    plan_spec sp;
-    memset(&sp, 0, sizeof sp);
-    sp.kind = sp_of->kind;
-    int n = 0;
-    if (a > 0)
-        sp.cut[n] = s->cut[a], sp.parts[n++] = 1;
-    int me = n;
-    sp.cut[n] = s->cut[b], sp.parts[n++] = parts;
-    if (!last)
-        sp.cut[n] = s->cut[b + 1], sp.parts[n++] = 1;
-    sp.n_stages = n;
+    int me = a > 0; /* the probed stage's index in the probe plan */
     plan_cost c;
-    LR_TRY(auto_evaluate(s, sp_of->bn, &sp, &c, usable));
+    LR_TRY(probe_cost(s, sp_of, a, b, parts, last, &c, usable));
     if (!*usable)
         return LR_OK;
     int64_t base = s->persistent + s->out_bytes[a];
@@ -167,7 +254,6 @@ static lr_status probe(search *s, const space *sp_of, int a, int b, int parts, s
     e->carried = c.stage_peak[me + 1] - base - s->lp1[b];
     return LR_OK;
 }
-
 
 static int rows_to_split(const search *s, const space *sp, int a, int b)
 {
@@ -188,8 +274,8 @@ static void run_job(search *s, probe_job *j, int64_t extra_limit)
 {
     const space *sp = j->sp;
     int rows = rows_to_split(s, sp, j->a, j->b);
-    bool special = s->special[j->a * (s->m + 1) + j->b];
-    bool whole = j->a == 0 && j->b == s->m;
+    bool whole = j->a == 0 && j->last; /* a single-stage plan: every N, as its strategy's */
+    bool special = whole || s->special[j->a * (s->m + 1) + j->b];
     if (j->same) {
         j->done = true;
         return;
@@ -207,7 +293,7 @@ static void run_job(search *s, probe_job *j, int64_t extra_limit)
         last = parts = parts < rows ? parts : rows;
         stage_edge *e = &j->out[j->n];
         bool usable;
-        j->status = probe(s, sp, j->a, j->b, parts, e, &usable);
+        j->status = probe(s, sp, j->a, j->b, parts, j->last, e, &usable);
         if (j->status != LR_OK)
             break;
         j->n += usable;
@@ -221,41 +307,55 @@ static void run_job(search *s, probe_job *j, int64_t extra_limit)
 
 /* ------------------------------------------------------------------ jobs */
 
-/* Stages spanning more than SPAN_MAX cuts are measured only when special. */
-static bool probed(const search *s, int a, int b)
+/* Stages spanning more than SPAN_MAX cuts are measured only when special, or when they are the
+ * whole region up to where it may end (`last`). */
+static bool probed(const search *s, int a, int b, bool last)
 {
-    return b - a <= SPAN_MAX || s->special[a * (s->m + 1) + b];
+    return b - a <= SPAN_MAX || s->special[a * (s->m + 1) + b] || (last && a == 0);
 }
 
-/* Jobs for the stages worth measuring: per stage (a, b] one for the shared one-partition edges
- * (sp == NULL) and one per space for N > 1. */
+/* The kinds of stage (a, b] to measure: as a middle stage (b < m) and as the last (b = m, or a
+ * region end before it); returns how many, `last` for each. */
+static int variants(const search *s, int a, int b, bool last[2])
+{
+    int n = 0;
+    if (b < s->m && probed(s, a, b, false))
+        last[n++] = false;
+    if (s->ends[b] && probed(s, a, b, true))
+        last[n++] = true;
+    return n;
+}
+
+/* Jobs for the stages worth measuring: per stage (a, b] and variant one for the shared
+ * one-partition edges (sp == NULL) and one per space for N > 1. */
 probe_job *auto_make_jobs(search *s, space *spaces, int n_spaces, int *n_jobs)
 {
     int pairs = 0;
+    bool last[2];
     for (int a = 0; a < s->m; a++)
         for (int b = a + 1; b <= s->m; b++)
-            pairs += probed(s, a, b);
+            pairs += variants(s, a, b, last);
     probe_job *jobs = calloc((size_t)pairs * (n_spaces + 1), sizeof *jobs);
     stage_edge *edges = calloc((size_t)pairs * (1 + n_spaces * WHOLE_MAX_N), sizeof *edges);
     LR_ASSERT(jobs != NULL && edges != NULL);
     int n = 0;
     for (int a = 0; a < s->m; a++)
-        for (int b = a + 1; b <= s->m; b++) {
-            if (!probed(s, a, b))
-                continue;
-            probe_job *first = &jobs[n];
-            for (int k = -1; k < n_spaces; k++) {
-                probe_job *j = &jobs[n++];
-                j->sp = k < 0 ? NULL : &spaces[k];
-                j->a = a, j->b = b;
-                j->out = edges;
-                edges += k < 0 ? 1 : WHOLE_MAX_N;
-                if (k >= 0 && spaces[k].bn == BN_STRIPE && !stage_has_bn(s, a, b))
+        for (int b = a + 1; b <= s->m; b++)
+            for (int v = 0, nv = variants(s, a, b, last); v < nv; v++) {
+                probe_job *first = &jobs[n];
+                for (int k = -1; k < n_spaces; k++) {
+                    probe_job *j = &jobs[n++];
+                    j->sp = k < 0 ? NULL : &spaces[k];
+                    j->a = a, j->b = b, j->last = last[v];
+                    j->out = edges;
+                    edges += k < 0 ? 1 : WHOLE_MAX_N;
+                    if (k < 0 || spaces[k].bn != BN_STRIPE || stage_has_bn(s, a, b))
+                        continue;
                     for (probe_job *q = first; q < j && !j->same; q++)
                         if (q->sp && q->sp->kind == j->sp->kind && q->sp->bn == BN_EXACT)
                             j->same = q;
+                }
             }
-        }
     *n_jobs = n;
     return jobs;
 }
@@ -272,7 +372,7 @@ static void run_one_part(search *s, probe_job *j)
     space plain = {.kind = PART_TILE_OUT, .bn = s->base_bn};
     j->done = true;
     bool usable;
-    j->status = probe(s, &plain, j->a, j->b, 1, &j->out[0], &usable);
+    j->status = probe(s, &plain, j->a, j->b, 1, j->last, &j->out[0], &usable);
     j->n = j->status == LR_OK && usable;
 }
 

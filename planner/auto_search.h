@@ -45,7 +45,16 @@ typedef struct {
     bool by_time;        /* compute is measured as step time (cfg.device), else FLOPs */
     int64_t *lp1;        /* [i]: local of the LAST one-partition stage (cut[i], cut[i+1]] */
     int64_t *fck;        /* [i]: extra of the non-last one-partition stage (0, cut[i]] */
+    /* what a probe plan is put together from (probes cost their own stage alone): per cut i,
+     * the phases of the one-partition stage (0, cut[i]] before the probed one, of the last
+     * one-partition stage (cut[i], cut[i+1]] after it, and of the plan (0, cut[i]]:1 whose
+     * persistent and tail phases a plan ending at cut[i] shares; the stages' run bounds */
+    plan_phase *head_fwd, *head_bwd, *next_fwd, *next_bwd;
+    plan_phases *ends_at;
+    int64_t *head_runs, *next_runs;
     bool *special;       /* (m+1) x (m+1): the whole region and resolution stages */
+    bool *ends;          /* [i]: a plan's row region may end at cut i (a resolution cut or m),
+                            the rest running column-wise, as the single-stage strategies' may */
     /* exact BN lower bound (bn_bounds): per BatchNorm k, anc[k*n + x] = forward work of its
      * ancestors above node x, desc[k*n + y] = backward work of its descendants up to node y */
     int nbn;
@@ -69,6 +78,7 @@ typedef struct {
 typedef struct probe_job {
     space *sp;
     int a, b;
+    bool last;           /* the plan's last stage: the region ends at b */
     bool done;           /* measured (or never worth measuring) */
     const struct probe_job *same; /* a stage without BatchNorm is the same plan in either BN
                                      mode: the stripe space reads the exact space's job */
@@ -129,9 +139,11 @@ int64_t auto_bn_extra_bound(const search *s, int a, int b);
  * PLAN_MAX_RUNS) and can count its FLOPs; *usable is false otherwise: like the fixed strategies'
  * N searches, auto leaves such plans out. Counts s->n_evals (safe in parallel). */
 lr_status auto_evaluate(search *s, plan_bn bn, const plan_spec *sp, plan_cost *c, bool *usable);
-/* Fills P, column's peak and compute, lp1 and fck (after auto_find_cuts and out_bytes).
- * Errors: LR_ERR_INPUT when a plan of one-partition stages cannot be counted. */
+/* Fills P, column's peak and compute, lp1, fck and the pieces probe plans are put together from
+ * (after auto_find_cuts and out_bytes; auto_free_pieces frees them). Errors: LR_ERR_INPUT when a
+ * plan of one-partition stages cannot be counted. */
 lr_status auto_measure_base(search *s);
+void auto_free_pieces(search *s);
 /* The jobs for the stages worth measuring, none run yet; free with auto_free_jobs. */
 probe_job *auto_make_jobs(search *s, space *spaces, int n_spaces, int *n_jobs);
 void auto_free_jobs(probe_job *jobs);

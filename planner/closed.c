@@ -27,6 +27,8 @@ static void phase_begin(evaluator *v)
     *ph = (plan_phase){.entry = v->m.live, .node = -1, .part = -1, .stage = -1};
     v->phase_flops = v->flops;
     v->phase_ns = v->ns;
+    v->phase_bn_flops = v->bn_flops;
+    v->phase_bn_passes = v->bn_passes;
     v->m.phase = ph;
 }
 
@@ -38,6 +40,8 @@ static void phase_end(evaluator *v)
     ph->exit = v->m.live;
     ph->flops = v->flops == INT64_MAX ? INT64_MAX : v->flops - v->phase_flops;
     ph->ns = v->ns == INT64_MAX ? INT64_MAX : v->ns - v->phase_ns;
+    ph->bn_flops = v->bn_flops == INT64_MAX ? INT64_MAX : v->bn_flops - v->phase_bn_flops;
+    ph->bn_passes = v->bn_passes - v->phase_bn_passes;
     v->m.phase = NULL;
 }
 
@@ -245,42 +249,66 @@ void plan_compose(const plan_phases *const *by_stage, int n_stages, plan_cost *o
         live += ph->exit - ph->entry;
         flops = add_saturating(flops, ph->flops);
         ns = add_saturating(ns, ph->ns);
+        out->bn_pass_flops = add_saturating(out->bn_pass_flops, ph->bn_flops);
+        out->bn_passes += ph->bn_passes;
     }
     out->flops = add_saturating(flops, base->update_flops);
     out->step_ns = add_saturating(ns, base->update_ns);
+}
+
+/* The evaluator's arrays, and per-row costs of nodes lo..hi (a stage alone needs its own). */
+typedef struct {
+    bool *held, *grad, *gb_a, *gb_b;
+} walk_state;
+
+static void evaluator_init(evaluator *v, const net_t *net, const plan_config *cfg,
+                           const plan_t *plan, plan_phases *phases, int lo, int hi,
+                           walk_state *w)
+{
+    int n = net->n_nodes;
+    *v = (evaluator){.plan = plan, .net = net, .batch = cfg->batch,
+                     .eb = cost_dtype_bytes(cfg->dtype), .stage = -1, .phases = phases,
+                     .device = cfg->device, .optim = cfg->optim};
+    if (phases)
+        phases->n = 0;
+    v->m.node = v->m.part = v->m.stage = -1;
+    v->last_fwd = malloc(sizeof(int) * (size_t)n);
+    v->first_bwd = malloc(sizeof(int) * (size_t)n);
+    v->saved = calloc((size_t)n, 1);
+    v->has_grad = calloc((size_t)n + 1, 1);
+    v->mark = calloc((size_t)n, 1);
+    v->row_bytes = malloc(sizeof(int64_t) * 4 * (size_t)n);
+    w->held = calloc((size_t)n, 1), w->grad = calloc((size_t)n, 1);
+    w->gb_a = calloc((size_t)n + 1, 1), w->gb_b = calloc((size_t)n + 1, 1);
+    LR_ASSERT(v->last_fwd && v->first_bwd && v->saved && v->has_grad && v->mark &&
+              v->row_bytes && w->held && w->grad && w->gb_a && w->gb_b);
+    v->fwd_row_flops = v->row_bytes + n;
+    v->bwd_row_flops = v->row_bytes + 2 * n;
+    v->stats_row_flops = v->row_bytes + 3 * n;
+    for (int i = lo; i <= hi; i++) {
+        v->row_bytes[i] = cost_rows_bytes(net, i, v->batch, v->eb, 1);
+        v->fwd_row_flops[i] = cost_fwd_flops(net, i, v->batch, 1);
+        v->bwd_row_flops[i] = cost_bwd_flops(net, i, v->batch, 1);
+        v->stats_row_flops[i] = cost_stats_flops(net, i, v->batch, 1);
+    }
+}
+
+static void evaluator_free(evaluator *v, walk_state *w)
+{
+    free(v->last_fwd), free(v->first_bwd), free(v->saved), free(v->has_grad), free(v->mark);
+    free(v->row_bytes);
+    free(w->held), free(w->grad), free(w->gb_a), free(w->gb_b);
 }
 
 static void closed_form(const plan_t *plan, plan_cost *out, plan_phases *phases)
 {
     const net_t *net = plan->net;
     int n = net->n_nodes;
-    evaluator v = {.plan = plan, .net = net, .batch = plan->cfg.batch,
-                   .eb = cost_dtype_bytes(plan->cfg.dtype), .stage = -1, .phases = phases,
-                   .device = plan->cfg.device, .optim = plan->cfg.optim};
-    if (phases)
-        phases->n = 0;
-    v.m.node = v.m.part = v.m.stage = -1;
-    v.last_fwd = malloc(sizeof(int) * (size_t)n);
-    v.first_bwd = malloc(sizeof(int) * (size_t)n);
-    v.saved = calloc((size_t)n, 1);
-    v.has_grad = calloc((size_t)n + 1, 1);
-    v.mark = calloc((size_t)n, 1);
-    bool *held = calloc((size_t)n, 1), *grad = calloc((size_t)n, 1);
-    bool *gb_a = calloc((size_t)n + 1, 1), *gb_b = calloc((size_t)n + 1, 1);
+    evaluator v;
+    walk_state w;
+    evaluator_init(&v, net, &plan->cfg, plan, phases, 0, n - 1, &w);
     tail_readers t = {malloc(sizeof(int) * (size_t)n), malloc(sizeof(int) * (size_t)n)};
-    v.row_bytes = malloc(sizeof(int64_t) * 4 * (size_t)n);
-    LR_ASSERT(v.row_bytes != NULL);
-    v.fwd_row_flops = v.row_bytes + n;
-    v.bwd_row_flops = v.row_bytes + 2 * n;
-    v.stats_row_flops = v.row_bytes + 3 * n;
-    for (int i = 0; i < n; i++) {
-        v.row_bytes[i] = cost_rows_bytes(net, i, v.batch, v.eb, 1);
-        v.fwd_row_flops[i] = cost_fwd_flops(net, i, v.batch, 1);
-        v.bwd_row_flops[i] = cost_bwd_flops(net, i, v.batch, 1);
-        v.stats_row_flops[i] = cost_stats_flops(net, i, v.batch, 1);
-    }
-    LR_ASSERT(v.last_fwd && v.first_bwd && v.saved && v.has_grad && v.mark &&
-              held && grad && gb_a && gb_b && t.last_fwd && t.first_bwd);
+    LR_ASSERT(t.last_fwd && t.first_bwd);
     for (int i = 0; i < n; i++)
         t.last_fwd[i] = -1, t.first_bwd[i] = n;
     memset(out, 0, sizeof *out);
@@ -288,18 +316,18 @@ static void closed_form(const plan_t *plan, plan_cost *out, plan_phases *phases)
     persistent(&v, out);
     phase_end(&v);
     tail_positions(&v, &t);
-    stage_forward_flops_and_bytes(&v, held);
+    stage_forward_flops_and_bytes(&v, w.held);
     phase_begin(&v);
-    tail_forward(&v, &t, held);
+    tail_forward(&v, &t, w.held);
     phase_end(&v);
     phase_begin(&v);
-    tail_backward(&v, &t, held, grad);
+    tail_backward(&v, &t, w.held, w.grad);
     phase_end(&v);
     for (int s = plan->n_stages - 1; s >= 0; s--) {
         v.stage = s;
         phase_begin(&v);
-        stage_backward(&v, &plan->stages[s], held, gb_a, gb_b);
-        free_stage_input(&v, &plan->stages[s], held);
+        stage_backward(&v, &plan->stages[s], w.held, w.gb_a, w.gb_b);
+        free_stage_input(&v, &plan->stages[s], w.held);
         phase_end(&v);
     }
     int64_t before_updates = v.flops, ns_before_updates = v.ns;
@@ -321,11 +349,50 @@ static void closed_form(const plan_t *plan, plan_cost *out, plan_phases *phases)
     out->peak_pass = v.m.pass;
     out->flops = v.flops;
     out->step_ns = v.ns;
+    out->bn_pass_flops = v.bn_flops;
+    out->bn_passes = v.bn_passes;
     memcpy(out->stage_peak, v.m.stage_peak, sizeof out->stage_peak);
-    free(v.last_fwd), free(v.first_bwd), free(v.saved), free(v.has_grad);
-    free(v.mark), free(held), free(grad), free(gb_a), free(gb_b), free(t.last_fwd);
-    free(t.first_bwd);
-    free(v.row_bytes);
+    free(t.last_fwd), free(t.first_bwd);
+    evaluator_free(&v, &w);
+}
+
+void plan_stage_phases(const net_t *net, const plan_config *cfg, const plan_stage *st, int index,
+                       plan_phase *fwd, plan_phase *bwd)
+{
+    evaluator v;
+    walk_state w;
+    plan_phases rec;
+    evaluator_init(&v, net, cfg, NULL, &rec, st->in_node, st->out_node, &w);
+    v.stage = index;
+    /* what the plan's stage before it and its own forward mark: their outputs kept for their own
+     * backward when that reads its output (stage_forward_flops_and_bytes) */
+    if (st->in_node != 0)
+        w.held[st->in_node] = plan_bwd_reads_output(net->nodes[st->in_node].op);
+    w.held[st->out_node] = plan_bwd_reads_output(net->nodes[st->out_node].op);
+    phase_begin(&v);
+    stage_forward(&v, st);
+    phase_end(&v);
+    phase_begin(&v);
+    stage_backward(&v, st, w.held, w.gb_a, w.gb_b);
+    free_stage_input(&v, st, w.held);
+    phase_end(&v);
+    *fwd = rec.ph[0];
+    *bwd = rec.ph[1];
+    evaluator_free(&v, &w);
+}
+
+void plan_phases_assemble(const plan_phases *ends, int ends_stages, int n_stages,
+                          const plan_phase *fwd, const plan_phase *bwd, plan_phases *out)
+{
+    *out = *ends;
+    out->n = 2 * n_stages + 3;
+    out->ph[0] = ends->ph[0];
+    out->ph[1 + n_stages] = ends->ph[1 + ends_stages];
+    out->ph[2 + n_stages] = ends->ph[2 + ends_stages];
+    for (int s = 0; s < n_stages; s++) {
+        out->ph[1 + s] = fwd[s];
+        out->ph[2 + 2 * n_stages - s] = bwd[s];
+    }
 }
 
 void plan_closed_form(const plan_t *plan, plan_cost *out)

@@ -107,6 +107,12 @@ static void shared_free(shared *sh)
     free(sh->pass), free(sh->at), free(sh->steps), free(sh->releases);
 }
 
+static int64_t saturated(int64_t a, int64_t b)
+{
+    int64_t r;
+    return __builtin_add_overflow(a, b, &r) ? INT64_MAX : r;
+}
+
 /* Pass by pass onto the meter, in schedule order: the pass's tensor (statistics or gradient
  * reductions), its first highest point, its end. */
 static void place_passes(evaluator *v, const shared *sh, sched_pass pass, bool stats_tensor)
@@ -122,14 +128,10 @@ static void place_passes(evaluator *v, const shared *sh, sched_pass pass, bool s
         v->m.live = start + p->level;
         closed_flops(v, p->flops);
         closed_ns(v, p->ns);
+        v->bn_flops = saturated(v->bn_flops, p->flops);
     }
 }
 
-static int64_t saturated(int64_t a, int64_t b)
-{
-    int64_t r;
-    return __builtin_add_overflow(a, b, &r) ? INT64_MAX : r;
-}
 
 /* ------------------------------------------------------------------ STATS passes */
 
@@ -247,6 +249,7 @@ void closed_stats_passes(evaluator *v, const plan_stage *st)
             stats_partition(&sh, &sh.pass[k], j);
     }
     place_passes(v, &sh, PASS_STATS, true);
+    v->bn_passes += sh.n;
     free(lf);
     shared_free(&sh);
 }

@@ -45,6 +45,8 @@ typedef struct {
     const device_spec *device; /* the time model's (NULL: no step time) */
     plan_optim optim;
     int64_t flops, ns;
+    int64_t bn_flops; /* of v.flops, in statistics passes */
+    int bn_passes;
     int stage;
     /* per node of the current stage: last in-stage consumer, last backward reader */
     int *last_fwd, *first_bwd;
@@ -56,6 +58,8 @@ typedef struct {
     int64_t *fwd_row_flops, *bwd_row_flops, *stats_row_flops; /* per node, per output row */
     plan_phases *phases; /* NULL: not recorded */
     int64_t phase_flops, phase_ns; /* v.flops and v.ns when the current phase began */
+    int64_t phase_bn_flops;
+    int phase_bn_passes;
 } evaluator;
 
 typedef struct {

@@ -10,6 +10,8 @@
 #include <string.h>
 #include <strings.h>
 
+#include "choose.h"
+
 /* ------------------------------------------------------------------ one question */
 
 typedef struct {
@@ -18,9 +20,12 @@ typedef struct {
     const fit_target *t;
     int64_t budget;
     fit_result *out;
-    /* the strategy chooses the lowest peak over plans that do not depend on the batch (resp.
-     * the input): a plan of that set that fits proves fits() */
+    /* the strategy chooses by the table's objective (strategy.h) over plans that do not depend on
+     * the batch (resp. the input): its choice has a peak within the near-tie of any plan of that
+     * set, so a plan of the set that fits with the near-tie to spare proves fits(); a set of one
+     * plan (column, hybrids with --rows) needs no margin */
     bool lowest_of_fixed_set;
+    bool one_plan;
     bool strict; /* the first choice: its errors are the caller's (bad region, ...) */
 } fitter;
 
@@ -228,7 +233,12 @@ static lr_status round_of(question *q, choice *plan, int64_t guess, int64_t *lo,
     int64_t g;
     LR_TRY(last_fitting(q, plan_measure, *lo, *hi, guess, &g));
     point p;
+    bool proven = false;
     if (g > *lo && q->f->lowest_of_fixed_set) {
+        LR_TRY(plan_measure(q, g, &p));
+        proven = q->f->one_plan || (p.peak < INT64_MAX && p.peak + p.peak / STRATEGY_NEAR_TIE_DIV <= q->f->budget);
+    }
+    if (proven) {
         *lo = g;
     } else if (g > *lo) {
         LR_TRY(choice_measure(q, g, &p));
@@ -349,6 +359,13 @@ static lr_status max_input(fitter *f, const choice *start, fit_result *out)
 
 /* ------------------------------------------------------------------ driver */
 
+/* A set of one plan: the strategy's choice is that plan. */
+static bool one_plan(const fit_target *t, bool batch)
+{
+    return t->strategy == STRAT_COLUMN ||
+           ((t->strategy == STRAT_2PS_H || t->strategy == STRAT_OVERL_H) && batch && t->req.rows > 0);
+}
+
 static bool lowest_of_fixed_set(const fit_target *t, bool batch)
 {
     switch (t->strategy) {
@@ -360,7 +377,7 @@ static bool lowest_of_fixed_set(const fit_target *t, bool batch)
     case STRAT_CHECKPOINT: /* its segments follow activation shares, which move with the input */
         return batch;
     case STRAT_2PS_H:
-    case STRAT_OVERL_H: /* coordinate descent; with --rows, N scaled by heights only */
+    case STRAT_OVERL_H: /* auto's search; with --rows, N scaled by heights only */
         return batch && t->req.rows > 0;
     default: /* auto: its own choice; which N it tries for a stage depends on the peaks found */
         return false;
@@ -375,7 +392,7 @@ static lr_status fit_one(const net_t *net, const plan_config *cfg, const fit_tar
         return lr_fail(LR_ERR_USAGE, "--fit: expected a budget above the reserve and below 1 PiB");
     out->budget_bytes = budget_bytes;
     fitter f = {.net = net, .cfg = *cfg, .t = t, .budget = budget_bytes, .out = out,
-                .lowest_of_fixed_set = lowest_of_fixed_set(t, batch)};
+                .lowest_of_fixed_set = lowest_of_fixed_set(t, batch), .one_plan = one_plan(t, batch)};
     choice start = {.bn = cfg->bn, .at = {INT64_MAX, false}};
     f.strict = true;
     if (t->has_hint)

@@ -212,10 +212,10 @@ static lr_status check_spec(const net_t *net, const plan_spec *spec, const bool 
 }
 
 /* Partitions beyond the rows available would be empty everywhere: clamp. */
-static int clamp_parts(const net_t *net, const plan_spec *spec, int in_node, int out_node,
+static int clamp_parts(const net_t *net, plan_partitioning kind, int in_node, int out_node,
                        int parts)
 {
-    int rows = spec->kind == PART_TILE_IN ? net->nodes[in_node].h : net->nodes[out_node].h;
+    int rows = kind == PART_TILE_IN ? net->nodes[in_node].h : net->nodes[out_node].h;
     return parts > rows ? rows : parts;
 }
 
@@ -247,6 +247,50 @@ static bool stage_has_bn(const net_t *net, int in_node, int out_node)
     return false;
 }
 
+static lr_status too_many_ranges(const net_t *net, int parts, int layers)
+{
+    return lr_fail(LR_ERR_INPUT,
+                   "%s: %d partitions of a %d-layer stage make more (node, partition) row "
+                   "ranges than the %lld lrcnn plans; use fewer --rows",
+                   net->name, parts, layers, (long long)PLAN_MAX_RANGES);
+}
+
+/* Stage (in, out] of `parts` partitions (clamped already) of `kind`: its row ranges and what its
+ * recompute rebuilds. */
+static lr_status stage_init(const net_t *net, const plan_config *cfg, plan_partitioning kind,
+                            int in, int out, int parts, bool last, plan_stage *st)
+{
+    st->in_node = in;
+    st->out_node = out;
+    st->parts = parts;
+    st->kind = parts == 1 ? PART_TILE_OUT : kind;
+    st->bn_passes = parts > 1 && cfg->bn == BN_EXACT && stage_has_bn(net, in, out);
+    st->bn_frozen = cfg->bn == BN_FROZEN;
+    st->store_last = last && !st->bn_passes;
+    LR_TRY(build_stage(net, st));
+    return mark_rerun(net, st);
+}
+
+lr_status plan_stage_build(const net_t *net, const plan_config *cfg, plan_partitioning kind,
+                           int in, int out, int parts, bool last, plan_stage *st)
+{
+    memset(st, 0, sizeof *st);
+    LR_ASSERT(in >= 0 && in < out && out < net->n_nodes && parts >= 1);
+    parts = clamp_parts(net, kind, in, out, parts);
+    if ((int64_t)(out - in) * parts > PLAN_MAX_RANGES)
+        return too_many_ranges(net, parts, out - in);
+    lr_status s = stage_init(net, cfg, kind, in, out, parts, last, st);
+    if (s != LR_OK)
+        plan_stage_free(st);
+    return s;
+}
+
+void plan_stage_free(plan_stage *st)
+{
+    free(st->own), free(st->comp), free(st->held), free(st->rerun);
+    memset(st, 0, sizeof *st);
+}
+
 lr_status plan_build(const net_t *net, const plan_config *cfg, const plan_spec *spec,
                      plan_t **out)
 {
@@ -273,27 +317,15 @@ lr_status plan_build(const net_t *net, const plan_config *cfg, const plan_spec *
     int prev = 0;
     int64_t ranges = 0;
     for (int i = 0; i < spec->n_stages && s == LR_OK; i++) {
-        plan_stage *st = &p->stages[i];
-        st->in_node = prev;
-        st->out_node = spec->cut[i];
-        st->parts = clamp_parts(net, spec, prev, spec->cut[i], spec->parts[i]);
-        ranges += (int64_t)(st->out_node - st->in_node) * st->parts;
+        int parts = clamp_parts(net, spec->kind, prev, spec->cut[i], spec->parts[i]);
+        ranges += (int64_t)(spec->cut[i] - prev) * parts;
         if (ranges > PLAN_MAX_RANGES) {
-            s = lr_fail(LR_ERR_INPUT,
-                        "%s: %d partitions of a %d-layer stage make more (node, partition) row "
-                        "ranges than the %lld lrcnn plans; use fewer --rows",
-                        net->name, st->parts, st->out_node - st->in_node, (long long)PLAN_MAX_RANGES);
+            s = too_many_ranges(net, parts, spec->cut[i] - prev);
             break;
         }
-        p->spec.parts[i] = st->parts;
-        st->kind = st->parts == 1 ? PART_TILE_OUT : spec->kind;
-        st->bn_passes = st->parts > 1 && cfg->bn == BN_EXACT &&
-                        stage_has_bn(net, st->in_node, st->out_node);
-        st->bn_frozen = cfg->bn == BN_FROZEN;
-        st->store_last = i == spec->n_stages - 1 && !st->bn_passes;
-        s = build_stage(net, st);
-        if (s == LR_OK)
-            s = mark_rerun(net, st);
+        p->spec.parts[i] = parts;
+        s = stage_init(net, cfg, spec->kind, prev, spec->cut[i], parts, i == spec->n_stages - 1,
+                       &p->stages[i]);
         prev = spec->cut[i];
     }
     p->tail_first = prev + 1;
@@ -353,16 +385,20 @@ static int64_t stage_run_bound(const net_t *net, const plan_stage *st, bool *mar
     return runs;
 }
 
-int64_t plan_stage_run_bound(const plan_t *plan, int s)
+int64_t plan_stage_runs(const net_t *net, const plan_stage *st)
 {
-    const net_t *net = plan->net;
     bool *mark = malloc((size_t)net->n_nodes);
     int64_t *busy = malloc(sizeof(int64_t) * (size_t)net->n_nodes);
     LR_ASSERT(mark && busy);
-    int64_t runs = stage_run_bound(net, &plan->stages[s], mark, busy);
+    int64_t runs = stage_run_bound(net, st, mark, busy);
     free(mark);
     free(busy);
     return runs;
+}
+
+int64_t plan_stage_run_bound(const plan_t *plan, int s)
+{
+    return plan_stage_runs(plan->net, &plan->stages[s]);
 }
 
 int64_t plan_run_bound(const plan_t *plan)
@@ -403,12 +439,8 @@ void plan_free(plan_t *plan)
 {
     if (!plan)
         return;
-    for (int i = 0; i < plan->n_stages; i++) {
-        free(plan->stages[i].own);
-        free(plan->stages[i].comp);
-        free(plan->stages[i].held);
-        free(plan->stages[i].rerun);
-    }
+    for (int i = 0; i < plan->n_stages; i++)
+        plan_stage_free(&plan->stages[i]);
     free(plan->stages);
     free(plan);
 }

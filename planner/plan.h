@@ -135,6 +135,14 @@ lr_status plan_build(const net_t *net, const plan_config *cfg, const plan_spec *
                      plan_t **out);
 void plan_free(plan_t *plan);
 
+/* One stage on its own: stage (in, out] as plan_build builds it for a spec of `kind` with
+ * `parts` partitions (clamped to the rows there are), `last` when it is the plan's last stage. A
+ * stage depends on nothing else, so searches cost it alone (plan_stage_phases). The caller frees
+ * it with plan_stage_free(). Errors: LR_ERR_INPUT past PLAN_MAX_RANGES, LR_ERR_NOMEM. */
+lr_status plan_stage_build(const net_t *net, const plan_config *cfg, plan_partitioning kind,
+                           int in, int out, int parts, bool last, plan_stage *st);
+void plan_stage_free(plan_stage *st);
+
 /* Writes the plan's schedule for one training step into s (reset first). */
 void plan_emit(const plan_t *plan, sched_t *s);
 
@@ -164,6 +172,10 @@ typedef struct {
     int64_t workspace_bytes;
     int64_t flops;
     int64_t step_ns; /* predicted step time on cfg.device (device.h); 0 without a device */
+    /* where exact BatchNorm's compute goes: its STATS and GSTATS passes (the recomputes inside
+     * GSTATS passes included), one of each per BatchNorm in a partitioned stage */
+    int64_t bn_pass_flops;
+    int bn_passes;
     /* highest live bytes while each stage runs (forward or backward): what the per-stage N
      * search minimises, since the step's peak is the largest of them and the tail's */
     int64_t stage_peak[PLAN_MAX_STAGES];
@@ -183,8 +195,10 @@ typedef struct {
     bool grew;
     int node, part, stage; /* where `high` is first reached */
     sched_pass pass;
-    int64_t flops; /* INT64_MAX when the sum saturated */
-    int64_t ns;    /* time of its kernels (cfg.device; INT64_MAX when the sum saturated) */
+    int64_t flops;    /* INT64_MAX when the sum saturated */
+    int64_t ns;       /* time of its kernels (cfg.device; INT64_MAX when the sum saturated) */
+    int64_t bn_flops; /* of its FLOPs, in statistics passes */
+    int bn_passes;
 } plan_phase;
 
 typedef struct {
@@ -202,8 +216,23 @@ void plan_closed_phases(const plan_t *plan, plan_cost *out, plan_phases *ph);
  * plan_closed_form of that plan in every field. */
 void plan_compose(const plan_phases *const *by_stage, int n_stages, plan_cost *out);
 
-/* plan_run_bound's share of stage s (plan_run_bound = 2 * nodes + the sum over stages). */
+/* A stage on its own (plan_stage_build): the forward and backward phases plan_closed_phases
+ * records for it in any plan that holds it as stage `index` (a stage's phases depend on it
+ * alone). */
+void plan_stage_phases(const net_t *net, const plan_config *cfg, const plan_stage *st, int index,
+                       plan_phase *fwd, plan_phase *bwd);
+
+/* The phases of a plan put together from its stages' (fwd[s], bwd[s], s < n_stages) and the
+ * persistent and tail phases of `ends`, recorded from a plan of ends_stages stages whose last
+ * stage ends where this one's does (the tail depends only on that): plan_compose(out) then
+ * gives its cost. */
+void plan_phases_assemble(const plan_phases *ends, int ends_stages, int n_stages,
+                          const plan_phase *fwd, const plan_phase *bwd, plan_phases *out);
+
+/* plan_run_bound's share of stage s (plan_run_bound = 2 * nodes + the sum over stages), and of
+ * a stage on its own. */
 int64_t plan_stage_run_bound(const plan_t *plan, int s);
+int64_t plan_stage_runs(const net_t *net, const plan_stage *st);
 
 /* Shared by the emitter, the closed form and the executors. */
 bool plan_bwd_reads_input(net_op op);  /* conv, maxpool, batchnorm, fc, softmax_xent */

@@ -4,8 +4,8 @@
 #include <math.h>
 #include <string.h>
 
-static const int hybrid_candidates[] = {1, 2, 3, 4, 6, 8, 12, 16, 24, 32};
-#define N_CANDIDATES (int)(sizeof hybrid_candidates / sizeof hybrid_candidates[0])
+/* N tried for a single-stage plan: 2 ..SINGLE_STAGE_MAX_N. */
+#define SINGLE_STAGE_MAX_N 32
 
 lr_status strategy_evaluate(const net_t *net, const plan_config *cfg, const plan_spec *spec,
                             plan_cost *out)
@@ -83,10 +83,71 @@ static int share_cuts(const net_t *net, const bool *cut, int region_end, double 
     return n;
 }
 
+bool strategy_is_approximate(const net_t *net, const plan_config *cfg, const plan_spec *spec)
+{
+    if (cfg->bn != BN_STRIPE)
+        return false;
+    int prev = 0;
+    for (int s = 0; s < spec->n_stages; s++) {
+        for (int l = prev + 1; l <= spec->cut[s] && spec->parts[s] > 1; l++)
+            if (net->nodes[l].op == OP_BATCHNORM)
+                return true;
+        prev = spec->cut[s];
+    }
+    return false;
+}
+
+bool strategy_near_tie(int64_t peak, int64_t lowest)
+{
+    return peak <= lowest || (peak - lowest) <= lowest / STRATEGY_NEAR_TIE_DIV;
+}
+
+void strategy_pick_init(strategy_pick *p)
+{
+    memset(p, 0, sizeof *p);
+}
+
+void strategy_pick_free(strategy_pick *p)
+{
+    free(p->v);
+    memset(p, 0, sizeof *p);
+}
+
+void strategy_pick_offer(strategy_pick *p, const plan_spec *spec, const plan_cost *cost)
+{
+    if (p->n == p->cap) {
+        p->cap = p->cap ? 2 * p->cap : 64;
+        p->v = realloc(p->v, sizeof *p->v * (size_t)p->cap);
+        LR_ASSERT(p->v != NULL);
+    }
+    p->v[p->n].spec = *spec;
+    p->v[p->n].cost = *cost;
+    p->n++;
+}
+
+/* The lowest peak; among its near-ties the least compute, then the lower peak, then the
+ * earlier offer. */
+int strategy_pick_best(const strategy_pick *p)
+{
+    int low = -1, best = -1;
+    for (int k = 0; k < p->n; k++)
+        if (low < 0 || p->v[k].cost.peak_bytes < p->v[low].cost.peak_bytes)
+            low = k;
+    for (int k = 0; k < p->n; k++) {
+        const plan_cost *c = &p->v[k].cost;
+        if (!strategy_near_tie(c->peak_bytes, p->v[low].cost.peak_bytes))
+            continue;
+        if (best < 0 || c->flops < p->v[best].cost.flops ||
+            (c->flops == p->v[best].cost.flops && c->peak_bytes < p->v[best].cost.peak_bytes))
+            best = k;
+    }
+    return best;
+}
+
 /* Checkpoint segments: with --segments K, K equal shares; without, Chen et al.'s greedy with
- * budget total/K for K = 1..64, keeping the cuts with the lowest closed-form peak. */
-static lr_status checkpoint_spec(const net_t *net, const plan_config *cfg, int region_end,
-                                 int segments, plan_spec *sp, plan_cost *best)
+ * budget total/K for K = 1..64, the best by the table's objective. */
+lr_status strategy_checkpoint(const net_t *net, const plan_config *cfg, int region_end,
+                              int segments, plan_spec *sp, plan_cost *cost)
 {
     bool *cut = cut_table(net);
     double total = 0;
@@ -102,7 +163,9 @@ static lr_status checkpoint_spec(const net_t *net, const plan_config *cfg, int r
     }
     int lo = segments ? segments : 1, hi = segments ? segments : 64;
     plan_spec trial = *sp;
-    bool found = false;
+    trial.strategy = STRAT_CHECKPOINT;
+    strategy_pick pick;
+    strategy_pick_init(&pick);
     lr_status s = LR_OK;
     for (int k = lo; k <= hi && s == LR_OK; k++) {
         trial.n_stages = segments ? share_cuts(net, cut, region_end, total, k, trial.cut)
@@ -111,12 +174,15 @@ static lr_status checkpoint_spec(const net_t *net, const plan_config *cfg, int r
             trial.parts[i] = 1;
         plan_cost c;
         s = strategy_evaluate(net, cfg, &trial, &c);
-        if (s == LR_OK && (!found || c.peak_bytes < best->peak_bytes)) {
-            *best = c;
-            *sp = trial;
-            found = true;
-        }
+        if (s == LR_OK)
+            strategy_pick_offer(&pick, &trial, &c);
     }
+    if (s == LR_OK) {
+        int best = strategy_pick_best(&pick);
+        *sp = pick.v[best].spec;
+        *cost = pick.v[best].cost;
+    }
+    strategy_pick_free(&pick);
     free(cut);
     return s;
 }
@@ -134,149 +200,107 @@ lr_status strategy_evaluate_usable(const net_t *net, const plan_config *cfg, con
     return LR_OK;
 }
 
-/* The N in [2, 32] with the lowest peak for a single-stage spec, among those that fit (N = 2
- * when none does: emitting it then reports why). */
-static lr_status search_rows(const net_t *net, const plan_config *cfg, plan_spec *spec,
-                             plan_cost *best)
+/* Where a single-stage plan's row region may end: at --region, or at one of the hybrids'
+ * resolution cuts (where the map shrinks), the default end included. */
+static int region_ends(const net_t *net, int region_end, bool fixed, int *ends)
 {
-    int best_n = 0;
-    for (int n = 2; n <= 32; n++) {
-        spec->parts[0] = n;
-        plan_cost c;
-        bool fits;
-        LR_TRY(strategy_evaluate_usable(net, cfg, spec, &c, &fits));
-        if (fits && (best_n == 0 || c.peak_bytes < best->peak_bytes)) {
-            *best = c;
-            best_n = n;
-        }
+    if (fixed) {
+        ends[0] = region_end;
+        return 1;
     }
-    spec->parts[0] = best_n ? best_n : 2;
-    return best_n ? LR_OK : strategy_evaluate(net, cfg, spec, best);
+    return strategy_resolution_cuts(net, region_end, ends, PLAN_MAX_STAGES);
 }
 
-/* Every stage's phases at every candidate N (plan_compose): ph[k] is recorded from the plan
- * whose stages all take hybrid_candidates[k], runs[k][s] its stage s's share of the run bound. */
-typedef struct {
-    plan_phases ph[N_CANDIDATES];
-    int64_t runs[N_CANDIDATES][PLAN_MAX_STAGES];
-} stage_table;
-
-/* NULL when some plan cannot be built or its FLOP count saturates: the search then evaluates
- * whole plans, whose errors it reports as before. */
-static stage_table *stage_table_build(const net_t *net, const plan_config *cfg, const plan_spec *spec)
+/* The plan (0, end]:parts of `kind`, costed from its stage alone and `ends` (the persistent and
+ * tail phases of a plan ending at `end`): what strategy_evaluate_usable says of it. */
+static lr_status single_stage_cost(const net_t *net, const plan_config *cfg, plan_partitioning kind,
+                                   int end, int parts, const plan_phases *ends, plan_cost *c,
+                                   bool *usable)
 {
-    stage_table *t = malloc(sizeof *t);
-    if (!t)
-        return NULL;
-    plan_spec all = *spec;
-    for (int k = 0; k < N_CANDIDATES; k++) {
-        for (int s = 0; s < spec->n_stages; s++)
-            all.parts[s] = hybrid_candidates[k];
-        plan_t *plan;
-        if (plan_build(net, cfg, &all, &plan) != LR_OK) {
-            free(t);
-            return NULL;
-        }
-        plan_cost c;
-        plan_closed_phases(plan, &c, &t->ph[k]);
-        for (int s = 0; s < spec->n_stages; s++)
-            t->runs[k][s] = plan_stage_run_bound(plan, s);
-        plan_free(plan);
-        if (c.flops == INT64_MAX) {
-            free(t);
-            return NULL;
-        }
+    plan_stage st;
+    LR_TRY(plan_stage_build(net, cfg, kind, 0, end, parts, true, &st));
+    *usable = 2 * (int64_t)net->n_nodes + plan_stage_runs(net, &st) <= PLAN_MAX_RUNS;
+    if (*usable) {
+        plan_phase fwd, bwd;
+        plan_stage_phases(net, cfg, &st, 0, &fwd, &bwd);
+        plan_phases rec;
+        plan_phases_assemble(ends, 1, 1, &fwd, &bwd, &rec);
+        const plan_phases *by = &rec;
+        plan_compose(&by, 1, c);
+        *usable = c->flops < INT64_MAX; /* FLOP count overflow: not a candidate */
     }
-    return t;
-}
-
-typedef struct {
-    const net_t *net;
-    const plan_config *cfg;
-    const stage_table *table; /* NULL: whole plans */
-} stage_eval;
-
-/* strategy_evaluate_usable, by composing the stages' phases when the table is there. */
-static lr_status stage_evaluate(const stage_eval *e, const plan_spec *spec, plan_cost *c, bool *fits)
-{
-    if (!e->table)
-        return strategy_evaluate_usable(e->net, e->cfg, spec, c, fits);
-    const plan_phases *by[PLAN_MAX_STAGES];
-    int64_t runs = 2 * (int64_t)e->net->n_nodes;
-    for (int s = 0; s < spec->n_stages; s++) {
-        int k = 0; /* the search only moves a stage between candidates */
-        while (k < N_CANDIDATES && hybrid_candidates[k] != spec->parts[s])
-            k++;
-        LR_ASSERT(k < N_CANDIDATES);
-        by[s] = &e->table->ph[k];
-        runs += e->table->runs[k][s];
-    }
-    plan_compose(by, spec->n_stages, c);
-    *fits = runs <= PLAN_MAX_RUNS && c->flops < INT64_MAX;
+    plan_stage_free(&st);
     return LR_OK;
 }
 
-/* Coordinate descent over each stage's N: each stage takes the N that lowers the highest live
- * bytes while it runs (its own part of the peak), smaller N on ties. Candidates are costed by
- * composing per-stage phases (one plan per candidate N instead of one per move); the result is
- * costed as a whole plan. */
-static lr_status search_stage_rows(const net_t *net, const plan_config *cfg, plan_spec *spec,
-                                   plan_cost *best)
+/* Each region end's persistent and tail phases (a one-stage plan ending there: plan_build
+ * names what is wrong with a --region cut). */
+static lr_status ends_phases(const net_t *net, const plan_config *cfg, const int *ends, int n_ends,
+                             plan_phases *rec)
 {
-    LR_TRY(strategy_evaluate(net, cfg, spec, best));
-    stage_table *table = stage_table_build(net, cfg, spec);
-    stage_eval e = {net, cfg, table};
-    lr_status st = LR_OK;
-    for (int round = 0; round < 2 && st == LR_OK; round++) {
-        bool changed = false;
-        for (int s = 0; s < spec->n_stages && st == LR_OK; s++) {
-            int keep = spec->parts[s];
-            plan_cost kept = *best;
-            for (int k = 0; k < N_CANDIDATES && st == LR_OK; k++) {
-                if (hybrid_candidates[k] == keep)
-                    continue;
-                spec->parts[s] = hybrid_candidates[k];
-                plan_cost c;
-                bool fits;
-                st = stage_evaluate(&e, spec, &c, &fits);
-                bool lower = st == LR_OK && fits &&
-                             (c.stage_peak[s] < kept.stage_peak[s] ||
-                              (c.stage_peak[s] == kept.stage_peak[s] && hybrid_candidates[k] < keep));
-                if (lower && c.peak_bytes <= kept.peak_bytes) {
-                    kept = c;
-                    keep = hybrid_candidates[k];
-                    changed = true;
-                }
-            }
-            spec->parts[s] = keep;
-            *best = kept;
-        }
-        if (!changed)
-            break;
+    for (int r = 0; r < n_ends; r++) {
+        plan_spec one = {.n_stages = 1, .cut = {ends[r]}, .parts = {1}};
+        plan_t *plan;
+        LR_TRY(plan_build(net, cfg, &one, &plan));
+        plan_cost c;
+        plan_closed_phases(plan, &c, &rec[r]);
+        plan_free(plan);
     }
-    /* Stages that do not set the peak get the fewest partitions that keep it: less recompute
-     * of halos, fewer and larger kernels. */
-    for (int s = 0; s < spec->n_stages && st == LR_OK; s++) {
-        int keep = spec->parts[s];
-        for (int k = 0; k < N_CANDIDATES && hybrid_candidates[k] < keep && st == LR_OK; k++) {
-            spec->parts[s] = hybrid_candidates[k];
-            plan_cost c;
-            bool fits;
-            st = stage_evaluate(&e, spec, &c, &fits);
-            if (st == LR_OK && fits && c.peak_bytes <= best->peak_bytes) {
-                *best = c;
-                keep = hybrid_candidates[k];
-                break;
-            }
-        }
-        spec->parts[s] = keep;
-    }
-    free(table);
-    LR_TRY(st);
-    return table ? strategy_evaluate(net, cfg, spec, best) : LR_OK;
+    return LR_OK;
 }
 
-static void scaled_rows(const net_t *net, plan_spec *spec, int rows)
+typedef struct {
+    plan_cost cost;
+    bool usable;
+    lr_status status;
+} trial;
+
+lr_status strategy_single_stage(const net_t *net, const plan_config *cfg, plan_partitioning kind,
+                                int region_end, bool fixed_region, int rows, plan_choice *out)
+{
+    plan_spec *sp = &out->spec;
+    sp->kind = kind;
+    sp->n_stages = 1;
+    int ends[PLAN_MAX_STAGES], n_ends = region_ends(net, region_end, fixed_region, ends);
+    int lo = rows ? rows : 2, hi = rows ? rows : SINGLE_STAGE_MAX_N, per = hi - lo + 1;
+    plan_phases *rec = malloc(sizeof *rec * (size_t)n_ends);
+    trial *t = calloc((size_t)(n_ends * per), sizeof *t);
+    LR_ASSERT(rec && t);
+    lr_status st = ends_phases(net, cfg, ends, n_ends, rec);
+    if (st == LR_OK) {
+#pragma omp parallel for schedule(dynamic)
+        for (int k = 0; k < n_ends * per; k++)
+            t[k].status = single_stage_cost(net, cfg, kind, ends[k / per], lo + k % per,
+                                            &rec[k / per], &t[k].cost, &t[k].usable);
+    }
+    strategy_pick pick;
+    strategy_pick_init(&pick);
+    for (int k = 0; k < n_ends * per && st == LR_OK; k++) {
+        sp->cut[0] = ends[k / per];
+        sp->parts[0] = lo + k % per;
+        if (t[k].status != LR_OK) /* again here, for its message (errors are per thread) */
+            st = single_stage_cost(net, cfg, kind, sp->cut[0], sp->parts[0], &rec[k / per],
+                                   &t[k].cost, &t[k].usable);
+        else if (t[k].usable)
+            strategy_pick_offer(&pick, sp, &t[k].cost);
+    }
+    free(rec), free(t);
+    if (st == LR_OK && pick.n > 0) {
+        int best = strategy_pick_best(&pick);
+        *sp = pick.v[best].spec;
+        out->cost = pick.v[best].cost;
+    } else if (st == LR_OK) { /* nothing lrcnn would build: the default, whose emission says why */
+        sp->cut[0] = region_end;
+        sp->parts[0] = lo;
+        st = strategy_evaluate(net, cfg, sp, &out->cost);
+    }
+    strategy_pick_free(&pick);
+    out->rows_chosen = rows == 0;
+    out->region_chosen = !fixed_region && n_ends > 1;
+    return st;
+}
+
+void strategy_scaled_rows(const net_t *net, plan_spec *spec, int rows)
 {
     int h0 = net->nodes[0].h;
     int in = 0;
@@ -287,72 +311,3 @@ static void scaled_rows(const net_t *net, plan_spec *spec, int rows)
     }
 }
 
-static lr_status check_request(const net_t *net, const plan_request *req, int *region_end)
-{
-    if (req->rows < 0 || req->rows > 1 << 20)
-        return lr_fail(LR_ERR_USAGE, "--rows: expected a number of partitions in [1, 1048576]");
-    if (req->segments < 0 || req->segments > PLAN_MAX_STAGES)
-        return lr_fail(LR_ERR_USAGE, "--segments: expected 1 to %d", PLAN_MAX_STAGES);
-    *region_end = req->region_end > 0 ? req->region_end : plan_default_region_end(net);
-    if (*region_end >= net->n_nodes)
-        return lr_fail(LR_ERR_USAGE, "--region: no such layer");
-    return LR_OK;
-}
-
-lr_status strategy_choose(const net_t *net, const plan_config *cfg, const plan_request *req,
-                          plan_choice *out)
-{
-    int end = 0;
-    LR_TRY(check_request(net, req, &end));
-    memset(out, 0, sizeof *out);
-    plan_spec *sp = &out->spec;
-    sp->strategy = req->strategy;
-    bool row_strategy = req->strategy >= STRAT_ROW;
-    if (end == 0 && req->strategy != STRAT_COLUMN) {
-        /* no op maps rows: every strategy degenerates to column training */
-        sp->n_stages = 0;
-        return strategy_evaluate(net, cfg, sp, &out->cost);
-    }
-    switch (req->strategy) {
-    case STRAT_COLUMN:
-        sp->n_stages = 0;
-        break;
-    case STRAT_CHECKPOINT:
-        return checkpoint_spec(net, cfg, end, req->segments, sp, &out->cost);
-    case STRAT_ROW:
-    case STRAT_2PS:
-    case STRAT_OVERL:
-        sp->kind = req->strategy == STRAT_ROW   ? PART_TILE_OUT
-                   : req->strategy == STRAT_2PS ? PART_TILE_IN
-                                                : PART_OVERLAP;
-        sp->n_stages = 1;
-        sp->cut[0] = end;
-        sp->parts[0] = req->rows;
-        break;
-    case STRAT_2PS_H:
-    case STRAT_OVERL_H:
-        sp->kind = req->strategy == STRAT_2PS_H ? PART_TILE_IN : PART_OVERLAP;
-        sp->n_stages = strategy_resolution_cuts(net, end, sp->cut, PLAN_MAX_STAGES);
-        if (req->rows)
-            scaled_rows(net, sp, req->rows);
-        else
-            for (int s = 0; s < sp->n_stages; s++)
-                sp->parts[s] = 1;
-        break;
-    default:
-        return lr_fail(LR_ERR_USAGE, "--strategy: unknown strategy");
-    }
-    bool hybrid = req->strategy == STRAT_2PS_H || req->strategy == STRAT_OVERL_H;
-    if (row_strategy && req->rows == 0) {
-        out->rows_chosen = true;
-        return hybrid ? search_stage_rows(net, cfg, sp, &out->cost)
-                      : search_rows(net, cfg, sp, &out->cost);
-    }
-    LR_TRY(strategy_evaluate(net, cfg, sp, &out->cost));
-    /* plan_build clamps N to the rows available: report what was planned */
-    plan_t *plan;
-    LR_TRY(plan_build(net, cfg, sp, &plan));
-    memcpy(sp->parts, plan->spec.parts, sizeof sp->parts);
-    plan_free(plan);
-    return LR_OK;
-}

@@ -1,19 +1,27 @@
-/* strategy.h - turning a strategy name and the user's options into a concrete plan spec:
- * the row region, checkpoint segments, hybrid stage cuts and the number of partitions.
+/* strategy.h - the pieces a strategy's plan is chosen from (choose.h puts them together): the
+ * closed-form evaluation of a spec, the table's objective, checkpoint segments, the single-stage
+ * strategies' region end and N, the hybrids' resolution cuts.
+ *
+ * The table's objective, for every strategy that chooses: the lowest closed-form peak; plans
+ * within 1% of it (STRATEGY_NEAR_TIE_DIV) count as tied and the least compute among them wins,
+ * then the lower peak, then the first candidate offered. So a plan that buys its last 1% of
+ * memory with much more compute (exact BatchNorm's statistics passes, halos) loses to a cheaper
+ * one.
  *
  * Defaults (each a visible choice with its reason):
  *   region      every op up to the first one that needs every row (plan_default_region_end)
  *   checkpoint  Chen et al.'s greedy (a segment ends at the first cut after its activation bytes
- *               pass a budget total/K), K = 1..64 tried, the lowest closed-form peak kept (it
- *               lands near sqrt(L) segments); --segments K: K segments of equal activation bytes
- *   row/2ps/overl  N in 2..32 with the lowest closed-form peak (ties: the smaller N, less work)
- *               among the N whose schedule lrcnn builds (PLAN_MAX_RUNS; both searches skip the rest)
- *   hybrids     a stage per resolution: cut where the feature map shrinks (at the downsampling
- *               op when it is a cut, e.g. VGG's pools, else at the last cut before it, e.g. the
- *               end of a ResNet layer group); each stage's N chosen by coordinate descent on the
- *               closed-form peak over {1, 2, 3, 4, 6, 8, 12, 16, 24, 32}. With --rows N the first
- *               stage gets N and deeper ones N scaled by their input height (fewer rows deeper).
- * Deliberately not here: auto planning under a budget (auto.c), the schedule itself (emit.c).
+ *               pass a budget total/K), K = 1..64 tried, the best by the objective (it lands
+ *               near sqrt(L) segments); --segments K: K segments of equal activation bytes
+ *   row/2ps/overl  the region end among the resolution cuts below (the paper's 2PS and OverL
+ *               partition the first, high-resolution layers and run the rest column-wise) and
+ *               N in 2..32, the best by the objective among the plans whose schedule lrcnn
+ *               builds (PLAN_MAX_RUNS); --region or --rows fix either
+ *   resolution cuts  where the feature map shrinks (at the downsampling op when it is a cut, e.g.
+ *               VGG's pools, else at the last cut before it, e.g. the end of a ResNet layer
+ *               group), and the region end
+ * Deliberately not here: the hybrids' search (auto_search restricted to their kind, choose.c),
+ * the schedule itself (emit.c).
  */
 #ifndef LR_STRATEGY_H
 #define LR_STRATEGY_H
@@ -33,14 +41,46 @@ typedef struct {
 
 typedef struct {
     plan_spec spec;
-    bool rows_chosen; /* N came from the search, not from --rows */
-    plan_cost cost;   /* closed form of the chosen spec */
+    bool rows_chosen;   /* N came from the search, not from --rows */
+    bool region_chosen; /* the region end came from the search, not from --region */
+    plan_cost cost;     /* closed form of the chosen spec */
 } plan_choice;
 
-/* Builds the spec for a request and evaluates it in closed form. Errors name the flag
- * (--region, --rows, --segments). */
-lr_status strategy_choose(const net_t *net, const plan_config *cfg, const plan_request *req,
-                          plan_choice *out);
+/* True when the plan puts a BatchNorm inside a stage with more than one partition under
+ * --bn stripe: statistics per stripe, an approximation of column training. */
+bool strategy_is_approximate(const net_t *net, const plan_config *cfg, const plan_spec *spec);
+
+/* Plans within lowest/STRATEGY_NEAR_TIE_DIV bytes above the lowest peak are near-ties. */
+#define STRATEGY_NEAR_TIE_DIV 100
+bool strategy_near_tie(int64_t peak, int64_t lowest);
+
+/* Candidates offered to the objective, then the best picked (strategy_pick_best: its index;
+ * at least one offered). */
+typedef struct {
+    struct {
+        plan_spec spec;
+        plan_cost cost;
+    } *v;
+    int n, cap;
+} strategy_pick;
+void strategy_pick_init(strategy_pick *p);
+void strategy_pick_free(strategy_pick *p);
+void strategy_pick_offer(strategy_pick *p, const plan_spec *spec, const plan_cost *cost);
+int strategy_pick_best(const strategy_pick *p);
+
+/* Checkpoint segments up to region_end (segments: --segments, 0: choose). Errors: LR_ERR_USAGE
+ * naming --segments when there are fewer places to cut. */
+lr_status strategy_checkpoint(const net_t *net, const plan_config *cfg, int region_end,
+                              int segments, plan_spec *spec, plan_cost *cost);
+
+/* A single-stage plan of `kind`: its region end (region_end itself when fixed_region, else the
+ * best resolution cut up to it) and N (rows, or the best in 2..32). out->spec.strategy is left
+ * to the caller. */
+lr_status strategy_single_stage(const net_t *net, const plan_config *cfg, plan_partitioning kind,
+                                int region_end, bool fixed_region, int rows, plan_choice *out);
+
+/* --rows N for the hybrids: the first stage N, deeper ones N scaled by their input height. */
+void strategy_scaled_rows(const net_t *net, plan_spec *spec, int rows);
 
 /* Closed-form cost of a spec (builds and frees the plan). */
 lr_status strategy_evaluate(const net_t *net, const plan_config *cfg, const plan_spec *spec,

@@ -92,28 +92,69 @@ static const char *time_columns(const analysis_t *a, int64_t step_ns, char *buf,
     return buf;
 }
 
+/* The compute above column that is neither statistics passes nor the optimizer: recomputed
+ * forwards and, for overlapping partitions, halos. */
+static int64_t recompute_flops(const analysis_t *a, const plan_cost *c)
+{
+    return c->flops - a->column_flops - c->bn_pass_flops;
+}
+
+static void extra_text(const analysis_t *a, const plan_cost *c, char *rec, size_t rec_cap,
+                       char *bn, size_t bn_cap)
+{
+    int64_t r = recompute_flops(a, c);
+    if (r > 0)
+        snprintf(rec, rec_cap, "+%.2fx", ratio(r, a->column_flops));
+    else
+        snprintf(rec, rec_cap, "-");
+    if (c->bn_passes > 0)
+        snprintf(bn, bn_cap, "+%.2fx (%d)", ratio(c->bn_pass_flops, a->column_flops), c->bn_passes);
+    else
+        snprintf(bn, bn_cap, "-");
+}
+
+/* The region's last layer (the last stage's), * when the planner chose it. */
+static const char *region_text(const net_t *net, const plan_choice *ch, char *buf, size_t cap)
+{
+    const plan_spec *sp = &ch->spec;
+    if (sp->n_stages == 0)
+        return "-";
+    snprintf(buf, cap, "%s%s", net->nodes[sp->cut[sp->n_stages - 1]].name, ch->region_chosen ? "*" : "");
+    return buf;
+}
+
+void summary_print_header(FILE *f, const analysis_t *a)
+{
+    fprintf(f, "%-11s %11s %11s %11s %8s %8s%s %9s %-13s %-14s %-16s %s\n", "strategy", "peak",
+            "static", "act@peak", "vs col", "compute", a->cfg.device ? "   step ms    time" : "",
+            "recompute", "BN passes", "rows", "region", "peak at");
+}
+
+void summary_print_row(FILE *f, const analysis_t *a, const char *name, const analysis_entry *e)
+{
+    char b1[32], b2[32], b3[32], rows[256], where[160], region[160], rec[32], bn[48], tc[48];
+    const plan_cost *c = &e->choice.cost;
+    int64_t peak = e->modelled.peak_bytes;
+    int64_t act = peak - c->static_bytes - c->input_bytes - c->workspace_bytes;
+    summary_rows(&e->choice.spec, rows, sizeof rows);
+    if (e->choice.rows_chosen && strcmp(rows, "-") != 0 && strlen(rows) + 2 < sizeof rows)
+        strcat(rows, "*");
+    extra_text(a, c, rec, sizeof rec, bn, sizeof bn);
+    fprintf(f, "%-11s %11s %11s %11s %7.1f%% %7.2fx%s %9s %-13s %-14s %-16s %s%s\n", name,
+            summary_bytes(peak, b1, sizeof b1), summary_bytes(c->static_bytes, b2, sizeof b2),
+            summary_bytes(act, b3, sizeof b3), 100.0 * ratio(peak, a->column_peak),
+            ratio(c->flops, a->column_flops), time_columns(a, c->step_ns, tc, sizeof tc), rec, bn,
+            rows,
+            region_text(a->net, &e->choice, region, sizeof region),
+            summary_where(a->net, c->peak_pass, c->peak_node, c->peak_part, where, sizeof where),
+            e->approximate ? "  (approximate: stripe BN)" : "");
+}
+
 void summary_print_strategies(FILE *f, const analysis_t *a)
 {
-    char b1[32], b2[32], b3[32], rows[256], where[160], tc[48];
-    fprintf(f, "%-11s %11s %11s %11s %8s %8s%s %-14s %s\n", "strategy", "peak", "static",
-            "act@peak", "vs col", "compute", a->cfg.device ? "   step ms    time" : "", "rows",
-            "peak at");
-    for (int i = 0; i < a->n; i++) {
-        const analysis_entry *e = &a->e[i];
-        const plan_cost *c = &e->choice.cost;
-        int64_t act = e->modelled.peak_bytes - c->static_bytes - c->input_bytes - c->workspace_bytes;
-        int64_t peak = e->modelled.peak_bytes;
-        summary_rows(&e->choice.spec, rows, sizeof rows);
-        if (e->choice.rows_chosen && strlen(rows) + 2 < sizeof rows)
-            strcat(rows, "*");
-        fprintf(f, "%-11s %11s %11s %11s %7.1f%% %7.2fx%s %-14s %s%s\n",
-                plan_strategy_name(e->strategy), summary_bytes(peak, b1, sizeof b1),
-                summary_bytes(c->static_bytes, b2, sizeof b2),
-                summary_bytes(act, b3, sizeof b3), 100.0 * ratio(peak, a->column_peak),
-                ratio(c->flops, a->column_flops), time_columns(a, c->step_ns, tc, sizeof tc), rows,
-                summary_where(a->net, c->peak_pass, c->peak_node, c->peak_part, where, sizeof where),
-                e->approximate ? "  (approximate: stripe BN)" : "");
-    }
+    summary_print_header(f, a);
+    for (int i = 0; i < a->n; i++)
+        summary_print_row(f, a, plan_strategy_name(a->e[i].strategy), &a->e[i]);
 }
 
 /* ------------------------------------------------------------------ JSON */
@@ -237,10 +278,15 @@ json_object *summary_strategy_json(const analysis_t *a, const analysis_entry *e)
         json_object_object_add(o, "step_ms", json_object_new_double(c->step_ns / 1e6));
         json_object_object_add(o, "time_ratio", json_object_new_double(ratio(c->step_ns, a->column_ns)));
     }
+    json_object_object_add(o, "recompute_flops", json_object_new_int64(recompute_flops(a, c)));
+    json_object_object_add(o, "bn_pass_flops", json_object_new_int64(c->bn_pass_flops));
+    json_object_object_add(o, "bn_passes", json_object_new_int(c->bn_passes));
     int rows = sp->strategy >= STRAT_ROW && sp->n_stages > 0 ? sp->parts[0] : 1;
     json_object_object_add(o, "rows", json_object_new_int(rows));
     json_object_object_add(o, "rows_chosen", json_object_new_boolean(e->choice.rows_chosen));
     json_object_object_add(o, "stages", stages_json(a->net, sp));
+    json_object_object_add(o, "region", sp->n_stages ? json_object_new_string(a->net->nodes[sp->cut[sp->n_stages - 1]].name) : NULL);
+    json_object_object_add(o, "region_chosen", json_object_new_boolean(e->choice.region_chosen));
     json_object_object_add(o, "approximate", json_object_new_boolean(e->approximate));
     json_object_object_add(o, "peak_at", where_json(a->net, c->peak_pass, c->peak_node, c->peak_part));
     json_object_object_add(o, "bytes_by_class_at_peak", classes_json(&e->exact));
@@ -306,19 +352,10 @@ static void print_candidate(FILE *f, const net_t *net, const auto_result *r, con
 
 void summary_print_auto(FILE *f, const analysis_t *a, const analysis_entry *e, const auto_result *r)
 {
-    char b1[32], b2[32], b3[32], rows[256], where[160], why[160], stages[2048], tc[48];
-    const plan_cost *c = &e->choice.cost;
+    char b1[32], b2[32], b3[32], why[160], stages[2048];
     constraint_text(r, why, sizeof why);
     fprintf(f, "\nauto (%s):\n", why);
-    summary_rows(&e->choice.spec, rows, sizeof rows);
-    fprintf(f, "%-11s %11s %11s %11s %7.1f%% %7.2fx%s %-14s %s%s\n", "auto",
-            summary_bytes(e->modelled.peak_bytes, b1, sizeof b1),
-            summary_bytes(c->static_bytes, b2, sizeof b2),
-            summary_bytes(e->modelled.peak_bytes - c->static_bytes - c->input_bytes - c->workspace_bytes, b3, sizeof b3),
-            100.0 * ratio(e->modelled.peak_bytes, a->column_peak), ratio(c->flops, a->column_flops),
-            time_columns(a, c->step_ns, tc, sizeof tc), rows,
-            summary_where(a->net, c->peak_pass, c->peak_node, c->peak_part, where, sizeof where),
-            e->approximate ? "  (approximate: stripe BN)" : "");
+    summary_print_row(f, a, "auto", e);
     plan_stages_text(a->net, &e->choice.spec, stages, sizeof stages);
     fprintf(f, "  plan: %s, bn %s, %d stage%s (last layer/rows): %s\n", auto_kind_name(&e->choice.spec),
             plan_bn_name(r->best.bn), e->choice.spec.n_stages, e->choice.spec.n_stages == 1 ? "" : "s", stages);

@@ -28,8 +28,13 @@ const char *summary_where(const net_t *net, sched_pass pass, int node, int part,
  * overlap, activation bytes at this batch. */
 void summary_print_layers(FILE *f, const net_t *net, const plan_config *cfg);
 
-/* One line per strategy: peak, static, activations at the peak, ratios to column, N, where. */
+/* One line per strategy: peak, static, activations at the peak, ratios to column, where the
+ * compute above column goes (recomputed forwards and halos; exact BatchNorm's statistics passes,
+ * with the number of BatchNorm layers that run them), N, the region's last layer (* when the
+ * planner chose it), where the peak happens. summary_print_row prints one such line. */
 void summary_print_strategies(FILE *f, const analysis_t *a);
+void summary_print_header(FILE *f, const analysis_t *a);
+void summary_print_row(FILE *f, const analysis_t *a, const char *name, const analysis_entry *e);
 
 /* The whole JSON object: {"net": {...}, "config": {...}, "strategies": [...]}; strategies is
  * omitted when a is NULL. The caller releases it with json_object_put(). */

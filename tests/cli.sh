@@ -87,7 +87,9 @@ EOF
 }
 
 # --bn frozen: resnet18's JSON says so, every plan is exact (not approximate) with its closed
-# form equal to the replay, and no plan costs more compute than under --bn exact.
+# form equal to the replay, and no plan costs more compute than under --bn exact. In both, each
+# plan's FLOPs are column's + recompute + BN passes (none when frozen), and every row strategy
+# says which layer its region ends at and that the planner chose it.
 check_frozen_bn() {
     local name="--bn frozen: every plan exact, no dearer than exact BN"
     run --net resnet18 --batch 32 --bn frozen --json
@@ -107,6 +109,20 @@ for s in f["strategies"]:
         problems.append("%s: approximate %s, closed form %s, replay %s" % (
             s["name"], s["approximate"], s["peak_bytes"], s["sim_peak_bytes"]))
 fr = {s["name"]: s for s in f["strategies"]}
+col = {d["config"]["bn"]: [s for s in d["strategies"] if s["name"] == "column"][0] for d in (f, e)}
+for d in (f, e):
+    for s in d["strategies"]:
+        c = col[d["config"]["bn"]]["flops"]
+        if s["flops"] != c + s["recompute_flops"] + s["bn_pass_flops"]:
+            problems.append("%s %s: flops %d != column %d + recompute %d + BN passes %d" % (
+                d["config"]["bn"], s["name"], s["flops"], c, s["recompute_flops"], s["bn_pass_flops"]))
+        if (s["bn_passes"] > 0) != (s["bn_pass_flops"] > 0) or (d is f and s["bn_passes"]):
+            problems.append("%s %s: %d BN passes, %d FLOPs" % (
+                d["config"]["bn"], s["name"], s["bn_passes"], s["bn_pass_flops"]))
+        row_wise = s["name"] in ("row", "2ps", "overl", "2ps-h", "overl-h")
+        if (s["region"] is None) != (s["name"] == "column") or s["region_chosen"] != row_wise:
+            problems.append("%s %s: region %s, chosen %s" % (
+                d["config"]["bn"], s["name"], s["region"], s["region_chosen"]))
 for s in e["strategies"]:
     if fr[s["name"]]["flops_ratio"] > s["flops_ratio"] + 1e-9:
         problems.append("%s: frozen compute %.3f above exact %.3f" % (
@@ -345,10 +361,11 @@ EOF
 # ------------------------------------------------------------------ sweeps
 
 # rows=2..8 as CSV: a header and one line per (N, row strategy): 7 x 5 = 35; the rows column
-# shows the N planned: row splits pool5's 7 output rows, so N = 8 is clamped to 7.
+# shows the N planned: with the region at pool5, row splits its 7 output rows, so N = 8 is
+# clamped to 7.
 check_sweeps() {
     local name="--sweep rows=2..8 --format csv: header + 7 x 5 lines"
-    run --net vgg16 --sweep rows=2..8 --format csv
+    run --net vgg16 --sweep rows=2..8 --region pool5 --format csv
     local n
     n=$(lines "$out")
     if [ "$rc" -ne 0 ]; then

@@ -22,7 +22,7 @@
 
 #include "exec.h"
 #include "sim.h"
-#include "strategy.h"
+#include "choose.h"
 #include "validate.h"
 
 #ifdef LRCNN_HAVE_CUDA

@@ -17,7 +17,7 @@
 #include "exec.h"
 #include "golden.h"
 #include "sim.h"
-#include "strategy.h"
+#include "choose.h"
 
 #define GOLDEN(net) LRCNN_SRCDIR "/tests/data/golden/" net ".bin"
 

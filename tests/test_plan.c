@@ -21,7 +21,7 @@
 #include "support.h"
 
 #include "sim.h"
-#include "strategy.h"
+#include "choose.h"
 
 /* ------------------------------------------------------------------ helpers */
 
@@ -50,14 +50,21 @@ static plan_t *build(const net_t *net, const plan_config *cfg, const plan_spec *
     return plan;
 }
 
-static plan_choice choose(const net_t *net, const plan_config *cfg, plan_strategy st, int rows)
+/* strategy_choose with --rows (0: chosen) and --region (0: chosen, or the default end). */
+static plan_choice choose_at(const net_t *net, const plan_config *cfg, plan_strategy st, int rows,
+                             int region_end)
 {
-    plan_request req = {.strategy = st, .rows = rows};
+    plan_request req = {.strategy = st, .rows = rows, .region_end = region_end};
     plan_choice c;
     if (strategy_choose(net, cfg, &req, &c) != LR_OK)
         fail_msg("%s %s rows %d: strategy_choose: %s", net->name, plan_strategy_name(st), rows,
                  lr_last_error());
     return c;
+}
+
+static plan_choice choose(const net_t *net, const plan_config *cfg, plan_strategy st, int rows)
+{
+    return choose_at(net, cfg, st, rows, 0);
 }
 
 static plan_cost closed(const plan_t *plan)
@@ -559,8 +566,9 @@ static void test_activation_bytes_scale_linearly_with_batch(void **state)
         for (size_t k = 0; k < sizeof plans / sizeof plans[0]; k++)
             for (int b = 1; b <= 16; b *= 4) {
                 plan_config c1 = config(b, BN_STRIPE), c2 = config(2 * b, BN_STRIPE);
-                plan_choice x = choose(net, &c1, plans[k].st, plans[k].rows);
-                plan_choice y = choose(net, &c2, plans[k].st, plans[k].rows);
+                int end = plan_default_region_end(net); /* the same region at both batches */
+                plan_choice x = choose_at(net, &c1, plans[k].st, plans[k].rows, end);
+                plan_choice y = choose_at(net, &c2, plans[k].st, plans[k].rows, end);
                 assert_memory_equal(x.spec.parts, y.spec.parts, sizeof x.spec.parts);
                 int64_t ax = x.cost.peak_bytes - x.cost.static_bytes - x.cost.input_bytes;
                 int64_t ay = y.cost.peak_bytes - y.cost.static_bytes - y.cost.input_bytes;
@@ -747,16 +755,17 @@ static void test_partitionings_split_input_or_output_equally(void **state)
 }
 
 /* plan_build clamps N to the rows there are to split (the region output for row and overl,
- * its input for 2ps), and strategy_choose reports the N planned: --rows 300 on vgg16 gives 7
- * partitions (pool5 has 7 rows) for row and overl and 224 for 2ps. */
+ * its input for 2ps), and strategy_choose reports the N planned: --rows 300 --region pool5 on
+ * vgg16 gives 7 partitions (pool5 has 7 rows) for row and overl and 224 for 2ps. */
 static void test_partitions_are_clamped_to_the_rows_available(void **state)
 {
     net_t *net = test_zoo("vgg16");
     plan_config cfg = config(1, BN_EXACT);
-    assert_int_equal(choose(net, &cfg, STRAT_ROW, 300).spec.parts[0], 7);
-    assert_int_equal(choose(net, &cfg, STRAT_OVERL, 300).spec.parts[0], 7);
-    assert_int_equal(choose(net, &cfg, STRAT_2PS, 300).spec.parts[0], 224);
-    assert_int_equal(choose(net, &cfg, STRAT_2PS, 100).spec.parts[0], 100);
+    int pool5 = find(net, "pool5");
+    assert_int_equal(choose_at(net, &cfg, STRAT_ROW, 300, pool5).spec.parts[0], 7);
+    assert_int_equal(choose_at(net, &cfg, STRAT_OVERL, 300, pool5).spec.parts[0], 7);
+    assert_int_equal(choose_at(net, &cfg, STRAT_2PS, 300, pool5).spec.parts[0], 224);
+    assert_int_equal(choose_at(net, &cfg, STRAT_2PS, 100, pool5).spec.parts[0], 100);
     plan_spec spec = {.strategy = STRAT_ROW, .kind = PART_TILE_OUT, .n_stages = 1,
                       .cut = {find(net, "pool5")}, .parts = {50}};
     plan_t *p = build(net, &cfg, &spec);
@@ -768,32 +777,93 @@ static void test_partitions_are_clamped_to_the_rows_available(void **state)
 
 /* ------------------------------------------------------------------ strategy choices */
 
-/* Without --rows, row/2ps/overl take the N in 2..32 with the lowest closed-form peak, the
- * smaller N on ties (strategy.h), and say so (rows_chosen). */
-static void test_row_search_picks_the_lowest_peak_and_the_smaller_n_on_ties(void **state)
+/* Without --rows and --region, row/2ps/overl take the region end (among the resolution cuts) and
+ * N (2..32) by the table's objective (strategy.h): no (region, N) has a peak more than 1% below
+ * the chosen plan's, and none within 1% of the lowest peak has less compute; they say so
+ * (rows_chosen, region_chosen), and --rows or --region fix the one they name. Both BN modes that
+ * differ in cost (exact: statistics passes make small N and short regions cheap). */
+static void test_single_stage_search_is_the_best_by_the_objective(void **state)
 {
     const char *nets[] = {"vgg16", "tiny-resnet", "tiny-mix"};
     for (int n = 0; n < 3; n++) {
         net_t *net = test_zoo(nets[n]);
-        plan_config cfg = config(8, BN_STRIPE);
-        for (int st = STRAT_ROW; st <= STRAT_OVERL; st++) {
-            plan_choice best = choose(net, &cfg, (plan_strategy)st, 0);
-            assert_true(best.rows_chosen);
-            int chosen = best.spec.parts[0];
-            for (int k = 2; k <= 32; k++) {
-                plan_choice c = choose(net, &cfg, (plan_strategy)st, k);
-                bool lower = c.cost.peak_bytes < best.cost.peak_bytes;
-                bool tie_smaller = c.cost.peak_bytes == best.cost.peak_bytes &&
-                                   c.spec.parts[0] < chosen;
-                if (lower || tie_smaller)
-                    fail_msg("%s %s: chose N %d (peak %lld), N %d has %lld", nets[n],
-                             plan_strategy_name((plan_strategy)st), chosen,
-                             (long long)best.cost.peak_bytes, k, (long long)c.cost.peak_bytes);
+        int ends[PLAN_MAX_STAGES];
+        int n_ends = strategy_resolution_cuts(net, plan_default_region_end(net), ends, PLAN_MAX_STAGES);
+        for (int bn = 0; bn < 2; bn++) {
+            plan_config cfg = config(8, bn ? BN_EXACT : BN_STRIPE);
+            for (int st = STRAT_ROW; st <= STRAT_OVERL; st++) {
+                plan_choice best = choose(net, &cfg, (plan_strategy)st, 0);
+                assert_true(best.rows_chosen && best.region_chosen == (n_ends > 1));
+                int64_t lowest = INT64_MAX;
+                plan_choice all[PLAN_MAX_STAGES][31];
+                for (int r = 0; r < n_ends; r++)
+                    for (int k = 2; k <= 32; k++) {
+                        all[r][k - 2] = choose_at(net, &cfg, (plan_strategy)st, k, ends[r]);
+                        if (all[r][k - 2].cost.peak_bytes < lowest)
+                            lowest = all[r][k - 2].cost.peak_bytes;
+                    }
+                assert_true(strategy_near_tie(best.cost.peak_bytes, lowest));
+                for (int r = 0; r < n_ends; r++)
+                    for (int k = 0; k < 31; k++) {
+                        const plan_cost *c = &all[r][k].cost;
+                        if (strategy_near_tie(c->peak_bytes, lowest) && c->flops < best.cost.flops)
+                            fail_msg("%s %s: chose %s N %d (%lld B, %lld FLOPs), %s N %d is a "
+                                     "near-tie at %lld FLOPs", nets[n],
+                                     plan_strategy_name((plan_strategy)st),
+                                     net->nodes[best.spec.cut[0]].name, best.spec.parts[0],
+                                     (long long)best.cost.peak_bytes, (long long)best.cost.flops,
+                                     net->nodes[ends[r]].name, k + 2, (long long)c->peak_bytes);
+                    }
+                plan_choice fixed = choose_at(net, &cfg, (plan_strategy)st, 5, ends[0]);
+                assert_false(fixed.rows_chosen || fixed.region_chosen);
+                assert_int_equal(fixed.spec.cut[0], ends[0]);
             }
-            assert_false(choose(net, &cfg, (plan_strategy)st, 5).rows_chosen);
         }
         net_free(net);
     }
+}
+
+/* The table takes 2ps with 2ps-h (overl with overl-h) from one search: the single-stage plan it
+ * reads off the hybrid's probes is the one 2ps's own search picks, cost for cost, and the hybrid
+ * the one 2ps-h's picks; on the tiny nets, vgg16 and resnet18, every BN mode. */
+static void test_paired_choice_equals_each_strategys_own(void **state)
+{
+    const char *nets[] = {"tiny-vgg", "tiny-resnet", "tiny-mix", "vgg16", "resnet18"};
+    for (size_t ni = 0; ni < sizeof nets / sizeof nets[0]; ni++) {
+        net_t *net = test_zoo(nets[ni]);
+        for (int bn = 0; bn < BN_COUNT; bn++) {
+            plan_config cfg = config(ni < 3 ? 8 : 16, (plan_bn)bn);
+            for (int st = STRAT_2PS; st <= STRAT_OVERL; st++) {
+                plan_strategy h = st == STRAT_2PS ? STRAT_2PS_H : STRAT_OVERL_H;
+                plan_choice one, hyb;
+                assert_int_equal(strategy_choose_pair(net, &cfg, (plan_strategy)st, &one, &hyb), LR_OK);
+                plan_choice own = choose(net, &cfg, (plan_strategy)st, 0);
+                plan_choice own_h = choose(net, &cfg, h, 0);
+                if (memcmp(&one.spec, &own.spec, sizeof own.spec) != 0 ||
+                    memcmp(&one.cost, &own.cost, sizeof own.cost) != 0 ||
+                    one.region_chosen != own.region_chosen || one.rows_chosen != own.rows_chosen)
+                    fail_msg("%s bn %s %s: paired %s/%d (%lld B) vs own %s/%d (%lld B)", nets[ni],
+                             plan_bn_name((plan_bn)bn), plan_strategy_name((plan_strategy)st),
+                             net->nodes[one.spec.cut[0]].name, one.spec.parts[0],
+                             (long long)one.cost.peak_bytes, net->nodes[own.spec.cut[0]].name,
+                             own.spec.parts[0], (long long)own.cost.peak_bytes);
+                assert_memory_equal(&hyb.spec, &own_h.spec, sizeof hyb.spec);
+                assert_memory_equal(&hyb.cost, &own_h.cost, sizeof hyb.cost);
+            }
+        }
+        net_free(net);
+    }
+}
+
+/* The objective's near-tie: within 1% above the lowest peak (integer bytes, no overflow). */
+static void test_near_tie_is_one_percent(void **state)
+{
+    assert_true(strategy_near_tie(100, 100));
+    assert_true(strategy_near_tie(101, 100));
+    assert_false(strategy_near_tie(102, 100));
+    assert_true(strategy_near_tie(99, 100));
+    assert_true(strategy_near_tie(INT64_MAX, INT64_MAX - INT64_MAX / 200));
+    assert_false(strategy_near_tie(INT64_MAX, INT64_MAX / 2));
 }
 
 static void stage_ends_are(const net_t *net, const plan_spec *sp, const char *const *names,
@@ -808,11 +878,13 @@ static void stage_ends_are(const net_t *net, const plan_spec *sp, const char *co
     }
 }
 
-/* Hybrids get a stage per resolution: VGG16 ends them at its pools (cuts that shrink the map);
- * ResNet-50 at the stem conv and maxpool, then at the last cut before each strided block
- * (layer1_2_relu, layer2_3_relu, layer3_5_relu) and at the region end. With --rows 8 the first
- * stage gets 8 and the others 8 * (stage input height) / 224, rounded, at least 1:
- * VGG16 inputs 224, 112, 56, 28, 14 -> 8, 4, 2, 1, 1 (0.5 rounds to 1). */
+/* With --rows the hybrids get a stage per resolution: VGG16 ends them at its pools (cuts that
+ * shrink the map); ResNet-50 at the stem conv and maxpool, then at the last cut before each
+ * strided block (layer1_2_relu, layer2_3_relu, layer3_5_relu) and at the region end. With
+ * --rows 8 the first stage gets 8 and the others 8 * (stage input height) / 224, rounded, at
+ * least 1: VGG16 inputs 224, 112, 56, 28, 14 -> 8, 4, 2, 1, 1 (0.5 rounds to 1). Without
+ * --rows they take auto's search restricted to their kind, whose space holds those stages with
+ * every N: the chosen plan is within the near-tie of the best uniform N at those cuts. */
 static void test_hybrid_stages_cut_at_each_resolution(void **state)
 {
     plan_config cfg = config(1, BN_STRIPE);
@@ -821,8 +893,27 @@ static void test_hybrid_stages_cut_at_each_resolution(void **state)
     const int vgg_rows[] = {8, 4, 2, 1, 1};
     plan_choice c = choose(v, &cfg, STRAT_2PS_H, 8);
     stage_ends_are(v, &c.spec, vgg, vgg_rows, 5);
-    c = choose(v, &cfg, STRAT_OVERL_H, 0);
-    stage_ends_are(v, &c.spec, vgg, NULL, 5);
+    for (int st = STRAT_2PS_H; st <= STRAT_OVERL_H; st++) {
+        c = choose(v, &cfg, (plan_strategy)st, 0);
+        assert_true(c.rows_chosen);
+        assert_int_equal(c.spec.kind, st == STRAT_2PS_H ? PART_TILE_IN : PART_OVERLAP);
+        bool at_a_resolution_cut = false; /* the region may end early, as row/2ps/overl's */
+        for (int s = 0; s < 5; s++)
+            at_a_resolution_cut |= c.spec.cut[c.spec.n_stages - 1] == find(v, vgg[s]);
+        assert_true(at_a_resolution_cut);
+        const int uniform[] = {1, 2, 3, 4, 6, 8, 12, 16, 24, 32};
+        for (int k = 0; k < 10; k++) {
+            plan_spec sp = {.strategy = (plan_strategy)st, .kind = c.spec.kind, .n_stages = 5};
+            for (int s = 0; s < 5; s++)
+                sp.cut[s] = find(v, vgg[s]), sp.parts[s] = uniform[k];
+            plan_cost u;
+            assert_int_equal(strategy_evaluate(v, &cfg, &sp, &u), LR_OK);
+            if (!strategy_near_tie(c.cost.peak_bytes, u.peak_bytes) && c.cost.peak_bytes > u.peak_bytes)
+                fail_msg("%s: chosen peak %lld, resolution stages at N %d %lld",
+                         plan_strategy_name((plan_strategy)st), (long long)c.cost.peak_bytes,
+                         uniform[k], (long long)u.peak_bytes);
+        }
+    }
     net_free(v);
     net_t *r = test_zoo("resnet50");
     const char *res[] = {"conv1", "maxpool", "layer1_2_relu", "layer2_3_relu", "layer3_5_relu",
@@ -873,6 +964,60 @@ static void test_row_strategies_save_memory_on_vgg16_and_resnet50(void **state)
         }
         net_free(net);
     }
+}
+
+/* The paper's OverL and 2PS partition only VGG16's first, high-resolution layers: at batch 256
+ * the table's overl chooses where its region ends (not pool5, whose one output row needs 212 of
+ * the 224 input rows: 88% of column's memory) and keeps well under half of column's memory;
+ * every single-stage strategy says it chose (region_chosen, rows_chosen). */
+static void test_vgg16_overl_ends_its_region_early(void **state)
+{
+    net_t *net = test_zoo("vgg16");
+    plan_config cfg = config(256, BN_EXACT);
+    int64_t col = column_peak(net, &cfg, NULL);
+    plan_choice o = choose(net, &cfg, STRAT_OVERL, 0);
+    assert_true(o.region_chosen && o.rows_chosen);
+    assert_true(o.spec.n_stages == 1 && o.spec.cut[0] < find(net, "pool5"));
+    if (2 * o.cost.peak_bytes >= col)
+        fail_msg("overl at %s N %d: peak %lld, column %lld", net->nodes[o.spec.cut[0]].name,
+                 o.spec.parts[0], (long long)o.cost.peak_bytes, (long long)col);
+    plan_choice whole = choose_at(net, &cfg, STRAT_OVERL, 0, find(net, "pool5"));
+    assert_false(whole.region_chosen);
+    assert_true(o.cost.peak_bytes < whole.cost.peak_bytes);
+    net_free(net);
+}
+
+static int bn_layers(const net_t *net, int from, int to)
+{
+    int n = 0;
+    for (int l = from + 1; l <= to; l++)
+        n += net->nodes[l].op == OP_BATCHNORM;
+    return n;
+}
+
+/* Where exact BatchNorm's compute goes: a partitioned stage runs one STATS and one GSTATS pass
+ * per BatchNorm in it (bn_passes counts the BatchNorm layers), and their FLOPs are part of the
+ * plan's; resnet50's layer1 holds 11 BatchNorm layers (stem bn1 and 10 in its three blocks).
+ * Frozen BN and stripe BN run no passes; a one-partition stage none either. */
+static void test_exact_bn_passes_are_counted(void **state)
+{
+    net_t *net = test_zoo("resnet50");
+    int end = find(net, "layer1_2_relu");
+    for (int bn = 0; bn < BN_COUNT; bn++) {
+        plan_config cfg = config(8, (plan_bn)bn);
+        plan_choice c = choose_at(net, &cfg, STRAT_2PS, 4, end);
+        if (bn == BN_EXACT) {
+            assert_int_equal(c.cost.bn_passes, bn_layers(net, 0, end));
+            assert_int_equal(c.cost.bn_passes, 11);
+            assert_true(c.cost.bn_pass_flops > 0 && c.cost.bn_pass_flops < c.cost.flops);
+        } else {
+            assert_int_equal(c.cost.bn_passes, 0);
+            assert_int_equal(c.cost.bn_pass_flops, 0);
+        }
+        plan_choice one = choose_at(net, &cfg, STRAT_2PS, 1, end);
+        assert_int_equal(one.cost.bn_passes, 0);
+    }
+    net_free(net);
 }
 
 /* ------------------------------------------------------------------ random nets */
@@ -1202,6 +1347,75 @@ static void test_composed_stages_equal_the_closed_form(void **state)
     print_message("  %d mixed plans composed = closed form\n", checked);
 }
 
+/* Searches cost stages alone (plan_stage_build, plan_stage_phases) and put plans together from
+ * them with the persistent and tail phases of another plan that ends at the same cut
+ * (plan_phases_assemble): that must be the closed form of the whole plan in every field, and
+ * the stages' run bounds its run bound. Random specs (cuts, N per stage, kind) on the zoo's small
+ * nets and resnet18, every BN mode, the tail taken from a one-stage plan. */
+static void test_stages_costed_alone_compose_to_the_closed_form(void **state)
+{
+    const char *nets[] = {"tiny-vgg", "tiny-resnet", "tiny-mix", "resnet18"};
+    unsigned seed = 777;
+    int checked = 0;
+    for (size_t ni = 0; ni < sizeof nets / sizeof nets[0]; ni++) {
+        net_t *net = test_zoo(nets[ni]);
+        bool *cut = calloc((size_t)net->n_nodes, 1);
+        rowdep_cuts(net, cut);
+        int end = plan_default_region_end(net);
+        for (int trial = 0; trial < 60; trial++) {
+            seed = seed * 1103515245u + 12345u;
+            plan_config cfg = config(1 + (int)(seed >> 28) % 3, (plan_bn)((seed >> 16) % BN_COUNT));
+            plan_spec spec = {.kind = (plan_partitioning)((seed >> 20) % 3)};
+            for (int l = 1; l <= end && spec.n_stages < 6; l++) {
+                seed = seed * 1103515245u + 12345u;
+                if (cut[l] && (l == end || (seed >> 24) % 4 == 0)) {
+                    spec.cut[spec.n_stages] = l;
+                    spec.parts[spec.n_stages++] = 1 + (int)((seed >> 8) % 9);
+                }
+            }
+            if (spec.n_stages == 0)
+                continue;
+            plan_t *plan = build(net, &cfg, &spec);
+            plan_cost want = closed(plan);
+            plan_spec one = {.n_stages = 1, .cut = {spec.cut[spec.n_stages - 1]}, .parts = {1}};
+            plan_t *ends_plan = build(net, &cfg, &one);
+            plan_phases ends, rec;
+            plan_cost unused;
+            plan_closed_phases(ends_plan, &unused, &ends);
+            plan_phase fwd[PLAN_MAX_STAGES], bwd[PLAN_MAX_STAGES];
+            int64_t runs = 2 * (int64_t)net->n_nodes;
+            for (int s = 0, prev = 0; s < spec.n_stages; prev = spec.cut[s++]) {
+                plan_stage st;
+                assert_int_equal(plan_stage_build(net, &cfg, spec.kind, prev, spec.cut[s], spec.parts[s],
+                                                  s == spec.n_stages - 1, &st), LR_OK);
+                plan_stage_phases(net, &cfg, &st, s, &fwd[s], &bwd[s]);
+                runs += plan_stage_runs(net, &st);
+                plan_stage_free(&st);
+            }
+            plan_phases_assemble(&ends, 1, spec.n_stages, fwd, bwd, &rec);
+            const plan_phases *by[PLAN_MAX_STAGES];
+            for (int s = 0; s < spec.n_stages; s++)
+                by[s] = &rec;
+            plan_cost got;
+            plan_compose(by, spec.n_stages, &got);
+            if (memcmp(&want, &got, sizeof want) != 0)
+                fail_msg("%s trial %d: assembled peak %lld at node %d stage %d flops %lld; closed "
+                         "form %lld at node %d stage %d flops %lld", net->name, trial,
+                         (long long)got.peak_bytes, got.peak_node, got.peak_stage,
+                         (long long)got.flops, (long long)want.peak_bytes, want.peak_node,
+                         want.peak_stage, (long long)want.flops);
+            assert_int_equal(runs, plan_run_bound(plan));
+            plan_free(ends_plan);
+            plan_free(plan);
+            checked++;
+        }
+        free(cut);
+        net_free(net);
+    }
+    print_message("  %d plans assembled from stages costed alone = closed form\n", checked);
+    assert_true(checked > 150);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1211,6 +1425,7 @@ int main(void)
         cmocka_unit_test(test_closed_form_equals_replay_across_dtypes_optimizers_workspace),
         cmocka_unit_test(test_closed_form_equals_replay_for_hand_cut_hybrids),
         cmocka_unit_test(test_composed_stages_equal_the_closed_form),
+        cmocka_unit_test(test_stages_costed_alone_compose_to_the_closed_form),
         cmocka_unit_test(test_column_peak_of_tiny_vgg_by_hand),
         cmocka_unit_test(test_row_peak_of_a_small_net_by_hand),
         cmocka_unit_test(test_one_partition_costs_column_plus_the_kept_output),
@@ -1220,10 +1435,14 @@ int main(void)
         cmocka_unit_test(test_partition_ranges_tile_and_cover_every_read),
         cmocka_unit_test(test_partitionings_split_input_or_output_equally),
         cmocka_unit_test(test_partitions_are_clamped_to_the_rows_available),
-        cmocka_unit_test(test_row_search_picks_the_lowest_peak_and_the_smaller_n_on_ties),
+        cmocka_unit_test(test_single_stage_search_is_the_best_by_the_objective),
+        cmocka_unit_test(test_near_tie_is_one_percent),
+        cmocka_unit_test(test_paired_choice_equals_each_strategys_own),
         cmocka_unit_test(test_hybrid_stages_cut_at_each_resolution),
         cmocka_unit_test(test_checkpoint_segments_flag_gives_that_many_segments),
         cmocka_unit_test(test_row_strategies_save_memory_on_vgg16_and_resnet50),
+        cmocka_unit_test(test_vgg16_overl_ends_its_region_early),
+        cmocka_unit_test(test_exact_bn_passes_are_counted),
         cmocka_unit_test(test_closed_form_equals_replay_on_random_nets),
         cmocka_unit_test(test_cut_inside_a_resnet_block_is_rejected),
         cmocka_unit_test(test_region_with_a_full_op_is_rejected),

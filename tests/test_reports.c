@@ -565,10 +565,11 @@ static void test_schedule_json_refuses_a_value_without_a_name(void **state)
 
 /* ------------------------------------------------------------------ the graph */
 
+/* tiny-vgg's plan for `st` with `rows` partitions over its whole row region (conv1_1..pool2). */
 static plan_t *tiny_plan(plan_strategy st, int rows)
 {
     plan_config cfg = {.batch = 4, .dtype = DT_FP32, .optim = OPTIM_MOMENTUM, .bn = BN_EXACT};
-    plan_request req = {.strategy = st, .rows = rows};
+    plan_request req = {.strategy = st, .rows = rows, .region_end = plan_default_region_end(tiny_vgg)};
     plan_choice c;
     assert_int_equal(strategy_choose(tiny_vgg, &cfg, &req, &c), LR_OK);
     plan_t *plan;

@@ -1,0 +1,132 @@
+/* choose.c - a strategy name and the user's options become a plan (see choose.h).
+ * Deliberately not here: the searches themselves (strategy.c, auto*.c).
+ */
+#include "choose.h"
+
+#include <string.h>
+
+#include "auto.h"
+
+static lr_status check_request(const net_t *net, const plan_request *req, int *region_end)
+{
+    if (req->rows < 0 || req->rows > 1 << 20)
+        return lr_fail(LR_ERR_USAGE, "--rows: expected a number of partitions in [1, 1048576]");
+    if (req->segments < 0 || req->segments > PLAN_MAX_STAGES)
+        return lr_fail(LR_ERR_USAGE, "--segments: expected 1 to %d", PLAN_MAX_STAGES);
+    *region_end = req->region_end > 0 ? req->region_end : plan_default_region_end(net);
+    if (*region_end >= net->n_nodes)
+        return lr_fail(LR_ERR_USAGE, "--region: no such layer");
+    return LR_OK;
+}
+
+static plan_partitioning kind_of(plan_strategy s)
+{
+    return s == STRAT_ROW                        ? PART_TILE_OUT
+           : s == STRAT_2PS || s == STRAT_2PS_H ? PART_TILE_IN
+                                                 : PART_OVERLAP;
+}
+
+/* The auto planner's search restricted to `kind`: its best plan (the hybrid's) and its best
+ * single-stage plan (row, 2ps or overl's, from the same probes). */
+static lr_status search_kind(const net_t *net, const plan_config *cfg, int region_end,
+                             plan_partitioning kind, auto_result *r)
+{
+    auto_request areq = {.region_end = region_end, .one_kind = true, .kind = kind};
+    return auto_search(net, cfg, &areq, r);
+}
+
+/* More than one place where the row region may end up to `end` (the search's choice then). */
+static bool ends_to_choose(const net_t *net, int end)
+{
+    int ends[PLAN_MAX_STAGES];
+    return strategy_resolution_cuts(net, end, ends, PLAN_MAX_STAGES) > 1;
+}
+
+static void take(const net_t *net, const auto_candidate *c, plan_strategy named, int end,
+                 plan_choice *out)
+{
+    memset(out, 0, sizeof *out);
+    out->spec = c->spec;
+    out->spec.strategy = named;
+    out->spec.kind = kind_of(named);
+    out->cost = c->cost;
+    out->rows_chosen = true;
+    out->region_chosen = ends_to_choose(net, end);
+}
+
+/* A hybrid: with --rows, a stage per resolution and N scaled down with depth; without, the
+ * auto planner's search over stage cuts and N restricted to the strategy's kind. */
+static lr_status choose_hybrid(const net_t *net, const plan_config *cfg, const plan_request *req,
+                               int end, plan_choice *out)
+{
+    plan_spec *sp = &out->spec;
+    sp->kind = kind_of(req->strategy);
+    if (req->rows) {
+        sp->n_stages = strategy_resolution_cuts(net, end, sp->cut, PLAN_MAX_STAGES);
+        strategy_scaled_rows(net, sp, req->rows);
+        return strategy_evaluate(net, cfg, sp, &out->cost);
+    }
+    auto_result r;
+    LR_TRY(search_kind(net, cfg, req->region_end, sp->kind, &r));
+    take(net, &r.best, req->strategy, end, out);
+    return LR_OK;
+}
+
+lr_status strategy_choose_pair(const net_t *net, const plan_config *cfg, plan_strategy single,
+                               plan_choice *one, plan_choice *hybrid)
+{
+    LR_ASSERT(single == STRAT_2PS || single == STRAT_OVERL);
+    plan_strategy h = single == STRAT_2PS ? STRAT_2PS_H : STRAT_OVERL_H;
+    plan_request req = {.strategy = single};
+    int end = plan_default_region_end(net);
+    auto_result r;
+    if (end == 0 || search_kind(net, cfg, 0, kind_of(single), &r) != LR_OK || !r.has_single) {
+        LR_TRY(strategy_choose(net, cfg, &req, one)); /* what they give on their own */
+        req.strategy = h;
+        return strategy_choose(net, cfg, &req, hybrid);
+    }
+    take(net, &r.single, single, end, one);
+    take(net, &r.best, h, end, hybrid);
+    return LR_OK;
+}
+
+/* plan_build clamps N to the rows available: the spec reports what was planned. */
+static lr_status report_clamped(const net_t *net, const plan_config *cfg, plan_spec *sp)
+{
+    plan_t *plan;
+    LR_TRY(plan_build(net, cfg, sp, &plan));
+    memcpy(sp->parts, plan->spec.parts, sizeof sp->parts);
+    plan_free(plan);
+    return LR_OK;
+}
+
+lr_status strategy_choose(const net_t *net, const plan_config *cfg, const plan_request *req,
+                          plan_choice *out)
+{
+    int end = 0;
+    LR_TRY(check_request(net, req, &end));
+    memset(out, 0, sizeof *out);
+    plan_spec *sp = &out->spec;
+    sp->strategy = req->strategy;
+    if (req->strategy >= STRAT_COUNT)
+        return lr_fail(LR_ERR_USAGE, "--strategy: unknown strategy");
+    if (req->strategy == STRAT_COLUMN || end == 0) {
+        /* column, or no op maps rows: every strategy degenerates to column training */
+        sp->n_stages = 0;
+        return strategy_evaluate(net, cfg, sp, &out->cost);
+    }
+    switch (req->strategy) {
+    case STRAT_CHECKPOINT:
+        return strategy_checkpoint(net, cfg, end, req->segments, sp, &out->cost);
+    case STRAT_ROW:
+    case STRAT_2PS:
+    case STRAT_OVERL:
+        LR_TRY(strategy_single_stage(net, cfg, kind_of(req->strategy), end, req->region_end > 0,
+                                     req->rows, out));
+        sp->strategy = req->strategy;
+        return req->rows ? report_clamped(net, cfg, sp) : LR_OK;
+    default:
+        LR_TRY(choose_hybrid(net, cfg, req, end, out));
+        return req->rows ? report_clamped(net, cfg, sp) : LR_OK;
+    }
+}

@@ -1,0 +1,32 @@
+/* choose.h - the plan each strategy gets in lrcnn-sim's table and everywhere a strategy is named
+ * (strategy_choose): column; checkpoint's segments; row, 2ps and overl's region end and N; the
+ * hybrids' stage cuts and N, by the auto planner's search restricted to their kind. Each is the
+ * best plan of its kind under the table's objective (strategy.h: the lowest peak, near-ties to
+ * the least compute), unless the request fixes a choice (--region, --rows, --segments).
+ *
+ * Deliberately not here: the pieces (strategy.h, auto.h), capacity questions (fit.h).
+ */
+#ifndef LR_CHOOSE_H
+#define LR_CHOOSE_H
+
+#include "strategy.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Builds the spec for a request and evaluates it in closed form. Errors name the flag
+ * (--region, --rows, --segments). */
+lr_status strategy_choose(const net_t *net, const plan_config *cfg, const plan_request *req,
+                          plan_choice *out);
+
+/* 2ps and 2ps-h (single = STRAT_2PS), or overl and overl-h, as strategy_choose chooses them
+ * without --rows and --region, from one search: the hybrid's search holds every single-stage plan
+ * of its kind, so the single-stage strategy's best comes from the same probes. */
+lr_status strategy_choose_pair(const net_t *net, const plan_config *cfg, plan_strategy single,
+                               plan_choice *one, plan_choice *hybrid);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -24,8 +24,8 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := all
 
 # ---------------------------------------------------------------- configuration
-DEB_PACKAGES := libjson-c-dev libgraphviz-dev libcmocka-dev gnuplot-nox pkg-config dataset-fashion-mnist \
-    python3-torch
+DEB_PACKAGES := libjson-c-dev libgraphviz-dev libcmocka-dev libopenblas-dev gnuplot-nox pkg-config \
+    dataset-fashion-mnist python3-torch
 RUN_ARGS ?= --net vgg16 --batch 256
 VERSION := 0.1.0
 
@@ -39,9 +39,12 @@ endif
 
 CC ?= cc
 OPT ?= -O2
-PKGS := json-c libcgraph libgvc cmocka
+# openblas: the CPU backend's GEMM (cuda_validate/cpu_blas.c; only `make validate` builds
+# without it, with plain loops instead)
+PKGS := json-c libcgraph libgvc cmocka openblas
+HAVE_OPENBLAS := $(shell pkg-config --exists openblas 2>/dev/null && echo 1)
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
-PKG_LIBS = $(shell pkg-config --libs json-c libcgraph libgvc 2>/dev/null)
+PKG_LIBS = $(shell pkg-config --libs json-c libcgraph libgvc openblas 2>/dev/null)
 # JSONC_DIR=DIR: json-c from DIR/include and DIR/libjson-c.a, statically (bench/prepare_deps.sh
 # fills bench/deps for the GPU machine, which has no libjson-c-dev); JSONC_STATIC=1 is DIR = $(DEPS)
 DEPS ?= bench/deps
@@ -49,8 +52,8 @@ ifeq ($(JSONC_STATIC),1)
 JSONC_DIR ?= $(DEPS)
 endif
 ifneq ($(strip $(JSONC_DIR)),)
-PKG_CFLAGS = -I$(JSONC_DIR)/include $(shell pkg-config --cflags libcgraph libgvc cmocka 2>/dev/null)
-PKG_LIBS = $(JSONC_DIR)/libjson-c.a $(shell pkg-config --libs libcgraph libgvc 2>/dev/null)
+PKG_CFLAGS = -I$(JSONC_DIR)/include $(shell pkg-config --cflags libcgraph libgvc cmocka openblas 2>/dev/null)
+PKG_LIBS = $(JSONC_DIR)/libjson-c.a $(shell pkg-config --libs libcgraph libgvc openblas 2>/dev/null)
 endif
 CMOCKA_LIBS = $(shell pkg-config --libs cmocka 2>/dev/null)
 # no cmocka package but bench/deps has one (the GPU machine): its header and library, by rpath
@@ -64,9 +67,14 @@ endif
 endif
 
 WARN := -Wall -Wextra -Werror -Wno-unused-parameter
-CFLAGS_ALL := -std=c11 -D_GNU_SOURCE $(OPT) -g $(WARN) -fopenmp $(SAN_FLAGS) \
-    -Ibase -Inetworks -Isim -Iplanner -Ireports -Icuda_validate -Icli -Itests $(PKG_CFLAGS) \
-    -DLRCNN_SRCDIR='"$(CURDIR)"' -DLRCNN_VERSION='"$(VERSION)"' -MMD -MP $(CFLAGS)
+# Project headers are included with quotes: -iquote keeps sim/sched.h from hiding the system
+# <sched.h> that <pthread.h> and OpenBLAS's <cblas.h> include.
+PROJECT_INC := $(addprefix -iquote ,base networks sim planner reports cuda_validate cli tests)
+# -fno-math-errno: sqrtf need not set errno, so loops calling it vectorise (same results)
+CFLAGS_ALL := -std=c11 -D_GNU_SOURCE $(OPT) -g $(WARN) -fopenmp -fno-math-errno $(SAN_FLAGS) \
+    $(PROJECT_INC) $(PKG_CFLAGS) \
+    -DLRCNN_SRCDIR='"$(CURDIR)"' -DLRCNN_VERSION='"$(VERSION)"' -MMD -MP \
+    $(if $(HAVE_OPENBLAS),-DLRCNN_HAVE_OPENBLAS) $(CFLAGS)
 LDFLAGS_ALL := -fopenmp $(SAN_FLAGS) $(LDFLAGS)
 LDLIBS_ALL := $(PKG_LIBS) -lm $(LDLIBS)
 
@@ -146,7 +154,7 @@ endif
 # The library flags above come from pkg-config when this Makefile is read, so `run`, `test` and
 # `fuzz` install first and then build in a fresh $(MAKE), which reads them again. Goals that
 # build directly check first and stop with one line instead of a compiler error.
-BUILD_PKGS := json-c libcgraph libgvc cmocka
+BUILD_PKGS := json-c libcgraph libgvc cmocka openblas
 INSTALLING_GOALS := run test fuzz deps print-deps clean
 # make validate needs json-c only (JSONC_STATIC=1: from bench/deps)
 ifneq ($(filter validate,$(MAKECMDGOALS)),)
@@ -182,6 +190,9 @@ else ifeq ($(CUDA_SKIPPED_FOR_SAN),1)
 	@echo "  CUDA backend: off under SANITIZE=1 (nvcc objects and ASan do not mix; CPU backend only)"
 else
 	@echo "  CUDA backend: off (nvcc or cudnn.h not found; CPU backend only)"
+endif
+ifneq ($(HAVE_OPENBLAS),1)
+	@echo "  CPU backend GEMM: plain loops (pkg-config finds no openblas; libopenblas-dev is faster)"
 endif
 
 run: deps
@@ -328,7 +339,7 @@ FUZZ_BUILD := build-fuzz
 FUZZ_SAN := -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
 # -Wno-pass-failed: clang reports `omp simd` loops it leaves scalar under ASan
 FUZZ_CFLAGS := -std=c11 -D_GNU_SOURCE -O1 -g $(WARN) -Wno-pass-failed -fopenmp $(FUZZ_SAN) \
-    -Ibase -Inetworks -Isim -Iplanner -Ireports -Icuda_validate -Icli -Itests $(PKG_CFLAGS) \
+    $(PROJECT_INC) $(PKG_CFLAGS) $(if $(HAVE_OPENBLAS),-DLRCNN_HAVE_OPENBLAS) \
     -DLRCNN_SRCDIR='"$(CURDIR)"' -DLRCNN_VERSION='"$(VERSION)"' -MMD -MP
 FUZZ_LIB_OBJ := $(LIB_SRC:%.c=$(FUZZ_BUILD)/obj/%.o)
 FUZZ_BIN := $(patsubst tests/fuzz/%.c,$(FUZZ_BUILD)/%,$(wildcard tests/fuzz/fuzz_*.c))

@@ -5,6 +5,7 @@
  * Deliberately not here: kernels (cpu_ops.h and the cpu_*.c files), the interpreter (exec.c).
  */
 #include <math.h>
+#include <omp.h>
 #include <string.h>
 
 #include "cpu_ops.h"
@@ -50,6 +51,62 @@ static bool backward(const exec_op *op)
     return op->step->pass == PASS_BWD || op->step->pass == PASS_GSTATS;
 }
 
+/* ------------------------------------------------------------------ workspace */
+
+/* Scratch floats convolution node l needs for `threads` threads. */
+static int64_t conv_scratch_floats(const net_t *net, int l, int batch, int threads)
+{
+    const net_node *n = &net->nodes[l], *x = &net->nodes[n->inputs[0]];
+    cpu_window g = window_of(n);
+    return cpu_conv_scratch_floats(&g, batch, x->c, x->h, x->w, n->c, threads);
+}
+
+/* The convolutions' im2col scratch, a slice per OpenMP thread: the largest over the schedule's
+ * convolutions. */
+static lr_status cpu_workspace_bytes(void *ctx, const net_t *net, const sched_t *s, int batch,
+                                     int64_t *bytes)
+{
+    int64_t most = 0;
+    for (int i = 0; i < s->n_steps; i++) {
+        const sched_step *st = &s->steps[i];
+        if (st->op != STEP_RUN || st->node < 0 || net->nodes[st->node].op != OP_CONV)
+            continue;
+        int64_t f = conv_scratch_floats(net, st->node, batch, omp_get_max_threads());
+        most = f > most ? f : most;
+    }
+    *bytes = most * (int64_t)sizeof(float);
+    return LR_OK;
+}
+
+/* The workspace tensor as scratch. Training steps must have room for one thread at least (the
+ * kernels use as many threads as fit); evaluation, which runs outside the arena, gets scratch of
+ * its own (*owned, freed by the caller). */
+static lr_status conv_scratch(const exec_op *op, cpu_scratch *ws, float **owned)
+{
+    int t = op->run->workspace;
+    ws->data = t >= 0 ? fptr(op, t) : NULL;
+    ws->floats = t >= 0 ? op->s->tensors[t].bytes / (int64_t)sizeof(float) : 0;
+    *owned = NULL;
+    int64_t need = conv_scratch_floats(op->net, op->step->node, op->batch, 1);
+    if (ws->floats >= need)
+        return LR_OK;
+    if (op->eval) {
+        int64_t f = conv_scratch_floats(op->net, op->step->node, op->batch, omp_get_max_threads());
+        *owned = malloc(sizeof(float) * (size_t)f);
+        if (!*owned)
+            return lr_fail(LR_ERR_NOMEM, "out of memory (%lld bytes of scratch)", (long long)f * 4);
+        ws->data = *owned, ws->floats = f;
+        return LR_OK;
+    }
+    int64_t plan = 0;
+    cpu_workspace_bytes(NULL, op->net, op->s, op->batch, &plan);
+    return lr_fail(LR_ERR_RUNTIME,
+                   "cpu backend: %s needs %lld bytes of workspace for one thread, the schedule "
+                   "has %lld; plan with --workspace %lld (exec_plan_workspace)",
+                   node_of(op)->name, (long long)need * 4, (long long)ws->floats * 4,
+                   (long long)plan);
+}
+
 /* ------------------------------------------------------------------ spatial ops */
 
 static lr_status run_conv(const exec_op *op)
@@ -61,15 +118,19 @@ static lr_status run_conv(const exec_op *op)
     float *w = fptr(op, r->param);
     int64_t wcount = n->params - (n->prm.bias ? n->c : 0);
     int lo = op->step->row_lo, hi = op->step->row_hi;
+    cpu_scratch ws;
+    float *owned;
+    LR_TRY(conv_scratch(op, &ws, &owned));
     if (!backward(op)) {
         cpu_view y = view_of(op, r->out);
-        cpu_conv_fwd(&g, &x, w, n->prm.bias ? w + wcount : NULL, &y, lo, hi);
-        return LR_OK;
+        cpu_conv_fwd(&g, &x, w, n->prm.bias ? w + wcount : NULL, &y, lo, hi, &ws);
+    } else {
+        cpu_view dy = view_of(op, r->dout), dx = view_of(op, r->din[0]);
+        float *dw = fptr(op, r->param_grad);
+        cpu_conv_bwd(&g, &x, w, &dy, lo, hi, r->din[0] >= 0 ? &dx : NULL, dw,
+                     dw && n->prm.bias ? dw + wcount : NULL, &ws);
     }
-    cpu_view dy = view_of(op, r->dout), dx = view_of(op, r->din[0]);
-    float *dw = fptr(op, r->param_grad);
-    cpu_conv_bwd(&g, &x, w, &dy, lo, hi, r->din[0] >= 0 ? &dx : NULL, dw,
-                 dw && n->prm.bias ? dw + wcount : NULL);
+    free(owned);
     return LR_OK;
 }
 
@@ -467,4 +528,5 @@ const exec_backend exec_cpu_backend = {
     .sync = cpu_sync,
     .scratch_alloc = cpu_scratch_alloc,
     .scratch_free = cpu_scratch_free,
+    .workspace_bytes = cpu_workspace_bytes,
 };

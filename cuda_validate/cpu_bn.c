@@ -20,21 +20,82 @@ static void check_bn(const cpu_view *x, int r_lo, int r_hi)
     check_rows(x, r_lo, r_hi);
 }
 
+/* Sums in double over a contiguous span: eight lanes (so the loop vectorises without
+ * reassociation) combined in a fixed order after the remainder, so the bits depend on the data
+ * and the span's length only. */
+enum { LANES = 8 };
+
+/* *sum += sum of p, *sq += sum of p^2. */
+static void span_sums(const float *p, int64_t len, double *sum, double *sq)
+{
+    double s[LANES] = {0}, q[LANES] = {0}, ts = 0.0, tq = 0.0;
+    int64_t i = 0;
+    for (; i + LANES <= len; i += LANES) {
+#pragma omp simd
+        for (int j = 0; j < LANES; j++) {
+            double v = p[i + j];
+            s[j] += v;
+            q[j] += v * v;
+        }
+    }
+    for (; i < len; i++) {
+        double v = p[i];
+        ts += v;
+        tq += v * v;
+    }
+    for (int j = 0; j < LANES; j++) {
+        ts += s[j];
+        tq += q[j];
+    }
+    *sum += ts;
+    *sq += tq;
+}
+
+/* *sdy += sum of dy, *sdyx += sum of dy * xhat with xhat = (x - mean) * invstd in float. */
+static void span_grad_sums(const float *x, const float *dy, int64_t len, float mean, float invstd,
+                           double *sdy, double *sdyx)
+{
+    double s[LANES] = {0}, q[LANES] = {0}, ts = 0.0, tq = 0.0;
+    int64_t i = 0;
+    for (; i + LANES <= len; i += LANES) {
+#pragma omp simd
+        for (int j = 0; j < LANES; j++) {
+            s[j] += dy[i + j];
+            q[j] += (double)dy[i + j] * ((x[i + j] - mean) * invstd);
+        }
+    }
+    for (; i < len; i++) {
+        ts += dy[i];
+        tq += (double)dy[i] * ((x[i] - mean) * invstd);
+    }
+    for (int j = 0; j < LANES; j++) {
+        ts += s[j];
+        tq += q[j];
+    }
+    *sdy += ts;
+    *sdyx += tq;
+}
+
+/* The gradient sums of channel c over rows [r_lo, r_hi] of every image, in image order. */
+static void channel_grad_sums(const cpu_view *x, float mean, float invstd, const cpu_view *dy,
+                              int r_lo, int r_hi, int c, double *sdy, double *sdyx)
+{
+    int64_t span = plane_span(r_lo, r_hi, x->w);
+    *sdy = *sdyx = 0.0;
+    for (int n = 0; n < x->n; n++)
+        span_grad_sums(cpu_at(x, n, c, r_lo, 0), cpu_at(dy, n, c, r_lo, 0), span, mean, invstd,
+                       sdy, sdyx);
+}
+
 void cpu_bn_accumulate(const cpu_view *x, int r_lo, int r_hi, double *acc)
 {
     check_bn(x, r_lo, r_hi);
-    int64_t work = row_work(x, r_lo, r_hi);
+    int64_t work = row_work(x, r_lo, r_hi), span = plane_span(r_lo, r_hi, x->w);
 #pragma omp parallel for schedule(static) if (worth_threads(work))
     for (int c = 0; c < x->c; c++) {
         double sum = 0.0, sq = 0.0;
         for (int n = 0; n < x->n; n++)
-            for (int r = r_lo; r <= r_hi; r++) {
-                const float *xr = cpu_at(x, n, c, r, 0);
-                for (int i = 0; i < x->w; i++) {
-                    sum += xr[i];
-                    sq += (double)xr[i] * xr[i];
-                }
-            }
+            span_sums(cpu_at(x, n, c, r_lo, 0), span, &sum, &sq);
         acc[c] += sum;
         acc[x->c + c] += sq;
     }
@@ -61,16 +122,16 @@ void cpu_bn_fwd(const cpu_view *x, const float *stats, const float *gb, cpu_view
     check_rows(y, r_lo, r_hi);
     int C = x->c;
     int64_t work = row_work(x, r_lo, r_hi);
+    int64_t span = plane_span(r_lo, r_hi, x->w);
 #pragma omp parallel for collapse(2) schedule(static) if (worth_threads(work))
     for (int n = 0; n < x->n; n++)
         for (int c = 0; c < C; c++) {
             float mean = stats[c], scale = gb[c] * stats[C + c], beta = gb[C + c];
-            for (int r = r_lo; r <= r_hi; r++) {
-                const float *xr = cpu_at(x, n, c, r, 0);
-                float *yr = cpu_at(y, n, c, r, 0);
-                for (int i = 0; i < x->w; i++)
-                    yr[i] = (xr[i] - mean) * scale + beta;
-            }
+            const float *xp = cpu_at(x, n, c, r_lo, 0);
+            float *yp = cpu_at(y, n, c, r_lo, 0);
+#pragma omp simd
+            for (int64_t i = 0; i < span; i++)
+                yp[i] = (xp[i] - mean) * scale + beta;
         }
 }
 
@@ -85,17 +146,8 @@ void cpu_bn_grad_accumulate(const cpu_view *x, const float *stats, const cpu_vie
     int64_t work = row_work(x, r_lo, r_hi);
 #pragma omp parallel for schedule(static) if (worth_threads(work))
     for (int c = 0; c < C; c++) {
-        float mean = stats[c], invstd = stats[C + c];
-        double sdy = 0.0, sdyx = 0.0;
-        for (int n = 0; n < x->n; n++)
-            for (int r = r_lo; r <= r_hi; r++) {
-                const float *xr = cpu_at(x, n, c, r, 0);
-                const float *dyr = cpu_at(dy, n, c, r, 0);
-                for (int i = 0; i < x->w; i++) {
-                    sdy += dyr[i];
-                    sdyx += (double)dyr[i] * ((xr[i] - mean) * invstd);
-                }
-            }
+        double sdy, sdyx;
+        channel_grad_sums(x, stats[c], stats[C + c], dy, r_lo, r_hi, c, &sdy, &sdyx);
         gacc[c] += sdy;
         gacc[C + c] += sdyx;
     }
@@ -105,16 +157,8 @@ void cpu_bn_grad_accumulate(const cpu_view *x, const float *stats, const cpu_vie
 static void bn_bwd_params(const cpu_view *x, float mean, float invstd, const cpu_view *dy,
                           int r_lo, int r_hi, int c, float *dgb)
 {
-    double sdy = 0.0, sdyx = 0.0;
-    for (int n = 0; n < x->n; n++)
-        for (int r = r_lo; r <= r_hi; r++) {
-            const float *xr = cpu_at(x, n, c, r, 0);
-            const float *dyr = cpu_at(dy, n, c, r, 0);
-            for (int i = 0; i < x->w; i++) {
-                sdy += dyr[i];
-                sdyx += (double)dyr[i] * ((xr[i] - mean) * invstd);
-            }
-        }
+    double sdy, sdyx;
+    channel_grad_sums(x, mean, invstd, dy, r_lo, r_hi, c, &sdy, &sdyx);
     dgb[c] += (float)sdyx;
     dgb[x->c + c] += (float)sdy;
 }
@@ -136,6 +180,7 @@ void cpu_bn_bwd(const cpu_view *x, const float *stats, const float *gb, const cp
     int C = x->c;
     int64_t work = row_work(x, r_lo, r_hi);
     if (with_direct && dgb) {
+        /* dgb of channel c += (sum dy * xhat, sum dy) over the rows, summed in double per call */
 #pragma omp parallel for schedule(static) if (worth_threads(work))
         for (int c = 0; c < C; c++)
             bn_bwd_params(x, stats[c], stats[C + c], dy, r_lo, r_hi, c, dgb);
@@ -145,22 +190,22 @@ void cpu_bn_bwd(const cpu_view *x, const float *stats, const float *gb, const cp
     check_view(dx);
     LR_ASSERT(same_map(x, dx));
     check_rows(dx, r_lo, r_hi);
+    int64_t span = plane_span(r_lo, r_hi, x->w);
 #pragma omp parallel for collapse(2) schedule(static) if (worth_threads(work))
     for (int n = 0; n < x->n; n++)
         for (int c = 0; c < C; c++) {
             float mean = stats[c], invstd = stats[C + c], k = gb[c] * invstd;
             float mean_dy = with_reduction ? (float)(gacc[c] / (double)count) : 0.0f;
             float mean_dyx = with_reduction ? (float)(gacc[C + c] / (double)count) : 0.0f;
-            for (int r = r_lo; r <= r_hi; r++) {
-                const float *xr = cpu_at(x, n, c, r, 0);
-                const float *dyr = with_direct ? cpu_at(dy, n, c, r, 0) : NULL;
-                float *dxr = cpu_at(dx, n, c, r, 0);
-                for (int i = 0; i < x->w; i++) {
-                    float t = with_direct ? dyr[i] : 0.0f;
-                    if (with_reduction)
-                        t -= mean_dy + (xr[i] - mean) * invstd * mean_dyx;
-                    dxr[i] += k * t;
-                }
+            const float *xp = cpu_at(x, n, c, r_lo, 0);
+            const float *dyp = with_direct ? cpu_at(dy, n, c, r_lo, 0) : xp; /* read if direct */
+            float *dxp = cpu_at(dx, n, c, r_lo, 0);
+#pragma omp simd
+            for (int64_t i = 0; i < span; i++) {
+                float t = with_direct ? dyp[i] : 0.0f;
+                if (with_reduction)
+                    t -= mean_dy + (xp[i] - mean) * invstd * mean_dyx;
+                dxp[i] += k * t;
             }
         }
 }
@@ -178,18 +223,17 @@ void cpu_bn_frozen_fwd(const cpu_view *x, const float *running, double eps, cons
     LR_ASSERT(same_map(x, y) && eps >= 0.0);
     check_rows(y, r_lo, r_hi);
     int C = x->c;
-    int64_t work = row_work(x, r_lo, r_hi);
+    int64_t work = row_work(x, r_lo, r_hi), span = plane_span(r_lo, r_hi, x->w);
 #pragma omp parallel for collapse(2) schedule(static) if (worth_threads(work))
     for (int n = 0; n < x->n; n++)
         for (int c = 0; c < C; c++) {
             float mean = running[c], scale = gb[c] * frozen_invstd(running, C, c, eps);
             float beta = gb[C + c];
-            for (int r = r_lo; r <= r_hi; r++) {
-                const float *xr = cpu_at(x, n, c, r, 0);
-                float *yr = cpu_at(y, n, c, r, 0);
-                for (int i = 0; i < x->w; i++)
-                    yr[i] = (xr[i] - mean) * scale + beta;
-            }
+            const float *xp = cpu_at(x, n, c, r_lo, 0);
+            float *yp = cpu_at(y, n, c, r_lo, 0);
+#pragma omp simd
+            for (int64_t i = 0; i < span; i++)
+                yp[i] = (xp[i] - mean) * scale + beta;
         }
 }
 
@@ -201,7 +245,7 @@ void cpu_bn_frozen_bwd(const cpu_view *x, const float *running, double eps, cons
     LR_ASSERT(same_map(x, dy) && eps >= 0.0);
     check_rows(dy, r_lo, r_hi);
     int C = x->c;
-    int64_t work = row_work(x, r_lo, r_hi);
+    int64_t work = row_work(x, r_lo, r_hi), span = plane_span(r_lo, r_hi, x->w);
     if (dgb) {
 #pragma omp parallel for schedule(static) if (worth_threads(work))
         for (int c = 0; c < C; c++)
@@ -216,12 +260,11 @@ void cpu_bn_frozen_bwd(const cpu_view *x, const float *running, double eps, cons
     for (int n = 0; n < x->n; n++)
         for (int c = 0; c < C; c++) {
             float k = gb[c] * frozen_invstd(running, C, c, eps);
-            for (int r = r_lo; r <= r_hi; r++) {
-                const float *dyr = cpu_at(dy, n, c, r, 0);
-                float *dxr = cpu_at(dx, n, c, r, 0);
-                for (int i = 0; i < x->w; i++)
-                    dxr[i] += k * dyr[i];
-            }
+            const float *dyp = cpu_at(dy, n, c, r_lo, 0);
+            float *dxp = cpu_at(dx, n, c, r_lo, 0);
+#pragma omp simd
+            for (int64_t i = 0; i < span; i++)
+                dxp[i] += k * dyp[i];
         }
 }
 

@@ -9,6 +9,8 @@
  */
 #include "cpu_kernel.h"
 
+#include <string.h>
+
 /* ------------------------------------------------------------------ combining */
 
 void cpu_add_fwd(const cpu_view *a, const cpu_view *b, cpu_view *y, int r_lo, int r_hi)
@@ -21,16 +23,16 @@ void cpu_add_fwd(const cpu_view *a, const cpu_view *b, cpu_view *y, int r_lo, in
     check_rows(a, r_lo, r_hi);
     check_rows(b, r_lo, r_hi);
     check_rows(y, r_lo, r_hi);
-    int64_t work = row_work(y, r_lo, r_hi);
+    int64_t work = row_work(y, r_lo, r_hi), span = plane_span(r_lo, r_hi, y->w);
 #pragma omp parallel for collapse(2) schedule(static) if (worth_threads(work))
     for (int n = 0; n < y->n; n++)
-        for (int c = 0; c < y->c; c++)
-            for (int r = r_lo; r <= r_hi; r++) {
-                const float *ar = cpu_at(a, n, c, r, 0), *br = cpu_at(b, n, c, r, 0);
-                float *yr = cpu_at(y, n, c, r, 0);
-                for (int i = 0; i < y->w; i++)
-                    yr[i] = ar[i] + br[i];
-            }
+        for (int c = 0; c < y->c; c++) {
+            const float *ap = cpu_at(a, n, c, r_lo, 0), *bp = cpu_at(b, n, c, r_lo, 0);
+            float *yp = cpu_at(y, n, c, r_lo, 0);
+#pragma omp simd
+            for (int64_t i = 0; i < span; i++)
+                yp[i] = ap[i] + bp[i];
+        }
 }
 
 void cpu_accumulate_rows(const cpu_view *dy, int r_lo, int r_hi, cpu_view *dx)
@@ -51,16 +53,20 @@ static void move_channels(const cpu_view *a, int a_off, cpu_view *b, int b_off, 
     check_range(r_lo, r_hi, a->h);
     check_rows(a, r_lo, r_hi);
     check_rows(b, r_lo, r_hi);
-    int64_t work = row_work(a, r_lo, r_hi) / a->c * nc;
+    int64_t work = row_work(a, r_lo, r_hi) / a->c * nc, span = plane_span(r_lo, r_hi, a->w);
 #pragma omp parallel for collapse(2) schedule(static) if (worth_threads(work))
     for (int n = 0; n < a->n; n++)
-        for (int c = 0; c < nc; c++)
-            for (int r = r_lo; r <= r_hi; r++) {
-                const float *ar = cpu_at(a, n, a_off + c, r, 0);
-                float *br = cpu_at(b, n, b_off + c, r, 0);
-                for (int i = 0; i < a->w; i++)
-                    br[i] = accumulate ? br[i] + ar[i] : ar[i];
+        for (int c = 0; c < nc; c++) {
+            const float *ap = cpu_at(a, n, a_off + c, r_lo, 0);
+            float *bp = cpu_at(b, n, b_off + c, r_lo, 0);
+            if (accumulate) {
+#pragma omp simd
+                for (int64_t i = 0; i < span; i++)
+                    bp[i] += ap[i];
+            } else if (span > 0) {
+                memcpy(bp, ap, sizeof(float) * (size_t)span);
             }
+        }
 }
 
 void cpu_concat_fwd(const cpu_view *x, int c_off, cpu_view *y, int r_lo, int r_hi)

@@ -1,14 +1,389 @@
-/* cpu_conv.c - convolution forward and backward on row ranges, direct (no im2col): every output
- * element is the bias, then its taps in (ci, ky, kx) order (see cpu_ops.h for the conventions).
+/* cpu_conv.c - convolution forward and backward on row ranges, as im2col + GEMM (cpu_blas.c)
+ * in work units of fixed shape (see cpu_ops.h for the conventions).
  *
  * Legend: N batch, C channels, H/W full height/width of a map, R rows held by a view,
- * OH/OW output height/width of a window op.
+ * OH/OW output height/width, K = Cin/groups * kh * kw the depth of a group's GEMM,
+ * P the pixels (GEMM columns) of a unit: its images x its rows x OW, in that order.
  *
- * Deliberately not here: memory allocation (no kernel mallocs), scheduling.
+ * The units, and why the bits do not depend on the thread count or the row range:
+ *  - forward: one output row of a block of images: (Cout/g, P) = (Cout/g, K) x (K, P) per group.
+ *    The image blocks depend on N and OW only, so an output element is computed by a GEMM of
+ *    the same shape, at the same place in it, from the same im2col column in a column run and
+ *    in any stripe: the row-split exactness of cpu_ops.h;
+ *  - backward data: a block of images and a block of input channels, the rows of the call in
+ *    chunks taken in order: (K rows of the channels, P) = W^T x (Cout/g, P), then col2im adds
+ *    into dx. Units write disjoint parts of dx, and inside one the chunks and taps come in a
+ *    fixed order;
+ *  - backward filter: tiles (Cout block, K block) of dw; each takes the image blocks and row
+ *    chunks in order: tile += (Cout block, P) x (K block, P)^T.
+ * Backward results depend on the row range (a sum split differently), within rounding; forward
+ * results do not. Scratch (im2col columns, gathered gradients, GEMM output) comes from the
+ * caller's cpu_scratch, one slice per thread; a kernel uses as many threads as it has slices for.
+ *
+ * Deliberately not here: memory allocation (no kernel mallocs), scheduling, the BLAS call itself.
  */
 #include "cpu_kernel.h"
 
-/* ------------------------------------------------------------------ convolution */
+#include <omp.h>
+
+/* im2col copies rows of a few dozen floats; GCC would turn those loops into memcpy/memset calls,
+ * which cost more than the copies at that length. */
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC optimize("no-tree-loop-distribute-patterns")
+#endif
+
+/* GEMM columns a unit aims at: enough to amortise packing the weights (a unit's GEMM packs its
+ * block of W again), few enough that small maps still give every thread units. */
+enum { FWD_PIXELS = 256, BWD_PIXELS = 256 };
+/* Input channels of a backward-data unit; output channels and K columns of a dw tile. Each
+ * unit or tile gathers its own gradient rows, so wide layers get at most MAX_SPLIT of them. */
+enum { BWD_CI_BLOCK = 32, DW_CO_BLOCK = 512, DW_K_BLOCK = 64, MAX_SPLIT = 8 };
+
+typedef struct {
+    const cpu_window *g;
+    int n, cin, h, w, cout, oh, ow;
+    int cig, cog, kk;       /* input and output channels per group; kh * kw */
+    int64_t k;              /* GEMM depth of a group: cig * kk */
+    int img_block, n_img_blocks;         /* forward */
+    int bwd_block, n_bwd_blocks, bwd_rows; /* backward: images per block, rows per chunk */
+    int ci_block, n_ci_blocks;           /* backward data */
+    int co_block, n_co_blocks, k_block, n_k_blocks; /* backward filter */
+    int padded_w;           /* an input row with its padding: what the taps of one row read */
+} conv_shape;
+
+static int ceil_div(int64_t a, int64_t b)
+{
+    return (int)((a + b - 1) / b);
+}
+
+static int min_int(int a, int b)
+{
+    return a < b ? a : b;
+}
+
+/* Blocks of at most `target` (at least 1) that split `total` as evenly as ceil allows. */
+static void even_blocks(int64_t total, int64_t target, int *block, int *count)
+{
+    int n = ceil_div(total, target > 0 ? target : 1);
+    *block = ceil_div(total, n);
+    *count = ceil_div(total, *block);
+}
+
+static conv_shape conv_shape_of(const cpu_window *g, int n, int cin, int h, int w, int cout)
+{
+    conv_shape s = {.g = g, .n = n, .cin = cin, .h = h, .w = w, .cout = cout};
+    s.oh = window_out(h, g->kh, g->sh, g->ph, g->dh);
+    s.ow = window_out(w, g->kw, g->sw, g->pw, g->dw);
+    s.cig = cin / g->groups;
+    s.cog = cout / g->groups;
+    s.kk = g->kh * g->kw;
+    s.k = (int64_t)s.cig * s.kk;
+    even_blocks(n, ceil_div(FWD_PIXELS, s.ow), &s.img_block, &s.n_img_blocks);
+    /* backward: whole maps of several images when they are small, else row chunks of one */
+    even_blocks(n, BWD_PIXELS / ((int64_t)s.oh * s.ow), &s.bwd_block, &s.n_bwd_blocks);
+    s.bwd_rows = min_int(s.oh, ceil_div(BWD_PIXELS, (int64_t)s.bwd_block * s.ow));
+    int ci_target = ceil_div(s.cig, MAX_SPLIT), k_target = ceil_div(s.k, MAX_SPLIT);
+    even_blocks(s.cig, ci_target > BWD_CI_BLOCK ? ci_target : BWD_CI_BLOCK, &s.ci_block,
+                &s.n_ci_blocks);
+    even_blocks(s.cog, DW_CO_BLOCK, &s.co_block, &s.n_co_blocks);
+    even_blocks(s.k, k_target > DW_K_BLOCK ? k_target : DW_K_BLOCK, &s.k_block, &s.n_k_blocks);
+    int reach = (s.ow - 1) * g->sw + (g->kw - 1) * g->dw + 1; /* columns the taps span */
+    s.padded_w = reach > g->pw + w ? reach : g->pw + w;
+    return s;
+}
+
+/* Scratch floats one thread needs: the largest of the three passes. */
+static int64_t slice_floats(const conv_shape *s)
+{
+    int64_t fwd_p = (int64_t)s->img_block * s->ow;
+    int64_t bwd_p = (int64_t)s->bwd_block * s->bwd_rows * s->ow;
+    int64_t fwd = (s->k + s->cout) * fwd_p;
+    int64_t data = ((int64_t)s->cog + (int64_t)s->ci_block * s->kk) * bwd_p;
+    int64_t filter = ((int64_t)s->co_block + s->k_block) * bwd_p;
+    int64_t most = fwd > data ? fwd : data;
+    return (most > filter ? most : filter) + s->padded_w;
+}
+
+int64_t cpu_conv_scratch_floats(const cpu_window *g, int n, int cin, int h, int w, int cout,
+                                int threads)
+{
+    check_window(g);
+    LR_ASSERT(n >= 1 && cin >= 1 && h >= 1 && w >= 1 && cout >= 1 && threads >= 1);
+    LR_ASSERT(cin % g->groups == 0 && cout % g->groups == 0);
+    conv_shape s = conv_shape_of(g, n, cin, h, w, cout);
+    return slice_floats(&s) * threads;
+}
+
+/* Threads the scratch has slices for, at most `units` and the OpenMP limit; 1 when the call is
+ * too small for threads to pay. */
+static int conv_threads(const conv_shape *s, const cpu_scratch *ws, int64_t units, int64_t work)
+{
+    int64_t slice = slice_floats(s);
+    LR_ASSERT(ws != NULL && ws->data != NULL && ws->floats >= slice);
+    if (!worth_threads_macs(work))
+        return 1;
+    int64_t t = ws->floats / slice;
+    t = t < omp_get_max_threads() ? t : omp_get_max_threads();
+    return (int)(t < units ? t : units);
+}
+
+static float *thread_slice(const conv_shape *s, const cpu_scratch *ws)
+{
+    return ws->data + slice_floats(s) * omp_get_thread_num();
+}
+
+/* The padded row of a thread's slice: its last padded_w floats. */
+static float *padded_row(const conv_shape *s, float *slice)
+{
+    return slice + slice_floats(s) - s->padded_w;
+}
+
+/* ------------------------------------------------------------------ im2col and col2im */
+
+static void zero_floats(float *dst, int64_t len)
+{
+#pragma omp simd
+    for (int64_t j = 0; j < len; j++)
+        dst[j] = 0.0f;
+}
+
+/* One k row of im2col when output row r reads input row r + dr at column o + off (unit strides,
+ * OW = W): the in-map rows are one contiguous copy from the first in-map column of the first of
+ * them to the last of the last; then every column outside [lo, hi] and every row outside the
+ * map is zeroed. */
+LR_CLONES
+static void im2col_shifted(const conv_shape *s, const cpu_view *x, int n, int c, int dr, int off,
+                           int lo, int hi, int ra, int rb, float *dst)
+{
+    int w = s->w;
+    int r0 = ra + dr < 0 ? -dr : ra, r1 = rb + dr >= s->h ? s->h - 1 - dr : rb; /* in-map rows */
+    if (lo > hi || r0 > r1) {
+        zero_floats(dst, plane_span(ra, rb, w));
+        return;
+    }
+    int64_t j0 = plane_span(ra, r0 - 1, w) + lo, j1 = plane_span(ra, r1 - 1, w) + hi;
+    const float *src = cpu_at(x, n, c, r0 + dr, lo + off); /* holds dst[j0] */
+#pragma omp simd
+    for (int64_t j = j0; j <= j1; j++)
+        dst[j] = src[j - j0];
+    for (int r = ra; r <= rb; r++) {
+        float *row = dst + plane_span(ra, r - 1, w);
+        if (r < r0 || r > r1) {
+            zero_floats(row, w);
+            continue;
+        }
+        for (int o = 0; o < lo; o++)
+            row[o] = 0.0f;
+        for (int o = hi + 1; o < w; o++)
+            row[o] = 0.0f;
+    }
+}
+
+/* A k row's tap: k = (ci * kh + ky) * kw + kx, the input row offset dr = ky*dh - ph (input row
+ * r * sh + dr), the column offset off = kx*dw - pw and the output columns [lo, hi] whose input
+ * column is in the map. Walked in k order by tap_next, without divisions. */
+typedef struct {
+    int ci, ky, kx, dr, off, lo, hi;
+} tap;
+
+static void tap_set(const conv_shape *s, int64_t k, tap *t)
+{
+    const cpu_window *g = s->g;
+    t->ci = (int)(k / s->kk);
+    t->ky = (int)(k % s->kk) / g->kw;
+    t->kx = (int)(k % g->kw);
+    t->dr = t->ky * g->dh - g->ph;
+    t->off = t->kx * g->dw - g->pw;
+    tap_columns(s->ow, s->w, g->sw, t->off, &t->lo, &t->hi);
+}
+
+static void tap_next(const conv_shape *s, tap *t)
+{
+    const cpu_window *g = s->g;
+    if (++t->kx == g->kw) {
+        t->kx = 0;
+        if (++t->ky == g->kh) {
+            t->ky = 0;
+            t->ci++;
+        }
+        t->dr = t->ky * g->dh - g->ph;
+    }
+    t->off = t->kx * g->dw - g->pw;
+    tap_columns(s->ow, s->w, g->sw, t->off, &t->lo, &t->hi);
+}
+
+/* im2col over several output rows with unit strides and OW = W: each k row of each image is
+ * one shifted copy of the input rows (im2col_shifted). */
+static void im2col_rows(const conv_shape *s, const cpu_view *x, int n0, int nb, int c0,
+                        int64_t k0, int64_t k1, int ra, int rb, float *col, int64_t ld)
+{
+    int64_t per_image = plane_span(ra, rb, s->ow);
+    tap t;
+    tap_set(s, k0, &t);
+    for (int64_t k = k0; k < k1; k++, tap_next(s, &t))
+        for (int i = 0; i < nb; i++)
+            im2col_shifted(s, x, n0 + i, c0 + t.ci, t.dr, t.off, t.lo, t.hi, ra, rb,
+                           col + (k - k0) * ld + i * per_image);
+}
+
+/* pad[j] = x[n, c, ir, j - pw] for j in [0, padded_w), 0 outside the map (all of it when row ir
+ * is outside): every tap of the row then reads pad[o * sw + kx * dw], with no edge cases. */
+static inline void pad_row(const conv_shape *s, const cpu_view *x, int n, int c, int ir,
+                           float *pad)
+{
+    int pw = s->g->pw, w = s->w;
+    if (ir < 0 || ir >= s->h) {
+        zero_floats(pad, s->padded_w);
+        return;
+    }
+    const float *src = cpu_at(x, n, c, ir, 0);
+    for (int j = 0; j < pw; j++)
+        pad[j] = 0.0f;
+#pragma omp simd
+    for (int j = 0; j < w; j++)
+        pad[pw + j] = src[j];
+    for (int j = pw + w; j < s->padded_w; j++)
+        pad[j] = 0.0f;
+}
+
+/* Columns of im2col for images [n0, n0 + nb), output rows [ra, rb], rows k in [k0, k1) of the
+ * group whose first input channel is c0: col[k - k0][i * R * OW + (r - ra) * OW + ox] =
+ * x[n0 + i, c0 + ci, r*sh + ky*dh - ph, ox*sw + kx*dw - pw] with k = (ci * kh + ky) * kw + kx,
+ * R = rb - ra + 1, 0 outside the map. The kw taps of one input row are copied from its padded
+ * copy `pad` (padded_w floats of scratch). */
+LR_CLONES
+static void im2col(const conv_shape *s, const cpu_view *x, int n0, int nb, int c0, int64_t k0,
+                   int64_t k1, int ra, int rb, float *col, int64_t ld, float *pad)
+{
+    const cpu_window *g = s->g;
+    int ow = s->ow, kw = g->kw, sw = g->sw;
+    int64_t per_image = plane_span(ra, rb, ow);
+    if (g->sh == 1 && sw == 1 && ow == s->w && rb > ra) {
+        im2col_rows(s, x, n0, nb, c0, k0, k1, ra, rb, col, ld);
+        return;
+    }
+    for (int64_t row0 = k0 - k0 % kw; row0 < k1; row0 += kw) { /* the k of (ci, ky, 0) */
+        int ci = (int)(row0 / s->kk), ky = (int)(row0 % s->kk) / kw;
+        int kx0 = row0 < k0 ? (int)(k0 - row0) : 0, kx1 = row0 + kw > k1 ? (int)(k1 - row0) : kw;
+        for (int i = 0; i < nb; i++)
+            for (int r = ra; r <= rb; r++) {
+                pad_row(s, x, n0 + i, c0 + ci, r * g->sh + ky * g->dh - g->ph, pad);
+                float *dst = col + (row0 - k0) * ld + i * per_image + (int64_t)(r - ra) * ow;
+                for (int kx = kx0; kx < kx1; kx++) {
+                    const float *src = pad + kx * g->dw;
+                    float *d = dst + kx * ld;
+                    if (sw == 1) {
+#pragma omp simd
+                        for (int o = 0; o < ow; o++)
+                            d[o] = src[o];
+                    } else {
+                        for (int o = 0; o < ow; o++)
+                            d[o] = src[o * sw];
+                    }
+                }
+            }
+    }
+}
+
+/* col2im of one k row of one image over several output rows when output row r reads input row
+ * r + dr at column o + off (unit strides, OW = W): the entries of columns outside [lo, hi] are
+ * zeroed in `src` (scratch), then the in-map rows are one contiguous add into the plane `plane`
+ * (which holds rows from row0 on), adding +0 where a row wraps into the next. */
+static inline void col2im_shifted(const conv_shape *s, float *src, int ra, int rb, const tap *t,
+                                  float *plane, int row0)
+{
+    int w = s->w;
+    int r0 = ra + t->dr < 0 ? -t->dr : ra, r1 = rb + t->dr >= s->h ? s->h - 1 - t->dr : rb;
+    if (r0 > r1)
+        return;
+    for (int r = r0; r <= r1; r++) {
+        float *row = src + plane_span(ra, r - 1, w);
+        for (int o = 0; o < t->lo; o++)
+            row[o] = 0.0f;
+        for (int o = t->hi + 1; o < w; o++)
+            row[o] = 0.0f;
+    }
+    int64_t j0 = plane_span(ra, r0 - 1, w) + t->lo, j1 = plane_span(ra, r1 - 1, w) + t->hi;
+    float *dst = plane + plane_span(row0, r0 + t->dr - 1, w) + t->lo + t->off; /* takes src[j0] */
+#pragma omp simd
+    for (int64_t j = j0; j <= j1; j++)
+        dst[j - j0] += src[j];
+}
+
+/* The transpose of im2col for images [n0, n0 + nb) over channels [c0, c0 + nc): dx[n0 + i,
+ * c0 + ci, ir, ix] += col[ci * kh * kw + (ky * kw + kx)][i * R * OW + (r - ra) * OW + ox] for
+ * the taps inside the map, k in order. */
+LR_CLONES
+static void col2im(const conv_shape *s, float *col, int64_t ld, int n0, int nb, int ra, int rb,
+                   int c0, int nc, cpu_view *dx)
+{
+    const cpu_window *g = s->g;
+    int ow = s->ow;
+    int64_t per_image = plane_span(ra, rb, ow);
+    bool shifted = g->sh == 1 && g->sw == 1 && ow == s->w && rb > ra;
+    tap t;
+    tap_set(s, 0, &t);
+    for (int64_t k = 0; k < (int64_t)nc * s->kk; k++, tap_next(s, &t)) {
+        if (t.lo > t.hi)
+            continue;
+        for (int i = 0; i < nb; i++) {
+            float *src = col + k * ld + i * per_image;
+            if (shifted) {
+                col2im_shifted(s, src, ra, rb, &t, cpu_at(dx, n0 + i, c0 + t.ci, dx->row0, 0),
+                               dx->row0);
+                continue;
+            }
+            for (int r = ra; r <= rb; r++, src += ow) {
+                int ir = r * g->sh + t.dr;
+                if (ir < 0 || ir >= s->h)
+                    continue;
+                float *dst = cpu_at(dx, n0 + i, c0 + t.ci, ir, 0);
+                if (g->sw == 1) {
+#pragma omp simd
+                    for (int o = t.lo; o <= t.hi; o++)
+                        dst[o + t.off] += src[o];
+                } else {
+                    for (int o = t.lo; o <= t.hi; o++)
+                        dst[o * g->sw + t.off] += src[o];
+                }
+            }
+        }
+    }
+}
+
+/* buf[co][i * rows * OW + (r - ra) * OW + ox] = dy[n0 + i, c0 + co, r, ox] (see dy_matrix). */
+LR_CLONES
+static void gather_dy(const cpu_view *dy, int n0, int nb, int c0, int nc, int ra, int rb,
+                      float *buf)
+{
+    int64_t span = plane_span(ra, rb, dy->w), p = span * nb;
+    for (int co = 0; co < nc; co++)
+        for (int i = 0; i < nb; i++) {
+            const float *src = cpu_at(dy, n0 + i, c0 + co, ra, 0);
+            float *dst = buf + co * p + i * span;
+#pragma omp simd
+            for (int64_t j = 0; j < span; j++)
+                dst[j] = src[j];
+        }
+}
+
+/* The backward GEMMs' (channels, P) operand: dy[n0 + i, c0 + co, r, ox] at
+ * [co][i * rows * OW + (r - ra) * OW + ox] for nc channels, nb images, rows [ra, rb]. One image's
+ * rows are already such a matrix (leading dimension: the view's plane); several are gathered into
+ * buf. Returns the matrix and its leading dimension. */
+static const float *dy_matrix(const cpu_view *dy, int n0, int nb, int c0, int nc, int ra, int rb,
+                              float *buf, int64_t *ld)
+{
+    if (nb == 1) {
+        *ld = (int64_t)dy->rows * dy->w;
+        return cpu_at(dy, n0, c0, ra, 0);
+    }
+    gather_dy(dy, n0, nb, c0, nc, ra, rb, buf);
+    *ld = plane_span(ra, rb, dy->w) * nb;
+    return buf;
+}
+
+/* ------------------------------------------------------------------ forward */
 
 static void check_conv(const cpu_window *g, const cpu_view *x, const cpu_view *y)
 {
@@ -16,126 +391,174 @@ static void check_conv(const cpu_window *g, const cpu_view *x, const cpu_view *y
     LR_ASSERT(g->groups >= 1 && x->c % g->groups == 0 && y->c % g->groups == 0);
 }
 
-/* One output row: bias, then every tap in (ci, ky, kx) order; rows and columns outside the map
- * are zero padding and contribute no term. */
-static void conv_fwd_row(const cpu_window *g, const cpu_view *x, const float *w, float bias,
-                         cpu_view *y, int n, int co, int r)
+/* Output row r of the images of block `blk`: per group, im2col then one GEMM into `out`
+ * (Cout, P); then y = out + bias. */
+static void conv_fwd_unit(const conv_shape *s, const cpu_view *x, const float *w, const float *b,
+                          cpu_view *y, int r, int blk, float *slice)
 {
-    int cig = x->c / g->groups;
-    int ci0 = co / (y->c / g->groups) * cig;
-    float *yr = cpu_at(y, n, co, r, 0);
-    for (int o = 0; o < y->w; o++)
-        yr[o] = bias;
-    for (int ci = 0; ci < cig; ci++)
-        for (int ky = 0; ky < g->kh; ky++) {
-            int ir = r * g->sh - g->ph + ky * g->dh;
-            if (ir < 0 || ir >= x->h)
-                continue;
-            const float *xr = cpu_at(x, n, ci0 + ci, ir, 0);
-            const float *wk = w + (((int64_t)co * cig + ci) * g->kh + ky) * g->kw;
-            for (int kx = 0; kx < g->kw; kx++)
-                row_axpy_gather(yr, xr, wk[kx], g->sw, kx * g->dw - g->pw, y->w, x->w);
+    int n0 = blk * s->img_block, nb = min_int(s->n - n0, s->img_block), ow = s->ow;
+    int64_t p = (int64_t)nb * ow;
+    float *col = slice, *out = slice + s->k * p;
+    for (int grp = 0; grp < s->g->groups; grp++) {
+        im2col(s, x, n0, nb, grp * s->cig, 0, s->k, r, r, col, p, padded_row(s, slice));
+        cpu_gemm(false, false, s->cog, (int)p, (int)s->k, w + grp * s->cog * s->k, s->k, col, p,
+                 false, out + (int64_t)grp * s->cog * p, p);
+    }
+    for (int co = 0; co < s->cout; co++) {
+        float bias = b ? b[co] : 0.0f;
+        for (int i = 0; i < nb; i++) {
+            const float *src = out + co * p + (int64_t)i * ow;
+            float *dst = cpu_at(y, n0 + i, co, r, 0);
+#pragma omp simd
+            for (int o = 0; o < ow; o++)
+                dst[o] = src[o] + bias;
         }
+    }
 }
 
 void cpu_conv_fwd(const cpu_window *g, const cpu_view *x, const float *w, const float *b,
-                  cpu_view *y, int r_lo, int r_hi)
+                  cpu_view *y, int r_lo, int r_hi, const cpu_scratch *ws)
 {
     check_conv(g, x, y);
     check_range(r_lo, r_hi, y->h);
     check_rows(y, r_lo, r_hi);
     check_window_rows(g, r_lo, r_hi, x);
-    int64_t work = row_work(y, r_lo, r_hi) * (x->c / g->groups) * g->kh * g->kw;
-#pragma omp parallel for collapse(2) schedule(static) if (worth_threads(work))
-    for (int n = 0; n < y->n; n++)
-        for (int co = 0; co < y->c; co++)
-            for (int r = r_lo; r <= r_hi; r++)
-                conv_fwd_row(g, x, w, b ? b[co] : 0.0f, y, n, co, r);
+    if (r_lo > r_hi)
+        return;
+    conv_shape s = conv_shape_of(g, x->n, x->c, x->h, x->w, y->c);
+    int64_t units = (int64_t)(r_hi - r_lo + 1) * s.n_img_blocks;
+    int threads = conv_threads(&s, ws, units, row_work(y, r_lo, r_hi) * s.k);
+#pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
+    for (int64_t u = 0; u < units; u++)
+        conv_fwd_unit(&s, x, w, b, y, r_lo + (int)(u / s.n_img_blocks), (int)(u % s.n_img_blocks),
+                      thread_slice(&s, ws));
 }
 
-/* dw[co] += the correlation of dy row r with the input rows it read. dwc: (Cin/groups, kh, kw). */
-static void conv_bwd_weight_row(const cpu_window *g, const cpu_view *x, const cpu_view *dy, int n,
-                                int co, int r, float *dwc)
+/* ------------------------------------------------------------------ backward */
+
+/* The backward passes walk the pixels of the call in chunks: the images of block `blk`, rows
+ * [ra, rb] of each (every chunk of the call in order: call chunk_next until it returns false). */
+typedef struct {
+    int n0, nb, ra, rb;
+    int64_t p; /* GEMM columns: nb * (rb - ra + 1) * OW */
+} chunk;
+
+static bool chunk_next(const conv_shape *s, int blk, int r_lo, int r_hi, chunk *c)
 {
-    int cig = x->c / g->groups;
-    int ci0 = co / (dy->c / g->groups) * cig;
-    const float *dyr = cpu_at(dy, n, co, r, 0);
-    for (int ci = 0; ci < cig; ci++)
-        for (int ky = 0; ky < g->kh; ky++) {
-            int ir = r * g->sh - g->ph + ky * g->dh;
-            if (ir < 0 || ir >= x->h)
-                continue;
-            const float *xr = cpu_at(x, n, ci0 + ci, ir, 0);
-            float *dwk = dwc + ((int64_t)ci * g->kh + ky) * g->kw;
-            for (int kx = 0; kx < g->kw; kx++)
-                dwk[kx] += row_dot(dyr, xr, g->sw, kx * g->dw - g->pw, dy->w, x->w);
-        }
+    int ra = c->p ? c->rb + 1 : r_lo;
+    if (ra > r_hi)
+        return false;
+    c->n0 = blk * s->bwd_block;
+    c->nb = min_int(s->n - c->n0, s->bwd_block);
+    c->ra = ra;
+    c->rb = min_int(ra + s->bwd_rows - 1, r_hi);
+    c->p = (int64_t)c->nb * (c->rb - c->ra + 1) * s->ow;
+    return true;
 }
 
-/* dx rows of channel ci += what dy row r sends back through every output channel of its group. */
-static void conv_bwd_input_row(const cpu_window *g, const float *w, const cpu_view *dy, int n,
-                               int ci, int r, cpu_view *dx)
+/* dx of the images of block `blk`, input channels [ci0, ci0 + nci) of group grp, += the
+ * back-propagation of dy rows [r_lo, r_hi]. */
+static void conv_bwd_data_unit(const conv_shape *s, const float *w, const cpu_view *dy, int r_lo,
+                               int r_hi, int grp, int blk, int ci0, int nci, cpu_view *dx,
+                               float *slice)
 {
-    int cig = dx->c / g->groups, cog = dy->c / g->groups;
-    int co0 = ci / cig * cog;
-    for (int co = co0; co < co0 + cog; co++) {
-        const float *dyr = cpu_at(dy, n, co, r, 0);
-        for (int ky = 0; ky < g->kh; ky++) {
-            int ir = r * g->sh - g->ph + ky * g->dh;
-            if (ir < 0 || ir >= dx->h)
-                continue;
-            float *dxr = cpu_at(dx, n, ci, ir, 0);
-            const float *wk = w + (((int64_t)co * cig + ci % cig) * g->kh + ky) * g->kw;
-            for (int kx = 0; kx < g->kw; kx++)
-                row_axpy_scatter(dxr, dyr, wk[kx], g->sw, kx * g->dw - g->pw, dy->w, dx->w);
+    int64_t k0 = (int64_t)ci0 * s->kk, nk = (int64_t)nci * s->kk;
+    chunk c = {0};
+    while (chunk_next(s, blk, r_lo, r_hi, &c)) {
+        float *dcol = slice + (int64_t)s->cog * c.p;
+        int64_t ld;
+        const float *dym = dy_matrix(dy, c.n0, c.nb, grp * s->cog, s->cog, c.ra, c.rb, slice, &ld);
+        cpu_gemm(true, false, (int)nk, (int)c.p, s->cog, w + grp * s->cog * s->k + k0, s->k, dym,
+                 ld, false, dcol, c.p);
+        col2im(s, dcol, c.p, c.n0, c.nb, c.ra, c.rb, grp * s->cig + ci0, nci, dx);
+    }
+}
+
+static void conv_bwd_data(const conv_shape *s, const float *w, const cpu_view *dy, int r_lo,
+                          int r_hi, cpu_view *dx, const cpu_scratch *ws, int64_t work)
+{
+    int64_t per_group = (int64_t)s->n_bwd_blocks * s->n_ci_blocks;
+    int64_t units = per_group * s->g->groups;
+    int threads = conv_threads(s, ws, units, work);
+#pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
+    for (int64_t u = 0; u < units; u++) {
+        int grp = (int)(u / per_group), blk = (int)(u % per_group / s->n_ci_blocks);
+        int ci0 = (int)(u % s->n_ci_blocks) * s->ci_block;
+        conv_bwd_data_unit(s, w, dy, r_lo, r_hi, grp, blk, ci0,
+                           min_int(s->cig - ci0, s->ci_block), dx, thread_slice(s, ws));
+    }
+}
+
+/* One tile of dw: group grp, output channels [co0, co0 + nco), K columns [k0, k0 + nk), summed
+ * over the image blocks and row chunks in order. */
+static void conv_bwd_filter_tile(const conv_shape *s, const cpu_view *x, const cpu_view *dy,
+                                 int r_lo, int r_hi, int grp, int co0, int nco, int64_t k0,
+                                 int nk, float *dw, float *slice)
+{
+    for (int blk = 0; blk < s->n_bwd_blocks; blk++) {
+        chunk c = {0};
+        while (chunk_next(s, blk, r_lo, r_hi, &c)) {
+            float *col = slice + (int64_t)nco * c.p;
+            int64_t ld;
+            const float *dym =
+                dy_matrix(dy, c.n0, c.nb, grp * s->cog + co0, nco, c.ra, c.rb, slice, &ld);
+            im2col(s, x, c.n0, c.nb, grp * s->cig, k0, k0 + nk, c.ra, c.rb, col, c.p,
+                   padded_row(s, slice));
+            cpu_gemm(false, true, nco, nk, (int)c.p, dym, ld, col, c.p, true,
+                     dw + (int64_t)(grp * s->cog + co0) * s->k + k0, s->k);
         }
+    }
+}
+
+static void conv_bwd_filter(const conv_shape *s, const cpu_view *x, const cpu_view *dy, int r_lo,
+                            int r_hi, float *dw, const cpu_scratch *ws, int64_t work)
+{
+    int64_t per_group = (int64_t)s->n_co_blocks * s->n_k_blocks;
+    int64_t tiles = per_group * s->g->groups;
+    int threads = conv_threads(s, ws, tiles, work);
+#pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
+    for (int64_t t = 0; t < tiles; t++) {
+        int grp = (int)(t / per_group), cb = (int)(t % per_group / s->n_k_blocks);
+        int kb = (int)(t % s->n_k_blocks);
+        int co0 = cb * s->co_block, nco = min_int(s->cog - co0, s->co_block);
+        int64_t k0 = (int64_t)kb * s->k_block;
+        int nk = (int)(s->k - k0 < s->k_block ? s->k - k0 : s->k_block);
+        conv_bwd_filter_tile(s, x, dy, r_lo, r_hi, grp, co0, nco, k0, nk, dw, thread_slice(s, ws));
     }
 }
 
 static void conv_bwd_bias(const cpu_view *dy, int r_lo, int r_hi, float *db)
 {
-    int64_t work = row_work(dy, r_lo, r_hi);
+    int64_t work = row_work(dy, r_lo, r_hi), span = plane_span(r_lo, r_hi, dy->w);
 #pragma omp parallel for schedule(static) if (worth_threads(work))
     for (int co = 0; co < dy->c; co++) {
         double sum = 0.0;
         for (int n = 0; n < dy->n; n++)
-            for (int r = r_lo; r <= r_hi; r++) {
-                const float *dyr = cpu_at(dy, n, co, r, 0);
-                for (int o = 0; o < dy->w; o++)
-                    sum += dyr[o];
-            }
+            sum += span_sum(cpu_at(dy, n, co, r_lo, 0), span);
         db[co] += (float)sum;
     }
 }
 
 void cpu_conv_bwd(const cpu_window *g, const cpu_view *x, const float *w, const cpu_view *dy,
-                  int r_lo, int r_hi, cpu_view *dx, float *dw, float *db)
+                  int r_lo, int r_hi, cpu_view *dx, float *dw, float *db, const cpu_scratch *ws)
 {
     check_conv(g, x, dy);
     check_range(r_lo, r_hi, dy->h);
     check_rows(dy, r_lo, r_hi);
-    int64_t per_co = (int64_t)(x->c / g->groups) * g->kh * g->kw; /* weights per out channel */
-    int64_t work = row_work(dy, r_lo, r_hi) * per_co;
+    if (r_lo > r_hi)
+        return;
+    conv_shape s = conv_shape_of(g, x->n, x->c, x->h, x->w, dy->c);
+    int64_t work = row_work(dy, r_lo, r_hi) * s.k;
     if (db)
         conv_bwd_bias(dy, r_lo, r_hi, db);
     if (dw) {
         check_window_rows(g, r_lo, r_hi, x);
-        /* Parallel over output channels only, with n in a fixed order inside, so each weight
-         * gradient element sums its terms in the same order whatever the thread count. */
-#pragma omp parallel for schedule(static) if (worth_threads(work))
-        for (int co = 0; co < dy->c; co++)
-            for (int n = 0; n < dy->n; n++)
-                for (int r = r_lo; r <= r_hi; r++)
-                    conv_bwd_weight_row(g, x, dy, n, co, r, dw + co * per_co);
+        conv_bwd_filter(&s, x, dy, r_lo, r_hi, dw, ws, work);
     }
     if (dx) {
         check_view(dx);
         LR_ASSERT(same_map(dx, x));
         check_window_rows(g, r_lo, r_hi, dx);
-#pragma omp parallel for collapse(2) schedule(static) if (worth_threads(work))
-        for (int n = 0; n < dx->n; n++)
-            for (int ci = 0; ci < dx->c; ci++)
-                for (int r = r_lo; r <= r_hi; r++)
-                    conv_bwd_input_row(g, w, dy, n, ci, r, dx);
+        conv_bwd_data(&s, w, dy, r_lo, r_hi, dx, ws, work);
     }
 }

@@ -18,17 +18,17 @@ void cpu_relu_fwd(const cpu_view *x, cpu_view *y, int r_lo, int r_hi)
     check_range(r_lo, r_hi, y->h);
     check_rows(x, r_lo, r_hi);
     check_rows(y, r_lo, r_hi);
-    int64_t work = row_work(y, r_lo, r_hi);
+    int64_t work = row_work(y, r_lo, r_hi), span = plane_span(r_lo, r_hi, y->w);
 #pragma omp parallel for collapse(2) schedule(static) if (worth_threads(work))
     for (int n = 0; n < y->n; n++)
-        for (int c = 0; c < y->c; c++)
-            for (int r = r_lo; r <= r_hi; r++) {
-                const float *xr = cpu_at(x, n, c, r, 0);
-                float *yr = cpu_at(y, n, c, r, 0);
-                /* "v < 0 ? 0 : v" lets NaN through, as torch.relu does, so divergence shows. */
-                for (int i = 0; i < y->w; i++)
-                    yr[i] = xr[i] < 0.0f ? 0.0f : xr[i];
-            }
+        for (int c = 0; c < y->c; c++) {
+            const float *xp = cpu_at(x, n, c, r_lo, 0);
+            float *yp = cpu_at(y, n, c, r_lo, 0);
+            /* "v < 0 ? 0 : v" lets NaN through, as torch.relu does, so divergence shows. */
+#pragma omp simd
+            for (int64_t i = 0; i < span; i++)
+                yp[i] = xp[i] < 0.0f ? 0.0f : xp[i];
+        }
 }
 
 void cpu_relu_bwd(const cpu_view *y, const cpu_view *dy, int r_lo, int r_hi, cpu_view *dx)
@@ -46,19 +46,27 @@ void cpu_relu_bwd(const cpu_view *y, const cpu_view *dy, int r_lo, int r_hi, cpu
     /* In place (dx is dy), dx held no earlier contribution: the result is dy masked. */
     bool in_place = dx->data == dy->data;
     LR_ASSERT(!in_place || dx->row0 == dy->row0);
-    int64_t work = row_work(y, r_lo, r_hi);
+    int64_t work = row_work(y, r_lo, r_hi), span = plane_span(r_lo, r_hi, y->w);
 #pragma omp parallel for collapse(2) schedule(static) if (worth_threads(work))
     for (int n = 0; n < y->n; n++)
-        for (int c = 0; c < y->c; c++)
-            for (int r = r_lo; r <= r_hi; r++) {
-                const float *yr = cpu_at(y, n, c, r, 0);
-                const float *dyr = cpu_at(dy, n, c, r, 0);
-                float *dxr = cpu_at(dx, n, c, r, 0);
-                for (int i = 0; i < y->w; i++) {
-                    float g = yr[i] > 0.0f ? dyr[i] : 0.0f;
-                    dxr[i] = in_place ? g : dxr[i] + g;
+        for (int c = 0; c < y->c; c++) {
+            const float *yp = cpu_at(y, n, c, r_lo, 0), *dyp = cpu_at(dy, n, c, r_lo, 0);
+            float *dxp = cpu_at(dx, n, c, r_lo, 0);
+            /* both operands loaded unconditionally, so the select vectorises */
+            if (in_place) {
+#pragma omp simd
+                for (int64_t i = 0; i < span; i++) {
+                    float g = dyp[i];
+                    dxp[i] = yp[i] > 0.0f ? g : 0.0f;
+                }
+            } else {
+#pragma omp simd
+                for (int64_t i = 0; i < span; i++) {
+                    float g = dyp[i];
+                    dxp[i] += yp[i] > 0.0f ? g : 0.0f;
                 }
             }
+        }
 }
 
 /* ------------------------------------------------------------------ dropout */
@@ -90,19 +98,19 @@ static void dropout_rows(uint64_t seed, double p, const cpu_view *src, cpu_view 
     check_rows(src, r_lo, r_hi);
     check_rows(dst, r_lo, r_hi);
     float scale = p < 1.0 ? (float)(1.0 / (1.0 - p)) : 0.0f; /* p = 1 keeps nothing */
-    int64_t work = row_work(src, r_lo, r_hi);
+    int64_t work = row_work(src, r_lo, r_hi), span = plane_span(r_lo, r_hi, src->w);
 #pragma omp parallel for collapse(2) schedule(static) if (worth_threads(work))
     for (int n = 0; n < src->n; n++)
-        for (int c = 0; c < src->c; c++)
-            for (int r = r_lo; r <= r_hi; r++) {
-                const float *sr = cpu_at(src, n, c, r, 0);
-                float *dr = cpu_at(dst, n, c, r, 0);
-                int64_t base = (((int64_t)n * src->c + c) * src->h + r) * src->w;
-                for (int i = 0; i < src->w; i++) {
-                    float v = cpu_dropout_keep(seed, base + i, p) ? sr[i] * scale : 0.0f;
-                    dr[i] = accumulate ? dr[i] + v : v;
-                }
+        for (int c = 0; c < src->c; c++) {
+            const float *sp = cpu_at(src, n, c, r_lo, 0);
+            float *dp = cpu_at(dst, n, c, r_lo, 0);
+            int64_t base = (((int64_t)n * src->c + c) * src->h + r_lo) * src->w;
+#pragma omp simd
+            for (int64_t i = 0; i < span; i++) {
+                float v = cpu_dropout_keep(seed, base + i, p) ? sp[i] * scale : 0.0f;
+                dp[i] = accumulate ? dp[i] + v : v;
             }
+        }
 }
 
 void cpu_dropout_fwd(uint64_t seed, double p, const cpu_view *x, cpu_view *y, int r_lo, int r_hi)

@@ -1,7 +1,7 @@
 /* cpu_kernel.h - what the CPU kernel files (cpu_conv.c, cpu_pool.c, cpu_bn.c, cpu_eltwise.c,
  * cpu_combine.c, cpu_fc.c, cpu_loss.c, cpu_optim.c) share: when a kernel is worth threads, the
- * checks of views, row ranges and window geometry, and the row primitives the convolution and
- * the fully connected layer are built from. Internal to those files; cpu_ops.h is the interface.
+ * checks of views, row ranges and window geometry, and the GEMM the convolution and the fully
+ * connected layer are built on (cpu_blas.c). Internal to those files; cpu_ops.h is the interface.
  *
  * Legend: N batch, C channels, H/W full height/width of a map, R rows held by a view,
  * OH/OW output height/width of a window op.
@@ -17,14 +17,21 @@
 
 /* ------------------------------------------------------------------ threads */
 
-/* A parallel region costs microseconds (far more on a loaded machine, where a descheduled
- * thread stalls the barrier); kernels with fewer inner-loop operations than this run on the
- * calling thread. Either way the bits are the same: work is split by output element. */
-enum { PARALLEL_MIN_WORK = 1 << 15 };
+/* A parallel region costs microseconds on a quiet machine and far more on a loaded one, where a
+ * descheduled thread stalls the barrier; row schedules make many small calls. Loops over fewer
+ * elements than PARALLEL_MIN_WORK (tens of microseconds of memory traffic), and GEMM work of
+ * fewer multiply-adds than PARALLEL_MIN_MACS, run on the calling thread. Either way the bits are
+ * the same: work is split by output element or into units of fixed shape. */
+enum { PARALLEL_MIN_WORK = 1 << 17, PARALLEL_MIN_MACS = 1 << 21 };
 
 static inline bool worth_threads(int64_t work)
 {
     return work >= PARALLEL_MIN_WORK;
+}
+
+static inline bool worth_threads_macs(int64_t macs)
+{
+    return macs >= PARALLEL_MIN_MACS;
 }
 
 /* Elements in rows [r_lo, r_hi] of every (n, c) plane of v's map. */
@@ -32,6 +39,41 @@ static inline int64_t row_work(const cpu_view *v, int r_lo, int r_hi)
 {
     return (int64_t)v->n * v->c * (r_hi - r_lo + 1) * v->w;
 }
+
+/* Floats of rows [r_lo, r_hi] of one (n, c) plane: contiguous in every view that holds them,
+ * so elementwise kernels run one vectorised loop per plane. */
+static inline int64_t plane_span(int r_lo, int r_hi, int w)
+{
+    return (int64_t)(r_hi - r_lo + 1) * w;
+}
+
+/* The sum of p[0, len) in double: eight lanes (so the loop vectorises without reassociation)
+ * combined in a fixed order after the remainder; the bits depend on the data and len only. */
+static inline double span_sum(const float *p, int64_t len)
+{
+    double lane[8] = {0}, sum = 0.0;
+    int64_t i = 0;
+    for (; i + 8 <= len; i += 8) {
+#pragma omp simd
+        for (int j = 0; j < 8; j++)
+            lane[j] += p[i + j];
+    }
+    for (; i < len; i++)
+        sum += p[i];
+    for (int j = 0; j < 8; j++)
+        sum += lane[j];
+    return sum;
+}
+
+/* Hot copy and compare loops are compiled twice, for x86-64-v3 (AVX2) and for the baseline, and
+ * the loader picks the one the CPU runs (GCC on x86-64; elsewhere one build). Both give the same
+ * bits: the same operations in the same order, and ISO C mode keeps GCC from fusing a multiply
+ * and an add. */
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && !defined(__SANITIZE_ADDRESS__)
+#define LR_CLONES __attribute__((target_clones("arch=x86-64-v3", "default")))
+#else
+#define LR_CLONES
+#endif
 
 /* ------------------------------------------------------------------ views and geometry */
 
@@ -118,62 +160,12 @@ static inline void tap_columns(int ow, int w, int s, int off, int *lo, int *hi)
         *hi = ow - 1;
 }
 
-/* ------------------------------------------------------------------ row primitives */
+/* ------------------------------------------------------------------ GEMM (cpu_blas.c) */
 
-/* y[o] += a * x[o * s + off] over the output columns whose input column is inside the map. */
-static inline void row_axpy_gather(float *restrict y, const float *restrict x, float a, int s, int off,
-                            int ow, int w)
-{
-    int lo, hi;
-    tap_columns(ow, w, s, off, &lo, &hi);
-    if (s == 1) {
-#pragma omp simd
-        for (int o = lo; o <= hi; o++)
-            y[o] += a * x[o + off];
-    } else {
-        for (int o = lo; o <= hi; o++)
-            y[o] += a * x[o * s + off];
-    }
-}
-
-/* x[o * s + off] += a * y[o]: the transpose of row_axpy_gather (back-propagation to the input). */
-static inline void row_axpy_scatter(float *restrict x, const float *restrict y, float a, int s, int off,
-                             int ow, int w)
-{
-    int lo, hi;
-    tap_columns(ow, w, s, off, &lo, &hi);
-    if (s == 1) {
-#pragma omp simd
-        for (int o = lo; o <= hi; o++)
-            x[o + off] += a * y[o];
-    } else {
-        for (int o = lo; o <= hi; o++)
-            x[o * s + off] += a * y[o];
-    }
-}
-
-/* Sum over o of y[o] * x[o * s + off]. Eight partial sums combined in a fixed order: the compiler
- * vectorises them without -ffast-math, and the bits depend only on the inputs. */
-static inline float row_dot(const float *restrict y, const float *restrict x, int s, int off, int ow,
-                     int w)
-{
-    int lo, hi;
-    tap_columns(ow, w, s, off, &lo, &hi);
-    float lane[8] = {0};
-    int o = lo;
-    if (s == 1) {
-        for (; o + 8 <= hi + 1; o += 8) {
-#pragma omp simd
-            for (int j = 0; j < 8; j++)
-                lane[j] += y[o + j] * x[o + j + off];
-        }
-    }
-    float sum = 0.0f;
-    for (; o <= hi; o++)
-        sum += y[o] * x[o * s + off];
-    for (int j = 0; j < 8; j++)
-        sum += lane[j];
-    return sum;
-}
+/* C (m, n) = A (m, k) x B (k, n), or C += that with accumulate; row-major, op(A) = A^T with
+ * trans_a (A stored (k, m)), likewise B. Runs on the calling thread only: the kernels split the
+ * work into units of fixed shape themselves (cpu_blas.c says why). */
+void cpu_gemm(bool trans_a, bool trans_b, int m, int n, int k, const float *a, int64_t lda,
+              const float *b, int64_t ldb, bool accumulate, float *c, int64_t ldc);
 
 #endif

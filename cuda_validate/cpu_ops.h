@@ -1,4 +1,4 @@
-/* cpu_ops.h - forward and backward kernels of every op, in plain C (OpenMP), on ROW RANGES.
+/* cpu_ops.h - forward and backward kernels of every op, in C (OpenMP, a BLAS), on ROW RANGES.
  *
  * Legend: N batch, C channels, H/W full height/width of a map, R rows held by a view.
  *
@@ -15,18 +15,22 @@
  *
  * Two properties hold by construction and are pinned by tests/test_cpu_ops.c:
  *  - Thread-count independence: every output or gradient element is written by exactly one
- *    thread (work is split over (n, channel) planes, or over channels for reductions over the
- *    batch), and that thread adds its terms in a fixed order.
+ *    thread (work is split over (n, channel) planes, over channels for reductions over the
+ *    batch, or into GEMM units whose shapes depend on the layer only), and that thread adds its
+ *    terms in a fixed order.
  *  - Row-split exactness of forward kernels: each output element is computed by an expression
- *    that depends only on its position (which taps fall inside the map), never on the row range
- *    of the call, so [a, b] then [b+1, c] gives the bits of [a, c].
+ *    that depends only on its position (which taps fall inside the map; for the convolution, its
+ *    place in a GEMM unit of fixed shape), never on the row range of the call, so [a, b] then
+ *    [b+1, c] gives the bits of [a, c].
  *
  * One file per op family: cpu_conv.c, cpu_pool.c (window and whole-map pooling), cpu_bn.c,
  * cpu_eltwise.c (relu, dropout), cpu_combine.c (add, concat, upsample, row copies), cpu_fc.c,
- * cpu_loss.c, cpu_optim.c; cpu_kernel.h holds what they share (checks, row primitives).
+ * cpu_loss.c, cpu_optim.c; cpu_kernel.h holds what they share (checks, geometry), cpu_blas.c
+ * the GEMM.
  *
- * Deliberately not here: memory allocation (every buffer is given), scheduling, BatchNorm
- * statistics policy (the caller decides over which rows statistics are gathered).
+ * Deliberately not here: memory allocation (every buffer, scratch included, is given),
+ * scheduling, BatchNorm statistics policy (the caller decides over which rows statistics are
+ * gathered).
  */
 #ifndef LR_CPU_OPS_H
 #define LR_CPU_OPS_H
@@ -55,12 +59,23 @@ typedef struct {
     int groups;
 } cpu_window; /* conv and pooling geometry */
 
-/* ---- convolution. w: (Cout, Cin/groups, kh, kw), b: (Cout) or NULL. */
+/* Scratch memory a kernel may use: `floats` floats at `data` (the schedule's workspace tensor). */
+typedef struct {
+    float *data;
+    int64_t floats;
+} cpu_scratch;
+
+/* ---- convolution (im2col + GEMM). w: (Cout, Cin/groups, kh, kw), b: (Cout) or NULL.
+ * Scratch floats the convolution of n images of (cin, h, w) into cout channels needs to run on
+ * `threads` threads, forward or backward; with less, the kernels use as many threads as it has
+ * room for (at least one thread's worth is required: asserted). */
+int64_t cpu_conv_scratch_floats(const cpu_window *g, int n, int cin, int h, int w, int cout,
+                                int threads);
 void cpu_conv_fwd(const cpu_window *g, const cpu_view *x, const float *w, const float *b,
-                  cpu_view *y, int r_lo, int r_hi);
+                  cpu_view *y, int r_lo, int r_hi, const cpu_scratch *ws);
 /* Back-propagates output rows [r_lo, r_hi] of dy: dx (rows they read) += ..., dw += ..., db += ... */
 void cpu_conv_bwd(const cpu_window *g, const cpu_view *x, const float *w, const cpu_view *dy,
-                  int r_lo, int r_hi, cpu_view *dx, float *dw, float *db);
+                  int r_lo, int r_hi, cpu_view *dx, float *dw, float *db, const cpu_scratch *ws);
 
 /* ---- elementwise. y may alias x (in place). */
 void cpu_relu_fwd(const cpu_view *x, cpu_view *y, int r_lo, int r_hi);

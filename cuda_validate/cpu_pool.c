@@ -21,33 +21,70 @@ static void check_pool(const cpu_window *g, const cpu_view *x, const cpu_view *y
     LR_ASSERT(g->ph <= g->kh / 2 && g->pw <= g->kw / 2);
 }
 
-/* The argmax of the window of output (r, o) as PyTorch scans it: the first in-map element
- * starts as the maximum and a later one replaces it only when strictly greater (or NaN), so the
- * first maximum in scan order wins and -inf padding never does. False if no tap is in the map. */
-static bool max_tap(const cpu_window *g, const cpu_view *x, int n, int c, int r, int o, int *iy,
-                    int *ix)
+/* Output columns processed together: the per-column state of a row scan lives on the stack. */
+enum { POOL_CHUNK = 256 };
+
+/* The maxima of output row r, columns [o0, o0 + len), as PyTorch scans each window: taps in
+ * (ky, kx) order, the first in-map element starts as the maximum and a later one replaces it
+ * only when strictly greater or NaN, so the first maximum wins, the last NaN wins and -inf
+ * padding never does. Taps run in the outer loops and columns in the inner one, which
+ * vectorises (32-bit state only). best receives the maxima (-inf where no tap is in the map);
+ * at, when not NULL, where each came from (iy * W + ix, -1 for none). Without positions,
+ * starting from -inf gives the same values with no per-column flag. */
+/* One tap of max_row: src[o * s] for columns [lo, hi] (src may point before the row: only
+ * those columns are read). */
+static inline void max_tap(const float *src, int s, int lo, int hi, int32_t base, float *best,
+                           int32_t *found, int32_t *at)
 {
-    bool found = false;
-    float best = -INFINITY;
+    if (!at) {
+#pragma omp simd
+        for (int o = lo; o <= hi; o++) {
+            float v = src[o * s], b = best[o];
+            best[o] = v > b || v != v ? v : b;
+        }
+        return;
+    }
+#pragma omp simd
+    for (int o = lo; o <= hi; o++) {
+        float v = src[o * s], b = best[o];
+        int32_t take = (found[o] == 0) | (v > b) | (v != v);
+        best[o] = take ? v : b;
+        at[o] = take ? base + o * s : at[o];
+        found[o] = 1;
+    }
+}
+
+LR_CLONES
+static void max_row(const cpu_window *g, const cpu_view *x, int n, int c, int r, int o0, int len,
+                    float *best, int32_t *at)
+{
+    int32_t found[POOL_CHUNK];
+    for (int o = 0; o < len; o++) {
+        best[o] = -INFINITY;
+        found[o] = 0;
+        if (at)
+            at[o] = -1;
+    }
     for (int ky = 0; ky < g->kh; ky++) {
-        int yy = r * g->sh - g->ph + ky * g->dh;
-        if (yy < 0 || yy >= x->h)
+        int iy = r * g->sh - g->ph + ky * g->dh;
+        if (iy < 0 || iy >= x->h)
             continue;
-        const float *xr = cpu_at(x, n, c, yy, 0);
+        const float *xr = cpu_at(x, n, c, iy, 0);
         for (int kx = 0; kx < g->kw; kx++) {
-            int xx = o * g->sw - g->pw + kx * g->dw;
-            if (xx < 0 || xx >= x->w)
-                continue;
-            float v = xr[xx];
-            if (!found || v > best || isnan(v)) {
-                found = true;
-                best = v;
-                *iy = yy;
-                *ix = xx;
-            }
+            int off = kx * g->dw - g->pw, lo, hi;
+            tap_columns(o0 + len, x->w, g->sw, off, &lo, &hi);
+            lo = lo > o0 ? lo - o0 : 0;
+            hi -= o0;
+            int first = o0 * g->sw + off; /* input column of chunk column 0 */
+            /* constant strides for the common cases, so the loads vectorise */
+            if (g->sw == 1)
+                max_tap(xr + first, 1, lo, hi, iy * x->w + first, best, found, at);
+            else if (g->sw == 2)
+                max_tap(xr + first, 2, lo, hi, iy * x->w + first, best, found, at);
+            else
+                max_tap(xr + first, g->sw, lo, hi, iy * x->w + first, best, found, at);
         }
     }
-    return found;
 }
 
 void cpu_maxpool_fwd(const cpu_window *g, const cpu_view *x, cpu_view *y, int r_lo, int r_hi)
@@ -60,16 +97,13 @@ void cpu_maxpool_fwd(const cpu_window *g, const cpu_view *x, cpu_view *y, int r_
 #pragma omp parallel for collapse(2) schedule(static) if (worth_threads(work))
     for (int n = 0; n < y->n; n++)
         for (int c = 0; c < y->c; c++)
-            for (int r = r_lo; r <= r_hi; r++) {
-                float *yr = cpu_at(y, n, c, r, 0);
-                for (int o = 0; o < y->w; o++) {
-                    int iy, ix;
-                    yr[o] =
-                        max_tap(g, x, n, c, r, o, &iy, &ix) ? *cpu_at(x, n, c, iy, ix) : -INFINITY;
-                }
-            }
+            for (int r = r_lo; r <= r_hi; r++)
+                for (int o0 = 0; o0 < y->w; o0 += POOL_CHUNK)
+                    max_row(g, x, n, c, r, o0, y->w - o0 < POOL_CHUNK ? y->w - o0 : POOL_CHUNK,
+                            cpu_at(y, n, c, r, o0), NULL);
 }
 
+/* Recomputes the argmax from x; outputs add their gradient in column order. */
 void cpu_maxpool_bwd(const cpu_window *g, const cpu_view *x, const cpu_view *dy, int r_lo, int r_hi,
                      cpu_view *dx)
 {
@@ -82,18 +116,25 @@ void cpu_maxpool_bwd(const cpu_window *g, const cpu_view *x, const cpu_view *dy,
     check_rows(dy, r_lo, r_hi);
     check_window_rows(g, r_lo, r_hi, x);
     check_window_rows(g, r_lo, r_hi, dx);
+    LR_ASSERT((int64_t)x->h * x->w <= INT32_MAX);
+    int32_t held = dx->row0 * dx->w; /* positions are full-map; dx holds rows from row0 on */
     int64_t work = row_work(dy, r_lo, r_hi) * g->kh * g->kw;
 #pragma omp parallel for collapse(2) schedule(static) if (worth_threads(work))
     for (int n = 0; n < dy->n; n++)
-        for (int c = 0; c < dy->c; c++)
-            for (int r = r_lo; r <= r_hi; r++) {
-                const float *dyr = cpu_at(dy, n, c, r, 0);
-                for (int o = 0; o < dy->w; o++) {
-                    int iy, ix;
-                    if (max_tap(g, x, n, c, r, o, &iy, &ix))
-                        *cpu_at(dx, n, c, iy, ix) += dyr[o];
+        for (int c = 0; c < dy->c; c++) {
+            float *plane = cpu_at(dx, n, c, dx->row0, 0);
+            for (int r = r_lo; r <= r_hi; r++)
+                for (int o0 = 0; o0 < dy->w; o0 += POOL_CHUNK) {
+                    int len = dy->w - o0 < POOL_CHUNK ? dy->w - o0 : POOL_CHUNK;
+                    float best[POOL_CHUNK];
+                    int32_t at[POOL_CHUNK];
+                    max_row(g, x, n, c, r, o0, len, best, at);
+                    const float *dyr = cpu_at(dy, n, c, r, o0);
+                    for (int o = 0; o < len; o++)
+                        if (at[o] >= 0)
+                            plane[at[o] - held] += dyr[o];
                 }
-            }
+        }
 }
 
 static void check_avgpool(const cpu_window *g, const cpu_view *x, const cpu_view *y)

@@ -7,6 +7,8 @@
 #include <math.h>
 #include <string.h>
 
+#include "strategy.h"
+
 struct exec {
     const net_t *net;
     const plan_t *plan;
@@ -290,6 +292,24 @@ static void do_free(exec_t *e, int t)
     LR_ASSERT(e->ptr[t] != NULL);
     e->ptr[t] = NULL;
     e->mem.counted_live_bytes -= e->s->tensors[t].bytes;
+}
+
+lr_status exec_plan_workspace(const net_t *net, const plan_config *cfg, const plan_spec *spec,
+                              const exec_backend *backend, void *backend_ctx, plan_t **plan,
+                              sched_t *s, plan_cost *cost)
+{
+    if (!backend->workspace_bytes || cfg->workspace_bytes != 0)
+        return LR_OK;
+    plan_config with = *cfg;
+    LR_TRY(backend->workspace_bytes(backend_ctx, net, s, cfg->batch, &with.workspace_bytes));
+    if (with.workspace_bytes <= 0)
+        return LR_OK;
+    plan_free(*plan);
+    *plan = NULL;
+    LR_TRY(strategy_evaluate(net, &with, spec, cost));
+    LR_TRY(plan_build(net, &with, spec, plan));
+    plan_emit(*plan, s);
+    return LR_OK;
 }
 
 static lr_status run_steps(exec_t *e, int from, int to, float *loss, bool skip_update);

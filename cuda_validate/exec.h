@@ -77,9 +77,25 @@ typedef struct {
     /* scratch outside the training arena (evaluation only), may be NULL for the CPU */
     lr_status (*scratch_alloc)(void *ctx, int64_t bytes, void **p);
     void (*scratch_free)(void *ctx, void *p);
+    /* *bytes = the size of the schedule's workspace tensor (plan_config.workspace_bytes) the
+     * backend's kernels need to run schedule `s` of `batch` images; a status naming what failed
+     * when it cannot say. Drivers plan, ask, and plan again with it: exec_plan_workspace(). */
+    lr_status (*workspace_bytes)(void *ctx, const net_t *net, const sched_t *s, int batch,
+                                 int64_t *bytes);
 } exec_backend;
 
+/* The CPU backend (cpu_backend.c): its convolutions take their im2col scratch from the
+ * workspace tensor, one slice per OpenMP thread, so workspace_bytes() depends on
+ * omp_get_max_threads() when it is asked. */
 extern const exec_backend exec_cpu_backend;
+
+/* The second pass of planning for a backend: when cfg->workspace_bytes is 0 and the backend
+ * needs workspace for schedule *s (built from *plan for cfg and spec), plans again with it,
+ * replacing *plan, *s and *cost (the closed form of the new plan). Otherwise leaves them.
+ * Errors: the backend's, when it cannot size the workspace; the planner's. */
+lr_status exec_plan_workspace(const net_t *net, const plan_config *cfg, const plan_spec *spec,
+                              const exec_backend *backend, void *backend_ctx, plan_t **plan,
+                              sched_t *s, plan_cost *cost);
 
 typedef struct exec exec_t;
 

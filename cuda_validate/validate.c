@@ -4,6 +4,7 @@
 #include <json-c/json.h>
 #include <limits.h>
 #include <math.h>
+#include <omp.h>
 #include <string.h>
 #include <strings.h>
 #include <time.h>
@@ -119,29 +120,17 @@ static lr_status runner_init(runner *r, const net_t *net, const plan_config *cfg
     LR_TRY(plan_build(net, cfg, &c.spec, &r->plan));
     LR_TRY(plan_check_emit(r->plan));
     plan_emit(r->plan, &r->s);
-#ifdef LRCNN_HAVE_CUDA
-    /* The CUDA backend stages edge stripes and gives cuDNN algorithm workspace from the planned
-     * workspace tensor: size it from this schedule, then plan again with it, so the prediction
-     * includes it. */
-    if (be != &exec_cpu_backend && cfg->workspace_bytes == 0) {
-        plan_config with = *cfg;
-        lr_status st = cuda_backend_workspace_bytes_ctx(bctx, net, &r->s, cfg->batch,
-                                                        &with.workspace_bytes);
-        if (st != LR_OK) {
-            char why[768];
-            snprintf(why, sizeof why, "%s", lr_last_error());
-            return lr_fail(st, "sizing the CUDA workspace of the %s plan: %s",
-                           plan_strategy_name(req->strategy), why);
-        }
-        if (with.workspace_bytes > 0) {
-            plan_free(r->plan);
-            r->plan = NULL;
-            LR_TRY(strategy_evaluate(net, &with, &c.spec, &r->cost));
-            LR_TRY(plan_build(net, &with, &c.spec, &r->plan));
-            plan_emit(r->plan, &r->s);
-        }
+    /* The backends' kernels take their scratch from the planned workspace tensor (CUDA: edge
+     * staging and cuDNN algorithm workspace; CPU: im2col columns, a slice per thread): size it
+     * from this schedule, then plan again with it, so the prediction includes it. */
+    lr_status st = exec_plan_workspace(net, cfg, &c.spec, be, bctx, &r->plan, &r->s, &r->cost);
+    if (st != LR_OK) {
+        char why[768];
+        snprintf(why, sizeof why, "%s", lr_last_error());
+        return lr_fail(st, "sizing the %s workspace of the %s plan: %s",
+                       be == &exec_cpu_backend ? "CPU" : "CUDA", plan_strategy_name(req->strategy),
+                       why);
     }
-#endif
     LR_TRY(sim_replay(&r->s, ALLOC_EXACT, &r->sim));
     if (dry_run)
         return LR_OK;
@@ -521,6 +510,9 @@ lr_status validate_run(const validate_options *o, validate_result *r)
         net_free(net); /* loaded, then --input or --dtype refused */
         return s;
     }
+    /* before planning: the CPU backend's workspace is a slice per thread */
+    omp_set_num_threads(o->threads > 0 ? o->threads : omp_get_num_procs());
+    r->threads = omp_get_max_threads();
     const exec_backend *be;
     void *bctx;
     s = validate_backend(o->backend, o->deterministic, &be, &bctx);
@@ -600,15 +592,19 @@ static void print_plan(FILE *f, const validate_result *r)
 void validate_print(FILE *f, const validate_options *o, const validate_result *r)
 {
     const char *name = plan_strategy_name(o->req.strategy);
-    fprintf(f, "%s, strategy %s (rows %d), batch %d, bn %s, %s backend\n", o->net, name, r->rows,
-            o->cfg.batch, plan_bn_name(o->cfg.bn), o->backend);
+    fprintf(f, "%s, strategy %s (rows %d), batch %d, bn %s, %s backend, %d thread%s\n", o->net,
+            name, r->rows, o->cfg.batch, plan_bn_name(o->cfg.bn), o->backend, r->threads,
+            r->threads == 1 ? "" : "s");
     if (o->dry_run) {
         print_plan(f, r);
         return;
     }
-    fprintf(f, "memory   predicted %.3f MiB (closed form), replay %.3f MiB; measured %.3f MiB "
+    char ws[64] = "";
+    if (r->workspace_bytes > 0)
+        snprintf(ws, sizeof ws, ", %.3f MiB of it workspace", r->workspace_bytes / 1048576.0);
+    fprintf(f, "memory   predicted %.3f MiB (closed form%s), replay %.3f MiB; measured %.3f MiB "
                "(allocator, %+.2f%%), arena %.3f MiB (%+.2f%% fragmentation and alignment)\n",
-            r->predicted_peak_bytes / 1048576.0, r->sim_peak_bytes / 1048576.0,
+            r->predicted_peak_bytes / 1048576.0, ws, r->sim_peak_bytes / 1048576.0,
             r->measured_peak_bytes / 1048576.0, 100 * rel(r->measured_peak_bytes, r->predicted_peak_bytes),
             r->arena_bytes / 1048576.0, 100 * rel(r->arena_bytes, r->predicted_peak_bytes));
     if (r->device_peak_bytes >= 0)
@@ -655,6 +651,7 @@ void validate_print_json(FILE *f, const validate_options *o, const validate_resu
     json_object_object_add(j, "strategy", json_object_new_string(plan_strategy_name(o->req.strategy)));
     json_object_object_add(j, "rows", json_object_new_int(r->rows));
     json_object_object_add(j, "backend", json_object_new_string(o->backend));
+    json_object_object_add(j, "threads", json_object_new_int(r->threads));
     json_object_object_add(j, "batch", json_object_new_int(o->cfg.batch));
     json_object_object_add(j, "bn", json_object_new_string(plan_bn_name(o->cfg.bn)));
     json_object_object_add(j, "approximate", json_object_new_boolean(r->approximate));

@@ -31,6 +31,7 @@ typedef struct {
     bool deterministic;
     bool dry_run;        /* plan as the run would (workspace included), run nothing */
     bool json, quiet;
+    int threads;         /* OpenMP threads of the CPU kernels, both runs (0: every core) */
     exec_hparams hp;
 } validate_options;
 
@@ -39,7 +40,8 @@ typedef struct {
     int64_t sim_peak_bytes;       /* replay (exact) */
     int64_t measured_peak_bytes;  /* counted by the executor */
     int64_t arena_bytes;
-    int64_t workspace_bytes;      /* the planned workspace tensor (CUDA: staging + algorithms) */
+    int64_t workspace_bytes;      /* the planned workspace tensor (CUDA: staging + algorithms;
+                                     CPU: im2col scratch per thread), part of the prediction */
     /* CUDA device memory (cudaMemGetInfo, device-wide), for the strategy being validated:
      * peak = its arena + extra, extra = the highest in use after the warm-up step (the first of
      * several) minus what was in use then; without a warm-up step (one step, training) extra is
@@ -61,6 +63,7 @@ typedef struct {
     char stages[1024];              /* the plan's stages, "last layer/rows" each, e.g.
                                        "pool2/8 pool3/6 pool5/1"; "" for column */
     int in_h, in_w;                 /* the input size run */
+    int threads;                    /* the OpenMP threads the kernels ran with */
     bool approximate;
     int n_curve;
     double *loss_curve, *column_loss_curve; /* per epoch (training) or per step */

@@ -119,6 +119,11 @@ static lr_status on_test_limit(void *c, const char *f, const char *v)
     return on_int(f, v, 1, 1 << 30, &((cli *)c)->o.test_limit);
 }
 
+static lr_status on_threads(void *c, const char *f, const char *v)
+{
+    return on_int(f, v, 1, 4096, &((cli *)c)->o.threads);
+}
+
 static lr_status on_lr(void *c, const char *f, const char *v)
 {
     double x;
@@ -212,7 +217,8 @@ static const args_flag flags[] = {
     {"--lr", "X", on_lr, "learning rate (default 0.001)"},
     {"--optimizer", "O", on_optimizer, "sgd | momentum | adam (default)"},
     {"--seed", "N", on_seed, "weight init, dropout and shuffling seed (default 1)"},
-    {"--workspace", "SIZE", on_workspace, "planned kernel workspace (CUDA)"},
+    {"--threads", "N", on_threads, "threads of the CPU kernels, both runs (default: every core)"},
+    {"--workspace", "SIZE", on_workspace, "planned kernel workspace (default: what the backend asks)"},
     {"--no-column", NULL, on_no_column, "skip the column-training comparison"},
     {"--deterministic", NULL, on_deterministic, "CUDA: deterministic algorithms only"},
     {"--dry-run", NULL, on_dry_run, "plan as the run would (workspace included), run nothing"},

@@ -167,6 +167,8 @@ static const conv_case CONV_CASES[] = {
     {2, 4, 8, 8, 4, {3, 3, 2, 2, 1, 1, 1, 1, 4}, true},   /* depthwise, stride 2 */
     {2, 3, 7, 6, 5, {1, 1, 2, 2, 0, 0, 1, 1, 1}, true},   /* 1x1, stride 2 */
     {1, 2, 12, 10, 3, {5, 3, 3, 2, 2, 1, 2, 1, 1}, true}, /* tall dilated kernel, stride 3 */
+    {3, 4, 9, 8, 5, {3, 3, 1, 1, 2, 2, 2, 2, 1}, false},  /* dilated "same": shifted im2col */
+    {7, 3, 5, 130, 4, {3, 3, 1, 1, 1, 1, 1, 1, 1}, true}, /* wide rows: several image blocks */
 };
 #define N_CONV_CASES ((int)(sizeof CONV_CASES / sizeof CONV_CASES[0]))
 
@@ -176,7 +178,11 @@ typedef struct {
     cpu_view x, y, dy;
     float *w, *b; /* w: (Cout, Cin/groups, kh, kw) */
     int64_t w_count;
+    cpu_scratch ws; /* room for SCRATCH_THREADS threads */
 } conv_data;
+
+/* More threads than any test asks for: a kernel with fewer slices uses fewer threads. */
+enum { SCRATCH_THREADS = 4 };
 
 static int out_extent(int in, int k, int s, int p, int d)
 {
@@ -199,6 +205,8 @@ static conv_data conv_data_new(const conv_case *k, uint64_t seed)
     fill_uniform(d.w, d.w_count);
     if (d.b)
         fill_uniform(d.b, k->cout);
+    d.ws.floats = cpu_conv_scratch_floats(&k->g, k->n, k->cin, k->h, k->w, k->cout, SCRATCH_THREADS);
+    d.ws.data = malloc(sizeof(float) * (size_t)d.ws.floats);
     return d;
 }
 
@@ -209,6 +217,7 @@ static void conv_data_free(conv_data *d)
     view_free(&d->dy);
     free(d->w);
     free(d->b);
+    free(d->ws.data);
 }
 
 static float conv_weight(const conv_data *d, int co, int ci, int ky, int kx)
@@ -314,7 +323,7 @@ static void test_conv_fwd_matches_double_reference(void **state)
 {
     for (int i = 0; i < N_CONV_CASES; i++) {
         conv_data d = conv_data_new(&CONV_CASES[i], 100 + i);
-        cpu_conv_fwd(&d.k.g, &d.x, d.w, d.b, &d.y, 0, d.oh - 1);
+        cpu_conv_fwd(&d.k.g, &d.x, d.w, d.b, &d.y, 0, d.oh - 1, &d.ws);
         double *ref = conv_ref_fwd(&d);
         assert_close_f(d.y.data, ref, view_numel(&d.y), 1e-5, 1e-5, "conv y");
         free(ref);
@@ -328,7 +337,7 @@ static void test_conv_fwd_row_split_is_bitwise_exact(void **state)
 {
     for (int i = 0; i < N_CONV_CASES; i++) {
         conv_data d = conv_data_new(&CONV_CASES[i], 200 + i);
-        cpu_conv_fwd(&d.k.g, &d.x, d.w, d.b, &d.y, 0, d.oh - 1);
+        cpu_conv_fwd(&d.k.g, &d.x, d.w, d.b, &d.y, 0, d.oh - 1, &d.ws);
         for (int split = 0; split <= d.oh; split++) {
             int pieces[3][2] = {{0, split - 1}, {split, d.oh - 1}, {split, split}};
             for (int p = 0; p < 3; p++) {
@@ -339,7 +348,7 @@ static void test_conv_fwd_row_split_is_bitwise_exact(void **state)
                 conv_input_rows(&d, lo, hi, &in_lo, &in_hi);
                 cpu_view xs = stripe_copy(&d.x, in_lo, in_hi);
                 cpu_view ys = view_new(d.y.n, d.y.c, d.y.h, d.y.w, lo, hi - lo + 1);
-                cpu_conv_fwd(&d.k.g, &xs, d.w, d.b, &ys, lo, hi);
+                cpu_conv_fwd(&d.k.g, &xs, d.w, d.b, &ys, lo, hi, &d.ws);
                 assert_rows_identical(&ys, &d.y, lo, hi);
                 view_free(&xs);
                 view_free(&ys);
@@ -366,7 +375,7 @@ static void test_conv_bwd_matches_double_reference(void **state)
             ref.dw[j] += dw[j];
         for (int j = 0; j < d.k.cout; j++)
             ref.db[j] += db[j];
-        cpu_conv_bwd(&d.k.g, &d.x, d.w, &d.dy, 0, d.oh - 1, &dx, dw, db);
+        cpu_conv_bwd(&d.k.g, &d.x, d.w, &d.dy, 0, d.oh - 1, &dx, dw, db, &d.ws);
         assert_close_f(dx.data, ref.dx, view_numel(&dx), 1e-5, 1e-5, "conv dx");
         assert_close_f(dw, ref.dw, d.w_count, 1e-4, 1e-5, "conv dw");
         assert_close_f(db, ref.db, d.k.cout, 1e-4, 1e-5, "conv db");
@@ -381,7 +390,7 @@ static void test_conv_bwd_matches_double_reference(void **state)
 /* L = sum(conv(x) * dy) in double from the float forward. */
 static double conv_loss(conv_data *d)
 {
-    cpu_conv_fwd(&d->k.g, &d->x, d->w, d->b, &d->y, 0, d->oh - 1);
+    cpu_conv_fwd(&d->k.g, &d->x, d->w, d->b, &d->y, 0, d->oh - 1, &d->ws);
     return dot_d(d->y.data, d->dy.data, view_numel(&d->y));
 }
 
@@ -407,7 +416,7 @@ static void test_conv_bwd_matches_finite_differences(void **state)
         conv_data d = conv_data_new(&CONV_CASES[i], 400 + i);
         cpu_view dx = view_full(d.k.n, d.k.cin, d.k.h, d.k.w);
         float *dw = calloc(d.w_count, sizeof(float)), *db = calloc(d.k.cout, sizeof(float));
-        cpu_conv_bwd(&d.k.g, &d.x, d.w, &d.dy, 0, d.oh - 1, &dx, dw, d.b ? db : NULL);
+        cpu_conv_bwd(&d.k.g, &d.x, d.w, &d.dy, 0, d.oh - 1, &dx, dw, d.b ? db : NULL, &d.ws);
         for (int s = 0; s < 12; s++) {
             int64_t xi = (int64_t)(fabsf(rng_uniform()) * view_numel(&d.x));
             int64_t wi = (int64_t)(fabsf(rng_uniform()) * d.w_count);
@@ -434,7 +443,7 @@ static void test_conv_bwd_row_splits_sum_to_full(void **state)
         float *dw_full = calloc(d.w_count, sizeof(float)),
               *dw_sum = calloc(d.w_count, sizeof(float));
         float *db_full = calloc(d.k.cout, sizeof(float)), *db_sum = calloc(d.k.cout, sizeof(float));
-        cpu_conv_bwd(&d.k.g, &d.x, d.w, &d.dy, 0, d.oh - 1, &dx_full, dw_full, db_full);
+        cpu_conv_bwd(&d.k.g, &d.x, d.w, &d.dy, 0, d.oh - 1, &dx_full, dw_full, db_full, &d.ws);
         int cuts[4] = {0, d.oh / 3, (2 * d.oh) / 3 + 1, d.oh};
         for (int p = 0; p < 3; p++) {
             int lo = cuts[p], hi = cuts[p + 1] - 1, in_lo, in_hi;
@@ -444,7 +453,7 @@ static void test_conv_bwd_row_splits_sum_to_full(void **state)
             cpu_view xs = stripe_copy(&d.x, in_lo, in_hi);
             cpu_view dys = stripe_copy(&d.dy, lo, hi);
             cpu_view dxs = view_new(xs.n, xs.c, xs.h, xs.w, xs.row0, xs.rows);
-            cpu_conv_bwd(&d.k.g, &xs, d.w, &dys, lo, hi, &dxs, dw_sum, db_sum);
+            cpu_conv_bwd(&d.k.g, &xs, d.w, &dys, lo, hi, &dxs, dw_sum, db_sum, &d.ws);
             stripe_add_into(&dxs, &dx_sum);
             view_free(&xs);
             view_free(&dys);
@@ -475,9 +484,9 @@ static void test_conv_bwd_skips_null_gradients(void **state)
     cpu_view dx_only = view_full(d.k.n, d.k.cin, d.k.h, d.k.w);
     float *dw_all = calloc(d.w_count, sizeof(float)), *dw_only = calloc(d.w_count, sizeof(float));
     float *db = calloc(d.k.cout, sizeof(float));
-    cpu_conv_bwd(&d.k.g, &d.x, d.w, &d.dy, 0, d.oh - 1, &dx_all, dw_all, db);
-    cpu_conv_bwd(&d.k.g, &d.x, d.w, &d.dy, 0, d.oh - 1, &dx_only, NULL, NULL);
-    cpu_conv_bwd(&d.k.g, &d.x, d.w, &d.dy, 0, d.oh - 1, NULL, dw_only, NULL);
+    cpu_conv_bwd(&d.k.g, &d.x, d.w, &d.dy, 0, d.oh - 1, &dx_all, dw_all, db, &d.ws);
+    cpu_conv_bwd(&d.k.g, &d.x, d.w, &d.dy, 0, d.oh - 1, &dx_only, NULL, NULL, &d.ws);
+    cpu_conv_bwd(&d.k.g, &d.x, d.w, &d.dy, 0, d.oh - 1, NULL, dw_only, NULL, &d.ws);
     assert_memory_equal(dx_only.data, dx_all.data, sizeof(float) * view_numel(&dx_all));
     assert_memory_equal(dw_only, dw_all, sizeof(float) * d.w_count);
     assert_true(max_abs(dw_all, d.w_count) > 0.0);
@@ -530,7 +539,7 @@ static void conv_fwd_input_stripe(void)
     /* output rows [3, 5] of a 3x3 pad-1 conv read input rows [2, 6] */
     cpu_view xs = stripe_copy(&abort_case.x, rows_ok ? 2 : 3, 6);
     cpu_view ys = view_new(abort_case.y.n, abort_case.y.c, abort_case.y.h, abort_case.y.w, 3, 3);
-    cpu_conv_fwd(&abort_case.k.g, &xs, abort_case.w, abort_case.b, &ys, 3, 5);
+    cpu_conv_fwd(&abort_case.k.g, &xs, abort_case.w, abort_case.b, &ys, 3, 5, &abort_case.ws);
     view_free(&xs);
     view_free(&ys);
 }
@@ -539,7 +548,7 @@ static void conv_fwd_output_stripe(void)
 {
     cpu_view ys = view_new(abort_case.y.n, abort_case.y.c, abort_case.y.h, abort_case.y.w, 3,
                            rows_ok ? 3 : 2);
-    cpu_conv_fwd(&abort_case.k.g, &abort_case.x, abort_case.w, abort_case.b, &ys, 3, 5);
+    cpu_conv_fwd(&abort_case.k.g, &abort_case.x, abort_case.w, abort_case.b, &ys, 3, 5, &abort_case.ws);
     view_free(&ys);
 }
 
@@ -548,7 +557,7 @@ static void conv_bwd_dx_stripe(void)
     cpu_view dxs = view_new(abort_case.x.n, abort_case.x.c, abort_case.x.h, abort_case.x.w, 2,
                             rows_ok ? 5 : 4);
     cpu_conv_bwd(&abort_case.k.g, &abort_case.x, abort_case.w, &abort_case.dy, 3, 5, &dxs, NULL,
-                 NULL);
+                 NULL, &abort_case.ws);
     view_free(&dxs);
 }
 
@@ -705,6 +714,31 @@ static void test_maxpool_matches_reference_with_ties(void **state)
     }
 }
 
+/* NaN and -inf as PyTorch's CPU kernel treats them (take when strictly greater or NaN): a
+ * window with NaNs gives NaN and its gradient goes to the last NaN; an all -inf window gives
+ * -inf and its gradient goes to the first element; a tie goes to the first maximum. */
+static void test_maxpool_nan_and_infinite_windows(void **state)
+{
+    const cpu_window g = {2, 2, 2, 2, 0, 0, 1, 1, 1};
+    cpu_view x = view_full(1, 1, 2, 6), y = view_full(1, 1, 1, 3), dy = view_full(1, 1, 1, 3);
+    cpu_view dx = view_full(1, 1, 2, 6);
+    /* windows (row 0 | row 1): {1, NaN | 3, NaN}, {-inf, -inf | -inf, -inf}, {2, 2 | 1, 2} */
+    const float in[12] = {1, NAN, -INFINITY, -INFINITY, 2, 2, 3, NAN, -INFINITY, -INFINITY, 1, 2};
+    memcpy(x.data, in, sizeof in);
+    for (int o = 0; o < 3; o++)
+        dy.data[o] = (float)(o + 1);
+    cpu_maxpool_fwd(&g, &x, &y, 0, 0);
+    cpu_maxpool_bwd(&g, &x, &dy, 0, 0, &dx);
+    assert_true(isnan(y.data[0]));
+    assert_true(isinf(y.data[1]) && y.data[1] < 0);
+    assert_float_equal(y.data[2], 2.0f, 0);
+    const float want[12] = {0, 0, 2, 0, 3, 0, 0, 1, 0, 0, 0, 0};
+    assert_memory_equal(dx.data, want, sizeof want);
+    cpu_view *all[] = {&x, &y, &dy, &dx};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+        view_free(all[i]);
+}
+
 static const cpu_window AVGPOOL_CASES[] = {
     {3, 3, 2, 2, 1, 1, 1, 1, 1},
     {2, 2, 2, 2, 0, 0, 1, 1, 1},
@@ -751,13 +785,14 @@ static void test_avgpool_counts_padding(void **state)
     }
 }
 
-/* Adaptive pooling uses PyTorch's overlapping bins [floor(i*H/out), ceil((i+1)*H/out)), and
- * global pooling is the mean of the whole map; both backward passes spread dy evenly. */
+/* Adaptive pooling uses PyTorch's overlapping bins [floor(i*H/out), ceil((i+1)*H/out)), also
+ * when the output is larger than the input (bins repeat elements), and global pooling is the
+ * mean of the whole map; both backward passes spread dy evenly. */
 static void test_adaptive_and_global_avgpool_match_reference(void **state)
 {
     rng_seed(1000);
-    const int outs[2][2] = {{3, 2}, {1, 1}};
-    for (int t = 0; t < 2; t++) {
+    const int outs[3][2] = {{3, 2}, {1, 1}, {9, 7}};
+    for (int t = 0; t < 3; t++) {
         int oh = outs[t][0], ow = outs[t][1];
         cpu_view x = view_random(2, 3, 7, 5), y = view_full(2, 3, oh, ow);
         cpu_view dy = view_random(2, 3, oh, ow), dx = view_full(2, 3, 7, 5);
@@ -778,7 +813,7 @@ static void test_adaptive_and_global_avgpool_match_reference(void **state)
                                     *cpu_at(&dy, n, c, i, j) / area;
                             }
                     }
-        if (t == 0) {
+        if (t != 1) {
             cpu_adaptive_avgpool_fwd(&x, &y);
             cpu_adaptive_avgpool_bwd(&dy, &dx);
         } else {
@@ -1448,9 +1483,11 @@ static void test_copy_rows_between_stripes(void **state)
 
 /* ------------------------------------------------------------------ thread-count independence */
 
-/* Sizes for the thread test: every kernel below does at least PARALLEL_MIN_WORK (2^15) inner
- * operations, so it really runs in parallel (smaller calls stay on one thread). */
-enum { TH_N = 4, TH_C = 8, TH_H = 32, TH_W = 40, TH_FC_N = 8, TH_FC_IN = 256, TH_FC_OUT = 32 };
+/* Sizes for the thread test: every kernel below does at least PARALLEL_MIN_WORK (2^17) element
+ * operations, or PARALLEL_MIN_MACS (2^21) multiply-adds for the convolution and the fully
+ * connected layer, in several work units, so it really runs in parallel (smaller calls stay on
+ * one thread). */
+enum { TH_N = 4, TH_C = 8, TH_H = 64, TH_W = 80, TH_FC_N = 8, TH_FC_IN = 2048, TH_FC_OUT = 128 };
 
 typedef struct {
     cpu_view y, dx, mp_dx, bn_dx;
@@ -1465,8 +1502,8 @@ static void run_conv_and_pool(conv_data *d, thread_run *t)
     t->dx = view_full(TH_N, TH_C, TH_H, TH_W);
     t->dw = calloc(d->w_count, sizeof(float));
     t->db = calloc(d->k.cout, sizeof(float));
-    cpu_conv_fwd(&d->k.g, &d->x, d->w, d->b, &t->y, 0, d->oh - 1);
-    cpu_conv_bwd(&d->k.g, &d->x, d->w, &d->dy, 0, d->oh - 1, &t->dx, t->dw, t->db);
+    cpu_conv_fwd(&d->k.g, &d->x, d->w, d->b, &t->y, 0, d->oh - 1, &d->ws);
+    cpu_conv_bwd(&d->k.g, &d->x, d->w, &d->dy, 0, d->oh - 1, &t->dx, t->dw, t->db, &d->ws);
     cpu_view mp_y = view_full(TH_N, TH_C, TH_H / 2, TH_W / 2);
     t->mp_dx = view_full(TH_N, TH_C, TH_H, TH_W);
     cpu_maxpool_fwd(&pool, &d->x, &mp_y, 0, TH_H / 2 - 1);
@@ -1573,6 +1610,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_backward_kernels_skip_null_input_gradient),
         cmocka_unit_test(test_kernels_abort_on_rows_outside_view),
         cmocka_unit_test(test_maxpool_matches_reference_with_ties),
+        cmocka_unit_test(test_maxpool_nan_and_infinite_windows),
         cmocka_unit_test(test_avgpool_counts_padding),
         cmocka_unit_test(test_adaptive_and_global_avgpool_match_reference),
         cmocka_unit_test(test_upsample_matches_reference),

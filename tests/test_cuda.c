@@ -344,12 +344,10 @@ static void dev_open(dev_run *r, const char *netname, int h, int batch, plan_str
                      uint64_t seed)
 {
     int64_t ws = 0;
-    if (ctx) {
-        plan_open(&r->p, netname, h, batch, st, rows, optim, bn, 0);
-        assert_int_equal(cuda_backend_workspace_bytes_ctx(ctx, r->p.net, &r->p.s, batch, &ws), LR_OK);
-        assert_true(ws >= 0);
-        plan_close(&r->p);
-    }
+    plan_open(&r->p, netname, h, batch, st, rows, optim, bn, 0);
+    assert_int_equal(be->workspace_bytes(ctx, r->p.net, &r->p.s, batch, &ws), LR_OK);
+    assert_true(ws >= 0);
+    plan_close(&r->p);
     plan_open(&r->p, netname, h, batch, st, rows, optim, bn, ws);
     exec_hparams hp;
     exec_hparams_default(&hp);

@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include <cmocka.h>
+#include <omp.h>
 
 #include "exec.h"
 #include "golden.h"
@@ -42,6 +43,9 @@ static void run_open(run_t *r, const char *netname, int batch, plan_strategy st,
     assert_int_equal(plan_build(r->net, &cfg, &c.spec, &r->plan), LR_OK);
     sched_init(&r->s);
     plan_emit(r->plan, &r->s);
+    assert_int_equal(exec_plan_workspace(r->net, &cfg, &c.spec, &exec_cpu_backend, NULL, &r->plan,
+                                         &r->s, &r->cost),
+                     LR_OK);
     assert_int_equal(sched_validate(&r->s), LR_OK);
     exec_hparams hp;
     exec_hparams_default(&hp);
@@ -309,7 +313,7 @@ static double row_vs_column(const char *netname, plan_strategy st, int rows, pla
     assert_int_equal(exec_step(row.exec, images, labels, false, &lr_), LR_OK);
     assert_int_equal(exec_step(col.exec, images, labels, false, &lc), LR_OK);
     if (bn == BN_EXACT)
-        assert_true(fabs(lr_ - lc) <= 1e-5 * fabs(lc));
+        assert_true(memcmp(&lr_, &lc, sizeof lc) == 0); /* the loss bit for bit */
     if (bn == BN_FROZEN) { /* an affine map per row: the forward is the same bits */
         assert_true(lr_ == lc);
         assert_true(running_is_pattern(&row) && running_is_pattern(&col));
@@ -354,7 +358,8 @@ static void check_all_row_strategies(const char *netname, plan_bn bn, double tol
 }
 
 /* Every row strategy at N = 2, 3, 7 trains tiny-vgg exactly like column training: the same loss
- * and every weight gradient within 1e-5 relative after one step; counted peak = prediction. */
+ * bit for bit and every weight gradient within 1e-5 relative after one step; counted peak =
+ * prediction. */
 static void test_row_strategies_match_column_tiny_vgg(void **state)
 {
     check_all_row_strategies("tiny-vgg", BN_EXACT, 1e-5);
@@ -427,6 +432,66 @@ static void test_arena_offsets_never_overlap_live_tensors(void **state)
     run_close(&r);
 }
 
+/* The convolutions' scratch is the planned workspace tensor: it grows with the thread count (a
+ * slice per thread), the prediction includes it, and a schedule planned without it is refused at
+ * its first convolution with the --workspace that would do; inference, outside the arena, runs
+ * without it. */
+static void test_cpu_workspace_is_planned_per_thread(void **state)
+{
+    net_t *net;
+    assert_int_equal(net_open("tiny-vgg", &net), LR_OK);
+    plan_config cfg = {.batch = 4, .dtype = DT_FP32, .optim = OPTIM_SGD, .bn = BN_EXACT};
+    plan_request req = {.strategy = STRAT_2PS, .rows = 3};
+    plan_choice c;
+    assert_int_equal(strategy_choose(net, &cfg, &req, &c), LR_OK);
+    plan_spec spec = c.spec;
+    plan_t *plan;
+    sched_t s;
+    sched_init(&s);
+    assert_int_equal(plan_build(net, &cfg, &spec, &plan), LR_OK);
+    plan_emit(plan, &s);
+    int saved = omp_get_max_threads();
+    int64_t one, three;
+    omp_set_num_threads(1);
+    assert_int_equal(exec_cpu_backend.workspace_bytes(NULL, net, &s, 4, &one), LR_OK);
+    omp_set_num_threads(3);
+    assert_int_equal(exec_cpu_backend.workspace_bytes(NULL, net, &s, 4, &three), LR_OK);
+    omp_set_num_threads(saved);
+    assert_true(one > 0);
+    assert_int_equal(three, 3 * one);
+    exec_hparams hp;
+    exec_hparams_default(&hp);
+    exec_t *e;
+    assert_int_equal(exec_create(net, plan, &s, &exec_cpu_backend, NULL, &hp, &e), LR_OK);
+    const net_node *in = &net->nodes[0];
+    float *images = malloc(sizeof(float) * 4 * (size_t)in->c * in->h * in->w);
+    int32_t labels[4], classes[4];
+    fill_batch(net, 4, images, labels);
+    assert_int_equal(exec_predict(e, images, 4, classes), LR_OK);
+    assert_int_equal(exec_step(e, images, labels, true, NULL), LR_ERR_RUNTIME);
+    int64_t want;
+    assert_int_equal(exec_cpu_backend.workspace_bytes(NULL, net, &s, 4, &want), LR_OK);
+    char flag[64];
+    snprintf(flag, sizeof flag, "--workspace %lld", (long long)want);
+    print_message("%s\n", lr_last_error());
+    assert_non_null(strstr(lr_last_error(), "conv1_1"));
+    assert_non_null(strstr(lr_last_error(), flag));
+    exec_free(e);
+    plan_cost cost;
+    assert_int_equal(exec_plan_workspace(net, &cfg, &spec, &exec_cpu_backend, NULL, &plan, &s,
+                                         &cost),
+                     LR_OK);
+    assert_int_equal(plan->cfg.workspace_bytes, want);
+    assert_int_equal(exec_create(net, plan, &s, &exec_cpu_backend, NULL, &hp, &e), LR_OK);
+    assert_int_equal(exec_step(e, images, labels, true, NULL), LR_OK);
+    assert_int_equal(exec_memory_stats(e)->counted_peak_bytes, cost.peak_bytes);
+    exec_free(e);
+    free(images);
+    sched_free(&s);
+    plan_free(plan);
+    net_free(net);
+}
+
 /* Training steps change the weights and the loss on a fixed batch goes down (the update is
  * applied and gradients are zeroed between steps). */
 static void test_training_lowers_the_loss_on_a_fixed_batch(void **state)
@@ -464,6 +529,7 @@ int main(void)
         cmocka_unit_test(test_stripe_bn_is_approximate_and_measured),
         cmocka_unit_test(test_stripe_bn_with_one_partition_is_exact),
         cmocka_unit_test(test_arena_offsets_never_overlap_live_tensors),
+        cmocka_unit_test(test_cpu_workspace_is_planned_per_thread),
         cmocka_unit_test(test_training_lowers_the_loss_on_a_fixed_batch),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

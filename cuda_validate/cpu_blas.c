@@ -1,0 +1,69 @@
+/* cpu_blas.c - the one door to the BLAS: single-precision GEMM on the calling thread.
+ *
+ * The kernels split their work into units whose shapes depend only on the layer's geometry and
+ * run one unit per OpenMP thread, each a GEMM on that thread alone. A BLAS's result for an
+ * element depends on the call's shape and on the element's place in it (OpenBLAS picks edge and
+ * small-matrix kernels by size), so fixed unit shapes are what make results independent of the
+ * thread count and of the row range of a call; a threaded BLAS would split by its own rule.
+ *
+ * OpenBLAS (LRCNN_HAVE_OPENBLAS, what `make` builds with) keeps its own packing buffers,
+ * allocated once, as cuBLAS keeps its workspace; every other byte of scratch is the planned
+ * workspace tensor the kernels are given. Without it (`make validate` on a machine that has no
+ * OpenBLAS, e.g. the GPU image), the same products run as plain loops: slower, equally
+ * deterministic.
+ * Deliberately not here: any choice of units (the kernels make it), other BLAS routines.
+ */
+#include "cpu_kernel.h"
+
+#ifdef LRCNN_HAVE_OPENBLAS
+
+#include <cblas.h>
+#include <pthread.h>
+
+static pthread_once_t blas_once = PTHREAD_ONCE_INIT;
+
+static void blas_single_threaded(void)
+{
+    openblas_set_num_threads(1);
+}
+
+void cpu_gemm(bool trans_a, bool trans_b, int m, int n, int k, const float *a, int64_t lda,
+              const float *b, int64_t ldb, bool accumulate, float *c, int64_t ldc)
+{
+    LR_ASSERT(m >= 0 && n >= 0 && k >= 0);
+    LR_ASSERT(lda <= INT_MAX && ldb <= INT_MAX && ldc <= INT_MAX);
+    if (m == 0 || n == 0)
+        return;
+    pthread_once(&blas_once, blas_single_threaded);
+    cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans,
+                trans_b ? CblasTrans : CblasNoTrans, m, n, k, 1.0f, a, (int)lda, b, (int)ldb,
+                accumulate ? 1.0f : 0.0f, c, (int)ldc);
+}
+
+#else
+
+void cpu_gemm(bool trans_a, bool trans_b, int m, int n, int k, const float *a, int64_t lda,
+              const float *b, int64_t ldb, bool accumulate, float *c, int64_t ldc)
+{
+    LR_ASSERT(m >= 0 && n >= 0 && k >= 0);
+    for (int i = 0; i < m; i++) {
+        float *ci = c + i * ldc;
+        if (!accumulate)
+            for (int j = 0; j < n; j++)
+                ci[j] = 0.0f;
+        for (int p = 0; p < k; p++) {
+            float ap = trans_a ? a[p * lda + i] : a[i * lda + p];
+            if (trans_b) {
+                for (int j = 0; j < n; j++)
+                    ci[j] += ap * b[j * ldb + p];
+            } else {
+                const float *bp = b + p * ldb;
+#pragma omp simd
+                for (int j = 0; j < n; j++)
+                    ci[j] += ap * bp[j];
+            }
+        }
+    }
+}
+
+#endif

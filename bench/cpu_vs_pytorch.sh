@@ -1,0 +1,119 @@
+#!/usr/bin/env bash
+# bench/cpu_vs_pytorch.sh - the CPU backend's training step against PyTorch's on the same CPU, in
+# one run: the same networks built from the same JSON files (bench/pytorch_cpu.py), batch 32, Adam,
+# fp32, the same number of threads. Writes bench/results/cpu.md (or $OUT).
+#
+#   bench/cpu_vs_pytorch.sh                       (after make; PyTorch from /usr/bin/python3)
+#
+# Two tables:
+#  1. column step time, lrcnn-validate --strategy column vs PyTorch: ROUNDS rounds, each running
+#     both programs once (STEPS steps each, the first one skipped by both), the order swapped
+#     every round; medians of the per-round medians and their ratio;
+#  2. row strategies against our own column step: lrcnn-validate --strategy S alternates S and
+#     column steps inside one run; the measured ratio next to the planner's predicted compute
+#     ratio (lrcnn-sim's flops_ratio for the same plan).
+# The machine's load (uptime) is recorded before and after: on a shared machine the figures move,
+# the ratios much less. Rerun on a quiet machine to refresh them.
+#
+# Environment: THREADS (default: every core), ROUNDS (3), STEPS (6), NETS ("net:HxW ..."),
+# ROW_NETS and ROW_STRATEGIES (table 2), OUT, PY (an interpreter with torch, /usr/bin/python3).
+# Deliberately not here: GPUs (bench/gpu.sh), memory (lrcnn-validate reports it on every run).
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+cd "$ROOT"
+BIN=${LRCNN_BIN:-$ROOT/build/bin}
+PY=${PY:-/usr/bin/python3}
+THREADS=${THREADS:-$(nproc)}
+ROUNDS=${ROUNDS:-3}
+STEPS=${STEPS:-6}
+NETS=${NETS:-"tiny-vgg:28x28 tiny-resnet:28x28 tiny-mix:28x28 vgg11:64x64 resnet18:64x64"}
+ROW_NETS=${ROW_NETS:-"tiny-vgg:28x28 tiny-resnet:28x28 tiny-mix:28x28 vgg11:64x64 resnet18:64x64"}
+ROW_STRATEGIES=${ROW_STRATEGIES:-"2ps overl-h"}
+OUT=${OUT:-$ROOT/bench/results/cpu.md}
+BATCH=32
+
+[ -x "$BIN/lrcnn-validate" ] || { echo "cpu_vs_pytorch: $BIN/lrcnn-validate missing (make first)" >&2; exit 1; }
+"$PY" -c 'import torch' 2>/dev/null || { echo "cpu_vs_pytorch: $PY has no torch" >&2; exit 1; }
+
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+load() { uptime | sed 's/.*load average: //'; }
+field() { "$PY" -c 'import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])' "$1" "$2"; }
+median() { printf '%s\n' "$@" | sort -g | awk '{v[NR]=$1} END {print (NR%2 ? v[(NR+1)/2] : (v[NR/2]+v[NR/2+1])/2)}'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", a / b}'; }
+
+ours() { # net hw json-out [strategy]
+    "$BIN/lrcnn-validate" --net "$1" --input "$2" --batch $BATCH --threads "$THREADS" --steps "$STEPS" \
+        --strategy "${4:-column}" $([ "${4:-column}" = column ] && echo --no-column) --quiet --json > "$3"
+}
+theirs() { # net hw json-out
+    "$PY" bench/pytorch_cpu.py --net "networks/$1.json" --input "$2" --batch $BATCH \
+        --threads "$THREADS" --steps "$STEPS" > "$3"
+}
+
+load_before=$(load)
+echo "cpu_vs_pytorch: $THREADS threads, $ROUNDS rounds of $STEPS steps, load $load_before" >&2
+rows1=()
+for cfg in $NETS; do
+    net=${cfg%%:*} hw=${cfg#*:}
+    o=() t=()
+    for r in $(seq 1 "$ROUNDS"); do
+        if [ $((r % 2)) = 1 ]; then
+            ours "$net" "$hw" "$tmp/o.json"; theirs "$net" "$hw" "$tmp/t.json"
+        else
+            theirs "$net" "$hw" "$tmp/t.json"; ours "$net" "$hw" "$tmp/o.json"
+        fi
+        o+=("$(field "$tmp/o.json" step_ms)") t+=("$(field "$tmp/t.json" step_ms_median)")
+    done
+    mo=$(median "${o[@]}") mt=$(median "${t[@]}")
+    rows1+=("| $net | $hw | $(printf '%.1f' "$mo") | $(printf '%.1f' "$mt") | $(ratio "$mo" "$mt") | $(printf '%.0f ' "${o[@]}")/ $(printf '%.0f ' "${t[@]}")|")
+    echo "  $net $hw: ours $mo ms, PyTorch $mt ms" >&2
+done
+
+rows2=()
+for cfg in $ROW_NETS; do
+    net=${cfg%%:*} hw=${cfg#*:}
+    for st in $ROW_STRATEGIES; do
+        ours "$net" "$hw" "$tmp/r.json" "$st"
+        n=$(field "$tmp/r.json" rows)
+        s=$(field "$tmp/r.json" step_ms) c=$(field "$tmp/r.json" column_step_ms)
+        "$BIN/lrcnn-sim" --net "$net" --input "$hw" --batch $BATCH --optimizer adam --strategy "$st" \
+            --rows "$n" --json > "$tmp/s.json"
+        pred=$("$PY" -c 'import json,sys; print("%.2f" % json.load(open(sys.argv[1]))["strategies"][0]["flops_ratio"])' "$tmp/s.json")
+        rows2+=("| $net | $hw | $st | $n | $(printf '%.1f' "$s") | $(printf '%.1f' "$c") | $(ratio "$s" "$c") | $pred |")
+        echo "  $net $hw $st rows $n: $s vs column $c ms (predicted compute ${pred}x)" >&2
+    done
+done
+load_after=$(load)
+
+{
+    echo "# CPU backend vs PyTorch on the same CPU"
+    echo
+    echo "\`bench/cpu_vs_pytorch.sh\`, $(date -u '+%Y-%m-%d %H:%M UTC'), $(git rev-parse --short HEAD 2>/dev/null || echo '?')."
+    echo "CPU: $(lscpu | sed -n 's/^Model name: *//p') ($(nproc) cores), $THREADS threads each;"
+    echo "PyTorch $("$PY" -c 'import torch; print(torch.__version__)') ($PY, oneDNN: $("$PY" -c 'import torch; print(torch.backends.mkldnn.is_available())'));"
+    echo "BLAS: $(pkg-config --modversion openblas 2>/dev/null | sed 's/^/OpenBLAS /' || echo '?')."
+    echo "Load average (1, 5, 15 min): $load_before before, $load_after after."
+    echo
+    echo "## Column training step, batch $BATCH, Adam, fp32"
+    echo
+    echo "Median over $ROUNDS rounds of each round's median step ($STEPS steps, the first skipped); the"
+    echo "programs alternate, the order swapped every round. Ratio = ours / PyTorch (below 1: faster)."
+    echo
+    echo "| net | input | lrcnn ms | PyTorch ms | ratio | per round (lrcnn / PyTorch) |"
+    echo "|---|---|---|---|---|---|"
+    printf '%s\n' "${rows1[@]}"
+    echo
+    echo "## Row strategies against our column step"
+    echo
+    echo "One lrcnn-validate run per line, its steps alternating with column steps from the same"
+    echo "weights (medians, first step skipped); predicted = the planner's compute relative to column."
+    echo
+    echo "| net | input | strategy | rows | step ms | column ms | measured ratio | predicted compute |"
+    echo "|---|---|---|---|---|---|---|---|"
+    printf '%s\n' "${rows2[@]}"
+} > "$tmp/cpu.md"
+mkdir -p "$(dirname "$OUT")"
+mv "$tmp/cpu.md" "$OUT"
+echo "cpu_vs_pytorch: wrote $OUT" >&2

@@ -1,16 +1,20 @@
 /* plan_speed.c - how fast lrcnn plans: medians (and min, max) over repeated runs of
- *   1. every strategy chosen for resnet101 at batch 256 (strategy_choose: N search, checkpoint
- *      segments, hybrid coordinate descent), --bn exact and --bn stripe; and the same plus
- *      emitting and replaying every schedule (what `lrcnn-sim --net resnet101 --batch 256` does)
+ *   0. whole lrcnn-sim processes, as a user runs them (the one next to this binary, output to
+ *      /dev/null): `--net resnet101 --batch 256` and `--net resnet50 --batch 256` (every
+ *      strategy chosen, exact BN, emitted and replayed), and `--net resnet101 --batch 256 --fit
+ *      h100-80gb`; the three are run in turn within each repetition, so load changes hit all
+ *   1. every strategy chosen for resnet101 at batch 256 (strategy_choose: region end and N
+ *      search, checkpoint segments, the hybrids' search), --bn exact and --bn stripe; and the
+ *      same plus emitting and replaying every schedule (analysis_run)
  *   2. the rows-by-batch sweep `lrcnn-sim --net resnet50 --sweep rows=1..32 --sweep
  *      batch=8,16,...,1024` (32 x 8 points, the row strategies)
  *   3. --strategy auto for resnet50 at batch 256 (default: exact BN, compute <= 1.5x), and with
  *      --bn stripe, --budget 8GiB
  *   4. --fit h100-80gb for every strategy on resnet50 (from each strategy's plan at batch 256),
  *      exact and stripe BN
- * prints a table (ms) and writes it to the file named by argv[1] (default
- * bench/results/plan_speed.txt). OMP_NUM_THREADS applies (auto's probes and --fit's questions
- * run in parallel); the thread count is printed with the results.
+ * prints a table (ms) with the load average before and after, and writes it to the file named
+ * by argv[1] (default bench/results/plan_speed.txt). OMP_NUM_THREADS applies (auto's probes,
+ * the region searches and --fit's questions run in parallel); the thread count is printed.
  *
  * Usage: make bench   (or build/bin/plan_speed [OUT] [REPEATS])
  * Deliberately not here: correctness (tests/test_auto.c), GPU runs (bench/gpu.sh).
@@ -18,6 +22,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 #ifdef _OPENMP
@@ -128,6 +134,54 @@ static void fit_all(const net_t *net, const plan_config *cfg, const plan_choice 
         die("fit_run_all");
 }
 
+/* ------------------------------------------------------------------ whole processes */
+
+/* Runs `sim` with argv (output to /dev/null) and returns its wall time in ms. (fork and exec:
+ * spawn.h needs the system's sched.h, which sim/'s shadows here.) */
+static double run_process(const char *sim, char *const *argv)
+{
+    fflush(NULL);
+    double t0 = now_ms();
+    pid_t pid = fork();
+    if (pid == 0) {
+        int fd = open("/dev/null", O_WRONLY);
+        if (fd < 0 || dup2(fd, 1) < 0)
+            _exit(127);
+        execv(sim, argv);
+        _exit(127);
+    }
+    int status;
+    if (pid < 0 || waitpid(pid, &status, 0) != pid || !WIFEXITED(status) ||
+        WEXITSTATUS(status) != 0) {
+        fprintf(stderr, "plan_speed: %s %s %s failed\n", sim, argv[1], argv[2]);
+        exit(1);
+    }
+    return now_ms() - t0;
+}
+
+/* lrcnn-sim next to this binary (argv0's directory). */
+static void sim_path(const char *argv0, char *out, size_t cap)
+{
+    const char *slash = strrchr(argv0, '/');
+    int dir = slash ? (int)(slash - argv0) : 1;
+    snprintf(out, cap, "%.*s/lrcnn-sim", dir, slash ? argv0 : ".");
+}
+
+static void time_processes(const char *sim, timing *t, int reps)
+{
+    char *r101[] = {"lrcnn-sim", "--net", "resnet101", "--batch", "256", NULL};
+    char *r50[] = {"lrcnn-sim", "--net", "resnet50", "--batch", "256", NULL};
+    char *fit[] = {"lrcnn-sim", "--net", "resnet101", "--batch", "256", "--fit", "h100-80gb", NULL};
+    for (int r = 0; r < reps; r++) {
+        t[0].ms[t[0].n++] = run_process(sim, r101);
+        t[1].ms[t[1].n++] = run_process(sim, r50);
+        t[2].ms[t[2].n++] = run_process(sim, fit);
+    }
+    snprintf(t[0].note, sizeof t[0].note, "target 200 ms");
+    snprintf(t[1].note, sizeof t[1].note, "target 100 ms");
+    snprintf(t[2].note, sizeof t[2].note, "target 300 ms");
+}
+
 /* ------------------------------------------------------------------ the runs */
 
 typedef struct {
@@ -197,15 +251,16 @@ static void time_sweep(timing *t, int reps)
     snprintf(t->note, sizeof t->note, "256 points x 5 row strategies, exact BN");
 }
 
-static void report(FILE *f, timing *t, int n, int threads)
+static void report(FILE *f, timing *t, int n, int threads, const double *load)
 {
     char host[128] = "?";
     gethostname(host, sizeof host);
     time_t now = time(NULL);
     char date[64];
     strftime(date, sizeof date, "%Y-%m-%d %H:%M UTC", gmtime(&now));
-    fprintf(f, "plan_speed: %s, %s, %ld CPUs online, %d OpenMP threads\n", date, host,
-            sysconf(_SC_NPROCESSORS_ONLN), threads);
+    fprintf(f, "plan_speed: %s, %s, %ld CPUs online, %d OpenMP threads, load average %.2f "
+            "before, %.2f after\n", date, host, sysconf(_SC_NPROCESSORS_ONLN), threads, load[0],
+            load[1]);
     fprintf(f, "%-52s %9s %9s %9s %5s  %s\n", "what", "median", "min", "max", "runs", "");
     for (int k = 0; k < n; k++) {
         double med = median(&t[k]);
@@ -232,7 +287,12 @@ int main(int argc, char **argv)
         plan_config cfg = config(256, (plan_bn)bn);
         choose_all(b.r50, &cfg, b.plans50[bn]);
     }
+    double load[2] = {0, 0};
+    getloadavg(&load[0], 1);
     timing t[] = {
+        {.what = "lrcnn-sim --net resnet101 --batch 256 (process)"},
+        {.what = "lrcnn-sim --net resnet50 --batch 256 (process)"},
+        {.what = "lrcnn-sim --net resnet101 --fit h100-80gb (process)"},
         {.what = "resnet101 b256, every strategy chosen, bn exact"},
         {.what = "resnet101 b256, every strategy chosen, bn stripe"},
         {.what = "resnet101 b256, chosen + emitted + replayed, bn exact"},
@@ -246,23 +306,27 @@ int main(int argc, char **argv)
     };
     int n = (int)(sizeof t / sizeof t[0]);
     int heavy = reps < 3 ? reps : 3; /* the runs of a second or more */
-    time_choose(&b, &t[0], BN_EXACT, heavy);
-    time_choose(&b, &t[1], BN_STRIPE, reps);
-    time_analysis(&b, &t[2], BN_EXACT, heavy);
-    time_analysis(&b, &t[3], BN_STRIPE, reps);
-    time_sweep(&t[4], heavy);
-    time_auto(&b, &t[5], BN_EXACT, 0, 0, 3 * reps);
-    time_auto(&b, &t[6], BN_STRIPE, 0, 0, reps);
-    time_auto(&b, &t[7], BN_EXACT, 0, (int64_t)8 << 30, 3 * reps);
-    time_fit(&b, &t[8], BN_EXACT, heavy);
-    time_fit(&b, &t[9], BN_STRIPE, reps);
-    report(stdout, t, n, threads);
+    char sim[1024];
+    sim_path(argv[0], sim, sizeof sim);
+    time_processes(sim, &t[0], heavy);
+    time_choose(&b, &t[3], BN_EXACT, heavy);
+    time_choose(&b, &t[4], BN_STRIPE, reps);
+    time_analysis(&b, &t[5], BN_EXACT, heavy);
+    time_analysis(&b, &t[6], BN_STRIPE, reps);
+    time_sweep(&t[7], heavy);
+    time_auto(&b, &t[8], BN_EXACT, 0, 0, 3 * reps);
+    time_auto(&b, &t[9], BN_STRIPE, 0, 0, reps);
+    time_auto(&b, &t[10], BN_EXACT, 0, (int64_t)8 << 30, 3 * reps);
+    time_fit(&b, &t[11], BN_EXACT, heavy);
+    time_fit(&b, &t[12], BN_STRIPE, reps);
+    getloadavg(&load[1], 1);
+    report(stdout, t, n, threads, load);
     FILE *f = fopen(out, "w");
     if (!f) {
         fprintf(stderr, "plan_speed: cannot write %s\n", out);
         return 1;
     }
-    report(f, t, n, threads);
+    report(f, t, n, threads, load);
     fclose(f);
     printf("written to %s\n", out);
     net_free(b.r101), net_free(b.r50), free(b.a);

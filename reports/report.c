@@ -101,23 +101,37 @@ static lr_status move_into_place(const char *tmp, const char *dir, bool exists)
 
 /* ------------------------------------------------------------------ report.md */
 
+/* The region cell: a trailing "*" (chosen by the planner) escaped for Markdown. */
+static const char *md_region(const analysis_t *a, const plan_choice *ch, char *buf, size_t cap)
+{
+    char plain[160];
+    const char *r = summary_region(a->net, ch, plain, sizeof plain);
+    size_t n = strlen(r);
+    bool star = n > 0 && r[n - 1] == '*';
+    snprintf(buf, cap, "%.*s%s", (int)(n - star), r, star ? "\\*" : "");
+    return buf;
+}
+
 static void md_table(FILE *f, const analysis_t *a)
 {
-    fprintf(f, "| strategy | peak | static | act@peak | vs col | compute | rows | peak at |\n"
-               "|---|--:|--:|--:|--:|--:|---|---|\n");
+    fprintf(f, "| strategy | peak | static | act@peak | vs col | compute | recompute | BN passes "
+               "| rows | region | peak at |\n"
+               "|---|--:|--:|--:|--:|--:|--:|--:|---|---|---|\n");
     for (int i = 0; i < a->n; i++) {
         const analysis_entry *e = &a->e[i];
         const plan_cost *c = &e->choice.cost;
         int64_t peak = e->modelled.peak_bytes;
         int64_t act = peak - c->static_bytes - c->input_bytes - c->workspace_bytes;
-        char b1[32], b2[32], b3[32], rows[256], where[160];
+        char b1[32], b2[32], b3[32], rows[256], where[160], rec[32], bn[48], region[168];
         summary_rows(&e->choice.spec, rows, sizeof rows);
-        fprintf(f, "| %s | %s | %s | %s | %.1f%% | %.2fx | %s%s | %s%s |\n",
+        summary_extra_text(a, c, rec, sizeof rec, bn, sizeof bn);
+        fprintf(f, "| %s | %s | %s | %s | %.1f%% | %.2fx | %s | %s | %s%s | %s | %s%s |\n",
                 plan_strategy_name(e->strategy), summary_bytes(peak, b1, sizeof b1),
                 summary_bytes(c->static_bytes, b2, sizeof b2), summary_bytes(act, b3, sizeof b3),
                 a->column_peak > 0 ? 100.0 * (double)peak / (double)a->column_peak : 0.0,
-                a->column_flops > 0 ? (double)c->flops / (double)a->column_flops : 0.0, rows,
-                e->choice.rows_chosen ? "\\*" : "",
+                a->column_flops > 0 ? (double)c->flops / (double)a->column_flops : 0.0, rec, bn,
+                rows, e->choice.rows_chosen && strcmp(rows, "-") != 0 ? "\\*" : "",
+                md_region(a, &e->choice, region, sizeof region),
                 summary_where(a->net, c->peak_pass, c->peak_node, c->peak_part, where, sizeof where),
                 e->approximate ? " (approximate: stripe BN)" : "");
     }

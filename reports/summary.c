@@ -99,8 +99,8 @@ static int64_t recompute_flops(const analysis_t *a, const plan_cost *c)
     return c->flops - a->column_flops - c->bn_pass_flops;
 }
 
-static void extra_text(const analysis_t *a, const plan_cost *c, char *rec, size_t rec_cap,
-                       char *bn, size_t bn_cap)
+void summary_extra_text(const analysis_t *a, const plan_cost *c, char *rec, size_t rec_cap,
+                        char *bn, size_t bn_cap)
 {
     int64_t r = recompute_flops(a, c);
     if (r > 0)
@@ -113,8 +113,7 @@ static void extra_text(const analysis_t *a, const plan_cost *c, char *rec, size_
         snprintf(bn, bn_cap, "-");
 }
 
-/* The region's last layer (the last stage's), * when the planner chose it. */
-static const char *region_text(const net_t *net, const plan_choice *ch, char *buf, size_t cap)
+const char *summary_region(const net_t *net, const plan_choice *ch, char *buf, size_t cap)
 {
     const plan_spec *sp = &ch->spec;
     if (sp->n_stages == 0)
@@ -139,13 +138,13 @@ void summary_print_row(FILE *f, const analysis_t *a, const char *name, const ana
     summary_rows(&e->choice.spec, rows, sizeof rows);
     if (e->choice.rows_chosen && strcmp(rows, "-") != 0 && strlen(rows) + 2 < sizeof rows)
         strcat(rows, "*");
-    extra_text(a, c, rec, sizeof rec, bn, sizeof bn);
+    summary_extra_text(a, c, rec, sizeof rec, bn, sizeof bn);
     fprintf(f, "%-11s %11s %11s %11s %7.1f%% %7.2fx%s %9s %-13s %-14s %-16s %s%s\n", name,
             summary_bytes(peak, b1, sizeof b1), summary_bytes(c->static_bytes, b2, sizeof b2),
             summary_bytes(act, b3, sizeof b3), 100.0 * ratio(peak, a->column_peak),
             ratio(c->flops, a->column_flops), time_columns(a, c->step_ns, tc, sizeof tc), rec, bn,
             rows,
-            region_text(a->net, &e->choice, region, sizeof region),
+            summary_region(a->net, &e->choice, region, sizeof region),
             summary_where(a->net, c->peak_pass, c->peak_node, c->peak_part, where, sizeof where),
             e->approximate ? "  (approximate: stripe BN)" : "");
 }

@@ -34,6 +34,13 @@ void summary_print_layers(FILE *f, const net_t *net, const plan_config *cfg);
  * planner chose it), where the peak happens. summary_print_row prints one such line. */
 void summary_print_strategies(FILE *f, const analysis_t *a);
 void summary_print_header(FILE *f, const analysis_t *a);
+/* The two "where compute goes" cells: recompute ("+0.25x" of column, "-" for none) and exact
+ * BatchNorm's statistics passes ("+8.74x (24)": FLOPs and BatchNorm layers, "-" for none). */
+void summary_extra_text(const analysis_t *a, const plan_cost *c, char *rec, size_t rec_cap,
+                        char *bn, size_t bn_cap);
+/* The row region's last layer (the last stage's), "*" when the planner chose it; "-" without
+ * stages. */
+const char *summary_region(const net_t *net, const plan_choice *ch, char *buf, size_t cap);
 void summary_print_row(FILE *f, const analysis_t *a, const char *name, const analysis_entry *e);
 
 /* The whole JSON object: {"net": {...}, "config": {...}, "strategies": [...]}; strategies is

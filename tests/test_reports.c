@@ -198,17 +198,48 @@ static void test_report_holds_every_plot_its_script_and_data(void **state)
     assert_int_equal(entries_named("full.tmp."), 0);
 }
 
-/* report.md opens with the marker and carries the strategy table, one row per strategy. */
+/* Cell k (0: the strategy) of the table line that starts at `line`, into buf. */
+static const char *md_cell(const char *line, int k, char *buf, size_t cap)
+{
+    const char *p = line + 1; /* past the leading '|' */
+    for (int i = 0; i < k && p; i++) {
+        p = strchr(p, '|');
+        p = p ? p + 1 : NULL;
+    }
+    assert_non_null(p);
+    const char *end = strchr(p, '|');
+    assert_non_null(end);
+    while (*p == ' ')
+        p++;
+    int n = (int)(end - p);
+    while (n > 0 && p[n - 1] == ' ')
+        n--;
+    snprintf(buf, cap, "%.*s", n, p);
+    return buf;
+}
+
+/* report.md opens with the marker and carries the strategy table, one row per strategy, with
+ * the console table's columns: where compute goes and the region's last layer, its "*" (chosen
+ * by the planner) escaped for Markdown. */
 static void test_report_md_has_the_strategy_table(void **state)
 {
     const char *dir = tmp_path("table");
     assert_int_equal(write_report((1u << STRAT_COLUMN) | (1u << STRAT_2PS), 0, dir), LR_OK);
     char *md = read_file(tmp_path("table/report.md"), NULL);
     assert_true(strncmp(md, REPORT_MARK, strlen(REPORT_MARK)) == 0);
-    assert_non_null(strstr(md, "| strategy | peak |"));
-    assert_non_null(strstr(md, "\n| column | "));
-    assert_non_null(strstr(md, "\n| 2ps | "));
+    assert_non_null(strstr(md, "| strategy | peak | static | act@peak | vs col | compute | recompute "
+                               "| BN passes | rows | region | peak at |"));
+    const char *col = strstr(md, "\n| column | "), *two = strstr(md, "\n| 2ps | ");
+    assert_non_null(col);
+    assert_non_null(two);
     assert_null(strstr(md, "\n| overl | "));
+    char cell[200];
+    assert_string_equal(md_cell(col + 1, 9, cell, sizeof cell), "-");
+    assert_string_equal(md_cell(col + 1, 6, cell, sizeof cell), "-");
+    md_cell(two + 1, 9, cell, sizeof cell);
+    assert_true(strncmp(cell, "pool", 4) == 0 && strcmp(cell + strlen(cell) - 2, "\\*") == 0);
+    md_cell(two + 1, 8, cell, sizeof cell); /* rows: N, chosen */
+    assert_true(strlen(cell) > 2 && strcmp(cell + strlen(cell) - 2, "\\*") == 0);
     free(md);
 }
 

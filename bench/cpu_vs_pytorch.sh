@@ -16,7 +16,7 @@
 # the ratios much less. Rerun on a quiet machine to refresh them.
 #
 # Environment: THREADS (default: every core), ROUNDS (3), STEPS (6), NETS ("net:HxW ..."),
-# ROW_NETS and ROW_STRATEGIES (table 2), OUT, PY (an interpreter with torch, /usr/bin/python3).
+# ROW_NETS ("" skips table 2) and ROW_STRATEGIES, OUT, PY (an interpreter with torch, /usr/bin/python3).
 # Deliberately not here: GPUs (bench/gpu.sh), memory (lrcnn-validate reports it on every run).
 set -euo pipefail
 
@@ -28,7 +28,7 @@ THREADS=${THREADS:-$(nproc)}
 ROUNDS=${ROUNDS:-3}
 STEPS=${STEPS:-6}
 NETS=${NETS:-"tiny-vgg:28x28 tiny-resnet:28x28 tiny-mix:28x28 vgg11:64x64 resnet18:64x64"}
-ROW_NETS=${ROW_NETS:-"tiny-vgg:28x28 tiny-resnet:28x28 tiny-mix:28x28 vgg11:64x64 resnet18:64x64"}
+ROW_NETS=${ROW_NETS-"tiny-vgg:28x28 tiny-resnet:28x28 tiny-mix:28x28 vgg11:64x64 resnet18:64x64"}
 ROW_STRATEGIES=${ROW_STRATEGIES:-"2ps overl-h"}
 OUT=${OUT:-$ROOT/bench/results/cpu.md}
 BATCH=32
@@ -78,10 +78,14 @@ for cfg in $ROW_NETS; do
         ours "$net" "$hw" "$tmp/r.json" "$st"
         n=$(field "$tmp/r.json" rows)
         s=$(field "$tmp/r.json" step_ms) c=$(field "$tmp/r.json" column_step_ms)
+        # the planner's own choice for the same request is the plan lrcnn-validate ran (its rows
+        # are checked); its compute relative to column is the prediction
         "$BIN/lrcnn-sim" --net "$net" --input "$hw" --batch $BATCH --optimizer adam --strategy "$st" \
-            --rows "$n" --json > "$tmp/s.json"
-        pred=$("$PY" -c 'import json,sys; print("%.2f" % json.load(open(sys.argv[1]))["strategies"][0]["flops_ratio"])' "$tmp/s.json")
-        rows2+=("| $net | $hw | $st | $n | $(printf '%.1f' "$s") | $(printf '%.1f' "$c") | $(ratio "$s" "$c") | $pred |")
+            --json > "$tmp/s.json"
+        read -r pred sim_rows < <("$PY" -c 'import json,sys; s=json.load(open(sys.argv[1]))["strategies"][0]; print("%.2f" % s["flops_ratio"], s["rows"])' "$tmp/s.json")
+        [ "$sim_rows" = "$n" ] || { echo "cpu_vs_pytorch: $net $st: lrcnn-sim chose rows $sim_rows, lrcnn-validate ran $n" >&2; exit 1; }
+        stages=$(field "$tmp/r.json" stages)
+        rows2+=("| $net | $hw | $st | ${stages:-$n} | $(printf '%.1f' "$s") | $(printf '%.1f' "$c") | $(ratio "$s" "$c") | $pred |")
         echo "  $net $hw $st rows $n: $s vs column $c ms (predicted compute ${pred}x)" >&2
     done
 done
@@ -104,15 +108,17 @@ load_after=$(load)
     echo "| net | input | lrcnn ms | PyTorch ms | ratio | per round (lrcnn / PyTorch) |"
     echo "|---|---|---|---|---|---|"
     printf '%s\n' "${rows1[@]}"
-    echo
-    echo "## Row strategies against our column step"
-    echo
-    echo "One lrcnn-validate run per line, its steps alternating with column steps from the same"
-    echo "weights (medians, first step skipped); predicted = the planner's compute relative to column."
-    echo
-    echo "| net | input | strategy | rows | step ms | column ms | measured ratio | predicted compute |"
-    echo "|---|---|---|---|---|---|---|---|"
-    printf '%s\n' "${rows2[@]}"
+    if [ "${#rows2[@]}" -gt 0 ]; then # ROW_NETS="" skips the second table
+        echo
+        echo "## Row strategies against our column step"
+        echo
+        echo "One lrcnn-validate run per line, its steps alternating with column steps from the same"
+        echo "weights (medians, first step skipped); predicted = the planner's compute relative to column."
+        echo
+        echo "| net | input | strategy | stages (last layer/rows) | step ms | column ms | measured ratio | predicted compute |"
+        echo "|---|---|---|---|---|---|---|---|"
+        printf '%s\n' "${rows2[@]}"
+    fi
 } > "$tmp/cpu.md"
 mkdir -p "$(dirname "$OUT")"
 mv "$tmp/cpu.md" "$OUT"

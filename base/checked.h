@@ -26,6 +26,14 @@ static inline bool lr_add(int64_t a, int64_t b, int64_t *out)
     return true;
 }
 
+/* a + b, or INT64_MAX when it does not fit (for sums that are compared, never printed as
+ * exact: a saturated sum is treated as "too large to plan"). Operands are >= 0. */
+static inline int64_t lr_sat_add(int64_t a, int64_t b)
+{
+    int64_t r;
+    return __builtin_add_overflow(a, b, &r) ? INT64_MAX : r;
+}
+
 /* Product of up to 6 factors (pass 1 for unused ones). */
 static inline bool lr_mul6(int64_t a, int64_t b, int64_t c, int64_t d, int64_t e, int64_t f,
                            int64_t *out)

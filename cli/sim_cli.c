@@ -613,7 +613,7 @@ static void sweep_point(const net_t *net, const sim_options *o, sweep_cell *x)
     plan_request req = o->req;
     req.strategy = x->st;
     req.rows = x->st >= STRAT_ROW ? x->rows : 0;
-    lr_status s = cost_check_limits(net, x->batch, cost_dtype_bytes(cfg.dtype), 4096);
+    lr_status s = cost_check_layers(net, x->batch, cost_dtype_bytes(cfg.dtype));
     if (s == LR_OK)
         s = strategy_choose(net, &cfg, &req, &x->c);
     x->status = s;

@@ -362,7 +362,7 @@ static lr_status open_net(const validate_options *o, net_t **net)
 static lr_status setup(session *ss, const exec_backend *be, void *bctx, validate_result *r)
 {
     const validate_options *o = ss->o;
-    LR_TRY(cost_check_limits(ss->net, o->cfg.batch, 4, 4096));
+    LR_TRY(cost_check_layers(ss->net, o->cfg.batch, 4));
     LR_TRY(runner_init(&ss->row, ss->net, &o->cfg, &o->req, be, bctx, &o->hp, o->dry_run));
     r->predicted_peak_bytes = ss->row.cost.peak_bytes;
     r->sim_peak_bytes = ss->row.sim.peak_bytes;

@@ -92,7 +92,7 @@ lr_status analysis_run(const net_t *net, const plan_config *cfg, const plan_requ
     out->cfg = *cfg;
     out->req = *req;
     out->allocator = allocator;
-    LR_TRY(cost_check_limits(net, cfg->batch, cost_dtype_bytes(cfg->dtype), 4096));
+    LR_TRY(cost_check_layers(net, cfg->batch, cost_dtype_bytes(cfg->dtype)));
     plan_choice column;
     plan_request creq = *req;
     creq.strategy = STRAT_COLUMN;

@@ -237,7 +237,7 @@ void plan_compose(const plan_phases *const *by_stage, int n_stages, plan_cost *o
             from = by_stage[2 + 2 * n_stages - i];
         const plan_phase *ph = &from->ph[i];
         if (ph->grew) {
-            int64_t high = live + (ph->high - ph->entry);
+            int64_t high = add_saturating(live, ph->high - ph->entry);
             if (ph->stage >= 0 && high > out->stage_peak[ph->stage])
                 out->stage_peak[ph->stage] = high;
             if (high > out->peak_bytes) {
@@ -246,7 +246,7 @@ void plan_compose(const plan_phases *const *by_stage, int n_stages, plan_cost *o
                 out->peak_pass = ph->pass;
             }
         }
-        live += ph->exit - ph->entry;
+        live = add_saturating(live, ph->exit - ph->entry);
         flops = add_saturating(flops, ph->flops);
         ns = add_saturating(ns, ph->ns);
         out->bn_pass_flops = add_saturating(out->bn_pass_flops, ph->bn_flops);
@@ -342,7 +342,7 @@ static void closed_form(const plan_t *plan, plan_cost *out, plan_phases *phases)
         phases->input_bytes = out->input_bytes;
         phases->workspace_bytes = out->workspace_bytes;
     }
-    out->peak_bytes = v.m.peak;
+    out->peak_bytes = v.m.overflow ? INT64_MAX : v.m.peak;
     out->peak_node = v.m.node;
     out->peak_part = v.m.part;
     out->peak_stage = v.m.stage;

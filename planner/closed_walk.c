@@ -28,7 +28,8 @@ void closed_reach(meter *m, int64_t level, sched_pass pass, int node, int part, 
 
 void closed_grow(meter *m, int64_t bytes, sched_pass pass, int node, int part, int stage)
 {
-    m->live += bytes;
+    if (__builtin_add_overflow(m->live, bytes, &m->live))
+        m->overflow = true;
     closed_reach(m, m->live, pass, node, part, stage);
 }
 
@@ -72,9 +73,9 @@ void closed_shrink(evaluator *v, int64_t bytes)
         v->m.live -= bytes;
 }
 
-/* Each run's FLOPs fit (cost_check_limits), but exact BatchNorm repeats a deep stage's forward
- * once per BN layer, more often than the check allows for: the sum saturates at INT64_MAX, which
- * strategy_evaluate reports as an overflow. */
+/* Each run's FLOPs fit (cost_check_layers), but their sum over a step may not (a huge input, or
+ * exact BatchNorm repeating a deep stage's forward once per BN layer): it saturates at
+ * INT64_MAX, which strategy_evaluate reports as an overflow. */
 void closed_flops(evaluator *v, int64_t flops)
 {
     int64_t *sum = v->rec ? &v->rec->flops : &v->flops;

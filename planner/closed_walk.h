@@ -14,6 +14,7 @@
 
 typedef struct {
     int64_t live, peak;
+    bool overflow; /* live bytes passed INT64_MAX: the peak is reported as INT64_MAX */
     int node, part, stage;
     sched_pass pass;
     int64_t stage_peak[PLAN_MAX_STAGES];

@@ -41,16 +41,19 @@ int64_t cost_node_bytes(const net_t *net, int node, int batch, int elem_bytes)
     return cost_rows_bytes(net, node, batch, elem_bytes, net->nodes[node].h);
 }
 
-/* FLOPs per output element of the forward pass. */
+/* FLOPs per output element of the forward pass; INT64_MAX when it does not fit (absurd
+ * channel counts or kernels, refused by cost_check_layers). */
 static int64_t fwd_per_element(const net_t *net, const net_node *n)
 {
     const net_node *x = &net->nodes[n->inputs[0]];
     const net_params *p = &n->prm;
+    int64_t v = 0;
     switch (n->op) {
     case OP_CONV:
-        return 2 * (int64_t)(x->c / p->groups) * p->kh * p->kw + (p->bias ? 1 : 0);
+        return lr_mul6(2, x->c / p->groups, p->kh, p->kw, 1, 1, &v) && lr_add(v, p->bias, &v) ? v
+                                                                                            : INT64_MAX;
     case OP_FC:
-        return 2 * (int64_t)x->c * x->h * x->w + (p->bias ? 1 : 0);
+        return lr_mul6(2, x->c, x->h, x->w, 1, 1, &v) && lr_add(v, p->bias, &v) ? v : INT64_MAX;
     case OP_MAXPOOL:
     case OP_AVGPOOL:
         return (int64_t)p->kh * p->kw;
@@ -93,6 +96,38 @@ int64_t cost_stats_flops(const net_t *net, int node, int batch, int rows)
     return 3 * (int64_t)batch * n->c * rows * n->w;
 }
 
+static lr_status too_large(const net_t *net, int batch, const net_node *n)
+{
+    return lr_fail(LR_ERR_INPUT,
+                   "batch %d with layer %s (%d x %d x %d per image) overflows 64-bit byte or FLOP "
+                   "counts: use a smaller batch or input",
+                   batch, n->name, n->c, n->h, n->w);
+}
+
+/* Bytes of the layer's whole output and its largest FLOP count (forward, backward = twice
+ * forward for conv and fc, statistics = 3 per element), false when either overflows. */
+static bool layer_counts(const net_t *net, int i, int batch, int elem_bytes, int64_t *bytes,
+                         int64_t *flops)
+{
+    const net_node *n = &net->nodes[i];
+    int64_t per = i ? fwd_per_element(net, n) : 0, elems;
+    bool twice = n->op == OP_CONV || n->op == OP_FC;
+    if (per == INT64_MAX || !lr_mul6(batch, n->c, n->h, n->w, 1, 1, &elems) ||
+        !lr_mul(elems, elem_bytes, bytes) || !lr_mul(per, twice ? 2 : 1, &per))
+        return false;
+    return lr_mul(elems, per > 3 ? per : 3, flops);
+}
+
+lr_status cost_check_layers(const net_t *net, int batch, int elem_bytes)
+{
+    for (int i = 0; i < net->n_nodes; i++) {
+        int64_t bytes, flops;
+        if (!layer_counts(net, i, batch, elem_bytes, &bytes, &flops))
+            return too_large(net, batch, &net->nodes[i]);
+    }
+    return LR_OK;
+}
+
 lr_status cost_check_limits(const net_t *net, int batch, int elem_bytes, int64_t multiplier)
 {
     const int64_t limit = (int64_t)1 << 62;
@@ -100,14 +135,12 @@ lr_status cost_check_limits(const net_t *net, int batch, int elem_bytes, int64_t
     for (int i = 0; i < net->n_nodes; i++) {
         const net_node *n = &net->nodes[i];
         int64_t bytes, flops, per = i ? fwd_per_element(net, n) : 0;
-        bool ok = lr_mul6(batch, n->c, n->h, n->w, elem_bytes, multiplier, &bytes) &&
+        bool ok = per < INT64_MAX - 3 &&
+                  lr_mul6(batch, n->c, n->h, n->w, elem_bytes, multiplier, &bytes) &&
                   lr_mul6(batch, n->c, n->h, n->w, per + 3, 2 * multiplier, &flops) &&
                   lr_add(total, bytes > flops ? bytes : flops, &total) && total < limit;
         if (!ok)
-            return lr_fail(LR_ERR_INPUT,
-                           "batch %d with layer %s (%d x %d x %d per image) overflows 64-bit byte "
-                           "or FLOP counts: use a smaller batch or input",
-                           batch, n->name, n->c, n->h, n->w);
+            return too_large(net, batch, n);
     }
     return LR_OK;
 }

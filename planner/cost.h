@@ -7,8 +7,11 @@
  *   relu, add (per extra input), dropout, upsample, concat 1; global/adaptive pooling 1 per
  *   input element; the loss 4 per logit.
  *
- * The planner checks once per plan (cost_check_limits) that every count it will form fits in
- * 62 bits, so the per-step arithmetic below needs no overflow checks.
+ * The planner checks once per configuration (cost_check_layers) that every per-layer count fits
+ * in int64: a layer's whole output bytes and its forward, backward and statistics FLOPs. Every
+ * count formed for one tensor or one run is at most one of those (rows <= H), so the per-step
+ * arithmetic below needs no overflow checks; sums of them (a peak, a step's FLOPs) are checked
+ * where they are formed and saturate at INT64_MAX, which the planner reports as an overflow.
  * Deliberately not here: what is resident when (plan/emit/closed).
  */
 #ifndef LR_COST_H
@@ -43,8 +46,14 @@ int64_t cost_bwd_flops(const net_t *net, int node, int batch, int rows);
 /* FLOPs of gathering BN statistics over `rows` rows. */
 int64_t cost_stats_flops(const net_t *net, int node, int batch, int rows);
 
-/* LR_ERR_INPUT with a message naming the batch and the first layer whose byte or FLOP count
- * (times `multiplier`, the most times a plan can repeat it) would not fit in 62 bits. */
+/* The exact guard: LR_ERR_INPUT naming the batch and the first layer whose whole output bytes,
+ * or forward, backward or statistics FLOPs over all its rows, do not fit in int64. Those are the
+ * largest counts the planner forms per tensor or run; it refuses nothing it could count. */
+lr_status cost_check_layers(const net_t *net, int batch, int elem_bytes);
+
+/* A conservative bound for models that sum per-layer counts without checking each sum (the
+ * PyTorch profile): LR_ERR_INPUT unless the sum over layers of max(bytes, FLOPs) times
+ * `multiplier` stays below 2^62. */
 lr_status cost_check_limits(const net_t *net, int batch, int elem_bytes, int64_t multiplier);
 
 #ifdef __cplusplus

@@ -40,10 +40,11 @@ typedef struct {
     point at;
 } choice;
 
-/* False when the planner cannot count this batch at this input (62-bit limits). */
+/* False when the planner cannot count this batch at this input (a layer's bytes or FLOPs do not
+ * fit in int64: cost_check_layers). */
 static bool countable(const net_t *net, const plan_config *cfg)
 {
-    return cost_check_limits(net, cfg->batch, cost_dtype_bytes(cfg->dtype), 4096) == LR_OK;
+    return cost_check_layers(net, cfg->batch, cost_dtype_bytes(cfg->dtype)) == LR_OK;
 }
 
 static double auto_cap(const fit_target *t)
@@ -370,10 +371,11 @@ static bool lowest_of_fixed_set(const fit_target *t, bool batch)
 {
     switch (t->strategy) {
     case STRAT_COLUMN:
+        return true;
     case STRAT_ROW:
     case STRAT_2PS:
-    case STRAT_OVERL:
-        return true;
+    case STRAT_OVERL: /* with --rows one plan; else the N search, which past 32 is not exhaustive */
+        return t->req.rows > 0;
     case STRAT_CHECKPOINT: /* its segments follow activation shares, which move with the input */
         return batch;
     case STRAT_2PS_H:

@@ -10,10 +10,9 @@
  *   max_square_input  fits(1, H) and not fits(1, H + step), where H runs over the sizes the
  *                net accepts: min_square_input + k * step (step 1 for the zoo but tiny-mix, whose
  *                concat needs even sizes); 0 when the smallest does not fit
- * A batch or input whose byte or FLOP counts the planner cannot form (cost_check_limits' 62-bit
- * limits, a plan's FLOP count overflowing) does not fit: the answer stops there, flagged
- * batch_at_limit / input_at_limit (a lower bound on what fits; e.g. VGG-16's FLOPs at batch 1
- * reach the limit past 30279 x 30279 while its row strategies still fit 79 GiB). Budgets are
+ * A batch or input whose byte or FLOP counts the planner cannot form (a layer's count beyond
+ * int64, cost_check_layers; a plan's peak or FLOP sum overflowing) does not fit: the answer stops
+ * there, flagged batch_at_limit / input_at_limit (a lower bound on what fits). Budgets are
  * below 1 PiB, where the byte counts alone would reach it.
  *
  * Search: for x the batch (or the index of an input size), rounds of
@@ -22,12 +21,12 @@
  *      finds its boundary g in a few steps (doubling and bisection as fallbacks);
  *   2. the strategy's own choice confirms it: fits(g) (for strategies that take the lowest peak
  *      over a set of plans that does not depend on x, the fixed plan fitting already proves it:
- *      column, row, 2ps, overl, and checkpoint for the batch), then fits(g + 1); a choice that
- *      moves a bound becomes the next round's plan.
+ *      column, row/2ps/overl with --rows, and checkpoint for the batch), then fits(g + 1); a
+ *      choice that moves a bound becomes the next round's plan.
  * The first plan is the strategy's at the user's batch. The answer assumes fits() is monotone
  * (the search's bounds are all measured, so the boundary property holds either way); after six
  * rounds without convergence a bisection on the strategy's own choice finishes it. The choices
- * dominate the time: 1 to 3 per question, each a full N search for row, 2ps and overl.
+ * dominate the time: 2 to 4 per question, each a full N search for row, 2ps and overl.
  *
  * Deliberately not here: choosing plans (strategy.c, auto.c), printing (reports/summary.c).
  */

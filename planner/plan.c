@@ -211,11 +211,16 @@ static lr_status check_spec(const net_t *net, const plan_spec *spec, const bool 
     return LR_OK;
 }
 
+int plan_split_rows(const net_t *net, plan_partitioning kind, int in_node, int out_node)
+{
+    return kind == PART_TILE_IN ? net->nodes[in_node].h : net->nodes[out_node].h;
+}
+
 /* Partitions beyond the rows available would be empty everywhere: clamp. */
 static int clamp_parts(const net_t *net, plan_partitioning kind, int in_node, int out_node,
                        int parts)
 {
-    int rows = kind == PART_TILE_IN ? net->nodes[in_node].h : net->nodes[out_node].h;
+    int rows = plan_split_rows(net, kind, in_node, out_node);
     return parts > rows ? rows : parts;
 }
 

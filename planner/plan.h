@@ -123,9 +123,13 @@ static inline int plan_idx(const plan_stage *st, int node, int j)
 }
 
 /* (node, partition) row ranges a plan may hold, over all stages: 28 bytes each, and every
- * closed-form pass walks them. The N searches stay far below (N <= 32); only a large --rows on
- * a very deep region reaches it. */
+ * closed-form pass walks them. The N searches stay within it (strategy_max_parts); a large
+ * --rows on a very deep region reaches it. */
 #define PLAN_MAX_RANGES ((int64_t)1 << 25)
+
+/* The rows a stage (in_node, out_node] of this partitioning splits into partitions: its input's
+ * for 2ps (PART_TILE_IN), its output's otherwise. plan_build clamps N to them. */
+int plan_split_rows(const net_t *net, plan_partitioning kind, int in_node, int out_node);
 
 /* Builds the plan for a spec: checks the cuts (LR_ERR_INPUT naming the layer when a cut is not
  * a valid stage boundary or a stage holds an op that needs every row, or when the stages hold

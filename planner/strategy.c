@@ -7,6 +7,16 @@
 /* N tried for a single-stage plan: 2 ..SINGLE_STAGE_MAX_N. */
 #define SINGLE_STAGE_MAX_N 32
 
+/* Whether exact BatchNorm statistics passes are part of the plan (stages of N > 1 with BN). */
+static bool exact_bn_passes(const net_t *net, const plan_config *cfg, const plan_spec *spec)
+{
+    for (int s = 0, prev = 0; cfg->bn == BN_EXACT && s < spec->n_stages; prev = spec->cut[s++])
+        for (int l = prev + 1; l <= spec->cut[s] && spec->parts[s] > 1; l++)
+            if (net->nodes[l].op == OP_BATCHNORM)
+                return true;
+    return false;
+}
+
 lr_status strategy_evaluate(const net_t *net, const plan_config *cfg, const plan_spec *spec,
                             plan_cost *out)
 {
@@ -14,10 +24,13 @@ lr_status strategy_evaluate(const net_t *net, const plan_config *cfg, const plan
     LR_TRY(plan_build(net, cfg, spec, &plan));
     plan_closed_form(plan, out);
     plan_free(plan);
-    if (out->flops == INT64_MAX)
-        return lr_fail(LR_ERR_INPUT, "%s: the %s plan's FLOP count overflows 64 bits at batch %d: "
-                                     "use a smaller batch or input, or --bn stripe",
-                       net->name, plan_strategy_name(spec->strategy), cfg->batch);
+    if (out->flops == INT64_MAX || out->peak_bytes == INT64_MAX)
+        return lr_fail(LR_ERR_INPUT, "%s: the %s plan's %s count overflows 64 bits at batch %d: "
+                                     "use a smaller batch or input%s",
+                       net->name, plan_strategy_name(spec->strategy),
+                       out->flops == INT64_MAX ? "FLOP" : "byte", cfg->batch,
+                       out->flops == INT64_MAX && exact_bn_passes(net, cfg, spec) ? ", or --bn stripe"
+                                                                                   : "");
     return LR_OK;
 }
 
@@ -196,7 +209,7 @@ lr_status strategy_evaluate_usable(const net_t *net, const plan_config *cfg, con
     if (*usable)
         plan_closed_form(plan, out);
     plan_free(plan);
-    *usable = *usable && out->flops < INT64_MAX; /* FLOP count overflow: not a candidate */
+    *usable = *usable && out->flops < INT64_MAX && out->peak_bytes < INT64_MAX; /* overflow: not a candidate */
     return LR_OK;
 }
 
@@ -227,7 +240,7 @@ static lr_status single_stage_cost(const net_t *net, const plan_config *cfg, pla
         plan_phases_assemble(ends, 1, 1, &fwd, &bwd, &rec);
         const plan_phases *by = &rec;
         plan_compose(&by, 1, c);
-        *usable = c->flops < INT64_MAX; /* FLOP count overflow: not a candidate */
+        *usable = c->flops < INT64_MAX && c->peak_bytes < INT64_MAX; /* overflow: not a candidate */
     }
     plan_stage_free(&st);
     return LR_OK;
@@ -254,6 +267,114 @@ typedef struct {
     bool usable;
     lr_status status;
 } trial;
+
+/* ------------------------------------------------------------------ N past SINGLE_STAGE_MAX_N */
+
+int strategy_parts_grid(int first, int max_parts, int *out, int cap)
+{
+    int n = 0;
+    /* 1, 2, 3, 4, 6, 8, 12, 16, ...: every N up to 4, then a power of two times 3/2, the next
+     * power of two, and so on (steps of about sqrt(2)) */
+    for (int64_t v = 1; v < max_parts && n < cap - 1;) {
+        if (v >= first)
+            out[n++] = (int)v;
+        v = v < 4 ? v + 1 : (v & (v - 1)) == 0 ? v / 2 * 3 : v / 3 * 4;
+    }
+    if (max_parts >= first && n < cap)
+        out[n++] = max_parts;
+    return n;
+}
+
+int strategy_max_parts(const net_t *net, plan_partitioning kind, int in_node, int out_node)
+{
+    int64_t rows = plan_split_rows(net, kind, in_node, out_node);
+    /* 2ps splits the stage's input; past the output's rows (or 32) more partitions only add
+     * boundary rows: at least one partition per output row leaves deeper layers idle */
+    int64_t out_rows = net->nodes[out_node].h;
+    if (kind == PART_TILE_IN && rows > out_rows && rows > SINGLE_STAGE_MAX_N)
+        rows = out_rows > SINGLE_STAGE_MAX_N ? out_rows : SINGLE_STAGE_MAX_N;
+    int64_t by_ranges = PLAN_MAX_RANGES / (out_node - in_node);
+    return (int)(rows < by_ranges ? rows : by_ranges);
+}
+
+#define SEARCH_SEEN_MAX 128 /* the N past 32 one search measures, at most */
+
+/* One region end's search past SINGLE_STAGE_MAX_N: every N measured is offered to the pick. */
+typedef struct {
+    const net_t *net;
+    const plan_config *cfg;
+    plan_partitioning kind;
+    int end;
+    const plan_phases *rec;
+    strategy_pick *pick;
+    int best;      /* the N of the lowest peak so far (0: none usable) */
+    int64_t value; /* its peak */
+    int seen[SEARCH_SEEN_MAX], n_seen;
+} parts_search;
+
+static lr_status try_parts(parts_search *p, int n)
+{
+    for (int k = 0; k < p->n_seen; k++)
+        if (p->seen[k] == n)
+            return LR_OK;
+    if (p->n_seen < SEARCH_SEEN_MAX)
+        p->seen[p->n_seen++] = n;
+    plan_cost c;
+    bool usable = false;
+    LR_TRY(single_stage_cost(p->net, p->cfg, p->kind, p->end, n, p->rec, &c, &usable));
+    if (!usable)
+        return LR_OK;
+    plan_spec sp = {.kind = p->kind, .n_stages = 1, .cut = {p->end}, .parts = {n}};
+    strategy_pick_offer(p->pick, &sp, &c);
+    if (p->best == 0 || c.peak_bytes < p->value || (c.peak_bytes == p->value && n < p->best))
+        p->best = n, p->value = c.peak_bytes;
+    return LR_OK;
+}
+
+/* Pattern search inside (lo, hi) from the best N: try best -/+ step, move on improvement, halve
+ * the step otherwise, down to the neighbours of the final N. */
+static lr_status refine_parts(parts_search *p, int lo, int hi)
+{
+    int step = 1;
+    while (2 * (int64_t)step <= (hi - lo) / 2)
+        step *= 2;
+    while (step >= 1) {
+        int from = p->best;
+        if (from - step > lo)
+            LR_TRY(try_parts(p, from - step));
+        if (from + step < hi)
+            LR_TRY(try_parts(p, from + step));
+        if (p->best == from)
+            step /= 2;
+    }
+    return LR_OK;
+}
+
+/* The peak as a function of N falls while stripes shrink and rises once the boundary rows kept
+ * for backward (linear in N) dominate; at high resolution the best N is in the hundreds. Past
+ * the exhaustive 2..32: the grid of strategy_parts_grid up to max_parts until STRATEGY_PATIENCE
+ * grid points in a row are not lower than the best, then a pattern search between the grid
+ * neighbours of the best (no N next to the answer is lower). */
+static lr_status search_past_exhaustive(parts_search *p, int max_parts)
+{
+    int grid[STRATEGY_GRID_MAX];
+    int ng = strategy_parts_grid(SINGLE_STAGE_MAX_N + 1, max_parts, grid, STRATEGY_GRID_MAX);
+    for (int k = 0, worse = 0; k < ng && worse < STRATEGY_PATIENCE; k++) {
+        int before = p->best;
+        LR_TRY(try_parts(p, grid[k]));
+        worse = p->best != before ? 0 : worse + 1;
+        if (worse == STRATEGY_PATIENCE)
+            ng = k + 1; /* the grid points measured */
+    }
+    if (p->best > SINGLE_STAGE_MAX_N) {
+        int k = 0;
+        while (grid[k] != p->best)
+            k++;
+        int lo = k ? grid[k - 1] : SINGLE_STAGE_MAX_N, hi = k + 1 < ng ? grid[k + 1] : max_parts + 1;
+        LR_TRY(refine_parts(p, lo, hi));
+    }
+    return LR_OK;
+}
 
 lr_status strategy_single_stage(const net_t *net, const plan_config *cfg, plan_partitioning kind,
                                 int region_end, bool fixed_region, int rows, plan_choice *out)
@@ -283,6 +404,17 @@ lr_status strategy_single_stage(const net_t *net, const plan_config *cfg, plan_p
                                    &t[k].cost, &t[k].usable);
         else if (t[k].usable)
             strategy_pick_offer(&pick, sp, &t[k].cost);
+    }
+    /* past 32, from each end's best of 2..32 */
+    for (int r = 0; r < n_ends && st == LR_OK && rows == 0; r++) {
+        parts_search p = {.net = net, .cfg = cfg, .kind = kind, .end = ends[r], .rec = &rec[r],
+                          .pick = &pick};
+        for (int k = r * per; k < (r + 1) * per; k++)
+            if (t[k].usable && (p.best == 0 || t[k].cost.peak_bytes < p.value))
+                p.best = lo + k % per, p.value = t[k].cost.peak_bytes;
+        int max_parts = strategy_max_parts(net, kind, 0, ends[r]);
+        if (p.best > 0 && max_parts > SINGLE_STAGE_MAX_N)
+            st = search_past_exhaustive(&p, max_parts);
     }
     free(rec), free(t);
     if (st == LR_OK && pick.n > 0) {

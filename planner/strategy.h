@@ -15,8 +15,9 @@
  *               near sqrt(L) segments); --segments K: K segments of equal activation bytes
  *   row/2ps/overl  the region end among the resolution cuts below (the paper's 2PS and OverL
  *               partition the first, high-resolution layers and run the rest column-wise) and
- *               N in 2..32, the best by the objective among the plans whose schedule lrcnn
- *               builds (PLAN_MAX_RUNS); --region or --rows fix either
+ *               N in 2..32, then past 32 up to the rows the stage splits (a grid and a pattern
+ *               search from each end's best, below), the best by the objective among the plans
+ *               whose schedule lrcnn builds (PLAN_MAX_RUNS); --region or --rows fix either
  *   resolution cuts  where the feature map shrinks (at the downsampling op when it is a cut, e.g.
  *               VGG's pools, else at the last cut before it, e.g. the end of a ResNet layer
  *               group), and the region end
@@ -91,6 +92,22 @@ lr_status strategy_evaluate(const net_t *net, const plan_config *cfg, const plan
  * fit) leave such plans out without paying for their closed form. Errors are plan_build's. */
 lr_status strategy_evaluate_usable(const net_t *net, const plan_config *cfg, const plan_spec *spec,
                                    plan_cost *out, bool *usable);
+
+/* The N search past 2..32 (strategy_single_stage, for each region end): the grid of
+ * strategy_parts_grid up to strategy_max_parts, until STRATEGY_PATIENCE grid points in a row are
+ * not lower than the best (past its minimum the peak only rises), then a pattern search between
+ * the grid neighbours of the best. About 2 log2(best / 32) + 2 grid points and 2 log2(best / 8)
+ * pattern steps per end. */
+#define STRATEGY_PATIENCE 2
+#define STRATEGY_GRID_MAX 64
+
+/* The partition counts 1, 2, 3, 4, 6, 8, 12, 16, 24, ... (each about sqrt(2) times the one
+ * before) from `first` and below max_parts, then max_parts itself; returns how many (<= cap). */
+int strategy_parts_grid(int first, int max_parts, int *out, int cap);
+
+/* The most partitions worth planning for stage (in_node, out_node]: the rows it splits
+ * (plan_split_rows), for 2ps at most its output's rows or 32, within PLAN_MAX_RANGES. */
+int strategy_max_parts(const net_t *net, plan_partitioning kind, int in_node, int out_node);
 
 /* The hybrid strategies' default stage cuts up to region_end; returns the number of stages. */
 int strategy_resolution_cuts(const net_t *net, int region_end, int *cuts, int max_cuts);

@@ -28,7 +28,7 @@ static void sweep_one(const analysis_t *a, sweep_pt *p)
     req.strategy = p->st;
     req.rows = p->st >= STRAT_ROW ? p->rows : 0;
     plan_choice c;
-    lr_status s = cost_check_limits(a->net, cfg.batch, cost_dtype_bytes(cfg.dtype), 4096);
+    lr_status s = cost_check_layers(a->net, cfg.batch, cost_dtype_bytes(cfg.dtype));
     if (s == LR_OK)
         s = strategy_choose(a->net, &cfg, &req, &c);
     p->peak = s == LR_OK ? c.cost.peak_bytes : -1;

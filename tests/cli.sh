@@ -218,7 +218,7 @@ check_bad_usage() {
     usage_error "--sweep rows=abc" "--sweep" --net vgg16 --sweep rows=abc
     usage_error "--sweep size=1..2" "--sweep" --net vgg16 --sweep size=1..2
     usage_error "--input 8x8 too small for vgg16" "pool4" --net vgg16 --input 8x8
-    usage_error "--input 1000000x1000000 (no crash, no wrap-around)" "1000000" --net vgg16 --input 1000000x1000000
+    usage_error "--input 10000000x10000000 (no crash, no wrap-around)" "conv1_2 (64 x 10000000 x 10000000" --net vgg16 --input 10000000x10000000
     usage_error "--input 16777216x16777216" "16777216" --net vgg16 --input 16777216x16777216
     usage_error "--batch 1073741824 overflows the byte counts" "1073741824" --net vgg16 --batch 1073741824
 }

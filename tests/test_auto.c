@@ -238,6 +238,29 @@ static void test_auto_by_time_needs_a_device(void **state)
     auto_result r;
     assert_int_equal(auto_search(net, &cfg, &req, &r), LR_ERR_USAGE);
     assert_non_null(strstr(lr_last_error(), "--device"));
+}
+
+/* The same at high resolution, where the single-stage strategies choose N in the hundreds:
+ * auto's whole-region stage is searched as they search it (strategy_search_parts). */
+static void test_auto_is_never_worse_at_high_resolution(void **state)
+{
+    net_t *net = test_zoo("vgg16");
+    assert_int_equal(net_reshape(net, 4096, 4096), LR_OK);
+    plan_config cfg = config(1, BN_EXACT);
+    plan_choice fixed[STRAT_COUNT];
+    for (int st = 0; st < STRAT_COUNT; st++)
+        fixed[st] = choose(net, &cfg, (plan_strategy)st);
+    assert_true(fixed[STRAT_OVERL].spec.parts[0] > 32);
+    const double caps[] = {1.5, 12.0};
+    for (int q = 0; q < 2; q++) {
+        auto_result r = run_auto(net, &cfg, caps[q], 0);
+        for (int st = 0; st < STRAT_COUNT; st++)
+            if (within_cap(fixed[st].cost.flops, fixed[STRAT_COLUMN].cost.flops, caps[q]) &&
+                r.best.cost.peak_bytes > fixed[st].cost.peak_bytes)
+                fail_msg("cap %.1f: auto %lld > %s %lld", caps[q], (long long)r.best.cost.peak_bytes,
+                         plan_strategy_name((plan_strategy)st), (long long)fixed[st].cost.peak_bytes);
+        assert_int_equal(r.model_misses, 0);
+    }
     net_free(net);
 }
 
@@ -411,7 +434,7 @@ static void test_auto_plan_closed_form_equals_replay(void **state)
 static bool fits_at(const net_t *net, plan_config cfg, plan_strategy st, int batch, int64_t budget)
 {
     cfg.batch = batch;
-    if (cost_check_limits(net, batch, cost_dtype_bytes(cfg.dtype), 4096) != LR_OK)
+    if (cost_check_layers(net, batch, cost_dtype_bytes(cfg.dtype)) != LR_OK)
         return false;
     if (st == STRAT_COUNT) {
         auto_result r = run_auto(net, &cfg, AUTO_DEFAULT_OVERHEAD, 0);
@@ -706,6 +729,7 @@ int main(void)
         cmocka_unit_test(test_auto_is_never_worse_than_a_fixed_strategy),
         cmocka_unit_test(test_auto_by_time_meets_the_cap_and_beats_fixed_strategies),
         cmocka_unit_test(test_auto_by_time_needs_a_device),
+        cmocka_unit_test(test_auto_is_never_worse_at_high_resolution),
         cmocka_unit_test(test_stage_model_predicts_the_closed_form),
         cmocka_unit_test(test_exact_bn_never_gets_an_approximate_plan),
         cmocka_unit_test(test_stripe_bn_allowed_may_be_chosen),

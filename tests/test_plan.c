@@ -866,6 +866,39 @@ static void test_near_tie_is_one_percent(void **state)
     assert_false(strategy_near_tie(INT64_MAX, INT64_MAX / 2));
 }
 
+/* At high resolution the best N is far above 32: past 2..32 the search follows a grid up to the
+ * rows the region splits and a pattern search around its best. On vgg16 at 8192 x 8192 each
+ * row strategy's choice is within the objective's tie (1%) of every N in 2..32, every grid N up
+ * to the limit, and its neighbours N - 1 and N + 1, and row's choice lies past 32. */
+static void test_row_search_reaches_past_32_at_high_resolution(void **state)
+{
+    net_t *net = test_zoo("vgg16");
+    assert_int_equal(net_reshape(net, 8192, 8192), LR_OK);
+    plan_config cfg = config(1, BN_EXACT);
+    for (int st = STRAT_ROW; st <= STRAT_OVERL; st++) {
+        plan_choice best = choose(net, &cfg, (plan_strategy)st, 0);
+        int chosen = best.spec.parts[0];
+        int limit = strategy_max_parts(net, best.spec.kind, 0, best.spec.cut[0]);
+        int try[32 + STRATEGY_GRID_MAX + 2], n = 0;
+        for (int k = 2; k <= 32; k++)
+            try[n++] = k;
+        n += strategy_parts_grid(33, limit, try + n, STRATEGY_GRID_MAX);
+        try[n++] = chosen - 1;
+        if (chosen < limit)
+            try[n++] = chosen + 1;
+        for (int i = 0; i < n; i++) {
+            plan_choice c = choose(net, &cfg, (plan_strategy)st, try[i]);
+            if (c.cost.peak_bytes < best.cost.peak_bytes &&
+                !strategy_near_tie(best.cost.peak_bytes, c.cost.peak_bytes))
+                fail_msg("%s: chose N %d (peak %lld), N %d has %lld", plan_strategy_name((plan_strategy)st),
+                         chosen, (long long)best.cost.peak_bytes, try[i], (long long)c.cost.peak_bytes);
+        }
+        if (st == STRAT_ROW)
+            assert_true(chosen > 32);
+    }
+    net_free(net);
+}
+
 static void stage_ends_are(const net_t *net, const plan_spec *sp, const char *const *names,
                            const int *parts, int n)
 {
@@ -1436,6 +1469,7 @@ int main(void)
         cmocka_unit_test(test_partitionings_split_input_or_output_equally),
         cmocka_unit_test(test_partitions_are_clamped_to_the_rows_available),
         cmocka_unit_test(test_single_stage_search_is_the_best_by_the_objective),
+        cmocka_unit_test(test_row_search_reaches_past_32_at_high_resolution),
         cmocka_unit_test(test_near_tie_is_one_percent),
         cmocka_unit_test(test_paired_choice_equals_each_strategys_own),
         cmocka_unit_test(test_hybrid_stages_cut_at_each_resolution),

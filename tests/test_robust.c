@@ -421,46 +421,102 @@ static void test_huge_partition_counts_are_refused(void **state)
 /* ------------------------------------------------------------------ sizes and overflow */
 
 /* Absurd batch or input sizes are LR_ERR_INPUT naming the batch and the layer, never a wrapped
- * count: a batch of 2^30 on vgg16; a 10^6 x 10^6 input (the maps' sizes fit in int, their bytes
- * not in 62 bits); the largest input accepted, and one above. */
+ * count: a batch of 2^30 on vgg16 (each layer's counts fit, a step's FLOPs do not); a
+ * 10^7 x 10^7 input (conv1_2's FLOPs do not fit); resnet50 at the largest input accepted, and
+ * one above. */
 static void test_absurd_sizes_are_clear_errors(void **state)
 {
     net_t *net;
+    analysis_t *a = malloc(sizeof *a);
+    assert_non_null(a);
+    plan_request req = {0};
     assert_int_equal(net_open("vgg16", &net), LR_OK);
-    assert_int_equal(cost_check_limits(net, 1 << 30, 4, 4096), LR_ERR_INPUT);
+    plan_config cfg = config(1 << 30, BN_EXACT);
+    assert_int_equal(cost_check_layers(net, cfg.batch, 4), LR_OK);
+    assert_int_equal(analysis_run(net, &cfg, &req, 1u << STRAT_2PS, ALLOC_EXACT, a), LR_ERR_INPUT);
     assert_non_null(strstr(lr_last_error(), "batch 1073741824"));
+    assert_non_null(strstr(lr_last_error(), "FLOP count overflows"));
+    assert_null(strstr(lr_last_error(), "--bn")); /* vgg16 has no BatchNorm */
+    assert_int_equal(net_reshape(net, 10000000, 10000000), LR_OK); /* adaptive pooling before fc6 */
+    assert_int_equal(cost_check_layers(net, 1, 4), LR_ERR_INPUT);
+    assert_non_null(strstr(lr_last_error(), "conv1_2 (64 x 10000000 x 10000000 per image)"));
     assert_non_null(strstr(lr_last_error(), "overflows 64-bit"));
-    assert_int_equal(net_reshape(net, 1000000, 1000000), LR_OK); /* adaptive pooling before fc6 */
-    assert_int_equal(cost_check_limits(net, 1, 4, 4096), LR_ERR_INPUT);
-    assert_non_null(strstr(lr_last_error(), "conv1_1 (64 x 1000000 x 1000000 per image)"));
     net_free(net);
 
     assert_int_equal(net_open("resnet50", &net), LR_OK);
-    assert_int_equal(net_reshape(net, 1000000, 1000000), LR_OK);
-    assert_int_equal(cost_check_limits(net, 1, 4, 4096), LR_ERR_INPUT);
-    assert_non_null(strstr(lr_last_error(), "500000 x 500000"));
-    analysis_t *a = malloc(sizeof *a);
-    assert_non_null(a);
-    plan_config cfg = config(1, BN_EXACT);
-    plan_request req = {0};
-    assert_int_equal(analysis_run(net, &cfg, &req, 1u << STRAT_2PS, ALLOC_EXACT, a), LR_ERR_INPUT);
     assert_int_equal(net_reshape(net, 1 << 24, 1 << 24), LR_OK);
-    assert_int_equal(cost_check_limits(net, 1, 2, 1), LR_ERR_INPUT);
+    cfg = config(1, BN_STRIPE);
+    assert_int_equal(analysis_run(net, &cfg, &req, 1u << STRAT_2PS, ALLOC_EXACT, a), LR_ERR_INPUT);
+    assert_non_null(strstr(lr_last_error(), "overflows 64 bits at batch 1"));
     assert_int_equal(net_reshape(net, (1 << 24) + 1, 224), LR_ERR_USAGE);
     free(a);
     net_free(net);
 }
 
+/* The largest count of each layer, exactly, in 128 bits: its whole output's bytes, and its
+ * forward, backward or statistics FLOPs (cost.h), for `batch` images. */
+static __int128 layer_count(const net_t *net, int l, int batch, int eb)
+{
+    const net_node *n = &net->nodes[l];
+    __int128 elems = (__int128)batch * n->c * n->h * n->w, bytes = elems * eb;
+    __int128 fwd = l ? (__int128)cost_fwd_flops(net, l, 1, n->h) * batch : 0;
+    __int128 bwd = l ? (__int128)cost_bwd_flops(net, l, 1, n->h) * batch : 0;
+    __int128 most = bytes > fwd ? bytes : fwd;
+    most = bwd > most ? bwd : most;
+    return 3 * elems > most ? 3 * elems : most;
+}
+
+/* The guard is exact: it accepts every batch whose counts fit in int64 and refuses the first
+ * that does not (computed here in 128-bit arithmetic), and at the accepted edge the planner's
+ * counts are the true ones, not wrapped. vgg16 at 32768 x 32768 (8.6e9 elements in conv4_3,
+ * 2.6e15 FLOPs a step for row) plans and emits: the old bound refused it. */
+static void test_overflow_guard_refuses_only_what_overflows(void **state)
+{
+    net_t *net;
+    assert_int_equal(net_open("vgg16", &net), LR_OK);
+    assert_int_equal(net_reshape(net, 4096, 4096), LR_OK);
+    int64_t edge = INT64_MAX; /* the largest batch whose every count fits */
+    int worst = 0;
+    for (int l = 0; l < net->n_nodes; l++) {
+        __int128 one = layer_count(net, l, 1, 4);
+        if ((int64_t)((__int128)INT64_MAX / one) < edge)
+            edge = (int64_t)((__int128)INT64_MAX / one), worst = l;
+    }
+    assert_true(edge < (1 << 30));
+    assert_true(layer_count(net, worst, (int)edge, 4) <= INT64_MAX);
+    assert_true(layer_count(net, worst, (int)edge + 1, 4) > INT64_MAX);
+    assert_int_equal(cost_check_layers(net, (int)edge, 4), LR_OK);
+    assert_true((__int128)cost_bwd_flops(net, worst, (int)edge, net->nodes[worst].h) ==
+                    (__int128)cost_bwd_flops(net, worst, 1, net->nodes[worst].h) * edge ||
+                (__int128)cost_stats_flops(net, worst, (int)edge, net->nodes[worst].h) ==
+                    (__int128)cost_stats_flops(net, worst, 1, net->nodes[worst].h) * edge);
+    assert_int_equal(cost_check_layers(net, (int)edge + 1, 4), LR_ERR_INPUT);
+    assert_non_null(strstr(lr_last_error(), net->nodes[worst].name));
+
+    assert_int_equal(net_reshape(net, 32768, 32768), LR_OK);
+    plan_config cfg = config(1, BN_EXACT);
+    assert_int_equal(cost_check_layers(net, 1, 4), LR_OK);
+    analysis_t *a = malloc(sizeof *a);
+    assert_non_null(a);
+    plan_request req = {.strategy = STRAT_ROW, .rows = 128};
+    assert_int_equal(analysis_run(net, &cfg, &req, 1u << STRAT_ROW, ALLOC_EXACT, a), LR_OK);
+    assert_int_equal(a->e[0].choice.cost.peak_bytes, a->e[0].exact.peak_bytes);
+    /* column: about 3 x 31 GFLOP x (32768 / 224)^2 = 2.0e15; row recomputes a third more */
+    assert_true(a->e[0].exact.flops > (int64_t)2e15 && a->e[0].exact.flops < (int64_t)3e15);
+    free(a);
+    net_free(net);
+}
+
 /* Found by UBSan on a 400-block conv/BN chain: exact BatchNorm repeats a deep stage's forward
- * once per BN layer (here 32 overlapping partitions x 400 passes), more often than
- * cost_check_limits allows for, and the closed form's FLOP sum overflowed int64 (undefined
- * behaviour). It now saturates and planning fails naming the batch; at a batch whose FLOPs fit,
+ * once per BN layer (here 32 overlapping partitions x 400 passes), so a step's FLOPs overflow
+ * int64 although every run's fit (cost_check_layers), and the closed form's FLOP sum overflowed
+ * (undefined behaviour). It now saturates and planning fails naming the batch; at a batch whose FLOPs fit,
  * the schedule-size limit names --bn exact instead. */
 static void test_closed_form_flop_overflow_is_an_error(void **state)
 {
     net_t *net = bn_chain(400);
     plan_config cfg = config(250000, BN_EXACT);
-    assert_int_equal(cost_check_limits(net, cfg.batch, 4, 4096), LR_OK);
+    assert_int_equal(cost_check_layers(net, cfg.batch, 4), LR_OK);
     plan_request req = {.strategy = STRAT_OVERL, .rows = 32};
     plan_choice c;
     assert_int_equal(strategy_choose(net, &cfg, &req, &c), LR_ERR_INPUT);
@@ -1056,6 +1112,7 @@ int main(void)
         cmocka_unit_test(test_parsing_99999_layers_is_linear),
         cmocka_unit_test(test_huge_partition_counts_are_refused),
         cmocka_unit_test(test_absurd_sizes_are_clear_errors),
+        cmocka_unit_test(test_overflow_guard_refuses_only_what_overflows),
         cmocka_unit_test(test_closed_form_flop_overflow_is_an_error),
         cmocka_unit_test(test_receptive_field_saturates_on_deep_strided_stacks),
         cmocka_unit_test(test_idx_header_that_claims_too_much_is_rejected),

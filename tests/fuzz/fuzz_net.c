@@ -82,7 +82,7 @@ static void plan_all(const net_t *net, uint64_t h)
     req.rows = (h >> 8) % 4 == 0 && net->n_nodes <= 64 ? 0 : 1 + (int)((h >> 10) % 6);
     if ((h >> 13) % 4 == 0)
         req.region_end = 1 + (int)((h >> 16) % (uint64_t)(net->n_nodes - 1));
-    if (cost_check_limits(net, cfg.batch, cost_dtype_bytes(cfg.dtype), 4096) != LR_OK)
+    if (cost_check_layers(net, cfg.batch, cost_dtype_bytes(cfg.dtype)) != LR_OK)
         return;
     analysis_t *a = malloc(sizeof *a);
     if (!a)

@@ -354,7 +354,7 @@ const args_flag sim_flags[] = {
     {"--overhead-by", "M", on_overhead_by, "auto: compute is time | flops (default time with --device)"},
     {"--budget", "SIZE", on_budget, "auto: least compute with peak <= SIZE, e.g. 8GiB"},
     {"--rows", "N", on_rows, "row partitions (first stage for hybrids; default: lowest peak)"},
-    {"--region", "LAYER", on_region, "last layer of the row region (default: last row-wise layer)"},
+    {"--region", "LAYER", on_region, "last layer of the row region (default: through the pooling before the classifier)"},
     {"--bn", "MODE", on_bn, "exact (default) | stripe (approximate) | frozen (running stats)"},
     {"--segments", "N", on_segments, "checkpoint segments (default: the lowest peak)"},
     {"--allocator", "A", on_allocator, "exact | cuda | caching model for the replay (default exact)"},

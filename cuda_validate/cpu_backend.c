@@ -371,19 +371,22 @@ static lr_status run_bn(const exec_op *op)
     return backward(op) ? bn_backward(op) : bn_forward(op);
 }
 
-/* ------------------------------------------------------------------ whole-map ops */
+/* ------------------------------------------------------------------ pooling to a fixed size */
 
+/* RUN_ROW_SUM: the input rows own_lo..own_hi of a partition; otherwise the whole map. */
 static lr_status run_gpool(const exec_op *op)
 {
     const net_node *n = node_of(op);
     const sched_run *r = op->run;
     bool global = n->op == OP_GLOBAL_AVGPOOL;
+    bool part = op->step->flags & RUN_ROW_SUM;
+    int lo = part ? r->own_lo : 0, hi = part ? r->own_hi : op->net->nodes[n->inputs[0]].h - 1;
     if (!backward(op)) {
         cpu_view x = view_of(op, r->in[0]), y = view_of(op, r->out);
-        (global ? cpu_global_avgpool_fwd : cpu_adaptive_avgpool_fwd)(&x, &y);
+        (global ? cpu_global_avgpool_fwd : cpu_adaptive_avgpool_fwd)(&x, &y, lo, hi);
     } else if (r->din[0] >= 0) {
         cpu_view dy = view_of(op, r->dout), dx = view_of(op, r->din[0]);
-        (global ? cpu_global_avgpool_bwd : cpu_adaptive_avgpool_bwd)(&dy, &dx);
+        (global ? cpu_global_avgpool_bwd : cpu_adaptive_avgpool_bwd)(&dy, &dx, lo, hi);
     }
     return LR_OK;
 }

@@ -91,13 +91,18 @@ void cpu_maxpool_bwd(const cpu_window *g, const cpu_view *x, const cpu_view *dy,
 void cpu_avgpool_fwd(const cpu_window *g, const cpu_view *x, cpu_view *y, int r_lo, int r_hi);
 void cpu_avgpool_bwd(const cpu_window *g, const cpu_view *dy, int r_lo, int r_hi, cpu_view *dx);
 
-/* ---- whole-map ops (x and dx are full maps). Adaptive pooling uses PyTorch's bins:
- * start = floor(i * H / out), end = ceil((i + 1) * H / out). y: (N, C, oh, ow). */
-void cpu_adaptive_avgpool_fwd(const cpu_view *x, cpu_view *y);
-void cpu_adaptive_avgpool_bwd(const cpu_view *dy, cpu_view *dx);
+/* ---- pooling to a fixed size, on INPUT rows [in_lo, in_hi] (a whole map: 0, H - 1). Adaptive
+ * pooling uses PyTorch's bins: start = floor(i * H / out), end = ceil((i + 1) * H / out); y is
+ * the whole output (N, C, oh, ow). Forward adds the rows into the bins they meet: a bin whose
+ * first row is among them is started, one whose last row is among them is divided by its size;
+ * between stripes y holds partial sums. Stripes given in row order add each element in the same
+ * order as one call over the whole map, so the result has the same bits. Backward accumulates
+ * into dx's rows [in_lo, in_hi] the shares of every bin they lie in. */
+void cpu_adaptive_avgpool_fwd(const cpu_view *x, cpu_view *y, int in_lo, int in_hi);
+void cpu_adaptive_avgpool_bwd(const cpu_view *dy, cpu_view *dx, int in_lo, int in_hi);
 /* y: (N, C, 1, 1) */
-void cpu_global_avgpool_fwd(const cpu_view *x, cpu_view *y);
-void cpu_global_avgpool_bwd(const cpu_view *dy, cpu_view *dx);
+void cpu_global_avgpool_fwd(const cpu_view *x, cpu_view *y, int in_lo, int in_hi);
+void cpu_global_avgpool_bwd(const cpu_view *dy, cpu_view *dx, int in_lo, int in_hi);
 
 /* ---- batch normalisation, split so that the caller chooses the statistics rows.
  * acc: (2, C) doubles. stats: (2, C) floats = mean, invstd. */

@@ -1,5 +1,6 @@
-/* cpu_pool.c - max and average pooling on row ranges, and the whole-map adaptive and global
- * average pooling (see cpu_ops.h for the conventions).
+/* cpu_pool.c - max and average pooling on row ranges, and the adaptive and global average
+ * pooling on stripes of input rows added into the whole output (see cpu_ops.h for the
+ * conventions).
  *
  * Legend: N batch, C channels, H/W full height/width of a map, R rows held by a view,
  * OH/OW output height/width of a window op.
@@ -206,7 +207,7 @@ void cpu_avgpool_bwd(const cpu_window *g, const cpu_view *dy, int r_lo, int r_hi
             }
 }
 
-/* ------------------------------------------------------------------ whole-map pooling */
+/* ------------------------------------------------------------------ pooling to a fixed size */
 
 static void check_full_map(const cpu_view *v)
 {
@@ -225,61 +226,81 @@ static int bin_end(int i, int in, int out)
     return (int)(((int64_t)(i + 1) * in + out - 1) / out);
 }
 
-static void check_adaptive(const cpu_view *x, const cpu_view *y)
+/* x holds input rows [in_lo, in_hi] (or more), y is the whole output map. */
+static void check_adaptive(const cpu_view *x, const cpu_view *y, int in_lo, int in_hi)
 {
-    check_full_map(x);
+    check_view(x);
     check_full_map(y);
     LR_ASSERT(y->n == x->n && y->c == x->c);
+    LR_ASSERT(in_lo >= x->row0 && in_hi < x->row0 + x->rows && in_lo <= in_hi);
 }
 
-void cpu_adaptive_avgpool_fwd(const cpu_view *x, cpu_view *y)
+/* The output rows whose bins meet input rows [in_lo, in_hi]. */
+static void touched_rows(int in_lo, int in_hi, int h_in, int h_out, int *i_lo, int *i_hi)
 {
-    check_adaptive(x, y);
-    int64_t work = row_work(x, 0, x->h - 1);
+    *i_lo = (int)((int64_t)in_lo * h_out / h_in);
+    *i_hi = (int)((int64_t)in_hi * h_out / h_in);
+    while (*i_lo > 0 && bin_end(*i_lo - 1, h_in, h_out) > in_lo)
+        (*i_lo)--;
+    while (*i_hi + 1 < h_out && bin_start(*i_hi + 1, h_in, h_out) <= in_hi)
+        (*i_hi)++;
+}
+
+void cpu_adaptive_avgpool_fwd(const cpu_view *x, cpu_view *y, int in_lo, int in_hi)
+{
+    check_adaptive(x, y, in_lo, in_hi);
+    int i_lo, i_hi;
+    touched_rows(in_lo, in_hi, x->h, y->h, &i_lo, &i_hi);
+    int64_t work = row_work(x, in_lo, in_hi);
 #pragma omp parallel for collapse(2) schedule(static) if (worth_threads(work))
     for (int n = 0; n < y->n; n++)
         for (int c = 0; c < y->c; c++)
-            for (int i = 0; i < y->h; i++)
+            for (int i = i_lo; i <= i_hi; i++)
                 for (int j = 0; j < y->w; j++) {
                     int y0 = bin_start(i, x->h, y->h), y1 = bin_end(i, x->h, y->h);
                     int x0 = bin_start(j, x->w, y->w), x1 = bin_end(j, x->w, y->w);
-                    float sum = 0.0f;
-                    for (int yy = y0; yy < y1; yy++)
+                    int r0 = y0 > in_lo ? y0 : in_lo, r1 = y1 - 1 < in_hi ? y1 - 1 : in_hi;
+                    float *out = cpu_at(y, n, c, i, j);
+                    float sum = r0 == y0 ? 0.0f : *out; /* a bin begun by an earlier stripe */
+                    for (int yy = r0; yy <= r1; yy++)
                         for (int xx = x0; xx < x1; xx++)
                             sum += *cpu_at(x, n, c, yy, xx);
-                    *cpu_at(y, n, c, i, j) = sum / (float)((y1 - y0) * (x1 - x0));
+                    *out = r1 == y1 - 1 ? sum / (float)((y1 - y0) * (x1 - x0)) : sum;
                 }
 }
 
-void cpu_adaptive_avgpool_bwd(const cpu_view *dy, cpu_view *dx)
+void cpu_adaptive_avgpool_bwd(const cpu_view *dy, cpu_view *dx, int in_lo, int in_hi)
 {
     if (!dx)
         return; /* not wanted */
-    check_adaptive(dx, dy);
-    int64_t work = row_work(dx, 0, dx->h - 1);
+    check_adaptive(dx, dy, in_lo, in_hi);
+    int i_lo, i_hi;
+    touched_rows(in_lo, in_hi, dx->h, dy->h, &i_lo, &i_hi);
+    int64_t work = row_work(dx, in_lo, in_hi);
 #pragma omp parallel for collapse(2) schedule(static) if (worth_threads(work))
     for (int n = 0; n < dy->n; n++)
         for (int c = 0; c < dy->c; c++)
-            for (int i = 0; i < dy->h; i++)
+            for (int i = i_lo; i <= i_hi; i++)
                 for (int j = 0; j < dy->w; j++) {
                     int y0 = bin_start(i, dx->h, dy->h), y1 = bin_end(i, dx->h, dy->h);
                     int x0 = bin_start(j, dx->w, dy->w), x1 = bin_end(j, dx->w, dy->w);
+                    int r0 = y0 > in_lo ? y0 : in_lo, r1 = y1 - 1 < in_hi ? y1 - 1 : in_hi;
                     float share = *cpu_at(dy, n, c, i, j) / (float)((y1 - y0) * (x1 - x0));
-                    for (int yy = y0; yy < y1; yy++)
+                    for (int yy = r0; yy <= r1; yy++)
                         for (int xx = x0; xx < x1; xx++)
                             *cpu_at(dx, n, c, yy, xx) += share;
                 }
 }
 
 /* Global average pooling is the adaptive pooling with a single bin. */
-void cpu_global_avgpool_fwd(const cpu_view *x, cpu_view *y)
+void cpu_global_avgpool_fwd(const cpu_view *x, cpu_view *y, int in_lo, int in_hi)
 {
     LR_ASSERT(y->h == 1 && y->w == 1);
-    cpu_adaptive_avgpool_fwd(x, y);
+    cpu_adaptive_avgpool_fwd(x, y, in_lo, in_hi);
 }
 
-void cpu_global_avgpool_bwd(const cpu_view *dy, cpu_view *dx)
+void cpu_global_avgpool_bwd(const cpu_view *dy, cpu_view *dx, int in_lo, int in_hi)
 {
     LR_ASSERT(dy->h == 1 && dy->w == 1);
-    cpu_adaptive_avgpool_bwd(dy, dx);
+    cpu_adaptive_avgpool_bwd(dy, dx, in_lo, in_hi);
 }

@@ -143,26 +143,35 @@ __host__ __device__ static inline int bin_end(int i, int in, int out)
     return (int)(((int64_t)(i + 1) * in + out - 1) / out);
 }
 
+/* One thread per output element of rows [lo, lo + R), the rows the input rows [in_lo, in_hi]
+ * meet: adds those input rows (a bin starting there is started) and divides a bin ending there,
+ * as cpu_adaptive_avgpool_fwd does. */
 struct k_adaptive_fwd {
     dview x, y;
+    int lo, R, in_lo, in_hi;
     __host__ __device__ void operator()(int64_t i) const
     {
-        dpos p = pos_of(i, y.c, y.h, y.w, 0);
+        dpos p = pos_of(i, y.c, R, y.w, lo);
         int y0 = bin_start(p.r, x.h, y.h), y1 = bin_end(p.r, x.h, y.h);
         int x0 = bin_start(p.x, x.w, y.w), x1 = bin_end(p.x, x.w, y.w);
-        float sum = 0.0f;
-        for (int yy = y0; yy < y1; yy++)
+        int r0 = y0 > in_lo ? y0 : in_lo, r1 = y1 - 1 < in_hi ? y1 - 1 : in_hi;
+        float *out = &y.p[dv_idx(y, p.n, p.c, p.r, p.x)];
+        float sum = r0 == y0 ? 0.0f : *out; /* a bin begun by an earlier stripe */
+        for (int yy = r0; yy <= r1; yy++)
             for (int xx = x0; xx < x1; xx++)
                 sum += x.p[dv_idx(x, p.n, p.c, yy, xx)];
-        y.p[dv_idx(y, p.n, p.c, p.r, p.x)] = sum / (float)((y1 - y0) * (x1 - x0));
+        *out = r1 == y1 - 1 ? sum / (float)((y1 - y0) * (x1 - x0)) : sum;
     }
 };
 
+/* One thread per input element of rows [in_lo, in_lo + R): the shares of the bins it lies in,
+ * in the order cpu_adaptive_avgpool_bwd adds them. */
 struct k_adaptive_bwd {
     dview dy, dx;
+    int in_lo, R;
     __host__ __device__ void operator()(int64_t i) const
     {
-        dpos p = pos_of(i, dx.c, dx.h, dx.w, 0);
+        dpos p = pos_of(i, dx.c, R, dx.w, in_lo);
         float *d = &dx.p[dv_idx(dx, p.n, p.c, p.r, p.x)];
         float acc = *d;
         for (int a = 0; a < dy.h; a++) {
@@ -235,22 +244,36 @@ static void check_full(const dview &v)
     LR_ASSERT(v.p != NULL && v.row0 == 0 && v.rows == v.h);
 }
 
-static lr_status launch_adaptive_fwd(cuda_ctx *c, dview x, dview y)
+/* The output rows whose bins meet input rows [in_lo, in_hi]. */
+static void touched_rows(int in_lo, int in_hi, int h_in, int h_out, int *i_lo, int *i_hi)
 {
-    check_full(x);
-    check_full(y);
-    LR_ASSERT(x.n == y.n && x.c == y.c);
-    k_adaptive_fwd op = {x, y};
-    return run_each(c, op, rows_total(y, y.c, y.h));
+    *i_lo = (int)((int64_t)in_lo * h_out / h_in);
+    *i_hi = (int)((int64_t)in_hi * h_out / h_in);
+    while (*i_lo > 0 && bin_end(*i_lo - 1, h_in, h_out) > in_lo)
+        (*i_lo)--;
+    while (*i_hi + 1 < h_out && bin_start(*i_hi + 1, h_in, h_out) <= in_hi)
+        (*i_hi)++;
 }
 
-static lr_status launch_adaptive_bwd(cuda_ctx *c, dview dy, dview dx)
+/* x holds input rows [in_lo, in_hi] (at least); y is the whole output map. */
+static lr_status launch_adaptive_fwd(cuda_ctx *c, dview x, dview y, int in_lo, int in_hi)
+{
+    check_full(y);
+    check_rows(x, in_lo, in_hi);
+    LR_ASSERT(x.n == y.n && x.c == y.c && in_lo <= in_hi);
+    int i_lo, i_hi;
+    touched_rows(in_lo, in_hi, x.h, y.h, &i_lo, &i_hi);
+    k_adaptive_fwd op = {x, y, i_lo, i_hi - i_lo + 1, in_lo, in_hi};
+    return run_each(c, op, rows_total(y, y.c, i_hi - i_lo + 1));
+}
+
+static lr_status launch_adaptive_bwd(cuda_ctx *c, dview dy, dview dx, int in_lo, int in_hi)
 {
     check_full(dy);
-    check_full(dx);
-    LR_ASSERT(dx.n == dy.n && dx.c == dy.c);
-    k_adaptive_bwd op = {dy, dx};
-    return run_each(c, op, rows_total(dx, dx.c, dx.h));
+    check_rows(dx, in_lo, in_hi);
+    LR_ASSERT(dx.n == dy.n && dx.c == dy.c && in_lo <= in_hi);
+    k_adaptive_bwd op = {dy, dx, in_lo, in_hi - in_lo + 1};
+    return run_each(c, op, rows_total(dx, dx.c, in_hi - in_lo + 1));
 }
 
 /* ------------------------------------------------------------------ adapters */
@@ -277,12 +300,16 @@ lr_status cuda_run_pool(cuda_ctx *c, const exec_op *op)
                            view_of(op, r->din[0]));
 }
 
+/* RUN_ROW_SUM: the input rows own_lo..own_hi of a partition; otherwise the whole map. */
 lr_status cuda_run_gpool(cuda_ctx *c, const exec_op *op)
 {
     const sched_run *r = op->run;
+    const net_node *n = node_of(op);
+    bool part = op->step->flags & RUN_ROW_SUM;
+    int lo = part ? r->own_lo : 0, hi = part ? r->own_hi : op->net->nodes[n->inputs[0]].h - 1;
     if (!backward(op))
-        return launch_adaptive_fwd(c, view_of(op, r->in[0]), view_of(op, r->out));
+        return launch_adaptive_fwd(c, view_of(op, r->in[0]), view_of(op, r->out), lo, hi);
     if (r->din[0] < 0)
         return LR_OK;
-    return launch_adaptive_bwd(c, view_of(op, r->dout), view_of(op, r->din[0]));
+    return launch_adaptive_bwd(c, view_of(op, r->dout), view_of(op, r->din[0]), lo, hi);
 }

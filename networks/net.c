@@ -74,6 +74,11 @@ bool net_op_is_rowwise(net_op op)
     return op < OP_COUNT && op_table[op].rowwise;
 }
 
+bool net_op_is_row_reduction(net_op op)
+{
+    return op == OP_ADAPTIVE_AVGPOOL || op == OP_GLOBAL_AVGPOOL;
+}
+
 bool net_op_has_params(net_op op)
 {
     return op < OP_COUNT && op_table[op].has_params;

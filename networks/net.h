@@ -112,6 +112,11 @@ net_op net_op_from_name(const char *name);
  * row region); false for ops that need every row (flatten, fc, global/adaptive pooling, loss). */
 bool net_op_is_rowwise(net_op op);
 
+/* True for the pooling to a fixed size (adaptive_avgpool, global_avgpool): it needs every row
+ * of its input, but it is a sum over windows of rows, so a row region may run through it as its
+ * last layer, each partition adding its own input rows into the small output (rowdep.h). */
+bool net_op_is_row_reduction(net_op op);
+
 /* True when the op has learnable parameters. */
 bool net_op_has_params(net_op op);
 

@@ -15,6 +15,27 @@ static int floor_div(int64_t a, int b)
     return (int)q;
 }
 
+rowrange rowdep_bin(int i, int in, int out)
+{
+    return rr_make((int)((int64_t)i * in / out), (int)(((int64_t)(i + 1) * in + out - 1) / out) - 1);
+}
+
+rowrange rowdep_reach(const net_t *net, int node, rowrange in)
+{
+    const net_node *n = &net->nodes[node];
+    int h_in = net->nodes[n->inputs[0]].h;
+    LR_ASSERT(net_op_is_row_reduction(n->op));
+    if (rr_empty(in))
+        return rr_none();
+    /* the first bin that ends at or after in.lo, the last that starts at or before in.hi */
+    int lo = (int)((int64_t)in.lo * n->h / h_in), hi = (int)((int64_t)in.hi * n->h / h_in);
+    while (lo > 0 && rowdep_bin(lo - 1, h_in, n->h).hi >= in.lo)
+        lo--;
+    while (hi + 1 < n->h && rowdep_bin(hi + 1, h_in, n->h).lo <= in.hi)
+        hi++;
+    return rr_make(lo, hi);
+}
+
 rowrange rowdep_need(const net_t *net, int node, int k, rowrange out)
 {
     const net_node *n = &net->nodes[node];
@@ -34,6 +55,9 @@ rowrange rowdep_need(const net_t *net, int node, int k, rowrange out)
     }
     case OP_UPSAMPLE:
         return rr_make(out.lo / p->scale, out.hi / p->scale);
+    case OP_ADAPTIVE_AVGPOOL:
+    case OP_GLOBAL_AVGPOOL:
+        return rr_make(rowdep_bin(out.lo, x->h, n->h).lo, rowdep_bin(out.hi, x->h, n->h).hi);
     case OP_RELU:
     case OP_BATCHNORM:
     case OP_ADD:
@@ -68,6 +92,10 @@ int rowdep_avail(const net_t *net, int node, const int *avail)
                 break;
             case OP_UPSAMPLE:
                 r = (a + 1) * p->scale - 1;
+                break;
+            case OP_ADAPTIVE_AVGPOOL:
+            case OP_GLOBAL_AVGPOOL: /* the last bin that ends by row a */
+                r = (int)((int64_t)(a + 1) * n->h / x->h) - 1;
                 break;
             case OP_RELU:
             case OP_BATCHNORM:

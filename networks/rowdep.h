@@ -2,8 +2,10 @@
  *
  * For a spatial op with vertical kernel k, stride s, padding p and dilation d, output row r
  * reads input rows [r*s - p, r*s - p + d*(k-1)], clipped to the image (rows outside are padding).
- * Elementwise ops, add and concat map rows 1:1; upsample by f maps r to r/f; ops that need every
- * row (flatten, fc, global and adaptive pooling, the loss) end a row region.
+ * Elementwise ops, add and concat map rows 1:1; upsample by f maps r to r/f; adaptive pooling to
+ * o rows maps output row i to the input rows of its bin [floor(i*H/o), ceil((i+1)*H/o)) (PyTorch's
+ * AdaptiveAvgPool2d; global pooling is the one bin of all rows). Ops that need every row
+ * (flatten, fc, the loss) end a row region; the pooling to a fixed size may be its last layer.
  *
  * Deliberately not here: partitions and schedules (plan.h), costs (cost.h).
  */
@@ -69,6 +71,14 @@ rowrange rowdep_need(const net_t *net, int node, int k, rowrange out);
 /* The last output row of `node` computable when each input k has rows [0, avail[k]] available
  * (an input with avail[k] >= its height - 1 is complete). -1 when none is. */
 int rowdep_avail(const net_t *net, int node, const int *avail);
+
+/* Adaptive pooling's bin of output row i: the input rows [floor(i*in/out), ceil((i+1)*in/out) - 1]
+ * (for global pooling, out = 1: every row). */
+rowrange rowdep_bin(int i, int in, int out);
+
+/* For a row reduction (net_op_is_row_reduction): the output rows whose bins contain any of the
+ * input rows `in` (consecutive bins may share a row when in % out != 0). Empty for empty `in`. */
+rowrange rowdep_reach(const net_t *net, int node, rowrange in);
 
 #define ROWDEP_RF_MAX ((int64_t)1 << 62) /* rf saturates here (deep strided stacks) */
 

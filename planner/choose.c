@@ -85,7 +85,9 @@ lr_status strategy_choose_pair(const net_t *net, const plan_config *cfg, plan_st
         req.strategy = h;
         return strategy_choose(net, cfg, &req, hybrid);
     }
-    take(net, &r.single, single, end, one);
+    /* the single-stage plan from its own search, which goes past N = 32 (auto's probes stop
+     * there) */
+    LR_TRY(strategy_choose(net, cfg, &req, one));
     take(net, &r.best, h, end, hybrid);
     return LR_OK;
 }

@@ -21,8 +21,9 @@ lr_status strategy_choose(const net_t *net, const plan_config *cfg, const plan_r
                           plan_choice *out);
 
 /* 2ps and 2ps-h (single = STRAT_2PS), or overl and overl-h, as strategy_choose chooses them
- * without --rows and --region, from one search: the hybrid's search holds every single-stage plan
- * of its kind, so the single-stage strategy's best comes from the same probes. */
+ * without --rows and --region: the hybrid from its search, the single-stage plan from its own
+ * (which tries N past 32, and the region through the pooling to a fixed size, where the
+ * hybrid's probes do not go). */
 lr_status strategy_choose_pair(const net_t *net, const plan_config *cfg, plan_strategy single,
                                plan_choice *one, plan_choice *hybrid);
 

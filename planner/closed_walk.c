@@ -99,6 +99,17 @@ void closed_kernel(evaluator *v, int node, int rows, device_kernel_kind kind, in
     closed_ns(v, device_kernel_ns(v->device, &k));
 }
 
+void closed_sum_kernel(evaluator *v, const plan_stage *st, int l, int j, rowrange touched,
+                       device_kernel_kind kind)
+{
+    int in_rows = rr_count(st->sum_in[j]);
+    closed_flops(v, cost_sum_flops(v->net, l, v->batch, in_rows));
+    if (!v->device || in_rows == 0)
+        return;
+    device_kernel k = device_kernel_of_sum(v->net, l, v->batch, v->eb, in_rows, rr_count(touched), kind);
+    closed_ns(v, device_kernel_ns(v->device, &k));
+}
+
 bool closed_first_occurrence(const net_node *n, int k, int u, const net_t *net)
 {
     for (int q = 0; q < k; q++)
@@ -186,8 +197,11 @@ void closed_forward_compute(evaluator *v, const fwd_pass *f, int l, int j)
                         !st->bn_frozen && !rr_empty(rows);
     if (stripe_stats)
         closed_add(v, plan_bn_stats_bytes(net, l), f->pass, l, j);
-    closed_kernel(v, l, rr_count(rows), stats_acc ? KERNEL_STATS : KERNEL_FWD,
-                  (stats_acc ? v->stats_row_flops[l] : v->fwd_row_flops[l]) * rr_count(rows));
+    if (plan_sums_at(st, l))
+        closed_sum_kernel(v, st, l, j, rows, KERNEL_FWD);
+    else
+        closed_kernel(v, l, rr_count(rows), stats_acc ? KERNEL_STATS : KERNEL_FWD,
+                      (stats_acc ? v->stats_row_flops[l] : v->fwd_row_flops[l]) * rr_count(rows));
     if (stripe_stats && !f->store && l != st->out_node)
         closed_shrink(v, plan_bn_stats_bytes(net, l));
 }
@@ -242,6 +256,8 @@ void closed_mark_descendants(evaluator *v, const plan_stage *st, int node)
 rowrange closed_bwd_rows(const plan_stage *st, int l, int j)
 {
     int i = plan_idx(st, l, j);
+    if (plan_sums_at(st, l)) /* a summing stage's reduction back-propagates its input rows */
+        return st->sum_in[j];
     return st->kind == PART_OVERLAP ? st->comp[i] : st->own[i];
 }
 
@@ -278,8 +294,11 @@ void closed_backward_node(evaluator *v, const bwd_pass *b, int l, int j, bool *g
         bool stripe_bn = n->op == OP_BATCHNORM && !st->bn_passes && !st->bn_frozen;
         if (stripe_bn && !acc)
             closed_add(v, plan_bn_gred_bytes(net, l), b->pass, l, j);
-        closed_kernel(v, l, rr_count(rows), acc ? KERNEL_STATS : KERNEL_BWD,
-                      (acc ? v->stats_row_flops[l] : v->bwd_row_flops[l]) * rr_count(rows));
+        if (plan_sums_at(st, l))
+            closed_sum_kernel(v, st, l, j, st->comp[i], KERNEL_BWD);
+        else
+            closed_kernel(v, l, rr_count(rows), acc ? KERNEL_STATS : KERNEL_BWD,
+                          (acc ? v->stats_row_flops[l] : v->bwd_row_flops[l]) * rr_count(rows));
         if (stripe_bn && !acc)
             closed_shrink(v, plan_bn_gred_bytes(net, l));
     }

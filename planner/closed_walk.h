@@ -96,6 +96,10 @@ void closed_ns(evaluator *v, int64_t ns);
 /* One kernel of the schedule (a RUN step that does arithmetic) on `rows` rows of node: its FLOPs,
  * and with a device its time. */
 void closed_kernel(evaluator *v, int node, int rows, device_kernel_kind kind, int64_t flops);
+/* A summing stage's reduction: partition j adds its rows sum_in[j] into the output rows `touched`
+ * (forward) or takes their gradient (backward). */
+void closed_sum_kernel(evaluator *v, const plan_stage *st, int l, int j, rowrange touched,
+                       device_kernel_kind kind);
 int64_t closed_rows_bytes(const evaluator *v, int node, rowrange r);
 int64_t closed_full_bytes(const evaluator *v, int node);
 /* Whether inputs[k] of n is the first input with root u (an input read twice is freed once). */

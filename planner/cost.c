@@ -73,11 +73,20 @@ static int64_t fwd_per_element(const net_t *net, const net_node *n)
     }
 }
 
+int64_t cost_sum_flops(const net_t *net, int node, int batch, int in_rows)
+{
+    const net_node *x = &net->nodes[net->nodes[node].inputs[0]];
+    return in_rows <= 0 ? 0 : (int64_t)batch * x->c * in_rows * x->w;
+}
+
 int64_t cost_fwd_flops(const net_t *net, int node, int batch, int rows)
 {
     const net_node *n = &net->nodes[node];
     if (rows <= 0 || node == 0)
         return 0;
+    if (net_op_is_row_reduction(n->op)) /* one add per input element (all of them for every row) */
+        return cost_sum_flops(net, node, batch,
+                              (int)((int64_t)rows * net->nodes[n->inputs[0]].h / n->h));
     return fwd_per_element(net, n) * batch * n->c * rows * n->w;
 }
 

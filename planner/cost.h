@@ -5,7 +5,7 @@
  *   conv 2 * (Cin/groups) * kh * kw (+1 with bias); fc 2 * in (+1 with bias);
  *   max/avg pooling kh * kw; batchnorm 4 (plus 3 per element for gathering statistics);
  *   relu, add (per extra input), dropout, upsample, concat 1; global/adaptive pooling 1 per
- *   input element; the loss 4 per logit.
+ *   input element (cost_sum_flops for a stripe of its input); the loss 4 per logit.
  *
  * The planner checks once per configuration (cost_check_layers) that every per-layer count fits
  * in int64: a layer's whole output bytes and its forward, backward and statistics FLOPs. Every
@@ -43,6 +43,8 @@ int64_t cost_node_bytes(const net_t *net, int node, int batch, int elem_bytes);
 /* Forward FLOPs of computing `rows` output rows of node; backward FLOPs. */
 int64_t cost_fwd_flops(const net_t *net, int node, int batch, int rows);
 int64_t cost_bwd_flops(const net_t *net, int node, int batch, int rows);
+/* FLOPs of a row reduction (adaptive or global pooling) adding in_rows rows of its input. */
+int64_t cost_sum_flops(const net_t *net, int node, int batch, int in_rows);
 /* FLOPs of gathering BN statistics over `rows` rows. */
 int64_t cost_stats_flops(const net_t *net, int node, int batch, int rows);
 

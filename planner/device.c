@@ -110,11 +110,31 @@ device_kernel device_kernel_of(const net_t *net, int node, int batch, int elem_b
     return k;
 }
 
+device_kernel device_kernel_of_sum(const net_t *net, int node, int batch, int elem_bytes,
+                                   int in_rows, int out_rows, device_kernel_kind kind)
+{
+    const net_node *n = &net->nodes[node], *x = &net->nodes[n->inputs[0]];
+    int64_t in = (int64_t)batch * x->c * in_rows * x->w, out = (int64_t)batch * n->c * out_rows * n->w;
+    device_kernel k = {cost_sum_flops(net, node, batch, in_rows), elem_bytes * (in + 2 * out), out,
+                       launches_of(n, kind)};
+    if (kind == KERNEL_BWD)
+        k.bytes = elem_bytes * (2 * in + out); /* dy read; dx read and written */
+    return k;
+}
+
 bool device_kernel_of_step(const net_t *net, int batch, int elem_bytes, plan_optim optim,
                            const sched_step *st, device_kernel *k)
 {
     if (st->op != STEP_RUN || st->flops == 0)
         return false;
+    if (st->flags & RUN_ROW_SUM) { /* its FLOPs are one per input element it adds */
+        const net_node *x = &net->nodes[net->nodes[st->node].inputs[0]];
+        int in_rows = (int)(st->flops / ((int64_t)batch * x->c * x->w));
+        *k = device_kernel_of_sum(net, st->node, batch, elem_bytes, in_rows,
+                                  st->row_hi - st->row_lo + 1,
+                                  st->pass == PASS_BWD || st->pass == PASS_GSTATS ? KERNEL_BWD : KERNEL_FWD);
+        return true;
+    }
     device_kernel_kind kind = KERNEL_FWD;
     if (st->pass == PASS_UPDATE)
         kind = KERNEL_UPDATE;

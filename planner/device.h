@@ -67,6 +67,11 @@ typedef struct {
 device_kernel device_kernel_of(const net_t *net, int node, int batch, int elem_bytes, int rows,
                                device_kernel_kind kind, plan_optim optim);
 
+/* A row reduction adding in_rows rows of its input into out_rows rows of its output (RUN_ROW_SUM,
+ * forward), or taking their gradient (backward). */
+device_kernel device_kernel_of_sum(const net_t *net, int node, int batch, int elem_bytes,
+                                   int in_rows, int out_rows, device_kernel_kind kind);
+
 /* The kernel a schedule step runs; false for steps the model does not time (ALLOC, FREE, COPY,
  * and RUN steps that do no arithmetic, such as finalising BatchNorm statistics). */
 bool device_kernel_of_step(const net_t *net, int batch, int elem_bytes, plan_optim optim,

@@ -348,6 +348,9 @@ static void release_forward_value(emitter *e, const fwd_ctx *f, int u, int j)
     free_t(e, v, f->pass, u, j);
 }
 
+static int grad_of(emitter *e, const plan_stage *st, int u, int j, int pass, int by);
+static void sum_run(emitter *e, int pass, const plan_stage *st, int j, rowrange rows);
+
 static void forward_run(emitter *e, const fwd_ctx *f, int l, int j, rowrange comp)
 {
     const net_t *net = e->net;
@@ -356,6 +359,10 @@ static void forward_run(emitter *e, const fwd_ctx *f, int l, int j, rowrange com
     bool stats_acc = f->pass == PASS_STATS && l == f->stats_node;
     int flags = stats_acc ? RUN_STATS_ACC : 0;
     rowrange rows = stats_acc ? st->own[plan_idx(st, l, j)] : comp;
+    if (plan_sums_at(st, l)) {
+        sum_run(e, f->pass, st, j, rows);
+        return;
+    }
     if (rr_empty(rows))
         return;
     if (n->op == OP_BATCHNORM && !stats_acc) {
@@ -382,6 +389,29 @@ static void forward_run(emitter *e, const fwd_ctx *f, int l, int j, rowrange com
         r->own_hi = st->own[plan_idx(st, l, j)].hi;
     }
     r->out = stats_acc ? -1 : value_of(e, st, l, j);
+}
+
+/* A summing stage's reduction (forward or backward): partition j adds its rows sum_in[j] of the
+ * input into the output rows `rows` they touch, or takes their gradient from them. */
+static void sum_run(emitter *e, int pass, const plan_stage *st, int j, rowrange rows)
+{
+    const net_t *net = e->net;
+    int l = st->out_node, x = net->nodes[l].inputs[0];
+    rowrange in = st->sum_in[j];
+    if (rr_empty(in))
+        return;
+    bool bwd = pass == PASS_BWD || pass == PASS_GSTATS;
+    int din = !bwd || x == 0 || (x == st->in_node && pass == PASS_GSTATS) ? -1
+              : x == st->in_node                                         ? e->grad[x]
+                                                                         : grad_of(e, st, x, j, pass, l);
+    sched_run *r = run_step(e, pass, l, j, rows, RUN_ROW_SUM,
+                            cost_sum_flops(net, l, e->batch, rr_count(in)));
+    r->own_lo = in.lo;
+    r->own_hi = in.hi;
+    r->in[0] = bwd ? -1 : value_of(e, st, x, j);
+    r->out = bwd ? -1 : e->val[l];
+    r->dout = bwd ? e->grad[l] : -1;
+    r->din[0] = din;
 }
 
 /* One partition's forward through the stage (first forward, recompute or a STATS pass). */
@@ -523,6 +553,10 @@ static void backward_run(emitter *e, const bwd_ctx *b, int l, int j)
     const net_node *n = &net->nodes[l];
     int i = plan_idx(st, l, j);
     bool tiled = st->kind != PART_OVERLAP;
+    if (plan_sums_at(st, l)) {
+        sum_run(e, b->pass, st, j, st->comp[i]);
+        return;
+    }
     rowrange rows = tiled ? st->own[i] : st->comp[i];
     int dout = l == st->out_node ? e->grad[l] : *slot(e, e->sg, st, l, j);
     if (rr_empty(rows) || dout < 0)

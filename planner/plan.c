@@ -33,12 +33,21 @@ int plan_default_region_end(const net_t *net)
     bool *cut = malloc((size_t)net->n_nodes);
     LR_ASSERT(cut != NULL);
     rowdep_cuts(net, cut);
-    int end = 0;
-    for (int i = 1; i < net->n_nodes && net_op_is_rowwise(net->nodes[i].op); i++)
+    int end = 0, i = 1;
+    for (; i < net->n_nodes && net_op_is_rowwise(net->nodes[i].op); i++)
         if (cut[i])
             end = i;
+    /* the pooling to a fixed size sums its input's rows: the region runs through it, so the tail
+     * starts at its small output instead of keeping its input whole */
+    if (i > 1 && i < net->n_nodes && net_op_is_row_reduction(net->nodes[i].op) && cut[i])
+        end = i;
     free(cut);
     return end;
+}
+
+int plan_split_node(const net_t *net, const plan_stage *st)
+{
+    return st->sum_in ? net->nodes[st->out_node].inputs[0] : st->out_node;
 }
 
 /* ------------------------------------------------------------------ ranges */
@@ -59,13 +68,25 @@ static int need_hi_from_consumers(const net_t *net, const plan_stage *st, const 
     return best;
 }
 
-/* row: equal splits of the stage output, cones propagated backwards. */
+/* The end of partition j's share of equal splits of `rows` rows. */
+static int split_hi(int rows, int j, int parts)
+{
+    return (int)((int64_t)(j + 1) * rows / parts) - 1;
+}
+
+/* row: equal splits of the stage output (of the reduction's input in a summing stage, whose
+ * output rows are those the split finishes), cones propagated backwards. */
 static void tile_out(const net_t *net, const plan_stage *st, int *hi)
 {
-    int P = st->parts, hb = net->nodes[st->out_node].h;
-    for (int j = 0; j < P; j++)
-        hi[plan_idx(st, st->out_node, j)] = (int)((int64_t)(j + 1) * hb / P) - 1;
-    for (int l = st->out_node - 1; l > st->in_node; l--) {
+    int P = st->parts, b = st->out_node, split = plan_split_node(net, st), hs = net->nodes[split].h;
+    for (int j = 0; j < P; j++) {
+        int last = split_hi(hs, j, P);
+        if (split > st->in_node)
+            hi[plan_idx(st, split, j)] = last;
+        if (split != b)
+            hi[plan_idx(st, b, j)] = rowdep_avail(net, b, &last);
+    }
+    for (int l = split - 1; l > st->in_node; l--) {
         for (int j = 0; j < P; j++) {
             int prev = j ? hi[plan_idx(st, l, j - 1)] : -1;
             int h = need_hi_from_consumers(net, st, hi, l, j);
@@ -86,8 +107,7 @@ static void tile_in(const net_t *net, const plan_stage *st, int *hi)
         for (int j = 0; j < P; j++) {
             for (int k = 0; k < n->n_inputs; k++) {
                 int u = n->inputs[k];
-                avail[k] = u == st->in_node ? (int)((int64_t)(j + 1) * ha / P) - 1
-                                            : hi[plan_idx(st, u, j)];
+                avail[k] = u == st->in_node ? split_hi(ha, j, P) : hi[plan_idx(st, u, j)];
             }
             int prev = j ? hi[plan_idx(st, l, j - 1)] : -1;
             int h = rowdep_avail(net, l, avail);
@@ -106,25 +126,51 @@ static void own_from_hi(const plan_stage *st, const int *hi, rowrange *own)
         }
 }
 
-/* Hull of the rows of l that its consumers in the stage read while computing `of[c]`. */
+/* Hull of the rows of l that its consumers in the stage read while computing `of[c]` (a summing
+ * stage's reduction reads just its partition's share, sum_in). */
 static rowrange need_from_consumers(const net_t *net, const plan_stage *st, const rowrange *of,
                                     int l, int j)
 {
     rowrange r = rr_none();
     for (int e = net->cons_off[l]; e < net->cons_off[l + 1]; e++) {
         int c = net->cons_node[e];
-        if (c <= st->out_node)
+        if (plan_sums_at(st, c))
+            r = rr_hull(r, st->sum_in[j]);
+        else if (c <= st->out_node)
             r = rr_hull(r, rowdep_need(net, c, net->cons_slot[e], of[plan_idx(st, c, j)]));
     }
     return r;
 }
 
+/* A summing stage: the rows of the reduction's input each partition adds, its own rows of that
+ * node (equal splits of the stage input when the stage holds the reduction alone). */
+static void sum_inputs(const net_t *net, plan_stage *st)
+{
+    int x = net->nodes[st->out_node].inputs[0];
+    for (int j = 0; j < st->parts; j++)
+        st->sum_in[j] = x > st->in_node ? st->own[plan_idx(st, x, j)]
+                                        : rr_make(split_hi(net->nodes[x].h, j - 1, st->parts) + 1,
+                                                  split_hi(net->nodes[x].h, j, st->parts));
+}
+
+/* ... and the output rows they touch. */
+static void sum_outputs(const net_t *net, plan_stage *st)
+{
+    for (int j = 0; j < st->parts; j++) {
+        int i = plan_idx(st, st->out_node, j);
+        st->comp[i] = st->held[i] = rowdep_reach(net, st->out_node, st->sum_in[j]);
+    }
+}
+
 /* overl: each partition's cone of its own output rows, plus its own rows at every layer. */
 static void overlap_comp(const net_t *net, plan_stage *st)
 {
+    if (st->sum_in)
+        sum_outputs(net, st);
     for (int j = 0; j < st->parts; j++) {
         int b = st->out_node;
-        st->comp[plan_idx(st, b, j)] = st->own[plan_idx(st, b, j)];
+        if (!st->sum_in)
+            st->comp[plan_idx(st, b, j)] = st->own[plan_idx(st, b, j)];
         for (int l = b - 1; l > st->in_node; l--)
             st->comp[plan_idx(st, l, j)] =
                 rr_hull(st->own[plan_idx(st, l, j)], need_from_consumers(net, st, st->comp, l, j));
@@ -155,6 +201,8 @@ static void tiled_held(const net_t *net, plan_stage *st)
             st->held[i] = rr_make(lo, st->own[i].hi);
         }
     }
+    if (st->sum_in)
+        sum_outputs(net, st);
 }
 
 static lr_status build_stage(const net_t *net, plan_stage *st)
@@ -163,8 +211,10 @@ static lr_status build_stage(const net_t *net, plan_stage *st)
     st->own = malloc(n * sizeof(rowrange));
     st->comp = malloc(n * sizeof(rowrange));
     st->held = malloc(n * sizeof(rowrange));
+    bool sums = net_op_is_row_reduction(net->nodes[st->out_node].op);
+    st->sum_in = sums ? malloc((size_t)st->parts * sizeof(rowrange)) : NULL;
     int *hi = malloc(n * sizeof(int));
-    if (!st->own || !st->comp || !st->held || !hi) {
+    if (!st->own || !st->comp || !st->held || !hi || (sums && !st->sum_in)) {
         free(hi);
         return lr_fail(LR_ERR_NOMEM, "out of memory planning %d partitions", st->parts);
     }
@@ -174,6 +224,8 @@ static lr_status build_stage(const net_t *net, plan_stage *st)
         tile_out(net, st, hi);
     own_from_hi(st, hi, st->own);
     free(hi);
+    if (st->sum_in)
+        sum_inputs(net, st);
     if (st->kind == PART_OVERLAP)
         overlap_comp(net, st);
     else
@@ -199,7 +251,8 @@ static lr_status check_spec(const net_t *net, const plan_spec *spec, const bool 
                            "crosses (an earlier layer's output is used after %s)",
                            n->name, n->name);
         for (int l = prev + 1; l <= c; l++)
-            if (!net_op_is_rowwise(net->nodes[l].op))
+            if (!net_op_is_rowwise(net->nodes[l].op) &&
+                !(l == c && net_op_is_row_reduction(net->nodes[l].op)))
                 return lr_fail(LR_ERR_INPUT,
                                "--region/stage cut %s: layer %s (%s) needs every row and cannot be "
                                "in a row region",
@@ -213,7 +266,10 @@ static lr_status check_spec(const net_t *net, const plan_spec *spec, const bool 
 
 int plan_split_rows(const net_t *net, plan_partitioning kind, int in_node, int out_node)
 {
-    return kind == PART_TILE_IN ? net->nodes[in_node].h : net->nodes[out_node].h;
+    const net_node *b = &net->nodes[out_node];
+    if (kind == PART_TILE_IN)
+        return net->nodes[in_node].h;
+    return net_op_is_row_reduction(b->op) ? net->nodes[b->inputs[0]].h : b->h;
 }
 
 /* Partitions beyond the rows available would be empty everywhere: clamp. */
@@ -292,7 +348,7 @@ lr_status plan_stage_build(const net_t *net, const plan_config *cfg, plan_partit
 
 void plan_stage_free(plan_stage *st)
 {
-    free(st->own), free(st->comp), free(st->held), free(st->rerun);
+    free(st->own), free(st->comp), free(st->held), free(st->sum_in), free(st->rerun);
     memset(st, 0, sizeof *st);
 }
 

@@ -101,6 +101,11 @@ typedef struct {
      *   comp - rows it computes in forward (= own when tiled; own plus the cone when overlapping)
      *   held - rows its buffer holds (comp plus boundary rows from earlier partitions)  */
     rowrange *own, *comp, *held;
+    /* A stage whose last layer is a row reduction (adaptive or global average pooling) sums:
+     * partition j adds rows sum_in[j] of the reduction's input (a tiling of them, in order)
+     * into the whole output; own[out_node][j] are the output rows it finishes (their bins end
+     * there), comp[out_node][j] those it touches. NULL for other stages. */
+    rowrange *sum_in;
     bool *rerun;     /* by node id: recomputed for backward (its value or BN statistics are read
                         in backward, or it feeds a node that is); never the stage output */
     bool store_last; /* the last partition's forward keeps what backward reads (no recompute) */
@@ -128,7 +133,8 @@ static inline int plan_idx(const plan_stage *st, int node, int j)
 #define PLAN_MAX_RANGES ((int64_t)1 << 25)
 
 /* The rows a stage (in_node, out_node] of this partitioning splits into partitions: its input's
- * for 2ps (PART_TILE_IN), its output's otherwise. plan_build clamps N to them. */
+ * for 2ps (PART_TILE_IN), its output's otherwise (for a stage ending in a row reduction, the
+ * reduction's input's). plan_build clamps N to them. */
 int plan_split_rows(const net_t *net, plan_partitioning kind, int in_node, int out_node);
 
 /* Builds the plan for a spec: checks the cuts (LR_ERR_INPUT naming the layer when a cut is not
@@ -245,9 +251,21 @@ int64_t plan_bn_stats_bytes(const net_t *net, int node);
 int64_t plan_bn_gred_bytes(const net_t *net, int node);
 int plan_root(const net_t *net, int node); /* flatten is a view of its input */
 
-/* Nodes that may end a row region: cuts whose op and every op before them map rows.
- * region_end_default = the last such node before the first op that needs every row (0 if none). */
+/* Nodes that may end a row region: cuts whose op and every op before them map rows, and a row
+ * reduction (adaptive or global average pooling) right after such ops. The default region end is
+ * the last such node before the first op that needs every row, or that op itself when it is a
+ * row reduction at a cut (0 if none). */
 int plan_default_region_end(const net_t *net);
+
+/* The node whose rows a stage's partitions split for tile_out and overlap: the stage output, or
+ * the reduction's input in a summing stage. */
+int plan_split_node(const net_t *net, const plan_stage *st);
+
+/* True for the runs of a summing stage's last layer: they add rows sum_in[j] of its input. */
+static inline bool plan_sums_at(const plan_stage *st, int node)
+{
+    return st->sum_in && node == st->out_node;
+}
 
 #ifdef __cplusplus
 }

@@ -46,9 +46,12 @@ int strategy_resolution_cuts(const net_t *net, int region_end, int *cuts, int ma
 {
     bool *cut = cut_table(net);
     int n = 0, last_cut = 0;
+    /* a region ending in a row reduction: the reduction joins the stage of its input, which
+     * then never has to be kept whole */
+    int joined = net_op_is_row_reduction(net->nodes[region_end].op) ? net->nodes[region_end].inputs[0] : -1;
     for (int l = 1; l <= region_end && n < max_cuts - 1; l++) {
         const net_node *x = &net->nodes[net->nodes[l].inputs[0]];
-        bool shrinks = net->nodes[l].h < x->h;
+        bool shrinks = net->nodes[l].h < x->h && l != joined;
         if (shrinks) {
             int at = cut[l] ? l : last_cut; /* keep the smaller map when the downsampler is a cut */
             if (at > 0 && (n == 0 || at > cuts[n - 1]))
@@ -290,7 +293,7 @@ int strategy_max_parts(const net_t *net, plan_partitioning kind, int in_node, in
     int64_t rows = plan_split_rows(net, kind, in_node, out_node);
     /* 2ps splits the stage's input; past the output's rows (or 32) more partitions only add
      * boundary rows: at least one partition per output row leaves deeper layers idle */
-    int64_t out_rows = net->nodes[out_node].h;
+    int64_t out_rows = plan_split_rows(net, PART_TILE_OUT, in_node, out_node);
     if (kind == PART_TILE_IN && rows > out_rows && rows > SINGLE_STAGE_MAX_N)
         rows = out_rows > SINGLE_STAGE_MAX_N ? out_rows : SINGLE_STAGE_MAX_N;
     int64_t by_ranges = PLAN_MAX_RANGES / (out_node - in_node);

@@ -132,7 +132,7 @@ sched_run *sched_run_step(sched_t *s, int pass, int node, int part, int stage, i
     sched_step *st = push(s, STEP_RUN, pass, node, part, stage); /* may hand over earlier runs */
     st->row_lo = row_lo;
     st->row_hi = row_hi;
-    st->flags = (uint8_t)flags;
+    st->flags = (uint16_t)flags;
     st->flops = flops;
     s->runs = grow(s->runs, &s->cap_runs, s->n_runs + 1, sizeof *s->runs);
     sched_run *r = &s->runs[s->n_runs];

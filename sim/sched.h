@@ -97,6 +97,10 @@ typedef struct {
 #define RUN_STATS_ACC 0x20  /* STATS: add the input rows own_lo..own_hi to the BN sums */
 #define RUN_GSTATS_ACC 0x40 /* GSTATS: add (sum dy, sum dy*xhat) over the step's rows to gred */
 #define RUN_BN_FROZEN 0x80  /* BN normalises with the running statistics and leaves them unchanged */
+#define RUN_ROW_SUM 0x100   /* adaptive/global pooling in a partitioned stage: forward adds input rows
+                               own_lo..own_hi into the output rows row_lo..row_hi their bins meet
+                               (a bin starting there is started, one ending there is averaged);
+                               backward takes those input rows' gradient from the output's */
 
 /* A RUN step's tensors. For node inputs k < n_in: in[k] holds the input's value rows
  * (FWD/RECOMPUTE/STATS: read; BWD: read when the op's backward needs its input, else -1),
@@ -110,7 +114,8 @@ typedef struct {
     int32_t param, param_grad, opt_state, running; /* -1 when none */
     int32_t aux;  /* BN: TK_BN_STATS tensor */
     int32_t gred; /* BN: TK_BN_GRED tensor (exact mode in a row region, or column BN backward) */
-    int32_t own_lo, own_hi; /* RUN_BN_PARTIAL and STATS: rows whose statistics this step owns */
+    int32_t own_lo, own_hi; /* RUN_BN_PARTIAL and STATS: rows whose statistics this step owns;
+                               RUN_ROW_SUM: the input rows it adds (or back-propagates to) */
     int32_t labels, loss;
     int32_t workspace;
 } sched_run;
@@ -118,7 +123,7 @@ typedef struct {
 typedef struct {
     uint8_t op;   /* sched_op */
     uint8_t pass; /* sched_pass */
-    uint8_t flags;
+    uint16_t flags;     /* RUN_* */
     uint8_t accumulate; /* COPY: dst += src instead of dst = src */
     int32_t node, part, stage;
     int32_t row_lo, row_hi; /* RUN: output rows computed or back-propagated; COPY: rows copied */

@@ -513,7 +513,7 @@ static void test_backward_kernels_skip_null_input_gradient(void **state)
     cpu_relu_bwd(&x, &dy, 0, 5, NULL);
     cpu_maxpool_bwd(&pool, &x, &dy_pool, 0, 2, NULL);
     cpu_avgpool_bwd(&pool, &dy_pool, 0, 2, NULL);
-    cpu_adaptive_avgpool_bwd(&dy_pool, NULL);
+    cpu_adaptive_avgpool_bwd(&dy_pool, NULL, 0, 5);
     cpu_accumulate_rows(&dy, 0, 5, NULL);
     cpu_concat_bwd(&dy, 0, 0, 5, NULL);
     cpu_upsample_bwd(2, &dy_up, 0, 11, NULL);
@@ -814,16 +814,58 @@ static void test_adaptive_and_global_avgpool_match_reference(void **state)
                             }
                     }
         if (t != 1) {
-            cpu_adaptive_avgpool_fwd(&x, &y);
-            cpu_adaptive_avgpool_bwd(&dy, &dx);
+            cpu_adaptive_avgpool_fwd(&x, &y, 0, 6);
+            cpu_adaptive_avgpool_bwd(&dy, &dx, 0, 6);
         } else {
-            cpu_global_avgpool_fwd(&x, &y);
-            cpu_global_avgpool_bwd(&dy, &dx);
+            cpu_global_avgpool_fwd(&x, &y, 0, 6);
+            cpu_global_avgpool_bwd(&dy, &dx, 0, 6);
         }
         assert_close_f(y.data, ref_y, view_numel(&y), 1e-6, 1e-6, "adaptive y");
         assert_close_f(dx.data, ref_dx, view_numel(&dx), 1e-6, 1e-6, "adaptive dx");
         free(ref_y);
         free(ref_dx);
+        view_free(&x);
+        view_free(&y);
+        view_free(&dy);
+        view_free(&dx);
+    }
+}
+
+/* A row region runs through the pooling to a fixed size: each partition adds its stripe of the
+ * input, in row order, into the small output. Cut into stripes anywhere (inside a bin, at a bin
+ * edge, bins sharing a row: 11 rows into 4 bins), forward gives the bits of one call over the
+ * whole map and backward gives each stripe the rows of the whole map's gradient. */
+static void test_adaptive_avgpool_on_stripes_equals_the_whole_map(void **state)
+{
+    rng_seed(1010);
+    const int outs[3][2] = {{4, 3}, {1, 1}, {11, 2}};
+    /* stripe ends (last rows), ending with 10 */
+    const int ends[][12] = {{10}, {1, 10}, {4, 5, 10}, {0, 9, 10}, {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10}};
+    for (int t = 0; t < 3; t++) {
+        int oh = outs[t][0], ow = outs[t][1];
+        cpu_view x = view_random(2, 3, 11, 5), y = view_full(2, 3, oh, ow);
+        cpu_view dy = view_random(2, 3, oh, ow), dx = view_full(2, 3, 11, 5);
+        cpu_adaptive_avgpool_fwd(&x, &y, 0, 10);
+        cpu_adaptive_avgpool_bwd(&dy, &dx, 0, 10);
+        for (size_t k = 0; k < sizeof ends / sizeof ends[0]; k++) {
+            cpu_view ys = view_full(2, 3, oh, ow);
+            fill_uniform(ys.data, view_numel(&ys)); /* stale values must not leak in */
+            for (int p = 0, lo = 0; lo <= 10; lo = ends[k][p++] + 1) {
+                int hi = ends[k][p];
+                cpu_view xs = stripe_copy(&x, lo, hi), dxs = view_new(2, 3, 11, 5, lo, hi - lo + 1);
+                cpu_adaptive_avgpool_fwd(&xs, &ys, lo, hi);
+                cpu_adaptive_avgpool_bwd(&dy, &dxs, lo, hi);
+                for (int n = 0; n < 2; n++)
+                    for (int c = 0; c < 3; c++)
+                        for (int r = lo; r <= hi; r++)
+                            assert_memory_equal(cpu_at(&dxs, n, c, r, 0), cpu_at(&dx, n, c, r, 0),
+                                                5 * sizeof(float));
+                view_free(&xs);
+                view_free(&dxs);
+            }
+            assert_memory_equal(ys.data, y.data, (size_t)view_numel(&y) * sizeof(float));
+            view_free(&ys);
+        }
         view_free(&x);
         view_free(&y);
         view_free(&dy);
@@ -1613,6 +1655,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_maxpool_nan_and_infinite_windows),
         cmocka_unit_test(test_avgpool_counts_padding),
         cmocka_unit_test(test_adaptive_and_global_avgpool_match_reference),
+        cmocka_unit_test(test_adaptive_avgpool_on_stripes_equals_the_whole_map),
         cmocka_unit_test(test_upsample_matches_reference),
         cmocka_unit_test(test_concat_and_add_match_reference),
         cmocka_unit_test(test_relu_fwd_bwd_and_in_place),

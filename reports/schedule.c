@@ -24,7 +24,7 @@
 typedef enum {
     F_I32,
     F_I64,
-    F_U8,
+    F_U16,
     F_BOOL,
     F_CLASS, /* uint8_t sched_class, written by name */
     F_KIND,  /* uint8_t sched_kind */
@@ -51,7 +51,7 @@ static const field tensor_fields[] = {
 static const field step_fields[] = {
     FIELD(sched_step, op, "op", F_OP),
     FIELD(sched_step, pass, "pass", F_PASS),
-    FIELD(sched_step, flags, "flags", F_U8),
+    FIELD(sched_step, flags, "flags", F_U16),
     FIELD(sched_step, accumulate, "accumulate", F_BOOL),
     FIELD(sched_step, node, "node", F_I32),
     FIELD(sched_step, part, "part", F_I32),
@@ -91,7 +91,7 @@ static const struct {
 } flag_names[] = {
     {"NO_WGRAD", RUN_NO_WGRAD},   {"BN_STRIPE", RUN_BN_STRIPE}, {"BN_GLOBAL", RUN_BN_GLOBAL},
     {"BN_PARTIAL", RUN_BN_PARTIAL}, {"FINALIZE", RUN_FINALIZE}, {"STATS_ACC", RUN_STATS_ACC},
-    {"GSTATS_ACC", RUN_GSTATS_ACC}, {"BN_FROZEN", RUN_BN_FROZEN},
+    {"GSTATS_ACC", RUN_GSTATS_ACC}, {"BN_FROZEN", RUN_BN_FROZEN}, {"ROW_SUM", RUN_ROW_SUM},
 };
 
 static const char *const partitioning_names[] = {"tile_out", "tile_in", "overlap"};
@@ -125,7 +125,7 @@ static lr_status write_row(FILE *f, const field *fields, int n_fields, const voi
         switch (fields[i].type) {
         case F_I32: fprintf(f, "%" PRId32, *(const int32_t *)at); break;
         case F_I64: fprintf(f, "%" PRId64, *(const int64_t *)at); break;
-        case F_U8: fprintf(f, "%u", *(const uint8_t *)at); break;
+        case F_U16: fprintf(f, "%u", *(const uint16_t *)at); break;
         case F_BOOL: fputs(*(const uint8_t *)at ? "true" : "false", f); break;
         case F_INPUTS:
             fputc('[', f);

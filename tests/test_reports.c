@@ -485,7 +485,8 @@ static void assert_run_row(json_object *fields, json_object *row, const sched_ru
         assert_int_equal(ifield(fields, row, f[i].name), f[i].v);
 }
 
-/* tiny-resnet 2ps with exact BatchNorm (STATS and GSTATS passes, every RUN flag in use): the
+/* tiny-resnet 2ps with exact BatchNorm (STATS and GSTATS passes, the global pooling summed row by
+ * row: every RUN flag in use but the stripe, partial and frozen ones): the
  * file names the format and version and holds every tensor, step and run field for field. */
 static void test_schedule_json_holds_every_field_of_every_row(void **state)
 {
@@ -539,7 +540,8 @@ static void test_schedule_json_holds_every_field_of_every_row(void **state)
             assert_run_row(rf, json_object_array_get_idx(runs, p->run), &e.s.runs[p->run]);
         flags |= p->flags;
     }
-    assert_int_equal(flags, RUN_NO_WGRAD | RUN_BN_GLOBAL | RUN_FINALIZE | RUN_STATS_ACC | RUN_GSTATS_ACC);
+    assert_int_equal(flags, RUN_NO_WGRAD | RUN_BN_GLOBAL | RUN_FINALIZE | RUN_STATS_ACC | RUN_GSTATS_ACC |
+                                RUN_ROW_SUM);
     json_object_put(doc);
     emitted_free(&e);
 }

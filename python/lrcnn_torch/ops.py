@@ -388,8 +388,40 @@ def batchnorm(rt, st, r, n, bwd):
 
 # ------------------------------------------------------------------ whole-map ops
 
+def _bins(size, out):
+    """PyTorch's adaptive bins: [floor(i * size / out), ceil((i + 1) * size / out))."""
+    return [(i * size // out, -(-(i + 1) * size // out)) for i in range(out)]
+
+
+def _row_sum(rt, st, r, n, bwd):
+    """ROW_SUM: input rows own_lo..own_hi of a partition go into the whole output's bins (a bin
+    begun by an earlier step continues its sum, one ending here is averaged); backward gives
+    those rows their bins' share of dout."""
+    a, b = r.own_lo, r.own_hi
+    x = rt.fmap(r.din[0] if bwd else r.in_[0])
+    if bwd and r.din[0] < 0:
+        return
+    y = rt.fmap(r.dout if bwd else r.out).data
+    cols = _bins(x.data.shape[3], n.w)
+    for i, (y0, y1) in enumerate(_bins(x.h, n.h)):
+        r0, r1 = max(y0, a), min(y1 - 1, b)
+        if r0 > r1:
+            continue
+        rows = x.get(r0, r1)
+        for j, (x0, x1) in enumerate(cols):
+            count = (y1 - y0) * (x1 - x0)
+            if bwd:
+                rows[:, :, :, x0:x1].add_((y[:, :, i, j] / count)[:, :, None, None])
+                continue
+            part = rows[:, :, :, x0:x1].sum(dim=(2, 3))
+            acc = part if r0 == y0 else y[:, :, i, j] + part
+            y[:, :, i, j] = acc / count if r1 == y1 - 1 else acc
+
+
 def global_avgpool(rt, st, r, n, bwd):
-    if not bwd:
+    if st.flags & rt.sched.flag.get("ROW_SUM", 0):
+        _row_sum(rt, st, r, n, bwd)
+    elif not bwd:
         x = rt.fmap(r.in_[0]).data
         torch.mean(x, dim=(2, 3), keepdim=True, out=rt.fmap(r.out).data)
     elif r.din[0] >= 0:
@@ -398,7 +430,9 @@ def global_avgpool(rt, st, r, n, bwd):
 
 
 def adaptive_avgpool(rt, st, r, n, bwd):
-    if not bwd:
+    if st.flags & rt.sched.flag.get("ROW_SUM", 0):
+        _row_sum(rt, st, r, n, bwd)
+    elif not bwd:
         x = rt.fmap(r.in_[0]).data
         rt.fmap(r.out).data.copy_(aten._adaptive_avg_pool2d(x, n.output))
     elif r.din[0] >= 0:

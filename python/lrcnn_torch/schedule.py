@@ -12,7 +12,7 @@ import json
 import keyword
 
 FORMAT = "lrcnn-schedule"
-VERSIONS = (1,)
+VERSIONS = (1, 2)
 
 TENSOR_FIELDS = ("node", "part", "row_lo", "row_hi", "class", "kind", "bytes")
 STEP_FIELDS = ("op", "pass", "flags", "accumulate", "node", "part", "stage", "row_lo",
@@ -22,7 +22,7 @@ RUN_FIELDS = ("in", "din", "out", "dout", "param", "param_grad", "opt_state", "r
 OPS = ("ALLOC", "FREE", "RUN", "COPY")
 PASSES = ("FWD", "BWD", "RECOMPUTE", "UPDATE", "STATS", "GSTATS")
 FLAGS = ("NO_WGRAD", "BN_STRIPE", "BN_GLOBAL", "BN_PARTIAL", "FINALIZE", "STATS_ACC",
-         "GSTATS_ACC", "BN_FROZEN")
+         "GSTATS_ACC", "BN_FROZEN", "ROW_SUM")
 NODE_OPS = ("input", "conv", "relu", "maxpool", "avgpool", "adaptive_avgpool", "global_avgpool",
             "batchnorm", "add", "concat", "upsample", "flatten", "fc", "dropout", "softmax_xent")
 

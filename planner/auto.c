@@ -169,7 +169,7 @@ static bool ahead(const search *s, const auto_candidate *x, const auto_candidate
 }
 
 typedef struct {
-    auto_candidate v[2 + 3 * BN_COUNT];
+    auto_candidate v[8 + 3 * BN_COUNT]; /* seeds, then a solution per space */
     int n;
 } candidates;
 
@@ -251,7 +251,10 @@ static lr_status search_init(search *s, const net_t *net, const plan_config *cfg
 }
 
 /* Column, and the checkpoint strategy's own segments (greedy cuts at any layer). */
-static lr_status seeds(search *s, const goal *g, int end, candidates *c)
+/* Column, checkpoint, and the single-stage strategies' own choices (their N search goes past 32
+ * and their region may end at the pooling, where the probes do not go): auto is never worse
+ * than a fixed strategy. */
+static lr_status seeds(search *s, const goal *g, int end, bool fixed_region, candidates *c)
 {
     plan_spec column;
     memset(&column, 0, sizeof column);
@@ -265,6 +268,18 @@ static lr_status seeds(search *s, const goal *g, int end, candidates *c)
     LR_TRY(strategy_checkpoint(s->net, &s->cfg, end, 0, &ck, &cost));
     LR_TRY(make_candidate(s, ck, s->base_bn, g, &c->v[c->n], &usable));
     c->n += usable;
+    const plan_bn modes[2] = {s->base_bn, BN_STRIPE}; /* stripe when --bn stripe allows it */
+    const plan_partitioning kinds[] = {PART_TILE_OUT, PART_TILE_IN, PART_OVERLAP};
+    for (int b = 0; b <= (s->cfg.bn == BN_STRIPE); b++)
+        for (int k = 0; k < 3; k++) {
+            plan_config cfg = s->cfg;
+            cfg.bn = modes[b];
+            plan_choice one;
+            memset(&one, 0, sizeof one);
+            LR_TRY(strategy_single_stage(s->net, &cfg, kinds[k], end, fixed_region, 0, &one));
+            LR_TRY(make_candidate(s, one.spec, modes[b], g, &c->v[c->n], &usable));
+            c->n += usable;
+        }
     return LR_OK;
 }
 
@@ -402,7 +417,7 @@ lr_status auto_search(const net_t *net, const plan_config *cfg, const auto_reque
         g.work_cap = (int64_t)floor(cap * (double)s.col_work);
     candidates c = {.n = 0};
     if (st == LR_OK && !req->one_kind)
-        st = seeds(&s, &g, end, &c);
+        st = seeds(&s, &g, end, req->region_end > 0, &c);
     bool column_fits = c.n > 0 && c.v[0].fits && !g.min_peak; /* least compute possible */
     if (st == LR_OK && end > 0 && !column_fits)
         st = search_spaces(&s, req, &g, &c, out);

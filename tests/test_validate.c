@@ -230,11 +230,13 @@ static void test_2ps_training_follows_column_for_ten_steps(void **state)
     validate_result_free(&r);
 }
 
-/* Trained with Adam on 4800 Fashion-MNIST images, 2ps and column reach the same test accuracy
- * on 2000 test images, within 0.5 points. Adam (lr 1e-3) is used because its normalised steps
- * keep the two runs within rounding of each other for the whole epoch (loss difference ~1e-3 at
- * step 110); SGD with momentum at lr 0.05 turns rounding into different trajectories after ~30
- * steps, and would compare seed-to-seed spread instead of the two strategies. */
+/* Trained with Adam on 4800 Fashion-MNIST images, 2ps and column follow the same trajectory (the
+ * epoch's mean loss within 1e-3 relative) and reach the same test accuracy on 2000 test images
+ * within 1.5 points. Adam (lr 1e-3) is used because its normalised steps keep the two runs within
+ * rounding of each other for the whole epoch; SGD with momentum at lr 0.05 turns rounding into
+ * different trajectories after ~30 steps. The accuracy band is the rounding spread of this short
+ * run, not a tolerance for error: on OpenBLAS the exact strategies (row, 2ps, overl, checkpoint)
+ * land between 76.8% and 77.7% with column at 77.7%, their epoch losses within 3e-4 relative. */
 static void test_2ps_and_column_reach_the_same_accuracy(void **state)
 {
     need_dataset();
@@ -255,7 +257,8 @@ static void test_2ps_and_column_reach_the_same_accuracy(void **state)
     print_message("test accuracy: 2ps %.2f%%, column %.2f%% (epoch loss %.4f vs %.4f)\n",
                   r.test_accuracy, r.column_test_accuracy, r.loss_curve[0], r.column_loss_curve[0]);
     assert_true(r.test_accuracy > 70 && r.column_test_accuracy > 70);
-    assert_true(fabs(r.test_accuracy - r.column_test_accuracy) <= 0.5);
+    assert_true(fabs(r.loss_curve[0] - r.column_loss_curve[0]) <= 1e-3 * r.column_loss_curve[0]);
+    assert_true(fabs(r.test_accuracy - r.column_test_accuracy) <= 1.5);
     validate_result_free(&r);
 }
 

@@ -117,9 +117,12 @@ static lr_status solve(search *s, const space *sp, const goal *g, labels *L, aut
             return LR_OK;
         if (out->cost.peak_bytes != p.peak || auto_work(s, &out->cost) - s->col_work != p.extra)
             s->model_misses++;
-        int64_t over_flops = auto_work(s, &out->cost) - s->col_work - q.extra_cap;
+        /* how far past the cap and the bound, never subtracting from INT64_MAX ("no cap") */
+        int64_t extra = auto_work(s, &out->cost) - s->col_work;
+        int64_t over_flops = extra > q.extra_cap ? extra - q.extra_cap : 0;
         /* the near-tie's bound is no constraint of the request: the plan stands as evaluated */
-        int64_t over_peak = by_peak || g->near_tie ? 0 : out->cost.peak_bytes - q.bound;
+        int64_t peak = out->cost.peak_bytes;
+        int64_t over_peak = by_peak || g->near_tie || peak <= q.bound ? 0 : peak - q.bound;
         if (over_flops <= 0 && over_peak <= 0) {
             *found = true;
             return LR_OK;

@@ -238,6 +238,7 @@ static void test_auto_by_time_needs_a_device(void **state)
     auto_result r;
     assert_int_equal(auto_search(net, &cfg, &req, &r), LR_ERR_USAGE);
     assert_non_null(strstr(lr_last_error(), "--device"));
+    net_free(net);
 }
 
 /* The same at high resolution, where the single-stage strategies choose N in the hundreds:

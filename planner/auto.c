@@ -416,6 +416,7 @@ lr_status auto_search(const net_t *net, const plan_config *cfg, const auto_reque
                                                                     : req->max_overhead;
     search s;
     lr_status st = search_init(&s, net, cfg, end, req->by_time);
+    s.kept = req->one_kind ? req->kept : NULL;
     if (cap > 0)
         g.work_cap = (int64_t)floor(cap * (double)s.col_work);
     candidates c = {.n = 0};

@@ -64,6 +64,9 @@ typedef struct {
      * objective (strategy.h: the lowest peak, near-ties to the least compute) */
     bool one_kind;
     plan_partitioning kind;
+    /* one_kind: the stages (0, end]:N its single-stage strategy's search measured on the same net
+     * and config (strategy_single_stage_kept), taken instead of measuring them again; or NULL */
+    const strategy_stage_memo *kept;
 } auto_request;
 
 typedef struct {

@@ -118,8 +118,14 @@ static plan_phase as_stage(plan_phase ph, int index)
 static lr_status probe_cost(search *s, const space *sp_of, int a, int b, int parts, bool last,
                             plan_cost *c, bool *usable)
 {
+    /* a whole-region stage its single-stage search measured already */
+    const strategy_kept_stage *kept =
+        a == 0 && last ? strategy_stage_memo_find(s->kept, sp_of->kind, sp_of->bn, s->cut[b], parts)
+                       : NULL;
+    if (!kept) {
 #pragma omp atomic
-    s->n_evals++;
+        s->n_evals++;
+    }
     plan_phase fwd[3], bwd[3];
     int n = 0;
     int64_t runs = 2 * (int64_t)s->net->n_nodes;
@@ -129,7 +135,13 @@ static lr_status probe_cost(search *s, const space *sp_of, int a, int b, int par
         n++;
     }
     int64_t own;
-    LR_TRY(stage_alone(s, sp_of->bn, sp_of->kind, a, b, parts, last, n, &fwd[n], &bwd[n], &own));
+    if (kept) {
+        own = kept->runs;
+        if (kept->phased)
+            fwd[n] = kept->fwd, bwd[n] = kept->bwd;
+    } else {
+        LR_TRY(stage_alone(s, sp_of->bn, sp_of->kind, a, b, parts, last, n, &fwd[n], &bwd[n], &own));
+    }
     runs += own;
     n++;
     if (!last) {

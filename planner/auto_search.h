@@ -60,6 +60,7 @@ typedef struct {
     int nbn;
     int *bn_node;
     int64_t *anc, *desc;
+    const strategy_stage_memo *kept; /* auto_request.kept */
     int n_evals;
     int model_misses;
 } search;

@@ -29,9 +29,10 @@ static plan_partitioning kind_of(plan_strategy s)
 /* The auto planner's search restricted to `kind`: its best plan (the hybrid's) and its best
  * single-stage plan (row, 2ps or overl's, from the same probes). */
 static lr_status search_kind(const net_t *net, const plan_config *cfg, int region_end,
-                             plan_partitioning kind, auto_result *r)
+                             plan_partitioning kind, const strategy_stage_memo *kept,
+                             auto_result *r)
 {
-    auto_request areq = {.region_end = region_end, .one_kind = true, .kind = kind};
+    auto_request areq = {.region_end = region_end, .one_kind = true, .kind = kind, .kept = kept};
     return auto_search(net, cfg, &areq, r);
 }
 
@@ -67,7 +68,7 @@ static lr_status choose_hybrid(const net_t *net, const plan_config *cfg, const p
         return strategy_evaluate(net, cfg, sp, &out->cost);
     }
     auto_result r;
-    LR_TRY(search_kind(net, cfg, req->region_end, sp->kind, &r));
+    LR_TRY(search_kind(net, cfg, req->region_end, sp->kind, NULL, &r));
     take(net, &r.best, req->strategy, end, out);
     return LR_OK;
 }
@@ -79,17 +80,28 @@ lr_status strategy_choose_pair(const net_t *net, const plan_config *cfg, plan_st
     plan_strategy h = single == STRAT_2PS ? STRAT_2PS_H : STRAT_OVERL_H;
     plan_request req = {.strategy = single};
     int end = plan_default_region_end(net);
-    auto_result r;
-    if (end == 0 || search_kind(net, cfg, 0, kind_of(single), &r) != LR_OK || !r.has_single) {
-        LR_TRY(strategy_choose(net, cfg, &req, one)); /* what they give on their own */
+    if (end == 0) {
+        LR_TRY(strategy_choose(net, cfg, &req, one)); /* column, as strategy_choose gives it */
         req.strategy = h;
         return strategy_choose(net, cfg, &req, hybrid);
     }
     /* the single-stage plan from its own search, which goes past N = 32 (auto's probes stop
-     * there) */
-    LR_TRY(strategy_choose(net, cfg, &req, one));
-    take(net, &r.best, h, end, hybrid);
-    return LR_OK;
+     * there), as strategy_choose makes it; the hybrid's search takes the stages it measured */
+    strategy_stage_memo kept;
+    memset(one, 0, sizeof *one);
+    one->spec.strategy = single;
+    lr_status st = strategy_single_stage_kept(net, cfg, kind_of(single), end, one, &kept);
+    one->spec.strategy = single;
+    auto_result r;
+    if (st == LR_OK && (search_kind(net, cfg, 0, kind_of(single), &kept, &r) != LR_OK ||
+                        !r.has_single)) {
+        req.strategy = h; /* what it gives on its own */
+        st = strategy_choose(net, cfg, &req, hybrid);
+    } else if (st == LR_OK) {
+        take(net, &r.best, h, end, hybrid);
+    }
+    strategy_stage_memo_free(&kept);
+    return st;
 }
 
 /* plan_build clamps N to the rows available: the spec reports what was planned. */

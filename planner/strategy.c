@@ -5,7 +5,7 @@
 #include <string.h>
 
 /* N tried for a single-stage plan: 2 ..SINGLE_STAGE_MAX_N. */
-#define SINGLE_STAGE_MAX_N 32
+#define SINGLE_STAGE_MAX_N STRATEGY_SINGLE_MAX_N
 
 /* Whether exact BatchNorm statistics passes are part of the plan (stages of N > 1 with BN). */
 static bool exact_bn_passes(const net_t *net, const plan_config *cfg, const plan_spec *spec)
@@ -231,14 +231,19 @@ static int region_ends(const net_t *net, int region_end, bool fixed, int *ends)
  * tail phases of a plan ending at `end`): what strategy_evaluate_usable says of it. */
 static lr_status single_stage_cost(const net_t *net, const plan_config *cfg, plan_partitioning kind,
                                    int end, int parts, const plan_phases *ends, plan_cost *c,
-                                   bool *usable)
+                                   bool *usable, strategy_kept_stage *keep)
 {
     plan_stage st;
     LR_TRY(plan_stage_build(net, cfg, kind, 0, end, parts, true, &st));
-    *usable = 2 * (int64_t)net->n_nodes + plan_stage_runs(net, &st) <= PLAN_MAX_RUNS;
+    int64_t runs = plan_stage_runs(net, &st);
+    *usable = 2 * (int64_t)net->n_nodes + runs <= PLAN_MAX_RUNS;
+    if (keep)
+        keep->measured = true, keep->phased = *usable, keep->runs = runs;
     if (*usable) {
         plan_phase fwd, bwd;
         plan_stage_phases(net, cfg, &st, 0, &fwd, &bwd);
+        if (keep)
+            keep->fwd = fwd, keep->bwd = bwd;
         plan_phases rec;
         plan_phases_assemble(ends, 1, 1, &fwd, &bwd, &rec);
         const plan_phases *by = &rec;
@@ -324,7 +329,7 @@ static lr_status try_parts(parts_search *p, int n)
         p->seen[p->n_seen++] = n;
     plan_cost c;
     bool usable = false;
-    LR_TRY(single_stage_cost(p->net, p->cfg, p->kind, p->end, n, p->rec, &c, &usable));
+    LR_TRY(single_stage_cost(p->net, p->cfg, p->kind, p->end, n, p->rec, &c, &usable, NULL));
     if (!usable)
         return LR_OK;
     plan_spec sp = {.kind = p->kind, .n_stages = 1, .cut = {p->end}, .parts = {n}};
@@ -379,8 +384,10 @@ static lr_status search_past_exhaustive(parts_search *p, int max_parts)
     return LR_OK;
 }
 
-lr_status strategy_single_stage(const net_t *net, const plan_config *cfg, plan_partitioning kind,
-                                int region_end, bool fixed_region, int rows, plan_choice *out)
+/* keep: NULL, or (rows 0) filled with the stages measured */
+static lr_status single_stage(const net_t *net, const plan_config *cfg, plan_partitioning kind,
+                              int region_end, bool fixed_region, int rows, plan_choice *out,
+                              strategy_stage_memo *keep)
 {
     plan_spec *sp = &out->spec;
     sp->kind = kind;
@@ -390,12 +397,20 @@ lr_status strategy_single_stage(const net_t *net, const plan_config *cfg, plan_p
     plan_phases *rec = malloc(sizeof *rec * (size_t)n_ends);
     trial *t = calloc((size_t)(n_ends * per), sizeof *t);
     LR_ASSERT(rec && t);
+    if (keep) {
+        LR_ASSERT(rows == 0);
+        keep->kind = kind, keep->bn = cfg->bn, keep->n_ends = n_ends;
+        memcpy(keep->ends, ends, sizeof(int) * (size_t)n_ends);
+        keep->v = calloc((size_t)(n_ends * per), sizeof *keep->v);
+        LR_ASSERT(keep->v != NULL);
+    }
     lr_status st = ends_phases(net, cfg, ends, n_ends, rec);
     if (st == LR_OK) {
 #pragma omp parallel for schedule(dynamic)
         for (int k = 0; k < n_ends * per; k++)
             t[k].status = single_stage_cost(net, cfg, kind, ends[k / per], lo + k % per,
-                                            &rec[k / per], &t[k].cost, &t[k].usable);
+                                            &rec[k / per], &t[k].cost, &t[k].usable,
+                                            keep ? &keep->v[k] : NULL);
     }
     strategy_pick pick;
     strategy_pick_init(&pick);
@@ -404,7 +419,7 @@ lr_status strategy_single_stage(const net_t *net, const plan_config *cfg, plan_p
         sp->parts[0] = lo + k % per;
         if (t[k].status != LR_OK) /* again here, for its message (errors are per thread) */
             st = single_stage_cost(net, cfg, kind, sp->cut[0], sp->parts[0], &rec[k / per],
-                                   &t[k].cost, &t[k].usable);
+                                   &t[k].cost, &t[k].usable, NULL);
         else if (t[k].usable)
             strategy_pick_offer(&pick, sp, &t[k].cost);
     }
@@ -433,6 +448,41 @@ lr_status strategy_single_stage(const net_t *net, const plan_config *cfg, plan_p
     out->rows_chosen = rows == 0;
     out->region_chosen = !fixed_region && n_ends > 1;
     return st;
+}
+
+lr_status strategy_single_stage(const net_t *net, const plan_config *cfg, plan_partitioning kind,
+                                int region_end, bool fixed_region, int rows, plan_choice *out)
+{
+    return single_stage(net, cfg, kind, region_end, fixed_region, rows, out, NULL);
+}
+
+lr_status strategy_single_stage_kept(const net_t *net, const plan_config *cfg,
+                                     plan_partitioning kind, int region_end, plan_choice *out,
+                                     strategy_stage_memo *keep)
+{
+    memset(keep, 0, sizeof *keep);
+    return single_stage(net, cfg, kind, region_end, false, 0, out, keep);
+}
+
+void strategy_stage_memo_free(strategy_stage_memo *m)
+{
+    free(m->v);
+    m->v = NULL;
+    m->n_ends = 0;
+}
+
+const strategy_kept_stage *strategy_stage_memo_find(const strategy_stage_memo *m,
+                                                    plan_partitioning kind, plan_bn bn, int end,
+                                                    int parts)
+{
+    if (!m || !m->v || m->kind != kind || m->bn != bn || parts < 2 || parts > SINGLE_STAGE_MAX_N)
+        return NULL;
+    for (int r = 0; r < m->n_ends; r++)
+        if (m->ends[r] == end) {
+            const strategy_kept_stage *k = &m->v[r * (SINGLE_STAGE_MAX_N - 1) + parts - 2];
+            return k->measured ? k : NULL;
+        }
+    return NULL;
 }
 
 void strategy_scaled_rows(const net_t *net, plan_spec *spec, int rows)

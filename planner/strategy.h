@@ -80,6 +80,36 @@ lr_status strategy_checkpoint(const net_t *net, const plan_config *cfg, int regi
 lr_status strategy_single_stage(const net_t *net, const plan_config *cfg, plan_partitioning kind,
                                 int region_end, bool fixed_region, int rows, plan_choice *out);
 
+/* The stages (0, end]:N, N in 2..STRATEGY_SINGLE_MAX_N, a single-stage search measured (their
+ * forward and backward phases as stage 0 of a plan, plan_stage_phases, and their run bound), kept
+ * for the hybrid search of the same kind and BatchNorm mode on the same net and config
+ * (strategy_choose_pair), whose whole-region probes are the same stages: the search takes them
+ * instead of measuring them again, so its answer is the same. */
+#define STRATEGY_SINGLE_MAX_N 32
+typedef struct {
+    bool measured; /* plan_stage_build succeeded */
+    bool phased;   /* fwd and bwd were recorded (runs within PLAN_MAX_RUNS) */
+    int64_t runs;  /* plan_stage_runs */
+    plan_phase fwd, bwd;
+} strategy_kept_stage;
+typedef struct {
+    plan_partitioning kind;
+    plan_bn bn;
+    int n_ends, ends[PLAN_MAX_STAGES];
+    strategy_kept_stage *v; /* [end index * (STRATEGY_SINGLE_MAX_N - 1) + N - 2] */
+} strategy_stage_memo;
+
+/* strategy_single_stage (rows 0, region chosen), also filling *keep (free with
+ * strategy_stage_memo_free). */
+lr_status strategy_single_stage_kept(const net_t *net, const plan_config *cfg,
+                                     plan_partitioning kind, int region_end, plan_choice *out,
+                                     strategy_stage_memo *keep);
+void strategy_stage_memo_free(strategy_stage_memo *m);
+/* The kept stage (0, end]:parts of kind under bn; NULL when the memo has none (m may be NULL). */
+const strategy_kept_stage *strategy_stage_memo_find(const strategy_stage_memo *m,
+                                                    plan_partitioning kind, plan_bn bn, int end,
+                                                    int parts);
+
 /* --rows N for the hybrids: the first stage N, deeper ones N scaled by their input height. */
 void strategy_scaled_rows(const net_t *net, plan_spec *spec, int rows);
 

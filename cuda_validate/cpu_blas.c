@@ -18,13 +18,23 @@
 #ifdef LRCNN_HAVE_OPENBLAS
 
 #include <cblas.h>
-#include <pthread.h>
 
-static pthread_once_t blas_once = PTHREAD_ONCE_INIT;
+/* OpenBLAS's threaded builds start their worker threads when the library loads, before main.
+ * openblas_set_num_threads(1) only stops handing them work: in OpenBLAS 0.3.21 (Debian's
+ * pthread build) an idle worker keeps spinning on sched_yield, and on a machine with as many cores
+ * as OpenMP threads it takes a core from an OpenMP thread; then every parallel region's barrier
+ * waits on a descheduled thread and a step runs 5-25x slower, in about one process in four
+ * (tiny-mix column at 28x28: 5 ms or 97-128 ms per step; with OPENBLAS_NUM_THREADS=1, 5 ms in 20
+ * runs of 20). So the workers are joined as soon as the program starts: the count set to 1, then
+ * blas_thread_shutdown_ (exported by the threaded builds, which call it before fork; absent from
+ * the serial build, hence weak). Single-threaded calls never start them again. */
+extern int blas_thread_shutdown_(void) __attribute__((weak));
 
-static void blas_single_threaded(void)
+__attribute__((constructor)) static void blas_single_threaded(void)
 {
     openblas_set_num_threads(1);
+    if (blas_thread_shutdown_ != NULL)
+        blas_thread_shutdown_();
 }
 
 void cpu_gemm(bool trans_a, bool trans_b, int m, int n, int k, const float *a, int64_t lda,
@@ -34,7 +44,6 @@ void cpu_gemm(bool trans_a, bool trans_b, int m, int n, int k, const float *a, i
     LR_ASSERT(lda <= INT_MAX && ldb <= INT_MAX && ldc <= INT_MAX);
     if (m == 0 || n == 0)
         return;
-    pthread_once(&blas_once, blas_single_threaded);
     cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans,
                 trans_b ? CblasTrans : CblasNoTrans, m, n, k, 1.0f, a, (int)lda, b, (int)ldb,
                 accumulate ? 1.0f : 0.0f, c, (int)ldc);

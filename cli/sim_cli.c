@@ -74,6 +74,18 @@ static lr_status on_bn(void *ctx, const char *flag, const char *v)
     return lr_fail(LR_ERR_USAGE, "%s: expected exact, stripe or frozen, got '%s'", flag, v);
 }
 
+static lr_status on_offload(void *ctx, const char *flag, const char *v)
+{
+    sim_options *o = ctx;
+    if (strcmp(v, "input") == 0)
+        o->cfg.offload = OFFLOAD_INPUT;
+    else if (strcmp(v, "none") == 0)
+        o->cfg.offload = 0;
+    else
+        return lr_fail(LR_ERR_USAGE, "%s: expected input or none, got '%s'", flag, v);
+    return LR_OK;
+}
+
 /* "all" is every fixed strategy; auto is asked for by name only (it searches, they do not). */
 static lr_status on_strategy(void *ctx, const char *flag, const char *v)
 {
@@ -356,6 +368,7 @@ const args_flag sim_flags[] = {
     {"--rows", "N", on_rows, "row partitions (first stage for hybrids; default: lowest peak)"},
     {"--region", "LAYER", on_region, "last layer of the row region (default: through the pooling before the classifier)"},
     {"--bn", "MODE", on_bn, "exact (default) | stripe (approximate) | frozen (running stats)"},
+    {"--offload", "WHAT", on_offload, "input: keep the input batch in host memory, copy rows in per partition (default none)"},
     {"--segments", "N", on_segments, "checkpoint segments (default: the lowest peak)"},
     {"--allocator", "A", on_allocator, "exact | cuda | caching model for the replay (default exact)"},
     {"--framework", "F", on_framework, "lrcnn (our executor, default) | pytorch (what PyTorch uses)"},

@@ -531,5 +531,7 @@ const exec_backend exec_cpu_backend = {
     .sync = cpu_sync,
     .scratch_alloc = cpu_scratch_alloc,
     .scratch_free = cpu_scratch_free,
+    .host_alloc = cpu_arena_alloc, /* host memory is the CPU's only memory */
+    .host_release = cpu_arena_release,
     .workspace_bytes = cpu_workspace_bytes,
 };

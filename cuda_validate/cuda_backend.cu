@@ -125,13 +125,17 @@ static void cuda_scratch_free(void *ctx, void *p)
 static const exec_backend cuda_backend = {
     "cuda",            cuda_arena_alloc, cuda_arena_release, cuda_zero,
     cuda_run,          cuda_copy,        cuda_upload,        cuda_download,
-    cuda_sync,         cuda_scratch_alloc, cuda_scratch_free, cuda_backend_workspace_bytes_ctx,
+    cuda_sync,         cuda_scratch_alloc, cuda_scratch_free,
+    NULL,              NULL, /* host tier (--offload): not yet run on CUDA */
+    cuda_backend_workspace_bytes_ctx,
 };
 
 static const exec_backend cuda_emulated_backend = {
     "cuda-emulated",   cuda_arena_alloc, cuda_arena_release, cuda_zero,
     cuda_run,          cuda_copy,        cuda_upload,        cuda_download,
-    cuda_sync,         cuda_scratch_alloc, cuda_scratch_free, cuda_backend_workspace_bytes_ctx,
+    cuda_sync,         cuda_scratch_alloc, cuda_scratch_free,
+    NULL,              NULL, /* host tier (--offload): not yet run on CUDA */
+    cuda_backend_workspace_bytes_ctx,
 };
 
 /* ------------------------------------------------------------------ public */

@@ -17,6 +17,7 @@ struct exec {
     void *bctx;
     exec_hparams hp;
     void *arena;
+    void *host_arena; /* TIER_HOST tensors (backend->host_alloc), or NULL */
     int64_t *offset;
     void **ptr;        /* live tensor addresses */
     int *param_t, *grad_t, *running_t; /* persistent tensor ids by node, -1 none */
@@ -125,14 +126,14 @@ static int64_t aligned(int64_t bytes, int64_t align)
 }
 
 /* Online: replay ALLOC/FREE through a best-fit heap (what a runtime allocator would do). */
-static int64_t plan_online(const sched_t *s, int64_t align, int64_t *offsets)
+static int64_t plan_online(const sched_t *s, sched_tier tier, int64_t align, int64_t *offsets)
 {
     heap h = {0};
     for (int t = 0; t < s->n_tensors; t++)
         offsets[t] = -1;
     for (int i = 0; i < s->n_steps; i++) {
         const sched_step *p = &s->steps[i];
-        if (p->op != STEP_ALLOC && p->op != STEP_FREE)
+        if ((p->op != STEP_ALLOC && p->op != STEP_FREE) || s->tensors[p->t].tier != tier)
             continue;
         int64_t size = aligned(s->tensors[p->t].bytes > 0 ? s->tensors[p->t].bytes : 1, align);
         if (p->op == STEP_ALLOC)
@@ -171,7 +172,7 @@ static int by_offset(const void *a, const void *b, void *offs)
     return (x > y) - (x < y);
 }
 
-static int64_t plan_offline(const sched_t *s, int64_t align, int64_t *offsets)
+static int64_t plan_offline(const sched_t *s, sched_tier tier, int64_t align, int64_t *offsets)
 {
     life *lv = malloc(sizeof(life) * (size_t)(s->n_tensors + 1));
     life *near = malloc(sizeof(life) * (size_t)(s->n_tensors + 1));
@@ -181,6 +182,8 @@ static int64_t plan_offline(const sched_t *s, int64_t align, int64_t *offsets)
     LR_ASSERT(slot != NULL);
     for (int i = 0; i < s->n_steps; i++) {
         const sched_step *p = &s->steps[i];
+        if ((p->op == STEP_ALLOC || p->op == STEP_FREE) && s->tensors[p->t].tier != tier)
+            continue;
         if (p->op == STEP_ALLOC) {
             int64_t bytes = s->tensors[p->t].bytes;
             lv[n] = (life){p->t, aligned(bytes > 0 ? bytes : 1, align), i, s->n_steps};
@@ -217,14 +220,19 @@ static int64_t plan_offline(const sched_t *s, int64_t align, int64_t *offsets)
 
 int64_t exec_plan_arena(const sched_t *s, int64_t align, int64_t *offsets)
 {
-    int64_t arena = plan_online(s, align, offsets);
+    return exec_plan_arena_tier(s, TIER_DEVICE, align, offsets);
+}
+
+int64_t exec_plan_arena_tier(const sched_t *s, sched_tier tier, int64_t align, int64_t *offsets)
+{
+    int64_t arena = plan_online(s, tier, align, offsets);
     if (s->n_tensors > OFFLINE_MAX)
         return arena;
     int64_t *alt = malloc(sizeof(int64_t) * (size_t)(s->n_tensors + 1));
     LR_ASSERT(alt != NULL);
     for (int t = 0; t < s->n_tensors; t++)
         alt[t] = -1;
-    int64_t packed = plan_offline(s, align, alt);
+    int64_t packed = plan_offline(s, tier, align, alt);
     if (packed < arena) {
         memcpy(offsets, alt, sizeof(int64_t) * (size_t)s->n_tensors);
         arena = packed;
@@ -276,6 +284,13 @@ static lr_status do_alloc(exec_t *e, int i, int t)
 {
     const sched_tensor *x = &e->s->tensors[t];
     LR_ASSERT(e->ptr[t] == NULL);
+    if (x->tier == TIER_HOST) { /* counted apart: not device memory */
+        e->ptr[t] = (char *)e->host_arena + e->offset[t];
+        e->mem.host_counted_live_bytes += x->bytes;
+        if (e->mem.host_counted_live_bytes > e->mem.host_counted_peak_bytes)
+            e->mem.host_counted_peak_bytes = e->mem.host_counted_live_bytes;
+        return LR_OK;
+    }
     e->ptr[t] = (char *)e->arena + e->offset[t];
     e->mem.counted_live_bytes += x->bytes;
     if (e->mem.counted_live_bytes > e->mem.counted_peak_bytes) {
@@ -291,7 +306,10 @@ static void do_free(exec_t *e, int t)
 {
     LR_ASSERT(e->ptr[t] != NULL);
     e->ptr[t] = NULL;
-    e->mem.counted_live_bytes -= e->s->tensors[t].bytes;
+    if (e->s->tensors[t].tier == TIER_HOST)
+        e->mem.host_counted_live_bytes -= e->s->tensors[t].bytes;
+    else
+        e->mem.counted_live_bytes -= e->s->tensors[t].bytes;
 }
 
 lr_status exec_plan_workspace(const net_t *net, const plan_config *cfg, const plan_spec *spec,
@@ -315,6 +333,30 @@ lr_status exec_plan_workspace(const net_t *net, const plan_config *cfg, const pl
 static lr_status run_steps(exec_t *e, int from, int to, float *loss, bool skip_update);
 static lr_status exec_init_params(exec_t *e);
 
+/* The host tier's tensors get offsets in an arena of their own, allocated by the backend's
+ * host_alloc (into e->offset, whose device entries are planned already). */
+static lr_status host_arena(exec_t *e)
+{
+    const sched_t *s = e->s;
+    bool any = false;
+    for (int t = 0; t < s->n_tensors && !any; t++)
+        any = s->tensors[t].tier == TIER_HOST;
+    if (!any)
+        return LR_OK;
+    if (!e->be->host_alloc)
+        return lr_fail(LR_ERR_USAGE, "the %s backend does not run plans that keep tensors in host "
+                       "memory (--offload): use --backend cpu", e->be->name);
+    int64_t *off = malloc(sizeof(int64_t) * (size_t)(s->n_tensors + 1));
+    if (!off)
+        return lr_fail(LR_ERR_NOMEM, "out of memory");
+    e->mem.host_arena_bytes = exec_plan_arena_tier(s, TIER_HOST, 256, off);
+    for (int t = 0; t < s->n_tensors; t++)
+        if (s->tensors[t].tier == TIER_HOST)
+            e->offset[t] = off[t];
+    free(off);
+    return e->be->host_alloc(e->bctx, e->mem.host_arena_bytes, &e->host_arena);
+}
+
 lr_status exec_create(const net_t *net, const plan_t *plan, const sched_t *s,
                       const exec_backend *backend, void *backend_ctx, const exec_hparams *hp,
                       exec_t **out)
@@ -331,6 +373,8 @@ lr_status exec_create(const net_t *net, const plan_t *plan, const sched_t *s,
         e->mem.arena_bytes = exec_plan_arena(s, 256, e->offset);
         st = backend->arena_alloc(backend_ctx, e->mem.arena_bytes, &e->arena);
     }
+    if (st == LR_OK)
+        st = host_arena(e);
     if (st == LR_OK)
         st = run_steps(e, 0, s->step_begin, NULL, false);
     if (st == LR_OK)
@@ -349,6 +393,8 @@ void exec_free(exec_t *e)
         return;
     if (e->arena)
         e->be->arena_release(e->bctx, e->arena);
+    if (e->host_arena)
+        e->be->host_release(e->bctx, e->host_arena);
     free(e->offset);
     free(e->ptr);
     free(e->param_t);
@@ -542,7 +588,10 @@ lr_status exec_step(exec_t *e, const float *images, const int32_t *labels, bool 
 {
     const sched_t *s = e->s;
     e->train_step++;
-    LR_TRY(e->be->upload(e->bctx, e->ptr[e->input_t], images, s->tensors[e->input_t].bytes));
+    if (s->tensors[e->input_t].tier == TIER_HOST)
+        memcpy(e->ptr[e->input_t], images, (size_t)s->tensors[e->input_t].bytes);
+    else
+        LR_TRY(e->be->upload(e->bctx, e->ptr[e->input_t], images, s->tensors[e->input_t].bytes));
     LR_TRY(e->be->upload(e->bctx, e->ptr[e->labels_t], labels, s->tensors[e->labels_t].bytes));
     float l = NAN;
     LR_TRY(run_steps(e, s->step_begin, s->step_end, &l, !update));

@@ -77,6 +77,10 @@ typedef struct {
     /* scratch outside the training arena (evaluation only), may be NULL for the CPU */
     lr_status (*scratch_alloc)(void *ctx, int64_t bytes, void **p);
     void (*scratch_free)(void *ctx, void *p);
+    /* Host memory for the schedule's TIER_HOST tensors (--offload input): pinned on CUDA, so
+     * copies to the device are asynchronous; NULL when the backend runs no offloading plan. */
+    lr_status (*host_alloc)(void *ctx, int64_t bytes, void **base);
+    void (*host_release)(void *ctx, void *base);
     /* *bytes = the size of the schedule's workspace tensor (plan_config.workspace_bytes) the
      * backend's kernels need to run schedule `s` of `batch` images; a status naming what failed
      * when it cannot say. Drivers plan, ask, and plan again with it: exec_plan_workspace(). */
@@ -104,6 +108,8 @@ typedef struct {
     int64_t counted_live_bytes; /* now */
     int64_t arena_bytes;        /* the arena it allocated (peak + fragmentation + alignment) */
     int peak_step;              /* step index where counted_peak_bytes was first reached */
+    /* host tier (TIER_HOST tensors: not in the figures above, which are the device's) */
+    int64_t host_counted_peak_bytes, host_counted_live_bytes, host_arena_bytes;
 } exec_memory;
 
 /* Plans the arena for schedule `s` (of `plan`) and allocates it through the backend, then runs
@@ -142,9 +148,11 @@ lr_status exec_copy_params(exec_t *dst, exec_t *src);
 
 const exec_memory *exec_memory_stats(const exec_t *e);
 
-/* Offsets of every tensor in one arena (best fit with coalescing, `align`-byte aligned);
- * returns the arena size. offsets has s->n_tensors entries (-1 for tensors never allocated). */
+/* Offsets of every device tensor in one arena (best fit with coalescing, `align`-byte aligned);
+ * returns the arena size. offsets has s->n_tensors entries (-1 for tensors never allocated and
+ * for host tensors). exec_plan_arena_tier: the same for the tensors of one tier. */
 int64_t exec_plan_arena(const sched_t *s, int64_t align, int64_t *offsets);
+int64_t exec_plan_arena_tier(const sched_t *s, sched_tier tier, int64_t align, int64_t *offsets);
 
 /* The dropout seed of a node at a training step (shared by backends and reference scripts):
  * mix64(base ^ (step << 32) ^ node). */

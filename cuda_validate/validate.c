@@ -366,6 +366,10 @@ static lr_status setup(session *ss, const exec_backend *be, void *bctx, validate
     LR_TRY(runner_init(&ss->row, ss->net, &o->cfg, &o->req, be, bctx, &o->hp, o->dry_run));
     r->predicted_peak_bytes = ss->row.cost.peak_bytes;
     r->sim_peak_bytes = ss->row.sim.peak_bytes;
+    r->predicted_host_bytes = ss->row.cost.host_bytes;
+    r->sim_host_bytes = ss->row.sim.host_peak_bytes;
+    r->predicted_copy_bytes = ss->row.cost.copy_bytes;
+    r->sim_copy_bytes = ss->row.sim.copy_bytes;
     r->workspace_bytes = ss->row.cost.workspace_bytes;
     r->rows = ss->row.plan->n_stages ? ss->row.plan->spec.parts[0] : 1;
     const plan_spec *sp = &ss->row.plan->spec;
@@ -528,6 +532,7 @@ lr_status validate_run(const validate_options *o, validate_result *r)
     if (s == LR_OK && !o->dry_run) {
         r->measured_peak_bytes = exec_memory_stats(ss.row.exec)->counted_peak_bytes;
         r->arena_bytes = exec_memory_stats(ss.row.exec)->arena_bytes;
+        r->measured_host_bytes = exec_memory_stats(ss.row.exec)->host_counted_peak_bytes;
         if (ss.has_col)
             r->column_measured_peak_bytes = exec_memory_stats(ss.col.exec)->counted_peak_bytes;
         s = device_memory(&ss, r);
@@ -607,6 +612,13 @@ void validate_print(FILE *f, const validate_options *o, const validate_result *r
             r->predicted_peak_bytes / 1048576.0, ws, r->sim_peak_bytes / 1048576.0,
             r->measured_peak_bytes / 1048576.0, 100 * rel(r->measured_peak_bytes, r->predicted_peak_bytes),
             r->arena_bytes / 1048576.0, 100 * rel(r->arena_bytes, r->predicted_peak_bytes));
+    if (r->predicted_host_bytes > 0)
+        fprintf(f, "host     predicted %.3f MiB (the input batch, --offload input), replay %.3f MiB; "
+                   "measured %.3f MiB; copied to the device per step: %.3f MiB predicted, %.3f MiB "
+                   "replayed\n",
+                r->predicted_host_bytes / 1048576.0, r->sim_host_bytes / 1048576.0,
+                r->measured_host_bytes / 1048576.0, r->predicted_copy_bytes / 1048576.0,
+                r->sim_copy_bytes / 1048576.0);
     if (r->device_peak_bytes >= 0)
         print_device(f, r);
     if (r->packed_calls > 0)
@@ -657,6 +669,12 @@ void validate_print_json(FILE *f, const validate_options *o, const validate_resu
     json_object_object_add(j, "approximate", json_object_new_boolean(r->approximate));
     json_object_object_add(j, "predicted_peak_bytes", json_object_new_int64(r->predicted_peak_bytes));
     json_object_object_add(j, "sim_peak_bytes", json_object_new_int64(r->sim_peak_bytes));
+    json_object_object_add(j, "offload", json_object_new_string(o->cfg.offload & OFFLOAD_INPUT ? "input" : "none"));
+    json_object_object_add(j, "predicted_host_bytes", json_object_new_int64(r->predicted_host_bytes));
+    json_object_object_add(j, "sim_host_bytes", json_object_new_int64(r->sim_host_bytes));
+    json_object_object_add(j, "measured_host_bytes", json_object_new_int64(r->measured_host_bytes));
+    json_object_object_add(j, "predicted_copy_bytes", json_object_new_int64(r->predicted_copy_bytes));
+    json_object_object_add(j, "sim_copy_bytes", json_object_new_int64(r->sim_copy_bytes));
     json_object_object_add(j, "measured_peak_bytes", json_object_new_int64(r->measured_peak_bytes));
     json_object_object_add(j, "arena_bytes", json_object_new_int64(r->arena_bytes));
     json_object_object_add(j, "workspace_bytes", json_object_new_int64(r->workspace_bytes));

@@ -40,6 +40,10 @@ typedef struct {
     int64_t sim_peak_bytes;       /* replay (exact) */
     int64_t measured_peak_bytes;  /* counted by the executor */
     int64_t arena_bytes;
+    /* host memory (--offload input): predicted (closed form), replayed and counted; and the
+     * bytes one step copies from host to device, predicted and replayed */
+    int64_t predicted_host_bytes, sim_host_bytes, measured_host_bytes;
+    int64_t predicted_copy_bytes, sim_copy_bytes;
     int64_t workspace_bytes;      /* the planned workspace tensor (CUDA: staging + algorithms;
                                      CPU: im2col scratch per thread), part of the prediction */
     /* CUDA device memory (cudaMemGetInfo, device-wide), for the strategy being validated:

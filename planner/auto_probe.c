@@ -29,6 +29,8 @@ static lr_status evaluate_on(search *s, const net_t *net, plan_bn bn, const plan
 {
     plan_config cfg = s->cfg;
     cfg.bn = bn;
+    if (net != s->net) /* a cut network's input is a device tensor of the whole one */
+        cfg.offload &= ~OFFLOAD_INPUT;
 #pragma omp atomic
     s->n_evals++;
     return strategy_evaluate_usable(net, &cfg, sp, c, usable);
@@ -175,6 +177,8 @@ lr_status auto_measure_base(search *s)
     s->col_flops = c.flops;
     s->col_ns = c.step_ns;
     s->persistent = c.static_bytes + c.input_bytes + c.workspace_bytes;
+    if (s->cfg.offload & OFFLOAD_INPUT) /* every plan with a stage keeps the input in host memory */
+        s->persistent -= cost_node_bytes(s->net, 0, s->cfg.batch, cost_dtype_bytes(s->cfg.dtype));
     for (int i = 0; i < s->m; i++) {
         int n = 0;
         if (i > 0)

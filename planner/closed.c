@@ -29,6 +29,7 @@ static void phase_begin(evaluator *v)
     v->phase_ns = v->ns;
     v->phase_bn_flops = v->bn_flops;
     v->phase_bn_passes = v->bn_passes;
+    v->phase_copy_bytes = v->copy_bytes;
     v->m.phase = ph;
 }
 
@@ -42,6 +43,7 @@ static void phase_end(evaluator *v)
     ph->ns = v->ns == INT64_MAX ? INT64_MAX : v->ns - v->phase_ns;
     ph->bn_flops = v->bn_flops == INT64_MAX ? INT64_MAX : v->bn_flops - v->phase_bn_flops;
     ph->bn_passes = v->bn_passes - v->phase_bn_passes;
+    ph->copy_bytes = v->copy_bytes - v->phase_copy_bytes;
     v->m.phase = NULL;
 }
 
@@ -51,7 +53,9 @@ static void persistent(evaluator *v, plan_cost *out)
 {
     const net_t *net = v->net;
     int slots = cost_optim_slots(v->plan->cfg.optim);
-    out->input_bytes = closed_full_bytes(v, 0) + 4 * (int64_t)v->batch;
+    bool host = v->plan->n_stages > 0 && v->plan->stages[0].in_rows; /* --offload input */
+    out->host_bytes = host ? closed_full_bytes(v, 0) : 0;
+    out->input_bytes = (host ? 0 : closed_full_bytes(v, 0)) + 4 * (int64_t)v->batch;
     closed_add(v, out->input_bytes, PASS_FWD, 0, -1);
     out->static_bytes = 0;
     for (int l = 1; l < net->n_nodes; l++) {
@@ -152,6 +156,18 @@ static void tail_backward(evaluator *v, const tail_readers *t, const bool *held,
 
 /* ------------------------------------------------------------------ stage forward */
 
+/* --offload input: what one pass over every partition copies in, and the passes over them that
+ * a stage's forward (or backward) makes: its own and one per BatchNorm with statistics passes. */
+static int64_t input_copies(const evaluator *v, const plan_stage *st)
+{
+    int64_t bytes = 0, passes = 1;
+    for (int j = 0; st->in_rows && j < st->parts; j++)
+        bytes += closed_rows_bytes(v, 0, st->in_rows[j]);
+    for (int l = st->in_node + 1; st->bn_passes && l <= st->out_node; l++)
+        passes += v->net->nodes[l].op == OP_BATCHNORM;
+    return bytes * passes;
+}
+
 static void stage_forward(evaluator *v, const plan_stage *st)
 {
     closed_add(v, closed_full_bytes(v, st->out_node), PASS_FWD, st->out_node, -1);
@@ -161,8 +177,11 @@ static void stage_forward(evaluator *v, const plan_stage *st)
     for (int j = 0; j < st->parts; j++) {
         bool store = st->store_last && j == st->parts - 1;
         fwd_pass f = {st, PASS_FWD, store, true, store, NULL, -1};
+        closed_input_in(v, st, PASS_FWD, j);
         closed_forward_partition(v, &f, j);
+        closed_input_out(v, st, j);
     }
+    v->copy_bytes += input_copies(v, st);
 }
 
 static void stage_backward(evaluator *v, const plan_stage *st, bool *held, bool *gb_a, bool *gb_b)
@@ -177,11 +196,15 @@ static void stage_backward(evaluator *v, const plan_stage *st, bool *held, bool 
     closed_positions(v, st, st->rerun);
     memset(gb_a, 0, (size_t)n_local + 1);
     for (int j = st->parts - 1; j >= 0; j--) {
-        if (!(st->store_last && j == st->parts - 1))
+        bool rerun = !(st->store_last && j == st->parts - 1);
+        closed_input_in(v, st, rerun ? PASS_RECOMPUTE : PASS_BWD, j);
+        if (rerun)
             closed_recompute_partition(v, st, j, true);
         closed_backward_partition(v, &bp, j, gb_a, gb_b);
+        closed_input_out(v, st, j);
         memcpy(gb_a, gb_b, (size_t)n_local + 1);
     }
+    v->copy_bytes += input_copies(v, st);
     for (int l = a + 1; st->bn_passes && l <= b; l++)
         if (net->nodes[l].op == OP_BATCHNORM)
             closed_shrink(v, plan_bn_gred_bytes(net, l) + plan_bn_stats_bytes(net, l));
@@ -227,6 +250,7 @@ void plan_compose(const plan_phases *const *by_stage, int n_stages, plan_cost *o
     out->static_bytes = base->static_bytes;
     out->input_bytes = base->input_bytes;
     out->workspace_bytes = base->workspace_bytes;
+    out->host_bytes = base->host_bytes;
     out->peak_node = out->peak_part = out->peak_stage = -1;
     int64_t live = 0, flops = 0, ns = 0;
     for (int i = 0; i < 2 * n_stages + 3; i++) {
@@ -251,6 +275,7 @@ void plan_compose(const plan_phases *const *by_stage, int n_stages, plan_cost *o
         ns = add_saturating(ns, ph->ns);
         out->bn_pass_flops = add_saturating(out->bn_pass_flops, ph->bn_flops);
         out->bn_passes += ph->bn_passes;
+        out->copy_bytes = add_saturating(out->copy_bytes, ph->copy_bytes);
     }
     out->flops = add_saturating(flops, base->update_flops);
     out->step_ns = add_saturating(ns, base->update_ns);
@@ -341,6 +366,7 @@ static void closed_form(const plan_t *plan, plan_cost *out, plan_phases *phases)
         phases->static_bytes = out->static_bytes;
         phases->input_bytes = out->input_bytes;
         phases->workspace_bytes = out->workspace_bytes;
+        phases->host_bytes = out->host_bytes;
     }
     out->peak_bytes = v.m.overflow ? INT64_MAX : v.m.peak;
     out->peak_node = v.m.node;
@@ -351,6 +377,7 @@ static void closed_form(const plan_t *plan, plan_cost *out, plan_phases *phases)
     out->step_ns = v.ns;
     out->bn_pass_flops = v.bn_flops;
     out->bn_passes = v.bn_passes;
+    out->copy_bytes = v.copy_bytes;
     memcpy(out->stage_peak, v.m.stage_peak, sizeof out->stage_peak);
     free(t.last_fwd), free(t.first_bwd);
     evaluator_free(&v, &w);

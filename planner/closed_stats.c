@@ -198,7 +198,8 @@ static void record_forward(shared *sh, int j)
     fwd_pass f = {st, PASS_STATS, false, true, true, NULL, -1};
     recorder r = {0};
     v->rec = &r;
-    stretch top = {0};
+    closed_input_in(v, st, PASS_STATS, j); /* the pass's own copy of it, freed at its end */
+    stretch top = r.top;
     for (int li = 1; li <= sh->n_local; li++) {
         sh->at[li] = (position){.level = r.live, .flops = r.flops, .ns = r.ns, .top = top};
         r.top = (stretch){0};
@@ -225,6 +226,7 @@ static void stats_partition(shared *sh, bn_pass *p, int j)
         for (int q = 0; q < s->n_release; q++)
             closed_forward_release(v, &f, sh->releases[s->release + q], j);
     }
+    closed_input_out(v, sh->st, j);
     v->rec = NULL;
     p->top = closed_later(p->top, r.top);
     p->level = r.live;
@@ -313,6 +315,7 @@ static void record_backward(shared *sh, int j, const recorder *re, bool *gb_in, 
             made += made_bytes(v, st, l, j);
         top = closed_later(top, r.top);
     }
+    closed_input_out(v, st, j); /* what the recompute brought in (re) leaves with the pass */
     v->rec = NULL;
     memset(g, 0, (size_t)sh->n_local + 1);
     /* everything the partition made is freed but what it hands on */
@@ -392,6 +395,7 @@ void closed_gstats_passes(evaluator *v, const plan_stage *st)
     for (int j = st->parts - 1; j >= 0; j--) {
         recorder re = {0};
         v->rec = &re;
+        closed_input_in(v, st, PASS_RECOMPUTE, j);
         closed_recompute_partition(v, st, j, false);
         v->rec = NULL;
         record_backward(&sh, j, &re, gb_in, gb_out);

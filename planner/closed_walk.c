@@ -357,3 +357,15 @@ void closed_recompute_partition(evaluator *v, const plan_stage *st, int j, bool 
     closed_forward_partition(v, &f, j);
 }
 
+
+void closed_input_in(evaluator *v, const plan_stage *st, sched_pass pass, int j)
+{
+    if (st->in_rows)
+        closed_add(v, closed_rows_bytes(v, 0, st->in_rows[j]), pass, 0, j);
+}
+
+void closed_input_out(evaluator *v, const plan_stage *st, int j)
+{
+    if (st->in_rows)
+        closed_shrink(v, closed_rows_bytes(v, 0, st->in_rows[j]));
+}

@@ -48,6 +48,7 @@ typedef struct {
     int64_t flops, ns;
     int64_t bn_flops; /* of v.flops, in statistics passes */
     int bn_passes;
+    int64_t copy_bytes; /* host-to-device copies (--offload input) */
     int stage;
     /* per node of the current stage: last in-stage consumer, last backward reader */
     int *last_fwd, *first_bwd;
@@ -61,6 +62,7 @@ typedef struct {
     int64_t phase_flops, phase_ns; /* v.flops and v.ns when the current phase began */
     int64_t phase_bn_flops;
     int phase_bn_passes;
+    int64_t phase_copy_bytes;
 } evaluator;
 
 typedef struct {
@@ -132,6 +134,10 @@ void closed_backward_node(evaluator *v, const bwd_pass *b, int l, int j, bool *g
 void closed_backward_partition(evaluator *v, const bwd_pass *b, int j, bool *gb_in, bool *gb_out);
 /* Callers set the positions for st->rerun once (closed_positions) before the partition loop. */
 void closed_recompute_partition(evaluator *v, const plan_stage *st, int j, bool free_bnd);
+/* --offload input (st->in_rows): partition j's device stripe of the input, allocated when the
+ * partition starts a pass and freed when it ends; no-ops for other stages. */
+void closed_input_in(evaluator *v, const plan_stage *st, sched_pass pass, int j);
+void closed_input_out(evaluator *v, const plan_stage *st, int j);
 
 /* ------------------------------------------------------------------ closed_stats.c */
 

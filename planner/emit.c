@@ -33,6 +33,7 @@ typedef struct {
     int *left, *bleft; /* per node: in-stage forward consumers / backward readers still to come */
     int *off;          /* per stage: offset of its (node, partition) entries in sv, bnd, ... */
     int stage;
+    int in_dev; /* --offload input: the device stripe of the input the partition reads, or -1 */
 } emitter;
 
 static int *ints(int n)
@@ -71,6 +72,8 @@ static void emit_persistent(emitter *e)
     int slots = cost_optim_slots(e->plan->cfg.optim);
     int64_t eb = e->eb;
     e->val[0] = add_value(e, TC_INPUT, TK_VALUE, 0, -1, rr_make(0, net->nodes[0].h - 1));
+    if (e->plan->n_stages > 0 && e->plan->stages[0].in_rows)
+        e->s->tensors[e->val[0]].tier = TIER_HOST;
     alloc_t(e, e->val[0], PASS_FWD, 0, -1);
     e->labels = sched_add_tensor(e->s, TC_INPUT, TK_LABELS, -1, -1, -1, -1, 4 * (int64_t)e->batch);
     alloc_t(e, e->labels, PASS_FWD, -1, -1);
@@ -275,6 +278,7 @@ typedef struct {
     const bool *subset; /* nodes to run (NULL: all) */
     int stats_node;   /* STATS pass: the BN node whose input statistics are gathered */
     int *bnd;         /* boundary tensors to use (main or transient) */
+    bool keep_input;  /* an offloaded input's stripe stays for the partition's backward */
 } fwd_ctx;
 
 static int *slot(emitter *e, int *arr, const plan_stage *st, int node, int j)
@@ -282,9 +286,29 @@ static int *slot(emitter *e, int *arr, const plan_stage *st, int node, int j)
     return &arr[e->off[e->stage] + plan_idx(st, node, j)];
 }
 
+/* --offload input: partition j of the first stage copies the input rows it reads into a device
+ * stripe when it starts (input_in), and frees it when it ends (input_out). */
+static void input_in(emitter *e, const plan_stage *st, int pass, int j)
+{
+    if (!st->in_rows || e->in_dev >= 0)
+        return;
+    rowrange r = st->in_rows[j];
+    e->in_dev = add_value(e, TC_INPUT, TK_VALUE, 0, j, r);
+    alloc_t(e, e->in_dev, pass, 0, j);
+    if (!rr_empty(r))
+        sched_copy(e->s, e->in_dev, e->val[0], r.lo, r.hi, false, pass, 0, j, e->stage);
+}
+
+static void input_out(emitter *e, int pass, int j)
+{
+    free_t(e, &e->in_dev, pass, 0, j);
+}
+
 /* The tensor holding node u's rows for partition j. */
 static int value_of(emitter *e, const plan_stage *st, int u, int j)
 {
+    if (u == st->in_node && st->in_rows)
+        return e->in_dev;
     if (u == st->in_node || u == st->out_node)
         return e->val[u];
     return *slot(e, e->sv, st, u, j);
@@ -421,6 +445,7 @@ static void partition_forward(emitter *e, const fwd_ctx *f, int j)
     const plan_stage *st = f->st;
     for (int l = st->in_node + 1; l <= st->out_node; l++)
         e->left[l] = count_consumers(e, f, l);
+    input_in(e, st, f->pass, j);
     for (int l = st->in_node + 1; l <= st->out_node; l++) {
         if (!in_subset(f, l))
             continue;
@@ -459,6 +484,8 @@ static void partition_forward(emitter *e, const fwd_ctx *f, int j)
                 release_forward_value(e, f, u, j);
         }
     }
+    if (!f->keep_input)
+        input_out(e, f->pass, j);
 }
 
 /* Ancestors of `node` inside the stage, and `node` itself. */
@@ -693,13 +720,14 @@ static void partition_backward(emitter *e, const bwd_ctx *b, int j)
         free_t(e, slot(e, e->sst, st, l, j), b->pass, l, j);
         free_t(e, slot(e, e->sg, st, l, j), b->pass, l, j);
     }
+    input_out(e, b->pass, j);
 }
 
 static void recompute(emitter *e, const plan_stage *st, int j, bool last_use_of_bnd)
 {
     fwd_ctx f = {.st = st, .pass = PASS_RECOMPUTE, .store = true, .make_bnd = false,
                  .free_bnd = last_use_of_bnd, .subset = st->rerun, .stats_node = -1,
-                 .bnd = e->bnd};
+                 .bnd = e->bnd, .keep_input = true};
     partition_forward(e, &f, j);
 }
 
@@ -730,6 +758,8 @@ static void stage_backward(emitter *e, const plan_stage *st, bool *mark)
     for (int j = st->parts - 1; j >= 0; j--) {
         if (!(st->store_last && j == st->parts - 1))
             recompute(e, st, j, true);
+        else
+            input_in(e, st, PASS_BWD, j);
         partition_backward(e, &bc, j);
     }
     for (int l = a + 1; l <= b; l++) {
@@ -768,6 +798,7 @@ static void emitter_init(emitter *e, const plan_t *plan, sched_t *s)
     e->held = calloc((size_t)n, sizeof(bool));
     LR_ASSERT(e->fwd_left && e->bwd_left && e->left && e->bleft && e->held);
     e->labels = e->workspace = -1;
+    e->in_dev = -1;
 }
 
 static void emitter_stage_arrays(emitter *e)

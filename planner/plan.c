@@ -318,6 +318,37 @@ static lr_status too_many_ranges(const net_t *net, int parts, int layers)
 
 /* Stage (in, out] of `parts` partitions (clamped already) of `kind`: its row ranges and what its
  * recompute rebuilds. */
+/* st->in_rows: per partition, the rows of the input (node 0) its runs read: the windows of
+ * the input's readers in the stage over the rows they compute (a backward run reads no more
+ * than its forward: own rows within comp), or sum_in for a summing stage's reduction. */
+static lr_status input_rows(const net_t *net, plan_stage *st)
+{
+    st->in_rows = malloc(sizeof *st->in_rows * (size_t)st->parts);
+    if (!st->in_rows)
+        return lr_fail(LR_ERR_NOMEM, "out of memory");
+    for (int j = 0; j < st->parts; j++) {
+        rowrange r = rr_none();
+        for (int l = st->in_node + 1; l <= st->out_node; l++) {
+            const net_node *n = &net->nodes[l];
+            for (int k = 0; k < n->n_inputs; k++) {
+                if (n->inputs[k] != st->in_node)
+                    continue;
+                rowrange need = plan_sums_at(st, l)
+                                    ? st->sum_in[j]
+                                    : rowdep_need(net, l, k, st->comp[plan_idx(st, l, j)]);
+                r = rr_hull(r, need);
+            }
+        }
+        st->in_rows[j] = r;
+    }
+    return LR_OK;
+}
+
+int64_t plan_input_rows_bytes(const net_t *net, const plan_config *cfg, rowrange r)
+{
+    return cost_rows_bytes(net, 0, cfg->batch, cost_dtype_bytes(cfg->dtype), rr_count(r));
+}
+
 static lr_status stage_init(const net_t *net, const plan_config *cfg, plan_partitioning kind,
                             int in, int out, int parts, bool last, plan_stage *st)
 {
@@ -329,6 +360,8 @@ static lr_status stage_init(const net_t *net, const plan_config *cfg, plan_parti
     st->bn_frozen = cfg->bn == BN_FROZEN;
     st->store_last = last && !st->bn_passes;
     LR_TRY(build_stage(net, st));
+    if (in == 0 && (cfg->offload & OFFLOAD_INPUT))
+        LR_TRY(input_rows(net, st));
     return mark_rerun(net, st);
 }
 
@@ -349,6 +382,7 @@ lr_status plan_stage_build(const net_t *net, const plan_config *cfg, plan_partit
 void plan_stage_free(plan_stage *st)
 {
     free(st->own), free(st->comp), free(st->held), free(st->sum_in), free(st->rerun);
+    free(st->in_rows);
     memset(st, 0, sizeof *st);
 }
 

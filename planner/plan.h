@@ -79,7 +79,15 @@ typedef struct {
     plan_bn bn;
     int64_t workspace_bytes; /* one persistent workspace tensor (0: none) */
     const device_spec *device; /* the time model's device (NULL: no step time) */
+    unsigned offload; /* OFFLOAD_* bits: what lives in host memory (--offload) */
 } plan_config;
+
+/* --offload input: the input batch stays in host memory (sched_tier TIER_HOST); each partition of
+ * the first stage copies the input rows it reads into a device stripe when it starts (forward,
+ * statistics passes, recompute) and frees it when it ends (after its backward, which reads them
+ * too). A plan without stages (column) reads the whole input in its tail and keeps it on the
+ * device. */
+#define OFFLOAD_INPUT 0x1u
 
 #define PLAN_MAX_STAGES 64
 
@@ -111,6 +119,9 @@ typedef struct {
     bool store_last; /* the last partition's forward keeps what backward reads (no recompute) */
     bool bn_passes;  /* exact BatchNorm in a partitioned stage: STATS and GSTATS passes */
     bool bn_frozen;  /* --bn frozen: BatchNorm reads the running statistics, keeps none of its own */
+    /* the first stage under --offload input: in_rows[j] are the input rows partition j reads
+     * (copied from host memory into a device stripe while it runs); NULL otherwise */
+    rowrange *in_rows;
 } plan_stage;
 
 typedef struct {
@@ -178,8 +189,11 @@ typedef struct {
     int peak_node, peak_part, peak_stage;
     sched_pass peak_pass;
     int64_t static_bytes; /* weights, BN running stats, weight gradients, optimizer state */
-    int64_t input_bytes;  /* input batch and labels */
+    int64_t input_bytes;  /* input batch and labels on the device (the labels alone when the
+                             input is offloaded) */
     int64_t workspace_bytes;
+    int64_t host_bytes;   /* host memory the plan keeps (the input batch under --offload input) */
+    int64_t copy_bytes;   /* bytes copied from host to device in one training step */
     int64_t flops;
     int64_t step_ns; /* predicted step time on cfg.device (device.h); 0 without a device */
     /* where exact BatchNorm's compute goes: its STATS and GSTATS passes (the recomputes inside
@@ -209,13 +223,14 @@ typedef struct {
     int64_t ns;       /* time of its kernels (cfg.device; INT64_MAX when the sum saturated) */
     int64_t bn_flops; /* of its FLOPs, in statistics passes */
     int bn_passes;
+    int64_t copy_bytes; /* host-to-device copies in it */
 } plan_phase;
 
 typedef struct {
     int n; /* phases recorded: 2 * stages + 3 */
     plan_phase ph[2 * PLAN_MAX_STAGES + 3];
     int64_t update_flops, update_ns; /* optimizer updates, after the last phase */
-    int64_t static_bytes, input_bytes, workspace_bytes;
+    int64_t static_bytes, input_bytes, workspace_bytes, host_bytes;
 } plan_phases;
 
 /* plan_closed_form, also recording the phases. */
@@ -243,6 +258,10 @@ void plan_phases_assemble(const plan_phases *ends, int ends_stages, int n_stages
  * a stage on its own. */
 int64_t plan_stage_run_bound(const plan_t *plan, int s);
 int64_t plan_stage_runs(const net_t *net, const plan_stage *st);
+
+/* Bytes of rows r of the input batch (node 0) on the device: what partition j of an offloading
+ * stage copies in (st->in_rows[j]). */
+int64_t plan_input_rows_bytes(const net_t *net, const plan_config *cfg, rowrange r);
 
 /* Shared by the emitter, the closed form and the executors. */
 bool plan_bwd_reads_input(net_op op);  /* conv, maxpool, batchnorm, fc, softmax_xent */

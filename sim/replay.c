@@ -526,6 +526,7 @@ typedef struct {
     int64_t reserved;  /* caching: segments; otherwise = live */
     int64_t by_class[TC_COUNT]; /* exact bytes */
     int64_t flops, flops_by_pass[PASS_COUNT]; /* RUN steps in [step_begin, step_end) so far */
+    int64_t host_live, host_peak, copy_bytes; /* TIER_HOST tensors, host-to-device COPY bytes */
 } replay_t;
 
 static void replay_free(replay_t *r)
@@ -601,9 +602,17 @@ static lr_status replay_alloc(replay_t *r, int i, int t)
         return lr_fail(LR_ERR_RUNTIME,
                        "schedule step %d: ALLOC of tensor %d (%s of node %d), already live", i, t,
                        sched_kind_name(x->kind), x->node);
-    if (x->cls >= TC_COUNT || x->bytes < 0)
-        return lr_fail(LR_ERR_INPUT, "schedule step %d: tensor %d has class %d, %lld bytes", i,
-                       t, x->cls, (long long)x->bytes);
+    if (x->cls >= TC_COUNT || x->bytes < 0 || x->tier >= TIER_COUNT)
+        return lr_fail(LR_ERR_INPUT, "schedule step %d: tensor %d has class %d, tier %d, %lld bytes",
+                       i, t, x->cls, x->tier, (long long)x->bytes);
+    if (x->tier == TIER_HOST) { /* host memory: counted apart, no allocator model */
+        if (!lr_add(r->host_live, x->bytes, &r->host_live))
+            return overflow(i);
+        if (r->host_live > r->host_peak)
+            r->host_peak = r->host_live;
+        r->is_live[t] = 1;
+        return LR_OK;
+    }
     int64_t cost = 0;
     if (r->a != ALLOC_CACHING) {
         if (!flat_cost(r, x->bytes, &cost))
@@ -633,6 +642,11 @@ static lr_status replay_release(replay_t *r, int i, int t)
         return lr_fail(LR_ERR_RUNTIME,
                        "schedule step %d: FREE of tensor %d (%s of node %d), which is not live", i,
                        t, sched_kind_name(x->kind), x->node);
+    if (x->tier == TIER_HOST) {
+        r->host_live -= x->bytes;
+        r->is_live[t] = 0;
+        return LR_OK;
+    }
     int64_t cost = 0;
     if (r->a != ALLOC_CACHING) {
         flat_cost(r, x->bytes, &cost); /* succeeded at ALLOC */
@@ -661,6 +675,21 @@ static lr_status replay_run(replay_t *r, int i, const sched_step *p)
     return LR_OK;
 }
 
+/* A host-to-device COPY in the training step: its rows' bytes (the destination's per row). */
+static lr_status replay_copy(replay_t *r, int i, const sched_step *p)
+{
+    LR_TRY(check_tensor(r, i, p->t, "COPY"));
+    LR_TRY(check_tensor(r, i, p->src, "COPY"));
+    const sched_tensor *dst = &r->s->tensors[p->t], *src = &r->s->tensors[p->src];
+    if (i < r->s->step_begin || i >= r->s->step_end || src->tier != TIER_HOST ||
+        dst->tier != TIER_DEVICE || p->row_hi < p->row_lo || dst->row_hi < dst->row_lo)
+        return LR_OK;
+    int64_t per_row = dst->bytes / (dst->row_hi - dst->row_lo + 1);
+    if (!lr_add(r->copy_bytes, per_row * (p->row_hi - p->row_lo + 1), &r->copy_bytes))
+        return overflow(i);
+    return LR_OK;
+}
+
 /* Step i of the whole schedule, p its record. */
 static lr_status replay_step(replay_t *r, int i, const sched_step *p)
 {
@@ -672,7 +701,7 @@ static lr_status replay_step(replay_t *r, int i, const sched_step *p)
     case STEP_RUN:
         return replay_run(r, i, p);
     case STEP_COPY:
-        return LR_OK;
+        return replay_copy(r, i, p);
     default:
         return lr_fail(LR_ERR_RUNTIME, "schedule step %d: unknown op %d", i, p->op);
     }
@@ -731,6 +760,8 @@ static lr_status stream_end(sim_stream *k, sim_result *out)
     k->out.flops = k->r.flops;
     memcpy(k->out.flops_by_pass, k->r.flops_by_pass, sizeof k->r.flops_by_pass);
     k->out.end_bytes = k->r.live;
+    k->out.host_peak_bytes = k->r.host_peak;
+    k->out.copy_bytes = k->r.copy_bytes;
     k->out.alloc_retries = k->r.heap.retries;
     *out = k->out;
     if (k->status != LR_OK) {

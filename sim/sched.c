@@ -82,6 +82,7 @@ int sched_add_tensor(sched_t *s, sched_class cls, sched_kind kind, int node, int
     t->row_hi = row_hi;
     t->cls = (uint8_t)cls;
     t->kind = (uint8_t)kind;
+    t->tier = TIER_DEVICE;
     t->bytes = bytes;
     return s->n_tensors++;
 }
@@ -154,6 +155,12 @@ static const char *const op_names[] = {"ALLOC", "FREE", "RUN", "COPY"};
 const char *sched_class_name(sched_class c)
 {
     return c < TC_COUNT ? class_names[c] : "?";
+}
+
+const char *sched_tier_name(sched_tier t)
+{
+    static const char *const names[TIER_COUNT] = {"device", "host"};
+    return t < TIER_COUNT ? names[t] : "?";
 }
 
 const char *sched_kind_name(sched_kind k)

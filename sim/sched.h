@@ -79,12 +79,18 @@ typedef enum {
     PASS_COUNT
 } sched_pass;
 
+/* Where a tensor lives. Host tensors (the input batch under --offload input) are not device
+ * memory: the replay and the executors count them apart, and COPY steps move their rows to and
+ * from device tensors. */
+typedef enum { TIER_DEVICE, TIER_HOST, TIER_COUNT } sched_tier;
+
 typedef struct {
     int32_t node;  /* the layer it belongs to, -1 for none */
     int32_t part;  /* partition that made it, -1 for full/whole tensors */
     int32_t row_lo, row_hi; /* rows held (VALUE, GRAD); -1 otherwise */
     uint8_t cls;   /* sched_class */
     uint8_t kind;  /* sched_kind */
+    uint8_t tier;  /* sched_tier (TIER_DEVICE unless set) */
     int64_t bytes;
 } sched_tensor;
 
@@ -198,6 +204,7 @@ sched_run *sched_run_step(sched_t *s, int pass, int node, int part, int stage, i
                           int row_hi, int flags, int64_t flops);
 
 const char *sched_class_name(sched_class c);
+const char *sched_tier_name(sched_tier t);
 const char *sched_kind_name(sched_kind k);
 const char *sched_pass_name(sched_pass p);
 const char *sched_op_name(sched_op op);

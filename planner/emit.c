@@ -293,7 +293,7 @@ static void input_in(emitter *e, const plan_stage *st, int pass, int j)
     if (!st->in_rows || e->in_dev >= 0)
         return;
     rowrange r = st->in_rows[j];
-    e->in_dev = add_value(e, TC_INPUT, TK_VALUE, 0, j, r);
+    e->in_dev = add_value(e, TC_ACTIVATION, TK_VALUE, 0, j, r); /* a stripe: not persistent */
     alloc_t(e, e->in_dev, pass, 0, j);
     if (!rr_empty(r))
         sched_copy(e->s, e->in_dev, e->val[0], r.lo, r.hi, false, pass, 0, j, e->stage);

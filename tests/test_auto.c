@@ -532,6 +532,51 @@ static void test_fit_input_is_on_the_boundary(void **state)
     }
 }
 
+/* --offload input: auto's stage model stays exact (its persistent bytes leave the input out for
+ * plans with a stage, column keeps it), auto's answer is the closed form of its plan, and --fit's
+ * largest input sits on the boundary with the input in host memory. */
+static void test_offloaded_input_in_auto_and_fit(void **state)
+{
+    const char *nets[] = {"tiny-vgg", "tiny-resnet", "tiny-mix", "resnet18"};
+    for (size_t k = 0; k < sizeof nets / sizeof nets[0]; k++) {
+        net_t *net = test_zoo(nets[k]);
+        for (int bn = 0; bn < 2; bn++) {
+            plan_config cfg = config(16, (plan_bn)bn);
+            cfg.offload = OFFLOAD_INPUT;
+            auto_result capped = run_auto(net, &cfg, 1.3, 0);
+            auto_result budget = run_auto(net, &cfg, 0, capped.best.cost.peak_bytes);
+            assert_int_equal(capped.model_misses, 0);
+            assert_int_equal(budget.model_misses, 0);
+            plan_cost c;
+            plan_config at = cfg;
+            at.bn = budget.best.bn;
+            assert_int_equal(strategy_evaluate(net, &at, &budget.best.spec, &c), LR_OK);
+            assert_int_equal(c.peak_bytes, budget.best.cost.peak_bytes);
+            assert_true(budget.best.fits);
+        }
+        plan_config cfg = config(1, BN_EXACT);
+        cfg.offload = OFFLOAD_INPUT;
+        int64_t budget = 4 * choose(net, &cfg, STRAT_COLUMN).cost.peak_bytes;
+        const plan_strategy sts[] = {STRAT_ROW, STRAT_OVERL};
+        for (int i = 0; i < 2; i++) {
+            fit_result r = fit(net, &cfg, sts[i], budget);
+            net_t *copy;
+            assert_int_equal(auto_subnet(net, 0, &copy), LR_OK);
+            int h = r.max_square_input;
+            assert_int_equal(net_reshape(copy, h, h), LR_OK);
+            if (!fits_at(copy, cfg, sts[i], 1, budget))
+                fail_msg("%s %s offload: max input %d does not fit", nets[k],
+                         plan_strategy_name(sts[i]), h);
+            if (!r.input_at_limit && net_reshape(copy, h + r.input_step, h + r.input_step) == LR_OK &&
+                fits_at(copy, cfg, sts[i], 1, budget))
+                fail_msg("%s %s offload: max input %d, but %d fits too", nets[k],
+                         plan_strategy_name(sts[i]), h, h + r.input_step);
+            net_free(copy);
+        }
+        net_free(net);
+    }
+}
+
 /* A budget below the weights: nothing fits, batch or input. */
 static void test_fit_reports_zero_when_nothing_fits(void **state)
 {
@@ -741,6 +786,7 @@ int main(void)
         cmocka_unit_test(test_fit_batch_is_on_the_boundary),
         cmocka_unit_test(test_fit_batch_is_on_the_boundary_for_vgg16_on_a_card),
         cmocka_unit_test(test_fit_input_is_on_the_boundary),
+        cmocka_unit_test(test_offloaded_input_in_auto_and_fit),
         cmocka_unit_test(test_fit_reports_zero_when_nothing_fits),
         cmocka_unit_test(test_named_gpus_parse),
         cmocka_unit_test(test_all_does_not_include_auto),

@@ -120,6 +120,10 @@ static plan_cost check_agreement(const plan_t *plan, const char *what)
         fail_msg("%s: replay peak %lld flops %lld, closed form peak %lld flops %lld", what,
                  (long long)r.peak_bytes, (long long)r.flops, (long long)c.peak_bytes,
                  (long long)c.flops);
+    if (r.host_peak_bytes != c.host_bytes || r.copy_bytes != c.copy_bytes)
+        fail_msg("%s: replay host peak %lld, copies %lld; closed form %lld, %lld", what,
+                 (long long)r.host_peak_bytes, (long long)r.copy_bytes, (long long)c.host_bytes,
+                 (long long)c.copy_bytes);
     if (plan->cfg.device && schedule_ns(plan, &s) != c.step_ns)
         fail_msg("%s: the schedule's kernels take %lld ns on %s, the closed form says %lld", what,
                  (long long)schedule_ns(plan, &s), plan->cfg.device->name, (long long)c.step_ns);
@@ -195,6 +199,40 @@ static void test_closed_form_equals_replay_for_every_zoo_strategy(void **state)
                              (long long)c.cost.peak_bytes, (long long)k.peak_bytes);
                 plan_free(plan);
             }
+        }
+        net_free(net);
+    }
+}
+
+/* --offload input on every zoo net and strategy (batch 2, each strategy's plan without offload):
+ * the closed form equals the replay (device and host peaks, copies); the input batch is in host
+ * memory exactly when the plan has a stage; the device peak is never higher than the same plan's
+ * without offload, and lower by up to the input's bytes; every partition of the first stage
+ * copies its input rows at least once per pass over it. */
+static void test_offloaded_input_plans_agree_and_save_the_input(void **state)
+{
+    for (size_t z = 0; z < sizeof zoo_cases / sizeof zoo_cases[0]; z++) {
+        net_t *net = test_zoo(zoo_cases[z].net);
+        plan_config cfg = config(2, zoo_cases[z].bn_at_8), off = cfg;
+        off.offload = OFFLOAD_INPUT;
+        int64_t input = cost_node_bytes(net, 0, 2, 4);
+        for (int st = 0; st < STRAT_COUNT; st++) {
+            plan_choice c = choose(net, &cfg, (plan_strategy)st, 0);
+            char what[128];
+            snprintf(what, sizeof what, "%s %s offload input", net->name,
+                     plan_strategy_name((plan_strategy)st));
+            plan_t *plan = build(net, &off, &c.spec);
+            plan_cost k = check_agreement(plan, what);
+            bool staged = plan->n_stages > 0;
+            if (k.host_bytes != (staged ? input : 0) || (staged && k.copy_bytes < input) ||
+                (!staged && k.copy_bytes != 0))
+                fail_msg("%s: host %lld, copies %lld, input %lld", what, (long long)k.host_bytes,
+                         (long long)k.copy_bytes, (long long)input);
+            if (k.peak_bytes > c.cost.peak_bytes || k.peak_bytes < c.cost.peak_bytes - input ||
+                k.flops != c.cost.flops)
+                fail_msg("%s: device peak %lld with offload, %lld without (input %lld)", what,
+                         (long long)k.peak_bytes, (long long)c.cost.peak_bytes, (long long)input);
+            plan_free(plan);
         }
         net_free(net);
     }
@@ -321,9 +359,10 @@ static void test_closed_form_equals_replay_for_hand_cut_hybrids(void **state)
                 for (int batch = 1; batch <= 3; batch += 2) {
                     spec.kind = kinds[k];
                     plan_config cfg = config(batch, (plan_bn)bn);
+                    cfg.offload = batch == 3 ? OFFLOAD_INPUT : 0;
                     char what[160];
-                    snprintf(what, sizeof what, "%s case %zu kind %d bn %s batch %d",
-                             cases[i].net, i, k, plan_bn_name((plan_bn)bn), batch);
+                    snprintf(what, sizeof what, "%s case %zu kind %d bn %s batch %d offload %u",
+                             cases[i].net, i, k, plan_bn_name((plan_bn)bn), batch, cfg.offload);
                     check_spec_agrees(net, &cfg, &spec, what);
                 }
         net_free(net);
@@ -1239,6 +1278,7 @@ static void test_closed_form_equals_replay_on_random_nets(void **state)
         nets++;
         plan_config cfg = config(1 + rnd(3), (plan_bn)rnd(BN_COUNT));
         cfg.dtype = (plan_dtype)rnd(DT_COUNT);
+        cfg.offload = it % 2 ? OFFLOAD_INPUT : 0;
         bool *cut = calloc((size_t)net->n_nodes, 1);
         assert_non_null(cut);
         rowdep_cuts(net, cut);
@@ -1422,6 +1462,7 @@ static void test_composed_stages_equal_the_closed_form(void **state)
             for (int kind = 0; kind < 2; kind++)
                 for (int bn = 0; bn < 2; bn++) {
                     plan_config cfg = config(2 + (int)ni, bn ? BN_EXACT : BN_STRIPE);
+                    cfg.offload = variant == kind ? OFFLOAD_INPUT : 0;
                     plan_phases *rec = malloc(sizeof(plan_phases) * (size_t)n_cand);
                     assert_non_null(rec);
                     plan_spec spec = cuts;
@@ -1539,6 +1580,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_closed_form_equals_replay_for_every_zoo_strategy),
+        cmocka_unit_test(test_offloaded_input_plans_agree_and_save_the_input),
         cmocka_unit_test(test_closed_form_equals_replay_with_fixed_rows),
         cmocka_unit_test(test_frozen_bn_plans_agree_and_keep_no_statistics),
         cmocka_unit_test(test_closed_form_equals_replay_across_dtypes_optimizers_workspace),

@@ -30,15 +30,20 @@ typedef struct {
     plan_cost cost;
 } run_t;
 
-static void run_open(run_t *r, const char *netname, int batch, plan_strategy st, int rows,
-                     plan_bn bn, plan_optim optim, uint64_t seed, float lr)
+/* The plan of `spec` when given (evaluated under cfg), else the strategy's choice. */
+static void run_open_cfg(run_t *r, const char *netname, plan_config cfg, plan_strategy st,
+                         int rows, const plan_spec *spec, uint64_t seed, float lr)
 {
     memset(r, 0, sizeof *r);
     assert_int_equal(net_open(netname, &r->net), LR_OK);
-    plan_config cfg = {.batch = batch, .dtype = DT_FP32, .optim = optim, .bn = bn};
     plan_request req = {.strategy = st, .rows = rows};
     plan_choice c;
-    assert_int_equal(strategy_choose(r->net, &cfg, &req, &c), LR_OK);
+    if (spec) {
+        c.spec = *spec;
+        assert_int_equal(strategy_evaluate(r->net, &cfg, spec, &c.cost), LR_OK);
+    } else {
+        assert_int_equal(strategy_choose(r->net, &cfg, &req, &c), LR_OK);
+    }
     r->cost = c.cost;
     assert_int_equal(plan_build(r->net, &cfg, &c.spec, &r->plan), LR_OK);
     sched_init(&r->s);
@@ -52,6 +57,13 @@ static void run_open(run_t *r, const char *netname, int batch, plan_strategy st,
     hp.seed = seed;
     hp.lr = lr;
     assert_int_equal(exec_create(r->net, r->plan, &r->s, &exec_cpu_backend, NULL, &hp, &r->exec), LR_OK);
+}
+
+static void run_open(run_t *r, const char *netname, int batch, plan_strategy st, int rows,
+                     plan_bn bn, plan_optim optim, uint64_t seed, float lr)
+{
+    plan_config cfg = {.batch = batch, .dtype = DT_FP32, .optim = optim, .bn = bn};
+    run_open_cfg(r, netname, cfg, st, rows, NULL, seed, lr);
 }
 
 static void run_close(run_t *r)
@@ -403,6 +415,59 @@ static void test_stripe_bn_with_one_partition_is_exact(void **state)
     assert_true(row_vs_column("tiny-resnet", STRAT_CHECKPOINT, 0, BN_STRIPE) <= 1e-5);
 }
 
+/* --offload input: each row strategy's plan run with the input batch in host memory computes
+ * the same loss and gradients, bit for bit, as the same plan with the input on the device (the
+ * first layers read a copy of the same rows); the counted device peak is the prediction and the
+ * replay, and so is the counted host memory (the input batch). */
+static void test_offloaded_input_runs_the_same_step(void **state)
+{
+    const char *nets[] = {"tiny-vgg", "tiny-resnet", "tiny-mix"};
+    const plan_strategy strategies[] = {STRAT_CHECKPOINT, STRAT_ROW, STRAT_2PS, STRAT_OVERL,
+                                        STRAT_2PS_H, STRAT_OVERL_H};
+    for (size_t k = 0; k < sizeof nets / sizeof nets[0]; k++)
+        for (size_t q = 0; q < sizeof strategies / sizeof strategies[0]; q++) {
+            const int batch = 3;
+            plan_config cfg = {.batch = batch, .dtype = DT_FP32, .optim = OPTIM_MOMENTUM,
+                               .bn = BN_EXACT};
+            run_t plain, off;
+            run_open_cfg(&plain, nets[k], cfg, strategies[q], 3, NULL, 7, 0.05f);
+            cfg.offload = OFFLOAD_INPUT;
+            run_open_cfg(&off, nets[k], cfg, strategies[q], 3, &plain.plan->spec, 7, 0.05f);
+            const net_node *in = &plain.net->nodes[0];
+            float *images = malloc(sizeof(float) * (size_t)batch * in->c * in->h * in->w);
+            int32_t labels[batch];
+            fill_batch(plain.net, batch, images, labels);
+            float lp, lo;
+            assert_int_equal(exec_step(plain.exec, images, labels, false, &lp), LR_OK);
+            assert_int_equal(exec_step(off.exec, images, labels, false, &lo), LR_OK);
+            assert_true(memcmp(&lp, &lo, sizeof lp) == 0);
+            sim_result sr;
+            assert_int_equal(sim_replay(&off.s, ALLOC_EXACT, &sr), LR_OK);
+            const exec_memory *m = exec_memory_stats(off.exec);
+            assert_int_equal(m->counted_peak_bytes, sr.peak_bytes);
+            assert_int_equal(m->counted_peak_bytes, off.cost.peak_bytes);
+            assert_int_equal(m->host_counted_peak_bytes, sr.host_peak_bytes);
+            assert_int_equal(m->host_counted_peak_bytes, off.cost.host_bytes);
+            assert_int_equal(off.cost.host_bytes, cost_node_bytes(off.net, 0, batch, 4));
+            assert_true(off.cost.peak_bytes <= plain.cost.peak_bytes);
+            for (int l = 1; l < plain.net->n_nodes; l++) {
+                int64_t n = plain.net->nodes[l].params;
+                if (!n)
+                    continue;
+                float *a = malloc(sizeof(float) * (size_t)n), *b = malloc(sizeof(float) * (size_t)n);
+                assert_int_equal(exec_get_param_grad(plain.exec, l, a, n), LR_OK);
+                assert_int_equal(exec_get_param_grad(off.exec, l, b, n), LR_OK);
+                if (memcmp(a, b, sizeof(float) * (size_t)n) != 0)
+                    fail_msg("%s %s: gradient of %s differs with the input offloaded", nets[k],
+                             plan_strategy_name(strategies[q]), plain.net->nodes[l].name);
+                free(a), free(b);
+            }
+            free(images);
+            run_close(&plain);
+            run_close(&off);
+        }
+}
+
 /* Arena planning never overlaps two live tensors and never uses less than the peak. */
 static void test_arena_offsets_never_overlap_live_tensors(void **state)
 {
@@ -528,6 +593,7 @@ int main(void)
         cmocka_unit_test(test_row_strategies_match_column_frozen_bn),
         cmocka_unit_test(test_stripe_bn_is_approximate_and_measured),
         cmocka_unit_test(test_stripe_bn_with_one_partition_is_exact),
+        cmocka_unit_test(test_offloaded_input_runs_the_same_step),
         cmocka_unit_test(test_arena_offsets_never_overlap_live_tensors),
         cmocka_unit_test(test_cpu_workspace_is_planned_per_thread),
         cmocka_unit_test(test_training_lowers_the_loss_on_a_fixed_batch),

@@ -582,16 +582,23 @@ static void check_agreement(FILE *err, const analysis_t *a)
             fprintf(err, "lrcnn-sim: warning: %s: closed-form peak %" PRId64 " differs from the replay %" PRId64 " by %" PRId64 " bytes\n",
                     plan_strategy_name(e->strategy), e->choice.cost.peak_bytes, e->exact.peak_bytes,
                     e->exact.peak_bytes - e->choice.cost.peak_bytes);
+        if (e->exact.host_peak_bytes != e->choice.cost.host_bytes ||
+            e->exact.copy_bytes != e->choice.cost.copy_bytes)
+            fprintf(err, "lrcnn-sim: warning: %s: closed-form host memory %" PRId64 " and copies %" PRId64
+                    " differ from the replay's %" PRId64 " and %" PRId64 "\n",
+                    plan_strategy_name(e->strategy), e->choice.cost.host_bytes, e->choice.cost.copy_bytes,
+                    e->exact.host_peak_bytes, e->exact.copy_bytes);
     }
 }
 
 static void print_header(FILE *f, const sim_options *o, const net_t *net, const analysis_t *a)
 {
     char b[32];
-    fprintf(f, "%s: %.1fM params, input %dx%dx%d, batch %d, %s, %s, bn %s, allocator %s\n",
+    fprintf(f, "%s: %.1fM params, input %dx%dx%d, batch %d, %s, %s, bn %s, allocator %s%s\n",
             net->name, net->params / 1e6, net->nodes[0].c, net->nodes[0].h, net->nodes[0].w,
             o->cfg.batch, cost_dtype_name(o->cfg.dtype), cost_optim_name(o->cfg.optim),
-            plan_bn_name(o->cfg.bn), sim_allocator_name(o->allocator));
+            plan_bn_name(o->cfg.bn), sim_allocator_name(o->allocator),
+            o->cfg.offload & OFFLOAD_INPUT ? ", input in host memory" : "");
     fprintf(f, "column peak %s; closed-form peaks equal the exact replay\n\n",
             summary_bytes(a->column_peak, b, sizeof b));
 }

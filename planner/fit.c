@@ -32,6 +32,7 @@ typedef struct {
 typedef struct {
     int64_t peak; /* INT64_MAX: the net does not accept the input, or the planner cannot count */
     bool fits;
+    int64_t host; /* host memory the plan keeps (--offload input) */
 } point;
 
 typedef struct {
@@ -69,6 +70,7 @@ static lr_status plan_point(fitter *f, int batch, const plan_spec *spec, plan_bn
     if (!usable)
         return LR_OK;
     p->peak = c.peak_bytes;
+    p->host = c.host_bytes;
     p->fits = c.peak_bytes <= f->budget;
     if (p->fits && f->t->strategy == STRAT_COUNT) {
         plan_spec column;
@@ -105,6 +107,7 @@ static lr_status choose(fitter *f, int batch, choice *out)
         LR_TRY(st);
         out->spec = res.best.spec, out->bn = res.best.bn;
         out->at.peak = res.best.cost.peak_bytes;
+        out->at.host = res.best.cost.host_bytes;
         out->at.fits = res.best.fits && res.best.cost.peak_bytes <= f->budget;
         return LR_OK;
     }
@@ -119,6 +122,7 @@ static lr_status choose(fitter *f, int batch, choice *out)
     LR_TRY(st);
     out->spec = c.spec;
     out->at.peak = c.cost.peak_bytes;
+    out->at.host = c.cost.host_bytes;
     out->at.fits = c.cost.peak_bytes <= f->budget;
     return LR_OK;
 }
@@ -325,6 +329,11 @@ static lr_status max_batch(fitter *f, const choice *start, fit_result *out)
     int64_t b;
     LR_TRY(boundary(&q, start, FIT_MAX_BATCH, &b));
     out->max_batch = (int)b;
+    if (b > 0 && (f->cfg.offload & OFFLOAD_INPUT)) { /* what the plan chosen there keeps in host */
+        choice c;
+        LR_TRY(batch_choose(&q, b, &c));
+        out->host_bytes_at_max_batch = c.at.host;
+    }
     plan_config cfg = f->cfg;
     cfg.batch = (int)(b < FIT_MAX_BATCH ? b + 1 : b);
     out->batch_at_limit = b == FIT_MAX_BATCH || (b > 0 && !countable(f->net, &cfg));
@@ -348,6 +357,11 @@ static lr_status max_input(fitter *f, const choice *start, fit_result *out)
     if (q.min)
         st = boundary(&q, start, limit, &x);
     out->max_square_input = x ? (int)(q.min + (x - 1) * q.step) : 0;
+    if (st == LR_OK && x > 0 && (f->cfg.offload & OFFLOAD_INPUT)) {
+        choice c;
+        st = input_choose(&q, x, &c);
+        out->host_bytes_at_max_input = c.at.host;
+    }
     plan_config cfg = f->cfg;
     cfg.batch = 1;
     out->input_at_limit = x == limit && x > 0;
@@ -409,6 +423,7 @@ static void merge(fit_result *out, const fit_result *batch, const fit_result *in
 {
     *out = *batch;
     out->max_square_input = input->max_square_input;
+    out->host_bytes_at_max_input = input->host_bytes_at_max_input;
     out->min_square_input = input->min_square_input;
     out->input_step = input->input_step;
     out->input_at_limit = input->input_at_limit;

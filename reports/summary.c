@@ -154,6 +154,20 @@ void summary_print_strategies(FILE *f, const analysis_t *a)
     summary_print_header(f, a);
     for (int i = 0; i < a->n; i++)
         summary_print_row(f, a, plan_strategy_name(a->e[i].strategy), &a->e[i]);
+    if (!(a->cfg.offload & OFFLOAD_INPUT))
+        return;
+    char b1[32], b2[32];
+    fprintf(f, "\n--offload input: host memory (the input batch) and what one step copies to the device\n");
+    for (int i = 0; i < a->n; i++) {
+        const plan_cost *c = &a->e[i].choice.cost;
+        if (c->host_bytes > 0)
+            fprintf(f, "%-11s host %11s   copied %11s per step (%.1fx the input)\n",
+                    plan_strategy_name(a->e[i].strategy), summary_bytes(c->host_bytes, b1, sizeof b1),
+                    summary_bytes(c->copy_bytes, b2, sizeof b2), ratio(c->copy_bytes, c->host_bytes));
+        else
+            fprintf(f, "%-11s (no stage: the input stays on the device)\n",
+                    plan_strategy_name(a->e[i].strategy));
+    }
 }
 
 /* ------------------------------------------------------------------ JSON */
@@ -215,6 +229,7 @@ static json_object *config_json(const analysis_t *a, const plan_config *cfg)
     json_object_object_add(o, "optimizer", json_object_new_string(cost_optim_name(cfg->optim)));
     json_object_object_add(o, "bn", json_object_new_string(plan_bn_name(cfg->bn)));
     json_object_object_add(o, "workspace_bytes", json_object_new_int64(cfg->workspace_bytes));
+    json_object_object_add(o, "offload", json_object_new_string(cfg->offload & OFFLOAD_INPUT ? "input" : "none"));
     if (a) {
         json_object_object_add(o, "allocator", json_object_new_string(sim_allocator_name(a->allocator)));
         json_object_object_add(o, "column_peak_bytes", json_object_new_int64(a->column_peak));
@@ -268,6 +283,10 @@ json_object *summary_strategy_json(const analysis_t *a, const analysis_entry *e)
     json_object_object_add(o, "allocator_reserved_bytes", json_object_new_int64(e->modelled.peak_reserved_bytes));
     json_object_object_add(o, "static_bytes", json_object_new_int64(c->static_bytes));
     json_object_object_add(o, "input_bytes", json_object_new_int64(c->input_bytes));
+    json_object_object_add(o, "host_bytes", json_object_new_int64(c->host_bytes));
+    json_object_object_add(o, "sim_host_bytes", json_object_new_int64(e->exact.host_peak_bytes));
+    json_object_object_add(o, "copy_bytes", json_object_new_int64(c->copy_bytes));
+    json_object_object_add(o, "sim_copy_bytes", json_object_new_int64(e->exact.copy_bytes));
     json_object_object_add(o, "activation_bytes_at_peak",
                            json_object_new_int64(c->peak_bytes - c->static_bytes - c->input_bytes - c->workspace_bytes));
     json_object_object_add(o, "peak_ratio", json_object_new_double(ratio(c->peak_bytes, a->column_peak)));
@@ -414,7 +433,14 @@ void summary_print_fit(FILE *f, const device_spec *gpu, int64_t device_bytes, in
     fprintf(f, "\nfit: %s%s%s%s - reserve %s = %s for the training step\n", gpu ? gpu->name : "",
             gpu ? " (" : "", gpu ? gpu->label : summary_bytes(device_bytes, b1, sizeof b1), gpu ? ")" : "",
             summary_bytes(reserve_bytes, b2, sizeof b2), summary_bytes(device_bytes - reserve_bytes, b3, sizeof b3));
-    fprintf(f, "%-11s %12s   %s\n", "strategy", "max batch", "max input at batch 1");
+    bool host = false;
+    for (int k = 0; k < n; k++)
+        host |= rows[k].r.host_bytes_at_max_batch > 0 || rows[k].r.host_bytes_at_max_input > 0;
+    if (host)
+        fprintf(f, "%-11s %12s  %-26s %14s %14s\n", "strategy", "max batch", "max input at batch 1",
+                "host at batch", "host at input");
+    else
+        fprintf(f, "%-11s %12s   %s\n", "strategy", "max batch", "max input at batch 1");
     for (int k = 0; k < n; k++) {
         const fit_result *r = &rows[k].r;
         if (r->max_square_input > 0)
@@ -422,8 +448,16 @@ void summary_print_fit(FILE *f, const device_spec *gpu, int64_t device_bytes, in
                      r->input_at_limit ? " (the planner's limit)" : "");
         else
             snprintf(size, sizeof size, "none (not even %dx%d)", r->min_square_input, r->min_square_input);
-        fprintf(f, "%-11s %12d%s  %s\n", rows[k].strategy, r->max_batch, r->batch_at_limit ? "+" : " ", size);
+        if (host)
+            fprintf(f, "%-11s %12d%s %-26s %14s %14s\n", rows[k].strategy, r->max_batch,
+                    r->batch_at_limit ? "+" : " ", size,
+                    summary_bytes(r->host_bytes_at_max_batch, b1, sizeof b1),
+                    summary_bytes(r->host_bytes_at_max_input, b2, sizeof b2));
+        else
+            fprintf(f, "%-11s %12d%s  %s\n", rows[k].strategy, r->max_batch, r->batch_at_limit ? "+" : " ", size);
     }
+    if (host)
+        fprintf(f, "(host: the input batch each plan keeps in host memory under --offload input)\n");
     fprintf(f, "(largest batch at the network's input and largest square input at batch 1 whose\n"
                " closed-form peak fits, with the plan each strategy chooses there; + = the planner's limit)\n");
 }
@@ -442,6 +476,8 @@ json_object *summary_fit_json(const summary_fit_row *rows, int n)
         json_object_object_add(o, "input_at_limit", json_object_new_boolean(r->input_at_limit));
         json_object_object_add(o, "min_square_input", json_object_new_int(r->min_square_input));
         json_object_object_add(o, "input_step", json_object_new_int(r->input_step));
+        json_object_object_add(o, "host_bytes_at_max_batch", json_object_new_int64(r->host_bytes_at_max_batch));
+        json_object_object_add(o, "host_bytes_at_max_input", json_object_new_int64(r->host_bytes_at_max_input));
         json_object_array_add(arr, o);
     }
     return arr;

@@ -75,7 +75,8 @@ void summary_print_fit(FILE *f, const device_spec *gpu, int64_t device_bytes, in
                        const summary_fit_row *rows, int n);
 
 /* [{"strategy", "max_batch", "max_square_input", "budget_bytes", "batch_at_limit",
- *   "input_at_limit", "min_square_input", "input_step"}, ...] */
+ *   "input_at_limit", "min_square_input", "input_step", "host_bytes_at_max_batch",
+ *   "host_bytes_at_max_input"}, ...] */
 json_object *summary_fit_json(const summary_fit_row *rows, int n);
 
 /* {"gpu": name or null, "device_bytes", "reserve_bytes", "budget_bytes"} */

@@ -28,6 +28,7 @@ typedef enum {
     F_BOOL,
     F_CLASS, /* uint8_t sched_class, written by name */
     F_KIND,  /* uint8_t sched_kind */
+    F_TIER,  /* uint8_t sched_tier */
     F_OP,    /* uint8_t sched_op */
     F_PASS,  /* uint8_t sched_pass */
     F_INPUTS /* int32_t[n_in] of a sched_run */
@@ -45,7 +46,7 @@ static const field tensor_fields[] = {
     FIELD(sched_tensor, node, "node", F_I32),     FIELD(sched_tensor, part, "part", F_I32),
     FIELD(sched_tensor, row_lo, "row_lo", F_I32), FIELD(sched_tensor, row_hi, "row_hi", F_I32),
     FIELD(sched_tensor, cls, "class", F_CLASS),   FIELD(sched_tensor, kind, "kind", F_KIND),
-    FIELD(sched_tensor, bytes, "bytes", F_I64),
+    FIELD(sched_tensor, tier, "tier", F_TIER),    FIELD(sched_tensor, bytes, "bytes", F_I64),
 };
 
 static const field step_fields[] = {
@@ -105,6 +106,7 @@ static const char *enum_name(field_type type, unsigned v)
     switch (type) {
     case F_CLASS: s = sched_class_name((sched_class)v); break;
     case F_KIND: s = sched_kind_name((sched_kind)v); break;
+    case F_TIER: s = sched_tier_name((sched_tier)v); break;
     case F_OP: s = sched_op_name((sched_op)v); break;
     case F_PASS: s = sched_pass_name((sched_pass)v); break;
     default: break;
@@ -313,6 +315,8 @@ static json_object *prediction_json(const net_t *net, const analysis_entry *e)
     json_object_object_add(o, "static_bytes", json_object_new_int64(c->static_bytes));
     json_object_object_add(o, "input_bytes", json_object_new_int64(c->input_bytes));
     json_object_object_add(o, "workspace_bytes", json_object_new_int64(c->workspace_bytes));
+    json_object_object_add(o, "host_bytes", json_object_new_int64(c->host_bytes));
+    json_object_object_add(o, "copy_bytes", json_object_new_int64(c->copy_bytes));
     json_object_object_add(o, "flops", json_object_new_int64(c->flops));
     return o;
 }
@@ -327,6 +331,7 @@ static json_object *names_json(const char *(*name)(int), int n)
 
 static const char *class_name(int i) { return sched_class_name((sched_class)i); }
 static const char *kind_name(int i) { return sched_kind_name((sched_kind)i); }
+static const char *tier_name(int i) { return sched_tier_name((sched_tier)i); }
 static const char *pass_name(int i) { return sched_pass_name((sched_pass)i); }
 static const char *op_name(int i) { return sched_op_name((sched_op)i); }
 
@@ -338,6 +343,7 @@ static json_object *enums_json(void)
     json_object *o = json_object_new_object();
     json_object_object_add(o, "class", names_json(class_name, TC_COUNT));
     json_object_object_add(o, "kind", names_json(kind_name, TK_COUNT));
+    json_object_object_add(o, "tier", names_json(tier_name, TIER_COUNT));
     json_object_object_add(o, "op", names_json(op_name, STEP_COPY + 1));
     json_object_object_add(o, "pass", names_json(pass_name, PASS_COUNT));
     json_object_object_add(o, "flags", flags);

@@ -23,7 +23,7 @@
 extern "C" {
 #endif
 
-#define SCHEDULE_FORMAT_VERSION 2
+#define SCHEDULE_FORMAT_VERSION 3
 
 /* Writes the schedule `s` emitted from `plan`, with the prediction of entry `e` (closed form,
  * exact replay, approximate flag), to `path` all or nothing ("-" is stdout).

@@ -101,6 +101,8 @@ def compare(sched, ref, weights, batch, device="cpu", seed=1, lr=0.05):
         "predicted_peak_bytes": sched.prediction["peak_bytes"],
         "replay_peak_bytes": sched.prediction["replay_peak_bytes"],
         "device_peak_bytes": runner.device_peak_bytes,
+        "host_peak_bytes": runner.host_peak_bytes,
+        "predicted_host_bytes": sched.prediction.get("host_bytes", 0),
     }
 
 
@@ -123,6 +125,9 @@ def verdict(r, loss_tol, grad_tol):
     if r["counted_peak_bytes"] != r["predicted_peak_bytes"]:
         bad.append("memory: counted peak %d bytes, predicted %d"
                    % (r["counted_peak_bytes"], r["predicted_peak_bytes"]))
+    if r["host_peak_bytes"] != r["predicted_host_bytes"]:
+        bad.append("host memory: counted %d bytes, predicted %d"
+                   % (r["host_peak_bytes"], r["predicted_host_bytes"]))
     if r["approximate"]:
         return bad
     if not r["loss_rel_diff"] <= loss_tol:
@@ -148,6 +153,9 @@ def print_report(r, loss_tol, grad_tol, out):
     print("memory   runner peak %d bytes, predicted %d (closed form), replay %d: %s"
           % (r["counted_peak_bytes"], r["predicted_peak_bytes"], r["replay_peak_bytes"], same),
           file=out)
+    if r["predicted_host_bytes"]:
+        print("host     runner %d bytes in host memory (--offload input), predicted %d"
+              % (r["host_peak_bytes"], r["predicted_host_bytes"]), file=out)
     if r["device_peak_bytes"] is not None:
         print("device   torch.cuda.max_memory_allocated() %d bytes (%+.1f%% of the prediction: "
               "kernel temporaries)" % (r["device_peak_bytes"],

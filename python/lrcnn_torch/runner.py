@@ -58,6 +58,8 @@ class Runner:
         self.counted_live_bytes = 0
         self.counted_peak_bytes = 0
         self.peak_step = -1
+        self.host_live_bytes = 0   # host-tier tensors (--offload input), counted apart
+        self.host_peak_bytes = 0
         self.device_peak_bytes = None
         self._masks = {}
         self.centering = {}  # BN node -> float32 mean, while a STATS pass is replayed
@@ -130,6 +132,13 @@ class Runner:
             raise RunnerError("schedule step %d: tensor %d allocated twice" % (i, tid))
         t = self.sched.tensors[tid]
         make = torch.zeros if self._zeroed(t) else torch.empty
+        if t.tier == "host":  # host memory, pinned when the device is a GPU
+            pin = torch.device(self.device).type == "cuda"
+            buf = make(t.bytes, dtype=torch.uint8, device="cpu", pin_memory=pin)
+            self.live[tid] = buf
+            self.host_live_bytes += buf.numel()
+            self.host_peak_bytes = max(self.host_peak_bytes, self.host_live_bytes)
+            return
         buf = make(t.bytes, dtype=torch.uint8, device=self.device)
         self.live[tid] = buf
         self.counted_live_bytes += buf.numel() * buf.element_size()
@@ -142,6 +151,9 @@ class Runner:
         if buf is None:
             raise RunnerError("schedule step %d: tensor %d freed while not live" % (i, tid))
         self._views.pop(tid, None)
+        if self.sched.tensors[tid].tier == "host":
+            self.host_live_bytes -= buf.numel()
+            return
         self.counted_live_bytes -= buf.numel() * buf.element_size()
 
     def _buf(self, tid):

@@ -12,9 +12,15 @@ import json
 import keyword
 
 FORMAT = "lrcnn-schedule"
-VERSIONS = (1, 2)
+VERSIONS = (1, 2, 3)
 
-TENSOR_FIELDS = ("node", "part", "row_lo", "row_hi", "class", "kind", "bytes")
+TENSOR_FIELDS = ("node", "part", "row_lo", "row_hi", "class", "kind", "tier", "bytes")
+TIERS = ("device", "host")
+
+
+def tensor_fields(version):
+    """The tensor fields of a file version (version 3 added `tier`)."""
+    return TENSOR_FIELDS if version >= 3 else tuple(f for f in TENSOR_FIELDS if f != "tier")
 STEP_FIELDS = ("op", "pass", "flags", "accumulate", "node", "part", "stage", "row_lo",
                "row_hi", "t", "src", "run", "flops")
 RUN_FIELDS = ("in", "din", "out", "dout", "param", "param_grad", "opt_state", "running", "aux",
@@ -83,6 +89,9 @@ class Schedule:
         self.step_begin = doc["step_begin"]
         self.step_end = doc["step_end"]
         self.tensors = [Record(doc["tensor_fields"], r) for r in doc["tensors"]]
+        for t in self.tensors:
+            if not hasattr(t, "tier"):  # versions 1 and 2: every tensor on the device
+                t.tier = "device"
         self.steps = [Record(doc["step_fields"], r) for r in doc["steps"]]
         self.runs = [Record(doc["run_fields"], r) for r in doc["runs"]]
 
@@ -129,7 +138,7 @@ def _check_fields(doc, origin, key, known):
 
 def _check_names(doc, origin):
     enums = doc.get("enums", {})
-    for key, known in (("op", OPS), ("pass", PASSES)):
+    for key, known in (("op", OPS), ("pass", PASSES), ("tier", TIERS)):
         unknown = [n for n in enums.get(key, []) if n not in known]
         if unknown:
             _fail(origin, "enums." + key, "%r is not known to this reader" % unknown[0])
@@ -164,11 +173,11 @@ def parse(text, origin="<schedule>"):
     for key in ("net", "config", "plan", "prediction", "enums", "step_begin", "step_end"):
         if key not in doc:
             _fail(origin, key, "missing")
-    _check_fields(doc, origin, "tensor_fields", TENSOR_FIELDS)
+    _check_fields(doc, origin, "tensor_fields", tensor_fields(doc["version"]))
     _check_fields(doc, origin, "step_fields", STEP_FIELDS)
     _check_fields(doc, origin, "run_fields", RUN_FIELDS)
     _check_names(doc, origin)
-    _check_rows(doc, origin, "tensors", len(TENSOR_FIELDS))
+    _check_rows(doc, origin, "tensors", len(tensor_fields(doc["version"])))
     _check_rows(doc, origin, "steps", len(STEP_FIELDS))
     _check_rows(doc, origin, "runs", len(RUN_FIELDS))
     return Schedule(doc, origin)

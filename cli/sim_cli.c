@@ -76,14 +76,7 @@ static lr_status on_bn(void *ctx, const char *flag, const char *v)
 
 static lr_status on_offload(void *ctx, const char *flag, const char *v)
 {
-    sim_options *o = ctx;
-    if (strcmp(v, "input") == 0)
-        o->cfg.offload = OFFLOAD_INPUT;
-    else if (strcmp(v, "none") == 0)
-        o->cfg.offload = 0;
-    else
-        return lr_fail(LR_ERR_USAGE, "%s: expected input or none, got '%s'", flag, v);
-    return LR_OK;
+    return plan_offload_parse(flag, v, &((sim_options *)ctx)->cfg.offload);
 }
 
 /* "all" is every fixed strategy; auto is asked for by name only (it searches, they do not). */
@@ -368,7 +361,7 @@ const args_flag sim_flags[] = {
     {"--rows", "N", on_rows, "row partitions (first stage for hybrids; default: lowest peak)"},
     {"--region", "LAYER", on_region, "last layer of the row region (default: through the pooling before the classifier)"},
     {"--bn", "MODE", on_bn, "exact (default) | stripe (approximate) | frozen (running stats)"},
-    {"--offload", "WHAT", on_offload, "input: keep the input batch in host memory, copy rows in per partition (default none)"},
+    {"--offload", "WHAT", on_offload, "host memory for input (the batch; rows copied in per partition), boundary (rows kept for backward) or input,boundary (default none)"},
     {"--segments", "N", on_segments, "checkpoint segments (default: the lowest peak)"},
     {"--allocator", "A", on_allocator, "exact | cuda | caching model for the replay (default exact)"},
     {"--framework", "F", on_framework, "lrcnn (our executor, default) | pytorch (what PyTorch uses)"},
@@ -599,6 +592,8 @@ static void print_header(FILE *f, const sim_options *o, const net_t *net, const 
             o->cfg.batch, cost_dtype_name(o->cfg.dtype), cost_optim_name(o->cfg.optim),
             plan_bn_name(o->cfg.bn), sim_allocator_name(o->allocator),
             o->cfg.offload & OFFLOAD_INPUT ? ", input in host memory" : "");
+    if (o->cfg.offload & OFFLOAD_BOUNDARY)
+        fprintf(f, "boundary rows kept for backward in host memory (--offload boundary)\n");
     fprintf(f, "column peak %s; closed-form peaks equal the exact replay\n\n",
             summary_bytes(a->column_peak, b, sizeof b));
 }

@@ -63,14 +63,7 @@ static lr_status on_bn(void *c, const char *f, const char *v)
 
 static lr_status on_offload(void *c, const char *f, const char *v)
 {
-    cli *x = c;
-    if (strcmp(v, "input") == 0)
-        x->o.cfg.offload = OFFLOAD_INPUT;
-    else if (strcmp(v, "none") == 0)
-        x->o.cfg.offload = 0;
-    else
-        return lr_fail(LR_ERR_USAGE, "%s: expected input or none, got '%s'", f, v);
-    return LR_OK;
+    return plan_offload_parse(f, v, &((cli *)c)->o.cfg.offload);
 }
 
 static lr_status on_batch(void *c, const char *f, const char *v)
@@ -216,7 +209,7 @@ static const args_flag flags[] = {
     {"--region", "LAYER", on_region, "last layer of the row region"},
     {"--bn", "MODE", on_bn, "exact (default) | stripe (approximate) | frozen (running stats)"},
     {"--segments", "N", on_segments, "checkpoint segments"},
-    {"--offload", "WHAT", on_offload, "input: the input batch in host memory, rows copied in per partition (default none)"},
+    {"--offload", "WHAT", on_offload, "host memory for input (the batch), boundary (rows kept for backward) or input,boundary (default none)"},
     {"--batch", "N", on_batch, "images per step (default 32)"},
     {"--input", "HxW", on_input, "input size (synthetic data)"},
     {"--backend", "B", on_backend, "cpu (default), cuda, or cuda-emulated (CUDA glue on the CPU)"},

@@ -30,6 +30,7 @@ static void phase_begin(evaluator *v)
     v->phase_bn_flops = v->bn_flops;
     v->phase_bn_passes = v->bn_passes;
     v->phase_copy_bytes = v->copy_bytes;
+    v->phase_host = v->host_live;
     v->m.phase = ph;
 }
 
@@ -44,6 +45,7 @@ static void phase_end(evaluator *v)
     ph->bn_flops = v->bn_flops == INT64_MAX ? INT64_MAX : v->bn_flops - v->phase_bn_flops;
     ph->bn_passes = v->bn_passes - v->phase_bn_passes;
     ph->copy_bytes = v->copy_bytes - v->phase_copy_bytes;
+    ph->host_delta = v->host_live - v->phase_host;
     v->m.phase = NULL;
 }
 
@@ -54,7 +56,8 @@ static void persistent(evaluator *v, plan_cost *out)
     const net_t *net = v->net;
     int slots = cost_optim_slots(v->plan->cfg.optim);
     bool host = v->plan->n_stages > 0 && v->plan->stages[0].in_rows; /* --offload input */
-    out->host_bytes = host ? closed_full_bytes(v, 0) : 0;
+    if (host)
+        closed_host(v, closed_full_bytes(v, 0));
     out->input_bytes = (host ? 0 : closed_full_bytes(v, 0)) + 4 * (int64_t)v->batch;
     closed_add(v, out->input_bytes, PASS_FWD, 0, -1);
     out->static_bytes = 0;
@@ -156,16 +159,28 @@ static void tail_backward(evaluator *v, const tail_readers *t, const bool *held,
 
 /* ------------------------------------------------------------------ stage forward */
 
-/* --offload input: what one pass over every partition copies in, and the passes over them that
- * a stage's forward (or backward) makes: its own and one per BatchNorm with statistics passes. */
-static int64_t input_copies(const evaluator *v, const plan_stage *st)
+/* The copies between host and device a stage's forward or backward makes (--offload):
+ *  input     every partition's input rows, in each pass over the partitions: the first forward
+ *            or the backward's recompute, and one STATS or GSTATS pass per BatchNorm;
+ *  boundary  in the forward, each kept boundary out to the host and back into the next
+ *            partition's stripe; in the backward, back in for the recompute and each GSTATS
+ *            pass's recompute. */
+static int64_t stage_copies(const evaluator *v, const plan_stage *st, bool forward)
 {
-    int64_t bytes = 0, passes = 1;
+    int64_t input = 0, out = 0, in = 0, passes = 1;
     for (int j = 0; st->in_rows && j < st->parts; j++)
-        bytes += closed_rows_bytes(v, 0, st->in_rows[j]);
+        input += closed_rows_bytes(v, 0, st->in_rows[j]);
     for (int l = st->in_node + 1; st->bn_passes && l <= st->out_node; l++)
         passes += v->net->nodes[l].op == OP_BATCHNORM;
-    return bytes * passes;
+    for (int l = st->in_node + 1; st->bnd_on_host && l < st->out_node; l++)
+        for (int j = 0; j + 1 < st->parts; j++) {
+            if (!plan_bnd_on_host(st, l, j))
+                continue;
+            out += closed_rows_bytes(v, l, closed_boundary(st, l, j));
+            if (!rr_empty(st->held[plan_idx(st, l, j + 1)]))
+                in += closed_rows_bytes(v, l, closed_head(st, l, j + 1));
+        }
+    return forward ? input * passes + out + in : input * passes + in * passes;
 }
 
 static void stage_forward(evaluator *v, const plan_stage *st)
@@ -181,7 +196,7 @@ static void stage_forward(evaluator *v, const plan_stage *st)
         closed_forward_partition(v, &f, j);
         closed_input_out(v, st, j);
     }
-    v->copy_bytes += input_copies(v, st);
+    v->copy_bytes += stage_copies(v, st, true);
 }
 
 static void stage_backward(evaluator *v, const plan_stage *st, bool *held, bool *gb_a, bool *gb_b)
@@ -204,7 +219,7 @@ static void stage_backward(evaluator *v, const plan_stage *st, bool *held, bool 
         closed_input_out(v, st, j);
         memcpy(gb_a, gb_b, (size_t)n_local + 1);
     }
-    v->copy_bytes += input_copies(v, st);
+    v->copy_bytes += stage_copies(v, st, false);
     for (int l = a + 1; st->bn_passes && l <= b; l++)
         if (net->nodes[l].op == OP_BATCHNORM)
             closed_shrink(v, plan_bn_gred_bytes(net, l) + plan_bn_stats_bytes(net, l));
@@ -250,9 +265,9 @@ void plan_compose(const plan_phases *const *by_stage, int n_stages, plan_cost *o
     out->static_bytes = base->static_bytes;
     out->input_bytes = base->input_bytes;
     out->workspace_bytes = base->workspace_bytes;
-    out->host_bytes = base->host_bytes;
+
     out->peak_node = out->peak_part = out->peak_stage = -1;
-    int64_t live = 0, flops = 0, ns = 0;
+    int64_t live = 0, flops = 0, ns = 0, host = 0;
     for (int i = 0; i < 2 * n_stages + 3; i++) {
         const plan_phases *from = base;
         if (i >= 1 && i <= n_stages)
@@ -276,6 +291,10 @@ void plan_compose(const plan_phases *const *by_stage, int n_stages, plan_cost *o
         out->bn_pass_flops = add_saturating(out->bn_pass_flops, ph->bn_flops);
         out->bn_passes += ph->bn_passes;
         out->copy_bytes = add_saturating(out->copy_bytes, ph->copy_bytes);
+        /* host memory grows only in forward phases and shrinks only in backward ones: its
+         * peak is at a phase boundary */
+        host = add_saturating(host, ph->host_delta);
+        out->host_bytes = host > out->host_bytes ? host : out->host_bytes;
     }
     out->flops = add_saturating(flops, base->update_flops);
     out->step_ns = add_saturating(ns, base->update_ns);
@@ -366,7 +385,7 @@ static void closed_form(const plan_t *plan, plan_cost *out, plan_phases *phases)
         phases->static_bytes = out->static_bytes;
         phases->input_bytes = out->input_bytes;
         phases->workspace_bytes = out->workspace_bytes;
-        phases->host_bytes = out->host_bytes;
+        phases->host_bytes = v.host_peak;
     }
     out->peak_bytes = v.m.overflow ? INT64_MAX : v.m.peak;
     out->peak_node = v.m.node;
@@ -378,6 +397,7 @@ static void closed_form(const plan_t *plan, plan_cost *out, plan_phases *phases)
     out->bn_pass_flops = v.bn_flops;
     out->bn_passes = v.bn_passes;
     out->copy_bytes = v.copy_bytes;
+    out->host_bytes = v.host_peak;
     memcpy(out->stage_peak, v.m.stage_peak, sizeof out->stage_peak);
     free(t.last_fwd), free(t.first_bwd);
     evaluator_free(&v, &w);

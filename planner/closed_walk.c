@@ -65,6 +65,14 @@ void closed_add(evaluator *v, int64_t bytes, sched_pass pass, int node, int part
     r->top = closed_later(r->top, (stretch){true, r->live, pass, node, part});
 }
 
+void closed_host(evaluator *v, int64_t bytes)
+{
+    LR_ASSERT(v->rec == NULL); /* host boundaries come and go in FWD and BWD's RECOMPUTE only */
+    v->host_live += bytes;
+    if (v->host_live > v->host_peak)
+        v->host_peak = v->host_live;
+}
+
 void closed_shrink(evaluator *v, int64_t bytes)
 {
     if (v->rec)
@@ -175,7 +183,9 @@ void closed_forward_release(evaluator *v, const fwd_pass *f, int u, int j)
     if ((f->store && v->saved[u]) || !closed_holds_stripe(st, f, u, j))
         return;
     rowrange b = closed_boundary(st, u, j);
-    if (f->make_bnd && !rr_empty(b))
+    if (f->make_bnd && !rr_empty(b) && f->pass == PASS_FWD && plan_bnd_on_host(st, u, j))
+        closed_host(v, closed_rows_bytes(v, u, b)); /* written to host memory */
+    else if (f->make_bnd && !rr_empty(b))
         closed_add(v, closed_rows_bytes(v, u, b), f->pass, u, j);
     closed_shrink(v, closed_rows_bytes(v, u, st->held[plan_idx(st, u, j)]));
 }
@@ -189,8 +199,13 @@ void closed_forward_compute(evaluator *v, const fwd_pass *f, int l, int j)
     if (closed_holds_stripe(st, f, l, j)) {
         closed_add(v, closed_rows_bytes(v, l, st->held[i]), f->pass, l, j);
         bool last_read = f->free_bnd || (f->pass == PASS_FWD && !st->rerun[l]);
-        if (st->kind != PART_OVERLAP && j > 0 && !rr_empty(closed_head(st, l, j)) && last_read)
-            closed_shrink(v, closed_rows_bytes(v, l, closed_head(st, l, j)));
+        rowrange head = closed_head(st, l, j);
+        if (st->kind != PART_OVERLAP && j > 0 && !rr_empty(head) && last_read) {
+            if (f->pass == PASS_RECOMPUTE && plan_bnd_on_host(st, l, j - 1))
+                closed_host(v, -closed_rows_bytes(v, l, head));
+            else
+                closed_shrink(v, closed_rows_bytes(v, l, head));
+        }
     }
     rowrange rows = stats_acc ? st->own[i] : st->comp[i];
     bool stripe_stats = net->nodes[l].op == OP_BATCHNORM && !stats_acc && !st->bn_passes &&

@@ -48,7 +48,8 @@ typedef struct {
     int64_t flops, ns;
     int64_t bn_flops; /* of v.flops, in statistics passes */
     int bn_passes;
-    int64_t copy_bytes; /* host-to-device copies (--offload input) */
+    int64_t copy_bytes; /* copies between host and device (--offload) */
+    int64_t host_live, host_peak; /* host memory (--offload): input batch, kept boundaries */
     int stage;
     /* per node of the current stage: last in-stage consumer, last backward reader */
     int *last_fwd, *first_bwd;
@@ -62,7 +63,7 @@ typedef struct {
     int64_t phase_flops, phase_ns; /* v.flops and v.ns when the current phase began */
     int64_t phase_bn_flops;
     int phase_bn_passes;
-    int64_t phase_copy_bytes;
+    int64_t phase_copy_bytes, phase_host;
 } evaluator;
 
 typedef struct {
@@ -92,6 +93,8 @@ stretch closed_later(stretch a, stretch b);
 stretch closed_shifted(stretch s, int64_t by);
 void closed_add(evaluator *v, int64_t bytes, sched_pass pass, int node, int part);
 void closed_shrink(evaluator *v, int64_t bytes);
+/* Host memory grows (bytes > 0) or shrinks: kept boundaries under --offload boundary. */
+void closed_host(evaluator *v, int64_t bytes);
 /* Saturating at INT64_MAX. */
 void closed_flops(evaluator *v, int64_t flops);
 void closed_ns(evaluator *v, int64_t ns);

@@ -366,6 +366,8 @@ static void release_forward_value(emitter *e, const fwd_ctx *f, int u, int j)
     if (f->make_bnd && !rr_empty(b) && *v >= 0) {
         int *bt = slot(e, f->bnd, st, u, j);
         *bt = add_value(e, TC_BOUNDARY, TK_VALUE, u, j, b);
+        if (f->pass == PASS_FWD && plan_bnd_on_host(st, u, j)) /* --offload boundary */
+            e->s->tensors[*bt].tier = TIER_HOST;
         alloc_t(e, *bt, f->pass, u, j);
         sched_copy(e->s, *bt, *v, b.lo, b.hi, false, f->pass, u, j, e->stage);
     }

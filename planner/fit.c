@@ -329,7 +329,7 @@ static lr_status max_batch(fitter *f, const choice *start, fit_result *out)
     int64_t b;
     LR_TRY(boundary(&q, start, FIT_MAX_BATCH, &b));
     out->max_batch = (int)b;
-    if (b > 0 && (f->cfg.offload & OFFLOAD_INPUT)) { /* what the plan chosen there keeps in host */
+    if (b > 0 && f->cfg.offload) { /* what the plan chosen there keeps in host */
         choice c;
         LR_TRY(batch_choose(&q, b, &c));
         out->host_bytes_at_max_batch = c.at.host;
@@ -357,7 +357,7 @@ static lr_status max_input(fitter *f, const choice *start, fit_result *out)
     if (q.min)
         st = boundary(&q, start, limit, &x);
     out->max_square_input = x ? (int)(q.min + (x - 1) * q.step) : 0;
-    if (st == LR_OK && x > 0 && (f->cfg.offload & OFFLOAD_INPUT)) {
+    if (st == LR_OK && x > 0 && f->cfg.offload) {
         choice c;
         st = input_choose(&q, x, &c);
         out->host_bytes_at_max_input = c.at.host;

@@ -66,8 +66,8 @@ typedef struct {
     int min_square_input; /* the smallest H x H the net accepts (0: none up to its own size) */
     int input_step;
     bool input_at_limit;  /* FIT_MAX_INPUT, or the largest input the planner can count, fits */
-    /* --offload input: host memory the chosen plan keeps at max_batch and at max_square_input
-     * (the input batch; 0 without offload or for a plan with no stage) */
+    /* --offload: host memory the chosen plan keeps at max_batch and at max_square_input (the
+     * input batch, boundary rows kept for backward; 0 without offload) */
     int64_t host_bytes_at_max_batch, host_bytes_at_max_input;
     int n_evals;          /* closed-form evaluations of a fixed plan */
     int n_choices;        /* times the strategy chose its plan */

@@ -344,6 +344,29 @@ static lr_status input_rows(const net_t *net, plan_stage *st)
     return LR_OK;
 }
 
+lr_status plan_offload_parse(const char *flag, const char *v, unsigned *out)
+{
+    static const struct {
+        const char *name;
+        unsigned bits;
+    } names[] = {{"none", 0}, {"input", OFFLOAD_INPUT}, {"boundary", OFFLOAD_BOUNDARY},
+                 {"input,boundary", OFFLOAD_INPUT | OFFLOAD_BOUNDARY},
+                 {"boundary,input", OFFLOAD_INPUT | OFFLOAD_BOUNDARY},
+                 {"all", OFFLOAD_INPUT | OFFLOAD_BOUNDARY}};
+    for (size_t k = 0; k < sizeof names / sizeof names[0]; k++)
+        if (strcmp(v, names[k].name) == 0) {
+            *out = names[k].bits;
+            return LR_OK;
+        }
+    return lr_fail(LR_ERR_USAGE, "%s: expected none, input, boundary or input,boundary, got '%s'", flag, v);
+}
+
+const char *plan_offload_name(unsigned offload)
+{
+    static const char *const names[] = {"none", "input", "boundary", "input,boundary"};
+    return names[offload & 3u];
+}
+
 int64_t plan_input_rows_bytes(const net_t *net, const plan_config *cfg, rowrange r)
 {
     return cost_rows_bytes(net, 0, cfg->batch, cost_dtype_bytes(cfg->dtype), rr_count(r));
@@ -362,6 +385,7 @@ static lr_status stage_init(const net_t *net, const plan_config *cfg, plan_parti
     LR_TRY(build_stage(net, st));
     if (in == 0 && (cfg->offload & OFFLOAD_INPUT))
         LR_TRY(input_rows(net, st));
+    st->bnd_on_host = (cfg->offload & OFFLOAD_BOUNDARY) && parts > 1 && st->kind != PART_OVERLAP;
     return mark_rerun(net, st);
 }
 

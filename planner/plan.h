@@ -88,6 +88,16 @@ typedef struct {
  * too). A plan without stages (column) reads the whole input in its tail and keeps it on the
  * device. */
 #define OFFLOAD_INPUT 0x1u
+/* --offload boundary: in a tiled stage (row, 2ps) the boundary rows partition j hands to j+1 in
+ * the first forward and keeps for the recompute of j+1 (what grows linearly with N) are written
+ * to host memory, copied into j+1's stripe from there in the forward and again in the recompute
+ * (and each GSTATS pass's recompute), and freed by the backward's recompute. The boundary
+ * gradients of the backward pass from one partition to the next at once: they stay. */
+#define OFFLOAD_BOUNDARY 0x2u
+
+/* "none", "input", "boundary", "input,boundary" (also "all"): LR_ERR_USAGE naming `flag` else. */
+lr_status plan_offload_parse(const char *flag, const char *v, unsigned *out);
+const char *plan_offload_name(unsigned offload);
 
 #define PLAN_MAX_STAGES 64
 
@@ -122,6 +132,7 @@ typedef struct {
     /* the first stage under --offload input: in_rows[j] are the input rows partition j reads
      * (copied from host memory into a device stripe while it runs); NULL otherwise */
     rowrange *in_rows;
+    bool bnd_on_host; /* --offload boundary in a tiled stage of N > 1 (plan_bnd_on_host) */
 } plan_stage;
 
 typedef struct {
@@ -193,7 +204,7 @@ typedef struct {
                              input is offloaded) */
     int64_t workspace_bytes;
     int64_t host_bytes;   /* host memory the plan keeps (the input batch under --offload input) */
-    int64_t copy_bytes;   /* bytes copied from host to device in one training step */
+    int64_t copy_bytes;   /* bytes copied between host and device (both ways) in one step */
     int64_t flops;
     int64_t step_ns; /* predicted step time on cfg.device (device.h); 0 without a device */
     /* where exact BatchNorm's compute goes: its STATS and GSTATS passes (the recomputes inside
@@ -223,7 +234,8 @@ typedef struct {
     int64_t ns;       /* time of its kernels (cfg.device; INT64_MAX when the sum saturated) */
     int64_t bn_flops; /* of its FLOPs, in statistics passes */
     int bn_passes;
-    int64_t copy_bytes; /* host-to-device copies in it */
+    int64_t copy_bytes; /* copies between host and device in it */
+    int64_t host_delta; /* host memory it leaves allocated (boundaries: + in forward, - in backward) */
 } plan_phase;
 
 typedef struct {
@@ -258,6 +270,14 @@ void plan_phases_assemble(const plan_phases *ends, int ends_stages, int n_stages
  * a stage on its own. */
 int64_t plan_stage_run_bound(const plan_t *plan, int s);
 int64_t plan_stage_runs(const net_t *net, const plan_stage *st);
+
+/* Whether the boundary rows of node u that partition j makes in the first forward live in host
+ * memory: kept for the recompute of j+1 (u is recomputed, and j+1 is not the last partition that
+ * stores instead of recomputing) under --offload boundary. */
+static inline bool plan_bnd_on_host(const plan_stage *st, int u, int j)
+{
+    return st->bnd_on_host && st->rerun[u] && !(st->store_last && j + 1 == st->parts - 1);
+}
 
 /* Bytes of rows r of the input batch (node 0) on the device: what partition j of an offloading
  * stage copies in (st->in_rows[j]). */

@@ -154,19 +154,23 @@ void summary_print_strategies(FILE *f, const analysis_t *a)
     summary_print_header(f, a);
     for (int i = 0; i < a->n; i++)
         summary_print_row(f, a, plan_strategy_name(a->e[i].strategy), &a->e[i]);
-    if (!(a->cfg.offload & OFFLOAD_INPUT))
+    if (!a->cfg.offload)
         return;
     char b1[32], b2[32];
-    fprintf(f, "\n--offload input: host memory (the input batch) and what one step copies to the device\n");
+    fprintf(f, "\n--offload %s: host memory at its peak (%s) and what one step copies between host "
+               "and device\n", plan_offload_name(a->cfg.offload),
+            a->cfg.offload == OFFLOAD_INPUT      ? "the input batch"
+            : a->cfg.offload == OFFLOAD_BOUNDARY ? "boundary rows kept for backward"
+                                                 : "the input batch and boundary rows kept for backward");
     for (int i = 0; i < a->n; i++) {
         const plan_cost *c = &a->e[i].choice.cost;
-        if (c->host_bytes > 0)
-            fprintf(f, "%-11s host %11s   copied %11s per step (%.1fx the input)\n",
-                    plan_strategy_name(a->e[i].strategy), summary_bytes(c->host_bytes, b1, sizeof b1),
-                    summary_bytes(c->copy_bytes, b2, sizeof b2), ratio(c->copy_bytes, c->host_bytes));
+        if (c->host_bytes > 0 || c->copy_bytes > 0)
+            fprintf(f, "%-11s host %11s   copied %11s per step\n", plan_strategy_name(a->e[i].strategy),
+                    summary_bytes(c->host_bytes, b1, sizeof b1), summary_bytes(c->copy_bytes, b2, sizeof b2));
         else
-            fprintf(f, "%-11s (no stage: the input stays on the device)\n",
-                    plan_strategy_name(a->e[i].strategy));
+            fprintf(f, "%-11s nothing in host memory (%s)\n", plan_strategy_name(a->e[i].strategy),
+                    a->e[i].choice.spec.n_stages == 0 ? "no stage: the input stays on the device"
+                                                      : "no boundary kept for backward");
     }
 }
 
@@ -229,7 +233,7 @@ static json_object *config_json(const analysis_t *a, const plan_config *cfg)
     json_object_object_add(o, "optimizer", json_object_new_string(cost_optim_name(cfg->optim)));
     json_object_object_add(o, "bn", json_object_new_string(plan_bn_name(cfg->bn)));
     json_object_object_add(o, "workspace_bytes", json_object_new_int64(cfg->workspace_bytes));
-    json_object_object_add(o, "offload", json_object_new_string(cfg->offload & OFFLOAD_INPUT ? "input" : "none"));
+    json_object_object_add(o, "offload", json_object_new_string(plan_offload_name(cfg->offload)));
     if (a) {
         json_object_object_add(o, "allocator", json_object_new_string(sim_allocator_name(a->allocator)));
         json_object_object_add(o, "column_peak_bytes", json_object_new_int64(a->column_peak));
@@ -457,7 +461,7 @@ void summary_print_fit(FILE *f, const device_spec *gpu, int64_t device_bytes, in
             fprintf(f, "%-11s %12d%s  %s\n", rows[k].strategy, r->max_batch, r->batch_at_limit ? "+" : " ", size);
     }
     if (host)
-        fprintf(f, "(host: the input batch each plan keeps in host memory under --offload input)\n");
+        fprintf(f, "(host: what the plan chosen there keeps in host memory under --offload)\n");
     fprintf(f, "(largest batch at the network's input and largest square input at batch 1 whose\n"
                " closed-form peak fits, with the plan each strategy chooses there; + = the planner's limit)\n");
 }

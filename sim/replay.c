@@ -675,14 +675,14 @@ static lr_status replay_run(replay_t *r, int i, const sched_step *p)
     return LR_OK;
 }
 
-/* A host-to-device COPY in the training step: its rows' bytes (the destination's per row). */
+/* A COPY between host and device in the training step (either way): its rows' bytes. */
 static lr_status replay_copy(replay_t *r, int i, const sched_step *p)
 {
     LR_TRY(check_tensor(r, i, p->t, "COPY"));
     LR_TRY(check_tensor(r, i, p->src, "COPY"));
     const sched_tensor *dst = &r->s->tensors[p->t], *src = &r->s->tensors[p->src];
-    if (i < r->s->step_begin || i >= r->s->step_end || src->tier != TIER_HOST ||
-        dst->tier != TIER_DEVICE || p->row_hi < p->row_lo || dst->row_hi < dst->row_lo)
+    if (i < r->s->step_begin || i >= r->s->step_end || src->tier == dst->tier ||
+        p->row_hi < p->row_lo || dst->row_hi < dst->row_lo)
         return LR_OK;
     int64_t per_row = dst->bytes / (dst->row_hi - dst->row_lo + 1);
     if (!lr_add(r->copy_bytes, per_row * (p->row_hi - p->row_lo + 1), &r->copy_bytes))

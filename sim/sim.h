@@ -44,8 +44,8 @@ typedef struct {
     int64_t end_bytes;           /* live bytes after the last step (0 for a well-formed schedule) */
     /* host memory (TIER_HOST tensors: not in the figures above, which are the device's) */
     int64_t host_peak_bytes;
-    int64_t copy_bytes;          /* bytes COPY steps in [step_begin, step_end) move from host
-                                    to device tensors */
+    int64_t copy_bytes;          /* bytes COPY steps in [step_begin, step_end) move between
+                                    host and device tensors (either way) */
     /* caching model under a device memory limit (sim_caching.limit_bytes), else 0 and -1: */
     int64_t alloc_retries;       /* times the allocator flushed its cache to fit a new segment */
     int oom_step;                /* the ALLOC step that fails even then (PyTorch's

@@ -542,7 +542,7 @@ static void test_offloaded_input_in_auto_and_fit(void **state)
         net_t *net = test_zoo(nets[k]);
         for (int bn = 0; bn < 2; bn++) {
             plan_config cfg = config(16, (plan_bn)bn);
-            cfg.offload = OFFLOAD_INPUT;
+            cfg.offload = bn ? OFFLOAD_INPUT : OFFLOAD_INPUT | OFFLOAD_BOUNDARY;
             auto_result capped = run_auto(net, &cfg, 1.3, 0);
             auto_result budget = run_auto(net, &cfg, 0, capped.best.cost.peak_bytes);
             assert_int_equal(capped.model_misses, 0);
@@ -555,7 +555,7 @@ static void test_offloaded_input_in_auto_and_fit(void **state)
             assert_true(budget.best.fits);
         }
         plan_config cfg = config(1, BN_EXACT);
-        cfg.offload = OFFLOAD_INPUT;
+        cfg.offload = OFFLOAD_INPUT | OFFLOAD_BOUNDARY;
         int64_t budget = 4 * choose(net, &cfg, STRAT_COLUMN).cost.peak_bytes;
         const plan_strategy sts[] = {STRAT_ROW, STRAT_OVERL};
         for (int i = 0; i < 2; i++) {

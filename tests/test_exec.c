@@ -415,15 +415,16 @@ static void test_stripe_bn_with_one_partition_is_exact(void **state)
     assert_true(row_vs_column("tiny-resnet", STRAT_CHECKPOINT, 0, BN_STRIPE) <= 1e-5);
 }
 
-/* --offload input: each row strategy's plan run with the input batch in host memory computes
- * the same loss and gradients, bit for bit, as the same plan with the input on the device (the
- * first layers read a copy of the same rows); the counted device peak is the prediction and the
- * replay, and so is the counted host memory (the input batch). */
+/* --offload input, boundary and both: each row strategy's plan run with the input batch (and
+ * the boundary rows kept for backward) in host memory computes the same loss and gradients, bit
+ * for bit, as the same plan with everything on the device (the same rows are read, from a copy);
+ * the counted device peak is the prediction and the replay, and so is the counted host memory. */
 static void test_offloaded_input_runs_the_same_step(void **state)
 {
     const char *nets[] = {"tiny-vgg", "tiny-resnet", "tiny-mix"};
     const plan_strategy strategies[] = {STRAT_CHECKPOINT, STRAT_ROW, STRAT_2PS, STRAT_OVERL,
                                         STRAT_2PS_H, STRAT_OVERL_H};
+    for (unsigned mode = 1; mode <= (OFFLOAD_INPUT | OFFLOAD_BOUNDARY); mode++)
     for (size_t k = 0; k < sizeof nets / sizeof nets[0]; k++)
         for (size_t q = 0; q < sizeof strategies / sizeof strategies[0]; q++) {
             const int batch = 3;
@@ -431,7 +432,7 @@ static void test_offloaded_input_runs_the_same_step(void **state)
                                .bn = BN_EXACT};
             run_t plain, off;
             run_open_cfg(&plain, nets[k], cfg, strategies[q], 3, NULL, 7, 0.05f);
-            cfg.offload = OFFLOAD_INPUT;
+            cfg.offload = mode;
             run_open_cfg(&off, nets[k], cfg, strategies[q], 3, &plain.plan->spec, 7, 0.05f);
             const net_node *in = &plain.net->nodes[0];
             float *images = malloc(sizeof(float) * (size_t)batch * in->c * in->h * in->w);
@@ -448,7 +449,8 @@ static void test_offloaded_input_runs_the_same_step(void **state)
             assert_int_equal(m->counted_peak_bytes, off.cost.peak_bytes);
             assert_int_equal(m->host_counted_peak_bytes, sr.host_peak_bytes);
             assert_int_equal(m->host_counted_peak_bytes, off.cost.host_bytes);
-            assert_int_equal(off.cost.host_bytes, cost_node_bytes(off.net, 0, batch, 4));
+            if (mode & OFFLOAD_INPUT)
+                assert_true(off.cost.host_bytes >= cost_node_bytes(off.net, 0, batch, 4));
             assert_true(off.cost.peak_bytes <= plain.cost.peak_bytes);
             for (int l = 1; l < plain.net->n_nodes; l++) {
                 int64_t n = plain.net->nodes[l].params;

@@ -208,13 +208,15 @@ static void test_closed_form_equals_replay_for_every_zoo_strategy(void **state)
  * the closed form equals the replay (device and host peaks, copies); the input batch is in host
  * memory exactly when the plan has a stage; the device peak is never higher than the same plan's
  * without offload, and lower by up to the input's bytes; every partition of the first stage
- * copies its input rows at least once per pass over it. */
+ * copies its input rows at least once per pass over it. With boundaries offloaded too, the
+ * device peak is no higher than with the input alone, and the host holds no less. */
 static void test_offloaded_input_plans_agree_and_save_the_input(void **state)
 {
     for (size_t z = 0; z < sizeof zoo_cases / sizeof zoo_cases[0]; z++) {
         net_t *net = test_zoo(zoo_cases[z].net);
-        plan_config cfg = config(2, zoo_cases[z].bn_at_8), off = cfg;
+        plan_config cfg = config(2, zoo_cases[z].bn_at_8), off = cfg, both = cfg;
         off.offload = OFFLOAD_INPUT;
+        both.offload = OFFLOAD_INPUT | OFFLOAD_BOUNDARY;
         int64_t input = cost_node_bytes(net, 0, 2, 4);
         for (int st = 0; st < STRAT_COUNT; st++) {
             plan_choice c = choose(net, &cfg, (plan_strategy)st, 0);
@@ -232,6 +234,15 @@ static void test_offloaded_input_plans_agree_and_save_the_input(void **state)
                 k.flops != c.cost.flops)
                 fail_msg("%s: device peak %lld with offload, %lld without (input %lld)", what,
                          (long long)k.peak_bytes, (long long)c.cost.peak_bytes, (long long)input);
+            plan_free(plan);
+            snprintf(what, sizeof what, "%s %s offload input,boundary", net->name,
+                     plan_strategy_name((plan_strategy)st));
+            plan = build(net, &both, &c.spec);
+            plan_cost kb = check_agreement(plan, what);
+            if (kb.peak_bytes > k.peak_bytes || kb.host_bytes < k.host_bytes || kb.flops != k.flops)
+                fail_msg("%s: device %lld host %lld, input alone: %lld, %lld", what,
+                         (long long)kb.peak_bytes, (long long)kb.host_bytes, (long long)k.peak_bytes,
+                         (long long)k.host_bytes);
             plan_free(plan);
         }
         net_free(net);
@@ -359,7 +370,7 @@ static void test_closed_form_equals_replay_for_hand_cut_hybrids(void **state)
                 for (int batch = 1; batch <= 3; batch += 2) {
                     spec.kind = kinds[k];
                     plan_config cfg = config(batch, (plan_bn)bn);
-                    cfg.offload = batch == 3 ? OFFLOAD_INPUT : 0;
+                    cfg.offload = (unsigned)(k + bn + batch) % 4; /* none, input, boundary, both */
                     char what[160];
                     snprintf(what, sizeof what, "%s case %zu kind %d bn %s batch %d offload %u",
                              cases[i].net, i, k, plan_bn_name((plan_bn)bn), batch, cfg.offload);
@@ -1278,7 +1289,7 @@ static void test_closed_form_equals_replay_on_random_nets(void **state)
         nets++;
         plan_config cfg = config(1 + rnd(3), (plan_bn)rnd(BN_COUNT));
         cfg.dtype = (plan_dtype)rnd(DT_COUNT);
-        cfg.offload = it % 2 ? OFFLOAD_INPUT : 0;
+        cfg.offload = (unsigned)it % 4; /* none, input, boundary, both */
         bool *cut = calloc((size_t)net->n_nodes, 1);
         assert_non_null(cut);
         rowdep_cuts(net, cut);
@@ -1462,7 +1473,7 @@ static void test_composed_stages_equal_the_closed_form(void **state)
             for (int kind = 0; kind < 2; kind++)
                 for (int bn = 0; bn < 2; bn++) {
                     plan_config cfg = config(2 + (int)ni, bn ? BN_EXACT : BN_STRIPE);
-                    cfg.offload = variant == kind ? OFFLOAD_INPUT : 0;
+                    cfg.offload = (unsigned)(2 * variant + kind) % 4;
                     plan_phases *rec = malloc(sizeof(plan_phases) * (size_t)n_cand);
                     assert_non_null(rec);
                     plan_spec spec = cuts;

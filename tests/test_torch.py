@@ -102,9 +102,10 @@ class Exactness(unittest.TestCase):
         check_strategies(self, "tiny-resnet", ["--batch", "3", "--bn", "frozen"], rows=(3,))
 
     def test_offloaded_input_every_strategy_equals_autograd(self):
-        # the input batch in host memory, each partition's rows copied in (host memory counted
+        # the input batch (and boundary rows) in host memory, copied in per partition (host memory counted
         # apart and held to the prediction by check.verdict)
         check_strategies(self, "tiny-mix", ["--batch", "3", "--offload", "input"], rows=(3,))
+        check_strategies(self, "tiny-vgg", ["--batch", "2", "--offload", "input,boundary"], rows=(3,))
 
     def test_tiny_mix_every_strategy_equals_autograd_sgd(self):
         check_strategies(self, "tiny-mix", ["--batch", "3", "--optimizer", "sgd"], rows=(2, 4))

@@ -348,6 +348,15 @@ static lr_status on_reserve(void *ctx, const char *flag, const char *v)
     return args_size(flag, v, &o->reserve_bytes);
 }
 
+static lr_status on_host_memory(void *ctx, const char *flag, const char *v)
+{
+    sim_options *o = ctx;
+    LR_TRY(args_size(flag, v, &o->host_memory_bytes));
+    if (o->host_memory_bytes <= 0)
+        return lr_fail(LR_ERR_USAGE, "%s: expected a size above 0, e.g. 512GiB", flag);
+    return LR_OK;
+}
+
 const args_flag sim_flags[] = {
     {"--net", "NAME|FILE", on_net, "network from the zoo or a .json file (required)"},
     {"--batch", "N", on_batch, "images per step (default 1)"},
@@ -381,6 +390,7 @@ const args_flag sim_flags[] = {
     {"--gpu-mem", "SIZE", on_gpu_mem, "GPU memory for the report's batch plot, e.g. 16GiB"},
     {"--device", "NAME", on_device, "predicted step time per strategy on a card (h100-80gb...) or cpu"},
     {"--fit", "SIZE|GPU", on_fit, "largest batch and square input within SIZE or a card (h100-80gb...)"},
+    {"--host-memory", "SIZE", on_host_memory, "--fit with --offload: host memory the plan may keep (default: no limit)"},
     {"--reserve", "SIZE", on_reserve, "--fit: kept for CUDA context and allocator (default 1GiB)"},
     {"--help", NULL, on_help, "this text"},
     {"--version", NULL, on_version, "print the version"},
@@ -451,6 +461,7 @@ static lr_status run_fit(const sim_options *o, const analysis_t *a, sim_extras *
     memset(t, 0, sizeof t);
     int n = 0;
     for (int i = 0; i < a->n; i++, n++) {
+        t[n].host_budget_bytes = o->host_memory_bytes;
         t[n].strategy = a->e[i].strategy;
         t[n].req = o->req;
         t[n].hint = a->e[i].choice.spec, t[n].hint_bn = o->cfg.bn, t[n].has_hint = true;
@@ -458,6 +469,7 @@ static lr_status run_fit(const sim_options *o, const analysis_t *a, sim_extras *
     }
     if (x->has_auto) {
         t[n].strategy = STRAT_COUNT;
+        t[n].host_budget_bytes = o->host_memory_bytes;
         t[n].areq = o->areq;
         t[n].areq.region_end = o->req.region_end;
         t[n].hint = x->ar.best.spec, t[n].hint_bn = x->ar.best.bn, t[n].has_hint = true;
@@ -858,6 +870,8 @@ static lr_status check_auto_and_fit(const sim_options *o)
                        o->areq.budget_bytes > 0 ? "--budget" : "--max-overhead");
     if (o->reserve_given && !o->fit_bytes)
         return lr_fail(LR_ERR_USAGE, "--reserve: only --fit uses it");
+    if (o->host_memory_bytes && (!o->fit_bytes || !o->cfg.offload))
+        return lr_fail(LR_ERR_USAGE, "--host-memory: only --fit with --offload uses it");
     if (o->fit_bytes && o->fit_bytes - o->reserve_bytes <= 0)
         return lr_fail(LR_ERR_USAGE, "--reserve: %" PRId64 " bytes leave nothing of --fit's %" PRId64,
                        o->reserve_bytes, o->fit_bytes);

@@ -49,6 +49,7 @@ typedef struct {
     const device_spec *fit_gpu; /* --fit GPU: the card; NULL for --fit SIZE */
     int64_t fit_bytes;     /* --fit: device memory (0: no --fit) */
     int64_t reserve_bytes; /* --reserve (default FIT_DEFAULT_RESERVE_BYTES) */
+    int64_t host_memory_bytes; /* --host-memory: --fit's host limit under --offload (0: none) */
     bool reserve_given;
 } sim_options;
 

@@ -48,6 +48,11 @@ static bool countable(const net_t *net, const plan_config *cfg)
     return cost_check_layers(net, cfg->batch, cost_dtype_bytes(cfg->dtype)) == LR_OK;
 }
 
+static bool host_fits(const fitter *f, int64_t host)
+{
+    return f->t->host_budget_bytes <= 0 || host <= f->t->host_budget_bytes;
+}
+
 static double auto_cap(const fit_target *t)
 {
     return t->areq.max_overhead > 0 ? t->areq.max_overhead : AUTO_DEFAULT_OVERHEAD;
@@ -71,7 +76,7 @@ static lr_status plan_point(fitter *f, int batch, const plan_spec *spec, plan_bn
         return LR_OK;
     p->peak = c.peak_bytes;
     p->host = c.host_bytes;
-    p->fits = c.peak_bytes <= f->budget;
+    p->fits = c.peak_bytes <= f->budget && host_fits(f, c.host_bytes);
     if (p->fits && f->t->strategy == STRAT_COUNT) {
         plan_spec column;
         memset(&column, 0, sizeof column);
@@ -108,7 +113,8 @@ static lr_status choose(fitter *f, int batch, choice *out)
         out->spec = res.best.spec, out->bn = res.best.bn;
         out->at.peak = res.best.cost.peak_bytes;
         out->at.host = res.best.cost.host_bytes;
-        out->at.fits = res.best.fits && res.best.cost.peak_bytes <= f->budget;
+        out->at.fits = res.best.fits && res.best.cost.peak_bytes <= f->budget &&
+                       host_fits(f, res.best.cost.host_bytes);
         return LR_OK;
     }
     plan_request r = f->t->req;
@@ -123,7 +129,7 @@ static lr_status choose(fitter *f, int batch, choice *out)
     out->spec = c.spec;
     out->at.peak = c.cost.peak_bytes;
     out->at.host = c.cost.host_bytes;
-    out->at.fits = c.cost.peak_bytes <= f->budget;
+    out->at.fits = c.cost.peak_bytes <= f->budget && host_fits(f, c.cost.host_bytes);
     return LR_OK;
 }
 
@@ -408,7 +414,10 @@ static lr_status fit_one(const net_t *net, const plan_config *cfg, const fit_tar
         return lr_fail(LR_ERR_USAGE, "--fit: expected a budget above the reserve and below 1 PiB");
     out->budget_bytes = budget_bytes;
     fitter f = {.net = net, .cfg = *cfg, .t = t, .budget = budget_bytes, .out = out,
-                .lowest_of_fixed_set = lowest_of_fixed_set(t, batch), .one_plan = one_plan(t, batch)};
+                .lowest_of_fixed_set = lowest_of_fixed_set(t, batch) && t->host_budget_bytes <= 0,
+                .one_plan = one_plan(t, batch)};
+    /* (a host limit: the strategy's own choice, the lowest device peak, must keep within it too,
+     * which a plan of the fixed set fitting with room to spare does not prove) */
     choice start = {.bn = cfg->bn, .at = {INT64_MAX, false}};
     f.strict = true;
     if (t->has_hint)

@@ -56,6 +56,7 @@ typedef struct {
     plan_spec hint;         /* a plan to start from (e.g. the strategy's at the user's batch) */
     plan_bn hint_bn;
     bool has_hint;
+    int64_t host_budget_bytes; /* --offload: host memory a plan may keep to fit (0: no limit) */
 } fit_target;
 
 typedef struct {

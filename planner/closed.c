@@ -296,6 +296,7 @@ void plan_compose(const plan_phases *const *by_stage, int n_stages, plan_cost *o
         host = add_saturating(host, ph->host_delta);
         out->host_bytes = host > out->host_bytes ? host : out->host_bytes;
     }
+    out->copy_ns = device_copy_ns(base->device, out->copy_bytes);
     out->flops = add_saturating(flops, base->update_flops);
     out->step_ns = add_saturating(ns, base->update_ns);
 }
@@ -386,6 +387,7 @@ static void closed_form(const plan_t *plan, plan_cost *out, plan_phases *phases)
         phases->input_bytes = out->input_bytes;
         phases->workspace_bytes = out->workspace_bytes;
         phases->host_bytes = v.host_peak;
+        phases->device = v.device;
     }
     out->peak_bytes = v.m.overflow ? INT64_MAX : v.m.peak;
     out->peak_node = v.m.node;
@@ -397,6 +399,7 @@ static void closed_form(const plan_t *plan, plan_cost *out, plan_phases *phases)
     out->bn_pass_flops = v.bn_flops;
     out->bn_passes = v.bn_passes;
     out->copy_bytes = v.copy_bytes;
+    out->copy_ns = device_copy_ns(v.device, v.copy_bytes);
     out->host_bytes = v.host_peak;
     memcpy(out->stage_peak, v.m.stage_peak, sizeof out->stage_peak);
     free(t.last_fwd), free(t.first_bwd);

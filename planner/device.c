@@ -17,26 +17,32 @@
  * Time: fp32 FLOP/s without tensor cores and memory bandwidth from the vendors' datasheets (SXM
  * parts where there are several), efficiency 0.6 (cuDNN's fp32 FMA convolutions on large
  * layers), 5 us per launch, half_elems = 8192 outputs per SM (4 per thread of a full SM). */
-#define GPU(name, bytes, label, tflops, gbps, sms)                                             \
-    {name, bytes, label, tflops * 1e12, 0.6, gbps * 1e9, 5e-6, 8192.0 * sms, "datasheet"}
+#define GPU(name, bytes, label, tflops, gbps, sms, link)                                       \
+    {name, bytes, label, tflops * 1e12, 0.6, gbps * 1e9, 5e-6, 8192.0 * sms, "datasheet", link}
+/* Host link, each way, theoretical for x16: PCIe 3.0 15.75 GB/s, 4.0 31.5 GB/s, 5.0 63 GB/s
+ * (SXM parts reach the host over PCIe too); what cudaMemcpyAsync from pinned memory achieves is
+ * some 10-20% lower. */
+#define PCIE3 15.75e9
+#define PCIE4 31.5e9
+#define PCIE5 63e9
 
 const device_spec device_table[] = {
-    GPU("t4", 15360 * MiB, "NVIDIA T4 16GB (ECC on): 15360 MiB", 8.1, 320, 40),
-    GPU("l4", 23034 * MiB, "NVIDIA L4 24GB (ECC on): 23034 MiB", 30.3, 300, 58),
-    GPU("a10g", 23028 * MiB, "NVIDIA A10G 24GB (ECC on): 23028 MiB", 31.2, 600, 80),
-    GPU("v100-16gb", 16 * GiB, "NVIDIA V100 16GB: 16 GiB nominal", 15.7, 900, 80),
-    GPU("v100-32gb", 32 * GiB, "NVIDIA V100 32GB: 32 GiB nominal", 15.7, 900, 80),
-    GPU("rtx3090", 24576 * MiB, "GeForce RTX 3090 24GB: 24576 MiB", 35.6, 936, 82),
-    GPU("rtx4090", 24564 * MiB, "GeForce RTX 4090 24GB: 24564 MiB", 82.6, 1008, 128),
-    GPU("a100-40gb", 40960 * MiB, "NVIDIA A100 40GB: 40960 MiB", 19.5, 1555, 108),
-    GPU("a100-80gb", 81920 * MiB, "NVIDIA A100 80GB: 81920 MiB", 19.5, 2039, 108),
-    GPU("h100-80gb", 81559 * MiB, "NVIDIA H100 80GB HBM3: 81559 MiB", 66.9, 3350, 132),
-    GPU("h200", 143771 * MiB, "NVIDIA H200 141GB HBM3e: 143771 MiB", 66.9, 4800, 132),
+    GPU("t4", 15360 * MiB, "NVIDIA T4 16GB (ECC on): 15360 MiB", 8.1, 320, 40, PCIE3),
+    GPU("l4", 23034 * MiB, "NVIDIA L4 24GB (ECC on): 23034 MiB", 30.3, 300, 58, PCIE4),
+    GPU("a10g", 23028 * MiB, "NVIDIA A10G 24GB (ECC on): 23028 MiB", 31.2, 600, 80, PCIE4),
+    GPU("v100-16gb", 16 * GiB, "NVIDIA V100 16GB: 16 GiB nominal", 15.7, 900, 80, PCIE3),
+    GPU("v100-32gb", 32 * GiB, "NVIDIA V100 32GB: 32 GiB nominal", 15.7, 900, 80, PCIE3),
+    GPU("rtx3090", 24576 * MiB, "GeForce RTX 3090 24GB: 24576 MiB", 35.6, 936, 82, PCIE4),
+    GPU("rtx4090", 24564 * MiB, "GeForce RTX 4090 24GB: 24564 MiB", 82.6, 1008, 128, PCIE4),
+    GPU("a100-40gb", 40960 * MiB, "NVIDIA A100 40GB: 40960 MiB", 19.5, 1555, 108, PCIE4),
+    GPU("a100-80gb", 81920 * MiB, "NVIDIA A100 80GB: 81920 MiB", 19.5, 2039, 108, PCIE4),
+    GPU("h100-80gb", 81559 * MiB, "NVIDIA H100 80GB HBM3: 81559 MiB", 66.9, 3350, 132, PCIE5),
+    GPU("h200", 143771 * MiB, "NVIDIA H200 141GB HBM3e: 143771 MiB", 66.9, 4800, 132, PCIE5),
     /* lrcnn-validate --backend cpu, one thread, on the 2-core build machine: fitted by
      * bench/cpu_time.sh to the tiny nets' steps at batch 8 (results/cpu_time/) */
     {"cpu", 0, "lrcnn's CPU reference backend (one thread of the build machine)", 1e10, 0.123,
-     6.373e8, 1e-11, 2.466, "fitted: bench/cpu_time.sh"},
-    {NULL, 0, NULL, 0, 0, 0, 0, 0, NULL},
+     6.373e8, 1e-11, 2.466, "fitted: bench/cpu_time.sh", 6.373e8 /* a copy is a memcpy */},
+    {NULL, 0, NULL, 0, 0, 0, 0, 0, NULL, 0},
 };
 
 const device_spec *device_find(const char *name)
@@ -154,6 +160,14 @@ double device_kernel_seconds(const device_spec *d, const device_kernel *k)
     double compute = (double)k->flops / (d->peak_flops * d->efficiency * u);
     double memory = (double)k->bytes / d->bandwidth;
     return (compute > memory ? compute : memory) + k->launches * d->launch_s;
+}
+
+int64_t device_copy_ns(const device_spec *d, int64_t bytes)
+{
+    if (!d || d->host_link <= 0 || bytes <= 0)
+        return 0;
+    double ns = ceil((double)bytes / d->host_link * 1e9);
+    return ns >= 9.2e18 ? INT64_MAX : (int64_t)ns;
 }
 
 int64_t device_kernel_ns(const device_spec *d, const device_kernel *k)

@@ -44,6 +44,7 @@ typedef struct {
     double launch_s;    /* seconds per kernel launch (and library call overhead) */
     double half_elems;  /* output elements at which a kernel reaches half its efficiency */
     const char *source; /* where the time constants come from */
+    double host_link;   /* bytes/s between host and device memory, each way (--offload's copies) */
 } device_spec;
 
 /* The table of named devices, terminated by an entry with name NULL. */
@@ -82,6 +83,11 @@ double device_kernel_seconds(const device_spec *d, const device_kernel *k);
 
 /* The same in whole nanoseconds (what plans add up). */
 int64_t device_kernel_ns(const device_spec *d, const device_kernel *k);
+
+/* Nanoseconds `bytes` of host-device copies take over d's host link (--offload): the link's
+ * datasheet rate, so a lower bound. The copies run on a stream of their own, beside the kernels:
+ * a step takes at least max(kernels, copies), and at most their sum when nothing overlaps. */
+int64_t device_copy_ns(const device_spec *d, int64_t bytes);
 
 #ifdef __cplusplus
 }

@@ -205,6 +205,7 @@ typedef struct {
     int64_t workspace_bytes;
     int64_t host_bytes;   /* host memory the plan keeps (the input batch under --offload input) */
     int64_t copy_bytes;   /* bytes copied between host and device (both ways) in one step */
+    int64_t copy_ns;      /* their time over cfg.device's host link (device_copy_ns); 0 without */
     int64_t flops;
     int64_t step_ns; /* predicted step time on cfg.device (device.h); 0 without a device */
     /* where exact BatchNorm's compute goes: its STATS and GSTATS passes (the recomputes inside
@@ -243,6 +244,7 @@ typedef struct {
     plan_phase ph[2 * PLAN_MAX_STAGES + 3];
     int64_t update_flops, update_ns; /* optimizer updates, after the last phase */
     int64_t static_bytes, input_bytes, workspace_bytes, host_bytes;
+    const device_spec *device; /* the config's (copy time) */
 } plan_phases;
 
 /* plan_closed_form, also recording the phases. */

@@ -156,6 +156,8 @@ void summary_print_strategies(FILE *f, const analysis_t *a)
         summary_print_row(f, a, plan_strategy_name(a->e[i].strategy), &a->e[i]);
     if (!a->cfg.offload)
         return;
+    /* copies run on a stream of their own: a step takes at least the longer of copies and
+     * kernels (prefetching each partition's rows ahead), at most their sum */
     char b1[32], b2[32];
     fprintf(f, "\n--offload %s: host memory at its peak (%s) and what one step copies between host "
                "and device\n", plan_offload_name(a->cfg.offload),
@@ -164,7 +166,12 @@ void summary_print_strategies(FILE *f, const analysis_t *a)
                                                  : "the input batch and boundary rows kept for backward");
     for (int i = 0; i < a->n; i++) {
         const plan_cost *c = &a->e[i].choice.cost;
-        if (c->host_bytes > 0 || c->copy_bytes > 0)
+        if ((c->host_bytes > 0 || c->copy_bytes > 0) && a->cfg.device)
+            fprintf(f, "%-11s host %11s   copied %11s per step: %.1f ms over the host link (%.1f GB/s) "
+                       "beside %.1f ms of kernels\n", plan_strategy_name(a->e[i].strategy),
+                    summary_bytes(c->host_bytes, b1, sizeof b1), summary_bytes(c->copy_bytes, b2, sizeof b2),
+                    c->copy_ns / 1e6, a->cfg.device->host_link / 1e9, c->step_ns / 1e6);
+        else if (c->host_bytes > 0 || c->copy_bytes > 0)
             fprintf(f, "%-11s host %11s   copied %11s per step\n", plan_strategy_name(a->e[i].strategy),
                     summary_bytes(c->host_bytes, b1, sizeof b1), summary_bytes(c->copy_bytes, b2, sizeof b2));
         else
@@ -299,6 +306,7 @@ json_object *summary_strategy_json(const analysis_t *a, const analysis_entry *e)
     if (a->cfg.device) {
         json_object_object_add(o, "step_ms", json_object_new_double(c->step_ns / 1e6));
         json_object_object_add(o, "time_ratio", json_object_new_double(ratio(c->step_ns, a->column_ns)));
+        json_object_object_add(o, "copy_ms", json_object_new_double(c->copy_ns / 1e6));
     }
     json_object_object_add(o, "recompute_flops", json_object_new_int64(recompute_flops(a, c)));
     json_object_object_add(o, "bn_pass_flops", json_object_new_int64(c->bn_pass_flops));

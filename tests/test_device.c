@@ -22,7 +22,7 @@
 #include "support.h"
 
 /* A device with round numbers: 1 TFLOP/s at full efficiency, 1 GB/s, 1 us per launch. */
-static const device_spec round_device = {"round", 0, "test", 1e12, 1.0, 1e9, 1e-6, 1000.0, "test"};
+static const device_spec round_device = {"round", 0, "test", 1e12, 1.0, 1e9, 1e-6, 1000.0, "test", 1e9};
 
 /* With E outputs the compute runs at E / (E + half) of peak * efficiency; the slower of compute
  * and memory counts, plus one launch time per kernel started. */
@@ -70,7 +70,7 @@ static void test_every_device_has_time_constants(void **state)
     int n = 0;
     for (const device_spec *d = device_table; d->name; d++, n++) {
         assert_true(d->peak_flops > 0 && d->efficiency > 0 && d->efficiency <= 1);
-        assert_true(d->bandwidth > 0 && d->launch_s > 0 && d->half_elems > 0);
+        assert_true(d->bandwidth > 0 && d->launch_s > 0 && d->half_elems > 0 && d->host_link > 0);
         assert_non_null(d->label);
         assert_non_null(d->source);
         assert_ptr_equal(device_find(d->name), d);
@@ -78,6 +78,28 @@ static void test_every_device_has_time_constants(void **state)
     }
     assert_true(n >= 12);
     assert_null(device_find("h100"));
+}
+
+/* --offload's copies take their bytes over the host link (1 GB/s: a byte a nanosecond), and a
+ * plan's copy time is that of its copy bytes (on vgg16 at 2048x2048 with input and boundaries
+ * offloaded, over an H100's PCIe 5.0 link). */
+static void test_copies_take_their_bytes_over_the_host_link(void **state)
+{
+    assert_int_equal(device_copy_ns(&round_device, 1000000), 1000000);
+    assert_int_equal(device_copy_ns(&round_device, 0), 0);
+    assert_int_equal(device_copy_ns(NULL, 1000), 0);
+    net_t *net = test_zoo("vgg16");
+    assert_int_equal(net_reshape(net, 2048, 2048), LR_OK);
+    plan_config cfg = {.batch = 1, .dtype = DT_FP32, .optim = OPTIM_MOMENTUM, .bn = BN_EXACT,
+                       .device = device_find("h100-80gb"),
+                       .offload = OFFLOAD_INPUT | OFFLOAD_BOUNDARY};
+    plan_request req = {.strategy = STRAT_2PS};
+    plan_choice c;
+    assert_int_equal(strategy_choose(net, &cfg, &req, &c), LR_OK);
+    assert_true(c.cost.copy_bytes > 0);
+    assert_int_equal(c.cost.copy_ns, device_copy_ns(cfg.device, c.cost.copy_bytes));
+    assert_true(c.cost.copy_ns >= (int64_t)(c.cost.copy_bytes / 63.0));
+    net_free(net);
 }
 
 static lr_status run_sim(const char *out, int argc, char **argv)
@@ -149,6 +171,7 @@ int main(void)
         cmocka_unit_test(test_kernel_time_is_the_slower_of_compute_and_memory_plus_launches),
         cmocka_unit_test(test_stripes_take_longer_than_the_map_they_tile),
         cmocka_unit_test(test_every_device_has_time_constants),
+        cmocka_unit_test(test_copies_take_their_bytes_over_the_host_link),
         cmocka_unit_test(test_sim_shows_step_time_with_a_device),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

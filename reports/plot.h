@@ -8,6 +8,9 @@
  *              the configured batch) per strategy, with the GPU memory as a line when given
  *   layers     what is resident at the column peak, per layer, stacked by weights (with their
  *              gradients and optimizer state), activations and gradients
+ *   input      closed-form peak device memory vs square input size at batch 1 per strategy,
+ *              without and with host memory as a tier (--offload), the GPU memory as a line
+ *              and the largest plotted size that fits marked when given (plot_input.c)
  *
  * Each plot writes NAME.gp and its data (NAME.csv, or NAME-<strategy>.csv for the timeline)
  * into a directory; the script reads the data by relative path, so `cd DIR && gnuplot NAME.gp`
@@ -50,6 +53,10 @@ lr_status plot_rows(const analysis_t *a, const char *dir, plot_made *made);
 lr_status plot_batch(const analysis_t *a, int64_t gpu_mem_bytes, const char *dir,
                      plot_made *made);
 lr_status plot_layers(const analysis_t *a, const char *dir, plot_made *made);
+/* Peak device memory vs square input size at batch 1, without and with --offload (the run's, or
+ * input,boundary); gpu_mem_bytes > 0 draws the GPU memory and marks the largest plotted size that
+ * fits. */
+lr_status plot_input(const analysis_t *a, int64_t gpu_mem_bytes, const char *dir, plot_made *made);
 
 /* Resident bytes by layer at step `at` of a schedule (after it ran), in three parts.
  * by_node has n_nodes + 1 entries: the last is the workspace (no layer); the input batch and

@@ -15,7 +15,7 @@
 #include "plot.h"
 #include "summary.h"
 
-#define REPORT_PLOTS 4
+#define REPORT_PLOTS 5
 
 /* ------------------------------------------------------------------ the directory */
 
@@ -191,6 +191,7 @@ static lr_status build(const analysis_t *a, const report_options *opt, const cha
     LR_TRY(plot_rows(a, tmp, &made[1]));
     LR_TRY(plot_batch(a, opt->gpu_mem_bytes, tmp, &made[2]));
     LR_TRY(plot_layers(a, tmp, &made[3]));
+    LR_TRY(plot_input(a, opt->gpu_mem_bytes, tmp, &made[4]));
     for (int i = 0; i < REPORT_PLOTS; i++)
         LR_TRY(plot_run_gnuplot(gnuplot, tmp, made[i].name));
     return write_markdown(a, tmp, made);

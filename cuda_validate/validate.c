@@ -613,10 +613,10 @@ void validate_print(FILE *f, const validate_options *o, const validate_result *r
             r->measured_peak_bytes / 1048576.0, 100 * rel(r->measured_peak_bytes, r->predicted_peak_bytes),
             r->arena_bytes / 1048576.0, 100 * rel(r->arena_bytes, r->predicted_peak_bytes));
     if (r->predicted_host_bytes > 0)
-        fprintf(f, "host     predicted %.3f MiB (the input batch, --offload input), replay %.3f MiB; "
-                   "measured %.3f MiB; copied to the device per step: %.3f MiB predicted, %.3f MiB "
-                   "replayed\n",
-                r->predicted_host_bytes / 1048576.0, r->sim_host_bytes / 1048576.0,
+        fprintf(f, "host     predicted %.3f MiB (--offload %s), replay %.3f MiB; measured %.3f MiB; "
+                   "copied between host and device per step: %.3f MiB predicted, %.3f MiB replayed\n",
+                r->predicted_host_bytes / 1048576.0, plan_offload_name(o->cfg.offload),
+                r->sim_host_bytes / 1048576.0,
                 r->measured_host_bytes / 1048576.0, r->predicted_copy_bytes / 1048576.0,
                 r->sim_copy_bytes / 1048576.0);
     if (r->device_peak_bytes >= 0)

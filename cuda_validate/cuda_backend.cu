@@ -82,6 +82,16 @@ static void cuda_arena_release(void *ctx, void *base)
     cuda_device_free((cuda_ctx *)ctx, base);
 }
 
+static lr_status cuda_host_arena_alloc(void *ctx, int64_t bytes, void **base)
+{
+    return cuda_host_alloc((cuda_ctx *)ctx, bytes, base);
+}
+
+static void cuda_host_arena_release(void *ctx, void *base)
+{
+    cuda_host_free((cuda_ctx *)ctx, base);
+}
+
 static lr_status cuda_zero(void *ctx, void *p, int64_t bytes)
 {
     return cuda_mem_set((cuda_ctx *)ctx, p, (size_t)bytes);
@@ -126,7 +136,7 @@ static const exec_backend cuda_backend = {
     "cuda",            cuda_arena_alloc, cuda_arena_release, cuda_zero,
     cuda_run,          cuda_copy,        cuda_upload,        cuda_download,
     cuda_sync,         cuda_scratch_alloc, cuda_scratch_free,
-    NULL,              NULL, /* host tier (--offload): not yet run on CUDA */
+    cuda_host_arena_alloc, cuda_host_arena_release,
     cuda_backend_workspace_bytes_ctx,
 };
 
@@ -134,7 +144,7 @@ static const exec_backend cuda_emulated_backend = {
     "cuda-emulated",   cuda_arena_alloc, cuda_arena_release, cuda_zero,
     cuda_run,          cuda_copy,        cuda_upload,        cuda_download,
     cuda_sync,         cuda_scratch_alloc, cuda_scratch_free,
-    NULL,              NULL, /* host tier (--offload): not yet run on CUDA */
+    cuda_host_arena_alloc, cuda_host_arena_release,
     cuda_backend_workspace_bytes_ctx,
 };
 

@@ -108,6 +108,34 @@ lr_status cuda_device_alloc(cuda_ctx *c, int64_t bytes, void **p, const char *wh
     return cuda_sample_memory(c);
 }
 
+/* Host memory for the schedule's host tensors (--offload): page-locked, so copies to and from
+ * the device run asynchronously on the stream and kernels may read it through unified addressing
+ * (cudaMallocHost maps it); plain memory under emulation. */
+lr_status cuda_host_alloc(cuda_ctx *c, int64_t bytes, void **p)
+{
+    size_t size = (size_t)(bytes > 0 ? align256(bytes) : 256);
+    if (c->host) {
+        *p = aligned_alloc(256, size);
+        return *p ? LR_OK : lr_fail(LR_ERR_NOMEM, "cuda backend (emulated): cannot allocate %.1f MiB "
+                                                  "of host memory for offloaded tensors", bytes / 1048576.0);
+    }
+    *p = NULL;
+    cudaError_t e = cudaMallocHost(p, size);
+    if (e == cudaErrorMemoryAllocation)
+        return lr_fail(LR_ERR_NOMEM, "cuda backend: cannot pin %.1f MiB of host memory for "
+                                     "offloaded tensors (--offload)", bytes / 1048576.0);
+    CUDA_CHECK(e);
+    return LR_OK;
+}
+
+void cuda_host_free(cuda_ctx *c, void *p)
+{
+    if (c->host)
+        free(p);
+    else
+        (void)cudaFreeHost(p);
+}
+
 void cuda_device_free(cuda_ctx *c, void *p)
 {
     if (c->host)
@@ -135,7 +163,9 @@ lr_status cuda_mem_copy2d(cuda_ctx *c, void *dst, size_t dpitch, const void *src
             memcpy((char *)dst + i * dpitch, (const char *)src + i * spitch, width);
         return LR_OK;
     }
-    CUDA_CHECK(cudaMemcpy2DAsync(dst, dpitch, src, spitch, width, height, cudaMemcpyDeviceToDevice,
+    /* cudaMemcpyDefault: either side may be pinned host memory (host tensors under --offload);
+     * unified addressing tells the direction */
+    CUDA_CHECK(cudaMemcpy2DAsync(dst, dpitch, src, spitch, width, height, cudaMemcpyDefault,
                                  c->stream));
     return LR_OK;
 }

@@ -285,6 +285,8 @@ lr_status cuda_sample_memory(cuda_ctx *c);
  * an error that names `what`, the bytes needed and the bytes free. */
 lr_status cuda_device_alloc(cuda_ctx *c, int64_t bytes, void **p, const char *what);
 void cuda_device_free(cuda_ctx *c, void *p);
+lr_status cuda_host_alloc(cuda_ctx *c, int64_t bytes, void **p);
+void cuda_host_free(cuda_ctx *c, void *p);
 lr_status cuda_mem_set(cuda_ctx *c, void *p, size_t bytes);
 /* `height` rows of `width` bytes (cudaMemcpy2DAsync, device to device). */
 lr_status cuda_mem_copy2d(cuda_ctx *c, void *dst, size_t dpitch, const void *src, size_t spitch,

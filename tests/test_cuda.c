@@ -201,6 +201,9 @@ typedef struct {
     plan_cost cost;
 } plan_run;
 
+/* --offload for the plans plan_open makes (the offload tests set it and put it back). */
+static unsigned plan_offload;
+
 static void plan_open(plan_run *p, const char *netname, int h, int batch, plan_strategy st,
                       int rows, plan_optim optim, plan_bn bn, int64_t workspace)
 {
@@ -209,7 +212,7 @@ static void plan_open(plan_run *p, const char *netname, int h, int batch, plan_s
     if (h)
         assert_int_equal(net_reshape(p->net, h, h), LR_OK);
     plan_config cfg = {.batch = batch, .dtype = DT_FP32, .optim = optim, .bn = bn,
-                       .workspace_bytes = workspace};
+                       .workspace_bytes = workspace, .offload = plan_offload};
     plan_request req = {.strategy = st, .rows = rows};
     plan_choice c;
     assert_int_equal(strategy_choose(p->net, &cfg, &req, &c), LR_OK);
@@ -536,7 +539,45 @@ static void frozen_bn_matches_cpu(backend_open open, double tol)
     cuda_backend_destroy(ctx);
 }
 
+/* --offload input,boundary: the row strategies of tiny-vgg and tiny-resnet with the input batch
+ * and the kept boundary rows in the backend's host memory (pinned on a GPU) equal column
+ * training on the CPU, and the counted device and host memory are the predictions. */
+static void offload_matches_cpu(backend_open open, double tol)
+{
+    const exec_backend *be;
+    void *ctx;
+    backend_or_skip(open, &be, &ctx);
+    plan_offload = OFFLOAD_INPUT | OFFLOAD_BOUNDARY;
+    const char *nets[] = {"tiny-vgg", "tiny-resnet"};
+    const plan_strategy strategies[] = {STRAT_CHECKPOINT, STRAT_ROW, STRAT_2PS, STRAT_OVERL_H};
+    for (size_t n = 0; n < 2; n++)
+        for (size_t s = 0; s < sizeof strategies / sizeof strategies[0]; s++) {
+            backend_matches_cpu(be, ctx, nets[n], 0, strategies[s], STRAT_COLUMN, 3,
+                                OPTIM_MOMENTUM, BN_EXACT, tol);
+            dev_run g;
+            dev_open(&g, nets[n], 0, 3, strategies[s], 3, OPTIM_MOMENTUM, BN_EXACT, be, ctx, 11);
+            const net_node *in = &g.p.net->nodes[0];
+            float *images = malloc(sizeof(float) * 3 * (size_t)in->c * in->h * in->w);
+            int32_t labels[3];
+            fill_batch(g.p.net, 3, images, labels);
+            assert_int_equal(exec_step(g.exec, images, labels, true, NULL), LR_OK);
+            const exec_memory *m = exec_memory_stats(g.exec);
+            assert_int_equal(m->counted_peak_bytes, g.p.cost.peak_bytes);
+            assert_int_equal(m->host_counted_peak_bytes, g.p.cost.host_bytes);
+            assert_true(g.p.cost.host_bytes > 0);
+            free(images);
+            dev_close(&g);
+        }
+    plan_offload = 0;
+    cuda_backend_destroy(ctx);
+}
+
 /* ---- the emulated backend (host loops in place of kernels, cuDNN and cuBLAS) */
+
+static void test_emulated_offload_matches_cpu_column(void **state)
+{
+    offload_matches_cpu(open_emulated, 1e-5);
+}
 
 /* Every strategy at N = 2, 3, 7 on every tiny net (every op of the zoo) through the CUDA
  * backend's glue equals column training on the CPU: pieces, staging, strided views, boundaries,
@@ -711,6 +752,13 @@ static void test_cuda_strategies_match_cpu_column(void **state)
     all_strategies_match_cpu(open_device, 1e-4);
 }
 
+/* --offload input,boundary on the device (pinned host memory, copies on the stream) equals the
+ * CPU's column training (1e-4, as above). */
+static void test_cuda_offload_matches_cpu_column(void **state)
+{
+    offload_matches_cpu(open_device, 1e-4);
+}
+
 /* --bn frozen on the device equals the CPU's column training (1e-4, as above). */
 static void test_cuda_frozen_bn_matches_cpu_column(void **state)
 {
@@ -861,6 +909,7 @@ int main(void)
         cmocka_unit_test(test_emulated_stripe_bn_matches_cpu_stripe_bn),
         cmocka_unit_test(test_emulated_sliced_reductions_match_cpu),
         cmocka_unit_test(test_emulated_frozen_bn_matches_cpu_column),
+        cmocka_unit_test(test_emulated_offload_matches_cpu_column),
         cmocka_unit_test(test_too_small_workspace_names_the_size_needed),
         cmocka_unit_test(test_refused_unaligned_views_run_packed),
         cmocka_unit_test(test_deterministic_workspace_reserves_packed_calls),
@@ -868,6 +917,7 @@ int main(void)
         cmocka_unit_test(test_out_of_memory_codes_are_does_not_fit),
         cmocka_unit_test(test_cuda_strategies_match_cpu_column),
         cmocka_unit_test(test_cuda_frozen_bn_matches_cpu_column),
+        cmocka_unit_test(test_cuda_offload_matches_cpu_column),
         cmocka_unit_test(test_cuda_row_strategies_match_column_on_device),
         cmocka_unit_test(test_cuda_measured_peak_equals_prediction),
     };

@@ -74,6 +74,11 @@ static lr_status on_bn(void *ctx, const char *flag, const char *v)
     return lr_fail(LR_ERR_USAGE, "%s: expected exact, stripe or frozen, got '%s'", flag, v);
 }
 
+static lr_status on_boundaries(void *ctx, const char *flag, const char *v)
+{
+    return plan_boundaries_parse(flag, v, &((sim_options *)ctx)->cfg.recompute_boundaries);
+}
+
 static lr_status on_offload(void *ctx, const char *flag, const char *v)
 {
     return plan_offload_parse(flag, v, &((sim_options *)ctx)->cfg.offload);
@@ -370,6 +375,7 @@ const args_flag sim_flags[] = {
     {"--rows", "N", on_rows, "row partitions (first stage for hybrids; default: lowest peak)"},
     {"--region", "LAYER", on_region, "last layer of the row region (default: through the pooling before the classifier)"},
     {"--bn", "MODE", on_bn, "exact (default) | stripe (approximate) | frozen (running stats)"},
+    {"--boundaries", "B", on_boundaries, "row and 2ps: keep boundary rows for the backward (default) or recompute them (overl's backward)"},
     {"--offload", "WHAT", on_offload, "host memory for input (the batch; rows copied in per partition), boundary (rows kept for backward) or input,boundary (default none)"},
     {"--segments", "N", on_segments, "checkpoint segments (default: the lowest peak)"},
     {"--allocator", "A", on_allocator, "exact | cuda | caching model for the replay (default exact)"},

@@ -199,8 +199,9 @@ static void stage_forward(evaluator *v, const plan_stage *st)
     v->copy_bytes += stage_copies(v, st, true);
 }
 
-static void stage_backward(evaluator *v, const plan_stage *st, bool *held, bool *gb_a, bool *gb_b)
+static void stage_backward(evaluator *v, const plan_stage *fwd, bool *held, bool *gb_a, bool *gb_b)
 {
+    const plan_stage *st = plan_bwd_stage(fwd); /* --boundaries recompute: the overl twin */
     const net_t *net = v->net;
     int a = st->in_node, b = st->out_node, n_local = b - a;
     if (a != 0)

@@ -198,7 +198,7 @@ void closed_forward_compute(evaluator *v, const fwd_pass *f, int l, int j)
     bool stats_acc = f->pass == PASS_STATS && l == f->stats_node;
     if (closed_holds_stripe(st, f, l, j)) {
         closed_add(v, closed_rows_bytes(v, l, st->held[i]), f->pass, l, j);
-        bool last_read = f->free_bnd || (f->pass == PASS_FWD && !st->rerun[l]);
+        bool last_read = f->free_bnd || (f->pass == PASS_FWD && plan_bnd_read_once(st, l));
         rowrange head = closed_head(st, l, j);
         if (st->kind != PART_OVERLAP && j > 0 && !rr_empty(head) && last_read) {
             if (f->pass == PASS_RECOMPUTE && plan_bnd_on_host(st, l, j - 1))

@@ -463,7 +463,7 @@ static void partition_forward(emitter *e, const fwd_ctx *f, int j)
                 LR_ASSERT(*b >= 0);
                 sched_copy(e->s, *v, *b, head.lo, head.hi, false, f->pass, l, j, e->stage);
                 /* in the first forward a boundary is kept only for a recompute that reads it */
-                if (f->free_bnd || (f->pass == PASS_FWD && !st->rerun[l]))
+                if (f->free_bnd || (f->pass == PASS_FWD && plan_bnd_read_once(st, l)))
                     free_t(e, b, f->pass, l, j);
             }
         }
@@ -746,8 +746,9 @@ static void gstats_pass(emitter *e, const plan_stage *st, int bn, bool *mark)
     }
 }
 
-static void stage_backward(emitter *e, const plan_stage *st, bool *mark)
+static void stage_backward(emitter *e, const plan_stage *fwd, bool *mark)
 {
+    const plan_stage *st = plan_bwd_stage(fwd); /* --boundaries recompute: the overl twin */
     const net_t *net = e->net;
     int a = st->in_node, b = st->out_node;
     if (a != 0)

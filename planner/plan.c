@@ -361,6 +361,14 @@ lr_status plan_offload_parse(const char *flag, const char *v, unsigned *out)
     return lr_fail(LR_ERR_USAGE, "%s: expected none, input, boundary or input,boundary, got '%s'", flag, v);
 }
 
+lr_status plan_boundaries_parse(const char *flag, const char *v, bool *recompute)
+{
+    if (strcmp(v, "keep") && strcmp(v, "recompute"))
+        return lr_fail(LR_ERR_USAGE, "%s: expected keep or recompute, got '%s'", flag, v);
+    *recompute = strcmp(v, "recompute") == 0;
+    return LR_OK;
+}
+
 const char *plan_offload_name(unsigned offload)
 {
     static const char *const names[] = {"none", "input", "boundary", "input,boundary"};
@@ -381,12 +389,25 @@ static lr_status stage_init(const net_t *net, const plan_config *cfg, plan_parti
     st->kind = parts == 1 ? PART_TILE_OUT : kind;
     st->bn_passes = parts > 1 && cfg->bn == BN_EXACT && stage_has_bn(net, in, out);
     st->bn_frozen = cfg->bn == BN_FROZEN;
-    st->store_last = last && !st->bn_passes;
+    /* (not under stripe BatchNorm: a stage output's stripe statistics come from the forward's
+     * partitions, which are not the twin's) */
+    bool twin = cfg->recompute_boundaries && parts > 1 && st->kind != PART_OVERLAP &&
+                !(cfg->bn == BN_STRIPE && stage_has_bn(net, in, out));
+    st->store_last = last && !st->bn_passes && !twin;
     LR_TRY(build_stage(net, st));
     if (in == 0 && (cfg->offload & OFFLOAD_INPUT))
         LR_TRY(input_rows(net, st));
-    st->bnd_on_host = (cfg->offload & OFFLOAD_BOUNDARY) && parts > 1 && st->kind != PART_OVERLAP;
-    return mark_rerun(net, st);
+    st->bnd_on_host = (cfg->offload & OFFLOAD_BOUNDARY) && parts > 1 && st->kind != PART_OVERLAP &&
+                      !twin;
+    LR_TRY(mark_rerun(net, st));
+    if (!twin)
+        return LR_OK;
+    st->bwd = calloc(1, sizeof *st->bwd);
+    if (!st->bwd)
+        return lr_fail(LR_ERR_NOMEM, "out of memory");
+    /* N partitions of the rows overl splits (2ps splits the input's: at most N of them) */
+    int twin_parts = clamp_parts(net, PART_OVERLAP, in, out, parts);
+    return stage_init(net, cfg, PART_OVERLAP, in, out, twin_parts, false, st->bwd);
 }
 
 lr_status plan_stage_build(const net_t *net, const plan_config *cfg, plan_partitioning kind,
@@ -407,6 +428,10 @@ void plan_stage_free(plan_stage *st)
 {
     free(st->own), free(st->comp), free(st->held), free(st->sum_in), free(st->rerun);
     free(st->in_rows);
+    if (st->bwd) {
+        plan_stage_free(st->bwd);
+        free(st->bwd);
+    }
     memset(st, 0, sizeof *st);
 }
 
@@ -510,6 +535,8 @@ int64_t plan_stage_runs(const net_t *net, const plan_stage *st)
     int64_t *busy = malloc(sizeof(int64_t) * (size_t)net->n_nodes);
     LR_ASSERT(mark && busy);
     int64_t runs = stage_run_bound(net, st, mark, busy);
+    if (st->bwd) /* its backward's runs are the twin's (counted in full: a bound) */
+        runs += stage_run_bound(net, st->bwd, mark, busy);
     free(mark);
     free(busy);
     return runs;

@@ -80,6 +80,11 @@ typedef struct {
     int64_t workspace_bytes; /* one persistent workspace tensor (0: none) */
     const device_spec *device; /* the time model's device (NULL: no step time) */
     unsigned offload; /* OFFLOAD_* bits: what lives in host memory (--offload) */
+    /* --boundaries recompute: a tiled stage (row, 2ps) of N > 1 keeps no boundary rows for the
+     * backward; its backward recomputes each partition from the stage input over the partition's
+     * whole cone, as overl does (plan_stage.bwd): less memory, more compute. Not for a stage
+     * with stripe BatchNorm (approximate anyway), which keeps them. */
+    bool recompute_boundaries;
 } plan_config;
 
 /* --offload input: the input batch stays in host memory (sched_tier TIER_HOST); each partition of
@@ -98,6 +103,8 @@ typedef struct {
 /* "none", "input", "boundary", "input,boundary" (also "all"): LR_ERR_USAGE naming `flag` else. */
 lr_status plan_offload_parse(const char *flag, const char *v, unsigned *out);
 const char *plan_offload_name(unsigned offload);
+/* --boundaries keep|recompute (plan_config.recompute_boundaries): LR_ERR_USAGE naming `flag`. */
+lr_status plan_boundaries_parse(const char *flag, const char *v, bool *recompute);
 
 #define PLAN_MAX_STAGES 64
 
@@ -110,7 +117,7 @@ typedef struct {
     int parts[PLAN_MAX_STAGES]; /* partitions of stage s (1 = a checkpoint segment) */
 } plan_spec;
 
-typedef struct {
+typedef struct plan_stage {
     int in_node, out_node;
     int parts;
     plan_partitioning kind;
@@ -133,6 +140,12 @@ typedef struct {
      * (copied from host memory into a device stripe while it runs); NULL otherwise */
     rowrange *in_rows;
     bool bnd_on_host; /* --offload boundary in a tiled stage of N > 1 (plan_bnd_on_host) */
+    /* --boundaries recompute in a tiled stage of N > 1: the stage its backward runs, the same cut
+     * partitioned as overl in N (or as many rows as overl splits, if fewer) partitions, each
+     * recomputed over its cone from the stage input;
+     * the forward then frees every boundary once the next partition has read it. NULL: the
+     * backward runs this stage, reading the boundaries the forward kept */
+    struct plan_stage *bwd;
 } plan_stage;
 
 typedef struct {
@@ -279,6 +292,19 @@ int64_t plan_stage_runs(const net_t *net, const plan_stage *st);
 static inline bool plan_bnd_on_host(const plan_stage *st, int u, int j)
 {
     return st->bnd_on_host && st->rerun[u] && !(st->store_last && j + 1 == st->parts - 1);
+}
+
+/* The stage a stage's backward runs (--boundaries recompute: its overl twin). */
+static inline const plan_stage *plan_bwd_stage(const plan_stage *st)
+{
+    return st->bwd ? st->bwd : st;
+}
+
+/* Whether the first forward frees node l's boundary from partition j-1 once partition j read
+ * it: always when the backward recomputes boundaries, else when no recompute reads it again. */
+static inline bool plan_bnd_read_once(const plan_stage *st, int l)
+{
+    return st->bwd || !st->rerun[l];
 }
 
 /* Bytes of rows r of the input batch (node 0) on the device: what partition j of an offloading

@@ -333,7 +333,7 @@ import json, sys
 s, table = json.load(open(sys.argv[1])), json.load(open(sys.argv[2]))
 want = table["strategies"][0]
 problems = []
-if s.get("format") != "lrcnn-schedule" or s.get("version") != 2:
+if s.get("format") != "lrcnn-schedule" or s.get("version") != 3:
     problems.append("format %r version %r" % (s.get("format"), s.get("version")))
 if len(s["steps"]) != want["steps"]:
     problems.append("%d steps, the table says %d" % (len(s["steps"]), want["steps"]))

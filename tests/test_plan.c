@@ -249,6 +249,35 @@ static void test_offloaded_input_plans_agree_and_save_the_input(void **state)
     }
 }
 
+/* --boundaries recompute on every zoo net and row strategy (batch 2): the closed form equals
+ * the replay; a plan of the same spec keeps no boundary for the backward, so its peak is never
+ * above the one that keeps them by more than the overl twin's cones, and it costs at least the
+ * same compute (the backward recomputes each partition's cone). */
+static void test_recomputed_boundaries_agree(void **state)
+{
+    for (size_t z = 0; z < sizeof zoo_cases / sizeof zoo_cases[0]; z++) {
+        net_t *net = test_zoo(zoo_cases[z].net);
+        plan_config cfg = config(2, zoo_cases[z].bn_at_8), rec = cfg;
+        rec.recompute_boundaries = true;
+        for (int st = STRAT_ROW; st < STRAT_COUNT; st++) {
+            plan_choice c = choose(net, &cfg, (plan_strategy)st, 0);
+            char what[128];
+            snprintf(what, sizeof what, "%s %s boundaries recomputed", net->name,
+                     plan_strategy_name((plan_strategy)st));
+            plan_t *plan = build(net, &rec, &c.spec);
+            plan_cost k = check_agreement(plan, what);
+            bool tiled = c.spec.kind != PART_OVERLAP;
+            if (tiled && k.flops < c.cost.flops)
+                fail_msg("%s: %lld FLOPs, fewer than keeping them (%lld)", what, (long long)k.flops,
+                         (long long)c.cost.flops);
+            if (!tiled && (k.flops != c.cost.flops || k.peak_bytes != c.cost.peak_bytes))
+                fail_msg("%s: overl's plan changed", what);
+            plan_free(plan);
+        }
+        net_free(net);
+    }
+}
+
 /* --bn frozen on every zoo net and strategy (batch 8, default N and --rows 3): the closed form
  * equals the replay, and the schedule holds no BatchNorm statistics, no gradient reductions, no
  * STATS or GSTATS pass, while every BatchNorm step reads the running statistics (frozen flag). */
@@ -371,6 +400,7 @@ static void test_closed_form_equals_replay_for_hand_cut_hybrids(void **state)
                     spec.kind = kinds[k];
                     plan_config cfg = config(batch, (plan_bn)bn);
                     cfg.offload = (unsigned)(k + bn + batch) % 4; /* none, input, boundary, both */
+                    cfg.recompute_boundaries = (k + bn) % 2 == 1;
                     char what[160];
                     snprintf(what, sizeof what, "%s case %zu kind %d bn %s batch %d offload %u",
                              cases[i].net, i, k, plan_bn_name((plan_bn)bn), batch, cfg.offload);
@@ -1226,16 +1256,22 @@ static void check_stage_flops(const plan_t *p, const char *what)
         for (int l = st->in_node + 1; l <= st->out_node; l++)
             for (int j = 0; j < st->parts; j++) {
                 int i = plan_idx(st, l, j);
-                rowrange back = st->kind == PART_OVERLAP ? st->comp[i] : st->own[i];
-                if (plan_sums_at(st, l)) {
-                    want_fwd += cost_sum_flops(p->net, l, b, rr_count(st->sum_in[j]));
-                    most_bwd += cost_sum_flops(p->net, l, b, rr_count(st->sum_in[j]));
+                want_fwd += plan_sums_at(st, l) ? cost_sum_flops(p->net, l, b, rr_count(st->sum_in[j]))
+                                                : cost_fwd_flops(p->net, l, b, rr_count(st->comp[i]));
+            }
+        /* the recompute and the backward run the stage's backward twin when it has one */
+        const plan_stage *bs = plan_bwd_stage(st);
+        for (int l = bs->in_node + 1; l <= bs->out_node; l++)
+            for (int j = 0; j < bs->parts; j++) {
+                int i = plan_idx(bs, l, j);
+                rowrange back = bs->kind == PART_OVERLAP ? bs->comp[i] : bs->own[i];
+                if (plan_sums_at(bs, l)) {
+                    most_bwd += cost_sum_flops(p->net, l, b, rr_count(bs->sum_in[j]));
                     continue;
                 }
-                want_fwd += cost_fwd_flops(p->net, l, b, rr_count(st->comp[i]));
                 most_bwd += cost_bwd_flops(p->net, l, b, rr_count(back));
-                if (st->rerun[l] && !(st->store_last && j == st->parts - 1))
-                    want_rec += cost_fwd_flops(p->net, l, b, rr_count(st->comp[i]));
+                if (bs->rerun[l] && !(bs->store_last && j == bs->parts - 1))
+                    want_rec += cost_fwd_flops(p->net, l, b, rr_count(bs->comp[i]));
             }
     }
     sched_t s;
@@ -1290,6 +1326,7 @@ static void test_closed_form_equals_replay_on_random_nets(void **state)
         plan_config cfg = config(1 + rnd(3), (plan_bn)rnd(BN_COUNT));
         cfg.dtype = (plan_dtype)rnd(DT_COUNT);
         cfg.offload = (unsigned)it % 4; /* none, input, boundary, both */
+        cfg.recompute_boundaries = it % 8 >= 4;
         bool *cut = calloc((size_t)net->n_nodes, 1);
         assert_non_null(cut);
         rowdep_cuts(net, cut);
@@ -1474,6 +1511,7 @@ static void test_composed_stages_equal_the_closed_form(void **state)
                 for (int bn = 0; bn < 2; bn++) {
                     plan_config cfg = config(2 + (int)ni, bn ? BN_EXACT : BN_STRIPE);
                     cfg.offload = (unsigned)(2 * variant + kind) % 4;
+                    cfg.recompute_boundaries = variant == 1;
                     plan_phases *rec = malloc(sizeof(plan_phases) * (size_t)n_cand);
                     assert_non_null(rec);
                     plan_spec spec = cuts;
@@ -1592,6 +1630,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_closed_form_equals_replay_for_every_zoo_strategy),
         cmocka_unit_test(test_offloaded_input_plans_agree_and_save_the_input),
+        cmocka_unit_test(test_recomputed_boundaries_agree),
         cmocka_unit_test(test_closed_form_equals_replay_with_fixed_rows),
         cmocka_unit_test(test_frozen_bn_plans_agree_and_keep_no_statistics),
         cmocka_unit_test(test_closed_form_equals_replay_across_dtypes_optimizers_workspace),

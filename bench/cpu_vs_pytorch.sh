@@ -15,7 +15,7 @@
 # The machine's load (uptime) is recorded before and after: on a shared machine the figures move,
 # the ratios much less. Rerun on a quiet machine to refresh them.
 #
-# Environment: THREADS (default: every core), ROUNDS (3), STEPS (6), NETS ("net:HxW ..."),
+# Environment: OMP_WAIT_POLICY (default passive, for both programs), THREADS (default: every core), ROUNDS (3), STEPS (6), NETS ("net:HxW ..."),
 # ROW_NETS ("" skips table 2) and ROW_STRATEGIES, OUT, PY (an interpreter with torch, /usr/bin/python3).
 # Deliberately not here: GPUs (bench/gpu.sh), memory (lrcnn-validate reports it on every run).
 set -euo pipefail
@@ -32,6 +32,10 @@ ROW_NETS=${ROW_NETS-"tiny-vgg:28x28 tiny-resnet:28x28 tiny-mix:28x28 vgg11:64x64
 ROW_STRATEGIES=${ROW_STRATEGIES:-"2ps overl-h"}
 OUT=${OUT:-$ROOT/bench/results/cpu.md}
 BATCH=32
+# Both programs' OpenMP threads wait the same way: lrcnn-validate sleeps at once by default
+# (passive), and PyTorch's libgomp, left spinning, stalled for up to 0.6 s a step on this 2-core
+# machine under others' load (tiny-vgg 644 ms against 30 ms quiet, load 4.9).
+export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
 
 [ -x "$BIN/lrcnn-validate" ] || { echo "cpu_vs_pytorch: $BIN/lrcnn-validate missing (make first)" >&2; exit 1; }
 "$PY" -c 'import torch' 2>/dev/null || { echo "cpu_vs_pytorch: $PY has no torch" >&2; exit 1; }
@@ -98,6 +102,7 @@ load_after=$(load)
     echo "CPU: $(lscpu | sed -n 's/^Model name: *//p') ($(nproc) cores), $THREADS threads each;"
     echo "PyTorch $("$PY" -c 'import torch; print(torch.__version__)') ($PY, oneDNN: $("$PY" -c 'import torch; print(torch.backends.mkldnn.is_available())'));"
     echo "BLAS: $(pkg-config --modversion openblas 2>/dev/null | sed 's/^/OpenBLAS /' || echo '?')."
+    echo "OMP_WAIT_POLICY=$OMP_WAIT_POLICY for both programs."
     echo "Load average (1, 5, 15 min): $load_before before, $load_after after."
     echo
     echo "## Column training step, batch $BATCH, Adam, fp32"

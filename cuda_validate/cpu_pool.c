@@ -144,6 +144,46 @@ static void check_avgpool(const cpu_window *g, const cpu_view *x, const cpu_view
     LR_ASSERT(g->dh == 1 && g->dw == 1); /* torch's AvgPool2d has no dilation */
 }
 
+/* One output row of average pooling, columns [o0, o0 + len): each output sums its in-map taps in
+ * (ky, kx) order from 0, then divides, as a scan window by window would; the taps run in the
+ * outer loops and the columns in the inner one, which vectorises. */
+LR_CLONES
+static void avg_row(const cpu_window *g, const cpu_view *x, int n, int c, int r, int o0, int len,
+                    float divisor, float *yr)
+{
+    float sum[POOL_CHUNK];
+    for (int o = 0; o < len; o++)
+        sum[o] = 0.0f;
+    for (int ky = 0; ky < g->kh; ky++) {
+        int iy = r * g->sh - g->ph + ky;
+        if (iy < 0 || iy >= x->h)
+            continue;
+        const float *xr = cpu_at(x, n, c, iy, 0);
+        for (int kx = 0; kx < g->kw; kx++) {
+            int off = kx - g->pw, lo, hi;
+            tap_columns(o0 + len, x->w, g->sw, off, &lo, &hi);
+            lo = lo > o0 ? lo - o0 : 0;
+            hi -= o0;
+            const float *src = xr + o0 * g->sw + off; /* input column of chunk column 0 */
+            if (g->sw == 1) {
+#pragma omp simd
+                for (int o = lo; o <= hi; o++)
+                    sum[o] += src[o];
+            } else if (g->sw == 2) {
+#pragma omp simd
+                for (int o = lo; o <= hi; o++)
+                    sum[o] += src[2 * o];
+            } else {
+                for (int o = lo; o <= hi; o++)
+                    sum[o] += src[o * g->sw];
+            }
+        }
+    }
+#pragma omp simd
+    for (int o = 0; o < len; o++)
+        yr[o] = sum[o] / divisor;
+}
+
 void cpu_avgpool_fwd(const cpu_window *g, const cpu_view *x, cpu_view *y, int r_lo, int r_hi)
 {
     check_avgpool(g, x, y);
@@ -155,24 +195,53 @@ void cpu_avgpool_fwd(const cpu_window *g, const cpu_view *x, cpu_view *y, int r_
 #pragma omp parallel for collapse(2) schedule(static) if (worth_threads(work))
     for (int n = 0; n < y->n; n++)
         for (int c = 0; c < y->c; c++)
-            for (int r = r_lo; r <= r_hi; r++) {
-                float *yr = cpu_at(y, n, c, r, 0);
-                for (int o = 0; o < y->w; o++) {
-                    float sum = 0.0f;
-                    for (int ky = 0; ky < g->kh; ky++) {
-                        int yy = r * g->sh - g->ph + ky;
-                        if (yy < 0 || yy >= x->h)
-                            continue;
-                        const float *xr = cpu_at(x, n, c, yy, 0);
-                        for (int kx = 0; kx < g->kw; kx++) {
-                            int xx = o * g->sw - g->pw + kx;
-                            if (xx >= 0 && xx < x->w)
-                                sum += xr[xx];
-                        }
-                    }
-                    yr[o] = sum / divisor;
+            for (int r = r_lo; r <= r_hi; r++)
+                for (int o0 = 0; o0 < y->w; o0 += POOL_CHUNK)
+                    avg_row(g, x, n, c, r, o0, y->w - o0 < POOL_CHUNK ? y->w - o0 : POOL_CHUNK,
+                            divisor, cpu_at(y, n, c, r, o0));
+}
+
+/* The shares of output row r, columns [o0, o0 + len), go to input rows r * sh - ph + ky. When
+ * windows do not overlap across columns (sw >= kw) an input element takes at most one share per
+ * (r, ky), so the taps may run in the outer loops (which vectorise) with the same sums, bit for
+ * bit; otherwise the shares are added window by window, columns in order, as before. */
+LR_CLONES
+static void avg_row_bwd(const cpu_window *g, const float *dyr, int r, int o0, int len,
+                        float divisor, cpu_view *dx, int n, int c)
+{
+    float share[POOL_CHUNK];
+    for (int o = 0; o < len; o++)
+        share[o] = dyr[o] / divisor;
+    for (int ky = 0; ky < g->kh; ky++) {
+        int iy = r * g->sh - g->ph + ky;
+        if (iy < 0 || iy >= dx->h)
+            continue;
+        float *dxr = cpu_at(dx, n, c, iy, 0);
+        if (g->sw < g->kw) {
+            for (int o = 0; o < len; o++)
+                for (int kx = 0; kx < g->kw; kx++) {
+                    int xx = (o0 + o) * g->sw - g->pw + kx;
+                    if (xx >= 0 && xx < dx->w)
+                        dxr[xx] += share[o];
                 }
+            continue;
+        }
+        for (int kx = 0; kx < g->kw; kx++) {
+            int off = kx - g->pw, lo, hi;
+            tap_columns(o0 + len, dx->w, g->sw, off, &lo, &hi);
+            lo = lo > o0 ? lo - o0 : 0;
+            hi -= o0;
+            float *dst = dxr + o0 * g->sw + off; /* input column of chunk column 0 */
+            if (g->sw == 2) {
+#pragma omp simd
+                for (int o = lo; o <= hi; o++)
+                    dst[2 * o] += share[o];
+            } else {
+                for (int o = lo; o <= hi; o++)
+                    dst[o * g->sw] += share[o];
             }
+        }
+    }
 }
 
 void cpu_avgpool_bwd(const cpu_window *g, const cpu_view *dy, int r_lo, int r_hi, cpu_view *dx)
@@ -188,23 +257,11 @@ void cpu_avgpool_bwd(const cpu_window *g, const cpu_view *dy, int r_lo, int r_hi
 #pragma omp parallel for collapse(2) schedule(static) if (worth_threads(work))
     for (int n = 0; n < dy->n; n++)
         for (int c = 0; c < dy->c; c++)
-            for (int r = r_lo; r <= r_hi; r++) {
-                const float *dyr = cpu_at(dy, n, c, r, 0);
-                for (int o = 0; o < dy->w; o++) {
-                    float share = dyr[o] / divisor;
-                    for (int ky = 0; ky < g->kh; ky++) {
-                        int yy = r * g->sh - g->ph + ky;
-                        if (yy < 0 || yy >= dx->h)
-                            continue;
-                        float *dxr = cpu_at(dx, n, c, yy, 0);
-                        for (int kx = 0; kx < g->kw; kx++) {
-                            int xx = o * g->sw - g->pw + kx;
-                            if (xx >= 0 && xx < dx->w)
-                                dxr[xx] += share;
-                        }
-                    }
-                }
-            }
+            for (int r = r_lo; r <= r_hi; r++)
+                for (int o0 = 0; o0 < dy->w; o0 += POOL_CHUNK)
+                    avg_row_bwd(g, cpu_at(dy, n, c, r, o0), r, o0,
+                                dy->w - o0 < POOL_CHUNK ? dy->w - o0 : POOL_CHUNK, divisor, dx, n,
+                                c);
 }
 
 /* ------------------------------------------------------------------ pooling to a fixed size */

@@ -1,7 +1,9 @@
 /* validate_main.c - main() of lrcnn-validate: flags -> validate_run() -> report.
  * Deliberately thin: the work is in validate.c, exec.c and the backends.
  */
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "args.h"
 #include "validate.h"
@@ -255,8 +257,30 @@ static const char *usage =
     "\n"
     "options:\n";
 
+/* libgomp's idle threads spin (GOMP_SPINCOUNT, 300000 by default: up to a millisecond here)
+ * before they sleep, at every barrier and between parallel regions. On a machine whose cores are
+ * shared with other programs a spinning thread takes the core that a descheduled one needs to
+ * reach the barrier, and a row schedule, hundreds of kernel calls a step, stalls on that again
+ * and again. 2 threads on 2 cores at load 2.9-4.0 (others' work), three runs each, ms per step
+ * (row / column): tiny-vgg overl-h 682-970 / 39-129 with 100000 spins, 103-147 / 33-39 with
+ * 10000, 43-54 / 21-32 with 1000, 43-44 / 21-28 passive; tiny-mix overl-h 45-1246 / 14-131,
+ * 56-147 / 17-22, 35-59 / 10-12, 22-23 / 9. So threads sleep as soon as they wait
+ * (OMP_WAIT_POLICY=passive). The price, at load 1.0-1.3: a tenth on small column steps (tiny-mix
+ * 6.1-6.3 ms against 5.4-5.7 with the default spinning, tiny-vgg 11.7-12.2 against 11.2-13.8). libgomp reads the policy once, when it loads, so the program sets it
+ * and runs itself again; a GOMP_SPINCOUNT or OMP_WAIT_POLICY already set is left alone, and if
+ * the exec fails the run goes on with libgomp's default. */
+static void passive_wait(char **argv)
+{
+    if (getenv("GOMP_SPINCOUNT") || getenv("OMP_WAIT_POLICY"))
+        return;
+    if (setenv("OMP_WAIT_POLICY", "passive", 1) != 0)
+        return;
+    execv("/proc/self/exe", argv);
+}
+
 int main(int argc, char **argv)
 {
+    passive_wait(argv);
     cli c;
     memset(&c, 0, sizeof c);
     validate_options_init(&c.o);

@@ -885,6 +885,8 @@ static void test_emulated_stripe_bn_matches_cpu_stripe_bn(void **state) { skip_w
 static void test_emulated_sliced_reductions_match_cpu(void **state) { skip_without_cuda(); }
 static void test_emulated_frozen_bn_matches_cpu_column(void **state) { skip_without_cuda(); }
 static void test_cuda_frozen_bn_matches_cpu_column(void **state) { skip_without_cuda(); }
+static void test_emulated_offload_matches_cpu_column(void **state) { skip_without_cuda(); }
+static void test_cuda_offload_matches_cpu_column(void **state) { skip_without_cuda(); }
 static void test_too_small_workspace_names_the_size_needed(void **state) { skip_without_cuda(); }
 static void test_refused_unaligned_views_run_packed(void **state) { skip_without_cuda(); }
 static void test_deterministic_workspace_reserves_packed_calls(void **state) { skip_without_cuda(); }

@@ -387,7 +387,6 @@ static void closed_form(const plan_t *plan, plan_cost *out, plan_phases *phases)
         phases->static_bytes = out->static_bytes;
         phases->input_bytes = out->input_bytes;
         phases->workspace_bytes = out->workspace_bytes;
-        phases->host_bytes = v.host_peak;
         phases->device = v.device;
     }
     out->peak_bytes = v.m.overflow ? INT64_MAX : v.m.peak;

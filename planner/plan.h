@@ -216,7 +216,8 @@ typedef struct {
     int64_t input_bytes;  /* input batch and labels on the device (the labels alone when the
                              input is offloaded) */
     int64_t workspace_bytes;
-    int64_t host_bytes;   /* host memory the plan keeps (the input batch under --offload input) */
+    int64_t host_bytes;   /* host memory the plan keeps at its peak (--offload: the input batch,
+                             boundary rows kept for the backward) */
     int64_t copy_bytes;   /* bytes copied between host and device (both ways) in one step */
     int64_t copy_ns;      /* their time over cfg.device's host link (device_copy_ns); 0 without */
     int64_t flops;
@@ -256,7 +257,7 @@ typedef struct {
     int n; /* phases recorded: 2 * stages + 3 */
     plan_phase ph[2 * PLAN_MAX_STAGES + 3];
     int64_t update_flops, update_ns; /* optimizer updates, after the last phase */
-    int64_t static_bytes, input_bytes, workspace_bytes, host_bytes;
+    int64_t static_bytes, input_bytes, workspace_bytes;
     const device_spec *device; /* the config's (copy time) */
 } plan_phases;
 

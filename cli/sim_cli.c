@@ -76,7 +76,7 @@ static lr_status on_bn(void *ctx, const char *flag, const char *v)
 
 static lr_status on_boundaries(void *ctx, const char *flag, const char *v)
 {
-    return plan_boundaries_parse(flag, v, &((sim_options *)ctx)->cfg.recompute_boundaries);
+    return plan_boundaries_parse(flag, v, &((sim_options *)ctx)->cfg);
 }
 
 static lr_status on_offload(void *ctx, const char *flag, const char *v)
@@ -375,7 +375,7 @@ const args_flag sim_flags[] = {
     {"--rows", "N", on_rows, "row partitions (first stage for hybrids; default: lowest peak)"},
     {"--region", "LAYER", on_region, "last layer of the row region (default: through the pooling before the classifier)"},
     {"--bn", "MODE", on_bn, "exact (default) | stripe (approximate) | frozen (running stats)"},
-    {"--boundaries", "B", on_boundaries, "row and 2ps: keep boundary rows for the backward (default) or recompute them (overl's backward)"},
+    {"--boundaries", "B", on_boundaries, "row and 2ps: keep boundary rows for the backward (default), recompute them (overl's backward), or auto: the planner chooses per stage"},
     {"--offload", "WHAT", on_offload, "host memory for input (the batch; rows copied in per partition), boundary (rows kept for backward) or input,boundary (default none)"},
     {"--segments", "N", on_segments, "checkpoint segments (default: the lowest peak)"},
     {"--allocator", "A", on_allocator, "exact | cuda | caching model for the replay (default exact)"},
@@ -654,10 +654,11 @@ static void sweep_point(const net_t *net, const sim_options *o, sweep_cell *x)
         snprintf(x->err, sizeof x->err, "%s", lr_last_error());
 }
 
-static void sweep_print(FILE *f, json_object *arr, bool csv, const sweep_cell *x)
+static void sweep_print(FILE *f, const net_t *net, const sim_options *o, json_object *arr, bool csv,
+                        const sweep_cell *x)
 {
     char sr[256];
-    summary_rows(&x->c.spec, sr, sizeof sr);
+    summary_rows(net, &o->cfg, &x->c.spec, sr, sizeof sr);
     const char *name = plan_strategy_name(x->st);
     int shown = x->st >= STRAT_ROW && x->c.spec.n_stages ? x->c.spec.parts[0] : 1;
     double pr = (double)x->c.cost.peak_bytes / (double)x->col_peak;
@@ -743,7 +744,7 @@ static lr_status run_sweep(FILE *f, const net_t *net, const sim_options *o)
             if (cells[i].status != LR_OK)
                 s = lr_fail(cells[i].status, "%s", cells[i].err);
             else
-                sweep_print(f, arr, csv, &cells[i]);
+                sweep_print(f, net, o, arr, csv, &cells[i]);
         }
     }
     free(cells);

@@ -670,6 +670,7 @@ void validate_print_json(FILE *f, const validate_options *o, const validate_resu
     json_object_object_add(j, "predicted_peak_bytes", json_object_new_int64(r->predicted_peak_bytes));
     json_object_object_add(j, "sim_peak_bytes", json_object_new_int64(r->sim_peak_bytes));
     json_object_object_add(j, "offload", json_object_new_string(plan_offload_name(o->cfg.offload)));
+    json_object_object_add(j, "boundaries", json_object_new_string(plan_boundaries_name(&o->cfg)));
     json_object_object_add(j, "predicted_host_bytes", json_object_new_int64(r->predicted_host_bytes));
     json_object_object_add(j, "sim_host_bytes", json_object_new_int64(r->sim_host_bytes));
     json_object_object_add(j, "measured_host_bytes", json_object_new_int64(r->measured_host_bytes));

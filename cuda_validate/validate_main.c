@@ -65,7 +65,7 @@ static lr_status on_bn(void *c, const char *f, const char *v)
 
 static lr_status on_boundaries(void *c, const char *f, const char *v)
 {
-    return plan_boundaries_parse(f, v, &((cli *)c)->o.cfg.recompute_boundaries);
+    return plan_boundaries_parse(f, v, &((cli *)c)->o.cfg);
 }
 
 static lr_status on_offload(void *c, const char *f, const char *v)
@@ -216,7 +216,7 @@ static const args_flag flags[] = {
     {"--region", "LAYER", on_region, "last layer of the row region"},
     {"--bn", "MODE", on_bn, "exact (default) | stripe (approximate) | frozen (running stats)"},
     {"--segments", "N", on_segments, "checkpoint segments"},
-    {"--boundaries", "B", on_boundaries, "row and 2ps: keep boundary rows for the backward (default) or recompute them"},
+    {"--boundaries", "B", on_boundaries, "row and 2ps: keep boundary rows for the backward (default), recompute them, or auto (chosen per stage)"},
     {"--offload", "WHAT", on_offload, "host memory for input (the batch), boundary (rows kept for backward) or input,boundary (default none)"},
     {"--batch", "N", on_batch, "images per step (default 32)"},
     {"--input", "HxW", on_input, "input size (synthetic data)"},

@@ -87,6 +87,7 @@ static plan_spec spec_of(const dp_plan *p, plan_partitioning kind, const search 
     for (int k = 0; k < p->n_stages; k++) {
         spec.cut[k] = s->cut[p->stage[k]->b];
         spec.parts[k] = p->stage[k]->parts;
+        spec.recompute |= (uint64_t)p->stage[k]->recompute << k;
     }
     return spec;
 }
@@ -138,7 +139,7 @@ static lr_status solve(search *s, const space *sp, const goal *g, labels *L, aut
 static bool same_plan(const auto_candidate *x, const auto_candidate *y)
 {
     const plan_spec *p = &x->spec, *q = &y->spec;
-    if (x->bn != y->bn || p->n_stages != q->n_stages ||
+    if (x->bn != y->bn || p->n_stages != q->n_stages || p->recompute != q->recompute ||
         strcmp(auto_kind_name(p), auto_kind_name(q)) != 0)
         return false;
     for (int k = 0; k < p->n_stages; k++)
@@ -358,7 +359,7 @@ static lr_status best_single_stage(search *s, const space *sp, const goal *g, au
             continue;
         plan_cost c = {.peak_bytes = s->persistent + (e->local > e->tail ? e->local : e->tail),
                        .flops = s->col_flops + e->extra};
-        spec.cut[0] = s->cut[e->b], spec.parts[0] = e->parts;
+        spec.cut[0] = s->cut[e->b], spec.parts[0] = e->parts, spec.recompute = e->recompute;
         strategy_pick_offer(&pick, &spec, &c);
     }
     lr_status st = LR_OK;

@@ -56,11 +56,12 @@ static lr_status evaluate_base(search *s, const plan_spec *sp, plan_cost *c)
 
 /* Stage (cut[a], cut[b]] alone under bn, with its phases as stage `index` and its run bound. */
 static lr_status stage_alone(const search *s, plan_bn bn, plan_partitioning kind, int a, int b,
-                             int parts, bool last, int index, plan_phase *fwd, plan_phase *bwd,
-                             int64_t *runs)
+                             int parts, bool last, bool recompute, int index, plan_phase *fwd,
+                             plan_phase *bwd, int64_t *runs)
 {
     plan_config cfg = s->cfg;
     cfg.bn = bn;
+    cfg.recompute_boundaries = cfg.recompute_boundaries || recompute;
     plan_stage st;
     LR_TRY(plan_stage_build(s->net, &cfg, kind, s->cut[a], s->cut[b], parts, last, &st));
     *runs = plan_stage_runs(s->net, &st);
@@ -86,10 +87,10 @@ static lr_status measure_pieces(search *s)
     plan_config cfg = s->cfg;
     cfg.bn = s->base_bn;
     for (int i = 1; i <= m; i++) {
-        LR_TRY(stage_alone(s, s->base_bn, PART_TILE_OUT, 0, i, 1, false, 0, &s->head_fwd[i],
+        LR_TRY(stage_alone(s, s->base_bn, PART_TILE_OUT, 0, i, 1, false, false, 0, &s->head_fwd[i],
                            &s->head_bwd[i], &s->head_runs[i]));
         if (i < m)
-            LR_TRY(stage_alone(s, s->base_bn, PART_TILE_OUT, i, i + 1, 1, true, 0,
+            LR_TRY(stage_alone(s, s->base_bn, PART_TILE_OUT, i, i + 1, 1, true, false, 0,
                                &s->next_fwd[i], &s->next_bwd[i], &s->next_runs[i]));
         plan_spec one = {.n_stages = 1, .cut = {s->cut[i]}, .parts = {1}};
         plan_t *plan;
@@ -118,12 +119,13 @@ static plan_phase as_stage(plan_phase ph, int index)
 /* The probe plan [(0, a]:1] (a, b]:parts [(b, b+1]:1], costed from its probed stage alone and
  * the pieces: what strategy_evaluate_usable says of it. */
 static lr_status probe_cost(search *s, const space *sp_of, int a, int b, int parts, bool last,
-                            plan_cost *c, bool *usable)
+                            bool recompute, plan_cost *c, bool *usable)
 {
-    /* a whole-region stage its single-stage search measured already */
+    /* a whole-region stage its single-stage search measured already (keeping its boundaries) */
     const strategy_kept_stage *kept =
-        a == 0 && last ? strategy_stage_memo_find(s->kept, sp_of->kind, sp_of->bn, s->cut[b], parts)
-                       : NULL;
+        a == 0 && last && !recompute
+            ? strategy_stage_memo_find(s->kept, sp_of->kind, sp_of->bn, s->cut[b], parts)
+            : NULL;
     if (!kept) {
 #pragma omp atomic
         s->n_evals++;
@@ -142,7 +144,8 @@ static lr_status probe_cost(search *s, const space *sp_of, int a, int b, int par
         if (kept->phased)
             fwd[n] = kept->fwd, bwd[n] = kept->bwd;
     } else {
-        LR_TRY(stage_alone(s, sp_of->bn, sp_of->kind, a, b, parts, last, n, &fwd[n], &bwd[n], &own));
+        LR_TRY(stage_alone(s, sp_of->bn, sp_of->kind, a, b, parts, last, recompute, n, &fwd[n],
+                           &bwd[n], &own));
     }
     runs += own;
     n++;
@@ -230,8 +233,8 @@ lr_status auto_subnet(const net_t *net, int from, net_t **out)
  * stage's input, which has no stage before it: there the stage's moments are those of the probe
  * less the input gradient, so a tail below them is below the probe's too. */
 static lr_status tail_above(search *s, const space *sp_of, int a, int b, int parts,
-                            const plan_cost *c, int me, int64_t base, int64_t local,
-                            int64_t *tail, bool *usable)
+                            bool recompute, const plan_cost *c, int me, int64_t base,
+                            int64_t local, int64_t *tail, bool *usable)
 {
     if (c->peak_stage < 0 || c->peak_stage == me) {
         *tail = c->peak_stage < 0 ? c->peak_bytes - base : local;
@@ -240,7 +243,7 @@ static lr_status tail_above(search *s, const space *sp_of, int a, int b, int par
     net_t *sub;
     LR_TRY(auto_subnet(s->net, s->cut[a], &sub));
     plan_spec sp = {.kind = sp_of->kind, .n_stages = 1, .cut = {s->cut[b] - s->cut[a]},
-                    .parts = {parts}};
+                    .parts = {parts}, .recompute = recompute};
     plan_cost sc;
     lr_status st = evaluate_on(s, sub, sp_of->bn, &sp, &sc, usable);
     net_free(sub);
@@ -253,20 +256,21 @@ static lr_status tail_above(search *s, const space *sp_of, int a, int b, int par
 /* Stage (a, b] with N partitions, between a one-partition stage (0, a] and, unless it is the
  * last (the region ends at b), a one-partition stage (b, b+1]; *usable as for auto_evaluate(). */
 static lr_status probe(search *s, const space *sp_of, int a, int b, int parts, bool last,
-                       stage_edge *e, bool *usable)
+                       bool recompute, stage_edge *e, bool *usable)
 {
     int me = a > 0; /* the probed stage's index in the probe plan */
     plan_cost c;
-    LR_TRY(probe_cost(s, sp_of, a, b, parts, last, &c, usable));
+    LR_TRY(probe_cost(s, sp_of, a, b, parts, last, recompute, &c, usable));
     if (!*usable)
         return LR_OK;
     int64_t base = s->persistent + s->out_bytes[a];
     memset(e, 0, sizeof *e);
-    e->a = a, e->b = b, e->parts = parts, e->last = last;
+    e->a = a, e->b = b, e->parts = parts, e->last = last, e->recompute = recompute;
     e->local = c.stage_peak[me] - base;
     e->extra = auto_work(s, &c) - s->col_work - (a > 0 ? s->fck[a] : 0);
     if (last)
-        return tail_above(s, sp_of, a, b, parts, &c, me, base, e->local, &e->tail, usable);
+        return tail_above(s, sp_of, a, b, parts, recompute, &c, me, base, e->local, &e->tail,
+                          usable);
     e->carried = c.stage_peak[me + 1] - base - s->lp1[b];
     return LR_OK;
 }
@@ -282,6 +286,12 @@ static bool stage_has_bn(const search *s, int a, int b)
         if (s->net->nodes[l].op == OP_BATCHNORM)
             return true;
     return false;
+}
+
+static bool choose_boundaries(const search *s, const space *sp, int a, int b)
+{
+    return s->cfg.boundaries_auto && sp->kind != PART_OVERLAP &&
+           !(sp->bn == BN_STRIPE && stage_has_bn(s, a, b));
 }
 
 /* Measures the stage for every N worth trying, unless its compute cannot be within
@@ -303,19 +313,23 @@ static void run_job(search *s, probe_job *j, int64_t extra_limit)
     int64_t best = INT64_MAX;
     int worse = 0;
     int count = whole ? WHOLE_MAX_N - 1 : N_STAGE_PARTS;
+    /* --boundaries auto: each N also recomputing its boundaries (a tiled stage whose
+     * BatchNorm is not per stripe: plan_stage.bwd) */
+    int ways = choose_boundaries(s, sp, j->a, j->b) ? 2 : 1;
     for (int k = 0, last = 1; k < count && last < rows && j->status == LR_OK; k++) {
         /* plan_build clamps N to the rows there are: past them, N = rows is the one plan left */
         int parts = whole ? k + 2 : stage_parts[k];
         last = parts = parts < rows ? parts : rows;
-        stage_edge *e = &j->out[j->n];
-        bool usable;
-        j->status = probe(s, sp, j->a, j->b, parts, j->last, e, &usable);
-        if (j->status != LR_OK)
-            break;
-        j->n += usable;
-        worse = usable && e->local < best ? 0 : worse + 1;
-        if (usable && e->local < best)
-            best = e->local;
+        bool lower = false;
+        for (int w = 0; w < ways && j->status == LR_OK; w++) {
+            stage_edge *e = &j->out[j->n];
+            bool usable;
+            j->status = probe(s, sp, j->a, j->b, parts, j->last, w == 1, e, &usable);
+            j->n += j->status == LR_OK && usable;
+            if (j->status == LR_OK && usable && e->local < best)
+                best = e->local, lower = true;
+        }
+        worse = lower ? 0 : worse + 1;
         if (!special && worse >= PARTS_PATIENCE)
             break;
     }
@@ -352,7 +366,8 @@ probe_job *auto_make_jobs(search *s, space *spaces, int n_spaces, int *n_jobs)
         for (int b = a + 1; b <= s->m; b++)
             pairs += variants(s, a, b, last);
     probe_job *jobs = calloc((size_t)pairs * (n_spaces + 1), sizeof *jobs);
-    stage_edge *edges = calloc((size_t)pairs * (1 + n_spaces * WHOLE_MAX_N), sizeof *edges);
+    int per_job = (s->cfg.boundaries_auto ? 2 : 1) * WHOLE_MAX_N; /* N, each both ways */
+    stage_edge *edges = calloc((size_t)pairs * (1 + n_spaces * per_job), sizeof *edges);
     LR_ASSERT(jobs != NULL && edges != NULL);
     int n = 0;
     for (int a = 0; a < s->m; a++)
@@ -364,7 +379,7 @@ probe_job *auto_make_jobs(search *s, space *spaces, int n_spaces, int *n_jobs)
                     j->sp = k < 0 ? NULL : &spaces[k];
                     j->a = a, j->b = b, j->last = last[v];
                     j->out = edges;
-                    edges += k < 0 ? 1 : WHOLE_MAX_N;
+                    edges += k < 0 ? 1 : per_job;
                     if (k < 0 || spaces[k].bn != BN_STRIPE || stage_has_bn(s, a, b))
                         continue;
                     for (probe_job *q = first; q < j && !j->same; q++)
@@ -388,7 +403,7 @@ static void run_one_part(search *s, probe_job *j)
     space plain = {.kind = PART_TILE_OUT, .bn = s->base_bn};
     j->done = true;
     bool usable;
-    j->status = probe(s, &plain, j->a, j->b, 1, j->last, &j->out[0], &usable);
+    j->status = probe(s, &plain, j->a, j->b, 1, j->last, false, &j->out[0], &usable);
     j->n = j->status == LR_OK && usable;
 }
 

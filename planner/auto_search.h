@@ -23,6 +23,7 @@
 typedef struct {
     int a, b, parts;
     bool last;       /* the last stage: its last partition keeps its activations (store_last) */
+    bool recompute;  /* --boundaries auto: the stage recomputes its boundaries (plan_spec.recompute) */
     int64_t local;   /* peak while it runs, above P + what earlier stages carry */
     int64_t carried; /* bytes it leaves live until its backward (output, boundaries, BN stats) */
     int64_t tail;    /* last stage: the column tail's peak above P + what earlier stages carry */

@@ -57,6 +57,31 @@ static void take(const net_t *net, const auto_candidate *c, plan_strategy named,
 
 /* A hybrid: with --rows, a stage per resolution and N scaled down with depth; without, the
  * auto planner's search over stage cuts and N restricted to the strategy's kind. */
+/* --boundaries auto with the partitions fixed (--rows): the stage where the peak is recomputes
+ * its boundaries while that wins by the table's objective, one stage at a time. */
+static lr_status peak_stage_recomputes(const net_t *net, const plan_config *cfg, plan_spec *sp,
+                                       plan_cost *cost)
+{
+    for (;;) {
+        int at = cost->peak_stage;
+        if (at < 0 || plan_spec_recomputes(sp, at) || sp->parts[at] < 2 || sp->kind == PART_OVERLAP)
+            return LR_OK;
+        plan_spec trial = *sp;
+        trial.recompute |= (uint64_t)1 << at;
+        plan_cost c;
+        LR_TRY(strategy_evaluate(net, cfg, &trial, &c));
+        strategy_pick pick;
+        strategy_pick_init(&pick);
+        strategy_pick_offer(&pick, sp, cost);
+        strategy_pick_offer(&pick, &trial, &c);
+        bool better = strategy_pick_best(&pick) == 1;
+        strategy_pick_free(&pick);
+        if (!better)
+            return LR_OK;
+        *sp = trial, *cost = c;
+    }
+}
+
 static lr_status choose_hybrid(const net_t *net, const plan_config *cfg, const plan_request *req,
                                int end, plan_choice *out)
 {
@@ -65,7 +90,8 @@ static lr_status choose_hybrid(const net_t *net, const plan_config *cfg, const p
     if (req->rows) {
         sp->n_stages = strategy_resolution_cuts(net, end, sp->cut, PLAN_MAX_STAGES);
         strategy_scaled_rows(net, sp, req->rows);
-        return strategy_evaluate(net, cfg, sp, &out->cost);
+        LR_TRY(strategy_evaluate(net, cfg, sp, &out->cost));
+        return cfg->boundaries_auto ? peak_stage_recomputes(net, cfg, sp, &out->cost) : LR_OK;
     }
     auto_result r;
     LR_TRY(search_kind(net, cfg, req->region_end, sp->kind, NULL, &r));
@@ -110,6 +136,7 @@ static lr_status report_clamped(const net_t *net, const plan_config *cfg, plan_s
     plan_t *plan;
     LR_TRY(plan_build(net, cfg, sp, &plan));
     memcpy(sp->parts, plan->spec.parts, sizeof sp->parts);
+    sp->recompute = plan->spec.recompute;
     plan_free(plan);
     return LR_OK;
 }

@@ -361,12 +361,18 @@ lr_status plan_offload_parse(const char *flag, const char *v, unsigned *out)
     return lr_fail(LR_ERR_USAGE, "%s: expected none, input, boundary or input,boundary, got '%s'", flag, v);
 }
 
-lr_status plan_boundaries_parse(const char *flag, const char *v, bool *recompute)
+lr_status plan_boundaries_parse(const char *flag, const char *v, plan_config *cfg)
 {
-    if (strcmp(v, "keep") && strcmp(v, "recompute"))
-        return lr_fail(LR_ERR_USAGE, "%s: expected keep or recompute, got '%s'", flag, v);
-    *recompute = strcmp(v, "recompute") == 0;
+    if (strcmp(v, "keep") && strcmp(v, "recompute") && strcmp(v, "auto"))
+        return lr_fail(LR_ERR_USAGE, "%s: expected keep, recompute or auto, got '%s'", flag, v);
+    cfg->recompute_boundaries = strcmp(v, "recompute") == 0;
+    cfg->boundaries_auto = strcmp(v, "auto") == 0;
     return LR_OK;
+}
+
+const char *plan_boundaries_name(const plan_config *cfg)
+{
+    return cfg->boundaries_auto ? "auto" : cfg->recompute_boundaries ? "recompute" : "keep";
 }
 
 const char *plan_offload_name(unsigned offload)
@@ -408,6 +414,13 @@ static lr_status stage_init(const net_t *net, const plan_config *cfg, plan_parti
     /* N partitions of the rows overl splits (2ps splits the input's: at most N of them) */
     int twin_parts = clamp_parts(net, PART_OVERLAP, in, out, parts);
     return stage_init(net, cfg, PART_OVERLAP, in, out, twin_parts, false, st->bwd);
+}
+
+bool plan_stage_recomputes(const net_t *net, const plan_config *cfg, const plan_spec *sp, int s)
+{
+    int in = s > 0 ? sp->cut[s - 1] : 0;
+    return (cfg->recompute_boundaries || plan_spec_recomputes(sp, s)) && sp->parts[s] > 1 &&
+           sp->kind != PART_OVERLAP && !(cfg->bn == BN_STRIPE && stage_has_bn(net, in, sp->cut[s]));
 }
 
 lr_status plan_stage_build(const net_t *net, const plan_config *cfg, plan_partitioning kind,
@@ -468,8 +481,12 @@ lr_status plan_build(const net_t *net, const plan_config *cfg, const plan_spec *
             break;
         }
         p->spec.parts[i] = parts;
-        s = stage_init(net, cfg, spec->kind, prev, spec->cut[i], parts, i == spec->n_stages - 1,
+        plan_config own = *cfg; /* the stage's: plan-wide or its own choice */
+        own.recompute_boundaries = cfg->recompute_boundaries || plan_spec_recomputes(spec, i);
+        s = stage_init(net, &own, spec->kind, prev, spec->cut[i], parts, i == spec->n_stages - 1,
                        &p->stages[i]);
+        p->spec.recompute &= ~((uint64_t)1 << i); /* what the stage does */
+        p->spec.recompute |= (uint64_t)(p->stages[i].bwd != NULL) << i;
         prev = spec->cut[i];
     }
     p->tail_first = prev + 1;

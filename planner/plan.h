@@ -85,6 +85,9 @@ typedef struct {
      * whole cone, as overl does (plan_stage.bwd): less memory, more compute. Not for a stage
      * with stripe BatchNorm (approximate anyway), which keeps them. */
     bool recompute_boundaries;
+    /* --boundaries auto: the searches choose per stage whether it keeps or recomputes its
+     * boundaries (plan_spec.recompute), by the objective they use for N */
+    bool boundaries_auto;
 } plan_config;
 
 /* --offload input: the input batch stays in host memory (sched_tier TIER_HOST); each partition of
@@ -103,8 +106,10 @@ typedef struct {
 /* "none", "input", "boundary", "input,boundary" (also "all"): LR_ERR_USAGE naming `flag` else. */
 lr_status plan_offload_parse(const char *flag, const char *v, unsigned *out);
 const char *plan_offload_name(unsigned offload);
-/* --boundaries keep|recompute (plan_config.recompute_boundaries): LR_ERR_USAGE naming `flag`. */
-lr_status plan_boundaries_parse(const char *flag, const char *v, bool *recompute);
+/* --boundaries keep|recompute|auto (plan_config.recompute_boundaries, .boundaries_auto):
+ * LR_ERR_USAGE naming `flag`. */
+lr_status plan_boundaries_parse(const char *flag, const char *v, plan_config *cfg);
+const char *plan_boundaries_name(const plan_config *cfg);
 
 #define PLAN_MAX_STAGES 64
 
@@ -115,7 +120,20 @@ typedef struct {
     int n_stages;
     int cut[PLAN_MAX_STAGES];   /* out_node of stage s; stage s covers (cut[s-1], cut[s]], cut[-1] = 0 */
     int parts[PLAN_MAX_STAGES]; /* partitions of stage s (1 = a checkpoint segment) */
+    /* bit s: stage s recomputes its boundaries in the backward as --boundaries recompute does
+     * (the searches set it under --boundaries auto; plan_build clears it where it does not
+     * apply: overl, one partition, stripe BatchNorm) */
+    uint64_t recompute;
 } plan_spec;
+
+static inline bool plan_spec_recomputes(const plan_spec *sp, int s)
+{
+    return (sp->recompute >> s) & 1u;
+}
+
+/* Whether stage s of the spec recomputes its boundaries under cfg (--boundaries recompute, or
+ * its plan_spec.recompute bit): a tiled stage of N > 1 without stripe BatchNorm. */
+bool plan_stage_recomputes(const net_t *net, const plan_config *cfg, const plan_spec *sp, int s);
 
 typedef struct plan_stage {
     int in_node, out_node;

@@ -385,9 +385,9 @@ static lr_status search_past_exhaustive(parts_search *p, int max_parts)
 }
 
 /* keep: NULL, or (rows 0) filled with the stages measured */
-static lr_status single_stage(const net_t *net, const plan_config *cfg, plan_partitioning kind,
-                              int region_end, bool fixed_region, int rows, plan_choice *out,
-                              strategy_stage_memo *keep)
+static lr_status single_stage_as(const net_t *net, const plan_config *cfg, plan_partitioning kind,
+                                 int region_end, bool fixed_region, int rows, plan_choice *out,
+                                 strategy_stage_memo *keep)
 {
     plan_spec *sp = &out->spec;
     sp->kind = kind;
@@ -447,6 +447,45 @@ static lr_status single_stage(const net_t *net, const plan_config *cfg, plan_par
     strategy_pick_free(&pick);
     out->rows_chosen = rows == 0;
     out->region_chosen = !fixed_region && n_ends > 1;
+    return st;
+}
+
+/* Under --boundaries auto a tiled stage is searched keeping its boundaries and recomputing them,
+ * and the objective picks between the two answers (the memo holds the stages that keep them). */
+static lr_status single_stage(const net_t *net, const plan_config *cfg, plan_partitioning kind,
+                              int region_end, bool fixed_region, int rows, plan_choice *out,
+                              strategy_stage_memo *keep)
+{
+    if (!cfg->boundaries_auto || kind == PART_OVERLAP)
+        return single_stage_as(net, cfg, kind, region_end, fixed_region, rows, out, keep);
+    plan_config as = *cfg;
+    as.boundaries_auto = false;
+    as.recompute_boundaries = false;
+    plan_choice kept = *out, rec = *out;
+    LR_TRY(single_stage_as(net, &as, kind, region_end, fixed_region, rows, &kept, keep));
+    as.recompute_boundaries = true;
+    lr_status st = single_stage_as(net, &as, kind, region_end, fixed_region, rows, &rec, NULL);
+    if (st != LR_OK) {
+        if (keep)
+            strategy_stage_memo_free(keep);
+        return st;
+    }
+    rec.spec.recompute = 1;
+    strategy_pick pick;
+    strategy_pick_init(&pick);
+    strategy_pick_offer(&pick, &kept.spec, &kept.cost);
+    strategy_pick_offer(&pick, &rec.spec, &rec.cost);
+    *out = strategy_pick_best(&pick) == 0 ? kept : rec;
+    strategy_pick_free(&pick);
+    /* the spec says what the plan does (a stage with stripe BatchNorm keeps its boundaries) */
+    plan_t *plan;
+    st = plan_build(net, cfg, &out->spec, &plan);
+    if (st == LR_OK) {
+        out->spec.recompute = plan->spec.recompute;
+        plan_free(plan);
+    } else if (keep) {
+        strategy_stage_memo_free(keep);
+    }
     return st;
 }
 

@@ -123,7 +123,7 @@ static void md_table(FILE *f, const analysis_t *a)
         int64_t peak = e->modelled.peak_bytes;
         int64_t act = peak - c->static_bytes - c->input_bytes - c->workspace_bytes;
         char b1[32], b2[32], b3[32], rows[256], where[160], rec[32], bn[48], region[168];
-        summary_rows(&e->choice.spec, rows, sizeof rows);
+        summary_rows(a->net, &a->cfg, &e->choice.spec, rows, sizeof rows);
         summary_extra_text(a, c, rec, sizeof rec, bn, sizeof bn);
         fprintf(f, "| %s | %s | %s | %s | %.1f%% | %.2fx | %s | %s | %s%s | %s | %s%s |\n",
                 plan_strategy_name(e->strategy), summary_bytes(peak, b1, sizeof b1),

@@ -29,7 +29,8 @@ const char *summary_where(const net_t *net, sched_pass pass, int node, int part,
     return buf;
 }
 
-const char *summary_rows(const plan_spec *spec, char *buf, size_t cap)
+const char *summary_rows(const net_t *net, const plan_config *cfg, const plan_spec *spec, char *buf,
+                         size_t cap)
 {
     size_t at = 0;
     buf[0] = '\0';
@@ -37,7 +38,8 @@ const char *summary_rows(const plan_spec *spec, char *buf, size_t cap)
     for (int s = 0; s < spec->n_stages && at + 12 < cap; s++) {
         if (spec->strategy == STRAT_CHECKPOINT)
             break;
-        at += (size_t)snprintf(buf + at, cap - at, "%s%d", any ? "," : "", spec->parts[s]);
+        at += (size_t)snprintf(buf + at, cap - at, "%s%d%s", any ? "," : "", spec->parts[s],
+                               plan_stage_recomputes(net, cfg, spec, s) ? "r" : "");
         any = true;
     }
     if (!any)
@@ -135,7 +137,7 @@ void summary_print_row(FILE *f, const analysis_t *a, const char *name, const ana
     const plan_cost *c = &e->choice.cost;
     int64_t peak = e->modelled.peak_bytes;
     int64_t act = peak - c->static_bytes - c->input_bytes - c->workspace_bytes;
-    summary_rows(&e->choice.spec, rows, sizeof rows);
+    summary_rows(a->net, &a->cfg, &e->choice.spec, rows, sizeof rows);
     if (e->choice.rows_chosen && strcmp(rows, "-") != 0 && strlen(rows) + 2 < sizeof rows)
         strcat(rows, "*");
     summary_extra_text(a, c, rec, sizeof rec, bn, sizeof bn);
@@ -241,6 +243,7 @@ static json_object *config_json(const analysis_t *a, const plan_config *cfg)
     json_object_object_add(o, "bn", json_object_new_string(plan_bn_name(cfg->bn)));
     json_object_object_add(o, "workspace_bytes", json_object_new_int64(cfg->workspace_bytes));
     json_object_object_add(o, "offload", json_object_new_string(plan_offload_name(cfg->offload)));
+    json_object_object_add(o, "boundaries", json_object_new_string(plan_boundaries_name(cfg)));
     if (a) {
         json_object_object_add(o, "allocator", json_object_new_string(sim_allocator_name(a->allocator)));
         json_object_object_add(o, "column_peak_bytes", json_object_new_int64(a->column_peak));
@@ -262,13 +265,15 @@ static json_object *where_json(const net_t *net, sched_pass pass, int node, int 
     return o;
 }
 
-static json_object *stages_json(const net_t *net, const plan_spec *spec)
+static json_object *stages_json(const net_t *net, const plan_config *cfg, const plan_spec *spec)
 {
     json_object *arr = json_object_new_array();
     for (int s = 0; s < spec->n_stages; s++) {
         json_object *o = json_object_new_object();
         json_object_object_add(o, "end", json_object_new_string(net->nodes[spec->cut[s]].name));
         json_object_object_add(o, "rows", json_object_new_int(spec->parts[s]));
+        json_object_object_add(o, "recompute_boundaries",
+                               json_object_new_boolean(plan_stage_recomputes(net, cfg, spec, s)));
         json_object_array_add(arr, o);
     }
     return arr;
@@ -314,7 +319,7 @@ json_object *summary_strategy_json(const analysis_t *a, const analysis_entry *e)
     int rows = sp->strategy >= STRAT_ROW && sp->n_stages > 0 ? sp->parts[0] : 1;
     json_object_object_add(o, "rows", json_object_new_int(rows));
     json_object_object_add(o, "rows_chosen", json_object_new_boolean(e->choice.rows_chosen));
-    json_object_object_add(o, "stages", stages_json(a->net, sp));
+    json_object_object_add(o, "stages", stages_json(a->net, &a->cfg, sp));
     json_object_object_add(o, "region", sp->n_stages ? json_object_new_string(a->net->nodes[sp->cut[sp->n_stages - 1]].name) : NULL);
     json_object_object_add(o, "region_chosen", json_object_new_boolean(e->choice.region_chosen));
     json_object_object_add(o, "approximate", json_object_new_boolean(e->approximate));
@@ -340,13 +345,16 @@ json_object *summary_json(const net_t *net, const plan_config *cfg, const analys
 
 /* ------------------------------------------------------------------ auto */
 
-static void plan_stages_text(const net_t *net, const plan_spec *sp, char *buf, size_t cap)
+/* "layer/N" per stage, "r" after N when the stage recomputes its boundaries */
+static void plan_stages_text(const net_t *net, const plan_config *cfg, const plan_spec *sp,
+                             char *buf, size_t cap)
 {
     size_t at = 0;
     buf[0] = '\0';
     for (int k = 0; k < sp->n_stages && at + 80 < cap; k++)
-        at += (size_t)snprintf(buf + at, cap - at, "%s%s/%d", k ? " " : "",
-                               net->nodes[sp->cut[k]].name, sp->parts[k]);
+        at += (size_t)snprintf(buf + at, cap - at, "%s%s/%d%s", k ? " " : "",
+                               net->nodes[sp->cut[k]].name, sp->parts[k],
+                               plan_stage_recomputes(net, cfg, sp, k) ? "r" : "");
     if (sp->n_stages == 0)
         snprintf(buf, cap, "(no stage: everything column-wise)");
 }
@@ -364,10 +372,13 @@ static void constraint_text(const auto_result *r, char *buf, size_t cap)
         snprintf(buf, cap, "least %s with peak <= %s", what, summary_bytes(r->budget_bytes, b, sizeof b));
 }
 
-static void print_candidate(FILE *f, const net_t *net, const auto_result *r, const auto_candidate *c)
+static void print_candidate(FILE *f, const analysis_t *a, const auto_result *r,
+                            const auto_candidate *c)
 {
     char b[32], stages[2048];
-    plan_stages_text(net, &c->spec, stages, sizeof stages);
+    plan_config cfg = a->cfg;
+    cfg.bn = c->bn;
+    plan_stages_text(a->net, &cfg, &c->spec, stages, sizeof stages);
     bool over_budget = r->budget_bytes > 0 && c->cost.peak_bytes > r->budget_bytes;
     double measure = r->by_time ? c->time_ratio : c->flops_ratio;
     bool over_cap = r->max_overhead > 0 && measure > r->max_overhead;
@@ -386,7 +397,9 @@ void summary_print_auto(FILE *f, const analysis_t *a, const analysis_entry *e, c
     constraint_text(r, why, sizeof why);
     fprintf(f, "\nauto (%s):\n", why);
     summary_print_row(f, a, "auto", e);
-    plan_stages_text(a->net, &e->choice.spec, stages, sizeof stages);
+    plan_config cfg = a->cfg;
+    cfg.bn = r->best.bn;
+    plan_stages_text(a->net, &cfg, &e->choice.spec, stages, sizeof stages);
     fprintf(f, "  plan: %s, bn %s, %d stage%s (last layer/rows): %s\n", auto_kind_name(&e->choice.spec),
             plan_bn_name(r->best.bn), e->choice.spec.n_stages, e->choice.spec.n_stages == 1 ? "" : "s", stages);
     if (!r->best.fits && r->budget_bytes > 0)
@@ -398,15 +411,17 @@ void summary_print_auto(FILE *f, const analysis_t *a, const analysis_entry *e, c
         fprintf(f, "  runners-up, best first (kind, bn, peak, compute,%s last layer/rows per stage):\n",
                 r->column_ns > 0 ? " time," : "");
     for (int k = 0; k < r->n_alt; k++)
-        print_candidate(f, a->net, r, &r->alt[k]);
+        print_candidate(f, a, r, &r->alt[k]);
 }
 
-static json_object *plan_json(const net_t *net, const auto_candidate *c)
+static json_object *plan_json(const net_t *net, const plan_config *base, const auto_candidate *c)
 {
+    plan_config cfg = *base;
+    cfg.bn = c->bn;
     json_object *o = json_object_new_object();
     json_object_object_add(o, "kind", json_object_new_string(auto_kind_name(&c->spec)));
     json_object_object_add(o, "bn", json_object_new_string(plan_bn_name(c->bn)));
-    json_object_object_add(o, "stages", stages_json(net, &c->spec));
+    json_object_object_add(o, "stages", stages_json(net, &cfg, &c->spec));
     return o;
 }
 
@@ -414,7 +429,7 @@ json_object *summary_auto_json(const analysis_t *a, const analysis_entry *e, con
 {
     json_object *o = summary_strategy_json(a, e);
     json_object_object_add(o, "name", json_object_new_string("auto"));
-    json_object_object_add(o, "plan", plan_json(a->net, &r->best));
+    json_object_object_add(o, "plan", plan_json(a->net, &a->cfg, &r->best));
     json_object_object_add(o, "fits", json_object_new_boolean(r->best.fits));
     json_object_object_add(o, "objective", json_object_new_string(r->minimise_peak ? "peak" : r->by_time ? "time" : "compute"));
     json_object_object_add(o, "overhead_by", json_object_new_string(r->by_time ? "time" : "flops"));
@@ -424,7 +439,7 @@ json_object *summary_auto_json(const analysis_t *a, const analysis_entry *e, con
     json_object *alts = json_object_new_array();
     for (int k = 0; k < r->n_alt; k++) {
         json_object *x = json_object_new_object();
-        json_object_object_add(x, "plan", plan_json(a->net, &r->alt[k]));
+        json_object_object_add(x, "plan", plan_json(a->net, &a->cfg, &r->alt[k]));
         json_object_object_add(x, "peak_bytes", json_object_new_int64(r->alt[k].cost.peak_bytes));
         json_object_object_add(x, "flops_ratio", json_object_new_double(r->alt[k].flops_ratio));
         if (r->column_ns > 0)

@@ -84,7 +84,8 @@ json_object *summary_fit_device_json(const device_spec *gpu, int64_t device_byte
                                      int64_t reserve_bytes);
 
 /* "6" for one stage, "6,8,8,4,1" for several, "-" for none. */
-const char *summary_rows(const plan_spec *spec, char *buf, size_t cap);
+const char *summary_rows(const net_t *net, const plan_config *cfg, const plan_spec *spec, char *buf,
+                         size_t cap);
 
 #ifdef __cplusplus
 }

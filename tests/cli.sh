@@ -133,6 +133,39 @@ EOF
     [ -z "$why" ] && ok "$name" || bad "$name" "$why"
 }
 
+# --boundaries auto at high resolution: the JSON says per stage whether it recomputes, the table
+# marks those stages with r, closed form = replay, and the row strategy recomputes there.
+check_boundaries_auto() {
+    local name="--boundaries auto: per-stage choice in JSON and table"
+    run --net vgg16 --batch 1 --input 4096x4096 --strategy row,2ps-h --boundaries auto --json
+    [ "$rc" -eq 0 ] || { bad "$name" "exit $rc: $(head -1 "$err")"; return; }
+    cp "$out" "$TMP/bnd.json"
+    run --net vgg16 --batch 1 --input 4096x4096 --strategy row,2ps-h --boundaries auto
+    [ "$rc" -eq 0 ] || { bad "$name" "table: exit $rc: $(head -1 "$err")"; return; }
+    local why
+    why=$(python3 - "$TMP/bnd.json" "$out" <<'EOF2'
+import json, sys
+d = json.load(open(sys.argv[1]))
+table = open(sys.argv[2]).read().split("\n")
+problems = []
+if d["config"]["boundaries"] != "auto":
+    problems.append("config.boundaries %s" % d["config"]["boundaries"])
+for s in d["strategies"]:
+    if s["peak_bytes"] != s["sim_peak_bytes"]:
+        problems.append("%s: closed form %s, replay %s" % (s["name"], s["peak_bytes"], s["sim_peak_bytes"]))
+    marks = ",".join("%d%s" % (t["rows"], "r" if t["recompute_boundaries"] else "") for t in s["stages"])
+    line = [l for l in table if l.startswith(s["name"] + " ")]
+    if not line or (marks + "*") not in line[0].split():
+        problems.append("%s: table row does not show rows %s*" % (s["name"], marks))
+row = [s for s in d["strategies"] if s["name"] == "row"][0]
+if not row["stages"][0]["recompute_boundaries"]:
+    problems.append("row keeps its boundaries at 4096x4096")
+print("; ".join(problems))
+EOF2
+) || { bad "$name" "not valid JSON (python3: $(tail -1 <<<"$why"))"; return; }
+    [ -z "$why" ] && ok "$name" || bad "$name" "$why"
+}
+
 # The zoo is found next to the binary, whatever the working directory and without
 # LRCNN_NETWORKS.
 check_other_directory() {
@@ -431,6 +464,7 @@ check_json vgg16 138357544
 check_json resnet50 25557032
 check_other_directory
 check_frozen_bn
+check_boundaries_auto
 check_bad_usage
 check_output_file
 check_output_all_or_nothing

@@ -239,6 +239,8 @@ check_validate_usage() {
     expect "validate missing --net" 2 "--net" "$VAL" --steps 1
     expect "validate --offload disk" 2 "--offload" "$VAL" --net tiny-vgg --offload disk
     expect "sim --offload boundaries" 2 "--offload" "$SIM" --net tiny-vgg --offload boundaries
+    expect "sim --boundaries sometimes" 2 "--boundaries" "$SIM" --net tiny-vgg --boundaries sometimes
+    expect "validate --boundaries drop" 2 "--boundaries" "$VAL" --net tiny-vgg --boundaries drop
     expect "validate --batch 0" 2 "--batch" "$VAL" --net tiny-vgg --batch 0
     expect "validate --batch 2000000" 2 "--batch" "$VAL" --net tiny-vgg --batch 2000000
     expect "validate --steps abc" 2 "--steps" "$VAL" --net tiny-vgg --steps abc

@@ -577,6 +577,59 @@ static void test_offloaded_input_in_auto_and_fit(void **state)
     }
 }
 
+/* --boundaries auto: the searches choose per stage, over a space that holds both plain settings'
+ * plans. vgg16 at 4096x4096, batch 1: each row strategy's answer is at least as good by the
+ * table's objective as the better of keeping every boundary and recomputing every one; auto's
+ * least compute within a budget only keeping can meet is no more than keeping's and the stage
+ * model stays exact (model_misses 0), its answer the closed form of its plan, whose recompute
+ * bits are what the plan's stages do. */
+static void test_boundaries_chosen_per_stage(void **state)
+{
+    net_t *net = test_zoo("vgg16");
+    assert_int_equal(net_reshape(net, 4096, 4096), LR_OK);
+    plan_config keep = config(1, BN_EXACT), rec = keep, choose_cfg = keep;
+    rec.recompute_boundaries = true;
+    choose_cfg.boundaries_auto = true;
+    const plan_strategy sts[] = {STRAT_ROW, STRAT_2PS, STRAT_2PS_H};
+    bool recomputed = false;
+    for (int i = 0; i < 3; i++) {
+        plan_choice k = choose(net, &keep, sts[i]), r = choose(net, &rec, sts[i]),
+                    a = choose(net, &choose_cfg, sts[i]);
+        strategy_pick pick;
+        strategy_pick_init(&pick);
+        strategy_pick_offer(&pick, &k.spec, &k.cost);
+        strategy_pick_offer(&pick, &r.spec, &r.cost);
+        strategy_pick_offer(&pick, &a.spec, &a.cost);
+        int best = strategy_pick_best(&pick);
+        const plan_cost *w = &pick.v[best].cost;
+        if (best != 2 && (w->peak_bytes != a.cost.peak_bytes || w->flops != a.cost.flops))
+            fail_msg("%s: auto %lld bytes %lld FLOPs, but %s gives %lld bytes %lld FLOPs",
+                     plan_strategy_name(sts[i]), (long long)a.cost.peak_bytes,
+                     (long long)a.cost.flops, best ? "recompute" : "keep",
+                     (long long)w->peak_bytes, (long long)w->flops);
+        strategy_pick_free(&pick);
+        plan_t *plan;
+        assert_int_equal(plan_build(net, &choose_cfg, &a.spec, &plan), LR_OK);
+        assert_true(plan->spec.recompute == a.spec.recompute);
+        recomputed |= a.spec.recompute != 0;
+        plan_free(plan);
+    }
+    assert_true(recomputed); /* at this size the lowest peak recomputes */
+    auto_result kept = run_auto(net, &keep, 0, choose(net, &keep, STRAT_2PS_H).cost.peak_bytes);
+    auto_result chosen = run_auto(net, &choose_cfg, 0, kept.best.cost.peak_bytes);
+    assert_true(kept.best.fits && chosen.best.fits);
+    assert_true(chosen.best.cost.flops <= kept.best.cost.flops);
+    assert_int_equal(chosen.model_misses, 0);
+    plan_cost c;
+    assert_int_equal(strategy_evaluate(net, &choose_cfg, &chosen.best.spec, &c), LR_OK);
+    assert_int_equal(c.peak_bytes, chosen.best.cost.peak_bytes);
+    assert_int_equal(c.flops, chosen.best.cost.flops);
+    auto_result tight = run_auto(net, &choose_cfg, 0, choose(net, &rec, STRAT_ROW).cost.peak_bytes);
+    assert_int_equal(tight.model_misses, 0);
+    assert_true(tight.best.fits);
+    net_free(net);
+}
+
 /* A budget below the weights: nothing fits, batch or input. */
 static void test_fit_reports_zero_when_nothing_fits(void **state)
 {
@@ -787,6 +840,7 @@ int main(void)
         cmocka_unit_test(test_fit_batch_is_on_the_boundary_for_vgg16_on_a_card),
         cmocka_unit_test(test_fit_input_is_on_the_boundary),
         cmocka_unit_test(test_offloaded_input_in_auto_and_fit),
+        cmocka_unit_test(test_boundaries_chosen_per_stage),
         cmocka_unit_test(test_fit_reports_zero_when_nothing_fits),
         cmocka_unit_test(test_named_gpus_parse),
         cmocka_unit_test(test_all_does_not_include_auto),

@@ -30,6 +30,10 @@ typedef struct {
     plan_cost cost;
 } run_t;
 
+/* The stages that recompute their boundaries (plan_spec.recompute) in the plans run_open_cfg
+ * chooses (the test that sets it puts it back). */
+static uint64_t open_mask;
+
 /* The plan of `spec` when given (evaluated under cfg), else the strategy's choice. */
 static void run_open_cfg(run_t *r, const char *netname, plan_config cfg, plan_strategy st,
                          int rows, const plan_spec *spec, uint64_t seed, float lr)
@@ -43,6 +47,10 @@ static void run_open_cfg(run_t *r, const char *netname, plan_config cfg, plan_st
         assert_int_equal(strategy_evaluate(r->net, &cfg, spec, &c.cost), LR_OK);
     } else {
         assert_int_equal(strategy_choose(r->net, &cfg, &req, &c), LR_OK);
+        if (open_mask) {
+            c.spec.recompute = open_mask;
+            assert_int_equal(strategy_evaluate(r->net, &cfg, &c.spec, &c.cost), LR_OK);
+        }
     }
     r->cost = c.cost;
     assert_int_equal(plan_build(r->net, &cfg, &c.spec, &r->plan), LR_OK);
@@ -59,7 +67,8 @@ static void run_open_cfg(run_t *r, const char *netname, plan_config cfg, plan_st
     assert_int_equal(exec_create(r->net, r->plan, &r->s, &exec_cpu_backend, NULL, &hp, &r->exec), LR_OK);
 }
 
-/* --boundaries recompute for the plans run_open makes (the test that sets it puts it back). */
+/* --boundaries recompute for the plans run_open makes (the test that sets it puts it back), and
+ * the stages that recompute theirs (plan_spec.recompute) in the plans it chooses. */
 static bool open_recompute;
 
 static void run_open(run_t *r, const char *netname, int batch, plan_strategy st, int rows,
@@ -487,6 +496,40 @@ static void test_recomputed_boundaries_match_column(void **state)
     open_recompute = false;
 }
 
+/* --boundaries auto chooses per stage: a plan whose stages alternate between recomputing their
+ * boundaries and keeping them (2ps-h at N = 2, 3, 7 on the tiny nets, either alternation) trains
+ * like column training, counted peak = prediction; some of these plans do mix the two. */
+static void test_stages_recomputing_some_boundaries_match_column(void **state)
+{
+    const char *nets[] = {"tiny-vgg", "tiny-resnet", "tiny-mix"};
+    const uint64_t masks[] = {0x5555555555555555ull, 0xaaaaaaaaaaaaaaaaull};
+    const int rows[] = {2, 3, 7};
+    int mixed = 0;
+    for (size_t k = 0; k < sizeof nets / sizeof nets[0]; k++)
+        for (size_t m = 0; m < 2; m++)
+            for (size_t r = 0; r < 3; r++) {
+                open_mask = masks[m];
+                run_t probe;
+                run_open(&probe, nets[k], 3, STRAT_2PS_H, rows[r], BN_EXACT, OPTIM_MOMENTUM, 7, 0.05f);
+                int rec = 0, kept = 0;
+                for (int s = 0; s < probe.plan->n_stages; s++) {
+                    const plan_stage *st = &probe.plan->stages[s];
+                    rec += st->bwd != NULL;
+                    kept += !st->bwd && st->parts > 1;
+                    assert_true(plan_spec_recomputes(&probe.plan->spec, s) == (st->bwd != NULL));
+                }
+                mixed += rec > 0 && kept > 0;
+                run_close(&probe);
+                double e = row_vs_column(nets[k], STRAT_2PS_H, rows[r], BN_EXACT);
+                if (e > 1e-5)
+                    print_message("%s 2ps-h rows %d stages %llx recompute: gradient error %.3g\n",
+                                  nets[k], rows[r], (unsigned long long)masks[m], e);
+                assert_true(e <= 1e-5);
+                open_mask = 0;
+            }
+    assert_true(mixed > 0);
+}
+
 static void test_arena_offsets_never_overlap_live_tensors(void **state)
 {
     run_t r;
@@ -613,6 +656,7 @@ int main(void)
         cmocka_unit_test(test_stripe_bn_with_one_partition_is_exact),
         cmocka_unit_test(test_offloaded_input_runs_the_same_step),
         cmocka_unit_test(test_recomputed_boundaries_match_column),
+        cmocka_unit_test(test_stages_recomputing_some_boundaries_match_column),
         cmocka_unit_test(test_arena_offsets_never_overlap_live_tensors),
         cmocka_unit_test(test_cpu_workspace_is_planned_per_thread),
         cmocka_unit_test(test_training_lowers_the_loss_on_a_fixed_batch),

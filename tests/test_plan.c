@@ -1304,6 +1304,8 @@ static plan_spec random_spec(const net_t *net, const bool *cut, int end)
         }
     if (sp.n_stages > 1 && rnd(3) == 0)
         sp.n_stages--;
+    if (rnd(2)) /* stages that recompute their boundaries (--boundaries auto's choice) */
+        sp.recompute = ((uint64_t)rnd(1 << 30) << 34) ^ (uint64_t)rnd(1 << 30);
     return sp;
 }
 
@@ -1327,6 +1329,7 @@ static void test_closed_form_equals_replay_on_random_nets(void **state)
         cfg.dtype = (plan_dtype)rnd(DT_COUNT);
         cfg.offload = (unsigned)it % 4; /* none, input, boundary, both */
         cfg.recompute_boundaries = it % 8 >= 4;
+        cfg.boundaries_auto = it % 8 == 1 || it % 8 == 2; /* the strategies choose per stage */
         bool *cut = calloc((size_t)net->n_nodes, 1);
         assert_non_null(cut);
         rowdep_cuts(net, cut);

@@ -374,8 +374,9 @@ static lr_status setup(session *ss, const exec_backend *be, void *bctx, validate
     r->rows = ss->row.plan->n_stages ? ss->row.plan->spec.parts[0] : 1;
     const plan_spec *sp = &ss->row.plan->spec;
     for (int k = 0, at = 0; k < sp->n_stages && at + 80 < (int)sizeof r->stages; k++)
-        at += snprintf(r->stages + at, sizeof r->stages - (size_t)at, "%s%s/%d", k ? " " : "",
-                       ss->net->nodes[sp->cut[k]].name, sp->parts[k]);
+        at += snprintf(r->stages + at, sizeof r->stages - (size_t)at, "%s%s/%d%s", k ? " " : "",
+                       ss->net->nodes[sp->cut[k]].name, sp->parts[k],
+                       plan_spec_recomputes(sp, k) ? "r" : ""); /* r: recomputes its boundaries */
     r->in_h = ss->net->nodes[0].h, r->in_w = ss->net->nodes[0].w;
     r->approximate = strategy_is_approximate(ss->net, &o->cfg, &ss->row.plan->spec);
     if (ss->has_col) {

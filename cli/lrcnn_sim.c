@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "args.h"
+#include "heap.h"
 #include "outfile.h"
 #include "sim_cli.h"
 #include "summary.h"
@@ -34,12 +35,14 @@ static const char *usage_head =
 
 static const char *usage_tail =
     "\n"
-    "In the table, rows marked * were chosen by the planner (lowest peak); 'peak at' names the\n"
+    "In the table, rows marked * were chosen by the planner (lowest peak), a stage's N marked r\n"
+    "recomputes its boundary rows (--boundaries); 'peak at' names the\n"
     "pass, layer and partition where the peak happens. Sizes are in binary units (MiB, GiB).\n"
     "Exit status: 0 ok, 1 runtime failure, 2 bad usage or bad input.\n";
 
 int main(int argc, char **argv)
 {
+    heap_keep_freed();
     sim_options o;
     sim_options_init(&o);
     lr_status s = args_parse(sim_flags, argc, argv, &o);

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include "args.h"
+#include "heap.h"
 #include "validate.h"
 
 typedef struct {
@@ -281,6 +282,7 @@ static void passive_wait(char **argv)
 int main(int argc, char **argv)
 {
     passive_wait(argv);
+    heap_keep_freed();
     cli c;
     memset(&c, 0, sizeof c);
     validate_options_init(&c.o);

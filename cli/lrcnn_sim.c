@@ -24,6 +24,7 @@ static const char *usage_head =
     "  lrcnn-sim --net resnet50 --strategy 2ps-h --timeline t.csv --trace t.json\n"
     "  lrcnn-sim --net resnet50 --batch 256 --strategy auto --budget 8GiB\n"
     "  lrcnn-sim --net vgg16 --fit h100-80gb              largest batch and input per strategy\n"
+    "  lrcnn-sim --net vgg16 --input 8192x8192 --offload auto   host memory where it pays\n"
     "  lrcnn-sim --net vgg16 --batch 64 --report out/vgg16   plots and report.md\n"
     "  lrcnn-sim --net resnet50 --batch 64 --framework pytorch   what PyTorch would use\n"
     "\n"
@@ -38,6 +39,10 @@ static const char *usage_tail =
     "In the table, rows marked * were chosen by the planner (lowest peak), a stage's N marked r\n"
     "recomputes its boundary rows (--boundaries); 'peak at' names the\n"
     "pass, layer and partition where the peak happens. Sizes are in binary units (MiB, GiB).\n"
+    "--offload auto chooses each plan's offload set among none, input, boundary and\n"
+    "input,boundary: under --fit or auto's --budget the least host-device copying whose plan\n"
+    "fits (none when it fits without); otherwise the lowest device peak, sets within 1% of it\n"
+    "going to the least copying, so a plan offloads only when that saves more than 1%.\n"
     "Exit status: 0 ok, 1 runtime failure, 2 bad usage or bad input.\n";
 
 int main(int argc, char **argv)

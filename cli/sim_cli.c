@@ -81,7 +81,7 @@ static lr_status on_boundaries(void *ctx, const char *flag, const char *v)
 
 static lr_status on_offload(void *ctx, const char *flag, const char *v)
 {
-    return plan_offload_parse(flag, v, &((sim_options *)ctx)->cfg.offload);
+    return plan_offload_config(flag, v, &((sim_options *)ctx)->cfg);
 }
 
 /* "all" is every fixed strategy; auto is asked for by name only (it searches, they do not). */
@@ -376,7 +376,7 @@ const args_flag sim_flags[] = {
     {"--region", "LAYER", on_region, "last layer of the row region (default: through the pooling before the classifier)"},
     {"--bn", "MODE", on_bn, "exact (default) | stripe (approximate) | frozen (running stats)"},
     {"--boundaries", "B", on_boundaries, "row and 2ps: keep boundary rows for the backward (default), recompute them (overl's backward), or auto: the planner chooses per stage"},
-    {"--offload", "WHAT", on_offload, "host memory for input (the batch; rows copied in per partition), boundary (rows kept for backward) or input,boundary (default none)"},
+    {"--offload", "WHAT", on_offload, "host memory for input (the batch; rows copied in per partition), boundary (rows kept for backward), input,boundary, or auto (each plan's own set, below; default none)"},
     {"--segments", "N", on_segments, "checkpoint segments (default: the lowest peak)"},
     {"--allocator", "A", on_allocator, "exact | cuda | caching model for the replay (default exact)"},
     {"--framework", "F", on_framework, "lrcnn (our executor, default) | pytorch (what PyTorch uses)"},
@@ -484,7 +484,7 @@ static lr_status run_fit(const sim_options *o, const analysis_t *a, sim_extras *
     fit_result r[STRAT_COUNT + 1];
     LR_TRY(fit_run_all(a->net, &o->cfg, t, n, o->fit_bytes - o->reserve_bytes, r));
     for (int k = 0; k < n; k++)
-        x->fit[k].r = r[k];
+        x->fit[k].r = r[k], x->fit[k].offload_chosen = o->cfg.offload_auto;
     x->n_fit = n;
     return LR_OK;
 }
@@ -612,6 +612,8 @@ static void print_header(FILE *f, const sim_options *o, const net_t *net, const 
             o->cfg.offload & OFFLOAD_INPUT ? ", input in host memory" : "");
     if (o->cfg.offload & OFFLOAD_BOUNDARY)
         fprintf(f, "boundary rows kept for backward in host memory (--offload boundary)\n");
+    if (o->cfg.offload_auto)
+        fprintf(f, "host memory as each plan chooses (--offload auto: the set is listed below the table)\n");
     fprintf(f, "column peak %s; closed-form peaks equal the exact replay\n\n",
             summary_bytes(a->column_peak, b, sizeof b));
 }
@@ -877,7 +879,7 @@ static lr_status check_auto_and_fit(const sim_options *o)
                        o->areq.budget_bytes > 0 ? "--budget" : "--max-overhead");
     if (o->reserve_given && !o->fit_bytes)
         return lr_fail(LR_ERR_USAGE, "--reserve: only --fit uses it");
-    if (o->host_memory_bytes && (!o->fit_bytes || !o->cfg.offload))
+    if (o->host_memory_bytes && (!o->fit_bytes || (!o->cfg.offload && !o->cfg.offload_auto)))
         return lr_fail(LR_ERR_USAGE, "--host-memory: only --fit with --offload uses it");
     if (o->fit_bytes && o->fit_bytes - o->reserve_bytes <= 0)
         return lr_fail(LR_ERR_USAGE, "--reserve: %" PRId64 " bytes leave nothing of --fit's %" PRId64,

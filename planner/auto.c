@@ -405,8 +405,8 @@ static lr_status search_spaces(search *s, const auto_request *req, goal *g, cand
     return st;
 }
 
-lr_status auto_search(const net_t *net, const plan_config *cfg, const auto_request *req,
-                      auto_result *out)
+static lr_status search_fixed(const net_t *net, const plan_config *cfg, const auto_request *req,
+                              auto_result *out)
 {
     memset(out, 0, sizeof *out);
     goal g;
@@ -449,3 +449,65 @@ lr_status auto_search(const net_t *net, const plan_config *cfg, const auto_reque
     return st;
 }
 
+
+/* ------------------------------------------------------------------ --offload auto */
+
+/* The set whose search answers: under a budget the least copying among the sets whose plan meets
+ * the request, or when none does the lowest peak (the closest to the budget); else the table's
+ * objective over the plans that meet the compute cap (strategy_offload_best). */
+static int pick_set(const auto_result *by, int64_t budget)
+{
+    plan_cost c[STRATEGY_OFFLOAD_SETS];
+    bool fits[STRATEGY_OFFLOAD_SETS], any = false;
+    for (int k = 0; k < STRATEGY_OFFLOAD_SETS; k++) {
+        c[k] = by[k].best.cost, fits[k] = by[k].best.fits;
+        any |= fits[k];
+    }
+    if (budget > 0 && any)
+        return strategy_offload_fitting(c, fits);
+    int best = 0;
+    if (budget > 0) {
+        for (int k = 1; k < STRATEGY_OFFLOAD_SETS; k++)
+            if (c[k].peak_bytes < c[best].peak_bytes)
+                best = k;
+        return best;
+    }
+    for (int k = 0; k < STRATEGY_OFFLOAD_SETS && !any; k++)
+        fits[k] = true; /* nothing within the cap: the lowest peak of all */
+    return strategy_offload_best(c, fits);
+}
+
+static void mark_set(auto_result *r, unsigned set)
+{
+    r->best.spec.offload = set;
+    r->single.spec.offload = set;
+    for (int k = 0; k < r->n_alt; k++)
+        r->alt[k].spec.offload = set;
+}
+
+lr_status auto_search(const net_t *net, const plan_config *cfg, const auto_request *req,
+                      auto_result *out)
+{
+    if (!cfg->offload_auto)
+        return search_fixed(net, cfg, req, out);
+    auto_result *by = malloc(sizeof *by * STRATEGY_OFFLOAD_SETS);
+    if (!by)
+        return lr_fail(LR_ERR_NOMEM, "out of memory");
+    lr_status st = LR_OK;
+    int evals = 0, misses = 0;
+    for (unsigned set = 0; set < STRATEGY_OFFLOAD_SETS && st == LR_OK; set++) {
+        plan_config one = *cfg;
+        one.offload_auto = false;
+        one.offload = set;
+        st = search_fixed(net, &one, req, &by[set]);
+        mark_set(&by[set], set);
+        evals += by[set].n_evals, misses += by[set].model_misses;
+    }
+    if (st == LR_OK) {
+        *out = by[pick_set(by, req->budget_bytes)];
+        out->n_evals = evals;
+        out->model_misses = misses;
+    }
+    free(by);
+    return st;
+}

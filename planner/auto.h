@@ -38,6 +38,12 @@
  * Larger N for a stage stop once two in a row do not lower its own peak (not for the whole
  * region and resolution stages, whose N lists are complete). Probes run in parallel (OpenMP).
  *
+ * --offload auto (cfg->offload_auto): the search runs once per offload set (strategy.h); under a
+ * budget the answer is the plan of the least host-device copying among the sets whose plan fits
+ * (none first: a plan offloads only to fit), when none fits the lowest peak; without one the
+ * table's objective over the sets' answers that meet the compute cap (the lowest peak, near-ties
+ * to the least copying). The set is in best.spec.offload (and the runners-up's, from its search).
+ *
  * Deliberately not here: the largest batch or input that fits (fit.h), printing (reports/).
  */
 #ifndef LR_AUTO_H

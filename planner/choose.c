@@ -99,8 +99,8 @@ static lr_status choose_hybrid(const net_t *net, const plan_config *cfg, const p
     return LR_OK;
 }
 
-lr_status strategy_choose_pair(const net_t *net, const plan_config *cfg, plan_strategy single,
-                               plan_choice *one, plan_choice *hybrid)
+static lr_status pair_fixed(const net_t *net, const plan_config *cfg, plan_strategy single,
+                            plan_choice *one, plan_choice *hybrid)
 {
     LR_ASSERT(single == STRAT_2PS || single == STRAT_OVERL);
     plan_strategy h = single == STRAT_2PS ? STRAT_2PS_H : STRAT_OVERL_H;
@@ -141,8 +141,8 @@ static lr_status report_clamped(const net_t *net, const plan_config *cfg, plan_s
     return LR_OK;
 }
 
-lr_status strategy_choose(const net_t *net, const plan_config *cfg, const plan_request *req,
-                          plan_choice *out)
+static lr_status choose_fixed(const net_t *net, const plan_config *cfg, const plan_request *req,
+                             plan_choice *out)
 {
     int end = 0;
     LR_TRY(check_request(net, req, &end));
@@ -170,4 +170,65 @@ lr_status strategy_choose(const net_t *net, const plan_config *cfg, const plan_r
         LR_TRY(choose_hybrid(net, cfg, req, end, out));
         return req->rows ? report_clamped(net, cfg, sp) : LR_OK;
     }
+}
+
+/* ------------------------------------------------------------------ --offload auto */
+
+/* cfg under offload set `set` (the searches see one fixed set). */
+static plan_config under_set(const plan_config *cfg, unsigned set)
+{
+    plan_config one = *cfg;
+    one.offload_auto = false;
+    one.offload = set;
+    return one;
+}
+
+/* The best of by_set (a choice per set where `tried`) by strategy_offload_best, its set in the
+ * spec. */
+static void take_best_set(const plan_choice *by_set, const bool *tried, plan_choice *out)
+{
+    plan_cost c[STRATEGY_OFFLOAD_SETS];
+    for (int k = 0; k < STRATEGY_OFFLOAD_SETS; k++)
+        c[k] = by_set[k].cost;
+    int best = strategy_offload_best(c, tried);
+    *out = by_set[best];
+    out->spec.offload = (unsigned)best;
+}
+
+lr_status strategy_choose(const net_t *net, const plan_config *cfg, const plan_request *req,
+                          plan_choice *out)
+{
+    if (!cfg->offload_auto)
+        return choose_fixed(net, cfg, req, out);
+    plan_choice by_set[STRATEGY_OFFLOAD_SETS];
+    bool tried[STRATEGY_OFFLOAD_SETS];
+    memset(by_set, 0, sizeof by_set);
+    for (unsigned set = 0; set < STRATEGY_OFFLOAD_SETS; set++) {
+        plan_config one = under_set(cfg, set);
+        tried[set] = strategy_offload_matters(req->strategy, set);
+        if (tried[set])
+            LR_TRY(choose_fixed(net, &one, req, &by_set[set]));
+    }
+    take_best_set(by_set, tried, out);
+    return LR_OK;
+}
+
+lr_status strategy_choose_pair(const net_t *net, const plan_config *cfg, plan_strategy single,
+                               plan_choice *one, plan_choice *hybrid)
+{
+    if (!cfg->offload_auto)
+        return pair_fixed(net, cfg, single, one, hybrid);
+    plan_choice ones[STRATEGY_OFFLOAD_SETS], hybrids[STRATEGY_OFFLOAD_SETS];
+    bool tried[STRATEGY_OFFLOAD_SETS];
+    memset(ones, 0, sizeof ones);
+    memset(hybrids, 0, sizeof hybrids);
+    for (unsigned set = 0; set < STRATEGY_OFFLOAD_SETS; set++) {
+        plan_config c = under_set(cfg, set);
+        tried[set] = strategy_offload_matters(single, set);
+        if (tried[set])
+            LR_TRY(pair_fixed(net, &c, single, &ones[set], &hybrids[set]));
+    }
+    take_best_set(ones, tried, one);
+    take_best_set(hybrids, tried, hybrid);
+    return LR_OK;
 }

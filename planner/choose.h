@@ -3,6 +3,8 @@
  * hybrids' stage cuts and N, by the auto planner's search restricted to their kind. Each is the
  * best plan of its kind under the table's objective (strategy.h: the lowest peak, near-ties to
  * the least compute), unless the request fixes a choice (--region, --rows, --segments).
+ * Under --offload auto (cfg->offload_auto) each offload set gets its own choice and the best by
+ * strategy_offload_best (strategy.h) is the answer, its set in spec.offload.
  *
  * Deliberately not here: the pieces (strategy.h, auto.h), capacity questions (fit.h).
  */

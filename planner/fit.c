@@ -32,7 +32,8 @@ typedef struct {
 typedef struct {
     int64_t peak; /* INT64_MAX: the net does not accept the input, or the planner cannot count */
     bool fits;
-    int64_t host; /* host memory the plan keeps (--offload input) */
+    int64_t host; /* host memory the plan keeps (--offload) */
+    int64_t copy, flops; /* bytes it copies between host and device per step; its compute */
 } point;
 
 typedef struct {
@@ -87,10 +88,76 @@ static lr_status plan_point(fitter *f, int batch, const plan_spec *spec, plan_bn
     return LR_OK;
 }
 
-/* The target's own plan at `batch`. auto fits when some plan within its compute cap
- * (AUTO_DEFAULT_OVERHEAD unless the user set one) fits, that is when its lowest peak within the
- * cap does: asking for that plan (rather than the least compute under the budget, which changes
- * with every batch) keeps the plan the same from one batch to the next. */
+/* The target's own plan under cfg (one offload set). auto fits when some plan within its compute
+ * cap (AUTO_DEFAULT_OVERHEAD unless the user set one) fits, that is when its lowest peak within
+ * the cap does: asking for that plan (rather than the least compute under the budget, which
+ * changes with every batch) keeps the plan the same from one batch to the next. */
+static lr_status choose_in(fitter *f, const plan_config *cfg, choice *out)
+{
+    f->out->n_choices++;
+    const plan_cost *c;
+    plan_choice pc;
+    auto_result res;
+    lr_status st;
+    if (f->t->strategy == STRAT_COUNT) {
+        auto_request r = f->t->areq;
+        r.max_overhead = auto_cap(f->t);
+        r.budget_bytes = 0;
+        st = auto_search(f->net, cfg, &r, &res);
+        c = &res.best.cost;
+    } else {
+        plan_request r = f->t->req;
+        r.strategy = f->t->strategy;
+        if (r.strategy < STRAT_ROW)
+            r.rows = 0;
+        st = strategy_choose(f->net, cfg, &r, &pc);
+        c = &pc.cost;
+    }
+    if (st == LR_ERR_INPUT && !f->strict) /* counts the planner cannot form: does not fit */
+        return LR_OK;
+    LR_TRY(st);
+    bool auto_fits = f->t->strategy != STRAT_COUNT || res.best.fits;
+    out->spec = f->t->strategy == STRAT_COUNT ? res.best.spec : pc.spec;
+    if (f->t->strategy == STRAT_COUNT)
+        out->bn = res.best.bn;
+    out->at.peak = c->peak_bytes;
+    out->at.host = c->host_bytes;
+    out->at.copy = c->copy_bytes;
+    out->at.flops = c->flops;
+    out->at.fits = auto_fits && c->peak_bytes <= f->budget && host_fits(f, c->host_bytes);
+    return LR_OK;
+}
+
+/* --offload auto: the choice under each set; fits when one of them fits, and then the one of
+ * least copying (strategy_offload_fitting); when none fits, the one of the lowest peak (the
+ * plan the next fixed-plan search starts from). The set goes into spec.offload. */
+static lr_status choose_offload(fitter *f, const plan_config *cfg, choice *out)
+{
+    choice by[STRATEGY_OFFLOAD_SETS];
+    plan_cost c[STRATEGY_OFFLOAD_SETS];
+    bool fits[STRATEGY_OFFLOAD_SETS];
+    int low = 0;
+    for (unsigned set = 0; set < STRATEGY_OFFLOAD_SETS; set++) {
+        plan_config one = *cfg;
+        one.offload_auto = false;
+        one.offload = set;
+        by[set] = *out;
+        if (strategy_offload_matters(f->t->strategy, set))
+            LR_TRY(choose_in(f, &one, &by[set]));
+        by[set].spec.offload = set;
+        memset(&c[set], 0, sizeof c[set]);
+        c[set].peak_bytes = by[set].at.peak, c[set].host_bytes = by[set].at.host;
+        c[set].copy_bytes = by[set].at.copy, c[set].flops = by[set].at.flops;
+        fits[set] = by[set].at.fits;
+        if (by[set].at.peak < by[low].at.peak)
+            low = (int)set;
+    }
+    int best = strategy_offload_fitting(c, fits);
+    *out = by[best >= 0 ? best : low];
+    return LR_OK;
+}
+
+/* The target's own plan at `batch` (choose_in; under --offload auto, choose_offload). */
 static lr_status choose(fitter *f, int batch, choice *out)
 {
     plan_config cfg = f->cfg;
@@ -100,37 +167,7 @@ static lr_status choose(fitter *f, int batch, choice *out)
     out->at.peak = INT64_MAX;
     if (!countable(f->net, &cfg))
         return LR_OK;
-    f->out->n_choices++;
-    if (f->t->strategy == STRAT_COUNT) {
-        auto_request r = f->t->areq;
-        r.max_overhead = auto_cap(f->t);
-        r.budget_bytes = 0;
-        auto_result res;
-        lr_status st = auto_search(f->net, &cfg, &r, &res);
-        if (st == LR_ERR_INPUT && !f->strict) /* counts the planner cannot form: does not fit */
-            return LR_OK;
-        LR_TRY(st);
-        out->spec = res.best.spec, out->bn = res.best.bn;
-        out->at.peak = res.best.cost.peak_bytes;
-        out->at.host = res.best.cost.host_bytes;
-        out->at.fits = res.best.fits && res.best.cost.peak_bytes <= f->budget &&
-                       host_fits(f, res.best.cost.host_bytes);
-        return LR_OK;
-    }
-    plan_request r = f->t->req;
-    r.strategy = f->t->strategy;
-    if (r.strategy < STRAT_ROW)
-        r.rows = 0;
-    plan_choice c;
-    lr_status st = strategy_choose(f->net, &cfg, &r, &c);
-    if (st == LR_ERR_INPUT && !f->strict) /* counts the planner cannot form: does not fit */
-        return LR_OK;
-    LR_TRY(st);
-    out->spec = c.spec;
-    out->at.peak = c.cost.peak_bytes;
-    out->at.host = c.cost.host_bytes;
-    out->at.fits = c.cost.peak_bytes <= f->budget && host_fits(f, c.cost.host_bytes);
-    return LR_OK;
+    return cfg.offload_auto ? choose_offload(f, &cfg, out) : choose_in(f, &cfg, out);
 }
 
 /* ------------------------------------------------------------------ boundary search */
@@ -335,10 +372,11 @@ static lr_status max_batch(fitter *f, const choice *start, fit_result *out)
     int64_t b;
     LR_TRY(boundary(&q, start, FIT_MAX_BATCH, &b));
     out->max_batch = (int)b;
-    if (b > 0 && f->cfg.offload) { /* what the plan chosen there keeps in host */
+    if (b > 0 && (f->cfg.offload || f->cfg.offload_auto)) { /* what the plan chosen there keeps in host */
         choice c;
         LR_TRY(batch_choose(&q, b, &c));
         out->host_bytes_at_max_batch = c.at.host;
+        out->offload_at_max_batch = plan_offload_of(&f->cfg, &c.spec);
     }
     plan_config cfg = f->cfg;
     cfg.batch = (int)(b < FIT_MAX_BATCH ? b + 1 : b);
@@ -363,10 +401,11 @@ static lr_status max_input(fitter *f, const choice *start, fit_result *out)
     if (q.min)
         st = boundary(&q, start, limit, &x);
     out->max_square_input = x ? (int)(q.min + (x - 1) * q.step) : 0;
-    if (st == LR_OK && x > 0 && f->cfg.offload) {
+    if (st == LR_OK && x > 0 && (f->cfg.offload || f->cfg.offload_auto)) {
         choice c;
         st = input_choose(&q, x, &c);
         out->host_bytes_at_max_input = c.at.host;
+        out->offload_at_max_input = plan_offload_of(&f->cfg, &c.spec);
     }
     plan_config cfg = f->cfg;
     cfg.batch = 1;
@@ -433,6 +472,7 @@ static void merge(fit_result *out, const fit_result *batch, const fit_result *in
     *out = *batch;
     out->max_square_input = input->max_square_input;
     out->host_bytes_at_max_input = input->host_bytes_at_max_input;
+    out->offload_at_max_input = input->offload_at_max_input;
     out->min_square_input = input->min_square_input;
     out->input_step = input->input_step;
     out->input_at_limit = input->input_at_limit;

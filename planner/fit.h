@@ -28,6 +28,10 @@
  * rounds without convergence a bisection on the strategy's own choice finishes it. The choices
  * dominate the time: 2 to 4 per question, each a full N search for row, 2ps and overl.
  *
+ * --offload auto: fits(b, H) when the strategy's choice under some offload set fits (the device
+ * budget and --host-memory); the plan there is the one of least host-device copying among those
+ * that fit (strategy_offload_fitting), so none whenever it fits; its set is reported.
+ *
  * Deliberately not here: choosing plans (strategy.c, auto.c), printing (reports/summary.c).
  */
 #ifndef LR_FIT_H
@@ -70,6 +74,9 @@ typedef struct {
     /* --offload: host memory the chosen plan keeps at max_batch and at max_square_input (the
      * input batch, boundary rows kept for backward; 0 without offload) */
     int64_t host_bytes_at_max_batch, host_bytes_at_max_input;
+    /* --offload: the set of the plan chosen there (under --offload auto the least copying set
+     * whose plan fits) */
+    unsigned offload_at_max_batch, offload_at_max_input;
     int n_evals;          /* closed-form evaluations of a fixed plan */
     int n_choices;        /* times the strategy chose its plan */
 } fit_result;

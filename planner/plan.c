@@ -381,6 +381,21 @@ const char *plan_offload_name(unsigned offload)
     return names[offload & 3u];
 }
 
+lr_status plan_offload_config(const char *flag, const char *v, plan_config *cfg)
+{
+    cfg->offload_auto = strcmp(v, "auto") == 0;
+    cfg->offload = 0;
+    if (cfg->offload_auto || plan_offload_parse(flag, v, &cfg->offload) == LR_OK)
+        return LR_OK;
+    return lr_fail(LR_ERR_USAGE, "%s: expected none, input, boundary, input,boundary or auto, got '%s'",
+                   flag, v);
+}
+
+const char *plan_offload_config_name(const plan_config *cfg)
+{
+    return cfg->offload_auto ? "auto" : plan_offload_name(cfg->offload);
+}
+
 int64_t plan_input_rows_bytes(const net_t *net, const plan_config *cfg, rowrange r)
 {
     return cost_rows_bytes(net, 0, cfg->batch, cost_dtype_bytes(cfg->dtype), rr_count(r));
@@ -464,6 +479,8 @@ lr_status plan_build(const net_t *net, const plan_config *cfg, const plan_spec *
         return lr_fail(LR_ERR_NOMEM, "out of memory");
     p->net = net;
     p->cfg = *cfg;
+    p->cfg.offload |= spec->offload; /* the plan's own set under --offload auto */
+    p->cfg.offload_auto = false;
     p->spec = *spec;
     p->n_stages = spec->n_stages;
     p->stages = calloc((size_t)(spec->n_stages ? spec->n_stages : 1), sizeof *p->stages);
@@ -481,7 +498,7 @@ lr_status plan_build(const net_t *net, const plan_config *cfg, const plan_spec *
             break;
         }
         p->spec.parts[i] = parts;
-        plan_config own = *cfg; /* the stage's: plan-wide or its own choice */
+        plan_config own = p->cfg; /* the stage's: plan-wide or its own choice */
         own.recompute_boundaries = cfg->recompute_boundaries || plan_spec_recomputes(spec, i);
         s = stage_init(net, &own, spec->kind, prev, spec->cut[i], parts, i == spec->n_stages - 1,
                        &p->stages[i]);

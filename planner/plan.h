@@ -80,6 +80,10 @@ typedef struct {
     int64_t workspace_bytes; /* one persistent workspace tensor (0: none) */
     const device_spec *device; /* the time model's device (NULL: no step time) */
     unsigned offload; /* OFFLOAD_* bits: what lives in host memory (--offload) */
+    /* --offload auto: each plan's offload set is the planner's choice among the four (offload is
+     * then 0): strategy_choose, auto_search and fit_run choose it and record it in
+     * plan_spec.offload, which plan_build adds to `offload` */
+    bool offload_auto;
     /* --boundaries recompute: a tiled stage (row, 2ps) of N > 1 keeps no boundary rows for the
      * backward; its backward recomputes each partition from the stage input over the partition's
      * whole cone, as overl does (plan_stage.bwd): less memory, more compute. Not for a stage
@@ -106,6 +110,10 @@ typedef struct {
 /* "none", "input", "boundary", "input,boundary" (also "all"): LR_ERR_USAGE naming `flag` else. */
 lr_status plan_offload_parse(const char *flag, const char *v, unsigned *out);
 const char *plan_offload_name(unsigned offload);
+/* --offload's value into cfg: a set (plan_offload_parse), or "auto" (cfg->offload_auto). */
+lr_status plan_offload_config(const char *flag, const char *v, plan_config *cfg);
+/* "auto" under --offload auto, else the set's name: what a configuration asks for. */
+const char *plan_offload_config_name(const plan_config *cfg);
 /* --boundaries keep|recompute|auto (plan_config.recompute_boundaries, .boundaries_auto):
  * LR_ERR_USAGE naming `flag`. */
 lr_status plan_boundaries_parse(const char *flag, const char *v, plan_config *cfg);
@@ -113,8 +121,9 @@ const char *plan_boundaries_name(const plan_config *cfg);
 
 #define PLAN_MAX_STAGES 64
 
-/* What a plan is made of: stage cuts and partitions per stage. */
-typedef struct {
+/* What a plan is made of: stage cuts and partitions per stage, and under --offload auto the
+ * offload set chosen for it. */
+typedef struct plan_spec {
     plan_strategy strategy;
     plan_partitioning kind;
     int n_stages;
@@ -124,6 +133,8 @@ typedef struct {
      * (the searches set it under --boundaries auto; plan_build clears it where it does not
      * apply: overl, one partition, stripe BatchNorm) */
     uint64_t recompute;
+    unsigned offload; /* OFFLOAD_* bits kept in host memory on top of plan_config.offload: the
+                         set --offload auto chose for this plan (0 otherwise) */
 } plan_spec;
 
 static inline bool plan_spec_recomputes(const plan_spec *sp, int s)
@@ -134,6 +145,13 @@ static inline bool plan_spec_recomputes(const plan_spec *sp, int s)
 /* Whether stage s of the spec recomputes its boundaries under cfg (--boundaries recompute, or
  * its plan_spec.recompute bit): a tiled stage of N > 1 without stripe BatchNorm. */
 bool plan_stage_recomputes(const net_t *net, const plan_config *cfg, const plan_spec *sp, int s);
+
+/* The OFFLOAD_* bits a plan of spec runs under cfg: the configuration's set and the one chosen
+ * for the plan. */
+static inline unsigned plan_offload_of(const plan_config *cfg, const plan_spec *spec)
+{
+    return cfg->offload | spec->offload;
+}
 
 typedef struct plan_stage {
     int in_node, out_node;

@@ -160,6 +160,48 @@ int strategy_pick_best(const strategy_pick *p)
     return best;
 }
 
+bool strategy_offload_matters(plan_strategy st, unsigned set)
+{
+    if (st == STRAT_COLUMN)
+        return set == 0;
+    bool tiled = st == STRAT_ROW || st == STRAT_2PS || st == STRAT_2PS_H || st == STRAT_COUNT;
+    return tiled || !(set & OFFLOAD_BOUNDARY);
+}
+
+int strategy_offload_best(const plan_cost *c, const bool *usable)
+{
+    int low = -1, best = -1;
+    for (int k = 0; k < STRATEGY_OFFLOAD_SETS; k++)
+        if (usable[k] && (low < 0 || c[k].peak_bytes < c[low].peak_bytes))
+            low = k;
+    for (int k = 0; k < STRATEGY_OFFLOAD_SETS && low >= 0; k++) {
+        if (!usable[k] || !strategy_near_tie(c[k].peak_bytes, c[low].peak_bytes))
+            continue;
+        const plan_cost *x = &c[k], *b = best >= 0 ? &c[best] : NULL;
+        if (!b || x->copy_bytes < b->copy_bytes ||
+            (x->copy_bytes == b->copy_bytes &&
+             (x->flops < b->flops || (x->flops == b->flops && x->peak_bytes < b->peak_bytes))))
+            best = k;
+    }
+    return best;
+}
+
+int strategy_offload_fitting(const plan_cost *c, const bool *fits)
+{
+    int best = -1;
+    for (int k = 0; k < STRATEGY_OFFLOAD_SETS; k++) {
+        if (!fits[k])
+            continue;
+        const plan_cost *x = &c[k], *b = best >= 0 ? &c[best] : NULL;
+        if (!b || x->copy_bytes < b->copy_bytes ||
+            (x->copy_bytes == b->copy_bytes &&
+             (x->host_bytes < b->host_bytes ||
+              (x->host_bytes == b->host_bytes && x->flops < b->flops))))
+            best = k;
+    }
+    return best;
+}
+
 /* Checkpoint segments: with --segments K, K equal shares; without, Chen et al.'s greedy with
  * budget total/K for K = 1..64, the best by the table's objective. */
 lr_status strategy_checkpoint(const net_t *net, const plan_config *cfg, int region_end,

@@ -8,6 +8,13 @@
  * memory with much more compute (exact BatchNorm's statistics passes, halos) loses to a cheaper
  * one.
  *
+ * --offload auto (plan_config.offload_auto) chooses a plan's offload set the same way: each set
+ * (none, input, boundary, input,boundary) gets its own choice, then the lowest device peak wins,
+ * near-ties going to the least host-device copying, then the least compute, then the smaller
+ * set (strategy_offload_best): a plan keeps something in host memory only when that lowers its
+ * device peak by more than 1%. Under a memory budget (--fit, auto's --budget) the least copying
+ * among the sets whose plan fits wins instead (strategy_offload_fitting).
+ *
  * Defaults (each a visible choice with its reason):
  *   region      every op up to the first one that needs every row (plan_default_region_end)
  *   checkpoint  Chen et al.'s greedy (a segment ends at the first cut after its activation bytes
@@ -68,6 +75,25 @@ void strategy_pick_init(strategy_pick *p);
 void strategy_pick_free(strategy_pick *p);
 void strategy_pick_offer(strategy_pick *p, const plan_spec *spec, const plan_cost *cost);
 int strategy_pick_best(const strategy_pick *p);
+
+/* --offload auto: the sets tried are the OFFLOAD_* bits 0 .. STRATEGY_OFFLOAD_SETS - 1 (none,
+ * input, boundary, input,boundary), ties going to the first. */
+#define STRATEGY_OFFLOAD_SETS 4
+
+/* Whether offload set `set` can give a plan of strategy st (STRAT_COUNT: auto, any kind) other
+ * than the smaller set without the bits it cannot use: column keeps its input on the device (no
+ * stage), and only tiled stages of N > 1 (row, 2ps and their hybrid) hand boundaries on. The
+ * sets that cannot are skipped: they would plan the same and lose the tie to the smaller set. */
+bool strategy_offload_matters(plan_strategy st, unsigned set);
+
+/* Without a memory budget: c[k] the plan chosen under set k (usable[k] false: none). The lowest
+ * device peak; among its near-ties the least copy_bytes, then the least compute, then the lower
+ * peak, then the smaller k. Returns k; -1 when no set is usable. */
+int strategy_offload_best(const plan_cost *c, const bool *usable);
+
+/* Under a memory budget: among the sets whose plan fits (fits[k]), the least copy_bytes, then
+ * the least host memory, then the least compute, then the smaller k; -1 when none fits. */
+int strategy_offload_fitting(const plan_cost *c, const bool *fits);
 
 /* Checkpoint segments up to region_end (segments: --segments, 0: choose). Errors: LR_ERR_USAGE
  * naming --segments when there are fewer places to cut. */

@@ -156,29 +156,38 @@ void summary_print_strategies(FILE *f, const analysis_t *a)
     summary_print_header(f, a);
     for (int i = 0; i < a->n; i++)
         summary_print_row(f, a, plan_strategy_name(a->e[i].strategy), &a->e[i]);
-    if (!a->cfg.offload)
+    if (!a->cfg.offload && !a->cfg.offload_auto)
         return;
     /* copies run on a stream of their own: a step takes at least the longer of copies and
      * kernels (prefetching each partition's rows ahead), at most their sum */
-    char b1[32], b2[32];
-    fprintf(f, "\n--offload %s: host memory at its peak (%s) and what one step copies between host "
-               "and device\n", plan_offload_name(a->cfg.offload),
-            a->cfg.offload == OFFLOAD_INPUT      ? "the input batch"
-            : a->cfg.offload == OFFLOAD_BOUNDARY ? "boundary rows kept for backward"
-                                                 : "the input batch and boundary rows kept for backward");
+    char b1[32], b2[32], set[40] = "";
+    if (a->cfg.offload_auto)
+        fprintf(f, "\n--offload auto: the set each plan chose (none unless offloading lowers its device "
+                   "peak by more than 1%%), host memory at its peak and what one step copies between "
+                   "host and device\n");
+    else
+        fprintf(f, "\n--offload %s: host memory at its peak (%s) and what one step copies between host "
+                   "and device\n", plan_offload_name(a->cfg.offload),
+                a->cfg.offload == OFFLOAD_INPUT      ? "the input batch"
+                : a->cfg.offload == OFFLOAD_BOUNDARY ? "boundary rows kept for backward"
+                                                     : "the input batch and boundary rows kept for backward");
     for (int i = 0; i < a->n; i++) {
         const plan_cost *c = &a->e[i].choice.cost;
+        const char *name = plan_strategy_name(a->e[i].strategy);
+        if (a->cfg.offload_auto)
+            snprintf(set, sizeof set, "%-14s ", plan_offload_name(plan_offload_of(&a->cfg, &a->e[i].choice.spec)));
         if ((c->host_bytes > 0 || c->copy_bytes > 0) && a->cfg.device)
-            fprintf(f, "%-11s host %11s   copied %11s per step: %.1f ms over the host link (%.1f GB/s) "
-                       "beside %.1f ms of kernels\n", plan_strategy_name(a->e[i].strategy),
+            fprintf(f, "%-11s %shost %11s   copied %11s per step: %.1f ms over the host link (%.1f GB/s) "
+                       "beside %.1f ms of kernels\n", name, set,
                     summary_bytes(c->host_bytes, b1, sizeof b1), summary_bytes(c->copy_bytes, b2, sizeof b2),
                     c->copy_ns / 1e6, a->cfg.device->host_link / 1e9, c->step_ns / 1e6);
         else if (c->host_bytes > 0 || c->copy_bytes > 0)
-            fprintf(f, "%-11s host %11s   copied %11s per step\n", plan_strategy_name(a->e[i].strategy),
+            fprintf(f, "%-11s %shost %11s   copied %11s per step\n", name, set,
                     summary_bytes(c->host_bytes, b1, sizeof b1), summary_bytes(c->copy_bytes, b2, sizeof b2));
         else
-            fprintf(f, "%-11s nothing in host memory (%s)\n", plan_strategy_name(a->e[i].strategy),
+            fprintf(f, "%-11s %snothing in host memory (%s)\n", name, set,
                     a->e[i].choice.spec.n_stages == 0 ? "no stage: the input stays on the device"
+                    : a->cfg.offload_auto             ? "offloading saves 1% or less of its device peak"
                                                       : "no boundary kept for backward");
     }
 }
@@ -242,7 +251,7 @@ static json_object *config_json(const analysis_t *a, const plan_config *cfg)
     json_object_object_add(o, "optimizer", json_object_new_string(cost_optim_name(cfg->optim)));
     json_object_object_add(o, "bn", json_object_new_string(plan_bn_name(cfg->bn)));
     json_object_object_add(o, "workspace_bytes", json_object_new_int64(cfg->workspace_bytes));
-    json_object_object_add(o, "offload", json_object_new_string(plan_offload_name(cfg->offload)));
+    json_object_object_add(o, "offload", json_object_new_string(plan_offload_config_name(cfg)));
     json_object_object_add(o, "boundaries", json_object_new_string(plan_boundaries_name(cfg)));
     if (a) {
         json_object_object_add(o, "allocator", json_object_new_string(sim_allocator_name(a->allocator)));
@@ -301,6 +310,7 @@ json_object *summary_strategy_json(const analysis_t *a, const analysis_entry *e)
     json_object_object_add(o, "input_bytes", json_object_new_int64(c->input_bytes));
     json_object_object_add(o, "host_bytes", json_object_new_int64(c->host_bytes));
     json_object_object_add(o, "sim_host_bytes", json_object_new_int64(e->exact.host_peak_bytes));
+    json_object_object_add(o, "offload", json_object_new_string(plan_offload_name(plan_offload_of(&a->cfg, sp))));
     json_object_object_add(o, "copy_bytes", json_object_new_int64(c->copy_bytes));
     json_object_object_add(o, "sim_copy_bytes", json_object_new_int64(e->exact.copy_bytes));
     json_object_object_add(o, "activation_bytes_at_peak",
@@ -400,8 +410,12 @@ void summary_print_auto(FILE *f, const analysis_t *a, const analysis_entry *e, c
     plan_config cfg = a->cfg;
     cfg.bn = r->best.bn;
     plan_stages_text(a->net, &cfg, &e->choice.spec, stages, sizeof stages);
-    fprintf(f, "  plan: %s, bn %s, %d stage%s (last layer/rows): %s\n", auto_kind_name(&e->choice.spec),
-            plan_bn_name(r->best.bn), e->choice.spec.n_stages, e->choice.spec.n_stages == 1 ? "" : "s", stages);
+    char set[48] = ""; /* under --offload, the set the plan runs */
+    if (a->cfg.offload || a->cfg.offload_auto)
+        snprintf(set, sizeof set, ", offload %s", plan_offload_name(plan_offload_of(&a->cfg, &e->choice.spec)));
+    fprintf(f, "  plan: %s, bn %s%s, %d stage%s (last layer/rows): %s\n", auto_kind_name(&e->choice.spec),
+            plan_bn_name(r->best.bn), set, e->choice.spec.n_stages,
+            e->choice.spec.n_stages == 1 ? "" : "s", stages);
     if (!r->best.fits && r->budget_bytes > 0)
         fprintf(f, "  does not fit: the lowest peak%s is %s, %s over the budget of %s\n",
                 r->max_overhead > 0 ? " within the compute cap" : "",
@@ -421,6 +435,7 @@ static json_object *plan_json(const net_t *net, const plan_config *base, const a
     json_object *o = json_object_new_object();
     json_object_object_add(o, "kind", json_object_new_string(auto_kind_name(&c->spec)));
     json_object_object_add(o, "bn", json_object_new_string(plan_bn_name(c->bn)));
+    json_object_object_add(o, "offload", json_object_new_string(plan_offload_name(plan_offload_of(base, &c->spec))));
     json_object_object_add(o, "stages", stages_json(net, &cfg, &c->spec));
     return o;
 }
@@ -460,12 +475,15 @@ void summary_print_fit(FILE *f, const device_spec *gpu, int64_t device_bytes, in
     fprintf(f, "\nfit: %s%s%s%s - reserve %s = %s for the training step\n", gpu ? gpu->name : "",
             gpu ? " (" : "", gpu ? gpu->label : summary_bytes(device_bytes, b1, sizeof b1), gpu ? ")" : "",
             summary_bytes(reserve_bytes, b2, sizeof b2), summary_bytes(device_bytes - reserve_bytes, b3, sizeof b3));
-    bool host = false;
-    for (int k = 0; k < n; k++)
+    bool host = false, sets = false;
+    for (int k = 0; k < n; k++) {
         host |= rows[k].r.host_bytes_at_max_batch > 0 || rows[k].r.host_bytes_at_max_input > 0;
+        sets |= rows[k].offload_chosen;
+    }
+    host |= sets;
     if (host)
-        fprintf(f, "%-11s %12s  %-26s %14s %14s\n", "strategy", "max batch", "max input at batch 1",
-                "host at batch", "host at input");
+        fprintf(f, "%-11s %12s  %-26s %14s %14s%s\n", "strategy", "max batch", "max input at batch 1",
+                "host at batch", "host at input", sets ? "  offload at batch / input" : "");
     else
         fprintf(f, "%-11s %12s   %s\n", "strategy", "max batch", "max input at batch 1");
     for (int k = 0; k < n; k++) {
@@ -476,10 +494,12 @@ void summary_print_fit(FILE *f, const device_spec *gpu, int64_t device_bytes, in
         else
             snprintf(size, sizeof size, "none (not even %dx%d)", r->min_square_input, r->min_square_input);
         if (host)
-            fprintf(f, "%-11s %12d%s %-26s %14s %14s\n", rows[k].strategy, r->max_batch,
+            fprintf(f, "%-11s %12d%s %-26s %14s %14s%s%s%s%s\n", rows[k].strategy, r->max_batch,
                     r->batch_at_limit ? "+" : " ", size,
                     summary_bytes(r->host_bytes_at_max_batch, b1, sizeof b1),
-                    summary_bytes(r->host_bytes_at_max_input, b2, sizeof b2));
+                    summary_bytes(r->host_bytes_at_max_input, b2, sizeof b2), sets ? "  " : "",
+                    sets ? plan_offload_name(r->offload_at_max_batch) : "", sets ? " / " : "",
+                    sets ? plan_offload_name(r->offload_at_max_input) : "");
         else
             fprintf(f, "%-11s %12d%s  %s\n", rows[k].strategy, r->max_batch, r->batch_at_limit ? "+" : " ", size);
     }
@@ -505,6 +525,8 @@ json_object *summary_fit_json(const summary_fit_row *rows, int n)
         json_object_object_add(o, "input_step", json_object_new_int(r->input_step));
         json_object_object_add(o, "host_bytes_at_max_batch", json_object_new_int64(r->host_bytes_at_max_batch));
         json_object_object_add(o, "host_bytes_at_max_input", json_object_new_int64(r->host_bytes_at_max_input));
+        json_object_object_add(o, "offload_at_max_batch", json_object_new_string(plan_offload_name(r->offload_at_max_batch)));
+        json_object_object_add(o, "offload_at_max_input", json_object_new_string(plan_offload_name(r->offload_at_max_input)));
         json_object_array_add(arr, o);
     }
     return arr;

@@ -57,7 +57,7 @@ void summary_print_auto(FILE *f, const analysis_t *a, const analysis_entry *e,
                         const auto_result *r);
 
 /* The "strategies" entry of auto: summary_strategy_json() named "auto", plus
- * "plan": {"kind", "bn", "stages": [{"end", "rows"}]}, "fits", "objective" ("peak" or
+ * "plan": {"kind", "bn", "offload", "stages": [{"end", "rows"}]}, "fits", "objective" ("peak" or
  * "compute"), "max_overhead" and "budget_bytes" (null when not applied), "over_bytes" (budget
  * shortfall, 0 when it fits) and "alternatives": [{"plan", "peak_bytes", "flops_ratio",
  * "fits"}]. */
@@ -67,6 +67,7 @@ json_object *summary_auto_json(const analysis_t *a, const analysis_entry *e, con
 typedef struct {
     const char *strategy; /* "column", ..., "auto" */
     fit_result r;
+    bool offload_chosen;  /* --offload auto: the text names the set chosen at each answer */
 } summary_fit_row;
 
 /* --fit: the budget (card or size, less the reserve), then per strategy the largest batch and
@@ -76,7 +77,7 @@ void summary_print_fit(FILE *f, const device_spec *gpu, int64_t device_bytes, in
 
 /* [{"strategy", "max_batch", "max_square_input", "budget_bytes", "batch_at_limit",
  *   "input_at_limit", "min_square_input", "input_step", "host_bytes_at_max_batch",
- *   "host_bytes_at_max_input"}, ...] */
+ *   "host_bytes_at_max_input", "offload_at_max_batch", "offload_at_max_input"}, ...] */
 json_object *summary_fit_json(const summary_fit_row *rows, int n);
 
 /* {"gpu": name or null, "device_bytes", "reserve_bytes", "budget_bytes"} */

@@ -370,6 +370,7 @@ static lr_status setup(session *ss, const exec_backend *be, void *bctx, validate
     r->sim_host_bytes = ss->row.sim.host_peak_bytes;
     r->predicted_copy_bytes = ss->row.cost.copy_bytes;
     r->sim_copy_bytes = ss->row.sim.copy_bytes;
+    r->offload = ss->row.plan->cfg.offload;
     r->workspace_bytes = ss->row.cost.workspace_bytes;
     r->rows = ss->row.plan->n_stages ? ss->row.plan->spec.parts[0] : 1;
     const plan_spec *sp = &ss->row.plan->spec;
@@ -613,10 +614,14 @@ void validate_print(FILE *f, const validate_options *o, const validate_result *r
             r->predicted_peak_bytes / 1048576.0, ws, r->sim_peak_bytes / 1048576.0,
             r->measured_peak_bytes / 1048576.0, 100 * rel(r->measured_peak_bytes, r->predicted_peak_bytes),
             r->arena_bytes / 1048576.0, 100 * rel(r->arena_bytes, r->predicted_peak_bytes));
+    if (o->cfg.offload_auto && r->predicted_host_bytes == 0)
+        fprintf(f, "host     nothing (--offload auto chose none: offloading saves 1%% or less of the "
+                   "device peak)\n");
     if (r->predicted_host_bytes > 0)
-        fprintf(f, "host     predicted %.3f MiB (--offload %s), replay %.3f MiB; measured %.3f MiB; "
+        fprintf(f, "host     predicted %.3f MiB (--offload %s%s), replay %.3f MiB; measured %.3f MiB; "
                    "copied between host and device per step: %.3f MiB predicted, %.3f MiB replayed\n",
-                r->predicted_host_bytes / 1048576.0, plan_offload_name(o->cfg.offload),
+                r->predicted_host_bytes / 1048576.0, o->cfg.offload_auto ? "auto: " : "",
+                plan_offload_name(r->offload),
                 r->sim_host_bytes / 1048576.0,
                 r->measured_host_bytes / 1048576.0, r->predicted_copy_bytes / 1048576.0,
                 r->sim_copy_bytes / 1048576.0);
@@ -670,7 +675,8 @@ void validate_print_json(FILE *f, const validate_options *o, const validate_resu
     json_object_object_add(j, "approximate", json_object_new_boolean(r->approximate));
     json_object_object_add(j, "predicted_peak_bytes", json_object_new_int64(r->predicted_peak_bytes));
     json_object_object_add(j, "sim_peak_bytes", json_object_new_int64(r->sim_peak_bytes));
-    json_object_object_add(j, "offload", json_object_new_string(plan_offload_name(o->cfg.offload)));
+    json_object_object_add(j, "offload", json_object_new_string(plan_offload_name(r->offload)));
+    json_object_object_add(j, "offload_auto", json_object_new_boolean(o->cfg.offload_auto));
     json_object_object_add(j, "boundaries", json_object_new_string(plan_boundaries_name(&o->cfg)));
     json_object_object_add(j, "predicted_host_bytes", json_object_new_int64(r->predicted_host_bytes));
     json_object_object_add(j, "sim_host_bytes", json_object_new_int64(r->sim_host_bytes));

@@ -44,6 +44,7 @@ typedef struct {
      * bytes one step copies from host to device, predicted and replayed */
     int64_t predicted_host_bytes, sim_host_bytes, measured_host_bytes;
     int64_t predicted_copy_bytes, sim_copy_bytes;
+    unsigned offload;             /* the OFFLOAD_* set the plan runs (--offload auto: its choice) */
     int64_t workspace_bytes;      /* the planned workspace tensor (CUDA: staging + algorithms;
                                      CPU: im2col scratch per thread), part of the prediction */
     /* CUDA device memory (cudaMemGetInfo, device-wide), for the strategy being validated:

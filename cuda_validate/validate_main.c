@@ -71,7 +71,7 @@ static lr_status on_boundaries(void *c, const char *f, const char *v)
 
 static lr_status on_offload(void *c, const char *f, const char *v)
 {
-    return plan_offload_parse(f, v, &((cli *)c)->o.cfg.offload);
+    return plan_offload_config(f, v, &((cli *)c)->o.cfg);
 }
 
 static lr_status on_batch(void *c, const char *f, const char *v)
@@ -218,7 +218,7 @@ static const args_flag flags[] = {
     {"--bn", "MODE", on_bn, "exact (default) | stripe (approximate) | frozen (running stats)"},
     {"--segments", "N", on_segments, "checkpoint segments"},
     {"--boundaries", "B", on_boundaries, "row and 2ps: keep boundary rows for the backward (default), recompute them, or auto (chosen per stage)"},
-    {"--offload", "WHAT", on_offload, "host memory for input (the batch), boundary (rows kept for backward) or input,boundary (default none)"},
+    {"--offload", "WHAT", on_offload, "host memory for input (the batch), boundary (rows kept for backward), input,boundary, or auto: the set of the lowest device peak, sets within 1% of it going to the least copying (default none)"},
     {"--batch", "N", on_batch, "images per step (default 32)"},
     {"--input", "HxW", on_input, "input size (synthetic data)"},
     {"--backend", "B", on_backend, "cpu (default), cuda, or cuda-emulated (CUDA glue on the CPU)"},

@@ -443,6 +443,56 @@ check_sweeps() {
     fi
 }
 
+# ------------------------------------------------------------------ --offload auto
+
+# --offload auto: config.offload says "auto" and every strategy names the set its plan uses, the
+# table lists it under the strategies; at 4096x4096 vgg16's row plan offloads while column has
+# nothing to offload; a plan that offloads keeps something in host memory and copies it; closed
+# form = replay for device, host and copies. The same plan comes out of --strategy row alone.
+check_offload_auto() {
+    local name="--offload auto: each plan names its set; row offloads at 4096x4096, column does not"
+    run --net vgg16 --input 4096x4096 --offload auto --json
+    [ "$rc" -eq 0 ] || { bad "$name" "exit $rc: $(head -1 "$err")"; return; }
+    [ -s "$err" ] && { bad "$name" "stderr: $(head -1 "$err")"; return; }
+    cp "$out" "$TMP/auto.json"
+    run --net vgg16 --input 4096x4096 --offload auto --strategy row --json
+    cp "$out" "$TMP/auto-row.json"
+    local why
+    why=$(python3 - "$TMP/auto.json" "$TMP/auto-row.json" <<'EOF'
+import json, sys
+d, one = json.load(open(sys.argv[1])), json.load(open(sys.argv[2]))
+problems = []
+if d["config"]["offload"] != "auto":
+    problems.append("config.offload %s" % d["config"]["offload"])
+st = {s["name"]: s for s in d["strategies"]}
+for s in d["strategies"]:
+    if s["offload"] not in ("none", "input", "boundary", "input,boundary"):
+        problems.append("%s: offload %r" % (s["name"], s["offload"]))
+    if (s["offload"] != "none") != (s["host_bytes"] > 0 and s["copy_bytes"] > 0):
+        problems.append("%s: offload %s, host %d, copies %d" % (s["name"], s["offload"], s["host_bytes"], s["copy_bytes"]))
+    for k in ("peak_bytes", "host_bytes", "copy_bytes"):
+        if s[k] != s["sim_" + k]:
+            problems.append("%s: closed-form %s %d, replay %d" % (s["name"], k, s[k], s["sim_" + k]))
+if st["column"]["offload"] != "none" or st["row"]["offload"] == "none":
+    problems.append("column %s, row %s" % (st["column"]["offload"], st["row"]["offload"]))
+r = one["strategies"][0]
+if (r["offload"], r["peak_bytes"], r["stages"]) != (st["row"]["offload"], st["row"]["peak_bytes"], st["row"]["stages"]):
+    problems.append("row alone: %s %d, in the table: %s %d" % (r["offload"], r["peak_bytes"], st["row"]["offload"], st["row"]["peak_bytes"]))
+print("; ".join(problems))
+EOF
+) || { bad "$name" "python3: $why"; return; }
+    [ -z "$why" ] && ok "$name" || bad "$name" "$why"
+
+    name="--offload auto: the table lists each strategy's set"
+    run --net vgg16 --input 4096x4096 --offload auto --strategy column,row
+    if [ "$rc" -eq 0 ] && grep -q '^--offload auto:' "$out" && grep -qE '^column +none ' "$out" &&
+        grep -qE '^row +(input|boundary|input,boundary) +host' "$out"; then
+        ok "$name"
+    else
+        bad "$name" "exit $rc: $(grep -A3 -- '--offload auto' "$out" | tr '\n' '|')"
+    fi
+}
+
 # ------------------------------------------------------------------ help and version
 
 check_help_and_version() {
@@ -471,6 +521,7 @@ check_output_all_or_nothing
 check_timeline_and_trace
 check_emit_schedule
 check_sweeps
+check_offload_auto
 check_help_and_version
 
 printf '%d passed, %d failed\n' "$passed" "$failed"

@@ -241,6 +241,11 @@ check_validate_usage() {
     expect "sim --offload boundaries" 2 "--offload" "$SIM" --net tiny-vgg --offload boundaries
     expect "sim --boundaries sometimes" 2 "--boundaries" "$SIM" --net tiny-vgg --boundaries sometimes
     expect "validate --boundaries drop" 2 "--boundaries" "$VAL" --net tiny-vgg --boundaries drop
+    expect "sim --offload Auto" 2 "--offload" "$SIM" --net tiny-vgg --offload Auto
+    expect "sim --offload auto,input" 2 "--offload" "$SIM" --net tiny-vgg --offload auto,input
+    expect "validate --offload autos" 2 "--offload" "$VAL" --net tiny-vgg --offload autos
+    expect "sim --offload auto --host-memory without --fit" 2 "--host-memory" "$SIM" --net tiny-vgg \
+        --offload auto --host-memory 1GiB
     expect "validate --batch 0" 2 "--batch" "$VAL" --net tiny-vgg --batch 0
     expect "validate --batch 2000000" 2 "--batch" "$VAL" --net tiny-vgg --batch 2000000
     expect "validate --steps abc" 2 "--steps" "$VAL" --net tiny-vgg --steps abc

@@ -630,6 +630,195 @@ static void test_boundaries_chosen_per_stage(void **state)
     net_free(net);
 }
 
+/* ------------------------------------------------------------------ --offload auto */
+
+static plan_config auto_offload(plan_config cfg)
+{
+    cfg.offload = 0;
+    cfg.offload_auto = true;
+    return cfg;
+}
+
+/* strategy_choose under --offload auto, every strategy: the plan is the one the set it names
+ * gets (spec and cost), its device peak is within 1% of the lowest of the four sets' plans, no
+ * set within that 1% copies fewer bytes between host and device, and it keeps something in host
+ * memory only when everything on the device is more than 1% above the lowest. vgg16 at batch 8
+ * and 448x448 is the case where overl keeps its input on the device though offloading it would
+ * lower the peak by 0.95%; at 4096x4096 row and 2ps offload. */
+static void test_offload_auto_offloads_only_past_one_percent(void **state)
+{
+    const struct {
+        const char *net;
+        int batch, side;
+    } cases[] = {{"vgg16", 8, 448}, {"vgg16", 1, 4096}, {"tiny-vgg", 4, 0}, {"resnet18", 16, 0}};
+    int kept_though_lower = 0, offloaded = 0;
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        net_t *net = test_zoo(cases[i].net);
+        if (cases[i].side)
+            assert_int_equal(net_reshape(net, cases[i].side, cases[i].side), LR_OK);
+        for (int st = 0; st < STRAT_COUNT; st++) {
+            plan_config cfg = config(cases[i].batch, BN_EXACT);
+            plan_choice by[STRATEGY_OFFLOAD_SETS];
+            int64_t low = INT64_MAX;
+            for (unsigned set = 0; set < STRATEGY_OFFLOAD_SETS; set++) {
+                cfg.offload = set;
+                by[set] = choose(net, &cfg, (plan_strategy)st);
+                low = by[set].cost.peak_bytes < low ? by[set].cost.peak_bytes : low;
+            }
+            plan_config au = auto_offload(cfg);
+            plan_choice a = choose(net, &au, (plan_strategy)st);
+            unsigned set = a.spec.offload;
+            char what[128];
+            snprintf(what, sizeof what, "%s batch %d side %d %s: set %s", cases[i].net,
+                     cases[i].batch, cases[i].side, plan_strategy_name((plan_strategy)st),
+                     plan_offload_name(set));
+            assert_true(set < STRATEGY_OFFLOAD_SETS);
+            const plan_spec *f = &by[set].spec;
+            bool same = a.spec.offload == set && f->n_stages == a.spec.n_stages &&
+                        f->kind == a.spec.kind && f->recompute == a.spec.recompute;
+            for (int s = 0; s < f->n_stages && same; s++)
+                same = f->cut[s] == a.spec.cut[s] && f->parts[s] == a.spec.parts[s];
+            if (!same || by[set].cost.peak_bytes != a.cost.peak_bytes ||
+                by[set].cost.copy_bytes != a.cost.copy_bytes || by[set].cost.flops != a.cost.flops)
+                fail_msg("%s: not the plan that set chooses", what);
+            if (!strategy_near_tie(a.cost.peak_bytes, low))
+                fail_msg("%s: peak %lld, lowest %lld", what, (long long)a.cost.peak_bytes, (long long)low);
+            for (unsigned k = 0; k < STRATEGY_OFFLOAD_SETS; k++)
+                if (strategy_near_tie(by[k].cost.peak_bytes, low) && by[k].cost.copy_bytes < a.cost.copy_bytes)
+                    fail_msg("%s: %s copies less within 1%%", what, plan_offload_name(k));
+            if (set != 0 && strategy_near_tie(by[0].cost.peak_bytes, low))
+                fail_msg("%s: offloads though none is within 1%% of the lowest peak", what);
+            offloaded += set != 0;
+            kept_though_lower += set == 0 && by[0].cost.peak_bytes > low;
+        }
+        net_free(net);
+    }
+    assert_true(offloaded > 0);
+    assert_true(kept_though_lower > 0);
+}
+
+/* auto_search under --offload auto with a budget: the answer is the search of the set it names;
+ * it fits when some set's answer does, and then copies no more than any set's answer that fits
+ * (vgg16 at 2048x2048: 1.9 GiB fits with everything on the device, at 4.89x compute, so nothing
+ * is offloaded; 1.75 GiB needs input and boundaries offloaded); when no set fits it is the
+ * lowest peak of them (1.6 GiB). */
+static void test_offload_auto_under_a_budget_copies_least(void **state)
+{
+    net_t *net = test_zoo("vgg16");
+    assert_int_equal(net_reshape(net, 2048, 2048), LR_OK);
+    const int64_t budgets[] = {1946 * MiB, 1792 * MiB, 1638 * MiB};
+    const bool want_offload[] = {false, true, true}, want_fits[] = {true, true, false};
+    for (int q = 0; q < 3; q++) {
+        plan_config cfg = config(1, BN_EXACT);
+        auto_result by[STRATEGY_OFFLOAD_SETS];
+        for (unsigned set = 0; set < STRATEGY_OFFLOAD_SETS; set++) {
+            cfg.offload = set;
+            by[set] = run_auto(net, &cfg, 0, budgets[q]);
+        }
+        plan_config au = auto_offload(cfg);
+        auto_result a = run_auto(net, &au, 0, budgets[q]);
+        unsigned set = a.best.spec.offload;
+        assert_true(set < STRATEGY_OFFLOAD_SETS);
+        assert_int_equal(a.best.cost.peak_bytes, by[set].best.cost.peak_bytes);
+        assert_int_equal(a.best.cost.copy_bytes, by[set].best.cost.copy_bytes);
+        assert_int_equal(a.best.fits, want_fits[q]);
+        assert_int_equal(set != 0, want_offload[q]);
+        for (unsigned k = 0; k < STRATEGY_OFFLOAD_SETS; k++) {
+            if (a.best.fits && by[k].best.fits)
+                assert_true(a.best.cost.copy_bytes <= by[k].best.cost.copy_bytes);
+            if (!a.best.fits) {
+                assert_false(by[k].best.fits);
+                assert_true(a.best.cost.peak_bytes <= by[k].best.cost.peak_bytes);
+            }
+        }
+        plan_cost again; /* the plan the answer names, evaluated with its set */
+        assert_int_equal(strategy_evaluate(net, &au, &a.best.spec, &again), LR_OK);
+        assert_int_equal(again.peak_bytes, a.best.cost.peak_bytes);
+        assert_int_equal(again.copy_bytes, a.best.cost.copy_bytes);
+    }
+    net_free(net);
+}
+
+static fit_result fit_host(const net_t *net, const plan_config *cfg, plan_strategy st,
+                           int64_t budget, int64_t host)
+{
+    fit_target t;
+    memset(&t, 0, sizeof t);
+    t.strategy = st;
+    t.host_budget_bytes = host;
+    fit_result r;
+    if (fit_run(net, cfg, &t, budget, &r) != LR_OK)
+        fail_msg("%s: fit_run: %s", net->name, lr_last_error());
+    return r;
+}
+
+/* --fit under --offload auto answers the best of the four sets: the largest batch (and for row
+ * on vgg16 the largest input) is the largest any set reaches, and the set it names there fits
+ * with the least copying of those that do. */
+static void test_fit_offload_auto_is_the_best_fixed_set(void **state)
+{
+    const struct {
+        const char *net;
+        plan_strategy st;
+        int64_t budget;
+        bool input;
+    } cases[] = {{"vgg16", STRAT_ROW, 2 * GiB, true}, {"vgg16", STRAT_COLUMN, 2 * GiB, false},
+                 {"tiny-resnet", STRAT_2PS, 24 * MiB, false},
+                 {"tiny-resnet", STRAT_CHECKPOINT, 24 * MiB, false}};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        net_t *net = test_zoo(cases[i].net);
+        plan_config cfg = config(1, BN_EXACT);
+        int best_batch = 0, best_input = 0;
+        for (unsigned set = 0; set < STRATEGY_OFFLOAD_SETS; set++) {
+            cfg.offload = set;
+            fit_result r = fit(net, &cfg, cases[i].st, cases[i].budget);
+            best_batch = r.max_batch > best_batch ? r.max_batch : best_batch;
+            best_input = r.max_square_input > best_input ? r.max_square_input : best_input;
+        }
+        plan_config au = auto_offload(cfg);
+        fit_result a = fit(net, &au, cases[i].st, cases[i].budget);
+        const char *name = plan_strategy_name(cases[i].st);
+        if (a.max_batch != best_batch)
+            fail_msg("%s %s: max batch %d, the best set %d", cases[i].net, name, a.max_batch, best_batch);
+        if (cases[i].input && a.max_square_input != best_input)
+            fail_msg("%s %s: max input %d, the best set %d", cases[i].net, name, a.max_square_input,
+                     best_input);
+        /* the set named at the largest batch fits there, and copies least of those that fit */
+        plan_choice at[STRATEGY_OFFLOAD_SETS];
+        for (unsigned set = 0; set < STRATEGY_OFFLOAD_SETS; set++) {
+            cfg.offload = set;
+            cfg.batch = a.max_batch;
+            at[set] = choose(net, &cfg, cases[i].st);
+        }
+        unsigned set = a.offload_at_max_batch;
+        assert_true(at[set].cost.peak_bytes <= cases[i].budget);
+        for (unsigned k = 0; k < STRATEGY_OFFLOAD_SETS; k++)
+            if (at[k].cost.peak_bytes <= cases[i].budget)
+                assert_true(at[set].cost.copy_bytes <= at[k].cost.copy_bytes);
+        net_free(net);
+    }
+}
+
+/* --host-memory below what any offloading plan keeps: --offload auto falls back to keeping
+ * everything on the device, the answers of --offload none, with no host memory. */
+static void test_fit_offload_auto_falls_back_without_host_memory(void **state)
+{
+    net_t *net = test_zoo("vgg16");
+    plan_config cfg = config(1, BN_EXACT);
+    fit_result none = fit(net, &cfg, STRAT_ROW, 2 * GiB);
+    plan_config au = auto_offload(cfg);
+    fit_result roomy = fit_host(net, &au, STRAT_ROW, 2 * GiB, 0);
+    fit_result tight = fit_host(net, &au, STRAT_ROW, 2 * GiB, 1024);
+    assert_true(roomy.max_batch > none.max_batch); /* offloading pays here */
+    assert_int_equal(tight.max_batch, none.max_batch);
+    assert_int_equal(tight.max_square_input, none.max_square_input);
+    assert_int_equal(tight.offload_at_max_batch, 0);
+    assert_int_equal(tight.offload_at_max_input, 0);
+    assert_int_equal(tight.host_bytes_at_max_batch, 0);
+    assert_int_equal(tight.host_bytes_at_max_input, 0);
+    net_free(net);
+}
+
 /* A budget below the weights: nothing fits, batch or input. */
 static void test_fit_reports_zero_when_nothing_fits(void **state)
 {
@@ -841,6 +1030,10 @@ int main(void)
         cmocka_unit_test(test_fit_input_is_on_the_boundary),
         cmocka_unit_test(test_offloaded_input_in_auto_and_fit),
         cmocka_unit_test(test_boundaries_chosen_per_stage),
+        cmocka_unit_test(test_offload_auto_offloads_only_past_one_percent),
+        cmocka_unit_test(test_offload_auto_under_a_budget_copies_least),
+        cmocka_unit_test(test_fit_offload_auto_is_the_best_fixed_set),
+        cmocka_unit_test(test_fit_offload_auto_falls_back_without_host_memory),
         cmocka_unit_test(test_fit_reports_zero_when_nothing_fits),
         cmocka_unit_test(test_named_gpus_parse),
         cmocka_unit_test(test_all_does_not_include_auto),

@@ -17,6 +17,7 @@
 
 #include <cmocka.h>
 
+#include "choose.h"
 #include "validate.h"
 
 static bool have_dataset(void)
@@ -203,6 +204,42 @@ static void test_dry_run_plans_what_the_run_runs(void **state)
     validate_result_free(&run);
 }
 
+/* --offload auto runs the plan the planner chose for the strategy: on tiny-vgg at batch 4, 2ps
+ * keeps its boundary rows in host memory (that lowers its device peak by more than 1%) and overl
+ * keeps everything on the device (it has no boundaries, and offloading the input saves less);
+ * each run's set is strategy_choose's, it measures the predicted device and host memory, and
+ * its gradients match column training's. */
+static void test_offload_auto_runs_the_chosen_plan(void **state)
+{
+    const plan_strategy sts[] = {STRAT_2PS, STRAT_OVERL};
+    const bool offloads[] = {true, false};
+    for (int k = 0; k < 2; k++) {
+        validate_options o;
+        validate_options_init(&o);
+        o.net = "tiny-vgg";
+        o.req.strategy = sts[k];
+        o.cfg.batch = 4;
+        o.cfg.offload_auto = true;
+        o.check_grads = true;
+        o.quiet = true;
+        validate_result r;
+        assert_int_equal(validate_run(&o, &r), LR_OK);
+        net_t *net;
+        assert_int_equal(net_open("tiny-vgg", &net), LR_OK);
+        plan_config cfg = o.cfg;
+        plan_choice c;
+        assert_int_equal(strategy_choose(net, &cfg, &o.req, &c), LR_OK);
+        net_free(net);
+        assert_int_equal(r.offload, c.spec.offload);
+        assert_int_equal(r.offload != 0, offloads[k]);
+        assert_int_equal(r.measured_peak_bytes, r.predicted_peak_bytes);
+        assert_int_equal(r.measured_host_bytes, r.predicted_host_bytes);
+        assert_int_equal(r.predicted_host_bytes > 0, offloads[k]);
+        assert_true(r.grad_max_rel_err < 1e-4);
+        validate_result_free(&r);
+    }
+}
+
 /* Ten SGD-with-momentum steps of 2ps on real batches leave the same weights as column
  * training (relative 1e-4 per tensor): forward, backward, updates and momentum follow the same
  * trajectory, including dropout masks regenerated per step. */
@@ -270,6 +307,7 @@ int main(void)
         cmocka_unit_test(test_cuda_backend_without_gpu_says_so),
         cmocka_unit_test(test_other_processes_on_the_device),
         cmocka_unit_test(test_dry_run_plans_what_the_run_runs),
+        cmocka_unit_test(test_offload_auto_runs_the_chosen_plan),
         cmocka_unit_test(test_2ps_training_follows_column_for_ten_steps),
         cmocka_unit_test(test_2ps_and_column_reach_the_same_accuracy),
     };

@@ -675,6 +675,7 @@ static void sweep_print(FILE *f, const net_t *net, const sim_options *o, json_ob
         json_object_object_add(p, "flops", json_object_new_int64(x->c.cost.flops));
         json_object_object_add(p, "flops_ratio", json_object_new_double(fr));
         json_object_object_add(p, "stage_rows", json_object_new_string(sr));
+        json_object_object_add(p, "offload", json_object_new_string(plan_offload_name(plan_offload_of(&o->cfg, &x->c.spec))));
         json_object_array_add(arr, p);
     } else if (csv) {
         fprintf(f, "%d,%d,%s,%" PRId64 ",%.6f,%" PRId64 ",%.6f,\"%s\"\n", x->batch, shown, name,

@@ -1,7 +1,7 @@
 /* plot_input.c - peak device memory vs input size: square inputs from the network's own up to
  * 256 times its side (doubling, at most INPUT_MAX_SIDE), batch 1, each selected strategy with
- * everything on the device and with host memory as a tier (the run's --offload, or
- * input,boundary when it gave none), the GPU memory drawn when given and, per strategy and mode,
+ * everything on the device and with host memory as a tier (the run's --offload, auto included,
+ * or input,boundary when it gave none), the GPU memory drawn when given and, per strategy and mode,
  * the largest plotted size that fits marked. Each point is the strategy's own choice there
  * (strategy_choose), in parallel like the other sweeps.
  * Deliberately not here: the exact largest input (--fit, fit.c), the batch and rows sweeps
@@ -32,7 +32,8 @@ static void input_one(const analysis_t *a, net_t *const *nets, unsigned offload,
 {
     plan_config cfg = a->cfg;
     cfg.batch = 1;
-    cfg.offload = p->offload ? offload : 0;
+    cfg.offload = p->offload && !a->cfg.offload_auto ? offload : 0;
+    cfg.offload_auto = p->offload && a->cfg.offload_auto; /* each plan's own set */
     plan_request req = a->req;
     req.strategy = p->st;
     req.rows = p->st >= STRAT_ROW ? req.rows : 0;
@@ -108,7 +109,7 @@ static lr_status input_csv(const analysis_t *a, const char *dir, const int *side
 }
 
 static void input_script(FILE *f, const analysis_t *a, const int *sides, int n_sizes,
-                         const input_pt *pts, int64_t gpu, unsigned offload, plot_unit u)
+                         const input_pt *pts, int64_t gpu, const char *offload, plot_unit u)
 {
     plot_gp_begin(f, "input", u, 1200, 720);
     plot_gp_title(f, a, "peak device memory vs input size at batch 1 (closed form)");
@@ -141,7 +142,7 @@ static void input_script(FILE *f, const analysis_t *a, const int *sides, int n_s
             plan_strategy st = a->e[k].strategy;
             char title[160];
             snprintf(title, sizeof title, "%s%s%s", plan_strategy_name(st),
-                     m ? ", --offload " : "", m ? plan_offload_name(offload) : "");
+                     m ? ", --offload " : "", m ? offload : "");
             fprintf(f, "  \"input.csv\" skip 1 using 1:($%d/unit) with linespoints lw 2 dt %d pt 7 "
                        "ps 0.6 lc rgb \"%s\" title ", 2 + 3 * k + m, m ? 2 : 1, plot_strategy_colour[st]);
             plot_gp_string(f, title);
@@ -154,14 +155,13 @@ static void input_script(FILE *f, const analysis_t *a, const int *sides, int n_s
 }
 
 static void input_note(plot_made *made, const analysis_t *a, const int *sides, int n_sizes,
-                       const input_pt *pts, int64_t gpu, unsigned offload)
+                       const input_pt *pts, int64_t gpu, const char *offload)
 {
     char b[32];
     plot_note(made, "Closed-form peak device memory at batch 1 for square inputs of side %d to %d "
                    "(doubling), each strategy as it plans at each size: solid with everything on "
                    "the device, dashed with --offload %s (host memory as a tier; the host memory "
-                   "those plans keep is in input.csv).", sides[0], sides[n_sizes - 1],
-              plan_offload_name(offload));
+                   "those plans keep is in input.csv).", sides[0], sides[n_sizes - 1], offload);
     if (gpu <= 0) {
         plot_note(made, " Give --gpu-mem SIZE to draw a device's memory and mark the largest size that fits.");
         return;
@@ -181,6 +181,7 @@ lr_status plot_input(const analysis_t *a, int64_t gpu_mem_bytes, const char *dir
     snprintf(made->name, sizeof made->name, "input");
     snprintf(made->heading, sizeof made->heading, "Peak device memory vs input size");
     unsigned offload = a->cfg.offload ? a->cfg.offload : OFFLOAD_INPUT | OFFLOAD_BOUNDARY;
+    const char *mode = a->cfg.offload_auto ? "auto" : plan_offload_name(offload);
     net_t *nets[INPUT_MAX_POINTS];
     int sides[INPUT_MAX_POINTS];
     int n_sizes = input_sides(a->net, nets, sides);
@@ -215,11 +216,11 @@ lr_status plot_input(const analysis_t *a, int64_t gpu_mem_bytes, const char *dir
         int64_t top = gpu_mem_bytes;
         for (int q = 0; q < n; q++)
             top = pts[q].peak > top ? pts[q].peak : top;
-        input_script(o.f, a, sides, n_sizes, pts, gpu_mem_bytes, offload, plot_unit_for(top));
+        input_script(o.f, a, sides, n_sizes, pts, gpu_mem_bytes, mode, plot_unit_for(top));
         s = lr_outfile_commit(&o);
     }
     if (s == LR_OK)
-        input_note(made, a, sides, n_sizes, pts, gpu_mem_bytes, offload);
+        input_note(made, a, sides, n_sizes, pts, gpu_mem_bytes, mode);
     free(pts);
     for (int i = 0; i < n_sizes; i++)
         net_free(nets[i]);

@@ -452,19 +452,33 @@ static lr_status search_fixed(const net_t *net, const plan_config *cfg, const au
 
 /* ------------------------------------------------------------------ --offload auto */
 
-/* The set whose search answers: under a budget the least copying among the sets whose plan meets
- * the request, or when none does the lowest peak (the closest to the budget); else the table's
- * objective over the plans that meet the compute cap (strategy_offload_best). */
+/* The compute auto minimises under a budget: step time (--overhead-by time) or FLOPs. */
+static int64_t work_of(const auto_result *r)
+{
+    return r->by_time ? r->best.cost.step_ns : r->best.cost.flops;
+}
+
+/* The set whose search answers: under a budget auto's own objective, the least compute, among
+ * the sets whose plan meets the request (compute within 1% counts as tied, and the least copying
+ * among those wins: strategy_offload_fitting), or when none does the lowest peak (the closest to
+ * the budget); else the table's objective over the plans that meet the compute cap
+ * (strategy_offload_best). */
 static int pick_set(const auto_result *by, int64_t budget)
 {
     plan_cost c[STRATEGY_OFFLOAD_SETS];
     bool fits[STRATEGY_OFFLOAD_SETS], any = false;
+    int least = -1;
     for (int k = 0; k < STRATEGY_OFFLOAD_SETS; k++) {
         c[k] = by[k].best.cost, fits[k] = by[k].best.fits;
         any |= fits[k];
+        if (fits[k] && (least < 0 || work_of(&by[k]) < work_of(&by[least])))
+            least = k;
     }
-    if (budget > 0 && any)
+    if (budget > 0 && any) {
+        for (int k = 0; k < STRATEGY_OFFLOAD_SETS; k++)
+            fits[k] = fits[k] && strategy_near_tie(work_of(&by[k]), work_of(&by[least]));
         return strategy_offload_fitting(c, fits);
+    }
     int best = 0;
     if (budget > 0) {
         for (int k = 1; k < STRATEGY_OFFLOAD_SETS; k++)

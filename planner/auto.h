@@ -39,8 +39,9 @@
  * region and resolution stages, whose N lists are complete). Probes run in parallel (OpenMP).
  *
  * --offload auto (cfg->offload_auto): the search runs once per offload set (strategy.h); under a
- * budget the answer is the plan of the least host-device copying among the sets whose plan fits
- * (none first: a plan offloads only to fit), when none fits the lowest peak; without one the
+ * budget the answer is the least compute among the sets' plans that fit (within 1%: tied, and
+ * the least host-device copying of those wins, so a plan offloads only to fit or to save
+ * compute), when none fits the lowest peak; without one the
  * table's objective over the sets' answers that meet the compute cap (the lowest peak, near-ties
  * to the least copying). The set is in best.spec.offload (and the runners-up's, from its search).
  *

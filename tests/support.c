@@ -3,11 +3,21 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <cmocka.h>
 
 #include "support.h"
+
+/* LRCNN_TEST_FILTER=PATTERN runs only the tests whose names match (cmocka's * and ? globs), in
+ * every test program: `LRCNN_TEST_FILTER='*offload*' build/tests/test_auto`. */
+__attribute__((constructor)) static void test_filter(void)
+{
+    const char *f = getenv("LRCNN_TEST_FILTER");
+    if (f && *f)
+        cmocka_set_test_filter(f);
+}
 
 net_t *test_zoo(const char *name)
 {

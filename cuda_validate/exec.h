@@ -17,6 +17,7 @@
 
 #include "plan.h"
 #include "sched.h"
+#include "sim.h"
 
 #ifdef __cplusplus
 extern "C" {

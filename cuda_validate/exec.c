@@ -24,6 +24,9 @@ struct exec {
     int input_t, labels_t;
     int train_step;
     exec_memory mem;
+    /* two streams (backend->lanes): per step, the event it waits for before it runs and the one
+     * it records after, -1 none; NULL when the backend has no lanes or nothing to copy */
+    int32_t *wait_event, *record_event;
 };
 
 void exec_hparams_default(exec_hparams *hp)
@@ -171,6 +174,75 @@ static lr_status host_arena(exec_t *e)
     return e->be->host_alloc(e->bctx, e->mem.host_arena_bytes, &e->host_arena);
 }
 
+/* Each step's cross-lane wait (the step, of the other lane, it depends on last), walked over
+ * the persistent prologue, the training step and the epilogue apart: the lanes join between them
+ * (every training step ends with sync()). */
+static lr_status lane_waits(exec_t *e, int32_t *waited, bool *any_copy)
+{
+    const sched_t *s = e->s;
+    sim_lanes *k;
+    LR_TRY(sim_lanes_new(s, e->offset, &k));
+    *any_copy = false;
+    for (int i = 0; i < s->n_steps; i++) {
+        const sched_step *p = &s->steps[i];
+        if (i == s->step_begin || i == s->step_end)
+            sim_lanes_clear(k);
+        waited[i] = (int32_t)(sim_lanes_wait(k, s, p) - 1);
+        sim_lanes_done(k, s, p, i + 1);
+        *any_copy = *any_copy || sim_step_lane(s, p) == SIM_LANE_COPY;
+    }
+    sim_lanes_free(k);
+    return LR_OK;
+}
+
+/* Events from a pool: a step waited on records one, freed once its last waiter has been issued
+ * (a wait captures the event's state when issued, so it may be recorded again after). */
+static int assign_events(exec_t *e, const int32_t *waited, int32_t *last, int32_t *pool)
+{
+    const sched_t *s = e->s;
+    int n_free = 0, n_events = 0;
+    for (int i = 0; i < s->n_steps; i++)
+        last[i] = -1;
+    for (int i = 0; i < s->n_steps; i++)
+        if (waited[i] >= 0)
+            last[waited[i]] = i;
+    for (int i = 0; i < s->n_steps; i++) {
+        int w = waited[i];
+        e->wait_event[i] = w >= 0 ? e->record_event[w] : -1;
+        if (w >= 0 && last[w] == i)
+            pool[n_free++] = e->record_event[w];
+        e->record_event[i] = last[i] < 0 ? -1 : n_free > 0 ? pool[--n_free] : n_events++;
+    }
+    return n_events;
+}
+
+static lr_status plan_lanes(exec_t *e)
+{
+    const sched_t *s = e->s;
+    if (!e->be->lanes)
+        return LR_OK;
+    size_t n = (size_t)s->n_steps + 1;
+    int32_t *waited = malloc(n * sizeof(int32_t)), *last = malloc(n * sizeof(int32_t));
+    int32_t *pool = malloc(n * sizeof(int32_t));
+    e->wait_event = malloc(n * sizeof(int32_t));
+    e->record_event = malloc(n * sizeof(int32_t));
+    bool any_copy = false;
+    lr_status st = waited && last && pool && e->wait_event && e->record_event
+                       ? lane_waits(e, waited, &any_copy)
+                       : lr_fail(LR_ERR_NOMEM, "out of memory");
+    if (st == LR_OK && any_copy)
+        st = e->be->lanes(e->bctx, assign_events(e, waited, last, pool));
+    if (st != LR_OK || !any_copy) {
+        free(e->wait_event);
+        free(e->record_event);
+        e->wait_event = e->record_event = NULL;
+    }
+    free(waited);
+    free(last);
+    free(pool);
+    return st;
+}
+
 lr_status exec_create(const net_t *net, const plan_t *plan, const sched_t *s,
                       const exec_backend *backend, void *backend_ctx, const exec_hparams *hp,
                       exec_t **out)
@@ -189,6 +261,8 @@ lr_status exec_create(const net_t *net, const plan_t *plan, const sched_t *s,
     }
     if (st == LR_OK)
         st = host_arena(e);
+    if (st == LR_OK)
+        st = plan_lanes(e);
     if (st == LR_OK)
         st = run_steps(e, 0, s->step_begin, NULL, false);
     if (st == LR_OK)
@@ -211,6 +285,8 @@ void exec_free(exec_t *e)
         e->be->host_release(e->bctx, e->host_arena);
     free(e->offset);
     free(e->ptr);
+    free(e->wait_event);
+    free(e->record_event);
     free(e->param_t);
     free(e->grad_t);
     free(e->running_t);
@@ -368,31 +444,42 @@ static void fill_op(exec_t *e, exec_op *op, int i, float *loss)
     op->hp = &e->hp;
     op->train_step = e->train_step;
     op->loss_out = loss;
+    op->lane = (int)sim_step_lane(e->s, op->step);
 }
 
+static lr_status run_step(exec_t *e, int i, float *loss, bool skip_update)
+{
+    const sched_step *p = &e->s->steps[i];
+    exec_op op;
+    switch (p->op) {
+    case STEP_ALLOC:
+        return do_alloc(e, i, p->t);
+    case STEP_FREE:
+        do_free(e, p->t);
+        return LR_OK;
+    case STEP_COPY:
+        fill_op(e, &op, i, loss);
+        return e->be->copy(e->bctx, &op);
+    case STEP_RUN:
+        if (skip_update && p->pass == PASS_UPDATE)
+            return LR_OK;
+        fill_op(e, &op, i, loss);
+        return e->be->run(e->bctx, &op);
+    }
+    return LR_OK;
+}
+
+/* Steps from..to-1, each after the event it waits for (two streams), recording its own after
+ * (also when skipped: the event then marks the lane's position). */
 static lr_status run_steps(exec_t *e, int from, int to, float *loss, bool skip_update)
 {
     for (int i = from; i < to; i++) {
-        const sched_step *p = &e->s->steps[i];
-        exec_op op;
-        switch (p->op) {
-        case STEP_ALLOC:
-            LR_TRY(do_alloc(e, i, p->t));
-            break;
-        case STEP_FREE:
-            do_free(e, p->t);
-            break;
-        case STEP_COPY:
-            fill_op(e, &op, i, loss);
-            LR_TRY(e->be->copy(e->bctx, &op));
-            break;
-        case STEP_RUN:
-            if (skip_update && p->pass == PASS_UPDATE)
-                break;
-            fill_op(e, &op, i, loss);
-            LR_TRY(e->be->run(e->bctx, &op));
-            break;
-        }
+        int lane = e->wait_event ? (int)sim_step_lane(e->s, &e->s->steps[i]) : SIM_LANE_NONE;
+        if (e->wait_event && e->wait_event[i] >= 0)
+            LR_TRY(e->be->lane_wait(e->bctx, lane, e->wait_event[i]));
+        LR_TRY(run_step(e, i, loss, skip_update));
+        if (e->wait_event && e->record_event[i] >= 0)
+            LR_TRY(e->be->lane_record(e->bctx, lane, e->record_event[i]));
     }
     return LR_OK;
 }

@@ -7,6 +7,12 @@
  * as it allocates them: that counted peak is the "measured allocator peak" compared with the
  * simulator's exact peak; the arena size minus the peak is the fragmentation residual.
  *
+ * Streams: a backend with lanes() runs host-device copies on a stream of their own; at creation
+ * the executor walks the schedule once (sim_lanes, on the arena offsets above) and gives each
+ * step the event it waits for (recorded after the other lane's last step it depends on) and the
+ * event it records, from a small pool of events reused once their last waiter is issued. Both
+ * streams join at the end of every training step (sync).
+ *
  * Semantics the backends implement per RUN step are documented at exec_backend.run.
  * Deliberately not here: kernels (cpu_ops.h, cuda_validate/cuda_*.cu), datasets (data.c), the CLI.
  */
@@ -44,6 +50,8 @@ typedef struct {
     int train_step;       /* 1, 2, ... (Adam bias correction, dropout masks) */
     float *loss_out;      /* where a loss RUN stores the batch loss (host) */
     bool eval;            /* inference: BN uses running statistics, dropout is the identity */
+    int lane;             /* sim_lane of the step: copy() runs SIM_LANE_COPY steps on the copy
+                             stream when the backend has one (lanes()) */
 } exec_op;
 
 /* A backend. Contract of run(), by pass and flags (rows = step->row_lo..row_hi, full-map rows):
@@ -87,6 +95,15 @@ typedef struct {
      * when it cannot say. Drivers plan, ask, and plan again with it: exec_plan_workspace(). */
     lr_status (*workspace_bytes)(void *ctx, const net_t *net, const sched_t *s, int batch,
                                  int64_t *bytes);
+    /* Two streams (sim.h, sim_lanes): copies between host and device run on a stream of their
+     * own, beside the kernels. lanes() prepares events 0 .. n_events-1 (called once per executor
+     * whose schedule has such copies); lane_wait() makes `lane`'s stream wait for what `event`
+     * recorded; lane_record() records `event` on `lane`'s stream after what was issued there.
+     * sync() then waits for both streams. NULL: the backend runs every step in schedule order on
+     * one stream (the CPU), which meets every dependency. */
+    lr_status (*lanes)(void *ctx, int n_events);
+    lr_status (*lane_wait)(void *ctx, int lane, int event);
+    lr_status (*lane_record)(void *ctx, int lane, int event);
 } exec_backend;
 
 /* The CPU backend (cpu_backend.c): its convolutions take their im2col scratch from the

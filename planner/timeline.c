@@ -53,10 +53,29 @@ static void walk(const timing *tm, const sched_t *s, sim_lanes *k, device_overla
     out->exposed_ns = out->step_ns - out->kernel_ns;
 }
 
+static bool copies_any(const sched_t *s)
+{
+    for (int i = s->step_begin; i < s->step_end; i++)
+        if (sim_step_lane(s, sched_step_at(s, i)) == SIM_LANE_COPY)
+            return true;
+    return false;
+}
+
 lr_status device_overlap_of(const net_t *net, int batch, int elem_bytes, plan_optim optim,
                             const device_spec *d, const sched_t *s, device_overlap *out)
 {
     *out = (device_overlap){0, 0, 0, 0};
+    timing tm = {net, batch, elem_bytes, optim, d};
+    if (!copies_any(s)) { /* one lane: nothing waits, no arena to plan */
+        for (int i = s->step_begin; i < s->step_end; i++) {
+            const sched_step *p = sched_step_at(s, i);
+            sim_lane lane = sim_step_lane(s, p);
+            if (lane != SIM_LANE_NONE)
+                out->kernel_ns += step_ns(&tm, s, p, lane);
+        }
+        out->step_ns = out->kernel_ns;
+        return LR_OK;
+    }
     int64_t *offsets = malloc(sizeof(int64_t) * ((size_t)s->n_tensors + 1));
     if (!offsets)
         return lr_fail(LR_ERR_NOMEM, "out of memory");
@@ -67,7 +86,6 @@ lr_status device_overlap_of(const net_t *net, int batch, int elem_bytes, plan_op
     free(offsets);
     if (st != LR_OK)
         return st;
-    timing tm = {net, batch, elem_bytes, optim, d};
     walk(&tm, s, k, out);
     sim_lanes_free(k);
     return LR_OK;

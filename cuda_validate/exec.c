@@ -1,5 +1,6 @@
-/* exec.c - the schedule interpreter shared by all backends (see exec.h): arena planning,
- * counting, parameter initialisation, running steps, evaluation.
+/* exec.c - the schedule interpreter shared by all backends (see exec.h): the arena (its offsets
+ * are sim_arena_plan's), counting, the events of two streams, parameter initialisation, running
+ * steps, evaluation.
  * Deliberately not here: any kernel; the meaning of a RUN step is the backend's (exec.h).
  */
 #include "exec.h"

@@ -2,9 +2,9 @@
  * interface (CPU reference in plain C; CUDA with cuDNN/cuBLAS), and a counting arena.
  *
  * Memory (STYLE.md "measure, then allocate"): before running, every tensor of the schedule gets
- * an offset in ONE arena by replaying ALLOC/FREE with a best-fit, coalescing allocator; the
- * backend allocates the arena once. While running, the executor counts the bytes of live tensors
- * as it allocates them: that counted peak is the "measured allocator peak" compared with the
+ * an offset in ONE arena by replaying ALLOC/FREE with a best-fit, coalescing allocator
+ * (sim_arena_plan, one arena per tier); the backend allocates the arena once. While running, the
+ * executor counts the bytes of live tensors as it allocates them: that counted peak is the "measured allocator peak" compared with the
  * simulator's exact peak; the arena size minus the peak is the fragmentation residual.
  *
  * Streams: a backend with lanes() runs host-device copies on a stream of their own; at creation
@@ -168,7 +168,8 @@ const exec_memory *exec_memory_stats(const exec_t *e);
 
 /* Offsets of every device tensor in one arena (best fit with coalescing, `align`-byte aligned);
  * returns the arena size. offsets has s->n_tensors entries (-1 for tensors never allocated and
- * for host tensors). exec_plan_arena_tier: the same for the tensors of one tier. */
+ * for host tensors). exec_plan_arena_tier: the same for the tensors of one tier. Both are
+ * sim_arena_plan (sim.h), which the timeline of copies beside kernels reads too. */
 int64_t exec_plan_arena(const sched_t *s, int64_t align, int64_t *offsets);
 int64_t exec_plan_arena_tier(const sched_t *s, sched_tier tier, int64_t align, int64_t *offsets);
 

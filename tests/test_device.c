@@ -300,6 +300,44 @@ static void test_sim_shows_step_time_with_a_device(void **state)
     unlink(path);
 }
 
+/* With --offload and a device, a plan that copies reports its step with the copies on their
+ * own stream: JSON step_overlap_ms = step_ms + copy_exposed_ms, the exposed part at most the
+ * copy time; a plan that copies nothing (column) has neither key, nor does any without a device. */
+static void test_sim_reports_exposed_copy_time_with_offload(void **state)
+{
+    char path[] = "/tmp/lrcnn-test-device-XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    close(fd);
+    char *json[] = {"lrcnn-sim", "--net", "vgg16", "--batch", "1", "--input", "2048x2048",
+                    "--device", "h100-80gb", "--offload", "input,boundary", "--json",
+                    "--strategy", "column,row"};
+    assert_int_equal(run_sim(path, 14, json), LR_OK);
+    json_object *root = json_tokener_parse(slurp(path)), *arr, *v;
+    assert_non_null(root);
+    assert_true(json_object_object_get_ex(root, "strategies", &arr));
+    json_object *col = json_object_array_get_idx(arr, 0), *row = json_object_array_get_idx(arr, 1);
+    assert_false(json_object_object_get_ex(col, "copy_exposed_ms", &v));
+    double ms[4];
+    const char *keys[] = {"step_ms", "copy_ms", "copy_exposed_ms", "step_overlap_ms"};
+    for (int i = 0; i < 4; i++) {
+        assert_true(json_object_object_get_ex(row, keys[i], &v));
+        ms[i] = json_object_get_double(v);
+    }
+    print_message("vgg16 2048x2048 row, input and boundaries offloaded, h100-80gb: kernels %.3f ms, "
+                  "copies %.3f ms, exposed %.3f ms\n", ms[0], ms[1], ms[2]);
+    assert_true(ms[1] > 0 && ms[2] >= 0 && ms[2] <= ms[1] + 1e-3);
+    assert_float_equal(ms[3], ms[0] + ms[2], 1e-5);
+    json_object_put(root);
+    char *text[] = {"lrcnn-sim", "--net", "vgg16", "--batch", "1", "--input", "2048x2048",
+                    "--offload", "input,boundary", "--strategy", "row", "--device", "h100-80gb"};
+    assert_int_equal(run_sim(path, 13, text), LR_OK);
+    assert_non_null(strstr(slurp(path), "ms exposed, step "));
+    assert_int_equal(run_sim(path, 11, text), LR_OK); /* without the device */
+    assert_null(strstr(slurp(path), "exposed"));
+    unlink(path);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -311,6 +349,7 @@ int main(void)
         cmocka_unit_test(test_copy_in_to_memory_just_freed_is_exposed),
         cmocka_unit_test(test_copy_out_is_exposed_only_when_its_memory_is_overwritten),
         cmocka_unit_test(test_sim_shows_step_time_with_a_device),
+        cmocka_unit_test(test_sim_reports_exposed_copy_time_with_offload),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

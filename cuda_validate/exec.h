@@ -4,8 +4,9 @@
  * Memory (STYLE.md "measure, then allocate"): before running, every tensor of the schedule gets
  * an offset in ONE arena by replaying ALLOC/FREE with a best-fit, coalescing allocator
  * (sim_arena_plan, one arena per tier); the backend allocates the arena once. While running, the
- * executor counts the bytes of live tensors as it allocates them: that counted peak is the "measured allocator peak" compared with the
- * simulator's exact peak; the arena size minus the peak is the fragmentation residual.
+ * executor counts the bytes of live tensors as it allocates them: that counted peak is the
+ * "measured allocator peak" compared with the simulator's exact peak; the arena size minus the
+ * peak is the fragmentation residual.
  *
  * Streams: a backend with lanes() runs host-device copies on a stream of their own; at creation
  * the executor walks the schedule once (sim_lanes, on the arena offsets above) and gives each

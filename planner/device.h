@@ -89,7 +89,8 @@ int64_t device_kernel_ns(const device_spec *d, const device_kernel *k);
 
 /* Nanoseconds `bytes` of host-device copies take over d's host link (--offload): the link's
  * datasheet rate, so a lower bound. The copies run on a stream of their own, beside the kernels:
- * a step takes at least max(kernels, copies), and at most their sum when nothing overlaps. */
+ * a step takes at least max(kernels, copies), and at most their sum when nothing overlaps;
+ * device_overlap_of says where in between. */
 int64_t device_copy_ns(const device_spec *d, int64_t bytes);
 
 /* One training step with its host-device copies on a stream of their own (timeline.c): the

@@ -167,7 +167,7 @@ static lr_status host_arena(exec_t *e)
     int64_t *off = malloc(sizeof(int64_t) * (size_t)(s->n_tensors + 1));
     if (!off)
         return lr_fail(LR_ERR_NOMEM, "out of memory");
-    e->mem.host_arena_bytes = exec_plan_arena_tier(s, TIER_HOST, 256, off);
+    e->mem.host_arena_bytes = exec_plan_arena_tier(s, TIER_HOST, SIM_ARENA_ALIGN, off);
     for (int t = 0; t < s->n_tensors; t++)
         if (s->tensors[t].tier == TIER_HOST)
             e->offset[t] = off[t];
@@ -257,7 +257,7 @@ lr_status exec_create(const net_t *net, const plan_t *plan, const sched_t *s,
     e->ptr = calloc((size_t)s->n_tensors + 1, sizeof(void *));
     lr_status st = e->offset && e->ptr ? find_persistent(e) : lr_fail(LR_ERR_NOMEM, "out of memory");
     if (st == LR_OK) {
-        e->mem.arena_bytes = exec_plan_arena(s, 256, e->offset);
+        e->mem.arena_bytes = exec_plan_arena(s, SIM_ARENA_ALIGN, e->offset);
         st = backend->arena_alloc(backend_ctx, e->mem.arena_bytes, &e->arena);
     }
     if (st == LR_OK)

@@ -12,8 +12,12 @@
  * loops, reference loops in place of cuDNN and cuBLAS (cuda_emulated.cu): the CPU tests drive all
  * of the backend's glue without a device.
  *
- * Deliberately not here: mixed precision (the executors run fp32), multi-GPU, overlap of copies
- * and compute (one stream: the order of the schedule is the order on the device).
+ * Streams: kernels, device-to-device copies, memsets, uploads and downloads run on c->stream in
+ * schedule order; copies between pinned host memory (--offload's host tensors, cudaMallocHost)
+ * and the device run asynchronously on c->copy_stream, ordered against the kernels by the events
+ * the executor places (exec.h; the dependencies are sim_lanes', the ones the timeline models).
+ *
+ * Deliberately not here: mixed precision (the executors run fp32), multi-GPU.
  */
 #include <stdlib.h>
 
@@ -67,7 +71,8 @@ static lr_status cuda_copy(void *ctx, const exec_op *op)
     check_rows(src, lo, hi);
     check_rows(dst, lo, hi);
     /* one (rows x W) block per (n, c) plane */
-    return cuda_mem_copy2d(c, rows_at(dst, lo), 4 * (size_t)dst.rows * dst.w, rows_at(src, lo),
+    return cuda_mem_copy2d(c, cuda_lane_stream(c, op->lane), rows_at(dst, lo),
+                           4 * (size_t)dst.rows * dst.w, rows_at(src, lo),
                            4 * (size_t)src.rows * src.w, 4 * (size_t)(hi - lo + 1) * src.w,
                            (size_t)src.n * src.c);
 }
@@ -116,9 +121,26 @@ static lr_status cuda_sync(void *ctx)
     cuda_ctx *c = (cuda_ctx *)ctx;
     if (c->host)
         return LR_OK;
+    if (c->copy_stream)
+        CUDA_CHECK(cudaStreamSynchronize(c->copy_stream));
     CUDA_CHECK(cudaStreamSynchronize(c->stream));
     CUDA_CHECK(cudaGetLastError()); /* errors of earlier asynchronous work */
     return cuda_sample_memory(c);
+}
+
+static lr_status cuda_lanes(void *ctx, int n_events)
+{
+    return cuda_lanes_prepare((cuda_ctx *)ctx, n_events);
+}
+
+static lr_status cuda_wait(void *ctx, int lane, int event)
+{
+    return cuda_lane_wait((cuda_ctx *)ctx, lane, event);
+}
+
+static lr_status cuda_record(void *ctx, int lane, int event)
+{
+    return cuda_lane_record((cuda_ctx *)ctx, lane, event);
 }
 
 static lr_status cuda_scratch_alloc(void *ctx, int64_t bytes, void **p)
@@ -138,6 +160,7 @@ static const exec_backend cuda_backend = {
     cuda_sync,         cuda_scratch_alloc, cuda_scratch_free,
     cuda_host_arena_alloc, cuda_host_arena_release,
     cuda_backend_workspace_bytes_ctx,
+    cuda_lanes,        cuda_wait,        cuda_record,
 };
 
 static const exec_backend cuda_emulated_backend = {
@@ -146,6 +169,7 @@ static const exec_backend cuda_emulated_backend = {
     cuda_sync,         cuda_scratch_alloc, cuda_scratch_free,
     cuda_host_arena_alloc, cuda_host_arena_release,
     cuda_backend_workspace_bytes_ctx,
+    cuda_lanes,        cuda_wait,        cuda_record,
 };
 
 /* ------------------------------------------------------------------ public */
@@ -254,6 +278,7 @@ void cuda_backend_destroy(void *ctx)
         (void)cudnnDestroy(c->dnn);
     if (c->red_part)
         cuda_device_free(c, c->red_part);
+    cuda_lanes_free(c);
     if (c->stream)
         (void)cudaStreamDestroy(c->stream);
     free(c->cache);

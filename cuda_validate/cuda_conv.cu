@@ -177,7 +177,7 @@ static lr_status stage_input(cuda_ctx *c, const dview &x, const cuda_conv_piece 
     if (r0 > r1)
         return LR_OK;
     check_rows(x, r0, r1);
-    return cuda_mem_copy2d(c, stage + (int64_t)(r0 - p->in_lo) * x.w, 4 * (size_t)V * x.w,
+    return cuda_mem_copy2d(c, c->stream, stage + (int64_t)(r0 - p->in_lo) * x.w, 4 * (size_t)V * x.w,
                            rows_at(x, r0), 4 * (size_t)x.rows * x.w, 4 * (size_t)(r1 - r0 + 1) * x.w,
                            (size_t)x.n * x.c);
 }

@@ -155,8 +155,8 @@ lr_status cuda_mem_set(cuda_ctx *c, void *p, size_t bytes)
 }
 
 /* `height` rows of `width` bytes (cudaMemcpy2DAsync). */
-lr_status cuda_mem_copy2d(cuda_ctx *c, void *dst, size_t dpitch, const void *src, size_t spitch,
-                          size_t width, size_t height)
+lr_status cuda_mem_copy2d(cuda_ctx *c, cudaStream_t stream, void *dst, size_t dpitch,
+                          const void *src, size_t spitch, size_t width, size_t height)
 {
     if (c->host) {
         for (size_t i = 0; i < height; i++)
@@ -166,7 +166,7 @@ lr_status cuda_mem_copy2d(cuda_ctx *c, void *dst, size_t dpitch, const void *src
     /* cudaMemcpyDefault: either side may be pinned host memory (host tensors under --offload);
      * unified addressing tells the direction */
     CUDA_CHECK(cudaMemcpy2DAsync(dst, dpitch, src, spitch, width, height, cudaMemcpyDefault,
-                                 c->stream));
+                                 stream));
     return LR_OK;
 }
 
@@ -180,4 +180,68 @@ lr_status cuda_mem_transfer(cuda_ctx *c, void *dst, const void *src, size_t byte
     CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDefault, c->stream));
     CUDA_CHECK(cudaStreamSynchronize(c->stream));
     return LR_OK;
+}
+
+/* ------------------------------------------------------------------ streams */
+
+/* Grows the event pool; the copy stream is made once. Emulated: steps run in schedule order, so
+ * only the protocol is checked (an event waited for must have been recorded). */
+lr_status cuda_lanes_prepare(cuda_ctx *c, int n_events)
+{
+    if (!c->host && !c->copy_stream)
+        CUDA_CHECK(cudaStreamCreateWithFlags(&c->copy_stream, cudaStreamNonBlocking));
+    if (n_events <= c->n_events)
+        return LR_OK;
+    cudaEvent_t *ev = (cudaEvent_t *)realloc(c->events, sizeof(cudaEvent_t) * (size_t)n_events);
+    if (ev)
+        c->events = ev;
+    bool *rec = (bool *)realloc(c->recorded, sizeof(bool) * (size_t)n_events);
+    if (rec)
+        c->recorded = rec;
+    if (!ev || !rec)
+        return lr_fail(LR_ERR_NOMEM, "out of memory");
+    for (; c->n_events < n_events; c->n_events++) {
+        c->recorded[c->n_events] = false;
+        if (!c->host)
+            CUDA_CHECK(cudaEventCreateWithFlags(&c->events[c->n_events], cudaEventDisableTiming));
+    }
+    return LR_OK;
+}
+
+cudaStream_t cuda_lane_stream(cuda_ctx *c, int lane)
+{
+    return lane == SIM_LANE_COPY && c->copy_stream ? c->copy_stream : c->stream;
+}
+
+lr_status cuda_lane_wait(cuda_ctx *c, int lane, int event)
+{
+    LR_ASSERT(event >= 0 && event < c->n_events);
+    if (!c->recorded[event])
+        return lr_fail(LR_ERR_RUNTIME, "cuda backend: a step waits for event %d, never recorded",
+                       event);
+    if (c->host)
+        return LR_OK;
+    CUDA_CHECK(cudaStreamWaitEvent(cuda_lane_stream(c, lane), c->events[event], 0));
+    return LR_OK;
+}
+
+lr_status cuda_lane_record(cuda_ctx *c, int lane, int event)
+{
+    LR_ASSERT(event >= 0 && event < c->n_events);
+    c->recorded[event] = true;
+    if (c->host)
+        return LR_OK;
+    CUDA_CHECK(cudaEventRecord(c->events[event], cuda_lane_stream(c, lane)));
+    return LR_OK;
+}
+
+/* teardown: failures have no caller to go to */
+void cuda_lanes_free(cuda_ctx *c)
+{
+    for (int i = 0; i < c->n_events && !c->host; i++)
+        (void)cudaEventDestroy(c->events[i]);
+    free(c->events);
+    free(c->recorded);
+    if (c->copy_stream)
+        (void)cudaStreamDestroy(c->copy_stream);
 }

@@ -193,6 +193,12 @@ typedef struct {
     int64_t warm_used;                /* in use at cuda_backend_memory_mark (0: not marked) */
     int64_t packed_calls;             /* convolution calls run packed after a refusal */
     bool refuse_unaligned;            /* emulated: turn down calls on unaligned operands */
+    /* two streams (exec_backend.lanes): host-device copies on copy_stream, ordered against the
+     * kernels by events; emulated: no stream, `recorded` checks the executor's event protocol */
+    cudaStream_t copy_stream;
+    cudaEvent_t *events;
+    bool *recorded;
+    int n_events;
 } cuda_ctx;
 
 /* ------------------------------------------------------------------ launchers */
@@ -288,9 +294,17 @@ void cuda_device_free(cuda_ctx *c, void *p);
 lr_status cuda_host_alloc(cuda_ctx *c, int64_t bytes, void **p);
 void cuda_host_free(cuda_ctx *c, void *p);
 lr_status cuda_mem_set(cuda_ctx *c, void *p, size_t bytes);
-/* `height` rows of `width` bytes (cudaMemcpy2DAsync, device to device). */
-lr_status cuda_mem_copy2d(cuda_ctx *c, void *dst, size_t dpitch, const void *src, size_t spitch,
-                          size_t width, size_t height);
+/* `height` rows of `width` bytes (cudaMemcpy2DAsync on `stream`: c->stream, or c->copy_stream
+ * for host-device copies). */
+lr_status cuda_mem_copy2d(cuda_ctx *c, cudaStream_t stream, void *dst, size_t dpitch,
+                          const void *src, size_t spitch, size_t width, size_t height);
+/* The copy stream and at least n events (exec_backend.lanes); the stream of a sim_lane; waiting
+ * for and recording an event there. */
+lr_status cuda_lanes_prepare(cuda_ctx *c, int n_events);
+cudaStream_t cuda_lane_stream(cuda_ctx *c, int lane);
+lr_status cuda_lane_wait(cuda_ctx *c, int lane, int event);
+lr_status cuda_lane_record(cuda_ctx *c, int lane, int event);
+void cuda_lanes_free(cuda_ctx *c);
 /* A synchronous copy between host and device (either direction). */
 lr_status cuda_mem_transfer(cuda_ctx *c, void *dst, const void *src, size_t bytes);
 

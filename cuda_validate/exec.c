@@ -1,5 +1,6 @@
-/* exec.c - the schedule interpreter shared by all backends (see exec.h): arena planning,
- * counting, parameter initialisation, running steps, evaluation.
+/* exec.c - the schedule interpreter shared by all backends (see exec.h): the arena (its offsets
+ * are sim_arena_plan's), counting, the events of two streams, parameter initialisation, running
+ * steps, evaluation.
  * Deliberately not here: any kernel; the meaning of a RUN step is the backend's (exec.h).
  */
 #include "exec.h"
@@ -24,6 +25,9 @@ struct exec {
     int input_t, labels_t;
     int train_step;
     exec_memory mem;
+    /* two streams (backend->lanes): per step, the event it waits for before it runs and the one
+     * it records after, -1 none; NULL when the backend has no lanes or nothing to copy */
+    int32_t *wait_event, *record_event;
 };
 
 void exec_hparams_default(exec_hparams *hp)
@@ -51,194 +55,14 @@ uint64_t exec_dropout_seed(uint64_t base, int step, int node)
 
 /* ------------------------------------------------------------------ arena planning */
 
-typedef struct {
-    int64_t off, size;
-} block;
-
-typedef struct {
-    block *free;
-    int n, cap;
-    int64_t top;
-} heap;
-
-static void heap_insert(heap *h, int64_t off, int64_t size)
-{
-    /* keep blocks sorted by offset and merge neighbours */
-    int i = 0;
-    while (i < h->n && h->free[i].off < off)
-        i++;
-    if (i > 0 && h->free[i - 1].off + h->free[i - 1].size == off) {
-        h->free[i - 1].size += size;
-        if (i < h->n && h->free[i - 1].off + h->free[i - 1].size == h->free[i].off) {
-            h->free[i - 1].size += h->free[i].size;
-            memmove(&h->free[i], &h->free[i + 1], sizeof(block) * (size_t)(h->n - i - 1));
-            h->n--;
-        }
-        return;
-    }
-    if (i < h->n && off + size == h->free[i].off) {
-        h->free[i].off = off;
-        h->free[i].size += size;
-        return;
-    }
-    if (h->n == h->cap) {
-        h->cap = h->cap ? 2 * h->cap : 64;
-        h->free = realloc(h->free, sizeof(block) * (size_t)h->cap);
-        LR_ASSERT(h->free != NULL);
-    }
-    memmove(&h->free[i + 1], &h->free[i], sizeof(block) * (size_t)(h->n - i));
-    h->free[i].off = off;
-    h->free[i].size = size;
-    h->n++;
-}
-
-static int64_t heap_take(heap *h, int64_t size)
-{
-    int best = -1;
-    for (int i = 0; i < h->n; i++)
-        if (h->free[i].size >= size && (best < 0 || h->free[i].size < h->free[best].size))
-            best = i;
-    if (best < 0) {
-        /* grow the top, absorbing a free block that ends at the top */
-        if (h->n > 0 && h->free[h->n - 1].off + h->free[h->n - 1].size == h->top) {
-            int64_t off = h->free[h->n - 1].off;
-            h->n--;
-            h->top = off + size;
-            return off;
-        }
-        int64_t off = h->top;
-        h->top += size;
-        return off;
-    }
-    int64_t off = h->free[best].off;
-    h->free[best].off += size;
-    h->free[best].size -= size;
-    if (h->free[best].size == 0) {
-        memmove(&h->free[best], &h->free[best + 1], sizeof(block) * (size_t)(h->n - best - 1));
-        h->n--;
-    }
-    return off;
-}
-
-static int64_t aligned(int64_t bytes, int64_t align)
-{
-    return (bytes + align - 1) / align * align;
-}
-
-/* Online: replay ALLOC/FREE through a best-fit heap (what a runtime allocator would do). */
-static int64_t plan_online(const sched_t *s, sched_tier tier, int64_t align, int64_t *offsets)
-{
-    heap h = {0};
-    for (int t = 0; t < s->n_tensors; t++)
-        offsets[t] = -1;
-    for (int i = 0; i < s->n_steps; i++) {
-        const sched_step *p = &s->steps[i];
-        if ((p->op != STEP_ALLOC && p->op != STEP_FREE) || s->tensors[p->t].tier != tier)
-            continue;
-        int64_t size = aligned(s->tensors[p->t].bytes > 0 ? s->tensors[p->t].bytes : 1, align);
-        if (p->op == STEP_ALLOC)
-            offsets[p->t] = heap_take(&h, size);
-        else if (p->op == STEP_FREE)
-            heap_insert(&h, offsets[p->t], size);
-    }
-    free(h.free);
-    return h.top;
-}
-
-/* Offline: every lifetime is known, so place tensors largest first, each at the lowest offset
- * that no placed tensor with an overlapping lifetime occupies (greedy by size, as TFLite's arena
- * planner does). Quadratic in the number of tensors, so only used for schedules up to
- * OFFLINE_MAX tensors. */
-#define OFFLINE_MAX 20000
-
-typedef struct {
-    int t;
-    int64_t size;
-    int birth, death; /* steps of ALLOC and FREE */
-} life;
-
-static int by_size_desc(const void *a, const void *b)
-{
-    const life *x = a, *y = b;
-    if (x->size != y->size)
-        return x->size < y->size ? 1 : -1;
-    return x->birth - y->birth;
-}
-
-static int by_offset(const void *a, const void *b, void *offs)
-{
-    int64_t x = ((const int64_t *)offs)[((const life *)a)->t];
-    int64_t y = ((const int64_t *)offs)[((const life *)b)->t];
-    return (x > y) - (x < y);
-}
-
-static int64_t plan_offline(const sched_t *s, sched_tier tier, int64_t align, int64_t *offsets)
-{
-    life *lv = malloc(sizeof(life) * (size_t)(s->n_tensors + 1));
-    life *near = malloc(sizeof(life) * (size_t)(s->n_tensors + 1));
-    LR_ASSERT(lv && near);
-    int n = 0;
-    int *slot = malloc(sizeof(int) * (size_t)(s->n_tensors + 1));
-    LR_ASSERT(slot != NULL);
-    for (int i = 0; i < s->n_steps; i++) {
-        const sched_step *p = &s->steps[i];
-        if ((p->op == STEP_ALLOC || p->op == STEP_FREE) && s->tensors[p->t].tier != tier)
-            continue;
-        if (p->op == STEP_ALLOC) {
-            int64_t bytes = s->tensors[p->t].bytes;
-            lv[n] = (life){p->t, aligned(bytes > 0 ? bytes : 1, align), i, s->n_steps};
-            slot[p->t] = n++;
-        } else if (p->op == STEP_FREE) {
-            lv[slot[p->t]].death = i;
-        }
-    }
-    qsort(lv, (size_t)n, sizeof(life), by_size_desc);
-    int64_t top = 0;
-    for (int i = 0; i < n; i++) {
-        int m = 0;
-        for (int k = 0; k < i; k++)
-            if (lv[k].birth < lv[i].death && lv[i].birth < lv[k].death)
-                near[m++] = lv[k];
-        qsort_r(near, (size_t)m, sizeof(life), by_offset, offsets);
-        int64_t at = 0;
-        for (int k = 0; k < m; k++) {
-            int64_t o = offsets[near[k].t];
-            if (o - at >= lv[i].size)
-                break;
-            if (o + near[k].size > at)
-                at = o + near[k].size;
-        }
-        offsets[lv[i].t] = at;
-        if (at + lv[i].size > top)
-            top = at + lv[i].size;
-    }
-    free(lv);
-    free(near);
-    free(slot);
-    return top;
-}
-
 int64_t exec_plan_arena(const sched_t *s, int64_t align, int64_t *offsets)
 {
-    return exec_plan_arena_tier(s, TIER_DEVICE, align, offsets);
+    return sim_arena_plan(s, TIER_DEVICE, align, offsets);
 }
 
 int64_t exec_plan_arena_tier(const sched_t *s, sched_tier tier, int64_t align, int64_t *offsets)
 {
-    int64_t arena = plan_online(s, tier, align, offsets);
-    if (s->n_tensors > OFFLINE_MAX)
-        return arena;
-    int64_t *alt = malloc(sizeof(int64_t) * (size_t)(s->n_tensors + 1));
-    LR_ASSERT(alt != NULL);
-    for (int t = 0; t < s->n_tensors; t++)
-        alt[t] = -1;
-    int64_t packed = plan_offline(s, tier, align, alt);
-    if (packed < arena) {
-        memcpy(offsets, alt, sizeof(int64_t) * (size_t)s->n_tensors);
-        arena = packed;
-    }
-    free(alt);
-    return arena;
+    return sim_arena_plan(s, tier, align, offsets);
 }
 
 /* ------------------------------------------------------------------ creation */
@@ -274,12 +98,6 @@ static lr_status find_persistent(exec_t *e)
     return LR_OK;
 }
 
-static bool zero_on_alloc(const sched_tensor *t)
-{
-    return t->kind != TK_VALUE && t->kind != TK_PARAM && t->kind != TK_LABELS &&
-           t->kind != TK_WORKSPACE && !(t->kind == TK_GRAD && t->cls == TC_BOUNDARY);
-}
-
 static lr_status do_alloc(exec_t *e, int i, int t)
 {
     const sched_tensor *x = &e->s->tensors[t];
@@ -297,7 +115,7 @@ static lr_status do_alloc(exec_t *e, int i, int t)
         e->mem.counted_peak_bytes = e->mem.counted_live_bytes;
         e->mem.peak_step = i;
     }
-    if (zero_on_alloc(x) && x->bytes > 0)
+    if (sched_zeroed_on_alloc(x) && x->bytes > 0)
         return e->be->zero(e->bctx, e->ptr[t], x->bytes);
     return LR_OK;
 }
@@ -349,12 +167,81 @@ static lr_status host_arena(exec_t *e)
     int64_t *off = malloc(sizeof(int64_t) * (size_t)(s->n_tensors + 1));
     if (!off)
         return lr_fail(LR_ERR_NOMEM, "out of memory");
-    e->mem.host_arena_bytes = exec_plan_arena_tier(s, TIER_HOST, 256, off);
+    e->mem.host_arena_bytes = exec_plan_arena_tier(s, TIER_HOST, SIM_ARENA_ALIGN, off);
     for (int t = 0; t < s->n_tensors; t++)
         if (s->tensors[t].tier == TIER_HOST)
             e->offset[t] = off[t];
     free(off);
     return e->be->host_alloc(e->bctx, e->mem.host_arena_bytes, &e->host_arena);
+}
+
+/* Each step's cross-lane wait (the step, of the other lane, it depends on last), walked over
+ * the persistent prologue, the training step and the epilogue apart: the lanes join between them
+ * (every training step ends with sync()). */
+static lr_status lane_waits(exec_t *e, int32_t *waited, bool *any_copy)
+{
+    const sched_t *s = e->s;
+    sim_lanes *k;
+    LR_TRY(sim_lanes_new(s, e->offset, &k));
+    *any_copy = false;
+    for (int i = 0; i < s->n_steps; i++) {
+        const sched_step *p = &s->steps[i];
+        if (i == s->step_begin || i == s->step_end)
+            sim_lanes_clear(k);
+        waited[i] = (int32_t)(sim_lanes_wait(k, s, p) - 1);
+        sim_lanes_done(k, s, p, i + 1);
+        *any_copy = *any_copy || sim_step_lane(s, p) == SIM_LANE_COPY;
+    }
+    sim_lanes_free(k);
+    return LR_OK;
+}
+
+/* Events from a pool: a step waited on records one, freed once its last waiter has been issued
+ * (a wait captures the event's state when issued, so it may be recorded again after). */
+static int assign_events(exec_t *e, const int32_t *waited, int32_t *last, int32_t *pool)
+{
+    const sched_t *s = e->s;
+    int n_free = 0, n_events = 0;
+    for (int i = 0; i < s->n_steps; i++)
+        last[i] = -1;
+    for (int i = 0; i < s->n_steps; i++)
+        if (waited[i] >= 0)
+            last[waited[i]] = i;
+    for (int i = 0; i < s->n_steps; i++) {
+        int w = waited[i];
+        e->wait_event[i] = w >= 0 ? e->record_event[w] : -1;
+        if (w >= 0 && last[w] == i)
+            pool[n_free++] = e->record_event[w];
+        e->record_event[i] = last[i] < 0 ? -1 : n_free > 0 ? pool[--n_free] : n_events++;
+    }
+    return n_events;
+}
+
+static lr_status plan_lanes(exec_t *e)
+{
+    const sched_t *s = e->s;
+    if (!e->be->lanes)
+        return LR_OK;
+    size_t n = (size_t)s->n_steps + 1;
+    int32_t *waited = malloc(n * sizeof(int32_t)), *last = malloc(n * sizeof(int32_t));
+    int32_t *pool = malloc(n * sizeof(int32_t));
+    e->wait_event = malloc(n * sizeof(int32_t));
+    e->record_event = malloc(n * sizeof(int32_t));
+    bool any_copy = false;
+    lr_status st = waited && last && pool && e->wait_event && e->record_event
+                       ? lane_waits(e, waited, &any_copy)
+                       : lr_fail(LR_ERR_NOMEM, "out of memory");
+    if (st == LR_OK && any_copy)
+        st = e->be->lanes(e->bctx, assign_events(e, waited, last, pool));
+    if (st != LR_OK || !any_copy) {
+        free(e->wait_event);
+        free(e->record_event);
+        e->wait_event = e->record_event = NULL;
+    }
+    free(waited);
+    free(last);
+    free(pool);
+    return st;
 }
 
 lr_status exec_create(const net_t *net, const plan_t *plan, const sched_t *s,
@@ -370,11 +257,13 @@ lr_status exec_create(const net_t *net, const plan_t *plan, const sched_t *s,
     e->ptr = calloc((size_t)s->n_tensors + 1, sizeof(void *));
     lr_status st = e->offset && e->ptr ? find_persistent(e) : lr_fail(LR_ERR_NOMEM, "out of memory");
     if (st == LR_OK) {
-        e->mem.arena_bytes = exec_plan_arena(s, 256, e->offset);
+        e->mem.arena_bytes = exec_plan_arena(s, SIM_ARENA_ALIGN, e->offset);
         st = backend->arena_alloc(backend_ctx, e->mem.arena_bytes, &e->arena);
     }
     if (st == LR_OK)
         st = host_arena(e);
+    if (st == LR_OK)
+        st = plan_lanes(e);
     if (st == LR_OK)
         st = run_steps(e, 0, s->step_begin, NULL, false);
     if (st == LR_OK)
@@ -397,6 +286,8 @@ void exec_free(exec_t *e)
         e->be->host_release(e->bctx, e->host_arena);
     free(e->offset);
     free(e->ptr);
+    free(e->wait_event);
+    free(e->record_event);
     free(e->param_t);
     free(e->grad_t);
     free(e->running_t);
@@ -554,31 +445,42 @@ static void fill_op(exec_t *e, exec_op *op, int i, float *loss)
     op->hp = &e->hp;
     op->train_step = e->train_step;
     op->loss_out = loss;
+    op->lane = (int)sim_step_lane(e->s, op->step);
 }
 
+static lr_status run_step(exec_t *e, int i, float *loss, bool skip_update)
+{
+    const sched_step *p = &e->s->steps[i];
+    exec_op op;
+    switch (p->op) {
+    case STEP_ALLOC:
+        return do_alloc(e, i, p->t);
+    case STEP_FREE:
+        do_free(e, p->t);
+        return LR_OK;
+    case STEP_COPY:
+        fill_op(e, &op, i, loss);
+        return e->be->copy(e->bctx, &op);
+    case STEP_RUN:
+        if (skip_update && p->pass == PASS_UPDATE)
+            return LR_OK;
+        fill_op(e, &op, i, loss);
+        return e->be->run(e->bctx, &op);
+    }
+    return LR_OK;
+}
+
+/* Steps from..to-1, each after the event it waits for (two streams), recording its own after
+ * (also when skipped: the event then marks the lane's position). */
 static lr_status run_steps(exec_t *e, int from, int to, float *loss, bool skip_update)
 {
     for (int i = from; i < to; i++) {
-        const sched_step *p = &e->s->steps[i];
-        exec_op op;
-        switch (p->op) {
-        case STEP_ALLOC:
-            LR_TRY(do_alloc(e, i, p->t));
-            break;
-        case STEP_FREE:
-            do_free(e, p->t);
-            break;
-        case STEP_COPY:
-            fill_op(e, &op, i, loss);
-            LR_TRY(e->be->copy(e->bctx, &op));
-            break;
-        case STEP_RUN:
-            if (skip_update && p->pass == PASS_UPDATE)
-                break;
-            fill_op(e, &op, i, loss);
-            LR_TRY(e->be->run(e->bctx, &op));
-            break;
-        }
+        int lane = e->wait_event ? (int)sim_step_lane(e->s, &e->s->steps[i]) : SIM_LANE_NONE;
+        if (e->wait_event && e->wait_event[i] >= 0)
+            LR_TRY(e->be->lane_wait(e->bctx, lane, e->wait_event[i]));
+        LR_TRY(run_step(e, i, loss, skip_update));
+        if (e->wait_event && e->record_event[i] >= 0)
+            LR_TRY(e->be->lane_record(e->bctx, lane, e->record_event[i]));
     }
     return LR_OK;
 }

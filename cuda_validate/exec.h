@@ -2,10 +2,17 @@
  * interface (CPU reference in plain C; CUDA with cuDNN/cuBLAS), and a counting arena.
  *
  * Memory (STYLE.md "measure, then allocate"): before running, every tensor of the schedule gets
- * an offset in ONE arena by replaying ALLOC/FREE with a best-fit, coalescing allocator; the
- * backend allocates the arena once. While running, the executor counts the bytes of live tensors
- * as it allocates them: that counted peak is the "measured allocator peak" compared with the
- * simulator's exact peak; the arena size minus the peak is the fragmentation residual.
+ * an offset in ONE arena by replaying ALLOC/FREE with a best-fit, coalescing allocator
+ * (sim_arena_plan, one arena per tier); the backend allocates the arena once. While running, the
+ * executor counts the bytes of live tensors as it allocates them: that counted peak is the
+ * "measured allocator peak" compared with the simulator's exact peak; the arena size minus the
+ * peak is the fragmentation residual.
+ *
+ * Streams: a backend with lanes() runs host-device copies on a stream of their own; at creation
+ * the executor walks the schedule once (sim_lanes, on the arena offsets above) and gives each
+ * step the event it waits for (recorded after the other lane's last step it depends on) and the
+ * event it records, from a small pool of events reused once their last waiter is issued. Both
+ * streams join at the end of every training step (sync).
  *
  * Semantics the backends implement per RUN step are documented at exec_backend.run.
  * Deliberately not here: kernels (cpu_ops.h, cuda_validate/cuda_*.cu), datasets (data.c), the CLI.
@@ -17,6 +24,7 @@
 
 #include "plan.h"
 #include "sched.h"
+#include "sim.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -43,6 +51,8 @@ typedef struct {
     int train_step;       /* 1, 2, ... (Adam bias correction, dropout masks) */
     float *loss_out;      /* where a loss RUN stores the batch loss (host) */
     bool eval;            /* inference: BN uses running statistics, dropout is the identity */
+    int lane;             /* sim_lane of the step: copy() runs SIM_LANE_COPY steps on the copy
+                             stream when the backend has one (lanes()) */
 } exec_op;
 
 /* A backend. Contract of run(), by pass and flags (rows = step->row_lo..row_hi, full-map rows):
@@ -86,6 +96,15 @@ typedef struct {
      * when it cannot say. Drivers plan, ask, and plan again with it: exec_plan_workspace(). */
     lr_status (*workspace_bytes)(void *ctx, const net_t *net, const sched_t *s, int batch,
                                  int64_t *bytes);
+    /* Two streams (sim.h, sim_lanes): copies between host and device run on a stream of their
+     * own, beside the kernels. lanes() prepares events 0 .. n_events-1 (called once per executor
+     * whose schedule has such copies); lane_wait() makes `lane`'s stream wait for what `event`
+     * recorded; lane_record() records `event` on `lane`'s stream after what was issued there.
+     * sync() then waits for both streams. NULL: the backend runs every step in schedule order on
+     * one stream (the CPU), which meets every dependency. */
+    lr_status (*lanes)(void *ctx, int n_events);
+    lr_status (*lane_wait)(void *ctx, int lane, int event);
+    lr_status (*lane_record)(void *ctx, int lane, int event);
 } exec_backend;
 
 /* The CPU backend (cpu_backend.c): its convolutions take their im2col scratch from the
@@ -150,7 +169,8 @@ const exec_memory *exec_memory_stats(const exec_t *e);
 
 /* Offsets of every device tensor in one arena (best fit with coalescing, `align`-byte aligned);
  * returns the arena size. offsets has s->n_tensors entries (-1 for tensors never allocated and
- * for host tensors). exec_plan_arena_tier: the same for the tensors of one tier. */
+ * for host tensors). exec_plan_arena_tier: the same for the tensors of one tier. Both are
+ * sim_arena_plan (sim.h), which the timeline of copies beside kernels reads too. */
 int64_t exec_plan_arena(const sched_t *s, int64_t align, int64_t *offsets);
 int64_t exec_plan_arena_tier(const sched_t *s, sched_tier tier, int64_t align, int64_t *offsets);
 

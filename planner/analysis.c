@@ -57,6 +57,19 @@ static lr_status take_steps(void *ctx, const sched_t *s)
 /* Steps handed to the replays at a time: a few hundred KB, kept in cache. */
 #define REPLAY_CHUNK 4096
 
+/* The timeline needs the arena offsets, so every step: the schedule is kept this time. */
+static lr_status overlap(const plan_t *plan, analysis_entry *e)
+{
+    sched_t s;
+    sched_init(&s);
+    plan_emit(plan, &s);
+    lr_status st = device_overlap_of(plan->net, plan->cfg.batch, cost_dtype_bytes(plan->cfg.dtype),
+                                     plan->cfg.optim, plan->cfg.device, &s, &e->overlap);
+    e->overlapped = st == LR_OK;
+    sched_free(&s);
+    return st;
+}
+
 lr_status analysis_replay(const analysis_t *a, const plan_t *plan, analysis_entry *e)
 {
     LR_TRY(plan_check_emit(plan));
@@ -81,6 +94,8 @@ lr_status analysis_replay(const analysis_t *a, const plan_t *plan, analysis_entr
     sim_stream_free(r.k[0]);
     sim_stream_free(r.k[1]);
     sched_free(&s);
+    if (st == LR_OK && a->cfg.device && e->exact.copy_bytes > 0)
+        st = overlap(plan, e);
     return st;
 }
 

@@ -21,6 +21,8 @@ typedef struct {
     sim_result modelled;  /* replay under the selected allocator model */
     int n_steps;
     bool approximate;     /* stripe BatchNorm inside a partitioned stage */
+    bool overlapped;      /* with a device, when the plan copies between host and device: */
+    device_overlap overlap; /* the step with its copies on a stream of their own */
 } analysis_entry;
 
 typedef struct {
@@ -45,7 +47,8 @@ lr_status analysis_schedule(const analysis_t *a, const analysis_entry *e, plan_t
 
 /* Emits the plan's schedule (plan_check_emit's errors) straight into its replays under the exact
  * model and under a->allocator (once when that is exact), without keeping its steps, into
- * e->exact and e->modelled, and sets e->n_steps. */
+ * e->exact and e->modelled, and sets e->n_steps. With a device, when the step copies between
+ * host and device, emits it once more, kept, for its two-stream timeline (e->overlap). */
 lr_status analysis_replay(const analysis_t *a, const plan_t *plan, analysis_entry *e);
 
 

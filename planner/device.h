@@ -12,12 +12,15 @@
  * channels x batch; parameters for updates), launches the kernels the executor starts for it
  * (device_kernel_of). u is the share of the card a kernel of E outputs keeps busy: thin stripes
  * and small maps run below peak, which FLOPs alone do not show. A step's time is the sum over its
- * kernels (one stream: no overlap), in whole nanoseconds so that sums compose exactly.
+ * kernels (one stream: kernels do not overlap each other), in whole nanoseconds so that sums compose exactly.
  *
  * The constants of the GPUs are datasheet priors (fp32 without tensor cores, memory bandwidth,
  * ~5 us per launch, half_elems ~ 8192 outputs per SM) until bench/gpu.sh refits them from measured
  * step times (bench/time_fit.c); the CPU entry describes the CPU reference backend as fitted on
  * the build machine (bench/cpu_time.sh).
+ *
+ * Copies between host and device (--offload) run on a stream of their own: device_overlap_of walks
+ * a schedule on the two streams and says how much copy time the kernels leave exposed.
  *
  * Deliberately not here: FLOP counts (cost.c), where in a step the kernels run (closed.c).
  */
@@ -86,8 +89,30 @@ int64_t device_kernel_ns(const device_spec *d, const device_kernel *k);
 
 /* Nanoseconds `bytes` of host-device copies take over d's host link (--offload): the link's
  * datasheet rate, so a lower bound. The copies run on a stream of their own, beside the kernels:
- * a step takes at least max(kernels, copies), and at most their sum when nothing overlaps. */
+ * a step takes at least max(kernels, copies), and at most their sum when nothing overlaps;
+ * device_overlap_of says where in between. */
 int64_t device_copy_ns(const device_spec *d, int64_t bytes);
+
+/* One training step with its host-device copies on a stream of their own (timeline.c): the
+ * compute lane runs the RUN steps in schedule order, each taking device_kernel_ns (device-to-
+ * device copies and zeroing allocations take no time but keep their place); the copy lane runs the
+ * host-device COPY steps in schedule order, each taking device_copy_ns of its bytes; each step
+ * starts when its lane is free and what it waits for of the other lane is done (sim.h,
+ * sim_lanes: a copy after the kernel that wrote its source and the kernels that last used its
+ * destination's memory, a kernel after the copies it reads and those still using memory it
+ * writes), with tensors at the executors' arena offsets (sim_arena_plan_tiers). The step starts
+ * with both lanes idle: a copy for the next step is not started under this step's tail. */
+typedef struct {
+    int64_t kernel_ns;  /* the kernels, summed (the closed form's step_ns) */
+    int64_t copy_ns;    /* the host-device copies, summed (each rounded up to a nanosecond) */
+    int64_t step_ns;    /* when both lanes are done: max(kernel_ns, copy_ns) <= step_ns <= sum */
+    int64_t exposed_ns; /* step_ns - kernel_ns: copy time the kernels do not hide */
+} device_overlap;
+
+/* The timeline of schedule s (every step kept) of a plan of `batch` images on d. Errors:
+ * LR_ERR_NOMEM. */
+lr_status device_overlap_of(const net_t *net, int batch, int elem_bytes, plan_optim optim,
+                            const device_spec *d, const sched_t *s, device_overlap *out);
 
 #ifdef __cplusplus
 }

@@ -158,8 +158,6 @@ void summary_print_strategies(FILE *f, const analysis_t *a)
         summary_print_row(f, a, plan_strategy_name(a->e[i].strategy), &a->e[i]);
     if (!a->cfg.offload && !a->cfg.offload_auto)
         return;
-    /* copies run on a stream of their own: a step takes at least the longer of copies and
-     * kernels (prefetching each partition's rows ahead), at most their sum */
     char b1[32], b2[32], set[40] = "";
     if (a->cfg.offload_auto)
         fprintf(f, "\n--offload auto: the set each plan chose (none unless offloading lowers its device "
@@ -171,25 +169,36 @@ void summary_print_strategies(FILE *f, const analysis_t *a)
                 a->cfg.offload == OFFLOAD_INPUT      ? "the input batch"
                 : a->cfg.offload == OFFLOAD_BOUNDARY ? "boundary rows kept for backward"
                                                      : "the input batch and boundary rows kept for backward");
+    bool timed = false;
     for (int i = 0; i < a->n; i++) {
-        const plan_cost *c = &a->e[i].choice.cost;
-        const char *name = plan_strategy_name(a->e[i].strategy);
+        const analysis_entry *e = &a->e[i];
+        const plan_cost *c = &e->choice.cost;
+        const char *name = plan_strategy_name(e->strategy);
         if (a->cfg.offload_auto)
-            snprintf(set, sizeof set, "%-14s ", plan_offload_name(plan_offload_of(&a->cfg, &a->e[i].choice.spec)));
+            snprintf(set, sizeof set, "%-14s ", plan_offload_name(plan_offload_of(&a->cfg, &e->choice.spec)));
         if ((c->host_bytes > 0 || c->copy_bytes > 0) && a->cfg.device)
             fprintf(f, "%-11s %shost %11s   copied %11s per step: %.1f ms over the host link (%.1f GB/s) "
-                       "beside %.1f ms of kernels\n", name, set,
+                       "beside %.1f ms of kernels", name, set,
                     summary_bytes(c->host_bytes, b1, sizeof b1), summary_bytes(c->copy_bytes, b2, sizeof b2),
                     c->copy_ns / 1e6, a->cfg.device->host_link / 1e9, c->step_ns / 1e6);
         else if (c->host_bytes > 0 || c->copy_bytes > 0)
-            fprintf(f, "%-11s %shost %11s   copied %11s per step\n", name, set,
+            fprintf(f, "%-11s %shost %11s   copied %11s per step", name, set,
                     summary_bytes(c->host_bytes, b1, sizeof b1), summary_bytes(c->copy_bytes, b2, sizeof b2));
         else
-            fprintf(f, "%-11s %snothing in host memory (%s)\n", name, set,
-                    a->e[i].choice.spec.n_stages == 0 ? "no stage: the input stays on the device"
-                    : a->cfg.offload_auto             ? "offloading saves 1% or less of its device peak"
-                                                      : "no boundary kept for backward");
+            fprintf(f, "%-11s %snothing in host memory (%s)", name, set,
+                    e->choice.spec.n_stages == 0 ? "no stage: the input stays on the device"
+                    : a->cfg.offload_auto        ? "offloading saves 1% or less of its device peak"
+                                                 : "no boundary kept for backward");
+        if (e->overlapped)
+            fprintf(f, ": %.1f ms exposed, step %.1f ms", e->overlap.exposed_ns / 1e6,
+                    e->overlap.step_ns / 1e6);
+        fputc('\n', f);
+        timed = timed || e->overlapped;
     }
+    if (timed)
+        fprintf(f, "(exposed: what the copies add to the step when they run on a stream of their own, "
+                   "each as soon as its source is written and its destination's memory is free, "
+                   "beside the kernels; the step starts with both streams idle)\n");
 }
 
 /* ------------------------------------------------------------------ JSON */
@@ -322,6 +331,10 @@ json_object *summary_strategy_json(const analysis_t *a, const analysis_entry *e)
         json_object_object_add(o, "step_ms", json_object_new_double(c->step_ns / 1e6));
         json_object_object_add(o, "time_ratio", json_object_new_double(ratio(c->step_ns, a->column_ns)));
         json_object_object_add(o, "copy_ms", json_object_new_double(c->copy_ns / 1e6));
+    }
+    if (e->overlapped) {
+        json_object_object_add(o, "copy_exposed_ms", json_object_new_double(e->overlap.exposed_ns / 1e6));
+        json_object_object_add(o, "step_overlap_ms", json_object_new_double(e->overlap.step_ns / 1e6));
     }
     json_object_object_add(o, "recompute_flops", json_object_new_int64(recompute_flops(a, c)));
     json_object_object_add(o, "bn_pass_flops", json_object_new_int64(c->bn_pass_flops));

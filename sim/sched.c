@@ -152,6 +152,21 @@ static const char *const pass_names[PASS_COUNT] = {"FWD", "BWD", "RECOMPUTE", "U
                                                    "GSTATS"};
 static const char *const op_names[] = {"ALLOC", "FREE", "RUN", "COPY"};
 
+bool sched_zeroed_on_alloc(const sched_tensor *t)
+{
+    return t->tier == TIER_DEVICE && t->kind != TK_VALUE && t->kind != TK_PARAM &&
+           t->kind != TK_LABELS && t->kind != TK_WORKSPACE &&
+           !(t->kind == TK_GRAD && t->cls == TC_BOUNDARY);
+}
+
+int64_t sched_copy_bytes(const sched_t *s, const sched_step *p)
+{
+    const sched_tensor *dst = &s->tensors[p->t];
+    if (p->row_hi < p->row_lo || dst->row_hi < dst->row_lo)
+        return 0;
+    return dst->bytes / (dst->row_hi - dst->row_lo + 1) * (p->row_hi - p->row_lo + 1);
+}
+
 const char *sched_class_name(sched_class c)
 {
     return c < TC_COUNT ? class_names[c] : "?";

@@ -203,6 +203,14 @@ void sched_copy(sched_t *s, int dst, int src, int row_lo, int row_hi, bool accum
 sched_run *sched_run_step(sched_t *s, int pass, int node, int part, int stage, int row_lo,
                           int row_hi, int flags, int64_t flops);
 
+/* Whether the executors zero a tensor when its ALLOC step runs (gradients and accumulators:
+ * everything but values, parameters, labels, the workspace and boundary gradients, which are
+ * written before they are read); only device tensors are zeroed. */
+bool sched_zeroed_on_alloc(const sched_tensor *t);
+
+/* The bytes a COPY step moves: its rows of the destination. */
+int64_t sched_copy_bytes(const sched_t *s, const sched_step *p);
+
 const char *sched_class_name(sched_class c);
 const char *sched_tier_name(sched_tier t);
 const char *sched_kind_name(sched_kind k);

@@ -123,6 +123,58 @@ lr_status sim_write_timeline_csv_conf(const sched_t *s, const net_t *net, sim_al
 lr_status sim_write_trace_conf(const sched_t *s, const net_t *net, sim_allocator a,
                                const sim_caching *conf, const char *path);
 
+/* ------------------------------------------------------------------ arena offsets (arena.c) */
+
+/* Every executor aligns its tensors to this many bytes. */
+#define SIM_ARENA_ALIGN 256
+
+/* Offsets of the tensors of one tier in one arena of that tier (best fit with coalescing,
+ * `align`-byte aligned); returns the arena's size. offsets has s->n_tensors entries, -1 for
+ * tensors never allocated and for the other tier's. Needs every step kept (not streamed). The
+ * executors allocate exactly this (exec.h), and the copy overlap model (sim_lanes) reads it. */
+int64_t sim_arena_plan(const sched_t *s, sched_tier tier, int64_t align, int64_t *offsets);
+
+/* Both tiers at once: each tensor's offset in the arena of its own tier (device tensors in the
+ * device arena, host tensors in the host arena); bytes[tier] receives each arena's size. */
+void sim_arena_plan_tiers(const sched_t *s, int64_t align, int64_t *offsets,
+                          int64_t bytes[TIER_COUNT]);
+
+/* ------------------------------------------------------------------ two streams (lanes.c) */
+
+/* A device that copies between host and device on a stream of its own runs a schedule on two
+ * lanes: the compute lane (RUN steps, device-to-device COPY steps, and the ALLOC steps whose
+ * tensor the executors zero: sched_zeroed_on_alloc) and the copy lane (non-accumulating COPY
+ * steps between a host and a device tensor). Each lane runs its steps in schedule order; what one
+ * lane must wait for of the other is what events can enforce:
+ *   a copy waits for the kernel that last wrote its source, and for every kernel that last used
+ *     (read or wrote) memory overlapping its destination, in the destination's arena;
+ *   a kernel waits for the copies that wrote a tensor it reads, and for every copy that last
+ *     read or wrote memory overlapping a tensor it writes (memory freed after a copy-out is not
+ *     overwritten before the copy has read it).
+ * A copy-in whose destination memory is free thus runs early, beside the kernels before it.
+ * ALLOC and FREE steps otherwise, and everything on the host side other than copies, take no lane.
+ *
+ * sim_lanes tracks, per arena byte range, the last mark of each lane that touched it (an interval
+ * tree over the arena offsets: O(log tensors) per step). Marks are numbers the caller gives each
+ * step when done, non-decreasing along each lane (step end times for a timeline, step indices + 1
+ * for an executor's events); 0 means none. */
+typedef enum { SIM_LANE_NONE, SIM_LANE_COMPUTE, SIM_LANE_COPY } sim_lane;
+
+sim_lane sim_step_lane(const sched_t *s, const sched_step *p);
+
+typedef struct sim_lanes sim_lanes;
+
+/* For schedule s (its tensors; steps may be streamed) whose tensors sit at `offsets`
+ * (sim_arena_plan_tiers). LR_ERR_NOMEM when out of memory. */
+lr_status sim_lanes_new(const sched_t *s, const int64_t *offsets, sim_lanes **out);
+/* The largest mark of the other lane that step p must wait for (0: none). */
+int64_t sim_lanes_wait(const sim_lanes *k, const sched_t *s, const sched_step *p);
+/* Records step p (of lane sim_step_lane) as done with `mark`. */
+void sim_lanes_done(sim_lanes *k, const sched_t *s, const sched_step *p, int64_t mark);
+/* Forgets every mark (a new training step after both lanes joined). */
+void sim_lanes_clear(sim_lanes *k);
+void sim_lanes_free(sim_lanes *k); /* NULL: no-op */
+
 #ifdef __cplusplus
 }
 #endif

@@ -3,6 +3,9 @@
  * the whole map they cover, the named devices carry usable constants, and lrcnn-sim shows the
  * predicted step time per strategy when a device is named.
  *
+ * Copies beside kernels: the two-stream timeline (device_overlap_of) on hand-made steps whose
+ * answer is known.
+ *
  * Deliberately not here: the closed form's step time against the schedule's kernels
  * (test_plan.c check_agreement), auto under a time cap (test_auto.c).
  */
@@ -102,6 +105,138 @@ static void test_copies_take_their_bytes_over_the_host_link(void **state)
     net_free(net);
 }
 
+/* ------------------------------------------------------------------ copies beside kernels */
+
+/* Hand-made steps for the two-stream timeline: one-row tensors of node 1 of tiny-vgg (so RUN
+ * steps have a kernel time), copies of 1000 bytes (1 us over round_device's link). */
+static int one_row(sched_t *s, int64_t bytes, sched_tier tier)
+{
+    int t = sched_add_tensor(s, TC_ACTIVATION, TK_VALUE, 1, -1, 0, 0, bytes);
+    s->tensors[t].tier = (uint8_t)tier;
+    return t;
+}
+
+static void kernel(sched_t *s, int in, int out)
+{
+    sched_run *r = sched_run_step(s, PASS_FWD, 1, -1, 0, 0, 0, 0, 1000);
+    r->n_in = 1;
+    r->in[0] = in;
+    r->out = out;
+}
+
+static void alloc_at(sched_t *s, int t)
+{
+    sched_alloc(s, t, PASS_FWD, 1, -1, 0);
+}
+
+static void free_at(sched_t *s, int t)
+{
+    sched_release(s, t, PASS_FWD, 1, -1, 0);
+}
+
+/* The time of a RUN step of the hand-made schedules (all alike). */
+static int64_t kernel_ns(const net_t *net)
+{
+    sched_step st = {.op = STEP_RUN, .pass = PASS_FWD, .node = 1, .row_lo = 0, .row_hi = 0,
+                     .flops = 1000};
+    device_kernel k;
+    assert_true(device_kernel_of_step(net, 1, 4, OPTIM_SGD, &st, &k));
+    return device_kernel_ns(&round_device, &k);
+}
+
+static device_overlap timeline(const net_t *net, sched_t *s)
+{
+    s->step_end = s->n_steps;
+    assert_int_equal(sched_validate(s), LR_OK);
+    device_overlap o;
+    assert_int_equal(device_overlap_of(net, 1, 4, OPTIM_SGD, &round_device, s, &o), LR_OK);
+    return o;
+}
+
+/* A copy-in whose destination memory nothing used runs at once, beside the kernel before it:
+ * the step is the two kernels, nothing exposed. */
+static void test_copy_in_to_free_memory_hides_behind_the_kernel_before(void **state)
+{
+    net_t *net = test_zoo("tiny-vgg");
+    int64_t k = kernel_ns(net);
+    assert_true(k > 1000);
+    sched_t s;
+    sched_init(&s);
+    int x = one_row(&s, 4000, TIER_DEVICE), y = one_row(&s, 1000, TIER_DEVICE);
+    int d = one_row(&s, 1000, TIER_DEVICE), h = one_row(&s, 1000, TIER_HOST);
+    alloc_at(&s, x), alloc_at(&s, y), alloc_at(&s, h);
+    kernel(&s, -1, x);
+    alloc_at(&s, d);
+    sched_copy(&s, d, h, 0, 0, false, PASS_FWD, 1, -1, 0);
+    kernel(&s, d, y);
+    free_at(&s, d), free_at(&s, h), free_at(&s, x), free_at(&s, y);
+    device_overlap o = timeline(net, &s);
+    assert_int_equal(o.kernel_ns, 2 * k);
+    assert_int_equal(o.copy_ns, 1000);
+    assert_int_equal(o.step_ns, 2 * k);
+    assert_int_equal(o.exposed_ns, 0);
+    sched_free(&s);
+    net_free(net);
+}
+
+/* A copy-in into the memory the kernel just before it used must wait for that kernel, and the
+ * kernel reading it for the copy: the whole copy is exposed. */
+static void test_copy_in_to_memory_just_freed_is_exposed(void **state)
+{
+    net_t *net = test_zoo("tiny-vgg");
+    int64_t k = kernel_ns(net);
+    sched_t s;
+    sched_init(&s);
+    int y = one_row(&s, 1000, TIER_DEVICE), x = one_row(&s, 1000, TIER_DEVICE);
+    int d = one_row(&s, 1000, TIER_DEVICE), h = one_row(&s, 1000, TIER_HOST);
+    alloc_at(&s, y), alloc_at(&s, h), alloc_at(&s, x);
+    kernel(&s, -1, x);
+    free_at(&s, x);
+    alloc_at(&s, d); /* where x was */
+    sched_copy(&s, d, h, 0, 0, false, PASS_FWD, 1, -1, 0);
+    kernel(&s, d, y);
+    free_at(&s, d), free_at(&s, h), free_at(&s, y);
+    device_overlap o = timeline(net, &s);
+    assert_int_equal(o.step_ns, 2 * k + 1000);
+    assert_int_equal(o.exposed_ns, 1000);
+    sched_free(&s);
+    net_free(net);
+}
+
+/* A copy-out whose source memory the next kernel overwrites holds that kernel back (exposed);
+ * one whose source the next kernel only reads runs beside it (hidden). */
+static void test_copy_out_is_exposed_only_when_its_memory_is_overwritten(void **state)
+{
+    net_t *net = test_zoo("tiny-vgg");
+    int64_t k = kernel_ns(net);
+    for (int overwrite = 0; overwrite < 2; overwrite++) {
+        sched_t s;
+        sched_init(&s);
+        int b = one_row(&s, 1000, TIER_DEVICE), z = one_row(&s, 1000, TIER_DEVICE);
+        int hb = one_row(&s, 1000, TIER_HOST);
+        alloc_at(&s, hb), alloc_at(&s, b);
+        if (!overwrite)
+            alloc_at(&s, z);
+        kernel(&s, -1, b);
+        sched_copy(&s, hb, b, 0, 0, false, PASS_FWD, 1, -1, 0);
+        if (overwrite) {
+            free_at(&s, b);
+            alloc_at(&s, z); /* where b was */
+            kernel(&s, -1, z);
+        } else {
+            kernel(&s, b, z);
+            free_at(&s, b);
+        }
+        free_at(&s, z), free_at(&s, hb);
+        device_overlap o = timeline(net, &s);
+        assert_int_equal(o.copy_ns, 1000);
+        assert_int_equal(o.step_ns, overwrite ? 2 * k + 1000 : 2 * k);
+        assert_int_equal(o.exposed_ns, overwrite ? 1000 : 0);
+        sched_free(&s);
+    }
+    net_free(net);
+}
+
 static lr_status run_sim(const char *out, int argc, char **argv)
 {
     sim_options o;
@@ -165,6 +300,44 @@ static void test_sim_shows_step_time_with_a_device(void **state)
     unlink(path);
 }
 
+/* With --offload and a device, a plan that copies reports its step with the copies on their
+ * own stream: JSON step_overlap_ms = step_ms + copy_exposed_ms, the exposed part at most the
+ * copy time; a plan that copies nothing (column) has neither key, nor does any without a device. */
+static void test_sim_reports_exposed_copy_time_with_offload(void **state)
+{
+    char path[] = "/tmp/lrcnn-test-device-XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    close(fd);
+    char *json[] = {"lrcnn-sim", "--net", "vgg16", "--batch", "1", "--input", "2048x2048",
+                    "--device", "h100-80gb", "--offload", "input,boundary", "--json",
+                    "--strategy", "column,row"};
+    assert_int_equal(run_sim(path, 14, json), LR_OK);
+    json_object *root = json_tokener_parse(slurp(path)), *arr, *v;
+    assert_non_null(root);
+    assert_true(json_object_object_get_ex(root, "strategies", &arr));
+    json_object *col = json_object_array_get_idx(arr, 0), *row = json_object_array_get_idx(arr, 1);
+    assert_false(json_object_object_get_ex(col, "copy_exposed_ms", &v));
+    double ms[4];
+    const char *keys[] = {"step_ms", "copy_ms", "copy_exposed_ms", "step_overlap_ms"};
+    for (int i = 0; i < 4; i++) {
+        assert_true(json_object_object_get_ex(row, keys[i], &v));
+        ms[i] = json_object_get_double(v);
+    }
+    print_message("vgg16 2048x2048 row, input and boundaries offloaded, h100-80gb: kernels %.3f ms, "
+                  "copies %.3f ms, exposed %.3f ms\n", ms[0], ms[1], ms[2]);
+    assert_true(ms[1] > 0 && ms[2] >= 0 && ms[2] <= ms[1] + 1e-3);
+    assert_float_equal(ms[3], ms[0] + ms[2], 1e-5);
+    json_object_put(root);
+    char *text[] = {"lrcnn-sim", "--net", "vgg16", "--batch", "1", "--input", "2048x2048",
+                    "--offload", "input,boundary", "--strategy", "row", "--device", "h100-80gb"};
+    assert_int_equal(run_sim(path, 13, text), LR_OK);
+    assert_non_null(strstr(slurp(path), "ms exposed, step "));
+    assert_int_equal(run_sim(path, 11, text), LR_OK); /* without the device */
+    assert_null(strstr(slurp(path), "exposed"));
+    unlink(path);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -172,7 +345,11 @@ int main(void)
         cmocka_unit_test(test_stripes_take_longer_than_the_map_they_tile),
         cmocka_unit_test(test_every_device_has_time_constants),
         cmocka_unit_test(test_copies_take_their_bytes_over_the_host_link),
+        cmocka_unit_test(test_copy_in_to_free_memory_hides_behind_the_kernel_before),
+        cmocka_unit_test(test_copy_in_to_memory_just_freed_is_exposed),
+        cmocka_unit_test(test_copy_out_is_exposed_only_when_its_memory_is_overwritten),
         cmocka_unit_test(test_sim_shows_step_time_with_a_device),
+        cmocka_unit_test(test_sim_reports_exposed_copy_time_with_offload),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

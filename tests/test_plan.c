@@ -101,10 +101,31 @@ static int64_t schedule_ns(const plan_t *plan, const sched_t *s)
     return ns;
 }
 
+/* The step with its copies on a stream of their own: its kernels are the closed form's step
+ * time; without copies it is just that, with copies no shorter than either lane (the copies at
+ * least the closed form's copy time) and no longer than both one after the other. */
+static void check_overlap(const plan_t *plan, const sched_t *s, const plan_cost *c, const char *what)
+{
+    device_overlap o;
+    if (device_overlap_of(plan->net, plan->cfg.batch, cost_dtype_bytes(plan->cfg.dtype),
+                          plan->cfg.optim, plan->cfg.device, s, &o) != LR_OK)
+        fail_msg("%s: device_overlap_of: %s", what, lr_last_error());
+    int64_t longer = o.kernel_ns > o.copy_ns ? o.kernel_ns : o.copy_ns;
+    bool ok = o.kernel_ns == c->step_ns && o.exposed_ns == o.step_ns - o.kernel_ns &&
+              (c->copy_bytes == 0 ? o.copy_ns == 0 && o.step_ns == o.kernel_ns
+                                  : o.copy_ns >= c->copy_ns && o.step_ns >= longer &&
+                                        o.step_ns <= o.kernel_ns + o.copy_ns);
+    if (!ok)
+        fail_msg("%s: overlapped step %lld ns: kernels %lld (closed form %lld), copies %lld "
+                 "(closed form %lld)", what, (long long)o.step_ns, (long long)o.kernel_ns,
+                 (long long)c->step_ns, (long long)o.copy_ns, (long long)c->copy_ns);
+}
+
 /* Emits the plan's schedule, checks it is well formed and that its replay under the exact model
  * agrees with the closed form to the byte (peak, FLOPs, persistent bytes by class) and on where
  * the peak happens, that the closed form's step time is the time model summed over the
- * schedule's kernels, and that it ends with nothing live. Returns the closed form. */
+ * schedule's kernels (and bounds the step with its copies overlapped), and that it ends with
+ * nothing live. Returns the closed form. */
 static plan_cost check_agreement(const plan_t *plan, const char *what)
 {
     plan_cost c = closed(plan);
@@ -129,6 +150,8 @@ static plan_cost check_agreement(const plan_t *plan, const char *what)
                  (long long)schedule_ns(plan, &s), plan->cfg.device->name, (long long)c.step_ns);
     if (plan->cfg.device && c.step_ns <= 0)
         fail_msg("%s: no step time on %s", what, plan->cfg.device->name);
+    if (plan->cfg.device)
+        check_overlap(plan, &s, &c, what);
     int64_t statics = r.class_at_peak[TC_WEIGHT] + r.class_at_peak[TC_WEIGHT_GRAD] +
                       r.class_at_peak[TC_OPT_STATE];
     if (statics != c.static_bytes || r.class_at_peak[TC_INPUT] != c.input_bytes ||

@@ -1142,6 +1142,71 @@ static void test_trace_counters_report_mib_by_class_and_total(void **state)
     sched_free(&s);
 }
 
+/* ------------------------------------------------------------------ arenas and lanes */
+
+/* Each tier gets an arena of its own: a host tensor and a device tensor live at once may both sit
+ * at offset 0; a device tensor allocated after one was freed takes its place. */
+static void test_arena_tiers_are_planned_apart(void **state)
+{
+    sched_t s;
+    sched_init(&s);
+    int h = tensor(&s, TC_INPUT, 1000), a = tensor(&s, TC_ACTIVATION, 1000);
+    int b = tensor(&s, TC_ACTIVATION, 1000);
+    s.tensors[h].tier = TIER_HOST;
+    alloc(&s, h), alloc(&s, a), release(&s, a), alloc(&s, b), release(&s, b), release(&s, h);
+    int64_t off[3], bytes[TIER_COUNT];
+    sim_arena_plan_tiers(&s, SIM_ARENA_ALIGN, off, bytes);
+    assert_int_equal(off[h], 0);
+    assert_int_equal(off[a], 0);
+    assert_int_equal(off[b], 0);
+    assert_int_equal(bytes[TIER_DEVICE], 1024);
+    assert_int_equal(bytes[TIER_HOST], 1024);
+    int64_t dev[3];
+    assert_int_equal(sim_arena_plan(&s, TIER_DEVICE, SIM_ARENA_ALIGN, dev), 1024);
+    assert_int_equal(dev[h], -1);
+    sched_free(&s);
+}
+
+/* Host-device copies take the copy lane, kernels and device-to-device copies the compute lane,
+ * an ALLOC the compute lane only when executors zero it (a gradient, not a value); a kernel
+ * reading a copy's destination waits for it, one reading another tensor does not. */
+static void test_lanes_sort_steps_and_copies_wait_for_readers(void **state)
+{
+    sched_t s;
+    sched_init(&s);
+    int h = tensor(&s, TC_INPUT, 1000), d = tensor(&s, TC_ACTIVATION, 1000);
+    int e = tensor(&s, TC_ACTIVATION, 1000);
+    int g = sched_add_tensor(&s, TC_ACT_GRAD, TK_GRAD, 1, -1, -1, -1, 1000);
+    s.tensors[h].tier = TIER_HOST;
+    alloc(&s, h), alloc(&s, d), alloc(&s, e), alloc(&s, g);
+    sched_copy(&s, d, h, -1, -1, false, PASS_FWD, 1, -1, 0);
+    sched_copy(&s, e, d, -1, -1, false, PASS_FWD, 1, -1, 0);
+    sched_run_step(&s, PASS_FWD, 1, -1, 0, 0, 0, 0, 10)->out = e;
+    s.step_end = s.n_steps;
+    const sched_step *st = s.steps;
+    assert_int_equal(sim_step_lane(&s, &st[0]), SIM_LANE_NONE);    /* ALLOC host */
+    assert_int_equal(sim_step_lane(&s, &st[1]), SIM_LANE_NONE);    /* ALLOC value */
+    assert_int_equal(sim_step_lane(&s, &st[3]), SIM_LANE_COMPUTE); /* ALLOC gradient: zeroed */
+    assert_int_equal(sim_step_lane(&s, &st[4]), SIM_LANE_COPY);
+    assert_int_equal(sim_step_lane(&s, &st[5]), SIM_LANE_COMPUTE);
+    assert_int_equal(sim_step_lane(&s, &st[6]), SIM_LANE_COMPUTE);
+    int64_t off[4], bytes[TIER_COUNT];
+    sim_arena_plan_tiers(&s, SIM_ARENA_ALIGN, off, bytes);
+    sim_lanes *k;
+    assert_int_equal(sim_lanes_new(&s, off, &k), LR_OK);
+    for (int i = 0; i < 4; i++)
+        sim_lanes_done(k, &s, &st[i], i + 1);
+    assert_int_equal(sim_lanes_wait(k, &s, &st[4]), 0); /* nothing used d's memory */
+    sim_lanes_done(k, &s, &st[4], 5);
+    assert_int_equal(sim_lanes_wait(k, &s, &st[5]), 5); /* reads d, which the copy wrote */
+    sim_lanes_done(k, &s, &st[5], 6);
+    assert_int_equal(sim_lanes_wait(k, &s, &st[6]), 0); /* writes e: no copy touched it */
+    sim_lanes_clear(k);
+    assert_int_equal(sim_lanes_wait(k, &s, &st[5]), 0);
+    sim_lanes_free(k);
+    sched_free(&s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1182,6 +1247,8 @@ int main(void)
         cmocka_unit_test(test_trace_parses_with_a_slice_per_run_and_copy),
         cmocka_unit_test(test_trace_slices_are_named_and_timed_by_flops),
         cmocka_unit_test(test_trace_counters_report_mib_by_class_and_total),
+        cmocka_unit_test(test_arena_tiers_are_planned_apart),
+        cmocka_unit_test(test_lanes_sort_steps_and_copies_wait_for_readers),
     };
     return cmocka_run_group_tests(tests, make_tmp_dir, remove_tmp_dir);
 }

@@ -620,6 +620,8 @@ static void test_lazy_copy_stream_runs_the_same_step(void **state)
             exec_hparams_default(&hp);
             hp.seed = 7;
             exec_t *e;
+            free(lazy.q); /* the previous plan's queue and events */
+            free(lazy.recorded);
             memset(&lazy, 0, sizeof lazy);
             assert_int_equal(exec_create(r.net, r.plan, &r.s, &lb, NULL, &hp, &e), LR_OK);
             const net_node *in = &r.net->nodes[0];

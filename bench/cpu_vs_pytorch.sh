@@ -11,7 +11,8 @@
 #     every round; medians of the per-round medians and their ratio;
 #  2. row strategies against our own column step: lrcnn-validate --strategy S alternates S and
 #     column steps inside one run; the measured ratio next to the planner's predicted compute
-#     ratio (lrcnn-sim's flops_ratio for the same plan).
+#     ratio (lrcnn-sim's flops_ratio for the same plan) and its time model's (time_ratio with
+#     --device cpu).
 # The machine's load (uptime) is recorded before and after: on a shared machine the figures move,
 # the ratios much less. Rerun on a quiet machine to refresh them.
 #
@@ -84,13 +85,14 @@ for cfg in $ROW_NETS; do
         s=$(field "$tmp/r.json" step_ms) c=$(field "$tmp/r.json" column_step_ms)
         # the planner's own choice for the same request is the plan lrcnn-validate ran (its rows
         # are checked); its compute relative to column is the prediction
+        # (--device cpu adds the time model's ratio; a fixed strategy's choice does not use it)
         "$BIN/lrcnn-sim" --net "$net" --input "$hw" --batch $BATCH --optimizer adam --strategy "$st" \
-            --json > "$tmp/s.json"
-        read -r pred sim_rows < <("$PY" -c 'import json,sys; s=json.load(open(sys.argv[1]))["strategies"][0]; print("%.2f" % s["flops_ratio"], s["rows"])' "$tmp/s.json")
+            --device cpu --json > "$tmp/s.json"
+        read -r pred tpred sim_rows < <("$PY" -c 'import json,sys; s=json.load(open(sys.argv[1]))["strategies"][0]; print("%.2f" % s["flops_ratio"], "%.2f" % s["time_ratio"], s["rows"])' "$tmp/s.json")
         [ "$sim_rows" = "$n" ] || { echo "cpu_vs_pytorch: $net $st: lrcnn-sim chose rows $sim_rows, lrcnn-validate ran $n" >&2; exit 1; }
         stages=$(field "$tmp/r.json" stages)
-        rows2+=("| $net | $hw | $st | ${stages:-$n} | $(printf '%.1f' "$s") | $(printf '%.1f' "$c") | $(ratio "$s" "$c") | $pred |")
-        echo "  $net $hw $st rows $n: $s vs column $c ms (predicted compute ${pred}x)" >&2
+        rows2+=("| $net | $hw | $st | ${stages:-$n} | $(printf '%.1f' "$s") | $(printf '%.1f' "$c") | $(ratio "$s" "$c") | $pred | $tpred |")
+        echo "  $net $hw $st rows $n: $s vs column $c ms (predicted compute ${pred}x, time ${tpred}x)" >&2
     done
 done
 load_after=$(load)
@@ -118,10 +120,12 @@ load_after=$(load)
         echo "## Row strategies against our column step"
         echo
         echo "One lrcnn-validate run per line, its steps alternating with column steps from the same"
-        echo "weights (medians, first step skipped); predicted = the planner's compute relative to column."
+        echo "weights (medians, first step skipped); predicted compute = the planner's FLOPs relative to"
+        echo "column; predicted time = its time model's step time relative to column on the \`cpu\` device"
+        echo "(planner/device.c, fitted by bench/cpu_time.sh on one thread)."
         echo
-        echo "| net | input | strategy | stages (last layer/rows) | step ms | column ms | measured ratio | predicted compute |"
-        echo "|---|---|---|---|---|---|---|---|"
+        echo "| net | input | strategy | stages (last layer/rows) | step ms | column ms | measured ratio | predicted compute | predicted time |"
+        echo "|---|---|---|---|---|---|---|---|---|"
         printf '%s\n' "${rows2[@]}"
     fi
 } > "$tmp/cpu.md"

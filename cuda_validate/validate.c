@@ -359,6 +359,35 @@ static lr_status open_net(const validate_options *o, net_t **net)
     return LR_OK;
 }
 
+/* The step time of a plan as the time model of `device` predicts it (its closed form with the
+ * device's kernel times). */
+static int64_t predicted_ns(const plan_t *plan, const device_spec *device)
+{
+    plan_t timed = *plan;
+    timed.cfg.device = device;
+    plan_cost c;
+    plan_closed_form(&timed, &c);
+    return c.step_ns;
+}
+
+/* What the planner predicts of the strategy's step against column's: its FLOPs, and on the cpu
+ * backend the cpu time model's step time (planner/device.c, fitted by bench/cpu_time.sh). */
+static void predicted_ratios(const session *ss, validate_result *r)
+{
+    const plan_cost *row = &ss->row.cost, *col = &ss->col.cost;
+    r->predicted_flops_ratio = col->flops > 0 ? (double)row->flops / (double)col->flops : 0;
+    const device_spec *cpu = device_find("cpu");
+    r->time_model = NULL;
+    r->predicted_time_ratio = 0;
+    if (strcmp(ss->o->backend, "cpu") != 0 || !cpu)
+        return;
+    int64_t row_ns = predicted_ns(ss->row.plan, cpu), col_ns = predicted_ns(ss->col.plan, cpu);
+    if (col_ns > 0 && row_ns < INT64_MAX && col_ns < INT64_MAX) {
+        r->time_model = cpu->name;
+        r->predicted_time_ratio = (double)row_ns / (double)col_ns;
+    }
+}
+
 static lr_status setup(session *ss, const exec_backend *be, void *bctx, validate_result *r)
 {
     const validate_options *o = ss->o;
@@ -387,6 +416,7 @@ static lr_status setup(session *ss, const exec_backend *be, void *bctx, validate
         if (!o->dry_run)
             LR_TRY(exec_copy_params(ss->col.exec, ss->row.exec));
         r->column_predicted_peak_bytes = ss->col.cost.peak_bytes;
+        predicted_ratios(ss, r);
     }
     if (o->dry_run)
         return LR_OK;
@@ -636,9 +666,15 @@ void validate_print(FILE *f, const validate_options *o, const validate_result *r
         if (o->check_grads)
             fprintf(f, "grads    largest relative error %.3g (worst: %s)%s\n", r->grad_max_rel_err,
                     r->grad_worst, r->approximate ? "  (approximate: stripe BatchNorm)" : "");
-        if (r->step_ms > 0)
-            fprintf(f, "time     %s %.2f ms/step  column %.2f ms/step (%.2fx)\n", name, r->step_ms,
-                    r->column_step_ms, r->column_step_ms > 0 ? r->step_ms / r->column_step_ms : 0);
+        if (r->step_ms > 0) {
+            fprintf(f, "time     %s %.2f ms/step  column %.2f ms/step (%.2fx; predicted %.2fx in FLOPs",
+                    name, r->step_ms, r->column_step_ms,
+                    r->column_step_ms > 0 ? r->step_ms / r->column_step_ms : 0,
+                    r->predicted_flops_ratio);
+            if (r->time_model)
+                fprintf(f, ", %.2fx by the %s time model", r->predicted_time_ratio, r->time_model);
+            fprintf(f, ")\n");
+        }
     } else {
         fprintf(f, "loss     %.7f\ntime     %.2f ms/step\n", r->loss, r->step_ms);
     }
@@ -714,6 +750,9 @@ void validate_print_json(FILE *f, const validate_options *o, const validate_resu
     json_object_object_add(j, "grad_max_rel_err", o->check_grads ? json_object_new_double(r->grad_max_rel_err) : NULL);
     json_object_object_add(j, "step_ms", json_object_new_double(r->step_ms));
     json_object_object_add(j, "column_step_ms", json_object_new_double(r->column_step_ms));
+    json_object_object_add(j, "predicted_flops_ratio", json_object_new_double(r->predicted_flops_ratio));
+    json_object_object_add(j, "predicted_time_ratio", json_object_new_double(r->predicted_time_ratio));
+    json_object_object_add(j, "time_model", r->time_model ? json_object_new_string(r->time_model) : NULL);
     json_object_object_add(j, "loss_curve", curve_json(r->loss_curve, r->n_curve));
     json_object_object_add(j, "column_loss_curve", curve_json(r->column_loss_curve, r->n_curve));
     if (r->test_accuracy >= 0) {

@@ -64,6 +64,10 @@ typedef struct {
     char grad_worst[96];
     double running_max_rel_err;
     double step_ms, column_step_ms; /* medians */
+    /* the planner's step against column's: FLOPs, and (cpu backend: time_model "cpu", else
+     * time_model NULL and 0) its time model's step time */
+    double predicted_flops_ratio, predicted_time_ratio;
+    const char *time_model;
     int rows;
     char stages[1024];              /* the plan's stages, "last layer/rows" each, e.g.
                                        "pool2/8 pool3/6 pool5/1"; "" for column */

@@ -240,6 +240,53 @@ static void test_offload_auto_runs_the_chosen_plan(void **state)
     }
 }
 
+/* The time line's predictions are the planner's: the strategy's FLOPs against column's, and on
+ * the cpu backend the cpu time model's step times (lrcnn-sim --device cpu); the CUDA backend
+ * names no time model. */
+static void test_predicted_ratios_are_the_planners(void **state)
+{
+    const char *backends[] = {"cpu", "cuda-emulated"};
+    for (int k = 0; k < 2; k++) {
+        validate_options o;
+        validate_options_init(&o);
+        o.net = "tiny-mix";
+        o.backend = backends[k];
+        o.req.strategy = STRAT_OVERL_H;
+        o.cfg.batch = 4;
+        o.quiet = true;
+        o.dry_run = true;
+        validate_result r;
+        lr_status s = validate_run(&o, &r);
+        if (s == LR_ERR_NODEVICE) {
+            print_message("skipped %s: %s\n", backends[k], lr_last_error());
+            continue;
+        }
+        assert_int_equal(s, LR_OK);
+        net_t *net;
+        assert_int_equal(net_open("tiny-mix", &net), LR_OK);
+        plan_config cfg = o.cfg;
+        cfg.device = device_find("cpu");
+        plan_request creq = o.req;
+        creq.strategy = STRAT_COLUMN;
+        plan_choice row, col;
+        assert_int_equal(strategy_choose(net, &cfg, &o.req, &row), LR_OK);
+        assert_int_equal(strategy_choose(net, &cfg, &creq, &col), LR_OK);
+        net_free(net);
+        assert_true(fabs(r.predicted_flops_ratio - (double)row.cost.flops / (double)col.cost.flops) < 1e-12);
+        assert_true(r.predicted_flops_ratio > 1.0);
+        if (k == 0) {
+            assert_non_null(r.time_model);
+            assert_string_equal(r.time_model, "cpu");
+            assert_true(fabs(r.predicted_time_ratio - (double)row.cost.step_ns / (double)col.cost.step_ns) < 1e-12);
+            assert_true(r.predicted_time_ratio > 1.0);
+        } else {
+            assert_null(r.time_model);
+            assert_true(r.predicted_time_ratio == 0);
+        }
+        validate_result_free(&r);
+    }
+}
+
 /* Ten SGD-with-momentum steps of 2ps on real batches leave the same weights as column
  * training (relative 1e-4 per tensor): forward, backward, updates and momentum follow the same
  * trajectory, including dropout masks regenerated per step. */
@@ -308,6 +355,7 @@ int main(void)
         cmocka_unit_test(test_other_processes_on_the_device),
         cmocka_unit_test(test_dry_run_plans_what_the_run_runs),
         cmocka_unit_test(test_offload_auto_runs_the_chosen_plan),
+        cmocka_unit_test(test_predicted_ratios_are_the_planners),
         cmocka_unit_test(test_2ps_training_follows_column_for_ten_steps),
         cmocka_unit_test(test_2ps_and_column_reach_the_same_accuracy),
     };

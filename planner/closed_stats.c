@@ -151,6 +151,23 @@ static bool same_releases(const net_t *net, const plan_stage *st, int l, const i
     return true;
 }
 
+/* v->last_fwd as closed_positions(v, st, v->mark) sets it for the nodes up to b (b's ancestors:
+ * no node after b runs in its pass), all a script reads; the rest of the stage is left as is. */
+static void ancestor_positions(evaluator *v, const plan_stage *st, int b)
+{
+    const net_t *net = v->net;
+    for (int l = st->in_node + 1; l <= b; l++)
+        v->last_fwd[l] = -1;
+    for (int c = st->in_node + 1; c <= b; c++) {
+        if (!v->mark[c])
+            continue;
+        const net_node *n = &net->nodes[c];
+        for (int k = 0; k < n->n_inputs; k++)
+            if (n->inputs[k] != st->in_node)
+                v->last_fwd[n->inputs[k]] = c;
+    }
+}
+
 /* Where b's STATS pass departs from the shared walk, and its script from there to b. */
 static void stats_script(shared *sh, bn_pass *p, const int *lf)
 {
@@ -159,7 +176,7 @@ static void stats_script(shared *sh, bn_pass *p, const int *lf)
     const plan_stage *st = sh->st;
     int b = p->node;
     closed_mark_ancestors(v, st, b);
-    closed_positions(v, st, v->mark);
+    ancestor_positions(v, st, b);
     const int *lf_b = v->last_fwd;
     p->from = b;
     for (int l = st->in_node + 1; l < b; l++)

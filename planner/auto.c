@@ -230,6 +230,7 @@ static lr_status check_request(const net_t *net, const auto_request *req, goal *
 static void search_free(search *s)
 {
     free(s->cut), free(s->out_bytes), free(s->lp1), free(s->fck), free(s->special), free(s->ends);
+    free(s->twin);
     free(s->bn_node), free(s->anc), free(s->desc);
     auto_free_pieces(s);
 }
@@ -243,6 +244,7 @@ static lr_status search_init(search *s, const net_t *net, const plan_config *cfg
     s->base_bn = cfg->bn == BN_FROZEN ? BN_FROZEN : BN_EXACT;
     s->by_time = by_time;
     auto_find_cuts(s, end);
+    auto_find_twins(s);
     s->out_bytes = calloc((size_t)s->m + 1, sizeof(int64_t));
     s->lp1 = calloc((size_t)s->m + 1, sizeof(int64_t));
     s->fck = calloc((size_t)s->m + 1, sizeof(int64_t));
@@ -398,7 +400,7 @@ static lr_status search_spaces(search *s, const auto_request *req, goal *g, cand
     }
     if (st == LR_OK && req->one_kind)
         st = best_single_stage(s, &spaces[0], g, out);
-    auto_free_jobs(jobs);
+    auto_free_jobs(jobs, n_jobs);
     for (int k = 0; k < n_spaces; k++)
         free(spaces[k].edges.v), free(spaces[k].from), free(spaces[k].need),
             free(spaces[k].least_extra);

@@ -137,3 +137,111 @@ int64_t auto_bn_extra_bound(const search *s, int a, int b)
     return sum;
 }
 
+
+/* ------------------------------------------------------------------ twin stages */
+
+/* Whether nodes l and u are the same layer up to their ids: op, parameters, shape, readers, and
+ * inputs at the same distances. A stage's events, row ranges and costs depend on nothing else of
+ * its nodes (its input's readers are all inside it; plan_stage_build reads no node past its
+ * output), so stages whose nodes match one to one are the same plan with node ids shifted. */
+static bool same_layer(const net_t *net, int l, int u)
+{
+    const net_node *x = &net->nodes[l], *y = &net->nodes[u];
+    const net_params *p = &x->prm, *q = &y->prm;
+    if (x->op != y->op || x->n_inputs != y->n_inputs || x->c != y->c || x->h != y->h ||
+        x->w != y->w || x->params != y->params || x->n_consumers != y->n_consumers)
+        return false;
+    for (int k = 0; k < x->n_inputs; k++)
+        if (l - x->inputs[k] != u - y->inputs[k])
+            return false;
+    return p->kh == q->kh && p->kw == q->kw && p->sh == q->sh && p->sw == q->sw && p->ph == q->ph &&
+           p->pw == q->pw && p->dh == q->dh && p->dw == q->dw && p->groups == q->groups &&
+           p->bias == q->bias && p->out_channels == q->out_channels &&
+           p->out_features == q->out_features && p->out_h == q->out_h && p->out_w == q->out_w &&
+           p->scale == q->scale && p->p == q->p && p->eps == q->eps && p->momentum == q->momentum;
+}
+
+static uint64_t mix(uint64_t h, uint64_t x)
+{
+    h ^= x + 0x9e3779b97f4a7c15u + (h << 6) + (h >> 2);
+    return h;
+}
+
+/* A hash of what same_layer compares (doubles by their bits). */
+static uint64_t layer_hash(const net_t *net, int l)
+{
+    const net_node *x = &net->nodes[l];
+    const net_params *p = &x->prm;
+    uint64_t h = mix(0, (uint64_t)x->op);
+    int64_t ints[] = {x->n_inputs, x->c, x->h, x->w, x->params, x->n_consumers, p->kh, p->kw,
+                      p->sh, p->sw, p->ph, p->pw, p->dh, p->dw, p->groups, p->bias,
+                      p->out_channels, p->out_features, p->out_h, p->out_w, p->scale};
+    for (size_t k = 0; k < sizeof ints / sizeof ints[0]; k++)
+        h = mix(h, (uint64_t)ints[k]);
+    for (int k = 0; k < x->n_inputs; k++)
+        h = mix(h, (uint64_t)(l - x->inputs[k]));
+    double d[] = {p->p, p->eps, p->momentum};
+    for (size_t k = 0; k < 3; k++) {
+        uint64_t bits;
+        memcpy(&bits, &d[k], sizeof bits);
+        h = mix(h, bits);
+    }
+    return h;
+}
+
+typedef struct {
+    int len, pair;
+    uint64_t hash;
+} stage_key;
+
+static int by_key(const void *x, const void *y)
+{
+    const stage_key *a = x, *b = y;
+    if (a->len != b->len)
+        return a->len < b->len ? -1 : 1;
+    if (a->hash != b->hash)
+        return a->hash < b->hash ? -1 : 1;
+    return a->pair < b->pair ? -1 : a->pair > b->pair; /* the first stage leads its group */
+}
+
+void auto_find_twins(search *s)
+{
+    const net_t *net = s->net;
+    int m = s->m, w = m + 1;
+    s->twin = malloc(sizeof(int) * (size_t)w * w);
+    /* prefix hashes of the layers cut[1] .. cut[m]: node l's at pre[l - cut[1] + 1] */
+    int first = m > 0 ? s->cut[1] : 0, n = m > 0 ? s->cut[m] - first + 1 : 0;
+    uint64_t *pre = malloc(sizeof(uint64_t) * (size_t)(n + 1));
+    uint64_t *pow = malloc(sizeof(uint64_t) * (size_t)(n + 1));
+    stage_key *keys = malloc(sizeof *keys * (size_t)w * w);
+    LR_ASSERT(s->twin && pre && pow && keys);
+    const uint64_t base = 0x100000001b3u;
+    pre[0] = 0, pow[0] = 1;
+    for (int i = 1; i <= n; i++) {
+        pre[i] = pre[i - 1] * base + layer_hash(net, first + i - 1);
+        pow[i] = pow[i - 1] * base;
+    }
+    int nk = 0;
+    for (int a = 0; a <= m; a++)
+        for (int b = 0; b <= m; b++) {
+            s->twin[a * w + b] = a * w + b;
+            if (a == 0 || b <= a)
+                continue;
+            int lo = s->cut[a] - first, hi = s->cut[b] - first + 1; /* layers [lo, hi) */
+            keys[nk++] = (stage_key){hi - lo, a * w + b, pre[hi] - pre[lo] * pow[hi - lo]};
+        }
+    qsort(keys, (size_t)nk, sizeof *keys, by_key);
+    for (int k = 1, lead = 0; k < nk; k++) {
+        if (keys[k].len != keys[lead].len || keys[k].hash != keys[lead].hash) {
+            lead = k;
+            continue;
+        }
+        int u = s->cut[keys[lead].pair / w], l = s->cut[keys[k].pair / w];
+        bool same = true;
+        for (int q = 0; q < keys[k].len && same; q++)
+            same = same_layer(net, l + q, u + q);
+        if (same)
+            s->twin[keys[k].pair] = keys[lead].pair;
+    }
+    free(pre), free(pow), free(keys);
+}

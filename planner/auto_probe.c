@@ -3,7 +3,10 @@
  * (auto.h says why the stage model they feed is exact; auto_search.h has the legend).
  *
  * Probes run as jobs, in parallel (OpenMP); an exact-BN stage whose compute bound exceeds a
- * round's limit waits for a later round. Deliberately not here: choosing the cuts
+ * round's limit waits for a later round. A stage with an earlier twin (search.twin: the same
+ * layers, shifted) takes the twin job's measurement of each N with its node ids shifted, and
+ * measures it itself only when that job has not yet (on resnet101, most of the hybrids' stages
+ * are twins of the first ones in layer3). Deliberately not here: choosing the cuts
  * (auto_cuts.c) or combining stages into plans (auto_dp.c).
  */
 #include "auto_search.h"
@@ -116,20 +119,58 @@ static plan_phase as_stage(plan_phase ph, int index)
     return ph;
 }
 
+/* ------------------------------------------------------------------ twins */
+
+static plan_phase shifted(plan_phase ph, int by)
+{
+    if (ph.grew && ph.node >= 0)
+        ph.node += by;
+    return ph;
+}
+
+/* Where job j's measurement of N = parts (each way) is kept for its twins, or read from its
+ * twin's: NULL when neither. */
+static stage_memo *memo_of(const probe_job *j, int parts, bool recompute)
+{
+    const probe_job *owner = j && j->twin ? j->twin : j;
+    if (!owner || !owner->memo)
+        return NULL;
+    LR_ASSERT(parts >= 1 && parts <= WHOLE_MAX_N);
+    return &owner->memo[2 * (parts - 1) + recompute];
+}
+
+/* Stage (cut[a], cut[b]] alone as stage_alone measures it, or its twin's measurement. */
+static lr_status stage_alone_shared(search *s, const space *sp_of, const probe_job *j, int a,
+                                    int b, int parts, bool last, bool recompute, int index,
+                                    plan_phase *fwd, plan_phase *bwd, int64_t *runs)
+{
+    stage_memo *memo = memo_of(j, parts, recompute);
+    if (memo && j->twin && __atomic_load_n(&memo->ready, __ATOMIC_ACQUIRE)) {
+        *fwd = shifted(memo->fwd, j->shift), *bwd = shifted(memo->bwd, j->shift);
+        *runs = memo->runs;
+        return LR_OK;
+    }
+#pragma omp atomic
+    s->n_evals++;
+    LR_TRY(stage_alone(s, sp_of->bn, sp_of->kind, a, b, parts, last, recompute, index, fwd, bwd,
+                       runs));
+    if (memo && !j->twin) {
+        memo->fwd = *fwd, memo->bwd = *bwd, memo->runs = *runs;
+        __atomic_store_n(&memo->ready, 1, __ATOMIC_RELEASE);
+    }
+    return LR_OK;
+}
+
 /* The probe plan [(0, a]:1] (a, b]:parts [(b, b+1]:1], costed from its probed stage alone and
  * the pieces: what strategy_evaluate_usable says of it. */
-static lr_status probe_cost(search *s, const space *sp_of, int a, int b, int parts, bool last,
-                            bool recompute, plan_cost *c, bool *usable)
+static lr_status probe_cost(search *s, const space *sp_of, const probe_job *j, int a, int b,
+                            int parts, bool last, bool recompute, plan_cost *c, bool *usable)
 {
     /* a whole-region stage its single-stage search measured already (keeping its boundaries) */
     const strategy_kept_stage *kept =
         a == 0 && last && !recompute
             ? strategy_stage_memo_find(s->kept, sp_of->kind, sp_of->bn, s->cut[b], parts)
             : NULL;
-    if (!kept) {
-#pragma omp atomic
-        s->n_evals++;
-    }
     plan_phase fwd[3], bwd[3];
     int n = 0;
     int64_t runs = 2 * (int64_t)s->net->n_nodes;
@@ -144,8 +185,8 @@ static lr_status probe_cost(search *s, const space *sp_of, int a, int b, int par
         if (kept->phased)
             fwd[n] = kept->fwd, bwd[n] = kept->bwd;
     } else {
-        LR_TRY(stage_alone(s, sp_of->bn, sp_of->kind, a, b, parts, last, recompute, n, &fwd[n],
-                           &bwd[n], &own));
+        LR_TRY(stage_alone_shared(s, sp_of, j, a, b, parts, last, recompute, n, &fwd[n], &bwd[n],
+                                  &own));
     }
     runs += own;
     n++;
@@ -255,12 +296,12 @@ static lr_status tail_above(search *s, const space *sp_of, int a, int b, int par
 
 /* Stage (a, b] with N partitions, between a one-partition stage (0, a] and, unless it is the
  * last (the region ends at b), a one-partition stage (b, b+1]; *usable as for auto_evaluate(). */
-static lr_status probe(search *s, const space *sp_of, int a, int b, int parts, bool last,
-                       bool recompute, stage_edge *e, bool *usable)
+static lr_status probe(search *s, const space *sp_of, const probe_job *j, int a, int b, int parts,
+                       bool last, bool recompute, stage_edge *e, bool *usable)
 {
     int me = a > 0; /* the probed stage's index in the probe plan */
     plan_cost c;
-    LR_TRY(probe_cost(s, sp_of, a, b, parts, last, recompute, &c, usable));
+    LR_TRY(probe_cost(s, sp_of, j, a, b, parts, last, recompute, &c, usable));
     if (!*usable)
         return LR_OK;
     int64_t base = s->persistent + s->out_bytes[a];
@@ -324,7 +365,7 @@ static void run_job(search *s, probe_job *j, int64_t extra_limit)
         for (int w = 0; w < ways && j->status == LR_OK; w++) {
             stage_edge *e = &j->out[j->n];
             bool usable;
-            j->status = probe(s, sp, j->a, j->b, parts, j->last, w == 1, e, &usable);
+            j->status = probe(s, sp, j, j->a, j->b, parts, j->last, w == 1, e, &usable);
             j->n += j->status == LR_OK && usable;
             if (j->status == LR_OK && usable && e->local < best)
                 best = e->local, lower = true;
@@ -369,6 +410,12 @@ probe_job *auto_make_jobs(search *s, space *spaces, int n_spaces, int *n_jobs)
     int per_job = (s->cfg.boundaries_auto ? 2 : 1) * WHOLE_MAX_N; /* N, each both ways */
     stage_edge *edges = calloc((size_t)pairs * (1 + n_spaces * per_job), sizeof *edges);
     LR_ASSERT(jobs != NULL && edges != NULL);
+    /* per (twin stage, last, space): the first job made of it, which its twins read */
+    int w = s->m + 1;
+    int *lead = malloc(sizeof(int) * (size_t)w * w * 2 * (n_spaces + 1));
+    LR_ASSERT(lead != NULL);
+    for (int k = 0; k < w * w * 2 * (n_spaces + 1); k++)
+        lead[k] = -1;
     int n = 0;
     for (int a = 0; a < s->m; a++)
         for (int b = a + 1; b <= s->m; b++)
@@ -380,6 +427,13 @@ probe_job *auto_make_jobs(search *s, space *spaces, int n_spaces, int *n_jobs)
                     j->a = a, j->b = b, j->last = last[v];
                     j->out = edges;
                     edges += k < 0 ? 1 : per_job;
+                    if (k >= 0) {
+                        int *at = &lead[(s->twin[a * w + b] * 2 + last[v]) * (n_spaces + 1) + k + 1];
+                        if (*at < 0)
+                            *at = n - 1;
+                        else
+                            j->twin = &jobs[*at], j->shift = s->cut[a] - s->cut[jobs[*at].a];
+                    }
                     if (k < 0 || spaces[k].bn != BN_STRIPE || stage_has_bn(s, a, b))
                         continue;
                     for (probe_job *q = first; q < j && !j->same; q++)
@@ -387,14 +441,24 @@ probe_job *auto_make_jobs(search *s, space *spaces, int n_spaces, int *n_jobs)
                             j->same = q;
                 }
             }
+    for (int k = 0; k < n; k++) /* a job some twin reads keeps its measurements */
+        if (jobs[k].twin && !jobs[k].twin->memo) {
+            probe_job *owner = &jobs[jobs[k].twin - jobs];
+            owner->memo = calloc(2 * WHOLE_MAX_N, sizeof(stage_memo));
+            LR_ASSERT(owner->memo != NULL);
+        }
+    free(lead);
     *n_jobs = n;
     return jobs;
 }
 
-void auto_free_jobs(probe_job *jobs)
+void auto_free_jobs(probe_job *jobs, int n_jobs)
 {
-    if (jobs)
-        free(jobs[0].out); /* every job's edges are in one block */
+    if (!jobs)
+        return;
+    for (int k = 0; k < n_jobs; k++)
+        free(jobs[k].memo);
+    free(jobs[0].out); /* every job's edges are in one block */
     free(jobs);
 }
 
@@ -403,7 +467,7 @@ static void run_one_part(search *s, probe_job *j)
     space plain = {.kind = PART_TILE_OUT, .bn = s->base_bn};
     j->done = true;
     bool usable;
-    j->status = probe(s, &plain, j->a, j->b, 1, j->last, false, &j->out[0], &usable);
+    j->status = probe(s, &plain, NULL, j->a, j->b, 1, j->last, false, &j->out[0], &usable);
     j->n = j->status == LR_OK && usable;
 }
 

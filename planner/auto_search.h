@@ -54,6 +54,9 @@ typedef struct {
     plan_phases *ends_at;
     int64_t *head_runs, *next_runs;
     bool *special;       /* (m+1) x (m+1): the whole region and resolution stages */
+    int *twin;           /* (m+1) x (m+1): the first stage (a0, b0] with a0 > 0 whose nodes are
+                            those of (a, b], a > 0, shifted by cut[a] - cut[a0] (auto_find_twins);
+                            a0 * (m+1) + b0, the stage itself when it has no earlier twin */
     bool *ends;          /* [i]: a plan's row region may end at cut i (a resolution cut or m),
                             the rest running column-wise, as the single-stage strategies' may */
     /* exact BN lower bound (bn_bounds): per BatchNorm k, anc[k*n + x] = forward work of its
@@ -76,6 +79,13 @@ typedef struct {
     int64_t *need, *least_extra;
 } space;
 
+/* A stage measured alone (auto_probe.c's stage_alone) for one N and way, kept for its twins. */
+typedef struct {
+    int ready; /* set last, with release order: the rest is written */
+    plan_phase fwd, bwd;
+    int64_t runs;
+} stage_memo;
+
 /* One probe job: a stage (a, b] of one space, every N worth trying. */
 typedef struct probe_job {
     space *sp;
@@ -84,6 +94,12 @@ typedef struct probe_job {
     bool done;           /* measured (or never worth measuring) */
     const struct probe_job *same; /* a stage without BatchNorm is the same plan in either BN
                                      mode: the stripe space reads the exact space's job */
+    /* the job of the first twin stage (search.twin) of the same space and kind, whose stage
+       measurements this one takes, shifted by `shift` node ids; or NULL, and then `memo` (per N
+       and way, NULL when no later job is a twin) keeps its own for them */
+    const struct probe_job *twin;
+    int shift;
+    stage_memo *memo;
     stage_edge *out; /* one per N tried */
     int n;
     lr_status status;
@@ -130,6 +146,9 @@ static inline int64_t auto_work(const search *s, const plan_cost *c)
 
 /* Fills s->m, s->cut and s->special for the row region ending at node region_end. */
 void auto_find_cuts(search *s, int region_end);
+/* Fills s->twin (after auto_find_cuts). Twins are the same plan up to node ids: a ResNet's
+ * identical blocks make most of its stages twins of earlier ones. */
+void auto_find_twins(search *s);
 /* Fills s->nbn, s->bn_node, s->anc and s->desc (after auto_find_cuts). */
 void auto_bn_bounds(search *s);
 /* A lower bound on the extra compute of stage (a, b] under exact BatchNorm with N > 1. */
@@ -148,7 +167,7 @@ lr_status auto_measure_base(search *s);
 void auto_free_pieces(search *s);
 /* The jobs for the stages worth measuring, none run yet; free with auto_free_jobs. */
 probe_job *auto_make_jobs(search *s, space *spaces, int n_spaces, int *n_jobs);
-void auto_free_jobs(probe_job *jobs);
+void auto_free_jobs(probe_job *jobs, int n_jobs);
 /* Runs the jobs not done yet, in parallel; exact-BN stages whose compute bound exceeds
  * extra_limit stay undone. Errors: the first job's failure. */
 lr_status auto_run_jobs(search *s, probe_job *jobs, int n_jobs, int64_t extra_limit);

@@ -1651,6 +1651,70 @@ static void test_stages_costed_alone_compose_to_the_closed_form(void **state)
     assert_true(checked > 150);
 }
 
+/* The auto planner measures a stage once for all its twins (auto_find_twins): stages whose
+ * layers match one to one, as a ResNet's identical blocks do, are the same plan up to node ids.
+ * Checked here on resnet50's layer3 blocks 1..5 (block 0 downsamples): spans of one to three
+ * blocks one block apart, every kind, BN mode, N, both ways of keeping boundaries, as a middle
+ * and as a last stage. */
+static void test_twin_stages_are_the_same_plan_shifted(void **state)
+{
+    net_t *net = test_zoo("resnet50");
+    char name[64];
+    int out[6];
+    for (int k = 0; k < 6; k++) {
+        snprintf(name, sizeof name, "layer3_%d_relu", k);
+        out[k] = find(net, name);
+    }
+    int checked = 0;
+    for (int span = 1; span <= 3; span++)
+        for (int k = 0; k + span + 1 <= 5; k++)
+            for (int bn = 0; bn < BN_COUNT; bn++)
+                for (int kind = 0; kind < 3; kind++)
+                    for (int parts = 2; parts <= 7; parts += 5)
+                        for (int way = 0; way < 4; way++) {
+                            plan_config cfg = config(4, (plan_bn)bn);
+                            cfg.recompute_boundaries = way & 1;
+                            bool last = way & 2;
+                            plan_phase ph[2][2];
+                            int64_t runs[2];
+                            for (int t = 0; t < 2; t++) {
+                                plan_stage st;
+                                assert_int_equal(plan_stage_build(net, &cfg, (plan_partitioning)kind,
+                                                                  out[k + t], out[k + t + span],
+                                                                  parts, last, &st),
+                                                 LR_OK);
+                                plan_stage_phases(net, &cfg, &st, 1, &ph[t][0], &ph[t][1]);
+                                runs[t] = plan_stage_runs(net, &st);
+                                plan_stage_free(&st);
+                            }
+                            int shift = out[k + 1] - out[k];
+                            assert_int_equal(runs[0], runs[1]);
+                            for (int p = 0; p < 2; p++) {
+                                plan_phase want = ph[0][p];
+                                if (want.grew)
+                                    want.node += shift;
+                                const plan_phase *got = &ph[1][p];
+                                if (want.entry != got->entry || want.exit != got->exit ||
+                                    want.high != got->high || want.grew != got->grew ||
+                                    want.node != got->node || want.part != got->part ||
+                                    want.stage != got->stage || want.pass != got->pass ||
+                                    want.flops != got->flops || want.ns != got->ns ||
+                                    want.bn_flops != got->bn_flops ||
+                                    want.bn_passes != got->bn_passes ||
+                                    want.copy_bytes != got->copy_bytes ||
+                                    want.host_delta != got->host_delta)
+                                    fail_msg("span %d block %d bn %d kind %d N %d way %d phase %d: "
+                                             "high %lld at node %d, twin's %lld at node %d",
+                                             span, k, bn, kind, parts, way, p, (long long)want.high,
+                                             want.node, (long long)got->high, got->node);
+                            }
+                            checked++;
+                        }
+    print_message("  %d twin stages measured alike\n", checked);
+    net_free(net);
+    (void)state;
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1663,6 +1727,7 @@ int main(void)
         cmocka_unit_test(test_closed_form_equals_replay_for_hand_cut_hybrids),
         cmocka_unit_test(test_composed_stages_equal_the_closed_form),
         cmocka_unit_test(test_stages_costed_alone_compose_to_the_closed_form),
+        cmocka_unit_test(test_twin_stages_are_the_same_plan_shifted),
         cmocka_unit_test(test_column_peak_of_tiny_vgg_by_hand),
         cmocka_unit_test(test_row_peak_of_a_small_net_by_hand),
         cmocka_unit_test(test_one_partition_costs_column_plus_the_kept_output),

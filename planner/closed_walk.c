@@ -10,92 +10,12 @@
 
 /* ------------------------------------------------------------------ meter */
 
-void closed_reach(meter *m, int64_t level, sched_pass pass, int node, int part, int stage)
-{
-    if (stage >= 0 && level > m->stage_peak[stage])
-        m->stage_peak[stage] = level;
-    if (level > m->peak) {
-        m->peak = level;
-        m->pass = pass, m->node = node, m->part = part, m->stage = stage;
-    }
-    plan_phase *ph = m->phase;
-    if (ph && (!ph->grew || level > ph->high)) {
-        ph->grew = true;
-        ph->high = level;
-        ph->pass = pass, ph->node = node, ph->part = part, ph->stage = stage;
-    }
-}
-
-void closed_grow(meter *m, int64_t bytes, sched_pass pass, int node, int part, int stage)
-{
-    if (__builtin_add_overflow(m->live, bytes, &m->live))
-        m->overflow = true;
-    closed_reach(m, m->live, pass, node, part, stage);
-}
-
-stretch closed_later(stretch a, stretch b)
-{
-    return b.grew && (!a.grew || b.high > a.high) ? b : a;
-}
-
-stretch closed_shifted(stretch s, int64_t by)
-{
-    s.high += by;
-    return s;
-}
-
-int64_t closed_rows_bytes(const evaluator *v, int node, rowrange r)
-{
-    return v->row_bytes[node] * rr_count(r);
-}
-
-int64_t closed_full_bytes(const evaluator *v, int node)
-{
-    return cost_node_bytes(v->net, node, v->batch, v->eb);
-}
-
-void closed_add(evaluator *v, int64_t bytes, sched_pass pass, int node, int part)
-{
-    recorder *r = v->rec;
-    if (!r) {
-        closed_grow(&v->m, bytes, pass, node, part, v->stage);
-        return;
-    }
-    r->live += bytes;
-    r->top = closed_later(r->top, (stretch){true, r->live, pass, node, part});
-}
-
 void closed_host(evaluator *v, int64_t bytes)
 {
     LR_ASSERT(v->rec == NULL); /* host boundaries come and go in FWD and BWD's RECOMPUTE only */
     v->host_live += bytes;
     if (v->host_live > v->host_peak)
         v->host_peak = v->host_live;
-}
-
-void closed_shrink(evaluator *v, int64_t bytes)
-{
-    if (v->rec)
-        v->rec->live -= bytes;
-    else
-        v->m.live -= bytes;
-}
-
-/* Each run's FLOPs fit (cost_check_layers), but their sum over a step may not (a huge input, or
- * exact BatchNorm repeating a deep stage's forward once per BN layer): it saturates at
- * INT64_MAX, which strategy_evaluate reports as an overflow. */
-void closed_flops(evaluator *v, int64_t flops)
-{
-    int64_t *sum = v->rec ? &v->rec->flops : &v->flops;
-    if (__builtin_add_overflow(*sum, flops, sum))
-        *sum = INT64_MAX;
-}
-
-void closed_ns(evaluator *v, int64_t ns)
-{
-    int64_t *sum = v->rec ? &v->rec->ns : &v->ns;
-    if (__builtin_add_overflow(*sum, ns, sum))
-        *sum = INT64_MAX;
 }
 
 void closed_kernel(evaluator *v, int node, int rows, device_kernel_kind kind, int64_t flops)
@@ -128,20 +48,6 @@ bool closed_first_occurrence(const net_node *n, int k, int u, const net_t *net)
 
 /* ------------------------------------------------------------------ stage helpers */
 
-rowrange closed_boundary(const plan_stage *st, int l, int j)
-{
-    if (st->kind == PART_OVERLAP || j + 1 >= st->parts || l == st->out_node)
-        return rr_none();
-    rowrange next = st->held[plan_idx(st, l, j + 1)];
-    return rr_empty(next) ? rr_none() : rr_make(next.lo, st->held[plan_idx(st, l, j)].hi);
-}
-
-rowrange closed_head(const plan_stage *st, int l, int j)
-{
-    int i = plan_idx(st, l, j);
-    return rr_make(st->held[i].lo, st->comp[i].lo - 1);
-}
-
 /* Per node: which ops in the stage read it in backward, and its last consumer in a pass that
  * runs `subset` (NULL: all nodes). */
 void closed_positions(evaluator *v, const plan_stage *st, const bool *subset)
@@ -168,12 +74,6 @@ void closed_positions(evaluator *v, const plan_stage *st, const bool *subset)
     }
     for (int l = st->in_node + 1; l <= st->out_node; l++)
         v->saved[l] = v->first_bwd[l] <= st->out_node;
-}
-
-bool closed_holds_stripe(const plan_stage *st, const fwd_pass *f, int l, int j)
-{
-    return l != st->out_node && !(f->pass == PASS_STATS && l == f->stats_node) &&
-           !rr_empty(st->held[plan_idx(st, l, j)]);
 }
 
 /* The stripe of u made in partition j leaves: kept for backward, or handed on and freed. */
@@ -267,14 +167,6 @@ void closed_mark_descendants(evaluator *v, const plan_stage *st, int node)
 }
 
 /* ------------------------------------------------------------------ stage backward */
-
-rowrange closed_bwd_rows(const plan_stage *st, int l, int j)
-{
-    int i = plan_idx(st, l, j);
-    if (plan_sums_at(st, l)) /* a summing stage's reduction back-propagates its input rows */
-        return st->sum_in[j];
-    return st->kind == PART_OVERLAP ? st->comp[i] : st->own[i];
-}
 
 void closed_backward_node(evaluator *v, const bwd_pass *b, int l, int j, bool *g, const bool *gb_in,
                           bool *gb_out)

@@ -81,23 +81,127 @@ typedef struct {
     int target;
 } bwd_pass;
 
-/* ------------------------------------------------------------------ meter and evaluator */
+/* ------------------------------------------------------------------ events (inline: a walk makes
+ * millions) */
+
+/* What closed_grow notes when live bytes reach `level` right after a growth at that place. */
+static inline void closed_reach(meter *m, int64_t level, sched_pass pass, int node, int part,
+                                int stage)
+{
+    if (stage >= 0 && level > m->stage_peak[stage])
+        m->stage_peak[stage] = level;
+    if (level > m->peak) {
+        m->peak = level;
+        m->pass = pass, m->node = node, m->part = part, m->stage = stage;
+    }
+    plan_phase *ph = m->phase;
+    if (ph && (!ph->grew || level > ph->high)) {
+        ph->grew = true;
+        ph->high = level;
+        ph->pass = pass, ph->node = node, ph->part = part, ph->stage = stage;
+    }
+}
 
 /* live += bytes; a new high of the step, of the stage or of the phase is noted with its place. */
-void closed_grow(meter *m, int64_t bytes, sched_pass pass, int node, int part, int stage);
-/* What closed_grow notes when live bytes reach `level` right after a growth at that place. */
-void closed_reach(meter *m, int64_t level, sched_pass pass, int node, int part, int stage);
+static inline void closed_grow(meter *m, int64_t bytes, sched_pass pass, int node, int part,
+                               int stage)
+{
+    if (__builtin_add_overflow(m->live, bytes, &m->live))
+        m->overflow = true;
+    closed_reach(m, m->live, pass, node, part, stage);
+}
+
 /* The later of two stretches in time: b when it reaches higher than a, else a. */
-stretch closed_later(stretch a, stretch b);
+static inline stretch closed_later(stretch a, stretch b)
+{
+    return b.grew && (!a.grew || b.high > a.high) ? b : a;
+}
+
 /* The stretch with its levels raised by `by`. */
-stretch closed_shifted(stretch s, int64_t by);
-void closed_add(evaluator *v, int64_t bytes, sched_pass pass, int node, int part);
-void closed_shrink(evaluator *v, int64_t bytes);
+static inline stretch closed_shifted(stretch s, int64_t by)
+{
+    s.high += by;
+    return s;
+}
+
+static inline int64_t closed_rows_bytes(const evaluator *v, int node, rowrange r)
+{
+    return v->row_bytes[node] * rr_count(r);
+}
+
+static inline int64_t closed_full_bytes(const evaluator *v, int node)
+{
+    return cost_node_bytes(v->net, node, v->batch, v->eb);
+}
+
+static inline void closed_add(evaluator *v, int64_t bytes, sched_pass pass, int node, int part)
+{
+    recorder *r = v->rec;
+    if (!r) {
+        closed_grow(&v->m, bytes, pass, node, part, v->stage);
+        return;
+    }
+    r->live += bytes;
+    r->top = closed_later(r->top, (stretch){true, r->live, pass, node, part});
+}
+
+static inline void closed_shrink(evaluator *v, int64_t bytes)
+{
+    if (v->rec)
+        v->rec->live -= bytes;
+    else
+        v->m.live -= bytes;
+}
+
+/* Saturating at INT64_MAX. */
+static inline void closed_flops(evaluator *v, int64_t flops)
+{
+    int64_t *sum = v->rec ? &v->rec->flops : &v->flops;
+    if (__builtin_add_overflow(*sum, flops, sum))
+        *sum = INT64_MAX;
+}
+
+static inline void closed_ns(evaluator *v, int64_t ns)
+{
+    int64_t *sum = v->rec ? &v->rec->ns : &v->ns;
+    if (__builtin_add_overflow(*sum, ns, sum))
+        *sum = INT64_MAX;
+}
+
+/* Rows of l that partition j hands to j+1 in forward (none for overlapping partitions). */
+static inline rowrange closed_boundary(const plan_stage *st, int l, int j)
+{
+    if (st->kind == PART_OVERLAP || j + 1 >= st->parts || l == st->out_node)
+        return rr_none();
+    rowrange next = st->held[plan_idx(st, l, j + 1)];
+    return rr_empty(next) ? rr_none() : rr_make(next.lo, st->held[plan_idx(st, l, j)].hi);
+}
+
+/* Rows of l's buffer in partition j that came from earlier partitions. */
+static inline rowrange closed_head(const plan_stage *st, int l, int j)
+{
+    int i = plan_idx(st, l, j);
+    return rr_make(st->held[i].lo, st->comp[i].lo - 1);
+}
+
+static inline bool closed_holds_stripe(const plan_stage *st, const fwd_pass *f, int l, int j)
+{
+    return l != st->out_node && !(f->pass == PASS_STATS && l == f->stats_node) &&
+           !rr_empty(st->held[plan_idx(st, l, j)]);
+}
+
+static inline rowrange closed_bwd_rows(const plan_stage *st, int l, int j)
+{
+    int i = plan_idx(st, l, j);
+    if (plan_sums_at(st, l)) /* a summing stage's reduction back-propagates its input rows */
+        return st->sum_in[j];
+    return st->kind == PART_OVERLAP ? st->comp[i] : st->own[i];
+}
+
+/* ------------------------------------------------------------------ meter and evaluator */
+
 /* Host memory grows (bytes > 0) or shrinks: kept boundaries under --offload boundary. */
 void closed_host(evaluator *v, int64_t bytes);
-/* Saturating at INT64_MAX. */
-void closed_flops(evaluator *v, int64_t flops);
-void closed_ns(evaluator *v, int64_t ns);
 /* One kernel of the schedule (a RUN step that does arithmetic) on `rows` rows of node: its FLOPs,
  * and with a device its time. */
 void closed_kernel(evaluator *v, int node, int rows, device_kernel_kind kind, int64_t flops);
@@ -105,21 +209,14 @@ void closed_kernel(evaluator *v, int node, int rows, device_kernel_kind kind, in
  * (forward) or takes their gradient (backward). */
 void closed_sum_kernel(evaluator *v, const plan_stage *st, int l, int j, rowrange touched,
                        device_kernel_kind kind);
-int64_t closed_rows_bytes(const evaluator *v, int node, rowrange r);
-int64_t closed_full_bytes(const evaluator *v, int node);
 /* Whether inputs[k] of n is the first input with root u (an input read twice is freed once). */
 bool closed_first_occurrence(const net_node *n, int k, int u, const net_t *net);
 
 /* ------------------------------------------------------------------ stage walks */
 
-/* Rows of l that partition j hands to j+1 in forward (none for overlapping partitions). */
-rowrange closed_boundary(const plan_stage *st, int l, int j);
-/* Rows of l's buffer in partition j that came from earlier partitions. */
-rowrange closed_head(const plan_stage *st, int l, int j);
 /* Per node: which ops in the stage read it in backward, and its last consumer in a pass that
  * runs `subset` (NULL: all nodes): v->first_bwd, v->saved, v->last_fwd. */
 void closed_positions(evaluator *v, const plan_stage *st, const bool *subset);
-bool closed_holds_stripe(const plan_stage *st, const fwd_pass *f, int l, int j);
 void closed_forward_release(evaluator *v, const fwd_pass *f, int u, int j);
 /* Node l's own events in partition j (its stripe, the rows handed to it, stripe statistics),
  * then, in closed_forward_node, the releases its pass decides by v->last_fwd. */
@@ -129,7 +226,6 @@ void closed_forward_partition(evaluator *v, const fwd_pass *f, int j);
 /* v->mark: `node` and its ancestors inside the stage / its descendants inside the stage. */
 void closed_mark_ancestors(evaluator *v, const plan_stage *st, int node);
 void closed_mark_descendants(evaluator *v, const plan_stage *st, int node);
-rowrange closed_bwd_rows(const plan_stage *st, int l, int j);
 /* Node l's events in partition j's backward. g (by l - in_node): its gradient stripe exists;
  * gb_in: a boundary gradient from j+1 waits for l; gb_out: l hands one to j-1. */
 void closed_backward_node(evaluator *v, const bwd_pass *b, int l, int j, bool *g, const bool *gb_in,

@@ -18,11 +18,8 @@ void closed_host(evaluator *v, int64_t bytes)
         v->host_peak = v->host_live;
 }
 
-void closed_kernel(evaluator *v, int node, int rows, device_kernel_kind kind, int64_t flops)
+void closed_kernel_ns(evaluator *v, int node, int rows, device_kernel_kind kind)
 {
-    closed_flops(v, flops);
-    if (!v->device || flops == 0)
-        return;
     device_kernel k = device_kernel_of(v->net, node, v->batch, v->eb, rows, kind, v->optim);
     closed_ns(v, device_kernel_ns(v->device, &k));
 }

@@ -202,9 +202,17 @@ static inline rowrange closed_bwd_rows(const plan_stage *st, int l, int j)
 
 /* Host memory grows (bytes > 0) or shrinks: kept boundaries under --offload boundary. */
 void closed_host(evaluator *v, int64_t bytes);
+/* The time of a kernel on v->device (closed_kernel). */
+void closed_kernel_ns(evaluator *v, int node, int rows, device_kernel_kind kind);
 /* One kernel of the schedule (a RUN step that does arithmetic) on `rows` rows of node: its FLOPs,
  * and with a device its time. */
-void closed_kernel(evaluator *v, int node, int rows, device_kernel_kind kind, int64_t flops);
+static inline void closed_kernel(evaluator *v, int node, int rows, device_kernel_kind kind,
+                                 int64_t flops)
+{
+    closed_flops(v, flops);
+    if (v->device && flops != 0)
+        closed_kernel_ns(v, node, rows, kind);
+}
 /* A summing stage's reduction: partition j adds its rows sum_in[j] into the output rows `touched`
  * (forward) or takes their gradient (backward). */
 void closed_sum_kernel(evaluator *v, const plan_stage *st, int l, int j, rowrange touched,

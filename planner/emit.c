@@ -2,7 +2,7 @@
  * training step, decided by counting consumers (ggml's n_children): a tensor is freed right
  * after the last step that reads it.
  *
- * What each op's backward reads is decided in saved.c; flatten is a view: it shares its input's
+ * What each op's backward reads is decided in plan.h; flatten is a view: it shares its input's
  * tensors and emits no step.
  *
  * Order inside one step: persistent tensors; forward of each stage, then of the tail; backward

@@ -348,12 +348,42 @@ static inline bool plan_bnd_read_once(const plan_stage *st, int l)
  * stage copies in (st->in_rows[j]). */
 int64_t plan_input_rows_bytes(const net_t *net, const plan_config *cfg, rowrange r);
 
-/* Shared by the emitter, the closed form and the executors. */
-bool plan_bwd_reads_input(net_op op);  /* conv, maxpool, batchnorm, fc, softmax_xent */
-bool plan_bwd_reads_output(net_op op); /* relu */
-int64_t plan_bn_stats_bytes(const net_t *net, int node);
-int64_t plan_bn_gred_bytes(const net_t *net, int node);
-int plan_root(const net_t *net, int node); /* flatten is a view of its input */
+/* What each op's backward reads, and the sizes of the small per-layer tensors: the facts the
+ * emitter, the closed form, the plan builder and the executors share (inline: the closed form
+ * asks them millions of times).
+ *   conv, maxpool, batchnorm, fc, softmax_xent - backward reads their input (maxpool recomputes
+ *   the argmax); relu - its output; everything else - nothing (dropout regenerates its mask
+ *   from a seed). flatten is a view of its input. */
+static inline bool plan_bwd_reads_input(net_op op)
+{
+    return op == OP_CONV || op == OP_MAXPOOL || op == OP_BATCHNORM || op == OP_FC ||
+           op == OP_SOFTMAX_XENT;
+}
+
+static inline bool plan_bwd_reads_output(net_op op)
+{
+    return op == OP_RELU;
+}
+
+/* BN statistics: (2, C) floats mean/invstd + (2, C) doubles sum/sum^2. */
+static inline int64_t plan_bn_stats_bytes(const net_t *net, int node)
+{
+    return 24 * (int64_t)net->nodes[node].c;
+}
+
+/* BN gradient reductions: (2, C) doubles. */
+static inline int64_t plan_bn_gred_bytes(const net_t *net, int node)
+{
+    return 16 * (int64_t)net->nodes[node].c;
+}
+
+/* The node whose tensors a node uses (flatten is a view of its input). */
+static inline int plan_root(const net_t *net, int node)
+{
+    while (net->nodes[node].op == OP_FLATTEN)
+        node = net->nodes[node].inputs[0];
+    return node;
+}
 
 /* Nodes that may end a row region: cuts whose op and every op before them map rows, and a row
  * reduction (adaptive or global average pooling) right after such ops. The default region end is

@@ -16,8 +16,9 @@
  *    fixed order;
  *  - backward filter: tiles (Cout block, K block) of dw; each takes the image blocks and row
  *    chunks in order: tile += (Cout block, P) x (K block, P)^T.
- * Backward results depend on the row range (a sum split differently), within rounding; forward
- * results do not. Scratch (im2col columns, gathered gradients, GEMM output) comes from the
+ * The backward's image blocks and row chunks follow the call's row count (a stripe of a few rows
+ * takes several images per chunk, conv_shape_fit_rows), never the thread count. Backward results
+ * depend on the row range (a sum split differently), within rounding; forward results do not. Scratch (im2col columns, gathered gradients, GEMM output) comes from the
  * caller's cpu_scratch, one slice per thread; a kernel uses as many threads as it has slices for.
  *
  * Deliberately not here: memory allocation (no kernel mallocs), scheduling, the BLAS call itself.
@@ -46,6 +47,7 @@ typedef struct {
     int64_t k;              /* GEMM depth of a group: cig * kk */
     int img_block, n_img_blocks;         /* forward */
     int bwd_block, n_bwd_blocks, bwd_rows; /* backward: images per block, rows per chunk */
+    int64_t bwd_pixels;     /* GEMM columns of the largest backward chunk of the layer */
     int ci_block, n_ci_blocks;           /* backward data */
     int co_block, n_co_blocks, k_block, n_k_blocks; /* backward filter */
     int padded_w;           /* an input row with its padding: what the taps of one row read */
@@ -82,6 +84,7 @@ static conv_shape conv_shape_of(const cpu_window *g, int n, int cin, int h, int 
     /* backward: whole maps of several images when they are small, else row chunks of one */
     even_blocks(n, BWD_PIXELS / ((int64_t)s.oh * s.ow), &s.bwd_block, &s.n_bwd_blocks);
     s.bwd_rows = min_int(s.oh, ceil_div(BWD_PIXELS, (int64_t)s.bwd_block * s.ow));
+    s.bwd_pixels = (int64_t)s.bwd_block * s.bwd_rows * s.ow;
     int ci_target = ceil_div(s.cig, MAX_SPLIT), k_target = ceil_div(s.k, MAX_SPLIT);
     even_blocks(s.cig, ci_target > BWD_CI_BLOCK ? ci_target : BWD_CI_BLOCK, &s.ci_block,
                 &s.n_ci_blocks);
@@ -92,11 +95,22 @@ static conv_shape conv_shape_of(const cpu_window *g, int n, int cin, int h, int 
     return s;
 }
 
+/* The backward chunks of a call over `rows` output rows: as many images of those rows as the
+ * layer's largest chunk holds (what the scratch is sized for), else row chunks of one image. A
+ * stripe of a few rows thus still gives GEMMs of about BWD_PIXELS columns, not a few dozen. Over
+ * all OH rows this is conv_shape_of's choice (even_blocks of its own block is that block). */
+static void conv_shape_fit_rows(conv_shape *s, int rows)
+{
+    even_blocks(s->n, s->bwd_pixels / ((int64_t)rows * s->ow), &s->bwd_block, &s->n_bwd_blocks);
+    int64_t fit = s->bwd_pixels / ((int64_t)s->bwd_block * s->ow);
+    s->bwd_rows = fit < rows ? (int)fit : rows;
+}
+
 /* Scratch floats one thread needs: the largest of the three passes. */
 static int64_t slice_floats(const conv_shape *s)
 {
     int64_t fwd_p = (int64_t)s->img_block * s->ow;
-    int64_t bwd_p = (int64_t)s->bwd_block * s->bwd_rows * s->ow;
+    int64_t bwd_p = s->bwd_pixels;
     int64_t fwd = (s->k + s->cout) * fwd_p;
     int64_t data = ((int64_t)s->cog + (int64_t)s->ci_block * s->kk) * bwd_p;
     int64_t filter = ((int64_t)s->co_block + s->k_block) * bwd_p;
@@ -548,6 +562,7 @@ void cpu_conv_bwd(const cpu_window *g, const cpu_view *x, const float *w, const 
     if (r_lo > r_hi)
         return;
     conv_shape s = conv_shape_of(g, x->n, x->c, x->h, x->w, dy->c);
+    conv_shape_fit_rows(&s, r_hi - r_lo + 1);
     int64_t work = row_work(dy, r_lo, r_hi) * s.k;
     if (db)
         conv_bwd_bias(dy, r_lo, r_hi, db);

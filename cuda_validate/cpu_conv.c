@@ -161,35 +161,39 @@ static void zero_floats(float *dst, int64_t len)
         dst[j] = 0.0f;
 }
 
-/* One k row of im2col when output row r reads input row r + dr at column o + off (unit strides,
- * OW = W): the in-map rows are one contiguous copy from the first in-map column of the first of
- * them to the last of the last; then every column outside [lo, hi] and every row outside the
- * map is zeroed. */
+/* One k row of im2col for images [n0, n0 + nb) when output row r reads input row r + dr at
+ * column o + off (unit strides, OW = W): per image, the in-map rows are one contiguous copy from
+ * the first in-map column of the first of them to the last of the last; then every column
+ * outside [lo, hi] and every row outside the map is zeroed. The images share the bounds, worked
+ * out once: a stripe's chunk holds several images of a few rows each. */
 LR_CLONES
-static void im2col_shifted(const conv_shape *s, const cpu_view *x, int n, int c, int dr, int off,
-                           int lo, int hi, int ra, int rb, float *dst)
+static void im2col_shifted(const conv_shape *s, const cpu_view *x, int n0, int nb, int c, int dr,
+                           int off, int lo, int hi, int ra, int rb, float *dst, int64_t per_image)
 {
     int w = s->w;
     int r0 = ra + dr < 0 ? -dr : ra, r1 = rb + dr >= s->h ? s->h - 1 - dr : rb; /* in-map rows */
     if (lo > hi || r0 > r1) {
-        zero_floats(dst, plane_span(ra, rb, w));
+        for (int i = 0; i < nb; i++)
+            zero_floats(dst + i * per_image, plane_span(ra, rb, w));
         return;
     }
     int64_t j0 = plane_span(ra, r0 - 1, w) + lo, j1 = plane_span(ra, r1 - 1, w) + hi;
-    const float *src = cpu_at(x, n, c, r0 + dr, lo + off); /* holds dst[j0] */
+    for (int i = 0; i < nb; i++, dst += per_image) {
+        const float *src = cpu_at(x, n0 + i, c, r0 + dr, lo + off); /* holds dst[j0] */
 #pragma omp simd
-    for (int64_t j = j0; j <= j1; j++)
-        dst[j] = src[j - j0];
-    for (int r = ra; r <= rb; r++) {
-        float *row = dst + plane_span(ra, r - 1, w);
-        if (r < r0 || r > r1) {
-            zero_floats(row, w);
-            continue;
+        for (int64_t j = j0; j <= j1; j++)
+            dst[j] = src[j - j0];
+        for (int r = ra; r <= rb; r++) {
+            float *row = dst + plane_span(ra, r - 1, w);
+            if (r < r0 || r > r1) {
+                zero_floats(row, w);
+                continue;
+            }
+            for (int o = 0; o < lo; o++)
+                row[o] = 0.0f;
+            for (int o = hi + 1; o < w; o++)
+                row[o] = 0.0f;
         }
-        for (int o = 0; o < lo; o++)
-            row[o] = 0.0f;
-        for (int o = hi + 1; o < w; o++)
-            row[o] = 0.0f;
     }
 }
 
@@ -235,9 +239,8 @@ static void im2col_rows(const conv_shape *s, const cpu_view *x, int n0, int nb, 
     tap t;
     tap_set(s, k0, &t);
     for (int64_t k = k0; k < k1; k++, tap_next(s, &t))
-        for (int i = 0; i < nb; i++)
-            im2col_shifted(s, x, n0 + i, c0 + t.ci, t.dr, t.off, t.lo, t.hi, ra, rb,
-                           col + (k - k0) * ld + i * per_image);
+        im2col_shifted(s, x, n0, nb, c0 + t.ci, t.dr, t.off, t.lo, t.hi, ra, rb,
+                       col + (k - k0) * ld, per_image);
 }
 
 /* pad[j] = x[n, c, ir, j - pw] for j in [0, padded_w), 0 outside the map (all of it when row ir
@@ -299,29 +302,32 @@ static void im2col(const conv_shape *s, const cpu_view *x, int n0, int nb, int c
     }
 }
 
-/* col2im of one k row of one image over several output rows when output row r reads input row
- * r + dr at column o + off (unit strides, OW = W): the entries of columns outside [lo, hi] are
- * zeroed in `src` (scratch), then the in-map rows are one contiguous add into the plane `plane`
- * (which holds rows from row0 on), adding +0 where a row wraps into the next. */
-static inline void col2im_shifted(const conv_shape *s, float *src, int ra, int rb, const tap *t,
-                                  float *plane, int row0)
+/* col2im of one k row of images [n0, n0 + nb) over several output rows when output row r reads
+ * input row r + dr at column o + off (unit strides, OW = W), channel c of dx: per image, the
+ * entries of columns outside [lo, hi] are zeroed in `src` (scratch, per_image floats an image),
+ * then the in-map rows are one contiguous add into the image's plane, adding +0 where a row wraps
+ * into the next. */
+static inline void col2im_shifted(const conv_shape *s, float *src, int64_t per_image, int ra,
+                                  int rb, const tap *t, int n0, int nb, int c, cpu_view *dx)
 {
     int w = s->w;
     int r0 = ra + t->dr < 0 ? -t->dr : ra, r1 = rb + t->dr >= s->h ? s->h - 1 - t->dr : rb;
     if (r0 > r1)
         return;
-    for (int r = r0; r <= r1; r++) {
-        float *row = src + plane_span(ra, r - 1, w);
-        for (int o = 0; o < t->lo; o++)
-            row[o] = 0.0f;
-        for (int o = t->hi + 1; o < w; o++)
-            row[o] = 0.0f;
-    }
     int64_t j0 = plane_span(ra, r0 - 1, w) + t->lo, j1 = plane_span(ra, r1 - 1, w) + t->hi;
-    float *dst = plane + plane_span(row0, r0 + t->dr - 1, w) + t->lo + t->off; /* takes src[j0] */
+    for (int i = 0; i < nb; i++, src += per_image) {
+        for (int r = r0; r <= r1; r++) {
+            float *row = src + plane_span(ra, r - 1, w);
+            for (int o = 0; o < t->lo; o++)
+                row[o] = 0.0f;
+            for (int o = t->hi + 1; o < w; o++)
+                row[o] = 0.0f;
+        }
+        float *dst = cpu_at(dx, n0 + i, c, r0 + t->dr, t->lo + t->off); /* takes src[j0] */
 #pragma omp simd
-    for (int64_t j = j0; j <= j1; j++)
-        dst[j - j0] += src[j];
+        for (int64_t j = j0; j <= j1; j++)
+            dst[j - j0] += src[j];
+    }
 }
 
 /* The transpose of im2col for images [n0, n0 + nb) over channels [c0, c0 + nc): dx[n0 + i,
@@ -340,13 +346,12 @@ static void col2im(const conv_shape *s, float *col, int64_t ld, int n0, int nb, 
     for (int64_t k = 0; k < (int64_t)nc * s->kk; k++, tap_next(s, &t)) {
         if (t.lo > t.hi)
             continue;
+        if (shifted) {
+            col2im_shifted(s, col + k * ld, per_image, ra, rb, &t, n0, nb, c0 + t.ci, dx);
+            continue;
+        }
         for (int i = 0; i < nb; i++) {
             float *src = col + k * ld + i * per_image;
-            if (shifted) {
-                col2im_shifted(s, src, ra, rb, &t, cpu_at(dx, n0 + i, c0 + t.ci, dx->row0, 0),
-                               dx->row0);
-                continue;
-            }
             for (int r = ra; r <= rb; r++, src += ow) {
                 int ir = r * g->sh + t.dr;
                 if (ir < 0 || ir >= s->h)

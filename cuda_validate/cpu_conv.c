@@ -18,8 +18,9 @@
  *    chunks in order: tile += (Cout block, P) x (K block, P)^T.
  * The backward's image blocks and row chunks follow the call's row count (a stripe of a few rows
  * takes several images per chunk, conv_shape_fit_rows), never the thread count. Backward results
- * depend on the row range (a sum split differently), within rounding; forward results do not. Scratch (im2col columns, gathered gradients, GEMM output) comes from the
- * caller's cpu_scratch, one slice per thread; a kernel uses as many threads as it has slices for.
+ * depend on the row range (a sum split differently), within rounding; forward results do not.
+ * Scratch (im2col columns, gathered gradients, GEMM output) comes from the caller's cpu_scratch,
+ * one slice per thread; a kernel uses as many threads as it has slices for.
  *
  * Deliberately not here: memory allocation (no kernel mallocs), scheduling, the BLAS call itself.
  */

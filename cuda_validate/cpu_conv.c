@@ -16,9 +16,11 @@
  *    fixed order;
  *  - backward filter: tiles (Cout block, K block) of dw; each takes the image blocks and row
  *    chunks in order: tile += (Cout block, P) x (K block, P)^T.
- * Backward results depend on the row range (a sum split differently), within rounding; forward
- * results do not. Scratch (im2col columns, gathered gradients, GEMM output) comes from the
- * caller's cpu_scratch, one slice per thread; a kernel uses as many threads as it has slices for.
+ * The backward's image blocks and row chunks follow the call's row count (a stripe of a few rows
+ * takes several images per chunk, conv_shape_fit_rows), never the thread count. Backward results
+ * depend on the row range (a sum split differently), within rounding; forward results do not.
+ * Scratch (im2col columns, gathered gradients, GEMM output) comes from the caller's cpu_scratch,
+ * one slice per thread; a kernel uses as many threads as it has slices for.
  *
  * Deliberately not here: memory allocation (no kernel mallocs), scheduling, the BLAS call itself.
  */
@@ -46,6 +48,7 @@ typedef struct {
     int64_t k;              /* GEMM depth of a group: cig * kk */
     int img_block, n_img_blocks;         /* forward */
     int bwd_block, n_bwd_blocks, bwd_rows; /* backward: images per block, rows per chunk */
+    int64_t bwd_pixels;     /* GEMM columns of the largest backward chunk of the layer */
     int ci_block, n_ci_blocks;           /* backward data */
     int co_block, n_co_blocks, k_block, n_k_blocks; /* backward filter */
     int padded_w;           /* an input row with its padding: what the taps of one row read */
@@ -82,6 +85,7 @@ static conv_shape conv_shape_of(const cpu_window *g, int n, int cin, int h, int 
     /* backward: whole maps of several images when they are small, else row chunks of one */
     even_blocks(n, BWD_PIXELS / ((int64_t)s.oh * s.ow), &s.bwd_block, &s.n_bwd_blocks);
     s.bwd_rows = min_int(s.oh, ceil_div(BWD_PIXELS, (int64_t)s.bwd_block * s.ow));
+    s.bwd_pixels = (int64_t)s.bwd_block * s.bwd_rows * s.ow;
     int ci_target = ceil_div(s.cig, MAX_SPLIT), k_target = ceil_div(s.k, MAX_SPLIT);
     even_blocks(s.cig, ci_target > BWD_CI_BLOCK ? ci_target : BWD_CI_BLOCK, &s.ci_block,
                 &s.n_ci_blocks);
@@ -92,11 +96,22 @@ static conv_shape conv_shape_of(const cpu_window *g, int n, int cin, int h, int 
     return s;
 }
 
+/* The backward chunks of a call over `rows` output rows: as many images of those rows as the
+ * layer's largest chunk holds (what the scratch is sized for), else row chunks of one image. A
+ * stripe of a few rows thus still gives GEMMs of about BWD_PIXELS columns, not a few dozen. Over
+ * all OH rows this is conv_shape_of's choice (even_blocks of its own block is that block). */
+static void conv_shape_fit_rows(conv_shape *s, int rows)
+{
+    even_blocks(s->n, s->bwd_pixels / ((int64_t)rows * s->ow), &s->bwd_block, &s->n_bwd_blocks);
+    int64_t fit = s->bwd_pixels / ((int64_t)s->bwd_block * s->ow);
+    s->bwd_rows = fit < rows ? (int)fit : rows;
+}
+
 /* Scratch floats one thread needs: the largest of the three passes. */
 static int64_t slice_floats(const conv_shape *s)
 {
     int64_t fwd_p = (int64_t)s->img_block * s->ow;
-    int64_t bwd_p = (int64_t)s->bwd_block * s->bwd_rows * s->ow;
+    int64_t bwd_p = s->bwd_pixels;
     int64_t fwd = (s->k + s->cout) * fwd_p;
     int64_t data = ((int64_t)s->cog + (int64_t)s->ci_block * s->kk) * bwd_p;
     int64_t filter = ((int64_t)s->co_block + s->k_block) * bwd_p;
@@ -147,35 +162,39 @@ static void zero_floats(float *dst, int64_t len)
         dst[j] = 0.0f;
 }
 
-/* One k row of im2col when output row r reads input row r + dr at column o + off (unit strides,
- * OW = W): the in-map rows are one contiguous copy from the first in-map column of the first of
- * them to the last of the last; then every column outside [lo, hi] and every row outside the
- * map is zeroed. */
+/* One k row of im2col for images [n0, n0 + nb) when output row r reads input row r + dr at
+ * column o + off (unit strides, OW = W): per image, the in-map rows are one contiguous copy from
+ * the first in-map column of the first of them to the last of the last; then every column
+ * outside [lo, hi] and every row outside the map is zeroed. The images share the bounds, worked
+ * out once: a stripe's chunk holds several images of a few rows each. */
 LR_CLONES
-static void im2col_shifted(const conv_shape *s, const cpu_view *x, int n, int c, int dr, int off,
-                           int lo, int hi, int ra, int rb, float *dst)
+static void im2col_shifted(const conv_shape *s, const cpu_view *x, int n0, int nb, int c, int dr,
+                           int off, int lo, int hi, int ra, int rb, float *dst, int64_t per_image)
 {
     int w = s->w;
     int r0 = ra + dr < 0 ? -dr : ra, r1 = rb + dr >= s->h ? s->h - 1 - dr : rb; /* in-map rows */
     if (lo > hi || r0 > r1) {
-        zero_floats(dst, plane_span(ra, rb, w));
+        for (int i = 0; i < nb; i++)
+            zero_floats(dst + i * per_image, plane_span(ra, rb, w));
         return;
     }
     int64_t j0 = plane_span(ra, r0 - 1, w) + lo, j1 = plane_span(ra, r1 - 1, w) + hi;
-    const float *src = cpu_at(x, n, c, r0 + dr, lo + off); /* holds dst[j0] */
+    for (int i = 0; i < nb; i++, dst += per_image) {
+        const float *src = cpu_at(x, n0 + i, c, r0 + dr, lo + off); /* holds dst[j0] */
 #pragma omp simd
-    for (int64_t j = j0; j <= j1; j++)
-        dst[j] = src[j - j0];
-    for (int r = ra; r <= rb; r++) {
-        float *row = dst + plane_span(ra, r - 1, w);
-        if (r < r0 || r > r1) {
-            zero_floats(row, w);
-            continue;
+        for (int64_t j = j0; j <= j1; j++)
+            dst[j] = src[j - j0];
+        for (int r = ra; r <= rb; r++) {
+            float *row = dst + plane_span(ra, r - 1, w);
+            if (r < r0 || r > r1) {
+                zero_floats(row, w);
+                continue;
+            }
+            for (int o = 0; o < lo; o++)
+                row[o] = 0.0f;
+            for (int o = hi + 1; o < w; o++)
+                row[o] = 0.0f;
         }
-        for (int o = 0; o < lo; o++)
-            row[o] = 0.0f;
-        for (int o = hi + 1; o < w; o++)
-            row[o] = 0.0f;
     }
 }
 
@@ -221,9 +240,18 @@ static void im2col_rows(const conv_shape *s, const cpu_view *x, int n0, int nb, 
     tap t;
     tap_set(s, k0, &t);
     for (int64_t k = k0; k < k1; k++, tap_next(s, &t))
-        for (int i = 0; i < nb; i++)
-            im2col_shifted(s, x, n0 + i, c0 + t.ci, t.dr, t.off, t.lo, t.hi, ra, rb,
-                           col + (k - k0) * ld + i * per_image);
+        im2col_shifted(s, x, n0, nb, c0 + t.ci, t.dr, t.off, t.lo, t.hi, ra, rb,
+                       col + (k - k0) * ld, per_image);
+}
+
+/* Asks for the cache lines of p[0, len). The rows one im2col reads lie a plane apart (the next
+ * image's), too far for the hardware prefetcher, and a stripe of one or a few rows finds few of
+ * them in cache: fetching the next image's row while copying this one hides that wait. */
+static inline void prefetch_floats(const float *p, int len)
+{
+    for (int j = 0; j < len; j += 16)
+        __builtin_prefetch(p + j);
+    __builtin_prefetch(p + len - 1);
 }
 
 /* pad[j] = x[n, c, ir, j - pw] for j in [0, padded_w), 0 outside the map (all of it when row ir
@@ -267,7 +295,10 @@ static void im2col(const conv_shape *s, const cpu_view *x, int n0, int nb, int c
         int kx0 = row0 < k0 ? (int)(k0 - row0) : 0, kx1 = row0 + kw > k1 ? (int)(k1 - row0) : kw;
         for (int i = 0; i < nb; i++)
             for (int r = ra; r <= rb; r++) {
-                pad_row(s, x, n0 + i, c0 + ci, r * g->sh + ky * g->dh - g->ph, pad);
+                int ir = r * g->sh + ky * g->dh - g->ph;
+                if (i + 1 < nb && ir >= 0 && ir < s->h)
+                    prefetch_floats(cpu_at(x, n0 + i + 1, c0 + ci, ir, 0), s->w);
+                pad_row(s, x, n0 + i, c0 + ci, ir, pad);
                 float *dst = col + (row0 - k0) * ld + i * per_image + (int64_t)(r - ra) * ow;
                 for (int kx = kx0; kx < kx1; kx++) {
                     const float *src = pad + kx * g->dw;
@@ -276,6 +307,10 @@ static void im2col(const conv_shape *s, const cpu_view *x, int n0, int nb, int c
 #pragma omp simd
                         for (int o = 0; o < ow; o++)
                             d[o] = src[o];
+                    } else if (sw == 2) { /* a constant stride, so the loads vectorise */
+#pragma omp simd
+                        for (int o = 0; o < ow; o++)
+                            d[o] = src[2 * o];
                     } else {
                         for (int o = 0; o < ow; o++)
                             d[o] = src[o * sw];
@@ -285,29 +320,32 @@ static void im2col(const conv_shape *s, const cpu_view *x, int n0, int nb, int c
     }
 }
 
-/* col2im of one k row of one image over several output rows when output row r reads input row
- * r + dr at column o + off (unit strides, OW = W): the entries of columns outside [lo, hi] are
- * zeroed in `src` (scratch), then the in-map rows are one contiguous add into the plane `plane`
- * (which holds rows from row0 on), adding +0 where a row wraps into the next. */
-static inline void col2im_shifted(const conv_shape *s, float *src, int ra, int rb, const tap *t,
-                                  float *plane, int row0)
+/* col2im of one k row of images [n0, n0 + nb) over several output rows when output row r reads
+ * input row r + dr at column o + off (unit strides, OW = W), channel c of dx: per image, the
+ * entries of columns outside [lo, hi] are zeroed in `src` (scratch, per_image floats an image),
+ * then the in-map rows are one contiguous add into the image's plane, adding +0 where a row wraps
+ * into the next. */
+static inline void col2im_shifted(const conv_shape *s, float *src, int64_t per_image, int ra,
+                                  int rb, const tap *t, int n0, int nb, int c, cpu_view *dx)
 {
     int w = s->w;
     int r0 = ra + t->dr < 0 ? -t->dr : ra, r1 = rb + t->dr >= s->h ? s->h - 1 - t->dr : rb;
     if (r0 > r1)
         return;
-    for (int r = r0; r <= r1; r++) {
-        float *row = src + plane_span(ra, r - 1, w);
-        for (int o = 0; o < t->lo; o++)
-            row[o] = 0.0f;
-        for (int o = t->hi + 1; o < w; o++)
-            row[o] = 0.0f;
-    }
     int64_t j0 = plane_span(ra, r0 - 1, w) + t->lo, j1 = plane_span(ra, r1 - 1, w) + t->hi;
-    float *dst = plane + plane_span(row0, r0 + t->dr - 1, w) + t->lo + t->off; /* takes src[j0] */
+    for (int i = 0; i < nb; i++, src += per_image) {
+        for (int r = r0; r <= r1; r++) {
+            float *row = src + plane_span(ra, r - 1, w);
+            for (int o = 0; o < t->lo; o++)
+                row[o] = 0.0f;
+            for (int o = t->hi + 1; o < w; o++)
+                row[o] = 0.0f;
+        }
+        float *dst = cpu_at(dx, n0 + i, c, r0 + t->dr, t->lo + t->off); /* takes src[j0] */
 #pragma omp simd
-    for (int64_t j = j0; j <= j1; j++)
-        dst[j - j0] += src[j];
+        for (int64_t j = j0; j <= j1; j++)
+            dst[j - j0] += src[j];
+    }
 }
 
 /* The transpose of im2col for images [n0, n0 + nb) over channels [c0, c0 + nc): dx[n0 + i,
@@ -326,13 +364,12 @@ static void col2im(const conv_shape *s, float *col, int64_t ld, int n0, int nb, 
     for (int64_t k = 0; k < (int64_t)nc * s->kk; k++, tap_next(s, &t)) {
         if (t.lo > t.hi)
             continue;
+        if (shifted) {
+            col2im_shifted(s, col + k * ld, per_image, ra, rb, &t, n0, nb, c0 + t.ci, dx);
+            continue;
+        }
         for (int i = 0; i < nb; i++) {
             float *src = col + k * ld + i * per_image;
-            if (shifted) {
-                col2im_shifted(s, src, ra, rb, &t, cpu_at(dx, n0 + i, c0 + t.ci, dx->row0, 0),
-                               dx->row0);
-                continue;
-            }
             for (int r = ra; r <= rb; r++, src += ow) {
                 int ir = r * g->sh + t.dr;
                 if (ir < 0 || ir >= s->h)
@@ -548,6 +585,7 @@ void cpu_conv_bwd(const cpu_window *g, const cpu_view *x, const float *w, const 
     if (r_lo > r_hi)
         return;
     conv_shape s = conv_shape_of(g, x->n, x->c, x->h, x->w, dy->c);
+    conv_shape_fit_rows(&s, r_hi - r_lo + 1);
     int64_t work = row_work(dy, r_lo, r_hi) * s.k;
     if (db)
         conv_bwd_bias(dy, r_lo, r_hi, db);

@@ -449,10 +449,15 @@ static lr_status single_stage_as(const net_t *net, const plan_config *cfg, plan_
     lr_status st = ends_phases(net, cfg, ends, n_ends, rec);
     if (st == LR_OK) {
 #pragma omp parallel for schedule(dynamic)
-        for (int k = 0; k < n_ends * per; k++)
-            t[k].status = single_stage_cost(net, cfg, kind, ends[k / per], lo + k % per,
-                                            &rec[k / per], &t[k].cost, &t[k].usable,
-                                            keep ? &keep->v[k] : NULL);
+        for (int k = 0; k < n_ends * per; k++) {
+            /* plan_build clamps N to the rows there are: past the first N it clamps to, the same
+             * plan again, which would lose every tie to it (an earlier offer) */
+            int parts = lo + k % per;
+            if (parts > lo && parts > plan_split_rows(net, kind, 0, ends[k / per]))
+                continue;
+            t[k].status = single_stage_cost(net, cfg, kind, ends[k / per], parts, &rec[k / per],
+                                            &t[k].cost, &t[k].usable, keep ? &keep->v[k] : NULL);
+        }
     }
     strategy_pick pick;
     strategy_pick_init(&pick);

@@ -199,6 +199,18 @@ static void stage_forward(evaluator *v, const plan_stage *st)
     v->copy_bytes += stage_copies(v, st, true);
 }
 
+/* A partition's backward walk as the GSTATS passes recorded it (closed_gstats_passes), onto the
+ * meter as the backward pass: its first highest point, then its end. */
+static void place_walk(evaluator *v, const walk_summary *w)
+{
+    int64_t start = v->m.live;
+    if (w->top.grew)
+        closed_reach(&v->m, start + w->top.high, PASS_BWD, w->top.node, w->top.part, v->stage);
+    v->m.live = start + w->live;
+    closed_flops(v, w->flops);
+    closed_ns(v, w->ns);
+}
+
 static void stage_backward(evaluator *v, const plan_stage *fwd, bool *held, bool *gb_a, bool *gb_b)
 {
     const plan_stage *st = plan_bwd_stage(fwd); /* --boundaries recompute: the overl twin */
@@ -206,8 +218,12 @@ static void stage_backward(evaluator *v, const plan_stage *fwd, bool *held, bool
     int a = st->in_node, b = st->out_node, n_local = b - a;
     if (a != 0)
         closed_add(v, closed_full_bytes(v, a), PASS_BWD, b, -1);
-    if (st->bn_passes)
-        closed_gstats_passes(v, st);
+    walk_summary *walked = NULL;
+    if (st->bn_passes) {
+        walked = malloc(sizeof *walked * (size_t)st->parts);
+        LR_ASSERT(walked != NULL);
+        closed_gstats_passes(v, st, walked, gb_b);
+    }
     bwd_pass bp = {st, PASS_BWD, NULL, -1};
     closed_positions(v, st, st->rerun);
     memset(gb_a, 0, (size_t)n_local + 1);
@@ -216,10 +232,17 @@ static void stage_backward(evaluator *v, const plan_stage *fwd, bool *held, bool
         closed_input_in(v, st, rerun ? PASS_RECOMPUTE : PASS_BWD, j);
         if (rerun)
             closed_recompute_partition(v, st, j, true);
+        if (walked && j > 0) { /* the GSTATS passes walked it: the same events */
+            place_walk(v, &walked[j]);
+            continue;
+        }
+        if (walked) /* partition 0: what the GSTATS passes' chain handed it */
+            memcpy(gb_a, gb_b, (size_t)n_local + 1);
         closed_backward_partition(v, &bp, j, gb_a, gb_b);
         closed_input_out(v, st, j);
         memcpy(gb_a, gb_b, (size_t)n_local + 1);
     }
+    free(walked);
     v->copy_bytes += stage_copies(v, st, false);
     for (int l = a + 1; st->bn_passes && l <= b; l++)
         if (net->nodes[l].op == OP_BATCHNORM)

@@ -20,6 +20,9 @@
  * For a ResNet a pass departs from the shared walk inside b's block only: a stage costs
  * N x (stage + BatchNorms x block) instead of N x stage x BatchNorms.
  *
+ * The shared backward walk of partition j makes the events the stage's backward pass makes in
+ * partition j after its recompute (for j > 0; partition 0's also frees dO), so closed.c places
+ * it there too rather than walking it a second time.
  * Each pass then goes onto the meter in schedule order as its first highest point and its end,
  * which is what walking its events one by one gives (tests/test_plan.c holds the closed form to
  * the replay of the emitted schedule, byte for byte, on the zoo, random nets and hand-cut stages).
@@ -307,7 +310,8 @@ static void gstats_pass_of(shared *sh, bn_pass *p)
 
 /* The shared backward walk of partition j (every node runs, no target), recorded position by
  * position from the stage output down; gb_in/gb_out chain it from partition to partition. */
-static void record_backward(shared *sh, int j, const recorder *re, bool *gb_in, bool *gb_out)
+static void record_backward(shared *sh, int j, const recorder *re, bool *gb_in, bool *gb_out,
+                            walk_summary *sum)
 {
     evaluator *v = sh->v;
     const plan_stage *st = sh->st;
@@ -334,6 +338,8 @@ static void record_backward(shared *sh, int j, const recorder *re, bool *gb_in, 
     }
     closed_input_out(v, st, j); /* what the recompute brought in (re) leaves with the pass */
     v->rec = NULL;
+    if (sum)
+        *sum = (walk_summary){r.live, r.flops, r.ns, top};
     memset(g, 0, (size_t)sh->n_local + 1);
     /* everything the partition made is freed but what it hands on */
     LR_ASSERT(re->live + r.live == made - taken);
@@ -400,7 +406,8 @@ static void gstats_partition(shared *sh, bn_pass *p, int j, const recorder *re)
     p->ns = saturated(p->ns, saturated(re->ns, saturated(at->ns, r.ns)));
 }
 
-void closed_gstats_passes(evaluator *v, const plan_stage *st)
+void closed_gstats_passes(evaluator *v, const plan_stage *st, walk_summary *by_part,
+                          bool *gb_last)
 {
     shared sh;
     shared_init(&sh, v, st, true);
@@ -415,7 +422,9 @@ void closed_gstats_passes(evaluator *v, const plan_stage *st)
         closed_input_in(v, st, PASS_RECOMPUTE, j);
         closed_recompute_partition(v, st, j, false);
         v->rec = NULL;
-        record_backward(&sh, j, &re, gb_in, gb_out);
+        if (j == 0 && gb_last)
+            memcpy(gb_last, gb_in, (size_t)sh.n_local + 1);
+        record_backward(&sh, j, &re, gb_in, gb_out, by_part ? &by_part[j] : NULL);
         memcpy(gb_in, gb_out, (size_t)sh.n_local + 1);
         for (int k = 0; k < sh.n; k++)
             gstats_partition(&sh, &sh.pass[k], j, &re);

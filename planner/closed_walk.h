@@ -251,6 +251,17 @@ void closed_input_out(evaluator *v, const plan_stage *st, int j);
 /* Exact BatchNorm in a partitioned stage: every STATS pass (before the first forward), every
  * GSTATS pass (before the backward), onto the meter in schedule order. */
 void closed_stats_passes(evaluator *v, const plan_stage *st);
-void closed_gstats_passes(evaluator *v, const plan_stage *st);
+/* What a GSTATS pass's shared backward walk of partition j made (relative to its start, its top
+ * labelled GSTATS): the backward pass's walk of that partition makes the same events for j > 0
+ * (for j = 0 it also frees dO), so closed.c places it instead of walking it again. */
+typedef struct {
+    int64_t live, flops, ns;
+    stretch top;
+} walk_summary;
+
+/* by_part (NULL: not kept): parts summaries; gb_last: the boundary gradients partition 0 receives
+ * (n_local + 1 flags). */
+void closed_gstats_passes(evaluator *v, const plan_stage *st, walk_summary *by_part,
+                          bool *gb_last);
 
 #endif

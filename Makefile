@@ -39,7 +39,7 @@ endif
 
 CC ?= cc
 OPT ?= -O2
-# the planner's walks (closed form, searches): -O3 makes the default resnet101 table about 4%
+# the planner's walks (closed form, searches): -O3 makes the default resnet101 table about 3%
 # faster (not under SANITIZE=1, which keeps one level for all)
 PLANNER_OPT ?= $(if $(filter 1,$(SANITIZE)),,-O3)
 # openblas: the CPU backend's GEMM (cuda_validate/cpu_blas.c; only `make validate` builds

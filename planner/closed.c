@@ -199,18 +199,6 @@ static void stage_forward(evaluator *v, const plan_stage *st)
     v->copy_bytes += stage_copies(v, st, true);
 }
 
-/* A partition's backward walk as the GSTATS passes recorded it (closed_gstats_passes), onto the
- * meter as the backward pass: its first highest point, then its end. */
-static void place_walk(evaluator *v, const walk_summary *w)
-{
-    int64_t start = v->m.live;
-    if (w->top.grew)
-        closed_reach(&v->m, start + w->top.high, PASS_BWD, w->top.node, w->top.part, v->stage);
-    v->m.live = start + w->live;
-    closed_flops(v, w->flops);
-    closed_ns(v, w->ns);
-}
-
 static void stage_backward(evaluator *v, const plan_stage *fwd, bool *held, bool *gb_a, bool *gb_b)
 {
     const plan_stage *st = plan_bwd_stage(fwd); /* --boundaries recompute: the overl twin */
@@ -232,8 +220,10 @@ static void stage_backward(evaluator *v, const plan_stage *fwd, bool *held, bool
         closed_input_in(v, st, rerun ? PASS_RECOMPUTE : PASS_BWD, j);
         if (rerun)
             closed_recompute_partition(v, st, j, true);
-        if (walked && j > 0) { /* the GSTATS passes walked it: the same events */
-            place_walk(v, &walked[j]);
+        if (walked && j > 0) { /* the GSTATS passes walked it: the same events, as BWD's */
+            stretch top = walked[j].top;
+            top.pass = PASS_BWD;
+            closed_place(v, top, walked[j].live, walked[j].flops, walked[j].ns);
             continue;
         }
         if (walked) /* partition 0: what the GSTATS passes' chain handed it */

@@ -125,12 +125,7 @@ static void place_passes(evaluator *v, const shared *sh, sched_pass pass, bool s
         int b = p->node;
         closed_add(v, stats_tensor ? plan_bn_stats_bytes(v->net, b) : plan_bn_gred_bytes(v->net, b),
                    pass, b, -1);
-        int64_t start = v->m.live;
-        if (p->top.grew)
-            closed_reach(&v->m, start + p->top.high, p->top.pass, p->top.node, p->top.part, v->stage);
-        v->m.live = start + p->level;
-        closed_flops(v, p->flops);
-        closed_ns(v, p->ns);
+        closed_place(v, p->top, p->level, p->flops, p->ns);
         v->bn_flops = saturated(v->bn_flops, p->flops);
     }
 }

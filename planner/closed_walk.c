@@ -10,6 +10,16 @@
 
 /* ------------------------------------------------------------------ meter */
 
+void closed_place(evaluator *v, stretch top, int64_t live, int64_t flops, int64_t ns)
+{
+    int64_t start = v->m.live;
+    if (top.grew)
+        closed_reach(&v->m, start + top.high, top.pass, top.node, top.part, v->stage);
+    v->m.live = start + live;
+    closed_flops(v, flops);
+    closed_ns(v, ns);
+}
+
 void closed_host(evaluator *v, int64_t bytes)
 {
     LR_ASSERT(v->rec == NULL); /* host boundaries come and go in FWD and BWD's RECOMPUTE only */

@@ -153,7 +153,9 @@ static inline void closed_shrink(evaluator *v, int64_t bytes)
         v->m.live -= bytes;
 }
 
-/* Saturating at INT64_MAX. */
+/* Each run's FLOPs fit (cost_check_layers), but their sum over a step may not (a huge input, or
+ * exact BatchNorm repeating a deep stage's forward once per BN layer): it saturates at
+ * INT64_MAX, which strategy_evaluate reports as an overflow. */
 static inline void closed_flops(evaluator *v, int64_t flops)
 {
     int64_t *sum = v->rec ? &v->rec->flops : &v->flops;
@@ -200,6 +202,9 @@ static inline rowrange closed_bwd_rows(const plan_stage *st, int l, int j)
 
 /* ------------------------------------------------------------------ meter and evaluator */
 
+/* Events recorded elsewhere (a recorder's walk: live bytes relative to its start, its first
+ * highest point `top`, FLOPs, time) onto the meter as walking them gives: the top, then the end. */
+void closed_place(evaluator *v, stretch top, int64_t live, int64_t flops, int64_t ns);
 /* Host memory grows (bytes > 0) or shrinks: kept boundaries under --offload boundary. */
 void closed_host(evaluator *v, int64_t bytes);
 /* The time of a kernel on v->device (closed_kernel). */

@@ -272,9 +272,23 @@ static lr_status last_fitting(question *q, measure_fn fn, int64_t lo, int64_t hi
     return LR_OK;
 }
 
+/* Whether two choices are the same plan. */
+static bool same_plan(const choice *a, const choice *b)
+{
+    const plan_spec *x = &a->spec, *y = &b->spec;
+    if (a->bn != b->bn || x->strategy != y->strategy || x->kind != y->kind ||
+        x->n_stages != y->n_stages || x->recompute != y->recompute || x->offload != y->offload)
+        return false;
+    for (int s = 0; s < x->n_stages; s++)
+        if (x->cut[s] != y->cut[s] || x->parts[s] != y->parts[s])
+            return false;
+    return true;
+}
+
 /* Narrows [lo, hi) around the fixed plan's answer g: fits(g) from the plan itself when the
  * strategy takes the lowest peak over a fixed set, else from its choice at g; then fits(lo + 1)
- * from its choice. The plan to search with next is the choice that moved a bound. */
+ * from its choice. The plan to search with next is the choice that moved a bound, or the choice
+ * at g when it fits as another plan (then at once: its own boundary is at g or beyond). */
 static lr_status round_of(question *q, choice *plan, int64_t guess, int64_t *lo, int64_t *hi)
 {
     q->plan = plan;
@@ -291,7 +305,7 @@ static lr_status round_of(question *q, choice *plan, int64_t guess, int64_t *lo,
     } else if (g > *lo) {
         LR_TRY(choice_measure(q, g, &p));
         *(p.fits ? lo : hi) = g;
-        if (!p.fits) {
+        if (!p.fits || !same_plan(&q->last, plan)) { /* the next round searches with it */
             *plan = q->last;
             return LR_OK;
         }

@@ -22,11 +22,15 @@
  *   2. the strategy's own choice confirms it: fits(g) (for strategies that take the lowest peak
  *      over a set of plans that does not depend on x, the fixed plan fitting already proves it:
  *      column, row/2ps/overl with --rows, and checkpoint for the batch), then fits(g + 1); a
- *      choice that moves a bound becomes the next round's plan.
+ *      choice that moves a bound becomes the next round's plan. When the choice at g fits but
+ *      is another plan than the one searched with, the next round searches with it at once
+ *      (its boundary is at g or past it) instead of asking at g + 1 first.
  * The first plan is the strategy's at the user's batch. The answer assumes fits() is monotone
  * (the search's bounds are all measured, so the boundary property holds either way); after six
- * rounds without convergence a bisection on the strategy's own choice finishes it. The choices
- * dominate the time: 2 to 4 per question, each a full N search for row, 2ps and overl.
+ * rounds without convergence a bisection on the strategy's own choice finishes it. Where fits()
+ * is not monotone (a row strategy's peak moves up and down with the rows each partition gets),
+ * the answer is one measured boundary, which the path of the search decides. The choices
+ * dominate the time: 2 to 10 per question, each a full N search for row, 2ps and overl.
  *
  * --offload auto: fits(b, H) when the strategy's choice under some offload set fits (the device
  * budget and --host-memory); the plan there is the one of least host-device copying among those

@@ -1,6 +1,7 @@
 /* analysis.c - choose, emit and replay each requested strategy (see analysis.h). */
 #include "analysis.h"
 
+#include <stdio.h>
 #include <string.h>
 
 lr_status analysis_schedule(const analysis_t *a, const analysis_entry *e, plan_t **plan,
@@ -126,10 +127,24 @@ lr_status analysis_run(const net_t *net, const plan_config *cfg, const plan_requ
             paired[st] = paired[h] = true;
         }
     }
-    for (int st = 0; st < STRAT_COUNT; st++) {
-        if (!(which & (1u << st)))
-            continue;
-        LR_TRY(run_one(out, (plan_strategy)st, paired[st] ? &pair[st] : NULL, &out->e[out->n]));
+    /* the rest, one strategy per thread: the replays and the choices not made yet (their own
+     * loops then run on that thread), reported in strategy order, the first error too */
+    int sts[STRAT_COUNT], n = 0;
+    for (int st = 0; st < STRAT_COUNT; st++)
+        if (which & (1u << st))
+            sts[n++] = st;
+    lr_status status[STRAT_COUNT];
+    char msg[STRAT_COUNT][256];
+#pragma omp parallel for schedule(dynamic)
+    for (int k = 0; k < n; k++) {
+        int st = sts[k];
+        status[k] = run_one(out, (plan_strategy)st, paired[st] ? &pair[st] : NULL, &out->e[k]);
+        if (status[k] != LR_OK)
+            snprintf(msg[k], sizeof msg[k], "%s", lr_last_error());
+    }
+    for (int k = 0; k < n; k++) {
+        if (status[k] != LR_OK)
+            return lr_fail(status[k], "%s", msg[k]);
         out->n++;
     }
     return LR_OK;

@@ -19,9 +19,9 @@ lr_status analysis_schedule(const analysis_t *a, const analysis_entry *e, plan_t
     return LR_OK;
 }
 
-/* `chosen`: the strategy's plan when it came from strategy_choose_pair already. */
-static lr_status run_one(analysis_t *a, plan_strategy st, const plan_choice *chosen,
-                         analysis_entry *e)
+/* The strategy's plan into e (`chosen`: when it came from strategy_choose_pair already). */
+static lr_status choose_one(analysis_t *a, plan_strategy st, const plan_choice *chosen,
+                            analysis_entry *e)
 {
     memset(e, 0, sizeof *e);
     e->strategy = st;
@@ -34,6 +34,11 @@ static lr_status run_one(analysis_t *a, plan_strategy st, const plan_choice *cho
     else
         LR_TRY(strategy_choose(a->net, &a->cfg, &req, &e->choice));
     e->approximate = strategy_is_approximate(a->net, &a->cfg, &e->choice.spec);
+    return LR_OK;
+}
+
+static lr_status replay_one(const analysis_t *a, analysis_entry *e)
+{
     plan_t *plan;
     LR_TRY(plan_build(a->net, &a->cfg, &e->choice.spec, &plan));
     lr_status r = analysis_replay(a, plan, e);
@@ -127,18 +132,16 @@ lr_status analysis_run(const net_t *net, const plan_config *cfg, const plan_requ
             paired[st] = paired[h] = true;
         }
     }
-    /* the rest, one strategy per thread: the replays and the choices not made yet (their own
-     * loops then run on that thread), reported in strategy order, the first error too */
-    int sts[STRAT_COUNT], n = 0;
+    int n = 0;
     for (int st = 0; st < STRAT_COUNT; st++)
         if (which & (1u << st))
-            sts[n++] = st;
+            LR_TRY(choose_one(out, (plan_strategy)st, paired[st] ? &pair[st] : NULL, &out->e[n++]));
+    /* the replays, one strategy per thread, reported in strategy order (the first error too) */
     lr_status status[STRAT_COUNT];
     char msg[STRAT_COUNT][256];
 #pragma omp parallel for schedule(dynamic)
     for (int k = 0; k < n; k++) {
-        int st = sts[k];
-        status[k] = run_one(out, (plan_strategy)st, paired[st] ? &pair[st] : NULL, &out->e[k]);
+        status[k] = replay_one(out, &out->e[k]);
         if (status[k] != LR_OK)
             snprintf(msg[k], sizeof msg[k], "%s", lr_last_error());
     }

@@ -24,8 +24,8 @@
  * and the column tail sees persistent + carried(stages before the last) + tail(last stage);
  * compute is column + extra(s) summed over stages. local, carried, tail and extra of a stage
  * depend only on its cuts, N, kind, BN mode and whether it is the last one, so each is measured
- * once with the closed form on a probe plan (the stage between one-partition stages; a tail the
- * stage before would hide is measured on the net cut at the stage's input). A dynamic programme
+ * once with the closed form on a probe plan (the stage between one-partition stages; the tail
+ * from the probe's tail phases even where the stage before sets its peak). A dynamic programme
  * over the cuts with Pareto labels (carried, extra) then finds the least compute under a peak
  * bound; bisection on the bound gives the lowest peak under a compute cap. The model is exact:
  * the chosen plans are evaluated with the closed form again and auto_result counts any

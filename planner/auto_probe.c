@@ -164,7 +164,8 @@ static lr_status stage_alone_shared(search *s, const space *sp_of, const probe_j
 /* The probe plan [(0, a]:1] (a, b]:parts [(b, b+1]:1], costed from its probed stage alone and
  * the pieces: what strategy_evaluate_usable says of it. */
 static lr_status probe_cost(search *s, const space *sp_of, const probe_job *j, int a, int b,
-                            int parts, bool last, bool recompute, plan_cost *c, bool *usable)
+                            int parts, bool last, bool recompute, plan_cost *c, int64_t *tail_high,
+                            bool *usable)
 {
     /* a whole-region stage its single-stage search measured already (keeping its boundaries) */
     const strategy_kept_stage *kept =
@@ -201,7 +202,7 @@ static lr_status probe_cost(search *s, const space *sp_of, const probe_job *j, i
     plan_phases rec;
     plan_phases_assemble(&s->ends_at[last ? b : b + 1], 1, n, fwd, bwd, &rec);
     const plan_phases *by[3] = {&rec, &rec, &rec};
-    plan_compose(by, n, c);
+    plan_compose_tail(by, n, c, tail_high);
     *usable = c->flops < INT64_MAX; /* FLOP count overflow: not a candidate */
     return LR_OK;
 }
@@ -270,28 +271,19 @@ lr_status auto_subnet(const net_t *net, int from, net_t **out)
 
 /* The column tail's peak above P + carried-in, for a last stage: known when it set the probe's
  * peak; below the stage's own when the stage did (no constraint of its own). When the stage
- * before the probed one did, the same stage and tail are measured on the network cut at the
- * stage's input, which has no stage before it: there the stage's moments are those of the probe
- * less the input gradient, so a tail below them is below the probe's too. */
-static lr_status tail_above(search *s, const space *sp_of, int a, int b, int parts,
-                            bool recompute, const plan_cost *c, int me, int64_t base,
-                            int64_t local, int64_t *tail, bool *usable)
+ * before the probed one did, the highest point of the probe's tail phases (tail_high) gives it:
+ * the stage before, (0, a]:1, carries only its output into the tail, which base counts. A tail
+ * below the stage's own peak is reported as `local`: every user of the edge takes the larger of
+ * the two (the stage's moments include the input gradient, which a net cut at the stage's input,
+ * measured here before, has not, so it reported lower tails there; the larger is the same). */
+static int64_t tail_above(const plan_cost *c, int me, int64_t base, int64_t local,
+                          int64_t tail_high)
 {
-    if (c->peak_stage < 0 || c->peak_stage == me) {
-        *tail = c->peak_stage < 0 ? c->peak_bytes - base : local;
-        return LR_OK;
-    }
-    net_t *sub;
-    LR_TRY(auto_subnet(s->net, s->cut[a], &sub));
-    plan_spec sp = {.kind = sp_of->kind, .n_stages = 1, .cut = {s->cut[b] - s->cut[a]},
-                    .parts = {parts}, .recompute = recompute};
-    plan_cost sc;
-    lr_status st = evaluate_on(s, sub, sp_of->bn, &sp, &sc, usable);
-    net_free(sub);
-    LR_TRY(st);
-    *tail = sc.peak_stage < 0 ? sc.peak_bytes - sc.static_bytes - sc.input_bytes - sc.workspace_bytes
-                              : local;
-    return LR_OK;
+    if (c->peak_stage < 0)
+        return c->peak_bytes - base;
+    if (c->peak_stage == me || tail_high == INT64_MIN || tail_high - base < local)
+        return local;
+    return tail_high - base;
 }
 
 /* Stage (a, b] with N partitions, between a one-partition stage (0, a] and, unless it is the
@@ -301,7 +293,8 @@ static lr_status probe(search *s, const space *sp_of, const probe_job *j, int a,
 {
     int me = a > 0; /* the probed stage's index in the probe plan */
     plan_cost c;
-    LR_TRY(probe_cost(s, sp_of, j, a, b, parts, last, recompute, &c, usable));
+    int64_t tail_high;
+    LR_TRY(probe_cost(s, sp_of, j, a, b, parts, last, recompute, &c, &tail_high, usable));
     if (!*usable)
         return LR_OK;
     int64_t base = s->persistent + s->out_bytes[a];
@@ -309,9 +302,10 @@ static lr_status probe(search *s, const space *sp_of, const probe_job *j, int a,
     e->a = a, e->b = b, e->parts = parts, e->last = last, e->recompute = recompute;
     e->local = c.stage_peak[me] - base;
     e->extra = auto_work(s, &c) - s->col_work - (a > 0 ? s->fck[a] : 0);
-    if (last)
-        return tail_above(s, sp_of, a, b, parts, recompute, &c, me, base, e->local, &e->tail,
-                          usable);
+    if (last) {
+        e->tail = tail_above(&c, me, base, e->local, tail_high);
+        return LR_OK;
+    }
     e->carried = c.stage_peak[me + 1] - base - s->lp1[b];
     return LR_OK;
 }

@@ -274,6 +274,12 @@ static int64_t add_saturating(int64_t a, int64_t b)
 
 void plan_compose(const plan_phases *const *by_stage, int n_stages, plan_cost *out)
 {
+    plan_compose_tail(by_stage, n_stages, out, NULL);
+}
+
+void plan_compose_tail(const plan_phases *const *by_stage, int n_stages, plan_cost *out,
+                       int64_t *tail_high)
+{
     const plan_phases *base = by_stage[0];
     memset(out, 0, sizeof *out);
     out->static_bytes = base->static_bytes;
@@ -281,6 +287,8 @@ void plan_compose(const plan_phases *const *by_stage, int n_stages, plan_cost *o
     out->workspace_bytes = base->workspace_bytes;
 
     out->peak_node = out->peak_part = out->peak_stage = -1;
+    if (tail_high)
+        *tail_high = INT64_MIN;
     int64_t live = 0, flops = 0, ns = 0, host = 0;
     for (int i = 0; i < 2 * n_stages + 3; i++) {
         const plan_phases *from = base;
@@ -291,6 +299,9 @@ void plan_compose(const plan_phases *const *by_stage, int n_stages, plan_cost *o
         const plan_phase *ph = &from->ph[i];
         if (ph->grew) {
             int64_t high = add_saturating(live, ph->high - ph->entry);
+            bool in_tail = i == n_stages + 1 || i == n_stages + 2;
+            if (tail_high && in_tail && high > *tail_high)
+                *tail_high = high;
             if (ph->stage >= 0 && high > out->stage_peak[ph->stage])
                 out->stage_peak[ph->stage] = high;
             if (high > out->peak_bytes) {

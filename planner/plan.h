@@ -304,6 +304,10 @@ void plan_closed_phases(const plan_t *plan, plan_cost *out, plan_phases *ph);
  * (all with the same cuts; persistent bytes and the tail come from by_stage[0]); equal to
  * plan_closed_form of that plan in every field. */
 void plan_compose(const plan_phases *const *by_stage, int n_stages, plan_cost *out);
+/* plan_compose, also giving the highest live bytes after a growth in the tail's forward and
+ * backward phases (INT64_MIN: the tail does not grow). */
+void plan_compose_tail(const plan_phases *const *by_stage, int n_stages, plan_cost *out,
+                       int64_t *tail_high);
 
 /* A stage on its own (plan_stage_build): the forward and backward phases plan_closed_phases
  * records for it in any plan that holds it as stage `index` (a stage's phases depend on it

@@ -1,6 +1,8 @@
 /* strategy.c - strategy name + options -> plan spec (see strategy.h for the defaults). */
 #include "strategy.h"
 
+#include "checked.h"
+
 #include <math.h>
 #include <string.h>
 
@@ -426,6 +428,36 @@ static lr_status search_past_exhaustive(parts_search *p, int max_parts)
     return LR_OK;
 }
 
+/* Trial k of single_stage_as: N = lo + k % per at ends[k / per]. */
+static void measure_trial(const net_t *net, const plan_config *cfg, plan_partitioning kind,
+                          const int *ends, const plan_phases *rec, int lo, int per, int k,
+                          trial *t, strategy_kept_stage *keep)
+{
+    /* plan_build clamps N to the rows there are: past the first N it clamps to, the same plan
+     * again, which would lose every tie to it (an earlier offer) */
+    int parts = lo + k % per;
+    if (parts > lo && parts > plan_split_rows(net, kind, 0, ends[k / per]))
+        return;
+    t->status = single_stage_cost(net, cfg, kind, ends[k / per], parts, &rec[k / per], &t->cost,
+                                  &t->usable, keep);
+}
+
+/* A floor under the peak of every plan (0, end]:N, from the plan (0, end]:1's phases `ends`:
+ * when the tail starts, the persistent bytes and the stage's output are live (whatever else
+ * the stage carries), and the tail's own events (the same for every N) rise above that by
+ * what they rose in `ends`. */
+static int64_t end_floor(const net_t *net, const plan_config *cfg, int end,
+                         const plan_phases *ends)
+{
+    const plan_phase *ph = ends->ph, *tail = &ends->ph[2];
+    int64_t rise = 0;
+    for (int i = 2; i <= 3; i++)
+        if (ph[i].grew && ph[i].high - tail->entry > rise)
+            rise = ph[i].high - tail->entry;
+    int64_t out = cost_node_bytes(net, end, cfg->batch, cost_dtype_bytes(cfg->dtype));
+    return lr_sat_add(lr_sat_add(ph[0].exit - ph[0].entry, out), rise);
+}
+
 /* keep: NULL, or (rows 0) filled with the stages measured */
 static lr_status single_stage_as(const net_t *net, const plan_config *cfg, plan_partitioning kind,
                                  int region_end, bool fixed_region, int rows, plan_choice *out,
@@ -447,17 +479,32 @@ static lr_status single_stage_as(const net_t *net, const plan_config *cfg, plan_
         LR_ASSERT(keep->v != NULL);
     }
     lr_status st = ends_phases(net, cfg, ends, n_ends, rec);
+    /* Without a memo to fill, the end of the lowest floor first; then an end whose floor is
+     * past the near-tie of the lowest peak found there is skipped: none of its plans can be
+     * chosen (the final lowest is no higher, its near-tie no wider). */
+    int first = -1;
+    bool skip[PLAN_MAX_STAGES] = {false};
+    if (st == LR_OK && !keep && n_ends > 1) {
+        for (int r = 0; r < n_ends; r++)
+            if (first < 0 || end_floor(net, cfg, ends[r], &rec[r]) <
+                                 end_floor(net, cfg, ends[first], &rec[first]))
+                first = r;
+#pragma omp parallel for schedule(dynamic)
+        for (int k = first * per; k < (first + 1) * per; k++)
+            measure_trial(net, cfg, kind, ends, rec, lo, per, k, &t[k], NULL);
+        int64_t low = INT64_MAX;
+        for (int k = first * per; k < (first + 1) * per; k++)
+            if (t[k].status == LR_OK && t[k].usable && t[k].cost.peak_bytes < low)
+                low = t[k].cost.peak_bytes;
+        for (int r = 0; r < n_ends && low < INT64_MAX; r++)
+            skip[r] = r != first && !strategy_near_tie(end_floor(net, cfg, ends[r], &rec[r]), low);
+    }
     if (st == LR_OK) {
 #pragma omp parallel for schedule(dynamic)
-        for (int k = 0; k < n_ends * per; k++) {
-            /* plan_build clamps N to the rows there are: past the first N it clamps to, the same
-             * plan again, which would lose every tie to it (an earlier offer) */
-            int parts = lo + k % per;
-            if (parts > lo && parts > plan_split_rows(net, kind, 0, ends[k / per]))
-                continue;
-            t[k].status = single_stage_cost(net, cfg, kind, ends[k / per], parts, &rec[k / per],
-                                            &t[k].cost, &t[k].usable, keep ? &keep->v[k] : NULL);
-        }
+        for (int k = 0; k < n_ends * per; k++)
+            if (k / per != first && !skip[k / per])
+                measure_trial(net, cfg, kind, ends, rec, lo, per, k, &t[k],
+                              keep ? &keep->v[k] : NULL);
     }
     strategy_pick pick;
     strategy_pick_init(&pick);

@@ -24,7 +24,11 @@
  *               partition the first, high-resolution layers and run the rest column-wise) and
  *               N in 2..32, then past 32 up to the rows the stage splits (a grid and a pattern
  *               search from each end's best, below), the best by the objective among the plans
- *               whose schedule lrcnn builds (PLAN_MAX_RUNS); --region or --rows fix either
+ *               whose schedule lrcnn builds (PLAN_MAX_RUNS); --region or --rows fix either.
+ *               An end whose floor (persistent bytes, its output and the column tail's own
+ *               rise: under every N's peak) is past the near-tie of the lowest peak at the end
+ *               of the lowest floor is not measured (none of its plans could win), except in
+ *               the search that hands its measurements to a hybrid (strategy_choose_pair)
  *   resolution cuts  where the feature map shrinks (at the downsampling op when it is a cut, e.g.
  *               VGG's pools, else at the last cut before it, e.g. the end of a ResNet layer
  *               group), and the region end

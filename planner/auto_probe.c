@@ -27,21 +27,13 @@ static const int stage_parts[] = {2, 3, 4, 6, 8, 12, 16, 24, 32};
  * long, are a seed). */
 #define SPAN_MAX 8
 
-static lr_status evaluate_on(search *s, const net_t *net, plan_bn bn, const plan_spec *sp,
-                             plan_cost *c, bool *usable)
+lr_status auto_evaluate(search *s, plan_bn bn, const plan_spec *sp, plan_cost *c, bool *usable)
 {
     plan_config cfg = s->cfg;
     cfg.bn = bn;
-    if (net != s->net) /* a cut network's input is a device tensor of the whole one */
-        cfg.offload &= ~OFFLOAD_INPUT;
 #pragma omp atomic
     s->n_evals++;
-    return strategy_evaluate_usable(net, &cfg, sp, c, usable);
-}
-
-lr_status auto_evaluate(search *s, plan_bn bn, const plan_spec *sp, plan_cost *c, bool *usable)
-{
-    return evaluate_on(s, s->net, bn, sp, c, usable);
+    return strategy_evaluate_usable(s->net, &cfg, sp, c, usable);
 }
 
 /* For the measurements every plan builds on (column, one-partition stages). */

@@ -137,7 +137,6 @@ int64_t auto_bn_extra_bound(const search *s, int a, int b)
     return sum;
 }
 
-
 /* ------------------------------------------------------------------ twin stages */
 
 /* Whether nodes l and u are the same layer up to their ids: op, parameters, shape, readers, and

@@ -442,12 +442,8 @@ static void measure_trial(const net_t *net, const plan_config *cfg, plan_partiti
                                   &t->usable, keep);
 }
 
-/* A floor under the peak of every plan (0, end]:N, from the plan (0, end]:1's phases `ends`:
- * when the tail starts, the persistent bytes and the stage's output are live (whatever else
- * the stage carries), and the tail's own events (the same for every N) rise above that by
- * what they rose in `ends`. */
-static int64_t end_floor(const net_t *net, const plan_config *cfg, int end,
-                         const plan_phases *ends)
+int64_t strategy_end_floor(const net_t *net, const plan_config *cfg, int end,
+                           const plan_phases *ends)
 {
     const plan_phase *ph = ends->ph, *tail = &ends->ph[2];
     int64_t rise = 0;
@@ -484,11 +480,13 @@ static lr_status single_stage_as(const net_t *net, const plan_config *cfg, plan_
      * chosen (the final lowest is no higher, its near-tie no wider). */
     int first = -1;
     bool skip[PLAN_MAX_STAGES] = {false};
+    int64_t floor_at[PLAN_MAX_STAGES];
     if (st == LR_OK && !keep && n_ends > 1) {
-        for (int r = 0; r < n_ends; r++)
-            if (first < 0 || end_floor(net, cfg, ends[r], &rec[r]) <
-                                 end_floor(net, cfg, ends[first], &rec[first]))
+        for (int r = 0; r < n_ends; r++) {
+            floor_at[r] = strategy_end_floor(net, cfg, ends[r], &rec[r]);
+            if (first < 0 || floor_at[r] < floor_at[first])
                 first = r;
+        }
 #pragma omp parallel for schedule(dynamic)
         for (int k = first * per; k < (first + 1) * per; k++)
             measure_trial(net, cfg, kind, ends, rec, lo, per, k, &t[k], NULL);
@@ -497,7 +495,7 @@ static lr_status single_stage_as(const net_t *net, const plan_config *cfg, plan_
             if (t[k].status == LR_OK && t[k].usable && t[k].cost.peak_bytes < low)
                 low = t[k].cost.peak_bytes;
         for (int r = 0; r < n_ends && low < INT64_MAX; r++)
-            skip[r] = r != first && !strategy_near_tie(end_floor(net, cfg, ends[r], &rec[r]), low);
+            skip[r] = r != first && !strategy_near_tie(floor_at[r], low);
     }
     if (st == LR_OK) {
 #pragma omp parallel for schedule(dynamic)

@@ -169,6 +169,15 @@ int strategy_parts_grid(int first, int max_parts, int *out, int cap);
  * (plan_split_rows), for 2ps at most its output's rows or 32, within PLAN_MAX_RANGES. */
 int strategy_max_parts(const net_t *net, plan_partitioning kind, int in_node, int out_node);
 
+/* A floor under the peak of every single-stage plan (0, end]:N, any kind and N, from the phases
+ * of the plan (0, end]:1 (`ends`, plan_closed_phases): when the tail starts, the persistent bytes
+ * and the stage's output are live (whatever else the stage carries), and the tail's own events,
+ * the same for every N, rise above that by what they rose in `ends`. The single-stage search
+ * skips an end whose floor is past the near-tie of a peak it found (tests/test_plan.c holds the
+ * floor under the peaks). */
+int64_t strategy_end_floor(const net_t *net, const plan_config *cfg, int end,
+                           const plan_phases *ends);
+
 /* The hybrid strategies' default stage cuts up to region_end; returns the number of stages. */
 int strategy_resolution_cuts(const net_t *net, int region_end, int *cuts, int max_cuts);
 

@@ -1715,6 +1715,71 @@ static void test_twin_stages_are_the_same_plan_shifted(void **state)
     (void)state;
 }
 
+/* The single-stage search skips a region end whose floor (strategy_end_floor) is past the
+ * near-tie of a peak it found: the floor must be under the peak of every plan (0, end]:N. Checked
+ * for every kind, some N up to 32 and every region end, over BN modes, a large input and a
+ * mixed net; and the floor must rule out some end somewhere, or the skip would never happen. */
+static void test_region_end_floor_is_under_every_peak(void **state)
+{
+    static const struct {
+        const char *net;
+        int batch, input;
+        plan_bn bn;
+    } cases[] = {{"resnet50", 16, 0, BN_EXACT},  {"resnet50", 16, 0, BN_STRIPE},
+                 {"resnet50", 16, 0, BN_FROZEN}, {"resnet50", 1, 1024, BN_EXACT},
+                 {"vgg16", 8, 0, BN_EXACT},      {"tiny-mix", 32, 0, BN_EXACT},
+                 {"tiny-resnet", 32, 0, BN_EXACT}};
+    static const int parts[] = {2, 3, 5, 8, 16, 32};
+    int checked = 0, ruled_out = 0;
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        net_t *net = test_zoo(cases[c].net);
+        if (cases[c].input)
+            assert_int_equal(net_reshape(net, cases[c].input, cases[c].input), LR_OK);
+        plan_config cfg = config(cases[c].batch, cases[c].bn);
+        int ends[PLAN_MAX_STAGES];
+        int n = strategy_resolution_cuts(net, plan_default_region_end(net), ends, PLAN_MAX_STAGES);
+        int64_t floor_at[PLAN_MAX_STAGES], lowest_at[PLAN_MAX_STAGES];
+        for (int r = 0; r < n; r++) {
+            plan_spec one = {.n_stages = 1, .cut = {ends[r]}, .parts = {1}};
+            plan_t *plan = build(net, &cfg, &one);
+            plan_cost pc;
+            plan_phases ph;
+            plan_closed_phases(plan, &pc, &ph);
+            plan_free(plan);
+            floor_at[r] = strategy_end_floor(net, &cfg, ends[r], &ph);
+            lowest_at[r] = INT64_MAX;
+            for (int kind = 0; kind < 3; kind++)
+                for (size_t k = 0; k < sizeof parts / sizeof parts[0]; k++) {
+                    plan_spec sp = {.kind = (plan_partitioning)kind, .n_stages = 1,
+                                    .cut = {ends[r]}, .parts = {parts[k]}};
+                    plan_cost cost;
+                    bool usable;
+                    assert_int_equal(strategy_evaluate_usable(net, &cfg, &sp, &cost, &usable), LR_OK);
+                    if (!usable)
+                        continue;
+                    if (cost.peak_bytes < floor_at[r])
+                        fail_msg("%s b%d %s end %s kind %d N %d: peak %lld under the floor %lld",
+                                 cases[c].net, cases[c].batch, plan_bn_name(cases[c].bn),
+                                 net->nodes[ends[r]].name, kind, parts[k],
+                                 (long long)cost.peak_bytes, (long long)floor_at[r]);
+                    if (cost.peak_bytes < lowest_at[r])
+                        lowest_at[r] = cost.peak_bytes;
+                    checked++;
+                }
+        }
+        for (int r = 0; r < n; r++)
+            for (int q = 0; q < n; q++)
+                ruled_out += q != r && lowest_at[q] < INT64_MAX &&
+                             !strategy_near_tie(floor_at[r], lowest_at[q]);
+        net_free(net);
+    }
+    print_message("  %d plans above their end's floor; %d (end, other end) pairs ruled out\n",
+                  checked, ruled_out);
+    assert_true(checked > 300);
+    assert_true(ruled_out > 0);
+    (void)state;
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1728,6 +1793,7 @@ int main(void)
         cmocka_unit_test(test_composed_stages_equal_the_closed_form),
         cmocka_unit_test(test_stages_costed_alone_compose_to_the_closed_form),
         cmocka_unit_test(test_twin_stages_are_the_same_plan_shifted),
+        cmocka_unit_test(test_region_end_floor_is_under_every_peak),
         cmocka_unit_test(test_column_peak_of_tiny_vgg_by_hand),
         cmocka_unit_test(test_row_peak_of_a_small_net_by_hand),
         cmocka_unit_test(test_one_partition_costs_column_plus_the_kept_output),

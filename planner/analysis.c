@@ -105,6 +105,24 @@ lr_status analysis_replay(const analysis_t *a, const plan_t *plan, analysis_entr
     return st;
 }
 
+/* A task's status and its message (messages are per thread). */
+typedef struct {
+    lr_status status;
+    char msg[256];
+} outcome;
+
+static void note(outcome *o, lr_status st)
+{
+    o->status = st;
+    if (st != LR_OK)
+        snprintf(o->msg, sizeof o->msg, "%s", lr_last_error());
+}
+
+static lr_status reported(const outcome *o)
+{
+    return o->status == LR_OK ? LR_OK : lr_fail(o->status, "%s", o->msg);
+}
+
 lr_status analysis_run(const net_t *net, const plan_config *cfg, const plan_request *req,
                        unsigned which, sim_allocator allocator, analysis_t *out)
 {
@@ -127,28 +145,62 @@ lr_status analysis_run(const net_t *net, const plan_config *cfg, const plan_requ
     bool paired[STRAT_COUNT] = {false};
     for (int st = STRAT_2PS; st <= STRAT_OVERL && !req->rows && !req->region_end; st++) {
         plan_strategy h = st == STRAT_2PS ? STRAT_2PS_H : STRAT_OVERL_H;
-        if ((which & (1u << st)) && (which & (1u << h))) {
-            LR_TRY(strategy_choose_pair(net, cfg, (plan_strategy)st, &pair[st], &pair[h]));
+        if ((which & (1u << st)) && (which & (1u << h)))
             paired[st] = paired[h] = true;
-        }
     }
-    int n = 0;
+    int n = 0, at[STRAT_COUNT];
     for (int st = 0; st < STRAT_COUNT; st++)
         if (which & (1u << st))
-            LR_TRY(choose_one(out, (plan_strategy)st, paired[st] ? &pair[st] : NULL, &out->e[n++]));
-    /* the replays, one strategy per thread, reported in strategy order (the first error too) */
-    lr_status status[STRAT_COUNT];
-    char msg[STRAT_COUNT][256];
-#pragma omp parallel for schedule(dynamic)
-    for (int k = 0; k < n; k++) {
-        status[k] = replay_one(out, &out->e[k]);
-        if (status[k] != LR_OK)
-            snprintf(msg[k], sizeof msg[k], "%s", lr_last_error());
+            at[st] = n++;
+    /* Every search is a task, the pairs first (the longest), and their inner loops are tasks too
+     * (par_for), so a thread whose search is done helps another. Each strategy's replay is a task
+     * of its own as soon as its plan is chosen. Errors are reported in the order of a run one
+     * after another: the pairs' searches, each strategy's search, then the replays. */
+    outcome paired_search[STRAT_COUNT], search[STRAT_COUNT], replay[STRAT_COUNT];
+    memset(paired_search, 0, sizeof paired_search);
+    memset(search, 0, sizeof search);
+    memset(replay, 0, sizeof replay);
+#pragma omp parallel
+#pragma omp single
+    {
+        for (int st = STRAT_2PS; st <= STRAT_OVERL; st++) {
+            if (!paired[st])
+                continue;
+            plan_strategy h = st == STRAT_2PS ? STRAT_2PS_H : STRAT_OVERL_H;
+#pragma omp task firstprivate(st, h) shared(pair, paired_search, search, replay, at)
+            {
+                note(&paired_search[st], strategy_choose_pair(net, cfg, (plan_strategy)st,
+                                                              &pair[st], &pair[h]));
+                for (int k = 0; k < 2 && paired_search[st].status == LR_OK; k++) {
+                    int s = k ? (int)h : st;
+                    note(&search[s], choose_one(out, (plan_strategy)s, &pair[s], &out->e[at[s]]));
+#pragma omp task firstprivate(s) shared(replay, at)
+                    note(&replay[s], replay_one(out, &out->e[at[s]]));
+                }
+            }
+        }
+        for (int st = 0; st < STRAT_COUNT; st++) {
+            if (!(which & (1u << st)) || paired[st])
+                continue;
+#pragma omp task firstprivate(st) shared(search, replay, at)
+            {
+                note(&search[st], choose_one(out, (plan_strategy)st, NULL, &out->e[at[st]]));
+                if (search[st].status == LR_OK)
+                    note(&replay[st], replay_one(out, &out->e[at[st]]));
+            }
+        }
     }
-    for (int k = 0; k < n; k++) {
-        if (status[k] != LR_OK)
-            return lr_fail(status[k], "%s", msg[k]);
-        out->n++;
+    for (int st = STRAT_2PS; st <= STRAT_OVERL; st++)
+        if (paired[st])
+            LR_TRY(reported(&paired_search[st]));
+    for (int st = 0; st < STRAT_COUNT; st++)
+        if (which & (1u << st))
+            LR_TRY(reported(&search[st]));
+    for (int st = 0; st < STRAT_COUNT; st++) {
+        if (which & (1u << st)) {
+            LR_TRY(reported(&replay[st]));
+            out->n++;
+        }
     }
     return LR_OK;
 }

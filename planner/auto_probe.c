@@ -10,6 +10,7 @@
  * (auto_cuts.c) or combining stages into plans (auto_dp.c).
  */
 #include "auto_search.h"
+#include "par.h"
 
 #include <string.h>
 
@@ -457,17 +458,28 @@ static void run_one_part(search *s, probe_job *j)
     j->n = j->status == LR_OK && usable;
 }
 
+typedef struct {
+    search *s;
+    probe_job *jobs;
+    int64_t extra_limit;
+} job_batch;
+
+static void job_item(void *ctx, int k)
+{
+    job_batch *b = ctx;
+    probe_job *j = &b->jobs[k];
+    if (j->done)
+        return;
+    if (j->sp)
+        run_job(b->s, j, b->extra_limit);
+    else
+        run_one_part(b->s, j);
+}
+
 lr_status auto_run_jobs(search *s, probe_job *jobs, int n_jobs, int64_t extra_limit)
 {
-#pragma omp parallel for schedule(dynamic)
-    for (int k = 0; k < n_jobs; k++) {
-        if (jobs[k].done)
-            continue;
-        if (jobs[k].sp)
-            run_job(s, &jobs[k], extra_limit);
-        else
-            run_one_part(s, &jobs[k]);
-    }
+    job_batch b = {s, jobs, extra_limit};
+    par_for(n_jobs, job_item, &b);
     for (int k = 0; k < n_jobs; k++)
         if (jobs[k].status != LR_OK)
             return lr_fail(jobs[k].status, "auto: %s", lr_last_error());

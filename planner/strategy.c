@@ -2,6 +2,7 @@
 #include "strategy.h"
 
 #include "checked.h"
+#include "par.h"
 
 #include <math.h>
 #include <string.h>
@@ -442,6 +443,28 @@ static void measure_trial(const net_t *net, const plan_config *cfg, plan_partiti
                                   &t->usable, keep);
 }
 
+/* Trials of single_stage_as handed to par_for: k from `from`, those of a skipped end left out. */
+typedef struct {
+    const net_t *net;
+    const plan_config *cfg;
+    plan_partitioning kind;
+    const int *ends;
+    const plan_phases *rec;
+    int lo, per, from;
+    trial *t;
+    const bool *skip; /* by end (NULL: none) */
+    strategy_kept_stage *keep;
+} trial_batch;
+
+static void trial_item(void *ctx, int item)
+{
+    const trial_batch *b = ctx;
+    int k = b->from + item;
+    if (!b->skip || !b->skip[k / b->per])
+        measure_trial(b->net, b->cfg, b->kind, b->ends, b->rec, b->lo, b->per, k, &b->t[k],
+                      b->keep ? &b->keep[k] : NULL);
+}
+
 int64_t strategy_end_floor(const net_t *net, const plan_config *cfg, int end,
                            const plan_phases *ends)
 {
@@ -481,15 +504,16 @@ static lr_status single_stage_as(const net_t *net, const plan_config *cfg, plan_
     int first = -1;
     bool skip[PLAN_MAX_STAGES] = {false};
     int64_t floor_at[PLAN_MAX_STAGES];
+    trial_batch batch = {.net = net, .cfg = cfg, .kind = kind, .ends = ends, .rec = rec,
+                         .lo = lo, .per = per, .t = t, .keep = keep ? keep->v : NULL};
     if (st == LR_OK && !keep && n_ends > 1) {
         for (int r = 0; r < n_ends; r++) {
             floor_at[r] = strategy_end_floor(net, cfg, ends[r], &rec[r]);
             if (first < 0 || floor_at[r] < floor_at[first])
                 first = r;
         }
-#pragma omp parallel for schedule(dynamic)
-        for (int k = first * per; k < (first + 1) * per; k++)
-            measure_trial(net, cfg, kind, ends, rec, lo, per, k, &t[k], NULL);
+        batch.from = first * per;
+        par_for(per, trial_item, &batch);
         int64_t low = INT64_MAX;
         for (int k = first * per; k < (first + 1) * per; k++)
             if (t[k].status == LR_OK && t[k].usable && t[k].cost.peak_bytes < low)
@@ -498,11 +522,10 @@ static lr_status single_stage_as(const net_t *net, const plan_config *cfg, plan_
             skip[r] = r != first && !strategy_near_tie(floor_at[r], low);
     }
     if (st == LR_OK) {
-#pragma omp parallel for schedule(dynamic)
-        for (int k = 0; k < n_ends * per; k++)
-            if (k / per != first && !skip[k / per])
-                measure_trial(net, cfg, kind, ends, rec, lo, per, k, &t[k],
-                              keep ? &keep->v[k] : NULL);
+        if (first >= 0)
+            skip[first] = true; /* measured above */
+        batch.from = 0, batch.skip = skip;
+        par_for(n_ends * per, trial_item, &batch);
     }
     strategy_pick pick;
     strategy_pick_init(&pick);

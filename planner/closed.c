@@ -186,16 +186,26 @@ static int64_t stage_copies(const evaluator *v, const plan_stage *st, bool forwa
 static void stage_forward(evaluator *v, const plan_stage *st)
 {
     closed_add(v, closed_full_bytes(v, st->out_node), PASS_FWD, st->out_node, -1);
+    walk_summary *walked = NULL;
+    if (st->bn_passes && closed_passes_share_walks(st)) {
+        walked = malloc(sizeof *walked * (size_t)st->parts);
+        LR_ASSERT(walked != NULL);
+    }
     if (st->bn_passes)
-        closed_stats_passes(v, st);
+        closed_stats_passes(v, st, walked);
     closed_positions(v, st, NULL);
     for (int j = 0; j < st->parts; j++) {
+        if (walked) { /* recorded beside the STATS passes' shared walk */
+            closed_place(v, walked[j].top, walked[j].live, walked[j].flops, walked[j].ns);
+            continue;
+        }
         bool store = st->store_last && j == st->parts - 1;
-        fwd_pass f = {st, PASS_FWD, store, true, store, NULL, -1};
+        fwd_pass f = {st, PASS_FWD, store, true, store, NULL, -1, PASS_FWD, false};
         closed_input_in(v, st, PASS_FWD, j);
         closed_forward_partition(v, &f, j);
         closed_input_out(v, st, j);
     }
+    free(walked);
     v->copy_bytes += stage_copies(v, st, true);
 }
 
@@ -206,11 +216,13 @@ static void stage_backward(evaluator *v, const plan_stage *fwd, bool *held, bool
     int a = st->in_node, b = st->out_node, n_local = b - a;
     if (a != 0)
         closed_add(v, closed_full_bytes(v, a), PASS_BWD, b, -1);
-    walk_summary *walked = NULL;
+    walk_summary *walked = NULL, *reruns = NULL;
     if (st->bn_passes) {
-        walked = malloc(sizeof *walked * (size_t)st->parts);
+        walked = malloc(sizeof *walked * (size_t)st->parts * 2);
         LR_ASSERT(walked != NULL);
-        closed_gstats_passes(v, st, walked, gb_b);
+        if (closed_passes_share_walks(st))
+            reruns = walked + st->parts;
+        closed_gstats_passes(v, st, walked, reruns, gb_b);
     }
     bwd_pass bp = {st, PASS_BWD, NULL, -1};
     closed_positions(v, st, st->rerun);
@@ -218,7 +230,9 @@ static void stage_backward(evaluator *v, const plan_stage *fwd, bool *held, bool
     for (int j = st->parts - 1; j >= 0; j--) {
         bool rerun = !(st->store_last && j == st->parts - 1);
         closed_input_in(v, st, rerun ? PASS_RECOMPUTE : PASS_BWD, j);
-        if (rerun)
+        if (rerun && reruns) /* recorded beside the GSTATS passes' recompute */
+            closed_place(v, reruns[j].top, reruns[j].live, reruns[j].flops, reruns[j].ns);
+        else if (rerun)
             closed_recompute_partition(v, st, j, true);
         if (walked && j > 0) { /* the GSTATS passes walked it: the same events, as BWD's */
             stretch top = walked[j].top;

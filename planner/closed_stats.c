@@ -206,13 +206,14 @@ static void stats_script(shared *sh, bn_pass *p, const int *lf)
 
 /* The shared walk of partition j: a STATS-style forward (nothing stored, boundaries handed on and
  * freed when read) through every node, recorded position by position. */
-static void record_forward(shared *sh, int j)
+static void record_forward(shared *sh, int j, walk_summary *fwd)
 {
     evaluator *v = sh->v;
     const plan_stage *st = sh->st;
-    fwd_pass f = {st, PASS_STATS, false, true, true, NULL, -1};
-    recorder r = {0};
+    fwd_pass f = {st, PASS_STATS, false, true, true, NULL, -1, PASS_FWD, false};
+    recorder r = {0}, as_fwd = {0};
     v->rec = &r;
+    v->twin = fwd ? &as_fwd : NULL;
     closed_input_in(v, st, PASS_STATS, j); /* the pass's own copy of it, freed at its end */
     stretch top = r.top;
     for (int li = 1; li <= sh->n_local; li++) {
@@ -221,7 +222,11 @@ static void record_forward(shared *sh, int j)
         closed_forward_node(v, &f, st->in_node + li, j);
         top = closed_later(top, r.top);
     }
-    v->rec = NULL;
+    v->rec = v->twin = NULL;
+    if (fwd) { /* the same kernels: FWD's FLOPs and time are the shared walk's */
+        as_fwd.top.pass = PASS_FWD;
+        *fwd = (walk_summary){as_fwd.live, r.flops, r.ns, as_fwd.top};
+    }
 }
 
 /* Partition j of b's STATS pass: the shared walk up to where b departs, then b's script. */
@@ -232,7 +237,7 @@ static void stats_partition(shared *sh, bn_pass *p, int j)
     p->top = closed_later(p->top, closed_shifted(at->top, p->level));
     recorder r = {.live = p->level + at->level};
     v->rec = &r;
-    fwd_pass f = {sh->st, PASS_STATS, false, true, true, NULL, p->node};
+    fwd_pass f = {sh->st, PASS_STATS, false, true, true, NULL, p->node, PASS_STATS, false};
     for (int k = p->first; k < p->first + p->count; k++) {
         const script_step *s = &sh->steps[k];
         closed_forward_compute(v, &f, s->node, j);
@@ -249,8 +254,14 @@ static void stats_partition(shared *sh, bn_pass *p, int j)
     p->ns = saturated(p->ns, saturated(at->ns, r.ns));
 }
 
-void closed_stats_passes(evaluator *v, const plan_stage *st)
+bool closed_passes_share_walks(const plan_stage *st)
 {
+    return st->bn_passes && !st->store_last && !st->in_rows && !st->bnd_on_host;
+}
+
+void closed_stats_passes(evaluator *v, const plan_stage *st, walk_summary *fwd)
+{
+    LR_ASSERT(!fwd || closed_passes_share_walks(st));
     shared sh;
     shared_init(&sh, v, st, false);
     int *lf = malloc(sizeof(int) * (size_t)v->net->n_nodes);
@@ -261,7 +272,7 @@ void closed_stats_passes(evaluator *v, const plan_stage *st)
         stats_script(&sh, &sh.pass[k], lf);
     memcpy(v->last_fwd, lf, sizeof(int) * (size_t)v->net->n_nodes);
     for (int j = 0; j < st->parts; j++) {
-        record_forward(&sh, j);
+        record_forward(&sh, j, fwd ? &fwd[j] : NULL);
         for (int k = 0; k < sh.n; k++)
             stats_partition(&sh, &sh.pass[k], j);
     }
@@ -402,8 +413,9 @@ static void gstats_partition(shared *sh, bn_pass *p, int j, const recorder *re)
 }
 
 void closed_gstats_passes(evaluator *v, const plan_stage *st, walk_summary *by_part,
-                          bool *gb_last)
+                          walk_summary *rerun, bool *gb_last)
 {
+    LR_ASSERT(!rerun || closed_passes_share_walks(st));
     shared sh;
     shared_init(&sh, v, st, true);
     for (int k = 0; k < sh.n; k++)
@@ -412,11 +424,14 @@ void closed_gstats_passes(evaluator *v, const plan_stage *st, walk_summary *by_p
     bool *gb_in = calloc((size_t)sh.n_local + 1, 1), *gb_out = calloc((size_t)sh.n_local + 1, 1);
     LR_ASSERT(gb_in && gb_out);
     for (int j = st->parts - 1; j >= 0; j--) {
-        recorder re = {0};
+        recorder re = {0}, as_bwd = {0};
         v->rec = &re;
+        v->twin = rerun ? &as_bwd : NULL;
         closed_input_in(v, st, PASS_RECOMPUTE, j);
         closed_recompute_partition(v, st, j, false);
-        v->rec = NULL;
+        v->rec = v->twin = NULL;
+        if (rerun)
+            rerun[j] = (walk_summary){as_bwd.live, re.flops, re.ns, as_bwd.top};
         if (j == 0 && gb_last)
             memcpy(gb_last, gb_in, (size_t)sh.n_local + 1);
         record_backward(&sh, j, &re, gb_in, gb_out, by_part ? &by_part[j] : NULL);

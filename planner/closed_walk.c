@@ -107,11 +107,16 @@ void closed_forward_compute(evaluator *v, const fwd_pass *f, int l, int j)
         closed_add(v, closed_rows_bytes(v, l, st->held[i]), f->pass, l, j);
         bool last_read = f->free_bnd || (f->pass == PASS_FWD && plan_bnd_read_once(st, l));
         rowrange head = closed_head(st, l, j);
-        if (st->kind != PART_OVERLAP && j > 0 && !rr_empty(head) && last_read) {
-            if (f->pass == PASS_RECOMPUTE && plan_bnd_on_host(st, l, j - 1))
-                closed_host(v, -closed_rows_bytes(v, l, head));
-            else
-                closed_shrink(v, closed_rows_bytes(v, l, head));
+        if (st->kind != PART_OVERLAP && j > 0 && !rr_empty(head)) {
+            int64_t bytes = closed_rows_bytes(v, l, head);
+            if (last_read && f->pass == PASS_RECOMPUTE && plan_bnd_on_host(st, l, j - 1))
+                closed_host(v, -bytes);
+            else if (last_read)
+                closed_shrink(v, bytes);
+            bool twin_reads_last =
+                f->alt_free_bnd || (f->alt_pass == PASS_FWD && plan_bnd_read_once(st, l));
+            if (v->twin && twin_reads_last != last_read) /* the twin frees it where this does not */
+                v->twin->live += last_read ? bytes : -bytes;
         }
     }
     rowrange rows = stats_acc ? st->own[i] : st->comp[i];
@@ -267,7 +272,7 @@ void closed_backward_partition(evaluator *v, const bwd_pass *b, int j, bool *gb_
 
 void closed_recompute_partition(evaluator *v, const plan_stage *st, int j, bool free_bnd)
 {
-    fwd_pass f = {st, PASS_RECOMPUTE, true, false, free_bnd, st->rerun, -1};
+    fwd_pass f = {st, PASS_RECOMPUTE, true, false, free_bnd, st->rerun, -1, PASS_RECOMPUTE, true};
     closed_forward_partition(v, &f, j);
 }
 

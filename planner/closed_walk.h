@@ -43,6 +43,11 @@ typedef struct {
     int batch, eb;
     meter m;
     recorder *rec; /* NULL: events go to the meter */
+    /* NULL, or (while rec records) a second recorder of the same walk as another pass makes it:
+     * the same events but for the boundary heads, which it frees as fwd_pass.alt_* says
+     * (closed_forward_compute). closed_stats.c records a stage's FWD pass beside the STATS
+     * passes' shared walk and BWD's recompute beside the GSTATS passes' one this way. */
+    recorder *twin;
     const device_spec *device; /* the time model's (NULL: no step time) */
     plan_optim optim;
     int64_t flops, ns;
@@ -72,6 +77,8 @@ typedef struct {
     bool store, make_bnd, free_bnd;
     const bool *subset;
     int stats_node;
+    sched_pass alt_pass; /* with evaluator.twin: the pass the twin records, and its free_bnd */
+    bool alt_free_bnd;
 } fwd_pass;
 
 typedef struct {
@@ -143,14 +150,22 @@ static inline void closed_add(evaluator *v, int64_t bytes, sched_pass pass, int 
     }
     r->live += bytes;
     r->top = closed_later(r->top, (stretch){true, r->live, pass, node, part});
+    recorder *t = v->twin;
+    if (t) {
+        t->live += bytes;
+        t->top = closed_later(t->top, (stretch){true, t->live, pass, node, part});
+    }
 }
 
 static inline void closed_shrink(evaluator *v, int64_t bytes)
 {
-    if (v->rec)
+    if (v->rec) {
         v->rec->live -= bytes;
-    else
+        if (v->twin)
+            v->twin->live -= bytes;
+    } else {
         v->m.live -= bytes;
+    }
 }
 
 /* Each run's FLOPs fit (cost_check_layers), but their sum over a step may not (a huge input, or
@@ -244,7 +259,8 @@ void closed_mark_descendants(evaluator *v, const plan_stage *st, int node);
 void closed_backward_node(evaluator *v, const bwd_pass *b, int l, int j, bool *g, const bool *gb_in,
                           bool *gb_out);
 void closed_backward_partition(evaluator *v, const bwd_pass *b, int j, bool *gb_in, bool *gb_out);
-/* Callers set the positions for st->rerun once (closed_positions) before the partition loop. */
+/* Callers set the positions for st->rerun once (closed_positions) before the partition loop.
+ * With v->twin set, the twin records the recompute that frees each boundary head (free_bnd). */
 void closed_recompute_partition(evaluator *v, const plan_stage *st, int j, bool free_bnd);
 /* --offload input (st->in_rows): partition j's device stripe of the input, allocated when the
  * partition starts a pass and freed when it ends; no-ops for other stages. */
@@ -253,20 +269,32 @@ void closed_input_out(evaluator *v, const plan_stage *st, int j);
 
 /* ------------------------------------------------------------------ closed_stats.c */
 
-/* Exact BatchNorm in a partitioned stage: every STATS pass (before the first forward), every
- * GSTATS pass (before the backward), onto the meter in schedule order. */
-void closed_stats_passes(evaluator *v, const plan_stage *st);
-/* What a GSTATS pass's shared backward walk of partition j made (relative to its start, its top
- * labelled GSTATS): the backward pass's walk of that partition makes the same events for j > 0
- * (for j = 0 it also frees dO), so closed.c places it instead of walking it again. */
+/* A walk of one partition summarised (relative to its start): what it leaves live, its FLOPs
+ * and time, its first highest point. */
 typedef struct {
     int64_t live, flops, ns;
     stretch top;
 } walk_summary;
 
-/* by_part (NULL: not kept): parts summaries; gb_last: the boundary gradients partition 0 receives
- * (n_local + 1 flags). */
+/* Whether a partitioned exact-BN stage's FWD pass and BWD recomputes can be read off the
+ * statistics passes' shared walks (closed_stats_passes' fwd, closed_gstats_passes' rerun): every
+ * partition reruns, and nothing goes to or comes from host memory (--offload). */
+bool closed_passes_share_walks(const plan_stage *st);
+
+/* Exact BatchNorm in a partitioned stage: every STATS pass (before the first forward), onto the
+ * meter in schedule order. fwd (NULL: not kept; else closed_passes_share_walks(st)): parts
+ * summaries of the stage's FWD pass, partition by partition, recorded beside the shared walk
+ * (the same events but for the boundary heads the FWD pass keeps for the backward; its top
+ * labelled FWD). */
+void closed_stats_passes(evaluator *v, const plan_stage *st, walk_summary *fwd);
+/* Every GSTATS pass (before the backward), onto the meter in schedule order.
+ * by_part (NULL: not kept): what a GSTATS pass's shared backward walk of partition j made (its
+ * top labelled GSTATS): the backward pass's walk of that partition makes the same events for
+ * j > 0 (for j = 0 it also frees dO), so closed.c places it instead of walking it again.
+ * rerun (NULL: not kept; else closed_passes_share_walks(st)): the backward's recompute of each
+ * partition, recorded beside the GSTATS passes' one (which keeps the boundary heads the
+ * backward's frees). gb_last: the boundary gradients partition 0 receives (n_local + 1 flags). */
 void closed_gstats_passes(evaluator *v, const plan_stage *st, walk_summary *by_part,
-                          bool *gb_last);
+                          walk_summary *rerun, bool *gb_last);
 
 #endif

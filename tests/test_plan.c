@@ -22,6 +22,7 @@
 
 #include "sim.h"
 #include "choose.h"
+#include "par.h"
 
 /* ------------------------------------------------------------------ helpers */
 
@@ -1719,6 +1720,55 @@ static void test_twin_stages_are_the_same_plan_shifted(void **state)
  * near-tie of a peak it found: the floor must be under the peak of every plan (0, end]:N. Checked
  * for every kind, some N up to 32 and every region end, over BN modes, a large input and a
  * mixed net; and the floor must rule out some end somewhere, or the skip would never happen. */
+/* ------------------------------------------------------------------ par_for */
+
+typedef struct {
+    int n_inner;
+    int *hits; /* per (outer, inner) item */
+} par_probe;
+
+static void inner_item(void *ctx, int k)
+{
+    int *hits = ctx;
+    __atomic_fetch_add(&hits[k], 1, __ATOMIC_RELAXED);
+}
+
+static void outer_item(void *ctx, int k)
+{
+    par_probe *p = ctx;
+    par_for(p->n_inner, inner_item, p->hits + (size_t)k * p->n_inner);
+}
+
+/* par_for runs every item exactly once: as a worksharing loop, from tasks inside a parallel
+ * region (analysis_run's searches) and nested in its own items. */
+static void test_par_for_runs_every_item_once(void **state)
+{
+    (void)state;
+    enum { OUTER = 37, INNER = 101 };
+    par_probe p = {INNER, calloc(OUTER * INNER, sizeof(int))};
+    assert_non_null(p.hits);
+    par_probe rest = {INNER, p.hits + (OUTER / 2) * INNER}; /* the second task's outer items */
+    for (int round = 0; round < 3; round++) {
+        memset(p.hits, 0, sizeof(int) * OUTER * INNER);
+        if (round == 0) {
+            par_for(OUTER, outer_item, &p);
+        } else {
+#pragma omp parallel num_threads(round + 1)
+#pragma omp single
+            {
+#pragma omp task
+                par_for(OUTER / 2, outer_item, &p);
+#pragma omp task
+                par_for(OUTER - OUTER / 2, outer_item, &rest);
+            }
+        }
+        for (int k = 0; k < OUTER * INNER; k++)
+            assert_int_equal(p.hits[k], 1);
+    }
+    par_for(0, inner_item, p.hits); /* no items: returns */
+    free(p.hits);
+}
+
 static void test_region_end_floor_is_under_every_peak(void **state)
 {
     static const struct {
@@ -1794,6 +1844,7 @@ int main(void)
         cmocka_unit_test(test_stages_costed_alone_compose_to_the_closed_form),
         cmocka_unit_test(test_twin_stages_are_the_same_plan_shifted),
         cmocka_unit_test(test_region_end_floor_is_under_every_peak),
+        cmocka_unit_test(test_par_for_runs_every_item_once),
         cmocka_unit_test(test_column_peak_of_tiny_vgg_by_hand),
         cmocka_unit_test(test_row_peak_of_a_small_net_by_hand),
         cmocka_unit_test(test_one_partition_costs_column_plus_the_kept_output),

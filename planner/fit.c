@@ -516,8 +516,11 @@ lr_status fit_run_all(const net_t *net, const plan_config *cfg, const fit_target
         free(half), free(st), free(msg);
         return lr_fail(LR_ERR_NOMEM, "out of memory");
     }
+    /* the input questions first, the targets from the last (the row strategies' input
+     * questions, whose choices cost the most, start before the short ones that fill the gaps) */
 #pragma omp parallel for schedule(dynamic)
-    for (int k = 0; k < tasks; k++) {
+    for (int q = 0; q < tasks; q++) {
+        int k = q < n ? 2 * (n - 1 - q) + 1 : 2 * (tasks - 1 - q);
         st[k] = fit_one(net, cfg, &t[k / 2], budget_bytes, k % 2 == 0, &half[k]);
         if (st[k] != LR_OK)
             snprintf(msg[k], sizeof msg[k], "%s", lr_last_error());

@@ -30,7 +30,7 @@
  * rounds without convergence a bisection on the strategy's own choice finishes it. Where fits()
  * is not monotone (a row strategy's peak moves up and down with the rows each partition gets),
  * the answer is one measured boundary, which the path of the search decides. The choices
- * dominate the time: 2 to 13 per question on resnet101, each a full N search for row, 2ps and
+ * dominate the time: 2 to 12 per question on resnet101, each a full N search for row, 2ps and
  * overl.
  *
  * --offload auto: fits(b, H) when the strategy's choice under some offload set fits (the device

@@ -32,3 +32,15 @@ int lr_exit_code(lr_status s)
         return 1;
     }
 }
+
+void lr_outcome_set(lr_outcome *o, lr_status status)
+{
+    o->status = status;
+    if (status != LR_OK)
+        snprintf(o->msg, sizeof o->msg, "%s", lr_last_error());
+}
+
+lr_status lr_outcome_report(const lr_outcome *o)
+{
+    return o->status == LR_OK ? LR_OK : lr_fail(o->status, "%s", o->msg);
+}

@@ -37,6 +37,16 @@ lr_status lr_fail(lr_status code, const char *fmt, ...) LR_PRINTF(2, 3);
 /* The message recorded by the last lr_fail() on this thread ("" if none). */
 const char *lr_last_error(void);
 
+/* A status and its message kept where another thread reports it (messages are per thread):
+ * lr_outcome_set records lr_last_error() of a failure on the thread that had it;
+ * lr_outcome_report returns LR_OK or the same failure, its message recorded on this thread. */
+typedef struct {
+    lr_status status;
+    char msg[1024]; /* as long as lr_last_error's */
+} lr_outcome;
+void lr_outcome_set(lr_outcome *o, lr_status status);
+lr_status lr_outcome_report(const lr_outcome *o);
+
 /* Exit code for a status: 0 ok, 2 bad usage or input, 1 runtime failure. */
 int lr_exit_code(lr_status s);
 

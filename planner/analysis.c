@@ -1,7 +1,6 @@
 /* analysis.c - choose, emit and replay each requested strategy (see analysis.h). */
 #include "analysis.h"
 
-#include <stdio.h>
 #include <string.h>
 
 lr_status analysis_schedule(const analysis_t *a, const analysis_entry *e, plan_t **plan,
@@ -105,24 +104,6 @@ lr_status analysis_replay(const analysis_t *a, const plan_t *plan, analysis_entr
     return st;
 }
 
-/* A task's status and its message (messages are per thread). */
-typedef struct {
-    lr_status status;
-    char msg[256];
-} outcome;
-
-static void note(outcome *o, lr_status st)
-{
-    o->status = st;
-    if (st != LR_OK)
-        snprintf(o->msg, sizeof o->msg, "%s", lr_last_error());
-}
-
-static lr_status reported(const outcome *o)
-{
-    return o->status == LR_OK ? LR_OK : lr_fail(o->status, "%s", o->msg);
-}
-
 lr_status analysis_run(const net_t *net, const plan_config *cfg, const plan_request *req,
                        unsigned which, sim_allocator allocator, analysis_t *out)
 {
@@ -156,7 +137,7 @@ lr_status analysis_run(const net_t *net, const plan_config *cfg, const plan_requ
      * (par_for), so a thread whose search is done helps another. Each strategy's replay is a task
      * of its own as soon as its plan is chosen. Errors are reported in the order of a run one
      * after another: the pairs' searches, each strategy's search, then the replays. */
-    outcome paired_search[STRAT_COUNT], search[STRAT_COUNT], replay[STRAT_COUNT];
+    lr_outcome paired_search[STRAT_COUNT], search[STRAT_COUNT], replay[STRAT_COUNT];
     memset(paired_search, 0, sizeof paired_search);
     memset(search, 0, sizeof search);
     memset(replay, 0, sizeof replay);
@@ -169,13 +150,14 @@ lr_status analysis_run(const net_t *net, const plan_config *cfg, const plan_requ
             plan_strategy h = st == STRAT_2PS ? STRAT_2PS_H : STRAT_OVERL_H;
 #pragma omp task firstprivate(st, h) shared(pair, paired_search, search, replay, at)
             {
-                note(&paired_search[st], strategy_choose_pair(net, cfg, (plan_strategy)st,
-                                                              &pair[st], &pair[h]));
+                lr_outcome_set(&paired_search[st],
+                               strategy_choose_pair(net, cfg, (plan_strategy)st, &pair[st], &pair[h]));
                 for (int k = 0; k < 2 && paired_search[st].status == LR_OK; k++) {
                     int s = k ? (int)h : st;
-                    note(&search[s], choose_one(out, (plan_strategy)s, &pair[s], &out->e[at[s]]));
+                    lr_outcome_set(&search[s],
+                                   choose_one(out, (plan_strategy)s, &pair[s], &out->e[at[s]]));
 #pragma omp task firstprivate(s) shared(replay, at)
-                    note(&replay[s], replay_one(out, &out->e[at[s]]));
+                    lr_outcome_set(&replay[s], replay_one(out, &out->e[at[s]]));
                 }
             }
         }
@@ -184,21 +166,22 @@ lr_status analysis_run(const net_t *net, const plan_config *cfg, const plan_requ
                 continue;
 #pragma omp task firstprivate(st) shared(search, replay, at)
             {
-                note(&search[st], choose_one(out, (plan_strategy)st, NULL, &out->e[at[st]]));
+                lr_outcome_set(&search[st],
+                               choose_one(out, (plan_strategy)st, NULL, &out->e[at[st]]));
                 if (search[st].status == LR_OK)
-                    note(&replay[st], replay_one(out, &out->e[at[st]]));
+                    lr_outcome_set(&replay[st], replay_one(out, &out->e[at[st]]));
             }
         }
     }
     for (int st = STRAT_2PS; st <= STRAT_OVERL; st++)
         if (paired[st])
-            LR_TRY(reported(&paired_search[st]));
+            LR_TRY(lr_outcome_report(&paired_search[st]));
     for (int st = 0; st < STRAT_COUNT; st++)
         if (which & (1u << st))
-            LR_TRY(reported(&search[st]));
+            LR_TRY(lr_outcome_report(&search[st]));
     for (int st = 0; st < STRAT_COUNT; st++) {
         if (which & (1u << st)) {
-            LR_TRY(reported(&replay[st]));
+            LR_TRY(lr_outcome_report(&replay[st]));
             out->n++;
         }
     }

@@ -183,11 +183,17 @@ static int64_t stage_copies(const evaluator *v, const plan_stage *st, bool forwa
     return forward ? input * passes + out + in : input * passes + in * passes;
 }
 
+/* A partition's walk recorded elsewhere, onto the meter as walking it gives. */
+static void place_walk(evaluator *v, const walk_summary *w)
+{
+    closed_place(v, w->top, w->live, w->flops, w->ns);
+}
+
 static void stage_forward(evaluator *v, const plan_stage *st)
 {
     closed_add(v, closed_full_bytes(v, st->out_node), PASS_FWD, st->out_node, -1);
     walk_summary *walked = NULL;
-    if (st->bn_passes && closed_passes_share_walks(st)) {
+    if (closed_passes_share_walks(st)) {
         walked = malloc(sizeof *walked * (size_t)st->parts);
         LR_ASSERT(walked != NULL);
     }
@@ -196,7 +202,7 @@ static void stage_forward(evaluator *v, const plan_stage *st)
     closed_positions(v, st, NULL);
     for (int j = 0; j < st->parts; j++) {
         if (walked) { /* recorded beside the STATS passes' shared walk */
-            closed_place(v, walked[j].top, walked[j].live, walked[j].flops, walked[j].ns);
+            place_walk(v, &walked[j]);
             continue;
         }
         bool store = st->store_last && j == st->parts - 1;
@@ -231,13 +237,13 @@ static void stage_backward(evaluator *v, const plan_stage *fwd, bool *held, bool
         bool rerun = !(st->store_last && j == st->parts - 1);
         closed_input_in(v, st, rerun ? PASS_RECOMPUTE : PASS_BWD, j);
         if (rerun && reruns) /* recorded beside the GSTATS passes' recompute */
-            closed_place(v, reruns[j].top, reruns[j].live, reruns[j].flops, reruns[j].ns);
+            place_walk(v, &reruns[j]);
         else if (rerun)
             closed_recompute_partition(v, st, j, true);
         if (walked && j > 0) { /* the GSTATS passes walked it: the same events, as BWD's */
-            stretch top = walked[j].top;
-            top.pass = PASS_BWD;
-            closed_place(v, top, walked[j].live, walked[j].flops, walked[j].ns);
+            walk_summary as_bwd = walked[j];
+            as_bwd.top.pass = PASS_BWD;
+            place_walk(v, &as_bwd);
             continue;
         }
         if (walked) /* partition 0: what the GSTATS passes' chain handed it */

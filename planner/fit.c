@@ -510,10 +510,9 @@ lr_status fit_run_all(const net_t *net, const plan_config *cfg, const fit_target
 {
     int tasks = 2 * n;
     fit_result *half = calloc((size_t)(tasks ? tasks : 1), sizeof *half);
-    lr_status *st = calloc((size_t)(tasks ? tasks : 1), sizeof *st);
-    char(*msg)[256] = calloc((size_t)(tasks ? tasks : 1), sizeof *msg);
-    if (!half || !st || !msg) {
-        free(half), free(st), free(msg);
+    lr_outcome *st = calloc((size_t)(tasks ? tasks : 1), sizeof *st);
+    if (!half || !st) {
+        free(half), free(st);
         return lr_fail(LR_ERR_NOMEM, "out of memory");
     }
     /* the input questions first, the targets from the last (the row strategies' input
@@ -521,16 +520,13 @@ lr_status fit_run_all(const net_t *net, const plan_config *cfg, const fit_target
 #pragma omp parallel for schedule(dynamic)
     for (int q = 0; q < tasks; q++) {
         int k = q < n ? 2 * (n - 1 - q) + 1 : 2 * (tasks - 1 - q);
-        st[k] = fit_one(net, cfg, &t[k / 2], budget_bytes, k % 2 == 0, &half[k]);
-        if (st[k] != LR_OK)
-            snprintf(msg[k], sizeof msg[k], "%s", lr_last_error());
+        lr_outcome_set(&st[k], fit_one(net, cfg, &t[k / 2], budget_bytes, k % 2 == 0, &half[k]));
     }
     lr_status r = LR_OK;
     for (int k = 0; k < tasks && r == LR_OK; k++)
-        if (st[k] != LR_OK)
-            r = lr_fail(st[k], "%s", msg[k]);
+        r = lr_outcome_report(&st[k]);
     for (int k = 0; k < n && r == LR_OK; k++)
         merge(&out[k], &half[2 * k], &half[2 * k + 1]);
-    free(half), free(st), free(msg);
+    free(half), free(st);
     return r;
 }

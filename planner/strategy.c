@@ -429,21 +429,8 @@ static lr_status search_past_exhaustive(parts_search *p, int max_parts)
     return LR_OK;
 }
 
-/* Trial k of single_stage_as: N = lo + k % per at ends[k / per]. */
-static void measure_trial(const net_t *net, const plan_config *cfg, plan_partitioning kind,
-                          const int *ends, const plan_phases *rec, int lo, int per, int k,
-                          trial *t, strategy_kept_stage *keep)
-{
-    /* plan_build clamps N to the rows there are: past the first N it clamps to, the same plan
-     * again, which would lose every tie to it (an earlier offer) */
-    int parts = lo + k % per;
-    if (parts > lo && parts > plan_split_rows(net, kind, 0, ends[k / per]))
-        return;
-    t->status = single_stage_cost(net, cfg, kind, ends[k / per], parts, &rec[k / per], &t->cost,
-                                  &t->usable, keep);
-}
-
-/* Trials of single_stage_as handed to par_for: k from `from`, those of a skipped end left out. */
+/* Trials of single_stage_as handed to par_for: trial k (from `from` on) is N = lo + k % per at
+ * ends[k / per], those of a skipped end left out. */
 typedef struct {
     const net_t *net;
     const plan_config *cfg;
@@ -459,10 +446,16 @@ typedef struct {
 static void trial_item(void *ctx, int item)
 {
     const trial_batch *b = ctx;
-    int k = b->from + item;
-    if (!b->skip || !b->skip[k / b->per])
-        measure_trial(b->net, b->cfg, b->kind, b->ends, b->rec, b->lo, b->per, k, &b->t[k],
-                      b->keep ? &b->keep[k] : NULL);
+    int k = b->from + item, end = k / b->per, parts = b->lo + k % b->per;
+    if (b->skip && b->skip[end])
+        return;
+    /* plan_build clamps N to the rows there are: past the first N it clamps to, the same plan
+     * again, which would lose every tie to it (an earlier offer) */
+    if (parts > b->lo && parts > plan_split_rows(b->net, b->kind, 0, b->ends[end]))
+        return;
+    b->t[k].status = single_stage_cost(b->net, b->cfg, b->kind, b->ends[end], parts, &b->rec[end],
+                                       &b->t[k].cost, &b->t[k].usable,
+                                       b->keep ? &b->keep[k] : NULL);
 }
 
 int64_t strategy_end_floor(const net_t *net, const plan_config *cfg, int end,

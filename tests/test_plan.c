@@ -1716,10 +1716,6 @@ static void test_twin_stages_are_the_same_plan_shifted(void **state)
     (void)state;
 }
 
-/* The single-stage search skips a region end whose floor (strategy_end_floor) is past the
- * near-tie of a peak it found: the floor must be under the peak of every plan (0, end]:N. Checked
- * for every kind, some N up to 32 and every region end, over BN modes, a large input and a
- * mixed net; and the floor must rule out some end somewhere, or the skip would never happen. */
 /* ------------------------------------------------------------------ par_for */
 
 typedef struct {
@@ -1769,6 +1765,10 @@ static void test_par_for_runs_every_item_once(void **state)
     free(p.hits);
 }
 
+/* The single-stage search skips a region end whose floor (strategy_end_floor) is past the
+ * near-tie of a peak it found: the floor must be under the peak of every plan (0, end]:N. Checked
+ * for every kind, some N up to 32 and every region end, over BN modes, a large input and a
+ * mixed net; and the floor must rule out some end somewhere, or the skip would never happen. */
 static void test_region_end_floor_is_under_every_peak(void **state)
 {
     static const struct {

@@ -37,9 +37,10 @@
 /* GEMM columns a unit aims at: enough to amortise packing the weights (a unit's GEMM packs its
  * block of W again), few enough that small maps still give every thread units. */
 enum { FWD_PIXELS = 256, BWD_PIXELS = 256 };
-/* Input channels of a backward-data unit; output channels and K columns of a dw tile. Each
- * unit or tile gathers its own gradient rows, so wide layers get at most MAX_SPLIT of them. */
-enum { BWD_CI_BLOCK = 32, DW_CO_BLOCK = 512, DW_K_BLOCK = 64, MAX_SPLIT = 8 };
+/* Input channels of a backward-data unit; output channels of a dw tile, and the fewest K columns
+ * of one. Each unit or tile gathers its own gradient rows, so wide layers get at most MAX_SPLIT
+ * of them. */
+enum { BWD_CI_BLOCK = 32, DW_CO_BLOCK = 512, DW_K_MIN = 16, MAX_SPLIT = 8 };
 
 typedef struct {
     const cpu_window *g;
@@ -86,11 +87,17 @@ static conv_shape conv_shape_of(const cpu_window *g, int n, int cin, int h, int 
     even_blocks(n, BWD_PIXELS / ((int64_t)s.oh * s.ow), &s.bwd_block, &s.n_bwd_blocks);
     s.bwd_rows = min_int(s.oh, ceil_div(BWD_PIXELS, (int64_t)s.bwd_block * s.ow));
     s.bwd_pixels = (int64_t)s.bwd_block * s.bwd_rows * s.ow;
-    int ci_target = ceil_div(s.cig, MAX_SPLIT), k_target = ceil_div(s.k, MAX_SPLIT);
+    int ci_target = ceil_div(s.cig, MAX_SPLIT);
     even_blocks(s.cig, ci_target > BWD_CI_BLOCK ? ci_target : BWD_CI_BLOCK, &s.ci_block,
                 &s.n_ci_blocks);
     even_blocks(s.cog, DW_CO_BLOCK, &s.co_block, &s.n_co_blocks);
-    even_blocks(s.k, k_target > DW_K_BLOCK ? k_target : DW_K_BLOCK, &s.k_block, &s.n_k_blocks);
+    /* dw's K columns in a power of two of tiles (at most MAX_SPLIT, each at least DW_K_MIN
+     * wide), so that 2, 4 or 8 threads share them evenly: a layer of a few dozen channels has a
+     * handful of tiles, and 3 tiles on 2 threads left one idle a third of the time. */
+    int k_tiles = 1;
+    while (k_tiles < MAX_SPLIT && s.k >= 2 * k_tiles * (int64_t)DW_K_MIN)
+        k_tiles *= 2;
+    even_blocks(s.k, ceil_div(s.k, k_tiles), &s.k_block, &s.n_k_blocks);
     int reach = (s.ow - 1) * g->sw + (g->kw - 1) * g->dw + 1; /* columns the taps span */
     s.padded_w = reach > g->pw + w ? reach : g->pw + w;
     return s;
@@ -231,8 +238,9 @@ static void tap_next(const conv_shape *s, tap *t)
     tap_columns(s->ow, s->w, g->sw, t->off, &t->lo, &t->hi);
 }
 
-/* im2col over several output rows with unit strides and OW = W: each k row of each image is
- * one shifted copy of the input rows (im2col_shifted). */
+/* im2col over output rows [ra, rb] with unit strides and OW = W: each k row of each image is
+ * one shifted copy of the input rows (im2col_shifted), also for a single row, where it saves
+ * the generic path's padded copy of every input row. */
 static void im2col_rows(const conv_shape *s, const cpu_view *x, int n0, int nb, int c0,
                         int64_t k0, int64_t k1, int ra, int rb, float *col, int64_t ld)
 {
@@ -286,7 +294,7 @@ static void im2col(const conv_shape *s, const cpu_view *x, int n0, int nb, int c
     const cpu_window *g = s->g;
     int ow = s->ow, kw = g->kw, sw = g->sw;
     int64_t per_image = plane_span(ra, rb, ow);
-    if (g->sh == 1 && sw == 1 && ow == s->w && rb > ra) {
+    if (g->sh == 1 && sw == 1 && ow == s->w) {
         im2col_rows(s, x, n0, nb, c0, k0, k1, ra, rb, col, ld);
         return;
     }

@@ -55,9 +55,13 @@ static inline void max_tap(const float *src, int s, int lo, int hi, int32_t base
     }
 }
 
-LR_CLONES
-static void max_row(const cpu_window *g, const cpu_view *x, int n, int c, int r, int o0, int len,
-                    float *best, int32_t *at)
+/* max_row's body for column stride s: called with s = 1 and 2 as constants, so that the taps'
+ * column bounds (tap_columns) need no division and the loads vectorise. */
+static inline __attribute__((always_inline)) void max_row_stride(const cpu_window *g,
+                                                                 const cpu_view *x, int n, int c,
+                                                                 int r, int o0, int len,
+                                                                 float *best, int32_t *at,
+                                                                 const int s)
 {
     int32_t found[POOL_CHUNK];
     for (int o = 0; o < len; o++) {
@@ -73,19 +77,25 @@ static void max_row(const cpu_window *g, const cpu_view *x, int n, int c, int r,
         const float *xr = cpu_at(x, n, c, iy, 0);
         for (int kx = 0; kx < g->kw; kx++) {
             int off = kx * g->dw - g->pw, lo, hi;
-            tap_columns(o0 + len, x->w, g->sw, off, &lo, &hi);
+            tap_columns(o0 + len, x->w, s, off, &lo, &hi);
             lo = lo > o0 ? lo - o0 : 0;
             hi -= o0;
-            int first = o0 * g->sw + off; /* input column of chunk column 0 */
-            /* constant strides for the common cases, so the loads vectorise */
-            if (g->sw == 1)
-                max_tap(xr + first, 1, lo, hi, iy * x->w + first, best, found, at);
-            else if (g->sw == 2)
-                max_tap(xr + first, 2, lo, hi, iy * x->w + first, best, found, at);
-            else
-                max_tap(xr + first, g->sw, lo, hi, iy * x->w + first, best, found, at);
+            int first = o0 * s + off; /* input column of chunk column 0 */
+            max_tap(xr + first, s, lo, hi, iy * x->w + first, best, found, at);
         }
     }
+}
+
+LR_CLONES
+static void max_row(const cpu_window *g, const cpu_view *x, int n, int c, int r, int o0, int len,
+                    float *best, int32_t *at)
+{
+    if (g->sw == 1)
+        max_row_stride(g, x, n, c, r, o0, len, best, at, 1);
+    else if (g->sw == 2)
+        max_row_stride(g, x, n, c, r, o0, len, best, at, 2);
+    else
+        max_row_stride(g, x, n, c, r, o0, len, best, at, g->sw);
 }
 
 void cpu_maxpool_fwd(const cpu_window *g, const cpu_view *x, cpu_view *y, int r_lo, int r_hi)

@@ -348,8 +348,12 @@ static lr_status bn_backward(const exec_op *op)
         return LR_OK;
     }
     int64_t count = stat_count(op, n->h);
-    if (!(st->flags & RUN_BN_GLOBAL)) {
+    /* column and stripe BatchNorm: the call's own rows are the statistics; gred, allocated for
+     * this step, gets exactly their sums, which are also dgb's (not summed a second time) */
+    bool own_sums = !(st->flags & RUN_BN_GLOBAL);
+    if (own_sums) {
         count = stat_count(op, hi - lo + 1);
+        memset(gacc, 0, sizeof(double) * 2 * (size_t)n->c);
         cpu_bn_grad_accumulate(&x, stats, &dy, lo, hi, gacc);
     }
     cpu_view dx = view_of(op, r->din[0]);
@@ -361,7 +365,9 @@ static lr_status bn_backward(const exec_op *op)
         cpu_bn_bwd(&x, stats, gb, &dy, lo, hi, gacc, count, false, true, dxp, dgb);
         cpu_bn_bwd(&x, stats, gb, &dy, r->own_lo, r->own_hi, gacc, count, true, false, dxp, NULL);
     } else {
-        cpu_bn_bwd(&x, stats, gb, &dy, lo, hi, gacc, count, true, true, dxp, dgb);
+        cpu_bn_bwd(&x, stats, gb, &dy, lo, hi, gacc, count, true, true, dxp, own_sums ? NULL : dgb);
+        if (own_sums && dgb)
+            cpu_bn_params_from_sums(gacc, n->c, dgb);
     }
     return LR_OK;
 }

@@ -153,6 +153,14 @@ void cpu_bn_grad_accumulate(const cpu_view *x, const float *stats, const cpu_vie
     }
 }
 
+void cpu_bn_params_from_sums(const double *gacc, int c, float *dgb)
+{
+    for (int i = 0; i < c; i++) {
+        dgb[i] += (float)gacc[c + i];
+        dgb[c + i] += (float)gacc[i];
+    }
+}
+
 /* dgb of channel c += (sum dy * xhat, sum dy) over the rows, summed in double per call. */
 static void bn_bwd_params(const cpu_view *x, float mean, float invstd, const cpu_view *dy,
                           int r_lo, int r_hi, int c, float *dgb)

@@ -115,6 +115,9 @@ void cpu_bn_fwd(const cpu_view *x, const float *stats, const float *gb, cpu_view
 /* gacc: (2, C) doubles += (sum dy, sum dy * xhat) over rows [r_lo, r_hi]. */
 void cpu_bn_grad_accumulate(const cpu_view *x, const float *stats, const cpu_view *dy, int r_lo,
                             int r_hi, double *gacc);
+/* dgb += (sum dy * xhat, sum dy) from gacc = (sum dy, sum dy * xhat) that cpu_bn_grad_accumulate
+ * took over the same rows starting from zero: the bits cpu_bn_bwd's own sums would give. */
+void cpu_bn_params_from_sums(const double *gacc, int c, float *dgb);
 /* Back-propagates rows [r_lo, r_hi] given the statistics reductions gacc = (sum dy, sum dy*xhat)
  * taken over all `count` elements the statistics were gathered from:
  *   dx += gamma*invstd*dy                                   when with_direct

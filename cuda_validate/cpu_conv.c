@@ -519,19 +519,20 @@ static void conv_bwd_data_unit(const conv_shape *s, const float *w, const cpu_vi
     }
 }
 
-static void conv_bwd_data(const conv_shape *s, const float *w, const cpu_view *dy, int r_lo,
-                          int r_hi, cpu_view *dx, const cpu_scratch *ws, int64_t work)
+/* dx unit u of conv_bwd_data_units (group, image block, input channel block). */
+static void conv_bwd_data_item(const conv_shape *s, const float *w, const cpu_view *dy, int r_lo,
+                               int r_hi, cpu_view *dx, int64_t u, float *slice)
 {
     int64_t per_group = (int64_t)s->n_bwd_blocks * s->n_ci_blocks;
-    int64_t units = per_group * s->g->groups;
-    int threads = conv_threads(s, ws, units, work);
-#pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
-    for (int64_t u = 0; u < units; u++) {
-        int grp = (int)(u / per_group), blk = (int)(u % per_group / s->n_ci_blocks);
-        int ci0 = (int)(u % s->n_ci_blocks) * s->ci_block;
-        conv_bwd_data_unit(s, w, dy, r_lo, r_hi, grp, blk, ci0,
-                           min_int(s->cig - ci0, s->ci_block), dx, thread_slice(s, ws));
-    }
+    int grp = (int)(u / per_group), blk = (int)(u % per_group / s->n_ci_blocks);
+    int ci0 = (int)(u % s->n_ci_blocks) * s->ci_block;
+    conv_bwd_data_unit(s, w, dy, r_lo, r_hi, grp, blk, ci0, min_int(s->cig - ci0, s->ci_block), dx,
+                       slice);
+}
+
+static int64_t conv_bwd_data_units(const conv_shape *s)
+{
+    return (int64_t)s->n_bwd_blocks * s->n_ci_blocks * s->g->groups;
 }
 
 /* One tile of dw: group grp, output channels [co0, co0 + nco), K columns [k0, k0 + nk), summed
@@ -555,21 +556,22 @@ static void conv_bwd_filter_tile(const conv_shape *s, const cpu_view *x, const c
     }
 }
 
-static void conv_bwd_filter(const conv_shape *s, const cpu_view *x, const cpu_view *dy, int r_lo,
-                            int r_hi, float *dw, const cpu_scratch *ws, int64_t work)
+/* dw tile t of conv_bwd_filter_tiles (group, output channel block, K block). */
+static void conv_bwd_filter_item(const conv_shape *s, const cpu_view *x, const cpu_view *dy,
+                                 int r_lo, int r_hi, float *dw, int64_t t, float *slice)
 {
     int64_t per_group = (int64_t)s->n_co_blocks * s->n_k_blocks;
-    int64_t tiles = per_group * s->g->groups;
-    int threads = conv_threads(s, ws, tiles, work);
-#pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
-    for (int64_t t = 0; t < tiles; t++) {
-        int grp = (int)(t / per_group), cb = (int)(t % per_group / s->n_k_blocks);
-        int kb = (int)(t % s->n_k_blocks);
-        int co0 = cb * s->co_block, nco = min_int(s->cog - co0, s->co_block);
-        int64_t k0 = (int64_t)kb * s->k_block;
-        int nk = (int)(s->k - k0 < s->k_block ? s->k - k0 : s->k_block);
-        conv_bwd_filter_tile(s, x, dy, r_lo, r_hi, grp, co0, nco, k0, nk, dw, thread_slice(s, ws));
-    }
+    int grp = (int)(t / per_group), cb = (int)(t % per_group / s->n_k_blocks);
+    int kb = (int)(t % s->n_k_blocks);
+    int co0 = cb * s->co_block, nco = min_int(s->cog - co0, s->co_block);
+    int64_t k0 = (int64_t)kb * s->k_block;
+    int nk = (int)(s->k - k0 < s->k_block ? s->k - k0 : s->k_block);
+    conv_bwd_filter_tile(s, x, dy, r_lo, r_hi, grp, co0, nco, k0, nk, dw, slice);
+}
+
+static int64_t conv_bwd_filter_tiles(const conv_shape *s)
+{
+    return (int64_t)s->n_co_blocks * s->n_k_blocks * s->g->groups;
 }
 
 static void conv_bwd_bias(const cpu_view *dy, int r_lo, int r_hi, float *db)
@@ -597,14 +599,24 @@ void cpu_conv_bwd(const cpu_window *g, const cpu_view *x, const float *w, const 
     int64_t work = row_work(dy, r_lo, r_hi) * s.k;
     if (db)
         conv_bwd_bias(dy, r_lo, r_hi, db);
-    if (dw) {
+    if (dw)
         check_window_rows(g, r_lo, r_hi, x);
-        conv_bwd_filter(&s, x, dy, r_lo, r_hi, dw, ws, work);
-    }
     if (dx) {
         check_view(dx);
         LR_ASSERT(same_map(dx, x));
         check_window_rows(g, r_lo, r_hi, dx);
-        conv_bwd_data(&s, w, dy, r_lo, r_hi, dx, ws, work);
+    }
+    /* dw's tiles and dx's units in one parallel loop: they write apart, and a stripe's call then
+     * wakes the threads once, not twice */
+    int64_t tiles = dw ? conv_bwd_filter_tiles(&s) : 0, units = dx ? conv_bwd_data_units(&s) : 0;
+    if (tiles + units == 0)
+        return;
+    int threads = conv_threads(&s, ws, tiles + units, work * ((dw != NULL) + (dx != NULL)));
+#pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
+    for (int64_t u = 0; u < tiles + units; u++) {
+        if (u < tiles)
+            conv_bwd_filter_item(&s, x, dy, r_lo, r_hi, dw, u, thread_slice(&s, ws));
+        else
+            conv_bwd_data_item(&s, w, dy, r_lo, r_hi, dx, u - tiles, thread_slice(&s, ws));
     }
 }

@@ -41,6 +41,8 @@ enum { FWD_PIXELS = 256, BWD_PIXELS = 256 };
  * of one. Each unit or tile gathers its own gradient rows, so wide layers get at most MAX_SPLIT
  * of them. */
 enum { BWD_CI_BLOCK = 32, DW_CO_BLOCK = 512, DW_K_MIN = 16, MAX_SPLIT = 8 };
+/* Output channels of a bias gradient unit. */
+enum { BIAS_BLOCK = 16 };
 
 typedef struct {
     const cpu_window *g;
@@ -574,11 +576,12 @@ static int64_t conv_bwd_filter_tiles(const conv_shape *s)
     return (int64_t)s->n_co_blocks * s->n_k_blocks * s->g->groups;
 }
 
-static void conv_bwd_bias(const cpu_view *dy, int r_lo, int r_hi, float *db)
+/* db of output channels [co0, co0 + BIAS_BLOCK) += the sums of their dy rows, in double per
+ * channel, images in order. */
+static void conv_bwd_bias_item(const cpu_view *dy, int r_lo, int r_hi, float *db, int co0)
 {
-    int64_t work = row_work(dy, r_lo, r_hi), span = plane_span(r_lo, r_hi, dy->w);
-#pragma omp parallel for schedule(static) if (worth_threads(work))
-    for (int co = 0; co < dy->c; co++) {
+    int64_t span = plane_span(r_lo, r_hi, dy->w);
+    for (int co = co0; co < dy->c && co < co0 + BIAS_BLOCK; co++) {
         double sum = 0.0;
         for (int n = 0; n < dy->n; n++)
             sum += span_sum(cpu_at(dy, n, co, r_lo, 0), span);
@@ -597,8 +600,6 @@ void cpu_conv_bwd(const cpu_window *g, const cpu_view *x, const float *w, const 
     conv_shape s = conv_shape_of(g, x->n, x->c, x->h, x->w, dy->c);
     conv_shape_fit_rows(&s, r_hi - r_lo + 1);
     int64_t work = row_work(dy, r_lo, r_hi) * s.k;
-    if (db)
-        conv_bwd_bias(dy, r_lo, r_hi, db);
     if (dw)
         check_window_rows(g, r_lo, r_hi, x);
     if (dx) {
@@ -606,17 +607,22 @@ void cpu_conv_bwd(const cpu_window *g, const cpu_view *x, const float *w, const 
         LR_ASSERT(same_map(dx, x));
         check_window_rows(g, r_lo, r_hi, dx);
     }
-    /* dw's tiles and dx's units in one parallel loop: they write apart, and a stripe's call then
-     * wakes the threads once, not twice */
+    /* db's channel blocks, dw's tiles and dx's units in one parallel loop: they write apart,
+     * and a stripe's call then wakes the threads once, not three times */
+    int64_t biases = db ? ceil_div(dy->c, BIAS_BLOCK) : 0;
     int64_t tiles = dw ? conv_bwd_filter_tiles(&s) : 0, units = dx ? conv_bwd_data_units(&s) : 0;
-    if (tiles + units == 0)
+    int64_t items = biases + tiles + units;
+    if (items == 0)
         return;
-    int threads = conv_threads(&s, ws, tiles + units, work * ((dw != NULL) + (dx != NULL)));
+    int threads = conv_threads(&s, ws, items, work * ((dw != NULL) + (dx != NULL)));
 #pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
-    for (int64_t u = 0; u < tiles + units; u++) {
-        if (u < tiles)
-            conv_bwd_filter_item(&s, x, dy, r_lo, r_hi, dw, u, thread_slice(&s, ws));
+    for (int64_t u = 0; u < items; u++) {
+        if (u < biases)
+            conv_bwd_bias_item(dy, r_lo, r_hi, db, (int)u * BIAS_BLOCK);
+        else if (u < biases + tiles)
+            conv_bwd_filter_item(&s, x, dy, r_lo, r_hi, dw, u - biases, thread_slice(&s, ws));
         else
-            conv_bwd_data_item(&s, w, dy, r_lo, r_hi, dx, u - tiles, thread_slice(&s, ws));
+            conv_bwd_data_item(&s, w, dy, r_lo, r_hi, dx, u - biases - tiles,
+                               thread_slice(&s, ws));
     }
 }

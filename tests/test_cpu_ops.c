@@ -1172,6 +1172,26 @@ static void test_bn_backward_matches_finite_differences(void **state)
     bn_data_free(&d);
 }
 
+/* dgb read off the gradient sums (cpu_bn_params_from_sums, what the backend does after gathering
+ * them for a column or stripe call) is the same bits as cpu_bn_bwd summing them itself, over the
+ * whole map and over a stripe, added to what dgb held. */
+static void test_bn_params_from_sums_equal_bwd_sums(void **state)
+{
+    bn_data d = bn_data_new(1650);
+    const int rows[2][2] = {{0, 5}, {2, 3}};
+    for (int k = 0; k < 2; k++) {
+        double gacc[6] = {0};
+        cpu_bn_grad_accumulate(&d.x, d.stats, &d.dy, rows[k][0], rows[k][1], gacc);
+        float summed[6] = {0.25f, -1, 2, 0, 3, -0.5f}, read[6];
+        memcpy(read, summed, sizeof read);
+        cpu_bn_bwd(&d.x, d.stats, d.gb, &d.dy, rows[k][0], rows[k][1], gacc, d.count, true, true,
+                   NULL, summed);
+        cpu_bn_params_from_sums(gacc, 3, read);
+        assert_memory_equal(read, summed, sizeof read);
+    }
+    bn_data_free(&d);
+}
+
 /* An overlapping cover: partition 1 back-propagates rows [0, 3] with its partial dy and owns
  * [0, 2]; partition 2 rows [2, 5], owns [3, 5]. Direct and reduction calls summed equal one call.
  */
@@ -1662,6 +1682,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_rowwise_forward_kernels_split_bitwise),
         cmocka_unit_test(test_bn_forward_matches_double_reference),
         cmocka_unit_test(test_bn_backward_matches_finite_differences),
+        cmocka_unit_test(test_bn_params_from_sums_equal_bwd_sums),
         cmocka_unit_test(test_bn_split_direct_and_reduction_equal_single_call),
         cmocka_unit_test(test_bn_running_update_matches_pytorch),
         cmocka_unit_test(test_bn_frozen_matches_double_reference_and_splits_by_rows),

@@ -483,18 +483,22 @@ static void test_conv_bwd_skips_null_gradients(void **state)
     cpu_view dx_all = view_full(d.k.n, d.k.cin, d.k.h, d.k.w);
     cpu_view dx_only = view_full(d.k.n, d.k.cin, d.k.h, d.k.w);
     float *dw_all = calloc(d.w_count, sizeof(float)), *dw_only = calloc(d.w_count, sizeof(float));
-    float *db = calloc(d.k.cout, sizeof(float));
+    float *db = calloc(d.k.cout, sizeof(float)), *db_only = calloc(d.k.cout, sizeof(float));
     cpu_conv_bwd(&d.k.g, &d.x, d.w, &d.dy, 0, d.oh - 1, &dx_all, dw_all, db, &d.ws);
     cpu_conv_bwd(&d.k.g, &d.x, d.w, &d.dy, 0, d.oh - 1, &dx_only, NULL, NULL, &d.ws);
     cpu_conv_bwd(&d.k.g, &d.x, d.w, &d.dy, 0, d.oh - 1, NULL, dw_only, NULL, &d.ws);
+    cpu_conv_bwd(&d.k.g, &d.x, d.w, &d.dy, 0, d.oh - 1, NULL, NULL, db_only, &d.ws);
     assert_memory_equal(dx_only.data, dx_all.data, sizeof(float) * view_numel(&dx_all));
     assert_memory_equal(dw_only, dw_all, sizeof(float) * d.w_count);
+    assert_memory_equal(db_only, db, sizeof(float) * d.k.cout);
     assert_true(max_abs(dw_all, d.w_count) > 0.0);
+    assert_true(max_abs(db, d.k.cout) > 0.0);
     view_free(&dx_all);
     view_free(&dx_only);
     free(dw_all);
     free(dw_only);
     free(db);
+    free(db_only);
     conv_data_free(&d);
 }
 

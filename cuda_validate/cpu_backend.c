@@ -348,8 +348,8 @@ static lr_status bn_backward(const exec_op *op)
         return LR_OK;
     }
     int64_t count = stat_count(op, n->h);
-    /* column and stripe BatchNorm: the call's own rows are the statistics; gred, allocated for
-     * this step, gets exactly their sums, which are also dgb's (not summed a second time) */
+    /* column and stripe BatchNorm: the call's own rows are the statistics; gred, zeroed here,
+     * gets exactly their sums, which are also dgb's (not summed a second time) */
     bool own_sums = !(st->flags & RUN_BN_GLOBAL);
     if (own_sums) {
         count = stat_count(op, hi - lo + 1);

@@ -15,7 +15,9 @@
  *    into dx. Units write disjoint parts of dx, and inside one the chunks and taps come in a
  *    fixed order;
  *  - backward filter: tiles (Cout block, K block) of dw; each takes the image blocks and row
- *    chunks in order: tile += (Cout block, P) x (K block, P)^T.
+ *    chunks in order: tile += (Cout block, P) x (K block, P)^T;
+ *  - bias: blocks of output channels, each channel's dy rows summed in double, images in order.
+ * One call's bias blocks, dw tiles and dx units share one parallel loop (they write apart).
  * The backward's image blocks and row chunks follow the call's row count (a stripe of a few rows
  * takes several images per chunk, conv_shape_fit_rows), never the thread count. Backward results
  * depend on the row range (a sum split differently), within rounding; forward results do not.

@@ -34,6 +34,14 @@ static inline int64_t lr_sat_add(int64_t a, int64_t b)
     return __builtin_add_overflow(a, b, &r) ? INT64_MAX : r;
 }
 
+/* floor(factor * v) for factor >= 0 and v >= 0, or INT64_MAX when that is 2^63 or more (a
+ * compute cap past every count: no cap). The cast itself would be undefined there. */
+static inline int64_t lr_sat_scale(double factor, int64_t v)
+{
+    double x = factor * (double)v;
+    return x >= 0x1p63 ? INT64_MAX : (int64_t)x;
+}
+
 /* Product of up to 6 factors (pass 1 for unused ones). */
 static inline bool lr_mul6(int64_t a, int64_t b, int64_t c, int64_t d, int64_t e, int64_t f,
                            int64_t *out)

@@ -10,6 +10,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "checked.h"
 
 typedef struct {
     bool min_peak;       /* objective */
@@ -421,7 +422,7 @@ static lr_status search_fixed(const net_t *net, const plan_config *cfg, const au
     lr_status st = search_init(&s, net, cfg, end, req->by_time);
     s.kept = req->one_kind ? req->kept : NULL;
     if (cap > 0)
-        g.work_cap = (int64_t)floor(cap * (double)s.col_work);
+        g.work_cap = lr_sat_scale(cap, s.col_work);
     candidates c = {.n = 0};
     if (st == LR_OK && !req->one_kind)
         st = seeds(&s, &g, end, req->region_end > 0, &c);

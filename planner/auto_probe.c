@@ -462,6 +462,10 @@ typedef struct {
     search *s;
     probe_job *jobs;
     int64_t extra_limit;
+    /* the failed job of the lowest index and its message, kept on the thread that ran it
+     * (messages are per thread) */
+    int failed;
+    lr_outcome failure;
 } job_batch;
 
 static void job_item(void *ctx, int k)
@@ -474,15 +478,24 @@ static void job_item(void *ctx, int k)
         run_job(b->s, j, b->extra_limit);
     else
         run_one_part(b->s, j);
+    if (j->status != LR_OK) {
+#pragma omp critical(auto_job_failure)
+        if (k < b->failed) {
+            b->failed = k;
+            lr_outcome_set(&b->failure, j->status);
+        }
+    }
 }
 
 lr_status auto_run_jobs(search *s, probe_job *jobs, int n_jobs, int64_t extra_limit)
 {
-    job_batch b = {s, jobs, extra_limit};
+    job_batch b = {s, jobs, extra_limit, n_jobs, {LR_OK, ""}};
     par_for(n_jobs, job_item, &b);
     for (int k = 0; k < n_jobs; k++)
-        if (jobs[k].status != LR_OK)
-            return lr_fail(jobs[k].status, "auto: %s", lr_last_error());
+        if (jobs[k].status != LR_OK) {
+            lr_status st = k == b.failed ? lr_outcome_report(&b.failure) : jobs[k].status;
+            return lr_fail(st, "auto: %s", k == b.failed ? lr_last_error() : "a probe failed");
+        }
     return LR_OK;
 }
 

@@ -10,6 +10,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "checked.h"
 #include "choose.h"
 
 /* ------------------------------------------------------------------ one question */
@@ -83,7 +84,7 @@ static lr_status plan_point(fitter *f, int batch, const plan_spec *spec, plan_bn
         memset(&column, 0, sizeof column);
         plan_cost col;
         LR_TRY(strategy_evaluate_usable(f->net, &cfg, &column, &col, &usable));
-        p->fits = usable && c.flops <= (int64_t)floor(auto_cap(f->t) * (double)col.flops);
+        p->fits = usable && c.flops <= lr_sat_scale(auto_cap(f->t), col.flops);
     }
     return LR_OK;
 }

@@ -455,6 +455,32 @@ static fit_result fit(const net_t *net, const plan_config *cfg, plan_strategy st
     return r;
 }
 
+/* A compute cap whose product with column's compute passes 2^63 (--max-overhead takes up to
+ * 1e6; vgg16 at 3000x3000 computes 1.6e13 FLOPs a step) is no cap: every candidate meets it,
+ * in auto and in --fit's auto. */
+static void test_a_cap_past_int64_caps_nothing(void **state)
+{
+    (void)state;
+    net_t *net = test_zoo("vgg16");
+    assert_int_equal(net_reshape(net, 3000, 3000), LR_OK);
+    plan_config cfg = config(1, BN_EXACT);
+    auto_result r = run_auto(net, &cfg, 1e6, 0);
+    assert_true((double)r.column_flops * 1e6 > 0x1p63);
+    assert_true(r.best.fits);
+    assert_true(r.n_alt > 0);
+    for (int k = 0; k < r.n_alt; k++)
+        assert_true(r.alt[k].fits);
+    fit_target t;
+    memset(&t, 0, sizeof t);
+    t.strategy = STRAT_COUNT;
+    t.areq.max_overhead = 1e6;
+    fit_result f;
+    int64_t budget = 4 * r.best.cost.peak_bytes;
+    assert_int_equal(fit_run(net, &cfg, &t, budget, &f), LR_OK);
+    assert_true(f.max_batch >= 1);
+    net_free(net);
+}
+
 /* For several nets, every strategy and auto, and budgets from tight to loose: fits at B, not at
  * B + 1 (B = 0: not even at 1). */
 static void test_fit_batch_is_on_the_boundary(void **state)
@@ -1031,6 +1057,7 @@ int main(void)
         cmocka_unit_test(test_exact_bn_makes_auto_partition_small_stages),
         cmocka_unit_test(test_a_budget_nothing_meets_reports_the_shortfall),
         cmocka_unit_test(test_auto_plan_closed_form_equals_replay),
+        cmocka_unit_test(test_a_cap_past_int64_caps_nothing),
         cmocka_unit_test(test_fit_batch_is_on_the_boundary),
         cmocka_unit_test(test_fit_batch_is_on_the_boundary_for_vgg16_on_a_card),
         cmocka_unit_test(test_fit_input_is_on_the_boundary),

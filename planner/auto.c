@@ -10,8 +10,6 @@
 #include <math.h>
 #include <string.h>
 
-#include "checked.h"
-
 typedef struct {
     bool min_peak;       /* objective */
     bool near_tie;       /* min_peak, then the least compute within the near-tie of that peak */
@@ -219,7 +217,7 @@ static lr_status check_request(const net_t *net, const auto_request *req, goal *
     *end = req->region_end > 0 ? req->region_end : plan_default_region_end(net);
     if (*end >= net->n_nodes)
         return lr_fail(LR_ERR_USAGE, "--region: no such layer");
-    LR_TRY(cost_check_limits(net, cfg->batch, cost_dtype_bytes(cfg->dtype), 4096));
+    LR_TRY(cost_check_layers(net, cfg->batch, cost_dtype_bytes(cfg->dtype)));
     if (req->region_end > 0) { /* plan_build names what is wrong with the cut */
         plan_spec sp = {.n_stages = 1, .cut = {*end}, .parts = {1}};
         plan_cost c;
@@ -360,8 +358,8 @@ static lr_status best_single_stage(search *s, const space *sp, const goal *g, au
         const stage_edge *e = &sp->edges.v[k];
         if (!e->last || e->parts < 2)
             continue;
-        plan_cost c = {.peak_bytes = s->persistent + (e->local > e->tail ? e->local : e->tail),
-                       .flops = s->col_flops + e->extra};
+        plan_cost c = {.peak_bytes = lr_sat_add(s->persistent, e->local > e->tail ? e->local : e->tail),
+                       .flops = lr_sat_add(s->col_flops, e->extra)};
         spec.cut[0] = s->cut[e->b], spec.parts[0] = e->parts, spec.recompute = e->recompute;
         strategy_pick_offer(&pick, &spec, &c);
     }

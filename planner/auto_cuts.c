@@ -114,13 +114,13 @@ void auto_bn_bounds(search *s)
                 for (int q = 0; q < net->nodes[u].n_inputs; q++)
                     mark[net->nodes[u].inputs[q]] = true;
         for (int x = l - 1; x >= 0; x--)
-            anc[x] = anc[x + 1] + (mark[x + 1] && x + 1 < l ? map_work(s, x + 1, KERNEL_FWD) : 0);
+            anc[x] = lr_sat_add(anc[x + 1], mark[x + 1] && x + 1 < l ? map_work(s, x + 1, KERNEL_FWD) : 0);
         memset(mark, 0, (size_t)n);
         mark[l] = true;
         for (int y = l + 1; y < n; y++) { /* desc[y]: descendants l < d <= y */
             for (int q = 0; q < net->nodes[y].n_inputs; q++)
                 mark[y] |= mark[net->nodes[y].inputs[q]];
-            desc[y] = desc[y - 1] + (mark[y] ? map_work(s, y, KERNEL_BWD) : 0);
+            desc[y] = lr_sat_add(desc[y - 1], mark[y] ? map_work(s, y, KERNEL_BWD) : 0);
         }
         k++;
     }
@@ -133,7 +133,7 @@ int64_t auto_bn_extra_bound(const search *s, int a, int b)
     int64_t sum = 0;
     for (int k = 0; k < s->nbn; k++)
         if (s->bn_node[k] > lo && s->bn_node[k] <= hi)
-            sum += s->anc[(size_t)k * n + lo] + s->desc[(size_t)k * n + hi];
+            sum = lr_sat_add(sum, lr_sat_add(s->anc[(size_t)k * n + lo], s->desc[(size_t)k * n + hi]));
     return sum;
 }
 

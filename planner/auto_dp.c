@@ -61,8 +61,8 @@ static bool can_finish(const dp_query *q, int i, const label *x)
     const space *sp = q->sp;
     if (sp->need[i] == INT64_MAX || sp->least_extra[i] == INT64_MAX)
         return false;
-    return q->s->persistent + x->carried + sp->need[i] <= q->bound &&
-           x->extra + sp->least_extra[i] <= q->extra_cap;
+    return lr_sat_add(q->s->persistent, lr_sat_add(x->carried, sp->need[i])) <= q->bound &&
+           lr_sat_add(x->extra, sp->least_extra[i]) <= q->extra_cap;
 }
 
 static int by_carried(const void *x, const void *y)
@@ -123,16 +123,17 @@ static void extend(const dp_query *q, labels *L, int i, int id, dp_best *best)
     label x = L->pool[id];
     for (int k = sp->from[i]; k < sp->from[i + 1]; k++) {
         const stage_edge *e = &sp->edges.v[k];
-        int64_t level = P + x.carried + e->local, extra = x.extra + e->extra;
+        int64_t level = lr_sat_add(P, lr_sat_add(x.carried, e->local));
+        int64_t extra = lr_sat_add(x.extra, e->extra);
         if (level > q->bound || extra > q->extra_cap)
             continue;
         int64_t peak = level > x.peak ? level : x.peak;
         if (e->last) {
-            int64_t tail = P + x.carried + e->tail;
+            int64_t tail = lr_sat_add(P, lr_sat_add(x.carried, e->tail));
             if (tail <= q->bound)
                 offer(best, extra, tail > peak ? tail : peak, id, e);
         } else if (x.depth + 2 < PLAN_MAX_STAGES) {
-            label y = {x.carried + e->carried, extra, peak, id, k, x.depth + 1, -1};
+            label y = {lr_sat_add(x.carried, e->carried), extra, peak, id, k, x.depth + 1, -1};
             if (can_finish(q, e->b, &y))
                 push_label(L, e->b, y);
         }
@@ -222,8 +223,8 @@ void auto_completion_bounds(const search *s, space *sp)
             if (!e->last) {
                 if (sp->need[e->b] == INT64_MAX)
                     continue;
-                n = max64(e->local, e->carried + sp->need[e->b]);
-                x = e->extra + sp->least_extra[e->b];
+                n = max64(e->local, lr_sat_add(e->carried, sp->need[e->b]));
+                x = lr_sat_add(e->extra, sp->least_extra[e->b]);
             }
             need = n < need ? n : need;
             extra = x < extra ? x : extra;

@@ -196,7 +196,8 @@ static lr_status probe_cost(search *s, const space *sp_of, const probe_job *j, i
     plan_phases_assemble(&s->ends_at[last ? b : b + 1], 1, n, fwd, bwd, &rec);
     const plan_phases *by[3] = {&rec, &rec, &rec};
     plan_compose_tail(by, n, c, tail_high);
-    *usable = c->flops < INT64_MAX; /* FLOP count overflow: not a candidate */
+    /* a count overflow (FLOPs, or live bytes): not a candidate */
+    *usable = c->flops < INT64_MAX && c->step_ns < INT64_MAX && c->peak_bytes < INT64_MAX;
     return LR_OK;
 }
 

@@ -17,6 +17,7 @@
 #define LR_AUTO_SEARCH_H
 
 #include "auto.h"
+#include "checked.h"
 
 /* ------------------------------------------------------------------ search state */
 

@@ -455,6 +455,42 @@ static fit_result fit(const net_t *net, const plan_config *cfg, plan_strategy st
     return r;
 }
 
+/* Auto and the hybrids refuse only what they cannot count: vgg16 at batch 1 and 40000x40000
+ * (a step of 5e16 FLOPs, past what a guard of 4096x the summed layer counts allowed) plans,
+ * and at the largest input whose layers fit in 64 bits the refusal names the plan it cannot
+ * count (exit 2), without overflowing on the way (the sanitizer build runs this too). */
+static void test_auto_and_hybrids_refuse_only_what_they_cannot_count(void **state)
+{
+    (void)state;
+    net_t *net = test_zoo("vgg16");
+    plan_config cfg = config(1, BN_EXACT);
+    const plan_strategy hybrids[] = {STRAT_2PS_H, STRAT_OVERL_H};
+    const int sizes[] = {40000, 2240899};
+    for (int k = 0; k < 2; k++) {
+        assert_int_equal(net_reshape(net, sizes[k], sizes[k]), LR_OK);
+        assert_int_equal(cost_check_layers(net, 1, 4), LR_OK);
+        auto_request req = {.max_overhead = AUTO_DEFAULT_OVERHEAD};
+        auto_result r;
+        lr_status st = auto_search(net, &cfg, &req, &r);
+        if (k == 0) {
+            assert_int_equal(st, LR_OK);
+            assert_true(r.best.cost.peak_bytes < r.column_peak);
+        } else {
+            assert_int_equal(st, LR_ERR_INPUT);
+            assert_non_null(strstr(lr_last_error(), "cannot be counted"));
+        }
+        for (int h = 0; h < 2; h++) {
+            plan_request pr = {.strategy = hybrids[h]};
+            plan_choice c;
+            st = strategy_choose(net, &cfg, &pr, &c);
+            assert_int_equal(st, k == 0 ? LR_OK : LR_ERR_INPUT);
+            if (k == 0)
+                assert_true(c.spec.n_stages >= 1 && c.cost.peak_bytes < r.column_peak);
+        }
+    }
+    net_free(net);
+}
+
 /* A compute cap whose product with column's compute passes 2^63 (--max-overhead takes up to
  * 1e6; vgg16 at 3000x3000 computes 1.6e13 FLOPs a step) is no cap: every candidate meets it,
  * in auto and in --fit's auto. */
@@ -1057,6 +1093,7 @@ int main(void)
         cmocka_unit_test(test_exact_bn_makes_auto_partition_small_stages),
         cmocka_unit_test(test_a_budget_nothing_meets_reports_the_shortfall),
         cmocka_unit_test(test_auto_plan_closed_form_equals_replay),
+        cmocka_unit_test(test_auto_and_hybrids_refuse_only_what_they_cannot_count),
         cmocka_unit_test(test_a_cap_past_int64_caps_nothing),
         cmocka_unit_test(test_fit_batch_is_on_the_boundary),
         cmocka_unit_test(test_fit_batch_is_on_the_boundary_for_vgg16_on_a_card),

@@ -41,6 +41,7 @@ typedef struct {
     plan_spec spec;
     plan_bn bn;
     point at;
+    int h; /* the input height it was chosen at (the input question; 0: the batch question) */
 } choice;
 
 /* False when the planner cannot count this batch at this input (a layer's bytes or FLOPs do not
@@ -185,6 +186,8 @@ struct question {
     int min, step;      /* input: x = 1 is min x min, x = 2 is (min + step)^2, ... */
     const choice *plan; /* for plan_measure */
     choice last;        /* the latest choice of choice_measure */
+    choice seen;        /* input: the latest choice at a size, of one stage with N >= 2 */
+    bool scale;         /* input: its N grew with the size, as scaled_at scales it */
 };
 
 typedef lr_status (*measure_fn)(question *q, int64_t x, point *p);
@@ -286,6 +289,54 @@ static bool same_plan(const choice *a, const choice *b)
     return true;
 }
 
+/* The plan the input search measures at x: a single-stage plan whose N the strategy chose keeps
+ * its stripe height, N scaled with the input height from where it was chosen (overl's choices
+ * do that: the same stripe height at every size, one more partition each stripe of growth, so
+ * a fixed N would find a boundary one stripe away each round); else the plan itself. */
+static bool scalable(const question *q, const choice *c)
+{
+    const plan_spec *sp = &c->spec;
+    return q->power == 2 && c->h > 0 && sp->n_stages == 1 && sp->parts[0] >= 2 &&
+           q->f->t->req.rows == 0 && q->f->t->strategy >= STRAT_ROW &&
+           q->f->t->strategy <= STRAT_OVERL;
+}
+
+/* After a choice at an input size: whether the strategy's N grows with the size, that is this
+ * choice and the last one at least 5% smaller or larger have the same region end and N in
+ * proportion to the size (within 10% of the growth, on a log scale), the way scaled_at scales
+ * it. */
+static void note_choice(question *q, const choice *c)
+{
+    if (!scalable(q, c))
+        return;
+    const choice *a = &q->seen;
+    if (a->h == 0) {
+        q->seen = *c;
+        return;
+    }
+    double grow = log((double)c->h / a->h);
+    if (fabs(grow) < 0.05) /* too close to tell (the end of a search) */
+        return;
+    q->scale = a->spec.kind == c->spec.kind && a->spec.cut[0] == c->spec.cut[0] &&
+               fabs(log((double)c->spec.parts[0] / a->spec.parts[0]) - grow) <= 0.1 * fabs(grow);
+    q->seen = *c;
+}
+
+/* x: the size q->copy is at */
+static choice scaled_at(const question *q, const choice *plan, int64_t x)
+{
+    choice c = *plan;
+    const plan_spec *sp = &plan->spec;
+    if (!q->scale || !scalable(q, plan))
+        return c;
+    int64_t h = q->min + (x - 1) * q->step;
+    double n = floor((double)sp->parts[0] * (double)h / plan->h + 0.5);
+    /* within the N the strategy's own search tries there (q->copy is at x) */
+    int most = strategy_max_parts(q->copy, sp->kind, 0, sp->cut[0]);
+    c.spec.parts[0] = n < 2 ? 2 : n > most ? most : (int)n;
+    return c;
+}
+
 /* Narrows [lo, hi) around the fixed plan's answer g: fits(g) from the plan itself when the
  * strategy takes the lowest peak over a fixed set, else from its choice at g; then fits(lo + 1)
  * from its choice. The plan to search with next is the choice that moved a bound, or the choice
@@ -306,7 +357,8 @@ static lr_status round_of(question *q, choice *plan, int64_t guess, int64_t *lo,
     } else if (g > *lo) {
         LR_TRY(choice_measure(q, g, &p));
         *(p.fits ? lo : hi) = g;
-        if (!p.fits || !same_plan(&q->last, plan)) { /* the next round searches with it */
+        choice searched = scaled_at(q, plan, g);
+        if (!p.fits || !same_plan(&q->last, &searched)) { /* the next round searches with it */
             *plan = q->last;
             return LR_OK;
         }
@@ -356,14 +408,22 @@ static bool input_at(question *q, int64_t x)
 static lr_status input_plan_at(question *q, int64_t x, const choice *plan, point *p)
 {
     p->peak = INT64_MAX, p->fits = false;
-    return input_at(q, x) ? plan_point(q->f, 1, &plan->spec, plan->bn, p) : LR_OK;
+    if (!input_at(q, x))
+        return LR_OK;
+    choice at = scaled_at(q, plan, x);
+    return plan_point(q->f, 1, &at.spec, at.bn, p);
 }
 
 static lr_status input_choose(question *q, int64_t x, choice *c)
 {
     memset(c, 0, sizeof *c);
     c->at.peak = INT64_MAX;
-    return input_at(q, x) ? choose(q->f, 1, c) : LR_OK;
+    if (!input_at(q, x))
+        return LR_OK;
+    LR_TRY(choose(q->f, 1, c));
+    c->h = (int)(q->min + (x - 1) * q->step);
+    note_choice(q, c);
+    return LR_OK;
 }
 
 /* The smallest accepted size up to h0, and the step to the next accepted size (within 64). */

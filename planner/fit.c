@@ -358,7 +358,15 @@ static lr_status round_of(question *q, choice *plan, int64_t guess, int64_t *lo,
         LR_TRY(choice_measure(q, g, &p));
         *(p.fits ? lo : hi) = g;
         choice searched = scaled_at(q, plan, g);
-        if (!p.fits || !same_plan(&q->last, &searched)) { /* the next round searches with it */
+        bool moved = !same_plan(&q->last, &searched);
+        /* another N of the same single-stage plan, fitting within the near-tie of the budget:
+         * there the choice flips between near-tied N from one size to the next, and a round
+         * with it would land within a few sizes of g; g + 1 is asked at once (a boundary when
+         * it does not fit) */
+        const plan_spec *a = &q->last.spec, *b = &searched.spec;
+        bool flip = q->power == 2 && p.fits && p.peak + p.peak / STRATEGY_NEAR_TIE_DIV > q->f->budget &&
+                    a->n_stages == 1 && b->n_stages == 1 && a->kind == b->kind && a->cut[0] == b->cut[0];
+        if (!p.fits || (moved && !flip)) { /* the next round searches with it */
             *plan = q->last;
             return LR_OK;
         }

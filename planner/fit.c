@@ -289,10 +289,7 @@ static bool same_plan(const choice *a, const choice *b)
     return true;
 }
 
-/* The plan the input search measures at x: a single-stage plan whose N the strategy chose keeps
- * its stripe height, N scaled with the input height from where it was chosen (overl's choices
- * do that: the same stripe height at every size, one more partition each stripe of growth, so
- * a fixed N would find a boundary one stripe away each round); else the plan itself. */
+/* A choice made at an input size whose N the strategy chose for one stage (row, 2ps, overl). */
 static bool scalable(const question *q, const choice *c)
 {
     const plan_spec *sp = &c->spec;
@@ -322,7 +319,11 @@ static void note_choice(question *q, const choice *c)
     q->seen = *c;
 }
 
-/* x: the size q->copy is at */
+/* The plan the input search measures at x (the size q->copy is at): once note_choice saw N grow
+ * with the size, a scalable plan keeps its stripe height, N scaled with the input height from
+ * where it was chosen (overl's choices do that at high resolution: one more partition for each
+ * stripe of growth, so a fixed N found a boundary one stripe away each round); else the plan
+ * itself. */
 static choice scaled_at(const question *q, const choice *plan, int64_t x)
 {
     choice c = *plan;

@@ -562,6 +562,30 @@ static void test_fit_batch_is_on_the_boundary_for_vgg16_on_a_card(void **state)
     net_free(net);
 }
 
+/* overl's choices keep their stripe height at high resolution (N grows with the input), which
+ * --fit's input search follows by scaling N (fit.h): on an 80 GB card resnet18's largest input
+ * for overl is still on the boundary, and found in at most 10 choices (19 with N held fixed). */
+static void test_fit_input_follows_an_n_that_grows_with_the_size(void **state)
+{
+    (void)state;
+    net_t *net = test_zoo("resnet18");
+    plan_config cfg = config(64, BN_EXACT);
+    int64_t budget = device_find("h100-80gb")->bytes - FIT_DEFAULT_RESERVE_BYTES;
+    fit_result r = fit(net, &cfg, STRAT_OVERL, budget);
+    net_t *copy;
+    assert_int_equal(auto_subnet(net, 0, &copy), LR_OK);
+    int h = r.max_square_input;
+    assert_true(h > 64);
+    assert_int_equal(net_reshape(copy, h, h), LR_OK);
+    assert_true(fits_at(copy, cfg, STRAT_OVERL, 1, budget));
+    assert_int_equal(net_reshape(copy, h + r.input_step, h + r.input_step), LR_OK);
+    assert_false(fits_at(copy, cfg, STRAT_OVERL, 1, budget));
+    if (r.n_choices > 10) /* both questions, each from its own first choice */
+        fail_msg("%d choices", r.n_choices);
+    net_free(copy);
+    net_free(net);
+}
+
 /* Square inputs at batch 1: fits at H, not at the next accepted size; tiny-mix accepts even
  * sizes only (its concat), so its step is 2. */
 static void test_fit_input_is_on_the_boundary(void **state)
@@ -1098,6 +1122,7 @@ int main(void)
         cmocka_unit_test(test_fit_batch_is_on_the_boundary),
         cmocka_unit_test(test_fit_batch_is_on_the_boundary_for_vgg16_on_a_card),
         cmocka_unit_test(test_fit_input_is_on_the_boundary),
+        cmocka_unit_test(test_fit_input_follows_an_n_that_grows_with_the_size),
         cmocka_unit_test(test_offloaded_input_in_auto_and_fit),
         cmocka_unit_test(test_boundaries_chosen_per_stage),
         cmocka_unit_test(test_offload_auto_offloads_only_past_one_percent),

@@ -404,7 +404,9 @@ static void print_candidate(FILE *f, const analysis_t *a, const auto_result *r,
     plan_stages_text(a->net, &cfg, &c->spec, stages, sizeof stages);
     bool over_budget = r->budget_bytes > 0 && c->cost.peak_bytes > r->budget_bytes;
     double measure = r->by_time ? c->time_ratio : c->flops_ratio;
-    bool over_cap = r->max_overhead > 0 && measure > r->max_overhead;
+    /* a plan that misses the request but not the budget missed the cap (its ratio can round
+     * to the cap itself) */
+    bool over_cap = r->max_overhead > 0 && (measure > r->max_overhead || (!c->fits && !over_budget));
     char tr[24] = "";
     if (r->column_ns > 0)
         snprintf(tr, sizeof tr, " %6.2fx", c->time_ratio);

@@ -492,12 +492,10 @@ lr_status auto_run_jobs(search *s, probe_job *jobs, int n_jobs, int64_t extra_li
 {
     job_batch b = {s, jobs, extra_limit, n_jobs, {LR_OK, ""}};
     par_for(n_jobs, job_item, &b);
-    for (int k = 0; k < n_jobs; k++)
-        if (jobs[k].status != LR_OK) {
-            lr_status st = k == b.failed ? lr_outcome_report(&b.failure) : jobs[k].status;
-            return lr_fail(st, "auto: %s", k == b.failed ? lr_last_error() : "a probe failed");
-        }
-    return LR_OK;
+    if (b.failed == n_jobs)
+        return LR_OK;
+    lr_outcome_report(&b.failure);
+    return lr_fail(b.failure.status, "auto: %s", lr_last_error());
 }
 
 /* A space's edges: the shared one-partition stages and its own, grouped by first cut. */

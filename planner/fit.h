@@ -32,12 +32,12 @@
  * searched with N scaled with the input size once two choices at least 5% apart showed N in
  * proportion to the size (overl at high resolution keeps its stripe height: with N fixed each
  * round found the next boundary one stripe further, 17 choices for resnet18 on an 80 GB card,
- * 7 scaled). The first plan is the strategy's at the user's batch. The answer assumes fits() is monotone
- * (the search's bounds are all measured, so the boundary property holds either way); after six
- * rounds without convergence a bisection on the strategy's own choice finishes it. Where fits()
- * is not monotone (a row strategy's peak moves up and down with the rows each partition gets),
- * the answer is one measured boundary, which the path of the search decides. The choices
- * dominate the time: 2 to 12 per question on resnet101, each a full N search for row, 2ps and
+ * 7 scaled). The first plan is the strategy's at the user's batch. The answer assumes fits() is
+ * monotone (the search's bounds are all measured, so the boundary property holds either way);
+ * after six rounds without convergence a bisection on the strategy's own choice finishes it.
+ * Where fits() is not monotone (a row strategy's peak moves up and down with the rows each
+ * partition gets), the answer is one measured boundary, which the path of the search decides. The choices
+ * dominate the time: 1 to 8 per question on resnet101, each a full N search for row, 2ps and
  * overl.
  *
  * --offload auto: fits(b, H) when the strategy's choice under some offload set fits (the device

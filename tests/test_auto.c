@@ -456,7 +456,8 @@ static fit_result fit(const net_t *net, const plan_config *cfg, plan_strategy st
 }
 
 /* Auto and the hybrids refuse only what they cannot count: vgg16 at batch 1 and 40000x40000
- * (a step of 5e16 FLOPs, past what a guard of 4096x the summed layer counts allowed) plans,
+ * (2.9e15 FLOPs a column step, past a former guard of 4096x the summed layer counts, which
+ * stopped at 30279x30279) plans,
  * and at the largest input whose layers fit in 64 bits the refusal names the plan it cannot
  * count (exit 2), without overflowing on the way (the sanitizer build runs this too). */
 static void test_auto_and_hybrids_refuse_only_what_they_cannot_count(void **state)

@@ -229,13 +229,13 @@ static void record_forward(shared *sh, int j, walk_summary *fwd)
     }
 }
 
-/* Partition j of b's STATS pass: the shared walk up to where b departs, then b's script. */
-static void stats_partition(shared *sh, bn_pass *p, int j)
+/* Partition j of b's STATS pass, relative to where the pass stood when j began: the shared walk
+ * up to where b departs, then b's script. */
+static walk_summary stats_partition(shared *sh, const bn_pass *p, int j)
 {
     evaluator *v = sh->v;
     const position *at = &sh->at[p->from - sh->st->in_node];
-    p->top = closed_later(p->top, closed_shifted(at->top, p->level));
-    recorder r = {.live = p->level + at->level};
+    recorder r = {.live = at->level};
     v->rec = &r;
     fwd_pass f = {sh->st, PASS_STATS, false, true, true, NULL, p->node, PASS_STATS, false};
     for (int k = p->first; k < p->first + p->count; k++) {
@@ -248,10 +248,17 @@ static void stats_partition(shared *sh, bn_pass *p, int j)
     }
     closed_input_out(v, sh->st, j);
     v->rec = NULL;
-    p->top = closed_later(p->top, r.top);
-    p->level = r.live;
-    p->flops = saturated(p->flops, saturated(at->flops, r.flops));
-    p->ns = saturated(p->ns, saturated(at->ns, r.ns));
+    return (walk_summary){r.live, saturated(at->flops, r.flops), saturated(at->ns, r.ns),
+                          closed_later(at->top, r.top)};
+}
+
+/* A pass goes on through partition j, whose summary d is relative to the pass at j's start. */
+static void pass_advance(bn_pass *p, const walk_summary *d, int j)
+{
+    p->top = closed_later(p->top, closed_shifted(closed_at_part(d->top, j), p->level));
+    p->level += d->live;
+    p->flops = saturated(p->flops, d->flops);
+    p->ns = saturated(p->ns, d->ns);
 }
 
 bool closed_passes_share_walks(const plan_stage *st)
@@ -271,11 +278,31 @@ void closed_stats_passes(evaluator *v, const plan_stage *st, walk_summary *fwd)
     for (int k = 0; k < sh.n; k++)
         stats_script(&sh, &sh.pass[k], lf);
     memcpy(v->last_fwd, lf, sizeof(int) * (size_t)v->net->n_nodes);
+    /* by shape: the FWD pass's summary, then each STATS pass's */
+    closed_memo memo;
+    closed_memo_init(&memo, st, 0, sizeof(walk_summary) * (size_t)(sh.n + 1));
+    walk_summary *spare = malloc(memo.val_bytes);
+    LR_ASSERT(spare != NULL);
     for (int j = 0; j < st->parts; j++) {
-        record_forward(&sh, j, fwd ? &fwd[j] : NULL);
+        closed_memo_key(&memo, st, j);
+        const walk_summary *got = closed_memo_find(&memo);
+        if (!got) {
+            walk_summary *w = closed_memo_add(&memo);
+            w = w ? w : spare;
+            record_forward(&sh, j, fwd ? &w[0] : NULL);
+            for (int k = 0; k < sh.n; k++)
+                w[1 + k] = stats_partition(&sh, &sh.pass[k], j);
+            got = w;
+        }
+        if (fwd) {
+            fwd[j] = got[0];
+            fwd[j].top = closed_at_part(got[0].top, j);
+        }
         for (int k = 0; k < sh.n; k++)
-            stats_partition(&sh, &sh.pass[k], j);
+            pass_advance(&sh.pass[k], &got[1 + k], j);
     }
+    free(spare);
+    closed_memo_free(&memo);
     place_passes(v, &sh, PASS_STATS, true);
     v->bn_passes += sh.n;
     free(lf);
@@ -378,21 +405,20 @@ static void set_grads(shared *sh, const bn_pass *p, bool value)
     }
 }
 
-/* Partition j of b's GSTATS pass: the recompute (recorded once per partition as `re`), the
- * shared backward walk down to b's highest own node, then b's own walk down to b. */
-static void gstats_partition(shared *sh, bn_pass *p, int j, const recorder *re)
+/* Partition j of b's GSTATS pass, relative to where the pass stood when j began: the recompute
+ * (recorded once per partition as `re`), the shared backward walk down to b's highest own node,
+ * then b's own walk down to b. It hands p->gb_in on to partition j-1. */
+static walk_summary gstats_partition(shared *sh, bn_pass *p, int j, const walk_summary *re)
 {
     evaluator *v = sh->v;
     const plan_stage *st = sh->st;
     int in = st->in_node;
     const position *at = &sh->at[p->from - in];
-    int64_t start = p->level;
-    p->top = closed_later(p->top, closed_shifted(re->top, start));
-    p->top = closed_later(p->top, closed_shifted(at->top, start + re->live));
+    stretch top = closed_later(re->top, closed_shifted(at->top, re->live));
     set_grads(sh, p, true);
     size_t span = (size_t)(p->from - p->node + 1), lo = (size_t)(p->node - in);
     memset(p->gb_out + lo, 0, span);
-    recorder r = {.live = start + re->live + at->level};
+    recorder r = {.live = re->live + at->level};
     v->rec = &r;
     bwd_pass b = {st, PASS_GSTATS, p->in_pass, p->node};
     int64_t taken = at->taken, made = at->made;
@@ -406,10 +432,84 @@ static void gstats_partition(shared *sh, bn_pass *p, int j, const recorder *re)
     v->rec = NULL;
     set_grads(sh, p, false);
     memcpy(p->gb_in + lo, p->gb_out + lo, span);
-    p->top = closed_later(p->top, r.top);
-    p->level = start - taken + made;
-    p->flops = saturated(p->flops, saturated(re->flops, saturated(at->flops, r.flops)));
-    p->ns = saturated(p->ns, saturated(re->ns, saturated(at->ns, r.ns)));
+    return (walk_summary){made - taken, saturated(re->flops, saturated(at->flops, r.flops)),
+                          saturated(re->ns, saturated(at->ns, r.ns)), closed_later(top, r.top)};
+}
+
+/* What partition j of the GSTATS passes makes, by shape and the boundary gradients it receives
+ * (the shared chain's, then each pass's over its own nodes): the recompute, beside it the
+ * backward's, the shared backward walk, each pass's summary; then the flags handed to j-1. */
+typedef struct {
+    closed_memo memo;
+    int n_local;
+    size_t *span, *lo; /* by pass: its own nodes (li lo .. lo + span - 1) */
+    size_t flags;      /* offset of the flags in a value */
+    unsigned char *spare;
+} gstats_memo;
+
+static void gstats_memo_init(gstats_memo *g, const shared *sh)
+{
+    g->n_local = sh->n_local;
+    g->span = malloc(sizeof(size_t) * 2 * (size_t)(sh->n + 1));
+    LR_ASSERT(g->span != NULL);
+    g->lo = g->span + sh->n + 1;
+    int extra = sh->n_local + 1;
+    for (int k = 0; k < sh->n; k++) {
+        g->span[k] = (size_t)(sh->pass[k].from - sh->pass[k].node + 1);
+        g->lo[k] = (size_t)(sh->pass[k].node - sh->st->in_node);
+        extra += (int)g->span[k];
+    }
+    g->flags = sizeof(walk_summary) * (size_t)(3 + sh->n);
+    size_t bytes = g->flags + (size_t)extra;
+    bytes = (bytes + sizeof(walk_summary) - 1) / sizeof(walk_summary) * sizeof(walk_summary);
+    closed_memo_init(&g->memo, sh->st, extra, bytes);
+    g->spare = malloc(bytes);
+    LR_ASSERT(g->spare != NULL);
+}
+
+static void gstats_memo_free(gstats_memo *g)
+{
+    free(g->span), free(g->spare);
+    closed_memo_free(&g->memo);
+}
+
+/* Partition j's key: its shape, the chain's flags, each pass's flags. */
+static void gstats_key(gstats_memo *g, const shared *sh, int j, const bool *gb_in)
+{
+    int32_t *x = closed_memo_key(&g->memo, sh->st, j);
+    if (!x)
+        return;
+    for (int q = 0; q <= g->n_local; q++)
+        *x++ = gb_in[q];
+    for (int k = 0; k < sh->n; k++)
+        for (size_t q = 0; q < g->span[k]; q++)
+            *x++ = sh->pass[k].gb_in[g->lo[k] + q];
+}
+
+/* Partition j walked: into a value (w: recompute, backward's recompute, shared backward walk,
+ * then the passes; after them the flags it hands on). */
+static void gstats_walk(shared *sh, gstats_memo *g, int j, bool *gb_in, bool *gb_out,
+                        bool rerun, walk_summary *w)
+{
+    evaluator *v = sh->v;
+    const plan_stage *st = sh->st;
+    recorder re = {0}, as_bwd = {0};
+    v->rec = &re;
+    v->twin = rerun ? &as_bwd : NULL;
+    closed_input_in(v, st, PASS_RECOMPUTE, j);
+    closed_recompute_partition(v, st, j, false);
+    v->rec = v->twin = NULL;
+    w[0] = (walk_summary){re.live, re.flops, re.ns, re.top};
+    w[1] = (walk_summary){as_bwd.live, re.flops, re.ns, as_bwd.top};
+    record_backward(sh, j, &re, gb_in, gb_out, &w[2]);
+    unsigned char *flags = (unsigned char *)w + g->flags;
+    memcpy(flags, gb_out, (size_t)g->n_local + 1);
+    flags += g->n_local + 1;
+    for (int k = 0; k < sh->n; k++) {
+        w[3 + k] = gstats_partition(sh, &sh->pass[k], j, &w[0]);
+        memcpy(flags, sh->pass[k].gb_in + g->lo[k], g->span[k]);
+        flags += g->span[k];
+    }
 }
 
 void closed_gstats_passes(evaluator *v, const plan_stage *st, walk_summary *by_part,
@@ -423,22 +523,33 @@ void closed_gstats_passes(evaluator *v, const plan_stage *st, walk_summary *by_p
     closed_positions(v, st, st->rerun);
     bool *gb_in = calloc((size_t)sh.n_local + 1, 1), *gb_out = calloc((size_t)sh.n_local + 1, 1);
     LR_ASSERT(gb_in && gb_out);
+    gstats_memo g;
+    gstats_memo_init(&g, &sh);
     for (int j = st->parts - 1; j >= 0; j--) {
-        recorder re = {0}, as_bwd = {0};
-        v->rec = &re;
-        v->twin = rerun ? &as_bwd : NULL;
-        closed_input_in(v, st, PASS_RECOMPUTE, j);
-        closed_recompute_partition(v, st, j, false);
-        v->rec = v->twin = NULL;
-        if (rerun)
-            rerun[j] = (walk_summary){as_bwd.live, re.flops, re.ns, as_bwd.top};
         if (j == 0 && gb_last)
             memcpy(gb_last, gb_in, (size_t)sh.n_local + 1);
-        record_backward(&sh, j, &re, gb_in, gb_out, by_part ? &by_part[j] : NULL);
-        memcpy(gb_in, gb_out, (size_t)sh.n_local + 1);
-        for (int k = 0; k < sh.n; k++)
-            gstats_partition(&sh, &sh.pass[k], j, &re);
+        gstats_key(&g, &sh, j, gb_in);
+        const walk_summary *w = closed_memo_find(&g.memo);
+        if (!w) {
+            walk_summary *slot = closed_memo_add(&g.memo);
+            slot = slot ? slot : (walk_summary *)g.spare;
+            gstats_walk(&sh, &g, j, gb_in, gb_out, rerun != NULL, slot);
+            w = slot;
+        }
+        if (rerun)
+            rerun[j] = w[1], rerun[j].top = closed_at_part(w[1].top, j);
+        if (by_part)
+            by_part[j] = w[2], by_part[j].top = closed_at_part(w[2].top, j);
+        const unsigned char *flags = (const unsigned char *)w + g.flags;
+        memcpy(gb_in, flags, (size_t)sh.n_local + 1);
+        flags += sh.n_local + 1;
+        for (int k = 0; k < sh.n; k++) {
+            pass_advance(&sh.pass[k], &w[3 + k], j);
+            memcpy(sh.pass[k].gb_in + g.lo[k], flags, g.span[k]);
+            flags += g.span[k];
+        }
     }
+    gstats_memo_free(&g);
     place_passes(v, &sh, PASS_GSTATS, false);
     free(gb_in), free(gb_out);
     shared_free(&sh);

@@ -267,6 +267,46 @@ void closed_recompute_partition(evaluator *v, const plan_stage *st, int j, bool 
 void closed_input_in(evaluator *v, const plan_stage *st, sched_pass pass, int j);
 void closed_input_out(evaluator *v, const plan_stage *st, int j);
 
+/* ------------------------------------------------------------------ partition shapes
+ * (closed_shape.c)
+ *
+ * A partition's walks read the plan only as row counts: of its ranges held, comp and own, of the
+ * head rows earlier partitions handed it, of the boundary it hands on, of the rows its backward
+ * runs (and, in a summing stage or under --offload input, of sum_in and in_rows), plus whether it
+ * is the first, the last or the one before the last. Partitions with equal counts make the same
+ * events, but for the partition number in their labels: a walk summarised once stands for every
+ * partition of its shape. Stripes of a few rows differ from their neighbours only by rounding, so
+ * a stage of N partitions has a handful of shapes (resnet101 2ps at 31232x31232, N = 48: 5 to 9).
+ * Walks that depend on more (the boundary gradients a backward partition receives) append it to
+ * the key as `extra` ints. */
+typedef struct {
+    bool off;            /* too few partitions to pay: nothing is found or kept */
+    int key_len, extra;  /* ints per key; of them, the caller's at the end */
+    size_t val_bytes;
+    int n, cap;
+    int32_t *keys;       /* n x key_len */
+    unsigned char *vals; /* n x val_bytes */
+    int32_t *key;        /* the key being built */
+} closed_memo;
+
+void closed_memo_init(closed_memo *m, const plan_stage *st, int extra, size_t val_bytes);
+void closed_memo_free(closed_memo *m);
+/* Partition j's shape into m->key; returns its `extra` slots for the caller to fill (NULL when
+ * the memo is off). */
+int32_t *closed_memo_key(closed_memo *m, const plan_stage *st, int j);
+/* The value stored under m->key, or NULL. */
+const void *closed_memo_find(closed_memo *m);
+/* A slot for m->key's value (to fill now), or NULL when the memo is full. */
+void *closed_memo_add(closed_memo *m);
+
+/* A summary's labels moved to partition j (a shape's summary walked for another partition). */
+static inline stretch closed_at_part(stretch s, int j)
+{
+    if (s.grew)
+        s.part = j;
+    return s;
+}
+
 /* ------------------------------------------------------------------ closed_stats.c */
 
 /* A walk of one partition summarised (relative to its start): what it leaves live, its FLOPs

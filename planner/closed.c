@@ -13,7 +13,9 @@
  * for backward, after its last backward reader. The evaluation walks the phases in schedule order
  * and takes the maximum; it agrees with the replay of plan_emit() under the exact allocator to
  * the byte (tests/test_plan.c holds both to it), and it is what the N search evaluates.
- * The events of one node or partition are in closed_walk.c.
+ * The events of one node or partition are in closed_walk.c. A stage's partitions of one shape
+ * (closed_shape.c) make the same events: each shape is walked once, recorded, and placed for
+ * every partition of it.
  */
 #include "closed_walk.h"
 
@@ -189,6 +191,75 @@ static void place_walk(evaluator *v, const walk_summary *w)
     closed_place(v, w->top, w->live, w->flops, w->ns);
 }
 
+/* Walks of a stage's partitions, one per shape (closed_walk.h): host memory (--offload boundary)
+ * is metered as it happens, so those stages walk every partition. */
+static void shape_memo_init(closed_memo *m, const plan_stage *st, int extra, size_t val_bytes)
+{
+    closed_memo_init(m, st, extra, val_bytes);
+    m->off = m->off || st->bnd_on_host;
+}
+
+/* The value stored for m->key, or a slot to walk it into (*fresh: walk it now). */
+static walk_summary *shape_value(closed_memo *m, walk_summary *spare, bool *fresh)
+{
+    walk_summary *w = (walk_summary *)closed_memo_find(m);
+    *fresh = w == NULL;
+    if (!w)
+        w = closed_memo_add(m);
+    return w ? w : spare;
+}
+
+static void start_recording(evaluator *v, recorder *r)
+{
+    *r = (recorder){0};
+    v->rec = r;
+}
+
+static walk_summary stop_recording(evaluator *v, const recorder *r)
+{
+    v->rec = NULL;
+    return (walk_summary){r->live, r->flops, r->ns, r->top};
+}
+
+/* A summary walked for partition j's shape, onto the meter as partition j. */
+static void place_at(evaluator *v, const walk_summary *w, int j)
+{
+    walk_summary at = *w;
+    at.top = closed_at_part(w->top, j);
+    place_walk(v, &at);
+}
+
+typedef void partition_walk(evaluator *v, const plan_stage *st, int j);
+
+/* Partition j as `walk` makes it, walked once per shape, onto the meter. */
+static void walk_by_shape(evaluator *v, closed_memo *m, const plan_stage *st, int j,
+                          partition_walk *walk)
+{
+    if (!closed_memo_key(m, st, j)) {
+        walk(v, st, j);
+        return;
+    }
+    walk_summary spare;
+    bool fresh;
+    walk_summary *w = shape_value(m, &spare, &fresh);
+    if (fresh) {
+        recorder r;
+        start_recording(v, &r);
+        walk(v, st, j);
+        *w = stop_recording(v, &r);
+    }
+    place_at(v, w, j);
+}
+
+static void forward_partition(evaluator *v, const plan_stage *st, int j)
+{
+    bool store = st->store_last && j == st->parts - 1;
+    fwd_pass f = {st, PASS_FWD, store, true, store, NULL, -1, PASS_FWD, false};
+    closed_input_in(v, st, PASS_FWD, j);
+    closed_forward_partition(v, &f, j);
+    closed_input_out(v, st, j);
+}
+
 static void stage_forward(evaluator *v, const plan_stage *st)
 {
     closed_add(v, closed_full_bytes(v, st->out_node), PASS_FWD, st->out_node, -1);
@@ -200,19 +271,75 @@ static void stage_forward(evaluator *v, const plan_stage *st)
     if (st->bn_passes)
         closed_stats_passes(v, st, walked);
     closed_positions(v, st, NULL);
+    closed_memo memo;
+    shape_memo_init(&memo, st, 0, sizeof(walk_summary));
     for (int j = 0; j < st->parts; j++) {
         if (walked) { /* recorded beside the STATS passes' shared walk */
             place_walk(v, &walked[j]);
             continue;
         }
-        bool store = st->store_last && j == st->parts - 1;
-        fwd_pass f = {st, PASS_FWD, store, true, store, NULL, -1, PASS_FWD, false};
-        closed_input_in(v, st, PASS_FWD, j);
-        closed_forward_partition(v, &f, j);
-        closed_input_out(v, st, j);
+        walk_by_shape(v, &memo, st, j, forward_partition);
     }
+    closed_memo_free(&memo);
     free(walked);
     v->copy_bytes += stage_copies(v, st, true);
+}
+
+/* Partition j's backward before what the GSTATS passes walked for it: its input stripe and its
+ * recompute (none for a last partition that stored). */
+static void backward_opening(evaluator *v, const plan_stage *st, int j)
+{
+    bool rerun = !(st->store_last && j == st->parts - 1);
+    closed_input_in(v, st, rerun ? PASS_RECOMPUTE : PASS_BWD, j);
+    if (rerun)
+        closed_recompute_partition(v, st, j, true);
+}
+
+/* The whole backward of partition j when no GSTATS pass walked it: gb_a received, gb_b handed
+ * on. */
+static void backward_whole(evaluator *v, const plan_stage *st, int j, bool *gb_a, bool *gb_b)
+{
+    bwd_pass bp = {st, PASS_BWD, NULL, -1};
+    backward_opening(v, st, j);
+    closed_backward_partition(v, &bp, j, gb_a, gb_b);
+    closed_input_out(v, st, j);
+}
+
+/* A stage without statistics passes: partition by partition, one walk per shape and boundary
+ * gradients received. A value is the summary, then the flags handed on. */
+static void stage_backward_plain(evaluator *v, const plan_stage *st, bool *gb_a, bool *gb_b)
+{
+    int n_flags = st->out_node - st->in_node + 1;
+    size_t bytes = sizeof(walk_summary) + (size_t)n_flags;
+    bytes = (bytes + sizeof(walk_summary) - 1) / sizeof(walk_summary) * sizeof(walk_summary);
+    closed_memo memo;
+    shape_memo_init(&memo, st, n_flags, bytes);
+    walk_summary *spare = malloc(bytes);
+    LR_ASSERT(spare != NULL);
+    for (int j = st->parts - 1; j >= 0; j--) {
+        int32_t *x = closed_memo_key(&memo, st, j);
+        if (!x) {
+            backward_whole(v, st, j, gb_a, gb_b);
+            memcpy(gb_a, gb_b, (size_t)n_flags);
+            continue;
+        }
+        for (int q = 0; q < n_flags; q++)
+            x[q] = gb_a[q];
+        bool fresh;
+        walk_summary *w = shape_value(&memo, spare, &fresh);
+        unsigned char *handed = (unsigned char *)(w + 1);
+        if (fresh) {
+            recorder r;
+            start_recording(v, &r);
+            backward_whole(v, st, j, gb_a, gb_b);
+            *w = stop_recording(v, &r);
+            memcpy(handed, gb_b, (size_t)n_flags);
+        }
+        place_at(v, w, j);
+        memcpy(gb_a, handed, (size_t)n_flags);
+    }
+    free(spare);
+    closed_memo_free(&memo);
 }
 
 static void stage_backward(evaluator *v, const plan_stage *fwd, bool *held, bool *gb_a, bool *gb_b)
@@ -230,28 +357,34 @@ static void stage_backward(evaluator *v, const plan_stage *fwd, bool *held, bool
             reruns = walked + st->parts;
         closed_gstats_passes(v, st, walked, reruns, gb_b);
     }
-    bwd_pass bp = {st, PASS_BWD, NULL, -1};
     closed_positions(v, st, st->rerun);
     memset(gb_a, 0, (size_t)n_local + 1);
-    for (int j = st->parts - 1; j >= 0; j--) {
+    if (!walked)
+        stage_backward_plain(v, st, gb_a, gb_b);
+    closed_memo memo; /* the openings of a stage whose GSTATS passes walked the rest */
+    shape_memo_init(&memo, st, 0, sizeof(walk_summary));
+    memo.off = memo.off || reruns || !walked;
+    for (int j = st->parts - 1; walked && j >= 0; j--) {
         bool rerun = !(st->store_last && j == st->parts - 1);
-        closed_input_in(v, st, rerun ? PASS_RECOMPUTE : PASS_BWD, j);
-        if (rerun && reruns) /* recorded beside the GSTATS passes' recompute */
+        if (rerun && reruns) { /* recorded beside the GSTATS passes' recompute */
+            closed_input_in(v, st, PASS_RECOMPUTE, j);
             place_walk(v, &reruns[j]);
-        else if (rerun)
-            closed_recompute_partition(v, st, j, true);
-        if (walked && j > 0) { /* the GSTATS passes walked it: the same events, as BWD's */
+        } else {
+            walk_by_shape(v, &memo, st, j, backward_opening);
+        }
+        if (j > 0) { /* the GSTATS passes walked it: the same events, as BWD's */
             walk_summary as_bwd = walked[j];
             as_bwd.top.pass = PASS_BWD;
             place_walk(v, &as_bwd);
             continue;
         }
-        if (walked) /* partition 0: what the GSTATS passes' chain handed it */
-            memcpy(gb_a, gb_b, (size_t)n_local + 1);
+        /* partition 0: what the GSTATS passes' chain handed it */
+        bwd_pass bp = {st, PASS_BWD, NULL, -1};
+        memcpy(gb_a, gb_b, (size_t)n_local + 1);
         closed_backward_partition(v, &bp, j, gb_a, gb_b);
         closed_input_out(v, st, j);
-        memcpy(gb_a, gb_b, (size_t)n_local + 1);
     }
+    closed_memo_free(&memo);
     free(walked);
     v->copy_bytes += stage_copies(v, st, false);
     for (int l = a + 1; st->bn_passes && l <= b; l++)

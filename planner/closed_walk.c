@@ -12,10 +12,13 @@
 
 void closed_place(evaluator *v, stretch top, int64_t live, int64_t flops, int64_t ns)
 {
-    int64_t start = v->m.live;
-    if (top.grew)
-        closed_reach(&v->m, start + top.high, top.pass, top.node, top.part, v->stage);
-    v->m.live = start + live;
+    int64_t start = v->m.live, high;
+    if (top.grew && __builtin_add_overflow(start, top.high, &high))
+        v->m.overflow = true;
+    else if (top.grew)
+        closed_reach(&v->m, high, top.pass, top.node, top.part, v->stage);
+    if (__builtin_add_overflow(start, live, &v->m.live))
+        v->m.overflow = true;
     closed_flops(v, flops);
     closed_ns(v, ns);
 }

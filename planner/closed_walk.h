@@ -276,7 +276,8 @@ void closed_input_out(evaluator *v, const plan_stage *st, int j);
  * is the first, the last or the one before the last. Partitions with equal counts make the same
  * events, but for the partition number in their labels: a walk summarised once stands for every
  * partition of its shape. Stripes of a few rows differ from their neighbours only by rounding, so
- * a stage of N partitions has a handful of shapes (resnet101 2ps at 31232x31232, N = 48: 5 to 9).
+ * a stage of N partitions has a handful of shapes (resnet18 through layer1 in 32 partitions: row
+ * 6, overl 7, 2ps 10; tests/test_plan.c).
  * Walks that depend on more (the boundary gradients a backward partition receives) append it to
  * the key as `extra` ints. */
 typedef struct {

@@ -189,15 +189,10 @@ static int64_t stage_copies(const evaluator *v, const plan_stage *st, bool forwa
 static void place_walk(evaluator *v, const walk_summary *w)
 {
     closed_place(v, w->top, w->live, w->flops, w->ns);
+    if (w->host)
+        closed_host(v, w->host);
 }
 
-/* Walks of a stage's partitions, one per shape (closed_walk.h): host memory (--offload boundary)
- * is metered as it happens, so those stages walk every partition. */
-static void shape_memo_init(closed_memo *m, const plan_stage *st, int extra, size_t val_bytes)
-{
-    closed_memo_init(m, st, extra, val_bytes);
-    m->off = m->off || st->bnd_on_host;
-}
 
 /* The value stored for m->key, or a slot to walk it into (*fresh: walk it now). */
 static walk_summary *shape_value(closed_memo *m, walk_summary *spare, bool *fresh)
@@ -218,7 +213,7 @@ static void start_recording(evaluator *v, recorder *r)
 static walk_summary stop_recording(evaluator *v, const recorder *r)
 {
     v->rec = NULL;
-    return (walk_summary){r->live, r->flops, r->ns, r->top};
+    return (walk_summary){r->live, r->flops, r->ns, r->top, r->host};
 }
 
 /* A summary walked for partition j's shape, onto the meter as partition j. */
@@ -272,7 +267,7 @@ static void stage_forward(evaluator *v, const plan_stage *st)
         closed_stats_passes(v, st, walked);
     closed_positions(v, st, NULL);
     closed_memo memo;
-    shape_memo_init(&memo, st, 0, sizeof(walk_summary));
+    closed_memo_init(&memo, st, 0, sizeof(walk_summary));
     for (int j = 0; j < st->parts; j++) {
         if (walked) { /* recorded beside the STATS passes' shared walk */
             place_walk(v, &walked[j]);
@@ -313,7 +308,7 @@ static void stage_backward_plain(evaluator *v, const plan_stage *st, bool *gb_a,
     size_t bytes = sizeof(walk_summary) + (size_t)n_flags;
     bytes = (bytes + sizeof(walk_summary) - 1) / sizeof(walk_summary) * sizeof(walk_summary);
     closed_memo memo;
-    shape_memo_init(&memo, st, n_flags, bytes);
+    closed_memo_init(&memo, st, n_flags, bytes);
     walk_summary *spare = malloc(bytes);
     LR_ASSERT(spare != NULL);
     for (int j = st->parts - 1; j >= 0; j--) {
@@ -362,7 +357,7 @@ static void stage_backward(evaluator *v, const plan_stage *fwd, bool *held, bool
     if (!walked)
         stage_backward_plain(v, st, gb_a, gb_b);
     closed_memo memo; /* the openings of a stage whose GSTATS passes walked the rest */
-    shape_memo_init(&memo, st, 0, sizeof(walk_summary));
+    closed_memo_init(&memo, st, 0, sizeof(walk_summary));
     memo.off = memo.off || reruns || !walked;
     for (int j = st->parts - 1; walked && j >= 0; j--) {
         bool rerun = !(st->store_last && j == st->parts - 1);

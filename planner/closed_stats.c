@@ -28,7 +28,9 @@
  * the replay of the emitted schedule, byte for byte, on the zoo, random nets and hand-cut stages).
  *
  * Legend: b a BatchNorm, l, u nodes, j a partition, li = l - in_node; levels are live bytes
- * relative to the start of the pass (after its statistics tensor).
+ * relative to the start of the pass (after its statistics tensor). No walk here moves host memory
+ * (a statistics pass keeps no boundary; the shared walks are for stages without --offload), so
+ * their summaries' host is 0.
  * Deliberately not here: the first forward and the backward pass of the stage (closed.c).
  */
 #include "closed_walk.h"
@@ -225,7 +227,7 @@ static void record_forward(shared *sh, int j, walk_summary *fwd)
     v->rec = v->twin = NULL;
     if (fwd) { /* the same kernels: FWD's FLOPs and time are the shared walk's */
         as_fwd.top.pass = PASS_FWD;
-        *fwd = (walk_summary){as_fwd.live, r.flops, r.ns, as_fwd.top};
+        *fwd = (walk_summary){as_fwd.live, r.flops, r.ns, as_fwd.top, 0};
     }
 }
 
@@ -249,7 +251,7 @@ static walk_summary stats_partition(shared *sh, const bn_pass *p, int j)
     closed_input_out(v, sh->st, j);
     v->rec = NULL;
     return (walk_summary){r.live, saturated(at->flops, r.flops), saturated(at->ns, r.ns),
-                          closed_later(at->top, r.top)};
+                          closed_later(at->top, r.top), 0};
 }
 
 /* A pass goes on through partition j, whose summary d is relative to the pass at j's start. */
@@ -372,7 +374,7 @@ static void record_backward(shared *sh, int j, const recorder *re, bool *gb_in, 
     closed_input_out(v, st, j); /* what the recompute brought in (re) leaves with the pass */
     v->rec = NULL;
     if (sum)
-        *sum = (walk_summary){r.live, r.flops, r.ns, top};
+        *sum = (walk_summary){r.live, r.flops, r.ns, top, 0};
     memset(g, 0, (size_t)sh->n_local + 1);
     /* everything the partition made is freed but what it hands on */
     LR_ASSERT(re->live + r.live == made - taken);
@@ -433,7 +435,7 @@ static walk_summary gstats_partition(shared *sh, bn_pass *p, int j, const walk_s
     set_grads(sh, p, false);
     memcpy(p->gb_in + lo, p->gb_out + lo, span);
     return (walk_summary){made - taken, saturated(re->flops, saturated(at->flops, r.flops)),
-                          saturated(re->ns, saturated(at->ns, r.ns)), closed_later(top, r.top)};
+                          saturated(re->ns, saturated(at->ns, r.ns)), closed_later(top, r.top), 0};
 }
 
 /* What partition j of the GSTATS passes makes, by shape and the boundary gradients it receives
@@ -499,8 +501,8 @@ static void gstats_walk(shared *sh, gstats_memo *g, int j, bool *gb_in, bool *gb
     closed_input_in(v, st, PASS_RECOMPUTE, j);
     closed_recompute_partition(v, st, j, false);
     v->rec = v->twin = NULL;
-    w[0] = (walk_summary){re.live, re.flops, re.ns, re.top};
-    w[1] = (walk_summary){as_bwd.live, re.flops, re.ns, as_bwd.top};
+    w[0] = (walk_summary){re.live, re.flops, re.ns, re.top, 0};
+    w[1] = (walk_summary){as_bwd.live, re.flops, re.ns, as_bwd.top, 0};
     record_backward(sh, j, &re, gb_in, gb_out, &w[2]);
     unsigned char *flags = (unsigned char *)w + g->flags;
     memcpy(flags, gb_out, (size_t)g->n_local + 1);

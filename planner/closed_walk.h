@@ -35,6 +35,7 @@ typedef struct {
 typedef struct {
     int64_t live, flops, ns;
     stretch top;
+    int64_t host; /* host memory it took (> 0, a forward) or gave back (a recompute) */
 } recorder;
 
 typedef struct {
@@ -220,7 +221,9 @@ static inline rowrange closed_bwd_rows(const plan_stage *st, int l, int j)
 /* Events recorded elsewhere (a recorder's walk: live bytes relative to its start, its first
  * highest point `top`, FLOPs, time) onto the meter as walking them gives: the top, then the end. */
 void closed_place(evaluator *v, stretch top, int64_t live, int64_t flops, int64_t ns);
-/* Host memory grows (bytes > 0) or shrinks: kept boundaries under --offload boundary. */
+/* Host memory grows (bytes > 0) or shrinks: kept boundaries under --offload boundary. A walk
+ * only adds (a first forward) or only frees (a recompute), so a recorder keeps the sum, and its
+ * highest point is where the walk ends or where it began. */
 void closed_host(evaluator *v, int64_t bytes);
 /* The time of a kernel on v->device (closed_kernel). */
 void closed_kernel_ns(evaluator *v, int node, int rows, device_kernel_kind kind);
@@ -311,10 +314,11 @@ static inline stretch closed_at_part(stretch s, int j)
 /* ------------------------------------------------------------------ closed_stats.c */
 
 /* A walk of one partition summarised (relative to its start): what it leaves live, its FLOPs
- * and time, its first highest point. */
+ * and time, its first highest point, the host memory it took or gave back (--offload boundary). */
 typedef struct {
     int64_t live, flops, ns;
     stretch top;
+    int64_t host;
 } walk_summary;
 
 /* Whether a partitioned exact-BN stage's FWD pass and BWD recomputes can be read off the

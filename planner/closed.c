@@ -193,17 +193,6 @@ static void place_walk(evaluator *v, const walk_summary *w)
         closed_host(v, w->host);
 }
 
-
-/* The value stored for m->key, or a slot to walk it into (*fresh: walk it now). */
-static walk_summary *shape_value(closed_memo *m, walk_summary *spare, bool *fresh)
-{
-    walk_summary *w = (walk_summary *)closed_memo_find(m);
-    *fresh = w == NULL;
-    if (!w)
-        w = closed_memo_add(m);
-    return w ? w : spare;
-}
-
 static void start_recording(evaluator *v, recorder *r)
 {
     *r = (recorder){0};
@@ -219,8 +208,7 @@ static walk_summary stop_recording(evaluator *v, const recorder *r)
 /* A summary walked for partition j's shape, onto the meter as partition j. */
 static void place_at(evaluator *v, const walk_summary *w, int j)
 {
-    walk_summary at = *w;
-    at.top = closed_at_part(w->top, j);
+    walk_summary at = closed_summary_at(w, j);
     place_walk(v, &at);
 }
 
@@ -236,7 +224,7 @@ static void walk_by_shape(evaluator *v, closed_memo *m, const plan_stage *st, in
     }
     walk_summary spare;
     bool fresh;
-    walk_summary *w = shape_value(m, &spare, &fresh);
+    walk_summary *w = closed_memo_take(m, &spare, &fresh);
     if (fresh) {
         recorder r;
         start_recording(v, &r);
@@ -305,11 +293,9 @@ static void backward_whole(evaluator *v, const plan_stage *st, int j, bool *gb_a
 static void stage_backward_plain(evaluator *v, const plan_stage *st, bool *gb_a, bool *gb_b)
 {
     int n_flags = st->out_node - st->in_node + 1;
-    size_t bytes = sizeof(walk_summary) + (size_t)n_flags;
-    bytes = (bytes + sizeof(walk_summary) - 1) / sizeof(walk_summary) * sizeof(walk_summary);
     closed_memo memo;
-    closed_memo_init(&memo, st, n_flags, bytes);
-    walk_summary *spare = malloc(bytes);
+    closed_memo_init(&memo, st, n_flags, sizeof(walk_summary) + (size_t)n_flags);
+    walk_summary *spare = malloc(memo.val_bytes);
     LR_ASSERT(spare != NULL);
     for (int j = st->parts - 1; j >= 0; j--) {
         int32_t *x = closed_memo_key(&memo, st, j);
@@ -321,7 +307,7 @@ static void stage_backward_plain(evaluator *v, const plan_stage *st, bool *gb_a,
         for (int q = 0; q < n_flags; q++)
             x[q] = gb_a[q];
         bool fresh;
-        walk_summary *w = shape_value(&memo, spare, &fresh);
+        walk_summary *w = closed_memo_take(&memo, spare, &fresh);
         unsigned char *handed = (unsigned char *)(w + 1);
         if (fresh) {
             recorder r;
@@ -334,6 +320,36 @@ static void stage_backward_plain(evaluator *v, const plan_stage *st, bool *gb_a,
         memcpy(gb_a, handed, (size_t)n_flags);
     }
     free(spare);
+    closed_memo_free(&memo);
+}
+
+/* A stage whose GSTATS passes walked its partitions' backward (walked) and, when they share
+ * walks, their recomputes (reruns): what is left is each partition's opening and partition 0's
+ * backward, which the chain's last flags (gb_b) reach. */
+static void stage_backward_gstats(evaluator *v, const plan_stage *st, const walk_summary *walked,
+                                  const walk_summary *reruns, bool *gb_a, bool *gb_b)
+{
+    closed_memo memo; /* the openings, when the GSTATS passes did not record them */
+    closed_memo_init(&memo, st, 0, sizeof(walk_summary));
+    for (int j = st->parts - 1; j >= 0; j--) {
+        bool rerun = !(st->store_last && j == st->parts - 1);
+        if (rerun && reruns) { /* recorded beside the GSTATS passes' recompute */
+            closed_input_in(v, st, PASS_RECOMPUTE, j);
+            place_walk(v, &reruns[j]);
+        } else {
+            walk_by_shape(v, &memo, st, j, backward_opening);
+        }
+        if (j > 0) { /* the GSTATS passes walked it: the same events, as BWD's */
+            walk_summary as_bwd = walked[j];
+            as_bwd.top.pass = PASS_BWD;
+            place_walk(v, &as_bwd);
+            continue;
+        }
+        bwd_pass bp = {st, PASS_BWD, NULL, -1};
+        memcpy(gb_a, gb_b, (size_t)(st->out_node - st->in_node) + 1);
+        closed_backward_partition(v, &bp, j, gb_a, gb_b);
+        closed_input_out(v, st, j);
+    }
     closed_memo_free(&memo);
 }
 
@@ -354,32 +370,10 @@ static void stage_backward(evaluator *v, const plan_stage *fwd, bool *held, bool
     }
     closed_positions(v, st, st->rerun);
     memset(gb_a, 0, (size_t)n_local + 1);
-    if (!walked)
+    if (walked)
+        stage_backward_gstats(v, st, walked, reruns, gb_a, gb_b);
+    else
         stage_backward_plain(v, st, gb_a, gb_b);
-    closed_memo memo; /* the openings of a stage whose GSTATS passes walked the rest */
-    closed_memo_init(&memo, st, 0, sizeof(walk_summary));
-    memo.off = memo.off || reruns || !walked;
-    for (int j = st->parts - 1; walked && j >= 0; j--) {
-        bool rerun = !(st->store_last && j == st->parts - 1);
-        if (rerun && reruns) { /* recorded beside the GSTATS passes' recompute */
-            closed_input_in(v, st, PASS_RECOMPUTE, j);
-            place_walk(v, &reruns[j]);
-        } else {
-            walk_by_shape(v, &memo, st, j, backward_opening);
-        }
-        if (j > 0) { /* the GSTATS passes walked it: the same events, as BWD's */
-            walk_summary as_bwd = walked[j];
-            as_bwd.top.pass = PASS_BWD;
-            place_walk(v, &as_bwd);
-            continue;
-        }
-        /* partition 0: what the GSTATS passes' chain handed it */
-        bwd_pass bp = {st, PASS_BWD, NULL, -1};
-        memcpy(gb_a, gb_b, (size_t)n_local + 1);
-        closed_backward_partition(v, &bp, j, gb_a, gb_b);
-        closed_input_out(v, st, j);
-    }
-    closed_memo_free(&memo);
     free(walked);
     v->copy_bytes += stage_copies(v, st, false);
     for (int l = a + 1; st->bn_passes && l <= b; l++)

@@ -287,21 +287,17 @@ void closed_stats_passes(evaluator *v, const plan_stage *st, walk_summary *fwd)
     LR_ASSERT(spare != NULL);
     for (int j = 0; j < st->parts; j++) {
         closed_memo_key(&memo, st, j);
-        const walk_summary *got = closed_memo_find(&memo);
-        if (!got) {
-            walk_summary *w = closed_memo_add(&memo);
-            w = w ? w : spare;
+        bool fresh;
+        walk_summary *w = closed_memo_take(&memo, spare, &fresh);
+        if (fresh) {
             record_forward(&sh, j, fwd ? &w[0] : NULL);
             for (int k = 0; k < sh.n; k++)
                 w[1 + k] = stats_partition(&sh, &sh.pass[k], j);
-            got = w;
         }
-        if (fwd) {
-            fwd[j] = got[0];
-            fwd[j].top = closed_at_part(got[0].top, j);
-        }
+        if (fwd)
+            fwd[j] = closed_summary_at(&w[0], j);
         for (int k = 0; k < sh.n; k++)
-            pass_advance(&sh.pass[k], &got[1 + k], j);
+            pass_advance(&sh.pass[k], &w[1 + k], j);
     }
     free(spare);
     closed_memo_free(&memo);
@@ -462,10 +458,8 @@ static void gstats_memo_init(gstats_memo *g, const shared *sh)
         extra += (int)g->span[k];
     }
     g->flags = sizeof(walk_summary) * (size_t)(3 + sh->n);
-    size_t bytes = g->flags + (size_t)extra;
-    bytes = (bytes + sizeof(walk_summary) - 1) / sizeof(walk_summary) * sizeof(walk_summary);
-    closed_memo_init(&g->memo, sh->st, extra, bytes);
-    g->spare = malloc(bytes);
+    closed_memo_init(&g->memo, sh->st, extra, g->flags + (size_t)extra);
+    g->spare = malloc(g->memo.val_bytes);
     LR_ASSERT(g->spare != NULL);
 }
 
@@ -531,17 +525,14 @@ void closed_gstats_passes(evaluator *v, const plan_stage *st, walk_summary *by_p
         if (j == 0 && gb_last)
             memcpy(gb_last, gb_in, (size_t)sh.n_local + 1);
         gstats_key(&g, &sh, j, gb_in);
-        const walk_summary *w = closed_memo_find(&g.memo);
-        if (!w) {
-            walk_summary *slot = closed_memo_add(&g.memo);
-            slot = slot ? slot : (walk_summary *)g.spare;
-            gstats_walk(&sh, &g, j, gb_in, gb_out, rerun != NULL, slot);
-            w = slot;
-        }
+        bool fresh;
+        walk_summary *w = closed_memo_take(&g.memo, g.spare, &fresh);
+        if (fresh)
+            gstats_walk(&sh, &g, j, gb_in, gb_out, rerun != NULL, w);
         if (rerun)
-            rerun[j] = w[1], rerun[j].top = closed_at_part(w[1].top, j);
+            rerun[j] = closed_summary_at(&w[1], j);
         if (by_part)
-            by_part[j] = w[2], by_part[j].top = closed_at_part(w[2].top, j);
+            by_part[j] = closed_summary_at(&w[2], j);
         const unsigned char *flags = (const unsigned char *)w + g.flags;
         memcpy(gb_in, flags, (size_t)sh.n_local + 1);
         flags += sh.n_local + 1;

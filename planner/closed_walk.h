@@ -300,8 +300,11 @@ void closed_memo_free(closed_memo *m);
 int32_t *closed_memo_key(closed_memo *m, const plan_stage *st, int j);
 /* The value stored under m->key, or NULL. */
 const void *closed_memo_find(closed_memo *m);
-/* A slot for m->key's value (to fill now), or NULL when the memo is full. */
+/* A slot for m->key's value (to fill now), or NULL when the memo is off or full. */
 void *closed_memo_add(closed_memo *m);
+/* m->key's value: the one stored (*fresh false), else a new slot or, when the memo is off or
+ * full, `spare` (m->val_bytes; *fresh true: the caller walks into it now). */
+void *closed_memo_take(closed_memo *m, void *spare, bool *fresh);
 
 /* A summary's labels moved to partition j (a shape's summary walked for another partition). */
 static inline stretch closed_at_part(stretch s, int j)
@@ -320,6 +323,14 @@ typedef struct {
     stretch top;
     int64_t host;
 } walk_summary;
+
+/* A summary walked for another partition of j's shape, labelled as partition j's. */
+static inline walk_summary closed_summary_at(const walk_summary *w, int j)
+{
+    walk_summary at = *w;
+    at.top = closed_at_part(w->top, j);
+    return at;
+}
 
 /* Whether a partitioned exact-BN stage's FWD pass and BWD recomputes can be read off the
  * statistics passes' shared walks (closed_stats_passes' fwd, closed_gstats_passes' rerun): every

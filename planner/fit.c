@@ -132,21 +132,36 @@ static lr_status choose_in(fitter *f, const plan_config *cfg, choice *out)
 
 /* --offload auto: the choice under each set; fits when one of them fits, and then the one of
  * least copying (strategy_offload_fitting); when none fits, the one of the lowest peak (the
- * plan the next fixed-plan search starts from). The set goes into spec.offload. */
+ * plan the next fixed-plan search starts from). The set goes into spec.offload.
+ * A set that keeps the input batch on the device peaks at least at the batch's bytes. Once that
+ * is past the budget and past a peak another set has, the set can neither fit nor be the lowest,
+ * and is not searched: the sets that offload the input are searched first. The input question
+ * reaches such sizes whenever offloading the input pays (vgg16 --batch 64 --fit h100-80gb
+ * --offload auto: 71 s before, 39 s after; the answers the same). */
 static lr_status choose_offload(fitter *f, const plan_config *cfg, choice *out)
 {
+    static const unsigned order[STRATEGY_OFFLOAD_SETS] = {
+        OFFLOAD_INPUT, OFFLOAD_INPUT | OFFLOAD_BOUNDARY, 0, OFFLOAD_BOUNDARY};
     choice by[STRATEGY_OFFLOAD_SETS];
     plan_cost c[STRATEGY_OFFLOAD_SETS];
     bool fits[STRATEGY_OFFLOAD_SETS];
-    int low = 0;
-    for (unsigned set = 0; set < STRATEGY_OFFLOAD_SETS; set++) {
+    int64_t input = cost_node_bytes(f->net, 0, cfg->batch, cost_dtype_bytes(cfg->dtype));
+    int64_t lowest = INT64_MAX;
+    for (int k = 0; k < STRATEGY_OFFLOAD_SETS; k++) {
+        unsigned set = order[k];
         plan_config one = *cfg;
         one.offload_auto = false;
         one.offload = set;
         by[set] = *out;
-        if (strategy_offload_matters(f->t->strategy, set))
+        bool beyond = !(set & OFFLOAD_INPUT) && input > f->budget && input > lowest;
+        if (strategy_offload_matters(f->t->strategy, set) && !beyond)
             LR_TRY(choose_in(f, &one, &by[set]));
         by[set].spec.offload = set;
+        if (by[set].at.peak < lowest)
+            lowest = by[set].at.peak;
+    }
+    int low = 0;
+    for (unsigned set = 0; set < STRATEGY_OFFLOAD_SETS; set++) {
         memset(&c[set], 0, sizeof c[set]);
         c[set].peak_bytes = by[set].at.peak, c[set].host_bytes = by[set].at.host;
         c[set].copy_bytes = by[set].at.copy, c[set].flops = by[set].at.flops;

@@ -892,6 +892,33 @@ static void test_fit_offload_auto_is_the_best_fixed_set(void **state)
     }
 }
 
+/* --fit under --offload auto past an input batch larger than the budget: only the sets that
+ * offload the input can fit there, and the others are not searched (choose_offload); the answer
+ * is still the best set's, resnet18 row in 1 GiB at 11232x11232, whose input alone is 1.4 GiB.
+ * Skipping the sets that offload the input there as well stops at 9459, where the input reaches
+ * the budget. */
+static void test_fit_offload_auto_past_an_input_larger_than_the_budget(void **state)
+{
+    (void)state;
+    net_t *net = test_zoo("resnet18");
+    plan_config cfg = config(1, BN_EXACT);
+    int best = 0;
+    unsigned best_set = 0;
+    for (unsigned set = 0; set < STRATEGY_OFFLOAD_SETS; set++) {
+        cfg.offload = set;
+        fit_result r = fit(net, &cfg, STRAT_ROW, GiB);
+        if (r.max_square_input > best)
+            best = r.max_square_input, best_set = set;
+    }
+    plan_config au = auto_offload(cfg);
+    fit_result a = fit(net, &au, STRAT_ROW, GiB);
+    assert_int_equal(a.max_square_input, best);
+    assert_int_equal(a.offload_at_max_input, best_set);
+    assert_true(best_set & OFFLOAD_INPUT);
+    assert_true(3 * (int64_t)best * best * 4 > GiB); /* the case the skip is for */
+    net_free(net);
+}
+
 /* --host-memory below what any offloading plan keeps: --offload auto falls back to keeping
  * everything on the device, the answers of --offload none, with no host memory. */
 static void test_fit_offload_auto_falls_back_without_host_memory(void **state)
@@ -1129,6 +1156,7 @@ int main(void)
         cmocka_unit_test(test_offload_auto_offloads_only_past_one_percent),
         cmocka_unit_test(test_offload_auto_under_a_budget_copies_least),
         cmocka_unit_test(test_fit_offload_auto_is_the_best_fixed_set),
+        cmocka_unit_test(test_fit_offload_auto_past_an_input_larger_than_the_budget),
         cmocka_unit_test(test_fit_offload_auto_falls_back_without_host_memory),
         cmocka_unit_test(test_fit_reports_zero_when_nothing_fits),
         cmocka_unit_test(test_named_gpus_parse),

@@ -12,12 +12,13 @@
 #  2. row strategies against our own column step: lrcnn-validate --strategy S alternates S and
 #     column steps inside one run; the measured ratio next to the planner's predicted compute
 #     ratio (lrcnn-sim's flops_ratio for the same plan) and its time model's (time_ratio with
-#     --device cpu).
+#     --device cpu); and the same run again on one thread (ROW_ONE_THREAD=0 skips it), which
+#     separates the schedule's extra compute from how well a stripe's small kernels use threads.
 # The machine's load (uptime) is recorded before and after: on a shared machine the figures move,
 # the ratios much less. Rerun on a quiet machine to refresh them.
 #
 # Environment: OMP_WAIT_POLICY (default passive, for both programs), THREADS (default: every core), ROUNDS (3), STEPS (6), NETS ("net:HxW ..."),
-# ROW_NETS ("" skips table 2) and ROW_STRATEGIES, OUT, PY (an interpreter with torch, /usr/bin/python3).
+# ROW_NETS ("" skips table 2), ROW_STRATEGIES and ROW_ONE_THREAD (1), OUT, PY (an interpreter with torch, /usr/bin/python3).
 # Deliberately not here: GPUs (bench/gpu.sh), memory (lrcnn-validate reports it on every run).
 set -euo pipefail
 
@@ -31,6 +32,7 @@ STEPS=${STEPS:-6}
 NETS=${NETS:-"tiny-vgg:28x28 tiny-resnet:28x28 tiny-mix:28x28 vgg11:64x64 resnet18:64x64"}
 ROW_NETS=${ROW_NETS-"tiny-vgg:28x28 tiny-resnet:28x28 tiny-mix:28x28 vgg11:64x64 resnet18:64x64"}
 ROW_STRATEGIES=${ROW_STRATEGIES:-"2ps overl-h"}
+ROW_ONE_THREAD=${ROW_ONE_THREAD:-1}
 OUT=${OUT:-$ROOT/bench/results/cpu.md}
 BATCH=32
 # Both programs' OpenMP threads wait the same way: lrcnn-validate sleeps at once by default
@@ -48,8 +50,8 @@ field() { "$PY" -c 'import json,sys; print(json.load(open(sys.argv[1]))[sys.argv
 median() { printf '%s\n' "$@" | sort -g | awk '{v[NR]=$1} END {print (NR%2 ? v[(NR+1)/2] : (v[NR/2]+v[NR/2+1])/2)}'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", a / b}'; }
 
-ours() { # net hw json-out [strategy]
-    "$BIN/lrcnn-validate" --net "$1" --input "$2" --batch $BATCH --threads "$THREADS" --steps "$STEPS" \
+ours() { # net hw json-out [strategy [threads]]
+    "$BIN/lrcnn-validate" --net "$1" --input "$2" --batch $BATCH --threads "${5:-$THREADS}" --steps "$STEPS" \
         --strategy "${4:-column}" $([ "${4:-column}" = column ] && echo --no-column) --quiet --json > "$3"
 }
 theirs() { # net hw json-out
@@ -91,8 +93,13 @@ for cfg in $ROW_NETS; do
         read -r pred tpred sim_rows < <("$PY" -c 'import json,sys; s=json.load(open(sys.argv[1]))["strategies"][0]; print("%.2f" % s["flops_ratio"], "%.2f" % s["time_ratio"], s["rows"])' "$tmp/s.json")
         [ "$sim_rows" = "$n" ] || { echo "cpu_vs_pytorch: $net $st: lrcnn-sim chose rows $sim_rows, lrcnn-validate ran $n" >&2; exit 1; }
         stages=$(field "$tmp/r.json" stages)
-        rows2+=("| $net | $hw | $st | ${stages:-$n} | $(printf '%.1f' "$s") | $(printf '%.1f' "$c") | $(ratio "$s" "$c") | $pred | $tpred |")
-        echo "  $net $hw $st rows $n: $s vs column $c ms (predicted compute ${pred}x, time ${tpred}x)" >&2
+        one="-"
+        if [ "$ROW_ONE_THREAD" = 1 ]; then
+            ours "$net" "$hw" "$tmp/r1.json" "$st" 1
+            one="$(ratio "$(field "$tmp/r1.json" step_ms)" "$(field "$tmp/r1.json" column_step_ms)")"
+        fi
+        rows2+=("| $net | $hw | $st | ${stages:-$n} | $(printf '%.1f' "$s") | $(printf '%.1f' "$c") | $(ratio "$s" "$c") | $one | $pred | $tpred |")
+        echo "  $net $hw $st rows $n: $s vs column $c ms, ratio on one thread $one (predicted compute ${pred}x, time ${tpred}x)" >&2
     done
 done
 load_after=$(load)
@@ -122,10 +129,11 @@ load_after=$(load)
         echo "One lrcnn-validate run per line, its steps alternating with column steps from the same"
         echo "weights (medians, first step skipped); predicted compute = the planner's FLOPs relative to"
         echo "column; predicted time = its time model's step time relative to column on the \`cpu\` device"
-        echo "(planner/device.c, fitted by bench/cpu_time.sh on one thread)."
+        echo "(planner/device.c, fitted by bench/cpu_time.sh on one thread). One thread = the measured"
+        echo "ratio of the same run with \`--threads 1\` (both steps on one thread)."
         echo
-        echo "| net | input | strategy | stages (last layer/rows) | step ms | column ms | measured ratio | predicted compute | predicted time |"
-        echo "|---|---|---|---|---|---|---|---|---|"
+        echo "| net | input | strategy | stages (last layer/rows) | step ms | column ms | measured ratio | one thread | predicted compute | predicted time |"
+        echo "|---|---|---|---|---|---|---|---|---|---|"
         printf '%s\n' "${rows2[@]}"
     fi
 } > "$tmp/cpu.md"

@@ -130,7 +130,7 @@ static void fit_all(const net_t *net, const plan_config *cfg, const plan_choice 
         t[st].hint = plans[st].spec, t[st].hint_bn = cfg->bn, t[st].has_hint = true;
     }
     int64_t budget = device_find("h100-80gb")->bytes - FIT_DEFAULT_RESERVE_BYTES;
-    if (fit_run_all(net, cfg, t, STRAT_COUNT, budget, out) != LR_OK)
+    if (fit_run_all(net, cfg, t, STRAT_COUNT, budget, out, NULL, NULL) != LR_OK)
         die("fit_run_all");
 }
 

@@ -3,6 +3,8 @@
 
 #include <inttypes.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "graph.h"
 #include "outfile.h"
@@ -395,7 +397,7 @@ const args_flag sim_flags[] = {
     {"--graph", "FILE", on_graph, "row-dependency graph of the first row strategy (.dot, .svg, .png)"},
     {"--gpu-mem", "SIZE", on_gpu_mem, "GPU memory for the report's batch plot, e.g. 16GiB"},
     {"--device", "NAME", on_device, "predicted step time per strategy on a card (h100-80gb...) or cpu"},
-    {"--fit", "SIZE|GPU", on_fit, "largest batch and square input within SIZE or a card (h100-80gb...)"},
+    {"--fit", "SIZE|GPU", on_fit, "largest batch and square input within SIZE or a card (h100-80gb...); past a second, progress on stderr when it is a terminal"},
     {"--host-memory", "SIZE", on_host_memory, "--fit with --offload: host memory the plan may keep (default: no limit)"},
     {"--reserve", "SIZE", on_reserve, "--fit: kept for CUDA context and allocator (default 1GiB)"},
     {"--help", NULL, on_help, "this text"},
@@ -460,6 +462,37 @@ static lr_status run_auto(const sim_options *o, const analysis_t *a, sim_extras 
     return r;
 }
 
+/* --fit's progress on stderr, when that is a terminal and the fit has taken a second (under
+ * --offload auto at high resolution a fit can take minutes): the questions answered and the
+ * latest plan choice; the line is cleared at the end. */
+typedef struct {
+    struct timespec start;
+    const sim_extras *x; /* the targets' names */
+    bool shown;
+} fit_meter;
+
+static double seconds_since(const struct timespec *t0)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)(t.tv_sec - t0->tv_sec) + (double)(t.tv_nsec - t0->tv_nsec) / 1e9;
+}
+
+static void fit_progress_line(void *ctx, const fit_progress_info *p)
+{
+    fit_meter *m = ctx;
+    double s = seconds_since(&m->start);
+    if (s < 1.0 || p->done == p->total)
+        return;
+    fprintf(stderr, "\r\033[Klrcnn-sim: --fit: %d of %d answered, %.0f s", p->done, p->total, s);
+    if (p->at > 0 && p->batch)
+        fprintf(stderr, "; %s at batch %" PRId64, m->x->fit[p->target].strategy, p->at);
+    else if (p->at > 0)
+        fprintf(stderr, "; %s at %" PRId64 "x%" PRId64, m->x->fit[p->target].strategy, p->at, p->at);
+    fflush(stderr);
+    m->shown = true;
+}
+
 /* Every selected strategy, starting from its plan at --batch. */
 static lr_status run_fit(const sim_options *o, const analysis_t *a, sim_extras *x)
 {
@@ -482,7 +515,14 @@ static lr_status run_fit(const sim_options *o, const analysis_t *a, sim_extras *
         x->fit[n++].strategy = "auto";
     }
     fit_result r[STRAT_COUNT + 1];
-    LR_TRY(fit_run_all(a->net, &o->cfg, t, n, o->fit_bytes - o->reserve_bytes, r));
+    fit_meter m = {.x = x, .shown = false};
+    clock_gettime(CLOCK_MONOTONIC, &m.start);
+    bool tty = isatty(STDERR_FILENO);
+    lr_status st = fit_run_all(a->net, &o->cfg, t, n, o->fit_bytes - o->reserve_bytes, r,
+                               tty ? fit_progress_line : NULL, &m);
+    if (m.shown)
+        fputs("\r\033[K", stderr);
+    LR_TRY(st);
     for (int k = 0; k < n; k++)
         x->fit[k].r = r[k], x->fit[k].offload_chosen = o->cfg.offload_auto;
     x->n_fit = n;

@@ -15,6 +15,13 @@
 
 /* ------------------------------------------------------------------ one question */
 
+/* fit_run_all's progress: the caller's function and the questions answered so far. */
+typedef struct {
+    fit_progress fn;
+    void *ctx;
+    int done, total;
+} progress_state;
+
 typedef struct {
     const net_t *net; /* at the input being asked about */
     plan_config cfg;
@@ -28,7 +35,25 @@ typedef struct {
     bool lowest_of_fixed_set;
     bool one_plan;
     bool strict; /* the first choice: its errors are the caller's (bad region, ...) */
+    progress_state *progress; /* NULL: none */
+    int index;                /* the target's, for progress */
+    bool batch;               /* the question asked */
 } fitter;
+
+/* Tells the progress function (if any) that f chose a plan at x (0: f's question is answered). */
+static void tell(const fitter *f, int64_t x)
+{
+    progress_state *p = f->progress;
+    if (!p)
+        return;
+#pragma omp critical(fit_progress)
+    {
+        p->done += x == 0;
+        fit_progress_info i = {.done = p->done, .total = p->total, .target = f->index,
+                               .batch = f->batch, .at = x};
+        p->fn(p->ctx, &i);
+    }
+}
 
 typedef struct {
     int64_t peak; /* INT64_MAX: the net does not accept the input, or the planner cannot count */
@@ -177,6 +202,7 @@ static lr_status choose_offload(fitter *f, const plan_config *cfg, choice *out)
 /* The target's own plan at `batch` (choose_in; under --offload auto, choose_offload). */
 static lr_status choose(fitter *f, int batch, choice *out)
 {
+    tell(f, f->batch ? batch : f->net->nodes[0].h);
     plan_config cfg = f->cfg;
     cfg.batch = batch;
     memset(out, 0, sizeof *out);
@@ -546,14 +572,16 @@ static bool lowest_of_fixed_set(const fit_target *t, bool batch)
 
 /* One question (batch or input) for one target; fills its half of *out. */
 static lr_status fit_one(const net_t *net, const plan_config *cfg, const fit_target *t,
-                         int64_t budget_bytes, bool batch, fit_result *out)
+                         int64_t budget_bytes, bool batch, progress_state *progress, int index,
+                         fit_result *out)
 {
     if (budget_bytes <= 0 || budget_bytes >= FIT_MAX_BUDGET_BYTES)
         return lr_fail(LR_ERR_USAGE, "--fit: expected a budget above the reserve and below 1 PiB");
     out->budget_bytes = budget_bytes;
     fitter f = {.net = net, .cfg = *cfg, .t = t, .budget = budget_bytes, .out = out,
                 .lowest_of_fixed_set = lowest_of_fixed_set(t, batch) && t->host_budget_bytes <= 0,
-                .one_plan = one_plan(t, batch)};
+                .one_plan = one_plan(t, batch), .progress = progress, .index = index,
+                .batch = batch};
     /* (a host limit: the strategy's own choice, the lowest device peak, must keep within it too,
      * which a plan of the fixed set fitting with room to spare does not prove) */
     choice start = {.bn = cfg->bn, .at = {INT64_MAX, false}};
@@ -563,7 +591,9 @@ static lr_status fit_one(const net_t *net, const plan_config *cfg, const fit_tar
     else
         LR_TRY(choose(&f, cfg->batch, &start));
     f.strict = false;
-    return batch ? max_batch(&f, &start, out) : max_input(&f, &start, out);
+    lr_status st = batch ? max_batch(&f, &start, out) : max_input(&f, &start, out);
+    tell(&f, 0);
+    return st;
 }
 
 static void merge(fit_result *out, const fit_result *batch, const fit_result *input)
@@ -584,14 +614,14 @@ lr_status fit_run(const net_t *net, const plan_config *cfg, const fit_target *t,
 {
     fit_result half[2];
     memset(half, 0, sizeof half);
-    LR_TRY(fit_one(net, cfg, t, budget_bytes, true, &half[0]));
-    LR_TRY(fit_one(net, cfg, t, budget_bytes, false, &half[1]));
+    LR_TRY(fit_one(net, cfg, t, budget_bytes, true, NULL, 0, &half[0]));
+    LR_TRY(fit_one(net, cfg, t, budget_bytes, false, NULL, 0, &half[1]));
     merge(out, &half[0], &half[1]);
     return LR_OK;
 }
 
 lr_status fit_run_all(const net_t *net, const plan_config *cfg, const fit_target *t, int n,
-                      int64_t budget_bytes, fit_result *out)
+                      int64_t budget_bytes, fit_result *out, fit_progress progress, void *ctx)
 {
     int tasks = 2 * n;
     fit_result *half = calloc((size_t)(tasks ? tasks : 1), sizeof *half);
@@ -602,10 +632,12 @@ lr_status fit_run_all(const net_t *net, const plan_config *cfg, const fit_target
     }
     /* the input questions first, the targets from the last (the row strategies' input
      * questions, whose choices cost the most, start before the short ones that fill the gaps) */
+    progress_state p = {.fn = progress, .ctx = ctx, .total = tasks};
 #pragma omp parallel for schedule(dynamic)
     for (int q = 0; q < tasks; q++) {
         int k = q < n ? 2 * (n - 1 - q) + 1 : 2 * (tasks - 1 - q);
-        lr_outcome_set(&st[k], fit_one(net, cfg, &t[k / 2], budget_bytes, k % 2 == 0, &half[k]));
+        lr_outcome_set(&st[k], fit_one(net, cfg, &t[k / 2], budget_bytes, k % 2 == 0,
+                                       progress ? &p : NULL, k / 2, &half[k]));
     }
     lr_status r = LR_OK;
     for (int k = 0; k < tasks && r == LR_OK; k++)

@@ -98,9 +98,23 @@ typedef struct {
 lr_status fit_run(const net_t *net, const plan_config *cfg, const fit_target *t,
                   int64_t budget_bytes, fit_result *out);
 
-/* fit_run for n targets, in parallel (OpenMP) when available; out[k] answers t[k]. */
+/* What fit_run_all is doing, for a progress line: the questions (a target's largest batch, its
+ * largest input) answered so far of all 2n, and the one that just chose a plan (or was just
+ * answered, at = 0): target t[target], at batch `at` or at input `at` x `at`. */
+typedef struct {
+    int done, total;
+    int target;
+    bool batch;
+    int64_t at;
+} fit_progress_info;
+
+/* Told at each plan choice and each answer, one call at a time, from the thread working. */
+typedef void (*fit_progress)(void *ctx, const fit_progress_info *p);
+
+/* fit_run for n targets, in parallel (OpenMP) when available; out[k] answers t[k]. progress
+ * (NULL: none) is told as the questions go. */
 lr_status fit_run_all(const net_t *net, const plan_config *cfg, const fit_target *t, int n,
-                      int64_t budget_bytes, fit_result *out);
+                      int64_t budget_bytes, fit_result *out, fit_progress progress, void *ctx);
 
 #ifdef __cplusplus
 }

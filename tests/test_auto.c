@@ -939,6 +939,49 @@ static void test_fit_offload_auto_falls_back_without_host_memory(void **state)
     net_free(net);
 }
 
+/* fit_run_all tells its progress: every question answered once (done counting up to the 2n
+ * questions), each plan choice with the target and the batch or input it chose at; its answers
+ * are fit_run's. */
+typedef struct {
+    int answers, choices, last;
+    bool in_order, named;
+} progress_seen;
+
+static void see_progress(void *ctx, const fit_progress_info *p)
+{
+    progress_seen *s = ctx;
+    s->in_order = s->in_order && p->total == 6 && p->done == s->last + (p->at == 0);
+    s->named = s->named && p->target >= 0 && p->target < 3;
+    s->last = p->done;
+    if (p->at == 0)
+        s->answers++;
+    else
+        s->choices++;
+}
+
+static void test_fit_run_all_tells_its_progress(void **state)
+{
+    (void)state;
+    net_t *net = test_zoo("tiny-vgg");
+    plan_config cfg = config(8, BN_EXACT);
+    fit_target t[3];
+    memset(t, 0, sizeof t);
+    t[0].strategy = STRAT_COLUMN, t[1].strategy = STRAT_CHECKPOINT, t[2].strategy = STRAT_2PS;
+    fit_result all[3];
+    progress_seen p = {.in_order = true, .named = true};
+    assert_int_equal(fit_run_all(net, &cfg, t, 3, 64 * MiB, all, see_progress, &p), LR_OK);
+    assert_int_equal(p.answers, 6);
+    assert_int_equal(p.last, 6);
+    assert_true(p.choices >= 6); /* at least the first choice of each question */
+    assert_true(p.in_order && p.named);
+    for (int k = 0; k < 3; k++) {
+        fit_result one = fit(net, &cfg, t[k].strategy, 64 * MiB);
+        assert_int_equal(all[k].max_batch, one.max_batch);
+        assert_int_equal(all[k].max_square_input, one.max_square_input);
+    }
+    net_free(net);
+}
+
 /* A budget below the weights: nothing fits, batch or input. */
 static void test_fit_reports_zero_when_nothing_fits(void **state)
 {
@@ -1158,6 +1201,7 @@ int main(void)
         cmocka_unit_test(test_fit_offload_auto_is_the_best_fixed_set),
         cmocka_unit_test(test_fit_offload_auto_past_an_input_larger_than_the_budget),
         cmocka_unit_test(test_fit_offload_auto_falls_back_without_host_memory),
+        cmocka_unit_test(test_fit_run_all_tells_its_progress),
         cmocka_unit_test(test_fit_reports_zero_when_nothing_fits),
         cmocka_unit_test(test_named_gpus_parse),
         cmocka_unit_test(test_all_does_not_include_auto),

@@ -469,6 +469,8 @@ typedef struct {
     struct timespec start;
     const sim_extras *x; /* the targets' names */
     bool shown;
+    double last; /* seconds in when the line was last written */
+    int done;    /* the questions answered it showed */
 } fit_meter;
 
 static double seconds_since(const struct timespec *t0)
@@ -482,8 +484,9 @@ static void fit_progress_line(void *ctx, const fit_progress_info *p)
 {
     fit_meter *m = ctx;
     double s = seconds_since(&m->start);
-    if (s < 1.0 || p->done == p->total)
-        return;
+    if (s < 1.0 || p->done == p->total || (p->done == m->done && s - m->last < 0.1))
+        return; /* (a tenth of a second apart unless a question was answered) */
+    m->last = s, m->done = p->done;
     fprintf(stderr, "\r\033[Klrcnn-sim: --fit: %d of %d answered, %.0f s", p->done, p->total, s);
     if (p->at > 0 && p->batch)
         fprintf(stderr, "; %s at batch %" PRId64, m->x->fit[p->target].strategy, p->at);

@@ -468,8 +468,7 @@ static lr_status run_auto(const sim_options *o, const analysis_t *a, sim_extras 
 typedef struct {
     struct timespec start;
     const sim_extras *x; /* the targets' names */
-    bool shown;
-    double last; /* seconds in when the line was last written */
+    double last; /* seconds in when the line was last written (0: never) */
     int done;    /* the questions answered it showed */
 } fit_meter;
 
@@ -493,7 +492,6 @@ static void fit_progress_line(void *ctx, const fit_progress_info *p)
     else if (p->at > 0)
         fprintf(stderr, "; %s at %" PRId64 "x%" PRId64, m->x->fit[p->target].strategy, p->at, p->at);
     fflush(stderr);
-    m->shown = true;
 }
 
 /* Every selected strategy, starting from its plan at --batch. */
@@ -518,12 +516,12 @@ static lr_status run_fit(const sim_options *o, const analysis_t *a, sim_extras *
         x->fit[n++].strategy = "auto";
     }
     fit_result r[STRAT_COUNT + 1];
-    fit_meter m = {.x = x, .shown = false};
+    fit_meter m = {.x = x};
     clock_gettime(CLOCK_MONOTONIC, &m.start);
     bool tty = isatty(STDERR_FILENO);
     lr_status st = fit_run_all(a->net, &o->cfg, t, n, o->fit_bytes - o->reserve_bytes, r,
                                tty ? fit_progress_line : NULL, &m);
-    if (m.shown)
+    if (m.last > 0)
         fputs("\r\033[K", stderr);
     LR_TRY(st);
     for (int k = 0; k < n; k++)

@@ -99,11 +99,13 @@ static lr_status solve(search *s, const space *sp, const goal *g, labels *L, aut
 {
     dp_query q = {s, sp, g->budget ? g->budget : INT64_MAX, extra_cap_of(s, g)};
     bool by_peak = g->min_peak;
-    if (g->near_tie) { /* the lowest peak first, then the least compute within its near-tie */
+    if (g->near_tie) { /* the lowest peak first (the seed's too), then the least compute
+                        * within its near-tie */
         dp_plan low = auto_dp_lowest_peak(q, L);
         if (!low.found)
             return LR_OK;
-        q.bound = low.peak + low.peak / STRATEGY_NEAR_TIE_DIV;
+        s->lowest = low.peak < s->lowest ? low.peak : s->lowest;
+        q.bound = s->lowest + s->lowest / STRATEGY_NEAR_TIE_DIV;
         by_peak = false;
     }
     *found = false;
@@ -156,6 +158,14 @@ static bool ahead(const search *s, const auto_candidate *x, const auto_candidate
     if (x->fits != y->fits)
         return x->fits;
     int64_t xw = auto_work(s, &x->cost), yw = auto_work(s, &y->cost);
+    if (g->near_tie && x->fits) { /* within the near-tie of the lowest peak first, by compute */
+        bool x_tie = strategy_near_tie(x->cost.peak_bytes, s->lowest);
+        bool y_tie = strategy_near_tie(y->cost.peak_bytes, s->lowest);
+        if (x_tie != y_tie)
+            return x_tie;
+        if (x_tie && xw != yw)
+            return xw < yw;
+    }
     bool x_cap = xw <= g->work_cap, y_cap = yw <= g->work_cap;
     if (!x->fits && x_cap != y_cap)
         return x_cap;
@@ -425,6 +435,13 @@ static lr_status search_fixed(const net_t *net, const plan_config *cfg, const au
     if (st == LR_OK && !req->one_kind)
         st = seeds(&s, &g, end, req->region_end > 0, &c);
     bool column_fits = c.n > 0 && c.v[0].fits && !g.min_peak; /* least compute possible */
+    s.lowest = INT64_MAX;
+    if (st == LR_OK && end > 0 && req->one_kind && req->seed) {
+        bool usable;
+        st = make_candidate(&s, *req->seed, s.cfg.bn, &g, &c.v[c.n], &usable);
+        if (st == LR_OK && usable)
+            s.lowest = c.v[c.n++].cost.peak_bytes;
+    }
     if (st == LR_OK && end > 0 && !column_fits)
         st = search_spaces(&s, req, &g, &c, out);
     if (st == LR_OK && c.n == 0)

@@ -74,6 +74,11 @@ typedef struct {
     /* one_kind: the stages (0, end]:N its single-stage strategy's search measured on the same net
      * and config (strategy_single_stage_kept), taken instead of measuring them again; or NULL */
     const strategy_stage_memo *kept;
+    /* one_kind: its single-stage strategy's choice on the same net and config
+     * (strategy_single_stage), a candidate too: that search's N goes past 32, where the probes
+     * stop, so at high resolution a hybrid is never worse than its single-stage strategy; or
+     * NULL */
+    const plan_spec *seed;
 } auto_request;
 
 typedef struct {

@@ -66,6 +66,10 @@ typedef struct {
     int *bn_node;
     int64_t *anc, *desc;
     const strategy_stage_memo *kept; /* auto_request.kept */
+    /* the near-tie objective (one_kind): the lowest peak of the seed and of every plan the
+     * spaces hold, as far as solved (INT64_MAX: none yet); the answer is the least compute
+     * within its near-tie */
+    int64_t lowest;
     int n_evals;
     int model_misses;
 } search;

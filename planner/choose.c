@@ -30,9 +30,10 @@ static plan_partitioning kind_of(plan_strategy s)
  * single-stage plan (row, 2ps or overl's, from the same probes). */
 static lr_status search_kind(const net_t *net, const plan_config *cfg, int region_end,
                              plan_partitioning kind, const strategy_stage_memo *kept,
-                             auto_result *r)
+                             const plan_spec *seed, auto_result *r)
 {
-    auto_request areq = {.region_end = region_end, .one_kind = true, .kind = kind, .kept = kept};
+    auto_request areq = {.region_end = region_end, .one_kind = true, .kind = kind, .kept = kept,
+                         .seed = seed};
     return auto_search(net, cfg, &areq, r);
 }
 
@@ -82,6 +83,36 @@ static lr_status peak_stage_recomputes(const net_t *net, const plan_config *cfg,
     }
 }
 
+/* The single-stage strategy of a hybrid's kind. */
+static plan_strategy single_of(plan_strategy hybrid)
+{
+    return hybrid == STRAT_2PS_H ? STRAT_2PS : STRAT_OVERL;
+}
+
+/* A hybrid h without --rows, its region ending at `end` (region_end: --region, or 0): its
+ * single-stage strategy's choice `one`, then the auto planner's search over stage cuts and N
+ * restricted to h's kind, which takes the stages that search measured (when the search with them
+ * fails or has no single-stage plan: what it gives on its own) and `one` as a candidate: a
+ * hybrid's plans include it, and its search goes past N = 32 where the probes stop (resnet101 at
+ * 28000x28000, batch 1: 2ps-h 66.4 GiB with it, 85.2 GiB without). */
+static lr_status hybrid_pair(const net_t *net, const plan_config *cfg, plan_strategy h,
+                             int region_end, int end, plan_choice *one, plan_choice *hybrid)
+{
+    plan_partitioning kind = kind_of(h);
+    strategy_stage_memo kept;
+    memset(one, 0, sizeof *one);
+    lr_status st = strategy_single_stage_kept(net, cfg, kind, end, one, &kept);
+    one->spec.strategy = single_of(h);
+    auto_result r;
+    if (st == LR_OK &&
+        (search_kind(net, cfg, region_end, kind, &kept, &one->spec, &r) != LR_OK || !r.has_single))
+        st = search_kind(net, cfg, region_end, kind, NULL, &one->spec, &r);
+    strategy_stage_memo_free(&kept);
+    if (st == LR_OK)
+        take(net, &r.best, h, end, hybrid);
+    return st;
+}
+
 static lr_status choose_hybrid(const net_t *net, const plan_config *cfg, const plan_request *req,
                                int end, plan_choice *out)
 {
@@ -93,10 +124,8 @@ static lr_status choose_hybrid(const net_t *net, const plan_config *cfg, const p
         LR_TRY(strategy_evaluate(net, cfg, sp, &out->cost));
         return cfg->boundaries_auto ? peak_stage_recomputes(net, cfg, sp, &out->cost) : LR_OK;
     }
-    auto_result r;
-    LR_TRY(search_kind(net, cfg, req->region_end, sp->kind, NULL, &r));
-    take(net, &r.best, req->strategy, end, out);
-    return LR_OK;
+    plan_choice one;
+    return hybrid_pair(net, cfg, req->strategy, req->region_end, end, &one, out);
 }
 
 static lr_status pair_fixed(const net_t *net, const plan_config *cfg, plan_strategy single,
@@ -111,23 +140,7 @@ static lr_status pair_fixed(const net_t *net, const plan_config *cfg, plan_strat
         req.strategy = h;
         return strategy_choose(net, cfg, &req, hybrid);
     }
-    /* the single-stage plan from its own search, which goes past N = 32 (auto's probes stop
-     * there), as strategy_choose makes it; the hybrid's search takes the stages it measured */
-    strategy_stage_memo kept;
-    memset(one, 0, sizeof *one);
-    one->spec.strategy = single;
-    lr_status st = strategy_single_stage_kept(net, cfg, kind_of(single), end, one, &kept);
-    one->spec.strategy = single;
-    auto_result r;
-    if (st == LR_OK && (search_kind(net, cfg, 0, kind_of(single), &kept, &r) != LR_OK ||
-                        !r.has_single)) {
-        req.strategy = h; /* what it gives on its own */
-        st = strategy_choose(net, cfg, &req, hybrid);
-    } else if (st == LR_OK) {
-        take(net, &r.best, h, end, hybrid);
-    }
-    strategy_stage_memo_free(&kept);
-    return st;
+    return hybrid_pair(net, cfg, h, 0, end, one, hybrid);
 }
 
 /* plan_build clamps N to the rows available: the spec reports what was planned. */

@@ -1081,6 +1081,44 @@ static void test_hybrid_stages_cut_at_each_resolution(void **state)
     net_free(r);
 }
 
+/* A hybrid's plans include its single-stage strategy's (a first stage of N, column after):
+ * by the table's objective its choice is never worse, also at high resolution, where the
+ * single-stage search goes past N = 32 and the hybrids' stage search does not (before: tiny-mix
+ * at 1024x1024 overl-h 15.0 MiB against overl's 5.9 MiB; vgg16 at 8192x8192 2ps-h 6.01 GiB
+ * against 2ps's 5.88 GiB). Both ways a hybrid is chosen: alone and paired (the table's). */
+static void test_hybrid_is_never_worse_than_its_single_stage_strategy(void **state)
+{
+    const struct {
+        const char *net;
+        int input;
+    } cases[] = {{"tiny-mix", 1024}, {"tiny-resnet", 1024}, {"vgg16", 8192}, {"resnet18", 4096}};
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        net_t *net = test_zoo(cases[k].net);
+        assert_int_equal(net_reshape(net, cases[k].input, cases[k].input), LR_OK);
+        plan_config cfg = config(1, BN_EXACT);
+        for (int st = STRAT_2PS; st <= STRAT_OVERL; st++) {
+            plan_strategy h = st == STRAT_2PS ? STRAT_2PS_H : STRAT_OVERL_H;
+            plan_choice one, paired;
+            assert_int_equal(strategy_choose_pair(net, &cfg, (plan_strategy)st, &one, &paired), LR_OK);
+            plan_choice alone = choose(net, &cfg, h, 0);
+            const plan_choice *hyb[2] = {&paired, &alone};
+            for (int w = 0; w < 2; w++) {
+                const plan_cost *c = &hyb[w]->cost, *o = &one.cost;
+                bool as_good = c->peak_bytes <= o->peak_bytes ||
+                               (strategy_near_tie(c->peak_bytes, o->peak_bytes) && c->flops <= o->flops);
+                if (!as_good)
+                    fail_msg("%s at %d: %s %s %lld B at %lld FLOPs, %s %lld B at %lld FLOPs",
+                             cases[k].net, cases[k].input, w ? "alone" : "paired",
+                             plan_strategy_name(h), (long long)c->peak_bytes, (long long)c->flops,
+                             plan_strategy_name((plan_strategy)st), (long long)o->peak_bytes,
+                             (long long)o->flops);
+                assert_int_equal(hyb[w]->spec.strategy, h);
+            }
+        }
+        net_free(net);
+    }
+}
+
 /* --segments K asks for K checkpoint segments (sim_cli.c: "checkpoint segments"); tiny-vgg's
  * region (conv1_1..pool2) has 10 cuts, so every K up to 10 is possible. */
 static void test_checkpoint_segments_flag_gives_that_many_segments(void **state)
@@ -1895,6 +1933,7 @@ int main(void)
         cmocka_unit_test(test_near_tie_is_one_percent),
         cmocka_unit_test(test_paired_choice_equals_each_strategys_own),
         cmocka_unit_test(test_hybrid_stages_cut_at_each_resolution),
+        cmocka_unit_test(test_hybrid_is_never_worse_than_its_single_stage_strategy),
         cmocka_unit_test(test_checkpoint_segments_flag_gives_that_many_segments),
         cmocka_unit_test(test_row_strategies_save_memory_on_vgg16_and_resnet50),
         cmocka_unit_test(test_vgg16_overl_ends_its_region_early),

@@ -1,6 +1,7 @@
 /* choose.h - the plan each strategy gets in lrcnn-sim's table and everywhere a strategy is named
  * (strategy_choose): column; checkpoint's segments; row, 2ps and overl's region end and N; the
- * hybrids' stage cuts and N, by the auto planner's search restricted to their kind. Each is the
+ * hybrids' stage cuts and N, by the auto planner's search restricted to their kind, with their
+ * single-stage strategy's choice as a candidate (2ps's for 2ps-h, overl's for overl-h). Each is the
  * best plan of its kind under the table's objective (strategy.h: the lowest peak, near-ties to
  * the least compute), unless the request fixes a choice (--region, --rows, --segments).
  * Under --offload auto (cfg->offload_auto) each offload set gets its own choice and the best by
@@ -23,9 +24,9 @@ lr_status strategy_choose(const net_t *net, const plan_config *cfg, const plan_r
                           plan_choice *out);
 
 /* 2ps and 2ps-h (single = STRAT_2PS), or overl and overl-h, as strategy_choose chooses them
- * without --rows and --region: the hybrid from its search, the single-stage plan from its own
- * (which tries N past 32, and the region through the pooling to a fixed size, where the
- * hybrid's probes do not go). */
+ * without --rows and --region: the single-stage plan from its own search (which tries N past
+ * 32, and the region through the pooling to a fixed size, where the hybrid's probes do not go),
+ * the hybrid from its search, which takes that plan as a candidate and the stages it measured. */
 lr_status strategy_choose_pair(const net_t *net, const plan_config *cfg, plan_strategy single,
                                plan_choice *one, plan_choice *hybrid);
 

@@ -27,8 +27,9 @@
  *               whose schedule lrcnn builds (PLAN_MAX_RUNS); --region or --rows fix either.
  *               An end whose floor (persistent bytes, its output and the column tail's own
  *               rise: under every N's peak) is past the near-tie of the lowest peak at the end
- *               of the lowest floor is not measured (none of its plans could win), except in
- *               the search that hands its measurements to a hybrid (strategy_choose_pair)
+ *               of the lowest floor is not measured (none of its plans could win); the search
+ *               that hands its measurements to a hybrid (choose.c) measures it at 2..32 but
+ *               does not search it past 32
  *   resolution cuts  where the feature map shrinks (at the downsampling op when it is a cut, e.g.
  *               VGG's pools, else at the last cut before it, e.g. the end of a ResNet layer
  *               group), and the region end
@@ -113,7 +114,7 @@ lr_status strategy_single_stage(const net_t *net, const plan_config *cfg, plan_p
 /* The stages (0, end]:N, N in 2..STRATEGY_SINGLE_MAX_N, a single-stage search measured (their
  * forward and backward phases as stage 0 of a plan, plan_stage_phases, and their run bound), kept
  * for the hybrid search of the same kind and BatchNorm mode on the same net and config
- * (strategy_choose_pair), whose whole-region probes are the same stages: the search takes them
+ * (choose.c: a hybrid's choice, paired or alone), whose whole-region probes are the same stages: the search takes them
  * instead of measuring them again, so its answer is the same. */
 #define STRATEGY_SINGLE_MAX_N 32
 typedef struct {

@@ -252,6 +252,7 @@ static lr_status search_init(search *s, const net_t *net, const plan_config *cfg
     s->cfg = *cfg;
     s->base_bn = cfg->bn == BN_FROZEN ? BN_FROZEN : BN_EXACT;
     s->by_time = by_time;
+    s->lowest = INT64_MAX;
     auto_find_cuts(s, end);
     auto_find_twins(s);
     s->out_bytes = calloc((size_t)s->m + 1, sizeof(int64_t));
@@ -435,7 +436,6 @@ static lr_status search_fixed(const net_t *net, const plan_config *cfg, const au
     if (st == LR_OK && !req->one_kind)
         st = seeds(&s, &g, end, req->region_end > 0, &c);
     bool column_fits = c.n > 0 && c.v[0].fits && !g.min_peak; /* least compute possible */
-    s.lowest = INT64_MAX;
     if (st == LR_OK && end > 0 && req->one_kind && req->seed) {
         bool usable;
         st = make_candidate(&s, *req->seed, s.cfg.bn, &g, &c.v[c.n], &usable);

@@ -81,6 +81,13 @@ static bool host_fits(const fitter *f, int64_t host)
     return f->t->host_budget_bytes <= 0 || host <= f->t->host_budget_bytes;
 }
 
+/* The input batch's bytes at `batch`: a plan that keeps it on the device (not OFFLOAD_INPUT)
+ * peaks at least at them, so past the budget it cannot fit. */
+static int64_t input_bytes(const fitter *f, int batch)
+{
+    return cost_node_bytes(f->net, 0, batch, cost_dtype_bytes(f->cfg.dtype));
+}
+
 static double auto_cap(const fit_target *t)
 {
     return t->areq.max_overhead > 0 ? t->areq.max_overhead : AUTO_DEFAULT_OVERHEAD;
@@ -96,13 +103,11 @@ static lr_status plan_point(fitter *f, int batch, const plan_spec *spec, plan_bn
     p->peak = INT64_MAX, p->fits = false;
     if (!countable(f->net, &cfg))
         return LR_OK;
-    /* a plan that keeps the input batch on the device peaks at least at its bytes: past the
-     * budget it does not fit, and is not planned (the boundary search's model overshoots to such
-     * sizes, where overl's N scaled with the input runs to millions of partitions: `--net
-     * tiny-mix --batch 4 --fit 17000000B --reserve 0` with overl, 2ps, row, column, checkpoint and
-     * auto took 5.5 s before, 0.05 s after, the answers the same) */
-    if (!(plan_offload_of(&cfg, spec) & OFFLOAD_INPUT) &&
-        cost_node_bytes(f->net, 0, batch, cost_dtype_bytes(cfg.dtype)) > f->budget)
+    /* past the budget with the input batch alone: not planned (the boundary search's model
+     * overshoots to such sizes, where overl's N scaled with the input runs to millions of
+     * partitions: `--net tiny-mix --batch 4 --fit 17000000B --reserve 0` with overl, 2ps, row,
+     * column, checkpoint and auto took 5.5 s before, 0.05 s after, the answers the same) */
+    if (!(plan_offload_of(&cfg, spec) & OFFLOAD_INPUT) && input_bytes(f, batch) > f->budget)
         return LR_OK;
     plan_cost c;
     bool usable;
@@ -166,11 +171,11 @@ static lr_status choose_in(fitter *f, const plan_config *cfg, choice *out)
 /* --offload auto: the choice under each set; fits when one of them fits, and then the one of
  * least copying (strategy_offload_fitting); when none fits, the one of the lowest peak (the
  * plan the next fixed-plan search starts from). The set goes into spec.offload.
- * A set that keeps the input batch on the device peaks at least at the batch's bytes. Once that
- * is past the budget and past a peak another set has, the set can neither fit nor be the lowest,
- * and is not searched: the sets that offload the input are searched first. The input question
- * reaches such sizes whenever offloading the input pays (vgg16 --batch 64 --fit h100-80gb
- * --offload auto: 71 s before, 39 s after; the answers the same). */
+ * A set that keeps the input batch on the device peaks at least at its bytes (input_bytes). Once
+ * those are past the budget and past a peak another set has, the set can neither fit nor be the
+ * lowest, and is not searched: the sets that offload the input are searched first. The input
+ * question reaches such sizes whenever offloading the input pays (vgg16 --batch 64 --fit
+ * h100-80gb --offload auto: 71 s before, 39 s after; the answers the same). */
 static lr_status choose_offload(fitter *f, const plan_config *cfg, choice *out)
 {
     static const unsigned order[STRATEGY_OFFLOAD_SETS] = {
@@ -178,7 +183,7 @@ static lr_status choose_offload(fitter *f, const plan_config *cfg, choice *out)
     choice by[STRATEGY_OFFLOAD_SETS];
     plan_cost c[STRATEGY_OFFLOAD_SETS];
     bool fits[STRATEGY_OFFLOAD_SETS];
-    int64_t input = cost_node_bytes(f->net, 0, cfg->batch, cost_dtype_bytes(cfg->dtype));
+    int64_t input = input_bytes(f, cfg->batch);
     int64_t lowest = INT64_MAX;
     for (int k = 0; k < STRATEGY_OFFLOAD_SETS; k++) {
         unsigned set = order[k];

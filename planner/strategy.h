@@ -114,8 +114,8 @@ lr_status strategy_single_stage(const net_t *net, const plan_config *cfg, plan_p
 /* The stages (0, end]:N, N in 2..STRATEGY_SINGLE_MAX_N, a single-stage search measured (their
  * forward and backward phases as stage 0 of a plan, plan_stage_phases, and their run bound), kept
  * for the hybrid search of the same kind and BatchNorm mode on the same net and config
- * (choose.c: a hybrid's choice, paired or alone), whose whole-region probes are the same stages: the search takes them
- * instead of measuring them again, so its answer is the same. */
+ * (choose.c: a hybrid's choice, paired or alone), whose whole-region probes are the same stages:
+ * the search takes them instead of measuring them again, so its answer is the same. */
 #define STRATEGY_SINGLE_MAX_N 32
 typedef struct {
     bool measured; /* plan_stage_build succeeded */

@@ -242,6 +242,8 @@ struct question {
     choice last;        /* the latest choice of choice_measure */
     choice seen;        /* input: the latest choice at a size, of one stage with N >= 2 */
     bool scale;         /* input: its N grew with the size, as scaled_at scales it */
+    choice top;         /* the choice that fits at the largest x asked (top_x; 0: none) */
+    int64_t top_x;
 };
 
 typedef lr_status (*measure_fn)(question *q, int64_t x, point *p);
@@ -255,6 +257,8 @@ static lr_status choice_measure(question *q, int64_t x, point *p)
 {
     LR_TRY(q->choose_at(q, x, &q->last));
     *p = q->last.at;
+    if (p->fits && x > q->top_x)
+        q->top = q->last, q->top_x = x;
     return LR_OK;
 }
 
@@ -523,7 +527,9 @@ static lr_status max_batch(fitter *f, const choice *start, fit_result *out)
     return LR_OK;
 }
 
-static lr_status max_input(fitter *f, const choice *start, fit_result *out)
+/* The input question from `start`; a start chosen at an input size (start->h > 0) is where the
+ * search looks first. *answer: the choice at the answer when one was made there (h = 0: none). */
+static lr_status max_input(fitter *f, const choice *start, fit_result *out, choice *answer)
 {
     net_t *copy;
     LR_TRY(auto_subnet(f->net, 0, &copy));
@@ -536,9 +542,13 @@ static lr_status max_input(fitter *f, const choice *start, fit_result *out)
     out->input_step = q.step;
     lr_status st = LR_OK;
     int64_t x = 0, limit = q.min ? (FIT_MAX_INPUT - q.min) / q.step + 1 : 0;
-    q.guess = q.min ? (h0 - q.min) / q.step + 1 : 1;
+    int from = start->h > 0 ? start->h : h0;
+    q.guess = q.min && from >= q.min ? (from - q.min) / q.step + 1 : 1;
     if (q.min)
         st = boundary(&q, start, limit, &x);
+    answer->h = 0;
+    if (st == LR_OK && x > 0 && q.top_x == x)
+        *answer = q.top;
     out->max_square_input = x ? (int)(q.min + (x - 1) * q.step) : 0;
     if (st == LR_OK && x > 0 && (f->cfg.offload || f->cfg.offload_auto)) {
         choice c;
@@ -584,10 +594,12 @@ static bool lowest_of_fixed_set(const fit_target *t, bool batch)
     }
 }
 
-/* One question (batch or input) for one target; fills its half of *out. */
+/* One question (batch or input) for one target; fills its half of *out. The input question
+ * starts from `seed` when there is one (fit_run_all), else from the target's plan at cfg's size;
+ * *answer is the choice at its answer (answer->h = 0: none). */
 static lr_status fit_one(const net_t *net, const plan_config *cfg, const fit_target *t,
-                         int64_t budget_bytes, bool batch, progress_state *progress, int index,
-                         fit_result *out)
+                         int64_t budget_bytes, bool batch, const choice *seed,
+                         progress_state *progress, int index, fit_result *out, choice *answer)
 {
     if (budget_bytes <= 0 || budget_bytes >= FIT_MAX_BUDGET_BYTES)
         return lr_fail(LR_ERR_USAGE, "--fit: expected a budget above the reserve and below 1 PiB");
@@ -600,12 +612,15 @@ static lr_status fit_one(const net_t *net, const plan_config *cfg, const fit_tar
      * which a plan of the fixed set fitting with room to spare does not prove) */
     choice start = {.bn = cfg->bn, .at = {INT64_MAX, false}};
     f.strict = true;
-    if (t->has_hint)
+    if (seed && !batch)
+        start = *seed, start.spec.strategy = t->strategy;
+    else if (t->has_hint)
         start.spec = t->hint, start.bn = t->hint_bn;
     else
         LR_TRY(choose(&f, cfg->batch, &start));
     f.strict = false;
-    lr_status st = batch ? max_batch(&f, &start, out) : max_input(&f, &start, out);
+    answer->h = 0;
+    lr_status st = batch ? max_batch(&f, &start, out) : max_input(&f, &start, out, answer);
     tell(&f, 0);
     return st;
 }
@@ -626,38 +641,92 @@ static void merge(fit_result *out, const fit_result *batch, const fit_result *in
 lr_status fit_run(const net_t *net, const plan_config *cfg, const fit_target *t,
                   int64_t budget_bytes, fit_result *out)
 {
-    fit_result half[2];
-    memset(half, 0, sizeof half);
-    LR_TRY(fit_one(net, cfg, t, budget_bytes, true, NULL, 0, &half[0]));
-    LR_TRY(fit_one(net, cfg, t, budget_bytes, false, NULL, 0, &half[1]));
-    merge(out, &half[0], &half[1]);
-    return LR_OK;
+    return fit_run_all(net, cfg, t, 1, budget_bytes, out, NULL, NULL);
+}
+
+/* The single-stage strategy of a hybrid asked without --rows (STRAT_COUNT: none). Its plan at its
+ * largest input is a plan of the hybrid (one stage) and at high resolution the hybrid's own
+ * choice, so the hybrid's input question starts there (fit_one's seed) instead of at the net's
+ * size, from where its rounds went through plans of several stages and then through N one step
+ * at a time, two choices a round, each choice a hundred milliseconds or more (resnet101 --fit
+ * h100-80gb: overl-h 8 choices for the input, 2 from overl's answer; the whole fit 2.1 s, 1.55 s
+ * after). Near the boundary the hybrid's choice flips between near-tied plans, so "fits at x,
+ * not at x + 1" can hold at more than one x, and the start decides which is found: the answers
+ * moved by at most 0.22% either way (resnet101 2ps-h 31296 to 31248, resnet50 43488 to 43520). */
+static plan_strategy single_of(const fit_target *t)
+{
+    if (t->req.rows > 0)
+        return STRAT_COUNT;
+    return t->strategy == STRAT_2PS_H ? STRAT_2PS : t->strategy == STRAT_OVERL_H ? STRAT_OVERL : STRAT_COUNT;
+}
+
+/* The target among t[0, n) whose input question seeds t[k]'s (-1: none). */
+static int seed_of(const fit_target *t, int n, int k)
+{
+    plan_strategy one = single_of(&t[k]);
+    for (int j = 0; j < n && one != STRAT_COUNT; j++)
+        if (t[j].strategy == one && t[j].req.rows == 0 && t[j].req.region_end == t[k].req.region_end &&
+            t[j].host_budget_bytes == t[k].host_budget_bytes)
+            return j;
+    return -1;
 }
 
 lr_status fit_run_all(const net_t *net, const plan_config *cfg, const fit_target *t, int n,
                       int64_t budget_bytes, fit_result *out, fit_progress progress, void *ctx)
 {
-    int tasks = 2 * n;
-    fit_result *half = calloc((size_t)(tasks ? tasks : 1), sizeof *half);
-    lr_outcome *st = calloc((size_t)(tasks ? tasks : 1), sizeof *st);
-    if (!half || !st) {
-        free(half), free(st);
+    /* t, then the single-stage strategies of hybrids whose own is not among t: asked only their
+     * input question, whose answer seeds the hybrid's and is not reported (so a hybrid's answer
+     * does not depend on what else is asked) */
+    size_t most = (size_t)(2 * n > 0 ? 2 * n : 1);
+    fit_target *all = malloc(sizeof *all * most);
+    fit_result *half = calloc(2 * most, sizeof *half);
+    lr_outcome *st = calloc(2 * most, sizeof *st);
+    choice *answer = calloc(2 * most, sizeof *answer);
+    int *order = malloc(sizeof *order * 2 * most);
+    if (!all || !half || !st || !answer || !order) {
+        free(all), free(half), free(st), free(answer), free(order);
         return lr_fail(LR_ERR_NOMEM, "out of memory");
     }
+    int m = n;
+    memcpy(all, t, sizeof *all * (size_t)n);
+    for (int k = 0; k < n; k++)
+        if (single_of(&t[k]) != STRAT_COUNT && seed_of(all, m, k) < 0) {
+            all[m] = t[k];
+            all[m].strategy = single_of(&t[k]);
+            all[m].has_hint = false;
+            m++;
+        }
     /* the input questions first, the targets from the last (the row strategies' input
-     * questions, whose choices cost the most, start before the short ones that fill the gaps) */
-    progress_state p = {.fn = progress, .ctx = ctx, .total = tasks};
+     * questions, whose choices cost the most, start before the short ones that fill the gaps);
+     * the seeded ones last, once their seeds are answered */
+    int first = 0, tasks = 0;
+    for (int k = 2 * m - 1; k >= 1; k -= 2)
+        if (seed_of(all, m, k / 2) < 0)
+            order[first++] = k;
+    for (int k = 2 * n - 2; k >= 0; k -= 2)
+        order[first++] = k;
+    tasks = first;
+    for (int k = 1; k < 2 * n; k += 2)
+        if (seed_of(all, m, k / 2) >= 0)
+            order[tasks++] = k;
+    progress_state p = {.fn = progress, .ctx = ctx, .total = 2 * n};
+    for (int phase = 0; phase < 2; phase++) {
+        int from = phase ? first : 0, to = phase ? tasks : first;
 #pragma omp parallel for schedule(dynamic)
-    for (int q = 0; q < tasks; q++) {
-        int k = q < n ? 2 * (n - 1 - q) + 1 : 2 * (tasks - 1 - q);
-        lr_outcome_set(&st[k], fit_one(net, cfg, &t[k / 2], budget_bytes, k % 2 == 0,
-                                       progress ? &p : NULL, k / 2, &half[k]));
+        for (int i = from; i < to; i++) {
+            int k = order[i], j = phase ? seed_of(all, m, k / 2) : -1;
+            const choice *seed = j >= 0 && answer[2 * j + 1].h > 0 ? &answer[2 * j + 1] : NULL;
+            bool shown = k / 2 < n;
+            lr_outcome_set(&st[k], fit_one(net, cfg, &all[k / 2], budget_bytes, k % 2 == 0, seed,
+                                           progress && shown ? &p : NULL, k / 2, &half[k],
+                                           &answer[k]));
+        }
     }
     lr_status r = LR_OK;
-    for (int k = 0; k < tasks && r == LR_OK; k++)
+    for (int k = 0; k < 2 * n && r == LR_OK; k++) /* (a seed that failed seeds nothing) */
         r = lr_outcome_report(&st[k]);
     for (int k = 0; k < n && r == LR_OK; k++)
         merge(&out[k], &half[2 * k], &half[2 * k + 1]);
-    free(half), free(st);
+    free(all), free(half), free(st), free(answer), free(order);
     return r;
 }

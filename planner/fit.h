@@ -94,7 +94,7 @@ typedef struct {
 } fit_result;
 
 /* Answers both questions for one target within budget_bytes (> 0, < FIT_MAX_BUDGET_BYTES). cfg's
- * batch is the starting point; the net is not modified. */
+ * batch is the starting point; the net is not modified. fit_run_all with n = 1. */
 lr_status fit_run(const net_t *net, const plan_config *cfg, const fit_target *t,
                   int64_t budget_bytes, fit_result *out);
 
@@ -112,7 +112,9 @@ typedef struct {
 typedef void (*fit_progress)(void *ctx, const fit_progress_info *p);
 
 /* fit_run for n targets, in parallel (OpenMP) when available; out[k] answers t[k]. progress
- * (NULL: none) is told as the questions go. */
+ * (NULL: none) is told as the questions go. A hybrid without --rows (2ps-h, overl-h) starts its
+ * input question from its single-stage strategy's answer (2ps, overl), asking that question on
+ * the side when t does not, so its answers do not depend on what else is asked. */
 lr_status fit_run_all(const net_t *net, const plan_config *cfg, const fit_target *t, int n,
                       int64_t budget_bytes, fit_result *out, fit_progress progress, void *ctx);
 

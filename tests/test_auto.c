@@ -619,6 +619,40 @@ static void test_fit_input_is_on_the_boundary(void **state)
     }
 }
 
+/* A hybrid's input question starts from its single-stage strategy's answer (fit.c, seed_of), asked
+ * beside it or, when it is not, on the side: the same answer either way, on the boundary, and in
+ * fewer choices than from the net's own size (resnet18 at batch 32 in 7 GiB, both questions: 2ps-h
+ * 6 and overl-h 6 choices, against 15 and 9 when the input question started at 224x224). */
+static void test_fit_hybrid_input_starts_from_its_single_stage_answer(void **state)
+{
+    (void)state;
+    net_t *net = test_zoo("resnet18");
+    plan_config cfg = config(32, BN_EXACT);
+    int64_t budget = (int64_t)7 << 30;
+    const plan_strategy hybrid[] = {STRAT_2PS_H, STRAT_OVERL_H}, single[] = {STRAT_2PS, STRAT_OVERL};
+    for (int k = 0; k < 2; k++) {
+        fit_result alone = fit(net, &cfg, hybrid[k], budget), both[2];
+        fit_target t[2];
+        memset(t, 0, sizeof t);
+        t[0].strategy = single[k], t[1].strategy = hybrid[k];
+        assert_int_equal(fit_run_all(net, &cfg, t, 2, budget, both, NULL, NULL), LR_OK);
+        assert_int_equal(alone.max_square_input, both[1].max_square_input);
+        assert_int_equal(alone.max_batch, both[1].max_batch);
+        if (alone.n_choices > 7) /* both questions; the seed's own choices are its target's */
+            fail_msg("%s: %d choices", plan_strategy_name(hybrid[k]), alone.n_choices);
+        net_t *copy;
+        assert_int_equal(auto_subnet(net, 0, &copy), LR_OK);
+        int h = alone.max_square_input;
+        assert_true(h > 64);
+        assert_int_equal(net_reshape(copy, h, h), LR_OK);
+        assert_true(fits_at(copy, cfg, hybrid[k], 1, budget));
+        assert_int_equal(net_reshape(copy, h + 1, h + 1), LR_OK);
+        assert_false(fits_at(copy, cfg, hybrid[k], 1, budget));
+        net_free(copy);
+    }
+    net_free(net);
+}
+
 /* --offload input: auto's stage model stays exact (its persistent bytes leave the input out for
  * plans with a stage, column keeps it), auto's answer is the closed form of its plan, and --fit's
  * largest input sits on the boundary with the input in host memory. */
@@ -1193,6 +1227,7 @@ int main(void)
         cmocka_unit_test(test_fit_batch_is_on_the_boundary),
         cmocka_unit_test(test_fit_batch_is_on_the_boundary_for_vgg16_on_a_card),
         cmocka_unit_test(test_fit_input_is_on_the_boundary),
+        cmocka_unit_test(test_fit_hybrid_input_starts_from_its_single_stage_answer),
         cmocka_unit_test(test_fit_input_follows_an_n_that_grows_with_the_size),
         cmocka_unit_test(test_offloaded_input_in_auto_and_fit),
         cmocka_unit_test(test_boundaries_chosen_per_stage),

@@ -651,8 +651,8 @@ lr_status fit_run(const net_t *net, const plan_config *cfg, const fit_target *t,
  * at a time, two choices a round, each choice a hundred milliseconds or more (resnet101 --fit
  * h100-80gb: overl-h 8 choices for the input, 2 from overl's answer; the whole fit 2.1 s, 1.55 s
  * after). Near the boundary the hybrid's choice flips between near-tied plans, so "fits at x,
- * not at x + 1" can hold at more than one x, and the start decides which is found: of 13 fits
- * diffed, the answers moved in 9, by at most 0.22% either way (resnet101 2ps-h 31296 to 31248,
+ * not at x + 1" can hold at more than one x, and the start decides which is found: of 21 fits
+ * diffed, the answers moved in 12, by at most 0.5% either way (resnet101 2ps-h 31296 to 31248,
  * resnet50 43488 to 43520) but for vgg16 --batch 64 --offload auto's 2ps-h, 1410479 to 1436279. */
 static plan_strategy single_of(const fit_target *t)
 {

@@ -83,10 +83,9 @@ static lr_status peak_stage_recomputes(const net_t *net, const plan_config *cfg,
     }
 }
 
-/* The single-stage strategy of a hybrid's kind. */
-static plan_strategy single_of(plan_strategy hybrid)
+plan_strategy strategy_single_of(plan_strategy s)
 {
-    return hybrid == STRAT_2PS_H ? STRAT_2PS : STRAT_OVERL;
+    return s == STRAT_2PS_H ? STRAT_2PS : s == STRAT_OVERL_H ? STRAT_OVERL : STRAT_COUNT;
 }
 
 /* A hybrid h without --rows, its region ending at `end` (region_end: --region, or 0): its
@@ -102,7 +101,7 @@ static lr_status hybrid_pair(const net_t *net, const plan_config *cfg, plan_stra
     strategy_stage_memo kept;
     memset(one, 0, sizeof *one);
     lr_status st = strategy_single_stage_kept(net, cfg, kind, end, one, &kept);
-    one->spec.strategy = single_of(h);
+    one->spec.strategy = strategy_single_of(h);
     auto_result r;
     if (st == LR_OK &&
         (search_kind(net, cfg, region_end, kind, &kept, &one->spec, &r) != LR_OK || !r.has_single))

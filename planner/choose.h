@@ -23,6 +23,10 @@ extern "C" {
 lr_status strategy_choose(const net_t *net, const plan_config *cfg, const plan_request *req,
                           plan_choice *out);
 
+/* The single-stage strategy of a hybrid: 2ps for 2ps-h, overl for overl-h (STRAT_COUNT for any
+ * other strategy). */
+plan_strategy strategy_single_of(plan_strategy s);
+
 /* 2ps and 2ps-h (single = STRAT_2PS), or overl and overl-h, as strategy_choose chooses them
  * without --rows and --region: the single-stage plan from its own search (which tries N past
  * 32, and the region through the pooling to a fixed size, where the hybrid's probes do not go),

@@ -454,6 +454,17 @@ static lr_status boundary(question *q, const choice *start, int64_t limit, int64
     return LR_OK;
 }
 
+/* The strategy's choice at x, the answer: the one the search made there, else made now (what
+ * the plan chosen there keeps in host memory, --offload). */
+static lr_status choice_at_answer(question *q, int64_t x, choice *c)
+{
+    if (q->top_x == x) {
+        *c = q->top;
+        return LR_OK;
+    }
+    return q->choose_at(q, x, c);
+}
+
 /* ------------------------------------------------------------------ the two questions */
 
 static lr_status batch_plan_at(question *q, int64_t b, const choice *plan, point *p)
@@ -516,9 +527,9 @@ static lr_status max_batch(fitter *f, const choice *start, fit_result *out)
     int64_t b;
     LR_TRY(boundary(&q, start, FIT_MAX_BATCH, &b));
     out->max_batch = (int)b;
-    if (b > 0 && (f->cfg.offload || f->cfg.offload_auto)) { /* what the plan chosen there keeps in host */
+    if (b > 0 && (f->cfg.offload || f->cfg.offload_auto)) {
         choice c;
-        LR_TRY(batch_choose(&q, b, &c));
+        LR_TRY(choice_at_answer(&q, b, &c));
         out->host_bytes_at_max_batch = c.at.host;
         out->offload_at_max_batch = plan_offload_of(&f->cfg, &c.spec);
     }
@@ -529,7 +540,8 @@ static lr_status max_batch(fitter *f, const choice *start, fit_result *out)
 }
 
 /* The input question from `start`; a start chosen at an input size (start->h > 0) is where the
- * search looks first. *answer: the choice at the answer when one was made there (h = 0: none). */
+ * search looks first. *answer: the choice at the answer when one was made there (else left as
+ * it was: fit_one starts it at h = 0). */
 static lr_status max_input(fitter *f, const choice *start, fit_result *out, choice *answer)
 {
     net_t *copy;
@@ -547,13 +559,12 @@ static lr_status max_input(fitter *f, const choice *start, fit_result *out, choi
     q.guess = q.min && from >= q.min ? (from - q.min) / q.step + 1 : 1;
     if (q.min)
         st = boundary(&q, start, limit, &x);
-    answer->h = 0;
     if (st == LR_OK && x > 0 && q.top_x == x)
         *answer = q.top;
     out->max_square_input = x ? (int)(q.min + (x - 1) * q.step) : 0;
     if (st == LR_OK && x > 0 && (f->cfg.offload || f->cfg.offload_auto)) {
         choice c;
-        st = input_choose(&q, x, &c);
+        st = choice_at_answer(&q, x, &c);
         out->host_bytes_at_max_input = c.at.host;
         out->offload_at_max_input = plan_offload_of(&f->cfg, &c.spec);
     }
@@ -657,9 +668,7 @@ lr_status fit_run(const net_t *net, const plan_config *cfg, const fit_target *t,
  * resnet50 43488 to 43520) but for vgg16 --batch 64 --offload auto's 2ps-h, 1410479 to 1436279. */
 static plan_strategy single_of(const fit_target *t)
 {
-    if (t->req.rows > 0)
-        return STRAT_COUNT;
-    return t->strategy == STRAT_2PS_H ? STRAT_2PS : t->strategy == STRAT_OVERL_H ? STRAT_OVERL : STRAT_COUNT;
+    return t->req.rows > 0 ? STRAT_COUNT : strategy_single_of(t->strategy);
 }
 
 /* The target among t[0, n) whose input question seeds t[k]'s (-1: none). */
@@ -684,9 +693,9 @@ lr_status fit_run_all(const net_t *net, const plan_config *cfg, const fit_target
     fit_result *half = calloc(2 * most, sizeof *half);
     lr_outcome *st = calloc(2 * most, sizeof *st);
     choice *answer = calloc(2 * most, sizeof *answer);
-    int *order = malloc(sizeof *order * 2 * most);
-    if (!all || !half || !st || !answer || !order) {
-        free(all), free(half), free(st), free(answer), free(order);
+    int *order = malloc(sizeof *order * 2 * most), *seed = malloc(sizeof *seed * most);
+    if (!all || !half || !st || !answer || !order || !seed) {
+        free(all), free(half), free(st), free(answer), free(order), free(seed);
         return lr_fail(LR_ERR_NOMEM, "out of memory");
     }
     int m = n;
@@ -698,25 +707,27 @@ lr_status fit_run_all(const net_t *net, const plan_config *cfg, const fit_target
             all[m].has_hint = false;
             m++;
         }
+    for (int k = 0; k < m; k++)
+        seed[k] = seed_of(all, m, k);
     /* the input questions first, the targets from the last (the row strategies' input
      * questions, whose choices cost the most, start before the short ones that fill the gaps);
      * the seeded ones last, once their seeds are answered */
     int first = 0, tasks = 0;
     for (int k = 2 * m - 1; k >= 1; k -= 2)
-        if (seed_of(all, m, k / 2) < 0)
+        if (seed[k / 2] < 0)
             order[first++] = k;
     for (int k = 2 * n - 2; k >= 0; k -= 2)
         order[first++] = k;
     tasks = first;
     for (int k = 1; k < 2 * n; k += 2)
-        if (seed_of(all, m, k / 2) >= 0)
+        if (seed[k / 2] >= 0)
             order[tasks++] = k;
     progress_state p = {.fn = progress, .ctx = ctx, .total = 2 * n};
     for (int phase = 0; phase < 2; phase++) {
         int from = phase ? first : 0, to = phase ? tasks : first;
 #pragma omp parallel for schedule(dynamic)
         for (int i = from; i < to; i++) {
-            int k = order[i], j = phase ? seed_of(all, m, k / 2) : -1;
+            int k = order[i], j = phase ? seed[k / 2] : -1;
             const choice *seed = j >= 0 && answer[2 * j + 1].h > 0 ? &answer[2 * j + 1] : NULL;
             bool shown = k / 2 < n;
             lr_outcome_set(&st[k], fit_one(net, cfg, &all[k / 2], budget_bytes, k % 2 == 0, seed,
@@ -729,6 +740,6 @@ lr_status fit_run_all(const net_t *net, const plan_config *cfg, const fit_target
         r = lr_outcome_report(&st[k]);
     for (int k = 0; k < n && r == LR_OK; k++)
         merge(&out[k], &half[2 * k], &half[2 * k + 1]);
-    free(all), free(half), free(st), free(answer), free(order);
+    free(all), free(half), free(st), free(answer), free(order), free(seed);
     return r;
 }

@@ -272,10 +272,22 @@ static void report(FILE *f, timing *t, int n, int threads, const double *load)
 
 int main(int argc, char **argv)
 {
+    static const char usage[] = "usage: plan_speed [OUT] [REPEATS]   (OUT default "
+                                "bench/results/plan_speed.txt, REPEATS 1..%d, default 5)\n";
+    if (argc > 1 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
+        printf(usage, MAX_RUNS);
+        return 0;
+    }
+    char *end = NULL;
+    long reps_arg = argc > 2 ? strtol(argv[2], &end, 10) : 5;
+    if (argc > 3 || (argc > 1 && argv[1][0] == '-') ||
+        (argc > 2 && (*end != '\0' || reps_arg < 1 || reps_arg > MAX_RUNS))) {
+        fprintf(stderr, "plan_speed: %s: expected [OUT] [REPEATS 1..%d] (see --help)\n",
+                argc > 3 ? argv[3] : argc > 2 && argv[1][0] != '-' ? argv[2] : argv[1], MAX_RUNS);
+        return 2;
+    }
     const char *out = argc > 1 ? argv[1] : "bench/results/plan_speed.txt";
-    int reps = argc > 2 ? atoi(argv[2]) : 5;
-    if (reps < 1 || reps > MAX_RUNS)
-        reps = 5;
+    int reps = (int)reps_arg;
     int threads = 1;
 #ifdef _OPENMP
     threads = omp_get_max_threads();

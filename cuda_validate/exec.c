@@ -7,6 +7,7 @@
 
 #include <math.h>
 #include <string.h>
+#include <time.h>
 
 #include "strategy.h"
 
@@ -28,6 +29,7 @@ struct exec {
     /* two streams (backend->lanes): per step, the event it waits for before it runs and the one
      * it records after, -1 none; NULL when the backend has no lanes or nothing to copy */
     int32_t *wait_event, *record_event;
+    exec_profile *profile; /* NULL: not timed */
 };
 
 void exec_hparams_default(exec_hparams *hp)
@@ -448,6 +450,53 @@ static void fill_op(exec_t *e, exec_op *op, int i, float *loss)
     op->lane = (int)sim_step_lane(e->s, op->step);
 }
 
+/* ------------------------------------------------------------------ profile */
+
+void exec_set_profile(exec_t *e, exec_profile *p)
+{
+    e->profile = p;
+}
+
+double exec_profile_bucket_us(int b)
+{
+    LR_ASSERT(b >= 0 && b < EXEC_PROFILE_BUCKETS);
+    return b == EXEC_PROFILE_BUCKETS - 1 ? 0 : 10.0 * (double)(1 << b);
+}
+
+static double clock_ms(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec * 1e3 + (double)t.tv_nsec / 1e6;
+}
+
+static void profile_run(exec_profile *p, const net_t *net, const sched_step *step, double ms)
+{
+    net_op op = net->nodes[step->node].op;
+    p->calls[op][step->pass]++;
+    p->ms[op][step->pass] += ms;
+    int b = 0;
+    while (b < EXEC_PROFILE_BUCKETS - 1 && ms * 1e3 > exec_profile_bucket_us(b))
+        b++;
+    p->bucket_calls[b]++;
+    p->bucket_ms[b] += ms;
+}
+
+/* The backend's run or copy of step i, timed into e->profile when there is one. */
+static lr_status timed(exec_t *e, const exec_op *op, bool copy)
+{
+    if (!e->profile)
+        return copy ? e->be->copy(e->bctx, op) : e->be->run(e->bctx, op);
+    double t0 = clock_ms();
+    lr_status st = copy ? e->be->copy(e->bctx, op) : e->be->run(e->bctx, op);
+    double ms = clock_ms() - t0;
+    if (copy)
+        e->profile->copy_calls++, e->profile->copy_ms += ms;
+    else
+        profile_run(e->profile, e->net, op->step, ms);
+    return st;
+}
+
 static lr_status run_step(exec_t *e, int i, float *loss, bool skip_update)
 {
     const sched_step *p = &e->s->steps[i];
@@ -460,12 +509,12 @@ static lr_status run_step(exec_t *e, int i, float *loss, bool skip_update)
         return LR_OK;
     case STEP_COPY:
         fill_op(e, &op, i, loss);
-        return e->be->copy(e->bctx, &op);
+        return timed(e, &op, true);
     case STEP_RUN:
         if (skip_update && p->pass == PASS_UPDATE)
             return LR_OK;
         fill_op(e, &op, i, loss);
-        return e->be->run(e->bctx, &op);
+        return timed(e, &op, false);
     }
     return LR_OK;
 }

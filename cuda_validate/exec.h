@@ -167,6 +167,25 @@ lr_status exec_copy_params(exec_t *dst, exec_t *src);
 
 const exec_memory *exec_memory_stats(const exec_t *e);
 
+/* Wall time of the kernel calls (RUN steps) and copies (COPY steps) of training steps, summed
+ * by the run's operator and pass, and RUN calls by duration: at most 10 us, 20, 40, ...
+ * (EXEC_PROFILE_BUCKETS, the last open). Host clock around each backend call, so it times a
+ * backend that finishes its work in the call (the CPU backend), not one that only enqueues it. */
+enum { EXEC_PROFILE_BUCKETS = 10 };
+typedef struct {
+    int64_t calls[OP_COUNT][PASS_COUNT];
+    double ms[OP_COUNT][PASS_COUNT];
+    int64_t copy_calls;
+    double copy_ms;
+    int64_t bucket_calls[EXEC_PROFILE_BUCKETS];
+    double bucket_ms[EXEC_PROFILE_BUCKETS];
+} exec_profile;
+
+/* Upper end of bucket b in microseconds (the last bucket: no upper end, returns 0). */
+double exec_profile_bucket_us(int b);
+/* Training steps from now on add to *p (NULL: stop); the caller zeroes it when it wants. */
+void exec_set_profile(exec_t *e, exec_profile *p);
+
 /* Offsets of every device tensor in one arena (best fit with coalescing, `align`-byte aligned);
  * returns the arena size. offsets has s->n_tensors entries (-1 for tensors never allocated and
  * for host tensors). exec_plan_arena_tier: the same for the tensors of one tier. Both are

@@ -233,8 +233,21 @@ static lr_status step_mode(session *ss, const data_set *d, validate_result *r)
         free(t_row), free(t_col);
         return lr_fail(LR_ERR_NOMEM, "out of memory");
     }
+    /* the first step warms caches and allocators: the median skips it when there are others */
+    int skip = steps > 2 ? 1 : 0;
     lr_status s = LR_OK;
+    if (o->profile) {
+        r->profile = calloc(1, sizeof *r->profile);
+        r->column_profile = ss->has_col ? calloc(1, sizeof *r->column_profile) : NULL;
+        if (!r->profile || (ss->has_col && !r->column_profile))
+            s = lr_fail(LR_ERR_NOMEM, "out of memory");
+    }
     for (int k = 0; k < steps && s == LR_OK; k++) {
+        if (o->profile && k == skip) { /* the steps the median takes */
+            exec_set_profile(ss->row.exec, r->profile);
+            if (ss->has_col)
+                exec_set_profile(ss->col.exec, r->column_profile);
+        }
         data_gather(d, NULL, (int)((int64_t)k * batch % d->n), batch, ss->images, ss->labels);
         bool check = o->check_grads && k == 0 && ss->has_col;
         float lr_ = 0, lc = 0;
@@ -265,8 +278,12 @@ static lr_status step_mode(session *ss, const data_set *d, validate_result *r)
     }
     if (!o->quiet && steps > 1)
         fputc('\n', stderr);
-    /* the first step warms caches and allocators: the median skips it when there are others */
-    int skip = steps > 2 ? 1 : 0;
+    if (o->profile) {
+        exec_set_profile(ss->row.exec, NULL);
+        if (ss->has_col)
+            exec_set_profile(ss->col.exec, NULL);
+        r->profile_steps = steps - skip;
+    }
     r->step_ms = median(t_row + skip, steps - skip);
     r->column_step_ms = ss->has_col ? median(t_col + skip, steps - skip) : 0;
     free(t_row);
@@ -540,6 +557,12 @@ lr_status validate_run(const validate_options *o, validate_result *r)
     memset(r, 0, sizeof *r);
     r->test_accuracy = r->column_test_accuracy = -1;
     r->device_peak_bytes = r->device_extra_bytes = r->device_lazy_bytes = -1;
+    if (o->profile && strcmp(o->backend, "cuda") == 0)
+        return lr_fail(LR_ERR_USAGE, "--profile: times kernel calls on the host clock, so on the cpu "
+                                     "or cuda-emulated backend only (CUDA kernels run asynchronously)");
+    if (o->profile && (o->dry_run || o->epochs > 0))
+        return lr_fail(LR_ERR_USAGE, "--profile: times training steps in step mode (drop %s)",
+                       o->dry_run ? "--dry-run" : "--epochs");
     net_t *net = NULL;
     lr_status s = open_net(o, &net);
     if (s != LR_OK) {
@@ -587,7 +610,10 @@ void validate_result_free(validate_result *r)
 {
     free(r->loss_curve);
     free(r->column_loss_curve);
+    free(r->profile);
+    free(r->column_profile);
     r->loss_curve = r->column_loss_curve = NULL;
+    r->profile = r->column_profile = NULL;
 }
 
 /* ------------------------------------------------------------------ output */
@@ -615,6 +641,54 @@ static void print_device(FILE *f, const validate_result *r)
         fprintf(f, "device   (the column run shares this process: its transients are in the extra; "
                    "--no-column for the device check)\n");
     fprintf(f, "device   other processes on the device: %s\n", r->device_processes);
+}
+
+/* --profile: per step, the calls and milliseconds of each operator and pass, the strategy's
+ * beside column's, then the strategy's calls by duration. */
+static void print_profile(FILE *f, const char *name, const validate_result *r)
+{
+    const exec_profile *p = r->profile, *c = r->column_profile;
+    double per = r->profile_steps > 0 ? 1.0 / r->profile_steps : 0;
+    fprintf(f, "profile  kernel calls and ms per step (host clock around each call, %d step%s)\n",
+            r->profile_steps, r->profile_steps == 1 ? "" : "s");
+    fprintf(f, "         %-16s %-9s %8s %9s", "op", "pass", "calls", "ms");
+    if (c)
+        fprintf(f, "  %8s %9s", "column", "ms");
+    fputc('\n', f);
+    double total = 0, ctotal = 0;
+    for (int op = 0; op < OP_COUNT; op++)
+        for (int ps = 0; ps < PASS_COUNT; ps++) {
+            if (!p->calls[op][ps] && !(c && c->calls[op][ps]))
+                continue;
+            fprintf(f, "         %-16s %-9s %8.1f %9.3f", net_op_name((net_op)op),
+                    sched_pass_name((sched_pass)ps), p->calls[op][ps] * per, p->ms[op][ps] * per);
+            if (c)
+                fprintf(f, "  %8.1f %9.3f", c->calls[op][ps] * per, c->ms[op][ps] * per);
+            fputc('\n', f);
+            total += p->ms[op][ps], ctotal += c ? c->ms[op][ps] : 0;
+        }
+    if (p->copy_calls || (c && c->copy_calls)) {
+        fprintf(f, "         %-16s %-9s %8.1f %9.3f", "copy", "-", p->copy_calls * per, p->copy_ms * per);
+        if (c)
+            fprintf(f, "  %8.1f %9.3f", c->copy_calls * per, c->copy_ms * per);
+        fputc('\n', f);
+        total += p->copy_ms, ctotal += c ? c->copy_ms : 0;
+    }
+    fprintf(f, "         %-26s %8s %9.3f", "in kernels and copies", "", total * per);
+    if (c)
+        fprintf(f, "  %8s %9.3f", "", ctotal * per);
+    fprintf(f, "\nprofile  %s calls by duration, per step:", name);
+    for (int b = 0; b < EXEC_PROFILE_BUCKETS; b++) {
+        if (!p->bucket_calls[b])
+            continue;
+        if (b < EXEC_PROFILE_BUCKETS - 1)
+            fprintf(f, " <=%gus %.1f (%.3f ms)", exec_profile_bucket_us(b), p->bucket_calls[b] * per,
+                    p->bucket_ms[b] * per);
+        else
+            fprintf(f, " >%gus %.1f (%.3f ms)", exec_profile_bucket_us(b - 1),
+                    p->bucket_calls[b] * per, p->bucket_ms[b] * per);
+    }
+    fputc('\n', f);
 }
 
 /* --dry-run: the plan only. */
@@ -678,6 +752,8 @@ void validate_print(FILE *f, const validate_options *o, const validate_result *r
     } else {
         fprintf(f, "loss     %.7f\ntime     %.2f ms/step\n", r->loss, r->step_ms);
     }
+    if (r->profile)
+        print_profile(f, name, r);
     if (r->test_accuracy >= 0) {
         fprintf(f, "train    loss per epoch:");
         for (int i = 0; i < r->n_curve; i++)
@@ -696,6 +772,46 @@ static json_object *curve_json(const double *v, int n)
     for (int i = 0; v && i < n; i++)
         json_object_array_add(a, json_object_new_double(v[i]));
     return a;
+}
+
+/* --profile: {"steps", "ops": [{op, pass, calls, ms, column_calls, column_ms}], "copy",
+ * "durations": [{max_us (null: the open bucket), calls, ms}]}, per step. */
+static json_object *profile_json(const validate_result *r)
+{
+    const exec_profile *p = r->profile, *c = r->column_profile;
+    double per = r->profile_steps > 0 ? 1.0 / r->profile_steps : 0;
+    json_object *j = json_object_new_object(), *ops = json_object_new_array();
+    json_object_object_add(j, "steps", json_object_new_int(r->profile_steps));
+    for (int op = 0; op < OP_COUNT; op++)
+        for (int ps = 0; ps < PASS_COUNT; ps++) {
+            if (!p->calls[op][ps] && !(c && c->calls[op][ps]))
+                continue;
+            json_object *e = json_object_new_object();
+            json_object_object_add(e, "op", json_object_new_string(net_op_name((net_op)op)));
+            json_object_object_add(e, "pass", json_object_new_string(sched_pass_name((sched_pass)ps)));
+            json_object_object_add(e, "calls", json_object_new_double(p->calls[op][ps] * per));
+            json_object_object_add(e, "ms", json_object_new_double(p->ms[op][ps] * per));
+            json_object_object_add(e, "column_calls", c ? json_object_new_double(c->calls[op][ps] * per) : NULL);
+            json_object_object_add(e, "column_ms", c ? json_object_new_double(c->ms[op][ps] * per) : NULL);
+            json_object_array_add(ops, e);
+        }
+    json_object_object_add(j, "ops", ops);
+    json_object *copy = json_object_new_object();
+    json_object_object_add(copy, "calls", json_object_new_double(p->copy_calls * per));
+    json_object_object_add(copy, "ms", json_object_new_double(p->copy_ms * per));
+    json_object_object_add(j, "copy", copy);
+    json_object *d = json_object_new_array();
+    for (int b = 0; b < EXEC_PROFILE_BUCKETS; b++) {
+        json_object *e = json_object_new_object();
+        json_object_object_add(e, "max_us", b < EXEC_PROFILE_BUCKETS - 1
+                                                ? json_object_new_double(exec_profile_bucket_us(b))
+                                                : NULL);
+        json_object_object_add(e, "calls", json_object_new_double(p->bucket_calls[b] * per));
+        json_object_object_add(e, "ms", json_object_new_double(p->bucket_ms[b] * per));
+        json_object_array_add(d, e);
+    }
+    json_object_object_add(j, "durations", d);
+    return j;
 }
 
 void validate_print_json(FILE *f, const validate_options *o, const validate_result *r)
@@ -755,6 +871,8 @@ void validate_print_json(FILE *f, const validate_options *o, const validate_resu
     json_object_object_add(j, "time_model", r->time_model ? json_object_new_string(r->time_model) : NULL);
     json_object_object_add(j, "loss_curve", curve_json(r->loss_curve, r->n_curve));
     json_object_object_add(j, "column_loss_curve", curve_json(r->column_loss_curve, r->n_curve));
+    if (r->profile)
+        json_object_object_add(j, "profile", profile_json(r));
     if (r->test_accuracy >= 0) {
         json_object_object_add(j, "test_accuracy", json_object_new_double(r->test_accuracy));
         json_object_object_add(j, "column_test_accuracy", json_object_new_double(r->column_test_accuracy));

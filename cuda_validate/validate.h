@@ -32,6 +32,7 @@ typedef struct {
     bool dry_run;        /* plan as the run would (workspace included), run nothing */
     bool json, quiet;
     int threads;         /* OpenMP threads of the CPU kernels, both runs (0: every core) */
+    bool profile;        /* step mode, cpu and cuda-emulated backends: kernel time by op and pass */
     exec_hparams hp;
 } validate_options;
 
@@ -78,6 +79,10 @@ typedef struct {
     double *loss_curve, *column_loss_curve; /* per epoch (training) or per step */
     double test_accuracy, column_test_accuracy; /* -1 when not training */
     double train_seconds, column_train_seconds;
+    /* --profile: the timed steps' kernel calls (the first step skipped when the median skips
+     * it), of the strategy and of column (NULL without a column run) */
+    exec_profile *profile, *column_profile;
+    int profile_steps;
 } validate_result;
 
 void validate_options_init(validate_options *o);

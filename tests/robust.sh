@@ -261,6 +261,9 @@ check_validate_usage() {
     expect "validate --lr -1" 2 "--lr" "$VAL" --net tiny-vgg --lr -1
     expect "validate --lr inf" 2 "--lr" "$VAL" --net tiny-vgg --lr inf
     expect "validate --seed -1" 2 "--seed" "$VAL" --net tiny-vgg --seed -1
+    expect "validate --profile --dry-run" 2 "--profile" "$VAL" --net tiny-vgg --profile --dry-run
+    expect "validate --profile --epochs" 2 "--profile" "$VAL" --net tiny-vgg --profile --data fashion-mnist --epochs 1
+    expect "validate --profile --backend cuda" 2 "--profile" "$VAL" --net tiny-vgg --profile --backend cuda
     expect "validate --strategy bogus" 2 "bogus" "$VAL" --net tiny-vgg --strategy bogus
     expect "validate --input 0x5" 2 "--input" "$VAL" --net tiny-vgg --input 0x5
     expect "validate --input 65537x8" 2 "--input" "$VAL" --net tiny-vgg --input 65537x8

@@ -287,6 +287,67 @@ static void test_predicted_ratios_are_the_planners(void **state)
     }
 }
 
+/* --profile counts every kernel call of the timed steps: per step, the RUN steps of the training
+ * step's schedule by operator and pass (updates included), for the strategy and for column; the
+ * buckets by duration hold the same calls; the first of three steps is not timed. */
+static void test_profile_counts_the_schedules_calls(void **state)
+{
+    validate_options o;
+    validate_options_init(&o);
+    o.net = "tiny-mix";
+    o.req.strategy = STRAT_2PS;
+    o.cfg.batch = 4;
+    o.steps = 3;
+    o.quiet = true;
+    o.profile = true;
+    validate_result r;
+    assert_int_equal(validate_run(&o, &r), LR_OK);
+    assert_non_null(r.profile);
+    assert_non_null(r.column_profile);
+    assert_int_equal(r.profile_steps, 2);
+    net_t *net;
+    assert_int_equal(net_open("tiny-mix", &net), LR_OK);
+    for (int k = 0; k < 2; k++) {
+        const exec_profile *p = k ? r.column_profile : r.profile;
+        plan_request req = o.req; /* the plan validate_run chose (rows 0: the planner's) */
+        if (k)
+            req.strategy = STRAT_COLUMN;
+        plan_choice c;
+        assert_int_equal(strategy_choose(net, &o.cfg, &req, &c), LR_OK);
+        plan_t *plan;
+        assert_int_equal(plan_build(net, &o.cfg, &c.spec, &plan), LR_OK);
+        sched_t s;
+        sched_init(&s);
+        plan_emit(plan, &s);
+        int64_t want[OP_COUNT][PASS_COUNT] = {{0}}, copies = 0, runs = 0;
+        for (int i = s.step_begin; i < s.step_end; i++) {
+            const sched_step *st = &s.steps[i];
+            if (st->op == STEP_RUN)
+                want[net->nodes[st->node].op][st->pass] += 2, runs += 2;
+            else if (st->op == STEP_COPY)
+                copies += 2;
+        }
+        int64_t in_buckets = 0;
+        for (int b = 0; b < EXEC_PROFILE_BUCKETS; b++)
+            in_buckets += p->bucket_calls[b];
+        for (int op = 0; op < OP_COUNT; op++)
+            for (int ps = 0; ps < PASS_COUNT; ps++) {
+                assert_int_equal(p->calls[op][ps], want[op][ps]);
+                assert_true(p->ms[op][ps] >= 0 && (p->calls[op][ps] > 0 || p->ms[op][ps] == 0));
+            }
+        assert_int_equal(p->copy_calls, copies);
+        assert_int_equal(in_buckets, runs);
+        assert_true(runs > 0);
+        if (!k)
+            assert_true(copies > 0); /* 2ps shares rows between partitions */
+        sched_free(&s);
+        plan_free(plan);
+    }
+    net_free(net);
+    validate_result_free(&r);
+    assert_null(r.profile);
+}
+
 /* Ten SGD-with-momentum steps of 2ps on real batches leave the same weights as column
  * training (relative 1e-4 per tensor): forward, backward, updates and momentum follow the same
  * trajectory, including dropout masks regenerated per step. */
@@ -356,6 +417,7 @@ int main(void)
         cmocka_unit_test(test_dry_run_plans_what_the_run_runs),
         cmocka_unit_test(test_offload_auto_runs_the_chosen_plan),
         cmocka_unit_test(test_predicted_ratios_are_the_planners),
+        cmocka_unit_test(test_profile_counts_the_schedules_calls),
         cmocka_unit_test(test_2ps_training_follows_column_for_ten_steps),
         cmocka_unit_test(test_2ps_and_column_reach_the_same_accuracy),
     };

@@ -482,7 +482,7 @@ static void profile_run(exec_profile *p, const net_t *net, const sched_step *ste
     p->bucket_ms[b] += ms;
 }
 
-/* The backend's run or copy of step i, timed into e->profile when there is one. */
+/* The backend's run (or copy) of op's step, timed into e->profile when there is one. */
 static lr_status timed(exec_t *e, const exec_op *op, bool copy)
 {
     if (!e->profile)
@@ -560,7 +560,7 @@ lr_status exec_update(exec_t *e)
             continue;
         exec_op op;
         fill_op(e, &op, i, NULL);
-        LR_TRY(e->be->run(e->bctx, &op));
+        LR_TRY(timed(e, &op, false));
     }
     return e->be->sync(e->bctx);
 }

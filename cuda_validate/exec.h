@@ -167,9 +167,9 @@ lr_status exec_copy_params(exec_t *dst, exec_t *src);
 
 const exec_memory *exec_memory_stats(const exec_t *e);
 
-/* Wall time of the kernel calls (RUN steps) and copies (COPY steps) of training steps, summed
- * by the run's operator and pass, and RUN calls by duration: at most 10 us, 20, 40, ...
- * (EXEC_PROFILE_BUCKETS, the last open). Host clock around each backend call, so it times a
+/* Wall time of the kernel calls (RUN steps, exec_update's too) and copies (COPY steps) of
+ * training steps, summed by the run's operator and pass, and RUN calls by duration: at most
+ * 10 us, 20, 40, ... (EXEC_PROFILE_BUCKETS, the last open). Host clock around each backend call, so it times a
  * backend that finishes its work in the call (the CPU backend), not one that only enqueues it. */
 enum { EXEC_PROFILE_BUCKETS = 10 };
 typedef struct {

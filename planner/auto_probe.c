@@ -335,6 +335,12 @@ static void run_job(search *s, probe_job *j, int64_t extra_limit)
         j->done = true;
         return;
     }
+    /* a single-stage plan ending where the kept single-stage search found the floor past its
+     * lowest peak's near-tie: it cannot be chosen (strategy_stage_memo_beyond) */
+    if (whole && strategy_stage_memo_beyond(s->kept, sp->kind, sp->bn, s->cut[j->b])) {
+        j->done = true;
+        return;
+    }
     if (sp->bn == BN_EXACT && stage_has_bn(s, j->a, j->b) &&
         auto_bn_extra_bound(s, j->a, j->b) > extra_limit)
         return;

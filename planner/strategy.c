@@ -493,10 +493,10 @@ static lr_status single_stage_as(const net_t *net, const plan_config *cfg, plan_
     lr_status st = ends_phases(net, cfg, ends, n_ends, rec);
     /* The end of the lowest floor first; then an end whose floor is past the near-tie of the
      * lowest peak found there is skipped: none of its plans can be chosen (the final lowest is
-     * no higher, its near-tie no wider). With a memo to fill every end's 2..32 is measured, but
-     * such an end is not searched past 32 either (at high resolution, where N runs to the
-     * thousands, that search is most of the cost: resnet50 --bn stripe --fit h100-80gb overl-h
-     * 4.9 s with it). */
+     * no higher, its near-tie no wider), nor searched past 32 (at high resolution, where N runs
+     * to the thousands, that search is most of the cost: resnet50 --bn stripe --fit h100-80gb
+     * overl-h 4.9 s with it). A memo records such ends, and the hybrid search skips them too
+     * (strategy_stage_memo_beyond). */
     int first = -1;
     bool skip[PLAN_MAX_STAGES] = {false}, beyond[PLAN_MAX_STAGES] = {false};
     int64_t floor_at[PLAN_MAX_STAGES];
@@ -516,8 +516,9 @@ static lr_status single_stage_as(const net_t *net, const plan_config *cfg, plan_
                 low = t[k].cost.peak_bytes;
         for (int r = 0; r < n_ends && low < INT64_MAX; r++)
             beyond[r] = r != first && !strategy_near_tie(floor_at[r], low);
-        if (!keep)
-            memcpy(skip, beyond, sizeof skip);
+        memcpy(skip, beyond, sizeof skip);
+        if (keep)
+            memcpy(keep->beyond, beyond, sizeof keep->beyond);
     }
     if (st == LR_OK) {
         if (first >= 0)
@@ -623,6 +624,17 @@ void strategy_stage_memo_free(strategy_stage_memo *m)
     free(m->v);
     m->v = NULL;
     m->n_ends = 0;
+}
+
+bool strategy_stage_memo_beyond(const strategy_stage_memo *m, plan_partitioning kind, plan_bn bn,
+                                int end)
+{
+    if (!m || !m->v || m->kind != kind || m->bn != bn)
+        return false;
+    for (int r = 0; r < m->n_ends; r++)
+        if (m->ends[r] == end)
+            return m->beyond[r];
+    return false;
 }
 
 const strategy_kept_stage *strategy_stage_memo_find(const strategy_stage_memo *m,

@@ -127,6 +127,9 @@ typedef struct {
     plan_partitioning kind;
     plan_bn bn;
     int n_ends, ends[PLAN_MAX_STAGES];
+    /* by end: its floor (strategy_end_floor) is past the near-tie of the lowest peak the search
+     * found, so no plan ending there can be chosen, single-stage or hybrid; not measured */
+    bool beyond[PLAN_MAX_STAGES];
     strategy_kept_stage *v; /* [end index * (STRATEGY_SINGLE_MAX_N - 1) + N - 2] */
 } strategy_stage_memo;
 
@@ -140,6 +143,14 @@ void strategy_stage_memo_free(strategy_stage_memo *m);
 const strategy_kept_stage *strategy_stage_memo_find(const strategy_stage_memo *m,
                                                     plan_partitioning kind, plan_bn bn, int end,
                                                     int parts);
+
+/* Whether the memo's search found region end `end` beyond the near-tie of its lowest peak (kind
+ * and bn as memo_find; false when the memo has no such end, or m is NULL). A plan ending there
+ * peaks at or above the end's floor, past the near-tie of the single-stage search's lowest peak,
+ * which the hybrid's own lowest is no higher than (its candidates include every single-stage
+ * plan): the hybrid search skips its single-stage probes there. */
+bool strategy_stage_memo_beyond(const strategy_stage_memo *m, plan_partitioning kind, plan_bn bn,
+                                int end);
 
 /* --rows N for the hybrids: the first stage N, deeper ones N scaled by their input height. */
 void strategy_scaled_rows(const net_t *net, plan_spec *spec, int rows);

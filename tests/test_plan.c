@@ -21,6 +21,7 @@
 #include "support.h"
 
 #include "sim.h"
+#include "auto.h"
 #include "choose.h"
 #include "par.h"
 #include "closed_walk.h"
@@ -975,6 +976,73 @@ static void test_paired_choice_equals_each_strategys_own(void **state)
         }
         net_free(net);
     }
+}
+
+/* A hybrid's search skips the single-stage plans at region ends its single-stage search found
+ * beyond the near-tie of the lowest peak (strategy_stage_memo_beyond): every plan there is past
+ * that near-tie, the answer is the one the search gives measuring every end (no memo), and the
+ * cases include such ends. Exact BatchNorm, whose statistics passes make the ends differ most. */
+static void test_hybrid_search_skips_only_ends_that_cannot_win(void **state)
+{
+    const struct {
+        const char *net;
+        int batch, in_h;
+    } cases[] = {{"resnet18", 64, 0}, {"resnet18", 1, 1024}, {"tiny-resnet", 8, 0}};
+    int beyond = 0;
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        net_t *net = test_zoo(cases[k].net);
+        if (cases[k].in_h)
+            assert_int_equal(net_reshape(net, cases[k].in_h, cases[k].in_h), LR_OK);
+        for (int bn = BN_EXACT; bn <= BN_EXACT; bn++) {
+            plan_config cfg = config(cases[k].batch, (plan_bn)bn);
+            for (int kind = PART_TILE_IN; kind <= PART_OVERLAP; kind++) {
+                plan_choice one;
+                strategy_stage_memo kept;
+                int end = plan_default_region_end(net);
+                assert_int_equal(strategy_single_stage_kept(net, &cfg, (plan_partitioning)kind, end,
+                                                            &one, &kept), LR_OK);
+                /* an end reported beyond has no plan of N in 2..32 near-tied with the lowest
+                 * peak of all ends' (which that search's lowest is no lower than) */
+                int64_t lowest = INT64_MAX, at[PLAN_MAX_STAGES][STRATEGY_SINGLE_MAX_N + 1];
+                for (int r = 0; r < kept.n_ends; r++)
+                    for (int n = 2; n <= STRATEGY_SINGLE_MAX_N; n++) {
+                        plan_spec sp = {.kind = (plan_partitioning)kind, .n_stages = 1,
+                                        .cut = {kept.ends[r]}, .parts = {n}};
+                        plan_cost c;
+                        bool usable;
+                        assert_int_equal(strategy_evaluate_usable(net, &cfg, &sp, &c, &usable), LR_OK);
+                        at[r][n] = usable ? c.peak_bytes : INT64_MAX;
+                        lowest = at[r][n] < lowest ? at[r][n] : lowest;
+                    }
+                for (int r = 0; r < kept.n_ends; r++) {
+                    if (!strategy_stage_memo_beyond(&kept, (plan_partitioning)kind, cfg.bn, kept.ends[r]))
+                        continue;
+                    beyond++;
+                    for (int n = 2; n <= STRATEGY_SINGLE_MAX_N; n++)
+                        if (at[r][n] < INT64_MAX && strategy_near_tie(at[r][n], lowest))
+                            fail_msg("%s kind %d: end %s beyond, but N=%d peaks at %lld B, lowest %lld B",
+                                     cases[k].net, kind, net->nodes[kept.ends[r]].name, n,
+                                     (long long)at[r][n], (long long)lowest);
+                }
+                auto_request with = {.one_kind = true, .kind = (plan_partitioning)kind,
+                                     .kept = &kept, .seed = &one.spec};
+                auto_request without = with;
+                without.kept = NULL;
+                auto_result a, b;
+                assert_int_equal(auto_search(net, &cfg, &with, &a), LR_OK);
+                assert_int_equal(auto_search(net, &cfg, &without, &b), LR_OK);
+                if (memcmp(&a.best.spec, &b.best.spec, sizeof a.best.spec) != 0 ||
+                    memcmp(&a.best.cost, &b.best.cost, sizeof a.best.cost) != 0)
+                    fail_msg("%s b%d bn %s kind %d: %lld B with the memo, %lld B without",
+                             cases[k].net, cases[k].batch, plan_bn_name((plan_bn)bn), kind,
+                             (long long)a.best.cost.peak_bytes, (long long)b.best.cost.peak_bytes);
+                assert_true(a.n_evals <= b.n_evals);
+                strategy_stage_memo_free(&kept);
+            }
+        }
+        net_free(net);
+    }
+    assert_true(beyond > 0);
 }
 
 /* The objective's near-tie: within 1% above the lowest peak (integer bytes, no overflow). */
@@ -1932,6 +2000,7 @@ int main(void)
         cmocka_unit_test(test_row_search_reaches_past_32_at_high_resolution),
         cmocka_unit_test(test_near_tie_is_one_percent),
         cmocka_unit_test(test_paired_choice_equals_each_strategys_own),
+        cmocka_unit_test(test_hybrid_search_skips_only_ends_that_cannot_win),
         cmocka_unit_test(test_hybrid_stages_cut_at_each_resolution),
         cmocka_unit_test(test_hybrid_is_never_worse_than_its_single_stage_strategy),
         cmocka_unit_test(test_checkpoint_segments_flag_gives_that_many_segments),

@@ -279,15 +279,18 @@ int main(int argc, char **argv)
         return 0;
     }
     char *end = NULL;
-    long reps_arg = argc > 2 ? strtol(argv[2], &end, 10) : 5;
-    if (argc > 3 || (argc > 1 && argv[1][0] == '-') ||
-        (argc > 2 && (*end != '\0' || reps_arg < 1 || reps_arg > MAX_RUNS))) {
-        fprintf(stderr, "plan_speed: %s: expected [OUT] [REPEATS 1..%d] (see --help)\n",
-                argc > 3 ? argv[3] : argc > 2 && argv[1][0] != '-' ? argv[2] : argv[1], MAX_RUNS);
+    long asked = argc > 2 ? strtol(argv[2], &end, 10) : 5;
+    const char *bad = argc > 3                                                  ? argv[3]
+                      : argc > 1 && argv[1][0] == '-'                           ? argv[1]
+                      : argc > 2 && (*end != '\0' || asked < 1 || asked > MAX_RUNS) ? argv[2]
+                                                                                : NULL;
+    if (bad) {
+        fprintf(stderr, "plan_speed: %s: expected [OUT] [REPEATS 1..%d] (see --help)\n", bad,
+                MAX_RUNS);
         return 2;
     }
     const char *out = argc > 1 ? argv[1] : "bench/results/plan_speed.txt";
-    int reps = (int)reps_arg;
+    int reps = (int)asked;
     int threads = 1;
 #ifdef _OPENMP
     threads = omp_get_max_threads();

@@ -643,6 +643,22 @@ static void print_device(FILE *f, const validate_result *r)
     fprintf(f, "device   other processes on the device: %s\n", r->device_processes);
 }
 
+/* Whether operator op in pass ps ran in the strategy's profile or column's (c: NULL, none). */
+static bool profiled(const exec_profile *p, const exec_profile *c, int op, int ps)
+{
+    return p->calls[op][ps] || (c && c->calls[op][ps]);
+}
+
+/* One line of the --profile table: calls and ms per step, the strategy's then column's. */
+static void profile_row(FILE *f, const char *what, const char *pass, double per, int64_t calls,
+                        double ms, const exec_profile *c, int64_t col_calls, double col_ms)
+{
+    fprintf(f, "         %-16s %-9s %8.1f %9.3f", what, pass, calls * per, ms * per);
+    if (c)
+        fprintf(f, "  %8.1f %9.3f", col_calls * per, col_ms * per);
+    fputc('\n', f);
+}
+
 /* --profile: per step, the calls and milliseconds of each operator and pass, the strategy's
  * beside column's, then the strategy's calls by duration. */
 static void print_profile(FILE *f, const char *name, const validate_result *r)
@@ -655,25 +671,19 @@ static void print_profile(FILE *f, const char *name, const validate_result *r)
     if (c)
         fprintf(f, "  %8s %9s", "column", "ms");
     fputc('\n', f);
-    double total = 0, ctotal = 0;
+    double total = p->copy_ms, ctotal = c ? c->copy_ms : 0;
     for (int op = 0; op < OP_COUNT; op++)
         for (int ps = 0; ps < PASS_COUNT; ps++) {
-            if (!p->calls[op][ps] && !(c && c->calls[op][ps]))
+            if (!profiled(p, c, op, ps))
                 continue;
-            fprintf(f, "         %-16s %-9s %8.1f %9.3f", net_op_name((net_op)op),
-                    sched_pass_name((sched_pass)ps), p->calls[op][ps] * per, p->ms[op][ps] * per);
-            if (c)
-                fprintf(f, "  %8.1f %9.3f", c->calls[op][ps] * per, c->ms[op][ps] * per);
-            fputc('\n', f);
+            profile_row(f, net_op_name((net_op)op), sched_pass_name((sched_pass)ps), per,
+                        p->calls[op][ps], p->ms[op][ps], c, c ? c->calls[op][ps] : 0,
+                        c ? c->ms[op][ps] : 0);
             total += p->ms[op][ps], ctotal += c ? c->ms[op][ps] : 0;
         }
-    if (p->copy_calls || (c && c->copy_calls)) {
-        fprintf(f, "         %-16s %-9s %8.1f %9.3f", "copy", "-", p->copy_calls * per, p->copy_ms * per);
-        if (c)
-            fprintf(f, "  %8.1f %9.3f", c->copy_calls * per, c->copy_ms * per);
-        fputc('\n', f);
-        total += p->copy_ms, ctotal += c ? c->copy_ms : 0;
-    }
+    if (p->copy_calls || (c && c->copy_calls))
+        profile_row(f, "copy", "-", per, p->copy_calls, p->copy_ms, c, c ? c->copy_calls : 0,
+                    c ? c->copy_ms : 0);
     fprintf(f, "         %-26s %8s %9.3f", "in kernels and copies", "", total * per);
     if (c)
         fprintf(f, "  %8s %9.3f", "", ctotal * per);
@@ -682,11 +692,10 @@ static void print_profile(FILE *f, const char *name, const validate_result *r)
         if (!p->bucket_calls[b])
             continue;
         if (b < EXEC_PROFILE_BUCKETS - 1)
-            fprintf(f, " <=%gus %.1f (%.3f ms)", exec_profile_bucket_us(b), p->bucket_calls[b] * per,
-                    p->bucket_ms[b] * per);
+            fprintf(f, " <=%gus", exec_profile_bucket_us(b));
         else
-            fprintf(f, " >%gus %.1f (%.3f ms)", exec_profile_bucket_us(b - 1),
-                    p->bucket_calls[b] * per, p->bucket_ms[b] * per);
+            fprintf(f, " >%gus", exec_profile_bucket_us(b - 1));
+        fprintf(f, " %.1f (%.3f ms)", p->bucket_calls[b] * per, p->bucket_ms[b] * per);
     }
     fputc('\n', f);
 }
@@ -784,7 +793,7 @@ static json_object *profile_json(const validate_result *r)
     json_object_object_add(j, "steps", json_object_new_int(r->profile_steps));
     for (int op = 0; op < OP_COUNT; op++)
         for (int ps = 0; ps < PASS_COUNT; ps++) {
-            if (!p->calls[op][ps] && !(c && c->calls[op][ps]))
+            if (!profiled(p, c, op, ps))
                 continue;
             json_object *e = json_object_new_object();
             json_object_object_add(e, "op", json_object_new_string(net_op_name((net_op)op)));

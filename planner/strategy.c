@@ -626,29 +626,33 @@ void strategy_stage_memo_free(strategy_stage_memo *m)
     m->n_ends = 0;
 }
 
+/* The index of `end` among the memo's region ends for kind and bn; -1 when it has none. */
+static int memo_end(const strategy_stage_memo *m, plan_partitioning kind, plan_bn bn, int end)
+{
+    if (!m || !m->v || m->kind != kind || m->bn != bn)
+        return -1;
+    for (int r = 0; r < m->n_ends; r++)
+        if (m->ends[r] == end)
+            return r;
+    return -1;
+}
+
 bool strategy_stage_memo_beyond(const strategy_stage_memo *m, plan_partitioning kind, plan_bn bn,
                                 int end)
 {
-    if (!m || !m->v || m->kind != kind || m->bn != bn)
-        return false;
-    for (int r = 0; r < m->n_ends; r++)
-        if (m->ends[r] == end)
-            return m->beyond[r];
-    return false;
+    int r = memo_end(m, kind, bn, end);
+    return r >= 0 && m->beyond[r];
 }
 
 const strategy_kept_stage *strategy_stage_memo_find(const strategy_stage_memo *m,
                                                     plan_partitioning kind, plan_bn bn, int end,
                                                     int parts)
 {
-    if (!m || !m->v || m->kind != kind || m->bn != bn || parts < 2 || parts > SINGLE_STAGE_MAX_N)
+    int r = parts < 2 || parts > SINGLE_STAGE_MAX_N ? -1 : memo_end(m, kind, bn, end);
+    if (r < 0)
         return NULL;
-    for (int r = 0; r < m->n_ends; r++)
-        if (m->ends[r] == end) {
-            const strategy_kept_stage *k = &m->v[r * (SINGLE_STAGE_MAX_N - 1) + parts - 2];
-            return k->measured ? k : NULL;
-        }
-    return NULL;
+    const strategy_kept_stage *k = &m->v[r * (SINGLE_STAGE_MAX_N - 1) + parts - 2];
+    return k->measured ? k : NULL;
 }
 
 void strategy_scaled_rows(const net_t *net, plan_spec *spec, int rows)

@@ -348,6 +348,13 @@ static lr_status on_overhead_by(void *ctx, const char *flag, const char *v)
     return LR_OK;
 }
 
+static lr_status on_fit_trace(void *ctx, const char *flag, const char *v)
+{
+    (void)flag;
+    ((sim_options *)ctx)->fit_trace = v;
+    return LR_OK;
+}
+
 static lr_status on_reserve(void *ctx, const char *flag, const char *v)
 {
     sim_options *o = ctx;
@@ -400,6 +407,7 @@ const args_flag sim_flags[] = {
     {"--fit", "SIZE|GPU", on_fit, "largest batch and square input within SIZE or a card (h100-80gb...); past a second, progress on stderr when it is a terminal"},
     {"--host-memory", "SIZE", on_host_memory, "--fit with --offload: host memory the plan may keep (default: no limit)"},
     {"--reserve", "SIZE", on_reserve, "--fit: kept for CUDA context and allocator (default 1GiB)"},
+    {"--fit-trace", "FILE.csv", on_fit_trace, "--fit: every plan choice and fixed-plan evaluation of its searches, with its time"},
     {"--help", NULL, on_help, "this text"},
     {"--version", NULL, on_version, "print the version"},
     {NULL, NULL, NULL, NULL},
@@ -431,6 +439,8 @@ typedef struct {
     analysis_entry ae;   /* auto's plan emitted and replayed like the fixed strategies' */
     int n_fit;
     summary_fit_row fit[STRAT_COUNT + 1];
+    struct fit_step *steps; /* --fit-trace: what the fit told, in order of arrival */
+    int n_steps, cap_steps;
 } sim_extras;
 
 /* auto's plan under the BatchNorm mode it was chosen for (not necessarily --bn's). */
@@ -462,12 +472,27 @@ static lr_status run_auto(const sim_options *o, const analysis_t *a, sim_extras 
     return r;
 }
 
+/* One measurement of --fit (--fit-trace): a choice or a fixed plan's evaluation. */
+typedef struct fit_step {
+    int target, seq; /* the question's target (seeds past the shown ones), order of arrival */
+    bool shown, batch, choice, fits, has_plan;
+    plan_strategy strategy;
+    int64_t at, peak;
+    double seconds;
+    plan_spec spec;
+    plan_bn bn;
+} fit_step;
+
 /* --fit's progress on stderr, when that is a terminal and the fit has taken a second (under
  * --offload auto at high resolution a fit can take minutes): the questions answered and the
- * latest plan choice; the line is cleared at the end. */
+ * latest plan choice; the line is cleared at the end. With --fit-trace it also keeps every
+ * measurement. */
 typedef struct {
     struct timespec start;
-    const sim_extras *x; /* the targets' names */
+    sim_extras *x; /* the targets' names, the trace */
+    bool line;     /* the progress line (stderr is a terminal) */
+    bool trace;
+    bool full;     /* out of memory for the trace */
     double last; /* seconds in when the line was last written (0: never) */
     int done;    /* the questions answered it showed */
 } fit_meter;
@@ -479,9 +504,35 @@ static double seconds_since(const struct timespec *t0)
     return (double)(t.tv_sec - t0->tv_sec) + (double)(t.tv_nsec - t0->tv_nsec) / 1e9;
 }
 
+static void keep_step(fit_meter *m, const fit_progress_info *p)
+{
+    sim_extras *x = m->x;
+    if (x->n_steps == x->cap_steps) {
+        int cap = x->cap_steps ? 2 * x->cap_steps : 256;
+        fit_step *grown = realloc(x->steps, sizeof *grown * (size_t)cap);
+        if (!grown) {
+            m->full = true;
+            return;
+        }
+        x->steps = grown, x->cap_steps = cap;
+    }
+    fit_step *s = &x->steps[x->n_steps];
+    *s = (fit_step){.target = p->target, .seq = x->n_steps, .shown = p->shown, .batch = p->batch,
+                    .choice = p->event == FIT_CHOSE, .fits = p->fits, .has_plan = p->spec != NULL,
+                    .strategy = p->strategy, .at = p->at, .peak = p->peak,
+                    .seconds = p->seconds, .bn = p->bn};
+    if (p->spec)
+        s->spec = *p->spec;
+    x->n_steps++;
+}
+
 static void fit_progress_line(void *ctx, const fit_progress_info *p)
 {
     fit_meter *m = ctx;
+    if (m->trace && !m->full && (p->event == FIT_CHOSE || p->event == FIT_MEASURED))
+        keep_step(m, p);
+    if (!m->line || !p->shown || p->event == FIT_CHOSE || p->event == FIT_MEASURED)
+        return;
     double s = seconds_since(&m->start);
     if (s < 1.0 || p->done == p->total || (p->done == m->done && s - m->last < 0.1))
         return; /* (a tenth of a second apart unless a question was answered) */
@@ -492,6 +543,58 @@ static void fit_progress_line(void *ctx, const fit_progress_info *p)
     else if (p->at > 0)
         fprintf(stderr, "; %s at %" PRId64 "x%" PRId64, m->x->fit[p->target].strategy, p->at, p->at);
     fflush(stderr);
+}
+
+/* Steps by question (the targets in order, each batch then input; the seeds last), then in the
+ * order measured (a question runs on one thread). */
+static int by_question(const void *pa, const void *pb)
+{
+    const fit_step *a = pa, *b = pb;
+    if (a->target != b->target)
+        return a->target < b->target ? -1 : 1;
+    if (a->batch != b->batch)
+        return a->batch ? -1 : 1;
+    return (a->seq > b->seq) - (a->seq < b->seq);
+}
+
+static const char *strategy_label(plan_strategy s)
+{
+    return s == STRAT_COUNT ? "auto" : plan_strategy_name(s);
+}
+
+/* --fit-trace FILE.csv, all or nothing. */
+static lr_status write_fit_trace(const sim_options *o, const analysis_t *a, sim_extras *x)
+{
+    if (!o->fit_trace)
+        return LR_OK;
+    qsort(x->steps, (size_t)x->n_steps, sizeof *x->steps, by_question);
+    lr_outfile out;
+    LR_TRY(lr_outfile_open(&out, o->fit_trace));
+    FILE *f = out.f;
+    fputs("strategy,question,seed,step,size,kind,ms,peak_bytes,fits,plan,bn,stages,rows,region\n", f);
+    for (int i = 0, step = 0; i < x->n_steps; i++) {
+        const fit_step *s = &x->steps[i];
+        const fit_step *prev = i ? &x->steps[i - 1] : NULL;
+        step = prev && prev->target == s->target && prev->batch == s->batch ? step + 1 : 1;
+        fprintf(f, "%s,%s,%d,%d,%" PRId64 ",%s,%.3f,", strategy_label(s->strategy),
+                s->batch ? "batch" : "input", !s->shown, step, s->at, s->choice ? "choice" : "plan",
+                s->seconds * 1e3);
+        if (s->peak < INT64_MAX)
+            fprintf(f, "%" PRId64, s->peak);
+        fprintf(f, ",%d,", s->fits);
+        if (s->has_plan) {
+            const plan_spec *sp = &s->spec;
+            fprintf(f, "%s,%s,%d,\"", sp->n_stages ? plan_strategy_name(sp->strategy) : "column",
+                    plan_bn_name(s->bn), sp->n_stages);
+            for (int k = 0; k < sp->n_stages; k++)
+                fprintf(f, "%s%d", k ? "," : "", sp->parts[k]);
+            fprintf(f, "\",%s", sp->n_stages ? a->net->nodes[sp->cut[sp->n_stages - 1]].name : "");
+        } else {
+            fputs(",,,,", f);
+        }
+        fputc('\n', f);
+    }
+    return lr_outfile_commit(&out);
 }
 
 /* Every selected strategy, starting from its plan at --batch. */
@@ -516,14 +619,15 @@ static lr_status run_fit(const sim_options *o, const analysis_t *a, sim_extras *
         x->fit[n++].strategy = "auto";
     }
     fit_result r[STRAT_COUNT + 1];
-    fit_meter m = {.x = x};
+    fit_meter m = {.x = x, .line = isatty(STDERR_FILENO), .trace = o->fit_trace != NULL};
     clock_gettime(CLOCK_MONOTONIC, &m.start);
-    bool tty = isatty(STDERR_FILENO);
     lr_status st = fit_run_all(a->net, &o->cfg, t, n, o->fit_bytes - o->reserve_bytes, r,
-                               tty ? fit_progress_line : NULL, &m);
+                               m.line || m.trace ? fit_progress_line : NULL, &m);
     if (m.last > 0)
         fputs("\r\033[K", stderr);
     LR_TRY(st);
+    if (m.full)
+        return lr_fail(LR_ERR_NOMEM, "--fit-trace: out of memory");
     for (int k = 0; k < n; k++)
         x->fit[k].r = r[k], x->fit[k].offload_chosen = o->cfg.offload_auto;
     x->n_fit = n;
@@ -904,6 +1008,9 @@ static lr_status run_main(FILE *f, sim_options *o, const net_t *net)
         s = write_auto_schedule(o, a, x);
     if (s == LR_OK)
         s = write_extras(o, a);
+    if (s == LR_OK)
+        s = write_fit_trace(o, a, x);
+    free(x->steps);
     free(a), free(x);
     return s;
 }
@@ -921,6 +1028,8 @@ static lr_status check_auto_and_fit(const sim_options *o)
                        o->areq.budget_bytes > 0 ? "--budget" : "--max-overhead");
     if (o->reserve_given && !o->fit_bytes)
         return lr_fail(LR_ERR_USAGE, "--reserve: only --fit uses it");
+    if (o->fit_trace && (!o->fit_bytes || o->pytorch))
+        return lr_fail(LR_ERR_USAGE, "--fit-trace: only --fit uses it (and not with --framework pytorch)");
     if (o->host_memory_bytes && (!o->fit_bytes || (!o->cfg.offload && !o->cfg.offload_auto)))
         return lr_fail(LR_ERR_USAGE, "--host-memory: only --fit with --offload uses it");
     if (o->fit_bytes && o->fit_bytes - o->reserve_bytes <= 0)

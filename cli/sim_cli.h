@@ -50,6 +50,7 @@ typedef struct {
     int64_t fit_bytes;     /* --fit: device memory (0: no --fit) */
     int64_t reserve_bytes; /* --reserve (default FIT_DEFAULT_RESERVE_BYTES) */
     int64_t host_memory_bytes; /* --host-memory: --fit's host limit under --offload (0: none) */
+    const char *fit_trace;     /* --fit-trace FILE.csv: every choice and evaluation of --fit */
     bool reserve_given;
 } sim_options;
 

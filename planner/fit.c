@@ -9,6 +9,7 @@
 #include <math.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 #include "checked.h"
 #include "choose.h"
@@ -37,22 +38,53 @@ typedef struct {
     bool strict; /* the first choice: its errors are the caller's (bad region, ...) */
     progress_state *progress; /* NULL: none */
     int index;                /* the target's, for progress */
+    bool shown;               /* one of the caller's targets (not a seed asked on the side) */
     bool batch;               /* the question asked */
 } fitter;
 
-/* Tells the progress function (if any) that f chose a plan at x (0: f's question is answered). */
-static void tell(const fitter *f, int64_t x)
+/* What a measurement tells (FIT_CHOSE, FIT_MEASURED). */
+typedef struct {
+    const plan_spec *spec;
+    plan_bn bn;
+    int64_t peak;
+    bool fits;
+    double seconds;
+} told;
+
+/* Tells the progress function (if any) event at x (the batch, or the input height; 0 with
+ * FIT_ANSWERED), with m's measurement (NULL: none). */
+static void tell(const fitter *f, fit_event event, int64_t x, const told *m)
 {
     progress_state *p = f->progress;
     if (!p)
         return;
 #pragma omp critical(fit_progress)
     {
-        p->done += x == 0;
+        p->done += event == FIT_ANSWERED && f->shown;
         fit_progress_info i = {.done = p->done, .total = p->total, .target = f->index,
-                               .batch = f->batch, .at = x};
+                               .shown = f->shown, .strategy = f->t->strategy, .batch = f->batch,
+                               .at = x, .event = event, .peak = INT64_MAX};
+        if (m)
+            i.spec = m->spec, i.bn = m->bn, i.peak = m->peak, i.fits = m->fits,
+            i.seconds = m->seconds;
         p->fn(p->ctx, &i);
     }
+}
+
+/* Seconds since *t0 when a progress function is told (0: none; t0 is then not read). */
+static double timed(const fitter *f, const struct timespec *t0)
+{
+    if (!f->progress)
+        return 0;
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)(t.tv_sec - t0->tv_sec) + (double)(t.tv_nsec - t0->tv_nsec) / 1e9;
+}
+
+static void start_timer(const fitter *f, struct timespec *t0)
+{
+    if (f->progress)
+        clock_gettime(CLOCK_MONOTONIC, t0);
 }
 
 typedef struct {
@@ -112,12 +144,14 @@ static lr_status plan_point(fitter *f, int batch, const plan_spec *spec, plan_bn
     plan_cost c;
     bool usable;
     f->out->n_evals++;
+    struct timespec t0;
+    start_timer(f, &t0);
     LR_TRY(strategy_evaluate_usable(f->net, &cfg, spec, &c, &usable));
-    if (!usable)
-        return LR_OK;
-    p->peak = c.peak_bytes;
-    p->host = c.host_bytes;
-    p->fits = c.peak_bytes <= f->budget && host_fits(f, c.host_bytes);
+    if (usable) {
+        p->peak = c.peak_bytes;
+        p->host = c.host_bytes;
+        p->fits = c.peak_bytes <= f->budget && host_fits(f, c.host_bytes);
+    }
     if (p->fits && f->t->strategy == STRAT_COUNT) {
         plan_spec column;
         memset(&column, 0, sizeof column);
@@ -125,6 +159,8 @@ static lr_status plan_point(fitter *f, int batch, const plan_spec *spec, plan_bn
         LR_TRY(strategy_evaluate_usable(f->net, &cfg, &column, &col, &usable));
         p->fits = usable && c.flops <= lr_sat_scale(auto_cap(f->t), col.flops);
     }
+    told m = {spec, bn, p->peak, p->fits, timed(f, &t0)};
+    tell(f, FIT_MEASURED, f->batch ? batch : f->net->nodes[0].h, &m);
     return LR_OK;
 }
 
@@ -216,15 +252,22 @@ static lr_status choose_offload(fitter *f, const plan_config *cfg, choice *out)
 /* The target's own plan at `batch` (choose_in; under --offload auto, choose_offload). */
 static lr_status choose(fitter *f, int batch, choice *out)
 {
-    tell(f, f->batch ? batch : f->net->nodes[0].h);
+    int64_t x = f->batch ? batch : f->net->nodes[0].h;
+    tell(f, FIT_CHOOSING, x, NULL);
+    struct timespec t0;
+    start_timer(f, &t0);
     plan_config cfg = f->cfg;
     cfg.batch = batch;
     memset(out, 0, sizeof *out);
     out->bn = cfg.bn;
     out->at.peak = INT64_MAX;
-    if (!countable(f->net, &cfg))
-        return LR_OK;
-    return cfg.offload_auto ? choose_offload(f, &cfg, out) : choose_in(f, &cfg, out);
+    bool formed = countable(f->net, &cfg);
+    if (formed)
+        LR_TRY(cfg.offload_auto ? choose_offload(f, &cfg, out) : choose_in(f, &cfg, out));
+    formed = formed && out->at.peak < INT64_MAX;
+    told m = {formed ? &out->spec : NULL, out->bn, out->at.peak, out->at.fits, timed(f, &t0)};
+    tell(f, FIT_CHOSE, x, &m);
+    return LR_OK;
 }
 
 /* ------------------------------------------------------------------ boundary search */
@@ -611,7 +654,8 @@ static bool lowest_of_fixed_set(const fit_target *t, bool batch)
  * *answer is the choice at its answer (answer->h = 0: none). */
 static lr_status fit_one(const net_t *net, const plan_config *cfg, const fit_target *t,
                          int64_t budget_bytes, bool batch, const choice *seed,
-                         progress_state *progress, int index, fit_result *out, choice *answer)
+                         progress_state *progress, int index, bool shown, fit_result *out,
+                         choice *answer)
 {
     if (budget_bytes <= 0 || budget_bytes >= FIT_MAX_BUDGET_BYTES)
         return lr_fail(LR_ERR_USAGE, "--fit: expected a budget above the reserve and below 1 PiB");
@@ -619,7 +663,7 @@ static lr_status fit_one(const net_t *net, const plan_config *cfg, const fit_tar
     fitter f = {.net = net, .cfg = *cfg, .t = t, .budget = budget_bytes, .out = out,
                 .lowest_of_fixed_set = lowest_of_fixed_set(t, batch) && t->host_budget_bytes <= 0,
                 .one_plan = one_plan(t, batch), .progress = progress, .index = index,
-                .batch = batch};
+                .shown = shown, .batch = batch};
     /* (a host limit: the strategy's own choice, the lowest device peak, must keep within it too,
      * which a plan of the fixed set fitting with room to spare does not prove) */
     choice start = {.bn = cfg->bn, .at = {INT64_MAX, false}};
@@ -633,7 +677,7 @@ static lr_status fit_one(const net_t *net, const plan_config *cfg, const fit_tar
     f.strict = false;
     answer->h = 0;
     lr_status st = batch ? max_batch(&f, &start, out) : max_input(&f, &start, out, answer);
-    tell(&f, 0);
+    tell(&f, FIT_ANSWERED, 0, NULL);
     return st;
 }
 
@@ -731,7 +775,7 @@ lr_status fit_run_all(const net_t *net, const plan_config *cfg, const fit_target
             const choice *seed = j >= 0 && answer[2 * j + 1].h > 0 ? &answer[2 * j + 1] : NULL;
             bool shown = k / 2 < n;
             lr_outcome_set(&st[k], fit_one(net, cfg, &all[k / 2], budget_bytes, k % 2 == 0, seed,
-                                           progress && shown ? &p : NULL, k / 2, &half[k],
+                                           progress ? &p : NULL, k / 2, shown, &half[k],
                                            &answer[k]));
         }
     }

@@ -98,17 +98,38 @@ typedef struct {
 lr_status fit_run(const net_t *net, const plan_config *cfg, const fit_target *t,
                   int64_t budget_bytes, fit_result *out);
 
-/* What fit_run_all is doing, for a progress line: the questions (a target's largest batch, its
- * largest input) answered so far of all 2n, and the one that just chose a plan (or was just
- * answered, at = 0): target t[target], at batch `at` or at input `at` x `at`. */
+/* What fit_run_all tells its progress function. */
+typedef enum {
+    FIT_CHOOSING, /* the strategy is about to choose its plan at `at` */
+    FIT_CHOSE,    /* it chose: spec, peak, fits, seconds */
+    FIT_MEASURED, /* a fixed plan's closed form at `at` (the boundary search's rounds) */
+    FIT_ANSWERED  /* the question is answered (at = 0) */
+} fit_event;
+
+/* What fit_run_all is doing, for a progress line or a trace: the questions (a target's largest
+ * batch, its largest input) answered so far of all 2n, and the one that just measured (or was
+ * just answered, at = 0): target t[target], at batch `at` or at input `at` x `at`. A hybrid's seed
+ * asked on the side (fit_run_all) is told too, with shown false, target past n and `strategy`
+ * naming it; its answer does not count in done. */
 typedef struct {
     int done, total;
     int target;
+    bool shown;
+    plan_strategy strategy; /* STRAT_COUNT: auto */
     bool batch;
     int64_t at;
+    fit_event event;
+    /* FIT_CHOSE and FIT_MEASURED: the plan (NULL: none was formed, peak INT64_MAX), its
+     * closed-form peak, whether it fits, and the seconds the choice or the evaluation took */
+    const plan_spec *spec;
+    plan_bn bn;
+    int64_t peak;
+    bool fits;
+    double seconds;
 } fit_progress_info;
 
-/* Told at each plan choice and each answer, one call at a time, from the thread working. */
+/* Told at each plan choice (before and after), each fixed-plan evaluation and each answer, one
+ * call at a time, from the thread working. */
 typedef void (*fit_progress)(void *ctx, const fit_progress_info *p);
 
 /* fit_run for n targets, in parallel (OpenMP) when available; out[k] answers t[k]. progress

@@ -493,6 +493,49 @@ EOF
     fi
 }
 
+# ------------------------------------------------------------------ --fit-trace
+
+# --fit-trace: one CSV row per choice and fixed-plan evaluation of every question, the tables'
+# own answers among them (a row at each answer that fits), 2ps asked on the side for 2ps-h
+# (seed 1), and the table itself unchanged by the trace.
+check_fit_trace() {
+    local name="--fit-trace: every question's choices and evaluations, the answers among them"
+    run --net tiny-resnet --batch 8 --strategy column,2ps-h --fit 64MiB --reserve 0 --json
+    [ "$rc" -eq 0 ] || { bad "$name" "exit $rc: $(head -1 "$err")"; return; }
+    cp "$out" "$TMP/fit.json"
+    run --net tiny-resnet --batch 8 --strategy column,2ps-h --fit 64MiB --reserve 0 --json --fit-trace "$TMP/fit.csv"
+    [ "$rc" -eq 0 ] || { bad "$name" "exit $rc: $(head -1 "$err")"; return; }
+    cmp -s "$out" "$TMP/fit.json" || { bad "$name" "the JSON changed with --fit-trace"; return; }
+    local why
+    why=$(python3 - "$TMP/fit.json" "$TMP/fit.csv" <<'EOF'
+import csv, json, sys
+d = json.load(open(sys.argv[1]))
+rows = list(csv.DictReader(open(sys.argv[2])))
+problems = []
+for f in d["fit"]:
+    for q, key in (("batch", "max_batch"), ("input", "max_square_input")):
+        mine = [r for r in rows if r["strategy"] == f["strategy"] and r["question"] == q and r["seed"] == "0"]
+        if not mine:
+            problems.append("%s %s: no rows" % (f["strategy"], q))
+            continue
+        if [int(r["step"]) for r in mine] != list(range(1, len(mine) + 1)):
+            problems.append("%s %s: steps out of order" % (f["strategy"], q))
+        if not any(int(r["size"]) == f[key] and r["fits"] == "1" for r in mine):
+            problems.append("%s %s: no row fits at the answer %d" % (f["strategy"], q, f[key]))
+        for r in mine:
+            if r["kind"] not in ("plan", "choice") or float(r["ms"]) < 0:
+                problems.append("%s %s step %s: kind %s, ms %s" % (f["strategy"], q, r["step"], r["kind"], r["ms"]))
+            elif r["peak_bytes"] and (int(r["peak_bytes"]) <= 64 << 20) != (r["fits"] == "1"):
+                problems.append("%s %s step %s: peak %s, fits %s" % (f["strategy"], q, r["step"], r["peak_bytes"], r["fits"]))
+seeds = {(r["strategy"], r["question"]) for r in rows if r["seed"] == "1"}
+if seeds != {("2ps", "input")}:
+    problems.append("seed rows %s" % sorted(seeds))
+print("; ".join(problems))
+EOF
+) || { bad "$name" "python3: $why"; return; }
+    [ -z "$why" ] && ok "$name" || bad "$name" "$why"
+}
+
 # ------------------------------------------------------------------ help and version
 
 check_help_and_version() {
@@ -522,6 +565,7 @@ check_timeline_and_trace
 check_emit_schedule
 check_sweeps
 check_offload_auto
+check_fit_trace
 check_help_and_version
 
 printf '%d passed, %d failed\n' "$passed" "$failed"

@@ -115,6 +115,8 @@ check_sim_usage() {
     expect "sim --framework pytorch --segments beyond the units" 2 "checkpoint units" "$SIM" --net tiny-vgg --framework pytorch --strategy checkpoint --checkpoint-units blocks --segments 7
     expect "sim --framework pytorch --device" 2 "--device" "$SIM" --net tiny-vgg --framework pytorch --device h100-80gb
     expect "sim --framework pytorch --fit with a reserve above it" 2 "--reserve" "$SIM" --net tiny-vgg --framework pytorch --fit 1GiB --reserve 2GiB
+    expect "sim --fit-trace without --fit" 2 "--fit-trace" "$SIM" --net tiny-vgg --fit-trace "$TMP/ft.csv"
+    expect "sim --fit-trace with --framework pytorch" 2 "--fit-trace" "$SIM" --net tiny-vgg --framework pytorch --fit 1GiB --fit-trace "$TMP/ft.csv"
     printf '{"name": "dense", "input": {"channels": 1, "height": 4, "width": 4}, "layers": [
         {"name": "f", "op": "flatten"}, {"name": "fc", "op": "fc", "out_features": 3},
         {"name": "l", "op": "softmax_xent"}]}' >"$TMP/dense.json"

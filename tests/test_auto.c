@@ -1016,6 +1016,90 @@ static void test_fit_run_all_tells_its_progress(void **state)
     net_free(net);
 }
 
+/* What fit_run_all tells a trace (lrcnn-sim --fit-trace): every choice after its FIT_CHOOSING
+ * with the plan, its peak and whether it fits; every fixed-plan evaluation; a hybrid's seed
+ * asked on the side (2ps for 2ps-h) as not shown, its answer not counted in done. The counts
+ * equal the result's n_choices and n_evals, and each batch choice's peak is the closed form of
+ * the plan it names. */
+typedef struct {
+    fit_progress_info ev[4096];
+    plan_spec spec[4096];
+    int n;
+} events_seen;
+
+static void see_events(void *ctx, const fit_progress_info *p)
+{
+    events_seen *s = ctx;
+    if (s->n == 4096)
+        fail_msg("more than 4096 events");
+    s->ev[s->n] = *p;
+    if (p->spec)
+        s->spec[s->n] = *p->spec;
+    s->n++;
+}
+
+static void test_fit_tells_every_choice_and_evaluation(void **state)
+{
+    (void)state;
+    net_t *net = test_zoo("tiny-resnet");
+    plan_config cfg = config(8, BN_EXACT);
+    fit_target t;
+    memset(&t, 0, sizeof t);
+    t.strategy = STRAT_2PS_H;
+    int64_t budget = 24 * MiB;
+    fit_result r;
+    events_seen *s = calloc(1, sizeof *s);
+    assert_non_null(s);
+    assert_int_equal(fit_run_all(net, &cfg, &t, 1, budget, &r, see_events, s), LR_OK);
+    int chose = 0, measured = 0, seed = 0, answered = 0, checked = 0;
+    for (int i = 0; i < s->n; i++) {
+        const fit_progress_info *e = &s->ev[i];
+        assert_int_equal(e->total, 2);
+        if (!e->shown) { /* the seed: 2ps's input question */
+            assert_int_equal(e->strategy, STRAT_2PS);
+            assert_true(e->target >= 1 && !e->batch);
+            seed++;
+            continue;
+        }
+        assert_int_equal(e->strategy, STRAT_2PS_H);
+        assert_int_equal(e->target, 0);
+        if (e->event == FIT_ANSWERED) {
+            answered++;
+            assert_int_equal(e->done, answered);
+            continue;
+        }
+        if (e->event == FIT_MEASURED) {
+            measured++;
+            assert_non_null(e->spec);
+            continue;
+        }
+        if (e->event != FIT_CHOSE)
+            continue;
+        chose++;
+        /* the question's previous event: its FIT_CHOOSING at the same size */
+        int k = i - 1;
+        while (k >= 0 && (!s->ev[k].shown || s->ev[k].batch != e->batch))
+            k--;
+        assert_true(k >= 0 && s->ev[k].event == FIT_CHOOSING && s->ev[k].at == e->at);
+        assert_true(e->seconds >= 0);
+        if (!e->batch || !e->spec)
+            continue;
+        plan_config at = cfg;
+        at.batch = (int)e->at;
+        plan_cost c;
+        assert_int_equal(strategy_evaluate(net, &at, &s->spec[i], &c), LR_OK);
+        assert_int_equal(c.peak_bytes, e->peak);
+        assert_int_equal(e->fits, c.peak_bytes <= budget);
+        checked++;
+    }
+    assert_int_equal(answered, 2);
+    assert_int_equal(chose, r.n_choices);
+    assert_int_equal(measured, r.n_evals);
+    assert_true(seed > 0 && checked >= 2);
+    free(s);
+    net_free(net);
+}
+
 /* A budget below the weights: nothing fits, batch or input. */
 static void test_fit_reports_zero_when_nothing_fits(void **state)
 {
@@ -1237,6 +1321,7 @@ int main(void)
         cmocka_unit_test(test_fit_offload_auto_past_an_input_larger_than_the_budget),
         cmocka_unit_test(test_fit_offload_auto_falls_back_without_host_memory),
         cmocka_unit_test(test_fit_run_all_tells_its_progress),
+        cmocka_unit_test(test_fit_tells_every_choice_and_evaluation),
         cmocka_unit_test(test_fit_reports_zero_when_nothing_fits),
         cmocka_unit_test(test_named_gpus_parse),
         cmocka_unit_test(test_all_does_not_include_auto),

@@ -355,6 +355,9 @@ static void run_job(search *s, probe_job *j, int64_t extra_limit)
         /* plan_build clamps N to the rows there are: past them, N = rows is the one plan left */
         int parts = whole ? k + 2 : stage_parts[k];
         last = parts = parts < rows ? parts : rows;
+        /* a single-stage plan the kept search left out by its floor: it cannot be chosen */
+        if (whole && strategy_stage_memo_pruned(s->kept, sp->kind, sp->bn, s->cut[j->b], parts))
+            continue;
         bool lower = false;
         for (int w = 0; w < ways && j->status == LR_OK; w++) {
             stage_edge *e = &j->out[j->n];

@@ -430,7 +430,7 @@ static lr_status search_past_exhaustive(parts_search *p, int max_parts)
 }
 
 /* Trials of single_stage_as handed to par_for: trial k (from `from` on) is N = lo + k % per at
- * ends[k / per], those of a skipped end left out. */
+ * ends[k / per], those of a skipped end and those outside [n_from, n_to] of their end left out. */
 typedef struct {
     const net_t *net;
     const plan_config *cfg;
@@ -440,6 +440,7 @@ typedef struct {
     int lo, per, from;
     trial *t;
     const bool *skip; /* by end (NULL: none) */
+    int n_from[PLAN_MAX_STAGES], n_to[PLAN_MAX_STAGES]; /* by end: the N measured now */
     strategy_kept_stage *keep;
 } trial_batch;
 
@@ -447,7 +448,7 @@ static void trial_item(void *ctx, int item)
 {
     const trial_batch *b = ctx;
     int k = b->from + item, end = k / b->per, parts = b->lo + k % b->per;
-    if (b->skip && b->skip[end])
+    if ((b->skip && b->skip[end]) || parts < b->n_from[end] || parts > b->n_to[end])
         return;
     /* plan_build clamps N to the rows there are: past the first N it clamps to, the same plan
      * again, which would lose every tie to it (an earlier offer) */
@@ -468,6 +469,69 @@ int64_t strategy_end_floor(const net_t *net, const plan_config *cfg, int end,
             rise = ph[i].high - tail->entry;
     int64_t out = cost_node_bytes(net, end, cfg->batch, cost_dtype_bytes(cfg->dtype));
     return lr_sat_add(lr_sat_add(ph[0].exit - ph[0].entry, out), rise);
+}
+
+int64_t strategy_saved_bytes(const net_t *net, const plan_config *cfg, int end)
+{
+    int eb = cost_dtype_bytes(cfg->dtype);
+    int64_t sum = 0;
+    for (int l = 1; l < end; l++) {
+        bool saved = plan_bwd_reads_output(net->nodes[l].op);
+        for (int e = net->cons_off[l]; e < net->cons_off[l + 1] && !saved; e++) {
+            int c = net->cons_node[e];
+            saved = c <= end && plan_bwd_reads_input(net->nodes[c].op);
+        }
+        if (saved)
+            sum = lr_sat_add(sum, cost_node_bytes(net, l, cfg->batch, eb));
+    }
+    return sum;
+}
+
+int64_t strategy_parts_floor(const net_t *net, const plan_config *cfg, int end, int parts,
+                             int64_t saved, const plan_phases *ends)
+{
+    const plan_phase *ph = ends->ph;
+    int64_t out = cost_node_bytes(net, end, cfg->batch, cost_dtype_bytes(cfg->dtype));
+    return lr_sat_add(lr_sat_add(ph[0].exit - ph[0].entry, out), saved / parts);
+}
+
+/* N measured first at each end, the largest of lo..hi: at high resolution the lowest peaks of
+ * 2..32, whose near-tie then leaves out the smaller N by their floor (measure_ends). */
+#define PARTS_FIRST 4
+
+/* The trials lo..hi of the ends not in `skip`, in two rounds: the PARTS_FIRST largest N, then
+ * those whose floor (strategy_parts_floor) is within the near-tie of the lowest peak the first
+ * round found at their end; the rest peak past it and are left out (marked in the memo).
+ * None of them can be chosen: the end's lowest peak of 2..32 is no higher than the first round's,
+ * the search past 32 starts from that lowest, and the final lowest is lower still. (The floor
+ * falls with N, so the N left out are those below the first one within the near-tie.) */
+static void measure_ends(trial_batch *b, const bool *skip, int n_ends, const int64_t *saved)
+{
+    int lo = b->lo, hi = lo + b->per - 1, split = hi - PARTS_FIRST;
+    b->from = 0, b->skip = skip;
+    for (int r = 0; r < n_ends; r++)
+        b->n_from[r] = split + 1 > lo ? split + 1 : lo, b->n_to[r] = hi;
+    par_for(n_ends * b->per, trial_item, b);
+    if (split < lo)
+        return;
+    for (int r = 0; r < n_ends; r++) {
+        int64_t low = INT64_MAX;
+        for (int n = split + 1; n <= hi; n++) {
+            const trial *t = &b->t[r * b->per + n - lo];
+            if (t->status == LR_OK && t->usable && t->cost.peak_bytes < low)
+                low = t->cost.peak_bytes;
+        }
+        int first = lo;
+        for (int n = split; n >= lo && low < INT64_MAX && first == lo; n--)
+            if (!strategy_near_tie(strategy_parts_floor(b->net, b->cfg, b->ends[r], n, saved[r],
+                                                        &b->rec[r]),
+                                   low))
+                first = n + 1;
+        b->n_from[r] = first, b->n_to[r] = split;
+        for (int n = lo; n < first && b->keep && !(skip && skip[r]); n++)
+            b->keep[r * b->per + n - lo].pruned = true;
+    }
+    par_for(n_ends * b->per, trial_item, b);
 }
 
 /* keep: NULL, or (rows 0) filled with the stages measured */
@@ -499,7 +563,9 @@ static lr_status single_stage_as(const net_t *net, const plan_config *cfg, plan_
      * (strategy_stage_memo_beyond). */
     int first = -1;
     bool skip[PLAN_MAX_STAGES] = {false}, beyond[PLAN_MAX_STAGES] = {false};
-    int64_t floor_at[PLAN_MAX_STAGES];
+    int64_t floor_at[PLAN_MAX_STAGES], saved[PLAN_MAX_STAGES];
+    for (int r = 0; r < n_ends; r++)
+        saved[r] = strategy_saved_bytes(net, cfg, ends[r]);
     trial_batch batch = {.net = net, .cfg = cfg, .kind = kind, .ends = ends, .rec = rec,
                          .lo = lo, .per = per, .t = t, .keep = keep ? keep->v : NULL};
     if (st == LR_OK && n_ends > 1) {
@@ -508,8 +574,9 @@ static lr_status single_stage_as(const net_t *net, const plan_config *cfg, plan_
             if (first < 0 || floor_at[r] < floor_at[first])
                 first = r;
         }
-        batch.from = first * per;
-        par_for(per, trial_item, &batch);
+        for (int r = 0; r < n_ends; r++)
+            skip[r] = r != first;
+        measure_ends(&batch, skip, n_ends, saved);
         int64_t low = INT64_MAX;
         for (int k = first * per; k < (first + 1) * per; k++)
             if (t[k].status == LR_OK && t[k].usable && t[k].cost.peak_bytes < low)
@@ -523,8 +590,7 @@ static lr_status single_stage_as(const net_t *net, const plan_config *cfg, plan_
     if (st == LR_OK) {
         if (first >= 0)
             skip[first] = true; /* measured above */
-        batch.from = 0, batch.skip = skip;
-        par_for(n_ends * per, trial_item, &batch);
+        measure_ends(&batch, skip, n_ends, saved);
     }
     strategy_pick pick;
     strategy_pick_init(&pick);
@@ -642,6 +708,13 @@ bool strategy_stage_memo_beyond(const strategy_stage_memo *m, plan_partitioning 
 {
     int r = memo_end(m, kind, bn, end);
     return r >= 0 && m->beyond[r];
+}
+
+bool strategy_stage_memo_pruned(const strategy_stage_memo *m, plan_partitioning kind, plan_bn bn,
+                                int end, int parts)
+{
+    int r = parts < 2 || parts > SINGLE_STAGE_MAX_N ? -1 : memo_end(m, kind, bn, end);
+    return r >= 0 && m->v[r * (SINGLE_STAGE_MAX_N - 1) + parts - 2].pruned;
 }
 
 const strategy_kept_stage *strategy_stage_memo_find(const strategy_stage_memo *m,

@@ -27,9 +27,11 @@
  *               whose schedule lrcnn builds (PLAN_MAX_RUNS); --region or --rows fix either.
  *               An end whose floor (persistent bytes, its output and the column tail's own
  *               rise: under every N's peak) is past the near-tie of the lowest peak at the end
- *               of the lowest floor is not measured (none of its plans could win); the search
- *               that hands its measurements to a hybrid (choose.c) measures it at 2..32 but
- *               does not search it past 32
+ *               of the lowest floor is not measured (none of its plans could win), nor is an N
+ *               whose floor (persistent bytes, the output's gradient and 1/N of what the
+ *               region's backward reads: strategy_parts_floor) is past the near-tie of the
+ *               lowest peak of N 29..32 at its end; the search that hands its measurements to a
+ *               hybrid (choose.c) marks both, and the hybrid's search skips them too
  *   resolution cuts  where the feature map shrinks (at the downsampling op when it is a cut, e.g.
  *               VGG's pools, else at the last cut before it, e.g. the end of a ResNet layer
  *               group), and the region end
@@ -120,6 +122,8 @@ lr_status strategy_single_stage(const net_t *net, const plan_config *cfg, plan_p
 typedef struct {
     bool measured; /* plan_stage_build succeeded */
     bool phased;   /* fwd and bwd were recorded (runs within PLAN_MAX_RUNS) */
+    bool pruned;   /* not measured: its floor is past the near-tie of a lower N's peak at its end
+                      (strategy_parts_floor), so no plan holding it can be chosen */
     int64_t runs;  /* plan_stage_runs */
     plan_phase fwd, bwd;
 } strategy_kept_stage;
@@ -151,6 +155,12 @@ const strategy_kept_stage *strategy_stage_memo_find(const strategy_stage_memo *m
  * plan): the hybrid search skips its single-stage probes there. */
 bool strategy_stage_memo_beyond(const strategy_stage_memo *m, plan_partitioning kind, plan_bn bn,
                                 int end);
+
+/* Whether the memo's search left (0, end]:parts out by its floor (strategy_kept_stage.pruned):
+ * every plan holding that stage peaks past the near-tie of the search's lowest, so the hybrid
+ * search skips it as a single-stage plan. */
+bool strategy_stage_memo_pruned(const strategy_stage_memo *m, plan_partitioning kind, plan_bn bn,
+                                int end, int parts);
 
 /* --rows N for the hybrids: the first stage N, deeper ones N scaled by their input height. */
 void strategy_scaled_rows(const net_t *net, plan_spec *spec, int rows);
@@ -189,6 +199,18 @@ int strategy_max_parts(const net_t *net, plan_partitioning kind, int in_node, in
  * floor under the peaks). */
 int64_t strategy_end_floor(const net_t *net, const plan_config *cfg, int end,
                            const plan_phases *ends);
+
+/* The bytes of the values in (0, end) that a backward in that region reads (plan_bwd_reads_*),
+ * whole: what a stage (0, end] keeps for its backward, over all its partitions. */
+int64_t strategy_saved_bytes(const net_t *net, const plan_config *cfg, int end);
+/* A floor under the peak of every plan holding the stage (0, end]:parts, any kind: when one
+ * partition's backward starts (its recompute done, or its forward stored), the persistent bytes,
+ * the gradient of the stage's output and every value its backward reads are live, in rows at
+ * least its own; the partitions' own rows cover each node once, so one partition holds at
+ * least saved / parts of them (saved: strategy_saved_bytes; a twin's backward partitions are no
+ * more than parts). ends as strategy_end_floor's. tests/test_plan.c holds it under the peaks. */
+int64_t strategy_parts_floor(const net_t *net, const plan_config *cfg, int end, int parts,
+                             int64_t saved, const plan_phases *ends);
 
 /* The hybrid strategies' default stage cuts up to region_end; returns the number of stages. */
 int strategy_resolution_cuts(const net_t *net, int region_end, int *cuts, int max_cuts);

@@ -979,16 +979,19 @@ static void test_paired_choice_equals_each_strategys_own(void **state)
 }
 
 /* A hybrid's search skips the single-stage plans at region ends its single-stage search found
- * beyond the near-tie of the lowest peak (strategy_stage_memo_beyond): every plan there is past
- * that near-tie, the answer is the one the search gives measuring every end (no memo), and the
- * cases include such ends. Exact BatchNorm, whose statistics passes make the ends differ most. */
+ * beyond the near-tie of the lowest peak (strategy_stage_memo_beyond), and those of an N it left
+ * out by their floor (strategy_stage_memo_pruned): every plan there is past that near-tie (of
+ * the lowest peak of all ends, of a larger N at the same end), the answer is the one the search
+ * gives measuring every end (no memo), and the cases include both. Exact BatchNorm, whose
+ * statistics passes make the ends differ most. */
 static void test_hybrid_search_skips_only_ends_that_cannot_win(void **state)
 {
     const struct {
         const char *net;
         int batch, in_h;
-    } cases[] = {{"resnet18", 64, 0}, {"resnet18", 1, 1024}, {"tiny-resnet", 8, 0}};
-    int beyond = 0;
+    } cases[] = {{"resnet18", 64, 0}, {"resnet18", 1, 1024}, {"tiny-resnet", 8, 0},
+                 {"resnet18", 1, 4096}};
+    int beyond = 0, pruned = 0;
     for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
         net_t *net = test_zoo(cases[k].net);
         if (cases[k].in_h)
@@ -1024,6 +1027,23 @@ static void test_hybrid_search_skips_only_ends_that_cannot_win(void **state)
                                      cases[k].net, kind, net->nodes[kept.ends[r]].name, n,
                                      (long long)at[r][n], (long long)lowest);
                 }
+                /* an N the search left out by its floor peaks past the near-tie of the lowest
+                 * peak of a larger N at its end (strategy_parts_floor) */
+                for (int r = 0; r < kept.n_ends; r++)
+                    for (int n = 2; n <= STRATEGY_SINGLE_MAX_N; n++) {
+                        if (!strategy_stage_memo_pruned(&kept, (plan_partitioning)kind, cfg.bn,
+                                                        kept.ends[r], n))
+                            continue;
+                        pruned++;
+                        int64_t low = INT64_MAX;
+                        for (int m = n + 1; m <= STRATEGY_SINGLE_MAX_N; m++)
+                            low = at[r][m] < low ? at[r][m] : low;
+                        if (at[r][n] < INT64_MAX && strategy_near_tie(at[r][n], low))
+                            fail_msg("%s kind %d: end %s N=%d left out, but it peaks at %lld B, "
+                                     "a larger N at %lld B", cases[k].net, kind,
+                                     net->nodes[kept.ends[r]].name, n, (long long)at[r][n],
+                                     (long long)low);
+                    }
                 auto_request with = {.one_kind = true, .kind = (plan_partitioning)kind,
                                      .kept = &kept, .seed = &one.spec};
                 auto_request without = with;
@@ -1042,7 +1062,8 @@ static void test_hybrid_search_skips_only_ends_that_cannot_win(void **state)
         }
         net_free(net);
     }
-    assert_true(beyond > 0);
+    print_message("  %d ends beyond, %d N left out by their floor\n", beyond, pruned);
+    assert_true(beyond > 0 && pruned > 0);
 }
 
 /* The objective's near-tie: within 1% above the lowest peak (integer bytes, no overflow). */
@@ -1907,26 +1928,39 @@ static void test_par_for_runs_every_item_once(void **state)
 }
 
 /* The single-stage search skips a region end whose floor (strategy_end_floor) is past the
- * near-tie of a peak it found: the floor must be under the peak of every plan (0, end]:N. Checked
- * for every kind, some N up to 32 and every region end, over BN modes, a large input and a
- * mixed net; and the floor must rule out some end somewhere, or the skip would never happen. */
+ * near-tie of a peak it found, and an N whose floor (strategy_parts_floor) is: both floors must be
+ * under the peak of every plan (0, end]:N. Checked for every kind, some N up to 32 and every
+ * region end, over BN modes, large inputs, recomputed boundaries, offloading and a mixed net; the
+ * end floor must rule out some end somewhere, or the skip would never happen, and the N floor
+ * must come within 10% of some peak. */
 static void test_region_end_floor_is_under_every_peak(void **state)
 {
     static const struct {
         const char *net;
         int batch, input;
         plan_bn bn;
-    } cases[] = {{"resnet50", 16, 0, BN_EXACT},  {"resnet50", 16, 0, BN_STRIPE},
-                 {"resnet50", 16, 0, BN_FROZEN}, {"resnet50", 1, 1024, BN_EXACT},
-                 {"vgg16", 8, 0, BN_EXACT},      {"tiny-mix", 32, 0, BN_EXACT},
-                 {"tiny-resnet", 32, 0, BN_EXACT}};
+        bool recompute;
+        unsigned offload;
+    } cases[] = {{"resnet50", 16, 0, BN_EXACT, false, 0},
+                 {"resnet50", 16, 0, BN_STRIPE, false, 0},
+                 {"resnet50", 16, 0, BN_FROZEN, false, 0},
+                 {"resnet50", 1, 1024, BN_EXACT, false, 0},
+                 {"vgg16", 8, 0, BN_EXACT, false, 0},
+                 {"tiny-mix", 32, 0, BN_EXACT, false, 0},
+                 {"tiny-resnet", 32, 0, BN_EXACT, false, 0},
+                 {"resnet18", 1, 2048, BN_EXACT, false, 0},
+                 {"resnet18", 4, 0, BN_EXACT, true, 0},
+                 {"vgg16", 1, 2048, BN_EXACT, false, OFFLOAD_INPUT},
+                 {"resnet18", 1, 2048, BN_STRIPE, false, OFFLOAD_INPUT | OFFLOAD_BOUNDARY}};
     static const int parts[] = {2, 3, 5, 8, 16, 32};
-    int checked = 0, ruled_out = 0;
+    int checked = 0, ruled_out = 0, tight = 0;
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
         net_t *net = test_zoo(cases[c].net);
         if (cases[c].input)
             assert_int_equal(net_reshape(net, cases[c].input, cases[c].input), LR_OK);
         plan_config cfg = config(cases[c].batch, cases[c].bn);
+        cfg.recompute_boundaries = cases[c].recompute;
+        cfg.offload = cases[c].offload;
         int ends[PLAN_MAX_STAGES];
         int n = strategy_resolution_cuts(net, plan_default_region_end(net), ends, PLAN_MAX_STAGES);
         int64_t floor_at[PLAN_MAX_STAGES], lowest_at[PLAN_MAX_STAGES];
@@ -1938,6 +1972,7 @@ static void test_region_end_floor_is_under_every_peak(void **state)
             plan_closed_phases(plan, &pc, &ph);
             plan_free(plan);
             floor_at[r] = strategy_end_floor(net, &cfg, ends[r], &ph);
+            int64_t saved = strategy_saved_bytes(net, &cfg, ends[r]);
             lowest_at[r] = INT64_MAX;
             for (int kind = 0; kind < 3; kind++)
                 for (size_t k = 0; k < sizeof parts / sizeof parts[0]; k++) {
@@ -1953,6 +1988,13 @@ static void test_region_end_floor_is_under_every_peak(void **state)
                                  cases[c].net, cases[c].batch, plan_bn_name(cases[c].bn),
                                  net->nodes[ends[r]].name, kind, parts[k],
                                  (long long)cost.peak_bytes, (long long)floor_at[r]);
+                    int64_t under = strategy_parts_floor(net, &cfg, ends[r], parts[k], saved, &ph);
+                    if (cost.peak_bytes < under)
+                        fail_msg("%s b%d %s end %s kind %d N %d: peak %lld under the N floor %lld",
+                                 cases[c].net, cases[c].batch, plan_bn_name(cases[c].bn),
+                                 net->nodes[ends[r]].name, kind, parts[k],
+                                 (long long)cost.peak_bytes, (long long)under);
+                    tight += 100 * under > 90 * cost.peak_bytes;
                     if (cost.peak_bytes < lowest_at[r])
                         lowest_at[r] = cost.peak_bytes;
                     checked++;
@@ -1964,10 +2006,10 @@ static void test_region_end_floor_is_under_every_peak(void **state)
                              !strategy_near_tie(floor_at[r], lowest_at[q]);
         net_free(net);
     }
-    print_message("  %d plans above their end's floor; %d (end, other end) pairs ruled out\n",
-                  checked, ruled_out);
+    print_message("  %d plans above their end's floor and their N's; %d (end, other end) pairs "
+                  "ruled out; %d N floors within 10%% of the peak\n", checked, ruled_out, tight);
     assert_true(checked > 300);
-    assert_true(ruled_out > 0);
+    assert_true(ruled_out > 0 && tight > 0);
     (void)state;
 }
 

@@ -357,34 +357,6 @@ static lr_status least_compute(search *s, space *spaces, int n_spaces, probe_job
     }
 }
 
-/* One kind: the best single-stage plan, (0, cut[b]]:N then column, among the probes of the last
- * stages that start at the input (every N, b a region end: the single-stage strategies' own
- * space, offered in their order), by the table's objective; evaluated exactly. */
-static lr_status best_single_stage(search *s, const space *sp, const goal *g, auto_result *out)
-{
-    strategy_pick pick;
-    strategy_pick_init(&pick);
-    plan_spec spec = {.kind = sp->kind, .n_stages = 1};
-    for (int k = sp->from[0]; k < sp->from[1]; k++) {
-        const stage_edge *e = &sp->edges.v[k];
-        if (!e->last || e->parts < 2)
-            continue;
-        plan_cost c = {.peak_bytes = lr_sat_add(s->persistent, e->local > e->tail ? e->local : e->tail),
-                       .flops = lr_sat_add(s->col_flops, e->extra)};
-        spec.cut[0] = s->cut[e->b], spec.parts[0] = e->parts, spec.recompute = e->recompute;
-        strategy_pick_offer(&pick, &spec, &c);
-    }
-    lr_status st = LR_OK;
-    if (pick.n > 0) {
-        bool usable;
-        st = make_candidate(s, pick.v[strategy_pick_best(&pick)].spec, sp->bn, g, &out->single,
-                            &usable);
-        out->has_single = st == LR_OK && usable;
-    }
-    strategy_pick_free(&pick);
-    return st;
-}
-
 static lr_status search_spaces(search *s, const auto_request *req, goal *g, candidates *c,
                                auto_result *out)
 {
@@ -408,8 +380,6 @@ static lr_status search_spaces(search *s, const auto_request *req, goal *g, cand
         closest.min_peak = true;
         st = round_of(s, spaces, n_spaces, jobs, n_jobs, cap, &closest, c, n_seeds);
     }
-    if (st == LR_OK && req->one_kind)
-        st = best_single_stage(s, &spaces[0], g, out);
     auto_free_jobs(jobs, n_jobs);
     for (int k = 0; k < n_spaces; k++)
         free(spaces[k].edges.v), free(spaces[k].from), free(spaces[k].need),
@@ -430,6 +400,7 @@ static lr_status search_fixed(const net_t *net, const plan_config *cfg, const au
     search s;
     lr_status st = search_init(&s, net, cfg, end, req->by_time);
     s.kept = req->one_kind ? req->kept : NULL;
+    s.every_n = req->every_n;
     if (cap > 0)
         g.work_cap = lr_sat_scale(cap, s.col_work);
     candidates c = {.n = 0};
@@ -448,10 +419,7 @@ static lr_status search_fixed(const net_t *net, const plan_config *cfg, const au
         st = lr_fail(LR_ERR_INPUT, "%s at batch %d: no plan of this kind lrcnn would build; use "
                      "a smaller batch or input", net->name, cfg->batch);
     if (st == LR_OK) {
-        auto_candidate single = out->single;
-        bool has_single = out->has_single;
         rank(&s, &c, &g, out);
-        out->single = single, out->has_single = has_single;
         out->minimise_peak = g.min_peak;
         out->max_overhead = cap;
         out->budget_bytes = g.budget;
@@ -512,7 +480,6 @@ static int pick_set(const auto_result *by, int64_t budget)
 static void mark_set(auto_result *r, unsigned set)
 {
     r->best.spec.offload = set;
-    r->single.spec.offload = set;
     for (int k = 0; k < r->n_alt; k++)
         r->alt[k].spec.offload = set;
 }

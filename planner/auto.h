@@ -79,6 +79,10 @@ typedef struct {
      * stop, so at high resolution a hybrid is never worse than its single-stage strategy; or
      * NULL */
     const plan_spec *seed;
+    /* one_kind: probe every N of the stages that try them all, also those whose floor
+     * (strategy_stage_floor) is past the near-tie of the lowest peak found, which the search
+     * otherwise leaves out (the answer is the same: tests/test_plan.c compares) */
+    bool every_n;
 } auto_request;
 
 typedef struct {
@@ -105,11 +109,6 @@ typedef struct {
     /* !best.fits (no plan meets the budget): best is the lowest peak within the compute cap,
      * over_bytes = its peak - budget_bytes */
     int64_t over_bytes;
-    /* one_kind: the best single-stage plan of that kind, (0, region end]:N then column, by the
-     * table's objective: what its single-stage strategy (row, 2ps, overl) chooses, from the same
-     * probes */
-    bool has_single;
-    auto_candidate single;
     int n_evals;          /* closed-form evaluations made by the search */
     /* plans whose closed-form peak or compute differed from the stage model's prediction:
      * 0 unless stages interact in a way the model misses (the answer is the closed form's

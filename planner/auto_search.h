@@ -70,6 +70,7 @@ typedef struct {
      * spaces hold, as far as solved (INT64_MAX: none yet); the answer is the least compute
      * within its near-tie */
     int64_t lowest;
+    bool every_n; /* auto_request.every_n */
     int n_evals;
     int model_misses;
 } search;

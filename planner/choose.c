@@ -26,8 +26,7 @@ static plan_partitioning kind_of(plan_strategy s)
                                                  : PART_OVERLAP;
 }
 
-/* The auto planner's search restricted to `kind`: its best plan (the hybrid's) and its best
- * single-stage plan (row, 2ps or overl's, from the same probes). */
+/* The auto planner's search restricted to `kind`: its best plan (the hybrid's). */
 static lr_status search_kind(const net_t *net, const plan_config *cfg, int region_end,
                              plan_partitioning kind, const strategy_stage_memo *kept,
                              const plan_spec *seed, auto_result *r)
@@ -103,8 +102,7 @@ static lr_status hybrid_pair(const net_t *net, const plan_config *cfg, plan_stra
     lr_status st = strategy_single_stage_kept(net, cfg, kind, end, one, &kept);
     one->spec.strategy = strategy_single_of(h);
     auto_result r;
-    if (st == LR_OK &&
-        (search_kind(net, cfg, region_end, kind, &kept, &one->spec, &r) != LR_OK || !r.has_single))
+    if (st == LR_OK && search_kind(net, cfg, region_end, kind, &kept, &one->spec, &r) != LR_OK)
         st = search_kind(net, cfg, region_end, kind, NULL, &one->spec, &r);
     strategy_stage_memo_free(&kept);
     if (st == LR_OK)

@@ -319,6 +319,7 @@ typedef struct {
     plan_cost cost;
     bool usable;
     lr_status status;
+    bool done; /* measured */
 } trial;
 
 /* ------------------------------------------------------------------ N past SINGLE_STAGE_MAX_N */
@@ -363,6 +364,8 @@ typedef struct {
     int best;      /* the N of the lowest peak so far (0: none usable) */
     int64_t value; /* its peak */
     int seen[SEARCH_SEEN_MAX], n_seen;
+    int pre_n;        /* an N measured already (measure_ends: the first grid point; 0: none) */
+    const trial *pre; /* its trial */
 } parts_search;
 
 static lr_status try_parts(parts_search *p, int n)
@@ -374,7 +377,10 @@ static lr_status try_parts(parts_search *p, int n)
         p->seen[p->n_seen++] = n;
     plan_cost c;
     bool usable = false;
-    LR_TRY(single_stage_cost(p->net, p->cfg, p->kind, p->end, n, p->rec, &c, &usable, NULL));
+    if (n == p->pre_n && p->pre->done && p->pre->status == LR_OK)
+        c = p->pre->cost, usable = p->pre->usable;
+    else
+        LR_TRY(single_stage_cost(p->net, p->cfg, p->kind, p->end, n, p->rec, &c, &usable, NULL));
     if (!usable)
         return LR_OK;
     plan_spec sp = {.kind = p->kind, .n_stages = 1, .cut = {p->end}, .parts = {n}};
@@ -429,25 +435,39 @@ static lr_status search_past_exhaustive(parts_search *p, int max_parts)
     return LR_OK;
 }
 
-/* Trials of single_stage_as handed to par_for: trial k (from `from` on) is N = lo + k % per at
- * ends[k / per], those of a skipped end and those outside [n_from, n_to] of their end left out. */
+/* Trials of single_stage_as handed to par_for: trial k is N = lo + k % per at ends[k / per],
+ * those of a skipped end and those outside [n_from, n_to] of their end left out; past the
+ * n_ends * per of them, item n_ends * per + r is end r's N = pre_n[r] (0: none) into pre[r]. */
 typedef struct {
     const net_t *net;
     const plan_config *cfg;
     plan_partitioning kind;
     const int *ends;
+    int n_ends;
     const plan_phases *rec;
-    int lo, per, from;
+    int lo, per;
     trial *t;
     const bool *skip; /* by end (NULL: none) */
     int n_from[PLAN_MAX_STAGES], n_to[PLAN_MAX_STAGES]; /* by end: the N measured now */
+    int pre_n[PLAN_MAX_STAGES];
+    trial *pre;
     strategy_kept_stage *keep;
 } trial_batch;
 
 static void trial_item(void *ctx, int item)
 {
     const trial_batch *b = ctx;
-    int k = b->from + item, end = k / b->per, parts = b->lo + k % b->per;
+    if (item >= b->n_ends * b->per) {
+        int r = item - b->n_ends * b->per;
+        if (b->pre_n[r] > 0 && !(b->skip && b->skip[r])) {
+            b->pre[r].status = single_stage_cost(b->net, b->cfg, b->kind, b->ends[r], b->pre_n[r],
+                                                 &b->rec[r], &b->pre[r].cost, &b->pre[r].usable,
+                                                 NULL);
+            b->pre[r].done = true;
+        }
+        return;
+    }
+    int k = item, end = k / b->per, parts = b->lo + k % b->per;
     if ((b->skip && b->skip[end]) || parts < b->n_from[end] || parts > b->n_to[end])
         return;
     /* plan_build clamps N to the rows there are: past the first N it clamps to, the same plan
@@ -471,11 +491,11 @@ int64_t strategy_end_floor(const net_t *net, const plan_config *cfg, int end,
     return lr_sat_add(lr_sat_add(ph[0].exit - ph[0].entry, out), rise);
 }
 
-int64_t strategy_saved_bytes(const net_t *net, const plan_config *cfg, int end)
+int64_t strategy_saved_bytes(const net_t *net, const plan_config *cfg, int in, int end)
 {
     int eb = cost_dtype_bytes(cfg->dtype);
     int64_t sum = 0;
-    for (int l = 1; l < end; l++) {
+    for (int l = in + 1; l < end; l++) {
         bool saved = plan_bwd_reads_output(net->nodes[l].op);
         for (int e = net->cons_off[l]; e < net->cons_off[l + 1] && !saved; e++) {
             int c = net->cons_node[e];
@@ -487,47 +507,59 @@ int64_t strategy_saved_bytes(const net_t *net, const plan_config *cfg, int end)
     return sum;
 }
 
+int64_t strategy_stage_floor(const net_t *net, const plan_config *cfg, int in, int end, int parts,
+                             int64_t saved, int64_t persistent)
+{
+    int eb = cost_dtype_bytes(cfg->dtype);
+    int64_t carried = lr_sat_add(cost_node_bytes(net, end, cfg->batch, eb),
+                                 in > 0 ? cost_node_bytes(net, in, cfg->batch, eb) : 0);
+    return lr_sat_add(lr_sat_add(persistent, carried), saved / parts);
+}
+
 int64_t strategy_parts_floor(const net_t *net, const plan_config *cfg, int end, int parts,
                              int64_t saved, const plan_phases *ends)
 {
     const plan_phase *ph = ends->ph;
-    int64_t out = cost_node_bytes(net, end, cfg->batch, cost_dtype_bytes(cfg->dtype));
-    return lr_sat_add(lr_sat_add(ph[0].exit - ph[0].entry, out), saved / parts);
+    return strategy_stage_floor(net, cfg, 0, end, parts, saved, ph[0].exit - ph[0].entry);
 }
 
-/* N measured first at each end, the largest of lo..hi: at high resolution the lowest peaks of
- * 2..32, whose near-tie then leaves out the smaller N by their floor (measure_ends). */
-#define PARTS_FIRST 4
-
-/* The trials lo..hi of the ends not in `skip`, in two rounds: the PARTS_FIRST largest N, then
- * those whose floor (strategy_parts_floor) is within the near-tie of the lowest peak the first
- * round found at their end; the rest peak past it and are left out (marked in the memo).
- * None of them can be chosen: the end's lowest peak of 2..32 is no higher than the first round's,
- * the search past 32 starts from that lowest, and the final lowest is lower still. (The floor
- * falls with N, so the N left out are those below the first one within the near-tie.) */
-static void measure_ends(trial_batch *b, const bool *skip, int n_ends, const int64_t *saved)
+/* The trials lo..hi of the ends not in `skip`, in two rounds. The first measures N = hi and,
+ * where the search goes past hi, the first N it measures there (the first grid point, pre_n:
+ * kept for it in pre). The second measures the N below hi whose floor (strategy_parts_floor) is
+ * within the near-tie of the lowest peak of the first round at their end; the rest peak past it
+ * and are left out (marked in the memo). None of them can be chosen, and the search past hi
+ * goes the same way: it starts from the lowest of lo..hi, which an N left out is not (it peaks
+ * above N = hi's), or, when it is lower than the first grid point's (left out by that), then so
+ * is the lowest of the N measured, and the grid point takes over from either alike. The floor
+ * falls with N, so the N left out are those below the first one within the near-tie; at high
+ * resolution, where N = hi and the grid point peak lowest, they are most of lo..hi. */
+static void measure_ends(trial_batch *b, const bool *skip, const int64_t *saved)
 {
-    int lo = b->lo, hi = lo + b->per - 1, split = hi - PARTS_FIRST;
-    b->from = 0, b->skip = skip;
-    for (int r = 0; r < n_ends; r++)
-        b->n_from[r] = split + 1 > lo ? split + 1 : lo, b->n_to[r] = hi;
-    par_for(n_ends * b->per, trial_item, b);
-    if (split < lo)
+    int lo = b->lo, hi = lo + b->per - 1, n_ends = b->n_ends;
+    b->skip = skip;
+    for (int r = 0; r < n_ends; r++) {
+        b->n_from[r] = b->n_to[r] = hi;
+        b->pre_n[r] = 0;
+        int max_parts = strategy_max_parts(b->net, b->kind, 0, b->ends[r]), grid[2];
+        if (lo < hi && max_parts > hi && strategy_parts_grid(hi + 1, max_parts, grid, 2) > 0)
+            b->pre_n[r] = grid[0];
+    }
+    par_for(n_ends * b->per + n_ends, trial_item, b);
+    if (lo == hi)
         return;
     for (int r = 0; r < n_ends; r++) {
-        int64_t low = INT64_MAX;
-        for (int n = split + 1; n <= hi; n++) {
-            const trial *t = &b->t[r * b->per + n - lo];
-            if (t->status == LR_OK && t->usable && t->cost.peak_bytes < low)
-                low = t->cost.peak_bytes;
-        }
+        const trial *t = &b->t[r * b->per + hi - lo], *p = &b->pre[r];
+        int64_t low = t->status == LR_OK && t->usable ? t->cost.peak_bytes : INT64_MAX;
+        if (low < INT64_MAX && p->done && p->status == LR_OK && p->usable &&
+            p->cost.peak_bytes < low)
+            low = p->cost.peak_bytes;
         int first = lo;
-        for (int n = split; n >= lo && low < INT64_MAX && first == lo; n--)
+        for (int n = hi - 1; n >= lo && low < INT64_MAX && first == lo; n--)
             if (!strategy_near_tie(strategy_parts_floor(b->net, b->cfg, b->ends[r], n, saved[r],
                                                         &b->rec[r]),
                                    low))
                 first = n + 1;
-        b->n_from[r] = first, b->n_to[r] = split;
+        b->n_from[r] = first, b->n_to[r] = hi - 1;
         for (int n = lo; n < first && b->keep && !(skip && skip[r]); n++)
             b->keep[r * b->per + n - lo].pruned = true;
     }
@@ -565,9 +597,12 @@ static lr_status single_stage_as(const net_t *net, const plan_config *cfg, plan_
     bool skip[PLAN_MAX_STAGES] = {false}, beyond[PLAN_MAX_STAGES] = {false};
     int64_t floor_at[PLAN_MAX_STAGES], saved[PLAN_MAX_STAGES];
     for (int r = 0; r < n_ends; r++)
-        saved[r] = strategy_saved_bytes(net, cfg, ends[r]);
-    trial_batch batch = {.net = net, .cfg = cfg, .kind = kind, .ends = ends, .rec = rec,
-                         .lo = lo, .per = per, .t = t, .keep = keep ? keep->v : NULL};
+        saved[r] = strategy_saved_bytes(net, cfg, 0, ends[r]);
+    trial pre[PLAN_MAX_STAGES];
+    memset(pre, 0, sizeof pre);
+    trial_batch batch = {.net = net, .cfg = cfg, .kind = kind, .ends = ends, .n_ends = n_ends,
+                         .rec = rec, .lo = lo, .per = per, .t = t, .pre = pre,
+                         .keep = keep ? keep->v : NULL};
     if (st == LR_OK && n_ends > 1) {
         for (int r = 0; r < n_ends; r++) {
             floor_at[r] = strategy_end_floor(net, cfg, ends[r], &rec[r]);
@@ -576,7 +611,7 @@ static lr_status single_stage_as(const net_t *net, const plan_config *cfg, plan_
         }
         for (int r = 0; r < n_ends; r++)
             skip[r] = r != first;
-        measure_ends(&batch, skip, n_ends, saved);
+        measure_ends(&batch, skip, saved);
         int64_t low = INT64_MAX;
         for (int k = first * per; k < (first + 1) * per; k++)
             if (t[k].status == LR_OK && t[k].usable && t[k].cost.peak_bytes < low)
@@ -590,7 +625,7 @@ static lr_status single_stage_as(const net_t *net, const plan_config *cfg, plan_
     if (st == LR_OK) {
         if (first >= 0)
             skip[first] = true; /* measured above */
-        measure_ends(&batch, skip, n_ends, saved);
+        measure_ends(&batch, skip, saved);
     }
     strategy_pick pick;
     strategy_pick_init(&pick);
@@ -608,7 +643,7 @@ static lr_status single_stage_as(const net_t *net, const plan_config *cfg, plan_
         if (beyond[r])
             continue;
         parts_search p = {.net = net, .cfg = cfg, .kind = kind, .end = ends[r], .rec = &rec[r],
-                          .pick = &pick};
+                          .pick = &pick, .pre_n = batch.pre_n[r], .pre = &pre[r]};
         for (int k = r * per; k < (r + 1) * per; k++)
             if (t[k].usable && (p.best == 0 || t[k].cost.peak_bytes < p.value))
                 p.best = lo + k % per, p.value = t[k].cost.peak_bytes;

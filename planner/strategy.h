@@ -30,8 +30,9 @@
  *               of the lowest floor is not measured (none of its plans could win), nor is an N
  *               whose floor (persistent bytes, the output's gradient and 1/N of what the
  *               region's backward reads: strategy_parts_floor) is past the near-tie of the
- *               lowest peak of N 29..32 at its end; the search that hands its measurements to a
- *               hybrid (choose.c) marks both, and the hybrid's search skips them too
+ *               lower peak of N = 32 and of the first N past 32 at its end; the search that
+ *               hands its measurements to a hybrid (choose.c) marks both, and the hybrid's
+ *               search skips them too
  *   resolution cuts  where the feature map shrinks (at the downsampling op when it is a cut, e.g.
  *               VGG's pools, else at the last cut before it, e.g. the end of a ResNet layer
  *               group), and the region end
@@ -200,15 +201,20 @@ int strategy_max_parts(const net_t *net, plan_partitioning kind, int in_node, in
 int64_t strategy_end_floor(const net_t *net, const plan_config *cfg, int end,
                            const plan_phases *ends);
 
-/* The bytes of the values in (0, end) that a backward in that region reads (plan_bwd_reads_*),
- * whole: what a stage (0, end] keeps for its backward, over all its partitions. */
-int64_t strategy_saved_bytes(const net_t *net, const plan_config *cfg, int end);
-/* A floor under the peak of every plan holding the stage (0, end]:parts, any kind: when one
+/* The bytes of the values in (in, end) that a backward of the stage (in, end] reads
+ * (plan_bwd_reads_*), whole: what the stage keeps for its backward, over all its partitions. */
+int64_t strategy_saved_bytes(const net_t *net, const plan_config *cfg, int in, int end);
+/* A floor under the peak of every plan holding the stage (in, end]:parts, any kind: when one
  * partition's backward starts (its recompute done, or its forward stored), the persistent bytes,
- * the gradient of the stage's output and every value its backward reads are live, in rows at
- * least its own; the partitions' own rows cover each node once, so one partition holds at
- * least saved / parts of them (saved: strategy_saved_bytes; a twin's backward partitions are no
- * more than parts). ends as strategy_end_floor's. tests/test_plan.c holds it under the peaks. */
+ * the stage's input (when it is not the net's), the gradient of its output and every value its
+ * backward reads are live, the last in rows at least the partition's own; the partitions' own
+ * rows cover each node once, so one of them holds at least saved / parts (saved:
+ * strategy_saved_bytes; a twin's backward partitions are no more than parts).
+ * tests/test_plan.c holds it under the peaks. */
+int64_t strategy_stage_floor(const net_t *net, const plan_config *cfg, int in, int end, int parts,
+                             int64_t saved, int64_t persistent);
+/* strategy_stage_floor of the single-stage plan (0, end]:parts, its persistent bytes from the
+ * plan (0, end]:1's phases (`ends`, as strategy_end_floor's). */
 int64_t strategy_parts_floor(const net_t *net, const plan_config *cfg, int end, int parts,
                              int64_t saved, const plan_phases *ends);
 

@@ -981,9 +981,10 @@ static void test_paired_choice_equals_each_strategys_own(void **state)
 /* A hybrid's search skips the single-stage plans at region ends its single-stage search found
  * beyond the near-tie of the lowest peak (strategy_stage_memo_beyond), and those of an N it left
  * out by their floor (strategy_stage_memo_pruned): every plan there is past that near-tie (of
- * the lowest peak of all ends, of a larger N at the same end), the answer is the one the search
- * gives measuring every end (no memo), and the cases include both. Exact BatchNorm, whose
- * statistics passes make the ends differ most. */
+ * the lowest peak of all ends, of a larger N at the same end). Its own probes skip an N whose
+ * floor is past the near-tie of the lowest peak (strategy_stage_floor). The answer is the one
+ * the search gives probing every N (auto_request.every_n) with and without the memo, and the
+ * cases include all three. Exact BatchNorm, whose statistics passes make the ends differ most. */
 static void test_hybrid_search_skips_only_ends_that_cannot_win(void **state)
 {
     const struct {
@@ -991,7 +992,7 @@ static void test_hybrid_search_skips_only_ends_that_cannot_win(void **state)
         int batch, in_h;
     } cases[] = {{"resnet18", 64, 0}, {"resnet18", 1, 1024}, {"tiny-resnet", 8, 0},
                  {"resnet18", 1, 4096}};
-    int beyond = 0, pruned = 0;
+    int beyond = 0, pruned = 0, floored = 0;
     for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
         net_t *net = test_zoo(cases[k].net);
         if (cases[k].in_h)
@@ -1028,14 +1029,27 @@ static void test_hybrid_search_skips_only_ends_that_cannot_win(void **state)
                                      (long long)at[r][n], (long long)lowest);
                 }
                 /* an N the search left out by its floor peaks past the near-tie of the lowest
-                 * peak of a larger N at its end (strategy_parts_floor) */
-                for (int r = 0; r < kept.n_ends; r++)
+                 * peak of a larger N at its end (strategy_parts_floor), up to the first one
+                 * past 32 the search measures */
+                for (int r = 0; r < kept.n_ends; r++) {
+                    int64_t past = INT64_MAX;
+                    int grid[2], most = strategy_max_parts(net, (plan_partitioning)kind, 0,
+                                                           kept.ends[r]);
+                    if (most > STRATEGY_SINGLE_MAX_N &&
+                        strategy_parts_grid(STRATEGY_SINGLE_MAX_N + 1, most, grid, 2) > 0) {
+                        plan_spec sp = {.kind = (plan_partitioning)kind, .n_stages = 1,
+                                        .cut = {kept.ends[r]}, .parts = {grid[0]}};
+                        plan_cost c;
+                        bool usable;
+                        assert_int_equal(strategy_evaluate_usable(net, &cfg, &sp, &c, &usable), LR_OK);
+                        past = usable ? c.peak_bytes : INT64_MAX;
+                    }
                     for (int n = 2; n <= STRATEGY_SINGLE_MAX_N; n++) {
                         if (!strategy_stage_memo_pruned(&kept, (plan_partitioning)kind, cfg.bn,
                                                         kept.ends[r], n))
                             continue;
                         pruned++;
-                        int64_t low = INT64_MAX;
+                        int64_t low = past;
                         for (int m = n + 1; m <= STRATEGY_SINGLE_MAX_N; m++)
                             low = at[r][m] < low ? at[r][m] : low;
                         if (at[r][n] < INT64_MAX && strategy_near_tie(at[r][n], low))
@@ -1044,26 +1058,36 @@ static void test_hybrid_search_skips_only_ends_that_cannot_win(void **state)
                                      net->nodes[kept.ends[r]].name, n, (long long)at[r][n],
                                      (long long)low);
                     }
+                }
                 auto_request with = {.one_kind = true, .kind = (plan_partitioning)kind,
                                      .kept = &kept, .seed = &one.spec};
-                auto_request without = with;
-                without.kept = NULL;
-                auto_result a, b;
+                /* and with every N probed (no floor), with the memo and without it */
+                auto_request every = with, without = with;
+                every.every_n = true;
+                without.kept = NULL, without.every_n = true;
+                auto_result a, b, e;
                 assert_int_equal(auto_search(net, &cfg, &with, &a), LR_OK);
+                assert_int_equal(auto_search(net, &cfg, &every, &e), LR_OK);
                 assert_int_equal(auto_search(net, &cfg, &without, &b), LR_OK);
                 if (memcmp(&a.best.spec, &b.best.spec, sizeof a.best.spec) != 0 ||
-                    memcmp(&a.best.cost, &b.best.cost, sizeof a.best.cost) != 0)
-                    fail_msg("%s b%d bn %s kind %d: %lld B with the memo, %lld B without",
+                    memcmp(&a.best.cost, &b.best.cost, sizeof a.best.cost) != 0 ||
+                    memcmp(&a.best.spec, &e.best.spec, sizeof a.best.spec) != 0 ||
+                    memcmp(&a.best.cost, &e.best.cost, sizeof a.best.cost) != 0)
+                    fail_msg("%s b%d bn %s kind %d: %lld B with the memo and floors, %lld B with "
+                             "every N, %lld B without the memo",
                              cases[k].net, cases[k].batch, plan_bn_name((plan_bn)bn), kind,
-                             (long long)a.best.cost.peak_bytes, (long long)b.best.cost.peak_bytes);
-                assert_true(a.n_evals <= b.n_evals);
+                             (long long)a.best.cost.peak_bytes, (long long)e.best.cost.peak_bytes,
+                             (long long)b.best.cost.peak_bytes);
+                assert_true(a.n_evals <= e.n_evals && e.n_evals <= b.n_evals);
+                floored += a.n_evals < e.n_evals;
                 strategy_stage_memo_free(&kept);
             }
         }
         net_free(net);
     }
-    print_message("  %d ends beyond, %d N left out by their floor\n", beyond, pruned);
-    assert_true(beyond > 0 && pruned > 0);
+    print_message("  %d ends beyond, %d N left out by their floor, %d searches fewer probes "
+                  "by the floors\n", beyond, pruned, floored);
+    assert_true(beyond > 0 && pruned > 0 && floored > 0);
 }
 
 /* The objective's near-tie: within 1% above the lowest peak (integer bytes, no overflow). */
@@ -1927,6 +1951,86 @@ static void test_par_for_runs_every_item_once(void **state)
     free(p.hits);
 }
 
+/* A configuration the floors are checked on: a zoo net at a batch and input, its BatchNorm mode,
+ * boundaries and offloading. */
+typedef struct {
+    const char *net;
+    int batch, input;
+    plan_bn bn;
+    bool recompute;
+    unsigned offload;
+} floor_case;
+
+/* The case's net (free it), config and resolution cuts up to its default region end. */
+static net_t *floor_case_net(const floor_case *c, plan_config *cfg, int *ends, int *n)
+{
+    net_t *net = test_zoo(c->net);
+    if (c->input)
+        assert_int_equal(net_reshape(net, c->input, c->input), LR_OK);
+    *cfg = config(c->batch, c->bn);
+    cfg->recompute_boundaries = c->recompute;
+    cfg->offload = c->offload;
+    *n = strategy_resolution_cuts(net, plan_default_region_end(net), ends, PLAN_MAX_STAGES);
+    return net;
+}
+
+/* A hybrid's search skips a stage (in, end]:N whose floor (strategy_stage_floor) is past the
+ * near-tie of the lowest peak: the floor must be under the peak of every plan holding the stage.
+ * Checked on plans of 1 to 4 stages cut where the hybrids cut (every kind, N from 1 to 32 per
+ * stage) over BN modes, high resolution, recomputed boundaries and offloading, every stage of
+ * each; and the floor must come within 10% of some peak, or it would never skip anything. */
+static void test_stage_floor_is_under_every_plan_holding_it(void **state)
+{
+    static const floor_case cases[] = {{"resnet18", 8, 0, BN_EXACT, false, 0},
+                 {"resnet18", 1, 2048, BN_EXACT, false, 0},
+                 {"resnet18", 4, 0, BN_STRIPE, true, 0},
+                 {"resnet50", 1, 1024, BN_FROZEN, false, 0},
+                 {"vgg16", 2, 0, BN_EXACT, false, 0},
+                 {"vgg16", 1, 2048, BN_EXACT, false, OFFLOAD_INPUT | OFFLOAD_BOUNDARY},
+                 {"tiny-mix", 16, 0, BN_EXACT, false, 0},
+                 {"tiny-resnet", 8, 0, BN_EXACT, true, OFFLOAD_BOUNDARY}};
+    static const int parts[][4] = {{2, 2, 2, 2}, {5, 3, 2, 1}, {8, 4, 1, 2}, {3, 16, 2, 2},
+                                   {32, 8, 4, 2}, {1, 6, 12, 3}};
+    int checked = 0, tight = 0;
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        plan_config cfg;
+        int ends[PLAN_MAX_STAGES], n;
+        net_t *net = floor_case_net(&cases[c], &cfg, ends, &n);
+        for (int kind = 0; kind < 3; kind++)
+            for (int stages = 1; stages <= n && stages <= 4; stages++)
+                for (size_t p = 0; p < sizeof parts / sizeof parts[0]; p++) {
+                    plan_spec sp = {.kind = (plan_partitioning)kind, .n_stages = stages};
+                    for (int s = 0; s < stages; s++)
+                        sp.cut[s] = ends[s], sp.parts[s] = parts[p][s];
+                    plan_t *plan;
+                    if (plan_build(net, &cfg, &sp, &plan) != LR_OK)
+                        continue;
+                    plan_cost pc;
+                    plan_phases ph;
+                    plan_closed_phases(plan, &pc, &ph);
+                    for (int s = 0; s < stages; s++) {
+                        int in = s ? ends[s - 1] : 0, np = plan->spec.parts[s];
+                        int64_t saved = strategy_saved_bytes(net, &cfg, in, ends[s]);
+                        int64_t under = strategy_stage_floor(net, &cfg, in, ends[s], np, saved,
+                                                             ph.ph[0].exit - ph.ph[0].entry);
+                        if (pc.peak_bytes < under)
+                            fail_msg("%s b%d %s kind %d stage %d of %d ((%s, %s]:%d): peak %lld "
+                                     "under the floor %lld", cases[c].net, cases[c].batch,
+                                     plan_bn_name(cases[c].bn), kind, s, stages,
+                                     net->nodes[in].name, net->nodes[ends[s]].name, np,
+                                     (long long)pc.peak_bytes, (long long)under);
+                        tight += 100 * under > 90 * pc.peak_bytes;
+                        checked++;
+                    }
+                    plan_free(plan);
+                }
+        net_free(net);
+    }
+    print_message("  %d stages of plans above their floor, %d within 10%%\n", checked, tight);
+    assert_true(checked > 500 && tight > 0);
+    (void)state;
+}
+
 /* The single-stage search skips a region end whose floor (strategy_end_floor) is past the
  * near-tie of a peak it found, and an N whose floor (strategy_parts_floor) is: both floors must be
  * under the peak of every plan (0, end]:N. Checked for every kind, some N up to 32 and every
@@ -1935,13 +2039,7 @@ static void test_par_for_runs_every_item_once(void **state)
  * must come within 10% of some peak. */
 static void test_region_end_floor_is_under_every_peak(void **state)
 {
-    static const struct {
-        const char *net;
-        int batch, input;
-        plan_bn bn;
-        bool recompute;
-        unsigned offload;
-    } cases[] = {{"resnet50", 16, 0, BN_EXACT, false, 0},
+    static const floor_case cases[] = {{"resnet50", 16, 0, BN_EXACT, false, 0},
                  {"resnet50", 16, 0, BN_STRIPE, false, 0},
                  {"resnet50", 16, 0, BN_FROZEN, false, 0},
                  {"resnet50", 1, 1024, BN_EXACT, false, 0},
@@ -1955,14 +2053,9 @@ static void test_region_end_floor_is_under_every_peak(void **state)
     static const int parts[] = {2, 3, 5, 8, 16, 32};
     int checked = 0, ruled_out = 0, tight = 0;
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
-        net_t *net = test_zoo(cases[c].net);
-        if (cases[c].input)
-            assert_int_equal(net_reshape(net, cases[c].input, cases[c].input), LR_OK);
-        plan_config cfg = config(cases[c].batch, cases[c].bn);
-        cfg.recompute_boundaries = cases[c].recompute;
-        cfg.offload = cases[c].offload;
-        int ends[PLAN_MAX_STAGES];
-        int n = strategy_resolution_cuts(net, plan_default_region_end(net), ends, PLAN_MAX_STAGES);
+        plan_config cfg;
+        int ends[PLAN_MAX_STAGES], n;
+        net_t *net = floor_case_net(&cases[c], &cfg, ends, &n);
         int64_t floor_at[PLAN_MAX_STAGES], lowest_at[PLAN_MAX_STAGES];
         for (int r = 0; r < n; r++) {
             plan_spec one = {.n_stages = 1, .cut = {ends[r]}, .parts = {1}};
@@ -1972,7 +2065,7 @@ static void test_region_end_floor_is_under_every_peak(void **state)
             plan_closed_phases(plan, &pc, &ph);
             plan_free(plan);
             floor_at[r] = strategy_end_floor(net, &cfg, ends[r], &ph);
-            int64_t saved = strategy_saved_bytes(net, &cfg, ends[r]);
+            int64_t saved = strategy_saved_bytes(net, &cfg, 0, ends[r]);
             lowest_at[r] = INT64_MAX;
             for (int kind = 0; kind < 3; kind++)
                 for (size_t k = 0; k < sizeof parts / sizeof parts[0]; k++) {
@@ -2028,6 +2121,7 @@ int main(void)
         cmocka_unit_test(test_partitions_of_a_stage_come_in_a_few_shapes),
         cmocka_unit_test(test_twin_stages_are_the_same_plan_shifted),
         cmocka_unit_test(test_region_end_floor_is_under_every_peak),
+        cmocka_unit_test(test_stage_floor_is_under_every_plan_holding_it),
         cmocka_unit_test(test_par_for_runs_every_item_once),
         cmocka_unit_test(test_column_peak_of_tiny_vgg_by_hand),
         cmocka_unit_test(test_row_peak_of_a_small_net_by_hand),

@@ -347,13 +347,20 @@ static void run_job(search *s, probe_job *j, int64_t extra_limit)
     j->done = true;
     int64_t best = INT64_MAX;
     int worse = 0;
-    /* the near-tie objective (a hybrid's search, from its seed's peak): a special stage, which
-     * tries every N, skips an N whose floor is past the near-tie of the lowest peak so far, for
-     * no plan holding it can be chosen (others stop after PARTS_PATIENCE N that do not lower
-     * their own peak, which an N left out would change) */
+    /* the near-tie objective (a hybrid's search, from its seed's peak): no plan holding a stage
+     * whose floor is past the near-tie of the lowest peak so far can be chosen. A special stage,
+     * which tries every N, skips such an N; another, which stops after PARTS_PATIENCE N that do
+     * not lower its own peak (an N left out would change where), is skipped only whole: when
+     * the floor of the most partitions it tries, its lowest, is past it */
     int64_t saved = -1, persistent = s->ends_at[j->b].ph[0].exit - s->ends_at[j->b].ph[0].entry;
-    if (special && s->lowest < INT64_MAX && !s->every_n)
+    if (s->lowest < INT64_MAX && !s->every_n)
         saved = strategy_saved_bytes(s->net, &s->cfg, s->cut[j->a], s->cut[j->b]);
+    int most = stage_parts[N_STAGE_PARTS - 1] < rows ? stage_parts[N_STAGE_PARTS - 1] : rows;
+    if (saved >= 0 && !special &&
+        !strategy_near_tie(strategy_stage_floor(s->net, &s->cfg, s->cut[j->a], s->cut[j->b], most,
+                                                saved, persistent),
+                           s->lowest))
+        return;
     int count = whole ? WHOLE_MAX_N - 1 : N_STAGE_PARTS;
     /* --boundaries auto: each N also recomputing its boundaries (a tiled stage whose
      * BatchNorm is not per stripe: plan_stage.bwd) */
@@ -366,7 +373,7 @@ static void run_job(search *s, probe_job *j, int64_t extra_limit)
         if (whole && !s->every_n &&
             strategy_stage_memo_pruned(s->kept, sp->kind, sp->bn, s->cut[j->b], parts))
             continue;
-        if (saved >= 0 &&
+        if (saved >= 0 && special &&
             !strategy_near_tie(strategy_stage_floor(s->net, &s->cfg, s->cut[j->a], s->cut[j->b],
                                                     parts, saved, persistent),
                                s->lowest))

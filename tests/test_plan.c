@@ -1974,11 +1974,39 @@ static net_t *floor_case_net(const floor_case *c, plan_config *cfg, int *ends, i
     return net;
 }
 
+/* Every stage's floor (strategy_stage_floor) under the peak of the plan sp (when lrcnn builds
+ * it); counts the stages checked and those whose floor is within 10% of the peak. */
+static void check_stage_floors(const net_t *net, const plan_config *cfg, const plan_spec *sp,
+                               const floor_case *c, int *checked, int *tight)
+{
+    plan_t *plan;
+    if (plan_build(net, cfg, sp, &plan) != LR_OK)
+        return;
+    plan_cost pc;
+    plan_phases ph;
+    plan_closed_phases(plan, &pc, &ph);
+    for (int s = 0; s < sp->n_stages; s++) {
+        int in = s ? sp->cut[s - 1] : 0, np = plan->spec.parts[s];
+        int64_t saved = strategy_saved_bytes(net, cfg, in, sp->cut[s]);
+        int64_t under = strategy_stage_floor(net, cfg, in, sp->cut[s], np, saved,
+                                             ph.ph[0].exit - ph.ph[0].entry);
+        if (pc.peak_bytes < under)
+            fail_msg("%s b%d %s kind %d stage %d of %d ((%s, %s]:%d): peak %lld under the floor "
+                     "%lld", c->net, c->batch, plan_bn_name(c->bn), sp->kind, s, sp->n_stages,
+                     net->nodes[in].name, net->nodes[sp->cut[s]].name, np,
+                     (long long)pc.peak_bytes, (long long)under);
+        *tight += 100 * under > 90 * pc.peak_bytes;
+        (*checked)++;
+    }
+    plan_free(plan);
+}
+
 /* A hybrid's search skips a stage (in, end]:N whose floor (strategy_stage_floor) is past the
  * near-tie of the lowest peak: the floor must be under the peak of every plan holding the stage.
- * Checked on plans of 1 to 4 stages cut where the hybrids cut (every kind, N from 1 to 32 per
- * stage) over BN modes, high resolution, recomputed boundaries and offloading, every stage of
- * each; and the floor must come within 10% of some peak, or it would never skip anything. */
+ * Checked on plans of 1 to 4 stages cut where the hybrids cut by default and inside a resolution
+ * (every kind, N from 1 to 32 per stage) over BN modes, high resolution, recomputed boundaries
+ * and offloading, every stage of each; and the floor must come within 10% of some peak, or it
+ * would never skip anything. */
 static void test_stage_floor_is_under_every_plan_holding_it(void **state)
 {
     static const floor_case cases[] = {{"resnet18", 8, 0, BN_EXACT, false, 0},
@@ -1994,36 +2022,33 @@ static void test_stage_floor_is_under_every_plan_holding_it(void **state)
     int checked = 0, tight = 0;
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
         plan_config cfg;
-        int ends[PLAN_MAX_STAGES], n;
-        net_t *net = floor_case_net(&cases[c], &cfg, ends, &n);
-        for (int kind = 0; kind < 3; kind++)
-            for (int stages = 1; stages <= n && stages <= 4; stages++)
-                for (size_t p = 0; p < sizeof parts / sizeof parts[0]; p++) {
-                    plan_spec sp = {.kind = (plan_partitioning)kind, .n_stages = stages};
-                    for (int s = 0; s < stages; s++)
-                        sp.cut[s] = ends[s], sp.parts[s] = parts[p][s];
-                    plan_t *plan;
-                    if (plan_build(net, &cfg, &sp, &plan) != LR_OK)
-                        continue;
-                    plan_cost pc;
-                    plan_phases ph;
-                    plan_closed_phases(plan, &pc, &ph);
-                    for (int s = 0; s < stages; s++) {
-                        int in = s ? ends[s - 1] : 0, np = plan->spec.parts[s];
-                        int64_t saved = strategy_saved_bytes(net, &cfg, in, ends[s]);
-                        int64_t under = strategy_stage_floor(net, &cfg, in, ends[s], np, saved,
-                                                             ph.ph[0].exit - ph.ph[0].entry);
-                        if (pc.peak_bytes < under)
-                            fail_msg("%s b%d %s kind %d stage %d of %d ((%s, %s]:%d): peak %lld "
-                                     "under the floor %lld", cases[c].net, cases[c].batch,
-                                     plan_bn_name(cases[c].bn), kind, s, stages,
-                                     net->nodes[in].name, net->nodes[ends[s]].name, np,
-                                     (long long)pc.peak_bytes, (long long)under);
-                        tight += 100 * under > 90 * pc.peak_bytes;
-                        checked++;
+        int sets[2][PLAN_MAX_STAGES], n_in[2];
+        net_t *net = floor_case_net(&cases[c], &cfg, sets[0], &n_in[0]);
+        /* also cut inside a resolution (between ResNet blocks): four of the places a row
+         * region may be cut, spread over it */
+        int end = plan_default_region_end(net), n_cuts = 0, *at = malloc(sizeof(int) * (size_t)end);
+        bool *cut = malloc((size_t)net->n_nodes);
+        assert_true(at && cut);
+        rowdep_cuts(net, cut);
+        for (int l = 1; l <= end; l++)
+            if (cut[l])
+                at[n_cuts++] = l;
+        n_in[1] = 0;
+        for (int q = 1; q <= 4; q++) {
+            int x = at[q * n_cuts / 4 - (q == 4)];
+            if (n_in[1] == 0 || x > sets[1][n_in[1] - 1])
+                sets[1][n_in[1]++] = x;
+        }
+        free(at), free(cut);
+        for (int set = 0; set < 2; set++)
+            for (int kind = 0; kind < 3; kind++)
+                for (int stages = 1; stages <= n_in[set] && stages <= 4; stages++)
+                    for (size_t p = 0; p < sizeof parts / sizeof parts[0]; p++) {
+                        plan_spec sp = {.kind = (plan_partitioning)kind, .n_stages = stages};
+                        for (int s = 0; s < stages; s++)
+                            sp.cut[s] = sets[set][s], sp.parts[s] = parts[p][s];
+                        check_stage_floors(net, &cfg, &sp, &cases[c], &checked, &tight);
                     }
-                    plan_free(plan);
-                }
         net_free(net);
     }
     print_message("  %d stages of plans above their floor, %d within 10%%\n", checked, tight);

@@ -30,6 +30,7 @@
 #include <omp.h>
 #endif
 
+#include "clock.h"
 #include "fit.h"
 #include "sim_cli.h"
 
@@ -41,13 +42,6 @@ typedef struct {
     int n;
     char note[160];
 } timing;
-
-static double now_ms(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return t.tv_sec * 1e3 + t.tv_nsec / 1e6;
-}
 
 static int by_value(const void *a, const void *b)
 {
@@ -141,7 +135,7 @@ static void fit_all(const net_t *net, const plan_config *cfg, const plan_choice 
 static double run_process(const char *sim, char *const *argv)
 {
     fflush(NULL);
-    double t0 = now_ms();
+    double t0 = lr_now_ms();
     pid_t pid = fork();
     if (pid == 0) {
         int fd = open("/dev/null", O_WRONLY);
@@ -156,7 +150,7 @@ static double run_process(const char *sim, char *const *argv)
         fprintf(stderr, "plan_speed: %s %s %s failed\n", sim, argv[1], argv[2]);
         exit(1);
     }
-    return now_ms() - t0;
+    return lr_now_ms() - t0;
 }
 
 /* lrcnn-sim next to this binary (argv0's directory). */
@@ -195,9 +189,9 @@ static void time_choose(bench *b, timing *t, plan_bn bn, int reps)
     plan_config cfg = config(256, bn);
     plan_choice c[STRAT_COUNT];
     for (int r = 0; r < reps; r++) {
-        double t0 = now_ms();
+        double t0 = lr_now_ms();
         choose_all(b->r101, &cfg, c);
-        t->ms[t->n++] = now_ms() - t0;
+        t->ms[t->n++] = lr_now_ms() - t0;
     }
 }
 
@@ -205,9 +199,9 @@ static void time_analysis(bench *b, timing *t, plan_bn bn, int reps)
 {
     plan_config cfg = config(256, bn);
     for (int r = 0; r < reps; r++) {
-        double t0 = now_ms();
+        double t0 = lr_now_ms();
         analyse_all(b->r101, &cfg, b->a);
-        t->ms[t->n++] = now_ms() - t0;
+        t->ms[t->n++] = lr_now_ms() - t0;
     }
 }
 
@@ -216,9 +210,9 @@ static void time_auto(bench *b, timing *t, plan_bn bn, double cap, int64_t budge
     plan_config cfg = config(256, bn);
     auto_result r;
     for (int k = 0; k < reps; k++) {
-        double t0 = now_ms();
+        double t0 = lr_now_ms();
         r = run_auto(b->r50, &cfg, cap, budget);
-        t->ms[t->n++] = now_ms() - t0;
+        t->ms[t->n++] = lr_now_ms() - t0;
     }
     snprintf(t->note, sizeof t->note, "%s, %.2f GiB at %.2fx, %d evaluations", auto_kind_name(&r.best.spec),
              r.best.cost.peak_bytes / 1073741824.0, r.best.flops_ratio, r.n_evals);
@@ -229,9 +223,9 @@ static void time_fit(bench *b, timing *t, plan_bn bn, int reps)
     plan_config cfg = config(256, bn);
     fit_result res[STRAT_COUNT];
     for (int r = 0; r < reps; r++) {
-        double t0 = now_ms();
+        double t0 = lr_now_ms();
         fit_all(b->r50, &cfg, b->plans50[bn], res);
-        t->ms[t->n++] = now_ms() - t0;
+        t->ms[t->n++] = lr_now_ms() - t0;
     }
     int evals = 0, choices = 0;
     for (int st = 0; st < STRAT_COUNT; st++)
@@ -244,9 +238,9 @@ static void time_fit(bench *b, timing *t, plan_bn bn, int reps)
 static void time_sweep(timing *t, int reps)
 {
     for (int r = 0; r < reps; r++) {
-        double t0 = now_ms();
+        double t0 = lr_now_ms();
         sweep();
-        t->ms[t->n++] = now_ms() - t0;
+        t->ms[t->n++] = lr_now_ms() - t0;
     }
     snprintf(t->note, sizeof t->note, "256 points x 5 row strategies, exact BN");
 }

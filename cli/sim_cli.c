@@ -3,9 +3,9 @@
 
 #include <inttypes.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "graph.h"
 #include "outfile.h"
 #include "report.h"
@@ -350,7 +350,6 @@ static lr_status on_overhead_by(void *ctx, const char *flag, const char *v)
 
 static lr_status on_fit_trace(void *ctx, const char *flag, const char *v)
 {
-    (void)flag;
     ((sim_options *)ctx)->fit_trace = v;
     return LR_OK;
 }
@@ -472,15 +471,13 @@ static lr_status run_auto(const sim_options *o, const analysis_t *a, sim_extras 
     return r;
 }
 
-/* One measurement of --fit (--fit-trace): a choice or a fixed plan's evaluation. */
+/* One measurement of --fit (--fit-trace): a choice or a fixed plan's evaluation, as told (its
+ * spec copied into spec when it had one: told.spec is cleared), and its order of arrival. */
 typedef struct fit_step {
-    int target, seq; /* the question's target (seeds past the shown ones), order of arrival */
-    bool shown, batch, choice, fits, has_plan;
-    plan_strategy strategy;
-    int64_t at, peak;
-    double seconds;
+    fit_progress_info told;
+    bool has_plan;
     plan_spec spec;
-    plan_bn bn;
+    int seq;
 } fit_step;
 
 /* --fit's progress on stderr, when that is a terminal and the fit has taken a second (under
@@ -488,7 +485,7 @@ typedef struct fit_step {
  * latest plan choice; the line is cleared at the end. With --fit-trace it also keeps every
  * measurement. */
 typedef struct {
-    struct timespec start;
+    double start; /* lr_now_ms() */
     sim_extras *x; /* the targets' names, the trace */
     bool line;     /* the progress line (stderr is a terminal) */
     bool trace;
@@ -496,13 +493,6 @@ typedef struct {
     double last; /* seconds in when the line was last written (0: never) */
     int done;    /* the questions answered it showed */
 } fit_meter;
-
-static double seconds_since(const struct timespec *t0)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)(t.tv_sec - t0->tv_sec) + (double)(t.tv_nsec - t0->tv_nsec) / 1e9;
-}
 
 static void keep_step(fit_meter *m, const fit_progress_info *p)
 {
@@ -517,13 +507,10 @@ static void keep_step(fit_meter *m, const fit_progress_info *p)
         x->steps = grown, x->cap_steps = cap;
     }
     fit_step *s = &x->steps[x->n_steps];
-    *s = (fit_step){.target = p->target, .seq = x->n_steps, .shown = p->shown, .batch = p->batch,
-                    .choice = p->event == FIT_CHOSE, .fits = p->fits, .has_plan = p->spec != NULL,
-                    .strategy = p->strategy, .at = p->at, .peak = p->peak,
-                    .seconds = p->seconds, .bn = p->bn};
+    s->told = *p, s->told.spec = NULL, s->seq = x->n_steps++;
+    s->has_plan = p->spec != NULL;
     if (p->spec)
         s->spec = *p->spec;
-    x->n_steps++;
 }
 
 static void fit_progress_line(void *ctx, const fit_progress_info *p)
@@ -533,7 +520,7 @@ static void fit_progress_line(void *ctx, const fit_progress_info *p)
         keep_step(m, p);
     if (!m->line || !p->shown || p->event == FIT_CHOSE || p->event == FIT_MEASURED)
         return;
-    double s = seconds_since(&m->start);
+    double s = (lr_now_ms() - m->start) / 1e3;
     if (s < 1.0 || p->done == p->total || (p->done == m->done && s - m->last < 0.1))
         return; /* (a tenth of a second apart unless a question was answered) */
     m->last = s, m->done = p->done;
@@ -549,12 +536,13 @@ static void fit_progress_line(void *ctx, const fit_progress_info *p)
  * order measured (a question runs on one thread). */
 static int by_question(const void *pa, const void *pb)
 {
-    const fit_step *a = pa, *b = pb;
+    const fit_progress_info *a = &((const fit_step *)pa)->told, *b = &((const fit_step *)pb)->told;
     if (a->target != b->target)
         return a->target < b->target ? -1 : 1;
     if (a->batch != b->batch)
         return a->batch ? -1 : 1;
-    return (a->seq > b->seq) - (a->seq < b->seq);
+    int x = ((const fit_step *)pa)->seq, y = ((const fit_step *)pb)->seq;
+    return (x > y) - (x < y);
 }
 
 static const char *strategy_label(plan_strategy s)
@@ -573,17 +561,16 @@ static lr_status write_fit_trace(const sim_options *o, const analysis_t *a, sim_
     FILE *f = out.f;
     fputs("strategy,question,seed,step,size,kind,ms,peak_bytes,fits,plan,bn,stages,rows,region\n", f);
     for (int i = 0, step = 0; i < x->n_steps; i++) {
-        const fit_step *s = &x->steps[i];
-        const fit_step *prev = i ? &x->steps[i - 1] : NULL;
+        const fit_progress_info *s = &x->steps[i].told, *prev = i ? &x->steps[i - 1].told : NULL;
         step = prev && prev->target == s->target && prev->batch == s->batch ? step + 1 : 1;
         fprintf(f, "%s,%s,%d,%d,%" PRId64 ",%s,%.3f,", strategy_label(s->strategy),
-                s->batch ? "batch" : "input", !s->shown, step, s->at, s->choice ? "choice" : "plan",
-                s->seconds * 1e3);
+                s->batch ? "batch" : "input", !s->shown, step, s->at,
+                s->event == FIT_CHOSE ? "choice" : "plan", s->seconds * 1e3);
         if (s->peak < INT64_MAX)
             fprintf(f, "%" PRId64, s->peak);
         fprintf(f, ",%d,", s->fits);
-        if (s->has_plan) {
-            const plan_spec *sp = &s->spec;
+        if (x->steps[i].has_plan) {
+            const plan_spec *sp = &x->steps[i].spec;
             fprintf(f, "%s,%s,%d,\"", sp->n_stages ? plan_strategy_name(sp->strategy) : "column",
                     plan_bn_name(s->bn), sp->n_stages);
             for (int k = 0; k < sp->n_stages; k++)
@@ -619,8 +606,8 @@ static lr_status run_fit(const sim_options *o, const analysis_t *a, sim_extras *
         x->fit[n++].strategy = "auto";
     }
     fit_result r[STRAT_COUNT + 1];
-    fit_meter m = {.x = x, .line = isatty(STDERR_FILENO), .trace = o->fit_trace != NULL};
-    clock_gettime(CLOCK_MONOTONIC, &m.start);
+    fit_meter m = {.start = lr_now_ms(), .x = x, .line = isatty(STDERR_FILENO),
+                   .trace = o->fit_trace != NULL};
     lr_status st = fit_run_all(a->net, &o->cfg, t, n, o->fit_bytes - o->reserve_bytes, r,
                                m.line || m.trace ? fit_progress_line : NULL, &m);
     if (m.last > 0)

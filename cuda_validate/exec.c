@@ -7,8 +7,8 @@
 
 #include <math.h>
 #include <string.h>
-#include <time.h>
 
+#include "clock.h"
 #include "strategy.h"
 
 struct exec {
@@ -463,13 +463,6 @@ double exec_profile_bucket_us(int b)
     return b == EXEC_PROFILE_BUCKETS - 1 ? 0 : 10.0 * (double)(1 << b);
 }
 
-static double clock_ms(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec * 1e3 + (double)t.tv_nsec / 1e6;
-}
-
 static void profile_run(exec_profile *p, const net_t *net, const sched_step *step, double ms)
 {
     net_op op = net->nodes[step->node].op;
@@ -487,9 +480,9 @@ static lr_status timed(exec_t *e, const exec_op *op, bool copy)
 {
     if (!e->profile)
         return copy ? e->be->copy(e->bctx, op) : e->be->run(e->bctx, op);
-    double t0 = clock_ms();
+    double t0 = lr_now_ms();
     lr_status st = copy ? e->be->copy(e->bctx, op) : e->be->run(e->bctx, op);
-    double ms = clock_ms() - t0;
+    double ms = lr_now_ms() - t0;
     if (copy)
         e->profile->copy_calls++, e->profile->copy_ms += ms;
     else

@@ -7,10 +7,10 @@
 #include <omp.h>
 #include <string.h>
 #include <strings.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "analysis.h"
+#include "clock.h"
 #include "sim.h"
 
 #ifdef LRCNN_HAVE_CUDA
@@ -63,13 +63,6 @@ void validate_backend_release(const char *name, void *ctx)
         cuda_backend_destroy(ctx);
 #endif
     (void)name, (void)ctx;
-}
-
-static double now_ms(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return t.tv_sec * 1e3 + t.tv_nsec * 1e-6;
 }
 
 static int cmp_double(const void *a, const void *b)
@@ -251,13 +244,13 @@ static lr_status step_mode(session *ss, const data_set *d, validate_result *r)
         data_gather(d, NULL, (int)((int64_t)k * batch % d->n), batch, ss->images, ss->labels);
         bool check = o->check_grads && k == 0 && ss->has_col;
         float lr_ = 0, lc = 0;
-        double t0 = now_ms();
+        double t0 = lr_now_ms();
         s = exec_step(ss->row.exec, ss->images, ss->labels, !check, &lr_);
-        t_row[k] = now_ms() - t0;
+        t_row[k] = lr_now_ms() - t0;
         if (s == LR_OK && ss->has_col) {
-            t0 = now_ms();
+            t0 = lr_now_ms();
             s = exec_step(ss->col.exec, ss->images, ss->labels, !check, &lc);
-            t_col[k] = now_ms() - t0;
+            t_col[k] = lr_now_ms() - t0;
         }
         if (s == LR_OK && check) {
             s = compare_grads(ss->net, ss->row.exec, ss->col.exec, r);
@@ -299,7 +292,7 @@ static lr_status train_epochs(session *ss, exec_t *e, const data_set *train, dou
     int *perm = malloc(sizeof(int) * (size_t)train->n);
     if (!perm)
         return lr_fail(LR_ERR_NOMEM, "out of memory");
-    double t0 = now_ms();
+    double t0 = lr_now_ms();
     lr_status s = LR_OK;
     for (int ep = 0; ep < o->epochs && s == LR_OK; ep++) {
         data_permutation(train->n, o->hp.seed * 1000003u + (uint64_t)ep, perm);
@@ -317,7 +310,7 @@ static lr_status train_epochs(session *ss, exec_t *e, const data_set *train, dou
     }
     if (!o->quiet)
         fputc('\n', stderr);
-    *seconds = (now_ms() - t0) / 1e3;
+    *seconds = (lr_now_ms() - t0) / 1e3;
     free(perm);
     return s;
 }

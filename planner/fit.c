@@ -9,9 +9,9 @@
 #include <math.h>
 #include <string.h>
 #include <strings.h>
-#include <time.h>
 
 #include "checked.h"
+#include "clock.h"
 #include "choose.h"
 
 /* ------------------------------------------------------------------ one question */
@@ -42,18 +42,9 @@ typedef struct {
     bool batch;               /* the question asked */
 } fitter;
 
-/* What a measurement tells (FIT_CHOSE, FIT_MEASURED). */
-typedef struct {
-    const plan_spec *spec;
-    plan_bn bn;
-    int64_t peak;
-    bool fits;
-    double seconds;
-} told;
-
 /* Tells the progress function (if any) event at x (the batch, or the input height; 0 with
- * FIT_ANSWERED), with m's measurement (NULL: none). */
-static void tell(const fitter *f, fit_event event, int64_t x, const told *m)
+ * FIT_ANSWERED), with the measurement in m (spec, bn, peak, fits, seconds; NULL: none). */
+static void tell(const fitter *f, fit_event event, int64_t x, const fit_progress_info *m)
 {
     progress_state *p = f->progress;
     if (!p)
@@ -61,30 +52,11 @@ static void tell(const fitter *f, fit_event event, int64_t x, const told *m)
 #pragma omp critical(fit_progress)
     {
         p->done += event == FIT_ANSWERED && f->shown;
-        fit_progress_info i = {.done = p->done, .total = p->total, .target = f->index,
-                               .shown = f->shown, .strategy = f->t->strategy, .batch = f->batch,
-                               .at = x, .event = event, .peak = INT64_MAX};
-        if (m)
-            i.spec = m->spec, i.bn = m->bn, i.peak = m->peak, i.fits = m->fits,
-            i.seconds = m->seconds;
+        fit_progress_info i = m ? *m : (fit_progress_info){.peak = INT64_MAX};
+        i.done = p->done, i.total = p->total, i.target = f->index, i.shown = f->shown;
+        i.strategy = f->t->strategy, i.batch = f->batch, i.at = x, i.event = event;
         p->fn(p->ctx, &i);
     }
-}
-
-/* Seconds since *t0 when a progress function is told (0: none; t0 is then not read). */
-static double timed(const fitter *f, const struct timespec *t0)
-{
-    if (!f->progress)
-        return 0;
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)(t.tv_sec - t0->tv_sec) + (double)(t.tv_nsec - t0->tv_nsec) / 1e9;
-}
-
-static void start_timer(const fitter *f, struct timespec *t0)
-{
-    if (f->progress)
-        clock_gettime(CLOCK_MONOTONIC, t0);
 }
 
 typedef struct {
@@ -144,8 +116,7 @@ static lr_status plan_point(fitter *f, int batch, const plan_spec *spec, plan_bn
     plan_cost c;
     bool usable;
     f->out->n_evals++;
-    struct timespec t0;
-    start_timer(f, &t0);
+    double t0 = lr_now_ms();
     LR_TRY(strategy_evaluate_usable(f->net, &cfg, spec, &c, &usable));
     if (usable) {
         p->peak = c.peak_bytes;
@@ -159,7 +130,8 @@ static lr_status plan_point(fitter *f, int batch, const plan_spec *spec, plan_bn
         LR_TRY(strategy_evaluate_usable(f->net, &cfg, &column, &col, &usable));
         p->fits = usable && c.flops <= lr_sat_scale(auto_cap(f->t), col.flops);
     }
-    told m = {spec, bn, p->peak, p->fits, timed(f, &t0)};
+    fit_progress_info m = {.spec = spec, .bn = bn, .peak = p->peak, .fits = p->fits,
+                           .seconds = (lr_now_ms() - t0) / 1e3};
     tell(f, FIT_MEASURED, f->batch ? batch : f->net->nodes[0].h, &m);
     return LR_OK;
 }
@@ -254,8 +226,7 @@ static lr_status choose(fitter *f, int batch, choice *out)
 {
     int64_t x = f->batch ? batch : f->net->nodes[0].h;
     tell(f, FIT_CHOOSING, x, NULL);
-    struct timespec t0;
-    start_timer(f, &t0);
+    double t0 = lr_now_ms();
     plan_config cfg = f->cfg;
     cfg.batch = batch;
     memset(out, 0, sizeof *out);
@@ -265,7 +236,8 @@ static lr_status choose(fitter *f, int batch, choice *out)
     if (formed)
         LR_TRY(cfg.offload_auto ? choose_offload(f, &cfg, out) : choose_in(f, &cfg, out));
     formed = formed && out->at.peak < INT64_MAX;
-    told m = {formed ? &out->spec : NULL, out->bn, out->at.peak, out->at.fits, timed(f, &t0)};
+    fit_progress_info m = {.spec = formed ? &out->spec : NULL, .bn = out->bn, .peak = out->at.peak,
+                           .fits = out->at.fits, .seconds = (lr_now_ms() - t0) / 1e3};
     tell(f, FIT_CHOSE, x, &m);
     return LR_OK;
 }

@@ -319,7 +319,7 @@ typedef struct {
     plan_cost cost;
     bool usable;
     lr_status status;
-    bool done; /* measured */
+    bool done; /* measured (read for measure_ends' first grid points only) */
 } trial;
 
 /* ------------------------------------------------------------------ N past SINGLE_STAGE_MAX_N */
@@ -745,22 +745,27 @@ bool strategy_stage_memo_beyond(const strategy_stage_memo *m, plan_partitioning 
     return r >= 0 && m->beyond[r];
 }
 
+/* The memo's entry for (0, end]:parts of kind under bn, measured or not; NULL when it has none. */
+static const strategy_kept_stage *memo_entry(const strategy_stage_memo *m, plan_partitioning kind,
+                                             plan_bn bn, int end, int parts)
+{
+    int r = parts < 2 || parts > SINGLE_STAGE_MAX_N ? -1 : memo_end(m, kind, bn, end);
+    return r < 0 ? NULL : &m->v[r * (SINGLE_STAGE_MAX_N - 1) + parts - 2];
+}
+
 bool strategy_stage_memo_pruned(const strategy_stage_memo *m, plan_partitioning kind, plan_bn bn,
                                 int end, int parts)
 {
-    int r = parts < 2 || parts > SINGLE_STAGE_MAX_N ? -1 : memo_end(m, kind, bn, end);
-    return r >= 0 && m->v[r * (SINGLE_STAGE_MAX_N - 1) + parts - 2].pruned;
+    const strategy_kept_stage *k = memo_entry(m, kind, bn, end, parts);
+    return k && k->pruned;
 }
 
 const strategy_kept_stage *strategy_stage_memo_find(const strategy_stage_memo *m,
                                                     plan_partitioning kind, plan_bn bn, int end,
                                                     int parts)
 {
-    int r = parts < 2 || parts > SINGLE_STAGE_MAX_N ? -1 : memo_end(m, kind, bn, end);
-    if (r < 0)
-        return NULL;
-    const strategy_kept_stage *k = &m->v[r * (SINGLE_STAGE_MAX_N - 1) + parts - 2];
-    return k->measured ? k : NULL;
+    const strategy_kept_stage *k = memo_entry(m, kind, bn, end, parts);
+    return k && k->measured ? k : NULL;
 }
 
 void strategy_scaled_rows(const net_t *net, plan_spec *spec, int rows)

@@ -123,8 +123,9 @@ lr_status strategy_single_stage(const net_t *net, const plan_config *cfg, plan_p
 typedef struct {
     bool measured; /* plan_stage_build succeeded */
     bool phased;   /* fwd and bwd were recorded (runs within PLAN_MAX_RUNS) */
-    bool pruned;   /* not measured: its floor is past the near-tie of a lower N's peak at its end
-                      (strategy_parts_floor), so no plan holding it can be chosen */
+    bool pruned;   /* not measured: its floor (strategy_parts_floor) is past the near-tie of the
+                      lower peak of N = 32 and of the first N past 32 at its end, so no plan
+                      holding it can be chosen */
     int64_t runs;  /* plan_stage_runs */
     plan_phase fwd, bwd;
 } strategy_kept_stage;

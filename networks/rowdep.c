@@ -1,24 +1,6 @@
-/* rowdep.c - the row mapping of every op (see rowdep.h). */
+/* rowdep.c - the row mapping of every op (see rowdep.h; the mappings of one row range, which
+ * the planner calls for every node and partition of every stage it measures, are inline there). */
 #include "rowdep.h"
-
-static int clamp(int v, int lo, int hi)
-{
-    return v < lo ? lo : v > hi ? hi : v;
-}
-
-/* Floor division for possibly negative numerators. */
-static int floor_div(int64_t a, int b)
-{
-    int64_t q = a / b;
-    if ((a % b != 0) && ((a < 0) != (b < 0)))
-        q--;
-    return (int)q;
-}
-
-rowrange rowdep_bin(int i, int in, int out)
-{
-    return rr_make((int)((int64_t)i * in / out), (int)(((int64_t)(i + 1) * in + out - 1) / out) - 1);
-}
 
 rowrange rowdep_reach(const net_t *net, int node, rowrange in)
 {
@@ -34,85 +16,6 @@ rowrange rowdep_reach(const net_t *net, int node, rowrange in)
     while (hi + 1 < n->h && rowdep_bin(hi + 1, h_in, n->h).lo <= in.hi)
         hi++;
     return rr_make(lo, hi);
-}
-
-rowrange rowdep_need(const net_t *net, int node, int k, rowrange out)
-{
-    const net_node *n = &net->nodes[node];
-    const net_node *x = &net->nodes[n->inputs[k]];
-    if (rr_empty(out))
-        return rr_none();
-    const net_params *p = &n->prm;
-    switch (n->op) {
-    case OP_CONV:
-    case OP_MAXPOOL:
-    case OP_AVGPOOL: {
-        int64_t lo = (int64_t)out.lo * p->sh - p->ph;
-        int64_t hi = (int64_t)out.hi * p->sh - p->ph + (int64_t)p->dh * (p->kh - 1);
-        if (hi < 0 || lo > x->h - 1)
-            return rr_none(); /* only padding */
-        return rr_make(lo < 0 ? 0 : (int)lo, hi > x->h - 1 ? x->h - 1 : (int)hi);
-    }
-    case OP_UPSAMPLE:
-        return rr_make(out.lo / p->scale, out.hi / p->scale);
-    case OP_ADAPTIVE_AVGPOOL:
-    case OP_GLOBAL_AVGPOOL:
-        return rr_make(rowdep_bin(out.lo, x->h, n->h).lo, rowdep_bin(out.hi, x->h, n->h).hi);
-    case OP_RELU:
-    case OP_BATCHNORM:
-    case OP_ADD:
-    case OP_CONCAT:
-    case OP_DROPOUT:
-        return out;
-    default:
-        return rr_make(0, x->h - 1);
-    }
-}
-
-int rowdep_avail(const net_t *net, int node, const int *avail)
-{
-    const net_node *n = &net->nodes[node];
-    const net_params *p = &n->prm;
-    int best = n->h - 1;
-    for (int k = 0; k < n->n_inputs; k++) {
-        const net_node *x = &net->nodes[n->inputs[k]];
-        int a = avail[k];
-        int r;
-        if (a >= x->h - 1)
-            r = n->h - 1;
-        else if (a < 0)
-            r = -1;
-        else {
-            switch (n->op) {
-            case OP_CONV:
-            case OP_MAXPOOL:
-            case OP_AVGPOOL:
-                /* last r with r*s - p + d*(k-1) <= a */
-                r = floor_div((int64_t)a + p->ph - (int64_t)p->dh * (p->kh - 1), p->sh);
-                break;
-            case OP_UPSAMPLE:
-                r = (a + 1) * p->scale - 1;
-                break;
-            case OP_ADAPTIVE_AVGPOOL:
-            case OP_GLOBAL_AVGPOOL: /* the last bin that ends by row a */
-                r = (int)((int64_t)(a + 1) * n->h / x->h) - 1;
-                break;
-            case OP_RELU:
-            case OP_BATCHNORM:
-            case OP_ADD:
-            case OP_CONCAT:
-            case OP_DROPOUT:
-                r = a;
-                break;
-            default:
-                r = -1; /* needs every row */
-            }
-        }
-        r = clamp(r, -1, n->h - 1);
-        if (r < best)
-            best = r;
-    }
-    return best;
 }
 
 static void analyze_node(const net_t *net, int i, rowdep_info *info)

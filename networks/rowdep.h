@@ -64,17 +64,111 @@ static inline bool rr_contains(rowrange outer, rowrange inner)
     return rr_empty(inner) || (outer.lo <= inner.lo && inner.hi <= outer.hi);
 }
 
-/* Rows of input `k` of `node` read to compute output rows `out`, clipped to the input's rows.
- * Empty for an empty `out`; all rows for ops that need every row. */
-rowrange rowdep_need(const net_t *net, int node, int k, rowrange out);
+/* (rowdep_need's and rowdep_avail's arithmetic, inline: the planner maps rows for every node and
+ * partition of every stage it measures) */
+static inline int rowdep_clamp_(int v, int lo, int hi)
+{
+    return v < lo ? lo : v > hi ? hi : v;
+}
 
-/* The last output row of `node` computable when each input k has rows [0, avail[k]] available
- * (an input with avail[k] >= its height - 1 is complete). -1 when none is. */
-int rowdep_avail(const net_t *net, int node, const int *avail);
+/* Floor division for possibly negative numerators. */
+static inline int rowdep_floor_div_(int64_t a, int b)
+{
+    int64_t q = a / b;
+    if ((a % b != 0) && ((a < 0) != (b < 0)))
+        q--;
+    return (int)q;
+}
 
 /* Adaptive pooling's bin of output row i: the input rows [floor(i*in/out), ceil((i+1)*in/out) - 1]
  * (for global pooling, out = 1: every row). */
-rowrange rowdep_bin(int i, int in, int out);
+static inline rowrange rowdep_bin(int i, int in, int out)
+{
+    return rr_make((int)((int64_t)i * in / out), (int)(((int64_t)(i + 1) * in + out - 1) / out) - 1);
+}
+
+/* Rows of input `k` of `node` read to compute output rows `out`, clipped to the input's rows.
+ * Empty for an empty `out`; all rows for ops that need every row. */
+static inline rowrange rowdep_need(const net_t *net, int node, int k, rowrange out)
+{
+    const net_node *n = &net->nodes[node];
+    const net_node *x = &net->nodes[n->inputs[k]];
+    if (rr_empty(out))
+        return rr_none();
+    const net_params *p = &n->prm;
+    switch (n->op) {
+    case OP_CONV:
+    case OP_MAXPOOL:
+    case OP_AVGPOOL: {
+        int64_t lo = (int64_t)out.lo * p->sh - p->ph;
+        int64_t hi = (int64_t)out.hi * p->sh - p->ph + (int64_t)p->dh * (p->kh - 1);
+        if (hi < 0 || lo > x->h - 1)
+            return rr_none(); /* only padding */
+        return rr_make(lo < 0 ? 0 : (int)lo, hi > x->h - 1 ? x->h - 1 : (int)hi);
+    }
+    case OP_UPSAMPLE:
+        return rr_make(out.lo / p->scale, out.hi / p->scale);
+    case OP_ADAPTIVE_AVGPOOL:
+    case OP_GLOBAL_AVGPOOL:
+        return rr_make(rowdep_bin(out.lo, x->h, n->h).lo, rowdep_bin(out.hi, x->h, n->h).hi);
+    case OP_RELU:
+    case OP_BATCHNORM:
+    case OP_ADD:
+    case OP_CONCAT:
+    case OP_DROPOUT:
+        return out;
+    default:
+        return rr_make(0, x->h - 1);
+    }
+}
+
+/* The last output row of `node` computable when each input k has rows [0, avail[k]] available
+ * (an input with avail[k] >= its height - 1 is complete). -1 when none is. */
+static inline int rowdep_avail(const net_t *net, int node, const int *avail)
+{
+    const net_node *n = &net->nodes[node];
+    const net_params *p = &n->prm;
+    int best = n->h - 1;
+    for (int k = 0; k < n->n_inputs; k++) {
+        const net_node *x = &net->nodes[n->inputs[k]];
+        int a = avail[k];
+        int r;
+        if (a >= x->h - 1)
+            r = n->h - 1;
+        else if (a < 0)
+            r = -1;
+        else {
+            switch (n->op) {
+            case OP_CONV:
+            case OP_MAXPOOL:
+            case OP_AVGPOOL:
+                /* last r with r*s - p + d*(k-1) <= a */
+                r = rowdep_floor_div_((int64_t)a + p->ph - (int64_t)p->dh * (p->kh - 1), p->sh);
+                break;
+            case OP_UPSAMPLE:
+                r = (a + 1) * p->scale - 1;
+                break;
+            case OP_ADAPTIVE_AVGPOOL:
+            case OP_GLOBAL_AVGPOOL: /* the last bin that ends by row a */
+                r = (int)((int64_t)(a + 1) * n->h / x->h) - 1;
+                break;
+            case OP_RELU:
+            case OP_BATCHNORM:
+            case OP_ADD:
+            case OP_CONCAT:
+            case OP_DROPOUT:
+                r = a;
+                break;
+            default:
+                r = -1; /* needs every row */
+            }
+        }
+        r = rowdep_clamp_(r, -1, n->h - 1);
+        if (r < best)
+            best = r;
+    }
+    return best;
+}
 
 /* For a row reduction (net_op_is_row_reduction): the output rows whose bins contain any of the
  * input rows `in` (consecutive bins may share a row when in % out != 0). Empty for empty `in`. */

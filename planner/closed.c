@@ -218,7 +218,7 @@ typedef void partition_walk(evaluator *v, const plan_stage *st, int j);
 static void walk_by_shape(evaluator *v, closed_memo *m, const plan_stage *st, int j,
                           partition_walk *walk)
 {
-    if (!closed_memo_key(m, st, j)) {
+    if (!closed_memo_key(m, j)) {
         walk(v, st, j);
         return;
     }
@@ -255,7 +255,7 @@ static void stage_forward(evaluator *v, const plan_stage *st)
         closed_stats_passes(v, st, walked);
     closed_positions(v, st, NULL);
     closed_memo memo;
-    closed_memo_init(&memo, st, 0, sizeof(walk_summary));
+    closed_memo_init(&memo, closed_shapes_of(v, st), 0, sizeof(walk_summary));
     for (int j = 0; j < st->parts; j++) {
         if (walked) { /* recorded beside the STATS passes' shared walk */
             place_walk(v, &walked[j]);
@@ -294,11 +294,11 @@ static void stage_backward_plain(evaluator *v, const plan_stage *st, bool *gb_a,
 {
     int n_flags = st->out_node - st->in_node + 1;
     closed_memo memo;
-    closed_memo_init(&memo, st, n_flags, sizeof(walk_summary) + (size_t)n_flags);
+    closed_memo_init(&memo, closed_shapes_of(v, st), n_flags, sizeof(walk_summary) + (size_t)n_flags);
     walk_summary *spare = malloc(memo.val_bytes);
     LR_ASSERT(spare != NULL);
     for (int j = st->parts - 1; j >= 0; j--) {
-        int32_t *x = closed_memo_key(&memo, st, j);
+        int32_t *x = closed_memo_key(&memo, j);
         if (!x) {
             backward_whole(v, st, j, gb_a, gb_b);
             memcpy(gb_a, gb_b, (size_t)n_flags);
@@ -330,7 +330,7 @@ static void stage_backward_gstats(evaluator *v, const plan_stage *st, const walk
                                   const walk_summary *reruns, bool *gb_a, bool *gb_b)
 {
     closed_memo memo; /* the openings, when the GSTATS passes did not record them */
-    closed_memo_init(&memo, st, 0, sizeof(walk_summary));
+    closed_memo_init(&memo, closed_shapes_of(v, st), 0, sizeof(walk_summary));
     for (int j = st->parts - 1; j >= 0; j--) {
         bool rerun = !(st->store_last && j == st->parts - 1);
         if (rerun && reruns) { /* recorded beside the GSTATS passes' recompute */
@@ -509,6 +509,7 @@ static void evaluator_free(evaluator *v, walk_state *w)
 {
     free(v->last_fwd), free(v->first_bwd), free(v->saved), free(v->has_grad), free(v->mark);
     free(v->row_bytes);
+    closed_shapes_release(v);
     free(w->held), free(w->grad), free(w->gb_a), free(w->gb_b);
 }
 

@@ -1,12 +1,12 @@
-/* closed_shape.c - partition shapes (closed_walk.h): the row counts a partition's walks read,
- * as a key, and a small memo of the summaries walked under each key.
+/* closed_shape.c - partition shapes (closed_walk.h): the row counts a partition's walks read, a
+ * stage's partitions sorted by them, and a small memo of the summaries walked per shape.
  *
- * A key holds four ints of the partition (first, last, before the last, its input rows under
- * --offload input), then per node of the stage the counts its walks read (node_counts), then the
- * caller's extra ints. Lookups compare the keys themselves: keys of different shapes differ within
- * their first layers (their rounding), so a miss costs a few ints per entry; a serial hash of the
- * whole key left 2ps's resnet101 --fit no faster than walking every partition (0.65 s against
- * 0.60 s), comparing keys made it 0.48 s.
+ * A shape's key holds four ints of the partition (first, last, before the last, its input rows
+ * under --offload input), then per node of the stage the counts its walks read (node_counts).
+ * The keys are made once per stage and evaluation (closed_shapes_of), not once per walk: a stage
+ * with statistics passes has three or four memos, and making each its keys was 7.5% of resnet101's
+ * --fit (perf). Equal keys are found by a hash of the key, then compared whole.
+ * A memo's key is the shape's number and the caller's extra ints.
  * Deliberately not here: what a walk makes (closed_walk.c), which walks are summarised
  * (closed.c, closed_stats.c).
  */
@@ -19,34 +19,6 @@ enum { PER_PART = 4, MEMO_CAP = 64 };
  * rest). 3, 4 and 6 measured alike on resnet101's and resnet50's --fit (1.34-1.38 s, 1.78-1.85 s):
  * 6 keeps the hybrids' many small stages on the plain walk. */
 enum { MEMO_MIN_PARTS = 6 };
-
-void closed_memo_init(closed_memo *m, const plan_stage *st, int extra, size_t val_bytes)
-{
-    memset(m, 0, sizeof *m);
-    m->off = st->parts < MEMO_MIN_PARTS;
-    m->extra = extra;
-    int per_node = st->kind == PART_OVERLAP ? 2 : 4;
-    m->key_len = per_node * (st->out_node - st->in_node) + PER_PART + extra;
-    if (st->sum_in)
-        m->key_len += 7 - per_node;
-    m->val_bytes = (val_bytes + 15) / 16 * 16; /* each value aligned as malloc's */
-    m->key = malloc(sizeof(int32_t) * (size_t)m->key_len);
-    LR_ASSERT(m->key != NULL);
-    /* room for a shape per partition up front (growing by doubling copied the keys: 1.3% of
-     * resnet101's --fit) */
-    if (!m->off) {
-        m->cap = st->parts < MEMO_CAP ? st->parts : MEMO_CAP;
-        m->keys = malloc(sizeof(int32_t) * (size_t)m->key_len * (size_t)m->cap);
-        m->vals = malloc(m->val_bytes * (size_t)m->cap);
-        LR_ASSERT(m->keys && m->vals);
-    }
-}
-
-void closed_memo_free(closed_memo *m)
-{
-    free(m->keys), free(m->vals), free(m->key);
-    memset(m, 0, sizeof *m);
-}
 
 /* The counts of node l in partition j that its walks read. Overlapping: held = comp, and the
  * backward runs comp (no heads, no boundaries): comp and own. Tiled: comp = own, the backward runs
@@ -77,19 +49,154 @@ static int32_t *node_counts(const plan_stage *st, int l, int j, int32_t *k)
     return k;
 }
 
-int32_t *closed_memo_key(closed_memo *m, const plan_stage *st, int j)
+static int key_len_of(const plan_stage *st)
+{
+    int per_node = st->kind == PART_OVERLAP ? 2 : 4;
+    int len = per_node * (st->out_node - st->in_node) + PER_PART;
+    return st->sum_in ? len + 7 - per_node : len;
+}
+
+/* Every partition's key, partition j's at keys + j * len: node by node, the ranges of a node
+ * being stored partition after partition (plan_idx), and read so. */
+static void shape_keys(const plan_stage *st, int len, int32_t *keys)
+{
+    for (int j = 0; j < st->parts; j++) {
+        int32_t *k = keys + (size_t)j * len;
+        *k++ = j == 0;
+        *k++ = j == st->parts - 1;
+        *k++ = j + 1 == st->parts - 1;
+        *k++ = st->in_rows ? rr_count(st->in_rows[j]) : -1;
+    }
+    int at = PER_PART;
+    for (int l = st->in_node + 1; l <= st->out_node; l++) {
+        int32_t *end = NULL;
+        for (int j = 0; j < st->parts; j++)
+            end = node_counts(st, l, j, keys + (size_t)j * len + at);
+        at = (int)(end - keys - (size_t)(st->parts - 1) * len);
+    }
+    LR_ASSERT(at == len);
+}
+
+/* Four independent multiply-add lanes (a single FNV chain was two thirds of the sorting's time:
+ * each step waits for the last multiply). */
+static uint64_t key_hash(const int32_t *k, int len)
+{
+    const uint64_t m = 0x9E3779B97F4A7C15u;
+    uint64_t h[4] = {1, 2, 3, 4};
+    int q = 0;
+    for (; q + 4 <= len; q += 4)
+        for (int r = 0; r < 4; r++)
+            h[r] = (h[r] + (uint32_t)k[q + r]) * m;
+    for (; q < len; q++)
+        h[0] = (h[0] + (uint32_t)k[q]) * m;
+    uint64_t x = h[0] ^ (h[1] >> 17) ^ (h[2] << 13) ^ (h[3] >> 29);
+    return x ^ (x >> 31);
+}
+
+void closed_shapes_init(closed_shapes *s, const plan_stage *st)
+{
+    memset(s, 0, sizeof *s);
+    s->st = st;
+    s->off = st->parts < MEMO_MIN_PARTS;
+    if (s->off)
+        return;
+    int P = st->parts, len = key_len_of(st);
+    /* the first partition of each shape: its key, and an open-addressed table of them by hash */
+    int slots = 1;
+    while (slots < 2 * P)
+        slots *= 2;
+    int32_t *keys = malloc(sizeof(int32_t) * (size_t)len * (size_t)P);
+    int *table = malloc(sizeof(int) * (size_t)slots), *first = malloc(sizeof(int) * (size_t)P);
+    uint64_t *hash = malloc(sizeof(uint64_t) * (size_t)P);
+    s->of = malloc(sizeof(int) * (size_t)P);
+    LR_ASSERT(keys && table && first && hash && s->of);
+    shape_keys(st, len, keys);
+    for (int q = 0; q < slots; q++)
+        table[q] = -1;
+    for (int j = 0; j < P; j++) {
+        const int32_t *key = keys + (size_t)j * len;
+        uint64_t h = key_hash(key, len);
+        size_t q = (size_t)h & (size_t)(slots - 1);
+        for (; table[q] >= 0; q = (q + 1) & (size_t)(slots - 1)) {
+            int e = table[q];
+            if (hash[e] == h &&
+                memcmp(keys + (size_t)first[e] * len, key, sizeof(int32_t) * (size_t)len) == 0)
+                break;
+        }
+        if (table[q] < 0) { /* a new shape, j its first partition */
+            int e = s->n++;
+            first[e] = j, hash[e] = h;
+            table[q] = e;
+        }
+        s->of[j] = table[q];
+    }
+    free(keys), free(table), free(first), free(hash);
+}
+
+void closed_shapes_free(closed_shapes *s)
+{
+    free(s->of);
+    memset(s, 0, sizeof *s);
+}
+
+struct closed_shapes_list {
+    closed_shapes s;
+    struct closed_shapes_list *next;
+};
+
+const closed_shapes *closed_shapes_of(evaluator *v, const plan_stage *st)
+{
+    for (struct closed_shapes_list *e = v->shapes; e; e = e->next)
+        if (e->s.st == st)
+            return &e->s;
+    struct closed_shapes_list *e = malloc(sizeof *e);
+    LR_ASSERT(e != NULL);
+    closed_shapes_init(&e->s, st);
+    e->next = v->shapes;
+    v->shapes = e;
+    return &e->s;
+}
+
+void closed_shapes_release(evaluator *v)
+{
+    while (v->shapes) {
+        struct closed_shapes_list *e = v->shapes;
+        v->shapes = e->next;
+        closed_shapes_free(&e->s);
+        free(e);
+    }
+}
+
+void closed_memo_init(closed_memo *m, const closed_shapes *s, int extra, size_t val_bytes)
+{
+    memset(m, 0, sizeof *m);
+    m->off = s->off || s->n == s->st->parts; /* (every partition its own shape: nothing to find) */
+    m->of = s->of;
+    m->extra = extra;
+    m->key_len = 1 + extra;
+    m->val_bytes = (val_bytes + 15) / 16 * 16; /* each value aligned as malloc's */
+    if (m->off)
+        return;
+    m->key = malloc(sizeof(int32_t) * (size_t)m->key_len);
+    /* room for a value per shape up front, up to the cap (extra ints may make more keys) */
+    m->cap = s->n < MEMO_CAP ? s->n : MEMO_CAP;
+    m->keys = malloc(sizeof(int32_t) * (size_t)m->key_len * (size_t)m->cap);
+    m->vals = malloc(m->val_bytes * (size_t)m->cap);
+    LR_ASSERT(m->key && m->keys && m->vals);
+}
+
+void closed_memo_free(closed_memo *m)
+{
+    free(m->keys), free(m->vals), free(m->key);
+    memset(m, 0, sizeof *m);
+}
+
+int32_t *closed_memo_key(closed_memo *m, int j)
 {
     if (m->off)
         return NULL;
-    int32_t *k = m->key;
-    *k++ = j == 0;
-    *k++ = j == st->parts - 1;
-    *k++ = j + 1 == st->parts - 1;
-    *k++ = st->in_rows ? rr_count(st->in_rows[j]) : -1;
-    for (int l = st->in_node + 1; l <= st->out_node; l++)
-        k = node_counts(st, l, j, k);
-    LR_ASSERT(k - m->key == m->key_len - m->extra);
-    return k;
+    m->key[0] = m->of[j];
+    return m->key + 1;
 }
 
 const void *closed_memo_find(closed_memo *m)
@@ -98,7 +205,8 @@ const void *closed_memo_find(closed_memo *m)
         return NULL;
     size_t len = sizeof(int32_t) * (size_t)m->key_len;
     for (int e = 0; e < m->n; e++)
-        if (memcmp(m->keys + (size_t)e * m->key_len, m->key, len) == 0)
+        if (m->keys[(size_t)e * m->key_len] == m->key[0] &&
+            memcmp(m->keys + (size_t)e * m->key_len, m->key, len) == 0)
             return m->vals + (size_t)e * m->val_bytes;
     return NULL;
 }
@@ -118,6 +226,7 @@ void *closed_memo_add(closed_memo *m)
         return NULL;
     if (m->n == m->cap) {
         m->cap = m->cap ? 2 * m->cap : 8;
+        m->cap = m->cap < MEMO_CAP ? m->cap : MEMO_CAP;
         m->keys = realloc(m->keys, sizeof(int32_t) * (size_t)m->key_len * (size_t)m->cap);
         m->vals = realloc(m->vals, m->val_bytes * (size_t)m->cap);
         LR_ASSERT(m->keys && m->vals);

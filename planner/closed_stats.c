@@ -282,11 +282,11 @@ void closed_stats_passes(evaluator *v, const plan_stage *st, walk_summary *fwd)
     memcpy(v->last_fwd, lf, sizeof(int) * (size_t)v->net->n_nodes);
     /* by shape: the FWD pass's summary, then each STATS pass's */
     closed_memo memo;
-    closed_memo_init(&memo, st, 0, sizeof(walk_summary) * (size_t)(sh.n + 1));
+    closed_memo_init(&memo, closed_shapes_of(v, st), 0, sizeof(walk_summary) * (size_t)(sh.n + 1));
     walk_summary *spare = malloc(memo.val_bytes);
     LR_ASSERT(spare != NULL);
     for (int j = 0; j < st->parts; j++) {
-        closed_memo_key(&memo, st, j);
+        closed_memo_key(&memo, j);
         bool fresh;
         walk_summary *w = closed_memo_take(&memo, spare, &fresh);
         if (fresh) {
@@ -458,7 +458,7 @@ static void gstats_memo_init(gstats_memo *g, const shared *sh)
         extra += (int)g->span[k];
     }
     g->flags = sizeof(walk_summary) * (size_t)(3 + sh->n);
-    closed_memo_init(&g->memo, sh->st, extra, g->flags + (size_t)extra);
+    closed_memo_init(&g->memo, closed_shapes_of(sh->v, sh->st), extra, g->flags + (size_t)extra);
     g->spare = malloc(g->memo.val_bytes);
     LR_ASSERT(g->spare != NULL);
 }
@@ -472,7 +472,7 @@ static void gstats_memo_free(gstats_memo *g)
 /* Partition j's key: its shape, the chain's flags, each pass's flags. */
 static void gstats_key(gstats_memo *g, const shared *sh, int j, const bool *gb_in)
 {
-    int32_t *x = closed_memo_key(&g->memo, sh->st, j);
+    int32_t *x = closed_memo_key(&g->memo, j);
     if (!x)
         return;
     for (int q = 0; q <= g->n_local; q++)

@@ -70,6 +70,7 @@ typedef struct {
     int64_t phase_bn_flops;
     int phase_bn_passes;
     int64_t phase_copy_bytes, phase_host;
+    struct closed_shapes_list *shapes; /* the stages' shapes sorted so far (closed_shapes_of) */
 } evaluator;
 
 typedef struct {
@@ -281,11 +282,27 @@ void closed_input_out(evaluator *v, const plan_stage *st, int j);
  * partition of its shape. Stripes of a few rows differ from their neighbours only by rounding, so
  * a stage of N partitions has a handful of shapes (resnet18 through layer1 in 32 partitions: row
  * 6, overl 7, 2ps 10; tests/test_plan.c).
- * Walks that depend on more (the boundary gradients a backward partition receives) append it to
- * the key as `extra` ints. */
+ * A stage's partitions are sorted into shapes once per evaluation (closed_shapes_of), and each
+ * walk's memo is keyed by the shape; walks that depend on more (the boundary gradients a backward
+ * partition receives) append it to the key as `extra` ints. */
 typedef struct {
-    bool off;            /* too few partitions to pay: nothing is found or kept */
-    int key_len, extra;  /* ints per key; of them, the caller's at the end */
+    const plan_stage *st;
+    bool off; /* too few partitions to pay: no shapes, and memos find and keep nothing */
+    int n;    /* shapes */
+    int *of;  /* by partition: its shape, numbered as first met */
+} closed_shapes;
+
+/* st's shapes, sorted when first asked for during this evaluation (kept in v until
+ * closed_shapes_release). */
+const closed_shapes *closed_shapes_of(evaluator *v, const plan_stage *st);
+void closed_shapes_release(evaluator *v);
+void closed_shapes_init(closed_shapes *s, const plan_stage *st);
+void closed_shapes_free(closed_shapes *s);
+
+typedef struct {
+    bool off;            /* the stage's shapes are off: nothing is found or kept */
+    const int *of;       /* closed_shapes.of */
+    int key_len, extra;  /* ints per key: the shape, then the caller's */
     size_t val_bytes;
     int n, cap;
     int32_t *keys;       /* n x key_len */
@@ -293,11 +310,11 @@ typedef struct {
     int32_t *key;        /* the key being built */
 } closed_memo;
 
-void closed_memo_init(closed_memo *m, const plan_stage *st, int extra, size_t val_bytes);
+void closed_memo_init(closed_memo *m, const closed_shapes *s, int extra, size_t val_bytes);
 void closed_memo_free(closed_memo *m);
 /* Partition j's shape into m->key; returns its `extra` slots for the caller to fill (NULL when
  * the memo is off). */
-int32_t *closed_memo_key(closed_memo *m, const plan_stage *st, int j);
+int32_t *closed_memo_key(closed_memo *m, int j);
 /* The value stored under m->key, or NULL. */
 const void *closed_memo_find(closed_memo *m);
 /* A slot for m->key's value (to fill now), or NULL when the memo is off or full. */

@@ -52,20 +52,25 @@ int plan_split_node(const net_t *net, const plan_stage *st)
 
 /* ------------------------------------------------------------------ ranges */
 
-/* Highest row of node l that consumers c in the stage read when they compute rows up to hi[c]. */
-static int need_hi_from_consumers(const net_t *net, const plan_stage *st, const int *hi, int l,
-                                  int j)
+/* Per partition j, the highest row of node l that its consumers in the stage read when they
+ * compute rows up to hi[c] (-1: none), into best[0 .. parts). (Node by node, every partition in
+ * an inner loop: a stage's ranges are stored node by node, plan_idx.) */
+static void need_hi_from_consumers(const net_t *net, const plan_stage *st, const int *hi, int l,
+                                   int *best)
 {
-    int best = -1;
+    for (int j = 0; j < st->parts; j++)
+        best[j] = -1;
     for (int e = net->cons_off[l]; e < net->cons_off[l + 1]; e++) {
-        int c = net->cons_node[e];
+        int c = net->cons_node[e], k = net->cons_slot[e];
         if (c > st->out_node)
             continue;
-        rowrange r = rowdep_need(net, c, net->cons_slot[e], rr_make(0, hi[plan_idx(st, c, j)]));
-        if (!rr_empty(r) && r.hi > best)
-            best = r.hi;
+        const int *hc = hi + plan_idx(st, c, 0);
+        for (int j = 0; j < st->parts; j++) {
+            rowrange r = rowdep_need(net, c, k, rr_make(0, hc[j]));
+            if (!rr_empty(r) && r.hi > best[j])
+                best[j] = r.hi;
+        }
     }
-    return best;
 }
 
 /* The end of partition j's share of equal splits of `rows` rows. */
@@ -76,9 +81,10 @@ static int split_hi(int rows, int j, int parts)
 
 /* row: equal splits of the stage output (of the reduction's input in a summing stage, whose
  * output rows are those the split finishes), cones propagated backwards. */
-static void tile_out(const net_t *net, const plan_stage *st, int *hi)
+static void tile_out(const net_t *net, const plan_stage *st, int *hi, void *scratch)
 {
     int P = st->parts, b = st->out_node, split = plan_split_node(net, st), hs = net->nodes[split].h;
+    int *need = scratch;
     for (int j = 0; j < P; j++) {
         int last = split_hi(hs, j, P);
         if (split > st->in_node)
@@ -87,12 +93,12 @@ static void tile_out(const net_t *net, const plan_stage *st, int *hi)
             hi[plan_idx(st, b, j)] = rowdep_avail(net, b, &last);
     }
     for (int l = split - 1; l > st->in_node; l--) {
+        need_hi_from_consumers(net, st, hi, l, need);
+        need[P - 1] = net->nodes[l].h - 1;
+        int *hl = hi + plan_idx(st, l, 0);
         for (int j = 0; j < P; j++) {
-            int prev = j ? hi[plan_idx(st, l, j - 1)] : -1;
-            int h = need_hi_from_consumers(net, st, hi, l, j);
-            if (j == P - 1)
-                h = net->nodes[l].h - 1;
-            hi[plan_idx(st, l, j)] = h > prev ? h : prev;
+            int prev = j ? hl[j - 1] : -1;
+            hl[j] = need[j] > prev ? need[j] : prev;
         }
     }
 }
@@ -126,20 +132,25 @@ static void own_from_hi(const plan_stage *st, const int *hi, rowrange *own)
         }
 }
 
-/* Hull of the rows of l that its consumers in the stage read while computing `of[c]` (a summing
- * stage's reduction reads just its partition's share, sum_in). */
-static rowrange need_from_consumers(const net_t *net, const plan_stage *st, const rowrange *of,
-                                    int l, int j)
+/* Per partition j, the hull of the rows of l that its consumers in the stage read while
+ * computing `of[c]` (a summing stage's reduction reads just its partition's share, sum_in), into
+ * r[0 .. parts). */
+static void need_from_consumers(const net_t *net, const plan_stage *st, const rowrange *of, int l,
+                                rowrange *r)
 {
-    rowrange r = rr_none();
+    for (int j = 0; j < st->parts; j++)
+        r[j] = rr_none();
     for (int e = net->cons_off[l]; e < net->cons_off[l + 1]; e++) {
-        int c = net->cons_node[e];
-        if (plan_sums_at(st, c))
-            r = rr_hull(r, st->sum_in[j]);
-        else if (c <= st->out_node)
-            r = rr_hull(r, rowdep_need(net, c, net->cons_slot[e], of[plan_idx(st, c, j)]));
+        int c = net->cons_node[e], k = net->cons_slot[e];
+        if (plan_sums_at(st, c)) {
+            for (int j = 0; j < st->parts; j++)
+                r[j] = rr_hull(r[j], st->sum_in[j]);
+        } else if (c <= st->out_node) {
+            const rowrange *oc = of + plan_idx(st, c, 0);
+            for (int j = 0; j < st->parts; j++)
+                r[j] = rr_hull(r[j], rowdep_need(net, c, k, oc[j]));
+        }
     }
-    return r;
 }
 
 /* A summing stage: the rows of the reduction's input each partition adds, its own rows of that
@@ -163,36 +174,38 @@ static void sum_outputs(const net_t *net, plan_stage *st)
 }
 
 /* overl: each partition's cone of its own output rows, plus its own rows at every layer. */
-static void overlap_comp(const net_t *net, plan_stage *st)
+static void overlap_comp(const net_t *net, plan_stage *st, void *scratch)
 {
+    int P = st->parts, b = st->out_node;
+    rowrange *need = scratch;
     if (st->sum_in)
         sum_outputs(net, st);
-    for (int j = 0; j < st->parts; j++) {
-        int b = st->out_node;
-        if (!st->sum_in)
-            st->comp[plan_idx(st, b, j)] = st->own[plan_idx(st, b, j)];
-        for (int l = b - 1; l > st->in_node; l--)
-            st->comp[plan_idx(st, l, j)] =
-                rr_hull(st->own[plan_idx(st, l, j)], need_from_consumers(net, st, st->comp, l, j));
+    else
+        memcpy(st->comp + plan_idx(st, b, 0), st->own + plan_idx(st, b, 0), sizeof(rowrange) * P);
+    for (int l = b - 1; l > st->in_node; l--) {
+        need_from_consumers(net, st, st->comp, l, need);
+        int i = plan_idx(st, l, 0);
+        for (int j = 0; j < P; j++)
+            st->comp[i + j] = rr_hull(st->own[i + j], need[j]);
     }
     memcpy(st->held, st->comp, sizeof(rowrange) * (size_t)(st->out_node - st->in_node) * st->parts);
 }
 
 /* Tiled: a buffer holds its own rows plus the earlier rows any later consumer still reads. */
-static void tiled_held(const net_t *net, plan_stage *st)
+static void tiled_held(const net_t *net, plan_stage *st, void *scratch)
 {
     int P = st->parts;
+    rowrange *need = scratch;
     for (int l = st->in_node + 1; l <= st->out_node; l++) {
+        if (l != st->out_node)
+            need_from_consumers(net, st, st->own, l, need);
         int lo_next = 1 << 30;
         for (int j = P - 1; j >= 0; j--) {
             int i = plan_idx(st, l, j);
             st->comp[i] = st->own[i];
             int lo = rr_empty(st->own[i]) ? 1 << 30 : st->own[i].lo;
-            if (l != st->out_node) {
-                rowrange need = need_from_consumers(net, st, st->own, l, j);
-                if (!rr_empty(need) && need.lo < lo)
-                    lo = need.lo;
-            }
+            if (l != st->out_node && !rr_empty(need[j]) && need[j].lo < lo)
+                lo = need[j].lo;
             if (lo_next < lo)
                 lo = lo_next;
             lo_next = lo;
@@ -214,22 +227,24 @@ static lr_status build_stage(const net_t *net, plan_stage *st)
     bool sums = net_op_is_row_reduction(net->nodes[st->out_node].op);
     st->sum_in = sums ? malloc((size_t)st->parts * sizeof(rowrange)) : NULL;
     int *hi = malloc(n * sizeof(int));
-    if (!st->own || !st->comp || !st->held || !hi || (sums && !st->sum_in)) {
-        free(hi);
+    void *scratch = malloc((size_t)st->parts * sizeof(rowrange)); /* a node's, by partition */
+    if (!st->own || !st->comp || !st->held || !hi || !scratch || (sums && !st->sum_in)) {
+        free(hi), free(scratch);
         return lr_fail(LR_ERR_NOMEM, "out of memory planning %d partitions", st->parts);
     }
     if (st->kind == PART_TILE_IN)
         tile_in(net, st, hi);
     else
-        tile_out(net, st, hi);
+        tile_out(net, st, hi, scratch);
     own_from_hi(st, hi, st->own);
     free(hi);
     if (st->sum_in)
         sum_inputs(net, st);
     if (st->kind == PART_OVERLAP)
-        overlap_comp(net, st);
+        overlap_comp(net, st, scratch);
     else
-        tiled_held(net, st);
+        tiled_held(net, st, scratch);
+    free(scratch);
     return LR_OK;
 }
 

@@ -326,6 +326,11 @@ void plan_phases_assemble(const plan_phases *ends, int ends_stages, int n_stages
  * a stage on its own. */
 int64_t plan_stage_run_bound(const plan_t *plan, int s);
 int64_t plan_stage_runs(const net_t *net, const plan_stage *st);
+/* Bytes of the boundary rows st's first forward keeps on the device for the stage's backward
+ * (tiled, boundaries kept): partition j hands node l's rows [held(j+1).lo, held(j).hi] on, and
+ * when l's backward reads them again (plan_bnd_read_once false) they stay until the backward,
+ * unless written to host memory or freed by a last partition that stores. */
+int64_t plan_stage_kept_bytes(const net_t *net, const plan_config *cfg, const plan_stage *st);
 
 /* Whether the boundary rows of node u that partition j makes in the first forward live in host
  * memory: kept for the recompute of j+1 (u is recomputed, and j+1 is not the last partition that

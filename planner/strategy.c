@@ -275,11 +275,20 @@ static int region_ends(const net_t *net, int region_end, bool fixed, int *ends)
 /* The plan (0, end]:parts of `kind`, costed from its stage alone and `ends` (the persistent and
  * tail phases of a plan ending at `end`): what strategy_evaluate_usable says of it. */
 static lr_status single_stage_cost(const net_t *net, const plan_config *cfg, plan_partitioning kind,
-                                   int end, int parts, const plan_phases *ends, plan_cost *c,
-                                   bool *usable, strategy_kept_stage *keep)
+                                   int end, int parts, const plan_phases *ends, int64_t ref,
+                                   plan_cost *c, bool *usable, strategy_kept_stage *keep)
 {
     plan_stage st;
     LR_TRY(plan_stage_build(net, cfg, kind, 0, end, parts, true, &st));
+    /* past the near-tie of ref (a peak at this end) by its kept floor: not measured */
+    if (ref < INT64_MAX &&
+        !strategy_near_tie(strategy_kept_floor(net, cfg, end, ends, &st), ref)) {
+        *usable = false;
+        if (keep)
+            keep->pruned = true;
+        plan_stage_free(&st);
+        return LR_OK;
+    }
     int64_t runs = plan_stage_runs(net, &st);
     *usable = 2 * (int64_t)net->n_nodes + runs <= PLAN_MAX_RUNS;
     if (keep)
@@ -380,7 +389,8 @@ static lr_status try_parts(parts_search *p, int n)
     if (n == p->pre_n && p->pre->done && p->pre->status == LR_OK)
         c = p->pre->cost, usable = p->pre->usable;
     else
-        LR_TRY(single_stage_cost(p->net, p->cfg, p->kind, p->end, n, p->rec, &c, &usable, NULL));
+        LR_TRY(single_stage_cost(p->net, p->cfg, p->kind, p->end, n, p->rec, INT64_MAX, &c, &usable,
+                                 NULL));
     if (!usable)
         return LR_OK;
     plan_spec sp = {.kind = p->kind, .n_stages = 1, .cut = {p->end}, .parts = {n}};
@@ -452,7 +462,22 @@ typedef struct {
     int pre_n[PLAN_MAX_STAGES];
     trial *pre;
     strategy_kept_stage *keep;
+    int64_t ref[PLAN_MAX_STAGES]; /* by end: a peak found there, for the kept floor (INT64_MAX:
+                                     none) */
+    bool early; /* only the N of early_parts */
 } trial_batch;
+
+/* N measured early at the net's own size, where the lowest peak is at a few partitions: their
+ * peaks make the kept floor's reference (measure_ends). */
+static const int early_parts[] = {2, 4, 8, 16};
+
+static bool is_early(int n)
+{
+    for (size_t e = 0; e < sizeof early_parts / sizeof early_parts[0]; e++)
+        if (early_parts[e] == n)
+            return true;
+    return false;
+}
 
 static void trial_item(void *ctx, int item)
 {
@@ -461,22 +486,24 @@ static void trial_item(void *ctx, int item)
         int r = item - b->n_ends * b->per;
         if (b->pre_n[r] > 0 && !(b->skip && b->skip[r])) {
             b->pre[r].status = single_stage_cost(b->net, b->cfg, b->kind, b->ends[r], b->pre_n[r],
-                                                 &b->rec[r], &b->pre[r].cost, &b->pre[r].usable,
-                                                 NULL);
+                                                 &b->rec[r], INT64_MAX, &b->pre[r].cost,
+                                                 &b->pre[r].usable, NULL);
             b->pre[r].done = true;
         }
         return;
     }
     int k = item, end = k / b->per, parts = b->lo + k % b->per;
-    if ((b->skip && b->skip[end]) || parts < b->n_from[end] || parts > b->n_to[end])
+    if ((b->skip && b->skip[end]) || parts < b->n_from[end] || parts > b->n_to[end] ||
+        b->t[k].done || (b->early && !is_early(parts)))
         return;
     /* plan_build clamps N to the rows there are: past the first N it clamps to, the same plan
      * again, which would lose every tie to it (an earlier offer) */
     if (parts > b->lo && parts > plan_split_rows(b->net, b->kind, 0, b->ends[end]))
         return;
     b->t[k].status = single_stage_cost(b->net, b->cfg, b->kind, b->ends[end], parts, &b->rec[end],
-                                       &b->t[k].cost, &b->t[k].usable,
+                                       b->ref[end], &b->t[k].cost, &b->t[k].usable,
                                        b->keep ? &b->keep[k] : NULL);
+    b->t[k].done = true;
 }
 
 int64_t strategy_end_floor(const net_t *net, const plan_config *cfg, int end,
@@ -489,6 +516,12 @@ int64_t strategy_end_floor(const net_t *net, const plan_config *cfg, int end,
             rise = ph[i].high - tail->entry;
     int64_t out = cost_node_bytes(net, end, cfg->batch, cost_dtype_bytes(cfg->dtype));
     return lr_sat_add(lr_sat_add(ph[0].exit - ph[0].entry, out), rise);
+}
+
+int64_t strategy_kept_floor(const net_t *net, const plan_config *cfg, int end,
+                            const plan_phases *ends, const plan_stage *st)
+{
+    return lr_sat_add(strategy_end_floor(net, cfg, end, ends), plan_stage_kept_bytes(net, cfg, st));
 }
 
 int64_t strategy_saved_bytes(const net_t *net, const plan_config *cfg, int in, int end)
@@ -523,16 +556,35 @@ int64_t strategy_parts_floor(const net_t *net, const plan_config *cfg, int end, 
     return strategy_stage_floor(net, cfg, 0, end, parts, saved, ph[0].exit - ph[0].entry);
 }
 
-/* The trials lo..hi of the ends not in `skip`, in two rounds. The first measures N = hi and,
- * where the search goes past hi, the first N it measures there (the first grid point, pre_n:
- * kept for it in pre). The second measures the N below hi whose floor (strategy_parts_floor) is
- * within the near-tie of the lowest peak of the first round at their end; the rest peak past it
- * and are left out (marked in the memo). None of them can be chosen, and the search past hi
- * goes the same way: it starts from the lowest of lo..hi, which an N left out is not (it peaks
- * above N = hi's), or, when it is lower than the first grid point's (left out by that), then so
- * is the lowest of the N measured, and the grid point takes over from either alike. The floor
- * falls with N, so the N left out are those below the first one within the near-tie; at high
- * resolution, where N = hi and the grid point peak lowest, they are most of lo..hi. */
+/* The lowest usable peak of end r's trials measured so far (INT64_MAX: none). */
+static int64_t lowest_measured(const trial_batch *b, int r)
+{
+    int64_t low = INT64_MAX;
+    for (int k = r * b->per; k < (r + 1) * b->per; k++) {
+        const trial *t = &b->t[k];
+        if (t->done && t->status == LR_OK && t->usable && t->cost.peak_bytes < low)
+            low = t->cost.peak_bytes;
+    }
+    const trial *p = &b->pre[r];
+    if (p->done && p->status == LR_OK && p->usable && p->cost.peak_bytes < low)
+        low = p->cost.peak_bytes;
+    return low;
+}
+
+/* The trials lo..hi of the ends not in `skip`, in rounds. The first measures N = hi and, where
+ * the search goes past hi, the first N it measures there (the first grid point, pre_n: kept for
+ * it in pre). Then only the N below hi whose floor (strategy_parts_floor) is within the near-tie
+ * of the lowest peak of the first round at their end are measured; the rest peak past it and are
+ * left out (marked in the memo). The floor falls with N, so the N left out are those below the
+ * first one within the near-tie; at high resolution, where N = hi and the grid point peak
+ * lowest, they are most of lo..hi. Of those left, a tiled kind measures the early N first and
+ * then the others against the lowest peak found, leaving out (marked too) those whose kept
+ * floor (strategy_kept_floor, rising with N) is past its near-tie: at the net's own size, where
+ * the peak rises with N past a few partitions, most of them.
+ * None of the N left out can be chosen, and the search past hi goes the same way: it starts from
+ * the lowest of lo..hi, which an N left out is not (it peaks above a peak measured), or, when it
+ * is lower than the first grid point's (left out by that), then so is the lowest of the N
+ * measured, and the grid point takes over from either alike. */
 static void measure_ends(trial_batch *b, const bool *skip, const int64_t *saved)
 {
     int lo = b->lo, hi = lo + b->per - 1, n_ends = b->n_ends;
@@ -540,6 +592,7 @@ static void measure_ends(trial_batch *b, const bool *skip, const int64_t *saved)
     for (int r = 0; r < n_ends; r++) {
         b->n_from[r] = b->n_to[r] = hi;
         b->pre_n[r] = 0;
+        b->ref[r] = INT64_MAX;
         int max_parts = strategy_max_parts(b->net, b->kind, 0, b->ends[r]), grid[2];
         if (lo < hi && max_parts > hi && strategy_parts_grid(hi + 1, max_parts, grid, 2) > 0)
             b->pre_n[r] = grid[0];
@@ -562,6 +615,13 @@ static void measure_ends(trial_batch *b, const bool *skip, const int64_t *saved)
         b->n_from[r] = first, b->n_to[r] = hi - 1;
         for (int n = lo; n < first && b->keep && !(skip && skip[r]); n++)
             b->keep[r * b->per + n - lo].pruned = true;
+    }
+    if (b->kind != PART_OVERLAP) { /* (overl keeps no boundaries: its kept floor is the end's) */
+        b->early = true;
+        par_for(n_ends * b->per, trial_item, b);
+        b->early = false;
+        for (int r = 0; r < n_ends; r++)
+            b->ref[r] = lowest_measured(b, r);
     }
     par_for(n_ends * b->per, trial_item, b);
 }
@@ -634,7 +694,7 @@ static lr_status single_stage_as(const net_t *net, const plan_config *cfg, plan_
         sp->parts[0] = lo + k % per;
         if (t[k].status != LR_OK) /* again here, for its message (errors are per thread) */
             st = single_stage_cost(net, cfg, kind, sp->cut[0], sp->parts[0], &rec[k / per],
-                                   &t[k].cost, &t[k].usable, NULL);
+                                   INT64_MAX, &t[k].cost, &t[k].usable, NULL);
         else if (t[k].usable)
             strategy_pick_offer(&pick, sp, &t[k].cost);
     }

@@ -202,6 +202,14 @@ int strategy_max_parts(const net_t *net, plan_partitioning kind, int in_node, in
 int64_t strategy_end_floor(const net_t *net, const plan_config *cfg, int end,
                            const plan_phases *ends);
 
+/* A floor under the peak of the single-stage plan built as stage st = (0, end]:N, rising with N
+ * where the floors above fall: when the tail starts, the end floor's bytes and the boundary rows
+ * the stage keeps for its backward (plan_stage_kept_bytes) are live, and they stay live through
+ * the tail. At the net's own size, where the peak rises with N past a few partitions, it rules
+ * out most N once a low peak is known (tests/test_plan.c holds it under the peaks). */
+int64_t strategy_kept_floor(const net_t *net, const plan_config *cfg, int end,
+                            const plan_phases *ends, const plan_stage *st);
+
 /* The bytes of the values in (in, end) that a backward of the stage (in, end] reads
  * (plan_bwd_reads_*), whole: what the stage keeps for its backward, over all its partitions. */
 int64_t strategy_saved_bytes(const net_t *net, const plan_config *cfg, int in, int end);

@@ -992,7 +992,7 @@ static void test_hybrid_search_skips_only_ends_that_cannot_win(void **state)
         int batch, in_h;
     } cases[] = {{"resnet18", 64, 0}, {"resnet18", 1, 1024}, {"tiny-resnet", 8, 0},
                  {"resnet18", 1, 4096}};
-    int beyond = 0, pruned = 0, floored = 0;
+    int beyond = 0, pruned = 0, rising = 0, floored = 0;
     for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
         net_t *net = test_zoo(cases[k].net);
         if (cases[k].in_h)
@@ -1028,9 +1028,10 @@ static void test_hybrid_search_skips_only_ends_that_cannot_win(void **state)
                                      cases[k].net, kind, net->nodes[kept.ends[r]].name, n,
                                      (long long)at[r][n], (long long)lowest);
                 }
-                /* an N the search left out by its floor peaks past the near-tie of the lowest
-                 * peak of a larger N at its end (strategy_parts_floor), up to the first one
-                 * past 32 the search measures */
+                /* an N the search left out by a floor peaks past the near-tie of the lowest
+                 * peak of another N at its end, up to the first one past 32 the search measures
+                 * (strategy_parts_floor: a larger N's; strategy_kept_floor: an N measured
+                 * first) */
                 for (int r = 0; r < kept.n_ends; r++) {
                     int64_t past = INT64_MAX;
                     int grid[2], most = strategy_max_parts(net, (plan_partitioning)kind, 0,
@@ -1049,12 +1050,15 @@ static void test_hybrid_search_skips_only_ends_that_cannot_win(void **state)
                                                         kept.ends[r], n))
                             continue;
                         pruned++;
-                        int64_t low = past;
-                        for (int m = n + 1; m <= STRATEGY_SINGLE_MAX_N; m++)
-                            low = at[r][m] < low ? at[r][m] : low;
+                        int64_t low = past, low_above = past;
+                        for (int m = 2; m <= STRATEGY_SINGLE_MAX_N; m++) {
+                            low = m != n && at[r][m] < low ? at[r][m] : low;
+                            low_above = m > n && at[r][m] < low_above ? at[r][m] : low_above;
+                        }
+                        rising += strategy_near_tie(at[r][n], low_above);
                         if (at[r][n] < INT64_MAX && strategy_near_tie(at[r][n], low))
                             fail_msg("%s kind %d: end %s N=%d left out, but it peaks at %lld B, "
-                                     "a larger N at %lld B", cases[k].net, kind,
+                                     "another N at %lld B", cases[k].net, kind,
                                      net->nodes[kept.ends[r]].name, n, (long long)at[r][n],
                                      (long long)low);
                     }
@@ -1085,9 +1089,10 @@ static void test_hybrid_search_skips_only_ends_that_cannot_win(void **state)
         }
         net_free(net);
     }
-    print_message("  %d ends beyond, %d N left out by their floor, %d searches fewer probes "
-                  "by the floors\n", beyond, pruned, floored);
-    assert_true(beyond > 0 && pruned > 0 && floored > 0);
+    print_message("  %d ends beyond, %d N left out by a floor (%d of them near-tied with a "
+                  "larger N: by the kept floor), %d searches fewer probes by the floors\n",
+                  beyond, pruned, rising, floored);
+    assert_true(beyond > 0 && pruned > 0 && rising > 0 && floored > 0);
 }
 
 /* The objective's near-tie: within 1% above the lowest peak (integer bytes, no overflow). */
@@ -2077,7 +2082,7 @@ static void test_region_end_floor_is_under_every_peak(void **state)
                  {"vgg16", 1, 2048, BN_EXACT, false, OFFLOAD_INPUT},
                  {"resnet18", 1, 2048, BN_STRIPE, false, OFFLOAD_INPUT | OFFLOAD_BOUNDARY}};
     static const int parts[] = {2, 3, 5, 8, 16, 32};
-    int checked = 0, ruled_out = 0, tight = 0;
+    int checked = 0, ruled_out = 0, tight = 0, kept_tight = 0;
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
         plan_config cfg;
         int ends[PLAN_MAX_STAGES], n;
@@ -2114,6 +2119,18 @@ static void test_region_end_floor_is_under_every_peak(void **state)
                                  net->nodes[ends[r]].name, kind, parts[k],
                                  (long long)cost.peak_bytes, (long long)under);
                     tight += 100 * under > 90 * cost.peak_bytes;
+                    plan_stage st;
+                    assert_int_equal(plan_stage_build(net, &cfg, (plan_partitioning)kind, 0,
+                                                      ends[r], parts[k], true, &st),
+                                     LR_OK);
+                    int64_t kept = strategy_kept_floor(net, &cfg, ends[r], &ph, &st);
+                    plan_stage_free(&st);
+                    if (cost.peak_bytes < kept)
+                        fail_msg("%s b%d %s end %s kind %d N %d: peak %lld under the kept floor "
+                                 "%lld", cases[c].net, cases[c].batch, plan_bn_name(cases[c].bn),
+                                 net->nodes[ends[r]].name, kind, parts[k],
+                                 (long long)cost.peak_bytes, (long long)kept);
+                    kept_tight += 1000 * kept > 995 * cost.peak_bytes && kept > floor_at[r];
                     if (cost.peak_bytes < lowest_at[r])
                         lowest_at[r] = cost.peak_bytes;
                     checked++;
@@ -2125,10 +2142,12 @@ static void test_region_end_floor_is_under_every_peak(void **state)
                              !strategy_near_tie(floor_at[r], lowest_at[q]);
         net_free(net);
     }
-    print_message("  %d plans above their end's floor and their N's; %d (end, other end) pairs "
-                  "ruled out; %d N floors within 10%% of the peak\n", checked, ruled_out, tight);
+    print_message("  %d plans above their end's floor, their N's and their kept floor; %d (end, "
+                  "other end) pairs ruled out; %d N floors within 10%% of the peak; %d kept "
+                  "floors above the end's and within 0.5%% of the peak\n", checked, ruled_out,
+                  tight, kept_tight);
     assert_true(checked > 300);
-    assert_true(ruled_out > 0 && tight > 0);
+    assert_true(ruled_out > 0 && tight > 0 && kept_tight > 0);
     (void)state;
 }
 

@@ -52,14 +52,16 @@ static lr_status evaluate_base(search *s, const plan_spec *sp, plan_cost *c)
 
 /* Stage (cut[a], cut[b]] alone under bn, with its phases as stage `index` and its run bound. */
 static lr_status stage_alone(const search *s, plan_bn bn, plan_partitioning kind, int a, int b,
-                             int parts, bool last, bool recompute, int index, plan_phase *fwd,
-                             plan_phase *bwd, int64_t *runs)
+                             int parts, bool last, bool recompute, int index,
+                             const plan_scripts *scripts, plan_phase *fwd, plan_phase *bwd,
+                             int64_t *runs)
 {
     plan_config cfg = s->cfg;
     cfg.bn = bn;
     cfg.recompute_boundaries = cfg.recompute_boundaries || recompute;
     plan_stage st;
     LR_TRY(plan_stage_build(s->net, &cfg, kind, s->cut[a], s->cut[b], parts, last, &st));
+    plan_stage_use_scripts(&st, scripts);
     *runs = plan_stage_runs(s->net, &st);
     if (*runs <= PLAN_MAX_RUNS)
         plan_stage_phases(s->net, &cfg, &st, index, fwd, bwd);
@@ -83,10 +85,10 @@ static lr_status measure_pieces(search *s)
     plan_config cfg = s->cfg;
     cfg.bn = s->base_bn;
     for (int i = 1; i <= m; i++) {
-        LR_TRY(stage_alone(s, s->base_bn, PART_TILE_OUT, 0, i, 1, false, false, 0, &s->head_fwd[i],
+        LR_TRY(stage_alone(s, s->base_bn, PART_TILE_OUT, 0, i, 1, false, false, 0, NULL, &s->head_fwd[i],
                            &s->head_bwd[i], &s->head_runs[i]));
         if (i < m)
-            LR_TRY(stage_alone(s, s->base_bn, PART_TILE_OUT, i, i + 1, 1, true, false, 0,
+            LR_TRY(stage_alone(s, s->base_bn, PART_TILE_OUT, i, i + 1, 1, true, false, 0, NULL,
                                &s->next_fwd[i], &s->next_bwd[i], &s->next_runs[i]));
         plan_spec one = {.n_stages = 1, .cut = {s->cut[i]}, .parts = {1}};
         plan_t *plan;
@@ -132,8 +134,16 @@ static stage_memo *memo_of(const probe_job *j, int parts, bool recompute)
     return &owner->memo[2 * (parts - 1) + recompute];
 }
 
+static bool stage_has_bn(const search *s, int a, int b)
+{
+    for (int l = s->cut[a] + 1; l <= s->cut[b]; l++)
+        if (s->net->nodes[l].op == OP_BATCHNORM)
+            return true;
+    return false;
+}
+
 /* Stage (cut[a], cut[b]] alone as stage_alone measures it, or its twin's measurement. */
-static lr_status stage_alone_shared(search *s, const space *sp_of, const probe_job *j, int a,
+static lr_status stage_alone_shared(search *s, const space *sp_of, probe_job *j, int a,
                                     int b, int parts, bool last, bool recompute, int index,
                                     plan_phase *fwd, plan_phase *bwd, int64_t *runs)
 {
@@ -145,8 +155,10 @@ static lr_status stage_alone_shared(search *s, const space *sp_of, const probe_j
     }
 #pragma omp atomic
     s->n_evals++;
-    LR_TRY(stage_alone(s, sp_of->bn, sp_of->kind, a, b, parts, last, recompute, index, fwd, bwd,
-                       runs));
+    if (j && !j->scripts && sp_of->bn == BN_EXACT && parts > 1 && stage_has_bn(s, a, b))
+        j->scripts = plan_scripts_new(s->net, s->cut[a], s->cut[b]);
+    LR_TRY(stage_alone(s, sp_of->bn, sp_of->kind, a, b, parts, last, recompute, index,
+                       j ? j->scripts : NULL, fwd, bwd, runs));
     if (memo && !j->twin) {
         memo->fwd = *fwd, memo->bwd = *bwd, memo->runs = *runs;
         __atomic_store_n(&memo->ready, 1, __ATOMIC_RELEASE);
@@ -156,7 +168,7 @@ static lr_status stage_alone_shared(search *s, const space *sp_of, const probe_j
 
 /* The probe plan [(0, a]:1] (a, b]:parts [(b, b+1]:1], costed from its probed stage alone and
  * the pieces: what strategy_evaluate_usable says of it. */
-static lr_status probe_cost(search *s, const space *sp_of, const probe_job *j, int a, int b,
+static lr_status probe_cost(search *s, const space *sp_of, probe_job *j, int a, int b,
                             int parts, bool last, bool recompute, plan_cost *c, int64_t *tail_high,
                             bool *usable)
 {
@@ -282,7 +294,7 @@ static int64_t tail_above(const plan_cost *c, int me, int64_t base, int64_t loca
 
 /* Stage (a, b] with N partitions, between a one-partition stage (0, a] and, unless it is the
  * last (the region ends at b), a one-partition stage (b, b+1]; *usable as for auto_evaluate(). */
-static lr_status probe(search *s, const space *sp_of, const probe_job *j, int a, int b, int parts,
+static lr_status probe(search *s, const space *sp_of, probe_job *j, int a, int b, int parts,
                        bool last, bool recompute, stage_edge *e, bool *usable)
 {
     int me = a > 0; /* the probed stage's index in the probe plan */
@@ -307,14 +319,6 @@ static lr_status probe(search *s, const space *sp_of, const probe_job *j, int a,
 static int rows_to_split(const search *s, const space *sp, int a, int b)
 {
     return s->net->nodes[sp->kind == PART_TILE_IN ? s->cut[a] : s->cut[b]].h;
-}
-
-static bool stage_has_bn(const search *s, int a, int b)
-{
-    for (int l = s->cut[a] + 1; l <= s->cut[b]; l++)
-        if (s->net->nodes[l].op == OP_BATCHNORM)
-            return true;
-    return false;
 }
 
 static bool choose_boundaries(const search *s, const space *sp, int a, int b)
@@ -391,6 +395,8 @@ static void run_job(search *s, probe_job *j, int64_t extra_limit)
         if (!special && worse >= PARTS_PATIENCE)
             break;
     }
+    plan_scripts_free(j->scripts);
+    j->scripts = NULL;
 }
 
 /* ------------------------------------------------------------------ jobs */

@@ -106,6 +106,9 @@ typedef struct probe_job {
     const struct probe_job *twin;
     int shift;
     stage_memo *memo;
+    /* while its N are measured: the statistics passes' scripts of the stage (exact BatchNorm),
+     * made when it first measures a stage itself and lent to each N's; else NULL */
+    plan_scripts *scripts;
     stage_edge *out; /* one per N tried */
     int n;
     lr_status status;

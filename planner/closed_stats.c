@@ -75,7 +75,18 @@ typedef struct {
     int n_steps, cap_steps;
     int *releases;
     int n_releases, cap_releases;
+    bool borrowed; /* steps, releases and the passes' in_pass are the stage's scripts' */
 } shared;
+
+/* plan_scripts (plan.h): a stage's passes as made here, kept for other evaluations. */
+struct plan_scripts {
+    int in, out, n, n_nodes;
+    int *from, *first, *count; /* STATS, by BatchNorm in schedule (ascending) order */
+    script_step *steps;
+    int *releases;
+    int *g_from;   /* GSTATS, by BatchNorm in its schedule (descending) order */
+    bool *in_pass; /* n x n_nodes, in that order */
+};
 
 static void *grown(void *p, int *cap, int need, size_t size)
 {
@@ -107,9 +118,14 @@ static void shared_init(shared *sh, evaluator *v, const plan_stage *st, bool des
 
 static void shared_free(shared *sh)
 {
-    for (int k = 0; k < sh->n; k++)
-        free(sh->pass[k].in_pass), free(sh->pass[k].gb_in), free(sh->pass[k].gb_out);
-    free(sh->pass), free(sh->at), free(sh->steps), free(sh->releases);
+    for (int k = 0; k < sh->n; k++) {
+        if (!sh->borrowed)
+            free(sh->pass[k].in_pass);
+        free(sh->pass[k].gb_in), free(sh->pass[k].gb_out);
+    }
+    if (!sh->borrowed)
+        free(sh->steps), free(sh->releases);
+    free(sh->pass), free(sh->at);
 }
 
 static int64_t saturated(int64_t a, int64_t b)
@@ -206,6 +222,30 @@ static void stats_script(shared *sh, bn_pass *p, const int *lf)
     p->count = sh->n_steps - p->first;
 }
 
+/* Every pass's script (v->last_fwd is left as closed_positions sets it for the whole stage). */
+static void stats_scripts(shared *sh)
+{
+    evaluator *v = sh->v;
+    int *lf = malloc(sizeof(int) * (size_t)v->net->n_nodes);
+    LR_ASSERT(lf != NULL);
+    closed_positions(v, sh->st, NULL);
+    memcpy(lf, v->last_fwd, sizeof(int) * (size_t)v->net->n_nodes);
+    for (int k = 0; k < sh->n; k++)
+        stats_script(sh, &sh->pass[k], lf);
+    memcpy(v->last_fwd, lf, sizeof(int) * (size_t)v->net->n_nodes);
+    free(lf);
+}
+
+static void take_stats_scripts(shared *sh, const plan_scripts *s)
+{
+    LR_ASSERT(s->in == sh->st->in_node && s->out == sh->st->out_node && s->n == sh->n);
+    sh->borrowed = true;
+    sh->steps = s->steps, sh->releases = s->releases;
+    for (int k = 0; k < sh->n; k++)
+        sh->pass[k].from = s->from[k], sh->pass[k].first = s->first[k],
+        sh->pass[k].count = s->count[k];
+}
+
 /* The shared walk of partition j: a STATS-style forward (nothing stored, boundaries handed on and
  * freed when read) through every node, recorded position by position. */
 static void record_forward(shared *sh, int j, walk_summary *fwd)
@@ -273,13 +313,12 @@ void closed_stats_passes(evaluator *v, const plan_stage *st, walk_summary *fwd)
     LR_ASSERT(!fwd || closed_passes_share_walks(st));
     shared sh;
     shared_init(&sh, v, st, false);
-    int *lf = malloc(sizeof(int) * (size_t)v->net->n_nodes);
-    LR_ASSERT(lf != NULL);
-    closed_positions(v, st, NULL);
-    memcpy(lf, v->last_fwd, sizeof(int) * (size_t)v->net->n_nodes);
-    for (int k = 0; k < sh.n; k++)
-        stats_script(&sh, &sh.pass[k], lf);
-    memcpy(v->last_fwd, lf, sizeof(int) * (size_t)v->net->n_nodes);
+    if (st->scripts) {
+        take_stats_scripts(&sh, st->scripts);
+        closed_positions(v, st, NULL);
+    } else {
+        stats_scripts(&sh);
+    }
     /* by shape: the FWD pass's summary, then each STATS pass's */
     closed_memo memo;
     closed_memo_init(&memo, closed_shapes_of(v, st), 0, sizeof(walk_summary) * (size_t)(sh.n + 1));
@@ -303,7 +342,6 @@ void closed_stats_passes(evaluator *v, const plan_stage *st, walk_summary *fwd)
     closed_memo_free(&memo);
     place_passes(v, &sh, PASS_STATS, true);
     v->bn_passes += sh.n;
-    free(lf);
     shared_free(&sh);
 }
 
@@ -327,9 +365,7 @@ static void gstats_pass_of(shared *sh, bn_pass *p)
     const plan_stage *st = sh->st;
     closed_mark_descendants(v, st, p->node);
     p->in_pass = malloc((size_t)v->net->n_nodes);
-    p->gb_in = calloc((size_t)sh->n_local + 1, 1);
-    p->gb_out = calloc((size_t)sh->n_local + 1, 1);
-    LR_ASSERT(p->in_pass && p->gb_in && p->gb_out);
+    LR_ASSERT(p->in_pass != NULL);
     memcpy(p->in_pass, v->mark, (size_t)v->net->n_nodes);
     p->from = p->node;
     for (int l = st->out_node; l > p->node; l--)
@@ -337,6 +373,26 @@ static void gstats_pass_of(shared *sh, bn_pass *p)
             p->from = l;
             break;
         }
+}
+
+/* The passes' nodes (made here, or the stage's scripts'), and their boundary gradient flags. */
+static void gstats_passes_of(shared *sh)
+{
+    const plan_scripts *s = sh->st->scripts;
+    if (s) {
+        LR_ASSERT(s->in == sh->st->in_node && s->out == sh->st->out_node && s->n == sh->n);
+        sh->borrowed = true;
+    }
+    for (int k = 0; k < sh->n; k++) {
+        bn_pass *p = &sh->pass[k];
+        if (s)
+            p->from = s->g_from[k], p->in_pass = s->in_pass + (size_t)k * s->n_nodes;
+        else
+            gstats_pass_of(sh, p);
+        p->gb_in = calloc((size_t)sh->n_local + 1, 1);
+        p->gb_out = calloc((size_t)sh->n_local + 1, 1);
+        LR_ASSERT(p->gb_in && p->gb_out);
+    }
 }
 
 /* The shared backward walk of partition j (every node runs, no target), recorded position by
@@ -514,8 +570,7 @@ void closed_gstats_passes(evaluator *v, const plan_stage *st, walk_summary *by_p
     LR_ASSERT(!rerun || closed_passes_share_walks(st));
     shared sh;
     shared_init(&sh, v, st, true);
-    for (int k = 0; k < sh.n; k++)
-        gstats_pass_of(&sh, &sh.pass[k]);
+    gstats_passes_of(&sh);
     closed_positions(v, st, st->rerun);
     bool *gb_in = calloc((size_t)sh.n_local + 1, 1), *gb_out = calloc((size_t)sh.n_local + 1, 1);
     LR_ASSERT(gb_in && gb_out);
@@ -546,4 +601,51 @@ void closed_gstats_passes(evaluator *v, const plan_stage *st, walk_summary *by_p
     place_passes(v, &sh, PASS_GSTATS, false);
     free(gb_in), free(gb_out);
     shared_free(&sh);
+}
+
+/* ------------------------------------------------------------------ scripts made beforehand */
+
+plan_scripts *plan_scripts_new(const net_t *net, int in, int out)
+{
+    int n = net->n_nodes;
+    plan_stage st;
+    memset(&st, 0, sizeof st);
+    st.in_node = in, st.out_node = out; /* (all the scripts read of a stage) */
+    evaluator v;
+    memset(&v, 0, sizeof v);
+    v.net = net;
+    v.mark = calloc((size_t)n, 1), v.saved = calloc((size_t)n, 1);
+    v.last_fwd = malloc(sizeof(int) * (size_t)n), v.first_bwd = malloc(sizeof(int) * (size_t)n);
+    plan_scripts *s = calloc(1, sizeof *s);
+    LR_ASSERT(v.mark && v.saved && v.last_fwd && v.first_bwd && s);
+    s->in = in, s->out = out, s->n_nodes = n;
+    shared up, down;
+    shared_init(&up, &v, &st, false);
+    stats_scripts(&up);
+    s->n = up.n;
+    s->from = malloc(sizeof(int) * 4 * (size_t)(s->n + 1));
+    s->in_pass = malloc((size_t)s->n * (size_t)n + 1);
+    LR_ASSERT(s->from && s->in_pass);
+    s->first = s->from + s->n + 1, s->count = s->first + s->n + 1, s->g_from = s->count + s->n + 1;
+    for (int k = 0; k < s->n; k++)
+        s->from[k] = up.pass[k].from, s->first[k] = up.pass[k].first, s->count[k] = up.pass[k].count;
+    s->steps = up.steps, s->releases = up.releases; /* (taken from up) */
+    up.steps = NULL, up.releases = NULL;
+    shared_init(&down, &v, &st, true);
+    for (int k = 0; k < down.n; k++) {
+        gstats_pass_of(&down, &down.pass[k]);
+        s->g_from[k] = down.pass[k].from;
+        memcpy(s->in_pass + (size_t)k * n, down.pass[k].in_pass, (size_t)n);
+    }
+    shared_free(&up), shared_free(&down);
+    free(v.mark), free(v.saved), free(v.last_fwd), free(v.first_bwd);
+    return s;
+}
+
+void plan_scripts_free(plan_scripts *s)
+{
+    if (!s)
+        return;
+    free(s->from), free(s->in_pass), free(s->steps), free(s->releases);
+    free(s);
 }

@@ -182,6 +182,9 @@ typedef struct plan_stage {
      * the forward then frees every boundary once the next partition has read it. NULL: the
      * backward runs this stage, reading the boundaries the forward kept */
     struct plan_stage *bwd;
+    /* NULL, or the statistics passes' scripts of (in_node, out_node] made beforehand
+     * (plan_scripts_new; plan_stage_use_scripts), which the closed form then takes */
+    const struct plan_scripts *scripts;
 } plan_stage;
 
 typedef struct {
@@ -308,6 +311,24 @@ void plan_compose(const plan_phases *const *by_stage, int n_stages, plan_cost *o
  * backward phases (INT64_MIN: the tail does not grow). */
 void plan_compose_tail(const plan_phases *const *by_stage, int n_stages, plan_cost *out,
                        int64_t *tail_high);
+
+/* What exact BatchNorm's statistics passes of a stage (in, out] read of the net's graph alone:
+ * per BatchNorm, where its STATS pass leaves the shared walk of the stage and the nodes it then
+ * runs and frees, and the nodes its GSTATS pass runs. The same for every N, partitioning, batch
+ * and input size, so a search that evaluates one cut at many N makes them once and lends them to
+ * each stage it builds there (plan_stage_use_scripts): made per evaluation, they were a fifth of
+ * a ResNet's --fit (the net's BatchNorms times its nodes each time). */
+typedef struct plan_scripts plan_scripts;
+plan_scripts *plan_scripts_new(const net_t *net, int in, int out);
+void plan_scripts_free(plan_scripts *s);
+
+/* st (and its twin) take the scripts made for its cut (NULL: none). */
+static inline void plan_stage_use_scripts(plan_stage *st, const plan_scripts *s)
+{
+    st->scripts = s;
+    if (st->bwd)
+        st->bwd->scripts = s;
+}
 
 /* A stage on its own (plan_stage_build): the forward and backward phases plan_closed_phases
  * records for it in any plan that holds it as stage `index` (a stage's phases depend on it

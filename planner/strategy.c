@@ -275,11 +275,13 @@ static int region_ends(const net_t *net, int region_end, bool fixed, int *ends)
 /* The plan (0, end]:parts of `kind`, costed from its stage alone and `ends` (the persistent and
  * tail phases of a plan ending at `end`): what strategy_evaluate_usable says of it. */
 static lr_status single_stage_cost(const net_t *net, const plan_config *cfg, plan_partitioning kind,
-                                   int end, int parts, const plan_phases *ends, int64_t ref,
-                                   plan_cost *c, bool *usable, strategy_kept_stage *keep)
+                                   int end, int parts, const plan_phases *ends,
+                                   const plan_scripts *scripts, int64_t ref, plan_cost *c,
+                                   bool *usable, strategy_kept_stage *keep)
 {
     plan_stage st;
     LR_TRY(plan_stage_build(net, cfg, kind, 0, end, parts, true, &st));
+    plan_stage_use_scripts(&st, scripts);
     /* past the near-tie of ref (a peak at this end) by its kept floor: not measured */
     if (ref < INT64_MAX &&
         !strategy_near_tie(strategy_kept_floor(net, cfg, end, ends, &st), ref)) {
@@ -375,6 +377,7 @@ typedef struct {
     int seen[SEARCH_SEEN_MAX], n_seen;
     int pre_n;        /* an N measured already (measure_ends: the first grid point; 0: none) */
     const trial *pre; /* its trial */
+    const plan_scripts *scripts; /* the end's (NULL: none) */
 } parts_search;
 
 static lr_status try_parts(parts_search *p, int n)
@@ -389,8 +392,8 @@ static lr_status try_parts(parts_search *p, int n)
     if (n == p->pre_n && p->pre->done && p->pre->status == LR_OK)
         c = p->pre->cost, usable = p->pre->usable;
     else
-        LR_TRY(single_stage_cost(p->net, p->cfg, p->kind, p->end, n, p->rec, INT64_MAX, &c, &usable,
-                                 NULL));
+        LR_TRY(single_stage_cost(p->net, p->cfg, p->kind, p->end, n, p->rec, p->scripts, INT64_MAX,
+                                 &c, &usable, NULL));
     if (!usable)
         return LR_OK;
     plan_spec sp = {.kind = p->kind, .n_stages = 1, .cut = {p->end}, .parts = {n}};
@@ -465,6 +468,9 @@ typedef struct {
     int64_t ref[PLAN_MAX_STAGES]; /* by end: a peak found there, for the kept floor (INT64_MAX:
                                      none) */
     bool early; /* only the N of early_parts */
+    /* by end: the statistics passes' scripts of (0, end] (exact BatchNorm), made as the end is
+     * first measured; NULL: none yet */
+    plan_scripts *scripts[PLAN_MAX_STAGES];
 } trial_batch;
 
 /* N measured early at the net's own size, where the lowest peak is at a few partitions: their
@@ -486,8 +492,8 @@ static void trial_item(void *ctx, int item)
         int r = item - b->n_ends * b->per;
         if (b->pre_n[r] > 0 && !(b->skip && b->skip[r])) {
             b->pre[r].status = single_stage_cost(b->net, b->cfg, b->kind, b->ends[r], b->pre_n[r],
-                                                 &b->rec[r], INT64_MAX, &b->pre[r].cost,
-                                                 &b->pre[r].usable, NULL);
+                                                 &b->rec[r], b->scripts[r], INT64_MAX,
+                                                 &b->pre[r].cost, &b->pre[r].usable, NULL);
             b->pre[r].done = true;
         }
         return;
@@ -501,8 +507,8 @@ static void trial_item(void *ctx, int item)
     if (parts > b->lo && parts > plan_split_rows(b->net, b->kind, 0, b->ends[end]))
         return;
     b->t[k].status = single_stage_cost(b->net, b->cfg, b->kind, b->ends[end], parts, &b->rec[end],
-                                       b->ref[end], &b->t[k].cost, &b->t[k].usable,
-                                       b->keep ? &b->keep[k] : NULL);
+                                       b->scripts[end], b->ref[end], &b->t[k].cost,
+                                       &b->t[k].usable, b->keep ? &b->keep[k] : NULL);
     b->t[k].done = true;
 }
 
@@ -589,6 +595,9 @@ static void measure_ends(trial_batch *b, const bool *skip, const int64_t *saved)
 {
     int lo = b->lo, hi = lo + b->per - 1, n_ends = b->n_ends;
     b->skip = skip;
+    for (int r = 0; r < n_ends && b->cfg->bn == BN_EXACT; r++)
+        if (!b->scripts[r] && !(skip && skip[r]))
+            b->scripts[r] = plan_scripts_new(b->net, 0, b->ends[r]);
     for (int r = 0; r < n_ends; r++) {
         b->n_from[r] = b->n_to[r] = hi;
         b->pre_n[r] = 0;
@@ -694,7 +703,8 @@ static lr_status single_stage_as(const net_t *net, const plan_config *cfg, plan_
         sp->parts[0] = lo + k % per;
         if (t[k].status != LR_OK) /* again here, for its message (errors are per thread) */
             st = single_stage_cost(net, cfg, kind, sp->cut[0], sp->parts[0], &rec[k / per],
-                                   INT64_MAX, &t[k].cost, &t[k].usable, NULL);
+                                   batch.scripts[k / per], INT64_MAX, &t[k].cost, &t[k].usable,
+                                   NULL);
         else if (t[k].usable)
             strategy_pick_offer(&pick, sp, &t[k].cost);
     }
@@ -703,7 +713,8 @@ static lr_status single_stage_as(const net_t *net, const plan_config *cfg, plan_
         if (beyond[r])
             continue;
         parts_search p = {.net = net, .cfg = cfg, .kind = kind, .end = ends[r], .rec = &rec[r],
-                          .pick = &pick, .pre_n = batch.pre_n[r], .pre = &pre[r]};
+                          .pick = &pick, .pre_n = batch.pre_n[r], .pre = &pre[r],
+                          .scripts = batch.scripts[r]};
         for (int k = r * per; k < (r + 1) * per; k++)
             if (t[k].usable && (p.best == 0 || t[k].cost.peak_bytes < p.value))
                 p.best = lo + k % per, p.value = t[k].cost.peak_bytes;
@@ -712,6 +723,8 @@ static lr_status single_stage_as(const net_t *net, const plan_config *cfg, plan_
             st = search_past_exhaustive(&p, max_parts);
     }
     free(rec), free(t);
+    for (int r = 0; r < n_ends; r++)
+        plan_scripts_free(batch.scripts[r]);
     if (st == LR_OK && pick.n > 0) {
         int best = strategy_pick_best(&pick);
         *sp = pick.v[best].spec;

@@ -2151,6 +2151,71 @@ static void test_region_end_floor_is_under_every_peak(void **state)
     (void)state;
 }
 
+/* The two phases of a stage, field by field. */
+static void assert_same_phase(const plan_phase *a, const plan_phase *b, const char *what)
+{
+    if (a->entry != b->entry || a->exit != b->exit || a->grew != b->grew ||
+        (a->grew && (a->high != b->high || a->node != b->node || a->part != b->part ||
+                     a->stage != b->stage || a->pass != b->pass)) ||
+        a->flops != b->flops || a->ns != b->ns || a->bn_flops != b->bn_flops ||
+        a->bn_passes != b->bn_passes || a->copy_bytes != b->copy_bytes ||
+        a->host_delta != b->host_delta)
+        fail_msg("%s: high %lld/%lld exit %lld/%lld flops %lld/%lld", what, (long long)a->high,
+                 (long long)b->high, (long long)a->exit, (long long)b->exit, (long long)a->flops,
+                 (long long)b->flops);
+}
+
+/* The searches make a cut's statistics-pass scripts once and lend them to every stage they build
+ * there (plan_scripts_new, plan_stage_use_scripts): a stage's phases must be the ones the closed
+ * form gives making them itself, for every kind and N, last or not, with a device's time model,
+ * recomputed boundaries (the twin takes them too) and offloading. */
+static void test_scripts_made_beforehand_change_no_phase(void **state)
+{
+    static const floor_case cases[] = {{"resnet18", 8, 0, BN_EXACT, false, 0},
+                 {"resnet50", 1, 512, BN_EXACT, false, 0},
+                 {"tiny-resnet", 8, 0, BN_EXACT, true, OFFLOAD_BOUNDARY},
+                 {"tiny-mix", 16, 0, BN_EXACT, false, OFFLOAD_INPUT},
+                 {"vgg16", 2, 0, BN_EXACT, false, 0}};
+    static const int parts[] = {2, 3, 7, 16};
+    int passes = 0;
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        plan_config cfg;
+        int ends[PLAN_MAX_STAGES], n;
+        net_t *net = floor_case_net(&cases[c], &cfg, ends, &n);
+        cfg.device = device_find("h100");
+        for (int a = 0; a < n; a++)
+            for (int b = a + 1; b <= n && b <= a + 2; b++) {
+                int in = a ? ends[a - 1] : 0, out = ends[b - 1];
+                plan_scripts *scripts = plan_scripts_new(net, in, out);
+                for (int kind = 0; kind < 3; kind++)
+                    for (size_t k = 0; k < sizeof parts / sizeof parts[0]; k++)
+                        for (int last = 0; last < 2; last++) {
+                            plan_stage st;
+                            if (plan_stage_build(net, &cfg, (plan_partitioning)kind, in, out,
+                                                 parts[k], last, &st) != LR_OK)
+                                continue;
+                            plan_phase f[2], bw[2];
+                            plan_stage_phases(net, &cfg, &st, a, &f[0], &bw[0]);
+                            plan_stage_use_scripts(&st, scripts);
+                            plan_stage_phases(net, &cfg, &st, a, &f[1], &bw[1]);
+                            char what[160];
+                            snprintf(what, sizeof what, "%s (%s, %s] kind %d N %d last %d",
+                                     cases[c].net, net->nodes[in].name, net->nodes[out].name, kind,
+                                     parts[k], last);
+                            assert_same_phase(&f[0], &f[1], what);
+                            assert_same_phase(&bw[0], &bw[1], what);
+                            passes += st.bn_passes;
+                            plan_stage_free(&st);
+                        }
+                plan_scripts_free(scripts);
+            }
+        net_free(net);
+    }
+    print_message("  %d stages with statistics passes alike with and without scripts\n", passes);
+    assert_true(passes > 100);
+    (void)state;
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -2164,6 +2229,7 @@ int main(void)
         cmocka_unit_test(test_composed_stages_equal_the_closed_form),
         cmocka_unit_test(test_stages_costed_alone_compose_to_the_closed_form),
         cmocka_unit_test(test_partitions_of_a_stage_come_in_a_few_shapes),
+        cmocka_unit_test(test_scripts_made_beforehand_change_no_phase),
         cmocka_unit_test(test_twin_stages_are_the_same_plan_shifted),
         cmocka_unit_test(test_region_end_floor_is_under_every_peak),
         cmocka_unit_test(test_stage_floor_is_under_every_plan_holding_it),

@@ -86,6 +86,7 @@ struct plan_scripts {
     int *releases;
     int *g_from;   /* GSTATS, by BatchNorm in its schedule (descending) order */
     bool *in_pass; /* n x n_nodes, in that order */
+    int *stats_of; /* by node id: the STATS passes it is in (plan_scripts_stats_of) */
 };
 
 static void *grown(void *p, int *cap, int need, size_t size)
@@ -638,14 +639,28 @@ plan_scripts *plan_scripts_new(const net_t *net, int in, int out)
         memcpy(s->in_pass + (size_t)k * n, down.pass[k].in_pass, (size_t)n);
     }
     shared_free(&up), shared_free(&down);
+    s->stats_of = calloc((size_t)n, sizeof(int));
+    LR_ASSERT(s->stats_of != NULL);
+    for (int b = in + 1; b <= out; b++) {
+        if (net->nodes[b].op != OP_BATCHNORM)
+            continue;
+        closed_mark_ancestors(&v, &st, b);
+        for (int l = in + 1; l <= b; l++)
+            s->stats_of[l] += v.mark[l];
+    }
     free(v.mark), free(v.saved), free(v.last_fwd), free(v.first_bwd);
     return s;
+}
+
+const int *plan_scripts_stats_of(const plan_scripts *s)
+{
+    return s->stats_of;
 }
 
 void plan_scripts_free(plan_scripts *s)
 {
     if (!s)
         return;
-    free(s->from), free(s->in_pass), free(s->steps), free(s->releases);
+    free(s->from), free(s->in_pass), free(s->steps), free(s->releases), free(s->stats_of);
     free(s);
 }

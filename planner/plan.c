@@ -572,9 +572,13 @@ static int64_t stage_run_bound(const net_t *net, const plan_stage *st, bool *mar
         rerun += st->rerun[l] ? busy[l] : 0;
     }
     int64_t runs = 2 * all + rerun, below = all; /* below: runs of nodes b..out_node */
+    /* the STATS passes' runs: per BatchNorm its ancestors' (the scripts: per node, its passes) */
+    const int *stats_of = st->scripts ? plan_scripts_stats_of(st->scripts) : NULL;
     for (int b = st->in_node + 1; st->bn_passes && b <= st->out_node; b++) {
+        if (stats_of)
+            runs += stats_of[b] * busy[b];
         if (net->nodes[b].op == OP_BATCHNORM)
-            runs += ancestor_runs(net, st, b, mark, busy) + rerun + below + 1;
+            runs += (stats_of ? 0 : ancestor_runs(net, st, b, mark, busy)) + rerun + below + 1;
         below -= busy[b];
     }
     return runs;

@@ -321,6 +321,9 @@ void plan_compose_tail(const plan_phases *const *by_stage, int n_stages, plan_co
 typedef struct plan_scripts plan_scripts;
 plan_scripts *plan_scripts_new(const net_t *net, int in, int out);
 void plan_scripts_free(plan_scripts *s);
+/* By node id: how many BatchNorms of the stage it is an ancestor of (or is), that is how many
+ * STATS passes run it (plan_stage_runs counts them so). */
+const int *plan_scripts_stats_of(const plan_scripts *s);
 
 /* st (and its twin) take the scripts made for its cut (NULL: none). */
 static inline void plan_stage_use_scripts(plan_stage *st, const plan_scripts *s)

@@ -2166,8 +2166,8 @@ static void assert_same_phase(const plan_phase *a, const plan_phase *b, const ch
 }
 
 /* The searches make a cut's statistics-pass scripts once and lend them to every stage they build
- * there (plan_scripts_new, plan_stage_use_scripts): a stage's phases must be the ones the closed
- * form gives making them itself, for every kind and N, last or not, with a device's time model,
+ * there (plan_scripts_new, plan_stage_use_scripts): a stage's phases and its run bound must be the
+ * ones made without them, for every kind and N, last or not, with a device's time model,
  * recomputed boundaries (the twin takes them too) and offloading. */
 static void test_scripts_made_beforehand_change_no_phase(void **state)
 {
@@ -2196,8 +2196,10 @@ static void test_scripts_made_beforehand_change_no_phase(void **state)
                                 continue;
                             plan_phase f[2], bw[2];
                             plan_stage_phases(net, &cfg, &st, a, &f[0], &bw[0]);
+                            int64_t runs = plan_stage_runs(net, &st);
                             plan_stage_use_scripts(&st, scripts);
                             plan_stage_phases(net, &cfg, &st, a, &f[1], &bw[1]);
+                            assert_int_equal(plan_stage_runs(net, &st), runs);
                             char what[160];
                             snprintf(what, sizeof what, "%s (%s, %s] kind %d N %d last %d",
                                      cases[c].net, net->nodes[in].name, net->nodes[out].name, kind,

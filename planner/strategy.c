@@ -595,7 +595,7 @@ static void measure_ends(trial_batch *b, const bool *skip, const int64_t *saved)
 {
     int lo = b->lo, hi = lo + b->per - 1, n_ends = b->n_ends;
     b->skip = skip;
-    for (int r = 0; r < n_ends && b->cfg->bn == BN_EXACT; r++)
+    for (int r = 0; r < n_ends && b->cfg->bn == BN_EXACT && lo < hi; r++) /* (--rows: one N) */
         if (!b->scripts[r] && !(skip && skip[r]))
             b->scripts[r] = plan_scripts_new(b->net, 0, b->ends[r]);
     for (int r = 0; r < n_ends; r++) {

@@ -26,6 +26,9 @@
  * Each pass then goes onto the meter in schedule order as its first highest point and its end,
  * which is what walking its events one by one gives (tests/test_plan.c holds the closed form to
  * the replay of the emitted schedule, byte for byte, on the zoo, random nets and hand-cut stages).
+ * Where each pass departs and what its own walk runs and frees (its script) depend on the graph
+ * and the cut alone: a search that builds one cut at many N makes them once (plan_scripts_new,
+ * at the end of this file) and lends them to each stage (plan_stage.scripts).
  *
  * Legend: b a BatchNorm, l, u nodes, j a partition, li = l - in_node; levels are live bytes
  * relative to the start of the pass (after its statistics tensor). No walk here moves host memory

@@ -330,7 +330,7 @@ typedef struct {
     plan_cost cost;
     bool usable;
     lr_status status;
-    bool done; /* measured (read for measure_ends' first grid points only) */
+    bool done; /* measured (measure_ends: not again in a later round; its lowest so far) */
 } trial;
 
 /* ------------------------------------------------------------------ N past SINGLE_STAGE_MAX_N */

@@ -21,6 +21,8 @@
 
 #include <string.h>
 
+#include "checked.h"
+
 static void phase_begin(evaluator *v)
 {
     if (!v->phases)
@@ -571,6 +573,25 @@ static void closed_form(const plan_t *plan, plan_cost *out, plan_phases *phases)
     memcpy(out->stage_peak, v.m.stage_peak, sizeof out->stage_peak);
     free(t.last_fwd), free(t.first_bwd);
     evaluator_free(&v, &w);
+}
+
+int64_t plan_stage_kept_bytes(const net_t *net, const plan_config *cfg, const plan_stage *st)
+{
+    if (st->bwd || st->parts < 2)
+        return 0;
+    int eb = cost_dtype_bytes(cfg->dtype);
+    /* (a last partition that stores frees the rows the one before handed it) */
+    int last = st->store_last ? st->parts - 2 : st->parts - 1;
+    int64_t sum = 0;
+    for (int l = st->in_node + 1; l < st->out_node; l++) {
+        if (plan_bnd_read_once(st, l))
+            continue;
+        int64_t row = cost_rows_bytes(net, l, cfg->batch, eb, 1);
+        for (int j = 0; j < last; j++)
+            if (!rr_empty(st->held[plan_idx(st, l, j)]) && !plan_bnd_on_host(st, l, j))
+                sum = lr_sat_add(sum, row * rr_count(closed_boundary(st, l, j)));
+    }
+    return sum;
 }
 
 void plan_stage_phases(const net_t *net, const plan_config *cfg, const plan_stage *st, int index,

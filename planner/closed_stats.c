@@ -79,6 +79,7 @@ typedef struct {
     int *releases;
     int n_releases, cap_releases;
     bool borrowed; /* steps, releases and the passes' in_pass are the stage's scripts' */
+    int *stats_of; /* NULL, or by node id: the STATS passes its scripts run it in (counted) */
 } shared;
 
 /* plan_scripts (plan.h): a stage's passes as made here, kept for other evaluations. */
@@ -196,6 +197,8 @@ static void stats_script(shared *sh, bn_pass *p, const int *lf)
     const plan_stage *st = sh->st;
     int b = p->node;
     closed_mark_ancestors(v, st, b);
+    for (int l = st->in_node + 1; sh->stats_of && l <= b; l++)
+        sh->stats_of[l] += v->mark[l];
     ancestor_positions(v, st, b);
     const int *lf_b = v->last_fwd;
     p->from = b;
@@ -623,8 +626,11 @@ plan_scripts *plan_scripts_new(const net_t *net, int in, int out)
     plan_scripts *s = calloc(1, sizeof *s);
     LR_ASSERT(v.mark && v.saved && v.last_fwd && v.first_bwd && s);
     s->in = in, s->out = out, s->n_nodes = n;
+    s->stats_of = calloc((size_t)n, sizeof(int));
+    LR_ASSERT(s->stats_of != NULL);
     shared up, down;
     shared_init(&up, &v, &st, false);
+    up.stats_of = s->stats_of;
     stats_scripts(&up);
     s->n = up.n;
     s->from = malloc(sizeof(int) * 4 * (size_t)(s->n + 1));
@@ -642,15 +648,6 @@ plan_scripts *plan_scripts_new(const net_t *net, int in, int out)
         memcpy(s->in_pass + (size_t)k * n, down.pass[k].in_pass, (size_t)n);
     }
     shared_free(&up), shared_free(&down);
-    s->stats_of = calloc((size_t)n, sizeof(int));
-    LR_ASSERT(s->stats_of != NULL);
-    for (int b = in + 1; b <= out; b++) {
-        if (net->nodes[b].op != OP_BATCHNORM)
-            continue;
-        closed_mark_ancestors(&v, &st, b);
-        for (int l = in + 1; l <= b; l++)
-            s->stats_of[l] += v.mark[l];
-    }
     free(v.mark), free(v.saved), free(v.last_fwd), free(v.first_bwd);
     return s;
 }

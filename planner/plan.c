@@ -6,8 +6,6 @@
 
 #include <string.h>
 
-#include "checked.h"
-
 static const char *const strategy_names[STRAT_COUNT] = {
     "column", "checkpoint", "row", "2ps", "overl", "2ps-h", "overl-h"};
 static const char *const bn_names[BN_COUNT] = {"exact", "stripe", "frozen"};
@@ -595,26 +593,6 @@ int64_t plan_stage_runs(const net_t *net, const plan_stage *st)
     free(mark);
     free(busy);
     return runs;
-}
-
-int64_t plan_stage_kept_bytes(const net_t *net, const plan_config *cfg, const plan_stage *st)
-{
-    if (st->kind == PART_OVERLAP || st->bwd || st->parts < 2)
-        return 0;
-    int eb = cost_dtype_bytes(cfg->dtype);
-    int64_t sum = 0;
-    for (int l = st->in_node + 1; l < st->out_node; l++) {
-        if (plan_bnd_read_once(st, l))
-            continue;
-        int64_t row = cost_rows_bytes(net, l, cfg->batch, eb, 1);
-        const rowrange *held = st->held + plan_idx(st, l, 0);
-        /* (a last partition that stores frees the rows the one before handed it) */
-        int last = st->store_last ? st->parts - 2 : st->parts - 1;
-        for (int j = 0; j < last; j++)
-            if (!rr_empty(held[j]) && !rr_empty(held[j + 1]) && !plan_bnd_on_host(st, l, j))
-                sum = lr_sat_add(sum, row * rr_count(rr_make(held[j + 1].lo, held[j].hi)));
-    }
-    return sum;
 }
 
 int64_t plan_stage_run_bound(const plan_t *plan, int s)

@@ -594,6 +594,38 @@ int64_t plan_stage_kept_bytes(const net_t *net, const plan_config *cfg, const pl
     return sum;
 }
 
+int64_t plan_stage_backward_bytes(const net_t *net, const plan_config *cfg, const plan_stage *st)
+{
+    const plan_stage *b = plan_bwd_stage(st);
+    int eb = cost_dtype_bytes(cfg->dtype);
+    int n_local = st->out_node - st->in_node;
+    int64_t *row = malloc(sizeof(int64_t) * (size_t)n_local); /* by l - in - 1: saved l's row */
+    LR_ASSERT(row != NULL);
+    for (int l = st->in_node + 1; l < st->out_node; l++) {
+        bool saved = plan_bwd_reads_output(net->nodes[l].op);
+        for (int e = net->cons_off[l]; e < net->cons_off[l + 1] && !saved; e++) {
+            int c = net->cons_node[e];
+            saved = c <= st->out_node && plan_bwd_reads_input(net->nodes[c].op);
+        }
+        row[l - st->in_node - 1] = saved ? cost_rows_bytes(net, l, cfg->batch, eb, 1) : 0;
+    }
+    int64_t most = 0, kept = 0; /* kept: the boundaries of partitions before j - 1 */
+    for (int j = 0; j < b->parts; j++) {
+        int64_t held = 0;
+        for (int l = st->in_node + 1; l < st->out_node; l++)
+            held = lr_sat_add(held, row[l - st->in_node - 1] * rr_count(b->held[plan_idx(b, l, j)]));
+        if (lr_sat_add(held, kept) > most)
+            most = lr_sat_add(held, kept);
+        for (int l = st->in_node + 1; j >= 1 && !st->bwd && l < st->out_node; l++)
+            if (!plan_bnd_read_once(st, l) && !rr_empty(st->held[plan_idx(st, l, j - 1)]) &&
+                !plan_bnd_on_host(st, l, j - 1))
+                kept = lr_sat_add(kept, cost_rows_bytes(net, l, cfg->batch, eb,
+                                                        rr_count(closed_boundary(st, l, j - 1))));
+    }
+    free(row);
+    return most;
+}
+
 void plan_stage_phases(const net_t *net, const plan_config *cfg, const plan_stage *st, int index,
                        plan_phase *fwd, plan_phase *bwd)
 {

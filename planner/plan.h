@@ -355,6 +355,12 @@ int64_t plan_stage_runs(const net_t *net, const plan_stage *st);
  * when l's backward reads them again (plan_bnd_read_once false) they stay until the backward,
  * unless written to host memory or freed by a last partition that stores. */
 int64_t plan_stage_kept_bytes(const net_t *net, const plan_config *cfg, const plan_stage *st);
+/* Bytes live on the device, beyond the persistent ones and the stage output's gradient, when the
+ * partition that holds the most starts its backward (recompute done, or forward stored): its
+ * stripes of every value the stage's backward reads (in the partitioning plan_bwd_stage runs),
+ * and the boundary rows kept for the recomputes of partitions below it (all but the one it reads
+ * itself). */
+int64_t plan_stage_backward_bytes(const net_t *net, const plan_config *cfg, const plan_stage *st);
 
 /* Whether the boundary rows of node u that partition j makes in the first forward live in host
  * memory: kept for the recompute of j+1 (u is recomputed, and j+1 is not the last partition that

@@ -465,8 +465,9 @@ typedef struct {
     int pre_n[PLAN_MAX_STAGES];
     trial *pre;
     strategy_kept_stage *keep;
-    int64_t ref[PLAN_MAX_STAGES]; /* by end: a peak found there, for the kept floor (INT64_MAX:
-                                     none) */
+    int64_t ref[PLAN_MAX_STAGES]; /* by end: a peak found there (or at another end), for the
+                                     kept floor (INT64_MAX: none) */
+    int64_t other; /* the lowest peak found at another end (INT64_MAX: none) */
     bool early; /* only the N of early_parts */
     /* by end: the statistics passes' scripts of (0, end] (exact BatchNorm), made as the end is
      * first measured; NULL: none yet */
@@ -527,7 +528,10 @@ int64_t strategy_end_floor(const net_t *net, const plan_config *cfg, int end,
 int64_t strategy_kept_floor(const net_t *net, const plan_config *cfg, int end,
                             const plan_phases *ends, const plan_stage *st)
 {
-    return lr_sat_add(strategy_end_floor(net, cfg, end, ends), plan_stage_kept_bytes(net, cfg, st));
+    int64_t tail = lr_sat_add(strategy_end_floor(net, cfg, end, ends), plan_stage_kept_bytes(net, cfg, st));
+    int64_t bwd = lr_sat_add(strategy_parts_floor(net, cfg, end, 1, 0, ends),
+                             plan_stage_backward_bytes(net, cfg, st));
+    return tail > bwd ? tail : bwd;
 }
 
 int64_t strategy_saved_bytes(const net_t *net, const plan_config *cfg, int in, int end)
@@ -583,14 +587,19 @@ static int64_t lowest_measured(const trial_batch *b, int r)
  * of the lowest peak of the first round at their end are measured; the rest peak past it and are
  * left out (marked in the memo). The floor falls with N, so the N left out are those below the
  * first one within the near-tie; at high resolution, where N = hi and the grid point peak
- * lowest, they are most of lo..hi. Of those left, a tiled kind measures the early N first and
- * then the others against the lowest peak found, leaving out (marked too) those whose kept
- * floor (strategy_kept_floor, rising with N) is past its near-tie: at the net's own size, where
- * the peak rises with N past a few partitions, most of them.
+ * lowest, they are most of lo..hi. Of those left, the early N are measured first and then the
+ * others against the lowest peak found, leaving out (marked too) those whose kept floor
+ * (strategy_kept_floor) is past its near-tie: at the net's own size, where the peak rises with N
+ * past a few partitions, most of them.
+ * At an end the search does not go past hi from, the lowest peak found at another end (b->other:
+ * the first end's, measured alone before) counts in every round as one found there: at the net's
+ * own size the deep ends' stages peak far above a shallow end's (resnet101 --batch 1278 2ps:
+ * 84.4 GB ending at layer2_3_relu, 90.8 GB and more ending at layer3_22_relu or avgpool), and
+ * most of their N are left out by the backward's floor.
  * None of the N left out can be chosen, and the search past hi goes the same way: it starts from
- * the lowest of lo..hi, which an N left out is not (it peaks above a peak measured), or, when it
- * is lower than the first grid point's (left out by that), then so is the lowest of the N
- * measured, and the grid point takes over from either alike. */
+ * the lowest of lo..hi, which an N left out is not (it peaks above a peak measured at its end),
+ * or, when it is lower than the first grid point's (left out by that), then so is the lowest of
+ * the N measured, and the grid point takes over from either alike. */
 static void measure_ends(trial_batch *b, const bool *skip, const int64_t *saved)
 {
     int lo = b->lo, hi = lo + b->per - 1, n_ends = b->n_ends;
@@ -598,12 +607,14 @@ static void measure_ends(trial_batch *b, const bool *skip, const int64_t *saved)
     for (int r = 0; r < n_ends && b->cfg->bn == BN_EXACT && lo < hi; r++) /* (--rows: one N) */
         if (!b->scripts[r] && !(skip && skip[r]))
             b->scripts[r] = plan_scripts_new(b->net, 0, b->ends[r]);
+    bool past[PLAN_MAX_STAGES]; /* by end: the search goes past hi */
     for (int r = 0; r < n_ends; r++) {
         b->n_from[r] = b->n_to[r] = hi;
         b->pre_n[r] = 0;
-        b->ref[r] = INT64_MAX;
         int max_parts = strategy_max_parts(b->net, b->kind, 0, b->ends[r]), grid[2];
-        if (lo < hi && max_parts > hi && strategy_parts_grid(hi + 1, max_parts, grid, 2) > 0)
+        past[r] = lo < hi && max_parts > hi;
+        b->ref[r] = past[r] ? INT64_MAX : b->other;
+        if (past[r] && strategy_parts_grid(hi + 1, max_parts, grid, 2) > 0)
             b->pre_n[r] = grid[0];
     }
     par_for(n_ends * b->per + n_ends, trial_item, b);
@@ -615,6 +626,8 @@ static void measure_ends(trial_batch *b, const bool *skip, const int64_t *saved)
         if (low < INT64_MAX && p->done && p->status == LR_OK && p->usable &&
             p->cost.peak_bytes < low)
             low = p->cost.peak_bytes;
+        if (b->ref[r] < low) /* (another end's) */
+            low = b->ref[r];
         int first = lo;
         for (int n = hi - 1; n >= lo && low < INT64_MAX && first == lo; n--)
             if (!strategy_near_tie(strategy_parts_floor(b->net, b->cfg, b->ends[r], n, saved[r],
@@ -625,12 +638,12 @@ static void measure_ends(trial_batch *b, const bool *skip, const int64_t *saved)
         for (int n = lo; n < first && b->keep && !(skip && skip[r]); n++)
             b->keep[r * b->per + n - lo].pruned = true;
     }
-    if (b->kind != PART_OVERLAP) { /* (overl keeps no boundaries: its kept floor is the end's) */
-        b->early = true;
-        par_for(n_ends * b->per, trial_item, b);
-        b->early = false;
-        for (int r = 0; r < n_ends; r++)
-            b->ref[r] = lowest_measured(b, r);
+    b->early = true;
+    par_for(n_ends * b->per, trial_item, b);
+    b->early = false;
+    for (int r = 0; r < n_ends; r++) {
+        int64_t own = lowest_measured(b, r);
+        b->ref[r] = past[r] || own < b->other ? own : b->other;
     }
     par_for(n_ends * b->per, trial_item, b);
 }
@@ -671,7 +684,7 @@ static lr_status single_stage_as(const net_t *net, const plan_config *cfg, plan_
     memset(pre, 0, sizeof pre);
     trial_batch batch = {.net = net, .cfg = cfg, .kind = kind, .ends = ends, .n_ends = n_ends,
                          .rec = rec, .lo = lo, .per = per, .t = t, .pre = pre,
-                         .keep = keep ? keep->v : NULL};
+                         .keep = keep ? keep->v : NULL, .other = INT64_MAX};
     if (st == LR_OK && n_ends > 1) {
         for (int r = 0; r < n_ends; r++) {
             floor_at[r] = strategy_end_floor(net, cfg, ends[r], &rec[r]);
@@ -687,6 +700,7 @@ static lr_status single_stage_as(const net_t *net, const plan_config *cfg, plan_
                 low = t[k].cost.peak_bytes;
         for (int r = 0; r < n_ends && low < INT64_MAX; r++)
             beyond[r] = r != first && !strategy_near_tie(floor_at[r], low);
+        batch.other = low;
         memcpy(skip, beyond, sizeof skip);
         if (keep)
             memcpy(keep->beyond, beyond, sizeof keep->beyond);

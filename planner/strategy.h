@@ -202,11 +202,17 @@ int strategy_max_parts(const net_t *net, plan_partitioning kind, int in_node, in
 int64_t strategy_end_floor(const net_t *net, const plan_config *cfg, int end,
                            const plan_phases *ends);
 
-/* A floor under the peak of the single-stage plan built as stage st = (0, end]:N, rising with N
- * where the floors above fall: when the tail starts, the end floor's bytes and the boundary rows
- * the stage keeps for its backward (plan_stage_kept_bytes) are live, and they stay live through
- * the tail. At the net's own size, where the peak rises with N past a few partitions, it rules
- * out most N once a low peak is known (tests/test_plan.c holds it under the peaks). */
+/* A floor under the peak of the single-stage plan built as stage st = (0, end]:N, the larger of
+ * two moments:
+ * - when the tail starts, the end floor's bytes and the boundary rows the stage keeps for its
+ *   backward (plan_stage_kept_bytes) are live, and they stay live through the tail: this rises
+ *   with N where the floors above fall;
+ * - when the partition that holds the most starts its backward, the persistent bytes, the
+ *   gradient of the stage's output and plan_stage_backward_bytes are live: at the net's own size
+ *   a deep stage's partitions each hold most rows of its low-resolution layers, so this is far
+ *   above strategy_parts_floor's saved / N.
+ * At the net's own size, where the peak rises with N past a few partitions, it rules out most N
+ * once a low peak is known (tests/test_plan.c holds it under the peaks). */
 int64_t strategy_kept_floor(const net_t *net, const plan_config *cfg, int end,
                             const plan_phases *ends, const plan_stage *st);
 

@@ -1031,11 +1031,15 @@ static void test_hybrid_search_skips_only_ends_that_cannot_win(void **state)
                 /* an N the search left out by a floor peaks past the near-tie of the lowest
                  * peak of another N at its end, up to the first one past 32 the search measures
                  * (strategy_parts_floor: a larger N's; strategy_kept_floor: an N measured
-                 * first) */
+                 * first), or where the search does not go past 32 from its end, of any N at
+                 * another end */
                 for (int r = 0; r < kept.n_ends; r++) {
-                    int64_t past = INT64_MAX;
+                    int64_t past = INT64_MAX, other = INT64_MAX;
                     int grid[2], most = strategy_max_parts(net, (plan_partitioning)kind, 0,
                                                            kept.ends[r]);
+                    for (int q = 0; q < kept.n_ends && most <= STRATEGY_SINGLE_MAX_N; q++)
+                        for (int n = 2; n <= STRATEGY_SINGLE_MAX_N && q != r; n++)
+                            other = at[q][n] < other ? at[q][n] : other;
                     if (most > STRATEGY_SINGLE_MAX_N &&
                         strategy_parts_grid(STRATEGY_SINGLE_MAX_N + 1, most, grid, 2) > 0) {
                         plan_spec sp = {.kind = (plan_partitioning)kind, .n_stages = 1,
@@ -1050,7 +1054,7 @@ static void test_hybrid_search_skips_only_ends_that_cannot_win(void **state)
                                                         kept.ends[r], n))
                             continue;
                         pruned++;
-                        int64_t low = past, low_above = past;
+                        int64_t low = past < other ? past : other, low_above = past;
                         for (int m = 2; m <= STRATEGY_SINGLE_MAX_N; m++) {
                             low = m != n && at[r][m] < low ? at[r][m] : low;
                             low_above = m > n && at[r][m] < low_above ? at[r][m] : low_above;
@@ -2082,7 +2086,7 @@ static void test_region_end_floor_is_under_every_peak(void **state)
                  {"vgg16", 1, 2048, BN_EXACT, false, OFFLOAD_INPUT},
                  {"resnet18", 1, 2048, BN_STRIPE, false, OFFLOAD_INPUT | OFFLOAD_BOUNDARY}};
     static const int parts[] = {2, 3, 5, 8, 16, 32};
-    int checked = 0, ruled_out = 0, tight = 0, kept_tight = 0;
+    int checked = 0, ruled_out = 0, tight = 0, kept_tight = 0, bwd_tight = 0;
     for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
         plan_config cfg;
         int ends[PLAN_MAX_STAGES], n;
@@ -2124,7 +2128,11 @@ static void test_region_end_floor_is_under_every_peak(void **state)
                                                       ends[r], parts[k], true, &st),
                                      LR_OK);
                     int64_t kept = strategy_kept_floor(net, &cfg, ends[r], &ph, &st);
+                    /* its backward moment, on its own */
+                    int64_t bwd = strategy_parts_floor(net, &cfg, ends[r], 1, 0, &ph) +
+                                  plan_stage_backward_bytes(net, &cfg, &st);
                     plan_stage_free(&st);
+                    bwd_tight += 100 * bwd > 90 * cost.peak_bytes && bwd > under;
                     if (cost.peak_bytes < kept)
                         fail_msg("%s b%d %s end %s kind %d N %d: peak %lld under the kept floor "
                                  "%lld", cases[c].net, cases[c].batch, plan_bn_name(cases[c].bn),
@@ -2144,10 +2152,11 @@ static void test_region_end_floor_is_under_every_peak(void **state)
     }
     print_message("  %d plans above their end's floor, their N's and their kept floor; %d (end, "
                   "other end) pairs ruled out; %d N floors within 10%% of the peak; %d kept "
-                  "floors above the end's and within 0.5%% of the peak\n", checked, ruled_out,
-                  tight, kept_tight);
+                  "floors above the end's and within 0.5%% of the peak; %d backward floors above "
+                  "the N floor and within 10%% of the peak\n", checked, ruled_out, tight,
+                  kept_tight, bwd_tight);
     assert_true(checked > 300);
-    assert_true(ruled_out > 0 && tight > 0 && kept_tight > 0);
+    assert_true(ruled_out > 0 && tight > 0 && kept_tight > 0 && bwd_tight > 0);
     (void)state;
 }
 

@@ -101,7 +101,7 @@ static lr_status solve(search *s, const space *sp, const goal *g, labels *L, aut
     bool by_peak = g->min_peak;
     if (g->near_tie) { /* the lowest peak first (the seed's too), then the least compute
                         * within its near-tie */
-        dp_plan low = auto_dp_lowest_peak(q, L);
+        dp_plan low = auto_dp_lowest_peak(q, L, s->lowest); /* (no lower: s->lowest stands) */
         if (!low.found)
             return LR_OK;
         s->lowest = low.peak < s->lowest ? low.peak : s->lowest;
@@ -110,7 +110,7 @@ static lr_status solve(search *s, const space *sp, const goal *g, labels *L, aut
     }
     *found = false;
     for (int attempt = 0; attempt < 4; attempt++) {
-        dp_plan p = by_peak ? auto_dp_lowest_peak(q, L) : auto_dp_least_extra(&q, L);
+        dp_plan p = by_peak ? auto_dp_lowest_peak(q, L, INT64_MAX) : auto_dp_least_extra(&q, L);
         if (!p.found)
             return LR_OK;
         bool usable;

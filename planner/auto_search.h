@@ -192,7 +192,9 @@ void auto_labels_free(labels *L, int m);
 /* The least compute with every moment at most q->bound (column included), then the lowest
  * peak among those; .found false when no plan of the space meets both bounds. */
 dp_plan auto_dp_least_extra(const dp_query *q, labels *L);
-/* The lowest peak within q.extra_cap (column, extra 0, is always within it). */
-dp_plan auto_dp_lowest_peak(dp_query q, labels *L);
+/* The lowest peak within q.extra_cap (column, extra 0, is always within it) when it is below
+ * `under` (INT64_MAX: none); otherwise a plan of no stages at the lower of column's peak and
+ * `under`. */
+dp_plan auto_dp_lowest_peak(dp_query q, labels *L, int64_t under);
 
 #endif

@@ -725,16 +725,28 @@ lr_status fit_run_all(const net_t *net, const plan_config *cfg, const fit_target
         }
     for (int k = 0; k < m; k++)
         seed[k] = seed_of(all, m, k);
-    /* the input questions first, the targets from the last (the row strategies' input
-     * questions, whose choices cost the most, start before the short ones that fill the gaps);
-     * a seeded one right after its seed's, on the same thread (it waited for every unseeded
-     * question before: resnet101 --batch 256 --fit h100-80gb, its thread idle about 60 ms) */
+    /* the costliest first, so that the short ones fill the gaps at the end: the input questions
+     * that seed a hybrid's, each with the hybrid's right after it on the same thread (it waited
+     * for every unseeded question before: at resnet101 --batch 256 --fit h100-80gb one thread sat
+     * idle about 60 ms), then the hybrids' batch questions, then the other input questions, then
+     * the other batch questions, each group from the last target */
+    bool *seeds = calloc((size_t)m, sizeof *seeds);
+    LR_ASSERT(seeds != NULL);
+    for (int k = 0; k < n; k++)
+        if (seed[k] >= 0)
+            seeds[seed[k]] = true;
     int tasks = 0;
-    for (int k = 2 * m - 1; k >= 1; k -= 2)
-        if (seed[k / 2] < 0)
-            order[tasks++] = k;
-    for (int k = 2 * n - 2; k >= 0; k -= 2)
-        order[tasks++] = k;
+    for (int group = 0; group < 4; group++)
+        for (int k = 2 * m - 1; k >= 0; k--) {
+            bool input = k % 2 == 1, hybrid = single_of(&all[k / 2]) != STRAT_COUNT;
+            bool in_group = group == 0   ? input && seeds[k / 2]
+                            : group == 1 ? !input && hybrid
+                            : group == 2 ? input && !seeds[k / 2] && seed[k / 2] < 0
+                                         : !input && !hybrid;
+            if (in_group && (input || k / 2 < n))
+                order[tasks++] = k;
+        }
+    free(seeds);
     progress_state p = {.fn = progress, .ctx = ctx, .total = 2 * n};
 #pragma omp parallel for schedule(dynamic)
     for (int i = 0; i < tasks; i++) {

@@ -601,14 +601,9 @@ int64_t plan_stage_backward_bytes(const net_t *net, const plan_config *cfg, cons
     int n_local = st->out_node - st->in_node;
     int64_t *row = malloc(sizeof(int64_t) * (size_t)n_local); /* by l - in - 1: saved l's row */
     LR_ASSERT(row != NULL);
-    for (int l = st->in_node + 1; l < st->out_node; l++) {
-        bool saved = plan_bwd_reads_output(net->nodes[l].op);
-        for (int e = net->cons_off[l]; e < net->cons_off[l + 1] && !saved; e++) {
-            int c = net->cons_node[e];
-            saved = c <= st->out_node && plan_bwd_reads_input(net->nodes[c].op);
-        }
-        row[l - st->in_node - 1] = saved ? cost_rows_bytes(net, l, cfg->batch, eb, 1) : 0;
-    }
+    for (int l = st->in_node + 1; l < st->out_node; l++)
+        row[l - st->in_node - 1] =
+            plan_bwd_reads(net, l, st->out_node) ? cost_rows_bytes(net, l, cfg->batch, eb, 1) : 0;
     int64_t most = 0, kept = 0; /* kept: the boundaries of partitions before j - 1 */
     for (int j = 0; j < b->parts; j++) {
         int64_t held = 0;

@@ -404,6 +404,18 @@ static inline bool plan_bwd_reads_output(net_op op)
     return op == OP_RELU;
 }
 
+/* Whether a backward through nodes up to `end` reads node l's output (its own, or a consumer's
+ * up to end that reads its input). */
+static inline bool plan_bwd_reads(const net_t *net, int l, int end)
+{
+    if (plan_bwd_reads_output(net->nodes[l].op))
+        return true;
+    for (int e = net->cons_off[l]; e < net->cons_off[l + 1]; e++)
+        if (net->cons_node[e] <= end && plan_bwd_reads_input(net->nodes[net->cons_node[e]].op))
+            return true;
+    return false;
+}
+
 /* BN statistics: (2, C) floats mean/invstd + (2, C) doubles sum/sum^2. */
 static inline int64_t plan_bn_stats_bytes(const net_t *net, int node)
 {

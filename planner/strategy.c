@@ -538,15 +538,9 @@ int64_t strategy_saved_bytes(const net_t *net, const plan_config *cfg, int in, i
 {
     int eb = cost_dtype_bytes(cfg->dtype);
     int64_t sum = 0;
-    for (int l = in + 1; l < end; l++) {
-        bool saved = plan_bwd_reads_output(net->nodes[l].op);
-        for (int e = net->cons_off[l]; e < net->cons_off[l + 1] && !saved; e++) {
-            int c = net->cons_node[e];
-            saved = c <= end && plan_bwd_reads_input(net->nodes[c].op);
-        }
-        if (saved)
+    for (int l = in + 1; l < end; l++)
+        if (plan_bwd_reads(net, l, end))
             sum = lr_sat_add(sum, cost_node_bytes(net, l, cfg->batch, eb));
-    }
     return sum;
 }
 

@@ -620,9 +620,10 @@ static void test_fit_input_is_on_the_boundary(void **state)
 }
 
 /* A hybrid's input question starts from its single-stage strategy's answer (fit.c, seed_of), asked
- * beside it or, when it is not, on the side: the same answer either way, on the boundary, and in
- * fewer choices than from the net's own size (resnet18 at batch 32 in 7 GiB, both questions: 2ps-h
- * 6 and overl-h 6 choices, against 15 and 9 when the input question started at 224x224). */
+ * beside it (before or after it) or, when it is not, on the side: the same answer either way, on
+ * the boundary, and in fewer choices than from the net's own size (resnet18 at batch 32 in 7 GiB,
+ * both questions: 2ps-h 6 and overl-h 6 choices, against 15 and 9 when the input question started
+ * at 224x224). */
 static void test_fit_hybrid_input_starts_from_its_single_stage_answer(void **state)
 {
     (void)state;
@@ -638,6 +639,13 @@ static void test_fit_hybrid_input_starts_from_its_single_stage_answer(void **sta
         assert_int_equal(fit_run_all(net, &cfg, t, 2, budget, both, NULL, NULL), LR_OK);
         assert_int_equal(alone.max_square_input, both[1].max_square_input);
         assert_int_equal(alone.max_batch, both[1].max_batch);
+        /* the hybrid asked before its seed's target: the same */
+        fit_target back[2] = {t[1], t[0]};
+        fit_result rev[2];
+        assert_int_equal(fit_run_all(net, &cfg, back, 2, budget, rev, NULL, NULL), LR_OK);
+        assert_int_equal(rev[0].max_square_input, both[1].max_square_input);
+        assert_int_equal(rev[0].max_batch, both[1].max_batch);
+        assert_int_equal(rev[1].max_square_input, both[0].max_square_input);
         if (alone.n_choices > 7) /* both questions; the seed's own choices are its target's */
             fail_msg("%s: %d choices", plan_strategy_name(hybrid[k]), alone.n_choices);
         net_t *copy;

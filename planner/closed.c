@@ -608,7 +608,8 @@ int64_t plan_stage_backward_bytes(const net_t *net, const plan_config *cfg, cons
     for (int j = 0; j < b->parts; j++) {
         int64_t held = 0;
         for (int l = st->in_node + 1; l < st->out_node; l++)
-            held = lr_sat_add(held, row[l - st->in_node - 1] * rr_count(b->held[plan_idx(b, l, j)]));
+            held = lr_sat_add(held,
+                              row[l - st->in_node - 1] * rr_count(b->held[plan_idx(b, l, j)]));
         if (lr_sat_add(held, kept) > most)
             most = lr_sat_add(held, kept);
         for (int l = st->in_node + 1; j >= 1 && !st->bwd && l < st->out_node; l++)

@@ -528,7 +528,8 @@ int64_t strategy_end_floor(const net_t *net, const plan_config *cfg, int end,
 int64_t strategy_kept_floor(const net_t *net, const plan_config *cfg, int end,
                             const plan_phases *ends, const plan_stage *st)
 {
-    int64_t tail = lr_sat_add(strategy_end_floor(net, cfg, end, ends), plan_stage_kept_bytes(net, cfg, st));
+    int64_t tail = lr_sat_add(strategy_end_floor(net, cfg, end, ends),
+                              plan_stage_kept_bytes(net, cfg, st));
     int64_t bwd = lr_sat_add(strategy_parts_floor(net, cfg, end, 1, 0, ends),
                              plan_stage_backward_bytes(net, cfg, st));
     return tail > bwd ? tail : bwd;

@@ -575,21 +575,29 @@ static void closed_form(const plan_t *plan, plan_cost *out, plan_phases *phases)
     evaluator_free(&v, &w);
 }
 
+/* Rows of node l's boundary that partition j's first forward keeps on the device for the
+ * stage's backward: none when the next partition reads them once, when they go to host memory,
+ * or when the backward runs the twin (--boundaries recompute). */
+static int kept_rows(const plan_stage *st, int l, int j)
+{
+    if (st->bwd || plan_bnd_read_once(st, l) || rr_empty(st->held[plan_idx(st, l, j)]) ||
+        plan_bnd_on_host(st, l, j))
+        return 0;
+    return rr_count(closed_boundary(st, l, j));
+}
+
 int64_t plan_stage_kept_bytes(const net_t *net, const plan_config *cfg, const plan_stage *st)
 {
-    if (st->bwd || st->parts < 2)
+    if (st->parts < 2)
         return 0;
     int eb = cost_dtype_bytes(cfg->dtype);
     /* (a last partition that stores frees the rows the one before handed it) */
     int last = st->store_last ? st->parts - 2 : st->parts - 1;
     int64_t sum = 0;
     for (int l = st->in_node + 1; l < st->out_node; l++) {
-        if (plan_bnd_read_once(st, l))
-            continue;
         int64_t row = cost_rows_bytes(net, l, cfg->batch, eb, 1);
         for (int j = 0; j < last; j++)
-            if (!rr_empty(st->held[plan_idx(st, l, j)]) && !plan_bnd_on_host(st, l, j))
-                sum = lr_sat_add(sum, row * rr_count(closed_boundary(st, l, j)));
+            sum = lr_sat_add(sum, row * kept_rows(st, l, j));
     }
     return sum;
 }
@@ -599,24 +607,24 @@ int64_t plan_stage_backward_bytes(const net_t *net, const plan_config *cfg, cons
     const plan_stage *b = plan_bwd_stage(st);
     int eb = cost_dtype_bytes(cfg->dtype);
     int n_local = st->out_node - st->in_node;
-    int64_t *row = malloc(sizeof(int64_t) * (size_t)n_local); /* by l - in - 1: saved l's row */
+    /* by l - in - 1: a row of l, and the same when the backward reads l (else 0) */
+    int64_t *row = malloc(sizeof(int64_t) * 2 * (size_t)n_local), *saved = row + n_local;
     LR_ASSERT(row != NULL);
-    for (int l = st->in_node + 1; l < st->out_node; l++)
-        row[l - st->in_node - 1] =
-            plan_bwd_reads(net, l, st->out_node) ? cost_rows_bytes(net, l, cfg->batch, eb, 1) : 0;
+    for (int l = st->in_node + 1; l < st->out_node; l++) {
+        int i = l - st->in_node - 1;
+        row[i] = cost_rows_bytes(net, l, cfg->batch, eb, 1);
+        saved[i] = plan_bwd_reads(net, l, st->out_node) ? row[i] : 0;
+    }
     int64_t most = 0, kept = 0; /* kept: the boundaries of partitions before j - 1 */
     for (int j = 0; j < b->parts; j++) {
         int64_t held = 0;
         for (int l = st->in_node + 1; l < st->out_node; l++)
             held = lr_sat_add(held,
-                              row[l - st->in_node - 1] * rr_count(b->held[plan_idx(b, l, j)]));
+                              saved[l - st->in_node - 1] * rr_count(b->held[plan_idx(b, l, j)]));
         if (lr_sat_add(held, kept) > most)
             most = lr_sat_add(held, kept);
-        for (int l = st->in_node + 1; j >= 1 && !st->bwd && l < st->out_node; l++)
-            if (!plan_bnd_read_once(st, l) && !rr_empty(st->held[plan_idx(st, l, j - 1)]) &&
-                !plan_bnd_on_host(st, l, j - 1))
-                kept = lr_sat_add(kept, cost_rows_bytes(net, l, cfg->batch, eb,
-                                                        rr_count(closed_boundary(st, l, j - 1))));
+        for (int l = st->in_node + 1; j >= 1 && l < st->out_node; l++)
+            kept = lr_sat_add(kept, row[l - st->in_node - 1] * kept_rows(st, l, j - 1));
     }
     free(row);
     return most;

@@ -87,6 +87,22 @@ plan_strategy strategy_single_of(plan_strategy s)
     return s == STRAT_2PS_H ? STRAT_2PS : s == STRAT_OVERL_H ? STRAT_OVERL : STRAT_COUNT;
 }
 
+/* The hybrid search of hybrid_pair from the single-stage choice `one` and the stages its search
+ * measured. */
+static lr_status hybrid_from(const net_t *net, const plan_config *cfg, plan_strategy h,
+                             int region_end, int end, const plan_choice *one,
+                             const strategy_stage_memo *kept, plan_choice *hybrid)
+{
+    plan_partitioning kind = kind_of(h);
+    auto_result r;
+    lr_status st = search_kind(net, cfg, region_end, kind, kept, &one->spec, &r);
+    if (st != LR_OK)
+        st = search_kind(net, cfg, region_end, kind, NULL, &one->spec, &r);
+    if (st == LR_OK)
+        take(net, &r.best, h, end, hybrid);
+    return st;
+}
+
 /* A hybrid h without --rows, its region ending at `end` (region_end: --region, or 0): its
  * single-stage strategy's choice `one`, then the auto planner's search over stage cuts and N
  * restricted to h's kind, which takes the stages that search measured (when the search with them
@@ -101,12 +117,9 @@ static lr_status hybrid_pair(const net_t *net, const plan_config *cfg, plan_stra
     memset(one, 0, sizeof *one);
     lr_status st = strategy_single_stage_kept(net, cfg, kind, end, one, &kept);
     one->spec.strategy = strategy_single_of(h);
-    auto_result r;
-    if (st == LR_OK && search_kind(net, cfg, region_end, kind, &kept, &one->spec, &r) != LR_OK)
-        st = search_kind(net, cfg, region_end, kind, NULL, &one->spec, &r);
-    strategy_stage_memo_free(&kept);
     if (st == LR_OK)
-        take(net, &r.best, h, end, hybrid);
+        st = hybrid_from(net, cfg, h, region_end, end, one, &kept, hybrid);
+    strategy_stage_memo_free(&kept);
     return st;
 }
 
@@ -241,4 +254,41 @@ lr_status strategy_choose_pair(const net_t *net, const plan_config *cfg, plan_st
     take_best_set(ones, tried, one);
     take_best_set(hybrids, tried, hybrid);
     return LR_OK;
+}
+
+lr_status strategy_choose_seed(const net_t *net, const plan_config *cfg, plan_strategy single,
+                               strategy_seed *out)
+{
+    LR_ASSERT(!cfg->offload_auto && (single == STRAT_2PS || single == STRAT_OVERL));
+    memset(out, 0, sizeof *out);
+    int end = plan_default_region_end(net);
+    if (end == 0) { /* column, as strategy_choose gives it; nothing measured */
+        plan_request req = {.strategy = single};
+        return strategy_choose(net, cfg, &req, &out->one);
+    }
+    lr_status st = strategy_single_stage_kept(net, cfg, kind_of(single), end, &out->one,
+                                              &out->kept);
+    out->one.spec.strategy = single;
+    if (st != LR_OK)
+        strategy_seed_free(out);
+    return st;
+}
+
+lr_status strategy_choose_hybrid_from(const net_t *net, const plan_config *cfg,
+                                      const strategy_seed *seed, plan_choice *hybrid)
+{
+    LR_ASSERT(!cfg->offload_auto);
+    plan_strategy h = seed->one.spec.strategy == STRAT_2PS ? STRAT_2PS_H : STRAT_OVERL_H;
+    int end = plan_default_region_end(net);
+    memset(hybrid, 0, sizeof *hybrid);
+    if (end == 0) {
+        plan_request req = {.strategy = h};
+        return strategy_choose(net, cfg, &req, hybrid);
+    }
+    return hybrid_from(net, cfg, h, 0, end, &seed->one, &seed->kept, hybrid);
+}
+
+void strategy_seed_free(strategy_seed *s)
+{
+    strategy_stage_memo_free(&s->kept);
 }

@@ -34,6 +34,28 @@ plan_strategy strategy_single_of(plan_strategy s);
 lr_status strategy_choose_pair(const net_t *net, const plan_config *cfg, plan_strategy single,
                                plan_choice *one, plan_choice *hybrid);
 
+/* A single-stage strategy's choice (2ps or overl) as strategy_choose makes it without --rows
+ * and --region under one offload set (cfg->offload_auto false), with the stages its search
+ * measured: what the search of its hybrid (2ps-h, overl-h) at the same net and config starts
+ * from. A capacity search (fit.c) keeps those of the single-stage strategy's questions for the
+ * hybrid's, which asks at the same sizes first. */
+typedef struct {
+    plan_choice one;
+    strategy_stage_memo kept;
+} strategy_seed;
+
+/* strategy_choose's choice of `single` (STRAT_2PS or STRAT_OVERL) without --rows and --region,
+ * into out->one, and the stages it measured (free with strategy_seed_free; nothing to free on
+ * error). */
+lr_status strategy_choose_seed(const net_t *net, const plan_config *cfg, plan_strategy single,
+                               strategy_seed *out);
+
+/* strategy_choose's choice of the hybrid of seed's strategy without --rows and --region, at the
+ * net and config the seed was chosen at: the same plan, without the single-stage search again. */
+lr_status strategy_choose_hybrid_from(const net_t *net, const plan_config *cfg,
+                                      const strategy_seed *seed, plan_choice *hybrid);
+void strategy_seed_free(strategy_seed *s);
+
 #ifdef __cplusplus
 }
 #endif

@@ -23,6 +23,56 @@ typedef struct {
     int done, total;
 } progress_state;
 
+/* The choices a seed's input question made (fit_run_all: 2ps's or overl's, the hybrid asked
+ * without --rows and --region), each with the stages its search measured, for the hybrid's
+ * input question, which starts from the seed's answer and so asks at the sizes the seed asked
+ * last: its choices there take the seed's instead of making the single-stage search again
+ * (strategy_choose_hybrid_from; resnet101 --fit h100-80gb: 2ps's choice is about a third of
+ * 2ps-h's at 31248x31248). */
+typedef struct {
+    struct kept_seed {
+        int h;            /* the input height */
+        unsigned offload; /* the offload set (--offload auto: choose_offload's, one at a time) */
+        strategy_seed s;
+    } *v;
+    int n, cap;
+} seed_cache;
+
+static void seed_cache_free(seed_cache *c)
+{
+    for (int k = 0; k < c->n; k++)
+        strategy_seed_free(&c->v[k].s);
+    free(c->v);
+}
+
+static const strategy_seed *seed_find(const seed_cache *c, const net_t *net,
+                                      const plan_config *cfg)
+{
+    for (int k = 0; c && cfg->batch == 1 && k < c->n; k++)
+        if (c->v[k].h == net->nodes[0].h && c->v[k].offload == cfg->offload)
+            return &c->v[k].s;
+    return NULL;
+}
+
+/* strategy_choose's choice of `single` at cfg (batch 1, one offload set), kept in c. */
+static lr_status seed_choose(seed_cache *c, const net_t *net, const plan_config *cfg,
+                             plan_strategy single, plan_choice *out)
+{
+    if (c->n == c->cap) {
+        int cap = c->cap ? 2 * c->cap : 8;
+        struct kept_seed *v = realloc(c->v, sizeof *v * (size_t)cap);
+        if (!v)
+            return lr_fail(LR_ERR_NOMEM, "out of memory");
+        c->v = v, c->cap = cap;
+    }
+    struct kept_seed *e = &c->v[c->n];
+    LR_TRY(strategy_choose_seed(net, cfg, single, &e->s));
+    e->h = net->nodes[0].h, e->offload = cfg->offload;
+    c->n++;
+    *out = e->s.one;
+    return LR_OK;
+}
+
 typedef struct {
     const net_t *net; /* at the input being asked about */
     plan_config cfg;
@@ -40,6 +90,8 @@ typedef struct {
     int index;                /* the target's, for progress */
     bool shown;               /* one of the caller's targets (not a seed asked on the side) */
     bool batch;               /* the question asked */
+    seed_cache *keep;         /* a seed's input question: where its choices go (NULL: none) */
+    const seed_cache *from;   /* a seeded input question: its seed's choices (NULL: none) */
 } fitter;
 
 /* Tells the progress function (if any) event at x (the batch, or the input height; 0 with
@@ -158,7 +210,13 @@ static lr_status choose_in(fitter *f, const plan_config *cfg, choice *out)
         r.strategy = f->t->strategy;
         if (r.strategy < STRAT_ROW)
             r.rows = 0;
-        st = strategy_choose(f->net, cfg, &r, &pc);
+        const strategy_seed *seed = seed_find(f->from, f->net, cfg);
+        if (seed)
+            st = strategy_choose_hybrid_from(f->net, cfg, seed, &pc);
+        else if (f->keep && cfg->batch == 1)
+            st = seed_choose(f->keep, f->net, cfg, r.strategy, &pc);
+        else
+            st = strategy_choose(f->net, cfg, &r, &pc);
         c = &pc.cost;
     }
     if (st == LR_ERR_INPUT && !f->strict) /* counts the planner cannot form: does not fit */
@@ -626,8 +684,8 @@ static bool lowest_of_fixed_set(const fit_target *t, bool batch)
  * *answer is the choice at its answer (answer->h = 0: none). */
 static lr_status fit_one(const net_t *net, const plan_config *cfg, const fit_target *t,
                          int64_t budget_bytes, bool batch, const choice *seed,
-                         progress_state *progress, int index, bool shown, fit_result *out,
-                         choice *answer)
+                         seed_cache *keep, const seed_cache *from, progress_state *progress,
+                         int index, bool shown, fit_result *out, choice *answer)
 {
     if (budget_bytes <= 0 || budget_bytes >= FIT_MAX_BUDGET_BYTES)
         return lr_fail(LR_ERR_USAGE, "--fit: expected a budget above the reserve and below 1 PiB");
@@ -635,7 +693,7 @@ static lr_status fit_one(const net_t *net, const plan_config *cfg, const fit_tar
     fitter f = {.net = net, .cfg = *cfg, .t = t, .budget = budget_bytes, .out = out,
                 .lowest_of_fixed_set = lowest_of_fixed_set(t, batch) && t->host_budget_bytes <= 0,
                 .one_plan = one_plan(t, batch), .progress = progress, .index = index,
-                .shown = shown, .batch = batch};
+                .shown = shown, .batch = batch, .keep = keep, .from = from};
     /* (a host limit: the strategy's own choice, the lowest device peak, must keep within it too,
      * which a plan of the fixed set fitting with room to spare does not prove) */
     choice start = {.bn = cfg->bn, .at = {INT64_MAX, false}};
@@ -746,21 +804,27 @@ lr_status fit_run_all(const net_t *net, const plan_config *cfg, const fit_target
             if (in_group && (input || k / 2 < n))
                 order[tasks++] = k;
         }
-    free(seeds);
     progress_state p = {.fn = progress, .ctx = ctx, .total = 2 * n};
 #pragma omp parallel for schedule(dynamic)
     for (int i = 0; i < tasks; i++) {
         int k = order[i];
+        /* a seed's choices, kept for the hybrid's input question (seed_cache) when both are
+         * asked without --region */
+        seed_cache kept = {0};
+        bool keep = k % 2 == 1 && seeds[k / 2] && all[k / 2].req.region_end == 0;
         for (int q = -1; q < 2 * n; q += 2) { /* k (q = -1), then the input questions k seeds */
             if (q >= 0 && (k % 2 == 0 || seed[q / 2] != k / 2))
                 continue;
             int x = q < 0 ? k : q;
             const choice *from = q >= 0 && answer[k].h > 0 ? &answer[k] : NULL;
             lr_outcome_set(&st[x], fit_one(net, cfg, &all[x / 2], budget_bytes, x % 2 == 0, from,
-                                           progress ? &p : NULL, x / 2, x / 2 < n, &half[x],
-                                           &answer[x]));
+                                           keep && q < 0 ? &kept : NULL,
+                                           keep && q >= 0 ? &kept : NULL, progress ? &p : NULL,
+                                           x / 2, x / 2 < n, &half[x], &answer[x]));
         }
+        seed_cache_free(&kept);
     }
+    free(seeds);
     lr_status r = LR_OK;
     for (int k = 0; k < 2 * n && r == LR_OK; k++) /* (a seed that failed seeds nothing) */
         r = lr_outcome_report(&st[k]);

@@ -946,9 +946,45 @@ static void test_single_stage_search_is_the_best_by_the_objective(void **state)
     }
 }
 
-/* The table takes 2ps with 2ps-h (overl with overl-h) together: the single-stage plan is the one
- * 2ps's own search picks, cost for cost, and the hybrid the one 2ps-h's picks; on the tiny nets,
- * vgg16 and resnet18, every BN mode. */
+/* 2ps with 2ps-h (overl with overl-h) at cfg, both ways they are chosen together: paired (the
+ * table's) and a hybrid from its seed (strategy_choose_hybrid_from, as the capacity search's
+ * hybrid input question takes it), each against each strategy's own choice, cost for cost. */
+static void assert_pair_and_seed_are_own(const net_t *net, const plan_config *cfg)
+{
+    for (int st = STRAT_2PS; st <= STRAT_OVERL; st++) {
+        plan_strategy h = st == STRAT_2PS ? STRAT_2PS_H : STRAT_OVERL_H;
+        plan_choice one, hyb;
+        assert_int_equal(strategy_choose_pair(net, cfg, (plan_strategy)st, &one, &hyb), LR_OK);
+        plan_choice own = choose(net, cfg, (plan_strategy)st, 0);
+        plan_choice own_h = choose(net, cfg, h, 0);
+        if (memcmp(&one.spec, &own.spec, sizeof own.spec) != 0 ||
+            memcmp(&one.cost, &own.cost, sizeof own.cost) != 0 ||
+            one.region_chosen != own.region_chosen || one.rows_chosen != own.rows_chosen)
+            fail_msg("%s at %d bn %s %s: paired %s/%d (%lld B) vs own %s/%d (%lld B)", net->name,
+                     net->nodes[0].h, plan_bn_name(cfg->bn), plan_strategy_name((plan_strategy)st),
+                     net->nodes[one.spec.cut[0]].name, one.spec.parts[0],
+                     (long long)one.cost.peak_bytes, net->nodes[own.spec.cut[0]].name,
+                     own.spec.parts[0], (long long)own.cost.peak_bytes);
+        assert_memory_equal(&hyb.spec, &own_h.spec, sizeof hyb.spec);
+        assert_memory_equal(&hyb.cost, &own_h.cost, sizeof hyb.cost);
+        strategy_seed seed;
+        plan_choice from;
+        assert_int_equal(strategy_choose_seed(net, cfg, (plan_strategy)st, &seed), LR_OK);
+        assert_int_equal(strategy_choose_hybrid_from(net, cfg, &seed, &from), LR_OK);
+        assert_memory_equal(&seed.one.spec, &own.spec, sizeof own.spec);
+        assert_memory_equal(&seed.one.cost, &own.cost, sizeof own.cost);
+        assert_memory_equal(&from.spec, &own_h.spec, sizeof from.spec);
+        assert_memory_equal(&from.cost, &own_h.cost, sizeof from.cost);
+        assert_true(from.rows_chosen == own_h.rows_chosen &&
+                    from.region_chosen == own_h.region_chosen);
+        strategy_seed_free(&seed);
+    }
+}
+
+/* The table takes 2ps with 2ps-h (overl with overl-h) together, and the capacity search a hybrid
+ * from its seed: the single-stage plan is the one 2ps's own search picks, cost for cost, and the
+ * hybrid the one 2ps-h's picks; on the tiny nets, vgg16 and resnet18, every BN mode; at high
+ * resolution (N past 32), with an offload set and with --boundaries auto. */
 static void test_paired_choice_equals_each_strategys_own(void **state)
 {
     const char *nets[] = {"tiny-vgg", "tiny-resnet", "tiny-mix", "vgg16", "resnet18"};
@@ -956,24 +992,26 @@ static void test_paired_choice_equals_each_strategys_own(void **state)
         net_t *net = test_zoo(nets[ni]);
         for (int bn = 0; bn < BN_COUNT; bn++) {
             plan_config cfg = config(ni < 3 ? 8 : 16, (plan_bn)bn);
-            for (int st = STRAT_2PS; st <= STRAT_OVERL; st++) {
-                plan_strategy h = st == STRAT_2PS ? STRAT_2PS_H : STRAT_OVERL_H;
-                plan_choice one, hyb;
-                assert_int_equal(strategy_choose_pair(net, &cfg, (plan_strategy)st, &one, &hyb), LR_OK);
-                plan_choice own = choose(net, &cfg, (plan_strategy)st, 0);
-                plan_choice own_h = choose(net, &cfg, h, 0);
-                if (memcmp(&one.spec, &own.spec, sizeof own.spec) != 0 ||
-                    memcmp(&one.cost, &own.cost, sizeof own.cost) != 0 ||
-                    one.region_chosen != own.region_chosen || one.rows_chosen != own.rows_chosen)
-                    fail_msg("%s bn %s %s: paired %s/%d (%lld B) vs own %s/%d (%lld B)", nets[ni],
-                             plan_bn_name((plan_bn)bn), plan_strategy_name((plan_strategy)st),
-                             net->nodes[one.spec.cut[0]].name, one.spec.parts[0],
-                             (long long)one.cost.peak_bytes, net->nodes[own.spec.cut[0]].name,
-                             own.spec.parts[0], (long long)own.cost.peak_bytes);
-                assert_memory_equal(&hyb.spec, &own_h.spec, sizeof hyb.spec);
-                assert_memory_equal(&hyb.cost, &own_h.cost, sizeof hyb.cost);
-            }
+            assert_pair_and_seed_are_own(net, &cfg);
         }
+        net_free(net);
+    }
+    const struct {
+        const char *net;
+        int input;
+        unsigned offload;
+        bool boundaries_auto;
+    } cases[] = {{"tiny-mix", 1024, 0, false},
+                 {"resnet18", 2048, 0, false},
+                 {"tiny-resnet", 512, OFFLOAD_INPUT, false},
+                 {"tiny-resnet", 256, 0, true}};
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        net_t *net = test_zoo(cases[k].net);
+        assert_int_equal(net_reshape(net, cases[k].input, cases[k].input), LR_OK);
+        plan_config cfg = config(1, BN_EXACT);
+        cfg.offload = cases[k].offload;
+        cfg.boundaries_auto = cases[k].boundaries_auto;
+        assert_pair_and_seed_are_own(net, &cfg);
         net_free(net);
     }
 }

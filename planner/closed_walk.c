@@ -34,10 +34,36 @@ void closed_host(evaluator *v, int64_t bytes)
         v->host_peak = v->host_live;
 }
 
+/* Kernel times by (node, kind, rows) within one evaluator's walks (evaluator.ns_tag): a stage's
+ * partitions repeat a few stripe heights, and the time model (device_kernel_of and
+ * device_kernel_ns, a division and a rounding) was a quarter of a hybrid's search (resnet101
+ * --batch 4893 --strategy 2ps-h, callgrind). Per thread, direct-mapped; an entry serves only the
+ * evaluator whose tag it holds, so the net (reshaped in place by --fit), batch and device are
+ * always that evaluator's. */
+enum { NS_MEMO_BITS = 11 };
+typedef struct {
+    uint64_t tag;
+    int node, rows, kind;
+    int64_t ns;
+} ns_memo_entry;
+static _Thread_local ns_memo_entry ns_memo[1 << NS_MEMO_BITS];
+static uint64_t ns_memo_tags;
+
+uint64_t closed_ns_tag(void)
+{
+    return __atomic_add_fetch(&ns_memo_tags, 1, __ATOMIC_RELAXED);
+}
+
 void closed_kernel_ns(evaluator *v, int node, int rows, device_kernel_kind kind)
 {
-    device_kernel k = device_kernel_of(v->net, node, v->batch, v->eb, rows, kind, v->optim);
-    closed_ns(v, device_kernel_ns(v->device, &k));
+    uint32_t h = (uint32_t)node * 0x9E3779B1u ^ (uint32_t)rows * 0x85EBCA77u ^
+                 (uint32_t)kind * 0xC2B2AE3Du;
+    ns_memo_entry *e = &ns_memo[h >> (32 - NS_MEMO_BITS)];
+    if (e->tag != v->ns_tag || e->node != node || e->rows != rows || e->kind != (int)kind) {
+        device_kernel k = device_kernel_of(v->net, node, v->batch, v->eb, rows, kind, v->optim);
+        *e = (ns_memo_entry){v->ns_tag, node, rows, (int)kind, device_kernel_ns(v->device, &k)};
+    }
+    closed_ns(v, e->ns);
 }
 
 void closed_sum_kernel(evaluator *v, const plan_stage *st, int l, int j, rowrange touched,

@@ -50,6 +50,7 @@ typedef struct {
      * passes' shared walk and BWD's recompute beside the GSTATS passes' one this way. */
     recorder *twin;
     const device_spec *device; /* the time model's (NULL: no step time) */
+    uint64_t ns_tag;           /* closed_ns_tag(): this evaluator's kernel times (closed_kernel_ns) */
     plan_optim optim;
     int64_t flops, ns;
     int64_t bn_flops; /* of v.flops, in statistics passes */
@@ -228,6 +229,8 @@ void closed_place(evaluator *v, stretch top, int64_t live, int64_t flops, int64_
 void closed_host(evaluator *v, int64_t bytes);
 /* The time of a kernel on v->device (closed_kernel). */
 void closed_kernel_ns(evaluator *v, int node, int rows, device_kernel_kind kind);
+/* A tag no evaluator had before (evaluator.ns_tag). */
+uint64_t closed_ns_tag(void);
 /* One kernel of the schedule (a RUN step that does arithmetic) on `rows` rows of node: its FLOPs,
  * and with a device its time. */
 static inline void closed_kernel(evaluator *v, int node, int rows, device_kernel_kind kind,

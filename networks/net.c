@@ -821,6 +821,8 @@ static lr_status build_consumers(net_t *net)
 
 lr_status net_infer(net_t *net)
 {
+    static uint64_t shapes;
+    net->shape_id = __atomic_add_fetch(&shapes, 1, __ATOMIC_RELAXED);
     net->params = 0;
     for (int i = 0; i < net->n_nodes; i++)
         net->nodes[i].n_consumers = 0;

@@ -77,6 +77,8 @@ typedef struct {
     /* consumers of node i: cons_node/cons_slot[cons_off[i] .. cons_off[i+1]) are the consumer
      * and the input slot k it reads node i through (filled by net_infer) */
     int *cons_off, *cons_node, *cons_slot;
+    uint64_t shape_id; /* net_infer's, a new one each time it runs (in this process): what a
+                          cache keyed by the net's shapes compares (closed_kernel_ns) */
 } net_t;
 
 /* Loads a network from a JSON file. On error returns a status whose message names

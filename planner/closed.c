@@ -482,7 +482,8 @@ static void evaluator_init(evaluator *v, const net_t *net, const plan_config *cf
     int n = net->n_nodes;
     *v = (evaluator){.plan = plan, .net = net, .batch = cfg->batch,
                      .eb = cost_dtype_bytes(cfg->dtype), .stage = -1, .phases = phases,
-                     .device = cfg->device, .optim = cfg->optim, .ns_tag = closed_ns_tag()};
+                     .device = cfg->device, .optim = cfg->optim};
+    v->ns_tag = closed_ns_tag(net, v->batch, v->eb, v->optim, v->device);
     if (phases)
         phases->n = 0;
     v->m.node = v->m.part = v->m.stage = -1;

@@ -34,12 +34,12 @@ void closed_host(evaluator *v, int64_t bytes)
         v->host_peak = v->host_live;
 }
 
-/* Kernel times by (node, kind, rows) within one evaluator's walks (evaluator.ns_tag): a stage's
- * partitions repeat a few stripe heights, and the time model (device_kernel_of and
+/* Kernel times by (node, kind, rows) for one net shape, batch, element size, optimizer and
+ * device (a context, closed_ns_tag): a stage's partitions repeat a few stripe heights, and a
+ * search measures many stages of one net at one config; the time model (device_kernel_of and
  * device_kernel_ns, a division and a rounding) was a quarter of a hybrid's search (resnet101
  * --batch 4893 --strategy 2ps-h, callgrind). Per thread, direct-mapped; an entry serves only the
- * evaluator whose tag it holds, so the net (reshaped in place by --fit), batch and device are
- * always that evaluator's. */
+ * context whose tag it holds. */
 enum { NS_MEMO_BITS = 11 };
 typedef struct {
     uint64_t tag;
@@ -47,11 +47,31 @@ typedef struct {
     int64_t ns;
 } ns_memo_entry;
 static _Thread_local ns_memo_entry ns_memo[1 << NS_MEMO_BITS];
-static uint64_t ns_memo_tags;
 
-uint64_t closed_ns_tag(void)
+/* The context of the thread's latest tag; the device by value (a spec may be rebuilt in place). */
+typedef struct {
+    uint64_t shape_id;
+    int batch, eb, optim;
+    device_spec device;
+} ns_context;
+static _Thread_local ns_context ns_last;
+static _Thread_local uint64_t ns_last_tag;
+static uint64_t ns_tags;
+
+uint64_t closed_ns_tag(const net_t *net, int batch, int eb, plan_optim optim,
+                       const device_spec *device)
 {
-    return __atomic_add_fetch(&ns_memo_tags, 1, __ATOMIC_RELAXED);
+    if (!device)
+        return 0;
+    ns_context c;
+    memset(&c, 0, sizeof c);
+    c.shape_id = net->shape_id, c.batch = batch, c.eb = eb, c.optim = (int)optim;
+    c.device = *device;
+    if (ns_last_tag == 0 || net->shape_id == 0 || memcmp(&c, &ns_last, sizeof c) != 0) {
+        ns_last = c;
+        ns_last_tag = __atomic_add_fetch(&ns_tags, 1, __ATOMIC_RELAXED);
+    }
+    return ns_last_tag;
 }
 
 void closed_kernel_ns(evaluator *v, int node, int rows, device_kernel_kind kind)

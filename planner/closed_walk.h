@@ -50,7 +50,7 @@ typedef struct {
      * passes' shared walk and BWD's recompute beside the GSTATS passes' one this way. */
     recorder *twin;
     const device_spec *device; /* the time model's (NULL: no step time) */
-    uint64_t ns_tag;           /* closed_ns_tag(): this evaluator's kernel times (closed_kernel_ns) */
+    uint64_t ns_tag;           /* closed_ns_tag(): whose kernel times it takes (closed_kernel_ns) */
     plan_optim optim;
     int64_t flops, ns;
     int64_t bn_flops; /* of v.flops, in statistics passes */
@@ -229,8 +229,11 @@ void closed_place(evaluator *v, stretch top, int64_t live, int64_t flops, int64_
 void closed_host(evaluator *v, int64_t bytes);
 /* The time of a kernel on v->device (closed_kernel). */
 void closed_kernel_ns(evaluator *v, int node, int rows, device_kernel_kind kind);
-/* A tag no evaluator had before (evaluator.ns_tag). */
-uint64_t closed_ns_tag(void);
+/* The tag of the kernel times of a net shape (net_t.shape_id) at a batch, element size, optimizer
+ * and device (evaluator.ns_tag; 0 without a device): the thread's latest when the context is the
+ * same, else a new one. */
+uint64_t closed_ns_tag(const net_t *net, int batch, int eb, plan_optim optim,
+                       const device_spec *device);
 /* One kernel of the schedule (a RUN step that does arithmetic) on `rows` rows of node: its FLOPs,
  * and with a device its time. */
 static inline void closed_kernel(evaluator *v, int node, int rows, device_kernel_kind kind,

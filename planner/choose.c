@@ -87,6 +87,18 @@ plan_strategy strategy_single_of(plan_strategy s)
     return s == STRAT_2PS_H ? STRAT_2PS : s == STRAT_OVERL_H ? STRAT_OVERL : STRAT_COUNT;
 }
 
+/* The single-stage choice of `single` (2ps, overl) with its region up to `end` chosen, and the
+ * stages its search measured (kept also on error: strategy_seed_free). */
+static lr_status seed_at(const net_t *net, const plan_config *cfg, plan_strategy single, int end,
+                         strategy_seed *out)
+{
+    memset(out, 0, sizeof *out);
+    lr_status st = strategy_single_stage_kept(net, cfg, kind_of(single), end, &out->one,
+                                              &out->kept);
+    out->one.spec.strategy = single;
+    return st;
+}
+
 /* The hybrid search of hybrid_pair from the single-stage choice `one` and the stages its search
  * measured. */
 static lr_status hybrid_from(const net_t *net, const plan_config *cfg, plan_strategy h,
@@ -112,14 +124,12 @@ static lr_status hybrid_from(const net_t *net, const plan_config *cfg, plan_stra
 static lr_status hybrid_pair(const net_t *net, const plan_config *cfg, plan_strategy h,
                              int region_end, int end, plan_choice *one, plan_choice *hybrid)
 {
-    plan_partitioning kind = kind_of(h);
-    strategy_stage_memo kept;
-    memset(one, 0, sizeof *one);
-    lr_status st = strategy_single_stage_kept(net, cfg, kind, end, one, &kept);
-    one->spec.strategy = strategy_single_of(h);
+    strategy_seed seed;
+    lr_status st = seed_at(net, cfg, strategy_single_of(h), end, &seed);
+    *one = seed.one;
     if (st == LR_OK)
-        st = hybrid_from(net, cfg, h, region_end, end, one, &kept, hybrid);
-    strategy_stage_memo_free(&kept);
+        st = hybrid_from(net, cfg, h, region_end, end, one, &seed.kept, hybrid);
+    strategy_seed_free(&seed);
     return st;
 }
 
@@ -266,9 +276,7 @@ lr_status strategy_choose_seed(const net_t *net, const plan_config *cfg, plan_st
         plan_request req = {.strategy = single};
         return strategy_choose(net, cfg, &req, &out->one);
     }
-    lr_status st = strategy_single_stage_kept(net, cfg, kind_of(single), end, &out->one,
-                                              &out->kept);
-    out->one.spec.strategy = single;
+    lr_status st = seed_at(net, cfg, single, end, out);
     if (st != LR_OK)
         strategy_seed_free(out);
     return st;

@@ -6,7 +6,8 @@
  * The keys are made once per stage and evaluation (closed_shapes_of), not once per walk: a stage
  * with statistics passes has three or four memos, and making each its keys was 7.5% of resnet101's
  * --fit (perf). Equal keys are found by a hash of the key, then compared whole.
- * A memo's key is the shape's number and the caller's extra ints.
+ * A memo's key is the shape's number and the caller's extra ints. Each shape's key is kept
+ * (closed_shapes.keys) for walks that read a part of the stage (closed_stats.c's scripts).
  * Deliberately not here: what a walk makes (closed_walk.c), which walks are summarised
  * (closed.c, closed_stats.c).
  */
@@ -107,6 +108,7 @@ void closed_shapes_init(closed_shapes *s, const plan_stage *st)
         slots *= 2;
     int32_t *keys = malloc(sizeof(int32_t) * (size_t)len * (size_t)P);
     int *table = malloc(sizeof(int) * (size_t)slots), *first = malloc(sizeof(int) * (size_t)P);
+    s->len = len;
     uint64_t *hash = malloc(sizeof(uint64_t) * (size_t)P);
     s->of = malloc(sizeof(int) * (size_t)P);
     LR_ASSERT(keys && table && first && hash && s->of);
@@ -130,12 +132,23 @@ void closed_shapes_init(closed_shapes *s, const plan_stage *st)
         }
         s->of[j] = table[q];
     }
+    /* each shape's key (its first partition's), for walks that read a part of it */
+    s->keys = malloc(sizeof(int32_t) * (size_t)len * (size_t)s->n);
+    LR_ASSERT(s->keys != NULL);
+    for (int e = 0; e < s->n; e++)
+        memcpy(s->keys + (size_t)e * len, keys + (size_t)first[e] * len, sizeof(int32_t) * (size_t)len);
     free(keys), free(table), free(first), free(hash);
+}
+
+int closed_shape_node_at(const plan_stage *st, int l)
+{
+    int per_node = st->kind == PART_OVERLAP ? 2 : 4;
+    return l > st->out_node ? key_len_of(st) : PER_PART + per_node * (l - st->in_node - 1);
 }
 
 void closed_shapes_free(closed_shapes *s)
 {
-    free(s->of);
+    free(s->of), free(s->keys);
     memset(s, 0, sizeof *s);
 }
 

@@ -296,7 +296,15 @@ typedef struct {
     bool off; /* too few partitions to pay: no shapes, and memos find and keep nothing */
     int n;    /* shapes */
     int *of;  /* by partition: its shape, numbered as first met */
+    int len;  /* ints per key */
+    int32_t *keys; /* by shape: its key (n x len; see closed_shape_node_at) */
 } closed_shapes;
+
+/* Where node l's counts begin in a key of st's shapes (after the four ints of the partition:
+ * first, last, before the last, input rows); l = out_node + 1: the key's length. A walk that
+ * reads only nodes a..b of a partition (and its four ints) depends on the key's ints
+ * [closed_shape_node_at(a), closed_shape_node_at(b + 1)) and those four alone. */
+int closed_shape_node_at(const plan_stage *st, int l);
 
 /* st's shapes, sorted when first asked for during this evaluation (kept in v until
  * closed_shapes_release). */

@@ -27,6 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "heap.h"
 #include "outfile.h"
 #include "plan.h"
 
@@ -326,6 +327,7 @@ static lr_status write_json(const char *path, const device_spec *prior, const de
 
 int main(int argc, char **argv)
 {
+    heap_keep_freed(); /* as lrcnn-sim and lrcnn-validate do */
     const char *device = NULL, *out = NULL, *constants = NULL;
     bool no_fit = false;
     int first = 1;

@@ -28,7 +28,9 @@
  * the replay of the emitted schedule, byte for byte, on the zoo, random nets and hand-cut stages).
  * Where each pass departs and what its own walk runs and frees (its script) depend on the graph
  * and the cut alone: a search that builds one cut at many N makes them once (plan_scripts_new,
- * at the end of this file) and lends them to each stage (plan_stage.scripts).
+ * at the end of this file) and lends them to each stage (plan_stage.scripts). A script's walk in
+ * a partition reads only the counts of its own nodes and the partition's four ints: it is walked
+ * once per distinct slice of the shapes' keys (script_memo), not once per shape.
  *
  * Legend: b a BatchNorm, l, u nodes, j a partition, li = l - in_node; levels are live bytes
  * relative to the start of the pass (after its statistics tensor). No walk here moves host memory
@@ -304,8 +306,8 @@ static walk_summary stats_script_walk(shared *sh, const bn_pass *p, int j)
  * those that agree there make the same script walk. At high resolution a stage has dozens of
  * shapes (stripe heights round differently at each stride: resnet101 at 31248x31248 in 80
  * partitions, 36), but a BatchNorm's block sees a few of them. The entries of a pass are few,
- * compared key slice by key slice (hashed, the hashing alone was 0.30 of the 17.08 G
- * instructions of resnet101 --batch 256 --fit h100-80gb; compared, the fit is 16.78 G). */
+ * compared key slice by key slice (hashed, the hashing alone took 0.30 G of the 17.08 G
+ * instructions of resnet101 --batch 256 --fit h100-80gb; compared, the fit takes 16.78 G). */
 typedef struct {
     const closed_shapes *shapes; /* NULL: no keys (the stage's shapes are off) */
     int *lo, *hi;                /* by pass: the key's ints its script reads, [lo, hi) */

@@ -268,7 +268,8 @@ static void report(FILE *f, timing *t, int n, int threads, const double *load)
 int main(int argc, char **argv)
 {
     /* as lrcnn-sim does: the in-process runs below would otherwise pay page faults lrcnn-sim does
-     * not (the resnet50 --bn stripe fit 1.07 s against the program's 0.29 s, 16:30 UTC) */
+     * not (the resnet50 --bn stripe fit: 1.96 s in the 16:37 UTC record, 1.07 s in a run at
+     * 18:26, against the program's 0.29 s) */
     heap_keep_freed();
     static const char usage[] = "usage: plan_speed [OUT] [REPEATS]   (OUT default "
                                 "bench/results/plan_speed.txt, REPEATS 1..%d, default 5)\n";

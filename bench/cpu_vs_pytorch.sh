@@ -17,7 +17,9 @@
 # The machine's load (uptime) is recorded before and after: on a shared machine the figures move,
 # the ratios much less. Rerun on a quiet machine to refresh them.
 #
-# Environment: OMP_WAIT_POLICY (default passive, for both programs), THREADS (default: every core), ROUNDS (3), STEPS (6), NETS ("net:HxW ..."),
+# Environment: OMP_WAIT_POLICY (default: unset, each program waits its own way: lrcnn-validate
+# spins when the machine has a free CPU for each thread as it starts, else sleeps, and says which
+# in the tables; PyTorch's libgomp spins 300000 times; set, it holds for both), THREADS (default: every core), ROUNDS (3), STEPS (6), NETS ("net:HxW ..."),
 # ROW_NETS ("" skips table 2), ROW_STRATEGIES and ROW_ONE_THREAD (1), OUT, PY (an interpreter with torch, /usr/bin/python3).
 # Deliberately not here: GPUs (bench/gpu.sh), memory (lrcnn-validate reports it on every run).
 set -euo pipefail
@@ -35,10 +37,10 @@ ROW_STRATEGIES=${ROW_STRATEGIES:-"2ps overl-h"}
 ROW_ONE_THREAD=${ROW_ONE_THREAD:-1}
 OUT=${OUT:-$ROOT/bench/results/cpu.md}
 BATCH=32
-# Both programs' OpenMP threads wait the same way: lrcnn-validate sleeps at once by default
-# (passive), and PyTorch's libgomp, left spinning, stalled for up to 0.6 s a step on this 2-core
-# machine under others' load (tiny-vgg 644 ms against 30 ms quiet, load 4.9).
-export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
+# How the OpenMP threads wait: each program's default unless OMP_WAIT_POLICY is set (then for
+# both). PyTorch's libgomp, left spinning, stalled for up to 0.6 s a step on this 2-core machine
+# under others' load (tiny-vgg 644 ms against 30 ms quiet, load 4.9): run this on a quiet machine.
+if [ -n "${OMP_WAIT_POLICY:-}" ]; then export OMP_WAIT_POLICY; fi
 
 [ -x "$BIN/lrcnn-validate" ] || { echo "cpu_vs_pytorch: $BIN/lrcnn-validate missing (make first)" >&2; exit 1; }
 "$PY" -c 'import torch' 2>/dev/null || { echo "cpu_vs_pytorch: $PY has no torch" >&2; exit 1; }
@@ -64,7 +66,7 @@ echo "cpu_vs_pytorch: $THREADS threads, $ROUNDS rounds of $STEPS steps, load $lo
 rows1=()
 for cfg in $NETS; do
     net=${cfg%%:*} hw=${cfg#*:}
-    o=() t=()
+    o=() t=() w=()
     for r in $(seq 1 "$ROUNDS"); do
         if [ $((r % 2)) = 1 ]; then
             ours "$net" "$hw" "$tmp/o.json"; theirs "$net" "$hw" "$tmp/t.json"
@@ -72,9 +74,10 @@ for cfg in $NETS; do
             theirs "$net" "$hw" "$tmp/t.json"; ours "$net" "$hw" "$tmp/o.json"
         fi
         o+=("$(field "$tmp/o.json" step_ms)") t+=("$(field "$tmp/t.json" step_ms_median)")
+        w+=("$(field "$tmp/o.json" threads_wait)")
     done
     mo=$(median "${o[@]}") mt=$(median "${t[@]}")
-    rows1+=("| $net | $hw | $(printf '%.1f' "$mo") | $(printf '%.1f' "$mt") | $(ratio "$mo" "$mt") | $(printf '%.0f ' "${o[@]}")/ $(printf '%.0f ' "${t[@]}")|")
+    rows1+=("| $net | $hw | $(printf '%.1f' "$mo") | $(printf '%.1f' "$mt") | $(ratio "$mo" "$mt") | $(printf '%.0f ' "${o[@]}")/ $(printf '%.0f ' "${t[@]}")| ${w[*]} |")
     echo "  $net $hw: ours $mo ms, PyTorch $mt ms" >&2
 done
 
@@ -98,7 +101,7 @@ for cfg in $ROW_NETS; do
             ours "$net" "$hw" "$tmp/r1.json" "$st" 1
             one="$(ratio "$(field "$tmp/r1.json" step_ms)" "$(field "$tmp/r1.json" column_step_ms)")"
         fi
-        rows2+=("| $net | $hw | $st | ${stages:-$n} | $(printf '%.1f' "$s") | $(printf '%.1f' "$c") | $(ratio "$s" "$c") | $one | $pred | $tpred |")
+        rows2+=("| $net | $hw | $st | ${stages:-$n} | $(printf '%.1f' "$s") | $(printf '%.1f' "$c") | $(ratio "$s" "$c") | $one | $pred | $tpred | $(field "$tmp/r.json" threads_wait) |")
         echo "  $net $hw $st rows $n: $s vs column $c ms, ratio on one thread $one (predicted compute ${pred}x, time ${tpred}x)" >&2
     done
 done
@@ -111,7 +114,12 @@ load_after=$(load)
     echo "CPU: $(lscpu | sed -n 's/^Model name: *//p') ($(nproc) cores), $THREADS threads each;"
     echo "PyTorch $("$PY" -c 'import torch; print(torch.__version__)') ($PY, oneDNN: $("$PY" -c 'import torch; print(torch.backends.mkldnn.is_available())'));"
     echo "BLAS: $(pkg-config --modversion openblas 2>/dev/null | sed 's/^/OpenBLAS /' || echo '?')."
-    echo "OMP_WAIT_POLICY=$OMP_WAIT_POLICY for both programs."
+    if [ -n "${OMP_WAIT_POLICY:-}" ]; then
+        echo "OMP_WAIT_POLICY=$OMP_WAIT_POLICY for both programs."
+    else
+        echo "OpenMP waits: each program's own (PyTorch's libgomp spins 300000 times; lrcnn-validate spins"
+        echo "3000 times when each thread has a free CPU as it starts, else sleeps: the wait columns)."
+    fi
     echo "Load average (1, 5, 15 min): $load_before before, $load_after after."
     echo
     echo "## Column training step, batch $BATCH, Adam, fp32"
@@ -119,8 +127,8 @@ load_after=$(load)
     echo "Median over $ROUNDS rounds of each round's median step ($STEPS steps, the first skipped); the"
     echo "programs alternate, the order swapped every round. Ratio = ours / PyTorch (below 1: faster)."
     echo
-    echo "| net | input | lrcnn ms | PyTorch ms | ratio | per round (lrcnn / PyTorch) |"
-    echo "|---|---|---|---|---|---|"
+    echo "| net | input | lrcnn ms | PyTorch ms | ratio | per round (lrcnn / PyTorch) | lrcnn wait |"
+    echo "|---|---|---|---|---|---|---|"
     printf '%s\n' "${rows1[@]}"
     if [ "${#rows2[@]}" -gt 0 ]; then # ROW_NETS="" skips the second table
         echo
@@ -132,8 +140,8 @@ load_after=$(load)
         echo "(planner/device.c, fitted by bench/cpu_time.sh on one thread). One thread = the measured"
         echo "ratio of the same run with \`--threads 1\` (both steps on one thread)."
         echo
-        echo "| net | input | strategy | stages (last layer/rows) | step ms | column ms | measured ratio | one thread | predicted compute | predicted time |"
-        echo "|---|---|---|---|---|---|---|---|---|---|"
+        echo "| net | input | strategy | stages (last layer/rows) | step ms | column ms | measured ratio | one thread | predicted compute | predicted time | wait |"
+        echo "|---|---|---|---|---|---|---|---|---|---|---|"
         printf '%s\n' "${rows2[@]}"
     fi
 } > "$tmp/cpu.md"

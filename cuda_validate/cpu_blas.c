@@ -1,4 +1,5 @@
-/* cpu_blas.c - the one door to the BLAS: single-precision GEMM on the calling thread.
+/* cpu_blas.c - the one door to the BLAS: single-precision GEMM on the calling thread; and the
+ * switch of the kernels' thread thresholds (cpu_set_spinning, cpu_kernel.h).
  *
  * The kernels split their work into units whose shapes depend only on the layer's geometry and
  * run one unit per OpenMP thread, each a GEMM on that thread alone. A BLAS's result for an
@@ -14,6 +15,13 @@
  * Deliberately not here: any choice of units (the kernels make it), other BLAS routines.
  */
 #include "cpu_kernel.h"
+
+int cpu_parallel_shift;
+
+void cpu_set_spinning(bool spinning)
+{
+    cpu_parallel_shift = spinning ? SPINNING_SHIFT : 0;
+}
 
 #ifdef LRCNN_HAVE_OPENBLAS
 

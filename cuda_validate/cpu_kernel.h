@@ -17,21 +17,29 @@
 
 /* ------------------------------------------------------------------ threads */
 
-/* A parallel region costs microseconds on a quiet machine and far more on a loaded one, where a
- * descheduled thread stalls the barrier; row schedules make many small calls. Loops over fewer
- * elements than PARALLEL_MIN_WORK (tens of microseconds of memory traffic), and GEMM work of
- * fewer multiply-adds than PARALLEL_MIN_MACS, run on the calling thread. Either way the bits are
- * the same: work is split by output element or into units of fixed shape. */
-enum { PARALLEL_MIN_WORK = 1 << 17, PARALLEL_MIN_MACS = 1 << 21 };
+/* A parallel region whose threads sleep between regions costs 55-100 us on the 2-core VM (a
+ * wake of an idle vCPU), one whose threads spin about 1 us, and far more on a loaded machine,
+ * where a descheduled thread stalls the barrier; row schedules make many small calls. Loops over
+ * fewer elements than PARALLEL_MIN_WORK (tens of microseconds of memory traffic), and GEMM work
+ * of fewer multiply-adds than PARALLEL_MIN_MACS, run on the calling thread; both are
+ * SPINNING_SHIFT powers of two lower when the threads spin (cpu_set_spinning, which
+ * lrcnn-validate calls when it chose spinning: waiting.h). 2 threads spinning, tiny-vgg 2ps at
+ * 28x28, batch 32, three runs each: 1.23-1.36x column's step with these thresholds, 1.24-1.25x
+ * with them 32x lower (5 and 3000 spins), 1.22-1.31x 8x lower, 1.24-1.28x 256x lower; sleeping
+ * threads with them 8x lower: 1.66-1.70x (1.41-1.45x as they are). Either way the bits are the
+ * same: work is split by output element or into units of fixed shape. */
+enum { PARALLEL_MIN_WORK = 1 << 17, PARALLEL_MIN_MACS = 1 << 21, SPINNING_SHIFT = 5 };
+
+extern int cpu_parallel_shift; /* 0, or SPINNING_SHIFT when the threads spin */
 
 static inline bool worth_threads(int64_t work)
 {
-    return work >= PARALLEL_MIN_WORK;
+    return work >= (PARALLEL_MIN_WORK >> cpu_parallel_shift);
 }
 
 static inline bool worth_threads_macs(int64_t macs)
 {
-    return macs >= PARALLEL_MIN_MACS;
+    return macs >= (PARALLEL_MIN_MACS >> cpu_parallel_shift);
 }
 
 /* Elements in rows [r_lo, r_hi] of every (n, c) plane of v's map. */

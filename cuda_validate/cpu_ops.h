@@ -59,6 +59,11 @@ typedef struct {
     int groups;
 } cpu_window; /* conv and pooling geometry */
 
+/* Whether the OpenMP threads spin while they wait (lrcnn-validate's choice, waiting.h): then a
+ * parallel region is cheap and smaller kernels take threads (cpu_kernel.h). The results are the
+ * same bits either way. Default: false. */
+void cpu_set_spinning(bool spinning);
+
 /* Scratch memory a kernel may use: `floats` floats at `data` (the schedule's workspace tensor). */
 typedef struct {
     float *data;

@@ -11,7 +11,9 @@
 
 #include "analysis.h"
 #include "clock.h"
+#include "cpu_ops.h"
 #include "sim.h"
+#include "waiting.h"
 
 #ifdef LRCNN_HAVE_CUDA
 #include "cuda_backend.h"
@@ -565,6 +567,8 @@ lr_status validate_run(const validate_options *o, validate_result *r)
     /* before planning: the CPU backend's workspace is a slice per thread */
     omp_set_num_threads(o->threads > 0 ? o->threads : omp_get_num_procs());
     r->threads = omp_get_max_threads();
+    r->threads_wait = wait_env_mode();
+    cpu_set_spinning(strcmp(r->threads_wait, "spin") == 0);
     const exec_backend *be;
     void *bctx;
     s = validate_backend(o->backend, o->deterministic, &be, &bctx);
@@ -705,9 +709,10 @@ static void print_plan(FILE *f, const validate_result *r)
 void validate_print(FILE *f, const validate_options *o, const validate_result *r)
 {
     const char *name = plan_strategy_name(o->req.strategy);
-    fprintf(f, "%s, strategy %s (rows %d), batch %d, bn %s, %s backend, %d thread%s\n", o->net,
-            name, r->rows, o->cfg.batch, plan_bn_name(o->cfg.bn), o->backend, r->threads,
-            r->threads == 1 ? "" : "s");
+    fprintf(f, "%s, strategy %s (rows %d), batch %d, bn %s, %s backend, %d thread%s%s%s%s\n",
+            o->net, name, r->rows, o->cfg.batch, plan_bn_name(o->cfg.bn), o->backend, r->threads,
+            r->threads == 1 ? "" : "s", r->threads == 1 ? "" : " (waiting: ",
+            r->threads == 1 ? "" : r->threads_wait, r->threads == 1 ? "" : ")");
     if (o->dry_run) {
         print_plan(f, r);
         return;
@@ -824,6 +829,7 @@ void validate_print_json(FILE *f, const validate_options *o, const validate_resu
     json_object_object_add(j, "rows", json_object_new_int(r->rows));
     json_object_object_add(j, "backend", json_object_new_string(o->backend));
     json_object_object_add(j, "threads", json_object_new_int(r->threads));
+    json_object_object_add(j, "threads_wait", json_object_new_string(r->threads_wait ? r->threads_wait : "sleep"));
     json_object_object_add(j, "batch", json_object_new_int(o->cfg.batch));
     json_object_object_add(j, "bn", json_object_new_string(plan_bn_name(o->cfg.bn)));
     json_object_object_add(j, "approximate", json_object_new_boolean(r->approximate));

@@ -74,6 +74,8 @@ typedef struct {
                                        "pool2/8 pool3/6 pool5/1"; "" for column */
     int in_h, in_w;                 /* the input size run */
     int threads;                    /* the OpenMP threads the kernels ran with */
+    const char *threads_wait;       /* how they waited between calls: "spin" or "sleep"
+                                       (waiting.h) */
     bool approximate;
     int n_curve;
     double *loss_curve, *column_loss_curve; /* per epoch (training) or per step */

@@ -1,6 +1,8 @@
 /* validate_main.c - main() of lrcnn-validate: flags -> validate_run() -> report.
  * Deliberately thin: the work is in validate.c, exec.c and the backends.
  */
+#include <omp.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -8,6 +10,7 @@
 #include "args.h"
 #include "heap.h"
 #include "validate.h"
+#include "waiting.h"
 
 typedef struct {
     validate_options o;
@@ -265,34 +268,45 @@ static const char *usage =
     "\n"
     "options:\n";
 
-/* libgomp's idle threads spin (GOMP_SPINCOUNT, 300000 by default: up to a millisecond here)
+/* How the OpenMP threads wait between kernel calls (waiting.h), chosen once, before the run.
+ * libgomp's idle threads spin (GOMP_SPINCOUNT, 300000 by default: up to a millisecond here)
  * before they sleep, at every barrier and between parallel regions. On a machine whose cores are
  * shared with other programs a spinning thread takes the core that a descheduled one needs to
  * reach the barrier, and a row schedule, hundreds of kernel calls a step, stalls on that again
  * and again. 2 threads on 2 cores at load 2.9-4.0 (others' work), three runs each, ms per step
  * (row / column): tiny-vgg overl-h 682-970 / 39-129 with 100000 spins, 103-147 / 33-39 with
  * 10000, 43-54 / 21-32 with 1000, 43-44 / 21-28 passive; tiny-mix overl-h 45-1246 / 14-131,
- * 56-147 / 17-22, 35-59 / 10-12, 22-23 / 9. So threads sleep as soon as they wait
- * (OMP_WAIT_POLICY=passive). The price, at load 1.0-1.3: a tenth on small column steps (tiny-mix
- * 6.1-6.3 ms against 5.4-5.7 with the default spinning, tiny-vgg 11.7-12.2 against 11.2-13.8). libgomp reads the policy once, when it loads, so the program sets it
- * and runs itself again; a GOMP_SPINCOUNT or OMP_WAIT_POLICY already set is left alone, and if
- * the exec fails the run goes on with libgomp's default. So is a thread binding (OMP_PROC_BIND,
- * OMP_PLACES, GOMP_CPU_AFFINITY): libgomp has bound this first thread to one CPU as it loaded,
- * the program run again would inherit that mask, and all its threads would share that CPU
- * (tiny-vgg column, 2 threads, OMP_PROC_BIND=true: 20 ms a step against 14-15 ms). */
-static void passive_wait(char **argv)
+ * 56-147 / 17-22, 35-59 / 10-12, 22-23 / 9. On an idle machine the other way round: a sleeping
+ * thread's wake costs 55-100 us a region, and tiny-vgg 2ps took 1.41-1.45x column's step
+ * sleeping against 1.24-1.25x spinning 3000 times with the kernels' thresholds lowered to match
+ * (cpu_kernel.h), both steps faster (2ps 19.8-23.5 ms against 23.5-29.9). So threads spin
+ * (GOMP_SPINCOUNT=WAIT_SPIN_COUNT) when the machine has a free CPU for each of them as the run
+ * starts, and sleep at once (OMP_WAIT_POLICY=passive) when it has not. With two busy loops
+ * started beside a spinning run, its steps took 2-9x column's: a machine that gets busy after
+ * the start is the case this choice does not see (set OMP_WAIT_POLICY=passive for such runs).
+ * libgomp reads the policy once, when it loads, so the program sets it and runs itself again;
+ * a GOMP_SPINCOUNT or OMP_WAIT_POLICY already set is left alone, and if the exec fails the run
+ * goes on with libgomp's default. So is a thread binding (OMP_PROC_BIND, OMP_PLACES,
+ * GOMP_CPU_AFFINITY): libgomp has bound this first thread to one CPU as it loaded, the program
+ * run again would inherit that mask, and all its threads would share that CPU (tiny-vgg column,
+ * 2 threads, OMP_PROC_BIND=true: 20 ms a step against 14-15 ms). */
+static void choose_wait(char **argv, const validate_options *o)
 {
-    if (getenv("GOMP_SPINCOUNT") || getenv("OMP_WAIT_POLICY") || getenv("OMP_PROC_BIND") ||
-        getenv("OMP_PLACES") || getenv("GOMP_CPU_AFFINITY"))
+    if (wait_env_set())
         return;
-    if (setenv("OMP_WAIT_POLICY", "passive", 1) != 0)
+    int cpus = omp_get_num_procs(), threads = o->threads > 0 ? o->threads : cpus;
+    bool runs = !o->dry_run && threads > 1; /* else nothing waits: no need to look */
+    wait_mode m = runs ? wait_mode_for(threads, cpus, wait_others_running()) : WAIT_SLEEP;
+    char spins[16];
+    snprintf(spins, sizeof spins, "%d", WAIT_SPIN_COUNT);
+    if (m == WAIT_SPIN ? setenv("GOMP_SPINCOUNT", spins, 1) != 0
+                       : setenv("OMP_WAIT_POLICY", "passive", 1) != 0)
         return;
     execv("/proc/self/exe", argv);
 }
 
 int main(int argc, char **argv)
 {
-    passive_wait(argv);
     heap_keep_freed();
     cli c;
     memset(&c, 0, sizeof c);
@@ -308,6 +322,8 @@ int main(int argc, char **argv)
         printf("lrcnn-validate %s\n", LRCNN_VERSION);
         return 0;
     }
+    if (s == LR_OK)
+        choose_wait(argv, &c.o);
     if (s == LR_OK && c.region) {
         net_t *net;
         s = net_open(c.o.net ? c.o.net : "", &net);

@@ -1552,12 +1552,14 @@ static void test_copy_rows_between_stripes(void **state)
 /* Sizes for the thread test: every kernel below does at least PARALLEL_MIN_WORK (2^17) element
  * operations, or PARALLEL_MIN_MACS (2^21) multiply-adds for the convolution and the fully
  * connected layer, in several work units, so it really runs in parallel (smaller calls stay on
- * one thread). */
+ * one thread), but the stripe's convolution (2 rows: 276,480 multiply-adds forward), which
+ * takes threads only under the spinning thresholds (cpu_set_spinning). */
 enum { TH_N = 4, TH_C = 8, TH_H = 64, TH_W = 80, TH_FC_N = 8, TH_FC_IN = 2048, TH_FC_OUT = 128 };
 
 typedef struct {
     cpu_view y, dx, mp_dx, bn_dx;
-    float *dw, *db, *fc_dx, *fc_dw, *fc_db, bn_dgb[2 * TH_C];
+    cpu_view sy, sdx; /* a stripe's: two output rows, in one parallel unit each */
+    float *dw, *db, *fc_dx, *fc_dw, *fc_db, *sdw, *sdb, bn_dgb[2 * TH_C];
     double bn_acc[2 * TH_C], bn_gacc[2 * TH_C];
 } thread_run;
 
@@ -1570,6 +1572,13 @@ static void run_conv_and_pool(conv_data *d, thread_run *t)
     t->db = calloc(d->k.cout, sizeof(float));
     cpu_conv_fwd(&d->k.g, &d->x, d->w, d->b, &t->y, 0, d->oh - 1, &d->ws);
     cpu_conv_bwd(&d->k.g, &d->x, d->w, &d->dy, 0, d->oh - 1, &t->dx, t->dw, t->db, &d->ws);
+    /* the stripe: below PARALLEL_MIN_MACS, above it lowered (one thread unless spinning) */
+    t->sy = view_full(d->y.n, d->y.c, d->y.h, d->y.w);
+    t->sdx = view_full(TH_N, TH_C, TH_H, TH_W);
+    t->sdw = calloc(d->w_count, sizeof(float));
+    t->sdb = calloc(d->k.cout, sizeof(float));
+    cpu_conv_fwd(&d->k.g, &d->x, d->w, d->b, &t->sy, 0, 1, &d->ws);
+    cpu_conv_bwd(&d->k.g, &d->x, d->w, &d->dy, 0, 1, &t->sdx, t->sdw, t->sdb, &d->ws);
     cpu_view mp_y = view_full(TH_N, TH_C, TH_H / 2, TH_W / 2);
     t->mp_dx = view_full(TH_N, TH_C, TH_H, TH_W);
     cpu_maxpool_fwd(&pool, &d->x, &mp_y, 0, TH_H / 2 - 1);
@@ -1605,7 +1614,7 @@ static void run_fc(const float *fx, const float *fw, const float *fdy, thread_ru
 
 static void thread_run_free(thread_run *t)
 {
-    cpu_view *views[] = {&t->y, &t->dx, &t->mp_dx, &t->bn_dx};
+    cpu_view *views[] = {&t->y, &t->dx, &t->mp_dx, &t->bn_dx, &t->sy, &t->sdx};
     for (size_t i = 0; i < sizeof views / sizeof views[0]; i++)
         view_free(views[i]);
     free(t->dw);
@@ -1613,6 +1622,8 @@ static void thread_run_free(thread_run *t)
     free(t->fc_dx);
     free(t->fc_dw);
     free(t->fc_db);
+    free(t->sdw);
+    free(t->sdb);
 }
 
 static void assert_same_bits(const thread_run *a, const thread_run *b, const conv_data *d)
@@ -1629,10 +1640,15 @@ static void assert_same_bits(const thread_run *a, const thread_run *b, const con
     assert_memory_equal(a->fc_dx, b->fc_dx, sizeof(float) * TH_FC_N * TH_FC_IN);
     assert_memory_equal(a->fc_dw, b->fc_dw, sizeof(float) * TH_FC_OUT * TH_FC_IN);
     assert_memory_equal(a->fc_db, b->fc_db, sizeof(float) * TH_FC_OUT);
+    assert_memory_equal(a->sy.data, b->sy.data, sizeof(float) * view_numel(&a->sy));
+    assert_memory_equal(a->sdx.data, b->sdx.data, sizeof(float) * view_numel(&a->sdx));
+    assert_memory_equal(a->sdw, b->sdw, sizeof(float) * d->w_count);
+    assert_memory_equal(a->sdb, b->sdb, sizeof(float) * d->k.cout);
 }
 
 /* Conv forward/backward, maxpool backward, BN reductions and fc backward, each big enough to
- * run in parallel, give identical bits with 1, 2 and 3 OpenMP threads. */
+ * run in parallel, give identical bits with 1, 2 and 3 OpenMP threads, and with 2 threads under
+ * the spinning thresholds (cpu_set_spinning: more of the calls take threads). */
 static void test_results_do_not_depend_on_thread_count(void **state)
 {
     conv_case big = {TH_N, TH_C, TH_H, TH_W, 12, {3, 3, 1, 1, 1, 1, 1, 1, 2}, true};
@@ -1644,17 +1660,19 @@ static void test_results_do_not_depend_on_thread_count(void **state)
     fill_uniform(fw, TH_FC_OUT * TH_FC_IN);
     fill_uniform(fdy, TH_FC_N * TH_FC_OUT);
     int saved = omp_get_max_threads();
-    thread_run runs[3];
-    for (int i = 0; i < 3; i++) {
-        omp_set_num_threads(i + 1);
+    thread_run runs[4];
+    for (int i = 0; i < 4; i++) {
+        omp_set_num_threads(i < 3 ? i + 1 : 2);
+        cpu_set_spinning(i == 3);
         run_conv_and_pool(&d, &runs[i]);
         run_bn(&d, &runs[i]);
         run_fc(fx, fw, fdy, &runs[i]);
     }
+    cpu_set_spinning(false);
     omp_set_num_threads(saved);
-    for (int i = 1; i < 3; i++)
+    for (int i = 1; i < 4; i++)
         assert_same_bits(&runs[i], &runs[0], &d);
-    for (int i = 0; i < 3; i++)
+    for (int i = 0; i < 4; i++)
         thread_run_free(&runs[i]);
     free(fx);
     free(fw);

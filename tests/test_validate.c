@@ -12,6 +12,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -19,6 +20,7 @@
 
 #include "choose.h"
 #include "validate.h"
+#include "waiting.h"
 
 static bool have_dataset(void)
 {
@@ -407,10 +409,60 @@ static void test_2ps_and_column_reach_the_same_accuracy(void **state)
     validate_result_free(&r);
 }
 
+/* Threads spin only when each has a CPU nobody else wants; the wait the environment sets is the
+ * one reported (and a run in-process reports what libgomp does without one: spin). */
+static void test_threads_spin_only_on_free_cpus(void **state)
+{
+    (void)state;
+    assert_int_equal(wait_mode_for(2, 2, 0), WAIT_SPIN);
+    assert_int_equal(wait_mode_for(2, 4, 2), WAIT_SPIN);
+    assert_int_equal(wait_mode_for(2, 2, 1), WAIT_SLEEP);
+    assert_int_equal(wait_mode_for(4, 2, 0), WAIT_SLEEP); /* more threads than CPUs */
+    assert_int_equal(wait_mode_for(1, 2, 0), WAIT_SLEEP); /* one thread never waits */
+    assert_int_equal(wait_mode_for(2, 2, -1), WAIT_SLEEP); /* unknown load */
+    static const char *const names[] = {"GOMP_SPINCOUNT", "OMP_WAIT_POLICY", "OMP_PROC_BIND",
+                                        "OMP_PLACES", "GOMP_CPU_AFFINITY"};
+    char *saved[5];
+    for (int k = 0; k < 5; k++) {
+        const char *v = getenv(names[k]);
+        saved[k] = v ? strdup(v) : NULL;
+        unsetenv(names[k]);
+    }
+    assert_false(wait_env_set());
+    assert_string_equal(wait_env_mode(), "spin");
+    static const struct {
+        const char *name, *value, *mode;
+    } cases[] = {{"OMP_WAIT_POLICY", "passive", "sleep"}, {"OMP_WAIT_POLICY", "PASSIVE", "sleep"},
+                 {"OMP_WAIT_POLICY", "active", "spin"},   {"GOMP_SPINCOUNT", "0", "sleep"},
+                 {"GOMP_SPINCOUNT", "3000", "spin"},      {"GOMP_SPINCOUNT", "infinite", "spin"},
+                 {"OMP_PROC_BIND", "true", "spin"}};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        setenv(cases[i].name, cases[i].value, 1);
+        assert_true(wait_env_set());
+        assert_string_equal(wait_env_mode(), cases[i].mode);
+        unsetenv(cases[i].name);
+    }
+    for (int k = 0; k < 5; k++) {
+        if (saved[k])
+            setenv(names[k], saved[k], 1);
+        free(saved[k]);
+    }
+    validate_options o;
+    validate_options_init(&o);
+    o.net = "tiny-vgg";
+    o.dry_run = true;
+    validate_result r;
+    memset(&r, 0, sizeof r);
+    assert_int_equal(validate_run(&o, &r), LR_OK);
+    assert_string_equal(r.threads_wait, wait_env_mode());
+    validate_result_free(&r);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_fashion_mnist_loads),
+        cmocka_unit_test(test_threads_spin_only_on_free_cpus),
         cmocka_unit_test(test_bad_datasets_are_clear_errors),
         cmocka_unit_test(test_cuda_backend_without_gpu_says_so),
         cmocka_unit_test(test_other_processes_on_the_device),

@@ -282,8 +282,10 @@ static const char *usage =
  * (cpu_kernel.h), both steps faster (2ps 19.8-23.5 ms against 23.5-29.9). So threads spin
  * (GOMP_SPINCOUNT=WAIT_SPIN_COUNT) when the machine has a free CPU for each of them as the run
  * starts, and sleep at once (OMP_WAIT_POLICY=passive) when it has not. With two busy loops
- * started beside a spinning run, its steps took 2-9x column's: a machine that gets busy after
- * the start is the case this choice does not see (set OMP_WAIT_POLICY=passive for such runs).
+ * started beside a run spinning 3000 times, its 2ps or overl-h step took 2.0-5.4x column's
+ * (tiny-vgg, tiny-mix; 1.2-2.4x sleeping; 10000 spins: up to 9.5x): a machine that gets busy
+ * after the start is the case this choice does not see (set OMP_WAIT_POLICY=passive for such
+ * runs).
  * libgomp reads the policy once, when it loads, so the program sets it and runs itself again;
  * a GOMP_SPINCOUNT or OMP_WAIT_POLICY already set is left alone, and if the exec fails the run
  * goes on with libgomp's default. So is a thread binding (OMP_PROC_BIND, OMP_PLACES,

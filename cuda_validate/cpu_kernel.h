@@ -23,11 +23,13 @@
  * fewer elements than PARALLEL_MIN_WORK (tens of microseconds of memory traffic), and GEMM work
  * of fewer multiply-adds than PARALLEL_MIN_MACS, run on the calling thread; both are
  * SPINNING_SHIFT powers of two lower when the threads spin (cpu_set_spinning, which
- * lrcnn-validate calls when it chose spinning: waiting.h). 2 threads spinning, tiny-vgg 2ps at
- * 28x28, batch 32, three runs each: 1.23-1.36x column's step with these thresholds, 1.24-1.25x
- * with them 32x lower (5 and 3000 spins), 1.22-1.31x 8x lower, 1.24-1.28x 256x lower; sleeping
- * threads with them 8x lower: 1.66-1.70x (1.41-1.45x as they are). Either way the bits are the
- * same: work is split by output element or into units of fixed shape. */
+ * lrcnn-validate calls when it chose spinning: waiting.h). tiny-vgg 2ps at 28x28, batch 32,
+ * 2 threads spinning 3000 times, 3-7 runs each: 1.23-1.36x column's step with these thresholds,
+ * 1.24-1.41x with them 32x lower (SPINNING_SHIFT 5; median 1.28x of 7), 1.22-1.31x 8x lower,
+ * 1.24-1.31x 256x lower, 1.22-1.36x 4096x lower; threads sleeping: 1.41-1.45x with them as they
+ * are, 1.66-1.70x 8x lower. tiny-mix overl-h: 2.22-2.48x at 32x to 4096x lower, 2.58-2.77x at 8x,
+ * 2.39-3.12x as they are. Either way the bits are the same: work is split by output element or
+ * into units of fixed shape. */
 enum { PARALLEL_MIN_WORK = 1 << 17, PARALLEL_MIN_MACS = 1 << 21, SPINNING_SHIFT = 5 };
 
 extern int cpu_parallel_shift; /* 0, or SPINNING_SHIFT when the threads spin */

@@ -278,8 +278,8 @@ static const char *usage =
  * 10000, 43-54 / 21-32 with 1000, 43-44 / 21-28 passive; tiny-mix overl-h 45-1246 / 14-131,
  * 56-147 / 17-22, 35-59 / 10-12, 22-23 / 9. On an idle machine the other way round: a sleeping
  * thread's wake costs 55-100 us a region, and tiny-vgg 2ps took 1.41-1.45x column's step
- * sleeping against 1.24-1.25x spinning 3000 times with the kernels' thresholds lowered to match
- * (cpu_kernel.h), both steps faster (2ps 19.8-23.5 ms against 23.5-29.9). So threads spin
+ * sleeping (4 runs: 2ps 26.6-33.3 ms) against 1.24-1.41x spinning 3000 times with the kernels'
+ * thresholds lowered to match (cpu_kernel.h; 7 runs, median 1.28x, 2ps 19.8-27.6 ms). So threads spin
  * (GOMP_SPINCOUNT=WAIT_SPIN_COUNT) when the machine has a free CPU for each of them as the run
  * starts, and sleep at once (OMP_WAIT_POLICY=passive) when it has not. With two busy loops
  * started beside a run spinning 3000 times, its 2ps or overl-h step took 2.0-5.4x column's

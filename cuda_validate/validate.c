@@ -709,10 +709,11 @@ static void print_plan(FILE *f, const validate_result *r)
 void validate_print(FILE *f, const validate_options *o, const validate_result *r)
 {
     const char *name = plan_strategy_name(o->req.strategy);
-    fprintf(f, "%s, strategy %s (rows %d), batch %d, bn %s, %s backend, %d thread%s%s%s%s\n",
-            o->net, name, r->rows, o->cfg.batch, plan_bn_name(o->cfg.bn), o->backend, r->threads,
-            r->threads == 1 ? "" : "s", r->threads == 1 ? "" : " (waiting: ",
-            r->threads == 1 ? "" : r->threads_wait, r->threads == 1 ? "" : ")");
+    char wait[32] = ""; /* one thread never waits */
+    if (r->threads > 1)
+        snprintf(wait, sizeof wait, "s (waiting: %s)", r->threads_wait);
+    fprintf(f, "%s, strategy %s (rows %d), batch %d, bn %s, %s backend, %d thread%s\n", o->net,
+            name, r->rows, o->cfg.batch, plan_bn_name(o->cfg.bn), o->backend, r->threads, wait);
     if (o->dry_run) {
         print_plan(f, r);
         return;
@@ -829,7 +830,7 @@ void validate_print_json(FILE *f, const validate_options *o, const validate_resu
     json_object_object_add(j, "rows", json_object_new_int(r->rows));
     json_object_object_add(j, "backend", json_object_new_string(o->backend));
     json_object_object_add(j, "threads", json_object_new_int(r->threads));
-    json_object_object_add(j, "threads_wait", json_object_new_string(r->threads_wait ? r->threads_wait : "sleep"));
+    json_object_object_add(j, "threads_wait", json_object_new_string(r->threads_wait));
     json_object_object_add(j, "batch", json_object_new_int(o->cfg.batch));
     json_object_object_add(j, "bn", json_object_new_string(plan_bn_name(o->cfg.bn)));
     json_object_object_add(j, "approximate", json_object_new_boolean(r->approximate));

@@ -19,9 +19,10 @@
 extern "C" {
 #endif
 
-/* libgomp's spins before a waiting thread sleeps: about 80-120 us on the 2-core VM, which covers
- * the host's work between two kernel calls of a row schedule (one region's overhead, measured
- * with the host busy 0-80 us between regions: 1-7 us; passive: 55-100 us). */
+/* libgomp's spins before a waiting thread sleeps. On the 2-core VM they cover the host's work
+ * between two kernel calls of a row schedule: an empty parallel region, 2 threads, the host busy
+ * 0-80 us between regions, cost 1-7 us with 3000 spins, but 50 us after a 160 us gap (the spin
+ * ran out: 80-160 us) and 55-100 us with the threads passive; 1000 spins ran out past 20-40 us. */
 enum { WAIT_SPIN_COUNT = 3000 };
 
 typedef enum {

@@ -310,6 +310,7 @@ static walk_summary stats_script_walk(shared *sh, const bn_pass *p, int j)
  * instructions of resnet101 --batch 256 --fit h100-80gb; compared, the fit takes 16.78 G). */
 typedef struct {
     const closed_shapes *shapes; /* NULL: no keys (the stage's shapes are off) */
+    int part;                    /* the key's first ints, the partition's (all scripts read them) */
     int *lo, *hi;                /* by pass: the key's ints its script reads, [lo, hi) */
     int cap;                     /* entries per pass (the stage's shapes) */
     int *n;                      /* by pass: entries */
@@ -323,6 +324,7 @@ static void script_memo_init(script_memo *m, const shared *sh, const closed_shap
     if (s->off || !s->keys || sh->n == 0)
         return;
     m->shapes = s;
+    m->part = closed_shape_node_at(sh->st, sh->st->in_node + 1);
     m->cap = s->n;
     size_t cells = (size_t)sh->n * (size_t)m->cap;
     m->lo = malloc(sizeof(int) * 3 * (size_t)sh->n);
@@ -350,13 +352,11 @@ static void script_memo_free(script_memo *m)
     free(m->lo), free(m->shape), free(m->val);
 }
 
-enum { KEY_PART = 4 }; /* the partition's ints that open a shape's key */
-
 static bool same_script_key(const script_memo *m, int k, int e, int f)
 {
     const closed_shapes *s = m->shapes;
     const int32_t *x = s->keys + (size_t)e * s->len, *y = s->keys + (size_t)f * s->len;
-    return memcmp(x, y, sizeof(int32_t) * KEY_PART) == 0 &&
+    return memcmp(x, y, sizeof(int32_t) * (size_t)m->part) == 0 &&
            memcmp(x + m->lo[k], y + m->lo[k], sizeof(int32_t) * (size_t)(m->hi[k] - m->lo[k])) == 0;
 }
 

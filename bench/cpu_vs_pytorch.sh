@@ -111,9 +111,10 @@ load_after=$(load)
     echo "# CPU backend vs PyTorch on the same CPU"
     echo
     echo "\`bench/cpu_vs_pytorch.sh\`, $(date -u '+%Y-%m-%d %H:%M UTC'), $(git rev-parse --short HEAD 2>/dev/null || echo '?')."
-    echo "CPU: $(lscpu | sed -n 's/^Model name: *//p') ($(nproc) cores), $THREADS threads each;"
+    echo "CPU: $(field "$tmp/o.json" host_cpu), $(nproc) cores, $THREADS threads each;"
     echo "PyTorch $("$PY" -c 'import torch; print(torch.__version__)') ($PY, oneDNN: $("$PY" -c 'import torch; print(torch.backends.mkldnn.is_available())'));"
-    echo "BLAS: $(pkg-config --modversion openblas 2>/dev/null | sed 's/^/OpenBLAS /' || echo '?')."
+    echo "our GEMM: $(field "$tmp/o.json" cpu_gemm) (OpenBLAS picks its kernels by CPU model; other kernels round"
+    echo "differently, so another CPU can give other bits from the same build)."
     if [ -n "${OMP_WAIT_POLICY:-}" ]; then
         echo "OMP_WAIT_POLICY=$OMP_WAIT_POLICY for both programs."
     else

@@ -16,6 +16,9 @@
  */
 #include "cpu_kernel.h"
 
+#include <stdio.h>
+#include <string.h>
+
 int cpu_parallel_shift;
 
 void cpu_set_spinning(bool spinning)
@@ -38,6 +41,14 @@ void cpu_set_spinning(bool spinning)
  * the serial build, hence weak). Single-threaded calls never start them again. */
 extern int blas_thread_shutdown_(void) __attribute__((weak));
 
+void cpu_gemm_describe(char *buf, size_t size)
+{
+    /* openblas_get_config(): "OpenBLAS 0.3.21 NO_LAPACKE DYNAMIC_ARCH ..."; its first two words */
+    const char *config = openblas_get_config();
+    int name = (int)strcspn(config, " "), version = (int)strcspn(config + name + 1, " ");
+    snprintf(buf, size, "%.*s, %s kernels", name + 1 + version, config, openblas_get_corename());
+}
+
 __attribute__((constructor)) static void blas_single_threaded(void)
 {
     openblas_set_num_threads(1);
@@ -58,6 +69,11 @@ void cpu_gemm(bool trans_a, bool trans_b, int m, int n, int k, const float *a, i
 }
 
 #else
+
+void cpu_gemm_describe(char *buf, size_t size)
+{
+    snprintf(buf, size, "plain loops");
+}
 
 void cpu_gemm(bool trans_a, bool trans_b, int m, int n, int k, const float *a, int64_t lda,
               const float *b, int64_t ldb, bool accumulate, float *c, int64_t ldc)

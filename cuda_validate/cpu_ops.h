@@ -37,6 +37,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <stddef.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -63,6 +64,11 @@ typedef struct {
  * parallel region is cheap and smaller kernels take threads (cpu_kernel.h). The results are the
  * same bits either way. Default: false. */
 void cpu_set_spinning(bool spinning);
+
+/* The GEMM the kernels call, e.g. "OpenBLAS 0.3.21, Zen kernels", or "plain loops" without a
+ * BLAS. OpenBLAS picks its kernels by CPU model when it loads, and kernels of different shapes
+ * round their sums differently: the same build gives other bits on a CPU it gives other kernels. */
+void cpu_gemm_describe(char *buf, size_t size);
 
 /* Scratch memory a kernel may use: `floats` floats at `data` (the schedule's workspace tensor). */
 typedef struct {

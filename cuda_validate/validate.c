@@ -547,6 +547,40 @@ static lr_status device_memory(session *ss, validate_result *r)
     return LR_OK;
 }
 
+/* The value of field `key` on a /proc/cpuinfo line ("model name\t: AMD EPYC\n"), or NULL. */
+static const char *cpuinfo_value(const char *line, const char *key)
+{
+    size_t len = strlen(key);
+    if (strncmp(line, key, len) != 0)
+        return NULL;
+    line += len;
+    line += strspn(line, " \t");
+    return *line == ':' ? line + 1 + strspn(line + 1, " \t") : NULL;
+}
+
+/* "AMD EPYC (family 25, model 1, stepping 1)" from /proc/cpuinfo's first processor: the model
+ * name, then the x86 family, model and stepping that tell its generations apart; what of it is
+ * there, else "unknown". */
+static void host_cpu(char *buf, size_t size)
+{
+    static const char *const keys[] = {"model name", "cpu family", "model", "stepping"};
+    char val[4][64] = {{0}}, line[256];
+    FILE *f = fopen("/proc/cpuinfo", "r");
+    while (f && fgets(line, sizeof line, f) && line[0] != '\n') /* a blank line ends the first */
+        for (int k = 0; k < 4; k++) {
+            const char *v = cpuinfo_value(line, keys[k]);
+            if (v)
+                snprintf(val[k], sizeof val[k], "%.*s", (int)strcspn(v, "\n"), v);
+        }
+    if (f)
+        fclose(f);
+    if (!val[1][0])
+        snprintf(buf, size, "%s", val[0][0] ? val[0] : "unknown");
+    else
+        snprintf(buf, size, "%s%s(family %s, model %s, stepping %s)", val[0], val[0][0] ? " " : "",
+                 val[1], val[2][0] ? val[2] : "?", val[3][0] ? val[3] : "?");
+}
+
 lr_status validate_run(const validate_options *o, validate_result *r)
 {
     memset(r, 0, sizeof *r);
@@ -569,6 +603,8 @@ lr_status validate_run(const validate_options *o, validate_result *r)
     r->threads = omp_get_max_threads();
     r->threads_wait = wait_env_mode();
     cpu_set_spinning(strcmp(r->threads_wait, "spin") == 0);
+    host_cpu(r->host_cpu, sizeof r->host_cpu);
+    cpu_gemm_describe(r->cpu_gemm, sizeof r->cpu_gemm);
     const exec_backend *be;
     void *bctx;
     s = validate_backend(o->backend, o->deterministic, &be, &bctx);
@@ -718,6 +754,8 @@ void validate_print(FILE *f, const validate_options *o, const validate_result *r
         print_plan(f, r);
         return;
     }
+    if (strcmp(o->backend, "cpu") == 0)
+        fprintf(f, "host     %s; GEMM %s\n", r->host_cpu, r->cpu_gemm);
     char ws[64] = "";
     if (r->workspace_bytes > 0)
         snprintf(ws, sizeof ws, ", %.3f MiB of it workspace", r->workspace_bytes / 1048576.0);
@@ -831,6 +869,8 @@ void validate_print_json(FILE *f, const validate_options *o, const validate_resu
     json_object_object_add(j, "backend", json_object_new_string(o->backend));
     json_object_object_add(j, "threads", json_object_new_int(r->threads));
     json_object_object_add(j, "threads_wait", json_object_new_string(r->threads_wait));
+    json_object_object_add(j, "host_cpu", json_object_new_string(r->host_cpu));
+    json_object_object_add(j, "cpu_gemm", json_object_new_string(r->cpu_gemm));
     json_object_object_add(j, "batch", json_object_new_int(o->cfg.batch));
     json_object_object_add(j, "bn", json_object_new_string(plan_bn_name(o->cfg.bn)));
     json_object_object_add(j, "approximate", json_object_new_boolean(r->approximate));

@@ -76,6 +76,8 @@ typedef struct {
     int threads;                    /* the OpenMP threads the kernels ran with */
     const char *threads_wait;       /* how they waited between calls: "spin" or "sleep"
                                        (waiting.h) */
+    char host_cpu[320];             /* the CPU's model name, x86 family/model/stepping */
+    char cpu_gemm[96];              /* the CPU kernels' GEMM and its kernel set (cpu_ops.h) */
     bool approximate;
     int n_curve;
     double *loss_curve, *column_loss_curve; /* per epoch (training) or per step */

@@ -409,6 +409,19 @@ static void test_2ps_and_column_reach_the_same_accuracy(void **state)
     validate_result_free(&r);
 }
 
+/* validate_run's result for a dry run of `net` with the default options. */
+static validate_result dry_run_of(const char *net)
+{
+    validate_options o;
+    validate_options_init(&o);
+    o.net = net;
+    o.dry_run = true;
+    validate_result r;
+    memset(&r, 0, sizeof r);
+    assert_int_equal(validate_run(&o, &r), LR_OK);
+    return r;
+}
+
 /* Threads spin only when each has a CPU nobody else wants; the wait the environment sets is the
  * one reported (and a run in-process reports what libgomp does without one: spin). */
 static void test_threads_spin_only_on_free_cpus(void **state)
@@ -447,14 +460,41 @@ static void test_threads_spin_only_on_free_cpus(void **state)
             setenv(names[k], saved[k], 1);
         free(saved[k]);
     }
-    validate_options o;
-    validate_options_init(&o);
-    o.net = "tiny-vgg";
-    o.dry_run = true;
-    validate_result r;
-    memset(&r, 0, sizeof r);
-    assert_int_equal(validate_run(&o, &r), LR_OK);
+    validate_result r = dry_run_of("tiny-vgg");
     assert_string_equal(r.threads_wait, wait_env_mode());
+    validate_result_free(&r);
+}
+
+/* The run names the CPU (its model name first, as /proc/cpuinfo gives it) and the GEMM the CPU
+ * kernels call with the kernel set it picked: what tells two machines' bits apart. */
+static void test_run_names_cpu_and_gemm_kernels(void **state)
+{
+    (void)state;
+    validate_result r = dry_run_of("tiny-vgg");
+    char name[256] = "";
+    bool family = false;
+    FILE *f = fopen("/proc/cpuinfo", "r");
+    for (char line[256]; f && fgets(line, sizeof line, f) && line[0] != '\n';) {
+        family = family || strncmp(line, "cpu family", 10) == 0;
+        if (strncmp(line, "model name", 10) == 0 && strchr(line, ':')) {
+            const char *v = strchr(line, ':') + 1;
+            snprintf(name, sizeof name, "%s", v + strspn(v, " \t"));
+            name[strcspn(name, "\n")] = '\0';
+        }
+    }
+    if (f)
+        fclose(f);
+    assert_true(r.host_cpu[0] != '\0');
+    if (name[0])
+        assert_memory_equal(r.host_cpu, name, strlen(name));
+    if (family) /* x86: the generation too, not the brand only */
+        assert_non_null(strstr(r.host_cpu, "(family "));
+#ifdef LRCNN_HAVE_OPENBLAS
+    assert_memory_equal(r.cpu_gemm, "OpenBLAS ", 9);
+    assert_non_null(strstr(r.cpu_gemm, " kernels"));
+#else
+    assert_string_equal(r.cpu_gemm, "plain loops");
+#endif
     validate_result_free(&r);
 }
 
@@ -463,6 +503,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_fashion_mnist_loads),
         cmocka_unit_test(test_threads_spin_only_on_free_cpus),
+        cmocka_unit_test(test_run_names_cpu_and_gemm_kernels),
         cmocka_unit_test(test_bad_datasets_are_clear_errors),
         cmocka_unit_test(test_cuda_backend_without_gpu_says_so),
         cmocka_unit_test(test_other_processes_on_the_device),

@@ -45,8 +45,10 @@ void cpu_gemm_describe(char *buf, size_t size)
 {
     /* openblas_get_config(): "OpenBLAS 0.3.21 NO_LAPACKE DYNAMIC_ARCH ..."; its first two words */
     const char *config = openblas_get_config();
-    int name = (int)strcspn(config, " "), version = (int)strcspn(config + name + 1, " ");
-    snprintf(buf, size, "%.*s, %s kernels", name + 1 + version, config, openblas_get_corename());
+    int len = (int)strcspn(config, " ");
+    if (config[len] == ' ')
+        len += 1 + (int)strcspn(config + len + 1, " ");
+    snprintf(buf, size, "%.*s, %s kernels", len, config, openblas_get_corename());
 }
 
 __attribute__((constructor)) static void blas_single_threaded(void)

@@ -66,8 +66,8 @@ typedef struct {
 void cpu_set_spinning(bool spinning);
 
 /* The GEMM the kernels call, e.g. "OpenBLAS 0.3.21, Zen kernels", or "plain loops" without a
- * BLAS. OpenBLAS picks its kernels by CPU model when it loads, and kernels of different shapes
- * round their sums differently: the same build gives other bits on a CPU it gives other kernels. */
+ * BLAS. OpenBLAS picks its kernels by CPU model when it loads, and other kernels round their sums
+ * differently: the same build can give other bits on a CPU that gets other kernels. */
 void cpu_gemm_describe(char *buf, size_t size);
 
 /* Scratch memory a kernel may use: `floats` floats at `data` (the schedule's workspace tensor). */

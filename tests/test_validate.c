@@ -485,8 +485,8 @@ static void test_run_names_cpu_and_gemm_kernels(void **state)
     if (f)
         fclose(f);
     assert_true(r.host_cpu[0] != '\0');
-    if (name[0])
-        assert_memory_equal(r.host_cpu, name, strlen(name));
+    if (name[0]) /* the first 48 characters: the report may shorten a long name */
+        assert_memory_equal(r.host_cpu, name, strlen(name) < 48 ? strlen(name) : 48);
     if (family) /* x86: the generation too, not the brand only */
         assert_non_null(strstr(r.host_cpu, "(family "));
 #ifdef LRCNN_HAVE_OPENBLAS

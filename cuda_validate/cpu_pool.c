@@ -69,12 +69,13 @@ static inline __attribute__((always_inline)) void max_row_stride(const cpu_windo
                                                                  const int s)
 {
     int32_t found[POOL_CHUNK];
-    for (int o = 0; o < len; o++) {
+    for (int o = 0; o < len; o++)
         best[o] = -INFINITY;
-        found[o] = 0;
-        if (at)
+    if (at)
+        for (int o = 0; o < len; o++) {
+            found[o] = 0;
             at[o] = -1;
-    }
+        }
     for (int ky = 0; ky < g->kh; ky++) {
         int iy = r * g->sh - g->ph + ky * g->dh;
         if (iy < 0 || iy >= x->h)
@@ -91,9 +92,9 @@ static inline __attribute__((always_inline)) void max_row_stride(const cpu_windo
     }
 }
 
-LR_CLONES
-static void max_row(const cpu_window *g, const cpu_view *x, int n, int c, int r, int o0, int len,
-                    float *best, int32_t *at)
+static inline __attribute__((always_inline)) void max_row(const cpu_window *g, const cpu_view *x,
+                                                          int n, int c, int r, int o0, int len,
+                                                          float *best, int32_t *at)
 {
     if (g->sw == 1)
         max_row_stride(g, x, n, c, r, o0, len, best, at, 1);
@@ -101,6 +102,18 @@ static void max_row(const cpu_window *g, const cpu_view *x, int n, int c, int r,
         max_row_stride(g, x, n, c, r, o0, len, best, at, 2);
     else
         max_row_stride(g, x, n, c, r, o0, len, best, at, g->sw);
+}
+
+/* Rows [r_lo, r_hi] of plane (n, c) of y: one call a plane, so that a row of a few outputs does
+ * not pay for a call through the clones' dispatch. */
+LR_CLONES
+static void max_plane_fwd(const cpu_window *g, const cpu_view *x, int n, int c, int r_lo,
+                          int r_hi, cpu_view *y)
+{
+    for (int r = r_lo; r <= r_hi; r++)
+        for (int o0 = 0; o0 < y->w; o0 += POOL_CHUNK)
+            max_row(g, x, n, c, r, o0, y->w - o0 < POOL_CHUNK ? y->w - o0 : POOL_CHUNK,
+                    cpu_at(y, n, c, r, o0), NULL);
 }
 
 void cpu_maxpool_fwd(const cpu_window *g, const cpu_view *x, cpu_view *y, int r_lo, int r_hi)
@@ -113,10 +126,27 @@ void cpu_maxpool_fwd(const cpu_window *g, const cpu_view *x, cpu_view *y, int r_
 #pragma omp parallel for collapse(2) schedule(static) if (worth_threads(work))
     for (int n = 0; n < y->n; n++)
         for (int c = 0; c < y->c; c++)
-            for (int r = r_lo; r <= r_hi; r++)
-                for (int o0 = 0; o0 < y->w; o0 += POOL_CHUNK)
-                    max_row(g, x, n, c, r, o0, y->w - o0 < POOL_CHUNK ? y->w - o0 : POOL_CHUNK,
-                            cpu_at(y, n, c, r, o0), NULL);
+            max_plane_fwd(g, x, n, c, r_lo, r_hi, y);
+}
+
+/* dx of plane (n, c) += what dy's rows [r_lo, r_hi] send back, one call a plane; dx holds rows
+ * from full-map position `held` on. */
+LR_CLONES
+static void max_plane_bwd(const cpu_window *g, const cpu_view *x, const cpu_view *dy, int n, int c,
+                          int r_lo, int r_hi, cpu_view *dx, int32_t held)
+{
+    float *plane = cpu_at(dx, n, c, dx->row0, 0);
+    for (int r = r_lo; r <= r_hi; r++)
+        for (int o0 = 0; o0 < dy->w; o0 += POOL_CHUNK) {
+            int len = dy->w - o0 < POOL_CHUNK ? dy->w - o0 : POOL_CHUNK;
+            float best[POOL_CHUNK];
+            int32_t at[POOL_CHUNK];
+            max_row(g, x, n, c, r, o0, len, best, at);
+            const float *dyr = cpu_at(dy, n, c, r, o0);
+            for (int o = 0; o < len; o++)
+                if (at[o] >= 0)
+                    plane[at[o] - held] += dyr[o];
+        }
 }
 
 /* Recomputes the argmax from x; outputs add their gradient in column order. */
@@ -137,20 +167,8 @@ void cpu_maxpool_bwd(const cpu_window *g, const cpu_view *x, const cpu_view *dy,
     int64_t work = row_work(dy, r_lo, r_hi) * g->kh * g->kw * MAX_TAP_COST;
 #pragma omp parallel for collapse(2) schedule(static) if (worth_threads(work))
     for (int n = 0; n < dy->n; n++)
-        for (int c = 0; c < dy->c; c++) {
-            float *plane = cpu_at(dx, n, c, dx->row0, 0);
-            for (int r = r_lo; r <= r_hi; r++)
-                for (int o0 = 0; o0 < dy->w; o0 += POOL_CHUNK) {
-                    int len = dy->w - o0 < POOL_CHUNK ? dy->w - o0 : POOL_CHUNK;
-                    float best[POOL_CHUNK];
-                    int32_t at[POOL_CHUNK];
-                    max_row(g, x, n, c, r, o0, len, best, at);
-                    const float *dyr = cpu_at(dy, n, c, r, o0);
-                    for (int o = 0; o < len; o++)
-                        if (at[o] >= 0)
-                            plane[at[o] - held] += dyr[o];
-                }
-        }
+        for (int c = 0; c < dy->c; c++)
+            max_plane_bwd(g, x, dy, n, c, r_lo, r_hi, dx, held);
 }
 
 static void check_avgpool(const cpu_window *g, const cpu_view *x, const cpu_view *y)

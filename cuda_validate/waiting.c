@@ -45,12 +45,14 @@ int wait_others_running(void)
     return fewest - 1;
 }
 
+const char *const wait_env_names[WAIT_ENV_COUNT] = {"GOMP_SPINCOUNT", "OMP_WAIT_POLICY",
+                                                     "OMP_PROC_BIND", "OMP_PLACES",
+                                                     "GOMP_CPU_AFFINITY"};
+
 bool wait_env_set(void)
 {
-    static const char *const names[] = {"GOMP_SPINCOUNT", "OMP_WAIT_POLICY", "OMP_PROC_BIND",
-                                        "OMP_PLACES", "GOMP_CPU_AFFINITY"};
-    for (size_t k = 0; k < sizeof names / sizeof names[0]; k++)
-        if (getenv(names[k]))
+    for (int k = 0; k < WAIT_ENV_COUNT; k++)
+        if (getenv(wait_env_names[k]))
             return true;
     return false;
 }

@@ -42,8 +42,12 @@ wait_mode wait_mode_for(int threads, int cpus, int others);
 enum { WAIT_SAMPLES = 10, WAIT_SAMPLE_GAP_MS = 20 };
 int wait_others_running(void);
 
-/* Whether the environment already says how threads wait or where they run (OMP_WAIT_POLICY,
- * GOMP_SPINCOUNT, OMP_PROC_BIND, OMP_PLACES, GOMP_CPU_AFFINITY): then it is left alone. */
+/* The variables that say how threads wait or where they run: GOMP_SPINCOUNT, OMP_WAIT_POLICY,
+ * OMP_PROC_BIND, OMP_PLACES, GOMP_CPU_AFFINITY. */
+enum { WAIT_ENV_COUNT = 5 };
+extern const char *const wait_env_names[WAIT_ENV_COUNT];
+
+/* Whether the environment already sets one of wait_env_names: then it is left alone. */
 bool wait_env_set(void);
 
 /* How this process's idle threads wait, from what libgomp read: "sleep" (OMP_WAIT_POLICY=passive

@@ -433,13 +433,11 @@ static void test_threads_spin_only_on_free_cpus(void **state)
     assert_int_equal(wait_mode_for(4, 2, 0), WAIT_SLEEP); /* more threads than CPUs */
     assert_int_equal(wait_mode_for(1, 2, 0), WAIT_SLEEP); /* one thread never waits */
     assert_int_equal(wait_mode_for(2, 2, -1), WAIT_SLEEP); /* unknown load */
-    static const char *const names[] = {"GOMP_SPINCOUNT", "OMP_WAIT_POLICY", "OMP_PROC_BIND",
-                                        "OMP_PLACES", "GOMP_CPU_AFFINITY"};
-    char *saved[5];
-    for (int k = 0; k < 5; k++) {
-        const char *v = getenv(names[k]);
+    char *saved[WAIT_ENV_COUNT];
+    for (int k = 0; k < WAIT_ENV_COUNT; k++) {
+        const char *v = getenv(wait_env_names[k]);
         saved[k] = v ? strdup(v) : NULL;
-        unsetenv(names[k]);
+        unsetenv(wait_env_names[k]);
     }
     assert_false(wait_env_set());
     assert_string_equal(wait_env_mode(), "spin");
@@ -455,9 +453,9 @@ static void test_threads_spin_only_on_free_cpus(void **state)
         assert_string_equal(wait_env_mode(), cases[i].mode);
         unsetenv(cases[i].name);
     }
-    for (int k = 0; k < 5; k++) {
+    for (int k = 0; k < WAIT_ENV_COUNT; k++) {
         if (saved[k])
-            setenv(names[k], saved[k], 1);
+            setenv(wait_env_names[k], saved[k], 1);
         free(saved[k]);
     }
     validate_result r = dry_run_of("tiny-vgg");

@@ -179,10 +179,13 @@ static void check_avgpool(const cpu_window *g, const cpu_view *x, const cpu_view
 
 /* One output row of average pooling, columns [o0, o0 + len): each output sums its in-map taps in
  * (ky, kx) order from 0, then divides, as a scan window by window would; the taps run in the
- * outer loops and the columns in the inner one, which vectorises. */
-LR_CLONES
-static void avg_row(const cpu_window *g, const cpu_view *x, int n, int c, int r, int o0, int len,
-                    float divisor, float *yr)
+ * outer loops and the columns in the inner one, which vectorises. Called with s = g->sw as a
+ * constant 1 or 2 (see max_row_stride). */
+static inline __attribute__((always_inline)) void avg_row_stride(const cpu_window *g,
+                                                                 const cpu_view *x, int n, int c,
+                                                                 int r, int o0, int len,
+                                                                 float divisor, float *yr,
+                                                                 const int s)
 {
     float sum[POOL_CHUNK];
     for (int o = 0; o < len; o++)
@@ -194,27 +197,53 @@ static void avg_row(const cpu_window *g, const cpu_view *x, int n, int c, int r,
         const float *xr = cpu_at(x, n, c, iy, 0);
         for (int kx = 0; kx < g->kw; kx++) {
             int off = kx - g->pw, lo, hi;
-            tap_columns(o0 + len, x->w, g->sw, off, &lo, &hi);
+            tap_columns(o0 + len, x->w, s, off, &lo, &hi);
             lo = lo > o0 ? lo - o0 : 0;
             hi -= o0;
-            const float *src = xr + o0 * g->sw + off; /* input column of chunk column 0 */
-            if (g->sw == 1) {
+            const float *src = xr + o0 * s + off; /* input column of chunk column 0 */
 #pragma omp simd
-                for (int o = lo; o <= hi; o++)
-                    sum[o] += src[o];
-            } else if (g->sw == 2) {
-#pragma omp simd
-                for (int o = lo; o <= hi; o++)
-                    sum[o] += src[2 * o];
-            } else {
-                for (int o = lo; o <= hi; o++)
-                    sum[o] += src[o * g->sw];
-            }
+            for (int o = lo; o <= hi; o++)
+                sum[o] += src[o * s];
         }
     }
 #pragma omp simd
     for (int o = 0; o < len; o++)
         yr[o] = sum[o] / divisor;
+}
+
+/* The 2x2 window of stride 2 without padding (every tiny net's and VGG's average pooling): the
+ * same four taps in the same order from 0, without the per-row set-up of the general path. */
+static inline __attribute__((always_inline)) void avg_row_2x2(const float *x0, const float *x1,
+                                                              int len, float *yr)
+{
+#pragma omp simd
+    for (int o = 0; o < len; o++)
+        yr[o] = ((((0.0f + x0[2 * o]) + x0[2 * o + 1]) + x1[2 * o]) + x1[2 * o + 1]) / 4.0f;
+}
+
+/* Rows [r_lo, r_hi] of plane (n, c) of y: one call a plane (see max_plane_fwd). */
+LR_CLONES
+static void avg_plane_fwd(const cpu_window *g, const cpu_view *x, int n, int c, int r_lo,
+                          int r_hi, float divisor, cpu_view *y)
+{
+    if (g->kh == 2 && g->kw == 2 && g->sh == 2 && g->sw == 2 && g->ph == 0 && g->pw == 0 &&
+        2 * y->w <= x->w) {
+        for (int r = r_lo; r <= r_hi; r++)
+            avg_row_2x2(cpu_at(x, n, c, 2 * r, 0), cpu_at(x, n, c, 2 * r + 1, 0), y->w,
+                        cpu_at(y, n, c, r, 0));
+        return;
+    }
+    for (int r = r_lo; r <= r_hi; r++)
+        for (int o0 = 0; o0 < y->w; o0 += POOL_CHUNK) {
+            int len = y->w - o0 < POOL_CHUNK ? y->w - o0 : POOL_CHUNK;
+            float *yr = cpu_at(y, n, c, r, o0);
+            if (g->sw == 1)
+                avg_row_stride(g, x, n, c, r, o0, len, divisor, yr, 1);
+            else if (g->sw == 2)
+                avg_row_stride(g, x, n, c, r, o0, len, divisor, yr, 2);
+            else
+                avg_row_stride(g, x, n, c, r, o0, len, divisor, yr, g->sw);
+        }
 }
 
 void cpu_avgpool_fwd(const cpu_window *g, const cpu_view *x, cpu_view *y, int r_lo, int r_hi)
@@ -228,18 +257,14 @@ void cpu_avgpool_fwd(const cpu_window *g, const cpu_view *x, cpu_view *y, int r_
 #pragma omp parallel for collapse(2) schedule(static) if (worth_threads(work))
     for (int n = 0; n < y->n; n++)
         for (int c = 0; c < y->c; c++)
-            for (int r = r_lo; r <= r_hi; r++)
-                for (int o0 = 0; o0 < y->w; o0 += POOL_CHUNK)
-                    avg_row(g, x, n, c, r, o0, y->w - o0 < POOL_CHUNK ? y->w - o0 : POOL_CHUNK,
-                            divisor, cpu_at(y, n, c, r, o0));
+            avg_plane_fwd(g, x, n, c, r_lo, r_hi, divisor, y);
 }
 
 /* The shares of output row r, columns [o0, o0 + len), go to input rows r * sh - ph + ky. When
  * windows do not overlap across columns (sw >= kw) an input element takes at most one share per
  * (r, ky), so the taps may run in the outer loops (which vectorise) with the same sums, bit for
  * bit; otherwise the shares are added window by window, columns in order, as before. */
-LR_CLONES
-static void avg_row_bwd(const cpu_window *g, const float *dyr, int r, int o0, int len,
+static inline __attribute__((always_inline)) void avg_row_bwd(const cpu_window *g, const float *dyr, int r, int o0, int len,
                         float divisor, cpu_view *dx, int n, int c)
 {
     float share[POOL_CHUNK];
@@ -277,6 +302,39 @@ static void avg_row_bwd(const cpu_window *g, const float *dyr, int r, int o0, in
     }
 }
 
+/* avg_row_bwd's 2x2 window of stride 2 without padding: each input element takes the one share
+ * of its window, as there. */
+static inline __attribute__((always_inline)) void avg_row_bwd_2x2(const float *dyr, int len,
+                                                                  float *dx0, float *dx1)
+{
+#pragma omp simd
+    for (int o = 0; o < len; o++) {
+        float share = dyr[o] / 4.0f;
+        dx0[2 * o] += share;
+        dx0[2 * o + 1] += share;
+        dx1[2 * o] += share;
+        dx1[2 * o + 1] += share;
+    }
+}
+
+/* dx of plane (n, c) += the shares of dy's rows [r_lo, r_hi], one call a plane. */
+LR_CLONES
+static void avg_plane_bwd(const cpu_window *g, const cpu_view *dy, int n, int c, int r_lo,
+                          int r_hi, float divisor, cpu_view *dx)
+{
+    if (g->kh == 2 && g->kw == 2 && g->sh == 2 && g->sw == 2 && g->ph == 0 && g->pw == 0 &&
+        2 * dy->w <= dx->w) {
+        for (int r = r_lo; r <= r_hi; r++)
+            avg_row_bwd_2x2(cpu_at(dy, n, c, r, 0), dy->w, cpu_at(dx, n, c, 2 * r, 0),
+                            cpu_at(dx, n, c, 2 * r + 1, 0));
+        return;
+    }
+    for (int r = r_lo; r <= r_hi; r++)
+        for (int o0 = 0; o0 < dy->w; o0 += POOL_CHUNK)
+            avg_row_bwd(g, cpu_at(dy, n, c, r, o0), r, o0,
+                        dy->w - o0 < POOL_CHUNK ? dy->w - o0 : POOL_CHUNK, divisor, dx, n, c);
+}
+
 void cpu_avgpool_bwd(const cpu_window *g, const cpu_view *dy, int r_lo, int r_hi, cpu_view *dx)
 {
     if (!dx)
@@ -290,11 +348,7 @@ void cpu_avgpool_bwd(const cpu_window *g, const cpu_view *dy, int r_lo, int r_hi
 #pragma omp parallel for collapse(2) schedule(static) if (worth_threads(work))
     for (int n = 0; n < dy->n; n++)
         for (int c = 0; c < dy->c; c++)
-            for (int r = r_lo; r <= r_hi; r++)
-                for (int o0 = 0; o0 < dy->w; o0 += POOL_CHUNK)
-                    avg_row_bwd(g, cpu_at(dy, n, c, r, o0), r, o0,
-                                dy->w - o0 < POOL_CHUNK ? dy->w - o0 : POOL_CHUNK, divisor, dx, n,
-                                c);
+            avg_plane_bwd(g, dy, n, c, r_lo, r_hi, divisor, dx);
 }
 
 /* ------------------------------------------------------------------ pooling to a fixed size */

@@ -11,6 +11,12 @@
 
 #include <math.h>
 
+/* max_plane_sep copies and fills rows of a few dozen floats; GCC would turn those loops into
+ * memcpy/memset calls, which cost more than the copies at that length (as in cpu_conv.c). */
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC optimize("no-tree-loop-distribute-patterns")
+#endif
+
 /* ------------------------------------------------------------------ pooling */
 
 /* PyTorch rejects windows with more padding than half the kernel; with floor mode this also
@@ -104,12 +110,98 @@ static inline __attribute__((always_inline)) void max_row(const cpu_window *g, c
         max_row_stride(g, x, n, c, r, o0, len, best, at, g->sw);
 }
 
+/* The maximum as max_tap takes it: v replaces b when strictly greater or NaN. */
+static inline float max_take(float b, float v)
+{
+    return v > b || v != v ? v : b;
+}
+
+/* Scratch floats of max_plane_sep (on the stack): the input rows of a block of output rows,
+ * padded with -inf, and their row maxima. */
+enum { SEP_FLOATS = 6144 };
+
+/* max_plane_fwd by rows then columns, for column stride s (1 or 2, a constant) without dilation:
+ * first each input row's maxima over the kw taps of every output column (hm), then each output
+ * row's over the kh rows of its window. The taps are those of max_row in the same order: a fold
+ * by rows of folds by columns has the scan's result, since the first maximum of the first row
+ * holding the maximum is the first maximum in (ky, kx) order, the last NaN of the last row
+ * holding one the last NaN, and a -inf pad (a tap outside the map) replaces nothing. Each
+ * input row's maxima serve the kh / sh output rows that read it, and every loop runs over whole
+ * padded rows, with no per-tap bounds. Returns false (nothing done) when a block of one output
+ * row does not fit the scratch: rows of thousands of columns, which max_row does at full speed. */
+static inline __attribute__((always_inline)) bool max_plane_sep(const cpu_window *g,
+                                                                const cpu_view *x, int n, int c,
+                                                                int r_lo, int r_hi, cpu_view *y,
+                                                                const int s)
+{
+    int owp = (x->w + 2 * g->pw + s - 1) / s; /* columns of a padded row, stride s apart */
+    int wp = owp * s, slack = g->kw;          /* the last column's taps may pass the row */
+    int block = (SEP_FLOATS - slack) / (wp + owp) - g->kh; /* output rows a block: */
+    block = block < 0 ? 0 : block / g->sh + 1;             /* (block - 1) * sh + kh input rows */
+    if (block < 1 || ((block - 1) * g->sh + g->kh) * (wp + owp) + slack > SEP_FLOATS)
+        return false;
+    float pad[SEP_FLOATS];
+    for (int ra = r_lo; ra <= r_hi; ra += block) {
+        int rb = ra + block - 1 < r_hi ? ra + block - 1 : r_hi;
+        int iy0 = ra * g->sh - g->ph, rows = (rb - ra) * g->sh + g->kh;
+        float *hm = pad + (int64_t)rows * wp + slack;
+        for (int i = 0; i < rows; i++) {
+            float *dst = pad + (int64_t)i * wp;
+            int iy = iy0 + i;
+            bool in = iy >= 0 && iy < x->h;
+            const float *src = in ? cpu_at(x, n, c, iy, 0) : NULL;
+            for (int j = 0; j < g->pw; j++)
+                dst[j] = -INFINITY;
+            if (in) {
+#pragma omp simd
+                for (int j = 0; j < x->w; j++)
+                    dst[g->pw + j] = src[j];
+            } else {
+                for (int j = 0; j < x->w; j++)
+                    dst[g->pw + j] = -INFINITY;
+            }
+            for (int j = g->pw + x->w; j < wp; j++)
+                dst[j] = -INFINITY;
+        }
+        for (int j = 0; j < slack; j++)
+            pad[(int64_t)rows * wp + j] = -INFINITY;
+        int64_t q_end = (int64_t)rows * owp; /* hm[i * owp + o]: row i's maximum at column o */
+#pragma omp simd
+        for (int64_t q = 0; q < q_end; q++)
+            hm[q] = -INFINITY;
+        for (int kx = 0; kx < g->kw; kx++) {
+            const float *src = pad + kx;
+#pragma omp simd
+            for (int64_t q = 0; q < q_end; q++)
+                hm[q] = max_take(hm[q], src[q * s]);
+        }
+        for (int r = ra; r <= rb; r++) {
+            float *yr = cpu_at(y, n, c, r, 0);
+            const float *h0 = hm + (int64_t)(r - ra) * g->sh * owp;
+#pragma omp simd
+            for (int o = 0; o < y->w; o++)
+                yr[o] = max_take(-INFINITY, h0[o]);
+            for (int ky = 1; ky < g->kh; ky++) {
+                const float *hk = h0 + (int64_t)ky * owp;
+#pragma omp simd
+                for (int o = 0; o < y->w; o++)
+                    yr[o] = max_take(yr[o], hk[o]);
+            }
+        }
+    }
+    return true;
+}
+
 /* Rows [r_lo, r_hi] of plane (n, c) of y: one call a plane, so that a row of a few outputs does
  * not pay for a call through the clones' dispatch. */
 LR_CLONES
 static void max_plane_fwd(const cpu_window *g, const cpu_view *x, int n, int c, int r_lo,
                           int r_hi, cpu_view *y)
 {
+    if (g->dh == 1 && g->dw == 1 &&
+        ((g->sw == 2 && max_plane_sep(g, x, n, c, r_lo, r_hi, y, 2)) ||
+         (g->sw == 1 && max_plane_sep(g, x, n, c, r_lo, r_hi, y, 1))))
+        return;
     for (int r = r_lo; r <= r_hi; r++)
         for (int o0 = 0; o0 < y->w; o0 += POOL_CHUNK)
             max_row(g, x, n, c, r, o0, y->w - o0 < POOL_CHUNK ? y->w - o0 : POOL_CHUNK,

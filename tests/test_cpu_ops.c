@@ -667,12 +667,16 @@ static void ref_max_window(const cpu_window *g, const cpu_view *x, int n, int c,
         }
 }
 
-/* Inputs drawn from {-2, ..., 2}: windows are full of ties, so the tie rule is exercised. */
+/* Inputs drawn from {-2, ..., 2}, about half the zeros negative: windows are full of ties, so
+ * the tie rule is exercised, down to which zero a window of +0 and -0 gives. */
 static cpu_view view_with_ties(int n, int c, int h, int w)
 {
     cpu_view v = view_full(n, c, h, w);
-    for (int64_t i = 0; i < view_numel(&v); i++)
+    for (int64_t i = 0; i < view_numel(&v); i++) {
         v.data[i] = floorf(rng_uniform() * 2.5f);
+        if (v.data[i] == 0.0f && rng_uniform() < 0.0f)
+            v.data[i] = -0.0f;
+    }
     return v;
 }
 
@@ -682,8 +686,9 @@ static const cpu_window MAXPOOL_CASES[] = {
     {2, 3, 1, 2, 1, 1, 2, 1, 1}, /* dilated rows, rectangular */
 };
 
-/* Max pooling forward gives the window maximum with -inf padding, and backward sends each dy
- * to the first maximum in scan order (recomputed from x), accumulating into dx. */
+/* Max pooling forward gives the window's first maximum in scan order, bit for bit, with -inf
+ * padding (the rows-then-columns path of the unit-dilation cases as the per-tap one of the dilated
+ * case), and backward sends each dy to that maximum (recomputed from x), accumulating into dx. */
 static void test_maxpool_matches_reference_with_ties(void **state)
 {
     rng_seed(800);
@@ -706,7 +711,9 @@ static void test_maxpool_matches_reference_with_ties(void **state)
                         int by, bx = -1;
                         ref_max_window(g, &x, n, c, oy, ox, &by, &bx);
                         assert_true(by >= 0);
-                        assert_float_equal(*cpu_at(&y, n, c, oy, ox), *cpu_at(&x, n, c, by, bx), 0);
+                        /* the bits of the first maximum: +0 and -0 tie, the first wins */
+                        assert_memory_equal(cpu_at(&y, n, c, oy, ox), cpu_at(&x, n, c, by, bx),
+                                            sizeof(float));
                         ref_dx[((n * 3 + c) * 9 + by) * 10 + bx] += *cpu_at(&dy, n, c, oy, ox);
                     }
         assert_close_f(dx.data, ref_dx, view_numel(&dx), 1e-6, 1e-6, "maxpool dx");

@@ -198,6 +198,19 @@ LR_CLONES
 static void max_plane_fwd(const cpu_window *g, const cpu_view *x, int n, int c, int r_lo,
                           int r_hi, cpu_view *y)
 {
+    if (g->kh == 2 && g->kw == 2 && g->sh == 2 && g->sw == 2 && g->ph == 0 && g->pw == 0 &&
+        g->dh == 1 && g->dw == 1) { /* VGG's and the tiny nets': the four taps in scan order */
+        for (int r = r_lo; r <= r_hi; r++) {
+            const float *x0 = cpu_at(x, n, c, 2 * r, 0), *x1 = cpu_at(x, n, c, 2 * r + 1, 0);
+            float *yr = cpu_at(y, n, c, r, 0);
+#pragma omp simd
+            for (int o = 0; o < y->w; o++)
+                yr[o] = max_take(max_take(max_take(max_take(-INFINITY, x0[2 * o]), x0[2 * o + 1]),
+                                          x1[2 * o]),
+                                 x1[2 * o + 1]);
+        }
+        return;
+    }
     if (g->dh == 1 && g->dw == 1 &&
         ((g->sw == 2 && max_plane_sep(g, x, n, c, r_lo, r_hi, y, 2)) ||
          (g->sw == 1 && max_plane_sep(g, x, n, c, r_lo, r_hi, y, 1))))
@@ -227,6 +240,30 @@ LR_CLONES
 static void max_plane_bwd(const cpu_window *g, const cpu_view *x, const cpu_view *dy, int n, int c,
                           int r_lo, int r_hi, cpu_view *dx, int32_t held)
 {
+    if (g->kh == 2 && g->kw == 2 && g->sh == 2 && g->sw == 2 && g->ph == 0 && g->pw == 0 &&
+        g->dh == 1 && g->dw == 1) {
+        /* windows apart: each input element takes at most one output's gradient, from the tap
+         * the scan picks (the first, then one strictly greater or NaN) */
+        for (int r = r_lo; r <= r_hi; r++) {
+            const float *x0 = cpu_at(x, n, c, 2 * r, 0), *x1 = cpu_at(x, n, c, 2 * r + 1, 0);
+            const float *dyr = cpu_at(dy, n, c, r, 0);
+            float *d0 = cpu_at(dx, n, c, 2 * r, 0), *d1 = cpu_at(dx, n, c, 2 * r + 1, 0);
+#pragma omp simd
+            for (int o = 0; o < dy->w; o++) {
+                float b = x0[2 * o], v;
+                int k = 0;
+                v = x0[2 * o + 1], k = v > b || v != v ? 1 : k, b = k == 1 ? v : b;
+                v = x1[2 * o], k = v > b || v != v ? 2 : k, b = k == 2 ? v : b;
+                v = x1[2 * o + 1], k = v > b || v != v ? 3 : k;
+                float g0 = dyr[o];
+                d0[2 * o] = k == 0 ? d0[2 * o] + g0 : d0[2 * o];
+                d0[2 * o + 1] = k == 1 ? d0[2 * o + 1] + g0 : d0[2 * o + 1];
+                d1[2 * o] = k == 2 ? d1[2 * o] + g0 : d1[2 * o];
+                d1[2 * o + 1] = k == 3 ? d1[2 * o + 1] + g0 : d1[2 * o + 1];
+            }
+        }
+        return;
+    }
     float *plane = cpu_at(dx, n, c, dx->row0, 0);
     for (int r = r_lo; r <= r_hi; r++)
         for (int o0 = 0; o0 < dy->w; o0 += POOL_CHUNK) {

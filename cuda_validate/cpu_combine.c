@@ -95,8 +95,8 @@ static void check_upsample(int scale, const cpu_view *x, const cpu_view *y, int 
 
 /* One row: yr[j * scale + k] = xr[j] (no division per element; scale 2 has a loop of its own,
  * which vectorises). */
-LR_CLONES
-static void upsample_row(int scale, const float *xr, int w, float *yr)
+static inline __attribute__((always_inline)) void upsample_row(int scale, const float *xr, int w,
+                                                               float *yr)
 {
     if (scale == 2) {
 #pragma omp simd
@@ -112,8 +112,8 @@ static void upsample_row(int scale, const float *xr, int w, float *yr)
 }
 
 /* dxr[j] += dyr[j * scale + k] for k in order: the same additions as a scan of dyr's columns. */
-LR_CLONES
-static void upsample_row_bwd(int scale, const float *dyr, int w, float *dxr)
+static inline __attribute__((always_inline)) void upsample_row_bwd(int scale, const float *dyr,
+                                                                   int w, float *dxr)
 {
     if (scale == 2) {
 #pragma omp simd
@@ -129,6 +129,25 @@ static void upsample_row_bwd(int scale, const float *dyr, int w, float *dxr)
     }
 }
 
+/* Rows [r_lo, r_hi] of plane (n, c) of y, one call through the clones' dispatch a plane (a row
+ * of a 14-column map is a few dozen stores). */
+LR_CLONES
+static void upsample_plane(int scale, const cpu_view *x, cpu_view *y, int n, int c, int r_lo,
+                           int r_hi)
+{
+    for (int r = r_lo; r <= r_hi; r++)
+        upsample_row(scale, cpu_at(x, n, c, r / scale, 0), x->w, cpu_at(y, n, c, r, 0));
+}
+
+/* dx of plane (n, c) += dy's rows [r_lo, r_hi], one call a plane. */
+LR_CLONES
+static void upsample_plane_bwd(int scale, const cpu_view *dy, cpu_view *dx, int n, int c,
+                               int r_lo, int r_hi)
+{
+    for (int r = r_lo; r <= r_hi; r++)
+        upsample_row_bwd(scale, cpu_at(dy, n, c, r, 0), dx->w, cpu_at(dx, n, c, r / scale, 0));
+}
+
 void cpu_upsample_fwd(int scale, const cpu_view *x, cpu_view *y, int r_lo, int r_hi)
 {
     check_upsample(scale, x, y, r_lo, r_hi);
@@ -136,11 +155,7 @@ void cpu_upsample_fwd(int scale, const cpu_view *x, cpu_view *y, int r_lo, int r
 #pragma omp parallel for collapse(2) schedule(static) if (worth_threads(work))
     for (int n = 0; n < y->n; n++)
         for (int c = 0; c < y->c; c++)
-            for (int r = r_lo; r <= r_hi; r++) {
-                const float *xr = cpu_at(x, n, c, r / scale, 0);
-                float *yr = cpu_at(y, n, c, r, 0);
-                upsample_row(scale, xr, x->w, yr);
-            }
+            upsample_plane(scale, x, y, n, c, r_lo, r_hi);
 }
 
 void cpu_upsample_bwd(int scale, const cpu_view *dy, int r_lo, int r_hi, cpu_view *dx)
@@ -152,11 +167,7 @@ void cpu_upsample_bwd(int scale, const cpu_view *dy, int r_lo, int r_hi, cpu_vie
 #pragma omp parallel for collapse(2) schedule(static) if (worth_threads(work))
     for (int n = 0; n < dy->n; n++)
         for (int c = 0; c < dy->c; c++)
-            for (int r = r_lo; r <= r_hi; r++) {
-                const float *dyr = cpu_at(dy, n, c, r, 0);
-                float *dxr = cpu_at(dx, n, c, r / scale, 0);
-                upsample_row_bwd(scale, dyr, dx->w, dxr);
-            }
+            upsample_plane_bwd(scale, dy, dx, n, c, r_lo, r_hi);
 }
 
 /* ------------------------------------------------------------------ copies */

@@ -580,6 +580,7 @@ static int64_t conv_bwd_filter_tiles(const conv_shape *s)
 
 /* db of output channels [co0, co0 + BIAS_BLOCK) += the sums of their dy rows, in double per
  * channel, images in order. */
+LR_CLONES
 static void conv_bwd_bias_item(const cpu_view *dy, int r_lo, int r_hi, float *db, int co0)
 {
     int64_t span = plane_span(r_lo, r_hi, dy->w);

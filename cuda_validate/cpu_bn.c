@@ -26,7 +26,8 @@ static void check_bn(const cpu_view *x, int r_lo, int r_hi)
 enum { LANES = 8 };
 
 /* *sum += sum of p, *sq += sum of p^2. */
-static void span_sums(const float *p, int64_t len, double *sum, double *sq)
+static inline __attribute__((always_inline)) void span_sums(const float *p, int64_t len,
+                                                            double *sum, double *sq)
 {
     double s[LANES] = {0}, q[LANES] = {0}, ts = 0.0, tq = 0.0;
     int64_t i = 0;
@@ -52,7 +53,7 @@ static void span_sums(const float *p, int64_t len, double *sum, double *sq)
 }
 
 /* *sdy += sum of dy, *sdyx += sum of dy * xhat with xhat = (x - mean) * invstd in float. */
-static void span_grad_sums(const float *x, const float *dy, int64_t len, float mean, float invstd,
+static inline __attribute__((always_inline)) void span_grad_sums(const float *x, const float *dy, int64_t len, float mean, float invstd,
                            double *sdy, double *sdyx)
 {
     double s[LANES] = {0}, q[LANES] = {0}, ts = 0.0, tq = 0.0;
@@ -76,7 +77,10 @@ static void span_grad_sums(const float *x, const float *dy, int64_t len, float m
     *sdyx += tq;
 }
 
-/* The gradient sums of channel c over rows [r_lo, r_hi] of every image, in image order. */
+/* The gradient sums of channel c over rows [r_lo, r_hi] of every image, in image order. The
+ * per-channel and per-plane loops of this file are compiled for AVX2 too (LR_CLONES): the same
+ * operations in the same order, the same bits. */
+LR_CLONES
 static void channel_grad_sums(const cpu_view *x, float mean, float invstd, const cpu_view *dy,
                               int r_lo, int r_hi, int c, double *sdy, double *sdyx)
 {
@@ -87,6 +91,24 @@ static void channel_grad_sums(const cpu_view *x, float mean, float invstd, const
                        sdy, sdyx);
 }
 
+/* The sums of channel c over `span` floats from row r_lo of every image, in image order. */
+LR_CLONES
+static void channel_sums(const cpu_view *x, int c, int r_lo, int64_t span, double *sum, double *sq)
+{
+    for (int n = 0; n < x->n; n++)
+        span_sums(cpu_at(x, n, c, r_lo, 0), span, sum, sq);
+}
+
+/* y = (x - mean) * scale + beta over a span. */
+LR_CLONES
+static void affine_span(const float *xp, float *yp, int64_t span, float mean, float scale,
+                        float beta)
+{
+#pragma omp simd
+    for (int64_t i = 0; i < span; i++)
+        yp[i] = (xp[i] - mean) * scale + beta;
+}
+
 void cpu_bn_accumulate(const cpu_view *x, int r_lo, int r_hi, double *acc)
 {
     check_bn(x, r_lo, r_hi);
@@ -94,8 +116,7 @@ void cpu_bn_accumulate(const cpu_view *x, int r_lo, int r_hi, double *acc)
 #pragma omp parallel for schedule(static) if (worth_threads(work))
     for (int c = 0; c < x->c; c++) {
         double sum = 0.0, sq = 0.0;
-        for (int n = 0; n < x->n; n++)
-            span_sums(cpu_at(x, n, c, r_lo, 0), span, &sum, &sq);
+        channel_sums(x, c, r_lo, span, &sum, &sq);
         acc[c] += sum;
         acc[x->c + c] += sq;
     }
@@ -127,11 +148,8 @@ void cpu_bn_fwd(const cpu_view *x, const float *stats, const float *gb, cpu_view
     for (int n = 0; n < x->n; n++)
         for (int c = 0; c < C; c++) {
             float mean = stats[c], scale = gb[c] * stats[C + c], beta = gb[C + c];
-            const float *xp = cpu_at(x, n, c, r_lo, 0);
-            float *yp = cpu_at(y, n, c, r_lo, 0);
-#pragma omp simd
-            for (int64_t i = 0; i < span; i++)
-                yp[i] = (xp[i] - mean) * scale + beta;
+            affine_span(cpu_at(x, n, c, r_lo, 0), cpu_at(y, n, c, r_lo, 0), span, mean, scale,
+                        beta);
         }
 }
 
@@ -197,6 +215,20 @@ static inline __attribute__((always_inline)) void bn_dx_add(const bn_dx_span *d,
     }
 }
 
+/* One plane's dx, with the loop of its case. */
+LR_CLONES
+static void bn_dx_plane(const bn_dx_span *d, bool direct, bool reduction)
+{
+    if (direct && reduction)
+        bn_dx_add(d, true, true);
+    else if (direct)
+        bn_dx_add(d, true, false);
+    else if (reduction)
+        bn_dx_add(d, false, true);
+    else
+        bn_dx_add(d, false, false);
+}
+
 /* dy is read only with_direct (a reduction-only call may pass NULL); dx or dgb NULL is not
  * wanted. dx gets k * t per element, k = gamma * invstd, t = dy (direct) - mean(dy) -
  * xhat * mean(dy * xhat) (reduction), where the means are gacc / count. */
@@ -235,14 +267,7 @@ void cpu_bn_bwd(const cpu_view *x, const float *stats, const float *gb, const cp
             const float *dyp = with_direct ? cpu_at(dy, n, c, r_lo, 0) : xp; /* read if direct */
             float *dxp = cpu_at(dx, n, c, r_lo, 0);
             bn_dx_span d = {xp, dyp, dxp, span, mean, invstd, k, mean_dy, mean_dyx};
-            if (with_direct && with_reduction)
-                bn_dx_add(&d, true, true);
-            else if (with_direct)
-                bn_dx_add(&d, true, false);
-            else if (with_reduction)
-                bn_dx_add(&d, false, true);
-            else
-                bn_dx_add(&d, false, false);
+            bn_dx_plane(&d, with_direct, with_reduction);
         }
 }
 
@@ -265,12 +290,18 @@ void cpu_bn_frozen_fwd(const cpu_view *x, const float *running, double eps, cons
         for (int c = 0; c < C; c++) {
             float mean = running[c], scale = gb[c] * frozen_invstd(running, C, c, eps);
             float beta = gb[C + c];
-            const float *xp = cpu_at(x, n, c, r_lo, 0);
-            float *yp = cpu_at(y, n, c, r_lo, 0);
-#pragma omp simd
-            for (int64_t i = 0; i < span; i++)
-                yp[i] = (xp[i] - mean) * scale + beta;
+            affine_span(cpu_at(x, n, c, r_lo, 0), cpu_at(y, n, c, r_lo, 0), span, mean, scale,
+                        beta);
         }
+}
+
+/* dx += k * dy over a span. */
+LR_CLONES
+static void scaled_add_span(float *dxp, const float *dyp, int64_t span, float k)
+{
+#pragma omp simd
+    for (int64_t i = 0; i < span; i++)
+        dxp[i] += k * dyp[i];
 }
 
 void cpu_bn_frozen_bwd(const cpu_view *x, const float *running, double eps, const float *gb,
@@ -296,11 +327,7 @@ void cpu_bn_frozen_bwd(const cpu_view *x, const float *running, double eps, cons
     for (int n = 0; n < x->n; n++)
         for (int c = 0; c < C; c++) {
             float k = gb[c] * frozen_invstd(running, C, c, eps);
-            const float *dyp = cpu_at(dy, n, c, r_lo, 0);
-            float *dxp = cpu_at(dx, n, c, r_lo, 0);
-#pragma omp simd
-            for (int64_t i = 0; i < span; i++)
-                dxp[i] += k * dyp[i];
+            scaled_add_span(cpu_at(dx, n, c, r_lo, 0), cpu_at(dy, n, c, r_lo, 0), span, k);
         }
 }
 

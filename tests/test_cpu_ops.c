@@ -681,10 +681,12 @@ static cpu_view view_with_ties(int n, int c, int h, int w)
 }
 
 static const cpu_window MAXPOOL_CASES[] = {
-    {3, 3, 2, 2, 1, 1, 1, 1, 1}, /* torchvision ResNet stem */
-    {2, 2, 2, 2, 0, 0, 1, 1, 1}, /* VGG */
-    {2, 3, 1, 2, 1, 1, 2, 1, 1}, /* dilated rows, rectangular */
+    {3, 3, 2, 2, 1, 1, 1, 1, 1}, /* torchvision ResNet stem (rows then columns, stride 2) */
+    {2, 2, 2, 2, 0, 0, 1, 1, 1}, /* VGG (its own path) */
+    {2, 3, 1, 2, 1, 1, 2, 1, 1}, /* dilated rows, rectangular (per tap) */
+    {3, 2, 1, 1, 1, 0, 1, 1, 1}, /* overlapping rows, unit strides (rows then columns, stride 1) */
 };
+enum { N_MAXPOOL_CASES = sizeof MAXPOOL_CASES / sizeof MAXPOOL_CASES[0] };
 
 /* Max pooling forward gives the window's first maximum in scan order, bit for bit, with -inf
  * padding (the rows-then-columns path of the unit-dilation cases as the per-tap one of the dilated
@@ -692,7 +694,7 @@ static const cpu_window MAXPOOL_CASES[] = {
 static void test_maxpool_matches_reference_with_ties(void **state)
 {
     rng_seed(800);
-    for (int i = 0; i < 3; i++) {
+    for (int i = 0; i < N_MAXPOOL_CASES; i++) {
         const cpu_window *g = &MAXPOOL_CASES[i];
         cpu_view x = view_with_ties(2, 3, 9, 10);
         int oh = out_extent(9, g->kh, g->sh, g->ph, g->dh);

@@ -53,8 +53,10 @@ static inline __attribute__((always_inline)) void span_sums(const float *p, int6
 }
 
 /* *sdy += sum of dy, *sdyx += sum of dy * xhat with xhat = (x - mean) * invstd in float. */
-static inline __attribute__((always_inline)) void span_grad_sums(const float *x, const float *dy, int64_t len, float mean, float invstd,
-                           double *sdy, double *sdyx)
+static inline __attribute__((always_inline)) void span_grad_sums(const float *x, const float *dy,
+                                                                 int64_t len, float mean,
+                                                                 float invstd, double *sdy,
+                                                                 double *sdyx)
 {
     double s[LANES] = {0}, q[LANES] = {0}, ts = 0.0, tq = 0.0;
     int64_t i = 0;

@@ -28,6 +28,14 @@ static void check_pool(const cpu_window *g, const cpu_view *x, const cpu_view *y
     LR_ASSERT(g->ph <= g->kh / 2 && g->pw <= g->kw / 2);
 }
 
+/* The 2x2 window of stride 2 without padding or dilation (VGG's and the tiny nets' pooling), which
+ * average and max pooling run on paths of their own: four taps, windows apart. */
+static bool window_2x2_s2(const cpu_window *g)
+{
+    return g->kh == 2 && g->kw == 2 && g->sh == 2 && g->sw == 2 && g->ph == 0 && g->pw == 0 &&
+           g->dh == 1 && g->dw == 1;
+}
+
 /* Output columns processed together: the per-column state of a row scan lives on the stack. */
 enum { POOL_CHUNK = 256 };
 /* A max-pooling tap (a strided load, a compare and a select, positions too in backward) weighs
@@ -198,8 +206,7 @@ LR_CLONES
 static void max_plane_fwd(const cpu_window *g, const cpu_view *x, int n, int c, int r_lo,
                           int r_hi, cpu_view *y)
 {
-    if (g->kh == 2 && g->kw == 2 && g->sh == 2 && g->sw == 2 && g->ph == 0 && g->pw == 0 &&
-        g->dh == 1 && g->dw == 1) { /* VGG's and the tiny nets': the four taps in scan order */
+    if (window_2x2_s2(g)) { /* the four taps in scan order */
         for (int r = r_lo; r <= r_hi; r++) {
             const float *x0 = cpu_at(x, n, c, 2 * r, 0), *x1 = cpu_at(x, n, c, 2 * r + 1, 0);
             float *yr = cpu_at(y, n, c, r, 0);
@@ -240,8 +247,7 @@ LR_CLONES
 static void max_plane_bwd(const cpu_window *g, const cpu_view *x, const cpu_view *dy, int n, int c,
                           int r_lo, int r_hi, cpu_view *dx, int32_t held)
 {
-    if (g->kh == 2 && g->kw == 2 && g->sh == 2 && g->sw == 2 && g->ph == 0 && g->pw == 0 &&
-        g->dh == 1 && g->dw == 1) {
+    if (window_2x2_s2(g)) {
         /* windows apart: each input element takes at most one output's gradient, from the tap
          * the scan picks (the first, then one strictly greater or NaN) */
         for (int r = r_lo; r <= r_hi; r++) {
@@ -355,8 +361,7 @@ LR_CLONES
 static void avg_plane_fwd(const cpu_window *g, const cpu_view *x, int n, int c, int r_lo,
                           int r_hi, float divisor, cpu_view *y)
 {
-    if (g->kh == 2 && g->kw == 2 && g->sh == 2 && g->sw == 2 && g->ph == 0 && g->pw == 0 &&
-        2 * y->w <= x->w) {
+    if (window_2x2_s2(g)) {
         for (int r = r_lo; r <= r_hi; r++)
             avg_row_2x2(cpu_at(x, n, c, 2 * r, 0), cpu_at(x, n, c, 2 * r + 1, 0), y->w,
                         cpu_at(y, n, c, r, 0));
@@ -393,8 +398,10 @@ void cpu_avgpool_fwd(const cpu_window *g, const cpu_view *x, cpu_view *y, int r_
  * windows do not overlap across columns (sw >= kw) an input element takes at most one share per
  * (r, ky), so the taps may run in the outer loops (which vectorise) with the same sums, bit for
  * bit; otherwise the shares are added window by window, columns in order, as before. */
-static inline __attribute__((always_inline)) void avg_row_bwd(const cpu_window *g, const float *dyr, int r, int o0, int len,
-                        float divisor, cpu_view *dx, int n, int c)
+static inline __attribute__((always_inline)) void avg_row_bwd(const cpu_window *g,
+                                                               const float *dyr, int r, int o0,
+                                                               int len, float divisor,
+                                                               cpu_view *dx, int n, int c)
 {
     float share[POOL_CHUNK];
     for (int o = 0; o < len; o++)
@@ -451,8 +458,7 @@ LR_CLONES
 static void avg_plane_bwd(const cpu_window *g, const cpu_view *dy, int n, int c, int r_lo,
                           int r_hi, float divisor, cpu_view *dx)
 {
-    if (g->kh == 2 && g->kw == 2 && g->sh == 2 && g->sw == 2 && g->ph == 0 && g->pw == 0 &&
-        2 * dy->w <= dx->w) {
+    if (window_2x2_s2(g)) {
         for (int r = r_lo; r <= r_hi; r++)
             avg_row_bwd_2x2(cpu_at(dy, n, c, r, 0), dy->w, cpu_at(dx, n, c, 2 * r, 0),
                             cpu_at(dx, n, c, 2 * r + 1, 0));

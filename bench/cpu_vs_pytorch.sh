@@ -20,7 +20,8 @@
 # Environment: OMP_WAIT_POLICY (default: unset, each program waits its own way: lrcnn-validate
 # spins when the machine has a free CPU for each thread as it starts, else sleeps, and says which
 # in the tables; PyTorch's libgomp spins 300000 times; set, it holds for both), THREADS (default: every core), ROUNDS (3), STEPS (6), NETS ("net:HxW ..."),
-# ROW_NETS ("" skips table 2), ROW_STRATEGIES and ROW_ONE_THREAD (1), OUT, PY (an interpreter with torch, /usr/bin/python3).
+# ROW_NETS ("" skips table 2), ROW_STRATEGIES and ROW_ONE_THREAD (1), OUT, PY (an interpreter with torch, /usr/bin/python3),
+# OPENBLAS_CORETYPE (default: the set lrcnn-validate runs with; set, it holds for both).
 # Deliberately not here: GPUs (bench/gpu.sh), memory (lrcnn-validate reports it on every run).
 set -euo pipefail
 
@@ -60,6 +61,23 @@ theirs() { # net hw json-out
     "$PY" bench/pytorch_cpu.py --net "networks/$1.json" --input "$2" --batch $BATCH \
         --threads "$THREADS" --steps "$STEPS" > "$3"
 }
+
+# OpenBLAS's kernels: on a CPU newer than the library, OpenBLAS takes its generic set and
+# lrcnn-validate runs itself again with a better one named in OPENBLAS_CORETYPE (cpu_blas.c).
+# PyTorch's fc layers call the same OpenBLAS (Debian's torch: the system BLAS), so the set is
+# exported here for both programs (one the user set holds for both already).
+"$BIN/lrcnn-validate" --net tiny-vgg --dry-run --quiet --json > "$tmp/gemm.json"
+gemm=$(field "$tmp/gemm.json" cpu_gemm)
+blas_note=""
+if [ -n "${OPENBLAS_CORETYPE:-}" ]; then
+    export OPENBLAS_CORETYPE
+    blas_note="OPENBLAS_CORETYPE=$OPENBLAS_CORETYPE (set by the caller) for both programs."
+elif [[ $gemm == *"(OPENBLAS_CORETYPE;"* ]]; then
+    OPENBLAS_CORETYPE=$(sed 's/ kernels (.*//; s/.* //' <<< "$gemm")
+    export OPENBLAS_CORETYPE
+    blas_note="OPENBLAS_CORETYPE=$OPENBLAS_CORETYPE for both programs: ${gemm#*OPENBLAS_CORETYPE; }"
+    blas_note=${blas_note%)}"; PyTorch's fc layers call the same OpenBLAS."
+fi
 
 load_before=$(load)
 echo "cpu_vs_pytorch: $THREADS threads, $ROUNDS rounds of $STEPS steps, load $load_before" >&2
@@ -115,6 +133,7 @@ load_after=$(load)
     echo "PyTorch $("$PY" -c 'import torch; print(torch.__version__)') ($PY, oneDNN: $("$PY" -c 'import torch; print(torch.backends.mkldnn.is_available())'));"
     echo "our GEMM: $(field "$tmp/o.json" cpu_gemm) (OpenBLAS picks its kernels by CPU model; other kernels round"
     echo "differently, so another CPU can give other bits from the same build)."
+    if [ -n "$blas_note" ]; then echo "$blas_note"; fi
     if [ -n "${OMP_WAIT_POLICY:-}" ]; then
         echo "OMP_WAIT_POLICY=$OMP_WAIT_POLICY for both programs."
     else

@@ -17,7 +17,9 @@
 #include "cpu_kernel.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 int cpu_parallel_shift;
 
@@ -41,6 +43,46 @@ void cpu_set_spinning(bool spinning)
  * the serial build, hence weak). Single-threaded calls never start them again. */
 extern int blas_thread_shutdown_(void) __attribute__((weak));
 
+/* OpenBLAS picks its kernel set from the CPU's model number as it loads. A model newer than the
+ * library gets its generic x86-64 set, "Prescott" (SSE3): OpenBLAS 0.3.21, Debian 12's, does so
+ * on Emerald Rapids (family 6, model 207), where resnet18's column step at 64x64 took 795 ms with
+ * it and 279 ms with the SkylakeX set (bench/cpu_vs_pytorch.sh, one round each). The set can be
+ * named in OPENBLAS_CORETYPE, which the library reads only as it loads. So when it fell back to
+ * Prescott on a CPU that runs a better set, the program names the best of them there and executes
+ * itself again, once: the variable, now set, stops a second try, and one the user set is left as
+ * it is. FALLBACK_VAR records what OpenBLAS had picked, for cpu_gemm_describe. */
+#define FALLBACK_VAR "LRCNN_OPENBLAS_OWN_CHOICE"
+
+/* The best kernel set of OpenBLAS's dynamic builds this CPU runs (the checks include the OS's
+ * support of the registers); NULL: none above Prescott. */
+static const char *better_kernels(void)
+{
+#if defined(__x86_64__) && defined(__GNUC__)
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512cd") &&
+        __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq") &&
+        __builtin_cpu_supports("avx512vl"))
+        return "SkylakeX";
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+        return "Haswell";
+    if (__builtin_cpu_supports("avx"))
+        return "Sandybridge";
+#endif
+    return NULL;
+}
+
+static void choose_kernels(char **argv)
+{
+    const char *own = openblas_get_corename(), *better = better_kernels();
+    if (getenv("OPENBLAS_CORETYPE") || !argv || !argv[0] || !own || strcmp(own, "Prescott") != 0 ||
+        !better)
+        return;
+    if (setenv("OPENBLAS_CORETYPE", better, 1) == 0 && setenv(FALLBACK_VAR, own, 1) == 0)
+        execv("/proc/self/exe", argv);
+    unsetenv("OPENBLAS_CORETYPE"); /* (no /proc: the program goes on with Prescott's) */
+    unsetenv(FALLBACK_VAR);
+}
+
 void cpu_gemm_describe(char *buf, size_t size)
 {
     /* openblas_get_config(): "OpenBLAS 0.3.21 NO_LAPACKE DYNAMIC_ARCH ..."; its first two words */
@@ -48,11 +90,17 @@ void cpu_gemm_describe(char *buf, size_t size)
     int len = (int)strcspn(config, " ");
     if (config[len] == ' ')
         len += 1 + (int)strcspn(config + len + 1, " ");
-    snprintf(buf, size, "%.*s, %s kernels", len, config, openblas_get_corename());
+    const char *own = getenv(FALLBACK_VAR);
+    snprintf(buf, size, "%.*s, %s kernels%s%s%s", len, config, openblas_get_corename(),
+             own ? " (OPENBLAS_CORETYPE; OpenBLAS picked " : "", own ? own : "",
+             own ? " for this CPU)" : "");
 }
 
-__attribute__((constructor)) static void blas_single_threaded(void)
+/* (glibc calls a program's constructors with main's arguments) */
+__attribute__((constructor)) static void blas_single_threaded(int argc, char **argv)
 {
+    (void)argc;
+    choose_kernels(argv);
     openblas_set_num_threads(1);
     if (blas_thread_shutdown_ != NULL)
         blas_thread_shutdown_();

@@ -378,12 +378,15 @@ static void test_2ps_training_follows_column_for_ten_steps(void **state)
 }
 
 /* Trained with Adam on 4800 Fashion-MNIST images, 2ps and column follow the same trajectory (the
- * epoch's mean loss within 1e-3 relative) and reach the same test accuracy on 2000 test images
+ * epoch's mean loss within 5e-3 relative) and reach the same test accuracy on 2000 test images
  * within 1.5 points. Adam (lr 1e-3) is used because its normalised steps keep the two runs within
  * rounding of each other for the whole epoch; SGD with momentum at lr 0.05 turns rounding into
  * different trajectories after ~30 steps. The accuracy band is the rounding spread of this short
  * run, not a tolerance for error: on OpenBLAS the exact strategies (row, 2ps, overl, checkpoint)
- * land between 76.8% and 77.7% with column at 77.7%, their epoch losses within 3e-4 relative. */
+ * land between 76.8% and 77.7% with column at 77.7%, their epoch losses within 3e-4 relative.
+ * How far rounding carries depends on the GEMM kernels: 2ps's epoch loss against column's, on
+ * four of OpenBLAS 0.3.21's sets on one CPU (OPENBLAS_CORETYPE), was 1.7e-4 relative (Haswell),
+ * 5.2e-4 (SkylakeX), 2.0e-3 (Sandybridge) and 3.5e-3 (Prescott), accuracies 76.75-77.60%. */
 static void test_2ps_and_column_reach_the_same_accuracy(void **state)
 {
     need_dataset();
@@ -404,7 +407,7 @@ static void test_2ps_and_column_reach_the_same_accuracy(void **state)
     print_message("test accuracy: 2ps %.2f%%, column %.2f%% (epoch loss %.4f vs %.4f)\n",
                   r.test_accuracy, r.column_test_accuracy, r.loss_curve[0], r.column_loss_curve[0]);
     assert_true(r.test_accuracy > 70 && r.column_test_accuracy > 70);
-    assert_true(fabs(r.loss_curve[0] - r.column_loss_curve[0]) <= 1e-3 * r.column_loss_curve[0]);
+    assert_true(fabs(r.loss_curve[0] - r.column_loss_curve[0]) <= 5e-3 * r.column_loss_curve[0]);
     assert_true(fabs(r.test_accuracy - r.column_test_accuracy) <= 1.5);
     validate_result_free(&r);
 }
@@ -490,6 +493,15 @@ static void test_run_names_cpu_and_gemm_kernels(void **state)
 #ifdef LRCNN_HAVE_OPENBLAS
     assert_memory_equal(r.cpu_gemm, "OpenBLAS ", 9);
     assert_non_null(strstr(r.cpu_gemm, " kernels"));
+    /* OpenBLAS's generic set on a CPU that runs a better one only when the user named it
+     * (cpu_blas.c runs the program again with a better one otherwise), and then said so */
+    const char *own = getenv("LRCNN_OPENBLAS_OWN_CHOICE");
+#if defined(__x86_64__) && defined(__GNUC__)
+    if ((!getenv("OPENBLAS_CORETYPE") || own) && __builtin_cpu_supports("avx"))
+        assert_null(strstr(r.cpu_gemm, "Prescott kernels"));
+#endif
+    if (own)
+        assert_non_null(strstr(r.cpu_gemm, " kernels (OPENBLAS_CORETYPE; OpenBLAS picked "));
 #else
     assert_string_equal(r.cpu_gemm, "plain loops");
 #endif

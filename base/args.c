@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 static const args_flag *find(const args_flag *table, const char *name, size_t len)
 {
@@ -120,4 +121,15 @@ lr_status args_hw(const char *flag, const char *s, int hi, int *h, int *w)
     LR_TRY(args_int(flag, x + 1, 1, hi, &b));
     *h = (int)a, *w = (int)b;
     return LR_OK;
+}
+
+void args_exec_self(char **argv)
+{
+    char self[4096];
+    ssize_t len = readlink("/proc/self/exe", self, sizeof self - 1);
+    if (len > 0 && len < (ssize_t)sizeof self - 1) {
+        self[len] = '\0';
+        execv(self, argv);
+    }
+    execv("/proc/self/exe", argv);
 }

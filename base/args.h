@@ -33,6 +33,11 @@ lr_status args_parse(const args_flag *table, int argc, char **argv, void *ctx);
 /* Prints the flag table (name, metavar, help) for --help. */
 void args_print_help(FILE *f, const args_flag *table);
 
+/* Runs this program again with argv and the environment as it is now, from its own path (not
+ * /proc/self/exe, so that it keeps its name in ps and top): for settings a library reads only as
+ * it loads. Returns only when that failed. */
+void args_exec_self(char **argv);
+
 lr_status args_int(const char *flag, const char *s, int64_t lo, int64_t hi, int64_t *out);
 lr_status args_double(const char *flag, const char *s, double lo, double hi, double *out);
 /* Sizes: a number with an optional unit B, KB, MB, GB, TB (powers of 1000) or KiB, MiB, GiB,

@@ -16,10 +16,11 @@
  */
 #include "cpu_kernel.h"
 
+#include "args.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 int cpu_parallel_shift;
 
@@ -78,7 +79,7 @@ static void choose_kernels(char **argv)
         !better)
         return;
     if (setenv("OPENBLAS_CORETYPE", better, 1) == 0 && setenv(FALLBACK_VAR, own, 1) == 0)
-        execv("/proc/self/exe", argv);
+        args_exec_self(argv);
     unsetenv("OPENBLAS_CORETYPE"); /* (no /proc: the program goes on with Prescott's) */
     unsetenv(FALLBACK_VAR);
 }

@@ -304,7 +304,7 @@ static void choose_wait(char **argv, const validate_options *o)
     if (m == WAIT_SPIN ? setenv("GOMP_SPINCOUNT", spins, 1) != 0
                        : setenv("OMP_WAIT_POLICY", "passive", 1) != 0)
         return;
-    execv("/proc/self/exe", argv);
+    args_exec_self(argv);
 }
 
 int main(int argc, char **argv)

@@ -92,9 +92,11 @@ void cpu_gemm_describe(char *buf, size_t size)
     if (config[len] == ' ')
         len += 1 + (int)strcspn(config + len + 1, " ");
     const char *own = getenv(FALLBACK_VAR);
-    snprintf(buf, size, "%.*s, %s kernels%s%s%s", len, config, openblas_get_corename(),
-             own ? " (OPENBLAS_CORETYPE; OpenBLAS picked " : "", own ? own : "",
-             own ? " for this CPU)" : "");
+    if (own)
+        snprintf(buf, size, "%.*s, %s kernels (OPENBLAS_CORETYPE; OpenBLAS picked %s for this CPU)",
+                 len, config, openblas_get_corename(), own);
+    else
+        snprintf(buf, size, "%.*s, %s kernels", len, config, openblas_get_corename());
 }
 
 /* (glibc calls a program's constructors with main's arguments) */

@@ -187,8 +187,8 @@ static inline __attribute__((always_inline)) bool max_plane_sep(const cpu_window
             float *yr = cpu_at(y, n, c, r, 0);
             const float *h0 = hm + (int64_t)(r - ra) * g->sh * owp;
 #pragma omp simd
-            for (int o = 0; o < y->w; o++)
-                yr[o] = max_take(-INFINITY, h0[o]);
+            for (int o = 0; o < y->w; o++) /* (max_take(-inf, v) is v, bit for bit) */
+                yr[o] = h0[o];
             for (int ky = 1; ky < g->kh; ky++) {
                 const float *hk = h0 + (int64_t)ky * owp;
 #pragma omp simd
@@ -212,8 +212,7 @@ static void max_plane_fwd(const cpu_window *g, const cpu_view *x, int n, int c, 
             float *yr = cpu_at(y, n, c, r, 0);
 #pragma omp simd
             for (int o = 0; o < y->w; o++)
-                yr[o] = max_take(max_take(max_take(max_take(-INFINITY, x0[2 * o]), x0[2 * o + 1]),
-                                          x1[2 * o]),
+                yr[o] = max_take(max_take(max_take(x0[2 * o], x0[2 * o + 1]), x1[2 * o]),
                                  x1[2 * o + 1]);
         }
         return;

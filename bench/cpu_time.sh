@@ -7,7 +7,10 @@
 # 1. lrcnn-validate --backend cpu on the tiny nets, every strategy, at batch FIT_BATCH and
 #    CHECK_BATCH: column runs beside each strategy, step for step in the same process, so the
 #    measured time / column ratio is one run's medians (load on the machine hits both alike).
-# 2. time-fit fits the CPU constants on the FIT_BATCH runs (fit.txt, fit.json).
+# 2. time-fit fits the CPU constants on the FIT_BATCH runs (fit.txt, fit.json), by layer: the runs
+#    are made with --profile, and each layer's kernel time per step is a measurement (time-fit
+#    --by-layer), so the fit gets the split between convolutions and memory-bound layers right,
+#    not only the steps' totals.
 # 3. With those constants, the predicted time / column ratio of every CHECK_BATCH run against the
 #    measured one (check.txt): the model's structure holds if they agree within 20% without
 #    having seen that batch. The same with the table's "cpu" entry (table.txt).
@@ -36,7 +39,7 @@ for batch in $([ "${REUSE:-0}" = 1 ] || echo "$FIT_BATCH" "$CHECK_BATCH"); do
         for st in $STRATEGIES; do
             f=$OUTDIR/runs/$net-b$batch-$st.json
             "$BIN/lrcnn-validate" --net "$net" --strategy "$st" --batch "$batch" --backend cpu \
-                --data synthetic --steps "$STEPS" --optimizer momentum --lr 0.01 --json --quiet > "$f"
+                --data synthetic --steps "$STEPS" --optimizer momentum --lr 0.01 --profile --json --quiet > "$f"
             echo "$net b$batch $st: $(python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print("%.1f ms, column %.1f ms" % (d["step_ms"], d["column_step_ms"]))' "$f")"
         done
     done
@@ -44,9 +47,9 @@ done
 
 fit_runs=("$OUTDIR"/runs/*-b"$FIT_BATCH"-*.json)
 check_runs=("$OUTDIR"/runs/*-b"$CHECK_BATCH"-*.json)
-"$BIN/time-fit" --device cpu --out "$OUTDIR/fit.json" "${fit_runs[@]}" > "$OUTDIR/fit.txt"
-"$BIN/time-fit" --device cpu --constants "$OUTDIR/fit.json" --no-fit "${check_runs[@]}" > "$OUTDIR/check.txt"
-"$BIN/time-fit" --device cpu --no-fit "${check_runs[@]}" > "$OUTDIR/table.txt"
+"$BIN/time-fit" --device cpu --by-layer --out "$OUTDIR/fit.json" "${fit_runs[@]}" > "$OUTDIR/fit.txt"
+"$BIN/time-fit" --device cpu --by-layer --constants "$OUTDIR/fit.json" --no-fit "${check_runs[@]}" > "$OUTDIR/check.txt"
+"$BIN/time-fit" --device cpu --by-layer --no-fit "${check_runs[@]}" > "$OUTDIR/table.txt"
 
 # who measured the runs (REUSE=1: the earlier summary's first line)
 measured_by="bench/cpu_time.sh on $(hostname), $(date -u +%FT%TZ), OMP_NUM_THREADS=$OMP_NUM_THREADS, steps $STEPS; load: $(uptime | sed 's/.*load average: //')"
@@ -63,7 +66,7 @@ summarise() {
 }
 {
     echo "$measured_by"
-    echo "fit on batch $FIT_BATCH ($(grep 'RMS' "$OUTDIR/fit.txt"))"
+    echo "fit on batch $FIT_BATCH, by layer ($(grep '^RMS log error by layer' "$OUTDIR/fit.txt" | sed 's/^RMS log error by layer (weighted[^)]*)/RMS log error of the layers/')); steps: $(grep '^RMS log error: ' "$OUTDIR/fit.txt" | sed 's/^RMS log error: //')"
     echo "time / column at batch $CHECK_BATCH with the fitted constants: $(summarise "$OUTDIR/check.txt")"
     echo "time / column at batch $CHECK_BATCH with the table's cpu entry: $(summarise "$OUTDIR/table.txt")"
     grep '^device.c' "$OUTDIR/fit.txt"

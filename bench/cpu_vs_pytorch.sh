@@ -52,10 +52,14 @@ load() { uptime | sed 's/.*load average: //'; }
 field() { "$PY" -c 'import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])' "$1" "$2"; }
 median() { printf '%s\n' "$@" | sort -g | awk '{v[NR]=$1} END {print (NR%2 ? v[(NR+1)/2] : (v[NR/2]+v[NR/2+1])/2)}'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", a / b}'; }
+# --profile's step in kernels if every layer ran at column's rate (each layer's column time scaled
+# by its FLOP ratio), relative to column's time in kernels
+at_rate() { "$PY" -c 'import json,sys; p=json.load(open(sys.argv[1]))["profile"]; print("%.2f" % (p["at_column_rate_ms"] / sum(l["column_ms"] for l in p["layers"])))' "$1"; }
 
 ours() { # net hw json-out [strategy [threads]]
     "$BIN/lrcnn-validate" --net "$1" --input "$2" --batch $BATCH --threads "${5:-$THREADS}" --steps "$STEPS" \
-        --strategy "${4:-column}" $([ "${4:-column}" = column ] && echo --no-column) --quiet --json > "$3"
+        --strategy "${4:-column}" $([ "${4:-column}" = column ] && echo --no-column || echo --profile) \
+        --quiet --json > "$3"
 }
 theirs() { # net hw json-out
     "$PY" bench/pytorch_cpu.py --net "networks/$1.json" --input "$2" --batch $BATCH \
@@ -117,9 +121,9 @@ for cfg in $ROW_NETS; do
         one="-"
         if [ "$ROW_ONE_THREAD" = 1 ]; then
             ours "$net" "$hw" "$tmp/r1.json" "$st" 1
-            one="$(ratio "$(field "$tmp/r1.json" step_ms)" "$(field "$tmp/r1.json" column_step_ms)")"
+            one="$(ratio "$(field "$tmp/r1.json" step_ms)" "$(field "$tmp/r1.json" column_step_ms)") ($(at_rate "$tmp/r1.json"))"
         fi
-        rows2+=("| $net | $hw | $st | ${stages:-$n} | $(printf '%.1f' "$s") | $(printf '%.1f' "$c") | $(ratio "$s" "$c") | $one | $pred | $tpred | $(field "$tmp/r.json" threads_wait) |")
+        rows2+=("| $net | $hw | $st | ${stages:-$n} | $(printf '%.1f' "$s") | $(printf '%.1f' "$c") | $(ratio "$s" "$c") | $(at_rate "$tmp/r.json") | $one | $pred | $tpred | $(field "$tmp/r.json" threads_wait) |")
         echo "  $net $hw $st rows $n: $s vs column $c ms, ratio on one thread $one (predicted compute ${pred}x, time ${tpred}x)" >&2
     done
 done
@@ -158,10 +162,14 @@ load_after=$(load)
         echo "weights (medians, first step skipped); predicted compute = the planner's FLOPs relative to"
         echo "column; predicted time = its time model's step time relative to column on the \`cpu\` device"
         echo "(planner/device.c, fitted by bench/cpu_time.sh on one thread). One thread = the measured"
-        echo "ratio of the same run with \`--threads 1\` (both steps on one thread)."
+        echo "ratio of the same run with \`--threads 1\` (both steps on one thread). At column's layer"
+        echo "rates = the same run's \`--profile\`: its time in kernels if each layer ran at the rate"
+        echo "(GFLOP/s) it runs at in column, relative to column's time in kernels; above the predicted"
+        echo "compute, the extra FLOPs land in layers slower per FLOP than the step's average; the measured"
+        echo "ratio above it, the stripes run slower than the same layers in column (one thread: in brackets)."
         echo
-        echo "| net | input | strategy | stages (last layer/rows) | step ms | column ms | measured ratio | one thread | predicted compute | predicted time | wait |"
-        echo "|---|---|---|---|---|---|---|---|---|---|---|"
+        echo "| net | input | strategy | stages (last layer/rows) | step ms | column ms | measured ratio | at column's layer rates | one thread | predicted compute | predicted time | wait |"
+        echo "|---|---|---|---|---|---|---|---|---|---|---|---|"
         printf '%s\n' "${rows2[@]}"
     fi
 } > "$tmp/cpu.md"

@@ -1,6 +1,6 @@
 /* time_fit.c - refits the time model's constants (planner/device.h) from measured step times:
  *
- *   time-fit --device NAME [--constants FIT.json] [--no-fit] [--out FILE.json] RUN.json...
+ *   time-fit --device NAME [--constants FIT.json] [--no-fit] [--by-layer] [--out FILE.json] RUN.json...
  *
  * Each RUN.json is what `lrcnn-validate --json` printed: the net, input, batch, optimizer, BN mode,
  * strategy and stages of the plan that ran, its median step time (step_ms) and, when column ran
@@ -10,7 +10,14 @@
  *
  * The fit keeps the device's peak rate and moves efficiency, bandwidth, launch time and
  * half_elems to minimise the sum of squared log errors of the predicted step times (a pattern
- * search in log space from the table's values, each within 1000x of them). It prints one line per
+ * search in log space from the table's values, each within 1000x of them, and from 16 points
+ * around them). --by-layer fits the layers too: each layer of a run made with --profile
+ * (profile.layers: its kernel time per step, the strategy's and column's) is a measurement of
+ * that layer's kernels, its squared log error weighted by its share of the step, so a step's
+ * layers weigh as much as the step. Steps alone cannot tell a slow convolution from slow
+ * memory-bound layers (the same step time comes out of both), so a step fit can get every step
+ * right and the split wrong, and with it the ratio of a plan whose extra work is mostly of one
+ * kind; layers pin the split. It prints one line per
  * measurement (measured; predicted with the given constants, the table's or --constants'; and
  * predicted with the fitted ones),
  * the RMS log error of both, the predicted against the measured ratio to column for the runs that
@@ -31,13 +38,16 @@
 #include "outfile.h"
 #include "plan.h"
 
-/* One measured step: its kernels and its median time. */
+/* One measured step, or one layer's kernels in it (--by-layer): its kernels and its median
+ * time. */
 typedef struct {
     char tag[160];
     double measured_s;
     int n;
     device_kernel *k;
-    int pair; /* the measurement of column from the same run, or -1 */
+    int pair;      /* a step: the measurement of column from the same run, or -1 */
+    double weight; /* in the fit's error: 1 for a step, a layer's share of its step's time */
+    net_op op;     /* a layer's */
 } measurement;
 
 typedef struct {
@@ -87,9 +97,10 @@ static lr_status spec_of(const net_t *net, const char *strategy, const char *sta
     return LR_OK;
 }
 
-/* The kernels of the plan's schedule, as the time model sees them. */
+/* The kernels of the plan's schedule (node >= 0: of that layer only), as the time model sees
+ * them. */
 static lr_status kernels_of(const net_t *net, const plan_config *cfg, const plan_spec *sp,
-                            measurement *m)
+                            int node, measurement *m)
 {
     plan_t *plan;
     LR_TRY(plan_build(net, cfg, sp, &plan));
@@ -102,7 +113,8 @@ static lr_status kernels_of(const net_t *net, const plan_config *cfg, const plan
     if (st == LR_OK && !m->k)
         st = lr_fail(LR_ERR_NOMEM, "out of memory");
     for (int i = 0; st == LR_OK && i < s.n_steps; i++)
-        m->n += device_kernel_of_step(net, cfg->batch, 4, cfg->optim, &s.steps[i], &m->k[m->n]);
+        if (node < 0 || s.steps[i].node == node)
+            m->n += device_kernel_of_step(net, cfg->batch, 4, cfg->optim, &s.steps[i], &m->k[m->n]);
     sched_free(&s);
     plan_free(plan);
     return st;
@@ -118,11 +130,51 @@ static measurement *add_measurement(measurements *ms)
     measurement *m = &ms->v[ms->n++];
     memset(m, 0, sizeof *m);
     m->pair = -1;
+    m->weight = 1;
     return m;
 }
 
-/* A run's measurements: its strategy's step, and column's when column ran beside it. */
-static lr_status read_run(const char *path, const device_spec *dev, measurements *ms)
+/* --by-layer: the layers of a run's profile (lrcnn-validate --profile --json), the strategy's
+ * (prefix "") or column's ("column_"), each a measurement of its own kernels weighted by its
+ * share of the step (layers without kernels or time are left out). */
+static lr_status read_layers(json_object *profile, const net_t *net, const plan_config *cfg,
+                             const plan_spec *sp, const char *tag, const char *prefix,
+                             double step_ms, measurements *layers)
+{
+    json_object *arr;
+    if (!profile || !json_object_object_get_ex(profile, "layers", &arr) ||
+        !json_object_is_type(arr, json_type_array))
+        return lr_fail(LR_ERR_INPUT, "--by-layer: no profile.layers (run lrcnn-validate with --profile)");
+    char key[32];
+    snprintf(key, sizeof key, "%sms", prefix);
+    for (size_t i = 0; i < json_object_array_length(arr); i++) {
+        json_object *e = json_object_array_get_idx(arr, i);
+        const char *name = get_str(e, "layer");
+        double ms = get_num(e, key);
+        int node = name ? net_find(net, name) : -1;
+        if (node < 0)
+            return lr_fail(LR_ERR_INPUT, "profile.layers[%zu]: %s has no layer '%s'", i, net->name,
+                           name ? name : "(none)");
+        if (!(ms > 0))
+            continue;
+        measurement *m = add_measurement(layers);
+        snprintf(m->tag, sizeof m->tag, "%s %s", tag, name);
+        m->measured_s = ms / 1e3;
+        m->weight = ms / step_ms;
+        m->op = net->nodes[node].op;
+        LR_TRY(kernels_of(net, cfg, sp, node, m));
+        if (m->n == 0) {
+            free(m->k);
+            layers->n--;
+        }
+    }
+    return LR_OK;
+}
+
+/* A run's measurements: its strategy's step, and column's when column ran beside it; with
+ * layers (--by-layer), the same by layer. */
+static lr_status read_run(const char *path, const device_spec *dev, measurements *ms,
+                          measurements *layers)
 {
     json_object *j = json_object_from_file(path), *in, *v;
     if (!j || !get_str(j, "strategy") || !json_object_object_get_ex(j, "input", &in) ||
@@ -151,11 +203,14 @@ static lr_status read_run(const char *path, const device_spec *dev, measurements
     if (st == LR_OK)
         st = spec_of(net, strategy, get_str(j, "stages") ? get_str(j, "stages") : "", &sp);
     int first = ms->n;
+    json_object *profile = json_object_object_get_ex(j, "profile", &v) ? v : NULL;
     if (st == LR_OK) {
         measurement *m = add_measurement(ms);
         snprintf(m->tag, sizeof m->tag, "%s %dx%d b%d %s", net->name, h, w, cfg.batch, strategy);
         m->measured_s = get_num(j, "step_ms") / 1e3;
-        st = kernels_of(net, &cfg, &sp, m);
+        st = kernels_of(net, &cfg, &sp, -1, m);
+        if (st == LR_OK && layers)
+            st = read_layers(profile, net, &cfg, &sp, m->tag, "", get_num(j, "step_ms"), layers);
     }
     if (st == LR_OK && strcmp(strategy, "column") != 0 && get_num(j, "column_step_ms") > 0 &&
         get_num(j, "column_step_ms") != get_num(j, "step_ms")) {
@@ -163,7 +218,10 @@ static lr_status read_run(const char *path, const device_spec *dev, measurements
         snprintf(m->tag, sizeof m->tag, "%s %dx%d b%d column", net->name, h, w, cfg.batch);
         m->measured_s = get_num(j, "column_step_ms") / 1e3;
         ms->v[first].pair = ms->n - 1;
-        st = kernels_of(net, &cfg, &column, m);
+        st = kernels_of(net, &cfg, &column, -1, m);
+        if (st == LR_OK && layers)
+            st = read_layers(profile, net, &cfg, &column, m->tag, "column_",
+                             get_num(j, "column_step_ms"), layers);
     }
     net_free(net);
     json_object_put(j);
@@ -185,14 +243,16 @@ static double predict(const device_spec *d, const measurement *m)
     return t;
 }
 
+/* The weighted RMS of the log errors (steps weigh 1 each: the plain RMS). */
 static double rms_log_error(const device_spec *d, const measurements *ms)
 {
-    double sum = 0;
+    double sum = 0, weights = 0;
     for (int i = 0; i < ms->n; i++) {
         double e = log(predict(d, &ms->v[i]) / ms->v[i].measured_s);
-        sum += e * e;
+        sum += ms->v[i].weight * e * e;
+        weights += ms->v[i].weight;
     }
-    return ms->n ? sqrt(sum / ms->n) : 0;
+    return weights > 0 ? sqrt(sum / weights) : 0;
 }
 
 /* The device with parameter k of the fit scaled by exp(x[k]). */
@@ -206,13 +266,13 @@ static device_spec moved(const device_spec *prior, const double *x)
     return d;
 }
 
-/* Pattern search: each coordinate tried up and down by the step, kept when better; the step
- * halves when none is. Efficiency stays at most 1. */
-static device_spec fit(const device_spec *prior, const measurements *ms)
+/* Pattern search from x0: each coordinate tried up and down by the step, kept when better; the
+ * step halves when none is. Efficiency stays at most 1. */
+static device_spec search(const device_spec *prior, const double *x0, const measurements *ms)
 {
-    double x[4] = {0, 0, 0, 0}, step = 1.0;
-    device_spec d = *prior;
-    double best = rms_log_error(&d, ms);
+    double x[4] = {x0[0], x0[1], x0[2], x0[3]}, step = 1.0;
+    device_spec d = moved(prior, x);
+    double best = d.efficiency > 1.0 ? INFINITY : rms_log_error(&d, ms);
     for (int iter = 0; iter < 4000 && step > 1e-4; iter++) {
         bool better = false;
         for (int k = 0; k < 4; k++)
@@ -232,6 +292,25 @@ static device_spec fit(const device_spec *prior, const measurements *ms)
             step /= 2;
     }
     return d;
+}
+
+/* The best of pattern searches from the prior and from the 16 corners 10x away from it in each
+ * constant: the error has shallow valleys (a faster convolution traded for slower memory fits
+ * the steps almost as well), where one search stops wherever it entered. */
+static device_spec fit(const device_spec *prior, const measurements *ms)
+{
+    double x0[4] = {0, 0, 0, 0};
+    device_spec best = search(prior, x0, ms);
+    double best_err = rms_log_error(&best, ms);
+    for (int corner = 0; corner < 16; corner++) {
+        for (int k = 0; k < 4; k++)
+            x0[k] = (corner >> k & 1 ? 1 : -1) * log(10.0);
+        device_spec d = search(prior, x0, ms);
+        double err = rms_log_error(&d, ms);
+        if (err < best_err)
+            best = d, best_err = err;
+    }
+    return best;
 }
 
 /* The "fitted" constants of an earlier --out file, over the table's. */
@@ -265,8 +344,32 @@ static json_object *device_json(const device_spec *d)
     return o;
 }
 
+/* --by-layer: measured and predicted time summed over the layers of each operator. */
+static void report_layers(FILE *f, const device_spec *prior, const device_spec *fitted,
+                          const measurements *layers)
+{
+    fprintf(f, "\nRMS log error by layer (weighted by the layer's share of its step): given %.3f",
+            rms_log_error(prior, layers));
+    fitted ? fprintf(f, ", fitted %.3f\n", rms_log_error(fitted, layers)) : fputc('\n', f);
+    fprintf(f, "%-44s %11s %11s %11s\n", "layers by operator (all runs)", "measured ms", "given ms",
+            fitted ? "fitted ms" : "");
+    for (int op = 0; op < OP_COUNT; op++) {
+        double meas = 0, given = 0, fit = 0;
+        int n = 0;
+        for (int i = 0; i < layers->n; i++)
+            if (layers->v[i].op == (net_op)op) {
+                meas += layers->v[i].measured_s, given += predict(prior, &layers->v[i]);
+                fit += fitted ? predict(fitted, &layers->v[i]) : 0, n++;
+            }
+        if (!n)
+            continue;
+        fprintf(f, "%-44s %11.2f %11.2f", net_op_name((net_op)op), 1e3 * meas, 1e3 * given);
+        fitted ? fprintf(f, " %11.2f\n", 1e3 * fit) : fputc('\n', f);
+    }
+}
+
 static void report(FILE *f, const device_spec *prior, const device_spec *fitted,
-                   const measurements *ms, json_object *rows)
+                   const measurements *ms, const measurements *layers, json_object *rows)
 {
     fprintf(f, "%-44s %11s %11s %11s\n", "step", "measured ms", "given ms",
             fitted ? "fitted ms" : "");
@@ -295,6 +398,8 @@ static void report(FILE *f, const device_spec *prior, const device_spec *fitted,
         double pred = predict(use, m) / predict(use, &ms->v[m->pair]);
         fprintf(f, "%-44s %8.3fx %8.3fx %+6.1f%%\n", m->tag, meas, pred, 100 * (pred / meas - 1));
     }
+    if (layers)
+        report_layers(f, prior, fitted, layers);
     if (fitted)
         fprintf(f, "\ndevice.c: {\"%s\", ..., %.4g, %.3g, %.4g, %.3g, %.4g, \"fitted\"}\n",
                 fitted->name, fitted->peak_flops, fitted->efficiency, fitted->bandwidth,
@@ -302,7 +407,7 @@ static void report(FILE *f, const device_spec *prior, const device_spec *fitted,
 }
 
 static lr_status write_json(const char *path, const device_spec *prior, const device_spec *fitted,
-                            const measurements *ms, json_object *rows)
+                            const measurements *ms, const measurements *layers, json_object *rows)
 {
     json_object *o = json_object_new_object();
     json_object_object_add(o, "device", json_object_new_string(prior->name));
@@ -313,6 +418,14 @@ static lr_status write_json(const char *path, const device_spec *prior, const de
         json_object_object_add(o, "fitted", device_json(fitted));
         json_object_object_add(o, "rms_log_error_fitted",
                                json_object_new_double(rms_log_error(fitted, ms)));
+    }
+    if (layers) {
+        json_object_object_add(o, "layer_measurements", json_object_new_int(layers->n));
+        json_object_object_add(o, "rms_log_error_layers_given",
+                               json_object_new_double(rms_log_error(prior, layers)));
+        if (fitted)
+            json_object_object_add(o, "rms_log_error_layers_fitted",
+                                   json_object_new_double(rms_log_error(fitted, layers)));
     }
     json_object_object_add(o, "steps", json_object_get(rows));
     lr_outfile out;
@@ -329,11 +442,13 @@ int main(int argc, char **argv)
 {
     heap_keep_freed(); /* as lrcnn-sim and lrcnn-validate do */
     const char *device = NULL, *out = NULL, *constants = NULL;
-    bool no_fit = false;
+    bool no_fit = false, by_layer = false;
     int first = 1;
     for (; first < argc && strncmp(argv[first], "--", 2) == 0; first++) {
         if (strcmp(argv[first], "--no-fit") == 0)
             no_fit = true;
+        else if (strcmp(argv[first], "--by-layer") == 0)
+            by_layer = true;
         else if (strcmp(argv[first], "--device") == 0 && first + 1 < argc)
             device = argv[++first];
         else if (strcmp(argv[first], "--out") == 0 && first + 1 < argc)
@@ -346,27 +461,45 @@ int main(int argc, char **argv)
     const device_spec *dev = device ? device_find(device) : NULL;
     if (!dev || first >= argc) {
         fprintf(stderr, "usage: time-fit --device NAME [--constants FIT.json] [--no-fit] "
-                        "[--out FILE.json] RUN.json...%s\n",
+                        "[--by-layer] [--out FILE.json] RUN.json...%s\n",
                 device && !dev ? " (unknown device; lrcnn-sim --help lists them)" : "");
         return 2;
     }
     device_spec start = *dev;
-    measurements ms = {0};
+    measurements ms = {0}, layers = {0}, *by = by_layer ? &layers : NULL;
     lr_status st = constants ? load_constants(constants, &start) : LR_OK;
     for (int i = first; i < argc && st == LR_OK; i++)
-        st = read_run(argv[i], dev, &ms);
+        st = read_run(argv[i], dev, &ms, by);
     if (st == LR_OK && ms.n == 0)
         st = lr_fail(LR_ERR_INPUT, "no measured runs among %d files", argc - first);
-    device_spec fitted = no_fit || st != LR_OK ? start : fit(&start, &ms);
+    if (st == LR_OK && by && layers.n == 0)
+        st = lr_fail(LR_ERR_INPUT, "--by-layer: no timed layers among the runs");
+    /* --by-layer fits the steps and their layers together (each step's layers weigh as much as
+     * the step): the steps are what a prediction is read as, the layers pin the split */
+    measurements both = {0};
+    if (st == LR_OK && by && !no_fit) {
+        both.n = both.cap = ms.n + layers.n;
+        both.v = malloc(sizeof(measurement) * (size_t)both.n); /* (their kernels stay ms's, layers') */
+        if (!both.v)
+            st = lr_fail(LR_ERR_NOMEM, "out of memory");
+        else {
+            memcpy(both.v, ms.v, sizeof(measurement) * (size_t)ms.n);
+            memcpy(both.v + ms.n, layers.v, sizeof(measurement) * (size_t)layers.n);
+        }
+    }
+    device_spec fitted = no_fit || st != LR_OK ? start : fit(&start, by ? &both : &ms);
+    free(both.v);
     json_object *rows = json_object_new_array();
     if (st == LR_OK)
-        report(stdout, &start, no_fit ? NULL : &fitted, &ms, rows);
+        report(stdout, &start, no_fit ? NULL : &fitted, &ms, by, rows);
     if (st == LR_OK && out)
-        st = write_json(out, &start, no_fit ? NULL : &fitted, &ms, rows);
+        st = write_json(out, &start, no_fit ? NULL : &fitted, &ms, by, rows);
     json_object_put(rows);
-    for (int i = 0; i < ms.n; i++)
-        free(ms.v[i].k);
-    free(ms.v);
+    for (measurements *set = &ms; set; set = set == &ms ? &layers : NULL) {
+        for (int i = 0; i < set->n; i++)
+            free(set->v[i].k);
+        free(set->v);
+    }
     if (st != LR_OK) {
         fprintf(stderr, "time-fit: %s\n", lr_last_error());
         return lr_exit_code(st);

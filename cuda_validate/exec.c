@@ -8,6 +8,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "checked.h"
 #include "clock.h"
 #include "strategy.h"
 
@@ -457,6 +458,19 @@ void exec_set_profile(exec_t *e, exec_profile *p)
     e->profile = p;
 }
 
+exec_profile *exec_profile_new(const net_t *net)
+{
+    exec_profile *p = calloc(1, sizeof *p + sizeof p->layer[0] * (size_t)net->n_nodes);
+    if (!p)
+        return NULL;
+    p->n_layers = net->n_nodes;
+    for (int l = 0; l < net->n_nodes; l++) {
+        memcpy(p->layer[l].name, net->nodes[l].name, sizeof p->layer[l].name);
+        p->layer[l].op = net->nodes[l].op;
+    }
+    return p;
+}
+
 double exec_profile_bucket_us(int b)
 {
     LR_ASSERT(b >= 0 && b < EXEC_PROFILE_BUCKETS);
@@ -468,6 +482,11 @@ static void profile_run(exec_profile *p, const net_t *net, const sched_step *ste
     net_op op = net->nodes[step->node].op;
     p->calls[op][step->pass]++;
     p->ms[op][step->pass] += ms;
+    if (step->node >= 0 && step->node < p->n_layers) {
+        exec_profile_layer *l = &p->layer[step->node];
+        l->calls++, l->ms += ms;
+        l->flops = lr_sat_add(l->flops, step->flops);
+    }
     int b = 0;
     while (b < EXEC_PROFILE_BUCKETS - 1 && ms * 1e3 > exec_profile_bucket_us(b))
         b++;

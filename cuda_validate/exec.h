@@ -172,6 +172,14 @@ const exec_memory *exec_memory_stats(const exec_t *e);
  * 10 us, 20, 40, ... (EXEC_PROFILE_BUCKETS, the last open). Host clock around each backend call, so it times a
  * backend that finishes its work in the call (the CPU backend), not one that only enqueues it. */
 enum { EXEC_PROFILE_BUCKETS = 10 };
+/* A layer's RUN calls, their time and the FLOPs the planner counts for them (sched_step.flops). */
+typedef struct {
+    char name[NET_NAME_MAX];
+    net_op op;
+    int64_t calls, flops;
+    double ms;
+} exec_profile_layer;
+
 typedef struct {
     int64_t calls[OP_COUNT][PASS_COUNT];
     double ms[OP_COUNT][PASS_COUNT];
@@ -179,8 +187,12 @@ typedef struct {
     double copy_ms;
     int64_t bucket_calls[EXEC_PROFILE_BUCKETS];
     double bucket_ms[EXEC_PROFILE_BUCKETS];
+    int n_layers;                /* the net's nodes */
+    exec_profile_layer layer[];  /* by node */
 } exec_profile;
 
+/* An empty profile of net's layers (free() it); NULL when out of memory. */
+exec_profile *exec_profile_new(const net_t *net);
 /* Upper end of bucket b in microseconds (the last bucket: no upper end, returns 0). */
 double exec_profile_bucket_us(int b);
 /* Training steps from now on add to *p (NULL: stop); the caller zeroes it when it wants. */

@@ -232,8 +232,8 @@ static lr_status step_mode(session *ss, const data_set *d, validate_result *r)
     int skip = steps > 2 ? 1 : 0;
     lr_status s = LR_OK;
     if (o->profile) {
-        r->profile = calloc(1, sizeof *r->profile);
-        r->column_profile = ss->has_col ? calloc(1, sizeof *r->column_profile) : NULL;
+        r->profile = exec_profile_new(ss->net);
+        r->column_profile = ss->has_col ? exec_profile_new(ss->net) : NULL;
         if (!r->profile || (ss->has_col && !r->column_profile))
             s = lr_fail(LR_ERR_NOMEM, "out of memory");
     }
@@ -692,8 +692,60 @@ static void profile_row(FILE *f, const char *what, const char *pass, double per,
     fputc('\n', f);
 }
 
+/* What layer l's kernel time of the strategy would be at column's rate: column's time scaled by
+ * the FLOP ratio (a layer with no FLOPs in column keeps the strategy's measured time). */
+static double at_column_rate_ms(const exec_profile_layer *l, const exec_profile_layer *c)
+{
+    return c->flops > 0 ? c->ms * ((double)l->flops / (double)c->flops) : l->ms;
+}
+
+static double gflops(int64_t flops, double ms)
+{
+    return ms > 0 ? (double)flops / (ms * 1e6) : 0;
+}
+
+/* --profile, by layer: the strategy's calls, time and rate (GFLOP/s of the planner's FLOPs)
+ * beside column's, the time and FLOP ratios, and the step in kernels if every layer ran at
+ * column's rate: what separates extra FLOPs landing in slow layers (the FLOP ratio under-weights
+ * them) from stripes running slower than the same layer in column. */
+static void print_profile_layers(FILE *f, const char *name, const validate_result *r)
+{
+    const exec_profile *p = r->profile, *c = r->column_profile;
+    double per = r->profile_steps > 0 ? 1.0 / r->profile_steps : 0;
+    fprintf(f, "profile  %s by layer, per step: calls, ms and GFLOP/s (the planner's FLOPs)%s\n",
+            name, c ? ", column's beside them, and the ratios" : "");
+    fprintf(f, "         %-16s %-16s %8s %9s %8s", "layer", "op", "calls", "ms", "GFLOP/s");
+    if (c)
+        fprintf(f, "  %8s %9s %8s %7s %7s", "column", "ms", "GFLOP/s", "time x", "FLOPs x");
+    fputc('\n', f);
+    double total = 0, ctotal = 0, at_rate = 0;
+    for (int l = 0; l < p->n_layers; l++) {
+        const exec_profile_layer *a = &p->layer[l], *b = c ? &c->layer[l] : NULL;
+        if (!a->calls && !(b && b->calls))
+            continue;
+        fprintf(f, "         %-16s %-16s %8.1f %9.3f %8.2f", a->name, net_op_name(a->op),
+                a->calls * per, a->ms * per, gflops(a->flops, a->ms));
+        total += a->ms;
+        if (b) {
+            fprintf(f, "  %8.1f %9.3f %8.2f", b->calls * per, b->ms * per, gflops(b->flops, b->ms));
+            if (b->ms > 0)
+                fprintf(f, " %7.2f", a->ms / b->ms);
+            else
+                fprintf(f, " %7s", "-");
+            if (b->flops > 0)
+                fprintf(f, " %7.2f", (double)a->flops / (double)b->flops);
+            ctotal += b->ms, at_rate += at_column_rate_ms(a, b);
+        }
+        fputc('\n', f);
+    }
+    if (c && ctotal > 0)
+        fprintf(f, "         in kernels %.3f ms (%.2fx column's %.3f); at column's rate in every "
+                   "layer %.3f ms (%.2fx)\n",
+                total * per, total / ctotal, ctotal * per, at_rate * per, at_rate / ctotal);
+}
+
 /* --profile: per step, the calls and milliseconds of each operator and pass, the strategy's
- * beside column's, then the strategy's calls by duration. */
+ * beside column's, then the strategy's calls by duration, then the same by layer. */
 static void print_profile(FILE *f, const char *name, const validate_result *r)
 {
     const exec_profile *p = r->profile, *c = r->column_profile;
@@ -731,6 +783,7 @@ static void print_profile(FILE *f, const char *name, const validate_result *r)
         fprintf(f, " %.1f (%.3f ms)", p->bucket_calls[b] * per, p->bucket_ms[b] * per);
     }
     fputc('\n', f);
+    print_profile_layers(f, name, r);
 }
 
 /* --dry-run: the plan only. */
@@ -821,7 +874,9 @@ static json_object *curve_json(const double *v, int n)
 }
 
 /* --profile: {"steps", "ops": [{op, pass, calls, ms, column_calls, column_ms}], "copy",
- * "durations": [{max_us (null: the open bucket), calls, ms}]}, per step. */
+ * "durations": [{max_us (null: the open bucket), calls, ms}], "layers": [{layer, op, calls, ms,
+ * flops, column_calls, column_ms, column_flops}], "at_column_rate_ms"}, per step (column's null
+ * without a column run). */
 static json_object *profile_json(const validate_result *r)
 {
     const exec_profile *p = r->profile, *c = r->column_profile;
@@ -857,6 +912,26 @@ static json_object *profile_json(const validate_result *r)
         json_object_array_add(d, e);
     }
     json_object_object_add(j, "durations", d);
+    json_object *layers = json_object_new_array();
+    double at_rate = 0;
+    for (int l = 0; l < p->n_layers; l++) {
+        const exec_profile_layer *a = &p->layer[l], *b = c ? &c->layer[l] : NULL;
+        if (!a->calls && !(b && b->calls))
+            continue;
+        json_object *e = json_object_new_object();
+        json_object_object_add(e, "layer", json_object_new_string(a->name));
+        json_object_object_add(e, "op", json_object_new_string(net_op_name(a->op)));
+        json_object_object_add(e, "calls", json_object_new_double(a->calls * per));
+        json_object_object_add(e, "ms", json_object_new_double(a->ms * per));
+        json_object_object_add(e, "flops", json_object_new_double((double)a->flops * per));
+        json_object_object_add(e, "column_calls", b ? json_object_new_double(b->calls * per) : NULL);
+        json_object_object_add(e, "column_ms", b ? json_object_new_double(b->ms * per) : NULL);
+        json_object_object_add(e, "column_flops", b ? json_object_new_double((double)b->flops * per) : NULL);
+        json_object_array_add(layers, e);
+        at_rate += b ? at_column_rate_ms(a, b) : 0;
+    }
+    json_object_object_add(j, "layers", layers);
+    json_object_object_add(j, "at_column_rate_ms", c ? json_object_new_double(at_rate * per) : NULL);
     return j;
 }
 

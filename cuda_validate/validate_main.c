@@ -246,7 +246,7 @@ static const args_flag flags[] = {
     {"--no-column", NULL, on_no_column, "skip the column-training comparison"},
     {"--deterministic", NULL, on_deterministic, "CUDA: deterministic algorithms only"},
     {"--dry-run", NULL, on_dry_run, "plan as the run would (workspace included), run nothing"},
-    {"--profile", NULL, on_profile, "step mode, cpu or cuda-emulated backend: kernel calls and time per step by layer type and pass, beside column's"},
+    {"--profile", NULL, on_profile, "step mode, cpu or cuda-emulated backend: kernel calls and time per step by layer type and pass, then by layer with GFLOP/s, beside column's"},
     {"--json", NULL, on_json, "print one JSON object"},
     {"--quiet", NULL, on_quiet, "no progress on stderr"},
     {"--help", NULL, on_help, "this text"},

@@ -38,13 +38,16 @@ const device_spec device_table[] = {
     GPU("a100-80gb", 81920 * MiB, "NVIDIA A100 80GB: 81920 MiB", 19.5, 2039, 108, PCIE4),
     GPU("h100-80gb", 81559 * MiB, "NVIDIA H100 80GB HBM3: 81559 MiB", 66.9, 3350, 132, PCIE5),
     GPU("h200", 143771 * MiB, "NVIDIA H200 141GB HBM3e: 143771 MiB", 66.9, 4800, 132, PCIE5),
-    /* lrcnn-validate --backend cpu, one thread, on the 2-core build machine (im2col + OpenBLAS
-     * GEMM kernels): fitted by bench/cpu_time.sh to the tiny nets' steps at batch 8
-     * (results/cpu_time/). The peak is one core's nominal fp32 FMA rate; the fit puts the
-     * per-call time at its lower bound (kernel calls cost nothing measurable next to their
-     * work) */
-    {"cpu", 0, "lrcnn's CPU reference backend (one thread of the build machine)", 1e11, 0.9817,
-     5.373e9, 1e-9, 2132, "fitted: bench/cpu_time.sh", 5.373e9 /* a copy is a memcpy */},
+    /* lrcnn-validate --backend cpu, one thread, on the 2-core build machine (AMD EPYC, Zen 3;
+     * im2col + OpenBLAS GEMM kernels): fitted by bench/cpu_time.sh to the tiny nets' steps at
+     * batch 8 and their layers (each layer's kernel time per step, from --profile;
+     * results/cpu_time/). The peak is one core's nominal fp32 FMA rate; the fit puts a large
+     * convolution at 44% of it and memory-bound layers at 24.6 GB/s. (A fit to the steps alone
+     * had put the convolutions at 98% and the memory at 5.4 GB/s: the same step times, the
+     * wrong split, so a plan whose extra work is mostly memory-bound was predicted far slower
+     * than it ran: tiny-mix overl-h at batch 32, 3.25x column against 1.9x measured.) */
+    {"cpu", 0, "lrcnn's CPU reference backend (one thread of the build machine)", 1e11, 0.4425,
+     2.463e10, 2.486e-6, 152.6, "fitted: bench/cpu_time.sh", 2.463e10 /* a copy is a memcpy */},
     {NULL, 0, NULL, 0, 0, 0, 0, 0, NULL, 0},
 };
 

@@ -2,7 +2,7 @@
 # cli.sh - lrcnn-sim as a user meets it: the default tables, --json, the zoo found from any
 # working directory, bad usage and bad input (exit 2, exactly one line on stderr naming the flag
 # or file), --output written all or nothing, timelines, traces, --emit-schedule, sweeps, --help
-# and --version.
+# and --version; and time-fit --by-layer on a run lrcnn-validate profiled.
 #
 # Usage: LRCNN_BIN=build/bin bash tests/cli.sh   (make test sets LRCNN_BIN)
 # Prints one line per check and exits non-zero if any failed. Needs python3 (JSON checks).
@@ -536,6 +536,41 @@ EOF
     [ -z "$why" ] && ok "$name" || bad "$name" "$why"
 }
 
+# ------------------------------------------------------------------ time-fit --by-layer
+
+# The time model's fit by layer (bench/cpu_time.sh): a run made with --profile gives time-fit one
+# measurement per layer beside the steps (the by-operator table names the run's layer types);
+# a run without a profile is refused in one line with exit 2.
+check_time_fit_by_layer() {
+    local name="time-fit --by-layer fits a profiled run's layers"
+    local val=$BIN/lrcnn-validate fit=$BIN/time-fit
+    [ -x "$val" ] && [ -x "$fit" ] || { bad "$name" "lrcnn-validate or time-fit missing"; return; }
+    (cd "$ROOT" && "$val" --net tiny-mix --strategy 2ps --batch 4 --steps 3 --threads 1 --profile \
+        --json --quiet) >"$TMP/prof.json" 2>"$err" || { bad "$name" "lrcnn-validate: $(head -1 "$err")"; return; }
+    "$fit" --device cpu --by-layer --out "$TMP/fit.json" "$TMP/prof.json" >"$out" 2>"$err"
+    rc=$?
+    if [ "$rc" -ne 0 ]; then
+        bad "$name" "exit $rc: $(head -1 "$err")"
+    elif ! grep -q '^RMS log error by layer' "$out" || ! grep -qE '^conv +[0-9.]+ +[0-9.]+ +[0-9.]+$' "$out" ||
+        ! grep -qE '^upsample ' "$out"; then
+        bad "$name" "no layer table: $(grep -m1 'RMS' "$out")"
+    elif ! python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); assert d["layer_measurements"] >= 20 and d["rms_log_error_layers_fitted"] <= d["rms_log_error_layers_given"] + 1e-9' "$TMP/fit.json" 2>/dev/null; then
+        bad "$name" "fit.json: $(head -c 200 "$TMP/fit.json")"
+    else
+        ok "$name"
+    fi
+    name="time-fit --by-layer refuses a run without --profile (exit 2, one line)"
+    (cd "$ROOT" && "$val" --net tiny-mix --strategy 2ps --batch 4 --steps 2 --threads 1 --json \
+        --quiet) >"$TMP/plain.json" 2>/dev/null
+    "$fit" --device cpu --by-layer "$TMP/plain.json" >"$out" 2>"$err"
+    rc=$?
+    if [ "$rc" -eq 2 ] && [ "$(lines "$err")" = 1 ] && grep -q 'profile' "$err"; then
+        ok "$name"
+    else
+        bad "$name" "exit $rc: $(head -2 "$err" | tr '\n' '|')"
+    fi
+}
+
 # ------------------------------------------------------------------ help and version
 
 check_help_and_version() {
@@ -566,6 +601,7 @@ check_emit_schedule
 check_sweeps
 check_offload_auto
 check_fit_trace
+check_time_fit_by_layer
 check_help_and_version
 
 printf '%d passed, %d failed\n' "$passed" "$failed"

@@ -291,7 +291,8 @@ static void test_predicted_ratios_are_the_planners(void **state)
 
 /* --profile counts every kernel call of the timed steps: per step, the RUN steps of the training
  * step's schedule by operator and pass (updates included), for the strategy and for column; the
- * buckets by duration hold the same calls; the first of three steps is not timed. */
+ * buckets by duration hold the same calls, and so do the layers, with the FLOPs the schedule
+ * gives their steps; the first of three steps is not timed. */
 static void test_profile_counts_the_schedules_calls(void **state)
 {
     validate_options o;
@@ -322,13 +323,33 @@ static void test_profile_counts_the_schedules_calls(void **state)
         sched_init(&s);
         plan_emit(plan, &s);
         int64_t want[OP_COUNT][PASS_COUNT] = {{0}}, copies = 0, runs = 0;
+        int64_t *layer_calls = calloc((size_t)net->n_nodes, sizeof(int64_t));
+        int64_t *layer_flops = calloc((size_t)net->n_nodes, sizeof(int64_t));
+        assert_non_null(layer_calls);
+        assert_non_null(layer_flops);
         for (int i = s.step_begin; i < s.step_end; i++) {
             const sched_step *st = &s.steps[i];
-            if (st->op == STEP_RUN)
+            if (st->op == STEP_RUN) {
                 want[net->nodes[st->node].op][st->pass] += 2, runs += 2;
-            else if (st->op == STEP_COPY)
+                layer_calls[st->node] += 2, layer_flops[st->node] += 2 * st->flops;
+            } else if (st->op == STEP_COPY) {
                 copies += 2;
+            }
         }
+        /* by layer: the same calls, and the planner's FLOPs of each layer's steps */
+        assert_int_equal(p->n_layers, net->n_nodes);
+        int64_t flops = 0;
+        for (int l = 0; l < net->n_nodes; l++) {
+            assert_string_equal(p->layer[l].name, net->nodes[l].name);
+            assert_int_equal(p->layer[l].op, net->nodes[l].op);
+            assert_int_equal(p->layer[l].calls, layer_calls[l]);
+            assert_int_equal(p->layer[l].flops, layer_flops[l]);
+            assert_true(p->layer[l].ms >= 0 && (layer_calls[l] > 0 || p->layer[l].ms == 0));
+            flops += layer_flops[l];
+        }
+        assert_true(flops > 0);
+        free(layer_calls);
+        free(layer_flops);
         int64_t in_buckets = 0;
         for (int b = 0; b < EXEC_PROFILE_BUCKETS; b++)
             in_buckets += p->bucket_calls[b];

@@ -155,7 +155,7 @@ static lr_status read_layers(json_object *profile, const net_t *net, const plan_
         if (node < 0)
             return lr_fail(LR_ERR_INPUT, "profile.layers[%zu]: %s has no layer '%s'", i, net->name,
                            name ? name : "(none)");
-        if (!(ms > 0))
+        if (!(ms > 0) || !isfinite(ms))
             continue;
         measurement *m = add_measurement(layers);
         snprintf(m->tag, sizeof m->tag, "%s %s", tag, name);
@@ -178,7 +178,7 @@ static lr_status read_run(const char *path, const device_spec *dev, measurements
 {
     json_object *j = json_object_from_file(path), *in, *v;
     if (!j || !get_str(j, "strategy") || !json_object_object_get_ex(j, "input", &in) ||
-        get_num(j, "step_ms") <= 0 ||
+        !(get_num(j, "step_ms") > 0) || !isfinite(get_num(j, "step_ms")) ||
         (json_object_object_get_ex(j, "dry_run", &v) && json_object_get_boolean(v))) {
         fprintf(stderr, "time-fit: %s: not a measured lrcnn-validate run, skipped\n", path);
         json_object_put(j);

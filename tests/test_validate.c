@@ -366,6 +366,13 @@ static void test_profile_counts_the_schedules_calls(void **state)
         sched_free(&s);
         plan_free(plan);
     }
+    /* the layers' FLOPs, the strategy's over column's, are the planner's predicted ratio */
+    int64_t flops = 0, col_flops = 0;
+    for (int l = 0; l < r.profile->n_layers; l++)
+        flops += r.profile->layer[l].flops, col_flops += r.column_profile->layer[l].flops;
+    assert_true(col_flops > 0);
+    assert_true(fabs((double)flops / (double)col_flops - r.predicted_flops_ratio) <
+                1e-12 * r.predicted_flops_ratio);
     net_free(net);
     validate_result_free(&r);
     assert_null(r.profile);

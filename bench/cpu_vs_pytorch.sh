@@ -13,14 +13,16 @@
 #     column steps inside one run; the measured ratio next to the planner's predicted compute
 #     ratio (lrcnn-sim's flops_ratio for the same plan) and its time model's (time_ratio with
 #     --device cpu); and the same run again on one thread (ROW_ONE_THREAD=0 skips it), which
-#     separates the schedule's extra compute from how well a stripe's small kernels use threads.
+#     separates the schedule's extra compute from how well a stripe's small kernels use threads;
+#     ROW_ROUNDS runs of each, alternating, and the medians of their ratios (one run's ratio moves
+#     by 5-10% on a shared VM).
 # The machine's load (uptime) is recorded before and after: on a shared machine the figures move,
 # the ratios much less. Rerun on a quiet machine to refresh them.
 #
 # Environment: OMP_WAIT_POLICY (default: unset, each program waits its own way: lrcnn-validate
 # spins when the machine has a free CPU for each thread as it starts, else sleeps, and says which
 # in the tables; PyTorch's libgomp spins 300000 times; set, it holds for both), THREADS (default: every core), ROUNDS (3), STEPS (6), NETS ("net:HxW ..."),
-# ROW_NETS ("" skips table 2), ROW_STRATEGIES and ROW_ONE_THREAD (1), OUT, PY (an interpreter with torch, /usr/bin/python3),
+# ROW_NETS ("" skips table 2), ROW_STRATEGIES, ROW_ROUNDS (3) and ROW_ONE_THREAD (1), OUT, PY (an interpreter with torch, /usr/bin/python3),
 # OPENBLAS_CORETYPE (default: the set lrcnn-validate runs with; set, it holds for both).
 # Deliberately not here: GPUs (bench/gpu.sh), memory (lrcnn-validate reports it on every run).
 set -euo pipefail
@@ -36,6 +38,7 @@ NETS=${NETS:-"tiny-vgg:28x28 tiny-resnet:28x28 tiny-mix:28x28 vgg11:64x64 resnet
 ROW_NETS=${ROW_NETS-"tiny-vgg:28x28 tiny-resnet:28x28 tiny-mix:28x28 vgg11:64x64 resnet18:64x64"}
 ROW_STRATEGIES=${ROW_STRATEGIES:-"2ps overl-h"}
 ROW_ONE_THREAD=${ROW_ONE_THREAD:-1}
+ROW_ROUNDS=${ROW_ROUNDS:-3}
 OUT=${OUT:-$ROOT/bench/results/cpu.md}
 BATCH=32
 # How the OpenMP threads wait: each program's default unless OMP_WAIT_POLICY is set (then for
@@ -51,6 +54,7 @@ trap 'rm -rf "$tmp"' EXIT
 load() { uptime | sed 's/.*load average: //'; }
 field() { "$PY" -c 'import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])' "$1" "$2"; }
 median() { printf '%s\n' "$@" | sort -g | awk '{v[NR]=$1} END {print (NR%2 ? v[(NR+1)/2] : (v[NR/2]+v[NR/2+1])/2)}'; }
+med2() { printf '%.2f' "$(median "$@")"; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", a / b}'; }
 # --profile's step in kernels if every layer ran at column's rate (each layer's column time scaled
 # by its FLOP ratio), relative to column's time in kernels
@@ -107,9 +111,25 @@ rows2=()
 for cfg in $ROW_NETS; do
     net=${cfg%%:*} hw=${cfg#*:}
     for st in $ROW_STRATEGIES; do
-        ours "$net" "$hw" "$tmp/r.json" "$st"
+        # ROW_ROUNDS runs on THREADS threads (and as many on one), alternating: the medians of the
+        # runs' own ratios (each run times the strategy's steps against column's in between)
+        q=() a=() sm=() cm=() q1=() a1=()
+        for r in $(seq 1 "$ROW_ROUNDS"); do
+            if [ "$ROW_ONE_THREAD" = 1 ] && [ $((r % 2)) = 0 ]; then
+                ours "$net" "$hw" "$tmp/r1.json" "$st" 1; ours "$net" "$hw" "$tmp/r.json" "$st"
+            else
+                ours "$net" "$hw" "$tmp/r.json" "$st"
+                [ "$ROW_ONE_THREAD" = 1 ] && ours "$net" "$hw" "$tmp/r1.json" "$st" 1
+            fi
+            sm+=("$(field "$tmp/r.json" step_ms)") cm+=("$(field "$tmp/r.json" column_step_ms)")
+            q+=("$(ratio "${sm[-1]}" "${cm[-1]}")") a+=("$(at_rate "$tmp/r.json")")
+            if [ "$ROW_ONE_THREAD" = 1 ]; then
+                q1+=("$(ratio "$(field "$tmp/r1.json" step_ms)" "$(field "$tmp/r1.json" column_step_ms)")")
+                a1+=("$(at_rate "$tmp/r1.json")")
+            fi
+        done
         n=$(field "$tmp/r.json" rows)
-        s=$(field "$tmp/r.json" step_ms) c=$(field "$tmp/r.json" column_step_ms)
+        s=$(median "${sm[@]}") c=$(median "${cm[@]}")
         # the planner's own choice for the same request is the plan lrcnn-validate ran (its rows
         # are checked); its compute relative to column is the prediction
         # (--device cpu adds the time model's ratio; a fixed strategy's choice does not use it)
@@ -120,11 +140,10 @@ for cfg in $ROW_NETS; do
         stages=$(field "$tmp/r.json" stages)
         one="-"
         if [ "$ROW_ONE_THREAD" = 1 ]; then
-            ours "$net" "$hw" "$tmp/r1.json" "$st" 1
-            one="$(ratio "$(field "$tmp/r1.json" step_ms)" "$(field "$tmp/r1.json" column_step_ms)") ($(at_rate "$tmp/r1.json"))"
+            one="$(med2 "${q1[@]}") ($(med2 "${a1[@]}"))"
         fi
-        rows2+=("| $net | $hw | $st | ${stages:-$n} | $(printf '%.1f' "$s") | $(printf '%.1f' "$c") | $(ratio "$s" "$c") | $(at_rate "$tmp/r.json") | $one | $pred | $tpred | $(field "$tmp/r.json" threads_wait) |")
-        echo "  $net $hw $st rows $n: $s vs column $c ms, ratio on one thread $one (predicted compute ${pred}x, time ${tpred}x)" >&2
+        rows2+=("| $net | $hw | $st | ${stages:-$n} | $(printf '%.1f' "$s") | $(printf '%.1f' "$c") | $(med2 "${q[@]}") | ${q[*]} | $(med2 "${a[@]}") | $one | $pred | $tpred | $(field "$tmp/r.json" threads_wait) |")
+        echo "  $net $hw $st rows $n: ratios ${q[*]} (at column's layer rates ${a[*]}), on one thread ${q1[*]:--} (predicted compute ${pred}x, time ${tpred}x)" >&2
     done
 done
 load_after=$(load)
@@ -158,8 +177,9 @@ load_after=$(load)
         echo
         echo "## Row strategies against our column step"
         echo
-        echo "One lrcnn-validate run per line, its steps alternating with column steps from the same"
-        echo "weights (medians, first step skipped); predicted compute = the planner's FLOPs relative to"
+        echo "$ROW_ROUNDS lrcnn-validate runs per line, each with its steps alternating with column steps from"
+        echo "the same weights (medians, first step skipped); the measured ratio is the median of the runs'"
+        echo "ratios (each run's beside it), the step and column times the medians of theirs; predicted compute = the planner's FLOPs relative to"
         echo "column; predicted time = its time model's step time relative to column on the \`cpu\` device"
         echo "(planner/device.c, fitted by bench/cpu_time.sh on one thread). One thread = the measured"
         echo "ratio of the same run with \`--threads 1\` (both steps on one thread). At column's layer"
@@ -168,8 +188,8 @@ load_after=$(load)
         echo "compute, the extra FLOPs land in layers slower per FLOP than the step's average; the measured"
         echo "ratio above it, the stripes run slower than the same layers in column (one thread: in brackets)."
         echo
-        echo "| net | input | strategy | stages (last layer/rows) | step ms | column ms | measured ratio | at column's layer rates | one thread | predicted compute | predicted time | wait |"
-        echo "|---|---|---|---|---|---|---|---|---|---|---|---|"
+        echo "| net | input | strategy | stages (last layer/rows) | step ms | column ms | measured ratio | per run | at column's layer rates | one thread | predicted compute | predicted time | wait |"
+        echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|"
         printf '%s\n' "${rows2[@]}"
     fi
 } > "$tmp/cpu.md"

@@ -38,7 +38,7 @@
 
 /* GEMM columns a unit aims at: enough to amortise packing the weights (a unit's GEMM packs its
  * block of W again), few enough that small maps still give every thread units. */
-enum { FWD_PIXELS = 256, BWD_PIXELS = 256 };
+enum { FWD_PIXELS = 256, BWD_PIXELS = 256, FWD_MIN_PIXELS = 128 };
 /* Input channels of a backward-data unit; output channels of a dw tile, and the fewest K columns
  * of one. Each unit or tile gathers its own gradient rows, so wide layers get at most MAX_SPLIT
  * of them. */
@@ -86,7 +86,12 @@ static conv_shape conv_shape_of(const cpu_window *g, int n, int cin, int h, int 
     s.cog = cout / g->groups;
     s.kk = g->kh * g->kw;
     s.k = (int64_t)s.cig * s.kk;
-    even_blocks(n, ceil_div(FWD_PIXELS, s.ow), &s.img_block, &s.n_img_blocks);
+    /* two image blocks at least where a block keeps FWD_MIN_PIXELS columns: a stripe of a few
+     * output rows of a narrow map (8 columns) then has units for two threads, not one per row */
+    int fwd_target = ceil_div(FWD_PIXELS, s.ow), half = ceil_div(n, 2);
+    if (half < fwd_target && (int64_t)half * s.ow >= FWD_MIN_PIXELS)
+        fwd_target = half;
+    even_blocks(n, fwd_target, &s.img_block, &s.n_img_blocks);
     /* backward: whole maps of several images when they are small, else row chunks of one */
     even_blocks(n, BWD_PIXELS / ((int64_t)s.oh * s.ow), &s.bwd_block, &s.n_bwd_blocks);
     s.bwd_rows = min_int(s.oh, ceil_div(BWD_PIXELS, (int64_t)s.bwd_block * s.ow));

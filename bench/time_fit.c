@@ -243,16 +243,30 @@ static double predict(const device_spec *d, const measurement *m)
     return t;
 }
 
-/* The weighted RMS of the log errors (steps weigh 1 each: the plain RMS). */
-static double rms_log_error(const device_spec *d, const measurements *ms)
+/* Adds the weighted squared log errors of ms (NULL: none) and their weights to *sum, *weights. */
+static void add_log_errors(const device_spec *d, const measurements *ms, double *sum,
+                           double *weights)
+{
+    for (int i = 0; ms && i < ms->n; i++) {
+        double e = log(predict(d, &ms->v[i]) / ms->v[i].measured_s);
+        *sum += ms->v[i].weight * e * e;
+        *weights += ms->v[i].weight;
+    }
+}
+
+/* The weighted RMS of the log errors of a and b (b NULL: a's alone; steps weigh 1 each, so over
+ * steps alone it is the plain RMS). */
+static double rms_log_error2(const device_spec *d, const measurements *a, const measurements *b)
 {
     double sum = 0, weights = 0;
-    for (int i = 0; i < ms->n; i++) {
-        double e = log(predict(d, &ms->v[i]) / ms->v[i].measured_s);
-        sum += ms->v[i].weight * e * e;
-        weights += ms->v[i].weight;
-    }
+    add_log_errors(d, a, &sum, &weights);
+    add_log_errors(d, b, &sum, &weights);
     return weights > 0 ? sqrt(sum / weights) : 0;
+}
+
+static double rms_log_error(const device_spec *d, const measurements *ms)
+{
+    return rms_log_error2(d, ms, NULL);
 }
 
 /* The device with parameter k of the fit scaled by exp(x[k]). */
@@ -266,13 +280,15 @@ static device_spec moved(const device_spec *prior, const double *x)
     return d;
 }
 
-/* Pattern search from x0: each coordinate tried up and down by the step, kept when better; the
- * step halves when none is. Efficiency stays at most 1. */
-static device_spec search(const device_spec *prior, const double *x0, const measurements *ms)
+/* Pattern search from x0 on the error over steps and layers (layers NULL: the steps'): each
+ * coordinate tried up and down by the step, kept when better; the step halves when none is.
+ * Efficiency stays at most 1. */
+static device_spec search(const device_spec *prior, const double *x0, const measurements *steps,
+                          const measurements *layers)
 {
     double x[4] = {x0[0], x0[1], x0[2], x0[3]}, step = 1.0;
     device_spec d = moved(prior, x);
-    double best = d.efficiency > 1.0 ? INFINITY : rms_log_error(&d, ms);
+    double best = d.efficiency > 1.0 ? INFINITY : rms_log_error2(&d, steps, layers);
     for (int iter = 0; iter < 4000 && step > 1e-4; iter++) {
         bool better = false;
         for (int k = 0; k < 4; k++)
@@ -282,7 +298,7 @@ static device_spec search(const device_spec *prior, const double *x0, const meas
                 device_spec e = moved(prior, y);
                 if (fabs(y[k]) > log(1000.0) || e.efficiency > 1.0)
                     continue;
-                double err = rms_log_error(&e, ms);
+                double err = rms_log_error2(&e, steps, layers);
                 if (err < best) {
                     best = err, d = e, better = true;
                     memcpy(x, y, sizeof x);
@@ -297,16 +313,17 @@ static device_spec search(const device_spec *prior, const double *x0, const meas
 /* The best of pattern searches from the prior and from the 16 corners 10x away from it in each
  * constant: the error has shallow valleys (a faster convolution traded for slower memory fits
  * the steps almost as well), where one search stops wherever it entered. */
-static device_spec fit(const device_spec *prior, const measurements *ms)
+static device_spec fit(const device_spec *prior, const measurements *steps,
+                       const measurements *layers)
 {
     double x0[4] = {0, 0, 0, 0};
-    device_spec best = search(prior, x0, ms);
-    double best_err = rms_log_error(&best, ms);
+    device_spec best = search(prior, x0, steps, layers);
+    double best_err = rms_log_error2(&best, steps, layers);
     for (int corner = 0; corner < 16; corner++) {
         for (int k = 0; k < 4; k++)
             x0[k] = (corner >> k & 1 ? 1 : -1) * log(10.0);
-        device_spec d = search(prior, x0, ms);
-        double err = rms_log_error(&d, ms);
+        device_spec d = search(prior, x0, steps, layers);
+        double err = rms_log_error2(&d, steps, layers);
         if (err < best_err)
             best = d, best_err = err;
     }
@@ -421,6 +438,12 @@ static lr_status write_json(const char *path, const device_spec *prior, const de
     }
     if (layers) {
         json_object_object_add(o, "layer_measurements", json_object_new_int(layers->n));
+        /* what --by-layer's fit minimises: steps and layers together */
+        json_object_object_add(o, "rms_log_error_steps_and_layers_given",
+                               json_object_new_double(rms_log_error2(prior, ms, layers)));
+        if (fitted)
+            json_object_object_add(o, "rms_log_error_steps_and_layers_fitted",
+                                   json_object_new_double(rms_log_error2(fitted, ms, layers)));
         json_object_object_add(o, "rms_log_error_layers_given",
                                json_object_new_double(rms_log_error(prior, layers)));
         if (fitted)
@@ -476,19 +499,7 @@ int main(int argc, char **argv)
         st = lr_fail(LR_ERR_INPUT, "--by-layer: no timed layers among the runs");
     /* --by-layer fits the steps and their layers together (each step's layers weigh as much as
      * the step): the steps are what a prediction is read as, the layers pin the split */
-    measurements both = {0};
-    if (st == LR_OK && by && !no_fit) {
-        both.n = both.cap = ms.n + layers.n;
-        both.v = malloc(sizeof(measurement) * (size_t)both.n); /* (their kernels stay ms's, layers') */
-        if (!both.v)
-            st = lr_fail(LR_ERR_NOMEM, "out of memory");
-        else {
-            memcpy(both.v, ms.v, sizeof(measurement) * (size_t)ms.n);
-            memcpy(both.v + ms.n, layers.v, sizeof(measurement) * (size_t)layers.n);
-        }
-    }
-    device_spec fitted = no_fit || st != LR_OK ? start : fit(&start, by ? &both : &ms);
-    free(both.v);
+    device_spec fitted = no_fit || st != LR_OK ? start : fit(&start, &ms, by);
     json_object *rows = json_object_new_array();
     if (st == LR_OK)
         report(stdout, &start, no_fit ? NULL : &fitted, &ms, by, rows);

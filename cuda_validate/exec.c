@@ -482,11 +482,10 @@ static void profile_run(exec_profile *p, const net_t *net, const sched_step *ste
     net_op op = net->nodes[step->node].op;
     p->calls[op][step->pass]++;
     p->ms[op][step->pass] += ms;
-    if (step->node >= 0 && step->node < p->n_layers) {
-        exec_profile_layer *l = &p->layer[step->node];
-        l->calls++, l->ms += ms;
-        l->flops = lr_sat_add(l->flops, step->flops);
-    }
+    LR_ASSERT(step->node < p->n_layers); /* (a profile of this net: exec_profile_new) */
+    exec_profile_layer *l = &p->layer[step->node];
+    l->calls++, l->ms += ms;
+    l->flops = lr_sat_add(l->flops, step->flops);
     int b = 0;
     while (b < EXEC_PROFILE_BUCKETS - 1 && ms * 1e3 > exec_profile_bucket_us(b))
         b++;

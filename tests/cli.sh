@@ -539,8 +539,9 @@ EOF
 # ------------------------------------------------------------------ time-fit --by-layer
 
 # The time model's fit by layer (bench/cpu_time.sh): a run made with --profile gives time-fit one
-# measurement per layer beside the steps (the by-operator table names the run's layer types);
-# a run without a profile is refused in one line with exit 2.
+# measurement per layer beside the steps (the by-operator table names the run's layer types), and
+# the fit does not raise the error it minimises, over steps and layers together (the layers' alone
+# may rise a little); a run without a profile is refused in one line with exit 2.
 check_time_fit_by_layer() {
     local name="time-fit --by-layer fits a profiled run's layers"
     local val=$BIN/lrcnn-validate fit=$BIN/time-fit
@@ -554,7 +555,7 @@ check_time_fit_by_layer() {
     elif ! grep -q '^RMS log error by layer' "$out" || ! grep -qE '^conv +[0-9.]+ +[0-9.]+ +[0-9.]+$' "$out" ||
         ! grep -qE '^upsample ' "$out"; then
         bad "$name" "no layer table: $(grep -m1 'RMS' "$out")"
-    elif ! python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); assert d["layer_measurements"] >= 20 and d["rms_log_error_layers_fitted"] <= d["rms_log_error_layers_given"] + 1e-9' "$TMP/fit.json" 2>/dev/null; then
+    elif ! python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); assert d["layer_measurements"] >= 20 and d["rms_log_error_steps_and_layers_fitted"] <= d["rms_log_error_steps_and_layers_given"]' "$TMP/fit.json" 2>/dev/null; then
         bad "$name" "fit.json: $(head -c 200 "$TMP/fit.json")"
     else
         ok "$name"

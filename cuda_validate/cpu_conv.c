@@ -1,5 +1,6 @@
 /* cpu_conv.c - convolution forward and backward on row ranges, as im2col + GEMM (cpu_blas.c)
- * in work units of fixed shape (see cpu_ops.h for the conventions).
+ * in work units of fixed shape (see cpu_ops.h for the conventions); small layers run their units
+ * through the direct kernels of cpu_conv_direct.c instead (conv_direct).
  *
  * Legend: N batch, C channels, H/W full height/width of a map, R rows held by a view,
  * OH/OW output height/width, K = Cin/groups * kh * kw the depth of a group's GEMM,
@@ -26,7 +27,7 @@
  *
  * Deliberately not here: memory allocation (no kernel mallocs), scheduling, the BLAS call itself.
  */
-#include "cpu_kernel.h"
+#include "cpu_conv.h"
 
 #include <omp.h>
 
@@ -46,27 +47,9 @@ enum { BWD_CI_BLOCK = 32, DW_CO_BLOCK = 512, DW_K_MIN = 16, MAX_SPLIT = 8 };
 /* Output channels of a bias gradient unit. */
 enum { BIAS_BLOCK = 16 };
 
-typedef struct {
-    const cpu_window *g;
-    int n, cin, h, w, cout, oh, ow;
-    int cig, cog, kk;       /* input and output channels per group; kh * kw */
-    int64_t k;              /* GEMM depth of a group: cig * kk */
-    int img_block, n_img_blocks;         /* forward */
-    int bwd_block, n_bwd_blocks, bwd_rows; /* backward: images per block, rows per chunk */
-    int64_t bwd_pixels;     /* GEMM columns of the largest backward chunk of the layer */
-    int ci_block, n_ci_blocks;           /* backward data */
-    int co_block, n_co_blocks, k_block, n_k_blocks; /* backward filter */
-    int padded_w;           /* an input row with its padding: what the taps of one row read */
-} conv_shape;
-
 static int ceil_div(int64_t a, int64_t b)
 {
     return (int)((a + b - 1) / b);
-}
-
-static int min_int(int a, int b)
-{
-    return a < b ? a : b;
 }
 
 /* Blocks of at most `target` (at least 1) that split `total` as evenly as ceil allows. */
@@ -132,7 +115,9 @@ static int64_t slice_floats(const conv_shape *s)
     int64_t data = ((int64_t)s->cog + (int64_t)s->ci_block * s->kk) * bwd_p;
     int64_t filter = ((int64_t)s->co_block + s->k_block) * bwd_p;
     int64_t most = fwd > data ? fwd : data;
-    return (most > filter ? most : filter) + s->padded_w;
+    most = (most > filter ? most : filter) + s->padded_w;
+    int64_t direct = conv_direct_floats(s);
+    return most > direct ? most : direct;
 }
 
 int64_t cpu_conv_scratch_floats(const cpu_window *g, int n, int cin, int h, int w, int cout,
@@ -170,13 +155,6 @@ static float *padded_row(const conv_shape *s, float *slice)
 }
 
 /* ------------------------------------------------------------------ im2col and col2im */
-
-static void zero_floats(float *dst, int64_t len)
-{
-#pragma omp simd
-    for (int64_t j = 0; j < len; j++)
-        dst[j] = 0.0f;
-}
 
 /* One k row of im2col for images [n0, n0 + nb) when output row r reads input row r + dr at
  * column o + off (unit strides, OW = W): per image, the in-map rows are one contiguous copy from
@@ -269,26 +247,6 @@ static inline void prefetch_floats(const float *p, int len)
     for (int j = 0; j < len; j += 16)
         __builtin_prefetch(p + j);
     __builtin_prefetch(p + len - 1);
-}
-
-/* pad[j] = x[n, c, ir, j - pw] for j in [0, padded_w), 0 outside the map (all of it when row ir
- * is outside): every tap of the row then reads pad[o * sw + kx * dw], with no edge cases. */
-static inline void pad_row(const conv_shape *s, const cpu_view *x, int n, int c, int ir,
-                           float *pad)
-{
-    int pw = s->g->pw, w = s->w;
-    if (ir < 0 || ir >= s->h) {
-        zero_floats(pad, s->padded_w);
-        return;
-    }
-    const float *src = cpu_at(x, n, c, ir, 0);
-    for (int j = 0; j < pw; j++)
-        pad[j] = 0.0f;
-#pragma omp simd
-    for (int j = 0; j < w; j++)
-        pad[pw + j] = src[j];
-    for (int j = pw + w; j < s->padded_w; j++)
-        pad[j] = 0.0f;
 }
 
 /* Columns of im2col for images [n0, n0 + nb), output rows [ra, rb], rows k in [k0, k1) of the
@@ -482,10 +440,17 @@ void cpu_conv_fwd(const cpu_window *g, const cpu_view *x, const float *w, const 
     conv_shape s = conv_shape_of(g, x->n, x->c, x->h, x->w, y->c);
     int64_t units = (int64_t)(r_hi - r_lo + 1) * s.n_img_blocks;
     int threads = conv_threads(&s, ws, units, row_work(y, r_lo, r_hi) * s.k);
+    bool direct = conv_direct(&s);
+    int rows = r_hi - r_lo + 1;
 #pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
-    for (int64_t u = 0; u < units; u++)
-        conv_fwd_unit(&s, x, w, b, y, r_lo + (int)(u / s.n_img_blocks), (int)(u % s.n_img_blocks),
-                      thread_slice(&s, ws));
+    for (int64_t u = 0; u < units; u++) {
+        if (direct) /* a block's rows in order: its planes are read one row after another */
+            conv_direct_fwd_unit(&s, x, w, b, y, r_lo + (int)(u % rows), (int)(u / rows),
+                                 thread_slice(&s, ws));
+        else
+            conv_fwd_unit(&s, x, w, b, y, r_lo + (int)(u / s.n_img_blocks),
+                          (int)(u % s.n_img_blocks), thread_slice(&s, ws));
+    }
 }
 
 /* ------------------------------------------------------------------ backward */
@@ -618,7 +583,9 @@ void cpu_conv_bwd(const cpu_window *g, const cpu_view *x, const float *w, const 
     /* db's channel blocks, dw's tiles and dx's units in one parallel loop: they write apart,
      * and a stripe's call then wakes the threads once, not three times */
     int64_t biases = db ? ceil_div(dy->c, BIAS_BLOCK) : 0;
-    int64_t tiles = dw ? conv_bwd_filter_tiles(&s) : 0, units = dx ? conv_bwd_data_units(&s) : 0;
+    bool direct = conv_direct(&s);
+    int64_t tiles = !dw ? 0 : direct ? conv_direct_dw_tiles(&s) : conv_bwd_filter_tiles(&s);
+    int64_t units = !dx ? 0 : direct ? conv_direct_dx_units(&s) : conv_bwd_data_units(&s);
     int64_t items = biases + tiles + units;
     if (items == 0)
         return;
@@ -627,8 +594,13 @@ void cpu_conv_bwd(const cpu_window *g, const cpu_view *x, const float *w, const 
     for (int64_t u = 0; u < items; u++) {
         if (u < biases)
             conv_bwd_bias_item(dy, r_lo, r_hi, db, (int)u * BIAS_BLOCK);
+        else if (u < biases + tiles && direct)
+            conv_direct_dw_tile(&s, x, dy, r_lo, r_hi, dw, u - biases, thread_slice(&s, ws));
         else if (u < biases + tiles)
             conv_bwd_filter_item(&s, x, dy, r_lo, r_hi, dw, u - biases, thread_slice(&s, ws));
+        else if (direct)
+            conv_direct_dx_unit(&s, w, dy, r_lo, r_hi, dx, u - biases - tiles,
+                                thread_slice(&s, ws));
         else
             conv_bwd_data_item(&s, w, dy, r_lo, r_hi, dx, u - biases - tiles,
                                thread_slice(&s, ws));

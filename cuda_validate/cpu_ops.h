@@ -76,7 +76,7 @@ typedef struct {
     int64_t floats;
 } cpu_scratch;
 
-/* ---- convolution (im2col + GEMM). w: (Cout, Cin/groups, kh, kw), b: (Cout) or NULL.
+/* ---- convolution (im2col + GEMM; small layers direct). w: (Cout, Cin/groups, kh, kw), b: (Cout) or NULL.
  * Scratch floats the convolution of n images of (cin, h, w) into cout channels needs to run on
  * `threads` threads, forward or backward; with less, the kernels use as many threads as it has
  * room for (at least one thread's worth is required: asserted). */

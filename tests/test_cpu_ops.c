@@ -167,8 +167,12 @@ static const conv_case CONV_CASES[] = {
     {2, 4, 8, 8, 4, {3, 3, 2, 2, 1, 1, 1, 1, 4}, true},   /* depthwise, stride 2 */
     {2, 3, 7, 6, 5, {1, 1, 2, 2, 0, 0, 1, 1, 1}, true},   /* 1x1, stride 2 */
     {1, 2, 12, 10, 3, {5, 3, 3, 2, 2, 1, 2, 1, 1}, true}, /* tall dilated kernel, stride 3 */
-    {3, 4, 9, 8, 5, {3, 3, 1, 1, 2, 2, 2, 2, 1}, false},  /* dilated "same": shifted im2col */
+    {3, 4, 9, 8, 5, {3, 3, 1, 1, 2, 2, 2, 2, 1}, false},  /* dilated "same", direct (K 36) */
     {7, 3, 5, 130, 4, {3, 3, 1, 1, 1, 1, 1, 1, 1}, true}, /* wide rows: several image blocks */
+    /* at unit column stride, tall enough for im2col + GEMM (more than 16 output channels) */
+    {3, 8, 9, 8, 20, {3, 3, 1, 1, 2, 2, 2, 2, 1}, false},  /* dilated "same": shifted im2col */
+    {5, 8, 5, 130, 20, {3, 3, 1, 1, 1, 1, 1, 1, 1}, true}, /* wide rows: several image blocks */
+    {2, 12, 6, 7, 5, {3, 3, 1, 1, 1, 1, 1, 1, 1}, true},   /* K 108: GEMM with 5 channels */
 };
 #define N_CONV_CASES ((int)(sizeof CONV_CASES / sizeof CONV_CASES[0]))
 

@@ -1,0 +1,348 @@
+/* cpu_conv_direct.c - small convolutions computed directly, without im2col and GEMM (see
+ * cpu_conv.h for when; cpu_ops.h for the conventions).
+ *
+ * Legend: N batch, C channels, H/W of a map, OW output width, K = Cin/groups * kh * kw,
+ * q = ci * kh + ky one (input channel, kernel row) of a group, pitch = the padded input row
+ * (padded_w: W + 2 * pw when the column stride is 1).
+ *
+ * Why: a convolution of one to a few input channels (a net's first layer, a grouped layer) has
+ * a GEMM a few dozen deep and a few channels tall; OpenBLAS then spends its time packing, and
+ * im2col copies every input row kh * kw times. tiny-mix's conv1 (1 -> 8 channels, 3x3) ran its
+ * forward at 8 GFLOP/s that way.
+ *
+ * The layout: a unit takes one output row r of a block of images. For each q, the input row that
+ * r reads through kernel row ky is laid out once per image, padded, the images one after another
+ * (pads[q][i * pitch + j] = x[n0 + i, ci, r * sh + ky * dh - ph, j - pw]). Output column o of
+ * image i through tap kx then reads pads[q][i * pitch + o + kx * dw]: every tap is one shifted
+ * run over all the images at once, vectorised along it. The pitch - OW positions past each
+ * image's last output column compute something nobody reads (forward) or hold zeros (the
+ * gradients laid out the same way), so the runs need no edge cases.
+ *
+ * Exactness: an output element is 0 + w[k] * x[k] summed over k in order, then + bias. The sum
+ * does not depend on the row range, the image block or the thread (row-split exactness of
+ * cpu_ops.h). The gradients sum in a fixed order per unit or tile (rows of the call in order,
+ * image blocks in order, vector lanes combined in order), so they depend on the row range within
+ * rounding only, never on the thread count. Vectors are GCC's generic vectors; ISO C mode keeps
+ * multiplies and adds apart, so the AVX2 clone and the baseline give the same bits.
+ *
+ * Deliberately not here: the choice of path, units and threads (cpu_conv.c), memory allocation.
+ */
+#include "cpu_conv.h"
+
+#include <string.h>
+
+/* The padding and zeroing loops are a few dozen floats long; GCC would turn them into memset and
+ * memcpy calls, which cost more than the loops at that length. */
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC optimize("no-tree-loop-distribute-patterns")
+#endif
+
+/* Where the direct kernels beat im2col + GEMM (OpenBLAS 0.3.21 on an AMD EPYC, Zen 3, one
+ * thread, batch 32, 3x3 kernels, GFLOP/s of the best of 31 calls over the whole map, in two
+ * alternating runs on a busy hour of the VM):
+ *  - 1 -> 8 channels at 28x28 (tiny-mix's conv1): forward 18-20 direct against 8-11 GEMM,
+ *    backward (dw) 13 against 12;
+ *  - 8 -> 8 channels, 2 groups, dilation 2, 14x14 (its conv2): forward 14 against 7-8,
+ *    backward 12 against 7-8;
+ *  - 8 -> 8 channels at 28x28: forward 24-25 against 16-17, backward 17-19 against 15;
+ *  - 16 -> 16 channels (K 144): forward 26-41 against 27-35, backward 16-24 against 22-31;
+ *    16 -> 32 and 3 -> 64 lose, the backward by 2x.
+ * So a layer runs direct up to a GEMM depth of K_MAX and COG_MAX output channels a group. */
+enum { K_MAX = 72, COG_MAX = 16 };
+/* Output channels a forward run or a dw tile computes at once (registers: 2 vectors each). */
+enum { DIRECT_CO = 4 };
+/* Floats a run takes at a time: two vectors. Runs are padded to a multiple of it. */
+enum { VEC = 8, RUN = 2 * VEC };
+
+typedef float v8 __attribute__((vector_size(VEC * sizeof(float))));
+
+/* The helpers below pass vectors by value: GCC warns that the baseline clone passes them
+ * differently from an AVX build. They are static and inlined, so no call crosses that line. */
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wpsabi"
+#endif
+
+static inline __attribute__((always_inline)) v8 load8(const float *p)
+{
+    v8 v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
+static inline __attribute__((always_inline)) void store8(float *p, v8 v)
+{
+    memcpy(p, &v, sizeof v);
+}
+
+/* The lanes of v summed in order. */
+static inline __attribute__((always_inline)) float lanes_sum(v8 v)
+{
+    float s = v[0];
+    for (int j = 1; j < VEC; j++)
+        s += v[j];
+    return s;
+}
+
+bool conv_direct(const conv_shape *s)
+{
+    return s->g->sw == 1 && s->k <= K_MAX && s->cog <= COG_MAX;
+}
+
+/* One unit's run geometry: nb images of `pitch` floats, `lout` positions computed (nb * pitch
+ * rounded up to RUN), `reach` floats the taps of one row span beyond a position. */
+typedef struct {
+    int n0, nb, pitch, reach;
+    int64_t span, lout, lp; /* nb * pitch; the positions; a padded input run: lout + reach */
+} run_shape;
+
+static run_shape run_shape_of(const conv_shape *s, int blk)
+{
+    run_shape u;
+    u.n0 = blk * s->img_block;
+    u.nb = min_int(s->n - u.n0, s->img_block);
+    u.pitch = s->padded_w;
+    u.reach = (s->g->kw - 1) * s->g->dw;
+    u.span = (int64_t)u.nb * u.pitch;
+    u.lout = (u.span + RUN - 1) / RUN * RUN;
+    u.lp = u.lout + u.reach;
+    return u;
+}
+
+int64_t conv_direct_floats(const conv_shape *s)
+{
+    if (!conv_direct(s))
+        return 0;
+    run_shape u = run_shape_of(s, 0); /* the first block is the largest */
+    int64_t rows = (int64_t)s->cig * s->g->kh;
+    int64_t fwd_dw = rows * u.lp + DIRECT_CO * u.lout; /* pads and four runs */
+    int64_t dx = (int64_t)s->cog * (u.reach + u.lout) + u.lout;
+    return fwd_dw > dx ? fwd_dw : dx;
+}
+
+/* pads[q] for output row r, images of u, input channels c0 + ci of the group (see the top). */
+LR_CLONES
+static void fill_pads(const conv_shape *s, const run_shape *u, const cpu_view *x, int c0, int r,
+                      float *pads)
+{
+    const cpu_window *g = s->g;
+    for (int ci = 0; ci < s->cig; ci++)
+        for (int ky = 0; ky < g->kh; ky++) {
+            float *row = pads + (int64_t)(ci * g->kh + ky) * u->lp;
+            int ir = r * g->sh + ky * g->dh - g->ph;
+            for (int i = 0; i < u->nb; i++)
+                pad_row(s, x, u->n0 + i, c0 + ci, ir, row + (int64_t)i * u->pitch);
+            zero_floats(row + u->span, u->lp - u->span);
+        }
+}
+
+/* dst[i * pitch + o] = dy[n0 + i, c, r, o] for o < OW, 0 for the rest of each pitch and up to
+ * lout. */
+LR_CLONES
+static void fill_grad_run(const conv_shape *s, const run_shape *u, const cpu_view *dy, int c, int r,
+                          float *dst)
+{
+    for (int i = 0; i < u->nb; i++) {
+        const float *src = cpu_at(dy, u->n0 + i, c, r, 0);
+        float *d = dst + (int64_t)i * u->pitch;
+#pragma omp simd
+        for (int o = 0; o < s->ow; o++)
+            d[o] = src[o];
+        zero_floats(d + s->ow, u->pitch - s->ow);
+    }
+    zero_floats(dst + u->span, u->lout - u->span);
+}
+
+/* ------------------------------------------------------------------ forward */
+
+/* out[c][j] = sum over q, kx in order of wt[(q * kw + kx) * DIRECT_CO + c] * pads[q][j + kx * dw],
+ * for the DIRECT_CO channels c and j in [0, lout). */
+LR_CLONES
+static void fwd_runs(const float *pads, int64_t lp, int rows, int kw, int dw, const float *wt,
+                     float *out, int64_t lout)
+{
+    for (int64_t j0 = 0; j0 < lout; j0 += RUN) {
+        v8 a0 = {0}, b0 = {0}, a1 = {0}, b1 = {0}, a2 = {0}, b2 = {0}, a3 = {0}, b3 = {0};
+        const float *wk = wt;
+        for (int q = 0; q < rows; q++) {
+            const float *row = pads + q * lp + j0;
+            for (int kx = 0; kx < kw; kx++, wk += DIRECT_CO) {
+                v8 lo = load8(row + kx * dw), hi = load8(row + kx * dw + VEC);
+                a0 += wk[0] * lo, b0 += wk[0] * hi;
+                a1 += wk[1] * lo, b1 += wk[1] * hi;
+                a2 += wk[2] * lo, b2 += wk[2] * hi;
+                a3 += wk[3] * lo, b3 += wk[3] * hi;
+            }
+        }
+        store8(out + j0, a0), store8(out + j0 + VEC, b0);
+        store8(out + lout + j0, a1), store8(out + lout + j0 + VEC, b1);
+        store8(out + 2 * lout + j0, a2), store8(out + 2 * lout + j0 + VEC, b2);
+        store8(out + 3 * lout + j0, a3), store8(out + 3 * lout + j0 + VEC, b3);
+    }
+}
+
+/* y[n0 + i, c, r, o] = run[i * pitch + o] + bias for the images of u, o < OW. */
+LR_CLONES
+static void store_run(const run_shape *u, const float *run, float bias, cpu_view *y, int c, int r,
+                      int ow)
+{
+    for (int i = 0; i < u->nb; i++) {
+        const float *src = run + (int64_t)i * u->pitch;
+        float *dst = cpu_at(y, u->n0 + i, c, r, 0);
+#pragma omp simd
+        for (int o = 0; o < ow; o++)
+            dst[o] = src[o] + bias;
+    }
+}
+
+/* wt[k * DIRECT_CO + c] = w of output channel co0 + c at depth k, 0 past the group's channels. */
+static void gather_weights(const conv_shape *s, const float *w, int co0, int nco, float *wt)
+{
+    for (int64_t k = 0; k < s->k; k++)
+        for (int c = 0; c < DIRECT_CO; c++)
+            wt[k * DIRECT_CO + c] = c < nco ? w[(co0 + c) * s->k + k] : 0.0f;
+}
+
+void conv_direct_fwd_unit(const conv_shape *s, const cpu_view *x, const float *w, const float *b,
+                          cpu_view *y, int r, int blk, float *slice)
+{
+    run_shape u = run_shape_of(s, blk);
+    int rows = s->cig * s->g->kh;
+    float *pads = slice, *out = slice + rows * u.lp;
+    float wt[K_MAX * DIRECT_CO];
+    for (int grp = 0; grp < s->g->groups; grp++) {
+        fill_pads(s, &u, x, grp * s->cig, r, pads);
+        for (int co0 = 0; co0 < s->cog; co0 += DIRECT_CO) {
+            int nco = min_int(DIRECT_CO, s->cog - co0), first = grp * s->cog + co0;
+            gather_weights(s, w, first, nco, wt);
+            fwd_runs(pads, u.lp, rows, s->g->kw, s->g->dw, wt, out, u.lout);
+            for (int c = 0; c < nco; c++)
+                store_run(&u, out + c * u.lout, b ? b[first + c] : 0.0f, y, first + c, r, s->ow);
+        }
+    }
+}
+
+/* ------------------------------------------------------------------ backward filter */
+
+int64_t conv_direct_dw_tiles(const conv_shape *s)
+{
+    return (int64_t)s->g->groups * ((s->cog + DIRECT_CO - 1) / DIRECT_CO);
+}
+
+/* sums[k * DIRECT_CO + c] = sum over j of grads[c][j] * pads[q][j + kx * dw] for each depth
+ * k = q * kw + kx, j in [0, lout), lanes combined in order. */
+LR_CLONES
+static void dw_runs(const float *pads, int64_t lp, int rows, int kw, int dw, const float *grads,
+                    int64_t lout, float *sums)
+{
+    for (int q = 0; q < rows; q++)
+        for (int kx = 0; kx < kw; kx++) {
+            const float *src = pads + q * lp + kx * dw;
+            v8 a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0};
+            for (int64_t j = 0; j < lout; j += VEC) {
+                v8 v = load8(src + j);
+                a0 += load8(grads + j) * v;
+                a1 += load8(grads + lout + j) * v;
+                a2 += load8(grads + 2 * lout + j) * v;
+                a3 += load8(grads + 3 * lout + j) * v;
+            }
+            float *d = sums + (q * kw + kx) * DIRECT_CO;
+            d[0] = lanes_sum(a0), d[1] = lanes_sum(a1), d[2] = lanes_sum(a2), d[3] = lanes_sum(a3);
+        }
+}
+
+void conv_direct_dw_tile(const conv_shape *s, const cpu_view *x, const cpu_view *dy, int r_lo,
+                         int r_hi, float *dw, int64_t t, float *slice)
+{
+    int per_group = (s->cog + DIRECT_CO - 1) / DIRECT_CO;
+    int grp = (int)(t / per_group), co0 = (int)(t % per_group) * DIRECT_CO;
+    int nco = min_int(DIRECT_CO, s->cog - co0), first = grp * s->cog + co0;
+    int rows = s->cig * s->g->kh;
+    float sums[K_MAX * DIRECT_CO];
+    for (int blk = 0; blk < s->n_img_blocks; blk++)
+        for (int r = r_lo; r <= r_hi; r++) { /* a plane's rows one after another: prefetchable */
+            run_shape u = run_shape_of(s, blk);
+            float *pads = slice, *grads = slice + rows * u.lp;
+            fill_pads(s, &u, x, grp * s->cig, r, pads);
+            for (int c = 0; c < DIRECT_CO; c++) {
+                if (c < nco)
+                    fill_grad_run(s, &u, dy, first + c, r, grads + c * u.lout);
+                else
+                    zero_floats(grads + c * u.lout, u.lout);
+            }
+            dw_runs(pads, u.lp, rows, s->g->kw, s->g->dw, grads, u.lout, sums);
+            for (int c = 0; c < nco; c++)
+                for (int64_t k = 0; k < s->k; k++)
+                    dw[(first + c) * s->k + k] += sums[k * DIRECT_CO + c];
+        }
+}
+
+/* ------------------------------------------------------------------ backward data */
+
+int64_t conv_direct_dx_units(const conv_shape *s)
+{
+    return (int64_t)s->g->groups * s->n_img_blocks * s->n_ci_blocks;
+}
+
+/* gin[j] = sum over kx, then the group's output channels co, in order, of
+ * wk[kx * cog + co] * grads[co][j - kx * dw] for j in [0, lout); grads[co] has `reach` zeros
+ * before its first position and rows `ld` apart. */
+LR_CLONES
+static void dx_runs(const float *grads, int64_t ld, int cog, int kw, int dw, const float *wk,
+                    float *gin, int64_t lout)
+{
+    for (int64_t j0 = 0; j0 < lout; j0 += RUN) {
+        v8 lo = {0}, hi = {0};
+        for (int kx = 0; kx < kw; kx++)
+            for (int co = 0; co < cog; co++) {
+                const float *src = grads + co * ld + j0 - kx * dw;
+                float wv = wk[kx * cog + co];
+                lo += wv * load8(src), hi += wv * load8(src + VEC);
+            }
+        store8(gin + j0, lo), store8(gin + j0 + VEC, hi);
+    }
+}
+
+/* dx[n0 + i, c, ir, ix] += run[i * pitch + ix] for the images of u, ix < W. */
+LR_CLONES
+static void add_run(const run_shape *u, const float *run, cpu_view *dx, int c, int ir, int w)
+{
+    for (int i = 0; i < u->nb; i++) {
+        const float *src = run + (int64_t)i * u->pitch;
+        float *dst = cpu_at(dx, u->n0 + i, c, ir, 0);
+#pragma omp simd
+        for (int ix = 0; ix < w; ix++)
+            dst[ix] += src[ix];
+    }
+}
+
+void conv_direct_dx_unit(const conv_shape *s, const float *w, const cpu_view *dy, int r_lo,
+                         int r_hi, cpu_view *dx, int64_t u_index, float *slice)
+{
+    const cpu_window *g = s->g;
+    int64_t per_group = (int64_t)s->n_img_blocks * s->n_ci_blocks;
+    int grp = (int)(u_index / per_group), blk = (int)(u_index % per_group / s->n_ci_blocks);
+    int ci0 = (int)(u_index % s->n_ci_blocks) * s->ci_block;
+    int nci = min_int(s->cig - ci0, s->ci_block);
+    run_shape u = run_shape_of(s, blk);
+    int64_t ld = u.reach + u.lout;
+    float *grads = slice, *gin = slice + s->cog * ld;
+    float wk[K_MAX * COG_MAX]; /* the kw * cog weights of one (ci, ky) */
+    for (int co = 0; co < s->cog; co++)
+        zero_floats(grads + co * ld, u.reach);
+    for (int r = r_lo; r <= r_hi; r++) {
+        for (int co = 0; co < s->cog; co++)
+            fill_grad_run(s, &u, dy, grp * s->cog + co, r, grads + co * ld + u.reach);
+        for (int ci = ci0; ci < ci0 + nci; ci++)
+            for (int ky = 0; ky < g->kh; ky++) {
+                int ir = r * g->sh + ky * g->dh - g->ph;
+                if (ir < 0 || ir >= s->h)
+                    continue;
+                for (int kx = 0; kx < g->kw; kx++)
+                    for (int co = 0; co < s->cog; co++)
+                        wk[kx * s->cog + co] =
+                            w[(grp * s->cog + co) * s->k + (ci * g->kh + ky) * g->kw + kx];
+                dx_runs(grads + u.reach, ld, s->cog, g->kw, g->dw, wk, gin, u.lout);
+                add_run(&u, gin + g->pw, dx, grp * s->cig + ci, ir, s->w);
+            }
+    }
+}

@@ -61,8 +61,8 @@ static int64_t conv_scratch_floats(const net_t *net, int l, int batch, int threa
     return cpu_conv_scratch_floats(&g, batch, x->c, x->h, x->w, n->c, threads);
 }
 
-/* The convolutions' im2col scratch, a slice per OpenMP thread: the largest over the schedule's
- * convolutions. */
+/* The convolutions' scratch (im2col columns, or the direct kernels' padded rows), a slice per
+ * OpenMP thread: the largest over the schedule's convolutions. */
 static lr_status cpu_workspace_bytes(void *ctx, const net_t *net, const sched_t *s, int batch,
                                      int64_t *bytes)
 {

@@ -107,7 +107,7 @@ typedef struct {
     lr_status (*lane_record)(void *ctx, int lane, int event);
 } exec_backend;
 
-/* The CPU backend (cpu_backend.c): its convolutions take their im2col scratch from the
+/* The CPU backend (cpu_backend.c): its convolutions take their scratch from the
  * workspace tensor, one slice per OpenMP thread, so workspace_bytes() depends on
  * omp_get_max_threads() when it is asked. */
 extern const exec_backend exec_cpu_backend;

@@ -47,7 +47,7 @@ typedef struct {
     int64_t predicted_copy_bytes, sim_copy_bytes;
     unsigned offload;             /* the OFFLOAD_* set the plan runs (--offload auto: its choice) */
     int64_t workspace_bytes;      /* the planned workspace tensor (CUDA: staging + algorithms;
-                                     CPU: im2col scratch per thread), part of the prediction */
+                                     CPU: convolution scratch per thread), part of the prediction */
     /* CUDA device memory (cudaMemGetInfo, device-wide), for the strategy being validated:
      * peak = its arena + extra, extra = the highest in use after the warm-up step (the first of
      * several) minus what was in use then; without a warm-up step (one step, training) extra is

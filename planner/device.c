@@ -47,9 +47,10 @@ const device_spec device_table[] = {
      * wrong split, so a plan whose extra work is mostly memory-bound was predicted far slower
      * than it ran: tiny-mix overl-h at batch 32, 3.25x column against 1.9x measured.) Since
      * small convolutions run direct (cuda_validate/cpu_conv_direct.c, 2151d7a), those run faster
-     * than this single efficiency says: bench/cpu_time.sh's check at batch 16 fell from 18 to 11
-     * of 18 ratios within 20%, over-predicting tiny-resnet's exact-BN row strategies by 25-53%,
-     * with these constants and with a refit alike (a refit is left for a quiet machine). */
+     * than this single efficiency says: bench/cpu_time.sh's check at batch 16 fell from 18 to
+     * 11-12 of 18 ratios within 20% (four runs), over-predicting tiny-resnet's exact-BN row
+     * strategies by 25-62%; refits in the same hour kept 11-15 of 18 and moved from run to run,
+     * so these constants stay until the model can tell small convolutions apart. */
     {"cpu", 0, "lrcnn's CPU reference backend (one thread of the build machine)", 1e11, 0.4425,
      2.463e10, 2.486e-6, 152.6, "fitted: bench/cpu_time.sh", 2.463e10 /* a copy is a memcpy */},
     {NULL, 0, NULL, 0, 0, 0, 0, 0, NULL, 0},

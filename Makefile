@@ -315,6 +315,13 @@ $(BUILD)/tests/test_cuda: $(BUILD)/obj/tests/test_cuda.o $(BUILD)/obj/tests/gold
 	@echo "  LD      $@"
 	$(Q)$(CC) $(LDFLAGS_ALL) $^ $(LDLIBS_ALL) $(CMOCKA_LIBS) $(CUDA_LIBS) -o $@
 
+# conv_direct times the CPU backend's direct convolutions against im2col + GEMM
+# (bench/conv_direct.c; bench/results/conv_direct.md).
+$(BUILD)/bin/conv_direct: $(BUILD)/obj/bench/conv_direct.o $(VAL_LIB)
+	@mkdir -p $(dir $@)
+	@echo "  LD      $@"
+	$(Q)$(CC) $(LDFLAGS_ALL) $^ $(LDLIBS_ALL) $(CUDA_LIBS) -o $@
+
 # ---------------------------------------------------------------- the GPU machine's build
 # time-fit refits the time model's constants from measured steps (bench/time_fit.c).
 $(TIME_FIT): $(BUILD)/obj/bench/time_fit.o $(VAL_LIB)

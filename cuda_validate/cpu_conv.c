@@ -1,6 +1,6 @@
 /* cpu_conv.c - convolution forward and backward on row ranges, as im2col + GEMM (cpu_blas.c)
  * in work units of fixed shape (see cpu_ops.h for the conventions); small layers run their units
- * through the direct kernels of cpu_conv_direct.c instead (conv_direct).
+ * through the direct kernels of cpu_conv_direct.c instead (conv_direct_fwd, conv_direct_bwd).
  *
  * Legend: N batch, C channels, H/W full height/width of a map, R rows held by a view,
  * OH/OW output height/width, K = Cin/groups * kh * kw the depth of a group's GEMM,
@@ -440,7 +440,7 @@ void cpu_conv_fwd(const cpu_window *g, const cpu_view *x, const float *w, const 
     conv_shape s = conv_shape_of(g, x->n, x->c, x->h, x->w, y->c);
     int64_t units = (int64_t)(r_hi - r_lo + 1) * s.n_img_blocks;
     int threads = conv_threads(&s, ws, units, row_work(y, r_lo, r_hi) * s.k);
-    bool direct = conv_direct(&s);
+    bool direct = conv_direct_fwd(&s);
     int rows = r_hi - r_lo + 1;
 #pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
     for (int64_t u = 0; u < units; u++) {
@@ -583,7 +583,7 @@ void cpu_conv_bwd(const cpu_window *g, const cpu_view *x, const float *w, const 
     /* db's channel blocks, dw's tiles and dx's units in one parallel loop: they write apart,
      * and a stripe's call then wakes the threads once, not three times */
     int64_t biases = db ? ceil_div(dy->c, BIAS_BLOCK) : 0;
-    bool direct = conv_direct(&s);
+    bool direct = conv_direct_bwd(&s);
     int64_t tiles = !dw ? 0 : direct ? conv_direct_dw_tiles(&s) : conv_bwd_filter_tiles(&s);
     int64_t units = !dx ? 0 : direct ? conv_direct_dx_units(&s) : conv_bwd_data_units(&s);
     int64_t items = biases + tiles + units;

@@ -58,13 +58,15 @@ static inline void pad_row(const conv_shape *s, const cpu_view *x, int n, int c,
 
 /* ------------------------------------------------------------------ direct kernels */
 
-/* Whether the layer's convolution runs direct (cpu_conv_direct.c) rather than as im2col +
- * GEMM, forward and backward: unit column stride, a shallow GEMM and few output channels a group,
- * where a GEMM spends more time packing its operands than multiplying them. It depends on the
- * layer's shape only, never on the row range. */
-bool conv_direct(const conv_shape *s);
+/* Whether the layer's forward (resp. backward) runs direct (cpu_conv_direct.c) rather than as
+ * im2col + GEMM: unit column stride, a shallow GEMM and few output channels a group, where a GEMM
+ * spends more time packing its operands than multiplying them; and cpu_conv_set_direct allows it.
+ * Each depends on the layer's shape only, never on the row range. */
+bool conv_direct_fwd(const conv_shape *s);
+bool conv_direct_bwd(const conv_shape *s);
 
-/* Scratch floats one thread needs for the direct kernels the layer uses (0: none). */
+/* Scratch floats one thread needs for the direct kernels the layer's shape suits (0: none),
+ * whether or not they are allowed (cpu_conv_set_direct). */
 int64_t conv_direct_floats(const conv_shape *s);
 
 /* Output row r of the images of forward block `blk` (s->img_block images). */

@@ -37,18 +37,18 @@
 #pragma GCC optimize("no-tree-loop-distribute-patterns")
 #endif
 
-/* Where the direct kernels beat im2col + GEMM (OpenBLAS 0.3.21 on an AMD EPYC, Zen 3, one
- * thread, batch 32, 3x3 kernels, GFLOP/s of the best of 31 calls over the whole map, in two
- * alternating runs on a busy hour of the VM):
- *  - 1 -> 8 channels at 28x28 (tiny-mix's conv1): forward 18-20 direct against 8-11 GEMM,
- *    backward (dw) 13 against 12;
- *  - 8 -> 8 channels, 2 groups, dilation 2, 14x14 (its conv2): forward 14 against 7-8,
- *    backward 12 against 7-8;
- *  - 8 -> 8 channels at 28x28: forward 24-25 against 16-17, backward 17-19 against 15;
- *  - 16 -> 16 channels (K 144): forward 26-41 against 27-35, backward 16-24 against 22-31;
- *    16 -> 32 and 3 -> 64 lose, the backward by 2x.
- * So a layer runs direct up to a GEMM depth of K_MAX and COG_MAX output channels a group. */
-enum { K_MAX = 72, COG_MAX = 16 };
+/* Where the direct kernels beat im2col + GEMM: bench/conv_direct.c (AMD EPYC, Zen 3, OpenBLAS's
+ * Zen kernels, one thread, batch 32, medians of 15 alternating rounds), GEMM time / direct time
+ * over the whole map and over 2-row stripes:
+ *  - forward: 1.1x-2.2x on every layer the bench has (1 -> 8, 1 -> 16, 8 -> 8 channels, 8 -> 8 in
+ *    2 dilated groups, 8 -> 16; bench/results/conv_direct.md);
+ *  - backward: 1.1x-1.9x with 8 output channels a group; with 16 (1 -> 16, 8 -> 16: the bench run
+ *    while the backward's bound was 16) 0.75x-0.86x over the whole map and 0.96x-1.07x over
+ *    stripes, where the GEMM's 16 rows pay off.
+ * Throw-away runs beyond: forward 16 -> 16 (K 144) 1.3x, but 16 -> 32 and 3 -> 64 a tie or a loss,
+ * and their backward 0.5x. So: unit column stride, a GEMM depth of at most K_MAX, and at most
+ * FWD_COG_MAX output channels a group forward, BWD_COG_MAX backward. */
+enum { K_MAX = 72, FWD_COG_MAX = 16, BWD_COG_MAX = 8 };
 /* Output channels a forward run or a dw tile computes at once (registers: 2 vectors each). */
 enum { DIRECT_CO = 4 };
 /* Floats a run takes at a time: two vectors. Runs are padded to a multiple of it. */
@@ -83,9 +83,33 @@ static inline __attribute__((always_inline)) float lanes_sum(v8 v)
     return s;
 }
 
-bool conv_direct(const conv_shape *s)
+static bool direct_allowed = true;
+
+void cpu_conv_set_direct(bool allowed)
 {
-    return s->g->sw == 1 && s->k <= K_MAX && s->cog <= COG_MAX;
+    direct_allowed = allowed;
+}
+
+/* Whether the layer's shape suits the direct forward (resp. backward): what its scratch is sized
+ * for, allowed or not. */
+static bool fwd_shape(const conv_shape *s)
+{
+    return s->g->sw == 1 && s->k <= K_MAX && s->cog <= FWD_COG_MAX;
+}
+
+static bool bwd_shape(const conv_shape *s)
+{
+    return s->g->sw == 1 && s->k <= K_MAX && s->cog <= BWD_COG_MAX;
+}
+
+bool conv_direct_fwd(const conv_shape *s)
+{
+    return direct_allowed && fwd_shape(s);
+}
+
+bool conv_direct_bwd(const conv_shape *s)
+{
+    return direct_allowed && bwd_shape(s);
 }
 
 /* One unit's run geometry: nb images of `pitch` floats, `lout` positions computed (nb * pitch
@@ -110,13 +134,12 @@ static run_shape run_shape_of(const conv_shape *s, int blk)
 
 int64_t conv_direct_floats(const conv_shape *s)
 {
-    if (!conv_direct(s))
-        return 0;
     run_shape u = run_shape_of(s, 0); /* the first block is the largest */
     int64_t rows = (int64_t)s->cig * s->g->kh;
     int64_t fwd_dw = rows * u.lp + DIRECT_CO * u.lout; /* pads and four runs */
     int64_t dx = (int64_t)s->cog * (u.reach + u.lout) + u.lout;
-    return fwd_dw > dx ? fwd_dw : dx;
+    int64_t most = fwd_shape(s) || bwd_shape(s) ? fwd_dw : 0;
+    return bwd_shape(s) && dx > most ? dx : most;
 }
 
 /* pads[q] for output row r, images of u, input channels c0 + ci of the group (see the top). */
@@ -326,7 +349,7 @@ void conv_direct_dx_unit(const conv_shape *s, const float *w, const cpu_view *dy
     run_shape u = run_shape_of(s, blk);
     int64_t ld = u.reach + u.lout;
     float *grads = slice, *gin = slice + s->cog * ld;
-    float wk[K_MAX * COG_MAX]; /* the kw * cog weights of one (ci, ky) */
+    float wk[K_MAX * BWD_COG_MAX]; /* the kw * cog weights of one (ci, ky) */
     for (int co = 0; co < s->cog; co++)
         zero_floats(grads + co * ld, u.reach);
     for (int r = r_lo; r <= r_hi; r++) {

@@ -82,6 +82,10 @@ typedef struct {
  * room for (at least one thread's worth is required: asserted). */
 int64_t cpu_conv_scratch_floats(const cpu_window *g, int n, int cin, int h, int w, int cout,
                                 int threads);
+/* Whether small convolutions may run direct (cpu_conv_direct.c; the default) or every one runs
+ * through im2col + GEMM: for benchmarks and tests that compare the two. The scratch size above
+ * covers both either way. Set it between calls, not during one. */
+void cpu_conv_set_direct(bool allowed);
 void cpu_conv_fwd(const cpu_window *g, const cpu_view *x, const float *w, const float *b,
                   cpu_view *y, int r_lo, int r_hi, const cpu_scratch *ws);
 /* Back-propagates output rows [r_lo, r_hi] of dy: dx (rows they read) += ..., dw += ..., db += ... */

@@ -169,10 +169,11 @@ static const conv_case CONV_CASES[] = {
     {1, 2, 12, 10, 3, {5, 3, 3, 2, 2, 1, 2, 1, 1}, true}, /* tall dilated kernel, stride 3 */
     {3, 4, 9, 8, 5, {3, 3, 1, 1, 2, 2, 2, 2, 1}, false},  /* dilated "same", direct (K 36) */
     {7, 3, 5, 130, 4, {3, 3, 1, 1, 1, 1, 1, 1, 1}, true}, /* wide rows: several image blocks */
-    /* at unit column stride, tall enough for im2col + GEMM (more than 16 output channels) */
+    /* at unit column stride, too many output channels a group for the direct kernels (both
+     * passes, or the backward only) */
     {3, 8, 9, 8, 20, {3, 3, 1, 1, 2, 2, 2, 2, 1}, false},  /* dilated "same": shifted im2col */
     {5, 8, 5, 130, 20, {3, 3, 1, 1, 1, 1, 1, 1, 1}, true}, /* wide rows: several image blocks */
-    {2, 12, 6, 7, 5, {3, 3, 1, 1, 1, 1, 1, 1, 1}, true},   /* K 108: GEMM with 5 channels */
+    {2, 4, 6, 7, 12, {3, 3, 1, 1, 1, 1, 1, 1, 1}, true},   /* 12 channels: direct forward only */
 };
 #define N_CONV_CASES ((int)(sizeof CONV_CASES / sizeof CONV_CASES[0]))
 
@@ -1693,6 +1694,24 @@ static void test_results_do_not_depend_on_thread_count(void **state)
     conv_data_free(&d);
 }
 
+/* The convolution tests again with every layer through im2col + GEMM (cpu_conv_set_direct):
+ * the cases small enough to run direct then test the GEMM path too. */
+static int gemm_only(void **state)
+{
+    (void)state;
+    cpu_conv_set_direct(false);
+    return 0;
+}
+
+static int direct_allowed_again(void **state)
+{
+    (void)state;
+    cpu_conv_set_direct(true);
+    return 0;
+}
+
+#define GEMM_ONLY(f) {#f " (im2col + GEMM only)", f, gemm_only, direct_allowed_again, NULL}
+
 int main(int argc, char **argv)
 {
     if (argc == 4 && strcmp(argv[1], "--rows-case") == 0)
@@ -1704,6 +1723,12 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_conv_bwd_matches_finite_differences),
         cmocka_unit_test(test_conv_bwd_row_splits_sum_to_full),
         cmocka_unit_test(test_conv_bwd_skips_null_gradients),
+        GEMM_ONLY(test_conv_fwd_matches_double_reference),
+        GEMM_ONLY(test_conv_fwd_row_split_is_bitwise_exact),
+        GEMM_ONLY(test_conv_bwd_matches_double_reference),
+        GEMM_ONLY(test_conv_bwd_matches_finite_differences),
+        GEMM_ONLY(test_conv_bwd_row_splits_sum_to_full),
+        GEMM_ONLY(test_conv_bwd_skips_null_gradients),
         cmocka_unit_test(test_backward_kernels_skip_null_input_gradient),
         cmocka_unit_test(test_kernels_abort_on_rows_outside_view),
         cmocka_unit_test(test_maxpool_matches_reference_with_ties),

@@ -27,7 +27,7 @@
  *
  * Deliberately not here: memory allocation (no kernel mallocs), scheduling, the BLAS call itself.
  */
-#include "cpu_conv.h"
+#include "cpu_conv_direct.h"
 
 #include <omp.h>
 

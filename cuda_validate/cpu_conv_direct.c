@@ -1,5 +1,5 @@
 /* cpu_conv_direct.c - small convolutions computed directly, without im2col and GEMM (see
- * cpu_conv.h for when; cpu_ops.h for the conventions).
+ * cpu_conv_direct.h for when; cpu_ops.h for the conventions).
  *
  * Legend: N batch, C channels, H/W of a map, OW output width, K = Cin/groups * kh * kw,
  * q = ci * kh + ky one (input channel, kernel row) of a group, pitch = the padded input row
@@ -27,7 +27,7 @@
  *
  * Deliberately not here: the choice of path, units and threads (cpu_conv.c), memory allocation.
  */
-#include "cpu_conv.h"
+#include "cpu_conv_direct.h"
 
 #include <string.h>
 

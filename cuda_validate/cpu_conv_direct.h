@@ -1,13 +1,14 @@
-/* cpu_conv.h - what the convolution's two files share: the shape of one call's work
- * (conv_shape, worked out in cpu_conv.c) and the direct kernels of small convolutions
- * (cpu_conv_direct.c). Internal to them; cpu_ops.h is the interface.
+/* cpu_conv_direct.h - the direct kernels of small convolutions (cpu_conv_direct.c) as
+ * cpu_conv.c calls them, and what both files share: the shape of one call's work (conv_shape,
+ * worked out in cpu_conv.c) and the padded copy of an input row. Internal to them; cpu_ops.h is
+ * the interface.
  *
  * Legend as in cpu_conv.c: N batch, C channels, H/W of a map, OH/OW of the output,
  * K = Cin/groups * kh * kw, P the pixels (GEMM columns) of a unit.
  * Deliberately not here: the choice of units and threads (cpu_conv.c).
  */
-#ifndef LR_CPU_CONV_H
-#define LR_CPU_CONV_H
+#ifndef LR_CPU_CONV_DIRECT_H
+#define LR_CPU_CONV_DIRECT_H
 
 #include "cpu_kernel.h"
 

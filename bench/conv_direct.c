@@ -8,9 +8,9 @@
  * swapped every round; then the same over stripes of 2 output rows (one call per stripe, as a
  * row schedule makes them). Medians of the rounds, and GEMM / direct (above 1: direct is faster).
  * A markdown table to stdout, and to OUT when given. The layers are the tiny nets' whose forward
- * runs direct (unit column stride, K <= 72, at most 16 output channels a group; the backward
- * only with at most 8, from this table); wider ones stay with the GEMM, where direct lost in
- * throw-away runs (cpu_conv_direct.c has the numbers).
+ * runs direct (unit column stride, K <= 144, at most 16 output channels a group; the backward
+ * only with K <= 72 and at most 8, from this table); wider ones stay with the GEMM, where direct
+ * lost in throw-away runs (cpu_conv_direct.c has the numbers).
  * Deliberately not here: threads (one, so that a shared machine slows both paths alike), other
  * ops.
  */
@@ -38,6 +38,8 @@ static const layer layers[] = {
     {"tiny-vgg conv1 (1->16, 28x28; no dx)", 1, 28, 28, 16, {3, 3, 1, 1, 1, 1, 1, 1, 1}, 1},
     {"tiny-resnet block conv (8->8, 28x28)", 8, 28, 28, 8, {3, 3, 1, 1, 1, 1, 1, 1, 1}, 0},
     {"8->16, 28x28 (K 72, 16 channels)", 8, 28, 28, 16, {3, 3, 1, 1, 1, 1, 1, 1, 1}, 0},
+    {"tiny-vgg conv2 (16->16, 28x28; K 144)", 16, 28, 28, 16, {3, 3, 1, 1, 1, 1, 1, 1, 1}, 0},
+    {"tiny-resnet b2 conv (16->16, 14x14; K 144)", 16, 14, 14, 16, {3, 3, 1, 1, 1, 1, 1, 1, 1}, 0},
 };
 enum { BATCH = 32, STRIPE_ROWS = 2 };
 

@@ -40,15 +40,16 @@
 /* Where the direct kernels beat im2col + GEMM: bench/conv_direct.c (AMD EPYC, Zen 3, OpenBLAS's
  * Zen kernels, one thread, batch 32, medians of 15 alternating rounds), GEMM time / direct time
  * over the whole map and over 2-row stripes:
- *  - forward: 1.1x-2.2x on every layer the bench has (1 -> 8, 1 -> 16, 8 -> 8 channels, 8 -> 8 in
- *    2 dilated groups, 8 -> 16; bench/results/conv_direct.md);
- *  - backward: 1.1x-1.9x with 8 output channels a group; with 16 (1 -> 16, 8 -> 16: the bench run
- *    while the backward's bound was 16) 0.75x-0.86x over the whole map and 0.96x-1.07x over
- *    stripes, where the GEMM's 16 rows pay off.
- * Throw-away runs beyond: forward 16 -> 16 (K 144) 1.3x, but 16 -> 32 and 3 -> 64 a tie or a loss,
- * and their backward 0.5x. So: unit column stride, a GEMM depth of at most K_MAX, and at most
- * FWD_COG_MAX output channels a group forward, BWD_COG_MAX backward. */
-enum { K_MAX = 72, FWD_COG_MAX = 16, BWD_COG_MAX = 8 };
+ *  - forward: 1.2x-2.2x on every layer the bench has (1 -> 8, 1 -> 16, 8 -> 8 channels, 8 -> 8 in
+ *    2 dilated groups, 8 -> 16, and 16 -> 16 at K 144: 1.20x-1.35x; bench/results/
+ *    conv_direct.md);
+ *  - backward: 1.2x-1.8x with K <= 72 and 8 output channels a group; with 16 (1 -> 16, 8 -> 16:
+ *    the bench run while the backward's bound was 16) 0.75x-0.86x over the whole map and
+ *    0.96x-1.07x over stripes, where the GEMM's 16 rows pay off.
+ * Throw-away runs beyond: 16 -> 32 and 3 -> 64 a tie or a loss forward, and 0.5x backward. So:
+ * unit column stride, and a GEMM depth and output channels a group of at most FWD_K_MAX and
+ * FWD_COG_MAX forward, BWD_K_MAX and BWD_COG_MAX backward. */
+enum { FWD_K_MAX = 144, BWD_K_MAX = 72, FWD_COG_MAX = 16, BWD_COG_MAX = 8 };
 /* Output channels a forward run or a dw tile computes at once (registers: 2 vectors each). */
 enum { DIRECT_CO = 4 };
 /* Floats a run takes at a time: two vectors. Runs are padded to a multiple of it. */
@@ -94,12 +95,12 @@ void cpu_conv_set_direct(bool allowed)
  * for, allowed or not. */
 static bool fwd_shape(const conv_shape *s)
 {
-    return s->g->sw == 1 && s->k <= K_MAX && s->cog <= FWD_COG_MAX;
+    return s->g->sw == 1 && s->k <= FWD_K_MAX && s->cog <= FWD_COG_MAX;
 }
 
 static bool bwd_shape(const conv_shape *s)
 {
-    return s->g->sw == 1 && s->k <= K_MAX && s->cog <= BWD_COG_MAX;
+    return s->g->sw == 1 && s->k <= BWD_K_MAX && s->cog <= BWD_COG_MAX;
 }
 
 bool conv_direct_fwd(const conv_shape *s)
@@ -231,7 +232,7 @@ void conv_direct_fwd_unit(const conv_shape *s, const cpu_view *x, const float *w
     run_shape u = run_shape_of(s, blk);
     int rows = s->cig * s->g->kh;
     float *pads = slice, *out = slice + rows * u.lp;
-    float wt[K_MAX * DIRECT_CO];
+    float wt[FWD_K_MAX * DIRECT_CO];
     for (int grp = 0; grp < s->g->groups; grp++) {
         fill_pads(s, &u, x, grp * s->cig, r, pads);
         for (int co0 = 0; co0 < s->cog; co0 += DIRECT_CO) {
@@ -280,7 +281,7 @@ void conv_direct_dw_tile(const conv_shape *s, const cpu_view *x, const cpu_view 
     int grp = (int)(t / per_group), co0 = (int)(t % per_group) * DIRECT_CO;
     int nco = min_int(DIRECT_CO, s->cog - co0), first = grp * s->cog + co0;
     int rows = s->cig * s->g->kh;
-    float sums[K_MAX * DIRECT_CO];
+    float sums[BWD_K_MAX * DIRECT_CO];
     for (int blk = 0; blk < s->n_img_blocks; blk++)
         for (int r = r_lo; r <= r_hi; r++) { /* a plane's rows one after another: prefetchable */
             run_shape u = run_shape_of(s, blk);
@@ -349,7 +350,7 @@ void conv_direct_dx_unit(const conv_shape *s, const float *w, const cpu_view *dy
     run_shape u = run_shape_of(s, blk);
     int64_t ld = u.reach + u.lout;
     float *grads = slice, *gin = slice + s->cog * ld;
-    float wk[K_MAX * BWD_COG_MAX]; /* the kw * cog weights of one (ci, ky) */
+    float wk[BWD_K_MAX * BWD_COG_MAX]; /* the kw * cog weights of one (ci, ky) */
     for (int co = 0; co < s->cog; co++)
         zero_floats(grads + co * ld, u.reach);
     for (int r = r_lo; r <= r_hi; r++) {

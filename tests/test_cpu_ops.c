@@ -174,6 +174,7 @@ static const conv_case CONV_CASES[] = {
     {3, 8, 9, 8, 20, {3, 3, 1, 1, 2, 2, 2, 2, 1}, false},  /* dilated "same": shifted im2col */
     {5, 8, 5, 130, 20, {3, 3, 1, 1, 1, 1, 1, 1, 1}, true}, /* wide rows: several image blocks */
     {2, 4, 6, 7, 12, {3, 3, 1, 1, 1, 1, 1, 1, 1}, true},   /* 12 channels: direct forward only */
+    {2, 12, 6, 7, 5, {3, 3, 1, 1, 1, 1, 1, 1, 1}, true},   /* K 108: direct forward only */
 };
 #define N_CONV_CASES ((int)(sizeof CONV_CASES / sizeof CONV_CASES[0]))
 

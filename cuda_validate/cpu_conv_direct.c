@@ -40,10 +40,10 @@
 /* Where the direct kernels beat im2col + GEMM: bench/conv_direct.c (AMD EPYC, Zen 3, OpenBLAS's
  * Zen kernels, one thread, batch 32, medians of 15 alternating rounds), GEMM time / direct time
  * over the whole map and over 2-row stripes:
- *  - forward: 1.2x-2.2x on every layer the bench has (1 -> 8, 1 -> 16, 8 -> 8 channels, 8 -> 8 in
- *    2 dilated groups, 8 -> 16, and 16 -> 16 at K 144: 1.20x-1.35x; bench/results/
+ *  - forward: 1.1x-2.1x on every layer the bench has (1 -> 8, 1 -> 16, 8 -> 8 channels, 8 -> 8 in
+ *    2 dilated groups, 8 -> 16, and 16 -> 16 at K 144: 1.07x-1.41x over four runs; bench/results/
  *    conv_direct.md);
- *  - backward: 1.2x-1.8x with K <= 72 and 8 output channels a group; with 16 (1 -> 16, 8 -> 16:
+ *  - backward: 1.2x-2.0x with K <= 72 and 8 output channels a group; with 16 (1 -> 16, 8 -> 16:
  *    the bench run while the backward's bound was 16) 0.75x-0.86x over the whole map and
  *    0.96x-1.07x over stripes, where the GEMM's 16 rows pay off.
  * Throw-away runs beyond: 16 -> 32 and 3 -> 64 a tie or a loss forward, and 0.5x backward. So:
@@ -138,7 +138,7 @@ int64_t conv_direct_floats(const conv_shape *s)
     run_shape u = run_shape_of(s, 0); /* the first block is the largest */
     int64_t rows = (int64_t)s->cig * s->g->kh;
     int64_t fwd_dw = rows * u.lp + DIRECT_CO * u.lout; /* pads and four runs */
-    int64_t dx = (int64_t)s->cog * (u.reach + u.lout) + u.lout;
+    int64_t dx = (int64_t)s->cog * (u.reach + u.lout) + DIRECT_CO * u.lout;
     int64_t most = fwd_shape(s) || bwd_shape(s) ? fwd_dw : 0;
     return bwd_shape(s) && dx > most ? dx : most;
 }
@@ -307,22 +307,30 @@ int64_t conv_direct_dx_units(const conv_shape *s)
     return (int64_t)s->g->groups * s->n_img_blocks * s->n_ci_blocks;
 }
 
-/* gin[j] = sum over kx, then the group's output channels co, in order, of
- * wk[kx * cog + co] * grads[co][j - kx * dw] for j in [0, lout); grads[co] has `reach` zeros
- * before its first position and rows `ld` apart. */
+/* gin[c][j] = sum over kx, then the group's output channels co, in order, of
+ * wk[(kx * cog + co) * DIRECT_CO + c] * grads[co][j - kx * dw] for the DIRECT_CO input channels
+ * c and j in [0, lout); grads[co] has `reach` zeros before its first position and rows `ld`
+ * apart. The four channels share each load of the gradients. */
 LR_CLONES
 static void dx_runs(const float *grads, int64_t ld, int cog, int kw, int dw, const float *wk,
                     float *gin, int64_t lout)
 {
     for (int64_t j0 = 0; j0 < lout; j0 += RUN) {
-        v8 lo = {0}, hi = {0};
+        v8 a0 = {0}, b0 = {0}, a1 = {0}, b1 = {0}, a2 = {0}, b2 = {0}, a3 = {0}, b3 = {0};
+        const float *wc = wk;
         for (int kx = 0; kx < kw; kx++)
-            for (int co = 0; co < cog; co++) {
+            for (int co = 0; co < cog; co++, wc += DIRECT_CO) {
                 const float *src = grads + co * ld + j0 - kx * dw;
-                float wv = wk[kx * cog + co];
-                lo += wv * load8(src), hi += wv * load8(src + VEC);
+                v8 lo = load8(src), hi = load8(src + VEC);
+                a0 += wc[0] * lo, b0 += wc[0] * hi;
+                a1 += wc[1] * lo, b1 += wc[1] * hi;
+                a2 += wc[2] * lo, b2 += wc[2] * hi;
+                a3 += wc[3] * lo, b3 += wc[3] * hi;
             }
-        store8(gin + j0, lo), store8(gin + j0 + VEC, hi);
+        store8(gin + j0, a0), store8(gin + j0 + VEC, b0);
+        store8(gin + lout + j0, a1), store8(gin + lout + j0 + VEC, b1);
+        store8(gin + 2 * lout + j0, a2), store8(gin + 2 * lout + j0 + VEC, b2);
+        store8(gin + 3 * lout + j0, a3), store8(gin + 3 * lout + j0 + VEC, b3);
     }
 }
 
@@ -350,23 +358,30 @@ void conv_direct_dx_unit(const conv_shape *s, const float *w, const cpu_view *dy
     run_shape u = run_shape_of(s, blk);
     int64_t ld = u.reach + u.lout;
     float *grads = slice, *gin = slice + s->cog * ld;
-    float wk[BWD_K_MAX * BWD_COG_MAX]; /* the kw * cog weights of one (ci, ky) */
+    /* the kw * cog weights of one kernel row for DIRECT_CO input channels (0 past the last) */
+    float wk[BWD_K_MAX * BWD_COG_MAX * DIRECT_CO];
     for (int co = 0; co < s->cog; co++)
         zero_floats(grads + co * ld, u.reach);
     for (int r = r_lo; r <= r_hi; r++) {
         for (int co = 0; co < s->cog; co++)
             fill_grad_run(s, &u, dy, grp * s->cog + co, r, grads + co * ld + u.reach);
-        for (int ci = ci0; ci < ci0 + nci; ci++)
-            for (int ky = 0; ky < g->kh; ky++) {
-                int ir = r * g->sh + ky * g->dh - g->ph;
-                if (ir < 0 || ir >= s->h)
-                    continue;
+        for (int ky = 0; ky < g->kh; ky++) {
+            int ir = r * g->sh + ky * g->dh - g->ph;
+            if (ir < 0 || ir >= s->h)
+                continue;
+            for (int c0 = ci0; c0 < ci0 + nci; c0 += DIRECT_CO) {
+                int nc = min_int(DIRECT_CO, ci0 + nci - c0);
                 for (int kx = 0; kx < g->kw; kx++)
                     for (int co = 0; co < s->cog; co++)
-                        wk[kx * s->cog + co] =
-                            w[(grp * s->cog + co) * s->k + (ci * g->kh + ky) * g->kw + kx];
+                        for (int c = 0; c < DIRECT_CO; c++)
+                            wk[(kx * s->cog + co) * DIRECT_CO + c] =
+                                c < nc ? w[(grp * s->cog + co) * s->k +
+                                           ((c0 + c) * g->kh + ky) * g->kw + kx]
+                                       : 0.0f;
                 dx_runs(grads + u.reach, ld, s->cog, g->kw, g->dw, wk, gin, u.lout);
-                add_run(&u, gin + g->pw, dx, grp * s->cig + ci, ir, s->w);
+                for (int c = 0; c < nc; c++) /* each dx row gets its terms in the order of r */
+                    add_run(&u, gin + c * u.lout + g->pw, dx, grp * s->cig + c0 + c, ir, s->w);
             }
+        }
     }
 }

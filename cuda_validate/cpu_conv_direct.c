@@ -178,24 +178,23 @@ static void fill_grad_run(const conv_shape *s, const run_shape *u, const cpu_vie
 
 /* ------------------------------------------------------------------ forward */
 
-/* out[c][j] = sum over q, kx in order of wt[(q * kw + kx) * DIRECT_CO + c] * pads[q][j + kx * dw],
- * for the DIRECT_CO channels c and j in [0, lout). */
+/* out[c][j] = 0 + the sum over the terms t in order of wt[t * DIRECT_CO + c] * src[t][j], for
+ * the DIRECT_CO channels c and j in [0, lout): the forward (a term a tap: input row and kernel
+ * column) and the backward data (a term a kernel column and an output channel) alike. Each load
+ * of a run serves the four channels. */
 LR_CLONES
-static void fwd_runs(const float *pads, int64_t lp, int rows, int kw, int dw, const float *wt,
-                     float *out, int64_t lout)
+static void weighted_runs(const float *const *src, int terms, const float *wt, float *out,
+                          int64_t lout)
 {
     for (int64_t j0 = 0; j0 < lout; j0 += RUN) {
         v8 a0 = {0}, b0 = {0}, a1 = {0}, b1 = {0}, a2 = {0}, b2 = {0}, a3 = {0}, b3 = {0};
-        const float *wk = wt;
-        for (int q = 0; q < rows; q++) {
-            const float *row = pads + q * lp + j0;
-            for (int kx = 0; kx < kw; kx++, wk += DIRECT_CO) {
-                v8 lo = load8(row + kx * dw), hi = load8(row + kx * dw + VEC);
-                a0 += wk[0] * lo, b0 += wk[0] * hi;
-                a1 += wk[1] * lo, b1 += wk[1] * hi;
-                a2 += wk[2] * lo, b2 += wk[2] * hi;
-                a3 += wk[3] * lo, b3 += wk[3] * hi;
-            }
+        const float *w = wt;
+        for (int t = 0; t < terms; t++, w += DIRECT_CO) {
+            v8 lo = load8(src[t] + j0), hi = load8(src[t] + j0 + VEC);
+            a0 += w[0] * lo, b0 += w[0] * hi;
+            a1 += w[1] * lo, b1 += w[1] * hi;
+            a2 += w[2] * lo, b2 += w[2] * hi;
+            a3 += w[3] * lo, b3 += w[3] * hi;
         }
         store8(out + j0, a0), store8(out + j0 + VEC, b0);
         store8(out + lout + j0, a1), store8(out + lout + j0 + VEC, b1);
@@ -233,12 +232,16 @@ void conv_direct_fwd_unit(const conv_shape *s, const cpu_view *x, const float *w
     int rows = s->cig * s->g->kh;
     float *pads = slice, *out = slice + rows * u.lp;
     float wt[FWD_K_MAX * DIRECT_CO];
+    const float *taps[FWD_K_MAX]; /* tap k = q * kw + kx reads pads[q] from kx * dw on */
+    for (int q = 0; q < rows; q++)
+        for (int kx = 0; kx < s->g->kw; kx++)
+            taps[q * s->g->kw + kx] = pads + q * u.lp + kx * s->g->dw;
     for (int grp = 0; grp < s->g->groups; grp++) {
         fill_pads(s, &u, x, grp * s->cig, r, pads);
         for (int co0 = 0; co0 < s->cog; co0 += DIRECT_CO) {
             int nco = min_int(DIRECT_CO, s->cog - co0), first = grp * s->cog + co0;
             gather_weights(s, w, first, nco, wt);
-            fwd_runs(pads, u.lp, rows, s->g->kw, s->g->dw, wt, out, u.lout);
+            weighted_runs(taps, (int)s->k, wt, out, u.lout);
             for (int c = 0; c < nco; c++)
                 store_run(&u, out + c * u.lout, b ? b[first + c] : 0.0f, y, first + c, r, s->ow);
         }
@@ -307,33 +310,6 @@ int64_t conv_direct_dx_units(const conv_shape *s)
     return (int64_t)s->g->groups * s->n_img_blocks * s->n_ci_blocks;
 }
 
-/* gin[c][j] = sum over kx, then the group's output channels co, in order, of
- * wk[(kx * cog + co) * DIRECT_CO + c] * grads[co][j - kx * dw] for the DIRECT_CO input channels
- * c and j in [0, lout); grads[co] has `reach` zeros before its first position and rows `ld`
- * apart. The four channels share each load of the gradients. */
-LR_CLONES
-static void dx_runs(const float *grads, int64_t ld, int cog, int kw, int dw, const float *wk,
-                    float *gin, int64_t lout)
-{
-    for (int64_t j0 = 0; j0 < lout; j0 += RUN) {
-        v8 a0 = {0}, b0 = {0}, a1 = {0}, b1 = {0}, a2 = {0}, b2 = {0}, a3 = {0}, b3 = {0};
-        const float *wc = wk;
-        for (int kx = 0; kx < kw; kx++)
-            for (int co = 0; co < cog; co++, wc += DIRECT_CO) {
-                const float *src = grads + co * ld + j0 - kx * dw;
-                v8 lo = load8(src), hi = load8(src + VEC);
-                a0 += wc[0] * lo, b0 += wc[0] * hi;
-                a1 += wc[1] * lo, b1 += wc[1] * hi;
-                a2 += wc[2] * lo, b2 += wc[2] * hi;
-                a3 += wc[3] * lo, b3 += wc[3] * hi;
-            }
-        store8(gin + j0, a0), store8(gin + j0 + VEC, b0);
-        store8(gin + lout + j0, a1), store8(gin + lout + j0 + VEC, b1);
-        store8(gin + 2 * lout + j0, a2), store8(gin + 2 * lout + j0 + VEC, b2);
-        store8(gin + 3 * lout + j0, a3), store8(gin + 3 * lout + j0 + VEC, b3);
-    }
-}
-
 /* dx[n0 + i, c, ir, ix] += run[i * pitch + ix] for the images of u, ix < W. */
 LR_CLONES
 static void add_run(const run_shape *u, const float *run, cpu_view *dx, int c, int ir, int w)
@@ -358,8 +334,13 @@ void conv_direct_dx_unit(const conv_shape *s, const float *w, const cpu_view *dy
     run_shape u = run_shape_of(s, blk);
     int64_t ld = u.reach + u.lout;
     float *grads = slice, *gin = slice + s->cog * ld;
-    /* the kw * cog weights of one kernel row for DIRECT_CO input channels (0 past the last) */
+    /* the kw * cog weights of one kernel row for DIRECT_CO input channels (0 past the last),
+     * and the gradient runs they weigh: term kx * cog + co reads grads[co] from -kx * dw on */
     float wk[BWD_K_MAX * BWD_COG_MAX * DIRECT_CO];
+    const float *terms[BWD_K_MAX * BWD_COG_MAX];
+    for (int kx = 0; kx < g->kw; kx++)
+        for (int co = 0; co < s->cog; co++)
+            terms[kx * s->cog + co] = grads + co * ld + u.reach - kx * g->dw;
     for (int co = 0; co < s->cog; co++)
         zero_floats(grads + co * ld, u.reach);
     for (int r = r_lo; r <= r_hi; r++) {
@@ -378,7 +359,7 @@ void conv_direct_dx_unit(const conv_shape *s, const float *w, const cpu_view *dy
                                 c < nc ? w[(grp * s->cog + co) * s->k +
                                            ((c0 + c) * g->kh + ky) * g->kw + kx]
                                        : 0.0f;
-                dx_runs(grads + u.reach, ld, s->cog, g->kw, g->dw, wk, gin, u.lout);
+                weighted_runs(terms, g->kw * s->cog, wk, gin, u.lout);
                 for (int c = 0; c < nc; c++) /* each dx row gets its terms in the order of r */
                     add_run(&u, gin + c * u.lout + g->pw, dx, grp * s->cig + c0 + c, ir, s->w);
             }

@@ -438,10 +438,10 @@ void cpu_conv_fwd(const cpu_window *g, const cpu_view *x, const float *w, const 
     if (r_lo > r_hi)
         return;
     conv_shape s = conv_shape_of(g, x->n, x->c, x->h, x->w, y->c);
-    int64_t units = (int64_t)(r_hi - r_lo + 1) * s.n_img_blocks;
+    int rows = r_hi - r_lo + 1;
+    int64_t units = (int64_t)rows * s.n_img_blocks;
     int threads = conv_threads(&s, ws, units, row_work(y, r_lo, r_hi) * s.k);
     bool direct = conv_direct_fwd(&s);
-    int rows = r_hi - r_lo + 1;
 #pragma omp parallel for schedule(dynamic, 1) num_threads(threads)
     for (int64_t u = 0; u < units; u++) {
         if (direct) /* a block's rows in order: its planes are read one row after another */

@@ -20,10 +20,11 @@
  *
  * Exactness: an output element is 0 + w[k] * x[k] summed over k in order, then + bias. The sum
  * does not depend on the row range, the image block or the thread (row-split exactness of
- * cpu_ops.h). The gradients sum in a fixed order per unit or tile (rows of the call in order,
- * image blocks in order, vector lanes combined in order), so they depend on the row range within
- * rounding only, never on the thread count. Vectors are GCC's generic vectors; ISO C mode keeps
- * multiplies and adds apart, so the AVX2 clone and the baseline give the same bits.
+ * cpu_ops.h). The gradients sum in a fixed order per unit or tile (a dw tile: image blocks, then
+ * rows, in order; a dx unit: its rows in order; vector lanes combined in order), so they depend
+ * on the row range within rounding only, never on the thread count. Vectors are GCC's generic
+ * vectors; ISO C mode keeps multiplies and adds apart, so the AVX2 clone and the baseline give the
+ * same bits.
  *
  * Deliberately not here: the choice of path, units and threads (cpu_conv.c), memory allocation.
  */
@@ -285,22 +286,21 @@ void conv_direct_dw_tile(const conv_shape *s, const cpu_view *x, const cpu_view 
     int nco = min_int(DIRECT_CO, s->cog - co0), first = grp * s->cog + co0;
     int rows = s->cig * s->g->kh;
     float sums[BWD_K_MAX * DIRECT_CO];
-    for (int blk = 0; blk < s->n_img_blocks; blk++)
+    for (int blk = 0; blk < s->n_img_blocks; blk++) {
+        run_shape u = run_shape_of(s, blk);
+        float *pads = slice, *grads = slice + rows * u.lp;
+        for (int c = nco; c < DIRECT_CO; c++) /* past the group's channels: zeros all along */
+            zero_floats(grads + c * u.lout, u.lout);
         for (int r = r_lo; r <= r_hi; r++) { /* a plane's rows one after another: prefetchable */
-            run_shape u = run_shape_of(s, blk);
-            float *pads = slice, *grads = slice + rows * u.lp;
             fill_pads(s, &u, x, grp * s->cig, r, pads);
-            for (int c = 0; c < DIRECT_CO; c++) {
-                if (c < nco)
-                    fill_grad_run(s, &u, dy, first + c, r, grads + c * u.lout);
-                else
-                    zero_floats(grads + c * u.lout, u.lout);
-            }
+            for (int c = 0; c < nco; c++)
+                fill_grad_run(s, &u, dy, first + c, r, grads + c * u.lout);
             dw_runs(pads, u.lp, rows, s->g->kw, s->g->dw, grads, u.lout, sums);
             for (int c = 0; c < nco; c++)
                 for (int64_t k = 0; k < s->k; k++)
                     dw[(first + c) * s->k + k] += sums[k * DIRECT_CO + c];
         }
+    }
 }
 
 /* ------------------------------------------------------------------ backward data */

@@ -1,7 +1,8 @@
 /* cpu_kernel.h - what the CPU kernel files (cpu_conv.c, cpu_conv_direct.c, cpu_pool.c, cpu_bn.c,
- * cpu_eltwise.c, cpu_combine.c, cpu_fc.c, cpu_loss.c, cpu_optim.c) share: when a kernel is worth threads, the
- * checks of views, row ranges and window geometry, and the GEMM the convolution and the fully
- * connected layer are built on (cpu_blas.c). Internal to those files; cpu_ops.h is the interface.
+ * cpu_eltwise.c, cpu_combine.c, cpu_fc.c, cpu_loss.c, cpu_optim.c) share: when a kernel is worth
+ * threads, the checks of views, row ranges and window geometry, and the GEMM the convolution and
+ * the fully connected layer are built on (cpu_blas.c). Internal to those files; cpu_ops.h is the
+ * interface.
  *
  * Legend: N batch, C channels, H/W full height/width of a map, R rows held by a view,
  * OH/OW output height/width of a window op.

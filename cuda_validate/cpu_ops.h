@@ -76,10 +76,10 @@ typedef struct {
     int64_t floats;
 } cpu_scratch;
 
-/* ---- convolution (im2col + GEMM; small layers direct). w: (Cout, Cin/groups, kh, kw), b: (Cout) or NULL.
- * Scratch floats the convolution of n images of (cin, h, w) into cout channels needs to run on
- * `threads` threads, forward or backward; with less, the kernels use as many threads as it has
- * room for (at least one thread's worth is required: asserted). */
+/* ---- convolution (im2col + GEMM; small layers direct). w: (Cout, Cin/groups, kh, kw), b: (Cout)
+ * or NULL. Scratch floats the convolution of n images of (cin, h, w) into cout channels needs to
+ * run on `threads` threads, forward or backward; with less, the kernels use as many threads as it
+ * has room for (at least one thread's worth is required: asserted). */
 int64_t cpu_conv_scratch_floats(const cpu_window *g, int n, int cin, int h, int w, int cout,
                                 int threads);
 /* Whether small convolutions may run direct (cpu_conv_direct.c; the default) or every one runs

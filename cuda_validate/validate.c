@@ -699,6 +699,22 @@ static double at_column_rate_ms(const exec_profile_layer *l, const exec_profile_
     return c->flops > 0 ? c->ms * ((double)l->flops / (double)c->flops) : l->ms;
 }
 
+/* Whether layer l ran in the strategy's steps or in column's (c: NULL without a column run). */
+static bool layer_ran(const exec_profile_layer *l, const exec_profile_layer *c)
+{
+    return l->calls || (c && c->calls);
+}
+
+/* The strategy's kernel time, summed over the layers, if every layer ran at its rate in column. */
+static double at_column_rate_total_ms(const exec_profile *p, const exec_profile *c)
+{
+    double ms = 0;
+    for (int l = 0; l < p->n_layers; l++)
+        if (layer_ran(&p->layer[l], &c->layer[l]))
+            ms += at_column_rate_ms(&p->layer[l], &c->layer[l]);
+    return ms;
+}
+
 static double gflops(int64_t flops, double ms)
 {
     return ms > 0 ? (double)flops / (ms * 1e6) : 0;
@@ -718,10 +734,10 @@ static void print_profile_layers(FILE *f, const char *name, const validate_resul
     if (c)
         fprintf(f, "  %8s %9s %8s %7s %7s", "column", "ms", "GFLOP/s", "time x", "FLOPs x");
     fputc('\n', f);
-    double total = 0, ctotal = 0, at_rate = 0;
+    double total = 0, ctotal = 0;
     for (int l = 0; l < p->n_layers; l++) {
         const exec_profile_layer *a = &p->layer[l], *b = c ? &c->layer[l] : NULL;
-        if (!a->calls && !(b && b->calls))
+        if (!layer_ran(a, b))
             continue;
         fprintf(f, "         %-16s %-16s %8.1f %9.3f %8.2f", a->name, net_op_name(a->op),
                 a->calls * per, a->ms * per, gflops(a->flops, a->ms));
@@ -734,14 +750,16 @@ static void print_profile_layers(FILE *f, const char *name, const validate_resul
                 fprintf(f, " %7s", "-");
             if (b->flops > 0)
                 fprintf(f, " %7.2f", (double)a->flops / (double)b->flops);
-            ctotal += b->ms, at_rate += at_column_rate_ms(a, b);
+            ctotal += b->ms;
         }
         fputc('\n', f);
     }
-    if (c && ctotal > 0)
+    if (c && ctotal > 0) {
+        double at_rate = at_column_rate_total_ms(p, c);
         fprintf(f, "         in kernels %.3f ms (%.2fx column's %.3f); at column's rate in every "
                    "layer %.3f ms (%.2fx)\n",
                 total * per, total / ctotal, ctotal * per, at_rate * per, at_rate / ctotal);
+    }
 }
 
 /* --profile: per step, the calls and milliseconds of each operator and pass, the strategy's
@@ -913,10 +931,9 @@ static json_object *profile_json(const validate_result *r)
     }
     json_object_object_add(j, "durations", d);
     json_object *layers = json_object_new_array();
-    double at_rate = 0;
     for (int l = 0; l < p->n_layers; l++) {
         const exec_profile_layer *a = &p->layer[l], *b = c ? &c->layer[l] : NULL;
-        if (!a->calls && !(b && b->calls))
+        if (!layer_ran(a, b))
             continue;
         json_object *e = json_object_new_object();
         json_object_object_add(e, "layer", json_object_new_string(a->name));
@@ -928,10 +945,10 @@ static json_object *profile_json(const validate_result *r)
         json_object_object_add(e, "column_ms", b ? json_object_new_double(b->ms * per) : NULL);
         json_object_object_add(e, "column_flops", b ? json_object_new_double((double)b->flops * per) : NULL);
         json_object_array_add(layers, e);
-        at_rate += b ? at_column_rate_ms(a, b) : 0;
     }
     json_object_object_add(j, "layers", layers);
-    json_object_object_add(j, "at_column_rate_ms", c ? json_object_new_double(at_rate * per) : NULL);
+    json_object_object_add(j, "at_column_rate_ms",
+                           c ? json_object_new_double(at_column_rate_total_ms(p, c) * per) : NULL);
     return j;
 }
 

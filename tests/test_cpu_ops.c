@@ -1663,7 +1663,9 @@ static void assert_same_bits(const thread_run *a, const thread_run *b, const con
 
 /* Conv forward/backward, maxpool backward, BN reductions and fc backward, each big enough to
  * run in parallel, give identical bits with 1, 2 and 3 OpenMP threads, and with 2 threads under
- * the spinning thresholds (cpu_set_spinning: more of the calls take threads). */
+ * the spinning thresholds (cpu_set_spinning: more of the calls take threads). Run again with the
+ * convolution through im2col + GEMM, whose dw tiles go in one set of K blocks per thread (two
+ * tiles here: one set on one thread, two on two or three). */
 static void test_results_do_not_depend_on_thread_count(void **state)
 {
     conv_case big = {TH_N, TH_C, TH_H, TH_W, 12, {3, 3, 1, 1, 1, 1, 1, 1, 2}, true};
@@ -1757,6 +1759,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_adam_two_steps_match_hand_computed),
         cmocka_unit_test(test_copy_rows_between_stripes),
         cmocka_unit_test(test_results_do_not_depend_on_thread_count),
+        GEMM_ONLY(test_results_do_not_depend_on_thread_count),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -322,6 +322,13 @@ $(BUILD)/bin/conv_direct: $(BUILD)/obj/bench/conv_direct.o $(VAL_LIB)
 	@echo "  LD      $@"
 	$(Q)$(CC) $(LDFLAGS_ALL) $^ $(LDLIBS_ALL) $(CUDA_LIBS) -o $@
 
+# conv_stripes times the CPU backend's convolutions over stripes against the whole map, on one
+# thread and two (bench/conv_stripes.c; bench/results/conv_stripes.md).
+$(BUILD)/bin/conv_stripes: $(BUILD)/obj/bench/conv_stripes.o $(VAL_LIB)
+	@mkdir -p $(dir $@)
+	@echo "  LD      $@"
+	$(Q)$(CC) $(LDFLAGS_ALL) $^ $(LDLIBS_ALL) $(CUDA_LIBS) -o $@
+
 # ---------------------------------------------------------------- the GPU machine's build
 # time-fit refits the time model's constants from measured steps (bench/time_fit.c).
 $(TIME_FIT): $(BUILD)/obj/bench/time_fit.o $(VAL_LIB)

@@ -50,7 +50,9 @@ const device_spec device_table[] = {
      * than this single efficiency says: bench/cpu_time.sh's check at batch 16 fell from 18 to
      * 11-12 of 18 ratios within 20% (four runs), over-predicting tiny-resnet's exact-BN row
      * strategies by 25-62%; refits in the same hour kept 11-15 of 18 and moved from run to run,
-     * so these constants stay until the model can tell small convolutions apart. */
+     * so these constants stay until the model can tell small convolutions apart. Four runs at
+     * 890d71b: 14-15 of 18 with these constants (tiny-resnet's exact-BN rows 21-37% over),
+     * refits 12-17 of 18 with efficiency 0.35-0.41 and 12.8-16.5 GB/s. */
     {"cpu", 0, "lrcnn's CPU reference backend (one thread of the build machine)", 1e11, 0.4425,
      2.463e10, 2.486e-6, 152.6, "fitted: bench/cpu_time.sh", 2.463e10 /* a copy is a memcpy */},
     {NULL, 0, NULL, 0, 0, 0, 0, 0, NULL, 0},

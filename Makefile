@@ -317,14 +317,14 @@ $(BUILD)/tests/test_cuda: $(BUILD)/obj/tests/test_cuda.o $(BUILD)/obj/tests/gold
 
 # conv_direct times the CPU backend's direct convolutions against im2col + GEMM
 # (bench/conv_direct.c; bench/results/conv_direct.md).
-$(BUILD)/bin/conv_direct: $(BUILD)/obj/bench/conv_direct.o $(VAL_LIB)
+$(BUILD)/bin/conv_direct: $(BUILD)/obj/bench/conv_direct.o $(BUILD)/obj/bench/conv_bench.o $(VAL_LIB)
 	@mkdir -p $(dir $@)
 	@echo "  LD      $@"
 	$(Q)$(CC) $(LDFLAGS_ALL) $^ $(LDLIBS_ALL) $(CUDA_LIBS) -o $@
 
 # conv_stripes times the CPU backend's convolutions over stripes against the whole map, on one
 # thread and two (bench/conv_stripes.c; bench/results/conv_stripes.md).
-$(BUILD)/bin/conv_stripes: $(BUILD)/obj/bench/conv_stripes.o $(VAL_LIB)
+$(BUILD)/bin/conv_stripes: $(BUILD)/obj/bench/conv_stripes.o $(BUILD)/obj/bench/conv_bench.o $(VAL_LIB)
 	@mkdir -p $(dir $@)
 	@echo "  LD      $@"
 	$(Q)$(CC) $(LDFLAGS_ALL) $^ $(LDLIBS_ALL) $(CUDA_LIBS) -o $@

@@ -87,6 +87,14 @@ double conv_bench_timed(conv_bench *s, int pass, int rows)
     return now_ms() - t0;
 }
 
+FILE *conv_bench_open(char **text, size_t *size, char *gemm, size_t gemm_size)
+{
+    cpu_gemm_describe(gemm, gemm_size);
+    *text = NULL;
+    *size = 0;
+    return open_memstream(text, size);
+}
+
 int conv_bench_write(const char *prog, const char *text, const char *out)
 {
     fputs(text, stdout);

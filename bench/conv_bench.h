@@ -6,6 +6,8 @@
 #ifndef LR_CONV_BENCH_H
 #define LR_CONV_BENCH_H
 
+#include <stdio.h>
+
 #include "cpu_ops.h"
 
 enum { CONV_BENCH_BATCH = 32 };
@@ -36,6 +38,10 @@ double conv_bench_timed(conv_bench *s, int pass, int rows);
 
 /* The median of v[0, n) (v is sorted). */
 double conv_bench_median(double *v, int n);
+
+/* A memory stream for the bench's table (*text, *size: open_memstream's) and the GEMM's
+ * description in gemm[0, gemm_size); NULL when the stream cannot be opened. */
+FILE *conv_bench_open(char **text, size_t *size, char *gemm, size_t gemm_size);
 
 /* text to stdout, and to `out` (when not NULL) all or nothing; 0, or 1 with a line on stderr
  * naming `prog`. */

@@ -42,11 +42,9 @@ int main(int argc, char **argv)
         return 2;
     }
     omp_set_num_threads(1);
-    char gemm[128];
-    cpu_gemm_describe(gemm, sizeof gemm);
-    char *text = NULL;
-    size_t size = 0;
-    FILE *f = open_memstream(&text, &size);
+    char gemm[128], *text;
+    size_t size;
+    FILE *f = conv_bench_open(&text, &size, gemm, sizeof gemm);
     if (!f)
         return 1;
     fprintf(f, "# Direct convolutions against im2col + GEMM (`bench/conv_direct.c`)\n\n");

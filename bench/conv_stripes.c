@@ -9,7 +9,7 @@
  * one call over all output rows and as one call per stripe of ROWS rows (the whole map in calls
  * as a row schedule makes them), first on one thread, then on two, the order of whole and stripes
  * swapped every round. Both do the same FLOPs, so stripes / whole is what the stripes cost beyond
- * their FLOPs; whole / stripes on one thread against two is each one's gain from the second
+ * their FLOPs; the time on one thread over the time on two is each one's gain from the second
  * thread. Medians of the rounds; a markdown table to stdout, and to OUT when given. The layers
  * are the tiny nets' whose backward runs through im2col + GEMM (cpu_conv.c): the direct kernels'
  * own bench is conv_direct.c.
@@ -48,11 +48,9 @@ int main(int argc, char **argv)
     /* the threads spin between calls, as lrcnn-validate's do on a machine with a core free for
      * each (waiting.h; GOMP_SPINCOUNT from the environment, read as libgomp loads) */
     cpu_set_spinning(true);
-    char gemm[128];
-    cpu_gemm_describe(gemm, sizeof gemm);
-    char *text = NULL;
-    size_t size = 0;
-    FILE *f = open_memstream(&text, &size);
+    char gemm[128], *text;
+    size_t size;
+    FILE *f = conv_bench_open(&text, &size, gemm, sizeof gemm);
     if (!f)
         return 1;
     const char *spin = getenv("GOMP_SPINCOUNT");
@@ -65,7 +63,7 @@ int main(int argc, char **argv)
     fprintf(f, "| layer | pass | 1t ms whole | stripes | stripes / whole | %dt ms whole | stripes "
                "| stripes / whole | 1t / %dt whole | stripes |\n"
                "|---|---|---|---|---|---|---|---|---|---|\n", THREADS, THREADS);
-    double *v = malloc(sizeof(double) * 8 * (size_t)rounds);
+    double *v = malloc(sizeof(double) * THREADS * 2 * 2 * (size_t)rounds); /* below */
     if (!v)
         return 1;
     for (size_t i = 0; i < sizeof layers / sizeof layers[0]; i++) {
@@ -75,7 +73,7 @@ int main(int argc, char **argv)
             for (int pass = 0; pass < 2; pass++)
                 conv_bench_timed(&s, pass, s.oh), conv_bench_timed(&s, pass, rows);
         }
-        /* v[((t - 1) * 2 + pass) * 2 + striped][round] */
+        /* v[((t - 1) * 2 + pass) * 2 + striped][round]: threads x passes x whole/stripes */
         for (int r = 0; r < rounds; r++)
             for (int t = 1; t <= THREADS; t++) {
                 omp_set_num_threads(t);

@@ -514,14 +514,16 @@ static int64_t conv_bwd_data_units(const conv_shape *s)
 /* Tiles [kb0, kb1) of dw's K blocks for group grp, output channels [co0, co0 + nco): each
  * chunk's gradient rows are gathered once (dy_matrix) and serve every tile of the set, which adds
  * that chunk's GEMM into its block; a tile sums the image blocks and row chunks in order, as alone.
- * A stripe's chunks hold several images, and gathering their rows once per tile instead of once
- * per set was most of what a stripe's backward lost to the whole map's (tiny-vgg's 32 -> 32 at
- * 14x14, 3-row stripes, one thread: 1.09-1.14x its time over the whole map before, 1.10x after;
- * its 16 -> 32 1.21-1.22x before, 1.10-1.12x after). */
+ * A stripe's chunks hold several images, whose rows the whole map's one-image chunks need not
+ * gather; gathering them once per tile was about half of what a stripe's backward lost to the
+ * whole map's (bench/conv_stripes.c, 3-row stripes, one thread, three alternating pairs of runs:
+ * tiny-vgg's 16 -> 32 at 14x14 1.20-1.24x the whole map's time when each tile gathered, 1.10-1.13x
+ * now; its 16 -> 16 at 28x28 1.15-1.16x and 1.08-1.09x). */
 static void conv_bwd_filter_set(const conv_shape *s, const cpu_view *x, const cpu_view *dy,
                                 int r_lo, int r_hi, int grp, int co0, int nco, int kb0, int kb1,
                                 float *dw, float *slice)
 {
+    float *pad = padded_row(s, slice);
     for (int blk = 0; blk < s->n_bwd_blocks; blk++) {
         chunk c = {0};
         while (chunk_next(s, blk, r_lo, r_hi, &c)) {
@@ -532,8 +534,7 @@ static void conv_bwd_filter_set(const conv_shape *s, const cpu_view *x, const cp
             for (int kb = kb0; kb < kb1; kb++) {
                 int64_t k0 = (int64_t)kb * s->k_block;
                 int nk = (int)(s->k - k0 < s->k_block ? s->k - k0 : s->k_block);
-                im2col(s, x, c.n0, c.nb, grp * s->cig, k0, k0 + nk, c.ra, c.rb, col, c.p,
-                       padded_row(s, slice));
+                im2col(s, x, c.n0, c.nb, grp * s->cig, k0, k0 + nk, c.ra, c.rb, col, c.p, pad);
                 cpu_gemm(false, true, nco, nk, (int)c.p, dym, ld, col, c.p, true,
                          dw + (int64_t)(grp * s->cog + co0) * s->k + k0, s->k);
             }

@@ -10,6 +10,7 @@
 #include "cpu_kernel.h"
 
 #include <math.h>
+#include <string.h>
 
 /* max_plane_sep copies and fills rows of a few dozen floats; GCC would turn those loops into
  * memcpy/memset calls, which cost more than the copies at that length (as in cpu_conv.c). */
@@ -200,6 +201,130 @@ static inline __attribute__((always_inline)) bool max_plane_sep(const cpu_window
     return true;
 }
 
+/* The 2x2, stride 2 window on eight outputs at a time, in GCC generic vectors (the AVX2 clone
+ * makes them single instructions, the baseline pairs of SSE ones; the same compares, selects and
+ * adds either way, so the same bits as a scan window by window). The windows' even and odd
+ * columns come apart with shuffles; a row's last outputs (fewer than eight) go through a copy on
+ * the stack (memcpy: loops there measured slower). Written as scalar loops of ?: and ||, GCC
+ * kept a branch per tap and vectorised nothing: tiny-vgg's max pooling at 28x28, batch 32, one
+ * thread, took 1.57 ms a column step backward and 0.46 ms forward, against 0.60 and 0.38 now
+ * (--profile, three alternating runs). */
+typedef float pool_v8 __attribute__((vector_size(8 * sizeof(float))));
+typedef int32_t pool_m8 __attribute__((vector_size(8 * sizeof(int32_t))));
+
+/* The helpers pass vectors by value: GCC warns that the baseline clone passes them differently
+ * from an AVX build. They are static and inlined, so no call crosses that line. */
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wpsabi"
+#endif
+#define POOL_INLINE static inline __attribute__((always_inline))
+
+POOL_INLINE pool_v8 v8_load(const float *p)
+{
+    pool_v8 v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
+POOL_INLINE void v8_store(float *p, pool_v8 v)
+{
+    memcpy(p, &v, sizeof v);
+}
+
+/* p[0..16) apart into its even and odd elements */
+POOL_INLINE void v8_split(const float *p, pool_v8 *even, pool_v8 *odd)
+{
+    pool_v8 lo = v8_load(p), hi = v8_load(p + 8);
+    *even = __builtin_shuffle(lo, hi, (pool_m8){0, 2, 4, 6, 8, 10, 12, 14});
+    *odd = __builtin_shuffle(lo, hi, (pool_m8){1, 3, 5, 7, 9, 11, 13, 15});
+}
+
+POOL_INLINE void v8_merge(float *p, pool_v8 even, pool_v8 odd)
+{
+    v8_store(p, __builtin_shuffle(even, odd, (pool_m8){0, 8, 1, 9, 2, 10, 3, 11}));
+    v8_store(p + 8, __builtin_shuffle(even, odd, (pool_m8){4, 12, 5, 13, 6, 14, 7, 15}));
+}
+
+POOL_INLINE pool_v8 v8_select(pool_m8 m, pool_v8 a, pool_v8 b)
+{
+    return (pool_v8)((m & (pool_m8)a) | (~m & (pool_m8)b));
+}
+
+/* max_take's test on eight lanes: v replaces b when strictly greater or NaN */
+POOL_INLINE pool_m8 v8_takes(pool_v8 b, pool_v8 v)
+{
+    return (v > b) | (v != v);
+}
+
+/* Eight outputs of 2x2 windows: rows x0 and x1 from column 0 (16 columns each) into y[0..8). */
+POOL_INLINE void max_2x2_fwd8(const float *x0, const float *x1, float *y)
+{
+    pool_v8 a0, a1, a2, a3;
+    v8_split(x0, &a0, &a1);
+    v8_split(x1, &a2, &a3);
+    pool_v8 b = v8_select(v8_takes(a0, a1), a1, a0);
+    b = v8_select(v8_takes(b, a2), a2, b);
+    v8_store(y, v8_select(v8_takes(b, a3), a3, b));
+}
+
+/* Their backward: the tap the scan picks (the first maximum, a later one only when strictly
+ * greater or NaN) takes dy's gradient in d0 (row 0) or d1 (row 1). */
+POOL_INLINE void max_2x2_bwd8(const float *x0, const float *x1, const float *dy, float *d0,
+                                float *d1)
+{
+    pool_v8 a0, a1, a2, a3;
+    v8_split(x0, &a0, &a1);
+    v8_split(x1, &a2, &a3);
+    pool_m8 t1 = v8_takes(a0, a1);
+    pool_v8 b = v8_select(t1, a1, a0);
+    pool_m8 t2 = v8_takes(b, a2);
+    b = v8_select(t2, a2, b);
+    pool_m8 t3 = v8_takes(b, a3);
+    pool_m8 k3 = t3, k2 = t2 & ~t3, k1 = t1 & ~t2 & ~t3, k0 = ~(t1 | t2 | t3);
+    pool_v8 g = v8_load(dy), e0, e1, e2, e3;
+    v8_split(d0, &e0, &e1);
+    v8_split(d1, &e2, &e3);
+    v8_merge(d0, v8_select(k0, e0 + g, e0), v8_select(k1, e1 + g, e1));
+    v8_merge(d1, v8_select(k2, e2 + g, e2), v8_select(k3, e3 + g, e3));
+}
+
+/* One output row of 2x2 windows: w outputs, eight at a time, the rest through the stack. */
+POOL_INLINE void max_2x2_row_fwd(const float *x0, const float *x1, int w, float *y)
+{
+    int o = 0;
+    for (; o + 8 <= w; o += 8)
+        max_2x2_fwd8(x0 + 2 * o, x1 + 2 * o, y + o);
+    if (o < w) {
+        int rest = w - o;
+        float b0[16] = {0}, b1[16] = {0}, by[8];
+        memcpy(b0, x0 + 2 * o, sizeof(float) * (size_t)(2 * rest));
+        memcpy(b1, x1 + 2 * o, sizeof(float) * (size_t)(2 * rest));
+        max_2x2_fwd8(b0, b1, by);
+        memcpy(y + o, by, sizeof(float) * (size_t)rest);
+    }
+}
+
+POOL_INLINE void max_2x2_row_bwd(const float *x0, const float *x1, const float *dy, int w,
+                             float *d0, float *d1)
+{
+    int o = 0;
+    for (; o + 8 <= w; o += 8)
+        max_2x2_bwd8(x0 + 2 * o, x1 + 2 * o, dy + o, d0 + 2 * o, d1 + 2 * o);
+    if (o < w) {
+        int rest = w - o;
+        size_t pair = sizeof(float) * (size_t)(2 * rest);
+        float b0[16] = {0}, b1[16] = {0}, bg[8] = {0}, e0[16] = {0}, e1[16] = {0};
+        memcpy(b0, x0 + 2 * o, pair);
+        memcpy(b1, x1 + 2 * o, pair);
+        memcpy(bg, dy + o, sizeof(float) * (size_t)rest);
+        memcpy(e0, d0 + 2 * o, pair);
+        memcpy(e1, d1 + 2 * o, pair);
+        max_2x2_bwd8(b0, b1, bg, e0, e1);
+        memcpy(d0 + 2 * o, e0, pair);
+        memcpy(d1 + 2 * o, e1, pair);
+    }
+}
+
 /* Rows [r_lo, r_hi] of plane (n, c) of y: one call a plane, so that a row of a few outputs does
  * not pay for a call through the clones' dispatch. */
 LR_CLONES
@@ -207,14 +332,9 @@ static void max_plane_fwd(const cpu_window *g, const cpu_view *x, int n, int c, 
                           int r_hi, cpu_view *y)
 {
     if (window_2x2_s2(g)) { /* the four taps in scan order */
-        for (int r = r_lo; r <= r_hi; r++) {
-            const float *x0 = cpu_at(x, n, c, 2 * r, 0), *x1 = cpu_at(x, n, c, 2 * r + 1, 0);
-            float *yr = cpu_at(y, n, c, r, 0);
-#pragma omp simd
-            for (int o = 0; o < y->w; o++)
-                yr[o] = max_take(max_take(max_take(x0[2 * o], x0[2 * o + 1]), x1[2 * o]),
-                                 x1[2 * o + 1]);
-        }
+        for (int r = r_lo; r <= r_hi; r++)
+            max_2x2_row_fwd(cpu_at(x, n, c, 2 * r, 0), cpu_at(x, n, c, 2 * r + 1, 0), y->w,
+                            cpu_at(y, n, c, r, 0));
         return;
     }
     if (g->dh == 1 && g->dw == 1 &&
@@ -249,24 +369,10 @@ static void max_plane_bwd(const cpu_window *g, const cpu_view *x, const cpu_view
     if (window_2x2_s2(g)) {
         /* windows apart: each input element takes at most one output's gradient, from the tap
          * the scan picks (the first, then one strictly greater or NaN) */
-        for (int r = r_lo; r <= r_hi; r++) {
-            const float *x0 = cpu_at(x, n, c, 2 * r, 0), *x1 = cpu_at(x, n, c, 2 * r + 1, 0);
-            const float *dyr = cpu_at(dy, n, c, r, 0);
-            float *d0 = cpu_at(dx, n, c, 2 * r, 0), *d1 = cpu_at(dx, n, c, 2 * r + 1, 0);
-#pragma omp simd
-            for (int o = 0; o < dy->w; o++) {
-                float b = x0[2 * o], v;
-                int k = 0;
-                v = x0[2 * o + 1], k = v > b || v != v ? 1 : k, b = k == 1 ? v : b;
-                v = x1[2 * o], k = v > b || v != v ? 2 : k, b = k == 2 ? v : b;
-                v = x1[2 * o + 1], k = v > b || v != v ? 3 : k;
-                float g0 = dyr[o];
-                d0[2 * o] = k == 0 ? d0[2 * o] + g0 : d0[2 * o];
-                d0[2 * o + 1] = k == 1 ? d0[2 * o + 1] + g0 : d0[2 * o + 1];
-                d1[2 * o] = k == 2 ? d1[2 * o] + g0 : d1[2 * o];
-                d1[2 * o + 1] = k == 3 ? d1[2 * o + 1] + g0 : d1[2 * o + 1];
-            }
-        }
+        for (int r = r_lo; r <= r_hi; r++)
+            max_2x2_row_bwd(cpu_at(x, n, c, 2 * r, 0), cpu_at(x, n, c, 2 * r + 1, 0),
+                            cpu_at(dy, n, c, r, 0), dy->w, cpu_at(dx, n, c, 2 * r, 0),
+                            cpu_at(dx, n, c, 2 * r + 1, 0));
         return;
     }
     float *plane = cpu_at(dx, n, c, dx->row0, 0);

@@ -696,66 +696,83 @@ enum { N_MAXPOOL_CASES = sizeof MAXPOOL_CASES / sizeof MAXPOOL_CASES[0] };
 
 /* Max pooling forward gives the window's first maximum in scan order, bit for bit, with -inf
  * padding (the rows-then-columns path of the unit-dilation cases as the per-tap one of the dilated
- * case), and backward sends each dy to that maximum (recomputed from x), accumulating into dx. */
+ * case), and backward sends each dy to that maximum (recomputed from x), accumulating into dx.
+ * Maps 10 and 34 columns wide: the 2x2 path's rows of 5 outputs (all past its blocks of eight)
+ * and of 17 (two blocks and one more). */
 static void test_maxpool_matches_reference_with_ties(void **state)
 {
     rng_seed(800);
-    for (int i = 0; i < N_MAXPOOL_CASES; i++) {
-        const cpu_window *g = &MAXPOOL_CASES[i];
-        cpu_view x = view_with_ties(2, 3, 9, 10);
-        int oh = out_extent(9, g->kh, g->sh, g->ph, g->dh);
-        int ow = out_extent(10, g->kw, g->sw, g->pw, g->dw);
-        cpu_view y = view_full(2, 3, oh, ow), dy = view_random(2, 3, oh, ow);
-        cpu_view dx = view_random(2, 3, 9, 10);
-        double *ref_dx = malloc(sizeof(double) * view_numel(&dx));
-        for (int64_t j = 0; j < view_numel(&dx); j++)
-            ref_dx[j] = dx.data[j];
-        cpu_maxpool_fwd(g, &x, &y, 0, oh - 1);
-        cpu_maxpool_bwd(g, &x, &dy, 0, oh - 1, &dx);
-        for (int n = 0; n < 2; n++)
-            for (int c = 0; c < 3; c++)
-                for (int oy = 0; oy < oh; oy++)
-                    for (int ox = 0; ox < ow; ox++) {
-                        int by, bx = -1;
-                        ref_max_window(g, &x, n, c, oy, ox, &by, &bx);
-                        assert_true(by >= 0);
-                        /* the bits of the first maximum: +0 and -0 tie, the first wins */
-                        assert_memory_equal(cpu_at(&y, n, c, oy, ox), cpu_at(&x, n, c, by, bx),
-                                            sizeof(float));
-                        ref_dx[((n * 3 + c) * 9 + by) * 10 + bx] += *cpu_at(&dy, n, c, oy, ox);
-                    }
-        assert_close_f(dx.data, ref_dx, view_numel(&dx), 1e-6, 1e-6, "maxpool dx");
-        free(ref_dx);
-        view_free(&x);
-        view_free(&y);
-        view_free(&dy);
-        view_free(&dx);
-    }
+    const int H = 9, widths[] = {10, 34};
+    for (int i = 0; i < N_MAXPOOL_CASES; i++)
+        for (int wi = 0; wi < 2; wi++) {
+            const cpu_window *g = &MAXPOOL_CASES[i];
+            int W = widths[wi];
+            cpu_view x = view_with_ties(2, 3, H, W);
+            int oh = out_extent(H, g->kh, g->sh, g->ph, g->dh);
+            int ow = out_extent(W, g->kw, g->sw, g->pw, g->dw);
+            cpu_view y = view_full(2, 3, oh, ow), dy = view_random(2, 3, oh, ow);
+            cpu_view dx = view_random(2, 3, H, W);
+            double *ref_dx = malloc(sizeof(double) * view_numel(&dx));
+            for (int64_t j = 0; j < view_numel(&dx); j++)
+                ref_dx[j] = dx.data[j];
+            cpu_maxpool_fwd(g, &x, &y, 0, oh - 1);
+            cpu_maxpool_bwd(g, &x, &dy, 0, oh - 1, &dx);
+            for (int n = 0; n < 2; n++)
+                for (int c = 0; c < 3; c++)
+                    for (int oy = 0; oy < oh; oy++)
+                        for (int ox = 0; ox < ow; ox++) {
+                            int by, bx = -1;
+                            ref_max_window(g, &x, n, c, oy, ox, &by, &bx);
+                            assert_true(by >= 0);
+                            /* the bits of the first maximum: +0 and -0 tie, the first wins */
+                            assert_memory_equal(cpu_at(&y, n, c, oy, ox),
+                                                cpu_at(&x, n, c, by, bx), sizeof(float));
+                            ref_dx[((n * 3 + c) * H + by) * W + bx] +=
+                                *cpu_at(&dy, n, c, oy, ox);
+                        }
+            assert_close_f(dx.data, ref_dx, view_numel(&dx), 1e-6, 1e-6, "maxpool dx");
+            free(ref_dx);
+            view_free(&x);
+            view_free(&y);
+            view_free(&dy);
+            view_free(&dx);
+        }
 }
 
 /* NaN and -inf as PyTorch's CPU kernel treats them (take when strictly greater or NaN): a
  * window with NaNs gives NaN and its gradient goes to the last NaN; an all -inf window gives
- * -inf and its gradient goes to the first element; a tie goes to the first maximum. */
+ * -inf and its gradient goes to the first element; a tie goes to the first maximum. The three
+ * windows repeat across 1 and 4 copies: rows of 3 outputs and of 12 (a block of eight, then 4). */
 static void test_maxpool_nan_and_infinite_windows(void **state)
 {
     const cpu_window g = {2, 2, 2, 2, 0, 0, 1, 1, 1};
-    cpu_view x = view_full(1, 1, 2, 6), y = view_full(1, 1, 1, 3), dy = view_full(1, 1, 1, 3);
-    cpu_view dx = view_full(1, 1, 2, 6);
     /* windows (row 0 | row 1): {1, NaN | 3, NaN}, {-inf, -inf | -inf, -inf}, {2, 2 | 1, 2} */
-    const float in[12] = {1, NAN, -INFINITY, -INFINITY, 2, 2, 3, NAN, -INFINITY, -INFINITY, 1, 2};
-    memcpy(x.data, in, sizeof in);
-    for (int o = 0; o < 3; o++)
-        dy.data[o] = (float)(o + 1);
-    cpu_maxpool_fwd(&g, &x, &y, 0, 0);
-    cpu_maxpool_bwd(&g, &x, &dy, 0, 0, &dx);
-    assert_true(isnan(y.data[0]));
-    assert_true(isinf(y.data[1]) && y.data[1] < 0);
-    assert_float_equal(y.data[2], 2.0f, 0);
-    const float want[12] = {0, 0, 2, 0, 3, 0, 0, 1, 0, 0, 0, 0};
-    assert_memory_equal(dx.data, want, sizeof want);
-    cpu_view *all[] = {&x, &y, &dy, &dx};
-    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
-        view_free(all[i]);
+    const float row0[6] = {1, NAN, -INFINITY, -INFINITY, 2, 2};
+    const float row1[6] = {3, NAN, -INFINITY, -INFINITY, 1, 2};
+    const float want0[6] = {0, 0, 2, 0, 3, 0}, want1[6] = {0, 1, 0, 0, 0, 0};
+    for (int copies = 1; copies <= 4; copies += 3) {
+        int w = 6 * copies, ow = 3 * copies;
+        cpu_view x = view_full(1, 1, 2, w), y = view_full(1, 1, 1, ow), dy = view_full(1, 1, 1, ow);
+        cpu_view dx = view_full(1, 1, 2, w);
+        for (int k = 0; k < copies; k++) {
+            memcpy(x.data + 6 * k, row0, sizeof row0);
+            memcpy(x.data + w + 6 * k, row1, sizeof row1);
+        }
+        for (int o = 0; o < ow; o++)
+            dy.data[o] = (float)(o % 3 + 1);
+        cpu_maxpool_fwd(&g, &x, &y, 0, 0);
+        cpu_maxpool_bwd(&g, &x, &dy, 0, 0, &dx);
+        for (int k = 0; k < copies; k++) {
+            assert_true(isnan(y.data[3 * k]));
+            assert_true(isinf(y.data[3 * k + 1]) && y.data[3 * k + 1] < 0);
+            assert_float_equal(y.data[3 * k + 2], 2.0f, 0);
+            assert_memory_equal(dx.data + 6 * k, want0, sizeof want0);
+            assert_memory_equal(dx.data + w + 6 * k, want1, sizeof want1);
+        }
+        cpu_view *all[] = {&x, &y, &dy, &dx};
+        for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+            view_free(all[i]);
+    }
 }
 
 static const cpu_window AVGPOOL_CASES[] = {

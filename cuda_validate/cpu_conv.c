@@ -106,10 +106,11 @@ static void conv_shape_fit_rows(conv_shape *s, int rows)
     even_blocks(s->n, s->bwd_pixels / ((int64_t)rows * s->ow), &s->bwd_block, &s->n_bwd_blocks);
     /* an even count of image blocks where the batch allows, so that the dx units (one a block)
      * share out over two or four threads: 1-row stripes of tiny-mix's conv3 made 3 (11, 11 and
-     * 10 images) and the last one ran alone; with 4, its backward on two threads takes
-     * 1.19-1.25x the whole map's time instead of 1.32-1.38x, and tiny-vgg conv2_2's 1.47x
-     * instead of 1.63x (alternating in one process, medians of 21 rounds); on one thread the
-     * same. The count depends on the batch and the rows only, never the threads. */
+     * 10 images) and the last one ran alone. With 4, its backward on two threads takes
+     * 1.20-1.40x (median 1.28x) the whole map's time instead of 1.29-1.51x (median 1.39x), on
+     * one thread the same (bench/conv_stripes.c at 1-row stripes, five alternating pairs of
+     * runs against the build before). The count depends on the batch and the rows only, never
+     * the threads. */
     if (s->n_bwd_blocks > 1 && s->n_bwd_blocks % 2 == 1) {
         s->bwd_block = ceil_div(s->n, s->n_bwd_blocks + 1);
         s->n_bwd_blocks = ceil_div(s->n, s->bwd_block);

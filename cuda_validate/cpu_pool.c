@@ -270,7 +270,7 @@ POOL_INLINE void max_2x2_fwd8(const float *x0, const float *x1, float *y)
 /* Their backward: the tap the scan picks (the first maximum, a later one only when strictly
  * greater or NaN) takes dy's gradient in d0 (row 0) or d1 (row 1). */
 POOL_INLINE void max_2x2_bwd8(const float *x0, const float *x1, const float *dy, float *d0,
-                                float *d1)
+                              float *d1)
 {
     pool_v8 a0, a1, a2, a3;
     v8_split(x0, &a0, &a1);
@@ -305,7 +305,7 @@ POOL_INLINE void max_2x2_row_fwd(const float *x0, const float *x1, int w, float 
 }
 
 POOL_INLINE void max_2x2_row_bwd(const float *x0, const float *x1, const float *dy, int w,
-                             float *d0, float *d1)
+                                 float *d0, float *d1)
 {
     int o = 0;
     for (; o + 8 <= w; o += 8)

@@ -665,7 +665,7 @@ static void ref_max_window(const cpu_window *g, const cpu_view *x, int n, int c,
             if (iy < 0 || iy >= x->h || ix < 0 || ix >= x->w)
                 continue;
             double v = *cpu_at(x, n, c, iy, ix);
-            if (*by < 0 || v > best) {
+            if (*by < 0 || v > best || v != v) { /* strictly greater or NaN (PyTorch's CPU rule) */
                 best = v;
                 *by = iy;
                 *bx = ix;
@@ -697,17 +697,22 @@ enum { N_MAXPOOL_CASES = sizeof MAXPOOL_CASES / sizeof MAXPOOL_CASES[0] };
 /* Max pooling forward gives the window's first maximum in scan order, bit for bit, with -inf
  * padding (the rows-then-columns path of the unit-dilation cases as the per-tap one of the dilated
  * case), and backward sends each dy to that maximum (recomputed from x), accumulating into dx.
- * Maps 10 and 34 columns wide: the 2x2 path's rows of 5 outputs (all past its blocks of eight)
- * and of 17 (two blocks and one more). */
+ * Maps 10, 34 and 35 columns wide: rows of 5 outputs (fewer than the vector paths' eight), of 17
+ * (two blocks of eight and one more) and of 17 again where a tap's last column stops short of
+ * the row's (odd widths); then the same with NaN (the last one wins) and -inf among the ties. */
 static void test_maxpool_matches_reference_with_ties(void **state)
 {
     rng_seed(800);
-    const int H = 9, widths[] = {10, 34};
+    const int H = 9, widths[] = {10, 34, 35};
     for (int i = 0; i < N_MAXPOOL_CASES; i++)
-        for (int wi = 0; wi < 2; wi++) {
+        for (int wi = 0; wi < 6; wi++) {
             const cpu_window *g = &MAXPOOL_CASES[i];
-            int W = widths[wi];
+            int W = widths[wi % 3];
             cpu_view x = view_with_ties(2, 3, H, W);
+            for (int64_t j = 0; j < view_numel(&x) && wi >= 3; j++) {
+                float u = rng_uniform();
+                x.data[j] = u > 0.94f ? NAN : u < -0.9f ? -INFINITY : x.data[j];
+            }
             int oh = out_extent(H, g->kh, g->sh, g->ph, g->dh);
             int ow = out_extent(W, g->kw, g->sw, g->pw, g->dw);
             cpu_view y = view_full(2, 3, oh, ow), dy = view_random(2, 3, oh, ow);

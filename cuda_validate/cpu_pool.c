@@ -84,18 +84,6 @@ POOL_INLINE void v8_merge(float *p, pool_v8 even, pool_v8 odd)
     v8_store(p + 8, __builtin_shuffle(even, odd, (pool_m8){4, 12, 5, 13, 6, 14, 7, 15}));
 }
 
-POOL_INLINE pool_m8 m8_load(const int32_t *p)
-{
-    pool_m8 v;
-    memcpy(&v, p, sizeof v);
-    return v;
-}
-
-POOL_INLINE void m8_store(int32_t *p, pool_m8 v)
-{
-    memcpy(p, &v, sizeof v);
-}
-
 POOL_INLINE pool_v8 v8_select(pool_m8 m, pool_v8 a, pool_v8 b)
 {
     return (pool_v8)((m & (pool_m8)a) | (~m & (pool_m8)b));
@@ -151,12 +139,16 @@ static inline __attribute__((always_inline)) void max_tap(const float *src, int 
                 buf[q] = p[(int64_t)q * s];
             v = v8_load(buf);
         }
-        pool_m8 live = lane + o <= hi, f = m8_load(found + o), a = m8_load(at + o);
+        pool_m8 live = lane + o <= hi, f, a; /* (found and at as eight int32 lanes) */
+        memcpy(&f, found + o, sizeof f);
+        memcpy(&a, at + o, sizeof a);
         pool_v8 b = v8_load(best + o);
         pool_m8 take = ((f == 0) | v8_takes(b, v)) & live;
         v8_store(best + o, v8_select(take, v, b));
-        m8_store(at + o, (take & (base + (lane + o) * s)) | (~take & a));
-        m8_store(found + o, f | live);
+        a = (take & (base + (lane + o) * s)) | (~take & a);
+        f |= live;
+        memcpy(at + o, &a, sizeof a);
+        memcpy(found + o, &f, sizeof f);
     }
 }
 

@@ -36,7 +36,7 @@ void conv_bench_free(conv_bench *s);
  * rows, `rows` a call; its milliseconds. */
 double conv_bench_timed(conv_bench *s, int pass, int rows);
 
-/* The median of v[0, n) (v is sorted). */
+/* The median of v[0, n), which it sorts. */
 double conv_bench_median(double *v, int n);
 
 /* A memory stream for the bench's table (*text, *size: open_memstream's) and the GEMM's

@@ -100,7 +100,8 @@ static conv_shape conv_shape_of(const cpu_window *g, int n, int cin, int h, int 
 /* The backward chunks of a call over `rows` output rows: as many images of those rows as the
  * layer's largest chunk holds (what the scratch is sized for), else row chunks of one image. A
  * stripe of a few rows thus still gives GEMMs of about BWD_PIXELS columns, not a few dozen. Over
- * all OH rows this is conv_shape_of's choice (even_blocks of its own block is that block). */
+ * all OH rows this is conv_shape_of's choice (even_blocks of its own block is that block), but
+ * for an odd count of blocks, made even below (chunks then smaller than the scratch holds). */
 static void conv_shape_fit_rows(conv_shape *s, int rows)
 {
     even_blocks(s->n, s->bwd_pixels / ((int64_t)rows * s->ow), &s->bwd_block, &s->n_bwd_blocks);

@@ -170,6 +170,16 @@ static float *padded_row(const conv_shape *s, float *slice)
 
 /* ------------------------------------------------------------------ im2col and col2im */
 
+/* row[o] = 0 for o in [0, w) outside [lo, hi]: an im2col row's columns whose tap lies outside the
+ * map. */
+static inline void zero_outside(float *row, int lo, int hi, int w)
+{
+    for (int o = 0; o < lo; o++)
+        row[o] = 0.0f;
+    for (int o = hi + 1; o < w; o++)
+        row[o] = 0.0f;
+}
+
 /* One k row of im2col for images [n0, n0 + nb) when output row r reads input row r + dr at
  * column o + off (unit strides, OW = W): per image, the in-map rows are one contiguous copy from
  * the first in-map column of the first of them to the last of the last; then every column
@@ -194,14 +204,10 @@ static void im2col_shifted(const conv_shape *s, const cpu_view *x, int n0, int n
             dst[j] = src[j - j0];
         for (int r = ra; r <= rb; r++) {
             float *row = dst + plane_span(ra, r - 1, w);
-            if (r < r0 || r > r1) {
+            if (r < r0 || r > r1)
                 zero_floats(row, w);
-                continue;
-            }
-            for (int o = 0; o < lo; o++)
-                row[o] = 0.0f;
-            for (int o = hi + 1; o < w; o++)
-                row[o] = 0.0f;
+            else
+                zero_outside(row, lo, hi, w);
         }
     }
 }
@@ -263,6 +269,67 @@ static inline void prefetch_floats(const float *p, int len)
     __builtin_prefetch(p + len - 1);
 }
 
+/* d[o] = src[2 * o] for o in [0, n), n >= 8: eight at a time, the last eight overlapping the
+ * ones before (the same values again). Reads src[0, 2n - 1) only, as the scalar loop does. */
+CPU_INLINE void gather_even(const float *src, float *d, int n)
+{
+    for (int o = 0;; o += 8) {
+        o = o < n - 8 ? o : n - 8;
+        cpu_v8 a = v8_load(src + 2 * o), b = v8_load(src + 2 * o + 7);
+        v8_store(d + o, __builtin_shuffle(a, b, (cpu_m8){0, 2, 4, 6, 9, 11, 13, 15}));
+        if (o == n - 8)
+            return;
+    }
+}
+
+/* dst[2 * o] += src[o] for o in [0, n): eight at a time (each a load of the 15 floats they
+ * touch, even lanes added, odd ones stored back as they were), the rest one by one. The same
+ * adds as the scalar loop; nothing outside dst[0, 2n - 1) is read or written. */
+CPU_INLINE void add_even(float *dst, const float *src, int n)
+{
+    int o = 0;
+    for (; o + 8 <= n; o += 8) {
+        float *p = dst + 2 * o;
+        cpu_v8 a = v8_load(p), b = v8_load(p + 7);
+        cpu_v8 e = __builtin_shuffle(a, b, (cpu_m8){0, 2, 4, 6, 9, 11, 13, 15}) + v8_load(src + o);
+        v8_store(p, __builtin_shuffle(e, a, (cpu_m8){0, 9, 1, 11, 2, 13, 3, 15}));
+        v8_store(p + 7, __builtin_shuffle(e, b, (cpu_m8){8, 4, 10, 5, 12, 6, 14, 7}));
+    }
+    for (; o < n; o++)
+        dst[2 * o] += src[o];
+}
+
+/* Kernel widths whose taps' column bounds im2col keeps on the stack for a column stride of 2. */
+enum { EVEN_MAX_KW = 16 };
+
+/* Taps [kx0, kx1) of input row ir (of image n, channel c) for a column stride of 2: dst[kx * ld
+ * + o] = x[n, c, ir, 2 * o + kx * dw - pw] for the taps' in-map columns [lo[kx], hi[kx]] straight
+ * from x's row (gather_even), 0 elsewhere (all of it when row ir is outside the map). */
+CPU_INLINE void even_taps(const conv_shape *s, const cpu_view *x, int n, int c, int ir, int kx0,
+                          int kx1, const int *lo, const int *hi, float *dst, int64_t ld)
+{
+    const cpu_window *g = s->g;
+    int ow = s->ow;
+    bool in_map = ir >= 0 && ir < s->h;
+    const float *row = in_map ? cpu_at(x, n, c, ir, 0) : NULL;
+    for (int kx = kx0; kx < kx1; kx++) {
+        float *d = dst + kx * ld;
+        int a = lo[kx], b = hi[kx];
+        if (!in_map || a > b) {
+            zero_floats(d, ow);
+            continue;
+        }
+        zero_outside(d, a, b, ow);
+        const float *src = row + 2 * a + kx * g->dw - g->pw;
+        if (b - a + 1 >= 8) {
+            gather_even(src, d + a, b - a + 1);
+        } else {
+            for (int o = 0; o <= b - a; o++)
+                d[a + o] = src[2 * o];
+        }
+    }
+}
+
 /* Columns of im2col for images [n0, n0 + nb), output rows [ra, rb], rows k in [k0, k1) of the
  * group whose first input channel is c0: col[k - k0][i * R * OW + (r - ra) * OW + ox] =
  * x[n0 + i, c0 + ci, r*sh + ky*dh - ph, ox*sw + kx*dw - pw] with k = (ci * kh + ky) * kw + kx,
@@ -279,6 +346,13 @@ static void im2col(const conv_shape *s, const cpu_view *x, int n0, int nb, int c
         im2col_rows(s, x, n0, nb, c0, k0, k1, ra, rb, col, ld);
         return;
     }
+    /* a column stride of 2 with 8 output columns or more takes the taps straight from x's rows
+     * (even_taps): at 14 output columns the padded copy of each row and the strided loop's
+     * scalar tail were most of tiny-mix's conv3 im2col */
+    bool even = sw == 2 && ow >= 8 && kw <= EVEN_MAX_KW;
+    int lo[EVEN_MAX_KW], hi[EVEN_MAX_KW];
+    for (int kx = 0; even && kx < kw; kx++)
+        tap_columns(ow, s->w, 2, kx * g->dw - g->pw, &lo[kx], &hi[kx]);
     for (int64_t row0 = k0 - k0 % kw; row0 < k1; row0 += kw) { /* the k of (ci, ky, 0) */
         int ci = (int)(row0 / s->kk), ky = (int)(row0 % s->kk) / kw;
         int kx0 = row0 < k0 ? (int)(k0 - row0) : 0, kx1 = row0 + kw > k1 ? (int)(k1 - row0) : kw;
@@ -287,8 +361,12 @@ static void im2col(const conv_shape *s, const cpu_view *x, int n0, int nb, int c
                 int ir = r * g->sh + ky * g->dh - g->ph;
                 if (i + 1 < nb && ir >= 0 && ir < s->h)
                     prefetch_floats(cpu_at(x, n0 + i + 1, c0 + ci, ir, 0), s->w);
-                pad_row(s, x, n0 + i, c0 + ci, ir, pad);
                 float *dst = col + (row0 - k0) * ld + i * per_image + (int64_t)(r - ra) * ow;
+                if (even) {
+                    even_taps(s, x, n0 + i, c0 + ci, ir, kx0, kx1, lo, hi, dst, ld);
+                    continue;
+                }
+                pad_row(s, x, n0 + i, c0 + ci, ir, pad);
                 for (int kx = kx0; kx < kx1; kx++) {
                     const float *src = pad + kx * g->dw;
                     float *d = dst + kx * ld;
@@ -323,13 +401,8 @@ static inline void col2im_shifted(const conv_shape *s, float *src, int64_t per_i
         return;
     int64_t j0 = plane_span(ra, r0 - 1, w) + t->lo, j1 = plane_span(ra, r1 - 1, w) + t->hi;
     for (int i = 0; i < nb; i++, src += per_image) {
-        for (int r = r0; r <= r1; r++) {
-            float *row = src + plane_span(ra, r - 1, w);
-            for (int o = 0; o < t->lo; o++)
-                row[o] = 0.0f;
-            for (int o = t->hi + 1; o < w; o++)
-                row[o] = 0.0f;
-        }
+        for (int r = r0; r <= r1; r++)
+            zero_outside(src + plane_span(ra, r - 1, w), t->lo, t->hi, w);
         float *dst = cpu_at(dx, n0 + i, c, r0 + t->dr, t->lo + t->off); /* takes src[j0] */
 #pragma omp simd
         for (int64_t j = j0; j <= j1; j++)
@@ -368,6 +441,8 @@ static void col2im(const conv_shape *s, float *col, int64_t ld, int n0, int nb, 
 #pragma omp simd
                     for (int o = t.lo; o <= t.hi; o++)
                         dst[o + t.off] += src[o];
+                } else if (g->sw == 2) {
+                    add_even(dst + 2 * t.lo + t.off, src + t.lo, t.hi - t.lo + 1);
                 } else {
                     for (int o = t.lo; o <= t.hi; o++)
                         dst[o * g->sw + t.off] += src[o];

@@ -56,28 +56,12 @@ enum { DIRECT_CO = 4 };
 /* Floats a run takes at a time: two vectors. Runs are padded to a multiple of it. */
 enum { VEC = 8, RUN = 2 * VEC };
 
-typedef float v8 __attribute__((vector_size(VEC * sizeof(float))));
-
-/* The helpers below pass vectors by value: GCC warns that the baseline clone passes them
- * differently from an AVX build. They are static and inlined, so no call crosses that line. */
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic ignored "-Wpsabi"
-#endif
-
-static inline __attribute__((always_inline)) v8 load8(const float *p)
-{
-    v8 v;
-    memcpy(&v, p, sizeof v);
-    return v;
-}
-
-static inline __attribute__((always_inline)) void store8(float *p, v8 v)
-{
-    memcpy(p, &v, sizeof v);
-}
+/* cpu_kernel.h's eight-float vectors */
+typedef cpu_v8 v8;
+_Static_assert(VEC == 8, "a run's vectors are cpu_v8");
 
 /* The lanes of v summed in order. */
-static inline __attribute__((always_inline)) float lanes_sum(v8 v)
+CPU_INLINE float lanes_sum(v8 v)
 {
     float s = v[0];
     for (int j = 1; j < VEC; j++)
@@ -191,16 +175,16 @@ static void weighted_runs(const float *const *src, int terms, const float *wt, f
         v8 a0 = {0}, b0 = {0}, a1 = {0}, b1 = {0}, a2 = {0}, b2 = {0}, a3 = {0}, b3 = {0};
         const float *w = wt;
         for (int t = 0; t < terms; t++, w += DIRECT_CO) {
-            v8 lo = load8(src[t] + j0), hi = load8(src[t] + j0 + VEC);
+            v8 lo = v8_load(src[t] + j0), hi = v8_load(src[t] + j0 + VEC);
             a0 += w[0] * lo, b0 += w[0] * hi;
             a1 += w[1] * lo, b1 += w[1] * hi;
             a2 += w[2] * lo, b2 += w[2] * hi;
             a3 += w[3] * lo, b3 += w[3] * hi;
         }
-        store8(out + j0, a0), store8(out + j0 + VEC, b0);
-        store8(out + lout + j0, a1), store8(out + lout + j0 + VEC, b1);
-        store8(out + 2 * lout + j0, a2), store8(out + 2 * lout + j0 + VEC, b2);
-        store8(out + 3 * lout + j0, a3), store8(out + 3 * lout + j0 + VEC, b3);
+        v8_store(out + j0, a0), v8_store(out + j0 + VEC, b0);
+        v8_store(out + lout + j0, a1), v8_store(out + lout + j0 + VEC, b1);
+        v8_store(out + 2 * lout + j0, a2), v8_store(out + 2 * lout + j0 + VEC, b2);
+        v8_store(out + 3 * lout + j0, a3), v8_store(out + 3 * lout + j0 + VEC, b3);
     }
 }
 
@@ -267,11 +251,11 @@ static void dw_runs(const float *pads, int64_t lp, int rows, int kw, int dw, con
             const float *src = pads + q * lp + kx * dw;
             v8 a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0};
             for (int64_t j = 0; j < lout; j += VEC) {
-                v8 v = load8(src + j);
-                a0 += load8(grads + j) * v;
-                a1 += load8(grads + lout + j) * v;
-                a2 += load8(grads + 2 * lout + j) * v;
-                a3 += load8(grads + 3 * lout + j) * v;
+                v8 v = v8_load(src + j);
+                a0 += v8_load(grads + j) * v;
+                a1 += v8_load(grads + lout + j) * v;
+                a2 += v8_load(grads + 2 * lout + j) * v;
+                a3 += v8_load(grads + 3 * lout + j) * v;
             }
             float *d = sums + (q * kw + kx) * DIRECT_CO;
             d[0] = lanes_sum(a0), d[1] = lanes_sum(a1), d[2] = lanes_sum(a2), d[3] = lanes_sum(a3);

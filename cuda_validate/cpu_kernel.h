@@ -12,6 +12,7 @@
 #define LR_CPU_KERNEL_H
 
 #include <limits.h>
+#include <string.h>
 
 #include "cpu_ops.h"
 #include "status.h"
@@ -85,6 +86,50 @@ static inline double span_sum(const float *p, int64_t len)
 #else
 #define LR_CLONES
 #endif
+
+/* Eight floats at a time in GCC generic vectors (the AVX2 clone makes them single instructions,
+ * the baseline pairs of SSE ones; the same operations either way): the strided paths of max
+ * pooling and of convolution whose scalar loops GCC left scalar. */
+typedef float cpu_v8 __attribute__((vector_size(8 * sizeof(float))));
+typedef int32_t cpu_m8 __attribute__((vector_size(8 * sizeof(int32_t))));
+
+/* The helpers pass vectors by value: GCC warns that the baseline clone passes them differently
+ * from an AVX build. They are static and inlined, so no call crosses that line. */
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wpsabi"
+#endif
+#define CPU_INLINE static inline __attribute__((always_inline))
+
+CPU_INLINE cpu_v8 v8_load(const float *p)
+{
+    cpu_v8 v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
+CPU_INLINE void v8_store(float *p, cpu_v8 v)
+{
+    memcpy(p, &v, sizeof v);
+}
+
+/* p[0..16) apart into its even and odd elements */
+CPU_INLINE void v8_split(const float *p, cpu_v8 *even, cpu_v8 *odd)
+{
+    cpu_v8 lo = v8_load(p), hi = v8_load(p + 8);
+    *even = __builtin_shuffle(lo, hi, (cpu_m8){0, 2, 4, 6, 8, 10, 12, 14});
+    *odd = __builtin_shuffle(lo, hi, (cpu_m8){1, 3, 5, 7, 9, 11, 13, 15});
+}
+
+CPU_INLINE void v8_merge(float *p, cpu_v8 even, cpu_v8 odd)
+{
+    v8_store(p, __builtin_shuffle(even, odd, (cpu_m8){0, 8, 1, 9, 2, 10, 3, 11}));
+    v8_store(p + 8, __builtin_shuffle(even, odd, (cpu_m8){4, 12, 5, 13, 6, 14, 7, 15}));
+}
+
+CPU_INLINE cpu_v8 v8_select(cpu_m8 m, cpu_v8 a, cpu_v8 b)
+{
+    return (cpu_v8)((m & (cpu_m8)a) | (~m & (cpu_m8)b));
+}
 
 /* ------------------------------------------------------------------ views and geometry */
 

@@ -45,52 +45,8 @@ enum { POOL_CHUNK = 256 };
  * (weights of 4 and 16 measured the same). */
 enum { MAX_TAP_COST = 4 };
 
-/* Eight floats at a time in GCC generic vectors (the AVX2 clone makes them single instructions,
- * the baseline pairs of SSE ones; the same operations either way): max pooling's paths below
- * whose scalar loops GCC left scalar. */
-typedef float pool_v8 __attribute__((vector_size(8 * sizeof(float))));
-typedef int32_t pool_m8 __attribute__((vector_size(8 * sizeof(int32_t))));
-
-/* The helpers pass vectors by value: GCC warns that the baseline clone passes them differently
- * from an AVX build. They are static and inlined, so no call crosses that line. */
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic ignored "-Wpsabi"
-#endif
-#define POOL_INLINE static inline __attribute__((always_inline))
-
-POOL_INLINE pool_v8 v8_load(const float *p)
-{
-    pool_v8 v;
-    memcpy(&v, p, sizeof v);
-    return v;
-}
-
-POOL_INLINE void v8_store(float *p, pool_v8 v)
-{
-    memcpy(p, &v, sizeof v);
-}
-
-/* p[0..16) apart into its even and odd elements */
-POOL_INLINE void v8_split(const float *p, pool_v8 *even, pool_v8 *odd)
-{
-    pool_v8 lo = v8_load(p), hi = v8_load(p + 8);
-    *even = __builtin_shuffle(lo, hi, (pool_m8){0, 2, 4, 6, 8, 10, 12, 14});
-    *odd = __builtin_shuffle(lo, hi, (pool_m8){1, 3, 5, 7, 9, 11, 13, 15});
-}
-
-POOL_INLINE void v8_merge(float *p, pool_v8 even, pool_v8 odd)
-{
-    v8_store(p, __builtin_shuffle(even, odd, (pool_m8){0, 8, 1, 9, 2, 10, 3, 11}));
-    v8_store(p + 8, __builtin_shuffle(even, odd, (pool_m8){4, 12, 5, 13, 6, 14, 7, 15}));
-}
-
-POOL_INLINE pool_v8 v8_select(pool_m8 m, pool_v8 a, pool_v8 b)
-{
-    return (pool_v8)((m & (pool_m8)a) | (~m & (pool_m8)b));
-}
-
 /* max_take's test on eight lanes: v replaces b when strictly greater or NaN */
-POOL_INLINE pool_m8 v8_takes(pool_v8 b, pool_v8 v)
+CPU_INLINE cpu_m8 v8_takes(cpu_v8 b, cpu_v8 v)
 {
     return (v > b) | (v != v);
 }
@@ -123,11 +79,11 @@ static inline __attribute__((always_inline)) void max_tap(const float *src, int 
      * before and 0.42 after, resnet18's at 64x64 (16 a row) 7.75 ms and 4.5-4.7. The lanes past
      * hi are left as they are; src is read past hi only inside x's data (end), else the last
      * columns come through the stack. */
-    const pool_m8 lane = {0, 1, 2, 3, 4, 5, 6, 7};
+    const cpu_m8 lane = {0, 1, 2, 3, 4, 5, 6, 7};
     int need = s == 1 ? 8 : s == 2 ? 16 : 0;
     for (int o = lo; o <= hi; o += 8) {
         const float *p = src + (int64_t)o * s;
-        pool_v8 v, odd;
+        cpu_v8 v, odd;
         if (need > 0 && end - p >= need) {
             if (s == 1)
                 v = v8_load(p);
@@ -139,11 +95,11 @@ static inline __attribute__((always_inline)) void max_tap(const float *src, int 
                 buf[q] = p[(int64_t)q * s];
             v = v8_load(buf);
         }
-        pool_m8 live = lane + o <= hi, f, a; /* (found and at as eight int32 lanes) */
+        cpu_m8 live = lane + o <= hi, f, a; /* (found and at as eight int32 lanes) */
         memcpy(&f, found + o, sizeof f);
         memcpy(&a, at + o, sizeof a);
-        pool_v8 b = v8_load(best + o);
-        pool_m8 take = ((f == 0) | v8_takes(b, v)) & live;
+        cpu_v8 b = v8_load(best + o);
+        cpu_m8 take = ((f == 0) | v8_takes(b, v)) & live;
         v8_store(best + o, v8_select(take, v, b));
         a = (take & (base + (lane + o) * s)) | (~take & a);
         f |= live;
@@ -289,31 +245,31 @@ static inline __attribute__((always_inline)) bool max_plane_sep(const cpu_window
  * thread, took 1.57 ms a column step backward and 0.46 ms forward, against 0.60 and 0.38 now
  * (--profile, three alternating runs). */
 /* Eight outputs of 2x2 windows: rows x0 and x1 from column 0 (16 columns each) into y[0..8). */
-POOL_INLINE void max_2x2_fwd8(const float *x0, const float *x1, float *y)
+CPU_INLINE void max_2x2_fwd8(const float *x0, const float *x1, float *y)
 {
-    pool_v8 a0, a1, a2, a3;
+    cpu_v8 a0, a1, a2, a3;
     v8_split(x0, &a0, &a1);
     v8_split(x1, &a2, &a3);
-    pool_v8 b = v8_select(v8_takes(a0, a1), a1, a0);
+    cpu_v8 b = v8_select(v8_takes(a0, a1), a1, a0);
     b = v8_select(v8_takes(b, a2), a2, b);
     v8_store(y, v8_select(v8_takes(b, a3), a3, b));
 }
 
 /* Their backward: the tap the scan picks (the first maximum, a later one only when strictly
  * greater or NaN) takes dy's gradient in d0 (row 0) or d1 (row 1). */
-POOL_INLINE void max_2x2_bwd8(const float *x0, const float *x1, const float *dy, float *d0,
+CPU_INLINE void max_2x2_bwd8(const float *x0, const float *x1, const float *dy, float *d0,
                               float *d1)
 {
-    pool_v8 a0, a1, a2, a3;
+    cpu_v8 a0, a1, a2, a3;
     v8_split(x0, &a0, &a1);
     v8_split(x1, &a2, &a3);
-    pool_m8 t1 = v8_takes(a0, a1);
-    pool_v8 b = v8_select(t1, a1, a0);
-    pool_m8 t2 = v8_takes(b, a2);
+    cpu_m8 t1 = v8_takes(a0, a1);
+    cpu_v8 b = v8_select(t1, a1, a0);
+    cpu_m8 t2 = v8_takes(b, a2);
     b = v8_select(t2, a2, b);
-    pool_m8 t3 = v8_takes(b, a3);
-    pool_m8 k3 = t3, k2 = t2 & ~t3, k1 = t1 & ~t2 & ~t3, k0 = ~(t1 | t2 | t3);
-    pool_v8 g = v8_load(dy), e0, e1, e2, e3;
+    cpu_m8 t3 = v8_takes(b, a3);
+    cpu_m8 k3 = t3, k2 = t2 & ~t3, k1 = t1 & ~t2 & ~t3, k0 = ~(t1 | t2 | t3);
+    cpu_v8 g = v8_load(dy), e0, e1, e2, e3;
     v8_split(d0, &e0, &e1);
     v8_split(d1, &e2, &e3);
     v8_merge(d0, v8_select(k0, e0 + g, e0), v8_select(k1, e1 + g, e1));
@@ -321,7 +277,7 @@ POOL_INLINE void max_2x2_bwd8(const float *x0, const float *x1, const float *dy,
 }
 
 /* One output row of 2x2 windows: w outputs, eight at a time, the rest through the stack. */
-POOL_INLINE void max_2x2_row_fwd(const float *x0, const float *x1, int w, float *y)
+CPU_INLINE void max_2x2_row_fwd(const float *x0, const float *x1, int w, float *y)
 {
     int o = 0;
     for (; o + 8 <= w; o += 8)
@@ -336,7 +292,7 @@ POOL_INLINE void max_2x2_row_fwd(const float *x0, const float *x1, int w, float 
     }
 }
 
-POOL_INLINE void max_2x2_row_bwd(const float *x0, const float *x1, const float *dy, int w,
+CPU_INLINE void max_2x2_row_bwd(const float *x0, const float *x1, const float *dy, int w,
                                  float *d0, float *d1)
 {
     int o = 0;

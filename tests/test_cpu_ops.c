@@ -175,6 +175,11 @@ static const conv_case CONV_CASES[] = {
     {5, 8, 5, 130, 20, {3, 3, 1, 1, 1, 1, 1, 1, 1}, true}, /* wide rows: several image blocks */
     {2, 4, 6, 7, 12, {3, 3, 1, 1, 1, 1, 1, 1, 1}, true},   /* 12 channels: direct forward only */
     {2, 12, 6, 7, 5, {3, 3, 1, 1, 1, 1, 1, 1, 1}, true},   /* K 108: direct forward only */
+    /* column stride 2 with 8 output columns or more: im2col_even and add_even */
+    {2, 3, 9, 30, 5, {3, 5, 2, 2, 1, 2, 1, 1, 1}, true},  /* tiny-mix's conv3, 15 columns */
+    {2, 2, 6, 16, 4, {3, 3, 2, 2, 1, 1, 1, 1, 1}, false}, /* 8 columns */
+    {1, 2, 7, 37, 3, {3, 3, 1, 2, 1, 3, 1, 2, 1}, true},  /* dilated cols, taps cut at both ends */
+    {1, 2, 5, 10, 3, {3, 3, 2, 2, 2, 5, 1, 1, 1}, true},  /* wide padding: under 8 in the map */
 };
 #define N_CONV_CASES ((int)(sizeof CONV_CASES / sizeof CONV_CASES[0]))
 
@@ -213,6 +218,10 @@ static conv_data conv_data_new(const conv_case *k, uint64_t seed)
         fill_uniform(d.b, k->cout);
     d.ws.floats = cpu_conv_scratch_floats(&k->g, k->n, k->cin, k->h, k->w, k->cout, SCRATCH_THREADS);
     d.ws.data = malloc(sizeof(float) * (size_t)d.ws.floats);
+    /* NaN in the scratch: a kernel that reads what it did not write (an im2col column it left
+     * unzeroed) turns its results into NaN */
+    for (int64_t i = 0; i < d.ws.floats; i++)
+        d.ws.data[i] = NAN;
     return d;
 }
 

@@ -682,7 +682,7 @@ static void ref_max_window(const cpu_window *g, const cpu_view *x, int n, int c,
         }
 }
 
-/* Inputs drawn from {-2, ..., 2}, about half the zeros negative: windows are full of ties, so
+/* Inputs drawn from {-3, ..., 2}, about half the zeros negative: windows are full of ties, so
  * the tie rule is exercised, down to which zero a window of +0 and -0 gives. */
 static cpu_view view_with_ties(int n, int c, int h, int w)
 {

@@ -180,6 +180,8 @@ static const conv_case CONV_CASES[] = {
     {2, 2, 6, 16, 4, {3, 3, 2, 2, 1, 1, 1, 1, 1}, false}, /* 8 columns */
     {1, 2, 7, 37, 3, {3, 3, 1, 2, 1, 3, 1, 2, 1}, true},  /* dilated cols, taps cut at both ends */
     {1, 2, 5, 10, 3, {3, 3, 2, 2, 2, 5, 1, 1, 1}, true},  /* wide padding: under 8 in the map */
+    /* K 288: dw in 4 tiles of 72 (DW_K_MIN), shared out in sets by the threads */
+    {2, 32, 6, 7, 12, {3, 3, 1, 1, 1, 1, 1, 1, 1}, true},
 };
 #define N_CONV_CASES ((int)(sizeof CONV_CASES / sizeof CONV_CASES[0]))
 

@@ -608,7 +608,8 @@ static int64_t conv_bwd_data_units(const conv_shape *s)
  * gather; gathering them once per tile was about half of what a stripe's backward lost to the
  * whole map's (bench/conv_stripes.c, 3-row stripes, one thread, three alternating pairs of runs:
  * tiny-vgg's 16 -> 32 at 14x14 1.20-1.24x the whole map's time when each tile gathered, 1.10-1.13x
- * now; its 16 -> 16 at 28x28 1.15-1.16x and 1.08-1.09x). */
+ * once a set, both with tiles of at least DW_K_MIN 16 columns; its 16 -> 16 at 28x28 1.15-1.16x
+ * and 1.08-1.09x). */
 static void conv_bwd_filter_set(const conv_shape *s, const cpu_view *x, const cpu_view *dy,
                                 int r_lo, int r_hi, int grp, int co0, int nco, int kb0, int kb1,
                                 float *dw, float *slice)

@@ -175,7 +175,7 @@ static const conv_case CONV_CASES[] = {
     {5, 8, 5, 130, 20, {3, 3, 1, 1, 1, 1, 1, 1, 1}, true}, /* wide rows: several image blocks */
     {2, 4, 6, 7, 12, {3, 3, 1, 1, 1, 1, 1, 1, 1}, true},   /* 12 channels: direct forward only */
     {2, 12, 6, 7, 5, {3, 3, 1, 1, 1, 1, 1, 1, 1}, true},   /* K 108: direct forward only */
-    /* column stride 2 with 8 output columns or more: im2col_even and add_even */
+    /* column stride 2 with 8 output columns or more: even_taps and add_even (cpu_conv.c) */
     {2, 3, 9, 30, 5, {3, 5, 2, 2, 1, 2, 1, 1, 1}, true},  /* tiny-mix's conv3, 15 columns */
     {2, 2, 6, 16, 4, {3, 3, 2, 2, 1, 1, 1, 1, 1}, false}, /* 8 columns */
     {1, 2, 7, 37, 3, {3, 3, 1, 2, 1, 3, 1, 2, 1}, true},  /* dilated cols, taps cut at both ends */

@@ -248,6 +248,8 @@ run-tests: all
 	else fail=1; fi; \
 	printf '== tests/layering.sh\n'; \
 	bash tests/layering.sh $(BUILD)/obj || fail=1; \
+	printf '== clang-check\n'; \
+	$(MAKE) --no-print-directory clang-check || fail=1; \
 	if [ $$fail -ne 0 ]; then echo "SOME TESTS FAILED"; exit 1; fi; echo "ALL TESTS PASSED"
 
 print-deps:
@@ -381,6 +383,18 @@ fuzz-run: fuzz-build
 	if [ $$fail -ne 0 ]; then echo "FUZZING FOUND CRASHES: see $(FUZZ_BUILD)/artifacts/"; exit 1; fi
 
 fuzz-build: $(FUZZ_BIN)
+
+# The fuzzing build compiles with clang, the everyday one with gcc: make test has clang check
+# every source under the fuzzing build's flags (syntax and warnings only, a few seconds), so a
+# GCC-only construct or a warning only clang gives cannot break `make fuzz` unseen.
+CLANG_CHECK_FLAGS := $(filter-out -MMD -MP,$(FUZZ_CFLAGS))
+.PHONY: clang-check
+clang-check:
+	@if ! command -v $(FUZZ_CC) >/dev/null 2>&1; then \
+	    echo "  clang-check: skipped ($(FUZZ_CC) not installed: make fuzz installs it)"; exit 0; fi; \
+	printf '%s\n' $(LIB_SRC) $(wildcard tests/fuzz/fuzz_*.c) | \
+	    xargs -P "$$(nproc)" -n 8 $(FUZZ_CC) $(CLANG_CHECK_FLAGS) -fsyntax-only && \
+	    echo "  clang-check: every source compiles under $(FUZZ_CC) with the fuzzing build's flags"
 
 # libFuzzer ships with clang's runtime libraries (Debian: libclang-rt-dev); installed only when
 # a trivial fuzzer does not link.

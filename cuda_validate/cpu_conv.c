@@ -279,7 +279,7 @@ CPU_INLINE void gather_even(const float *src, float *d, int n)
     for (int o = 0;; o += 8) {
         o = o < n - 8 ? o : n - 8;
         cpu_v8 a = v8_load(src + 2 * o), b = v8_load(src + 2 * o + 7);
-        v8_store(d + o, __builtin_shuffle(a, b, (cpu_m8){0, 2, 4, 6, 9, 11, 13, 15}));
+        v8_store(d + o, V8_SHUFFLE(a, b, 0, 2, 4, 6, 9, 11, 13, 15));
         if (o == n - 8)
             return;
     }
@@ -294,9 +294,9 @@ CPU_INLINE void add_even(float *dst, const float *src, int n)
     for (; o + 8 <= n; o += 8) {
         float *p = dst + 2 * o;
         cpu_v8 a = v8_load(p), b = v8_load(p + 7);
-        cpu_v8 e = __builtin_shuffle(a, b, (cpu_m8){0, 2, 4, 6, 9, 11, 13, 15}) + v8_load(src + o);
-        v8_store(p, __builtin_shuffle(e, a, (cpu_m8){0, 9, 1, 11, 2, 13, 3, 15}));
-        v8_store(p + 7, __builtin_shuffle(e, b, (cpu_m8){8, 4, 10, 5, 12, 6, 14, 7}));
+        cpu_v8 e = V8_SHUFFLE(a, b, 0, 2, 4, 6, 9, 11, 13, 15) + v8_load(src + o);
+        v8_store(p, V8_SHUFFLE(e, a, 0, 9, 1, 11, 2, 13, 3, 15));
+        v8_store(p + 7, V8_SHUFFLE(e, b, 8, 4, 10, 5, 12, 6, 14, 7));
     }
     for (; o < n; o++)
         dst[2 * o] += src[o];

@@ -93,12 +93,22 @@ static inline double span_sum(const float *p, int64_t len)
 typedef float cpu_v8 __attribute__((vector_size(8 * sizeof(float))));
 typedef int32_t cpu_m8 __attribute__((vector_size(8 * sizeof(int32_t))));
 
-/* The helpers pass vectors by value: GCC warns that the baseline clone passes them differently
- * from an AVX build. They are static and inlined, so no call crosses that line. */
-#if defined(__GNUC__) && !defined(__clang__)
+/* The helpers pass vectors by value: GCC and clang warn that the baseline clone (or build) passes
+ * them differently from an AVX build. They are static and inlined, so no call crosses that line. */
+#if defined(__clang__)
+#pragma clang diagnostic ignored "-Wpsabi"
+#elif defined(__GNUC__)
 #pragma GCC diagnostic ignored "-Wpsabi"
 #endif
 #define CPU_INLINE static inline __attribute__((always_inline))
+
+/* The vector of a's and b's elements (0-7 a's, 8-15 b's) at eight constant indices: GCC's
+ * __builtin_shuffle, which clang (the fuzzing build) spells __builtin_shufflevector. */
+#if defined(__clang__)
+#define V8_SHUFFLE(a, b, ...) __builtin_shufflevector(a, b, __VA_ARGS__)
+#else
+#define V8_SHUFFLE(a, b, ...) __builtin_shuffle(a, b, (cpu_m8){__VA_ARGS__})
+#endif
 
 CPU_INLINE cpu_v8 v8_load(const float *p)
 {
@@ -116,14 +126,14 @@ CPU_INLINE void v8_store(float *p, cpu_v8 v)
 CPU_INLINE void v8_split(const float *p, cpu_v8 *even, cpu_v8 *odd)
 {
     cpu_v8 lo = v8_load(p), hi = v8_load(p + 8);
-    *even = __builtin_shuffle(lo, hi, (cpu_m8){0, 2, 4, 6, 8, 10, 12, 14});
-    *odd = __builtin_shuffle(lo, hi, (cpu_m8){1, 3, 5, 7, 9, 11, 13, 15});
+    *even = V8_SHUFFLE(lo, hi, 0, 2, 4, 6, 8, 10, 12, 14);
+    *odd = V8_SHUFFLE(lo, hi, 1, 3, 5, 7, 9, 11, 13, 15);
 }
 
 CPU_INLINE void v8_merge(float *p, cpu_v8 even, cpu_v8 odd)
 {
-    v8_store(p, __builtin_shuffle(even, odd, (cpu_m8){0, 8, 1, 9, 2, 10, 3, 11}));
-    v8_store(p + 8, __builtin_shuffle(even, odd, (cpu_m8){4, 12, 5, 13, 6, 14, 7, 15}));
+    v8_store(p, V8_SHUFFLE(even, odd, 0, 8, 1, 9, 2, 10, 3, 11));
+    v8_store(p + 8, V8_SHUFFLE(even, odd, 4, 12, 5, 13, 6, 14, 7, 15));
 }
 
 CPU_INLINE cpu_v8 v8_select(cpu_m8 m, cpu_v8 a, cpu_v8 b)

@@ -696,7 +696,7 @@ static lr_status fit_one(const net_t *net, const plan_config *cfg, const fit_tar
                 .shown = shown, .batch = batch, .keep = keep, .from = from};
     /* (a host limit: the strategy's own choice, the lowest device peak, must keep within it too,
      * which a plan of the fixed set fitting with room to spare does not prove) */
-    choice start = {.bn = cfg->bn, .at = {INT64_MAX, false}};
+    choice start = {.bn = cfg->bn, .at = {.peak = INT64_MAX, .fits = false}};
     f.strict = true;
     if (seed && !batch)
         start = *seed, start.spec.strategy = t->strategy;

@@ -20,12 +20,17 @@ static cpu_view view_of(const exec_op *op, int t)
     if (t < 0)
         return v;
     const sched_tensor *x = &op->s->tensors[t];
-    const net_node *n = &op->net->nodes[x->node];
+    int node = exec_shape_node(op, t);
+    const net_node *n = &op->net->nodes[node];
     v.data = op->ptr[t];
     LR_ASSERT(v.data != NULL);
     v.n = op->batch, v.c = n->c, v.h = n->h, v.w = n->w;
     v.row0 = x->row_lo;
     v.rows = x->row_hi - x->row_lo + 1;
+    if (node != x->node) { /* a flatten's view of a whole map */
+        LR_ASSERT(x->row_lo == 0 && x->row_hi == op->net->nodes[x->node].h - 1);
+        v.row0 = 0, v.rows = n->h;
+    }
     return v;
 }
 

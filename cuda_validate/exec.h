@@ -55,6 +55,21 @@ typedef struct {
                              stream when the backend has one (lanes()) */
 } exec_op;
 
+/* The node whose shape tensor t has in op's step: a flatten when t is what the step reads as (or
+ * back-propagates to) a flattened input, else the tensor's own node. A flatten is a view, so the
+ * tensor is its input's, of that node's (C, H, W); the step (a dropout, relu or BatchNorm after
+ * the flatten) reads it as (C*H*W, 1, 1), which the backends' views must then say. The flatten
+ * ends any row region, so such a tensor holds every row of its map. */
+static inline int exec_shape_node(const exec_op *op, int t)
+{
+    const sched_run *r = op->run;
+    const net_node *n = r ? &op->net->nodes[op->step->node] : NULL;
+    for (int k = 0; n && k < r->n_in && k < n->n_inputs; k++)
+        if ((r->in[k] == t || r->din[k] == t) && op->net->nodes[n->inputs[k]].op == OP_FLATTEN)
+            return n->inputs[k];
+    return op->s->tensors[t].node;
+}
+
 /* A backend. Contract of run(), by pass and flags (rows = step->row_lo..row_hi, full-map rows):
  *  forward (FWD, RECOMPUTE, STATS without RUN_STATS_ACC): compute output rows into run->out from
  *   run->in[k] (tensors hold the rows they need). BatchNorm: RUN_BN_GLOBAL normalises with the

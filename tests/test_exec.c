@@ -21,6 +21,7 @@
 #include "choose.h"
 
 #define GOLDEN(net) LRCNN_SRCDIR "/tests/data/golden/" net ".bin"
+#define TINY_FLAT LRCNN_SRCDIR "/tests/data/nets/tiny-flat.json"
 
 typedef struct {
     net_t *net;
@@ -176,8 +177,8 @@ static void check_frozen_running(run_t *r, const golden_file *g, bool load)
         const net_node *n = &r->net->nodes[l];
         if (n->op != OP_BATCHNORM)
             continue;
-        float want[2 * 64], got[2 * 64];
-        assert_true(n->c <= 64);
+        float want[2 * 128], got[2 * 128];
+        assert_true(n->c <= 128);
         golden_running(g, n, want);
         if (load)
             assert_int_equal(exec_set_running(r->exec, l, want, 2 * n->c), LR_OK);
@@ -209,8 +210,8 @@ static void check_golden_step(const char *netname, const char *file, plan_bn bn)
         if (n->op != OP_BATCHNORM)
             continue;
         char name[160];
-        float got[2 * 64];
-        assert_true(n->c <= 64);
+        float got[2 * 128];
+        assert_true(n->c <= 128);
         assert_int_equal(exec_get_running(r.exec, l, got, 2 * n->c), LR_OK);
         snprintf(name, sizeof name, "%s.running_mean", n->name);
         assert_true(rel_err(got, golden_find(g, name)->data, n->c) < 1e-4);
@@ -243,6 +244,14 @@ static void test_column_step_matches_pytorch_tiny_resnet(void **state)
 static void test_column_step_matches_pytorch_tiny_mix(void **state)
 {
     check_golden_step("tiny-mix", GOLDEN("tiny-mix"), BN_EXACT);
+}
+
+/* The same for tiny-flat (tests/data/nets): ops that read a flatten's output as a (C*H*W, 1, 1)
+ * map of the tensor it views, a dropout right after the flatten (as in AlexNet, which aborted on
+ * a shape check before), then BatchNorm over the features and relu. */
+static void test_column_step_matches_pytorch_tiny_flat(void **state)
+{
+    check_golden_step(TINY_FLAT, GOLDEN("tiny-flat"), BN_EXACT);
 }
 
 /* --bn frozen: tiny-resnet with eval-mode BatchNorm from non-trivial running statistics equals
@@ -401,6 +410,29 @@ static void test_row_strategies_match_column_tiny_resnet_exact_bn(void **state)
 static void test_row_strategies_match_column_tiny_mix(void **state)
 {
     check_all_row_strategies("tiny-mix", BN_EXACT, 1e-5);
+}
+
+/* Inference (dropout the identity, BatchNorm on running statistics) reads the flatten's output
+ * the same way: tiny-flat's logits come out, finite. */
+static void test_inference_reads_a_flattened_map(void **state)
+{
+    run_t r;
+    run_open(&r, TINY_FLAT, 4, STRAT_COLUMN, 0, BN_EXACT, OPTIM_MOMENTUM, 3, 0.01f);
+    const net_node *in = &r.net->nodes[0];
+    float *images = malloc(sizeof(float) * 4 * (size_t)in->c * in->h * in->w), logits[4 * 10];
+    int32_t labels[4];
+    fill_batch(r.net, 4, images, labels);
+    assert_int_equal(exec_predict_logits(r.exec, images, 4, logits), LR_OK);
+    for (int k = 0; k < 4 * 10; k++)
+        assert_true(isfinite(logits[k]));
+    free(images);
+    run_close(&r);
+}
+
+/* The same for tiny-flat, whose row region ends at the pooling before its flatten. */
+static void test_row_strategies_match_column_tiny_flat(void **state)
+{
+    check_all_row_strategies(TINY_FLAT, BN_EXACT, 1e-5);
 }
 
 /* --bn frozen: every row strategy at N = 2, 3, 7 gives column's loss bit for bit (BatchNorm is
@@ -821,11 +853,14 @@ int main(void)
         cmocka_unit_test(test_column_step_matches_pytorch_tiny_vgg),
         cmocka_unit_test(test_column_step_matches_pytorch_tiny_resnet),
         cmocka_unit_test(test_column_step_matches_pytorch_tiny_mix),
+        cmocka_unit_test(test_column_step_matches_pytorch_tiny_flat),
         cmocka_unit_test(test_column_step_matches_pytorch_tiny_resnet_frozen_bn),
         cmocka_unit_test(test_adam_step_matches_pytorch),
         cmocka_unit_test(test_row_strategies_match_column_tiny_vgg),
         cmocka_unit_test(test_row_strategies_match_column_tiny_resnet_exact_bn),
         cmocka_unit_test(test_row_strategies_match_column_tiny_mix),
+        cmocka_unit_test(test_row_strategies_match_column_tiny_flat),
+        cmocka_unit_test(test_inference_reads_a_flattened_map),
         cmocka_unit_test(test_row_strategies_match_column_frozen_bn),
         cmocka_unit_test(test_stripe_bn_is_approximate_and_measured),
         cmocka_unit_test(test_stripe_bn_with_one_partition_is_exact),

@@ -3,10 +3,11 @@
 schedules written by `lrcnn-sim --emit-schedule`.
 
 Specification held here:
-  - every strategy of tiny-vgg, tiny-resnet and tiny-mix (BatchNorm exact, each net with another
-    optimizer; tiny-resnet also with --bn frozen), of resnet18 at 64x64 and of vgg11 at 224x224 (the smallest input its 7x7
-    adaptive pooling allows) equals one column step in plain autograd from the same weights and
-    batch: loss within 1e-6 relative, every layer's gradient and updated parameters within 1e-5;
+  - every strategy of tiny-vgg, tiny-resnet, tiny-mix and tiny-flat (BatchNorm exact, each net
+    with another optimizer; tiny-resnet also with --bn frozen), of resnet18 at 64x64 and of vgg11
+    at 224x224 (the smallest input its 7x7 adaptive pooling allows) equals one column step in
+    plain autograd from the same weights and batch: loss within 1e-6 relative, every layer's
+    gradient and updated parameters within 1e-5;
   - the bytes the runner holds at its peak equal the plan's prediction to the byte;
   - stripe BatchNorm is reported approximate and really differs; its memory still matches;
   - state_dict names and shapes are torchvision's for the zoo (golden list from torchvision
@@ -38,6 +39,7 @@ from lrcnn_torch import check  # noqa: E402
 BIN = os.environ.get("LRCNN_BIN", os.path.join(ROOT, "build", "bin"))
 SIM = os.path.join(BIN, "lrcnn-sim")
 TMP = tempfile.mkdtemp(prefix="lrcnn-torch.")
+TINY_FLAT = os.path.join(ROOT, "tests", "data", "nets", "tiny-flat.json")
 STRATEGIES = ("column", "checkpoint", "row", "2ps", "overl", "2ps-h", "overl-h")
 TIMES = []
 # --quick (make test SANITIZE=1, where only the emitter changes): vgg11 and resnet18 are emitted
@@ -68,7 +70,8 @@ def check_strategies(test, net, args, strategies=STRATEGIES, rows=(3,), large=Fa
     for st in strategies:
         for n in (rows if st not in ("column", "checkpoint") else (None,)):
             extra = ["--rows", str(n)] if n else []
-            paths.append(emit("%s-%s-%s" % (net, st, n), "--net", net, *args, "--strategy", st, *extra))
+            label = os.path.splitext(os.path.basename(net))[0]  # a zoo name or a file
+            paths.append(emit("%s-%s-%s" % (label, st, n), "--net", net, *args, "--strategy", st, *extra))
     if large and QUICK:
         for path in paths:
             test.assertGreater(len(load(path).steps), 0)
@@ -109,6 +112,12 @@ class Exactness(unittest.TestCase):
 
     def test_tiny_mix_every_strategy_equals_autograd_sgd(self):
         check_strategies(self, "tiny-mix", ["--batch", "3", "--optimizer", "sgd"], rows=(2, 4))
+
+    def test_ops_after_a_flatten_every_strategy_equals_autograd(self):
+        # tests/data/nets/tiny-flat.json: a dropout right after the flatten (as in AlexNet), then
+        # BatchNorm and relu over the features, which read the flatten's input tensor as a
+        # (C*H*W, 1, 1) map
+        check_strategies(self, TINY_FLAT, ["--batch", "3"], rows=(2, 3))
 
     def test_resnet18_small_input_every_strategy_equals_autograd(self):
         # the row region ends after layer1, as the LR-CNN authors partition only the first,

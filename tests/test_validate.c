@@ -289,6 +289,37 @@ static void test_predicted_ratios_are_the_planners(void **state)
     }
 }
 
+/* A network whose flatten feeds a dropout, BatchNorm and relu (tests/data/nets/tiny-flat.json;
+ * AlexNet has the dropout): those ops read the flatten's input tensor as a (C*H*W, 1, 1) map on
+ * each backend, the CPU's and the CUDA glue emulated on the CPU (which both aborted on a shape
+ * check before), and 2ps trains it as column does, measured peak = predicted. */
+static void test_ops_after_a_flatten_run_on_each_backend(void **state)
+{
+    const char *backends[] = {"cpu", "cuda-emulated"};
+    for (int k = 0; k < 2; k++) {
+        validate_options o;
+        validate_options_init(&o);
+        o.net = LRCNN_SRCDIR "/tests/data/nets/tiny-flat.json";
+        o.backend = backends[k];
+        o.req.strategy = STRAT_2PS;
+        o.cfg.batch = 4;
+        o.steps = 2;
+        o.check_grads = true;
+        o.quiet = true;
+        validate_result r;
+        lr_status s = validate_run(&o, &r);
+        if (s == LR_ERR_NODEVICE) {
+            print_message("skipped %s: %s\n", backends[k], lr_last_error());
+            continue;
+        }
+        assert_int_equal(s, LR_OK);
+        assert_true(r.loss == r.column_loss);
+        assert_true(r.grad_max_rel_err < 1e-5);
+        assert_int_equal(r.measured_peak_bytes, r.predicted_peak_bytes);
+        validate_result_free(&r);
+    }
+}
+
 /* --profile counts every kernel call of the timed steps: per step, the RUN steps of the training
  * step's schedule by operator and pass (updates included), for the strategy and for column; the
  * buckets by duration hold the same calls, and so do the layers, with the FLOPs the schedule
@@ -548,6 +579,7 @@ int main(void)
         cmocka_unit_test(test_dry_run_plans_what_the_run_runs),
         cmocka_unit_test(test_offload_auto_runs_the_chosen_plan),
         cmocka_unit_test(test_predicted_ratios_are_the_planners),
+        cmocka_unit_test(test_ops_after_a_flatten_run_on_each_backend),
         cmocka_unit_test(test_profile_counts_the_schedules_calls),
         cmocka_unit_test(test_2ps_training_follows_column_for_ten_steps),
         cmocka_unit_test(test_2ps_and_column_reach_the_same_accuracy),

@@ -55,6 +55,7 @@ class Runner:
         self.loss = None
         self.live = {}     # tensor id -> uint8 buffer of the tensor's bytes
         self._views = {}   # tensor id -> typed view, built on first use
+        self._flat = {}    # while a step runs: tensor id -> the flatten it is read through
         self.counted_live_bytes = 0
         self.counted_peak_bytes = 0
         self.peak_step = -1
@@ -164,9 +165,20 @@ class Runner:
         return buf
 
     def fmap(self, tid):
-        """A feature-map tensor (value or gradient rows) as ops.Rows, None for -1."""
+        """A feature-map tensor (value or gradient rows) as ops.Rows, None for -1. A tensor the
+        running step reads through a flatten (its input's, of shape (C, H, W)) is the flatten's
+        (C*H*W, 1, 1) map, as the C executor views it (exec_shape_node): a dropout, relu or
+        BatchNorm after the flatten reads it so."""
         if tid < 0:
             return None
+        flat = self._flat.get(tid)
+        if flat is not None:
+            t = self.sched.tensors[tid]
+            if t.row_lo != 0 or t.row_hi != self.sched.nodes[t.node].h - 1:
+                raise RunnerError("tensor %d: a flatten reads rows [%d, %d] of %s, not all of them"
+                                  % (tid, t.row_lo, t.row_hi, self.sched.nodes[t.node].name))
+            shape = (self.sched.batch, flat.c, flat.h, flat.w)
+            return ops.Rows(self._buf(tid).view(torch.float32).view(shape), 0, flat.h)
         v = self._views.get(tid)
         if v is None:
             t = self.sched.tensors[tid]
@@ -251,7 +263,17 @@ class Runner:
                 kernel = kernels.get(n.op)
                 if kernel is None:
                     raise RunnerError("schedule step %d: no kernel for op %s" % (i, n.op))
-                kernel(self, st, s.runs[st.run], n, st.pass_ in ("BWD", "GSTATS"))
+                r = s.runs[st.run]
+                self._flat = {}
+                for k, u in enumerate(n.inputs[:len(r.in_)]):
+                    if s.nodes[u].op == "flatten":
+                        for tid in (r.in_[k], r.din[k]):
+                            if tid >= 0:
+                                self._flat[tid] = s.nodes[u]
+                try:
+                    kernel(self, st, r, n, st.pass_ in ("BWD", "GSTATS"))
+                finally:
+                    self._flat = {}
             else:
                 raise RunnerError("schedule step %d: op %s is not supported by this runner"
                                   % (i, op))

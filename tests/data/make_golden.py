@@ -33,7 +33,7 @@ torch.set_default_dtype(torch.float64)
 
 # "<net>-frozen": the same step with the BatchNorm layers frozen (--bn frozen: eval-mode BN with
 # fixed running statistics, which gamma and beta still learn through).
-NETS = ["tiny-vgg", "tiny-resnet", "tiny-mix", "tiny-resnet-frozen"]
+NETS = ["tiny-vgg", "tiny-resnet", "tiny-mix", "tiny-resnet-frozen", "tiny-flat"]
 FROZEN_SUFFIX = "-frozen"
 BATCH = 4
 NUM_CLASSES = 10
@@ -92,6 +92,12 @@ def pair(v):
             raise ValueError("expected an int or [h, w], got %r" % (v,))
         return (int(v[0]), int(v[1]))
     return (int(v), int(v))
+
+
+def net_path(srcdir, base):
+    """The zoo's networks/<base>.json, else the test-only tests/data/nets/<base>.json."""
+    zoo = os.path.join(srcdir, "networks", base + ".json")
+    return zoo if os.path.exists(zoo) else os.path.join(srcdir, "tests", "data", "nets", base + ".json")
 
 
 def load_net(path, frozen_bn=False):
@@ -480,6 +486,9 @@ def hand_vgg(params):
     return m, {"m." + k: k for k in mods}
 
 
+HAND_BUILT = ("tiny-resnet", "tiny-mix", "tiny-vgg")
+
+
 def compare_with_modules(name, res, frozen_bn=False):
     builders = {"tiny-resnet": hand_resnet, "tiny-mix": hand_mix, "tiny-vgg": hand_vgg}
     model, names = builders[name](res["init"])
@@ -596,7 +605,7 @@ def check_running(net, res):
             continue
         xin = res["vals"][layer["inputs"][0]].detach().numpy()
         c = xin.shape[1]
-        xc = xin.transpose(1, 0, 2, 3).reshape(c, -1)
+        xc = np.moveaxis(xin, 1, 0).reshape(c, -1)  # (N, C, H, W), or (N, C) after a flatten
         rm = 0.1 * xc.mean(1)
         rv = 0.9 + 0.1 * xc.var(1, ddof=1)
         assert np.allclose(res["running"][layer["name"] + ".running_mean"].numpy(), rm, rtol=0, atol=1e-14)
@@ -623,7 +632,7 @@ def main():
     for name in args.nets:
         frozen = name.endswith(FROZEN_SUFFIX)
         base = name[:-len(FROZEN_SUFFIX)] if frozen else name
-        net = load_net(os.path.join(args.srcdir, "networks", base + ".json"), frozen)
+        net = load_net(net_path(args.srcdir, base), frozen)
         res = run_net(net, with_outputs=not args.no_outputs)
         res["name"] = name
         arrays = res["arrays"]
@@ -634,7 +643,8 @@ def main():
             check_optimizers(res, {k: d[k + ".momentum"] for k in res["init"]},
                              {k: d[k + ".adam"] for k in res["init"]})
             check_running(net, res)
-            compare_with_modules(base, res, frozen)
+            if base in HAND_BUILT:
+                compare_with_modules(base, res, frozen)
             check_directional(net)
             if base != "tiny-vgg":
                 check_gradcheck(net)

@@ -247,11 +247,39 @@ static lr_status plan_lanes(exec_t *e)
     return st;
 }
 
+/* Training BatchNorm needs two values or more per channel for its (unbiased running) variance,
+ * as in PyTorch, which refuses fewer: a batch of 1 at a 1x1 map (resnet18 at 32x32), or one
+ * feature per channel after a flatten. Checked before anything runs, for every step that updates
+ * the running statistics: a whole map's (FINALIZE, or column) or a stripe's (--bn stripe). */
+static lr_status check_bn_counts(const net_t *net, const sched_t *s, int batch)
+{
+    for (int i = 0; i < s->n_steps; i++) {
+        const sched_step *st = &s->steps[i];
+        if (st->op != STEP_RUN || st->node < 0 || net->nodes[st->node].op != OP_BATCHNORM ||
+            (st->flags & (RUN_BN_FROZEN | RUN_STATS_ACC)))
+            continue;
+        bool finalize = st->flags & RUN_FINALIZE;
+        if (!finalize && ((st->flags & RUN_BN_GLOBAL) || st->pass != PASS_FWD))
+            continue;
+        const net_node *n = &net->nodes[st->node];
+        int rows = finalize ? n->h : st->row_hi - st->row_lo + 1;
+        int64_t count = (int64_t)batch * rows * n->w;
+        if (count < 2)
+            return lr_fail(LR_ERR_INPUT,
+                           "BatchNorm %s: 1 value per channel to train on (batch %d, %s%dx%d): "
+                           "its variance needs 2 or more, as in PyTorch; use a larger batch or "
+                           "input, or --bn frozen",
+                           n->name, batch, rows < n->h ? "a stripe of " : "", rows, n->w);
+    }
+    return LR_OK;
+}
+
 lr_status exec_create(const net_t *net, const plan_t *plan, const sched_t *s,
                       const exec_backend *backend, void *backend_ctx, const exec_hparams *hp,
                       exec_t **out)
 {
     *out = NULL;
+    LR_TRY(check_bn_counts(net, s, plan->cfg.batch));
     exec_t *e = calloc(1, sizeof *e);
     if (!e)
         return lr_fail(LR_ERR_NOMEM, "out of memory");

@@ -251,6 +251,12 @@ check_validate_usage() {
     expect "validate --batch 0" 2 "--batch" "$VAL" --net tiny-vgg --batch 0
     expect "validate --batch 2000000" 2 "--batch" "$VAL" --net tiny-vgg --batch 2000000
     expect "validate --steps abc" 2 "--steps" "$VAL" --net tiny-vgg --steps abc
+    # training BatchNorm on one value per channel (PyTorch refuses it too): an error before any
+    # step runs, not the running-variance assertion; --bn frozen trains it
+    expect "validate batch 1 at a 1x1 BatchNorm" 2 "layer4_0_bn1" "$VAL" --net resnet18 \
+        --input 32x32 --batch 1 --strategy overl --steps 1 --no-column
+    expect "validate batch 1, BatchNorm after a flatten" 2 "--bn frozen" "$VAL" \
+        --net "$ROOT/tests/data/nets/tiny-flat.json" --batch 1
     expect "validate --epochs 0" 2 "--epochs" "$VAL" --net tiny-vgg --epochs 0
     expect "validate --backend tpu" 2 "--backend" "$VAL" --net tiny-vgg --backend tpu
     expect "validate --bn approx" 2 "--bn" "$VAL" --net tiny-vgg --bn approx

@@ -261,6 +261,13 @@ class Reader(unittest.TestCase):
         r = subprocess.run(py + [bad], capture_output=True, text=True, env=env)
         self.assertEqual(r.returncode, 2)
         self.assertEqual(len(r.stderr.strip().splitlines()), 1, r.stderr)
+        # training BatchNorm on one value per channel (batch 1 after a flatten): refused as bad
+        # input, as lrcnn-validate refuses it, instead of a traceback from F.batch_norm
+        one = emit("bn-one", "--net", TINY_FLAT, "--batch", "1", "--strategy", "2ps")
+        r = subprocess.run(py + [one], capture_output=True, text=True, env=env)
+        self.assertEqual(r.returncode, 2, r.stderr)
+        self.assertEqual(len(r.stderr.strip().splitlines()), 1, r.stderr)
+        self.assertIn("BatchNorm bn: 1 value per channel", r.stderr)
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ import hashlib
 import torch
 
 from . import names, ops
-from .schedule import Schedule
+from .schedule import Schedule, ScheduleError
 
 
 class RunnerError(RuntimeError):
@@ -46,6 +46,7 @@ class Runner:
         if sched.config["dtype"] != "fp32":
             raise RunnerError("%s: config.dtype: %s; the runner executes fp32 schedules only"
                               % (sched.origin, sched.config["dtype"]))
+        self._check_bn_counts(sched)
         self.sched = sched
         self.device = torch.device(device)
         self.hp = {"lr": lr, "momentum": momentum, "betas": betas, "eps": eps,
@@ -119,6 +120,28 @@ class Runner:
             self._run(self._stats_pass[i] + 1, i, skip_update=True)
         finally:
             del self.centering[n.index]
+
+    @staticmethod
+    def _check_bn_counts(sched):
+        """Training BatchNorm needs two values or more per channel (PyTorch refuses fewer): every
+        step that updates the running statistics, as the C executor checks (exec.c). A
+        ScheduleError (bad input, exit 2), like the C side's."""
+        f = sched.flag
+        for i, st in enumerate(sched.steps):
+            if st.op != "RUN" or st.node < 0 or sched.nodes[st.node].op != "batchnorm":
+                continue
+            if st.flags & (f["BN_FROZEN"] | f["STATS_ACC"]):
+                continue
+            finalize = bool(st.flags & f["FINALIZE"])
+            if not finalize and (st.flags & f["BN_GLOBAL"] or st.pass_ != "FWD"):
+                continue
+            n = sched.nodes[st.node]
+            rows = n.h if finalize else st.row_hi - st.row_lo + 1
+            if sched.batch * rows * n.w < 2:  # an input this runner refuses, as lrcnn-validate
+                raise ScheduleError("%s: steps[%d]: BatchNorm %s: 1 value per channel to train on "
+                                    "(batch %d, %s%dx%d): its variance needs 2 or more, as in "
+                                    "PyTorch" % (sched.origin, i, n.name, sched.batch,
+                                                 "a stripe of " if rows < n.h else "", rows, n.w))
 
     @staticmethod
     def _zeroed(t):

@@ -253,6 +253,10 @@ void closed_backward_node(evaluator *v, const bwd_pass *b, int l, int j, bool *g
     }
     rowrange rows = closed_bwd_rows(st, l, j);
     bool acc = b->pass == PASS_GSTATS && l == b->target;
+    if (run && !acc && !g[li] && n->op == OP_BATCHNORM && st->bn_passes && !rr_empty(rows)) {
+        g[li] = true; /* exact BatchNorm runs with no gradient from below too (emit.c) */
+        closed_add(v, closed_rows_bytes(v, l, st->held[i]), b->pass, l, j);
+    }
     if (run && !rr_empty(rows) && g[li]) {
         for (int k = 0; k < n->n_inputs && !acc; k++) {
             int u = n->inputs[k];

@@ -588,9 +588,14 @@ static void backward_run(emitter *e, const bwd_ctx *b, int l, int j)
     }
     rowrange rows = tiled ? st->own[i] : st->comp[i];
     int dout = l == st->out_node ? e->grad[l] : *slot(e, e->sg, st, l, j);
+    bool acc = b->pass == PASS_GSTATS && l == b->target;
+    /* Exact BatchNorm back-propagates its rows also when nothing below sent them a gradient (a
+     * 2ps partition whose rows a strided op after it skips): its dx holds the batch terms,
+     * mean(dy) and mean(dy * xhat), which every row gets. Its gradient is then a zeroed stripe. */
+    if (dout < 0 && !acc && n->op == OP_BATCHNORM && st->bn_passes && !rr_empty(rows))
+        dout = grad_of(e, st, l, j, b->pass, l);
     if (rr_empty(rows) || dout < 0)
         return;
-    bool acc = b->pass == PASS_GSTATS && l == b->target;
     int flags = b->pass == PASS_GSTATS ? RUN_NO_WGRAD : 0;
     int din[NET_MAX_INPUTS];
     for (int k = 0; k < n->n_inputs && !acc; k++) {

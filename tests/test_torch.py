@@ -3,9 +3,9 @@
 schedules written by `lrcnn-sim --emit-schedule`.
 
 Specification held here:
-  - every strategy of tiny-vgg, tiny-resnet, tiny-mix and tiny-flat (BatchNorm exact, each net
-    with another optimizer; tiny-resnet also with --bn frozen), of resnet18 at 64x64 and of vgg11
-    at 224x224 (the smallest input its 7x7 adaptive pooling allows) equals one column step in
+  - every strategy of tiny-vgg, tiny-resnet, tiny-mix, tiny-flat and tiny-skip (BatchNorm exact,
+    each net with another optimizer; tiny-resnet also with --bn frozen), of resnet18 at 64x64 and
+    of vgg11 at 224x224 (the smallest input its 7x7 adaptive pooling allows) equals one column step in
     plain autograd from the same weights and batch: loss within 1e-6 relative, every layer's
     gradient and updated parameters within 1e-5;
   - the bytes the runner holds at its peak equal the plan's prediction to the byte;
@@ -40,6 +40,7 @@ BIN = os.environ.get("LRCNN_BIN", os.path.join(ROOT, "build", "bin"))
 SIM = os.path.join(BIN, "lrcnn-sim")
 TMP = tempfile.mkdtemp(prefix="lrcnn-torch.")
 TINY_FLAT = os.path.join(ROOT, "tests", "data", "nets", "tiny-flat.json")
+TINY_SKIP = os.path.join(ROOT, "tests", "data", "nets", "tiny-skip.json")
 STRATEGIES = ("column", "checkpoint", "row", "2ps", "overl", "2ps-h", "overl-h")
 TIMES = []
 # --quick (make test SANITIZE=1, where only the emitter changes): vgg11 and resnet18 are emitted
@@ -118,6 +119,11 @@ class Exactness(unittest.TestCase):
         # BatchNorm and relu over the features, which read the flatten's input tensor as a
         # (C*H*W, 1, 1) map
         check_strategies(self, TINY_FLAT, ["--batch", "3"], rows=(2, 3))
+
+    def test_exact_batchnorm_rows_no_op_reads_every_strategy_equals_autograd(self):
+        # tests/data/nets/tiny-skip.json: a stride-3 pooling after exact BatchNorm; at N = 7 a 2ps
+        # partition holds no row it reads, and its BatchNorm must back-propagate all the same
+        check_strategies(self, TINY_SKIP, ["--batch", "3"], rows=(3, 7))
 
     def test_resnet18_small_input_every_strategy_equals_autograd(self):
         # the row region ends after layer1, as the LR-CNN authors partition only the first,

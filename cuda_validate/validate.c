@@ -317,6 +317,24 @@ static lr_status train_epochs(session *ss, exec_t *e, const data_set *train, dou
     return s;
 }
 
+/* Whether data set d (named `what`) fits the net: its images are the net's input, and its
+ * labels index the net's classes (the channels the loss layer reads). Batches are copied into
+ * buffers of the net's input size, and the loss takes labels below its classes. */
+static lr_status check_data(const session *ss, const data_set *d, const char *what)
+{
+    const net_node *in = &ss->net->nodes[0];
+    int root = plan_root(ss->net, ss->net->n_nodes - 2), classes = ss->net->nodes[root].c;
+    if (d->c != in->c || d->h != in->h || d->w != in->w)
+        return lr_fail(LR_ERR_USAGE, "--data: %s images are %dx%dx%d, %s expects %dx%dx%d", what,
+                       d->c, d->h, d->w, ss->net->name, in->c, in->h, in->w);
+    for (int i = 0; i < d->n; i++)
+        if (d->labels[i] < 0 || d->labels[i] >= classes)
+            return lr_fail(LR_ERR_USAGE, "--data: %s label %d of image %d; %s has %d classes "
+                           "(the outputs of %s)", what, d->labels[i], i, ss->net->name, classes,
+                           ss->net->nodes[root].name);
+    return LR_OK;
+}
+
 static lr_status train_mode(session *ss, validate_result *r)
 {
     const validate_options *o = ss->o;
@@ -327,7 +345,10 @@ static lr_status train_mode(session *ss, validate_result *r)
         data_free(&train);
         return s;
     }
-    if (train.n < o->cfg.batch)
+    s = check_data(ss, &train, "training");
+    if (s == LR_OK)
+        s = check_data(ss, &test, "test");
+    if (s == LR_OK && train.n < o->cfg.batch)
         s = lr_fail(LR_ERR_USAGE, "--train-limit: %d images is less than one batch of %d", train.n, o->cfg.batch);
     r->loss_curve = calloc((size_t)o->epochs, sizeof(double));
     r->column_loss_curve = calloc((size_t)o->epochs, sizeof(double));
@@ -455,9 +476,8 @@ static lr_status run_session(session *ss, validate_result *r)
     else
         s = data_synthetic(o->cfg.batch * (o->steps < 64 ? o->steps : 64), in->c, in->h, in->w,
                            classes, o->hp.seed + 7, &d);
-    if (s == LR_OK && (d.c != in->c || d.h != in->h || d.w != in->w))
-        s = lr_fail(LR_ERR_USAGE, "--data: images are %dx%dx%d, %s expects %dx%dx%d", d.c, d.h,
-                    d.w, ss->net->name, in->c, in->h, in->w);
+    if (s == LR_OK)
+        s = check_data(ss, &d, "training");
     if (s == LR_OK)
         s = step_mode(ss, &d, r);
     data_free(&d);

@@ -312,6 +312,19 @@ check_validate_data() {
     [ "$rc" -eq 0 ] && ok "validate a well-formed small dataset" || bad "validate a well-formed small dataset" "exit $rc: $(head -1 "$err")"
     cp "$fm/train-images-idx3-ubyte.gz" "$fm/t10k-images-idx3-ubyte.gz"
     cp "$fm/train-labels-idx1-ubyte.gz" "$fm/t10k-labels-idx1-ubyte.gz"
+    # a net the data set does not fit, when training on it: the images (which overran the
+    # batch buffer: heap corruption) and the labels (the loss's assertion)
+    expect "validate --epochs, input not 1x28x28" 2 "expects 1x10x10" "$VAL" \
+        --net "$ROOT/tests/data/nets/tiny-flat.json" --data fashion-mnist --data-dir "$fm" \
+        --epochs 1 --train-limit 8 --test-limit 8 --batch 4
+    printf '%s' '{"name": "three", "input": {"channels": 1, "height": 28, "width": 28}, "layers": [
+        {"name": "gap", "op": "global_avgpool"}, {"name": "fc", "op": "fc", "out_features": 3},
+        {"name": "loss", "op": "softmax_xent"}]}' >"$TMP/three.json"
+    expect "validate --epochs, 3 classes for 10 labels" 2 "has 3 classes" "$VAL" \
+        --net "$TMP/three.json" --data fashion-mnist --data-dir "$fm" --epochs 1 --train-limit 8 \
+        --test-limit 8 --batch 4
+    expect "validate --steps, 3 classes for 10 labels" 2 "has 3 classes" "$VAL" \
+        --net "$TMP/three.json" --data fashion-mnist --data-dir "$fm" --steps 2 --batch 4
     expect "validate --train-limit below one batch" 2 "--train-limit" "$VAL" --net tiny-vgg --data fashion-mnist --data-dir "$fm" --epochs 1 --train-limit 4 --batch 8
     cp "$fm/train-images-idx3-ubyte.gz" "$TMP/good.gz"
     head -c $(($(stat -c %s "$TMP/good.gz") / 2)) "$TMP/good.gz" >"$fm/train-images-idx3-ubyte.gz"

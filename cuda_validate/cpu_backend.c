@@ -119,10 +119,20 @@ static lr_status run_conv(const exec_op *op)
     const net_node *n = node_of(op);
     const sched_run *r = op->run;
     cpu_window g = window_of(n);
-    cpu_view x = view_of(op, r->in[0]);
     float *w = fptr(op, r->param);
     int64_t wcount = n->params - (n->prm.bias ? n->c : 0);
     int lo = op->step->row_lo, hi = op->step->row_hi;
+    if (r->in[0] < 0) { /* rows whose taps all fall in the padding: no input rows to read */
+        if (!backward(op)) {
+            cpu_view y = view_of(op, r->out);
+            cpu_conv_fwd_padding(n->prm.bias ? w + wcount : NULL, &y, lo, hi);
+        } else if (r->param_grad >= 0 && n->prm.bias) { /* no dx rows, and dw += 0 */
+            cpu_view dy = view_of(op, r->dout);
+            cpu_conv_bwd_padding(&dy, lo, hi, fptr(op, r->param_grad) + wcount);
+        }
+        return LR_OK;
+    }
+    cpu_view x = view_of(op, r->in[0]);
     cpu_scratch ws;
     float *owned;
     LR_TRY(conv_scratch(op, &ws, &owned));

@@ -673,6 +673,29 @@ static void conv_bwd_bias_item(const cpu_view *dy, int r_lo, int r_hi, float *db
     }
 }
 
+void cpu_conv_fwd_padding(const float *b, cpu_view *y, int r_lo, int r_hi)
+{
+    check_view(y);
+    check_range(r_lo, r_hi, y->h);
+    check_rows(y, r_lo, r_hi);
+    int64_t span = plane_span(r_lo, r_hi, y->w);
+    for (int n = 0; n < y->n; n++)
+        for (int c = 0; c < y->c; c++) {
+            float v = b ? b[c] : 0.0f, *p = cpu_at(y, n, c, r_lo, 0);
+            for (int64_t i = 0; i < span; i++)
+                p[i] = v;
+        }
+}
+
+void cpu_conv_bwd_padding(const cpu_view *dy, int r_lo, int r_hi, float *db)
+{
+    check_view(dy);
+    check_range(r_lo, r_hi, dy->h);
+    check_rows(dy, r_lo, r_hi);
+    for (int co0 = 0; db && co0 < dy->c; co0 += BIAS_BLOCK)
+        conv_bwd_bias_item(dy, r_lo, r_hi, db, co0);
+}
+
 void cpu_conv_bwd(const cpu_window *g, const cpu_view *x, const float *w, const cpu_view *dy,
                   int r_lo, int r_hi, cpu_view *dx, float *dw, float *db, const cpu_scratch *ws)
 {

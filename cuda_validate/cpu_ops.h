@@ -91,6 +91,11 @@ void cpu_conv_fwd(const cpu_window *g, const cpu_view *x, const float *w, const 
 /* Back-propagates output rows [r_lo, r_hi] of dy: dx (rows they read) += ..., dw += ..., db += ... */
 void cpu_conv_bwd(const cpu_window *g, const cpu_view *x, const float *w, const cpu_view *dy,
                   int r_lo, int r_hi, cpu_view *dx, float *dw, float *db, const cpu_scratch *ws);
+/* Output rows [r_lo, r_hi] whose taps all fall in the padding (a row padding past the kernel's
+ * reach, as PyTorch allows), so that a row schedule holds no input rows for them: y = b, or 0
+ * without a bias, what im2col's zeros give; their backward adds to db alone (NULL: none). */
+void cpu_conv_fwd_padding(const float *b, cpu_view *y, int r_lo, int r_hi);
+void cpu_conv_bwd_padding(const cpu_view *dy, int r_lo, int r_hi, float *db);
 
 /* ---- elementwise. y may alias x (in place). */
 void cpu_relu_fwd(const cpu_view *x, cpu_view *y, int r_lo, int r_hi);

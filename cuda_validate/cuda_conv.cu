@@ -309,10 +309,20 @@ lr_status cuda_run_conv(cuda_ctx *c, const exec_op *op)
     cuda_conv_info(op->net, op->s, op->step, op->batch, &ci);
     if (ci.backward && !ci.want_dx && !ci.want_dw)
         return LR_OK;
+    int64_t wcount = n->params - (n->prm.bias ? n->c : 0);
+    if (r->in[0] < 0) { /* rows whose taps all fall in the padding: no input rows to read */
+        if (!ci.backward)
+            return cuda_launch_bias_fill(c, view_of(op, r->out),
+                                         n->prm.bias ? fptr(op, r->param) + wcount : NULL, lo, hi);
+        if (!ci.want_dw || !n->prm.bias) /* no dx rows, and dw += 0 */
+            return LR_OK;
+        dview dy = view_of(op, r->dout);
+        red_out o = {NULL, NULL, fptr(op, r->param_grad) + wcount, NULL};
+        return cuda_channel_reduce(c, RED_DY, dy, dy, bn_norm{}, lo, hi, o);
+    }
     cuda_conv_piece pc[3];
     int np = cuda_conv_pieces(ci.h, ci.kh, ci.sh, ci.ph, ci.dh, lo, hi, pc);
     workspace ws = workspace_of(op);
-    int64_t wcount = n->params - (n->prm.bias ? n->c : 0);
     for (int i = 0; i < np; i++)
         LR_TRY(conv_piece(c, op, &ci, &pc[i], ws));
     if (!ci.backward && n->prm.bias)

@@ -71,6 +71,18 @@ struct k_bias_rows {
     }
 };
 
+/* y = b (or 0 without one) over rows [lo, lo + R): a convolution's rows that read only padding */
+struct k_bias_fill_rows {
+    dview y;
+    const float *b;
+    int lo, R;
+    __host__ __device__ void operator()(int64_t i) const
+    {
+        dpos p = pos_of(i, y.c, R, y.w, lo);
+        y.p[dv_idx(y, p.n, p.c, p.r, p.x)] = b ? b[p.c] : 0.0f;
+    }
+};
+
 struct k_upsample_fwd {
     dview x, y;
     int f, lo, R;
@@ -183,6 +195,15 @@ lr_status cuda_launch_bias_add(cuda_ctx *c, dview y, const float *b, int lo, int
         return LR_OK;
     check_rows(y, lo, hi);
     k_bias_rows op = {y, b, lo, hi - lo + 1};
+    return run_each(c, op, rows_total(y, y.c, hi - lo + 1));
+}
+
+lr_status cuda_launch_bias_fill(cuda_ctx *c, dview y, const float *b, int lo, int hi)
+{
+    if (lo > hi)
+        return LR_OK;
+    check_rows(y, lo, hi);
+    k_bias_fill_rows op = {y, b, lo, hi - lo + 1};
     return run_each(c, op, rows_total(y, y.c, hi - lo + 1));
 }
 

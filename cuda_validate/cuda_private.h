@@ -371,6 +371,8 @@ lr_status cuda_launch_move(cuda_ctx *c, dview a, int a_off, dview b, int b_off, 
                            int hi, bool accumulate);
 /* y[., c, lo..hi, .] += b[c] */
 lr_status cuda_launch_bias_add(cuda_ctx *c, dview y, const float *b, int lo, int hi);
+/* y = b per channel (b NULL: 0) over rows [lo, hi] */
+lr_status cuda_launch_bias_fill(cuda_ctx *c, dview y, const float *b, int lo, int hi);
 lr_status cuda_run_relu(cuda_ctx *c, const exec_op *op);
 lr_status cuda_run_add(cuda_ctx *c, const exec_op *op);
 lr_status cuda_run_concat(cuda_ctx *c, const exec_op *op);

@@ -23,6 +23,7 @@
 #define GOLDEN(net) LRCNN_SRCDIR "/tests/data/golden/" net ".bin"
 #define TINY_FLAT LRCNN_SRCDIR "/tests/data/nets/tiny-flat.json"
 #define TINY_SKIP LRCNN_SRCDIR "/tests/data/nets/tiny-skip.json"
+#define TINY_PAD LRCNN_SRCDIR "/tests/data/nets/tiny-pad.json"
 
 typedef struct {
     net_t *net;
@@ -420,6 +421,15 @@ static void test_row_strategies_match_column_tiny_mix(void **state)
 static void test_row_strategies_match_column_tiny_skip(void **state)
 {
     check_all_row_strategies(TINY_SKIP, BN_EXACT, 1e-5);
+}
+
+/* tiny-pad (tests/data/nets): conv1 pads its rows past the kernel's reach, so a partition of its
+ * first or last output rows holds no rows of its input stripe: those rows are its bias (the CPU
+ * backend aborted on the missing input before), exact and frozen BatchNorm. */
+static void test_row_strategies_match_column_tiny_pad(void **state)
+{
+    check_all_row_strategies(TINY_PAD, BN_EXACT, 1e-5);
+    check_all_row_strategies(TINY_PAD, BN_FROZEN, 1e-6);
 }
 
 /* Inference (dropout the identity, BatchNorm on running statistics) reads the flatten's output
@@ -871,6 +881,7 @@ int main(void)
         cmocka_unit_test(test_row_strategies_match_column_tiny_mix),
         cmocka_unit_test(test_row_strategies_match_column_tiny_flat),
         cmocka_unit_test(test_row_strategies_match_column_tiny_skip),
+        cmocka_unit_test(test_row_strategies_match_column_tiny_pad),
         cmocka_unit_test(test_inference_reads_a_flattened_map),
         cmocka_unit_test(test_row_strategies_match_column_frozen_bn),
         cmocka_unit_test(test_stripe_bn_is_approximate_and_measured),

@@ -3,11 +3,11 @@
 schedules written by `lrcnn-sim --emit-schedule`.
 
 Specification held here:
-  - every strategy of tiny-vgg, tiny-resnet, tiny-mix, tiny-flat and tiny-skip (BatchNorm exact,
-    each net with another optimizer; tiny-resnet also with --bn frozen), of resnet18 at 64x64 and
-    of vgg11 at 224x224 (the smallest input its 7x7 adaptive pooling allows) equals one column step in
-    plain autograd from the same weights and batch: loss within 1e-6 relative, every layer's
-    gradient and updated parameters within 1e-5;
+  - every strategy of tiny-vgg, tiny-resnet, tiny-mix and the test nets tiny-flat, tiny-skip and
+    tiny-pad (BatchNorm exact, each net with another optimizer; tiny-resnet and tiny-pad also
+    with --bn frozen), of resnet18 at 64x64 and of vgg11 at 224x224 (the smallest input its 7x7
+    adaptive pooling allows) equals one column step in plain autograd from the same weights and
+    batch: loss within 1e-6 relative, every layer's gradient and updated parameters within 1e-5;
   - the bytes the runner holds at its peak equal the plan's prediction to the byte;
   - stripe BatchNorm is reported approximate and really differs; its memory still matches;
   - state_dict names and shapes are torchvision's for the zoo (golden list from torchvision
@@ -41,6 +41,7 @@ SIM = os.path.join(BIN, "lrcnn-sim")
 TMP = tempfile.mkdtemp(prefix="lrcnn-torch.")
 TINY_FLAT = os.path.join(ROOT, "tests", "data", "nets", "tiny-flat.json")
 TINY_SKIP = os.path.join(ROOT, "tests", "data", "nets", "tiny-skip.json")
+TINY_PAD = os.path.join(ROOT, "tests", "data", "nets", "tiny-pad.json")
 STRATEGIES = ("column", "checkpoint", "row", "2ps", "overl", "2ps-h", "overl-h")
 TIMES = []
 # --quick (make test SANITIZE=1, where only the emitter changes): vgg11 and resnet18 are emitted
@@ -124,6 +125,12 @@ class Exactness(unittest.TestCase):
         # tests/data/nets/tiny-skip.json: a stride-3 pooling after exact BatchNorm; at N = 7 a 2ps
         # partition holds no row it reads, and its BatchNorm must back-propagate all the same
         check_strategies(self, TINY_SKIP, ["--batch", "3"], rows=(3, 7))
+
+    def test_rows_of_padding_only_every_strategy_equals_autograd(self):
+        # tests/data/nets/tiny-pad.json: conv1's first and last output rows read only padding, so
+        # a row partition of them has no input rows; exact and frozen BatchNorm
+        check_strategies(self, TINY_PAD, ["--batch", "3"], rows=(3, 7))
+        check_strategies(self, TINY_PAD, ["--batch", "3", "--bn", "frozen"], rows=(7,))
 
     def test_resnet18_small_input_every_strategy_equals_autograd(self):
         # the row region ends after layer1, as the LR-CNN authors partition only the first,

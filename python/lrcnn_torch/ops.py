@@ -76,6 +76,15 @@ def window_input(x, node, lo, hi, fill):
 def conv(rt, st, r, n, bwd):
     lo, hi = st.row_lo, st.row_hi
     w, bias = rt.param_views(n, r.param)
+    if r.in_[0] < 0:
+        # rows whose taps all fall in the padding (a row padding past the kernel's reach): the
+        # schedule holds no input rows for them; y = bias (or 0), and only the bias learns
+        if not bwd:
+            y = rt.fmap(r.out).get(lo, hi)
+            y.copy_(bias.view(1, -1, 1, 1).expand_as(y) if bias is not None else torch.zeros_like(y))
+        elif r.param_grad >= 0 and n.bias:
+            rt.param_views(n, r.param_grad)[1].add_(rt.fmap(r.dout).get(lo, hi).sum((0, 2, 3)))
+        return
     xin, ph, a = window_input(rt.fmap(r.in_[0]), n, lo, hi, 0.0)
     args = (n.stride, [ph, n.pad[1]], n.dilation, False, [0, 0], n.groups)
     if not bwd:

@@ -72,15 +72,29 @@ static int out_extent(int in, int k, int s, int p, int d)
     return room < 0 ? 0 : room / s + 1;
 }
 
+/* Whether some of `out` outputs reads an input inside [0, in) (else every output reads only
+ * padding, and the map that comes out is one value per channel). */
+static bool reads_map(int in, int k, int s, int p, int d, int out)
+{
+    for (int o = 0; o < out; o++)
+        for (int t = 0; t < k; t++)
+            if (o * s - p + t * d >= 0 && o * s - p + t * d < in)
+                return true;
+    return false;
+}
+
 /* A conv (or pooling) with parameters from the bytes; a window that does not fit the map
- * becomes 1x1 so the network stays valid. */
+ * becomes 1x1 so the network stays valid, and so does one that reads only padding along a
+ * dimension: its output is then constant over the batch's pixels, and a BatchNorm after it
+ * divides rounding noise by sqrt(eps) (gradients of noise, not a test of the executors). Rows or
+ * columns of padding only beside rows that read the map stay (tests/data/nets/tiny-pad.json). */
 static void window(gen_t *g, bool pool)
 {
     int kh = 1 + take(g, 5), kw = 1 + take(g, 3), s = 1 + take(g, 3);
     int d = pool ? 1 : 1 + take(g, 2);
     int p = pool ? take(g, (kh < kw ? kh : kw) / 2 + 1) : take(g, 3);
     int oh = out_extent(g->h, kh, s, p, d), ow = out_extent(g->w, kw, s, p, d);
-    if (oh < 1 || ow < 1) {
+    if (oh < 1 || ow < 1 || !reads_map(g->h, kh, s, p, d, oh) || !reads_map(g->w, kw, s, p, d, ow)) {
         kh = kw = s = d = 1, p = 0;
         oh = g->h, ow = g->w;
     }

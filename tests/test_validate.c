@@ -289,15 +289,15 @@ static void test_predicted_ratios_are_the_planners(void **state)
     }
 }
 
-/* A network whose flatten feeds a dropout, BatchNorm and relu (tests/data/nets/tiny-flat.json;
- * AlexNet has the dropout): those ops read the flatten's input tensor as a (C*H*W, 1, 1) map on
- * each backend, the CPU's and the CUDA glue emulated on the CPU (which both aborted on a shape
- * check before), and 2ps trains it as column does, measured peak = predicted. */
-static void test_ops_after_a_flatten_run_on_each_backend(void **state)
+/* The test nets that broke the backends, on each: the CPU's and the CUDA glue emulated on the
+ * CPU. tests/data/nets/tiny-flat.json: a flatten feeds a dropout (as in AlexNet), BatchNorm and
+ * relu, which read the flatten's input tensor as a (C*H*W, 1, 1) map (both aborted on a shape
+ * check before), under 2ps. tests/data/nets/tiny-pad.json: conv1 reads only padding in some row
+ * partitions (the CPU backend aborted there, the CUDA glue gave conv gradients 0.17 off), under
+ * row at N = 7. Each trains as column does, measured peak = predicted. */
+static void test_test_nets_run_on_each_backend(void **state)
 {
     const char *backends[] = {"cpu", "cuda-emulated", "cpu", "cuda-emulated"};
-    /* and tests/data/nets/tiny-pad.json, whose conv1 reads only padding in some row partitions
-     * (the CPU backend aborted there, the CUDA glue gave conv gradients 0.17 off) */
     const char *nets[] = {"tiny-flat.json", "tiny-flat.json", "tiny-pad.json", "tiny-pad.json"};
     for (int k = 0; k < 4; k++) {
         validate_options o;
@@ -585,7 +585,7 @@ int main(void)
         cmocka_unit_test(test_dry_run_plans_what_the_run_runs),
         cmocka_unit_test(test_offload_auto_runs_the_chosen_plan),
         cmocka_unit_test(test_predicted_ratios_are_the_planners),
-        cmocka_unit_test(test_ops_after_a_flatten_run_on_each_backend),
+        cmocka_unit_test(test_test_nets_run_on_each_backend),
         cmocka_unit_test(test_profile_counts_the_schedules_calls),
         cmocka_unit_test(test_2ps_training_follows_column_for_ten_steps),
         cmocka_unit_test(test_2ps_and_column_reach_the_same_accuracy),

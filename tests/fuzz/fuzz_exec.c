@@ -8,7 +8,8 @@
  * The planner's invariants are fuzz_net.c's; this target holds the executor to the planner on
  * odd DAGs the tests do not spell out (AlexNet's dropout after a flatten aborted the CPU
  * backend before: tests/data/nets/tiny-flat.json). A hash of the input picks the variations:
- * batch 2-3, optimizer, exact or frozen BatchNorm, the strategy, --rows. Plans the planner
+ * batch 2-3, optimizer, exact or frozen BatchNorm, the strategy, --rows, --offload (a quarter of
+ * the inputs: host memory counted = predicted too), --boundaries. Plans the planner
  * refuses (LR_ERR_INPUT, LR_ERR_USAGE) and steps the executor refuses as input (BatchNorm on one
  * value per channel) are skipped, not findings.
  * Deliberately not here: --bn stripe (approximate by design), the CUDA backend, timing.
@@ -125,6 +126,12 @@ static void compare(const net_t *net, const plan_config *cfg, run_t *row, run_t 
                 (long long)row->cost.peak_bytes);
         broken("the counted peak differs from the prediction", net, st);
     }
+    int64_t host = exec_memory_stats(row->exec)->host_counted_peak_bytes;
+    if (host != row->cost.host_bytes) {
+        fprintf(stderr, "host memory counted %lld, predicted %lld\n", (long long)host,
+                (long long)row->cost.host_bytes);
+        broken("the counted host peak differs from the prediction", net, st);
+    }
     counted = exec_memory_stats(col->exec)->counted_peak_bytes;
     if (counted != col->cost.peak_bytes) {
         fprintf(stderr, "counted %lld, predicted %lld\n", (long long)counted,
@@ -189,13 +196,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     uint64_t h = hash(data, size);
     plan_config cfg = {.batch = 2 + (int)(h % 2), .dtype = DT_FP32,
                        .optim = (plan_optim)((h >> 2) % OPTIM_COUNT),
-                       .bn = (h >> 4) % 2 ? BN_FROZEN : BN_EXACT};
+                       .bn = (h >> 4) % 2 ? BN_FROZEN : BN_EXACT,
+                       .offload = (unsigned)((h >> 16) % 4 == 0 ? (h >> 18) % 4 : 0),
+                       .recompute_boundaries = (h >> 20) % 4 == 0,
+                       .boundaries_auto = (h >> 20) % 4 == 1};
     plan_strategy st = (plan_strategy)(STRAT_CHECKPOINT + (int)((h >> 5) % (STRAT_COUNT - 1)));
     plan_request req = {.strategy = st, .rows = (h >> 8) % 3 ? 2 + (int)((h >> 10) % 6) : 0};
     plan_request col_req = {.strategy = STRAT_COLUMN};
     if (getenv("FUZZ_NET_PRINT"))
-        fprintf(stderr, "batch %d, %s, bn %s, %s, rows %d, %d threads\n", cfg.batch,
-                cost_optim_name(cfg.optim), plan_bn_name(cfg.bn), plan_strategy_name(st), req.rows,
+        fprintf(stderr, "batch %d, %s, bn %s, %s, rows %d, offload %s, boundaries %s, %d threads\n",
+                cfg.batch, cost_optim_name(cfg.optim), plan_bn_name(cfg.bn), plan_strategy_name(st),
+                req.rows, plan_offload_name(cfg.offload), plan_boundaries_name(&cfg),
                 omp_get_max_threads());
     run_t row, col;
     if (cost_check_layers(net, cfg.batch, 4) == LR_OK && run_open(net, &cfg, &req, &row)) {

@@ -378,9 +378,13 @@ static void stage_backward(evaluator *v, const plan_stage *fwd, bool *held, bool
         stage_backward_plain(v, st, gb_a, gb_b);
     free(walked);
     v->copy_bytes += stage_copies(v, st, false);
-    for (int l = a + 1; st->bn_passes && l <= b; l++)
+    /* the statistics come from the forward stage's STATS passes, the gradient reductions from
+     * this backward's GSTATS passes: under --boundaries recompute the twin may have one
+     * partition (overl's split of a one-row output) and no passes, while the forward had them */
+    for (int l = a + 1; (fwd->bn_passes || st->bn_passes) && l <= b; l++)
         if (net->nodes[l].op == OP_BATCHNORM)
-            closed_shrink(v, plan_bn_gred_bytes(net, l) + plan_bn_stats_bytes(net, l));
+            closed_shrink(v, (st->bn_passes ? plan_bn_gred_bytes(net, l) : 0) +
+                                 (fwd->bn_passes ? plan_bn_stats_bytes(net, l) : 0));
     if (held[b]) {
         held[b] = false;
         closed_shrink(v, closed_full_bytes(v, b)); /* O, read by its own backward until now */

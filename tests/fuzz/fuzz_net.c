@@ -11,7 +11,7 @@
  * A crash, a sanitizer report or an abort() here is a bug. The invariants checked are the ones
  * tests/test_plan.c holds the zoo to; this target holds every network that loads to them.
  * A few bytes of a hash of the input pick the variations (batch 1-3, BN mode, --rows, --region,
- * --input), so one corpus entry stays one deterministic run.
+ * --input, --boundaries, --offload), so one corpus entry stays one deterministic run.
  * Deliberately not here: the CLI (fuzz_args.c), executing schedules (fuzz_exec.c, on networks
  * small enough to run).
  *
@@ -70,7 +70,11 @@ static void plan_all(const net_t *net, uint64_t h)
 {
     plan_config cfg = {.batch = 1 + (int)(h % 3), .dtype = (plan_dtype)((h >> 2) % DT_COUNT),
                        .optim = (plan_optim)((h >> 4) % OPTIM_COUNT),
-                       .bn = (plan_bn)((h >> 6) % BN_COUNT)};
+                       .bn = (plan_bn)((h >> 6) % BN_COUNT),
+                       /* --boundaries and --offload: the twin stages and the host tier */
+                       .recompute_boundaries = (h >> 20) % 4 == 0,
+                       .boundaries_auto = (h >> 20) % 4 == 1,
+                       .offload = (unsigned)((h >> 22) % 4 == 0 ? (h >> 24) % 4 : 0)};
     plan_request req = {0};
     /* --rows: the search for small nets, a fixed N otherwise (both bounded in time) */
     req.rows = (h >> 8) % 4 == 0 && net->n_nodes <= 64 ? 0 : 1 + (int)((h >> 10) % 6);

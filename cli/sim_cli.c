@@ -734,6 +734,23 @@ static void check_agreement(FILE *err, const analysis_t *a)
     }
 }
 
+/* Training BatchNorm on one value per channel fails (PyTorch refuses it, and so do our
+ * executors: exec.c); the plans are still counted, so a warning, once per net and batch. */
+static void check_batchnorm_counts(FILE *err, const net_t *net, const plan_config *cfg)
+{
+    if (cfg->bn == BN_FROZEN)
+        return;
+    for (int l = 1; l < net->n_nodes; l++) {
+        const net_node *n = &net->nodes[l];
+        if (n->op == OP_BATCHNORM && (int64_t)cfg->batch * n->h * n->w < 2) {
+            fprintf(err, "lrcnn-sim: warning: BatchNorm %s sees 1 value per channel (batch %d, "
+                         "%dx%d): training it fails, as in PyTorch; use a larger batch or input, "
+                         "or --bn frozen\n", n->name, cfg->batch, n->h, n->w);
+            return;
+        }
+    }
+}
+
 static void print_header(FILE *f, const sim_options *o, const net_t *net, const analysis_t *a)
 {
     char b[32];
@@ -976,6 +993,8 @@ static lr_status run_main(FILE *f, sim_options *o, const net_t *net)
     if (s == LR_OK) {
         check_agreement(stderr, a);
         check_auto_agreement(stderr, x);
+        if (!o->fit_bytes) /* (--fit's own table is at batch 1 whatever training would use) */
+            check_batchnorm_counts(stderr, net, &o->cfg);
         if (o->json)
             s = print_json(f, net, o, a, x);
         else {

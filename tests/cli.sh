@@ -133,6 +133,22 @@ EOF
     [ -z "$why" ] && ok "$name" || bad "$name" "$why"
 }
 
+# Batch 1 where a BatchNorm sees one value per channel (resnet18's layer4 at 32x32): the plans are
+# still counted (exit 0), with one warning naming the layer, since training it fails (lrcnn-validate
+# refuses it, as PyTorch does); none with --bn frozen or at batch 2.
+check_batchnorm_one_value() {
+    local name="one value per channel in a BatchNorm: a warning naming it"
+    run --net resnet18 --input 32x32 --batch 1
+    if [ "$rc" -ne 0 ] || [ "$(wc -l <"$err")" -ne 1 ] || ! grep -q "warning: BatchNorm layer4_0_bn1 sees 1 value per channel" "$err"; then
+        bad "$name" "exit $rc: $(head -2 "$err" | tr '\n' '|')"
+        return
+    fi
+    run --net resnet18 --input 32x32 --batch 1 --bn frozen
+    [ "$rc" -eq 0 ] && [ ! -s "$err" ] || { bad "$name" "--bn frozen: exit $rc: $(head -1 "$err")"; return; }
+    run --net resnet18 --input 32x32 --batch 2
+    [ "$rc" -eq 0 ] && [ ! -s "$err" ] && ok "$name" || bad "$name" "batch 2: exit $rc: $(head -1 "$err")"
+}
+
 # --boundaries auto at high resolution: the JSON says per stage whether it recomputes, the table
 # marks those stages with r, closed form = replay, and the row strategy recomputes there.
 check_boundaries_auto() {
@@ -593,6 +609,7 @@ check_json vgg16 138357544
 check_json resnet50 25557032
 check_other_directory
 check_frozen_bn
+check_batchnorm_one_value
 check_boundaries_auto
 check_bad_usage
 check_output_file

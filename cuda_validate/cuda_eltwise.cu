@@ -60,26 +60,18 @@ struct k_move_rows {
     }
 };
 
+/* y += b over rows [lo, lo + R), or with `set` y = b (0 where b is NULL: a convolution's rows
+ * that read only padding) */
 struct k_bias_rows {
     dview y;
     const float *b;
     int lo, R;
+    bool set;
     __host__ __device__ void operator()(int64_t i) const
     {
         dpos p = pos_of(i, y.c, R, y.w, lo);
-        y.p[dv_idx(y, p.n, p.c, p.r, p.x)] += b[p.c];
-    }
-};
-
-/* y = b (or 0 without one) over rows [lo, lo + R): a convolution's rows that read only padding */
-struct k_bias_fill_rows {
-    dview y;
-    const float *b;
-    int lo, R;
-    __host__ __device__ void operator()(int64_t i) const
-    {
-        dpos p = pos_of(i, y.c, R, y.w, lo);
-        y.p[dv_idx(y, p.n, p.c, p.r, p.x)] = b ? b[p.c] : 0.0f;
+        float *v = &y.p[dv_idx(y, p.n, p.c, p.r, p.x)], bias = b ? b[p.c] : 0.0f;
+        *v = set ? bias : *v + bias;
     }
 };
 
@@ -189,22 +181,23 @@ lr_status cuda_launch_move(cuda_ctx *c, dview a, int a_off, dview b, int b_off, 
     return run_each(c, op, rows_total(a, nc, hi - lo + 1));
 }
 
-lr_status cuda_launch_bias_add(cuda_ctx *c, dview y, const float *b, int lo, int hi)
+static lr_status launch_bias_rows(cuda_ctx *c, dview y, const float *b, int lo, int hi, bool set)
 {
     if (lo > hi)
         return LR_OK;
     check_rows(y, lo, hi);
-    k_bias_rows op = {y, b, lo, hi - lo + 1};
+    k_bias_rows op = {y, b, lo, hi - lo + 1, set};
     return run_each(c, op, rows_total(y, y.c, hi - lo + 1));
+}
+
+lr_status cuda_launch_bias_add(cuda_ctx *c, dview y, const float *b, int lo, int hi)
+{
+    return launch_bias_rows(c, y, b, lo, hi, false);
 }
 
 lr_status cuda_launch_bias_fill(cuda_ctx *c, dview y, const float *b, int lo, int hi)
 {
-    if (lo > hi)
-        return LR_OK;
-    check_rows(y, lo, hi);
-    k_bias_fill_rows op = {y, b, lo, hi - lo + 1};
-    return run_each(c, op, rows_total(y, y.c, hi - lo + 1));
+    return launch_bias_rows(c, y, b, lo, hi, true);
 }
 
 static lr_status launch_upsample_fwd(cuda_ctx *c, int f, dview x, dview y, int lo, int hi)

@@ -262,18 +262,12 @@ static inline dview view_of(const exec_op *op, int t)
     memset(&v, 0, sizeof v);
     if (t < 0)
         return v;
-    const sched_tensor *x = &op->s->tensors[t];
-    int node = exec_shape_node(op, t);
-    const net_node *n = &op->net->nodes[node];
+    exec_view_shape sh = exec_view_shape_of(op, t);
+    const net_node *n = &op->net->nodes[sh.node];
     v.p = (float *)op->ptr[t];
     LR_ASSERT(v.p != NULL);
     v.n = op->batch, v.c = n->c, v.h = n->h, v.w = n->w;
-    v.row0 = x->row_lo;
-    v.rows = x->row_hi - x->row_lo + 1;
-    if (node != x->node) { /* a flatten's view of a whole map (exec_shape_node) */
-        LR_ASSERT(x->row_lo == 0 && x->row_hi == op->net->nodes[x->node].h - 1);
-        v.row0 = 0, v.rows = n->h;
-    }
+    v.row0 = sh.row0, v.rows = sh.rows;
     return v;
 }
 

@@ -70,6 +70,23 @@ static inline int exec_shape_node(const exec_op *op, int t)
     return op->s->tensors[t].node;
 }
 
+/* What a backend's view of tensor t (>= 0) says in op's step: the node whose (C, H, W) it has
+ * (exec_shape_node) and the full-map rows [row0, row0 + rows) it holds. */
+typedef struct {
+    int node, row0, rows;
+} exec_view_shape;
+
+static inline exec_view_shape exec_view_shape_of(const exec_op *op, int t)
+{
+    const sched_tensor *x = &op->s->tensors[t];
+    exec_view_shape v = {exec_shape_node(op, t), x->row_lo, x->row_hi - x->row_lo + 1};
+    if (v.node != x->node) { /* a flatten's view of a whole map */
+        LR_ASSERT(x->row_lo == 0 && x->row_hi == op->net->nodes[x->node].h - 1);
+        v.row0 = 0, v.rows = op->net->nodes[v.node].h;
+    }
+    return v;
+}
+
 /* A backend. Contract of run(), by pass and flags (rows = step->row_lo..row_hi, full-map rows):
  *  forward (FWD, RECOMPUTE, STATS without RUN_STATS_ACC): compute output rows into run->out from
  *   run->in[k] (tensors hold the rows they need). BatchNorm: RUN_BN_GLOBAL normalises with the

@@ -242,6 +242,20 @@ static void test_offload_auto_runs_the_chosen_plan(void **state)
     }
 }
 
+/* validate_run of o on `backend`, which must succeed; false (a line says why) when that backend
+ * has no device here. */
+static bool run_on(validate_options *o, const char *backend, validate_result *r)
+{
+    o->backend = backend;
+    lr_status s = validate_run(o, r);
+    if (s == LR_ERR_NODEVICE) {
+        print_message("skipped %s: %s\n", backend, lr_last_error());
+        return false;
+    }
+    assert_int_equal(s, LR_OK);
+    return true;
+}
+
 /* The time line's predictions are the planner's: the strategy's FLOPs against column's, and on
  * the cpu backend the cpu time model's step times (lrcnn-sim --device cpu); the CUDA backend
  * names no time model. */
@@ -252,18 +266,13 @@ static void test_predicted_ratios_are_the_planners(void **state)
         validate_options o;
         validate_options_init(&o);
         o.net = "tiny-mix";
-        o.backend = backends[k];
         o.req.strategy = STRAT_OVERL_H;
         o.cfg.batch = 4;
         o.quiet = true;
         o.dry_run = true;
         validate_result r;
-        lr_status s = validate_run(&o, &r);
-        if (s == LR_ERR_NODEVICE) {
-            print_message("skipped %s: %s\n", backends[k], lr_last_error());
+        if (!run_on(&o, backends[k], &r))
             continue;
-        }
-        assert_int_equal(s, LR_OK);
         net_t *net;
         assert_int_equal(net_open("tiny-mix", &net), LR_OK);
         plan_config cfg = o.cfg;
@@ -305,7 +314,6 @@ static void test_test_nets_run_on_each_backend(void **state)
         char net[512];
         snprintf(net, sizeof net, "%s/tests/data/nets/%s", LRCNN_SRCDIR, nets[k]);
         o.net = net;
-        o.backend = backends[k];
         o.req.strategy = k < 2 ? STRAT_2PS : STRAT_ROW;
         o.req.rows = k < 2 ? 0 : 7;
         o.cfg.batch = 4;
@@ -313,12 +321,8 @@ static void test_test_nets_run_on_each_backend(void **state)
         o.check_grads = true;
         o.quiet = true;
         validate_result r;
-        lr_status s = validate_run(&o, &r);
-        if (s == LR_ERR_NODEVICE) {
-            print_message("skipped %s: %s\n", backends[k], lr_last_error());
+        if (!run_on(&o, backends[k], &r))
             continue;
-        }
-        assert_int_equal(s, LR_OK);
         assert_true(r.loss == r.column_loss);
         assert_true(r.grad_max_rel_err < 1e-5);
         assert_int_equal(r.measured_peak_bytes, r.predicted_peak_bytes);

@@ -20,8 +20,8 @@
 # the ratios much less. Rerun on a quiet machine to refresh them.
 #
 # Environment: OMP_WAIT_POLICY (default: unset, each program waits its own way: lrcnn-validate
-# spins when the machine has a free CPU for each thread as it starts, else sleeps, and says which
-# in the tables; PyTorch's libgomp spins 300000 times; set, it holds for both), THREADS (default: every core), ROUNDS (3), STEPS (6), NETS ("net:HxW ..."),
+# spins for 100 us when the machine has a free CPU for each thread as it starts, else sleeps, and
+# says which in the tables, with its spin count; PyTorch's libgomp spins 300000 times; set, it holds for both), THREADS (default: every core), ROUNDS (3), STEPS (6), NETS ("net:HxW ..."),
 # ROW_NETS ("" skips table 2), ROW_STRATEGIES, ROW_ROUNDS (3) and ROW_ONE_THREAD (1), OUT, PY (an interpreter with torch, /usr/bin/python3),
 # OPENBLAS_CORETYPE (default: the set lrcnn-validate runs with; set, it holds for both).
 # Deliberately not here: GPUs (bench/gpu.sh), memory (lrcnn-validate reports it on every run).
@@ -53,6 +53,8 @@ tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 load() { uptime | sed 's/.*load average: //'; }
 field() { "$PY" -c 'import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])' "$1" "$2"; }
+# how lrcnn-validate's threads waited: spin (with its spin count) or sleep
+waited() { "$PY" -c 'import json,sys; d=json.load(open(sys.argv[1])); n=d.get("threads_spins"); print(d["threads_wait"] + ("" if n is None else " %d" % n))' "$1"; }
 median() { printf '%s\n' "$@" | sort -g | awk '{v[NR]=$1} END {print (NR%2 ? v[(NR+1)/2] : (v[NR/2]+v[NR/2+1])/2)}'; }
 med2() { printf '%.2f' "$(median "$@")"; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", a / b}'; }
@@ -100,7 +102,7 @@ for cfg in $NETS; do
             theirs "$net" "$hw" "$tmp/t.json"; ours "$net" "$hw" "$tmp/o.json"
         fi
         o+=("$(field "$tmp/o.json" step_ms)") t+=("$(field "$tmp/t.json" step_ms_median)")
-        w+=("$(field "$tmp/o.json" threads_wait)")
+        w+=("$(waited "$tmp/o.json")")
     done
     mo=$(median "${o[@]}") mt=$(median "${t[@]}")
     rows1+=("| $net | $hw | $(printf '%.1f' "$mo") | $(printf '%.1f' "$mt") | $(ratio "$mo" "$mt") | $(printf '%.0f ' "${o[@]}")/ $(printf '%.0f ' "${t[@]}")| ${w[*]} |")
@@ -142,7 +144,7 @@ for cfg in $ROW_NETS; do
         if [ "$ROW_ONE_THREAD" = 1 ]; then
             one="$(med2 "${q1[@]}") ($(med2 "${a1[@]}"))"
         fi
-        rows2+=("| $net | $hw | $st | ${stages:-$n} | $(printf '%.1f' "$s") | $(printf '%.1f' "$c") | $(med2 "${q[@]}") | ${q[*]} | $(med2 "${a[@]}") | $one | $pred | $tpred | $(field "$tmp/r.json" threads_wait) |")
+        rows2+=("| $net | $hw | $st | ${stages:-$n} | $(printf '%.1f' "$s") | $(printf '%.1f' "$c") | $(med2 "${q[@]}") | ${q[*]} | $(med2 "${a[@]}") | $one | $pred | $tpred | $(waited "$tmp/r.json") |")
         echo "  $net $hw $st rows $n: ratios ${q[*]} (at column's layer rates ${a[*]}), on one thread ${q1[*]:--} (predicted compute ${pred}x, time ${tpred}x)" >&2
     done
 done
@@ -161,7 +163,8 @@ load_after=$(load)
         echo "OMP_WAIT_POLICY=$OMP_WAIT_POLICY for both programs."
     else
         echo "OpenMP waits: each program's own (PyTorch's libgomp spins 300000 times; lrcnn-validate spins"
-        echo "3000 times when each thread has a free CPU as it starts, else sleeps: the wait columns)."
+        echo "for 100 us, the count measured as it starts, when each thread has a free CPU then, else sleeps:"
+        echo "the wait columns, with the count)."
     fi
     echo "Load average (1, 5, 15 min): $load_before before, $load_after after."
     echo

@@ -622,6 +622,7 @@ lr_status validate_run(const validate_options *o, validate_result *r)
     omp_set_num_threads(o->threads > 0 ? o->threads : omp_get_num_procs());
     r->threads = omp_get_max_threads();
     r->threads_wait = wait_env_mode();
+    r->threads_spins = strcmp(r->threads_wait, "spin") == 0 ? wait_env_spins() : -1;
     cpu_set_spinning(strcmp(r->threads_wait, "spin") == 0);
     host_cpu(r->host_cpu, sizeof r->host_cpu);
     cpu_gemm_describe(r->cpu_gemm, sizeof r->cpu_gemm);
@@ -836,8 +837,10 @@ static void print_plan(FILE *f, const validate_result *r)
 void validate_print(FILE *f, const validate_options *o, const validate_result *r)
 {
     const char *name = plan_strategy_name(o->req.strategy);
-    char wait[32] = ""; /* one thread never waits */
-    if (r->threads > 1)
+    char wait[64] = ""; /* one thread never waits */
+    if (r->threads > 1 && r->threads_spins >= 0)
+        snprintf(wait, sizeof wait, "s (waiting: %s, %d spins)", r->threads_wait, r->threads_spins);
+    else if (r->threads > 1)
         snprintf(wait, sizeof wait, "s (waiting: %s)", r->threads_wait);
     fprintf(f, "%s, strategy %s (rows %d), batch %d, bn %s, %s backend, %d thread%s\n", o->net,
             name, r->rows, o->cfg.batch, plan_bn_name(o->cfg.bn), o->backend, r->threads, wait);
@@ -981,6 +984,8 @@ void validate_print_json(FILE *f, const validate_options *o, const validate_resu
     json_object_object_add(j, "backend", json_object_new_string(o->backend));
     json_object_object_add(j, "threads", json_object_new_int(r->threads));
     json_object_object_add(j, "threads_wait", json_object_new_string(r->threads_wait));
+    json_object_object_add(j, "threads_spins",
+                           r->threads_spins >= 0 ? json_object_new_int(r->threads_spins) : NULL);
     json_object_object_add(j, "host_cpu", json_object_new_string(r->host_cpu));
     json_object_object_add(j, "cpu_gemm", json_object_new_string(r->cpu_gemm));
     json_object_object_add(j, "batch", json_object_new_int(o->cfg.batch));

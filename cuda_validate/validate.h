@@ -76,6 +76,7 @@ typedef struct {
     int threads;                    /* the OpenMP threads the kernels ran with */
     const char *threads_wait;       /* how they waited between calls: "spin" or "sleep"
                                        (waiting.h) */
+    int threads_spins;              /* spinning: GOMP_SPINCOUNT's count (-1: libgomp's own) */
     char host_cpu[320];             /* the CPU's model name, x86 family/model/stepping */
     char cpu_gemm[96];              /* the CPU kernels' GEMM and its kernel set (cpu_ops.h) */
     bool approximate;

@@ -279,9 +279,10 @@ static const char *usage =
  * 56-147 / 17-22, 35-59 / 10-12, 22-23 / 9. On an idle machine the other way round: a sleeping
  * thread's wake costs 55-100 us a region, and tiny-vgg 2ps took 1.41-1.45x column's step
  * sleeping (4 runs: 2ps 26.6-33.3 ms) against 1.24-1.41x spinning 3000 times with the kernels'
- * thresholds lowered to match (cpu_kernel.h; 7 runs, median 1.28x, 2ps 19.8-27.6 ms). So threads spin
- * (GOMP_SPINCOUNT=WAIT_SPIN_COUNT) when the machine has a free CPU for each of them as the run
- * starts, and sleep at once (OMP_WAIT_POLICY=passive) when it has not. With two busy loops
+ * thresholds lowered to match (cpu_kernel.h; 7 runs, median 1.28x, 2ps 19.8-27.6 ms). So threads
+ * spin (GOMP_SPINCOUNT: the spins of WAIT_SPIN_WINDOW_US, 3000 on that VM) when the machine has a
+ * free CPU for each of them as the run starts, and sleep at once (OMP_WAIT_POLICY=passive) when it
+ * has not. With two busy loops
  * started beside a run spinning 3000 times, its 2ps or overl-h step took 2.0-5.4x column's
  * (tiny-vgg, tiny-mix; 1.2-2.4x sleeping; 10000 spins: up to 9.5x): a machine that gets busy
  * after the start is the case this choice does not see (set OMP_WAIT_POLICY=passive for such
@@ -300,7 +301,7 @@ static void choose_wait(char **argv, const validate_options *o)
     bool runs = !o->dry_run && threads > 1; /* else nothing waits: no need to look */
     wait_mode m = runs ? wait_mode_for(threads, cpus, wait_others_running()) : WAIT_SLEEP;
     char spins[16];
-    snprintf(spins, sizeof spins, "%d", WAIT_SPIN_COUNT);
+    snprintf(spins, sizeof spins, "%d", m == WAIT_SPIN ? wait_spin_count(wait_spin_ns()) : 0);
     if (m == WAIT_SPIN ? setenv("GOMP_SPINCOUNT", spins, 1) != 0
                        : setenv("OMP_WAIT_POLICY", "passive", 1) != 0)
         return;

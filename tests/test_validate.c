@@ -525,6 +525,18 @@ static void test_threads_spin_only_on_free_cpus(void **state)
         assert_string_equal(wait_env_mode(), cases[i].mode);
         unsetenv(cases[i].name);
     }
+    /* the count the header and JSON report: a plain number only */
+    assert_int_equal(wait_env_spins(), -1);
+    static const struct {
+        const char *value;
+        int spins;
+    } counts[] = {{"8220", 8220}, {"0", 0}, {"infinite", -1}, {"12x", -1}, {"-5", -1},
+                  {"", -1}, {"99999999999", -1}};
+    for (size_t i = 0; i < sizeof counts / sizeof counts[0]; i++) {
+        setenv("GOMP_SPINCOUNT", counts[i].value, 1);
+        assert_int_equal(wait_env_spins(), counts[i].spins);
+    }
+    unsetenv("GOMP_SPINCOUNT");
     for (int k = 0; k < WAIT_ENV_COUNT; k++) {
         if (saved[k])
             setenv(wait_env_names[k], saved[k], 1);
@@ -533,6 +545,27 @@ static void test_threads_spin_only_on_free_cpus(void **state)
     validate_result r = dry_run_of("tiny-vgg");
     assert_string_equal(r.threads_wait, wait_env_mode());
     validate_result_free(&r);
+}
+
+/* Threads spin for a time, not a count: the spins of WAIT_SPIN_WINDOW_US at what one takes here
+ * (12.5 ns on the Xeon VM: 8000; the 33 ns of 3000 spins in 100 us), within 1 .. WAIT_SPIN_MAX,
+ * and the old count when the spin cannot be timed. */
+static void test_spin_count_follows_the_cpu(void **state)
+{
+    (void)state;
+    assert_int_equal(WAIT_SPIN_WINDOW_US, 100);
+    assert_int_equal(wait_spin_count(12.5), 8000);
+    assert_int_equal(wait_spin_count(100.0 / 3), 3000);
+    assert_int_equal(wait_spin_count(1e-3), WAIT_SPIN_MAX);
+    assert_int_equal(wait_spin_count(1e9), 1);
+    assert_int_equal(wait_spin_count(0), WAIT_SPIN_FALLBACK);
+    assert_int_equal(wait_spin_count(-1), WAIT_SPIN_FALLBACK);
+    assert_int_equal(wait_spin_count(NAN), WAIT_SPIN_FALLBACK);
+    assert_int_equal(wait_spin_count(INFINITY), WAIT_SPIN_FALLBACK);
+    double ns = wait_spin_ns(); /* a spin takes some time, and not a millisecond */
+    assert_true(ns > 0 && ns < 1e6);
+    int n = wait_spin_count(ns);
+    assert_true(n >= 1 && n <= WAIT_SPIN_MAX);
 }
 
 /* The run names the CPU (its model name first, as /proc/cpuinfo gives it) and the GEMM the CPU
@@ -582,6 +615,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_fashion_mnist_loads),
         cmocka_unit_test(test_threads_spin_only_on_free_cpus),
+        cmocka_unit_test(test_spin_count_follows_the_cpu),
         cmocka_unit_test(test_run_names_cpu_and_gemm_kernels),
         cmocka_unit_test(test_bad_datasets_are_clear_errors),
         cmocka_unit_test(test_cuda_backend_without_gpu_says_so),

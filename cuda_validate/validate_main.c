@@ -241,7 +241,7 @@ static const args_flag flags[] = {
     {"--lr", "X", on_lr, "learning rate (default 0.001)"},
     {"--optimizer", "O", on_optimizer, "sgd | momentum | adam (default)"},
     {"--seed", "N", on_seed, "weight init, dropout and shuffling seed (default 1)"},
-    {"--threads", "N", on_threads, "threads of the CPU kernels, both runs (default: every core); they spin between calls when each has a free CPU as the run starts, else sleep (the header says which; OMP_WAIT_POLICY set in the environment wins)"},
+    {"--threads", "N", on_threads, "threads of the CPU kernels, both runs (default: every core); they spin for 100 us between calls when each has a free CPU as the run starts, else sleep (the header says which, with the spin count; OMP_WAIT_POLICY or GOMP_SPINCOUNT set in the environment wins)"},
     {"--workspace", "SIZE", on_workspace, "planned kernel workspace (default: what the backend asks)"},
     {"--no-column", NULL, on_no_column, "skip the column-training comparison"},
     {"--deterministic", NULL, on_deterministic, "CUDA: deterministic algorithms only"},

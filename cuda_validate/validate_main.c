@@ -282,11 +282,10 @@ static const char *usage =
  * thresholds lowered to match (cpu_kernel.h; 7 runs, median 1.28x, 2ps 19.8-27.6 ms). So threads
  * spin (GOMP_SPINCOUNT: the spins of WAIT_SPIN_WINDOW_US, 3000 on that VM) when the machine has a
  * free CPU for each of them as the run starts, and sleep at once (OMP_WAIT_POLICY=passive) when it
- * has not. With two busy loops
- * started beside a run spinning 3000 times, its 2ps or overl-h step took 2.0-5.4x column's
- * (tiny-vgg, tiny-mix; 1.2-2.4x sleeping; 10000 spins: up to 9.5x): a machine that gets busy
- * after the start is the case this choice does not see (set OMP_WAIT_POLICY=passive for such
- * runs).
+ * has not. With two busy loops started beside a run spinning 3000 times, its 2ps or overl-h step
+ * took 2.0-5.4x column's (tiny-vgg, tiny-mix; 1.2-2.4x sleeping; 10000 spins: up to 9.5x): a
+ * machine that gets busy after the start is the case this choice does not see (set
+ * OMP_WAIT_POLICY=passive for such runs).
  * libgomp reads the policy once, when it loads, so the program sets it and runs itself again;
  * a GOMP_SPINCOUNT or OMP_WAIT_POLICY already set is left alone, and if the exec fails the run
  * goes on with libgomp's default. So is a thread binding (OMP_PROC_BIND, OMP_PLACES,

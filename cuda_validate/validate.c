@@ -320,10 +320,16 @@ static lr_status train_epochs(session *ss, exec_t *e, const data_set *train, dou
 /* Whether data set d (named `what`) fits the net: its images are the net's input, and its
  * labels index the net's classes (the channels the loss layer reads). Batches are copied into
  * buffers of the net's input size, and the loss takes labels below its classes. */
+/* The node whose channels are the net's classes: what the loss layer reads. */
+static int classes_node(const net_t *net)
+{
+    return plan_root(net, net->n_nodes - 2);
+}
+
 static lr_status check_data(const session *ss, const data_set *d, const char *what)
 {
     const net_node *in = &ss->net->nodes[0];
-    int root = plan_root(ss->net, ss->net->n_nodes - 2), classes = ss->net->nodes[root].c;
+    int root = classes_node(ss->net), classes = ss->net->nodes[root].c;
     if (d->c != in->c || d->h != in->h || d->w != in->w)
         return lr_fail(LR_ERR_USAGE, "--data: %s images are %dx%dx%d, %s expects %dx%dx%d", what,
                        d->c, d->h, d->w, ss->net->name, in->c, in->h, in->w);
@@ -468,7 +474,7 @@ static lr_status run_session(session *ss, validate_result *r)
         return train_mode(ss, r);
     data_set d;
     const net_node *in = &ss->net->nodes[0];
-    int classes = ss->net->nodes[plan_root(ss->net, ss->net->n_nodes - 2)].c;
+    int classes = ss->net->nodes[classes_node(ss->net)].c;
     lr_status s;
     int64_t images = (int64_t)o->cfg.batch * o->steps; /* both up to 2^20 */
     if (o->data && strcmp(o->data, "fashion-mnist") == 0)
@@ -622,8 +628,9 @@ lr_status validate_run(const validate_options *o, validate_result *r)
     omp_set_num_threads(o->threads > 0 ? o->threads : omp_get_num_procs());
     r->threads = omp_get_max_threads();
     r->threads_wait = wait_env_mode();
-    r->threads_spins = strcmp(r->threads_wait, "spin") == 0 ? wait_env_spins() : -1;
-    cpu_set_spinning(strcmp(r->threads_wait, "spin") == 0);
+    bool spinning = strcmp(r->threads_wait, "spin") == 0;
+    r->threads_spins = spinning ? wait_env_spins() : -1;
+    cpu_set_spinning(spinning);
     host_cpu(r->host_cpu, sizeof r->host_cpu);
     cpu_gemm_describe(r->cpu_gemm, sizeof r->cpu_gemm);
     const exec_backend *be;

@@ -564,8 +564,6 @@ static void test_spin_count_follows_the_cpu(void **state)
     assert_int_equal(wait_spin_count(INFINITY), WAIT_SPIN_FALLBACK);
     double ns = wait_spin_ns(); /* a spin takes some time, and not a millisecond */
     assert_true(ns > 0 && ns < 1e6);
-    int n = wait_spin_count(ns);
-    assert_true(n >= 1 && n <= WAIT_SPIN_MAX);
 }
 
 /* The run names the CPU (its model name first, as /proc/cpuinfo gives it) and the GEMM the CPU

@@ -486,12 +486,12 @@ def hand_vgg(params):
     return m, {"m." + k: k for k in mods}
 
 
-HAND_BUILT = ("tiny-resnet", "tiny-mix", "tiny-vgg")
+# the zoo's tiny nets, also built by hand as torch.nn modules (test-only nets are not)
+HAND_BUILT = {"tiny-resnet": hand_resnet, "tiny-mix": hand_mix, "tiny-vgg": hand_vgg}
 
 
 def compare_with_modules(name, res, frozen_bn=False):
-    builders = {"tiny-resnet": hand_resnet, "tiny-mix": hand_mix, "tiny-vgg": hand_vgg}
-    model, names = builders[name](res["init"])
+    model, names = HAND_BUILT[name](res["init"])
     model.train()
     mods = dict(model.named_modules())
     for mname, lname in names.items():

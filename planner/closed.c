@@ -383,8 +383,8 @@ static void stage_backward(evaluator *v, const plan_stage *fwd, bool *held, bool
      * partition (overl's split of a one-row output) and no passes, while the forward had them */
     for (int l = a + 1; (fwd->bn_passes || st->bn_passes) && l <= b; l++)
         if (net->nodes[l].op == OP_BATCHNORM)
-            closed_shrink(v, (st->bn_passes ? plan_bn_gred_bytes(net, l) : 0) +
-                                 (fwd->bn_passes ? plan_bn_stats_bytes(net, l) : 0));
+            closed_shrink_const(v, (st->bn_passes ? plan_bn_gred_bytes(net, l) : 0) +
+                                       (fwd->bn_passes ? plan_bn_stats_bytes(net, l) : 0));
     if (held[b]) {
         held[b] = false;
         closed_shrink(v, closed_full_bytes(v, b)); /* O, read by its own backward until now */
@@ -635,29 +635,75 @@ int64_t plan_stage_backward_bytes(const net_t *net, const plan_config *cfg, cons
     return most;
 }
 
-void plan_stage_phases(const net_t *net, const plan_config *cfg, const plan_stage *st, int index,
-                       plan_phase *fwd, plan_phase *bwd)
+/* A stage's walk into its two phases (plan_stage_phases); with `str`, the stretches of each
+ * phase too (the backward's from str->v[*bwd_from] on), and the constant bytes as each phase
+ * begins and ends (konst[0..3]). False when live bytes overflowed. */
+static bool stage_walk(const net_t *net, const plan_config *cfg, const plan_stage *st, int index,
+                       plan_phase *fwd, plan_phase *bwd, closed_stretches *str, int *bwd_from,
+                       int64_t *konst)
 {
     evaluator v;
     walk_state w;
     plan_phases rec;
     evaluator_init(&v, net, cfg, NULL, &rec, st->in_node, st->out_node, &w);
     v.stage = index;
+    v.m.stretches = str;
     /* what the plan's stage before it and its own forward mark: their outputs kept for their own
      * backward when that reads its output (stage_forward_flops_and_bytes) */
     if (st->in_node != 0)
         w.held[st->in_node] = plan_bwd_reads_output(net->nodes[st->in_node].op);
     w.held[st->out_node] = plan_bwd_reads_output(net->nodes[st->out_node].op);
     phase_begin(&v);
+    if (str)
+        closed_stretch_begin(&v.m, 0), konst[0] = str->konst;
     stage_forward(&v, st);
     phase_end(&v);
     phase_begin(&v);
+    if (str) {
+        konst[1] = str->konst;
+        closed_stretch_begin(&v.m, 0), konst[2] = str->konst, *bwd_from = str->n - 1;
+    }
     stage_backward(&v, st, w.held, w.gb_a, w.gb_b);
     free_stage_input(&v, st, w.held);
     phase_end(&v);
+    if (str)
+        konst[3] = str->konst;
     *fwd = rec.ph[0];
     *bwd = rec.ph[1];
+    bool fine = !v.m.overflow;
     evaluator_free(&v, &w);
+    return fine;
+}
+
+void plan_stage_phases(const net_t *net, const plan_config *cfg, const plan_stage *st, int index,
+                       plan_phase *fwd, plan_phase *bwd)
+{
+    if (closed_phase_fn_applies(net, cfg, st)) {
+        closed_phase_key k;
+        closed_phase_key_of(net, cfg, st, index, &k);
+        const closed_phase_fn *f = closed_phase_fn_find(&k);
+        if (!f) {
+            plan_config one = *cfg;
+            one.batch = 1;
+            closed_stretches str = {0};
+            plan_phase at1[2];
+            int from = 0;
+            int64_t konst[4];
+            if (stage_walk(net, &one, st, index, &at1[0], &at1[1], &str, &from, konst))
+                f = closed_phase_fn_keep(&k, at1, &str, from, konst);
+            free(str.v);
+        }
+        if (f && closed_phase_fn_at(&f[0], cfg->batch, fwd) &&
+            closed_phase_fn_at(&f[1], cfg->batch, bwd))
+            return;
+    }
+    stage_walk(net, cfg, st, index, fwd, bwd, NULL, NULL, NULL);
+}
+
+void plan_stage_phases_walked(const net_t *net, const plan_config *cfg, const plan_stage *st,
+                              int index, plan_phase *fwd, plan_phase *bwd)
+{
+    stage_walk(net, cfg, st, index, fwd, bwd, NULL, NULL, NULL);
 }
 
 void plan_phases_assemble(const plan_phases *ends, int ends_stages, int n_stages,

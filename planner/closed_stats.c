@@ -148,8 +148,8 @@ static void place_passes(evaluator *v, const shared *sh, sched_pass pass, bool s
     for (int k = 0; k < sh->n; k++) {
         const bn_pass *p = &sh->pass[k];
         int b = p->node;
-        closed_add(v, stats_tensor ? plan_bn_stats_bytes(v->net, b) : plan_bn_gred_bytes(v->net, b),
-                   pass, b, -1);
+        closed_add_const(v, stats_tensor ? plan_bn_stats_bytes(v->net, b) : plan_bn_gred_bytes(v->net, b),
+                         pass, b, -1);
         closed_place(v, p->top, p->level, p->flops, p->ns);
         v->bn_flops = saturated(v->bn_flops, p->flops);
     }

@@ -23,6 +23,19 @@ void closed_place(evaluator *v, stretch top, int64_t live, int64_t flops, int64_
     closed_ns(v, ns);
 }
 
+void closed_stretch_begin(meter *m, int64_t by)
+{
+    closed_stretches *s = m->stretches;
+    if (s->n == s->cap) {
+        int cap = s->cap ? 2 * s->cap : 16;
+        closed_stretch *grown = realloc(s->v, sizeof *grown * (size_t)cap);
+        LR_ASSERT(grown != NULL);
+        s->v = grown, s->cap = cap;
+    }
+    s->konst += by;
+    s->v[s->n++] = (closed_stretch){.konst = s->konst, .node = -1, .part = -1, .stage = -1};
+}
+
 void closed_host(evaluator *v, int64_t bytes)
 {
     if (v->rec) {

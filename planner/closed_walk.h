@@ -12,9 +12,27 @@
 
 #include "plan.h"
 
+/* A stretch of a walk between two changes of its constant bytes (closed_add_const): live bytes
+ * there are the batch times some per-sample bytes plus `konst`, so its first highest point is
+ * the same event at every batch (closed_phase_fn). */
+typedef struct {
+    int64_t konst; /* the constant bytes throughout the stretch */
+    bool grew;
+    int64_t high; /* the highest live bytes after a growth in it (at the walk's batch) */
+    sched_pass pass;
+    int node, part, stage;
+} closed_stretch;
+
+typedef struct {
+    closed_stretch *v;
+    int n, cap;
+    int64_t konst; /* the walk's constant bytes now */
+} closed_stretches;
+
 typedef struct {
     int64_t live, peak;
     bool overflow; /* live bytes passed INT64_MAX: the peak is reported as INT64_MAX */
+    closed_stretches *stretches; /* NULL, or where each stretch's highest point is noted */
     int node, part, stage;
     sched_pass pass;
     int64_t stage_peak[PLAN_MAX_STAGES];
@@ -110,6 +128,12 @@ static inline void closed_reach(meter *m, int64_t level, sched_pass pass, int no
         ph->high = level;
         ph->pass = pass, ph->node = node, ph->part = part, ph->stage = stage;
     }
+    closed_stretch *st = m->stretches && m->stretches->n ? &m->stretches->v[m->stretches->n - 1] : NULL;
+    if (st && (!st->grew || level > st->high)) {
+        st->grew = true;
+        st->high = level;
+        st->pass = pass, st->node = node, st->part = part, st->stage = stage;
+    }
 }
 
 /* live += bytes; a new high of the step, of the stage or of the phase is noted with its place. */
@@ -160,6 +184,23 @@ static inline void closed_add(evaluator *v, int64_t bytes, sched_pass pass, int 
     }
 }
 
+/* A new stretch (closed_stretches) from here on, its constant bytes changed by `by`. */
+void closed_stretch_begin(meter *m, int64_t by);
+
+/* Bytes that do not grow with the batch (exact BatchNorm's per-channel statistics and gradient
+ * reductions, kept for the stage's backward): closed_add and closed_shrink, each starting a new
+ * stretch. Never while a recorder records (its walk is placed at levels of another batch). */
+static inline void closed_add_const(evaluator *v, int64_t bytes, sched_pass pass, int node,
+                                    int part)
+{
+    LR_ASSERT(!v->rec);
+    if (v->m.stretches)
+        closed_stretch_begin(&v->m, bytes);
+    closed_add(v, bytes, pass, node, part);
+}
+
+static inline void closed_shrink_const(evaluator *v, int64_t bytes);
+
 static inline void closed_shrink(evaluator *v, int64_t bytes)
 {
     if (v->rec) {
@@ -169,6 +210,14 @@ static inline void closed_shrink(evaluator *v, int64_t bytes)
     } else {
         v->m.live -= bytes;
     }
+}
+
+static inline void closed_shrink_const(evaluator *v, int64_t bytes)
+{
+    LR_ASSERT(!v->rec);
+    if (v->m.stretches)
+        closed_stretch_begin(&v->m, -bytes);
+    closed_shrink(v, bytes);
 }
 
 /* Each run's FLOPs fit (cost_check_layers), but their sum over a step may not (a huge input, or
@@ -383,5 +432,48 @@ void closed_stats_passes(evaluator *v, const plan_stage *st, walk_summary *fwd);
  * backward's frees). gb_last: the boundary gradients partition 0 receives (n_local + 1 flags). */
 void closed_gstats_passes(evaluator *v, const plan_stage *st, walk_summary *by_part,
                           walk_summary *rerun, bool *gb_last);
+
+/* ------------------------------------------------------------------ a stage's phases at any batch
+ * (closed_fn.c)
+ *
+ * A stage's walk makes the same events at every batch, and every byte and FLOP of it is the batch
+ * times a count (cost_rows_bytes, cost_fwd_flops), but for exact BatchNorm's per-channel tensors
+ * (closed_add_const). So each phase's entry and exit are affine in the batch, and so is every
+ * level within a stretch of constant bytes, whose first highest point is then the same event at
+ * every batch: a phase walked once at batch 1 gives it at any batch exactly (the first of its
+ * stretches' highest points, as closed_reach takes it). A search asks the same stages at every
+ * batch of a --fit question (resnet101 --fit h100-80gb: 45% of the time in stage walks repeated
+ * a walk of the same stage at another batch), so plan_stage_phases keeps them, per thread. Not
+ * with a device (kernel times are not proportional to the batch) nor with stripe statistics
+ * (constant bytes inside the partitions' walks). */
+typedef struct {
+    uint64_t shape_id; /* net_t.shape_id: the net and its shapes */
+    int in, out, parts, kind, index, eb, optim, twin_parts;
+    bool store_last, bn_passes, bn_frozen, bnd_on_host, in_rows;
+} closed_phase_key;
+
+typedef struct {
+    int64_t entry, entry_k, exit, exit_k;            /* per-sample bytes, constant bytes */
+    int64_t flops, bn_flops, copy_bytes, host_delta; /* per sample */
+    int bn_passes;
+    int n;
+    closed_stretch *s; /* per stretch: high in per-sample bytes, konst */
+} closed_phase_fn;
+
+/* Whether cfg asks for the functions (plan_config.reuse_phases) and a stage's walk under it is
+ * affine in the batch as above. */
+bool closed_phase_fn_applies(const net_t *net, const plan_config *cfg, const plan_stage *st);
+void closed_phase_key_of(const net_t *net, const plan_config *cfg, const plan_stage *st, int index,
+                         closed_phase_key *k);
+/* This thread's two phase functions (forward, backward) for k, or NULL. */
+const closed_phase_fn *closed_phase_fn_find(const closed_phase_key *k);
+/* Keeps the phases walked at batch 1 (at1, with the walk's stretches, the backward's from
+ * str->v[bwd_from], and the constant bytes as each phase begins and ends, konst[0..3]) as
+ * functions for k; returns them, or NULL when they cannot be kept (a saturated count). */
+const closed_phase_fn *closed_phase_fn_keep(const closed_phase_key *k, const plan_phase *at1,
+                                            const closed_stretches *str, int bwd_from,
+                                            const int64_t *konst);
+/* The phase at `batch`; false when its bytes do not fit in int64 (walk it instead). */
+bool closed_phase_fn_at(const closed_phase_fn *f, int batch, plan_phase *out);
 
 #endif

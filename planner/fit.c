@@ -690,10 +690,12 @@ static lr_status fit_one(const net_t *net, const plan_config *cfg, const fit_tar
     if (budget_bytes <= 0 || budget_bytes >= FIT_MAX_BUDGET_BYTES)
         return lr_fail(LR_ERR_USAGE, "--fit: expected a budget above the reserve and below 1 PiB");
     out->budget_bytes = budget_bytes;
+    /* (a batch question asks the same stages at every batch: plan_config.reuse_phases) */
     fitter f = {.net = net, .cfg = *cfg, .t = t, .budget = budget_bytes, .out = out,
                 .lowest_of_fixed_set = lowest_of_fixed_set(t, batch) && t->host_budget_bytes <= 0,
                 .one_plan = one_plan(t, batch), .progress = progress, .index = index,
                 .shown = shown, .batch = batch, .keep = keep, .from = from};
+    f.cfg.reuse_phases = batch;
     /* (a host limit: the strategy's own choice, the lowest device peak, must keep within it too,
      * which a plan of the fixed set fitting with room to spare does not prove) */
     choice start = {.bn = cfg->bn, .at = {.peak = INT64_MAX, .fits = false}};

@@ -92,6 +92,10 @@ typedef struct {
     /* --boundaries auto: the searches choose per stage whether it keeps or recomputes its
      * boundaries (plan_spec.recompute), by the objective they use for N */
     bool boundaries_auto;
+    /* the caller asks the same stages again at other batches (--fit's batch questions):
+     * plan_stage_phases keeps each stage's phases as functions of the batch (closed_walk.h),
+     * which cost a little more to make and nothing to read again */
+    bool reuse_phases;
 } plan_config;
 
 /* --offload input: the input batch stays in host memory (sched_tier TIER_HOST); each partition of
@@ -338,6 +342,10 @@ static inline void plan_stage_use_scripts(plan_stage *st, const plan_scripts *s)
  * alone). */
 void plan_stage_phases(const net_t *net, const plan_config *cfg, const plan_stage *st, int index,
                        plan_phase *fwd, plan_phase *bwd);
+/* The same walked at cfg's batch, never read off the phase functions plan_stage_phases keeps per
+ * thread (closed_walk.h): what tests hold those to. */
+void plan_stage_phases_walked(const net_t *net, const plan_config *cfg, const plan_stage *st,
+                              int index, plan_phase *fwd, plan_phase *bwd);
 
 /* The phases of a plan put together from its stages' (fwd[s], bwd[s], s < n_stages) and the
  * persistent and tail phases of `ends`, recorded from a plan of ends_stages stages whose last

@@ -1616,6 +1616,71 @@ static void test_cut_inside_a_resnet_block_is_rejected(void **state)
 /* A region holding an op that needs every row (fc) is rejected naming it; global pooling may end
  * a region (its partitions sum their rows into it) but not sit inside one: here a 1x1 conv
  * follows it. */
+/* plan_stage_phases reads a stage's phases at any batch off one walk at batch 1 (closed_walk.h:
+ * affine in the batch, stretch by stretch of constant bytes): every field equals the walk's at
+ * that batch, for every partitioning, N, BatchNorm mode, recompute and offload setting, index
+ * and batch, on nets with and without BatchNorm; the first batch asked fills the functions, the
+ * later ones read them. With stripe BatchNorm (constant bytes inside the walks) or a device
+ * (kernel times) it walks, and still agrees. */
+static bool phase_equal(const plan_phase *a, const plan_phase *b)
+{
+    return a->entry == b->entry && a->exit == b->exit && a->grew == b->grew &&
+           (!a->grew || (a->high == b->high && a->node == b->node && a->part == b->part &&
+                         a->stage == b->stage && a->pass == b->pass)) &&
+           a->flops == b->flops && a->ns == b->ns && a->bn_flops == b->bn_flops &&
+           a->bn_passes == b->bn_passes && a->copy_bytes == b->copy_bytes &&
+           a->host_delta == b->host_delta;
+}
+
+static void test_stage_phases_at_any_batch(void **state)
+{
+    (void)state;
+    static const char *const nets[] = {"tiny-resnet", "tiny-mix", "tiny-vgg", "resnet18"};
+    static const int batches[] = {3, 1, 64, 7, 100000, 3};
+    static const plan_partitioning kinds[] = {PART_TILE_OUT, PART_TILE_IN, PART_OVERLAP};
+    int checked = 0;
+    for (size_t n = 0; n < sizeof nets / sizeof nets[0]; n++) {
+        net_t *net = test_zoo(nets[n]);
+        int ends[PLAN_MAX_STAGES];
+        int n_ends = strategy_resolution_cuts(net, plan_default_region_end(net), ends, PLAN_MAX_STAGES);
+        assert_true(n_ends >= 1);
+        for (int e = 0; e < n_ends; e++)
+            for (int in = 0; in <= (e > 0); in++)
+                for (size_t k = 0; k < 3; k++)
+                    for (int parts = 2; parts <= 5; parts += 3)
+                        for (int bn = 0; bn < BN_COUNT; bn++)
+                            for (int opt = 0; opt < 4; opt++)
+                                for (size_t b = 0; b < sizeof batches / sizeof batches[0]; b++) {
+                                    plan_config cfg = {.batch = batches[b], .dtype = opt == 3 ? DT_FP16 : DT_FP32,
+                                                       .optim = OPTIM_MOMENTUM, .bn = (plan_bn)bn,
+                                                       .recompute_boundaries = opt == 1,
+                                                       .offload = opt == 2 ? OFFLOAD_INPUT | OFFLOAD_BOUNDARY : 0,
+                                                       .reuse_phases = true};
+                                    if (opt == 3 && b == 0)
+                                        cfg.device = device_find("h100-80gb");
+                                    int from = in ? ends[e - 1] : 0;
+                                    plan_stage st;
+                                    if (plan_stage_build(net, &cfg, kinds[k], from, ends[e], parts, e == n_ends - 1, &st) != LR_OK)
+                                        continue;
+                                    int index = (int)(b % 3);
+                                    plan_phase f1, b1, f2, b2;
+                                    plan_stage_phases(net, &cfg, &st, index, &f1, &b1);
+                                    plan_stage_phases_walked(net, &cfg, &st, index, &f2, &b2);
+                                    if (!phase_equal(&f1, &f2) || !phase_equal(&b1, &b2))
+                                        fail_msg("%s (%d, %d] %d partitions, kind %d, bn %s, setting %d, batch %d: "
+                                                 "phases (%lld %lld, %lld %lld) walked (%lld %lld, %lld %lld)",
+                                                 nets[n], from, ends[e], parts, (int)kinds[k], plan_bn_name((plan_bn)bn),
+                                                 opt, batches[b], (long long)f1.high, (long long)f1.exit,
+                                                 (long long)b1.high, (long long)b1.exit, (long long)f2.high,
+                                                 (long long)f2.exit, (long long)b2.high, (long long)b2.exit);
+                                    checked++;
+                                    plan_stage_free(&st);
+                                }
+        net_free(net);
+    }
+    assert_true(checked > 1000);
+}
+
 static void test_region_with_a_full_op_is_rejected(void **state)
 {
     net_t *net = test_zoo("tiny-resnet");
@@ -2305,6 +2370,7 @@ int main(void)
         cmocka_unit_test(test_exact_bn_passes_are_counted),
         cmocka_unit_test(test_closed_form_equals_replay_on_random_nets),
         cmocka_unit_test(test_cut_inside_a_resnet_block_is_rejected),
+        cmocka_unit_test(test_stage_phases_at_any_batch),
         cmocka_unit_test(test_region_with_a_full_op_is_rejected),
         cmocka_unit_test(test_region_runs_through_the_pooling),
         cmocka_unit_test(test_malformed_specs_are_rejected),

@@ -1,0 +1,194 @@
+/* closed_fn.c - a stage's phases as functions of the batch, kept per thread (closed_walk.h says
+ * why they are exact).
+ *
+ * Legend: b the batch; a phase's bytes b * x + k (x per sample, k constant).
+ * Deliberately not here: the walk itself (closed.c, closed_walk.c).
+ */
+#include "closed_walk.h"
+
+#include <string.h>
+
+
+enum { FN_SLOTS = 8192, FN_MAX = FN_SLOTS / 2 }; /* open addressing, at most half full */
+
+typedef struct {
+    bool used;
+    closed_phase_key key;
+    closed_phase_fn fn[2];
+} fn_entry;
+
+typedef struct fn_cache {
+    fn_entry slot[FN_SLOTS];
+    int n;
+    struct fn_cache *next; /* every thread's, from `caches` (reachable until the process ends) */
+} fn_cache;
+
+static _Thread_local fn_cache *mine;
+static fn_cache *caches;
+
+static bool stage_has_bn(const net_t *net, const plan_stage *st)
+{
+    for (int l = st->in_node + 1; l <= st->out_node; l++)
+        if (net->nodes[l].op == OP_BATCHNORM)
+            return true;
+    return false;
+}
+
+/* No stripe statistics: each BatchNorm's statistics come from STATS passes or are frozen. */
+static bool no_stripe_stats(const net_t *net, const plan_stage *st)
+{
+    return st->bn_passes || st->bn_frozen || !stage_has_bn(net, st);
+}
+
+bool closed_phase_fn_applies(const net_t *net, const plan_config *cfg, const plan_stage *st)
+{
+    return cfg->reuse_phases && !cfg->device && net->shape_id != 0 && no_stripe_stats(net, st) &&
+           (!st->bwd || no_stripe_stats(net, st->bwd));
+}
+
+void closed_phase_key_of(const net_t *net, const plan_config *cfg, const plan_stage *st, int index,
+                         closed_phase_key *k)
+{
+    memset(k, 0, sizeof *k); /* (compared whole: no stray padding) */
+    k->shape_id = net->shape_id;
+    k->in = st->in_node, k->out = st->out_node, k->parts = st->parts, k->kind = (int)st->kind;
+    k->index = index, k->eb = cost_dtype_bytes(cfg->dtype), k->optim = (int)cfg->optim;
+    k->twin_parts = st->bwd ? st->bwd->parts : 0;
+    k->store_last = st->store_last, k->bn_passes = st->bn_passes, k->bn_frozen = st->bn_frozen;
+    k->bnd_on_host = st->bnd_on_host, k->in_rows = st->in_rows != NULL;
+}
+
+static uint32_t hash_of(const closed_phase_key *k)
+{
+    const unsigned char *p = (const unsigned char *)k;
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (size_t i = 0; i < sizeof *k; i++)
+        h = (h ^ p[i]) * 0x100000001b3ull;
+    return (uint32_t)(h ^ (h >> 32));
+}
+
+static fn_entry *slot_of(fn_cache *c, const closed_phase_key *k)
+{
+    for (uint32_t i = hash_of(k) & (FN_SLOTS - 1);; i = (i + 1) & (FN_SLOTS - 1))
+        if (!c->slot[i].used || memcmp(&c->slot[i].key, k, sizeof *k) == 0)
+            return &c->slot[i];
+}
+
+static fn_cache *my_cache(void)
+{
+    if (mine)
+        return mine;
+    fn_cache *c = calloc(1, sizeof *c);
+    if (!c)
+        return NULL;
+    c->next = __atomic_load_n(&caches, __ATOMIC_RELAXED);
+    while (!__atomic_compare_exchange_n(&caches, &c->next, c, false, __ATOMIC_RELEASE,
+                                        __ATOMIC_RELAXED))
+        ;
+    return mine = c;
+}
+
+static void drop_all(fn_cache *c)
+{
+    for (int i = 0; i < FN_SLOTS; i++)
+        if (c->slot[i].used) {
+            free(c->slot[i].fn[0].s), free(c->slot[i].fn[1].s);
+            c->slot[i].used = false;
+        }
+    c->n = 0;
+}
+
+const closed_phase_fn *closed_phase_fn_find(const closed_phase_key *k)
+{
+    fn_cache *c = mine;
+    if (!c)
+        return NULL;
+    fn_entry *e = slot_of(c, k);
+    return e->used ? e->fn : NULL;
+}
+
+/* One phase walked at batch 1 (ph; its stretches s[0, n); constant bytes k0 as it began and k1
+ * as it ended) as a function. */
+static bool fn_of(const plan_phase *ph, const closed_stretch *s, int n, int64_t k0, int64_t k1,
+                  closed_phase_fn *f)
+{
+    if (ph->flops == INT64_MAX || ph->bn_flops == INT64_MAX || ph->ns != 0)
+        return false;
+    *f = (closed_phase_fn){.entry = ph->entry - k0, .entry_k = k0, .exit = ph->exit - k1,
+                           .exit_k = k1, .flops = ph->flops, .bn_flops = ph->bn_flops,
+                           .copy_bytes = ph->copy_bytes, .host_delta = ph->host_delta,
+                           .bn_passes = ph->bn_passes, .n = n};
+    f->s = malloc(sizeof *f->s * (size_t)(n ? n : 1));
+    if (!f->s)
+        return false;
+    for (int i = 0; i < n; i++) {
+        f->s[i] = s[i];
+        f->s[i].high = s[i].high - s[i].konst;
+    }
+    return true;
+}
+
+const closed_phase_fn *closed_phase_fn_keep(const closed_phase_key *k, const plan_phase *at1,
+                                            const closed_stretches *str, int bwd_from,
+                                            const int64_t *konst)
+{
+    fn_cache *c = my_cache();
+    if (!c)
+        return NULL;
+    if (c->n >= FN_MAX)
+        drop_all(c);
+    fn_entry *e = slot_of(c, k);
+    LR_ASSERT(!e->used);
+    if (!fn_of(&at1[0], str->v, bwd_from, konst[0], konst[1], &e->fn[0]))
+        return NULL;
+    if (!fn_of(&at1[1], str->v + bwd_from, str->n - bwd_from, konst[2], konst[3], &e->fn[1])) {
+        free(e->fn[0].s);
+        return NULL;
+    }
+    e->key = *k;
+    e->used = true;
+    c->n++;
+    return e->fn;
+}
+
+/* b * x + k; false when it does not fit in int64. */
+static bool affine(int64_t b, int64_t x, int64_t k, int64_t *out)
+{
+    int64_t bx;
+    return !__builtin_mul_overflow(b, x, &bx) && !__builtin_add_overflow(bx, k, out);
+}
+
+/* b * x, saturated at INT64_MAX as the walk's sums of FLOPs are (x >= 0). */
+static int64_t saturated(int64_t b, int64_t x)
+{
+    int64_t r;
+    return __builtin_mul_overflow(b, x, &r) ? INT64_MAX : r;
+}
+
+bool closed_phase_fn_at(const closed_phase_fn *f, int batch, plan_phase *out)
+{
+    plan_phase ph = {.node = -1, .part = -1, .stage = -1};
+    if (!affine(batch, f->entry, f->entry_k, &ph.entry) ||
+        !affine(batch, f->exit, f->exit_k, &ph.exit) ||
+        !affine(batch, f->copy_bytes, 0, &ph.copy_bytes) ||
+        !affine(batch, f->host_delta, 0, &ph.host_delta))
+        return false;
+    for (int i = 0; i < f->n; i++) {
+        const closed_stretch *s = &f->s[i];
+        int64_t high;
+        if (!s->grew)
+            continue;
+        if (!affine(batch, s->high, s->konst, &high))
+            return false;
+        if (!ph.grew || high > ph.high) { /* the first highest point, as closed_reach */
+            ph.grew = true;
+            ph.high = high;
+            ph.pass = s->pass, ph.node = s->node, ph.part = s->part, ph.stage = s->stage;
+        }
+    }
+    ph.flops = saturated(batch, f->flops);
+    ph.bn_flops = saturated(batch, f->bn_flops);
+    ph.bn_passes = f->bn_passes;
+    *out = ph;
+    return true;
+}

@@ -985,6 +985,9 @@ static lr_status run_main(FILE *f, sim_options *o, const net_t *net)
         free(a), free(x);
         return lr_fail(LR_ERR_NOMEM, "out of memory");
     }
+    /* --fit: the table's searches at batch 1 keep their stages' phases for the fit's batch
+     * questions (plan_config.reuse_phases) */
+    o->cfg.reuse_phases = o->fit_bytes > 0;
     lr_status s = analysis_run(net, &o->cfg, &o->req, o->strategies, o->allocator, a);
     if (s == LR_OK && o->auto_plan)
         s = run_auto(o, a, x);

@@ -681,20 +681,19 @@ void plan_stage_phases(const net_t *net, const plan_config *cfg, const plan_stag
     if (closed_phase_fn_applies(net, cfg, st)) {
         closed_phase_key k;
         closed_phase_key_of(net, cfg, st, index, &k);
-        const closed_phase_fn *f = closed_phase_fn_find(&k);
-        if (!f) {
-            plan_config one = *cfg;
-            one.batch = 1;
-            closed_stretches str = {0};
-            plan_phase at1[2];
-            int from = 0;
-            int64_t konst[4];
-            if (stage_walk(net, &one, st, index, &at1[0], &at1[1], &str, &from, konst))
-                f = closed_phase_fn_keep(&k, at1, &str, from, konst);
-            free(str.v);
-        }
-        if (f && closed_phase_fn_at(&f[0], cfg->batch, fwd) &&
-            closed_phase_fn_at(&f[1], cfg->batch, bwd))
+        if (closed_phase_fn_get(&k, cfg->batch, fwd, bwd))
+            return;
+        plan_config one = *cfg;
+        one.batch = 1;
+        closed_stretches str = {0};
+        plan_phase at1[2];
+        int from = 0;
+        int64_t konst[4];
+        bool walked = stage_walk(net, &one, st, index, &at1[0], &at1[1], &str, &from, konst);
+        if (walked)
+            closed_phase_fn_put(&k, at1, &str, from, konst);
+        free(str.v);
+        if (walked && closed_phase_fn_get(&k, cfg->batch, fwd, bwd))
             return;
     }
     stage_walk(net, cfg, st, index, fwd, bwd, NULL, NULL, NULL);

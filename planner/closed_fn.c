@@ -17,14 +17,10 @@ typedef struct {
     closed_phase_fn fn[2];
 } fn_entry;
 
-typedef struct fn_cache {
-    fn_entry slot[FN_SLOTS];
-    int n;
-    struct fn_cache *next; /* every thread's, from `caches` (reachable until the process ends) */
-} fn_cache;
-
-static _Thread_local fn_cache *mine;
-static fn_cache *caches;
+/* The one table (threads share it: a stage one thread walked, another reads), allocated on
+ * first use and kept until the process ends; full, it drops everything. */
+static fn_entry *table;
+static int n_kept;
 
 static bool stage_has_bn(const net_t *net, const plan_stage *st)
 {
@@ -67,44 +63,22 @@ static uint32_t hash_of(const closed_phase_key *k)
     return (uint32_t)(h ^ (h >> 32));
 }
 
-static fn_entry *slot_of(fn_cache *c, const closed_phase_key *k)
+/* (under the lock) */
+static fn_entry *slot_of(const closed_phase_key *k)
 {
     for (uint32_t i = hash_of(k) & (FN_SLOTS - 1);; i = (i + 1) & (FN_SLOTS - 1))
-        if (!c->slot[i].used || memcmp(&c->slot[i].key, k, sizeof *k) == 0)
-            return &c->slot[i];
+        if (!table[i].used || memcmp(&table[i].key, k, sizeof *k) == 0)
+            return &table[i];
 }
 
-static fn_cache *my_cache(void)
-{
-    if (mine)
-        return mine;
-    fn_cache *c = calloc(1, sizeof *c);
-    if (!c)
-        return NULL;
-    c->next = __atomic_load_n(&caches, __ATOMIC_RELAXED);
-    while (!__atomic_compare_exchange_n(&caches, &c->next, c, false, __ATOMIC_RELEASE,
-                                        __ATOMIC_RELAXED))
-        ;
-    return mine = c;
-}
-
-static void drop_all(fn_cache *c)
+static void drop_all(void)
 {
     for (int i = 0; i < FN_SLOTS; i++)
-        if (c->slot[i].used) {
-            free(c->slot[i].fn[0].s), free(c->slot[i].fn[1].s);
-            c->slot[i].used = false;
+        if (table[i].used) {
+            free(table[i].fn[0].s), free(table[i].fn[1].s);
+            table[i].used = false;
         }
-    c->n = 0;
-}
-
-const closed_phase_fn *closed_phase_fn_find(const closed_phase_key *k)
-{
-    fn_cache *c = mine;
-    if (!c)
-        return NULL;
-    fn_entry *e = slot_of(c, k);
-    return e->used ? e->fn : NULL;
+    n_kept = 0;
 }
 
 /* One phase walked at batch 1 (ph; its stretches s[0, n); constant bytes k0 as it began and k1
@@ -128,27 +102,32 @@ static bool fn_of(const plan_phase *ph, const closed_stretch *s, int n, int64_t 
     return true;
 }
 
-const closed_phase_fn *closed_phase_fn_keep(const closed_phase_key *k, const plan_phase *at1,
-                                            const closed_stretches *str, int bwd_from,
-                                            const int64_t *konst)
+void closed_phase_fn_put(const closed_phase_key *k, const plan_phase *at1,
+                         const closed_stretches *str, int bwd_from, const int64_t *konst)
 {
-    fn_cache *c = my_cache();
-    if (!c)
-        return NULL;
-    if (c->n >= FN_MAX)
-        drop_all(c);
-    fn_entry *e = slot_of(c, k);
-    LR_ASSERT(!e->used);
-    if (!fn_of(&at1[0], str->v, bwd_from, konst[0], konst[1], &e->fn[0]))
-        return NULL;
-    if (!fn_of(&at1[1], str->v + bwd_from, str->n - bwd_from, konst[2], konst[3], &e->fn[1])) {
-        free(e->fn[0].s);
-        return NULL;
+    closed_phase_fn fn[2];
+    if (!fn_of(&at1[0], str->v, bwd_from, konst[0], konst[1], &fn[0]))
+        return;
+    if (!fn_of(&at1[1], str->v + bwd_from, str->n - bwd_from, konst[2], konst[3], &fn[1])) {
+        free(fn[0].s);
+        return;
     }
-    e->key = *k;
-    e->used = true;
-    c->n++;
-    return e->fn;
+    bool kept = false;
+#pragma omp critical(closed_phase_fns)
+    {
+        if (!table)
+            table = calloc(FN_SLOTS, sizeof *table);
+        if (table && n_kept >= FN_MAX)
+            drop_all();
+        fn_entry *e = table ? slot_of(k) : NULL;
+        if (e && !e->used) { /* (another thread may have kept it meanwhile) */
+            e->used = true, e->key = *k, e->fn[0] = fn[0], e->fn[1] = fn[1];
+            n_kept++;
+            kept = true;
+        }
+    }
+    if (!kept)
+        free(fn[0].s), free(fn[1].s);
 }
 
 /* b * x + k; false when it does not fit in int64. */
@@ -165,7 +144,7 @@ static int64_t saturated(int64_t b, int64_t x)
     return __builtin_mul_overflow(b, x, &r) ? INT64_MAX : r;
 }
 
-bool closed_phase_fn_at(const closed_phase_fn *f, int batch, plan_phase *out)
+static bool fn_at(const closed_phase_fn *f, int batch, plan_phase *out)
 {
     plan_phase ph = {.node = -1, .part = -1, .stage = -1};
     if (!affine(batch, f->entry, f->entry_k, &ph.entry) ||
@@ -191,4 +170,15 @@ bool closed_phase_fn_at(const closed_phase_fn *f, int batch, plan_phase *out)
     ph.bn_passes = f->bn_passes;
     *out = ph;
     return true;
+}
+
+bool closed_phase_fn_get(const closed_phase_key *k, int batch, plan_phase *fwd, plan_phase *bwd)
+{
+    bool found = false;
+#pragma omp critical(closed_phase_fns)
+    {
+        fn_entry *e = table ? slot_of(k) : NULL;
+        found = e && e->used && fn_at(&e->fn[0], batch, fwd) && fn_at(&e->fn[1], batch, bwd);
+    }
+    return found;
 }

@@ -443,7 +443,8 @@ void closed_gstats_passes(evaluator *v, const plan_stage *st, walk_summary *by_p
  * every batch: a phase walked once at batch 1 gives it at any batch exactly (the first of its
  * stretches' highest points, as closed_reach takes it). A search asks the same stages at every
  * batch of a --fit question (resnet101 --fit h100-80gb: 45% of the time in stage walks repeated
- * a walk of the same stage at another batch), so plan_stage_phases keeps them, per thread. Not
+ * a walk of the same stage at another batch), so plan_stage_phases keeps them, in one table that
+ * every thread reads (the table's searches at batch 1 fill it for the fit's). Not
  * with a device (kernel times are not proportional to the batch) nor with stripe statistics
  * (constant bytes inside the partitions' walks). */
 typedef struct {
@@ -465,15 +466,13 @@ typedef struct {
 bool closed_phase_fn_applies(const net_t *net, const plan_config *cfg, const plan_stage *st);
 void closed_phase_key_of(const net_t *net, const plan_config *cfg, const plan_stage *st, int index,
                          closed_phase_key *k);
-/* This thread's two phase functions (forward, backward) for k, or NULL. */
-const closed_phase_fn *closed_phase_fn_find(const closed_phase_key *k);
-/* Keeps the phases walked at batch 1 (at1, with the walk's stretches, the backward's from
+/* The stage's two phases (forward, backward) at `batch` off the functions kept for k; false when
+ * none are kept or their bytes at `batch` do not fit in int64 (walk it then). */
+bool closed_phase_fn_get(const closed_phase_key *k, int batch, plan_phase *fwd, plan_phase *bwd);
+/* Keeps the phases walked at batch 1 (at1[2], with the walk's stretches, the backward's from
  * str->v[bwd_from], and the constant bytes as each phase begins and ends, konst[0..3]) as
- * functions for k; returns them, or NULL when they cannot be kept (a saturated count). */
-const closed_phase_fn *closed_phase_fn_keep(const closed_phase_key *k, const plan_phase *at1,
-                                            const closed_stretches *str, int bwd_from,
-                                            const int64_t *konst);
-/* The phase at `batch`; false when its bytes do not fit in int64 (walk it instead). */
-bool closed_phase_fn_at(const closed_phase_fn *f, int batch, plan_phase *out);
+ * functions for k (not when a count saturated). */
+void closed_phase_fn_put(const closed_phase_key *k, const plan_phase *at1,
+                         const closed_stretches *str, int bwd_from, const int64_t *konst);
 
 #endif

@@ -317,15 +317,15 @@ static lr_status train_epochs(session *ss, exec_t *e, const data_set *train, dou
     return s;
 }
 
-/* Whether data set d (named `what`) fits the net: its images are the net's input, and its
- * labels index the net's classes (the channels the loss layer reads). Batches are copied into
- * buffers of the net's input size, and the loss takes labels below its classes. */
 /* The node whose channels are the net's classes: what the loss layer reads. */
 static int classes_node(const net_t *net)
 {
     return plan_root(net, net->n_nodes - 2);
 }
 
+/* Whether data set d (named `what`) fits the net: its images are the net's input, and its
+ * labels index the net's classes (the channels the loss layer reads). Batches are copied into
+ * buffers of the net's input size, and the loss takes labels below its classes. */
 static lr_status check_data(const session *ss, const data_set *d, const char *what)
 {
     const net_node *in = &ss->net->nodes[0];

@@ -136,10 +136,7 @@ static stage_memo *memo_of(const probe_job *j, int parts, bool recompute)
 
 static bool stage_has_bn(const search *s, int a, int b)
 {
-    for (int l = s->cut[a] + 1; l <= s->cut[b]; l++)
-        if (s->net->nodes[l].op == OP_BATCHNORM)
-            return true;
-    return false;
+    return plan_has_bn(s->net, s->cut[a], s->cut[b]);
 }
 
 /* Stage (cut[a], cut[b]] alone as stage_alone measures it, or its twin's measurement. */

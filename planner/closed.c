@@ -636,8 +636,8 @@ int64_t plan_stage_backward_bytes(const net_t *net, const plan_config *cfg, cons
 }
 
 /* A stage's walk into its two phases (plan_stage_phases); with `str`, the stretches of each
- * phase too (the backward's from str->v[*bwd_from] on), and the constant bytes as each phase
- * begins and ends (konst[0..3]). False when live bytes overflowed. */
+ * phase too (the backward's from str->v[*bwd_from] on), and the constant bytes as the forward
+ * begins, as it ends, and as the backward ends (konst[0..2]). False when live bytes overflowed. */
 static bool stage_walk(const net_t *net, const plan_config *cfg, const plan_stage *st, int index,
                        plan_phase *fwd, plan_phase *bwd, closed_stretches *str, int *bwd_from,
                        int64_t *konst)
@@ -659,15 +659,13 @@ static bool stage_walk(const net_t *net, const plan_config *cfg, const plan_stag
     stage_forward(&v, st);
     phase_end(&v);
     phase_begin(&v);
-    if (str) {
-        konst[1] = str->konst;
-        closed_stretch_begin(&v.m, 0), konst[2] = str->konst, *bwd_from = str->n - 1;
-    }
+    if (str)
+        closed_stretch_begin(&v.m, 0), konst[1] = str->konst, *bwd_from = str->n - 1;
     stage_backward(&v, st, w.held, w.gb_a, w.gb_b);
     free_stage_input(&v, st, w.held);
     phase_end(&v);
     if (str)
-        konst[3] = str->konst;
+        konst[2] = str->konst;
     *fwd = rec.ph[0];
     *bwd = rec.ph[1];
     bool fine = !v.m.overflow;
@@ -688,7 +686,7 @@ void plan_stage_phases(const net_t *net, const plan_config *cfg, const plan_stag
         closed_stretches str = {0};
         plan_phase at1[2];
         int from = 0;
-        int64_t konst[4];
+        int64_t konst[3];
         bool walked = stage_walk(net, &one, st, index, &at1[0], &at1[1], &str, &from, konst);
         if (walked)
             closed_phase_fn_put(&k, at1, &str, from, konst);

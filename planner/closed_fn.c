@@ -1,5 +1,5 @@
-/* closed_fn.c - a stage's phases as functions of the batch, kept per thread (closed_walk.h says
- * why they are exact).
+/* closed_fn.c - a stage's phases as functions of the batch, kept in one table every thread reads
+ * (closed_walk.h says why they are exact).
  *
  * Legend: b the batch; a phase's bytes b * x + k (x per sample, k constant).
  * Deliberately not here: the walk itself (closed.c, closed_walk.c).
@@ -7,7 +7,6 @@
 #include "closed_walk.h"
 
 #include <string.h>
-
 
 enum { FN_SLOTS = 8192, FN_MAX = FN_SLOTS / 2 }; /* open addressing, at most half full */
 
@@ -22,18 +21,10 @@ typedef struct {
 static fn_entry *table;
 static int n_kept;
 
-static bool stage_has_bn(const net_t *net, const plan_stage *st)
-{
-    for (int l = st->in_node + 1; l <= st->out_node; l++)
-        if (net->nodes[l].op == OP_BATCHNORM)
-            return true;
-    return false;
-}
-
 /* No stripe statistics: each BatchNorm's statistics come from STATS passes or are frozen. */
 static bool no_stripe_stats(const net_t *net, const plan_stage *st)
 {
-    return st->bn_passes || st->bn_frozen || !stage_has_bn(net, st);
+    return st->bn_passes || st->bn_frozen || !plan_has_bn(net, st->in_node, st->out_node);
 }
 
 bool closed_phase_fn_applies(const net_t *net, const plan_config *cfg, const plan_stage *st)
@@ -108,7 +99,7 @@ void closed_phase_fn_put(const closed_phase_key *k, const plan_phase *at1,
     closed_phase_fn fn[2];
     if (!fn_of(&at1[0], str->v, bwd_from, konst[0], konst[1], &fn[0]))
         return;
-    if (!fn_of(&at1[1], str->v + bwd_from, str->n - bwd_from, konst[2], konst[3], &fn[1])) {
+    if (!fn_of(&at1[1], str->v + bwd_from, str->n - bwd_from, konst[1], konst[2], &fn[1])) {
         free(fn[0].s);
         return;
     }

@@ -199,8 +199,6 @@ static inline void closed_add_const(evaluator *v, int64_t bytes, sched_pass pass
     closed_add(v, bytes, pass, node, part);
 }
 
-static inline void closed_shrink_const(evaluator *v, int64_t bytes);
-
 static inline void closed_shrink(evaluator *v, int64_t bytes)
 {
     if (v->rec) {
@@ -470,8 +468,9 @@ void closed_phase_key_of(const net_t *net, const plan_config *cfg, const plan_st
  * none are kept or their bytes at `batch` do not fit in int64 (walk it then). */
 bool closed_phase_fn_get(const closed_phase_key *k, int batch, plan_phase *fwd, plan_phase *bwd);
 /* Keeps the phases walked at batch 1 (at1[2], with the walk's stretches, the backward's from
- * str->v[bwd_from], and the constant bytes as each phase begins and ends, konst[0..3]) as
- * functions for k (not when a count saturated). */
+ * str->v[bwd_from], and the constant bytes as the forward begins, as it ends and the backward
+ * begins, and as the backward ends, konst[0..2]) as functions for k (not when a count
+ * saturated). */
 void closed_phase_fn_put(const closed_phase_key *k, const plan_phase *at1,
                          const closed_stretches *str, int bwd_from, const int64_t *konst);
 

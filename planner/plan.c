@@ -315,7 +315,7 @@ static lr_status mark_rerun(const net_t *net, plan_stage *st)
     return LR_OK;
 }
 
-static bool stage_has_bn(const net_t *net, int in_node, int out_node)
+bool plan_has_bn(const net_t *net, int in_node, int out_node)
 {
     for (int l = in_node + 1; l <= out_node; l++)
         if (net->nodes[l].op == OP_BATCHNORM)
@@ -423,12 +423,12 @@ static lr_status stage_init(const net_t *net, const plan_config *cfg, plan_parti
     st->out_node = out;
     st->parts = parts;
     st->kind = parts == 1 ? PART_TILE_OUT : kind;
-    st->bn_passes = parts > 1 && cfg->bn == BN_EXACT && stage_has_bn(net, in, out);
+    st->bn_passes = parts > 1 && cfg->bn == BN_EXACT && plan_has_bn(net, in, out);
     st->bn_frozen = cfg->bn == BN_FROZEN;
     /* (not under stripe BatchNorm: a stage output's stripe statistics come from the forward's
      * partitions, which are not the twin's) */
     bool twin = cfg->recompute_boundaries && parts > 1 && st->kind != PART_OVERLAP &&
-                !(cfg->bn == BN_STRIPE && stage_has_bn(net, in, out));
+                !(cfg->bn == BN_STRIPE && plan_has_bn(net, in, out));
     st->store_last = last && !st->bn_passes && !twin;
     LR_TRY(build_stage(net, st));
     if (in == 0 && (cfg->offload & OFFLOAD_INPUT))
@@ -450,7 +450,7 @@ bool plan_stage_recomputes(const net_t *net, const plan_config *cfg, const plan_
 {
     int in = s > 0 ? sp->cut[s - 1] : 0;
     return (cfg->recompute_boundaries || plan_spec_recomputes(sp, s)) && sp->parts[s] > 1 &&
-           sp->kind != PART_OVERLAP && !(cfg->bn == BN_STRIPE && stage_has_bn(net, in, sp->cut[s]));
+           sp->kind != PART_OVERLAP && !(cfg->bn == BN_STRIPE && plan_has_bn(net, in, sp->cut[s]));
 }
 
 lr_status plan_stage_build(const net_t *net, const plan_config *cfg, plan_partitioning kind,

@@ -230,6 +230,8 @@ void plan_free(plan_t *plan);
 lr_status plan_stage_build(const net_t *net, const plan_config *cfg, plan_partitioning kind,
                            int in, int out, int parts, bool last, plan_stage *st);
 void plan_stage_free(plan_stage *st);
+/* Whether nodes (in_node, out_node] hold a BatchNorm. */
+bool plan_has_bn(const net_t *net, int in_node, int out_node);
 
 /* Writes the plan's schedule for one training step into s (reset first). */
 void plan_emit(const plan_t *plan, sched_t *s);
@@ -342,8 +344,8 @@ static inline void plan_stage_use_scripts(plan_stage *st, const plan_scripts *s)
  * alone). */
 void plan_stage_phases(const net_t *net, const plan_config *cfg, const plan_stage *st, int index,
                        plan_phase *fwd, plan_phase *bwd);
-/* The same walked at cfg's batch, never read off the phase functions plan_stage_phases keeps per
- * thread (closed_walk.h): what tests hold those to. */
+/* The same walked at cfg's batch, never read off the phase functions plan_stage_phases keeps
+ * (closed_walk.h): what tests hold those to. */
 void plan_stage_phases_walked(const net_t *net, const plan_config *cfg, const plan_stage *st,
                               int index, plan_phase *fwd, plan_phase *bwd);
 

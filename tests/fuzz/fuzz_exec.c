@@ -1,8 +1,8 @@
 /* fuzz_exec.c - libFuzzer target: bytes -> a small generated network (fuzz_gen.h) -> one
  * training step of a row strategy and one of column training on the CPU backend, from the same
  * weights and batch, which must agree: the loss bit for bit (exact or frozen BatchNorm), every
- * weight gradient within 1e-4 relative (max |a - b| over the layer's largest, or over 0.3 of the
- * net's largest when the layer's are smaller), and each executor's counted peak equal to its
+ * weight gradient within 1e-4 relative (max |a - b| over the layer's largest, or over the net's
+ * largest when the layer's are smaller), and each executor's counted peak equal to its
  * plan's closed-form prediction.
  *
  * The planner's invariants are fuzz_net.c's; this target holds the executor to the planner on
@@ -138,12 +138,15 @@ static void compare(const net_t *net, const plan_config *cfg, run_t *row, run_t 
                 (long long)col->cost.peak_bytes);
         broken("column's counted peak differs from its prediction", net, STRAT_COLUMN);
     }
-    /* each layer's error relative to its largest gradient, or to 0.3 of the net's largest when
-     * its own are smaller: a layer whose gradients cancel to rounding has only rounding to
-     * compare (a BatchNorm feeding another, whose input's gradient sums to zero against 1 and
-     * against its xhat; a one-channel 1x1 conv before a BatchNorm, which makes its weight and
-     * bias gradients zero): such layers showed up to 1.05e-5 of the net's largest (input
-     * 7602158c: two BatchNorms in a row, overl at N = 6) */
+    /* each layer's error relative to its largest gradient, or to the net's largest when its
+     * own are smaller: a layer whose gradients cancel to rounding has only rounding to compare (a
+     * BatchNorm feeding another, whose input's gradient sums to zero against 1 and against its
+     * xhat; a one-channel 1x1 conv before a BatchNorm, which makes its bias gradients zero and
+     * its weight gradients eps's alone). Input af220cb6 (overl, 5 rows): L1's bias gradients
+     * are zero in float64 (PyTorch, the same weights and batch: 1e-15), but sums of about 100
+     * terms near 0.2 in float32, column's 1.49e-6 and the row run's 1.22e-6 from zero, 2.71e-6
+     * apart: 3.07e-5 of the net's largest gradient (two BatchNorms in a row: 1.05e-5, input
+     * 7602158c) */
     double *d = calloc((size_t)net->n_nodes, sizeof *d), *m = calloc((size_t)net->n_nodes, sizeof *m);
     double most = 0;
     if (!d || !m)
@@ -164,7 +167,7 @@ static void compare(const net_t *net, const plan_config *cfg, run_t *row, run_t 
         free(b);
     }
     for (int l = 1; l < net->n_nodes; l++) {
-        double scale = fmax(m[l], 0.3 * most), e = scale > 0 ? d[l] / scale : d[l];
+        double scale = fmax(m[l], most), e = scale > 0 ? d[l] / scale : d[l];
         if (!(e <= 1e-4)) {
             fprintf(stderr, "layer %s: gradient error %.3g (largest %.3g, the net's %.3g)\n",
                     net->nodes[l].name, d[l], m[l], most);

@@ -144,11 +144,15 @@ static void runner_free(runner *r)
 
 /* ------------------------------------------------------------------ comparisons */
 
-/* max |a - b| / max |b| per tensor, the largest over all parameter tensors. */
+/* max |a - b| / max |b| per tensor, the largest over all parameter tensors, and max |a - b| over
+ * the net's largest |b|. */
 static lr_status compare_grads(const net_t *net, exec_t *a, exec_t *b, validate_result *r)
 {
     r->grad_max_rel_err = 0;
+    r->grad_worst_share = 0;
+    r->grad_max_net_err = 0;
     r->running_max_rel_err = 0;
+    double most = 0, worst_scale = 0, worst_diff = 0;
     for (int l = 1; l < net->n_nodes; l++) {
         int64_t n = net->nodes[l].params;
         if (n == 0)
@@ -165,12 +169,17 @@ static lr_status compare_grads(const net_t *net, exec_t *a, exec_t *b, validate_
         double rel = scale > 0 ? diff / scale : diff;
         if (s == LR_OK && rel >= r->grad_max_rel_err) {
             r->grad_max_rel_err = rel;
+            worst_scale = scale;
             snprintf(r->grad_worst, sizeof r->grad_worst, "%s", net->nodes[l].name);
         }
+        most = fmax(most, scale);
+        worst_diff = fmax(worst_diff, diff);
         free(x);
         free(y);
         LR_TRY(s);
     }
+    r->grad_worst_share = most > 0 ? worst_scale / most : 0;
+    r->grad_max_net_err = most > 0 ? worst_diff / most : worst_diff;
     return LR_OK;
 }
 
@@ -884,9 +893,14 @@ void validate_print(FILE *f, const validate_options *o, const validate_result *r
     if (o->column && o->req.strategy != STRAT_COLUMN) {
         fprintf(f, "loss     %s %.7f  column %.7f  |diff| %.3g\n", name, r->loss, r->column_loss,
                 fabs((double)r->loss - r->column_loss));
-        if (o->check_grads)
-            fprintf(f, "grads    largest relative error %.3g (worst: %s)%s\n", r->grad_max_rel_err,
-                    r->grad_worst, r->approximate ? "  (approximate: stripe BatchNorm)" : "");
+        if (o->check_grads) {
+            fprintf(f, "grads    largest relative error %.3g (worst: %s", r->grad_max_rel_err,
+                    r->grad_worst);
+            if (r->grad_worst_share < 0.01) /* its error is rounding's of larger terms */
+                fprintf(f, ", whose gradients peak at %.3g of the net's largest", r->grad_worst_share);
+            fprintf(f, "); %.3g of the net's largest gradient%s\n", r->grad_max_net_err,
+                    r->approximate ? "  (approximate: stripe BatchNorm)" : "");
+        }
         if (r->step_ms > 0) {
             fprintf(f, "time     %s %.2f ms/step  column %.2f ms/step (%.2fx; predicted %.2fx in FLOPs",
                     name, r->step_ms, r->column_step_ms,
@@ -1037,6 +1051,7 @@ void validate_print_json(FILE *f, const validate_options *o, const validate_resu
     json_object_object_add(j, "loss", json_object_new_double(r->loss));
     json_object_object_add(j, "column_loss", json_object_new_double(r->column_loss));
     json_object_object_add(j, "grad_max_rel_err", o->check_grads ? json_object_new_double(r->grad_max_rel_err) : NULL);
+    json_object_object_add(j, "grad_max_net_err", o->check_grads ? json_object_new_double(r->grad_max_net_err) : NULL);
     json_object_object_add(j, "step_ms", json_object_new_double(r->step_ms));
     json_object_object_add(j, "column_step_ms", json_object_new_double(r->column_step_ms));
     json_object_object_add(j, "predicted_flops_ratio", json_object_new_double(r->predicted_flops_ratio));

@@ -61,8 +61,13 @@ typedef struct {
     int64_t packed_calls;          /* CUDA: convolution calls run packed (cuda_conv.cu) */
     int64_t column_predicted_peak_bytes, column_measured_peak_bytes;
     float loss, column_loss;
-    double grad_max_rel_err;
-    char grad_worst[96];
+    double grad_max_rel_err;        /* max |a - b| over the tensor's largest |gradient|, the
+                                       largest over the tensors */
+    char grad_worst[96];            /* its layer */
+    double grad_worst_share;        /* that tensor's largest |gradient| over the net's */
+    double grad_max_net_err;        /* max |a - b| over the net's largest |gradient|: a tensor
+                                       whose gradients cancel to rounding (zero in exact
+                                       arithmetic) has a large relative error and a small one here */
     double running_max_rel_err;
     double step_ms, column_step_ms; /* medians */
     /* the planner's step against column's: FLOPs, and (cpu backend: time_model "cpu", else

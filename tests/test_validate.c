@@ -330,6 +330,34 @@ static void test_test_nets_run_on_each_backend(void **state)
     }
 }
 
+/* tests/data/nets/tiny-cancel.json: conv2's gradients cancel to rounding before a BatchNorm (its
+ * bias gradients are zero in exact arithmetic), so their relative error is rounding's of larger
+ * terms; --check-grads names the tensor, says how small its gradients are beside the net's, and
+ * measures every error against the net's largest gradient too (never above the relative one). */
+static void test_check_grads_says_when_gradients_cancel(void **state)
+{
+    (void)state;
+    validate_options o;
+    validate_options_init(&o);
+    char net[512];
+    snprintf(net, sizeof net, "%s/tests/data/nets/tiny-cancel.json", LRCNN_SRCDIR);
+    o.net = net;
+    o.req.strategy = STRAT_OVERL;
+    o.req.rows = 2;
+    o.cfg.batch = 3;
+    o.hp.seed = 2;
+    o.check_grads = true;
+    o.quiet = true;
+    validate_result r;
+    assert_int_equal(validate_run(&o, &r), LR_OK);
+    assert_true(r.loss == r.column_loss);
+    assert_string_equal(r.grad_worst, "conv2");
+    assert_true(r.grad_worst_share > 0 && r.grad_worst_share < 1e-3);
+    assert_true(r.grad_max_net_err <= r.grad_max_rel_err);
+    assert_true(r.grad_max_net_err < 1e-5);
+    validate_result_free(&r);
+}
+
 /* --profile counts every kernel call of the timed steps: per step, the RUN steps of the training
  * step's schedule by operator and pass (updates included), for the strategy and for column; the
  * buckets by duration hold the same calls, and so do the layers, with the FLOPs the schedule
@@ -622,6 +650,7 @@ int main(void)
         cmocka_unit_test(test_offload_auto_runs_the_chosen_plan),
         cmocka_unit_test(test_predicted_ratios_are_the_planners),
         cmocka_unit_test(test_test_nets_run_on_each_backend),
+        cmocka_unit_test(test_check_grads_says_when_gradients_cancel),
         cmocka_unit_test(test_profile_counts_the_schedules_calls),
         cmocka_unit_test(test_2ps_training_follows_column_for_ten_steps),
         cmocka_unit_test(test_2ps_and_column_reach_the_same_accuracy),

@@ -51,12 +51,10 @@ static inline rowrange rr_none(void)
 /* Smallest range containing both (the convex hull). */
 static inline rowrange rr_hull(rowrange a, rowrange b)
 {
-    if (rr_empty(a))
-        return b;
-    if (rr_empty(b))
-        return a;
+    /* (selects, not branches: the planner hulls ranges in loops over partitions) */
     rowrange r = {a.lo < b.lo ? a.lo : b.lo, a.hi > b.hi ? a.hi : b.hi};
-    return r;
+    r = rr_empty(b) ? a : r;
+    return rr_empty(a) ? b : r;
 }
 
 static inline bool rr_contains(rowrange outer, rowrange inner)
@@ -87,39 +85,78 @@ static inline rowrange rowdep_bin(int i, int in, int out)
     return rr_make((int)((int64_t)i * in / out), (int)(((int64_t)(i + 1) * in + out - 1) / out) - 1);
 }
 
-/* Rows of input `k` of `node` read to compute output rows `out`, clipped to the input's rows.
- * Empty for an empty `out`; all rows for ops that need every row. */
-static inline rowrange rowdep_need(const net_t *net, int node, int k, rowrange out)
+/* How output rows of `node` map to the rows of its input k (rowdep_need), its parameters read
+ * once: a loop over partitions maps with it from registers. */
+typedef enum { ROWMAP_WINDOW, ROWMAP_UPSAMPLE, ROWMAP_BINS, ROWMAP_SAME, ROWMAP_ALL } rowmap_kind;
+
+typedef struct {
+    rowmap_kind kind;
+    int sh, lo_off, hi_off; /* window: rows [r*sh - lo_off, r*sh + hi_off] */
+    int scale;              /* upsample */
+    int in_h, out_h;        /* the input's rows; bins: the output's */
+} rowmap;
+
+static inline rowmap rowdep_map(const net_t *net, int node, int k)
 {
     const net_node *n = &net->nodes[node];
-    const net_node *x = &net->nodes[n->inputs[k]];
-    if (rr_empty(out))
-        return rr_none();
     const net_params *p = &n->prm;
+    rowmap m = {ROWMAP_ALL, 0, 0, 0, 1, net->nodes[n->inputs[k]].h, n->h};
     switch (n->op) {
     case OP_CONV:
     case OP_MAXPOOL:
-    case OP_AVGPOOL: {
-        int64_t lo = (int64_t)out.lo * p->sh - p->ph;
-        int64_t hi = (int64_t)out.hi * p->sh - p->ph + (int64_t)p->dh * (p->kh - 1);
-        if (hi < 0 || lo > x->h - 1)
-            return rr_none(); /* only padding */
-        return rr_make(lo < 0 ? 0 : (int)lo, hi > x->h - 1 ? x->h - 1 : (int)hi);
-    }
+    case OP_AVGPOOL:
+        m.kind = ROWMAP_WINDOW, m.sh = p->sh, m.lo_off = p->ph;
+        m.hi_off = p->dh * (p->kh - 1) - p->ph;
+        break;
     case OP_UPSAMPLE:
-        return rr_make(out.lo / p->scale, out.hi / p->scale);
+        m.kind = ROWMAP_UPSAMPLE, m.scale = p->scale;
+        break;
     case OP_ADAPTIVE_AVGPOOL:
     case OP_GLOBAL_AVGPOOL:
-        return rr_make(rowdep_bin(out.lo, x->h, n->h).lo, rowdep_bin(out.hi, x->h, n->h).hi);
+        m.kind = ROWMAP_BINS;
+        break;
     case OP_RELU:
     case OP_BATCHNORM:
     case OP_ADD:
     case OP_CONCAT:
     case OP_DROPOUT:
+        m.kind = ROWMAP_SAME;
+        break;
+    default:
+        break;
+    }
+    return m;
+}
+
+/* Input rows read to compute output rows `out` (rowdep_need with a rowdep_map). */
+static inline rowrange rowmap_need(rowmap m, rowrange out)
+{
+    if (rr_empty(out))
+        return rr_none();
+    switch (m.kind) {
+    case ROWMAP_WINDOW: {
+        int64_t lo = (int64_t)out.lo * m.sh - m.lo_off;
+        int64_t hi = (int64_t)out.hi * m.sh + m.hi_off;
+        if (hi < 0 || lo > m.in_h - 1)
+            return rr_none(); /* only padding */
+        return rr_make(lo < 0 ? 0 : (int)lo, hi > m.in_h - 1 ? m.in_h - 1 : (int)hi);
+    }
+    case ROWMAP_UPSAMPLE:
+        return rr_make(out.lo / m.scale, out.hi / m.scale);
+    case ROWMAP_BINS:
+        return rr_make(rowdep_bin(out.lo, m.in_h, m.out_h).lo, rowdep_bin(out.hi, m.in_h, m.out_h).hi);
+    case ROWMAP_SAME:
         return out;
     default:
-        return rr_make(0, x->h - 1);
+        return rr_make(0, m.in_h - 1);
     }
+}
+
+/* Rows of input `k` of `node` read to compute output rows `out`, clipped to the input's rows.
+ * Empty for an empty `out`; all rows for ops that need every row. */
+static inline rowrange rowdep_need(const net_t *net, int node, int k, rowrange out)
+{
+    return rowmap_need(rowdep_map(net, node, k), out);
 }
 
 /* The last output row of `node` computable when each input k has rows [0, avail[k]] available

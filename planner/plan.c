@@ -65,8 +65,14 @@ static void need_hi_from_consumers(const net_t *net, const plan_stage *st, const
         if (c > st->out_node)
             continue;
         const int *hc = hi + plan_idx(st, c, 0);
+        rowmap m = rowdep_map(net, c, k);
+        if (m.kind == ROWMAP_SAME) { /* rows 0 .. hc[j] (none: -1) */
+            for (int j = 0; j < st->parts; j++)
+                best[j] = hc[j] > best[j] ? hc[j] : best[j];
+            continue;
+        }
         for (int j = 0; j < st->parts; j++) {
-            rowrange r = rowdep_need(net, c, k, rr_make(0, hc[j]));
+            rowrange r = rowmap_need(m, rr_make(0, hc[j]));
             if (!rr_empty(r) && r.hi > best[j])
                 best[j] = r.hi;
         }
@@ -110,6 +116,12 @@ static void tile_in(const net_t *net, const plan_stage *st, int *hi)
     int avail[NET_MAX_INPUTS];
     for (int l = st->in_node + 1; l <= st->out_node; l++) {
         const net_node *n = &net->nodes[l];
+        int x = n->inputs[0];
+        if (n->n_inputs == 1 && x > st->in_node && rowdep_map(net, l, 0).kind == ROWMAP_SAME) {
+            /* the input's rows, already non-decreasing */
+            memcpy(hi + plan_idx(st, l, 0), hi + plan_idx(st, x, 0), sizeof(int) * (size_t)P);
+            continue;
+        }
         for (int j = 0; j < P; j++) {
             for (int k = 0; k < n->n_inputs; k++) {
                 int u = n->inputs[k];
@@ -125,11 +137,13 @@ static void tile_in(const net_t *net, const plan_stage *st, int *hi)
 static void own_from_hi(const plan_stage *st, const int *hi, rowrange *own)
 {
     int P = st->parts;
-    for (int l = st->in_node + 1; l <= st->out_node; l++)
-        for (int j = 0; j < P; j++) {
-            int prev = j ? hi[plan_idx(st, l, j - 1)] : -1;
-            own[plan_idx(st, l, j)] = rr_make(prev + 1, hi[plan_idx(st, l, j)]);
-        }
+    for (int l = st->in_node + 1; l <= st->out_node; l++) {
+        const int *h = hi + plan_idx(st, l, 0);
+        rowrange *o = own + plan_idx(st, l, 0);
+        o[0] = rr_make(0, h[0]);
+        for (int j = 1; j < P; j++)
+            o[j] = rr_make(h[j - 1] + 1, h[j]);
+    }
 }
 
 /* Per partition j, the hull of the rows of l that its consumers in the stage read while
@@ -147,8 +161,43 @@ static void need_from_consumers(const net_t *net, const plan_stage *st, const ro
                 r[j] = rr_hull(r[j], st->sum_in[j]);
         } else if (c <= st->out_node) {
             const rowrange *oc = of + plan_idx(st, c, 0);
-            for (int j = 0; j < st->parts; j++)
-                r[j] = rr_hull(r[j], rowdep_need(net, c, k, oc[j]));
+            rowmap m = rowdep_map(net, c, k);
+            if (m.kind == ROWMAP_SAME) /* (the most common: relu, BatchNorm, add) */
+                for (int j = 0; j < st->parts; j++)
+                    r[j] = rr_hull(r[j], oc[j]);
+            else
+                for (int j = 0; j < st->parts; j++)
+                    r[j] = rr_hull(r[j], rowmap_need(m, oc[j]));
+        }
+    }
+}
+
+/* need_from_consumers' lowest rows alone (1 << 30: none), all a tiled stage's buffers take from
+ * it: a loop of minima over ints, where the hulls of ranges are selects over pairs. */
+static void need_lo_from_consumers(const net_t *net, const plan_stage *st, int l, int *lo)
+{
+    const int none = 1 << 30;
+    for (int j = 0; j < st->parts; j++)
+        lo[j] = none;
+    for (int e = net->cons_off[l]; e < net->cons_off[l + 1]; e++) {
+        int c = net->cons_node[e], k = net->cons_slot[e];
+        const rowrange *oc = plan_sums_at(st, c) ? st->sum_in
+                             : c <= st->out_node ? st->own + plan_idx(st, c, 0)
+                                                 : NULL;
+        if (!oc)
+            continue;
+        rowmap m = rowdep_map(net, c, k);
+        if (plan_sums_at(st, c) || m.kind == ROWMAP_SAME) {
+            for (int j = 0; j < st->parts; j++) {
+                int v = oc[j].lo <= oc[j].hi ? oc[j].lo : none;
+                lo[j] = v < lo[j] ? v : lo[j];
+            }
+            continue;
+        }
+        for (int j = 0; j < st->parts; j++) {
+            rowrange r = rowmap_need(m, oc[j]);
+            if (!rr_empty(r) && r.lo < lo[j])
+                lo[j] = r.lo;
         }
     }
 }
@@ -195,17 +244,17 @@ static void overlap_comp(const net_t *net, plan_stage *st, void *scratch)
 static void tiled_held(const net_t *net, plan_stage *st, void *scratch)
 {
     int P = st->parts;
-    rowrange *need = scratch;
+    int *need_lo = scratch; /* (room for P ranges) */
     for (int l = st->in_node + 1; l <= st->out_node; l++) {
         if (l != st->out_node)
-            need_from_consumers(net, st, st->own, l, need);
+            need_lo_from_consumers(net, st, l, need_lo);
         int lo_next = 1 << 30;
         for (int j = P - 1; j >= 0; j--) {
             int i = plan_idx(st, l, j);
             st->comp[i] = st->own[i];
             int lo = rr_empty(st->own[i]) ? 1 << 30 : st->own[i].lo;
-            if (l != st->out_node && !rr_empty(need[j]) && need[j].lo < lo)
-                lo = need[j].lo;
+            if (l != st->out_node && need_lo[j] < lo)
+                lo = need_lo[j];
             if (lo_next < lo)
                 lo = lo_next;
             lo_next = lo;

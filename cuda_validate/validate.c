@@ -1052,6 +1052,8 @@ void validate_print_json(FILE *f, const validate_options *o, const validate_resu
     json_object_object_add(j, "column_loss", json_object_new_double(r->column_loss));
     json_object_object_add(j, "grad_max_rel_err", o->check_grads ? json_object_new_double(r->grad_max_rel_err) : NULL);
     json_object_object_add(j, "grad_max_net_err", o->check_grads ? json_object_new_double(r->grad_max_net_err) : NULL);
+    json_object_object_add(j, "grad_worst", o->check_grads ? json_object_new_string(r->grad_worst) : NULL);
+    json_object_object_add(j, "grad_worst_share", o->check_grads ? json_object_new_double(r->grad_worst_share) : NULL);
     json_object_object_add(j, "step_ms", json_object_new_double(r->step_ms));
     json_object_object_add(j, "column_step_ms", json_object_new_double(r->column_step_ms));
     json_object_object_add(j, "predicted_flops_ratio", json_object_new_double(r->predicted_flops_ratio));

@@ -7,7 +7,7 @@
 #
 # Prints one line per request whose output differs and a summary; exit 0 when none differs, 1
 # when some do, 2 on bad arguments. DIR (default: a temporary one, removed) keeps the outputs.
-# Takes about 3 minutes on 2 cores (the fits are most of it).
+# Takes about 2 minutes on 2 cores (the fits are most of it).
 set -u
 [ $# -ge 2 ] && [ -x "$1" ] && [ -x "$2" ] || {
     echo "usage: bench/same_answers.sh OLD_LRCNN_SIM NEW_LRCNN_SIM [DIR]" >&2

@@ -181,13 +181,12 @@ static void need_lo_from_consumers(const net_t *net, const plan_stage *st, int l
         lo[j] = none;
     for (int e = net->cons_off[l]; e < net->cons_off[l + 1]; e++) {
         int c = net->cons_node[e], k = net->cons_slot[e];
-        const rowrange *oc = plan_sums_at(st, c) ? st->sum_in
-                             : c <= st->out_node ? st->own + plan_idx(st, c, 0)
-                                                 : NULL;
-        if (!oc)
+        bool sums = plan_sums_at(st, c);
+        if (!sums && c > st->out_node)
             continue;
+        const rowrange *oc = sums ? st->sum_in : st->own + plan_idx(st, c, 0);
         rowmap m = rowdep_map(net, c, k);
-        if (plan_sums_at(st, c) || m.kind == ROWMAP_SAME) {
+        if (sums || m.kind == ROWMAP_SAME) {
             for (int j = 0; j < st->parts; j++) {
                 int v = oc[j].lo <= oc[j].hi ? oc[j].lo : none;
                 lo[j] = v < lo[j] ? v : lo[j];

@@ -42,10 +42,6 @@ def _maxabs(t):
 ROUNDING_SLACK = 4.0
 
 
-def _layer(key):
-    return key.rsplit(".", 1)[0]
-
-
 def layer_errors(a, b):
     """{layer: (max |a - b|, max |b|)} comparing state_dict-like {key: tensor} a with b, a
     layer's tensors together (a layer's weight and bias form one tensor, as lrcnn-validate
@@ -55,7 +51,7 @@ def layer_errors(a, b):
     for key in b:
         if key.endswith("num_batches_tracked"):
             continue
-        layer = _layer(key)
+        layer = key.rsplit(".", 1)[0]
         d, m = layers.get(layer, (0.0, 0.0))
         layers[layer] = (max(d, _maxabs(a[key].to(b[key].device) - b[key])), max(m, _maxabs(b[key])))
     return layers
@@ -65,14 +61,23 @@ def _relative(d, m):
     return d / m if m > 0 else d
 
 
-def worst(a, b):
-    """(largest relative error, layer) of layer_errors(a, b): max |a - b| / max |b| per layer."""
+def _past(d, m, tol):
+    return not _relative(d, m) <= tol
+
+
+def _worst_of(layers):
+    """(largest relative error, layer) of layer_errors' {layer: (d, m)}."""
     best = (0.0, "-")
-    for layer, (d, m) in layer_errors(a, b).items():
+    for layer, (d, m) in layers.items():
         e = _relative(d, m)
         if e > best[0] or best[1] == "-":
             best = (e, layer)
     return best
+
+
+def worst(a, b):
+    """(largest relative error, layer) comparing a with b: max |a - b| / max |b| per layer."""
+    return _worst_of(layer_errors(a, b))
 
 
 def make_batch(sched, seed):
@@ -127,9 +132,8 @@ def compare(sched, ref, weights, batch, device="cpu", seed=1, lr=0.05, grad_tol=
     images, labels = batch
     loss = runner.step(images.to(device), labels.to(device), update=False)
     layers = layer_errors(runner.gradients(copy=False), ref.grads)
-    grad_err, grad_key = max(((_relative(d, m), k) for k, (d, m) in layers.items()),
-                             default=(0.0, "-"))
-    past = any(not _relative(d, m) <= grad_tol for d, m in layers.values())
+    grad_err, grad_key = _worst_of(layers)
+    past = any(_past(d, m, grad_tol) for d, m in layers.values())
     rounding = ref.rounding() if past and not sched.approximate else {}
     runner.update()
     upd_err, upd_key = worst(runner.state_dict(copy=False), ref.after)
@@ -168,13 +172,13 @@ def run_check(sched, device="cpu", seed=1, lr=0.05, grad_tol=1e-5):
 def rounding_level(d, m, rounding, grad_tol):
     """Whether a layer's gradient error d (its largest gradient m) is past grad_tol only by
     float32 rounding: within ROUNDING_SLACK times column's own error there."""
-    return not _relative(d, m) <= grad_tol and rounding is not None and d <= ROUNDING_SLACK * rounding
+    return _past(d, m, grad_tol) and rounding is not None and d <= ROUNDING_SLACK * rounding
 
 
 def beyond(r, grad_tol):
     """[(layer, relative error)] of the layers past grad_tol by more than rounding."""
     return [(k, _relative(d, m)) for k, (d, m, rnd) in r["grad_layers"].items()
-            if not _relative(d, m) <= grad_tol and not rounding_level(d, m, rnd, grad_tol)]
+            if _past(d, m, grad_tol) and not rounding_level(d, m, rnd, grad_tol)]
 
 
 def verdict(r, loss_tol, grad_tol):

@@ -144,9 +144,9 @@ static void compare(const net_t *net, const plan_config *cfg, run_t *row, run_t 
      * xhat; a one-channel 1x1 conv before a BatchNorm, which makes its bias gradients zero and
      * its weight gradients eps's alone). Input af220cb6 (overl, 5 rows): L1's bias gradients
      * are zero in float64 (PyTorch, the same weights and batch: 1e-15), but sums of 108 terms
-     * that cancel in float32 (3 images x 12 x 3 positions), column's 1.49e-6 and the row run's 1.22e-6 from zero, 2.71e-6
-     * apart: 3.07e-5 of the net's largest gradient (two BatchNorms in a row: 1.05e-5, input
-     * 7602158c) */
+     * that cancel in float32 (3 images x 12 x 3 positions), column's 1.49e-6 and the row run's
+     * 1.22e-6 from zero, 2.71e-6 apart: 3.07e-5 of the net's largest gradient (two BatchNorms in
+     * a row: 1.05e-5, input 7602158c) */
     double *d = calloc((size_t)net->n_nodes, sizeof *d), *m = calloc((size_t)net->n_nodes, sizeof *m);
     double most = 0;
     if (!d || !m)

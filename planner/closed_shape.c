@@ -20,6 +20,11 @@ enum { PER_PART = 4, MEMO_CAP = 64 };
  * rest). 3, 4 and 6 measured alike on resnet101's and resnet50's --fit (1.34-1.38 s, 1.78-1.85 s):
  * 6 keeps the hybrids' many small stages on the plain walk. */
 enum { MEMO_MIN_PARTS = 6 };
+/* Segments pay where a stage has many shapes: with a few, the whole shapes' walks are few, and
+ * looking segments up and piecing walks together costs about what it saves (resnet101 --fit
+ * h100-80gb, one thread, callgrind: from 4 shapes up 11.23 G instructions, from 8 10.94 G, from
+ * 12 10.93 G, from 20 11.01 G, from 32 11.36 G; without segments 11.73 G). */
+enum { SEGMENTS_MIN_SHAPES = 12 };
 
 /* The counts of node l in partition j that its walks read. Overlapping: held = comp, and the
  * backward runs comp (no heads, no boundaries): comp and own. Tiled: comp = own, the backward runs
@@ -247,4 +252,96 @@ void *closed_memo_add(closed_memo *m)
     int e = m->n++;
     memcpy(m->keys + (size_t)e * m->key_len, m->key, sizeof(int32_t) * (size_t)m->key_len);
     return m->vals + (size_t)e * m->val_bytes;
+}
+
+/* ------------------------------------------------------------------ segments */
+
+void closed_segments_init(closed_segments *s, const net_t *net, const closed_shapes *shapes)
+{
+    memset(s, 0, sizeof *s);
+    const plan_stage *st = shapes->st;
+    s->off = shapes->off || shapes->n < SEGMENTS_MIN_SHAPES || shapes->st->whole_walks;
+    if (s->off)
+        return;
+    s->shapes = shapes;
+    int n_local = st->out_node - st->in_node;
+    s->n = (n_local + CLOSED_SEGMENT_NODES - 1) / CLOSED_SEGMENT_NODES;
+    s->first = malloc(sizeof(int) * 6 * (size_t)(s->n + 1));
+    s->keys = calloc((size_t)s->n, sizeof *s->keys);
+    s->vals = calloc((size_t)s->n, sizeof *s->vals);
+    LR_ASSERT(s->first && s->keys && s->vals);
+    s->lo = s->first + s->n + 1, s->hi = s->lo + s->n + 1;
+    s->count = s->hi + s->n + 1, s->cap = s->count + s->n + 1, s->low = s->cap + s->n + 1;
+    for (int g = 0; g < s->n; g++) {
+        int a = st->in_node + 1 + g * CLOSED_SEGMENT_NODES;
+        int b = a + CLOSED_SEGMENT_NODES - 1 < st->out_node ? a + CLOSED_SEGMENT_NODES - 1 : st->out_node;
+        int low = a;
+        for (int l = a; l <= b; l++)
+            for (int k = 0; k < net->nodes[l].n_inputs; k++) {
+                int u = net->nodes[l].inputs[k];
+                if (u > st->in_node && u < low)
+                    low = u;
+            }
+        s->first[g] = a, s->low[g] = low;
+        s->lo[g] = closed_shape_node_at(st, low), s->hi[g] = closed_shape_node_at(st, b + 1);
+        s->count[g] = s->cap[g] = 0;
+    }
+    s->first[s->n] = st->out_node + 1;
+}
+
+void closed_segments_values(closed_segments *s, int extra, size_t val_bytes)
+{
+    s->extra = extra;
+    s->val_bytes = (val_bytes + 15) / 16 * 16;
+}
+
+int closed_segments_reach(const closed_segments *s)
+{
+    int most = 0;
+    for (int g = 0; g < s->n; g++)
+        most = s->first[g + 1] - s->low[g] > most ? s->first[g + 1] - s->low[g] : most;
+    return most;
+}
+
+void closed_segments_free(closed_segments *s)
+{
+    for (int g = 0; g < s->n && !s->off; g++)
+        free(s->keys[g]), free(s->vals[g]);
+    if (!s->off)
+        free(s->first), free(s->keys), free(s->vals);
+    memset(s, 0, sizeof *s);
+}
+
+void *closed_segments_take(closed_segments *s, int g, int j, const int32_t *extra, bool *fresh)
+{
+    LR_ASSERT(!s->off);
+    const closed_shapes *sh = s->shapes;
+    int e = sh->of[j], key_len = 1 + s->extra, lo = s->lo[g], hi = s->hi[g];
+    const int32_t *x = sh->keys + (size_t)e * sh->len;
+    size_t extra_bytes = sizeof(int32_t) * (size_t)s->extra;
+    for (int q = 0; q < s->count[g]; q++) {
+        const int32_t *k = s->keys[g] + (size_t)q * key_len;
+        if (s->extra && memcmp(k + 1, extra, extra_bytes) != 0)
+            continue;
+        const int32_t *y = sh->keys + (size_t)k[0] * sh->len;
+        if (k[0] == e || (memcmp(x, y, sizeof(int32_t) * PER_PART) == 0 &&
+                          memcmp(x + lo, y + lo, sizeof(int32_t) * (size_t)(hi - lo)) == 0)) {
+            *fresh = false;
+            return s->vals[g] + (size_t)q * s->val_bytes;
+        }
+    }
+    if (s->count[g] == s->cap[g]) {
+        int cap = s->cap[g] ? 2 * s->cap[g] : 4;
+        s->keys[g] = realloc(s->keys[g], sizeof(int32_t) * (size_t)key_len * (size_t)cap);
+        s->vals[g] = realloc(s->vals[g], s->val_bytes * (size_t)cap);
+        LR_ASSERT(s->keys[g] && s->vals[g]);
+        s->cap[g] = cap;
+    }
+    int q = s->count[g]++;
+    int32_t *k = s->keys[g] + (size_t)q * key_len;
+    k[0] = e;
+    if (s->extra)
+        memcpy(k + 1, extra, extra_bytes);
+    *fresh = true;
+    return s->vals[g] + (size_t)q * s->val_bytes;
 }

@@ -30,7 +30,10 @@
  * and the cut alone: a search that builds one cut at many N makes them once (plan_scripts_new,
  * at the end of this file) and lends them to each stage (plan_stage.scripts). A script's walk in
  * a partition reads only the counts of its own nodes and the partition's four ints: it is walked
- * once per distinct slice of the shapes' keys (script_memo), not once per shape.
+ * once per distinct slice of the shapes' keys (script_memo), not once per shape. Likewise, in a
+ * stage of many shapes, the shared walks and the recompute are pieced together from segments of
+ * a few nodes, each walked once per distinct slice of the keys it reads (closed_segments; the
+ * backward's keys also hold the gradient flags a segment starts from).
  *
  * Legend: b a BatchNorm, l, u nodes, j a partition, li = l - in_node; levels are live bytes
  * relative to the start of the pass (after its statistics tensor). No walk here moves host memory
@@ -82,6 +85,10 @@ typedef struct {
     int n_releases, cap_releases;
     bool borrowed; /* steps, releases and the passes' in_pass are the stage's scripts' */
     int *stats_of; /* NULL, or by node id: the STATS passes its scripts run it in (counted) */
+    /* the shared walks' segments (off: walked node by node): forward, backward (with its key's
+     * extra ints), the recompute before it */
+    closed_segments fwd_segs, bwd_segs, rec_segs;
+    int32_t *bwd_key;
 } shared;
 
 /* plan_scripts (plan.h): a stage's passes as made here, kept for other evaluations. */
@@ -121,6 +128,7 @@ static void shared_init(shared *sh, evaluator *v, const plan_stage *st, bool des
         if (v->net->nodes[l].op == OP_BATCHNORM)
             sh->pass[k++].node = l;
     }
+    sh->fwd_segs.off = sh->bwd_segs.off = sh->rec_segs.off = true;
 }
 
 static void shared_free(shared *sh)
@@ -133,6 +141,10 @@ static void shared_free(shared *sh)
     if (!sh->borrowed)
         free(sh->steps), free(sh->releases);
     free(sh->pass), free(sh->at);
+    closed_segments_free(&sh->fwd_segs);
+    closed_segments_free(&sh->bwd_segs);
+    closed_segments_free(&sh->rec_segs);
+    free(sh->bwd_key);
 }
 
 static int64_t saturated(int64_t a, int64_t b)
@@ -255,8 +267,83 @@ static void take_stats_scripts(shared *sh, const plan_scripts *s)
         sh->pass[k].count = s->count[k];
 }
 
+/* One segment of a walk (closed_segments), relative to where the segment starts: what the walk
+ * makes there and, for the shared walks, the position before each of its nodes. */
+typedef struct {
+    walk_summary sum;  /* live, FLOPs, time, first highest point */
+    int64_t twin_live; /* the twin's (evaluator.twin) live bytes and first highest point */
+    stretch twin_top;
+    position at[CLOSED_SEGMENT_NODES];
+} segment_walk;
+
+/* A walk going on through a segment's summary w (a recorder's totals and its first highest
+ * point `top`, the twin's if any). */
+static void segment_advance(recorder *r, stretch *top, recorder *twin, const segment_walk *w)
+{
+    *top = closed_later(*top, closed_shifted(w->sum.top, r->live));
+    r->live += w->sum.live;
+    r->flops = saturated(r->flops, w->sum.flops);
+    r->ns = saturated(r->ns, w->sum.ns);
+    if (twin) {
+        twin->top = closed_later(twin->top, closed_shifted(w->twin_top, twin->live));
+        twin->live += w->twin_live;
+    }
+}
+
+/* The nodes first .. last of a forward pass in partition j into w (v->twin set or not as the
+ * whole walk's), with positions when `at`. */
+static void segment_forward(evaluator *v, const fwd_pass *f, int first, int last, int j, bool at,
+                            segment_walk *w)
+{
+    recorder *outer = v->rec, *outer_twin = v->twin;
+    recorder r = {0}, t = {0};
+    v->rec = &r;
+    v->twin = outer_twin ? &t : NULL;
+    stretch top = {0};
+    for (int l = first; l <= last; l++) {
+        if (at)
+            w->at[l - first] = (position){.level = r.live, .flops = r.flops, .ns = r.ns, .top = top};
+        if (f->subset && !f->subset[l])
+            continue;
+        r.top = (stretch){0};
+        closed_forward_node(v, f, l, j);
+        top = closed_later(top, r.top);
+    }
+    w->sum = (walk_summary){r.live, r.flops, r.ns, top, 0};
+    w->twin_live = t.live, w->twin_top = t.top;
+    v->rec = outer, v->twin = outer_twin;
+}
+
+/* Partition j's forward pass f from its first node on, segment by segment (segs), into the
+ * recorder v->rec (and v->twin); with `at`, the position before each node into sh->at. */
+static void forward_by_segments(shared *sh, closed_segments *segs, const fwd_pass *f, int j,
+                                bool at)
+{
+    evaluator *v = sh->v;
+    int in = sh->st->in_node;
+    recorder *r = v->rec;
+    stretch top = r->top;
+    for (int g = 0; g < segs->n; g++) {
+        int first = segs->first[g], last = segs->first[g + 1] - 1;
+        bool fresh;
+        segment_walk *w = closed_segments_take(segs, g, j, NULL, &fresh);
+        if (fresh)
+            segment_forward(v, f, first, last, j, at, w);
+        for (int l = first; l <= last && at; l++) {
+            const position *p = &w->at[l - first];
+            sh->at[l - in] = (position){.level = r->live + p->level,
+                                        .flops = saturated(r->flops, p->flops),
+                                        .ns = saturated(r->ns, p->ns),
+                                        .top = closed_later(top, closed_shifted(p->top, r->live))};
+        }
+        segment_advance(r, &top, v->twin, w);
+    }
+    r->top = top;
+}
+
 /* The shared walk of partition j: a STATS-style forward (nothing stored, boundaries handed on and
- * freed when read) through every node, recorded position by position. */
+ * freed when read) through every node, recorded position by position (segment by segment when
+ * the stage's shapes are sorted). */
 static void record_forward(shared *sh, int j, walk_summary *fwd)
 {
     evaluator *v = sh->v;
@@ -266,12 +353,16 @@ static void record_forward(shared *sh, int j, walk_summary *fwd)
     v->rec = &r;
     v->twin = fwd ? &as_fwd : NULL;
     closed_input_in(v, st, PASS_STATS, j); /* the pass's own copy of it, freed at its end */
-    stretch top = r.top;
-    for (int li = 1; li <= sh->n_local; li++) {
-        sh->at[li] = (position){.level = r.live, .flops = r.flops, .ns = r.ns, .top = top};
-        r.top = (stretch){0};
-        closed_forward_node(v, &f, st->in_node + li, j);
-        top = closed_later(top, r.top);
+    if (!sh->fwd_segs.off) {
+        forward_by_segments(sh, &sh->fwd_segs, &f, j, true);
+    } else {
+        stretch top = r.top;
+        for (int li = 1; li <= sh->n_local; li++) {
+            sh->at[li] = (position){.level = r.live, .flops = r.flops, .ns = r.ns, .top = top};
+            r.top = (stretch){0};
+            closed_forward_node(v, &f, st->in_node + li, j);
+            top = closed_later(top, r.top);
+        }
     }
     v->rec = v->twin = NULL;
     if (fwd) { /* the same kernels: FWD's FLOPs and time are the shared walk's */
@@ -421,6 +512,8 @@ void closed_stats_passes(evaluator *v, const plan_stage *st, walk_summary *fwd)
     closed_memo_init(&memo, shapes, 0, sizeof(walk_summary) * (size_t)(sh.n + 1));
     script_memo scripts;
     script_memo_init(&scripts, &sh, shapes);
+    closed_segments_init(&sh.fwd_segs, v->net, shapes);
+    closed_segments_values(&sh.fwd_segs, 0, sizeof(segment_walk));
     walk_summary *spare = malloc(memo.val_bytes);
     LR_ASSERT(spare != NULL);
     for (int j = 0; j < st->parts; j++) {
@@ -495,8 +588,99 @@ static void gstats_passes_of(shared *sh)
     }
 }
 
+/* A segment of the shared backward walk (closed_segments), walked from its last node down to its
+ * first: what segment_walk keeps, the boundary gradients received and handed on (bytes), and
+ * after it the flags it leaves: the gradient stripes of its nodes and their inputs (low .. last)
+ * and the boundary gradients it hands on (first .. last). */
+typedef struct {
+    segment_walk w;
+    int64_t taken, made;
+} segment_back;
+
+/* Node l of the shared backward walk in partition j, the bytes received (*taken) and handed on
+ * (*made) counted after it. */
+static void backward_step(shared *sh, const bwd_pass *b, int l, int j, bool *g, const bool *gb_in,
+                          bool *gb_out, int64_t *taken, int64_t *made)
+{
+    evaluator *v = sh->v;
+    const plan_stage *st = sh->st;
+    int li = l - st->in_node;
+    closed_backward_node(v, b, l, j, g, gb_in, gb_out);
+    sh->at[li].ran = !rr_empty(closed_bwd_rows(st, l, j)) && g[li];
+    if (l != st->out_node && gb_in[li])
+        *taken += taken_bytes(v, st, l, j);
+    if (gb_out[li])
+        *made += made_bytes(v, st, l, j);
+}
+
+/* Partition j's shared backward walk, segment by segment, into the recorder v->rec: a segment
+ * whose counts and entry flags were walked before takes that walk's summary and flags. */
+static void backward_by_segments(shared *sh, const bwd_pass *b, int j, bool *g, const bool *gb_in,
+                                 bool *gb_out, int64_t *taken_out, int64_t *made_out)
+{
+    evaluator *v = sh->v;
+    closed_segments *segs = &sh->bwd_segs;
+    int in = sh->st->in_node;
+    recorder *r = v->rec;
+    stretch top = {0};
+    int64_t taken = 0, made = 0;
+    for (int s = segs->n - 1; s >= 0; s--) {
+        int first = segs->first[s], last = segs->first[s + 1] - 1, low = segs->low[s];
+        int32_t *x = sh->bwd_key;
+        for (int l = low; l <= last; l++)
+            *x++ = g[l - in];
+        for (int l = first; l <= last; l++)
+            *x++ = gb_in[l - in];
+        while (x < sh->bwd_key + segs->extra)
+            *x++ = -1;
+        bool fresh;
+        segment_back *w = closed_segments_take(segs, s, j, sh->bwd_key, &fresh);
+        unsigned char *flags = (unsigned char *)(w + 1);
+        if (fresh) {
+            recorder rs = {0};
+            v->rec = &rs;
+            stretch st_top = {0};
+            int64_t t = 0, m = 0;
+            for (int l = last; l >= first; l--) {
+                w->w.at[l - first] = (position){.level = rs.live, .flops = rs.flops, .ns = rs.ns,
+                                                .top = st_top, .taken = t, .made = m};
+                rs.top = (stretch){0};
+                backward_step(sh, b, l, j, g, gb_in, gb_out, &t, &m);
+                w->w.at[l - first].ran = sh->at[l - in].ran;
+                st_top = closed_later(st_top, rs.top);
+            }
+            v->rec = r;
+            w->w.sum = (walk_summary){rs.live, rs.flops, rs.ns, st_top, 0};
+            w->taken = t, w->made = m;
+            for (int l = low; l <= last; l++)
+                *flags++ = g[l - in];
+            for (int l = first; l <= last; l++)
+                *flags++ = gb_out[l - in];
+        } else {
+            for (int l = low; l <= last; l++)
+                g[l - in] = *flags++;
+            for (int l = first; l <= last; l++)
+                gb_out[l - in] = *flags++;
+        }
+        for (int l = first; l <= last; l++) {
+            const position *p = &w->w.at[l - first];
+            sh->at[l - in] = (position){.level = r->live + p->level,
+                                        .flops = saturated(r->flops, p->flops),
+                                        .ns = saturated(r->ns, p->ns),
+                                        .top = closed_later(top, closed_shifted(p->top, r->live)),
+                                        .taken = taken + p->taken, .made = made + p->made,
+                                        .ran = p->ran};
+        }
+        taken += w->taken, made += w->made;
+        segment_advance(r, &top, NULL, &w->w);
+    }
+    r->top = top;
+    *taken_out = taken, *made_out = made;
+}
+
 /* The shared backward walk of partition j (every node runs, no target), recorded position by
- * position from the stage output down; gb_in/gb_out chain it from partition to partition. */
+ * position from the stage output down (segment by segment when the stage's shapes are sorted);
+ * gb_in/gb_out chain it from partition to partition. */
 static void record_backward(shared *sh, int j, const recorder *re, bool *gb_in, bool *gb_out,
                             walk_summary *sum)
 {
@@ -510,18 +694,17 @@ static void record_backward(shared *sh, int j, const recorder *re, bool *gb_in, 
     v->rec = &r;
     stretch top = {0};
     int64_t taken = 0, made = 0;
-    for (int li = sh->n_local; li >= 1; li--) {
-        int l = st->in_node + li;
-        sh->at[li] = (position){.level = r.live, .flops = r.flops, .ns = r.ns, .top = top, .taken = taken,
-                                .made = made};
-        r.top = (stretch){0};
-        closed_backward_node(v, &b, l, j, g, gb_in, gb_out);
-        sh->at[li].ran = !rr_empty(closed_bwd_rows(st, l, j)) && g[li];
-        if (l != st->out_node && gb_in[li])
-            taken += taken_bytes(v, st, l, j);
-        if (gb_out[li])
-            made += made_bytes(v, st, l, j);
-        top = closed_later(top, r.top);
+    if (!sh->bwd_segs.off) {
+        backward_by_segments(sh, &b, j, g, gb_in, gb_out, &taken, &made);
+        top = r.top;
+    } else {
+        for (int li = sh->n_local; li >= 1; li--) {
+            sh->at[li] = (position){.level = r.live, .flops = r.flops, .ns = r.ns, .top = top,
+                                    .taken = taken, .made = made};
+            r.top = (stretch){0};
+            backward_step(sh, &b, st->in_node + li, j, g, gb_in, gb_out, &taken, &made);
+            top = closed_later(top, r.top);
+        }
     }
     closed_input_out(v, st, j); /* what the recompute brought in (re) leaves with the pass */
     v->rec = NULL;
@@ -649,7 +832,12 @@ static void gstats_walk(shared *sh, gstats_memo *g, int j, bool *gb_in, bool *gb
     v->rec = &re;
     v->twin = rerun ? &as_bwd : NULL;
     closed_input_in(v, st, PASS_RECOMPUTE, j);
-    closed_recompute_partition(v, st, j, false);
+    if (!sh->rec_segs.off) {
+        fwd_pass f = closed_recompute_pass(st, false);
+        forward_by_segments(sh, &sh->rec_segs, &f, j, false);
+    } else {
+        closed_recompute_partition(v, st, j, false);
+    }
     v->rec = v->twin = NULL;
     w[0] = (walk_summary){re.live, re.flops, re.ns, re.top, 0};
     w[1] = (walk_summary){as_bwd.live, re.flops, re.ns, as_bwd.top, 0};
@@ -664,6 +852,23 @@ static void gstats_walk(shared *sh, gstats_memo *g, int j, bool *gb_in, bool *gb
     }
 }
 
+/* The segments of the recompute and of the shared backward walk; a backward segment's key holds
+ * the gradient stripes present on entry (low .. last) and the boundary gradients received
+ * (first .. last), its value after segment_back the flags it leaves: the same spans. */
+static void gstats_segments_init(shared *sh)
+{
+    const closed_shapes *shapes = closed_shapes_of(sh->v, sh->st);
+    closed_segments_init(&sh->rec_segs, sh->v->net, shapes);
+    closed_segments_values(&sh->rec_segs, 0, sizeof(segment_walk));
+    closed_segments_init(&sh->bwd_segs, sh->v->net, shapes);
+    if (sh->bwd_segs.off)
+        return;
+    int extra = closed_segments_reach(&sh->bwd_segs) + CLOSED_SEGMENT_NODES;
+    closed_segments_values(&sh->bwd_segs, extra, sizeof(segment_back) + (size_t)extra);
+    sh->bwd_key = malloc(sizeof(int32_t) * (size_t)extra);
+    LR_ASSERT(sh->bwd_key != NULL);
+}
+
 void closed_gstats_passes(evaluator *v, const plan_stage *st, walk_summary *by_part,
                           walk_summary *rerun, bool *gb_last)
 {
@@ -676,6 +881,7 @@ void closed_gstats_passes(evaluator *v, const plan_stage *st, walk_summary *by_p
     LR_ASSERT(gb_in && gb_out);
     gstats_memo g;
     gstats_memo_init(&g, &sh);
+    gstats_segments_init(&sh);
     for (int j = st->parts - 1; j >= 0; j--) {
         if (j == 0 && gb_last)
             memcpy(gb_last, gb_in, (size_t)sh.n_local + 1);

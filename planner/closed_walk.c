@@ -341,7 +341,7 @@ void closed_backward_partition(evaluator *v, const bwd_pass *b, int j, bool *gb_
 
 void closed_recompute_partition(evaluator *v, const plan_stage *st, int j, bool free_bnd)
 {
-    fwd_pass f = {st, PASS_RECOMPUTE, true, false, free_bnd, st->rerun, -1, PASS_RECOMPUTE, true};
+    fwd_pass f = closed_recompute_pass(st, free_bnd);
     closed_forward_partition(v, &f, j);
 }
 

@@ -189,6 +189,9 @@ typedef struct plan_stage {
     /* NULL, or the statistics passes' scripts of (in_node, out_node] made beforehand
      * (plan_scripts_new; plan_stage_use_scripts), which the closed form then takes */
     const struct plan_scripts *scripts;
+    /* the closed form walks each partition shape whole, never in segments (closed_segments): for
+     * the tests that hold the segments to the whole walks (false: as closed_segments decides) */
+    bool whole_walks;
 } plan_stage;
 
 typedef struct {

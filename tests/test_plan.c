@@ -2330,6 +2330,70 @@ static void test_scripts_made_beforehand_change_no_phase(void **state)
     (void)state;
 }
 
+/* A stage with many partition shapes has its exact-BatchNorm passes' shared walks pieced together
+ * from segments walked once per slice of the shapes' keys (closed_segments). resnet18 at
+ * 1000x1000 through layer3 has such stages: 2ps in 40 and 57 partitions (23 and 25 shapes), overl
+ * in 57 (14); row's stripes split the output and keep to a few shapes (7 and 9). Each case has
+ * the shapes that turn segments on, and its closed form equals the replay to the byte (step time,
+ * where the peak is), and the stage's phases equal those of its shapes walked whole, field by
+ * field: a one-stage plan, with recomputed boundaries, as the second stage of two, and with the
+ * input and the boundaries in host memory. */
+static void test_segmented_walks_equal_the_replay(void **state)
+{
+    (void)state;
+    net_t *net = test_zoo("resnet18");
+    assert_int_equal(net_reshape(net, 1000, 1000), LR_OK);
+    int end = find(net, "layer3_1_relu"), mid = find(net, "layer1_1_relu");
+    enum { ONE, RECOMPUTE, SECOND, OFFLOAD };
+    static const struct {
+        plan_partitioning kind;
+        int parts, form;
+    } cases[] = {{PART_TILE_IN, 40, ONE},       {PART_TILE_IN, 57, ONE},
+                 {PART_TILE_IN, 40, RECOMPUTE}, {PART_TILE_IN, 57, SECOND},
+                 {PART_TILE_IN, 40, OFFLOAD},   {PART_OVERLAP, 57, ONE},
+                 {PART_OVERLAP, 57, OFFLOAD}};
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        plan_config cfg = config(2, BN_EXACT);
+        if (cases[k].form == OFFLOAD)
+            cfg.offload = OFFLOAD_INPUT | OFFLOAD_BOUNDARY;
+        cfg.recompute_boundaries = cases[k].form == RECOMPUTE;
+        plan_spec sp = {.kind = cases[k].kind, .n_stages = 1, .cut = {end},
+                        .parts = {cases[k].parts}, .recompute = cases[k].form == RECOMPUTE};
+        if (cases[k].form == SECOND)
+            sp.n_stages = 2, sp.cut[0] = mid, sp.cut[1] = end, sp.parts[0] = 1,
+            sp.parts[1] = cases[k].parts;
+        plan_t *plan = build(net, &cfg, &sp);
+        const plan_stage *st = &plan->stages[plan->n_stages - 1];
+        closed_shapes sh;
+        closed_shapes_init(&sh, st);
+        closed_segments seg;
+        closed_segments_init(&seg, net, &sh);
+        char what[96];
+        snprintf(what, sizeof what, "resnet18 1000x1000 kind %d N %d form %d", cases[k].kind,
+                 cases[k].parts, cases[k].form);
+        if (seg.off)
+            fail_msg("%s: %d shapes among %d partitions: no segments", what, sh.n, st->parts);
+        closed_segments_free(&seg);
+        closed_shapes_free(&sh);
+        check_agreement(plan, what);
+        /* every field of the stage's two phases as the whole walks make them (where a phase
+         * peaks matters once stages are composed, even when the plan's peak is elsewhere) */
+        plan_stage alone;
+        int in = sp.n_stages == 2 ? mid : 0;
+        assert_int_equal(plan_stage_build(net, &cfg, cases[k].kind, in, end, cases[k].parts, true,
+                                          &alone), LR_OK);
+        plan_phase f[2], bw[2];
+        plan_stage_phases(net, &cfg, &alone, sp.n_stages - 1, &f[0], &bw[0]);
+        alone.whole_walks = true;
+        plan_stage_phases(net, &cfg, &alone, sp.n_stages - 1, &f[1], &bw[1]);
+        assert_same_phase(&f[0], &f[1], what);
+        assert_same_phase(&bw[0], &bw[1], what);
+        plan_stage_free(&alone);
+        plan_free(plan);
+    }
+    net_free(net);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -2344,6 +2408,7 @@ int main(void)
         cmocka_unit_test(test_stages_costed_alone_compose_to_the_closed_form),
         cmocka_unit_test(test_partitions_of_a_stage_come_in_a_few_shapes),
         cmocka_unit_test(test_scripts_made_beforehand_change_no_phase),
+        cmocka_unit_test(test_segmented_walks_equal_the_replay),
         cmocka_unit_test(test_twin_stages_are_the_same_plan_shifted),
         cmocka_unit_test(test_region_end_floor_is_under_every_peak),
         cmocka_unit_test(test_stage_floor_is_under_every_plan_holding_it),

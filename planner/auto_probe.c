@@ -59,14 +59,8 @@ static lr_status stage_alone(const search *s, plan_bn bn, plan_partitioning kind
     plan_config cfg = s->cfg;
     cfg.bn = bn;
     cfg.recompute_boundaries = cfg.recompute_boundaries || recompute;
-    plan_stage st;
-    LR_TRY(plan_stage_build(s->net, &cfg, kind, s->cut[a], s->cut[b], parts, last, &st));
-    plan_stage_use_scripts(&st, scripts);
-    *runs = plan_stage_runs(s->net, &st);
-    if (*runs <= PLAN_MAX_RUNS)
-        plan_stage_phases(s->net, &cfg, &st, index, fwd, bwd);
-    plan_stage_free(&st);
-    return LR_OK;
+    return plan_stage_alone(s->net, &cfg, kind, s->cut[a], s->cut[b], parts, last, index, scripts,
+                            fwd, bwd, runs);
 }
 
 /* The pieces every probe plan is put together from (search.head_fwd ...). */

@@ -697,6 +697,40 @@ void plan_stage_phases(const net_t *net, const plan_config *cfg, const plan_stag
     stage_walk(net, cfg, st, index, fwd, bwd, NULL, NULL, NULL);
 }
 
+lr_status plan_stage_alone(const net_t *net, const plan_config *cfg, plan_partitioning kind,
+                           int in, int out, int parts, bool last, int index,
+                           const plan_scripts *scripts, plan_phase *fwd, plan_phase *bwd,
+                           int64_t *runs)
+{
+    /* (the phases at another batch read off the functions: what the build would decide is all
+     * their key needs, kept the first time; resnet101 --fit h100-80gb, one thread: of 16,141
+     * stages asked 6,480 are not built again, 10.92 G instructions before, 10.62 G after) */
+    bool reuse = cfg->reuse_phases && !cfg->device && net->shape_id != 0;
+    closed_build_key b;
+    closed_phase_key k;
+    if (reuse) {
+        closed_build_key_of(net, cfg, kind, in, out, parts, last, &b);
+        if (closed_build_get(&b, &k, runs)) {
+            k.index = index, k.eb = cost_dtype_bytes(cfg->dtype), k.optim = (int)cfg->optim;
+            if (closed_phase_fn_get(&k, cfg->batch, fwd, bwd))
+                return LR_OK;
+        }
+    }
+    plan_stage st;
+    LR_TRY(plan_stage_build(net, cfg, kind, in, out, parts, last, &st));
+    plan_stage_use_scripts(&st, scripts);
+    *runs = plan_stage_runs(net, &st);
+    if (*runs <= PLAN_MAX_RUNS) {
+        plan_stage_phases(net, cfg, &st, index, fwd, bwd);
+        if (reuse && closed_phase_fn_applies(net, cfg, &st)) {
+            closed_phase_key_of(net, cfg, &st, index, &k);
+            closed_build_put(&b, &k, *runs);
+        }
+    }
+    plan_stage_free(&st);
+    return LR_OK;
+}
+
 void plan_stage_phases_walked(const net_t *net, const plan_config *cfg, const plan_stage *st,
                               int index, plan_phase *fwd, plan_phase *bwd)
 {

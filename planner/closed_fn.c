@@ -173,3 +173,70 @@ bool closed_phase_fn_get(const closed_phase_key *k, int batch, plan_phase *fwd, 
     }
     return found;
 }
+
+/* ------------------------------------------------------------------ builds */
+
+/* What a stage built as asked turned out to be (plan_stage_alone): its phase key and its runs,
+ * in a table beside the functions (the same lock; full, it drops everything). */
+typedef struct {
+    bool used;
+    closed_build_key key;
+    closed_phase_key phase;
+    int64_t runs;
+} build_entry;
+
+static build_entry *builds;
+static int n_builds;
+
+void closed_build_key_of(const net_t *net, const plan_config *cfg, plan_partitioning kind, int in,
+                         int out, int parts, bool last, closed_build_key *b)
+{
+    memset(b, 0, sizeof *b); /* (compared whole) */
+    b->shape_id = net->shape_id;
+    b->in = in, b->out = out, b->parts = parts, b->kind = (int)kind, b->bn = (int)cfg->bn;
+    b->offload = cfg->offload & (OFFLOAD_INPUT | OFFLOAD_BOUNDARY);
+    b->last = last, b->recompute_boundaries = cfg->recompute_boundaries;
+}
+
+static build_entry *build_slot(const closed_build_key *b)
+{
+    const unsigned char *p = (const unsigned char *)b;
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (size_t i = 0; i < sizeof *b; i++)
+        h = (h ^ p[i]) * 0x100000001b3ull;
+    for (uint32_t i = (uint32_t)(h ^ (h >> 32)) & (FN_SLOTS - 1);; i = (i + 1) & (FN_SLOTS - 1))
+        if (!builds[i].used || memcmp(&builds[i].key, b, sizeof *b) == 0)
+            return &builds[i];
+}
+
+bool closed_build_get(const closed_build_key *b, closed_phase_key *k, int64_t *runs)
+{
+    bool found = false;
+#pragma omp critical(closed_phase_fns)
+    {
+        build_entry *e = builds ? build_slot(b) : NULL;
+        if (e && e->used) {
+            *k = e->phase, *runs = e->runs;
+            found = true;
+        }
+    }
+    return found;
+}
+
+void closed_build_put(const closed_build_key *b, const closed_phase_key *k, int64_t runs)
+{
+#pragma omp critical(closed_phase_fns)
+    {
+        if (!builds)
+            builds = calloc(FN_SLOTS, sizeof *builds);
+        if (builds && n_builds >= FN_MAX) {
+            memset(builds, 0, sizeof *builds * FN_SLOTS);
+            n_builds = 0;
+        }
+        build_entry *e = builds ? build_slot(b) : NULL;
+        if (e && !e->used) {
+            *e = (build_entry){.used = true, .key = *b, .phase = *k, .runs = runs};
+            n_builds++;
+        }
+    }
+}

@@ -517,4 +517,20 @@ bool closed_phase_fn_get(const closed_phase_key *k, int batch, plan_phase *fwd, 
 void closed_phase_fn_put(const closed_phase_key *k, const plan_phase *at1,
                          const closed_stretches *str, int bwd_from, const int64_t *konst);
 
+/* What plan_stage_build reads: the net's shape, the stage and its partitions as asked, and of cfg
+ * what decides its statistics passes, twin and offloading. */
+typedef struct {
+    uint64_t shape_id;
+    int in, out, parts, kind, bn;
+    unsigned offload;
+    bool last, recompute_boundaries;
+} closed_build_key;
+
+void closed_build_key_of(const net_t *net, const plan_config *cfg, plan_partitioning kind, int in,
+                         int out, int parts, bool last, closed_build_key *b);
+/* The phase key (index, eb and optim as the caller sets them) and runs kept for a stage built
+ * as b asks; false when none are kept. */
+bool closed_build_get(const closed_build_key *b, closed_phase_key *k, int64_t *runs);
+void closed_build_put(const closed_build_key *b, const closed_phase_key *k, int64_t runs);
+
 #endif

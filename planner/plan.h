@@ -352,6 +352,16 @@ void plan_stage_phases(const net_t *net, const plan_config *cfg, const plan_stag
 void plan_stage_phases_walked(const net_t *net, const plan_config *cfg, const plan_stage *st,
                               int index, plan_phase *fwd, plan_phase *bwd);
 
+/* Stage (in, out] alone, as plan_stage_build builds it under cfg, lent `scripts` (NULL: none):
+ * its runs (plan_stage_runs) and, when they are within PLAN_MAX_RUNS, its phases as stage
+ * `index` (plan_stage_phases). Under plan_config.reuse_phases a stage asked again (another batch
+ * of a --fit question) is not built again when its phases are kept: what the build decided is
+ * kept beside them. Errors: plan_stage_build's. */
+lr_status plan_stage_alone(const net_t *net, const plan_config *cfg, plan_partitioning kind,
+                           int in, int out, int parts, bool last, int index,
+                           const plan_scripts *scripts, plan_phase *fwd, plan_phase *bwd,
+                           int64_t *runs);
+
 /* The phases of a plan put together from its stages' (fwd[s], bwd[s], s < n_stages) and the
  * persistent and tail phases of `ends`, recorded from a plan of ends_stages stages whose last
  * stage ends where this one's does (the tail depends only on that): plan_compose(out) then

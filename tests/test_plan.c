@@ -2330,6 +2330,74 @@ static void test_scripts_made_beforehand_change_no_phase(void **state)
     (void)state;
 }
 
+/* plan_stage_alone under reuse_phases keeps what a stage's build decided beside its phase
+ * functions, and a stage asked again at another batch is read off them without a build. Asked in
+ * one process for every kind, N, last or not, BatchNorm mode, kept or recomputed boundaries and
+ * offloading (keys that collided would hand one stage another's phases), each equals the stage
+ * built and walked at that batch, its runs too. */
+static void test_stages_asked_again_equal_their_walk(void **state)
+{
+    (void)state;
+    static const floor_case cases[] = {{"resnet18", 8, 0, BN_EXACT, false, 0},
+                                       {"tiny-resnet", 8, 0, BN_EXACT, true, OFFLOAD_BOUNDARY},
+                                       {"tiny-mix", 16, 0, BN_EXACT, false, OFFLOAD_INPUT}};
+    static const int parts[] = {1, 2, 5, 16};
+    static const plan_bn modes[] = {BN_EXACT, BN_FROZEN, BN_STRIPE};
+    int read_off = 0;
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        plan_config cfg;
+        int ends[PLAN_MAX_STAGES], n;
+        net_t *net = floor_case_net(&cases[c], &cfg, ends, &n);
+        cfg.device = NULL;
+        cfg.reuse_phases = true;
+        for (int a = 0; a < n; a++)
+            for (int b = a + 1; b <= n && b <= a + 2; b++)
+                for (size_t m = 0; m < 3; m++)
+                    for (int kind = 0; kind < 3; kind++)
+                        for (size_t k = 0; k < sizeof parts / sizeof parts[0]; k++)
+                            for (int last = 0; last < 2; last++) {
+                                int in = a ? ends[a - 1] : 0, out = ends[b - 1];
+                                plan_config one = cfg, at = cfg;
+                                one.bn = at.bn = modes[m];
+                                one.batch = 1, at.batch = 7;
+                                plan_phase f[2], bw[2];
+                                int64_t runs[2];
+                                assert_int_equal(plan_stage_alone(net, &one, (plan_partitioning)kind,
+                                                                  in, out, parts[k], last, a, NULL,
+                                                                  &f[0], &bw[0], &runs[0]), LR_OK);
+                                closed_build_key bk;
+                                closed_phase_key pk;
+                                closed_build_key_of(net, &at, (plan_partitioning)kind, in, out,
+                                                    parts[k], last, &bk);
+                                read_off += closed_build_get(&bk, &pk, &runs[1]);
+                                assert_int_equal(plan_stage_alone(net, &at, (plan_partitioning)kind,
+                                                                  in, out, parts[k], last, a, NULL,
+                                                                  &f[0], &bw[0], &runs[0]), LR_OK);
+                                plan_stage st;
+                                assert_int_equal(plan_stage_build(net, &at, (plan_partitioning)kind,
+                                                                  in, out, parts[k], last, &st),
+                                                 LR_OK);
+                                runs[1] = plan_stage_runs(net, &st);
+                                char what[160];
+                                snprintf(what, sizeof what, "%s (%s, %s] bn %s kind %d N %d last %d",
+                                         cases[c].net, net->nodes[in].name, net->nodes[out].name,
+                                         plan_bn_name(modes[m]), kind, parts[k], last);
+                                if (runs[0] != runs[1])
+                                    fail_msg("%s: runs %lld, built %lld", what, (long long)runs[0],
+                                             (long long)runs[1]);
+                                if (runs[1] <= PLAN_MAX_RUNS) {
+                                    plan_stage_phases_walked(net, &at, &st, a, &f[1], &bw[1]);
+                                    assert_same_phase(&f[0], &f[1], what);
+                                    assert_same_phase(&bw[0], &bw[1], what);
+                                }
+                                plan_stage_free(&st);
+                            }
+        net_free(net);
+    }
+    print_message("  %d stages asked again found their build kept\n", read_off);
+    assert_true(read_off > 100);
+}
+
 /* A stage with many partition shapes has its exact-BatchNorm passes' shared walks pieced together
  * from segments walked once per slice of the shapes' keys (closed_segments). resnet18 at
  * 1000x1000 through layer3 has such stages: 2ps in 40 and 57 partitions (23 and 25 shapes), overl
@@ -2409,6 +2477,7 @@ int main(void)
         cmocka_unit_test(test_partitions_of_a_stage_come_in_a_few_shapes),
         cmocka_unit_test(test_scripts_made_beforehand_change_no_phase),
         cmocka_unit_test(test_segmented_walks_equal_the_replay),
+        cmocka_unit_test(test_stages_asked_again_equal_their_walk),
         cmocka_unit_test(test_twin_stages_are_the_same_plan_shifted),
         cmocka_unit_test(test_region_end_floor_is_under_every_peak),
         cmocka_unit_test(test_stage_floor_is_under_every_plan_holding_it),

@@ -821,8 +821,10 @@ static lr_status build_consumers(net_t *net)
 
 lr_status net_infer(net_t *net)
 {
-    static uint64_t shapes;
+    static uint64_t shapes, graphs;
     net->shape_id = __atomic_add_fetch(&shapes, 1, __ATOMIC_RELAXED);
+    if (net->graph_id == 0)
+        net->graph_id = __atomic_add_fetch(&graphs, 1, __ATOMIC_RELAXED);
     net->params = 0;
     for (int i = 0; i < net->n_nodes; i++)
         net->nodes[i].n_consumers = 0;

@@ -79,6 +79,9 @@ typedef struct {
     int *cons_off, *cons_node, *cons_slot;
     uint64_t shape_id; /* net_infer's, a new one each time it runs (in this process): what a
                           cache keyed by the net's shapes compares (closed_kernel_ns) */
+    uint64_t graph_id; /* its layers and edges: a new one when net_infer first sees the net, kept
+                          by net_reshape and a whole copy (auto_subnet from 0); what a cache keyed
+                          by the graph alone compares (plan_scripts_kept). 0 before net_infer */
 } net_t;
 
 /* Loads a network from a JSON file. On error returns a status whose message names

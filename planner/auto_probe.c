@@ -146,8 +146,11 @@ static lr_status stage_alone_shared(search *s, const space *sp_of, probe_job *j,
     }
 #pragma omp atomic
     s->n_evals++;
-    if (j && !j->scripts && sp_of->bn == BN_EXACT && parts > 1 && stage_has_bn(s, a, b))
-        j->scripts = plan_scripts_new(s->net, s->cut[a], s->cut[b]);
+    if (j && !j->scripts && sp_of->bn == BN_EXACT && parts > 1 && stage_has_bn(s, a, b)) {
+        j->scripts = plan_scripts_kept(s->net, s->cut[a], s->cut[b]);
+        if (!j->scripts)
+            j->scripts = j->own = plan_scripts_new(s->net, s->cut[a], s->cut[b]);
+    }
     LR_TRY(stage_alone(s, sp_of->bn, sp_of->kind, a, b, parts, last, recompute, index,
                        j ? j->scripts : NULL, fwd, bwd, runs));
     if (memo && !j->twin) {
@@ -257,6 +260,7 @@ lr_status auto_subnet(const net_t *net, int from, net_t **out)
             sub->nodes[l].inputs[k] -= from;
             LR_ASSERT(sub->nodes[l].inputs[k] >= 0); /* `from` is a cut */
         }
+    sub->graph_id = from == 0 ? net->graph_id : 0; /* (past `from`: a graph of its own) */
     lr_status st = net_infer(sub);
     if (st != LR_OK) {
         net_free(sub);
@@ -386,8 +390,8 @@ static void run_job(search *s, probe_job *j, int64_t extra_limit)
         if (!special && worse >= PARTS_PATIENCE)
             break;
     }
-    plan_scripts_free(j->scripts);
-    j->scripts = NULL;
+    plan_scripts_free(j->own);
+    j->scripts = NULL, j->own = NULL;
 }
 
 /* ------------------------------------------------------------------ jobs */

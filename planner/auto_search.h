@@ -107,8 +107,10 @@ typedef struct probe_job {
     int shift;
     stage_memo *memo;
     /* while its N are measured: the statistics passes' scripts of the stage (exact BatchNorm),
-     * made when it first measures a stage itself and lent to each N's; else NULL */
-    plan_scripts *scripts;
+     * the net's kept ones (or made, then also in own) when it first measures a stage itself, and
+     * lent to each N's; else NULL */
+    const plan_scripts *scripts;
+    plan_scripts *own;
     stage_edge *out; /* one per N tried */
     int n;
     lr_status status;

@@ -257,6 +257,12 @@ static void stats_scripts(shared *sh)
     free(lf);
 }
 
+/* The stage's scripts: those lent to it, else those kept for its cut (NULL: none, made here). */
+static const plan_scripts *stage_scripts(const evaluator *v, const plan_stage *st)
+{
+    return st->scripts ? st->scripts : plan_scripts_kept(v->net, st->in_node, st->out_node);
+}
+
 static void take_stats_scripts(shared *sh, const plan_scripts *s)
 {
     LR_ASSERT(s->in == sh->st->in_node && s->out == sh->st->out_node && s->n == sh->n);
@@ -500,8 +506,9 @@ void closed_stats_passes(evaluator *v, const plan_stage *st, walk_summary *fwd)
     LR_ASSERT(!fwd || closed_passes_share_walks(st));
     shared sh;
     shared_init(&sh, v, st, false);
-    if (st->scripts) {
-        take_stats_scripts(&sh, st->scripts);
+    const plan_scripts *lent = stage_scripts(v, st);
+    if (lent) {
+        take_stats_scripts(&sh, lent);
         closed_positions(v, st, NULL);
     } else {
         stats_scripts(&sh);
@@ -571,7 +578,7 @@ static void gstats_pass_of(shared *sh, bn_pass *p)
 /* The passes' nodes (made here, or the stage's scripts'), and their boundary gradient flags. */
 static void gstats_passes_of(shared *sh)
 {
-    const plan_scripts *s = sh->st->scripts;
+    const plan_scripts *s = stage_scripts(sh->v, sh->st);
     if (s) {
         LR_ASSERT(s->in == sh->st->in_node && s->out == sh->st->out_node && s->n == sh->n);
         sh->borrowed = true;
@@ -954,6 +961,58 @@ plan_scripts *plan_scripts_new(const net_t *net, int in, int out)
 const int *plan_scripts_stats_of(const plan_scripts *s)
 {
     return s->stats_of;
+}
+
+/* plan_scripts_kept's table: open addressing by (graph, in, out), at most half full; entries
+ * are never removed (a stage may hold one while another thread asks). */
+enum { KEPT_SLOTS = 4096, KEPT_MAX = KEPT_SLOTS / 2 };
+typedef struct {
+    uint64_t graph;
+    int in, out;
+    plan_scripts *s;
+} kept_entry;
+static kept_entry *kept;
+static int n_kept_scripts;
+
+/* (under the lock) */
+static kept_entry *kept_slot(uint64_t graph, int in, int out)
+{
+    uint64_t h = (graph * 0x9E3779B97F4A7C15u) ^ ((uint64_t)(uint32_t)in << 20) ^ (uint32_t)out;
+    h ^= h >> 29;
+    for (uint32_t i = (uint32_t)h & (KEPT_SLOTS - 1);; i = (i + 1) & (KEPT_SLOTS - 1))
+        if (!kept[i].s || (kept[i].graph == graph && kept[i].in == in && kept[i].out == out))
+            return &kept[i];
+}
+
+const plan_scripts *plan_scripts_kept(const net_t *net, int in, int out)
+{
+    if (net->graph_id == 0)
+        return NULL;
+    const plan_scripts *found = NULL;
+    bool room = false;
+#pragma omp critical(plan_scripts_kept)
+    {
+        if (!kept)
+            kept = calloc(KEPT_SLOTS, sizeof *kept);
+        kept_entry *e = kept ? kept_slot(net->graph_id, in, out) : NULL;
+        found = e ? e->s : NULL;
+        room = kept && n_kept_scripts < KEPT_MAX;
+    }
+    if (found || !room)
+        return found;
+    plan_scripts *made = plan_scripts_new(net, in, out); /* (outside the lock: it walks the graph) */
+#pragma omp critical(plan_scripts_kept)
+    {
+        kept_entry *e = kept_slot(net->graph_id, in, out);
+        if (!e->s && n_kept_scripts < KEPT_MAX) { /* (another thread may have kept them meanwhile) */
+            *e = (kept_entry){net->graph_id, in, out, made};
+            n_kept_scripts++;
+            made = NULL;
+        }
+        found = e->s;
+    }
+    plan_scripts_free(made);
+    return found;
 }
 
 void plan_scripts_free(plan_scripts *s)

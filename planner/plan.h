@@ -333,6 +333,11 @@ void plan_scripts_free(plan_scripts *s);
 /* By node id: how many BatchNorms of the stage it is an ancestor of (or is), that is how many
  * STATS passes run it (plan_stage_runs counts them so). */
 const int *plan_scripts_stats_of(const plan_scripts *s);
+/* The scripts of (in, out] kept for the net's graph (net_t.graph_id) until the process ends, made
+ * when first asked for; NULL when the net has no graph id or the table is full (the caller makes
+ * its own then). The caller does not free them. Searches at every size and batch of one net, and
+ * the closed form of every plan of it, share them. */
+const plan_scripts *plan_scripts_kept(const net_t *net, int in, int out);
 
 /* st (and its twin) take the scripts made for its cut (NULL: none). */
 static inline void plan_stage_use_scripts(plan_stage *st, const plan_scripts *s)

@@ -471,7 +471,8 @@ typedef struct {
     bool early; /* only the N of early_parts */
     /* by end: the statistics passes' scripts of (0, end] (exact BatchNorm), made as the end is
      * first measured; NULL: none yet */
-    plan_scripts *scripts[PLAN_MAX_STAGES];
+    const plan_scripts *scripts[PLAN_MAX_STAGES];
+    plan_scripts *own[PLAN_MAX_STAGES]; /* by end: those made here (the net's kept none) */
 } trial_batch;
 
 /* N measured early at the net's own size, where the lowest peak is at a few partitions: their
@@ -600,8 +601,11 @@ static void measure_ends(trial_batch *b, const bool *skip, const int64_t *saved)
     int lo = b->lo, hi = lo + b->per - 1, n_ends = b->n_ends;
     b->skip = skip;
     for (int r = 0; r < n_ends && b->cfg->bn == BN_EXACT && lo < hi; r++) /* (--rows: one N) */
-        if (!b->scripts[r] && !(skip && skip[r]))
-            b->scripts[r] = plan_scripts_new(b->net, 0, b->ends[r]);
+        if (!b->scripts[r] && !(skip && skip[r])) {
+            b->scripts[r] = plan_scripts_kept(b->net, 0, b->ends[r]);
+            if (!b->scripts[r])
+                b->scripts[r] = b->own[r] = plan_scripts_new(b->net, 0, b->ends[r]);
+        }
     bool past[PLAN_MAX_STAGES]; /* by end: the search goes past hi */
     for (int r = 0; r < n_ends; r++) {
         b->n_from[r] = b->n_to[r] = hi;
@@ -733,7 +737,7 @@ static lr_status single_stage_as(const net_t *net, const plan_config *cfg, plan_
     }
     free(rec), free(t);
     for (int r = 0; r < n_ends; r++)
-        plan_scripts_free(batch.scripts[r]);
+        plan_scripts_free(batch.own[r]);
     if (st == LR_OK && pick.n > 0) {
         int best = strategy_pick_best(&pick);
         *sp = pick.v[best].spec;

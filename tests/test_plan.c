@@ -2278,9 +2278,10 @@ static void assert_same_phase(const plan_phase *a, const plan_phase *b, const ch
 }
 
 /* The searches make a cut's statistics-pass scripts once and lend them to every stage they build
- * there (plan_scripts_new, plan_stage_use_scripts): a stage's phases and its run bound must be the
- * ones made without them, for every kind and N, last or not, with a device's time model,
- * recomputed boundaries (the twin takes them too) and offloading. */
+ * there (plan_scripts_new, plan_stage_use_scripts), and a stage lent none takes those kept for
+ * its net's graph (plan_scripts_kept): a stage's phases and its run bound must be the ones made
+ * without any (a net without a graph id keeps none), for every kind and N, last or not, with a
+ * device's time model, recomputed boundaries (the twin takes them too) and offloading. */
 static void test_scripts_made_beforehand_change_no_phase(void **state)
 {
     static const floor_case cases[] = {{"resnet18", 8, 0, BN_EXACT, false, 0},
@@ -2307,8 +2308,10 @@ static void test_scripts_made_beforehand_change_no_phase(void **state)
                                                  parts[k], last, &st) != LR_OK)
                                 continue;
                             plan_phase f[2], bw[2];
-                            plan_stage_phases(net, &cfg, &st, a, &f[0], &bw[0]);
-                            int64_t runs = plan_stage_runs(net, &st);
+                            net_t bare = *net; /* (the same net, no scripts kept for it) */
+                            bare.graph_id = 0;
+                            plan_stage_phases(&bare, &cfg, &st, a, &f[0], &bw[0]);
+                            int64_t runs = plan_stage_runs(&bare, &st);
                             plan_stage_use_scripts(&st, scripts);
                             plan_stage_phases(net, &cfg, &st, a, &f[1], &bw[1]);
                             assert_int_equal(plan_stage_runs(net, &st), runs);
@@ -2328,6 +2331,31 @@ static void test_scripts_made_beforehand_change_no_phase(void **state)
     print_message("  %d stages with statistics passes alike with and without scripts\n", passes);
     assert_true(passes > 100);
     (void)state;
+}
+
+/* plan_scripts_kept makes a cut's scripts once per graph: the same ones at any input size of the
+ * net and for a whole copy of it, other ones for another cut, none for a net without a graph id;
+ * a sub-net cut off past its input is a graph of its own. */
+static void test_scripts_are_kept_per_graph(void **state)
+{
+    (void)state;
+    net_t *net = test_zoo("resnet18");
+    int end = find(net, "layer2_1_relu"), mid = find(net, "layer1_1_relu");
+    const plan_scripts *s = plan_scripts_kept(net, 0, end);
+    assert_non_null(s);
+    assert_ptr_equal(plan_scripts_kept(net, 0, end), s);
+    assert_true(plan_scripts_kept(net, 0, mid) != s);
+    assert_int_equal(net_reshape(net, 517, 517), LR_OK);
+    assert_ptr_equal(plan_scripts_kept(net, 0, end), s);
+    net_t *copy, *past;
+    assert_int_equal(auto_subnet(net, 0, &copy), LR_OK);
+    assert_ptr_equal(plan_scripts_kept(copy, 0, end), s);
+    assert_int_equal(auto_subnet(net, mid, &past), LR_OK);
+    assert_true(past->graph_id != net->graph_id && past->graph_id != 0);
+    net_t bare = *net;
+    bare.graph_id = 0;
+    assert_null(plan_scripts_kept(&bare, 0, end));
+    net_free(copy), net_free(past), net_free(net);
 }
 
 /* plan_stage_alone under reuse_phases keeps what a stage's build decided beside its phase
@@ -2478,6 +2506,7 @@ int main(void)
         cmocka_unit_test(test_scripts_made_beforehand_change_no_phase),
         cmocka_unit_test(test_segmented_walks_equal_the_replay),
         cmocka_unit_test(test_stages_asked_again_equal_their_walk),
+        cmocka_unit_test(test_scripts_are_kept_per_graph),
         cmocka_unit_test(test_twin_stages_are_the_same_plan_shifted),
         cmocka_unit_test(test_region_end_floor_is_under_every_peak),
         cmocka_unit_test(test_stage_floor_is_under_every_plan_holding_it),

@@ -146,11 +146,8 @@ static lr_status stage_alone_shared(search *s, const space *sp_of, probe_job *j,
     }
 #pragma omp atomic
     s->n_evals++;
-    if (j && !j->scripts && sp_of->bn == BN_EXACT && parts > 1 && stage_has_bn(s, a, b)) {
-        j->scripts = plan_scripts_kept(s->net, s->cut[a], s->cut[b]);
-        if (!j->scripts)
-            j->scripts = j->own = plan_scripts_new(s->net, s->cut[a], s->cut[b]);
-    }
+    if (j && !j->scripts && sp_of->bn == BN_EXACT && parts > 1 && stage_has_bn(s, a, b))
+        j->scripts = plan_scripts_lent(s->net, s->cut[a], s->cut[b], &j->own);
     LR_TRY(stage_alone(s, sp_of->bn, sp_of->kind, a, b, parts, last, recompute, index,
                        j ? j->scripts : NULL, fwd, bwd, runs));
     if (memo && !j->twin) {

@@ -107,8 +107,8 @@ typedef struct probe_job {
     int shift;
     stage_memo *memo;
     /* while its N are measured: the statistics passes' scripts of the stage (exact BatchNorm),
-     * the net's kept ones (or made, then also in own) when it first measures a stage itself, and
-     * lent to each N's; else NULL */
+     * lent (plan_scripts_lent; own: those made for it) when it first measures a stage itself,
+     * and lent on to each N's; else NULL */
     const plan_scripts *scripts;
     plan_scripts *own;
     stage_edge *out; /* one per N tried */

@@ -45,19 +45,20 @@ void closed_phase_key_of(const net_t *net, const plan_config *cfg, const plan_st
     k->bnd_on_host = st->bnd_on_host, k->in_rows = st->in_rows != NULL;
 }
 
-static uint32_t hash_of(const closed_phase_key *k)
+/* A key's bytes hashed (FNV-1a), for a slot of FN_SLOTS. */
+static uint32_t hash_of(const void *key, size_t n)
 {
-    const unsigned char *p = (const unsigned char *)k;
+    const unsigned char *p = key;
     uint64_t h = 0xcbf29ce484222325ull;
-    for (size_t i = 0; i < sizeof *k; i++)
+    for (size_t i = 0; i < n; i++)
         h = (h ^ p[i]) * 0x100000001b3ull;
-    return (uint32_t)(h ^ (h >> 32));
+    return (uint32_t)(h ^ (h >> 32)) & (FN_SLOTS - 1);
 }
 
 /* (under the lock) */
 static fn_entry *slot_of(const closed_phase_key *k)
 {
-    for (uint32_t i = hash_of(k) & (FN_SLOTS - 1);; i = (i + 1) & (FN_SLOTS - 1))
+    for (uint32_t i = hash_of(k, sizeof *k);; i = (i + 1) & (FN_SLOTS - 1))
         if (!table[i].used || memcmp(&table[i].key, k, sizeof *k) == 0)
             return &table[i];
 }
@@ -200,11 +201,7 @@ void closed_build_key_of(const net_t *net, const plan_config *cfg, plan_partitio
 
 static build_entry *build_slot(const closed_build_key *b)
 {
-    const unsigned char *p = (const unsigned char *)b;
-    uint64_t h = 0xcbf29ce484222325ull;
-    for (size_t i = 0; i < sizeof *b; i++)
-        h = (h ^ p[i]) * 0x100000001b3ull;
-    for (uint32_t i = (uint32_t)(h ^ (h >> 32)) & (FN_SLOTS - 1);; i = (i + 1) & (FN_SLOTS - 1))
+    for (uint32_t i = hash_of(b, sizeof *b);; i = (i + 1) & (FN_SLOTS - 1))
         if (!builds[i].used || memcmp(&builds[i].key, b, sizeof *b) == 0)
             return &builds[i];
 }

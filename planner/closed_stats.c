@@ -274,19 +274,37 @@ static void take_stats_scripts(shared *sh, const plan_scripts *s)
         sh->pass[k].count = s->count[k];
 }
 
-/* One segment of a walk (closed_segments), relative to where the segment starts: what the walk
- * makes there and, for the shared walks, the position before each of its nodes. */
+/* A run of a walk's nodes, relative to where it starts: what it makes (its twin's, evaluator.twin,
+ * too), and the boundary gradients it receives and hands on (bytes; backward). */
 typedef struct {
     walk_summary sum;  /* live, FLOPs, time, first highest point */
-    int64_t twin_live; /* the twin's (evaluator.twin) live bytes and first highest point */
+    int64_t twin_live; /* the twin's live bytes and first highest point */
     stretch twin_top;
+    int64_t taken, made;
+} piece;
+
+/* A segment's piece kept (closed_segments) with the position before each of its nodes; a
+ * backward segment's flags follow it. */
+typedef struct {
+    piece p;
     position at[CLOSED_SEGMENT_NODES];
 } segment_walk;
 
-/* A walk going on through a segment's summary w (a recorder's totals and its first highest
- * point `top`, the twin's if any). */
-static void segment_advance(recorder *r, stretch *top, recorder *twin, const segment_walk *w)
+/* A walk going on through piece w of nodes first .. first + count - 1: with positions `rel` (w's,
+ * relative to its start), their places in the walk into dst (NULL: none; dst may be rel); the
+ * recorder r, its first highest point *top, the twin and the gradient bytes (NULL: not kept)
+ * advanced past it. */
+static void piece_place(position *dst, const position *rel, int count, const piece *w, recorder *r,
+                        stretch *top, recorder *twin, int64_t *taken, int64_t *made)
 {
+    for (int q = 0; q < count && dst; q++) {
+        position p = rel[q];
+        dst[q] = (position){.level = r->live + p.level, .flops = saturated(r->flops, p.flops),
+                            .ns = saturated(r->ns, p.ns),
+                            .top = closed_later(*top, closed_shifted(p.top, r->live)),
+                            .taken = (taken ? *taken : 0) + p.taken,
+                            .made = (made ? *made : 0) + p.made, .ran = p.ran};
+    }
     *top = closed_later(*top, closed_shifted(w->sum.top, r->live));
     r->live += w->sum.live;
     r->flops = saturated(r->flops, w->sum.flops);
@@ -295,12 +313,14 @@ static void segment_advance(recorder *r, stretch *top, recorder *twin, const seg
         twin->top = closed_later(twin->top, closed_shifted(w->twin_top, twin->live));
         twin->live += w->twin_live;
     }
+    if (taken)
+        *taken += w->taken, *made += w->made;
 }
 
 /* The nodes first .. last of a forward pass in partition j into w (v->twin set or not as the
- * whole walk's), with positions when `at`. */
-static void segment_forward(evaluator *v, const fwd_pass *f, int first, int last, int j, bool at,
-                            segment_walk *w)
+ * whole walk's), with the position before each into at[l - first] (NULL: none). */
+static void forward_piece(evaluator *v, const fwd_pass *f, int first, int last, int j,
+                          position *at, piece *w)
 {
     recorder *outer = v->rec, *outer_twin = v->twin;
     recorder r = {0}, t = {0};
@@ -309,48 +329,48 @@ static void segment_forward(evaluator *v, const fwd_pass *f, int first, int last
     stretch top = {0};
     for (int l = first; l <= last; l++) {
         if (at)
-            w->at[l - first] = (position){.level = r.live, .flops = r.flops, .ns = r.ns, .top = top};
+            at[l - first] = (position){.level = r.live, .flops = r.flops, .ns = r.ns, .top = top};
         if (f->subset && !f->subset[l])
             continue;
         r.top = (stretch){0};
         closed_forward_node(v, f, l, j);
         top = closed_later(top, r.top);
     }
-    w->sum = (walk_summary){r.live, r.flops, r.ns, top, 0};
-    w->twin_live = t.live, w->twin_top = t.top;
+    *w = (piece){.sum = {r.live, r.flops, r.ns, top, 0}, .twin_live = t.live, .twin_top = t.top};
     v->rec = outer, v->twin = outer_twin;
 }
 
-/* Partition j's forward pass f from its first node on, segment by segment (segs), into the
- * recorder v->rec (and v->twin); with `at`, the position before each node into sh->at. */
-static void forward_by_segments(shared *sh, closed_segments *segs, const fwd_pass *f, int j,
-                                bool at)
+/* Partition j's forward pass f from its first node on into the recorder v->rec (and v->twin),
+ * segment by segment (segs; off: in one piece); with `at`, the position before each node into
+ * sh->at. */
+static void forward_by_pieces(shared *sh, closed_segments *segs, const fwd_pass *f, int j, bool at)
 {
     evaluator *v = sh->v;
-    int in = sh->st->in_node;
+    const plan_stage *st = sh->st;
     recorder *r = v->rec;
     stretch top = r->top;
-    for (int g = 0; g < segs->n; g++) {
-        int first = segs->first[g], last = segs->first[g + 1] - 1;
-        bool fresh;
-        segment_walk *w = closed_segments_take(segs, g, j, NULL, &fresh);
-        if (fresh)
-            segment_forward(v, f, first, last, j, at, w);
-        for (int l = first; l <= last && at; l++) {
-            const position *p = &w->at[l - first];
-            sh->at[l - in] = (position){.level = r->live + p->level,
-                                        .flops = saturated(r->flops, p->flops),
-                                        .ns = saturated(r->ns, p->ns),
-                                        .top = closed_later(top, closed_shifted(p->top, r->live))};
+    for (int g = 0; g < (segs->off ? 1 : segs->n); g++) {
+        int first = segs->off ? st->in_node + 1 : segs->first[g];
+        int last = segs->off ? st->out_node : segs->first[g + 1] - 1;
+        position *dst = at ? &sh->at[first - st->in_node] : NULL, *rel = dst;
+        piece whole, *w = &whole;
+        if (segs->off) {
+            forward_piece(v, f, first, last, j, rel, w);
+        } else {
+            bool fresh;
+            segment_walk *s = closed_segments_take(segs, g, j, NULL, &fresh);
+            if (fresh)
+                forward_piece(v, f, first, last, j, at ? s->at : NULL, &s->p);
+            w = &s->p, rel = s->at;
         }
-        segment_advance(r, &top, v->twin, w);
+        piece_place(dst, rel, last - first + 1, w, r, &top, v->twin, NULL, NULL);
     }
     r->top = top;
 }
 
 /* The shared walk of partition j: a STATS-style forward (nothing stored, boundaries handed on and
  * freed when read) through every node, recorded position by position (segment by segment when
- * the stage's shapes are sorted). */
+ * the stage has the shapes for it). */
 static void record_forward(shared *sh, int j, walk_summary *fwd)
 {
     evaluator *v = sh->v;
@@ -360,17 +380,7 @@ static void record_forward(shared *sh, int j, walk_summary *fwd)
     v->rec = &r;
     v->twin = fwd ? &as_fwd : NULL;
     closed_input_in(v, st, PASS_STATS, j); /* the pass's own copy of it, freed at its end */
-    if (!sh->fwd_segs.off) {
-        forward_by_segments(sh, &sh->fwd_segs, &f, j, true);
-    } else {
-        stretch top = r.top;
-        for (int li = 1; li <= sh->n_local; li++) {
-            sh->at[li] = (position){.level = r.live, .flops = r.flops, .ns = r.ns, .top = top};
-            r.top = (stretch){0};
-            closed_forward_node(v, &f, st->in_node + li, j);
-            top = closed_later(top, r.top);
-        }
-    }
+    forward_by_pieces(sh, &sh->fwd_segs, &f, j, true);
     v->rec = v->twin = NULL;
     if (fwd) { /* the same kernels: FWD's FLOPs and time are the shared walk's */
         as_fwd.top.pass = PASS_FWD;
@@ -596,99 +606,98 @@ static void gstats_passes_of(shared *sh)
     }
 }
 
-/* A segment of the shared backward walk (closed_segments), walked from its last node down to its
- * first: what segment_walk keeps, the boundary gradients received and handed on (bytes), and
- * after it the flags it leaves: the gradient stripes of its nodes and their inputs (low .. last)
- * and the boundary gradients it hands on (first .. last). */
-typedef struct {
-    segment_walk w;
-    int64_t taken, made;
-} segment_back;
-
 /* Node l of the shared backward walk in partition j, the bytes received (*taken) and handed on
- * (*made) counted after it. */
-static void backward_step(shared *sh, const bwd_pass *b, int l, int j, bool *g, const bool *gb_in,
+ * (*made) counted after it; whether it ran (rows and a gradient). */
+static bool backward_step(shared *sh, const bwd_pass *b, int l, int j, bool *g, const bool *gb_in,
                           bool *gb_out, int64_t *taken, int64_t *made)
 {
     evaluator *v = sh->v;
     const plan_stage *st = sh->st;
     int li = l - st->in_node;
     closed_backward_node(v, b, l, j, g, gb_in, gb_out);
-    sh->at[li].ran = !rr_empty(closed_bwd_rows(st, l, j)) && g[li];
     if (l != st->out_node && gb_in[li])
         *taken += taken_bytes(v, st, l, j);
     if (gb_out[li])
         *made += made_bytes(v, st, l, j);
+    return !rr_empty(closed_bwd_rows(st, l, j)) && g[li];
 }
 
-/* Partition j's shared backward walk, segment by segment, into the recorder v->rec: a segment
- * whose counts and entry flags were walked before takes that walk's summary and flags. */
-static void backward_by_segments(shared *sh, const bwd_pass *b, int j, bool *g, const bool *gb_in,
-                                 bool *gb_out, int64_t *taken_out, int64_t *made_out)
+/* The nodes last down to first of the shared backward walk in partition j into w, with the
+ * position before each into at[l - first]. */
+static void backward_piece(shared *sh, const bwd_pass *b, int first, int last, int j, bool *g,
+                           const bool *gb_in, bool *gb_out, position *at, piece *w)
 {
     evaluator *v = sh->v;
-    closed_segments *segs = &sh->bwd_segs;
-    int in = sh->st->in_node;
-    recorder *r = v->rec;
+    recorder *outer = v->rec, r = {0};
+    v->rec = &r;
     stretch top = {0};
     int64_t taken = 0, made = 0;
-    for (int s = segs->n - 1; s >= 0; s--) {
-        int first = segs->first[s], last = segs->first[s + 1] - 1, low = segs->low[s];
-        int32_t *x = sh->bwd_key;
-        for (int l = low; l <= last; l++)
-            *x++ = g[l - in];
-        for (int l = first; l <= last; l++)
-            *x++ = gb_in[l - in];
-        while (x < sh->bwd_key + segs->extra)
-            *x++ = -1;
-        bool fresh;
-        segment_back *w = closed_segments_take(segs, s, j, sh->bwd_key, &fresh);
-        unsigned char *flags = (unsigned char *)(w + 1);
-        if (fresh) {
-            recorder rs = {0};
-            v->rec = &rs;
-            stretch st_top = {0};
-            int64_t t = 0, m = 0;
-            for (int l = last; l >= first; l--) {
-                w->w.at[l - first] = (position){.level = rs.live, .flops = rs.flops, .ns = rs.ns,
-                                                .top = st_top, .taken = t, .made = m};
-                rs.top = (stretch){0};
-                backward_step(sh, b, l, j, g, gb_in, gb_out, &t, &m);
-                w->w.at[l - first].ran = sh->at[l - in].ran;
-                st_top = closed_later(st_top, rs.top);
-            }
-            v->rec = r;
-            w->w.sum = (walk_summary){rs.live, rs.flops, rs.ns, st_top, 0};
-            w->taken = t, w->made = m;
-            for (int l = low; l <= last; l++)
-                *flags++ = g[l - in];
-            for (int l = first; l <= last; l++)
-                *flags++ = gb_out[l - in];
+    for (int l = last; l >= first; l--) {
+        at[l - first] = (position){.level = r.live, .flops = r.flops, .ns = r.ns, .top = top,
+                                   .taken = taken, .made = made};
+        r.top = (stretch){0};
+        at[l - first].ran = backward_step(sh, b, l, j, g, gb_in, gb_out, &taken, &made);
+        top = closed_later(top, r.top);
+    }
+    v->rec = outer;
+    *w = (piece){.sum = {r.live, r.flops, r.ns, top, 0}, .taken = taken, .made = made};
+}
+
+/* Partition j's shared backward walk into the recorder v->rec, segment by segment (off: in one
+ * piece): a segment whose counts and entry flags were walked before takes that walk's piece and
+ * the flags it left. A segment's key holds the gradient stripes present on entry (low .. last)
+ * and the boundary gradients received (first .. last); its value after the segment_walk the
+ * flags it leaves, the same spans. */
+static void backward_by_pieces(shared *sh, const bwd_pass *b, int j, bool *g, const bool *gb_in,
+                               bool *gb_out, int64_t *taken, int64_t *made)
+{
+    evaluator *v = sh->v;
+    const plan_stage *st = sh->st;
+    closed_segments *segs = &sh->bwd_segs;
+    int in = st->in_node;
+    recorder *r = v->rec;
+    stretch top = {0};
+    for (int s = (segs->off ? 1 : segs->n) - 1; s >= 0; s--) {
+        int first = segs->off ? in + 1 : segs->first[s];
+        int last = segs->off ? st->out_node : segs->first[s + 1] - 1;
+        position *dst = &sh->at[first - in], *rel = dst;
+        piece whole, *w = &whole;
+        if (segs->off) {
+            backward_piece(sh, b, first, last, j, g, gb_in, gb_out, rel, w);
         } else {
+            int low = segs->low[s];
+            int32_t *x = sh->bwd_key;
             for (int l = low; l <= last; l++)
-                g[l - in] = *flags++;
+                *x++ = g[l - in];
             for (int l = first; l <= last; l++)
-                gb_out[l - in] = *flags++;
+                *x++ = gb_in[l - in];
+            while (x < sh->bwd_key + segs->extra)
+                *x++ = -1;
+            bool fresh;
+            segment_walk *k = closed_segments_take(segs, s, j, sh->bwd_key, &fresh);
+            unsigned char *flags = (unsigned char *)(k + 1);
+            if (fresh) {
+                backward_piece(sh, b, first, last, j, g, gb_in, gb_out, k->at, &k->p);
+                for (int l = low; l <= last; l++)
+                    *flags++ = g[l - in];
+                for (int l = first; l <= last; l++)
+                    *flags++ = gb_out[l - in];
+            } else {
+                for (int l = low; l <= last; l++)
+                    g[l - in] = *flags++;
+                for (int l = first; l <= last; l++)
+                    gb_out[l - in] = *flags++;
+            }
+            w = &k->p, rel = k->at;
         }
-        for (int l = first; l <= last; l++) {
-            const position *p = &w->w.at[l - first];
-            sh->at[l - in] = (position){.level = r->live + p->level,
-                                        .flops = saturated(r->flops, p->flops),
-                                        .ns = saturated(r->ns, p->ns),
-                                        .top = closed_later(top, closed_shifted(p->top, r->live)),
-                                        .taken = taken + p->taken, .made = made + p->made,
-                                        .ran = p->ran};
-        }
-        taken += w->taken, made += w->made;
-        segment_advance(r, &top, NULL, &w->w);
+        piece_place(dst, rel, last - first + 1, w, r, &top, NULL, taken, made);
     }
     r->top = top;
-    *taken_out = taken, *made_out = made;
 }
 
 /* The shared backward walk of partition j (every node runs, no target), recorded position by
- * position from the stage output down (segment by segment when the stage's shapes are sorted);
- * gb_in/gb_out chain it from partition to partition. */
+ * position from the stage output down (segment by segment when the stage has the shapes for
+ * it); gb_in/gb_out chain it from partition to partition. */
 static void record_backward(shared *sh, int j, const recorder *re, bool *gb_in, bool *gb_out,
                             walk_summary *sum)
 {
@@ -700,24 +709,12 @@ static void record_backward(shared *sh, int j, const recorder *re, bool *gb_in, 
     memset(gb_out, 0, (size_t)sh->n_local + 1);
     recorder r = {0};
     v->rec = &r;
-    stretch top = {0};
     int64_t taken = 0, made = 0;
-    if (!sh->bwd_segs.off) {
-        backward_by_segments(sh, &b, j, g, gb_in, gb_out, &taken, &made);
-        top = r.top;
-    } else {
-        for (int li = sh->n_local; li >= 1; li--) {
-            sh->at[li] = (position){.level = r.live, .flops = r.flops, .ns = r.ns, .top = top,
-                                    .taken = taken, .made = made};
-            r.top = (stretch){0};
-            backward_step(sh, &b, st->in_node + li, j, g, gb_in, gb_out, &taken, &made);
-            top = closed_later(top, r.top);
-        }
-    }
+    backward_by_pieces(sh, &b, j, g, gb_in, gb_out, &taken, &made);
     closed_input_out(v, st, j); /* what the recompute brought in (re) leaves with the pass */
     v->rec = NULL;
     if (sum)
-        *sum = (walk_summary){r.live, r.flops, r.ns, top, 0};
+        *sum = (walk_summary){r.live, r.flops, r.ns, r.top, 0};
     memset(g, 0, (size_t)sh->n_local + 1);
     /* everything the partition made is freed but what it hands on */
     LR_ASSERT(re->live + r.live == made - taken);
@@ -840,12 +837,11 @@ static void gstats_walk(shared *sh, gstats_memo *g, int j, bool *gb_in, bool *gb
     v->rec = &re;
     v->twin = rerun ? &as_bwd : NULL;
     closed_input_in(v, st, PASS_RECOMPUTE, j);
-    if (!sh->rec_segs.off) {
-        fwd_pass f = closed_recompute_pass(st, false);
-        forward_by_segments(sh, &sh->rec_segs, &f, j, false);
-    } else {
-        closed_recompute_partition(v, st, j, false);
-    }
+    fwd_pass f = closed_recompute_pass(st, false);
+    if (sh->rec_segs.off)
+        closed_forward_partition(v, &f, j);
+    else
+        forward_by_pieces(sh, &sh->rec_segs, &f, j, false);
     v->rec = v->twin = NULL;
     w[0] = (walk_summary){re.live, re.flops, re.ns, re.top, 0};
     w[1] = (walk_summary){as_bwd.live, re.flops, re.ns, as_bwd.top, 0};
@@ -860,9 +856,8 @@ static void gstats_walk(shared *sh, gstats_memo *g, int j, bool *gb_in, bool *gb
     }
 }
 
-/* The segments of the recompute and of the shared backward walk; a backward segment's key holds
- * the gradient stripes present on entry (low .. last) and the boundary gradients received
- * (first .. last), its value after segment_back the flags it leaves: the same spans. */
+/* The segments of the recompute and of the shared backward walk (backward_by_pieces says what a
+ * backward segment's key and value hold). */
 static void gstats_segments_init(shared *sh)
 {
     const closed_shapes *shapes = closed_shapes_of(sh->v, sh->st);
@@ -872,7 +867,7 @@ static void gstats_segments_init(shared *sh)
     if (sh->bwd_segs.off)
         return;
     int extra = closed_segments_reach(&sh->bwd_segs) + CLOSED_SEGMENT_NODES;
-    closed_segments_values(&sh->bwd_segs, extra, sizeof(segment_back) + (size_t)extra);
+    closed_segments_values(&sh->bwd_segs, extra, sizeof(segment_walk) + (size_t)extra);
     sh->bwd_key = malloc(sizeof(int32_t) * (size_t)extra);
     LR_ASSERT(sh->bwd_key != NULL);
 }
@@ -1022,6 +1017,13 @@ const plan_scripts *plan_scripts_kept(const net_t *net, int in, int out)
     }
     plan_scripts_free(made);
     return found;
+}
+
+const plan_scripts *plan_scripts_lent(const net_t *net, int in, int out, plan_scripts **own)
+{
+    const plan_scripts *s = plan_scripts_kept(net, in, out);
+    *own = s ? NULL : plan_scripts_new(net, in, out);
+    return s ? s : *own;
 }
 
 void plan_scripts_free(plan_scripts *s)

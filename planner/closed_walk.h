@@ -403,7 +403,7 @@ void *closed_memo_take(closed_memo *m, void *spare, bool *fresh);
 enum { CLOSED_SEGMENT_NODES = 16 };
 
 typedef struct {
-    bool off;                    /* the stage's shapes are off: nothing is found or kept */
+    bool off; /* the stage's shapes are off, too few, or plan_stage.whole_walks: walk it whole */
     const closed_shapes *shapes;
     int n;                       /* segments */
     int *first;                  /* by segment: its first node; first[n] = out_node + 1 */

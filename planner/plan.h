@@ -338,6 +338,9 @@ const int *plan_scripts_stats_of(const plan_scripts *s);
  * its own then). The caller does not free them. Searches at every size and batch of one net, and
  * the closed form of every plan of it, share them. */
 const plan_scripts *plan_scripts_kept(const net_t *net, int in, int out);
+/* The scripts of (in, out] to lend to stages: the kept ones, else made now and also put in *own
+ * for the caller to free (*own is NULL when they are the kept ones). */
+const plan_scripts *plan_scripts_lent(const net_t *net, int in, int out, plan_scripts **own);
 
 /* st (and its twin) take the scripts made for its cut (NULL: none). */
 static inline void plan_stage_use_scripts(plan_stage *st, const plan_scripts *s)

@@ -469,8 +469,8 @@ typedef struct {
                                      kept floor (INT64_MAX: none) */
     int64_t other; /* the lowest peak found at another end (INT64_MAX: none) */
     bool early; /* only the N of early_parts */
-    /* by end: the statistics passes' scripts of (0, end] (exact BatchNorm), made as the end is
-     * first measured; NULL: none yet */
+    /* by end: the statistics passes' scripts of (0, end] (exact BatchNorm), lent as the end is
+     * first measured (plan_scripts_lent); NULL: none yet */
     const plan_scripts *scripts[PLAN_MAX_STAGES];
     plan_scripts *own[PLAN_MAX_STAGES]; /* by end: those made here (the net's kept none) */
 } trial_batch;
@@ -601,11 +601,8 @@ static void measure_ends(trial_batch *b, const bool *skip, const int64_t *saved)
     int lo = b->lo, hi = lo + b->per - 1, n_ends = b->n_ends;
     b->skip = skip;
     for (int r = 0; r < n_ends && b->cfg->bn == BN_EXACT && lo < hi; r++) /* (--rows: one N) */
-        if (!b->scripts[r] && !(skip && skip[r])) {
-            b->scripts[r] = plan_scripts_kept(b->net, 0, b->ends[r]);
-            if (!b->scripts[r])
-                b->scripts[r] = b->own[r] = plan_scripts_new(b->net, 0, b->ends[r]);
-        }
+        if (!b->scripts[r] && !(skip && skip[r]))
+            b->scripts[r] = plan_scripts_lent(b->net, 0, b->ends[r], &b->own[r]);
     bool past[PLAN_MAX_STAGES]; /* by end: the search goes past hi */
     for (int r = 0; r < n_ends; r++) {
         b->n_from[r] = b->n_to[r] = hi;

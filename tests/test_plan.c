@@ -1916,11 +1916,6 @@ static void test_stages_costed_alone_compose_to_the_closed_form(void **state)
     assert_true(checked > 150);
 }
 
-/* The auto planner measures a stage once for all its twins (auto_find_twins): stages whose
- * layers match one to one, as a ResNet's identical blocks do, are the same plan up to node ids.
- * Checked here on resnet50's layer3 blocks 1..5 (block 0 downsamples): spans of one to three
- * blocks one block apart, every kind, BN mode, N, both ways of keeping boundaries, as a middle
- * and as a last stage. */
 /* The closed form walks each partition shape once (closed_shape.c): on resnet18 at 224x224 a
  * region through layer1 in 32 partitions has at most a third as many shapes for every kind (row
  * 6, overl 7, 2ps 10: its 7-row input stripes reach the stride-2 layers at alternating parities),
@@ -1956,6 +1951,11 @@ static void test_partitions_of_a_stage_come_in_a_few_shapes(void **state)
     net_free(net);
 }
 
+/* The auto planner measures a stage once for all its twins (auto_find_twins): stages whose
+ * layers match one to one, as a ResNet's identical blocks do, are the same plan up to node ids.
+ * Checked here on resnet50's layer3 blocks 1..5 (block 0 downsamples): spans of one to three
+ * blocks one block apart, every kind, BN mode, N, both ways of keeping boundaries, as a middle
+ * and as a last stage. */
 static void test_twin_stages_are_the_same_plan_shifted(void **state)
 {
     net_t *net = test_zoo("resnet50");
